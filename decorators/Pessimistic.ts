@@ -1,0 +1,38 @@
+import { withPessimistic, type PessimisticMethodOptions } from '../src/locks/pessimistic';
+import type { RowLockOptions } from '../src/locks/row-lock-options';
+import { entityRecord } from '../src/metadata/registry';
+import { wrapAsyncMethod } from './wrap-method';
+
+/**
+ * On an entity class: the entity's default row-lock policy (used by `lock`, `withLock`,
+ * `lockParent` and locked reads), checked against the database at `installLocking`.
+ * On an async method: runs it in a transaction where every entity read is locked
+ * (twin: `withPessimistic`).
+ *
+ * ```ts
+ * @Pessimistic({ timeoutMs: 2000 }) @Entity() class User { … }
+ *
+ * class Billing {
+ *   @Pessimistic()
+ *   async charge(userId: number, orderId: number) {
+ *     const user = await this.users.findOneByOrFail({ id: userId });  // … FOR UPDATE
+ *   }
+ * }
+ * ```
+ */
+export function Pessimistic(options?: RowLockOptions): ClassDecorator;
+export function Pessimistic(options?: PessimisticMethodOptions): MethodDecorator;
+export function Pessimistic(options: PessimisticMethodOptions = {}): any {
+  return (target: any, propertyKey?: string | symbol, descriptor?: PropertyDescriptor) => {
+    if (propertyKey === undefined) {
+      const { entities: _e, dataSource: _d, ...policy } = options;
+      entityRecord(target).pessimistic = policy;
+      return;
+    }
+    return wrapAsyncMethod('Pessimistic', target, propertyKey, descriptor!, (original, methodName) =>
+      function (this: unknown, ...args: unknown[]) {
+        return withPessimistic(() => original.apply(this, args), options, `@Pessimistic ${methodName}`);
+      },
+    );
+  };
+}

@@ -1,0 +1,21 @@
+import { transaction, type TransactionOptions } from '../src/context/transaction';
+import { wrapAsyncMethod } from './wrap-method';
+
+/**
+ * Runs the method in a transaction (joins the ambient one by default). The twin of `transaction()`.
+ *
+ * ```ts
+ * class Billing {
+ *   @Transactional({ isolation: 'SERIALIZABLE' })
+ *   async charge(userId: number) { … }
+ * }
+ * ```
+ */
+export function Transactional(options: TransactionOptions = {}): MethodDecorator {
+  return (target, propertyKey, descriptor) =>
+    wrapAsyncMethod('Transactional', target, propertyKey, descriptor, (original) =>
+      function (this: unknown, ...args: unknown[]) {
+        return transaction(() => original.apply(this, args), options);
+      },
+    ) as any;
+}

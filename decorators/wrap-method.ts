@@ -1,0 +1,36 @@
+import { LockConfigError } from '../src/errors';
+
+type AnyMethod = (this: unknown, ...args: any[]) => any;
+
+/**
+ * The one helper every method decorator uses: checks that the method is async (a lock or
+ * transaction cannot end before a synchronous method's work does), and replaces it with
+ * `wrap(original, name)` keeping its name. Decorators record and delegate; the behaviour
+ * lives in the plain-function twin that `wrap` calls.
+ */
+export function wrapAsyncMethod(
+  decorator: string,
+  target: object,
+  propertyKey: string | symbol,
+  descriptor: PropertyDescriptor,
+  wrap: (original: AnyMethod, methodName: string) => AnyMethod,
+): PropertyDescriptor {
+  const className = typeof target === 'function' ? target.name : target.constructor?.name ?? 'anonymous';
+  const methodName = `${className}.${String(propertyKey)}`;
+  const original = descriptor?.value;
+  if (typeof original !== 'function') {
+    throw new LockConfigError(`@${decorator} on ${methodName}: only methods can be decorated (not accessors or fields).`, { method: methodName });
+  }
+  const returnType = Reflect.getMetadata?.('design:returntype', target, propertyKey);
+  const isAsync = original.constructor?.name === 'AsyncFunction' || returnType === Promise;
+  if (!isAsync) {
+    throw new LockConfigError(
+      `@${decorator} on ${methodName}: the method must be async (return a Promise), or the lock would end before its work does.`,
+      { method: methodName },
+    );
+  }
+  const wrapped = wrap(original, methodName);
+  Object.defineProperty(wrapped, 'name', { value: original.name, configurable: true });
+  descriptor.value = wrapped;
+  return descriptor;
+}

@@ -1,0 +1,55 @@
+import { LockConfigError } from '../errors';
+import { childFrame, currentFrame, runInFrame } from './store';
+
+/**
+ * Request-scoped values (Ruby's `Thread.current`): `Current.run({ ip }, handler)` gives the
+ * handler and everything it awaits its own values, never visible to concurrent requests.
+ */
+export const Current = {
+  /** Runs `fn` with `values` layered over the enclosing ones (the enclosing scope is not changed). */
+  run<T>(values: Record<PropertyKey, unknown>, fn: () => T): T {
+    if (values === null || typeof values !== 'object') {
+      throw new LockConfigError('Current.run(values, fn): values must be an object');
+    }
+    const merged = new Map(currentFrame()?.values ?? []);
+    for (const key of Reflect.ownKeys(values)) merged.set(key, (values as Record<PropertyKey, unknown>)[key]);
+    return runInFrame(childFrame({ values: merged }), fn);
+  },
+  /** The value of `key` in this async context, or undefined. */
+  get<T = unknown>(key: PropertyKey): T | undefined {
+    return currentFrame()?.values.get(key) as T | undefined;
+  },
+  /** Sets `key` for the rest of the enclosing `Current.run` (or transaction) scope. */
+  set(key: PropertyKey, value: unknown): void {
+    const frame = currentFrame();
+    if (!frame) {
+      throw new LockConfigError(
+        `Current.set('${String(key)}') outside Current.run(): the value would be global and leak between requests. ` +
+          'Wrap the request in Current.run({}, handler).',
+      );
+    }
+    frame.values.set(key, value);
+  },
+  /** True inside a Current.run / transaction scope. */
+  active(): boolean {
+    return currentFrame() !== undefined;
+  },
+};
+
+export interface TypedCurrent<T extends object> {
+  run<R>(values: Partial<T>, fn: () => R): R;
+  get<K extends keyof T>(key: K): T[K] | undefined;
+  set<K extends keyof T>(key: K, value: T[K]): void;
+}
+
+/**
+ * A typed view of `Current`: `const RequestCtx = defineCurrent<{ userId: number; ip: string }>()`,
+ * then `RequestCtx.get('userId')` is a `number | undefined`.
+ */
+export function defineCurrent<T extends object>(): TypedCurrent<T> {
+  return {
+    run: (values, fn) => Current.run(values as Record<PropertyKey, unknown>, fn),
+    get: (key) => Current.get(key as PropertyKey),
+    set: (key, value) => Current.set(key as PropertyKey, value),
+  };
+}

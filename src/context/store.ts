@@ -1,0 +1,66 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
+import type { DataSource, EntityManager, QueryRunner } from 'typeorm';
+import type { IsolationLevel } from 'typeorm/driver/types/IsolationLevel';
+import type { LockDialect } from '../dialects/dialect';
+import type { RowLockOptions } from '../locks/row-lock-options';
+
+/** One open transaction, as the context carries it. */
+export interface TxState {
+  readonly id: number;
+  readonly dataSource: DataSource;
+  readonly queryRunner: QueryRunner;
+  readonly manager: EntityManager;
+  readonly dialect: LockDialect;
+  readonly isolation?: IsolationLevel;
+  /** Advisory keys held in this transaction (re-entry is a no-op). */
+  readonly heldKeys: Set<string>;
+}
+
+/** Locked reads requested by a `@Pessimistic` method (or `withPessimistic`). */
+export interface ReadLockPolicy {
+  options: RowLockOptions;
+  /** Only reads of these entity classes are locked; all when undefined. */
+  entities?: ReadonlyArray<Function>;
+  /** Where the policy was declared, for error messages. */
+  source: string;
+}
+
+/**
+ * What the AsyncLocalStorage carries: the Node form of Ruby's `Thread.current`.
+ * Frames are immutable; a nested scope gets a new frame that shares the parent's
+ * `values` map unless `Current.run` gives it a fresh one.
+ */
+export interface Frame {
+  readonly txs: ReadonlyMap<DataSource, TxState>;
+  readonly values: Map<PropertyKey, unknown>;
+  readonly readLock?: ReadLockPolicy;
+  /** Session-scoped held locks (advisory) outside of a transaction, keyed by lock id. */
+  readonly sessionLocks?: Map<string, unknown>;
+}
+
+const storage = new AsyncLocalStorage<Frame>();
+
+export function currentFrame(): Frame | undefined {
+  return storage.getStore();
+}
+
+export function runInFrame<T>(frame: Frame, fn: () => T): T {
+  return storage.run(frame, fn);
+}
+
+/** A child frame of the current one with some fields replaced. */
+export function childFrame(patch: Partial<Frame>): Frame {
+  const parent = storage.getStore();
+  return {
+    txs: parent?.txs ?? new Map(),
+    values: parent?.values ?? new Map(),
+    readLock: parent?.readLock,
+    sessionLocks: parent?.sessionLocks,
+    ...patch,
+  };
+}
+
+/** The transaction open on `dataSource` in this async context, if any. */
+export function ambientTx(dataSource: DataSource): TxState | undefined {
+  return storage.getStore()?.txs.get(dataSource);
+}

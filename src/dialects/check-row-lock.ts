@@ -1,0 +1,27 @@
+import { LockConfigError } from '../errors';
+import type { RowLockSpec } from '../locks/row-lock-options';
+import type { DialectCapabilities } from './dialect';
+
+/** Capability check shared by every dialect: says which option this database cannot honour. */
+export function checkRowLockAgainst(
+  caps: DialectCapabilities,
+  dialectName: string,
+  spec: RowLockSpec,
+  subject: string,
+  hasJoins = false,
+): void {
+  const refuse = (what: string, hint: string) => {
+    throw new LockConfigError(`${subject}: ${what} is not supported on ${dialectName}. ${hint}`, { entity: subject });
+  };
+  if (!caps.rowLockModes.has(spec.mode)) {
+    refuse(`row lock mode '${spec.mode}'`, `Use one of: ${[...caps.rowLockModes].join(', ')}.`);
+  }
+  if (spec.onLocked === 'nowait' && !caps.nowait) refuse(`onLocked 'nowait'`, 'Use timeoutMs instead.');
+  if (spec.onLocked === 'skip_locked' && !caps.skipLocked) refuse(`onLocked 'skip_locked'`, 'Upgrade the server.');
+  if (hasJoins && !caps.lockOf) {
+    refuse(
+      'a locked read with joins (it would lock the joined tables too: the database has no FOR UPDATE OF)',
+      "Load relations with relationLoadStrategy: 'query', or lock the main entity with lock() and read relations after.",
+    );
+  }
+}

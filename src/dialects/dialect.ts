@@ -1,0 +1,68 @@
+import type { DataSource, QueryRunner } from 'typeorm';
+import type { RowLockSpec } from '../locks/row-lock-options';
+import type { LockError } from '../errors';
+
+/** What a database can do; strategies ask these flags, never the database's name. */
+export interface DialectCapabilities {
+  /** Row lock modes the SELECT lock clause can express. */
+  rowLockModes: ReadonlySet<RowLockSpec['mode']>;
+  nowait: boolean;
+  skipLocked: boolean;
+  /** `FOR UPDATE OF alias`: a read with joins can lock only its main table. */
+  lockOf: boolean;
+  /** A wait limit written into the lock clause itself (MariaDB `WAIT n`), so no extra statement. */
+  lockWaitClause: boolean;
+  /** Advisory locks released at transaction end (pg_advisory_xact_lock). */
+  transactionAdvisoryLocks: boolean;
+  /** Shared advisory locks. */
+  sharedAdvisoryLocks: boolean;
+}
+
+/** Context an error converter may use to choose the right LockError subclass and fill it in. */
+export interface ErrorContext {
+  entity?: string;
+  id?: unknown;
+  key?: unknown;
+  method?: string;
+  onLocked?: RowLockSpec['onLocked'];
+  timeoutMs?: number;
+  startedAt?: number;
+}
+
+/**
+ * Everything database-specific that ormlock does goes through one of these.
+ * One implementation per database family (src/dialects/postgres, src/dialects/mysql).
+ */
+export interface LockDialect {
+  readonly name: string;
+  readonly capabilities: DialectCapabilities;
+
+  /** Throws LockConfigError (naming `subject`) if this database cannot honour the spec. */
+  checkRowLock(spec: RowLockSpec, subject: string, hasJoins?: boolean): void;
+  /** The clause appended to a SELECT: ` FOR UPDATE OF "u" NOWAIT`. `mainAlias` is already escaped. */
+  rowLockClause(spec: RowLockSpec, mainAlias: string, hasJoins: boolean): string;
+  /**
+   * Runs `work` (the locking SELECT) so that it waits at most `timeoutMs` for row locks,
+   * with as few extra statements as the database allows, restoring the previous limit after.
+   */
+  withRowLockTimeout<T>(queryRunner: QueryRunner, timeoutMs: number | undefined, work: () => Promise<T>): Promise<T>;
+  /** Converts a driver error into a LockError, or returns undefined if it is not one of ours. */
+  convertError(error: unknown, ctx?: ErrorContext): LockError | undefined;
+  /** True for a unique-constraint violation (PG 23505, MySQL 1062). */
+  isUniqueViolation(error: unknown): boolean;
+  /** Adds what can be learnt about the holder of a row lock (PostgreSQL: pid and query). */
+  describeRowLockHolder?(dataSource: DataSource, table: string, where: Record<string, unknown>): Promise<Array<{ pid: number; query: string | null }>>;
+  /** SQL that returns the current connection/transaction's identity (for tests and diagnostics). */
+  readonly connectionIdSql: string;
+}
+
+/** Reads the driver's own error code, whatever TypeORM wrapped it in. */
+export function driverCode(error: unknown): { code?: string; errno?: number; message: string } {
+  const e = error as { driverError?: unknown; code?: unknown; errno?: unknown; message?: unknown } | undefined;
+  const inner = (e?.driverError ?? e) as { code?: unknown; errno?: unknown; message?: unknown } | undefined;
+  return {
+    code: typeof inner?.code === 'string' ? inner.code : typeof e?.code === 'string' ? e.code : undefined,
+    errno: typeof inner?.errno === 'number' ? inner.errno : typeof e?.errno === 'number' ? e.errno : undefined,
+    message: String(inner?.message ?? e?.message ?? error),
+  };
+}

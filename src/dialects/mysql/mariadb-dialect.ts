@@ -1,0 +1,31 @@
+import type { QueryRunner } from 'typeorm';
+import type { RowLockSpec } from '../../locks/row-lock-options';
+import type { DialectCapabilities } from '../dialect';
+import { MysqlDialect } from './mysql-dialect';
+
+/**
+ * MariaDB (10.6+): LOCK IN SHARE MODE instead of FOR SHARE, no `OF` (a locked join would
+ * lock every joined row, so it is refused), and a per-statement `WAIT n` that limits the
+ * wait without any extra statement. n is whole seconds (MariaDB truncates fractions to 0,
+ * which would mean NOWAIT), so a timeoutMs is rounded up to the next second.
+ */
+export class MariaDbDialect extends MysqlDialect {
+  override readonly name: string = 'mariadb';
+  override readonly capabilities: DialectCapabilities = {
+    ...this.capabilities,
+    lockOf: false,
+    lockWaitClause: true,
+  };
+
+  override rowLockClause(spec: RowLockSpec, _mainAlias: string, _hasJoins: boolean): string {
+    const mode = spec.mode === 'read' ? 'LOCK IN SHARE MODE' : 'FOR UPDATE';
+    if (spec.onLocked === 'nowait') return ` ${mode} NOWAIT`;
+    if (spec.onLocked === 'skip_locked') return ` ${mode} SKIP LOCKED`;
+    if (spec.timeoutMs) return ` ${mode} WAIT ${Math.max(1, Math.ceil(spec.timeoutMs / 1000))}`;
+    return ` ${mode}`;
+  }
+
+  override async withRowLockTimeout<T>(_qr: QueryRunner, _timeoutMs: number | undefined, work: () => Promise<T>): Promise<T> {
+    return work(); // the WAIT clause already limits the wait
+  }
+}

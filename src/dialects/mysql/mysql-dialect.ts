@@ -1,0 +1,56 @@
+import type { QueryRunner } from 'typeorm';
+import type { RowLockSpec } from '../../locks/row-lock-options';
+import { checkRowLockAgainst } from '../check-row-lock';
+import type { DialectCapabilities, ErrorContext, LockDialect } from '../dialect';
+import { convertMysqlError, isMysqlUniqueViolation } from './errors';
+
+/** MySQL 8: FOR UPDATE / FOR SHARE [OF t] [NOWAIT | SKIP LOCKED], waits limited by innodb_lock_wait_timeout. */
+export class MysqlDialect implements LockDialect {
+  readonly name: string = 'mysql';
+  readonly capabilities: DialectCapabilities = {
+    rowLockModes: new Set(['write', 'read']),
+    nowait: true,
+    skipLocked: true,
+    lockOf: true,
+    lockWaitClause: false,
+    transactionAdvisoryLocks: false,
+    sharedAdvisoryLocks: false,
+  };
+  readonly connectionIdSql = 'SELECT CONNECTION_ID() AS connectionId';
+
+  checkRowLock(spec: RowLockSpec, subject: string, hasJoins = false): void {
+    checkRowLockAgainst(this.capabilities, this.name, spec, subject, hasJoins);
+  }
+
+  protected modeClause(mode: RowLockSpec['mode']): string {
+    return mode === 'read' ? 'FOR SHARE' : 'FOR UPDATE';
+  }
+
+  rowLockClause(spec: RowLockSpec, mainAlias: string, hasJoins: boolean): string {
+    let sql = ` ${this.modeClause(spec.mode)}`;
+    if (hasJoins) sql += ` OF ${mainAlias}`;
+    if (spec.onLocked === 'nowait') sql += ' NOWAIT';
+    else if (spec.onLocked === 'skip_locked') sql += ' SKIP LOCKED';
+    return sql;
+  }
+
+  /** innodb_lock_wait_timeout is whole seconds (≥ 1): set for the session, restored after. */
+  async withRowLockTimeout<T>(qr: QueryRunner, timeoutMs: number | undefined, work: () => Promise<T>): Promise<T> {
+    if (!timeoutMs) return work();
+    const [row] = await qr.query('SELECT @@SESSION.innodb_lock_wait_timeout AS prev');
+    await qr.query('SET SESSION innodb_lock_wait_timeout = ?', [Math.max(1, Math.ceil(timeoutMs / 1000))]);
+    try {
+      return await work();
+    } finally {
+      await qr.query('SET SESSION innodb_lock_wait_timeout = ?', [row.prev]).catch(() => undefined);
+    }
+  }
+
+  convertError(error: unknown, ctx?: ErrorContext) {
+    return convertMysqlError(error, ctx);
+  }
+
+  isUniqueViolation(error: unknown): boolean {
+    return isMysqlUniqueViolation(error);
+  }
+}

@@ -1,0 +1,42 @@
+import {
+  DeadlockError, LockError, LockNotAvailableError, LockTimeoutError, SerializationError,
+} from '../../errors';
+import { driverCode, type ErrorContext } from '../dialect';
+
+/** The one place where PostgreSQL SQLSTATEs become ormlock errors. */
+export function convertPostgresError(error: unknown, ctx: ErrorContext = {}): LockError | undefined {
+  if (error instanceof LockError) return error;
+  const { code, message } = driverCode(error);
+  const waitedMs = ctx.startedAt !== undefined ? Date.now() - ctx.startedAt : undefined;
+  const base = { entity: ctx.entity, id: ctx.id, key: ctx.key, method: ctx.method, waitedMs, cause: error, sqlState: code };
+  const what = describe(ctx);
+  switch (code) {
+    case '40P01':
+      return new DeadlockError(`Deadlock detected${what}; this transaction was rolled back (PG 40P01): ${message}`, base);
+    case '40001':
+      return new SerializationError(`Serialization failure${what}; retry the transaction (PG 40001): ${message}`, base);
+    case '55P03':
+      if (ctx.onLocked === 'nowait' || ctx.timeoutMs === 0) {
+        return new LockNotAvailableError(`Lock not available${what} (PG 55P03, nowait)`, base);
+      }
+      return new LockTimeoutError(
+        `Lock wait timed out${what}${ctx.timeoutMs !== undefined ? ` after ${ctx.timeoutMs} ms` : ''} (PG 55P03)`,
+        base,
+      );
+    default:
+      return undefined;
+  }
+}
+
+export function isPostgresUniqueViolation(error: unknown): boolean {
+  return driverCode(error).code === '23505';
+}
+
+function describe(ctx: ErrorContext): string {
+  const parts: string[] = [];
+  if (ctx.entity) parts.push(`${ctx.entity}${ctx.id !== undefined ? ` ${JSON.stringify(ctx.id)}` : ''}`);
+  if (ctx.key !== undefined) parts.push(`key ${JSON.stringify(ctx.key)}`);
+  if (ctx.method) parts.push(`in ${ctx.method}`);
+  return parts.length ? ` on ${parts.join(' ')}` : '';
+}
+export { describe as describeErrorContext };

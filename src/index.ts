@@ -1,0 +1,22 @@
+/**
+ * ormlock: declarative concurrency control for TypeORM. The exported names are a contract
+ * (see DESIGN.md); add freely, rename only with a written reason.
+ */
+// setup
+export { installLocking, type InstallLockingOptions, type LockingHandle } from './orm/typeorm/install';
+export type { LockEvent } from './settings';
+// context
+export { transaction, currentManager, inTransaction, type TransactionOptions, type Propagation } from './context/transaction';
+export { Current, defineCurrent, type TypedCurrent } from './context/current';
+export { Transactional } from '../decorators/Transactional';
+// row locks
+export { lock, withLock, withPessimistic, type PessimisticMethodOptions, type RowLockOptions, type RowLockMode, type OnLocked } from './locks/pessimistic';
+export type { LockCallOptions } from './orm/typeorm/row-lock';
+export { Pessimistic } from '../decorators/Pessimistic';
+// dialects (for advanced use and tests)
+export type { LockDialect, DialectCapabilities } from './dialects/dialect';
+// errors
+export {
+  LockError, LockTimeoutError, LockNotAvailableError, DeadlockError, SerializationError, StaleEntityError,
+  TransactionRequiredError, LockConfigError, LockLostError, UniqueViolationError, type LockErrorDetails,
+} from './errors';

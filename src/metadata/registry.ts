@@ -1,0 +1,73 @@
+import type { EntityManager, QueryRunner } from 'typeorm';
+import type { RowLockOptions } from '../locks/row-lock-options';
+
+/** What `@AroundCreate` hooks receive besides the entity. */
+export interface AroundCreateContext {
+  manager: EntityManager;
+  queryRunner: QueryRunner;
+}
+export type AroundCreateHook<E = any> = (entity: E, ctx: AroundCreateContext) => unknown | Promise<unknown>;
+
+/** Options of `@Versioned()`. */
+export interface VersionedOptions {
+  /** Reserved for later use. */
+  readonly _?: never;
+}
+
+/** One `@AdvisoryLock(entity => key)` declared on an entity class. */
+export interface EntityAdvisoryDeclaration {
+  key: (entity: any) => unknown;
+  options: Record<string, unknown>;
+}
+
+/** Everything ormlock's class decorators recorded about one entity class. */
+export interface EntityLockMetadata {
+  pessimistic?: RowLockOptions;
+  versioned?: VersionedOptions;
+  aroundCreate: AroundCreateHook[];
+  advisory: EntityAdvisoryDeclaration[];
+}
+
+/**
+ * The one registry: class decorators write here, `installLocking` reads it to validate
+ * against the DataSource's metadata and to know which subscribers have work to do.
+ */
+const byClass = new Map<Function, EntityLockMetadata>();
+
+/** The record of `cls` itself, created on first use (for decorators). */
+export function entityRecord(cls: Function): EntityLockMetadata {
+  let rec = byClass.get(cls);
+  if (!rec) {
+    rec = { aroundCreate: [], advisory: [] };
+    byClass.set(cls, rec);
+  }
+  return rec;
+}
+
+/**
+ * What applies to instances of `cls`: its own record merged over its ancestors'
+ * (a subclass's @Pessimistic wins; hooks of ancestors run first).
+ */
+export function lockMetadataOf(cls: Function | undefined): EntityLockMetadata | undefined {
+  const chain: EntityLockMetadata[] = [];
+  for (let c = cls; c && c !== Function.prototype; c = Object.getPrototypeOf(c)) {
+    const rec = byClass.get(c);
+    if (rec) chain.unshift(rec);
+  }
+  if (chain.length === 0) return undefined;
+  if (chain.length === 1) return chain[0];
+  return chain.reduce<EntityLockMetadata>(
+    (acc, rec) => ({
+      pessimistic: rec.pessimistic ?? acc.pessimistic,
+      versioned: rec.versioned ?? acc.versioned,
+      aroundCreate: [...acc.aroundCreate, ...rec.aroundCreate],
+      advisory: [...acc.advisory, ...rec.advisory],
+    }),
+    { aroundCreate: [], advisory: [] },
+  );
+}
+
+/** Every class that carries an ormlock class decorator. */
+export function decoratedClasses(): Function[] {
+  return [...byClass.keys()];
+}

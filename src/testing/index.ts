@@ -1,0 +1,1 @@
+export { race, values, Barrier } from './race';
