@@ -1,5 +1,12 @@
+import { advisoryFeature } from './advisory-feature';
+import { aroundCreateFeature } from './around-create-feature';
 import type { TypeOrmFeature } from './feature';
 import { pessimisticFeature } from './pessimistic-feature';
+import { versionedFeature } from './versioned-feature';
 
-/** Every strategy that takes part in installLocking, in the order their subscribers run. */
-export const features: TypeOrmFeature[] = [pessimisticFeature];
+/**
+ * Every strategy that takes part in installLocking. Their subscribers run in this order,
+ * before any other subscriber: @AroundCreate first (its lock must precede everything that
+ * computes values under it), then entity advisory locks, then the version check.
+ */
+export const features: TypeOrmFeature[] = [aroundCreateFeature, advisoryFeature, versionedFeature, pessimisticFeature];

@@ -1,0 +1,6 @@
+import type { TypeOrmFeature } from './feature';
+
+/** Placeholder: filled in by the advisory strategy. */
+export const advisoryFeature: TypeOrmFeature = {
+  name: 'advisory',
+};
