@@ -1,7 +1,6 @@
 import { withPessimistic, type PessimisticMethodOptions } from '../src/locks/pessimistic';
-import type { RowLockOptions } from '../src/locks/row-lock-options';
 import { entityRecord } from '../src/metadata/registry';
-import { wrapAsyncMethod } from './wrap-method';
+import { wrapAsyncMethod, type ClassOrMethodDecorator } from './wrap-method';
 
 /**
  * On an entity class: the entity's default row-lock policy (used by `lock`, `withLock`,
@@ -20,10 +19,8 @@ import { wrapAsyncMethod } from './wrap-method';
  * }
  * ```
  */
-export function Pessimistic(options?: RowLockOptions): ClassDecorator;
-export function Pessimistic(options?: PessimisticMethodOptions): MethodDecorator;
-export function Pessimistic(options: PessimisticMethodOptions = {}): any {
-  return (target: any, propertyKey?: string | symbol, descriptor?: PropertyDescriptor) => {
+export function Pessimistic(options: PessimisticMethodOptions = {}): ClassOrMethodDecorator {
+  return ((target: any, propertyKey?: string | symbol, descriptor?: PropertyDescriptor) => {
     if (propertyKey === undefined) {
       const { entities: _e, dataSource: _d, ...policy } = options;
       entityRecord(target).pessimistic = policy;
@@ -34,5 +31,5 @@ export function Pessimistic(options: PessimisticMethodOptions = {}): any {
         return withPessimistic(() => original.apply(this, args), options, `@Pessimistic ${methodName}`);
       },
     );
-  };
+  }) as ClassOrMethodDecorator;
 }

@@ -1,5 +1,11 @@
 import { LockConfigError } from '../src/errors';
 
+/** A decorator usable on an entity class and on a method. */
+export interface ClassOrMethodDecorator {
+  (target: Function): void;
+  <T>(target: object, propertyKey: string | symbol, descriptor: TypedPropertyDescriptor<T>): TypedPropertyDescriptor<T> | void;
+}
+
 type AnyMethod = (this: unknown, ...args: any[]) => any;
 
 /**
