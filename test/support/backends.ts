@@ -33,9 +33,10 @@ export function backendUrl(name: BackendName): Promise<string | null> {
 
 async function resolvePostgres(): Promise<string> {
   const url = process.env.PG_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
-  if (await pgAnswers(url)) return url;
+  const forceEmbedded = process.env.ORMLOCK_EMBEDDED_PG === '1' && !process.env.PG_URL;
+  if (!forceEmbedded && (await pgAnswers(url))) return url;
   if (process.env.PG_URL) throw new Error(`PG_URL=${process.env.PG_URL} does not answer`);
-  console.warn('[ormlock tests] no PostgreSQL on 127.0.0.1:5432: starting an embedded one');
+  console.warn(`[ormlock tests] ${forceEmbedded ? 'ORMLOCK_EMBEDDED_PG=1' : 'no PostgreSQL on 127.0.0.1:5432'}: starting an embedded one`);
   embedded = await startEmbeddedPostgres();
   process.env.PG_URL = embedded.url; // child processes use the same server
   return embedded.url;
