@@ -20,3 +20,7 @@ export {
   LockError, LockTimeoutError, LockNotAvailableError, DeadlockError, SerializationError, StaleEntityError,
   TransactionRequiredError, LockConfigError, LockLostError, UniqueViolationError, type LockErrorDetails,
 } from './errors';
+// Redis leases
+export { Redlock, Lease, withDistributedLock } from './redis';
+export type { RedlockOptions, AcquireOptions, UsingOptions, NodeResult, LockKey, LockKeys, RedlockClient, LeaseState, DistributedLockCallOptions } from './redis';
+export { DistributedLock, type DistributedLockOptions, type DistributedLockKey } from '../decorators/DistributedLock';

@@ -1,0 +1,77 @@
+import { LockConfigError } from '../src/errors';
+import { Redlock } from '../src/redis/redlock';
+import type { LockKeys } from '../src/redis/redlock';
+import { DistributedLockCallOptions, withDistributedLock } from '../src/redis/with-distributed-lock';
+
+/** A key, or a function of the method's arguments (called with the instance as `this`) returning one. */
+export type DistributedLockKey = LockKeys | ((...args: any[]) => LockKeys);
+
+export interface DistributedLockOptions extends DistributedLockCallOptions {
+  /** The Redlock to use, or a function returning it (resolved at each call, for instances built later). */
+  redlock: Redlock | (() => Redlock);
+  /** Lease TTL in ms; the lease is extended automatically while the method runs. */
+  ttlMs: number;
+}
+
+/**
+ * Runs the decorated async method under a Redis lease (`withDistributedLock`): calls with the
+ * same key, in any process, run one at a time.
+ *
+ * ```ts
+ * class Payments {
+ *   @DistributedLock((accountId: string) => `account:${accountId}`, { redlock, ttlMs: 5_000 })
+ *   async settle(accountId: string) { … }
+ * }
+ * ```
+ * A non-async method, a bad TTL or a missing `redlock` is a `LockConfigError` naming
+ * `Class.method` when the class is defined.
+ */
+export function DistributedLock(key: DistributedLockKey, options: DistributedLockOptions): MethodDecorator {
+  return (target: object, propertyKey: string | symbol, descriptor: PropertyDescriptor): PropertyDescriptor => {
+    const owner = typeof target === 'function' ? (target as { name: string }).name : target.constructor.name;
+    const method = `${owner}.${String(propertyKey)}`;
+    const original: unknown = descriptor?.value;
+    if (typeof original !== 'function') {
+      throw new LockConfigError(`@DistributedLock on ${method}: it only decorates methods`, { method });
+    }
+    if (!isAsyncFunction(original)) {
+      throw new LockConfigError(
+        `@DistributedLock on ${method}: the method must be async (a Redis lease is acquired and released asynchronously); declare it \`async\``,
+        { method },
+      );
+    }
+    if (key === undefined || key === null || (typeof key === 'string' && key.length === 0)) {
+      throw new LockConfigError(`@DistributedLock on ${method}: a key (or a function of the arguments returning one) is required`, { method });
+    }
+    if (!options || (!(options.redlock instanceof Redlock) && typeof options.redlock !== 'function')) {
+      throw new LockConfigError(`@DistributedLock on ${method}: options.redlock must be a Redlock or a function returning one`, { method });
+    }
+    if (!Number.isInteger(options.ttlMs) || options.ttlMs <= 0) {
+      throw new LockConfigError(`@DistributedLock on ${method}: options.ttlMs must be a positive integer, got ${String(options.ttlMs)}`, { method });
+    }
+    const { redlock, ttlMs, ...callOptions } = options;
+    const fn = original as (...args: unknown[]) => Promise<unknown>;
+
+    descriptor.value = function distributedLocked(this: unknown, ...args: unknown[]): Promise<unknown> {
+      const instance = redlock instanceof Redlock ? redlock : redlock();
+      if (!(instance instanceof Redlock)) {
+        return Promise.reject(new LockConfigError(`@DistributedLock on ${method}: options.redlock() did not return a Redlock`, { method }));
+      }
+      let lockKey: LockKeys;
+      try {
+        lockKey = typeof key === 'function' ? (key as (...a: unknown[]) => LockKeys).apply(this, args) : key;
+      } catch (error) {
+        return Promise.reject(error);
+      }
+      return withDistributedLock(instance, lockKey, ttlMs, () => fn.apply(this, args), callOptions);
+    };
+    return descriptor;
+  };
+}
+
+/** Native async functions, and async methods down-levelled by TypeScript or Babel. */
+function isAsyncFunction(fn: Function): boolean {
+  if ((fn as { [Symbol.toStringTag]?: string })[Symbol.toStringTag] === 'AsyncFunction') return true;
+  const source = Function.prototype.toString.call(fn);
+  return /\b__awaiter\b|\b_asyncToGenerator\b/.test(source);
+}

@@ -1,0 +1,177 @@
+import { LockLostError } from '../errors';
+
+/** What a lease asks of the Redlock that issued it (implemented by `Redlock`). */
+export interface LeaseDriver {
+  /** Compare-and-extend on every node; resolves with the new `expiresAt`, or throws LockLostError. */
+  extendLease(lease: Lease, ttlMs: number): Promise<number>;
+  /** Compare-and-delete on every node; true when a quorum of nodes still held this lease. */
+  releaseLease(lease: Lease): Promise<boolean>;
+  /** Best-effort compare-and-delete after a loss, so no node keeps the stale key until it expires. */
+  cleanupLease(lease: Lease): void;
+}
+
+export type LeaseState = 'held' | 'released' | 'lost';
+
+export interface LeaseInit {
+  keys: readonly string[];
+  resources: readonly string[];
+  fenceKey: string;
+  value: string;
+  fencingToken: bigint;
+  ttlMs: number;
+  acquiredAt: number;
+  expiresAt: number;
+}
+
+/**
+ * A Redis lease on one or more keys, held on a quorum of nodes until `expiresAt` (unless
+ * extended). Obtained from `Redlock.tryAcquire`, `acquire` or `using`.
+ *
+ * - `release()` resolves `true` when the lease was still held on a quorum and is now deleted
+ *   there, `false` when it had already expired or been taken (it never deletes another
+ *   lease's key: compare-and-delete on `value`). It never throws; calling it again returns
+ *   the first answer.
+ * - `extend(ttlMs)` resolves once a quorum has the keys' TTL reset to `ttlMs`, or throws
+ *   `LockLostError` when that can no longer be done (expired, deleted or taken by another
+ *   lease); the lease is then `lost` and `signal` is aborted with that error. It retries
+ *   unreachable nodes for as long as the lease is valid.
+ * - `fencingToken` is strictly greater than the token of every earlier lease on any of these
+ *   keys: send it with each guarded write and let the store reject older tokens
+ *   (`UPDATE … SET …, fence = $token WHERE id = $1 AND fence < $token`).
+ */
+export class Lease {
+  /** The keys as given by the caller (without namespace and prefix). */
+  readonly keys: readonly string[];
+  /** The Redis keys actually locked (`namespace:` + prefix + key). */
+  readonly resources: readonly string[];
+  /** This lease's random value (128 bits, hex): what release and extend compare against. */
+  readonly value: string;
+  /** Monotonic fencing token, see the class comment. */
+  readonly fencingToken: bigint;
+  /** TTL (ms) the lease was acquired or last extended with. */
+  ttlMs: number;
+  /** When the lease was granted (ms since epoch, local clock). */
+  readonly acquiredAt: number;
+  /** @internal The fencing counter key on each node. */
+  readonly fenceKey: string;
+
+  private _expiresAt: number;
+  private _state: LeaseState = 'held';
+  private _lostError: LockLostError | undefined;
+  private _releasing: Promise<boolean> | undefined;
+  private _extending: Promise<unknown> = Promise.resolve();
+  // Created on first use of `signal` (an AbortController costs more than the rest of a lease).
+  private _controller: AbortController | undefined;
+
+  constructor(private readonly driver: LeaseDriver, init: LeaseInit) {
+    this.keys = Object.freeze([...init.keys]);
+    this.resources = Object.freeze([...init.resources]);
+    this.fenceKey = init.fenceKey;
+    this.value = init.value;
+    this.fencingToken = init.fencingToken;
+    this.ttlMs = init.ttlMs;
+    this.acquiredAt = init.acquiredAt;
+    this._expiresAt = init.expiresAt;
+  }
+
+  /** Aborted (with a `LockLostError` as `reason`) when the lease is found lost. */
+  get signal(): AbortSignal {
+    this._controller ??= new AbortController();
+    if (this._lostError && !this._controller.signal.aborted) this._controller.abort(this._lostError);
+    return this._controller.signal;
+  }
+
+  /**
+   * Until when (ms since epoch, local clock) the lease is guaranteed valid: acquisition start
+   * + ttl − clock drift (ttl·driftFactor + 2 ms), i.e. ttl − elapsed − drift from now.
+   */
+  get expiresAt(): number {
+    return this._expiresAt;
+  }
+
+  /** Milliseconds of guaranteed validity left (0 when expired, released or lost). */
+  get remainingMs(): number {
+    return this._state === 'held' ? Math.max(0, this._expiresAt - Date.now()) : 0;
+  }
+
+  get state(): LeaseState {
+    return this._state;
+  }
+
+  /** Held, and not past `expiresAt`. */
+  get isValid(): boolean {
+    return this._state === 'held' && Date.now() < this._expiresAt;
+  }
+
+  /** Throws `LockLostError` unless the lease is held and not expired: call before a guarded write. */
+  assertValid(): void {
+    if (this._state === 'lost' && this._lostError) throw this._lostError;
+    if (!this.isValid) {
+      throw new LockLostError(
+        `Redis lease on ${describeKeys(this.keys)} is ${this._state === 'held' ? 'expired' : this._state}`,
+        { key: keyDetail(this.keys), fencingToken: this.fencingToken, expiresAt: this._expiresAt },
+      );
+    }
+  }
+
+  /** Extends the lease to `ttlMs` from now on a quorum; throws `LockLostError` when lost. */
+  extend(ttlMs: number): Promise<void> {
+    // Extensions of one lease run one after another (user call and auto-extension never interleave).
+    const run = this._extending.then(async () => {
+      if (this._state === 'lost') throw this._lostError;
+      if (this._state === 'released') {
+        throw new LockLostError(`Redis lease on ${describeKeys(this.keys)} was released; it cannot be extended`, {
+          key: keyDetail(this.keys),
+          fencingToken: this.fencingToken,
+        });
+      }
+      await this.driver.extendLease(this, ttlMs);
+    });
+    this._extending = run.catch(() => undefined);
+    return run;
+  }
+
+  /** Compare-and-delete on all nodes. See the class comment. */
+  release(): Promise<boolean> {
+    if (!this._releasing) {
+      const wasLost = this._state === 'lost';
+      if (this._state === 'held') this._state = 'released';
+      this._releasing = this.driver.releaseLease(this).then((held) => !wasLost && held);
+    }
+    return this._releasing;
+  }
+
+  /** @internal Called by the driver after a successful extension. */
+  _extended(expiresAt: number, ttlMs: number): void {
+    if (this._state !== 'held') return;
+    this._expiresAt = expiresAt;
+    this.ttlMs = ttlMs;
+  }
+
+  /** @internal Marks the lease lost, aborts `signal` and cleans up the nodes. Idempotent. */
+  _markLost(error: LockLostError): LockLostError {
+    if (this._state === 'lost') return this._lostError ?? error;
+    if (this._state === 'released') return error;
+    this._state = 'lost';
+    this._lostError = error;
+    this._expiresAt = Math.min(this._expiresAt, Date.now());
+    this._controller?.abort(error);
+    this.driver.cleanupLease(this);
+    return error;
+  }
+
+  /** @internal The error the lease was lost with, if it was. */
+  get _lost(): LockLostError | undefined {
+    return this._lostError;
+  }
+}
+
+/** `"a"` or `["a","b"]`, for messages. */
+export function describeKeys(keys: readonly string[]): string {
+  return keys.length === 1 ? JSON.stringify(keys[0]) : JSON.stringify(keys);
+}
+
+/** The `key` detail of errors: the single key, or the array. */
+export function keyDetail(keys: readonly string[]): string | string[] {
+  return keys.length === 1 ? keys[0] : [...keys];
+}

@@ -1,0 +1,112 @@
+/**
+ * The Lua scripts of the Redis leases. Each runs atomically on ONE node; the quorum logic
+ * lives in redlock.ts. Scripts are sent with EVALSHA and fall back to EVAL once on NOSCRIPT
+ * (a restarted node has an empty script cache), so the user's clients are never mutated
+ * (no `defineCommand`).
+ *
+ * Key layout (see redlock.ts `keyspace`): KEYS of acquire are [fenceCounter, lock1..lockN];
+ * release and extend take only [lock1..lockN]. Lock values are 128-bit random hex strings,
+ * unique per lease, so "value matches" means "this very lease".
+ *
+ * Fencing counters are integers kept as decimal strings; Lua numbers are doubles, so they are
+ * exact up to 2^53 (9·10^15 acquisitions: ~285 years at a million a second).
+ */
+import { createHash } from 'crypto';
+
+export interface LuaScript {
+  readonly name: string;
+  readonly source: string;
+  readonly sha: string;
+}
+
+function script(name: string, source: string): LuaScript {
+  return { name, source, sha: createHash('sha1').update(source).digest('hex') };
+}
+
+/**
+ * Acquire all lock keys on this node, or none.
+ * KEYS[1] = fencing counter, KEYS[2..] = lock keys.
+ * ARGV[1] = lease value, ARGV[2] = ttl ms, ARGV[3] = highest fencing token the client has seen.
+ * Returns {1, token} (token as a decimal string) when granted, {0, i} when lock key i (1-based
+ * among the lock keys) is held by another lease.
+ *
+ * A key already holding THIS lease's value counts as granted (a late reply of an earlier
+ * attempt of the same acquisition), so an acquisition never blocks itself.
+ * The counter is first raised to the client's `seen` (a node that lost its data catches up),
+ * then incremented: the node's answer is max(counter, seen) + 1.
+ */
+export const ACQUIRE = script(
+  'acquire',
+  `
+for i = 2, #KEYS do
+  local v = redis.call('GET', KEYS[i])
+  if v and v ~= ARGV[1] then
+    return {0, i - 1}
+  end
+end
+for i = 2, #KEYS do
+  redis.call('SET', KEYS[i], ARGV[1], 'PX', ARGV[2])
+end
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tonumber(ARGV[3]) > current then
+  redis.call('SET', KEYS[1], ARGV[3])
+end
+redis.call('INCR', KEYS[1])
+return {1, redis.call('GET', KEYS[1])}
+`,
+);
+
+/**
+ * Raise the fencing counter to at least ARGV[1] (never lowers it). KEYS[1] = counter.
+ * Used after an acquisition whose granting nodes answered different counters, so that a
+ * majority of nodes has counter >= the token handed out (see redlock.ts, "Fencing tokens").
+ */
+export const BUMP = script(
+  'bump',
+  `
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tonumber(ARGV[1]) > current then
+  redis.call('SET', KEYS[1], ARGV[1])
+end
+return 1
+`,
+);
+
+/**
+ * Compare-and-delete: delete each lock key only if it still holds this lease's value.
+ * KEYS = lock keys, ARGV[1] = value. Returns how many keys were deleted; a key that expired
+ * or now belongs to another lease is left alone.
+ */
+export const RELEASE = script(
+  'release',
+  `
+local n = 0
+for i = 1, #KEYS do
+  if redis.call('GET', KEYS[i]) == ARGV[1] then
+    redis.call('DEL', KEYS[i])
+    n = n + 1
+  end
+end
+return n
+`,
+);
+
+/**
+ * Compare-and-extend: PEXPIRE every lock key, only if ALL of them still hold this lease's
+ * value (all or nothing on this node). KEYS = lock keys, ARGV[1] = value, ARGV[2] = ttl ms.
+ * Returns 1 when extended, 0 when any key expired or belongs to another lease.
+ */
+export const EXTEND = script(
+  'extend',
+  `
+for i = 1, #KEYS do
+  if redis.call('GET', KEYS[i]) ~= ARGV[1] then
+    return 0
+  end
+end
+for i = 1, #KEYS do
+  redis.call('PEXPIRE', KEYS[i], ARGV[2])
+end
+return 1
+`,
+);

@@ -1,0 +1,519 @@
+import { spawn } from 'child_process';
+import path from 'path';
+import { performance } from 'perf_hooks';
+import { expect } from 'chai';
+import Redis from 'ioredis';
+import { LockConfigError, LockLostError, LockNotAvailableError } from '../src/errors';
+import { settings } from '../src/settings';
+import { DistributedLock, Lease, Redlock, withDistributedLock } from '../src/redis';
+import { clientFor, RedisNodes, startRedisNodes, unavailable } from './support/redis-servers';
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function rejection(promise: Promise<unknown>): Promise<any> {
+  try {
+    await promise;
+  } catch (error) {
+    return error;
+  }
+  throw new Error('expected a rejection');
+}
+
+describe('Redlock (Redis leases)', function () {
+  this.timeout(30_000);
+
+  let nodes: RedisNodes;
+  let clients: Redis[];
+  let redlock: Redlock;
+  const prefix = `ormlock-test:${process.pid}-${Date.now().toString(36)}:`;
+  let seq = 0;
+  const key = (name: string) => `${name}:${++seq}`;
+  /** The Redis key of a lock key (namespace as installLocking may have set it). */
+  const resource = (k: string) => (settings.namespace ? `${settings.namespace}:` : '') + prefix + k;
+  /** On how many nodes every key of the lease holds the lease's value. */
+  const heldOn = async (lease: Lease): Promise<number> => {
+    let n = 0;
+    for (const c of clients) {
+      if (c.status !== 'ready') continue;
+      const values = await c.mget(...lease.resources);
+      if (values.every((v) => v === lease.value)) n++;
+    }
+    return n;
+  };
+  const existsAnywhere = async (redisKey: string): Promise<number> => {
+    let n = 0;
+    for (const c of clients) if (c.status === 'ready') n += await c.exists(redisKey);
+    return n;
+  };
+  const waitDown = async (client: Redis) => {
+    while (client.status === 'ready') await sleep(5);
+  };
+
+  before(async function () {
+    this.timeout(30_000);
+    nodes = await startRedisNodes((reason) => unavailable(this, reason));
+    clients = nodes.clients();
+    await nodes.waitReady(clients);
+    redlock = new Redlock(clients, { prefix });
+  });
+
+  after(async () => {
+    await nodes?.close();
+  });
+
+  describe('tryAcquire / release', () => {
+    it('grants the first caller, answers null at once to the second, and grants again after release', async () => {
+      const k = key('try');
+      const before = Date.now();
+      const a = await redlock.tryAcquire(k, 5000);
+      const after = Date.now();
+      expect(a).to.be.instanceOf(Lease);
+      const lease = a as Lease;
+      expect(lease.keys).to.deep.equal([k]);
+      expect(lease.resources).to.deep.equal([resource(k)]);
+      expect(lease.value).to.match(/^[0-9a-f]{32}$/);
+      expect(typeof lease.fencingToken).to.equal('bigint');
+      // validity = ttl − elapsed − drift (5000·0.01 + 2)
+      expect(lease.expiresAt).to.be.within(before + 5000 - 52, after + 5000 - 52);
+      expect(await heldOn(lease)).to.equal(3);
+
+      const t0 = performance.now();
+      const b = await redlock.tryAcquire(k, 5000);
+      const elapsed = performance.now() - t0;
+      expect(b).to.equal(null);
+      expect(elapsed, 'no retry delay').to.be.below(50);
+
+      expect(await lease.release()).to.equal(true);
+      expect(await lease.release(), 'second release gives the first answer').to.equal(true);
+      expect(await existsAnywhere(resource(k))).to.equal(0);
+      const c = await redlock.tryAcquire(k, 5000);
+      expect(c).to.be.instanceOf(Lease);
+      expect((c as Lease).fencingToken > lease.fencingToken).to.equal(true);
+      await (c as Lease).release();
+    });
+
+    it('locks several keys on each node atomically, all or none', async () => {
+      const [a, b, c] = [key('multi-a'), key('multi-b'), key('multi-c')];
+      const ab = await redlock.acquire([a, b], 5000);
+      expect(ab.resources).to.deep.equal([resource(a), resource(b)]);
+      expect(await heldOn(ab)).to.equal(3);
+      expect(await redlock.tryAcquire(b, 5000)).to.equal(null);
+      expect(await redlock.tryAcquire([c, b], 5000)).to.equal(null);
+      expect(await existsAnywhere(resource(c)), 'c is not left locked by the failed [c, b]').to.equal(0);
+      const err = await rejection(redlock.acquire([c, a], 5000, { retryCount: 0 }));
+      expect(err).to.be.instanceOf(LockNotAvailableError);
+      expect(err.details.nodes.map((n: any) => n.result)).to.deep.equal(['locked', 'locked', 'locked']);
+      expect(err.details.nodes[0].lockedKey).to.equal(a);
+      expect(await ab.release()).to.equal(true);
+      const cb = await redlock.tryAcquire([c, b, b], 5000);
+      expect(cb?.keys, 'a key given twice is one lock').to.deep.equal([c, b]);
+      expect(cb!.fencingToken > ab.fencingToken).to.equal(true);
+      await cb!.release();
+    });
+
+    it('prefixes keys with settings.namespace and ":"', async () => {
+      const saved = settings.namespace;
+      settings.namespace = 'tenant-7';
+      try {
+        const k = key('ns');
+        const lease = await redlock.acquire(k, 5000);
+        expect(lease.resources).to.deep.equal([`tenant-7:${prefix}${k}`]);
+        expect(await clients[0].get(`tenant-7:${prefix}${k}`)).to.equal(lease.value);
+        await lease.release();
+      } finally {
+        settings.namespace = saved;
+      }
+    });
+  });
+
+  describe('mutual exclusion across processes', function () {
+    this.timeout(60_000);
+    const fixture = path.join(__dirname, 'fixtures', 'redlock-worker.ts');
+
+    /** Two processes × 10 concurrent loops × 5 read-modify-write increments, started on a barrier. */
+    async function runWorkers(mode: 'locked' | 'unlocked'): Promise<{ counter: number; increments: number; errors: string[] }> {
+      const counterKey = `${prefix}counter:${mode}:${++seq}`;
+      const config = { urls: nodes.urls, prefix, lockKey: key(`counter-lock-${mode}`), counterKey, mode, workers: 10, iterations: 5, delayMs: 5, ttlMs: 5000 };
+      const procs = [0, 1].map(() => {
+        const child = spawn(process.execPath, ['-r', 'ts-node/register/transpile-only', fixture, JSON.stringify(config)], {
+          cwd: path.join(__dirname, '..'),
+          stdio: ['pipe', 'pipe', 'inherit'],
+        });
+        let out = '';
+        const ready = new Promise<void>((resolve, reject) => {
+          child.stdout.on('data', (chunk) => {
+            out += chunk.toString();
+            if (out.startsWith('ready\n')) resolve();
+          });
+          child.once('exit', (code) => reject(new Error(`worker exited early with ${code}`)));
+        });
+        const done = new Promise<{ increments: number; errors: string[] }>((resolve, reject) => {
+          child.once('exit', (code) => {
+            if (code !== 0) return reject(new Error(`worker exited with ${code}: ${out}`));
+            resolve(JSON.parse(out.trim().split('\n').pop() as string));
+          });
+        });
+        ready.catch(() => undefined);
+        return { child, ready, done };
+      });
+      await Promise.all(procs.map((p) => p.ready));
+      const startAt = Date.now() + 100; // the barrier: every loop of both processes starts now
+      for (const p of procs) p.child.stdin.write(`go ${startAt}\n`);
+      const results = await Promise.all(procs.map((p) => p.done));
+      const counter = Number(await clients[0].get(counterKey));
+      await clients[0].del(counterKey);
+      return {
+        counter,
+        increments: results.reduce((s, r) => s + r.increments, 0),
+        errors: results.flatMap((r) => r.errors),
+      };
+    }
+
+    it('control without the lease loses increments', async () => {
+      const r = await runWorkers('unlocked');
+      expect(r.increments).to.equal(100);
+      expect(r.counter, 'the race must show lost updates').to.be.below(100);
+    });
+
+    it('under using() every increment of 2 processes × 10 workers is kept', async () => {
+      const r = await runWorkers('locked');
+      expect(r.errors).to.deep.equal([]);
+      expect(r.increments).to.equal(100);
+      expect(r.counter).to.equal(100);
+    });
+  });
+
+  describe('node failures (quorum 2 of 3)', function () {
+    this.timeout(30_000);
+
+    afterEach(async () => {
+      for (const n of [1, 2]) if (clients[n].status !== 'ready') await nodes.restart(n);
+      await nodes.waitReady(clients);
+    });
+
+    it('acquires with one node of three down, and not with two down (no key left behind)', async () => {
+      await nodes.stop(2);
+      await waitDown(clients[2]);
+      const k = key('one-down');
+      const lease = await redlock.acquire(k, 5000, { retryCount: 0 });
+      expect(await heldOn(lease)).to.equal(2);
+      expect(await redlock.tryAcquire(k, 5000)).to.equal(null);
+      expect(await lease.release()).to.equal(true);
+      const again = await redlock.tryAcquire(k, 5000);
+      expect(again).to.be.instanceOf(Lease);
+      await again!.release();
+
+      await nodes.stop(1);
+      await waitDown(clients[1]);
+      const k2 = key('two-down');
+      const started = Date.now();
+      const err = await rejection(redlock.acquire(k2, 5000, { retryCount: 2, retryDelayMs: 30, retryJitterMs: 0 }));
+      expect(err).to.be.instanceOf(LockNotAvailableError);
+      expect(err.code).to.equal('LOCK_NOT_AVAILABLE');
+      expect(err.key).to.equal(k2);
+      expect(err.details.attempts).to.equal(3);
+      expect(err.details.waitedMs).to.be.at.least(60);
+      expect(Date.now() - started).to.be.below(3000);
+      expect(err.details.nodes).to.have.length(3);
+      expect(err.details.nodes[0].result).to.equal('granted');
+      expect(err.details.nodes[1].result).to.not.equal('granted');
+      expect(err.details.nodes[2].result).to.not.equal('granted');
+      expect(err.message).to.match(/quorum 2 of 3/);
+      expect(await clients[0].exists(resource(k2)), 'the partial grant on node 0 was undone').to.equal(0);
+    });
+  });
+
+  describe('compare-and-set release and extend', () => {
+    it("an expired lease cannot release or extend the lease that took over", async () => {
+      const k = key('expired');
+      const a = (await redlock.tryAcquire(k, 200)) as Lease;
+      expect(a).to.be.instanceOf(Lease);
+      await sleep(300);
+      expect(a.isValid).to.equal(false);
+      const b = (await redlock.tryAcquire(k, 5000)) as Lease;
+      expect(b, 'B takes the expired key').to.be.instanceOf(Lease);
+      expect(b.fencingToken > a.fencingToken).to.equal(true);
+
+      const err = await rejection(a.extend(60_000));
+      expect(err).to.be.instanceOf(LockLostError);
+      expect(a.state).to.equal('lost');
+      expect(a.signal.aborted).to.equal(true);
+      expect(a.signal.reason).to.equal(err);
+      expect(await a.release()).to.equal(false);
+      expect(() => a.assertValid()).to.throw(LockLostError);
+
+      expect(await heldOn(b), "B's key survives on every node").to.equal(3);
+      for (const c of clients) expect(await c.pttl(resource(k))).to.be.within(1, 5000);
+      expect(await b.release()).to.equal(true);
+    });
+
+    it('release of an expired lease is false and leaves the new holder alone', async () => {
+      const k = key('expired-release');
+      const a = (await redlock.tryAcquire(k, 150)) as Lease;
+      await sleep(250);
+      const b = (await redlock.tryAcquire(k, 5000)) as Lease;
+      expect(b).to.be.instanceOf(Lease);
+      expect(await a.release()).to.equal(false);
+      expect(await heldOn(b)).to.equal(3);
+      expect(await rejection(a.extend(1000))).to.be.instanceOf(LockLostError);
+      await b.release();
+    });
+
+    it('extend() resets the TTL on the nodes and moves expiresAt', async () => {
+      const lease = await redlock.acquire(key('extend'), 1000);
+      const before = lease.expiresAt;
+      await sleep(50);
+      await lease.extend(10_000);
+      expect(lease.expiresAt).to.be.above(before + 8000);
+      for (const c of clients) expect(await c.pttl(lease.resources[0])).to.be.above(9000);
+      await lease.release();
+      expect(await rejection(lease.extend(1000))).to.be.instanceOf(LockLostError);
+    });
+  });
+
+  describe('using()', () => {
+    it('keeps a 500 ms lease through 2 s of work by extending it', async () => {
+      const k = key('using-long');
+      let checks = 0;
+      const gaps: number[] = [];
+      const result = await redlock.using(k, 500, async (lease) => {
+        const end = Date.now() + 2000;
+        while (Date.now() < end) {
+          const n = await heldOn(lease);
+          checks++;
+          if (n !== 3) gaps.push(n);
+          await sleep(25);
+        }
+        expect(lease.signal.aborted).to.equal(false);
+        expect(lease.expiresAt).to.be.above(lease.acquiredAt + 1500);
+        return 'done';
+      });
+      expect(result).to.equal('done');
+      expect(checks).to.be.above(30);
+      expect(gaps, 'the key was present on all nodes at every check').to.deep.equal([]);
+      expect(await existsAnywhere(resource(k)), 'released afterwards').to.equal(0);
+    });
+
+    it('aborts the signal and rejects with LockLostError when the key is deleted mid-work', async () => {
+      const k = key('using-deleted');
+      let abortedAfter = -1;
+      const started = Date.now();
+      const err = await rejection(
+        redlock.using(k, 500, async (lease) => {
+          setTimeout(() => void Promise.all(clients.map((c) => c.del(...lease.resources))), 700);
+          await new Promise<void>((resolve) => {
+            lease.signal.addEventListener('abort', () => resolve());
+            setTimeout(resolve, 2000);
+          });
+          abortedAfter = lease.signal.aborted ? Date.now() - started : -1;
+          expect(lease.signal.reason).to.be.instanceOf(LockLostError);
+        }),
+      );
+      expect(err).to.be.instanceOf(LockLostError);
+      expect(err.code).to.equal('LOCK_LOST');
+      expect(abortedAfter).to.be.within(700, 1300);
+    });
+
+    it('rejects with LockLostError even when fn ignores the signal and resolves', async () => {
+      const k = key('using-ignored');
+      let sawAbort = false;
+      const err = await rejection(
+        redlock.using(k, 500, async (lease) => {
+          setTimeout(() => void Promise.all(clients.map((c) => c.del(...lease.resources))), 300);
+          await sleep(1000);
+          sawAbort = lease.signal.aborted;
+          return 'finished anyway';
+        }),
+      );
+      expect(sawAbort).to.equal(true);
+      expect(err).to.be.instanceOf(LockLostError);
+    });
+
+    it('rejects with LockLostError when the event loop was blocked past the validity', async () => {
+      const k = key('using-blocked');
+      const err = await rejection(
+        redlock.using(k, 300, async (lease) => {
+          const until = Date.now() + 400;
+          while (Date.now() < until) {
+            /* block: the extension timer cannot run */
+          }
+          // the key expired meanwhile and another lease took it
+          const other = await redlock.tryAcquire(k, 5000);
+          expect(other).to.be.instanceOf(Lease);
+          setTimeout(() => void other!.release(), 200);
+          return lease.fencingToken;
+        }),
+      );
+      expect(err).to.be.instanceOf(LockLostError);
+      // found by the late extension (key gone or taken) or at release (expired while fn ran)
+      expect(err.message).to.match(/lost: the key is gone or belongs to another lease|expired while the function ran/);
+    });
+
+    it('passes the result and the error of fn through, and releases', async () => {
+      const k = key('using-pass');
+      expect(await redlock.using(k, 1000, async () => 42)).to.equal(42);
+      const boom = new Error('boom');
+      expect(
+        await rejection(
+          redlock.using(k, 1000, async () => {
+            throw boom;
+          }),
+        ),
+      ).to.equal(boom);
+      expect(await existsAnywhere(resource(k))).to.equal(0);
+    });
+  });
+
+  describe('fencing tokens', function () {
+    this.timeout(40_000);
+
+    it('increase strictly across 1,000 acquisitions, while nodes go down and come back empty', async () => {
+      // A fresh Redlock for every acquisition: no client-side memory of tokens helps, the
+      // guarantee has to come from the nodes' counters and quorum intersection.
+      const dead = new Redis('redis://127.0.0.1:1', { retryStrategy: () => 50, enableOfflineQueue: false, lazyConnect: false });
+      dead.on('error', () => undefined);
+      const k = key('fence');
+      const tokens: bigint[] = [];
+      const acquireOnce = async (set: Redis[]) => {
+        const lease = await new Redlock(set, { prefix }).acquire(k, 2000, { retryCount: 5, retryDelayMs: 10 });
+        tokens.push(lease.fencingToken);
+        expect(await lease.release()).to.equal(true);
+      };
+      try {
+        for (let i = 0; i < 1000; i++) {
+          if (i === 200) {
+            await nodes.stop(1); // quorum {0, 2}
+            await waitDown(clients[1]);
+          }
+          if (i === 400) {
+            await nodes.restart(1); // back, empty
+            await nodes.stop(2); // quorum {0, 1}: node 1 must be raised to the token
+            await waitDown(clients[2]);
+            await nodes.waitReady([clients[1]]);
+          }
+          if (i === 600) {
+            await nodes.restart(2); // back, empty
+            await nodes.waitReady([clients[2]]);
+          }
+          // 600..799: node 0 unreachable (a dead client in its place): quorum {1, 2}
+          const set = i >= 600 && i < 800 ? [dead, clients[1], clients[2]] : clients;
+          await acquireOnce(set);
+        }
+      } finally {
+        dead.disconnect();
+      }
+      expect(tokens).to.have.length(1000);
+      for (let i = 1; i < tokens.length; i++) {
+        if (!(tokens[i] > tokens[i - 1])) expect.fail(`token ${i} (${tokens[i]}) is not above token ${i - 1} (${tokens[i - 1]})`);
+      }
+    });
+  });
+
+  describe('bad input', () => {
+    const untilEnded = async (client: Redis) => {
+      while (client.status !== 'end') await sleep(5);
+    };
+
+    it('rejects bad clients at construction', async () => {
+      expect(() => new Redlock([])).to.throw(LockConfigError, /at least one/);
+      expect(() => new Redlock(undefined as any)).to.throw(LockConfigError);
+      expect(() => new Redlock([{} as any])).to.throw(LockConfigError, /not an ioredis client/);
+      expect(() => new Redlock([clients[0], clients[0]])).to.throw(LockConfigError, /twice/);
+      const lazy = new Redis(nodes.urls[0], { lazyConnect: true });
+      expect(() => new Redlock([lazy])).to.throw(LockConfigError, /lazyConnect/);
+      const closed = clientFor(nodes.urls[0]);
+      await nodes.waitReady([closed]);
+      await closed.quit();
+      await untilEnded(closed);
+      expect(() => new Redlock([clients[0], closed])).to.throw(LockConfigError, /closed/);
+    });
+
+    it('rejects a client closed after construction at the call', async () => {
+      const own = clientFor(nodes.urls[1]);
+      await nodes.waitReady([own]);
+      const rl = new Redlock([clients[0], own, clients[2]], { prefix });
+      await own.quit();
+      await untilEnded(own);
+      expect(await rejection(rl.tryAcquire(key('closed'), 1000))).to.be.instanceOf(LockConfigError);
+    });
+
+    it('rejects bad options', () => {
+      expect(() => new Redlock(clients, { driftFactor: 1.5 })).to.throw(LockConfigError, /driftFactor/);
+      expect(() => new Redlock(clients, { retryCount: -1 })).to.throw(LockConfigError, /retryCount/);
+      expect(() => new Redlock(clients, { retryCount: 1.5 })).to.throw(LockConfigError, /retryCount/);
+      expect(() => new Redlock(clients, { retryDelayMs: -5 })).to.throw(LockConfigError, /retryDelayMs/);
+      expect(() => new Redlock(clients, { prefix: 3 as any })).to.throw(LockConfigError, /prefix/);
+    });
+
+    it('rejects bad TTLs and keys at the call', async () => {
+      for (const ttl of [0, -5, 1.5, NaN, Infinity, '1000' as any, 2]) {
+        expect(await rejection(redlock.tryAcquire(key('ttl'), ttl)), `ttl ${ttl}`).to.be.instanceOf(LockConfigError);
+        expect(await rejection(redlock.acquire(key('ttl'), ttl)), `ttl ${ttl}`).to.be.instanceOf(LockConfigError);
+        expect(await rejection(redlock.using(key('ttl'), ttl, async () => 1)), `ttl ${ttl}`).to.be.instanceOf(LockConfigError);
+      }
+      for (const k of ['', [], ['a', ''], null, undefined, {}, NaN] as any[]) {
+        expect(await rejection(redlock.tryAcquire(k, 1000)), `key ${JSON.stringify(k)}`).to.be.instanceOf(LockConfigError);
+      }
+      expect(await rejection(redlock.acquire(key('x'), 1000, { retryCount: -2 }))).to.be.instanceOf(LockConfigError);
+      expect(await rejection(redlock.using(key('x'), 1000, async () => 1, { automaticExtensionThresholdMs: 5000 }))).to.be.instanceOf(LockConfigError);
+      expect(await rejection(redlock.using(key('x'), 1000, 'nope' as any))).to.be.instanceOf(LockConfigError);
+    });
+  });
+
+  describe('@DistributedLock', () => {
+    it('serializes calls with the same key and lets other keys run alongside', async () => {
+      const prefixKey = key('sku');
+      class Inventory {
+        active = new Map<string, number>();
+        maxActive = 0;
+        maxPerSku = 0;
+        @DistributedLock((sku: string) => `${prefixKey}:${sku}`, { redlock: () => redlock, ttlMs: 2000, retryCount: 500, retryDelayMs: 5, retryJitterMs: 5 })
+        async reserve(sku: string, n: number): Promise<number> {
+          const active = (this.active.get(sku) ?? 0) + 1;
+          this.active.set(sku, active);
+          this.maxPerSku = Math.max(this.maxPerSku, active);
+          this.maxActive = Math.max(this.maxActive, [...this.active.values()].reduce((a, b) => a + b, 0));
+          await sleep(20);
+          this.active.set(sku, (this.active.get(sku) ?? 1) - 1);
+          return n;
+        }
+      }
+      const inv = new Inventory();
+      const results = await Promise.all([1, 2, 3, 4, 5].flatMap((n) => [inv.reserve('x', n), inv.reserve('y', n * 10)]));
+      expect(results).to.deep.equal([1, 10, 2, 20, 3, 30, 4, 40, 5, 50]);
+      expect(inv.maxPerSku, 'one call per key at a time').to.equal(1);
+      expect(inv.maxActive, 'different keys overlap').to.equal(2);
+    });
+
+    it('throws LockConfigError naming Class.method for a non-async method', () => {
+      expect(() => {
+        class Ledger {
+          @DistributedLock('ledger', { redlock, ttlMs: 1000 })
+          post(): number {
+            return 1;
+          }
+        }
+        return Ledger;
+      }).to.throw(LockConfigError, /Ledger\.post/);
+      expect(() => {
+        class Ledger2 {
+          @DistributedLock('ledger', { redlock, ttlMs: 0 })
+          async post(): Promise<number> {
+            return 1;
+          }
+        }
+        return Ledger2;
+      }).to.throw(LockConfigError, /Ledger2\.post.*ttlMs/);
+    });
+
+    it('has a plain-function twin, withDistributedLock', async () => {
+      const k = key('twin');
+      const token = await withDistributedLock(redlock, k, 1000, async (lease) => {
+        expect(await heldOn(lease)).to.equal(3);
+        return lease.fencingToken;
+      });
+      expect(typeof token).to.equal('bigint');
+      expect(await existsAnywhere(resource(k))).to.equal(0);
+    });
+  });
+});
