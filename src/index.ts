@@ -24,3 +24,10 @@ export {
 export { Redlock, Lease, withDistributedLock } from './redis';
 export type { RedlockOptions, AcquireOptions, UsingOptions, NodeResult, LockKey, LockKeys, RedlockClient, LeaseState, DistributedLockCallOptions } from './redis';
 export { DistributedLock, type DistributedLockOptions, type DistributedLockKey } from '../decorators/DistributedLock';
+// optimistic versions, retries and unique rows
+export { Versioned } from '../decorators/Versioned';
+export { RetryOnConflict } from '../decorators/RetryOnConflict';
+export { versioned, type VersionedOptions } from './locks/optimistic';
+export { retryOnConflict, isRetryableConflict, type RetryOptions, type RetryInfo, type RetryMatcher } from './locks/retry';
+export { createOrFind } from './locks/create-or-find';
+export { addVersionColumn, dropVersionColumn, type AddVersionColumnOptions } from './orm/typeorm/versioned-migration';

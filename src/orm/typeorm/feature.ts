@@ -15,6 +15,11 @@ export interface InstallContext {
 export interface TypeOrmFeature {
   readonly name: string;
   validate?(entity: EntityMetadata, declared: EntityLockMetadata, ctx: InstallContext): void;
+  /**
+   * Process-wide hooks this feature needs (idempotent, inert unless ormlock marked the work),
+   * installed once validation of every feature has passed.
+   */
+  install?(): void;
   /** Subscribers placed before all others on the DataSource, in feature order. */
   subscribers?(ctx: InstallContext): EntitySubscriberInterface[];
 }

@@ -64,6 +64,7 @@ export async function installLocking(dataSource: DataSource, options: InstallLoc
   const subscribers: EntitySubscriberInterface[] = features.flatMap((f) => f.subscribers?.(ctx) ?? []);
   patchRepositoryManager();
   patchSelectQueryBuilder();
+  for (const feature of features) feature.install?.();
   const unbind = bindDataSource(dataSource);
   (dataSource.subscribers as EntitySubscriberInterface[]).unshift(...subscribers);
   addInstallation({ dataSource, dialect });

@@ -1,0 +1,338 @@
+import {
+  DeleteQueryBuilder, UpdateQueryBuilder, type DataSource, type EntityManager, type EntityMetadata, type ObjectLiteral, type QueryRunner,
+} from 'typeorm';
+import type { ColumnMetadata } from 'typeorm/metadata/ColumnMetadata';
+import { SubjectExecutor } from 'typeorm/persistence/SubjectExecutor';
+import { LockConfigError, StaleEntityError } from '../../errors';
+import { nextVersion } from '../../locks/optimistic';
+import { lockMetadataOf } from '../../metadata/registry';
+import { installationOf } from './installations';
+
+/**
+ * The version check of `@Versioned` entities, in TypeORM's persistence layer.
+ *
+ * TypeORM's `save()` re-reads the row, diffs it against the object and writes the diff; for a
+ * stale object the diff contains the stale version, which it writes back (TypeORM issues
+ * 2848, 3608). Here, for subjects of `@Versioned` entities that the user holds (a loaded
+ * object), the UPDATE/DELETE that TypeORM builds gets `AND version = <the object's version>`
+ * and its affected-row count is checked; 0 rows means the row changed (or went away) since
+ * the object was loaded: `StaleEntityError`, and nothing was written.
+ *
+ * Every hook is inert unless ormlock registered the subject: the executor wrappers register the
+ * identifier objects of versioned subjects (a WeakMap keyed by object identity) just before
+ * TypeORM passes exactly those objects to `whereEntity()` / `where()`, and remove them after.
+ * Tree handling, listeners, cascades and ordering stay TypeORM's own.
+ */
+
+interface VersionCheck {
+  readonly metadata: EntityMetadata;
+  readonly versionColumn: ColumnMetadata;
+  /** The version of the user's object: what the row must still have. */
+  readonly expected: unknown;
+  /** The user's object. */
+  readonly entity: ObjectLiteral;
+  readonly identifier: ObjectLiteral;
+}
+
+/** Marker on an UpdateQueryBuilder's / DeleteQueryBuilder's expressionMap. */
+const UPDATE_CHECK = Symbol('ormlock.versionCheck.update');
+const DELETE_CHECK = Symbol('ormlock.versionCheck.delete');
+const EXPECTED_PARAM = 'ormlock_expected_version';
+
+interface UpdateMark {
+  check: VersionCheck;
+  /** What TypeORM wanted: reload version/update-date columns into the entity. */
+  reload: boolean;
+  /** Columns to read back after a successful UPDATE on drivers without RETURNING (besides the version). */
+  reloadColumns: ColumnMetadata[];
+}
+
+interface DeleteMark {
+  checks: VersionCheck[];
+  /** Rows the DELETE must remove (all subjects of the statement). */
+  expectedRows: number;
+}
+
+/** identifier object (TypeORM's subject.identifier) → the check for that subject. */
+const registered = new WeakMap<object, VersionCheck>();
+let patched = false;
+
+export function patchPersistence(): void {
+  if (patched) return;
+  patched = true;
+  const executor = SubjectExecutor.prototype as any;
+  const baseInsertOps = executor.executeInsertOperations;
+  const baseUpdateOps = executor.executeUpdateOperations;
+  const baseRemoveOps = executor.executeRemoveOperations;
+
+  executor.executeInsertOperations = async function (this: any) {
+    if (installationOf(this.queryRunner.dataSource)) {
+      for (const subject of this.insertSubjects) refuseResurrection(subject);
+    }
+    return baseInsertOps.call(this);
+  };
+
+  executor.executeUpdateOperations = async function (this: any) {
+    if (!installationOf(this.queryRunner.dataSource)) return baseUpdateOps.call(this);
+    const justInserted = new Set(this.insertSubjects);
+    const keys: object[] = [];
+    try {
+      for (const subject of this.updateSubjects) {
+        if (justInserted.has(subject)) continue; // inserted in this very flush: nobody else can have changed it
+        const check = versionCheckOf(subject, 'save');
+        if (!check) continue;
+        // the diff holds the object's (stale) version when the row moved on: never write it back;
+        // the UPDATE sets version = version + 1 itself
+        const changes: Array<{ column?: ColumnMetadata }> = subject.changeMaps;
+        for (let i = changes.length - 1; i >= 0; i--) if (changes[i].column === check.versionColumn) changes.splice(i, 1);
+        registered.set(check.identifier, check);
+        keys.push(check.identifier);
+      }
+      return await baseUpdateOps.call(this);
+    } finally {
+      for (const key of keys) registered.delete(key);
+    }
+  };
+
+  executor.executeRemoveOperations = async function (this: any) {
+    if (!installationOf(this.queryRunner.dataSource)) return baseRemoveOps.call(this);
+    const keys: object[] = [];
+    try {
+      for (const subject of this.removeSubjects) {
+        const check = versionCheckOf(subject, 'remove');
+        if (!check) continue;
+        registered.set(check.identifier, check);
+        keys.push(check.identifier);
+      }
+      return await baseRemoveOps.call(this);
+    } finally {
+      for (const key of keys) registered.delete(key);
+    }
+  };
+
+  const update = UpdateQueryBuilder.prototype as any;
+  const baseWhereEntity = update.whereEntity;
+  const baseUpdateExecute = update.execute;
+
+  update.whereEntity = function (this: UpdateQueryBuilder<any>, entity: unknown) {
+    const result = baseWhereEntity.call(this, entity);
+    const check = entity !== null && typeof entity === 'object' && !Array.isArray(entity) ? registered.get(entity) : undefined;
+    if (!check) return result;
+    const map = this.expressionMap as any;
+    const { versionColumn: vcol } = check;
+    this.andWhere(`${this.escape(vcol.databaseName)} = :${EXPECTED_PARAM}`, {
+      [EXPECTED_PARAM]: this.dataSource.driver.preparePersistentValue(check.expected, vcol),
+    });
+    // TypeORM would reload version/update-date with RETURNING or, without it, a SELECT after the
+    // UPDATE. The check must see the affected count first, and the new version is known
+    // (expected + 1), so the SELECT is only needed for other generated columns.
+    const reload = map.updateEntity === true;
+    const generated = check.metadata.columns.filter((c) => c.asExpression !== undefined || c.isUpdateDate || c.isVersion);
+    let reloadColumns: ColumnMetadata[] = [];
+    if (reload && generated.some((c) => c !== vcol)) {
+      if (this.dataSource.driver.isReturningSqlSupported('update')) map.returning = generated.map((c) => c.propertyPath);
+      else reloadColumns = generated.filter((c) => c !== vcol);
+    }
+    map.updateEntity = false;
+    map[UPDATE_CHECK] = { check, reload, reloadColumns } satisfies UpdateMark;
+    return result;
+  };
+
+  update.execute = async function (this: UpdateQueryBuilder<any>) {
+    const mark: UpdateMark | undefined = (this.expressionMap as any)[UPDATE_CHECK];
+    if (!mark) return baseUpdateExecute.call(this);
+    // the persistence layer's builders always carry its query runner (the transaction's)
+    const manager = managerOf(this);
+    const result = await baseUpdateExecute.call(this);
+    const { check } = mark;
+    if (result.affected === undefined || result.affected === null) {
+      throw new LockConfigError(`@Versioned ${check.metadata.name}: the database driver did not report affected rows; the version check cannot work.`, {
+        entity: check.metadata.name,
+      });
+    }
+    if (result.affected < 1) throw await staleError(manager, [check], 'save', result.affected);
+
+    const generated: ObjectLiteral = {};
+    const row = Array.isArray(result.raw) ? result.raw[0] : undefined;
+    if (mark.reload && row && typeof row === 'object') {
+      Object.assign(generated, this.dataSource.driver.createGeneratedMap(check.metadata, row) ?? {});
+    }
+    if (mark.reloadColumns.length) {
+      const alias = 'ormlock_reload';
+      const reloaded = await manager
+        .createQueryBuilder()
+        .select(mark.reloadColumns.map((c) => `${alias}.${c.propertyPath}`))
+        .from(check.metadata.target, alias)
+        .where(check.identifier)
+        .withDeleted()
+        .setOption('create-pojo')
+        .getOne();
+      if (reloaded) Object.assign(generated, reloaded);
+    }
+    check.versionColumn.setEntityValue(generated, nextVersion(check.expected));
+    result.generatedMaps.push(generated);
+    return result;
+  };
+
+  const del = DeleteQueryBuilder.prototype as any;
+  const baseDeleteWhere = del.where;
+  const baseDeleteExecute = del.execute;
+
+  del.where = function (this: DeleteQueryBuilder<any>, where: unknown, parameters?: ObjectLiteral) {
+    if (!Array.isArray(where) || where.length === 0) return baseDeleteWhere.call(this, where, parameters);
+    const checks: VersionCheck[] = [];
+    const conditions = where.map((item) => {
+      const check = item !== null && typeof item === 'object' ? registered.get(item) : undefined;
+      if (!check) return item;
+      checks.push(check);
+      return mergeValueMap({ ...check.identifier }, check.versionColumn.createValueMap(check.expected));
+    });
+    if (checks.length === 0) return baseDeleteWhere.call(this, where, parameters);
+    const result = baseDeleteWhere.call(this, conditions, parameters);
+    (this.expressionMap as any)[DELETE_CHECK] = { checks, expectedRows: where.length } satisfies DeleteMark;
+    return result;
+  };
+
+  del.execute = async function (this: DeleteQueryBuilder<any>) {
+    const mark: DeleteMark | undefined = (this.expressionMap as any)[DELETE_CHECK];
+    if (!mark) return baseDeleteExecute.call(this);
+    const manager = managerOf(this);
+    const result = await baseDeleteExecute.call(this);
+    if (result.affected === undefined || result.affected === null) {
+      throw new LockConfigError(`@Versioned ${mark.checks[0].metadata.name}: the database driver did not report affected rows; the version check cannot work.`, {
+        entity: mark.checks[0].metadata.name,
+      });
+    }
+    if (result.affected < mark.expectedRows) throw await staleError(manager, mark.checks, 'remove', result.affected);
+    return result;
+  };
+}
+
+/** The check for a subject of a @Versioned entity the user holds, or undefined (TypeORM's own behaviour). */
+function versionCheckOf(subject: any, operation: 'save' | 'remove'): VersionCheck | undefined {
+  const entity = subject.entity;
+  const metadata: EntityMetadata = subject.metadata;
+  if (!entity || !subject.identifier || typeof metadata.target !== 'function') return undefined;
+  if (!lockMetadataOf(metadata.target)?.versioned) return undefined;
+  const versionColumn = metadata.versionColumn;
+  if (!versionColumn) return undefined; // installLocking refuses @Versioned without @VersionColumn
+  const expected = versionColumn.getEntityValue(entity);
+  if (expected === undefined || expected === null) {
+    const id = JSON.stringify(metadata.getEntityIdMap(entity) ?? subject.identifier);
+    const how =
+      operation === 'save'
+        ? `load it (repository.findOneBy(...)) and change the loaded object, or set its ${versionColumn.propertyPath} to the version you read; ` +
+          'for a deliberate unconditional write use repository.update(id, values)'
+        : `load it first, or set its ${versionColumn.propertyPath}; for a deliberate unconditional delete use repository.delete(id)`;
+    throw new LockConfigError(
+      `${operation}() of @Versioned ${metadata.name} ${id}: the object has no ${versionColumn.propertyPath} value, so there is no version ` +
+        `to check and the ${operation === 'save' ? 'update' : 'delete'} would be unconditional. To ${operation} it, ${how}.`,
+      { entity: metadata.name, id: metadata.getEntityIdMap(entity) ?? subject.identifier },
+    );
+  }
+  return { metadata, versionColumn, expected, entity, identifier: subject.identifier };
+}
+
+/**
+ * save() of a loaded @Versioned object whose row is gone: TypeORM would INSERT it again (a lost
+ * delete). An object that carries a version and an id was loaded, so this is a conflict.
+ */
+function refuseResurrection(subject: any): void {
+  const metadata: EntityMetadata = subject.metadata;
+  if (!subject.entity || !subject.databaseEntityLoaded || subject.databaseEntity) return;
+  if (typeof metadata.target !== 'function' || !lockMetadataOf(metadata.target)?.versioned) return;
+  const vcol = metadata.versionColumn;
+  const expected = vcol?.getEntityValue(subject.entity);
+  if (expected === undefined || expected === null) return; // a new object
+  const id = metadata.getEntityIdMap(subject.entity);
+  throw new StaleEntityError(
+    `${metadata.name} ${JSON.stringify(id)} is stale: it was loaded at version ${String(expected)} but its row no longer exists ` +
+      '(deleted by someone else); nothing was written. Saving it would insert it again.',
+    { entity: metadata.name, id, expectedVersion: expected, actualVersion: undefined, deleted: true },
+  );
+}
+
+/**
+ * Builds the StaleEntityError of a failed check. Only on this failure path, one SELECT reads the
+ * row's current version for the message (in a MySQL REPEATABLE READ snapshot it may still show
+ * the loaded version: then the current one is reported as unknown).
+ */
+async function staleError(
+  manager: EntityManager,
+  checks: VersionCheck[],
+  operation: 'save' | 'remove',
+  affected: number,
+): Promise<StaleEntityError> {
+  const { metadata, versionColumn } = checks[0];
+  const current = await readVersions(manager, metadata, versionColumn, checks).catch(() => undefined);
+  let chosen = checks[0];
+  let actual: unknown;
+  let state: 'changed' | 'deleted' | 'unknown' = 'unknown';
+  if (current) {
+    const rowOf = (check: VersionCheck) => current.find((row) => idsEqual(metadata, row, check.identifier));
+    const changed = checks.find((check) => {
+      const row = rowOf(check);
+      return row !== undefined && String(versionColumn.getEntityValue(row)) !== String(check.expected);
+    });
+    // rows this statement deleted itself are gone too: a missing row is only known to be someone
+    // else's doing when more are missing than the statement removed
+    const missing = checks.filter((check) => rowOf(check) === undefined);
+    if (changed) {
+      chosen = changed;
+      state = 'changed';
+      actual = versionColumn.getEntityValue(rowOf(changed)!);
+    } else if (missing.length > affected) {
+      chosen = missing[0];
+      state = 'deleted';
+    }
+  }
+  const id = metadata.getEntityIdMap(chosen.entity) ?? chosen.identifier;
+  const what =
+    state === 'changed'
+      ? `the row is now at version ${String(actual)}`
+      : state === 'deleted'
+        ? 'the row no longer exists (deleted by someone else)'
+        : 'the row was changed by a concurrent transaction';
+  const rest =
+    checks.length > 1
+      ? ` (one ${operation} statement covered ${checks.length} ${metadata.name} rows: let the transaction roll back)`
+      : '';
+  return new StaleEntityError(
+    `${metadata.name} ${JSON.stringify(id)} is stale: it was loaded at version ${String(chosen.expected)} but ${what}; ` +
+      `the ${operation} wrote nothing${rest}. Reload it and apply the change again (e.g. with @RetryOnConflict() around the method).`,
+    { entity: metadata.name, id, expectedVersion: chosen.expected, actualVersion: actual, deleted: state === 'deleted' },
+  );
+}
+
+async function readVersions(manager: EntityManager, metadata: EntityMetadata, vcol: ColumnMetadata, checks: VersionCheck[]): Promise<ObjectLiteral[]> {
+  const alias = 'ormlock_current';
+  return manager
+    .createQueryBuilder()
+    .select([...metadata.primaryColumns, vcol].map((c) => `${alias}.${c.propertyPath}`))
+    .from(metadata.target, alias)
+    .whereInIds(checks.map((c) => c.identifier))
+    .withDeleted()
+    .setOption('create-pojo')
+    .getMany();
+}
+
+/** The manager of the builder's own query runner (its transaction); the DataSource's otherwise. */
+function managerOf(qb: { dataSource: DataSource }): EntityManager {
+  const queryRunner: QueryRunner | undefined = (qb as { queryRunner?: QueryRunner }).queryRunner;
+  return queryRunner?.manager ?? qb.dataSource.manager;
+}
+
+function idsEqual(metadata: EntityMetadata, row: ObjectLiteral, identifier: ObjectLiteral): boolean {
+  return metadata.primaryColumns.every((c) => String(c.getEntityValue(row)) === String(c.getEntityValue(identifier)));
+}
+
+function mergeValueMap(target: ObjectLiteral, source: ObjectLiteral): ObjectLiteral {
+  for (const [key, value] of Object.entries(source)) {
+    if (value !== null && typeof value === 'object' && !(value instanceof Date) && target[key] && typeof target[key] === 'object') {
+      target[key] = mergeValueMap({ ...target[key] }, value);
+    } else {
+      target[key] = value;
+    }
+  }
+  return target;
+}

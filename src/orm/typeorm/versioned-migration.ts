@@ -1,0 +1,75 @@
+import { Table, TableColumn, type QueryRunner } from 'typeorm';
+import { LockConfigError } from '../../errors';
+
+export interface AddVersionColumnOptions {
+  /** Version given to every existing row, and the column's default (an integer; default 1). */
+  default?: number;
+  /** Column type (default 'int'; 'bigint' for very hot rows). */
+  type?: 'int' | 'integer' | 'bigint';
+  /**
+   * Keep the DEFAULT on the column after the existing rows were filled (default true), so that
+   * writers that do not know the column (other services, raw SQL) can still insert. TypeORM always
+   * writes the version itself. Declare `@VersionColumn({ default: 1 })` so that schema diffs agree,
+   * or pass `false` to drop the default and match a plain `@VersionColumn()`.
+   */
+  keepDefault?: boolean;
+}
+
+/**
+ * For a table that already has rows, adopting `@Versioned`: adds a NOT NULL integer version
+ * column whose existing rows all get `options.default` (1), in one `ALTER TABLE … ADD … DEFAULT`
+ * (PostgreSQL ≥ 11 and MariaDB ≥ 10.3 do it without rewriting the table).
+ *
+ * ```ts
+ * export class AddVersionToAccounts1760000000000 implements MigrationInterface {
+ *   up = (qr: QueryRunner) => addVersionColumn(qr, 'accounts');
+ *   down = (qr: QueryRunner) => dropVersionColumn(qr, 'accounts');
+ * }
+ * ```
+ */
+export async function addVersionColumn(
+  queryRunner: QueryRunner,
+  table: string | Table,
+  column = 'version',
+  options: AddVersionColumnOptions = {},
+): Promise<void> {
+  const initial = options.default ?? 1;
+  const type = options.type ?? 'int';
+  const where = `addVersionColumn(${typeof table === 'string' ? table : table?.name}, '${column}')`;
+  if (!Number.isSafeInteger(initial)) throw new LockConfigError(`${where}: default must be an integer (got ${String(options.default)})`);
+  if (!['int', 'integer', 'bigint'].includes(type)) throw new LockConfigError(`${where}: type must be 'int', 'integer' or 'bigint' (got ${String(type)})`);
+  if (typeof column !== 'string' || column.length === 0) throw new LockConfigError(`${where}: column must be a non-empty name`);
+  const found = await findTable(queryRunner, table, where);
+  if (found.findColumnByName(column)) {
+    throw new LockConfigError(`${where}: table ${found.name} already has a column '${column}'`);
+  }
+  const definition = { name: column, type, isNullable: false, default: String(initial) };
+  await queryRunner.addColumn(found, new TableColumn(definition));
+  if (options.keepDefault === false) {
+    // change the column as the database reports it, default aside (a different type spelling
+    // would make TypeORM drop and re-add the column)
+    const withColumn = await findTable(queryRunner, found.name, where);
+    const added = withColumn.findColumnByName(column)!;
+    const withoutDefault = added.clone();
+    withoutDefault.default = undefined;
+    await queryRunner.changeColumn(withColumn, added, withoutDefault);
+  }
+}
+
+/** The `down` of `addVersionColumn`: drops the version column if it is there. */
+export async function dropVersionColumn(queryRunner: QueryRunner, table: string | Table, column = 'version'): Promise<void> {
+  const where = `dropVersionColumn(${typeof table === 'string' ? table : table?.name}, '${column}')`;
+  const found = await findTable(queryRunner, table, where);
+  if (found.findColumnByName(column)) await queryRunner.dropColumn(found, column);
+}
+
+async function findTable(queryRunner: QueryRunner, table: string | Table, where: string): Promise<Table> {
+  if (!queryRunner || typeof (queryRunner as { getTable?: unknown }).getTable !== 'function') {
+    throw new LockConfigError(`${where}: expected a TypeORM QueryRunner (the migration's up/down argument)`);
+  }
+  const name = typeof table === 'string' ? table : table?.name;
+  if (!name) throw new LockConfigError(`${where}: give a table name or Table`);
+  const found = await queryRunner.getTable(name);
+  if (!found) throw new LockConfigError(`${where}: table '${name}' does not exist`);
+  return found;
+}
