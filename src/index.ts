@@ -31,3 +31,14 @@ export { versioned, type VersionedOptions } from './locks/optimistic';
 export { retryOnConflict, isRetryableConflict, type RetryOptions, type RetryInfo, type RetryMatcher } from './locks/retry';
 export { createOrFind } from './locks/create-or-find';
 export { addVersionColumn, dropVersionColumn, type AddVersionColumnOptions } from './orm/typeorm/versioned-migration';
+// advisory locks
+export { AdvisoryLock, type AdvisoryLockKey } from '../decorators/AdvisoryLock';
+export {
+  withAdvisoryLock, withAdvisoryLocks, advisoryLockExists, advisoryLockId, advisoryKeys, AdvisoryKeySet,
+  type AdvisoryLockOptions, type AdvisoryLockSkipOptions, type AdvisoryLockContext, type AdvisoryLockExistsOptions,
+  type AdvisoryScope, type OnAdvisoryTimeout, type AdvisoryKey, type AdvisoryKeyPart, type AdvisoryKeyValue,
+} from './locks/advisory';
+// Redis leases
+export { Redlock, Lease, withDistributedLock } from './redis';
+export type { RedlockOptions, AcquireOptions, UsingOptions, NodeResult, LockKey, LockKeys, RedlockClient, LeaseState, DistributedLockCallOptions } from './redis';
+export { DistributedLock, type DistributedLockOptions, type DistributedLockKey } from '../decorators/DistributedLock';

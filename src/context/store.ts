@@ -36,6 +36,24 @@ export interface Frame {
   readonly readLock?: ReadLockPolicy;
   /** Session-scoped held locks (advisory) outside of a transaction, keyed by lock id. */
   readonly sessionLocks?: Map<string, unknown>;
+  /**
+   * Advisory locks held by this async context (either scope), keyed by
+   * `<DataSource number>|<dialect lock id>`: a nested call for one of them is a no-op.
+   */
+  readonly advisoryHeld?: ReadonlyMap<string, HeldAdvisoryLock>;
+  /**
+   * Connections pinned by session-scoped advisory locks, per DataSource: lock calls nested in
+   * one use it instead of taking a second pool connection.
+   */
+  readonly pinned?: ReadonlyMap<DataSource, QueryRunner>;
+}
+
+/** One advisory lock held by an async context (see `Frame.advisoryHeld`). */
+export interface HeldAdvisoryLock {
+  readonly scope: 'transaction' | 'session';
+  readonly shared: boolean;
+  /** The key as the user gave it (for messages). */
+  readonly display: string;
 }
 
 const storage = new AsyncLocalStorage<Frame>();
@@ -56,6 +74,8 @@ export function childFrame(patch: Partial<Frame>): Frame {
     values: parent?.values ?? new Map(),
     readLock: parent?.readLock,
     sessionLocks: parent?.sessionLocks,
+    advisoryHeld: parent?.advisoryHeld,
+    pinned: parent?.pinned,
     ...patch,
   };
 }
@@ -63,4 +83,23 @@ export function childFrame(patch: Partial<Frame>): Frame {
 /** The transaction open on `dataSource` in this async context, if any. */
 export function ambientTx(dataSource: DataSource): TxState | undefined {
   return storage.getStore()?.txs.get(dataSource);
+}
+
+/** The connection pinned by a session-scoped lock on `dataSource` in this async context, if any. */
+export function pinnedRunner(dataSource: DataSource): QueryRunner | undefined {
+  return storage.getStore()?.pinned?.get(dataSource);
+}
+
+/**
+ * The connection that TypeORM calls in this async context should use: the ambient
+ * transaction's, else the one pinned by a session lock (so a session-lock body needs no
+ * second pool connection), else none (TypeORM's default pool behaviour).
+ */
+export function ambientRunner(dataSource: DataSource): { manager: EntityManager; queryRunner: QueryRunner } | undefined {
+  const frame = storage.getStore();
+  if (!frame) return undefined;
+  const tx = frame.txs.get(dataSource);
+  if (tx) return tx;
+  const pinned = frame.pinned?.get(dataSource);
+  return pinned ? { manager: pinned.manager, queryRunner: pinned } : undefined;
 }

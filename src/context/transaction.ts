@@ -1,8 +1,8 @@
-import type { DataSource, EntityManager } from 'typeorm';
+import type { DataSource, EntityManager, QueryRunner } from 'typeorm';
 import type { IsolationLevel } from 'typeorm/driver/types/IsolationLevel';
 import { LockConfigError } from '../errors';
 import { requireInstallation } from '../orm/typeorm/installations';
-import { ambientTx, childFrame, currentFrame, runInFrame, type TxState } from './store';
+import { ambientTx, childFrame, currentFrame, pinnedRunner, runInFrame, type TxState } from './store';
 
 export type Propagation = 'required' | 'requires_new';
 
@@ -49,12 +49,16 @@ export async function transaction<T>(fn: () => Promise<T> | T, options: Transact
     return fn();
   }
 
-  const queryRunner = ds.createQueryRunner();
-  await queryRunner.connect();
+  // Inside a session-scoped lock, the transaction opens on the connection that lock pinned:
+  // no second pool connection, and the lock's connection sees the transaction's writes.
+  const pinned = propagation === 'required' ? pinnedRunner(ds) : undefined;
+  const queryRunner = pinned ?? ds.createQueryRunner();
+  const release = () => (pinned ? Promise.resolve() : queryRunner.release());
   try {
+    if (!pinned) await queryRunner.connect();
     await queryRunner.startTransaction(options.isolation);
   } catch (error) {
-    await queryRunner.release();
+    await release();
     throw inst.dialect.convertError(error) ?? error;
   }
   const tx: TxState = {
@@ -76,8 +80,29 @@ export async function transaction<T>(fn: () => Promise<T> | T, options: Transact
     if (queryRunner.isTransactionActive) await queryRunner.rollbackTransaction().catch(() => undefined);
     throw inst.dialect.convertError(error) ?? error;
   } finally {
-    await queryRunner.release();
+    await release();
   }
+}
+
+/**
+ * Runs `fn` with a transaction that TypeORM (not ormlock) opened on `queryRunner` — e.g. the one
+ * `save()` opens outside `transaction()` — registered as the ambient transaction of `dataSource`,
+ * so that locks and repositories used inside take that connection. Does not commit or release.
+ */
+export function runWithAmbientRunner<T>(dataSource: DataSource, queryRunner: QueryRunner, fn: () => Promise<T>): Promise<T> {
+  if (ambientTx(dataSource)?.queryRunner === queryRunner) return fn();
+  const inst = requireInstallation(dataSource);
+  const tx: TxState = {
+    id: nextTxId++,
+    dataSource,
+    queryRunner,
+    manager: queryRunner.manager,
+    dialect: inst.dialect,
+    heldKeys: new Set(),
+  };
+  const txs = new Map(currentFrame()?.txs ?? []);
+  txs.set(dataSource, tx);
+  return runInFrame(childFrame({ txs }), fn);
 }
 
 /** The ambient transaction's EntityManager, or the DataSource's default manager outside one. */

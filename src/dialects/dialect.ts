@@ -1,6 +1,7 @@
 import type { DataSource, QueryRunner } from 'typeorm';
 import type { RowLockSpec } from '../locks/row-lock-options';
 import type { LockError } from '../errors';
+import type { ResolvedAdvisoryKey } from '../locks/advisory-key';
 
 /** What a database can do; strategies ask these flags, never the database's name. */
 export interface DialectCapabilities {
@@ -54,6 +55,39 @@ export interface LockDialect {
   describeRowLockHolder?(dataSource: DataSource, table: string, where: Record<string, unknown>): Promise<Array<{ pid: number; query: string | null }>>;
   /** SQL that returns the current connection/transaction's identity (for tests and diagnostics). */
   readonly connectionIdSql: string;
+  /** Advisory locks (src/dialects/<db>/advisory.ts), used by src/locks/advisory.ts. */
+  readonly advisory: AdvisoryDialect;
+}
+
+/** Runs one statement on some connection and returns its rows. */
+export type RunQuery = (sql: string, parameters?: unknown[]) => Promise<any[]>;
+
+/**
+ * The database part of advisory locks. Every method takes one lock id (from `lockId`) on the
+ * given QueryRunner's connection; the strategy (src/locks/advisory.ts) decides order,
+ * re-entry, scope, time budget and errors. `timeoutMs`: undefined waits, 0 tries once.
+ * The lock methods resolve `false` when the lock was not obtained in time and throw the
+ * (converted) driver error on anything else.
+ */
+export interface AdvisoryDialect {
+  /** The database's identifier of a key: PostgreSQL the signed 64-bit integer as text, MySQL the GET_LOCK name. Sorting these gives the canonical order. */
+  lockId(key: ResolvedAdvisoryKey): string;
+  /** A failed statement aborts the surrounding transaction (PostgreSQL), so a lock that may time out in a caller's transaction is taken inside a savepoint. */
+  readonly failedStatementAbortsTransaction: boolean;
+  /** A lock held until the transaction on `qr` ends (only when `capabilities.transactionAdvisoryLocks`). */
+  lockForTransaction?(qr: QueryRunner, id: string, shared: boolean, timeoutMs: number | undefined): Promise<boolean>;
+  /** A lock held by `qr`'s connection (session) until `unlockSession` or the connection ends. */
+  lockForSession(qr: QueryRunner, id: string, shared: boolean, timeoutMs: number | undefined): Promise<boolean>;
+  /** Releases a session lock on `qr`: false when the connection did not hold it; throws when the connection is gone. */
+  unlockSession(qr: QueryRunner, id: string, shared: boolean): Promise<boolean>;
+  /** True when any connection (this one included) holds the lock. */
+  isLocked(run: RunQuery, id: string): Promise<boolean>;
+  /** True when the error means the connection, and every session lock on it, is gone. */
+  isConnectionLost(error: unknown): boolean;
+  /** True when the error says the transaction is aborted (so an unlock must wait for its end). */
+  isAbortedTransaction(error: unknown): boolean;
+  /** Who holds the lock (PostgreSQL: pid and query), read on a connection outside the pool. */
+  describeHolders?(dataSource: DataSource, id: string): Promise<Array<{ pid: number; query: string | null }>>;
 }
 
 /** Reads the driver's own error code, whatever TypeORM wrapped it in. */

@@ -1,7 +1,8 @@
 import type { QueryRunner } from 'typeorm';
 import type { RowLockSpec } from '../../locks/row-lock-options';
 import { checkRowLockAgainst } from '../check-row-lock';
-import type { DialectCapabilities, ErrorContext, LockDialect } from '../dialect';
+import type { AdvisoryDialect, DialectCapabilities, ErrorContext, LockDialect } from '../dialect';
+import { MysqlAdvisory } from './advisory';
 import { convertMysqlError, isMysqlUniqueViolation } from './errors';
 
 /** MySQL 8: FOR UPDATE / FOR SHARE [OF t] [NOWAIT | SKIP LOCKED], waits limited by innodb_lock_wait_timeout. */
@@ -17,6 +18,8 @@ export class MysqlDialect implements LockDialect {
     sharedAdvisoryLocks: false,
   };
   readonly connectionIdSql = 'SELECT CONNECTION_ID() AS connectionId';
+  /** GET_LOCK / RELEASE_LOCK (MariaDB inherits it unchanged). */
+  readonly advisory: AdvisoryDialect = new MysqlAdvisory();
 
   checkRowLock(spec: RowLockSpec, subject: string, hasJoins = false): void {
     checkRowLockAgainst(this.capabilities, this.name, spec, subject, hasJoins);

@@ -1,7 +1,8 @@
 import type { QueryRunner } from 'typeorm';
 import type { RowLockSpec } from '../../locks/row-lock-options';
 import { checkRowLockAgainst } from '../check-row-lock';
-import type { DialectCapabilities, ErrorContext, LockDialect } from '../dialect';
+import type { AdvisoryDialect, DialectCapabilities, ErrorContext, LockDialect } from '../dialect';
+import { PostgresAdvisory } from './advisory';
 import { describePostgresRowLockHolder } from './blockers';
 import { convertPostgresError, isPostgresUniqueViolation } from './errors';
 
@@ -24,6 +25,7 @@ export class PostgresDialect implements LockDialect {
     sharedAdvisoryLocks: true,
   };
   readonly connectionIdSql = 'SELECT pg_backend_pid() AS "connectionId", txid_current()::text AS "txId"';
+  readonly advisory: AdvisoryDialect = new PostgresAdvisory();
 
   checkRowLock(spec: RowLockSpec, subject: string, hasJoins = false): void {
     checkRowLockAgainst(this.capabilities, this.name, spec, subject, hasJoins);

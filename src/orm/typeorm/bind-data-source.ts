@@ -1,9 +1,9 @@
 import type { DataSource, QueryRunner } from 'typeorm';
-import { ambientTx } from '../../context/store';
+import { ambientRunner } from '../../context/store';
 
 /**
  * Binds `dataSource.manager`, `dataSource.query` and `dataSource.createQueryBuilder` to the
- * ambient transaction. Returns the function that undoes it.
+ * ambient transaction (or the connection pinned by a session lock). Returns the function that undoes it.
  */
 export function bindDataSource(ds: DataSource): () => void {
   const target = ds as any;
@@ -16,13 +16,13 @@ export function bindDataSource(ds: DataSource): () => void {
   Object.defineProperty(target, 'manager', {
     configurable: true,
     enumerable: true,
-    get: () => ambientTx(ds)?.manager ?? baseManager,
+    get: () => ambientRunner(ds)?.manager ?? baseManager,
   });
   target.query = function (sql: string, parameters?: unknown[], queryRunner?: QueryRunner) {
-    return baseQuery.call(ds, sql, parameters, queryRunner ?? ambientTx(ds)?.queryRunner);
+    return baseQuery.call(ds, sql, parameters, queryRunner ?? ambientRunner(ds)?.queryRunner);
   };
   target.createQueryBuilder = function (entityOrRunner?: unknown, alias?: string, queryRunner?: QueryRunner) {
-    const tx = ambientTx(ds);
+    const tx = ambientRunner(ds);
     if (!tx) return baseCreateQueryBuilder.call(ds, entityOrRunner, alias, queryRunner);
     if (alias !== undefined) return baseCreateQueryBuilder.call(ds, entityOrRunner, alias, queryRunner ?? tx.queryRunner);
     return baseCreateQueryBuilder.call(ds, entityOrRunner ?? tx.queryRunner);

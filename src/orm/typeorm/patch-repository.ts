@@ -1,5 +1,5 @@
 import { Repository } from 'typeorm';
-import { ambientTx } from '../../context/store';
+import { ambientRunner } from '../../context/store';
 
 const OWN_MANAGER = Symbol('ormlock.ownManager');
 let patched = false;
@@ -17,8 +17,8 @@ export function patchRepositoryManager(): void {
     enumerable: true,
     get(this: Record<symbol, any>) {
       const own = this[OWN_MANAGER];
-      const tx = own?.dataSource ? ambientTx(own.dataSource) : undefined;
-      return tx ? tx.manager : own;
+      const ambient = own?.dataSource ? ambientRunner(own.dataSource) : undefined;
+      return ambient ? ambient.manager : own;
     },
     set(this: Record<symbol, any>, manager: unknown) {
       this[OWN_MANAGER] = manager;

@@ -1,0 +1,58 @@
+import { LockConfigError } from '../src/errors';
+import { AdvisoryKeySet, canonicalAdvisoryKey, STATIC_ADVISORY_KEY, type AdvisoryKey } from '../src/locks/advisory-key';
+import { advisoryOptionProblems, runWithAdvisoryLock, type AdvisoryLockOptions } from '../src/locks/advisory';
+import { entityRecord } from '../src/metadata/registry';
+import { wrapAsyncMethod, type ClassOrMethodDecorator } from './wrap-method';
+
+/** A key, or a function returning one: of the method's arguments (with the instance as `this`), or of the entity being written. */
+export type AdvisoryLockKey = AdvisoryKey | ((...args: any[]) => AdvisoryKey);
+
+/**
+ * On an async method: runs it holding the advisory lock on `key` (twin: `withAdvisoryLock`).
+ * The lock is taken before the method's body starts, so what the body loads is fresh.
+ *
+ * ```ts
+ * class Billing {
+ *   @AdvisoryLock((userId: number) => `charge:${userId}`)
+ *   async charge(userId: number, orderId: number) { … }   // loads user and order inside
+ *
+ *   @AdvisoryLock('s3-sync', { scope: 'session', timeoutMs: 0, onTimeout: 'skip' })
+ *   async sync() { … }                                    // at most one run at a time, anywhere
+ * }
+ * ```
+ *
+ * On an entity class: `@AdvisoryLock((doc: Doc) => ['doc', doc.slot])` takes the lock around
+ * every insert/update/remove of that entity, inside the write's transaction, held until it
+ * ends (checked at installLocking: transaction scope only, no `onTimeout: 'skip'`).
+ *
+ * A non-async method, a bad constant key or bad options are a LockConfigError naming
+ * `Class.method` when the class is defined; a key function that throws or returns nothing
+ * is one at the call.
+ */
+export function AdvisoryLock(key: AdvisoryLockKey, options: AdvisoryLockOptions = {}): ClassOrMethodDecorator {
+  return ((target: any, propertyKey?: string | symbol, descriptor?: PropertyDescriptor) => {
+    if (propertyKey === undefined) {
+      // Entity class: record only; installLocking validates against the database.
+      const keyFn =
+        typeof key === 'function' ? (key as (entity: unknown) => unknown) : Object.assign(() => key, { [STATIC_ADVISORY_KEY]: key });
+      entityRecord(target).advisory.push({ key: keyFn, options: (options ?? {}) as Record<string, unknown> });
+      return;
+    }
+    return wrapAsyncMethod('AdvisoryLock', target, propertyKey, descriptor!, (original, methodName) => {
+      const subject = { label: `@AdvisoryLock on ${methodName}`, method: methodName };
+      const problems = advisoryOptionProblems(options);
+      if (problems.length) throw new LockConfigError(`${subject.label}: ${problems.join('; ')}`, { method: methodName });
+      if (typeof key !== 'function') {
+        if (key instanceof AdvisoryKeySet) {
+          if (key.keys.length === 0) throw new LockConfigError(`${subject.label}: advisoryKeys() was given no keys`, { method: methodName });
+          for (const k of key.keys) canonicalAdvisoryKey(k, subject);
+        } else {
+          canonicalAdvisoryKey(key, subject);
+        }
+      }
+      return function (this: unknown, ...args: unknown[]) {
+        return runWithAdvisoryLock(key, this, args, () => original.apply(this, args), options, subject);
+      };
+    });
+  }) as ClassOrMethodDecorator;
+}

@@ -1,0 +1,129 @@
+import type { DataSource, QueryRunner } from 'typeorm';
+import { splitInt64, type ResolvedAdvisoryKey } from '../../locks/advisory-key';
+import { driverCode, type AdvisoryDialect, type RunQuery } from '../dialect';
+import { convertPostgresError } from './errors';
+
+/**
+ * PostgreSQL advisory locks on ONE 64-bit key (`pg_advisory_*(bigint)`), passed as a text
+ * parameter cast `::bigint` (a JS number cannot carry 64 bits; no key text is ever SQL).
+ *
+ * - transaction scope: `pg_advisory_xact_lock[_shared]`, released by COMMIT/ROLLBACK (no
+ *   release statement); `pg_try_advisory_xact_lock[_shared]` for `timeoutMs: 0`;
+ * - session scope: `pg_advisory_lock[_shared]` / `pg_try_…` and `pg_advisory_unlock[_shared]`;
+ * - a timeout is the server's `lock_timeout`, set with `set_config(…, true)` (SET LOCAL) in the
+ *   same statement as the lock, which also restores the previous value afterwards: still one
+ *   round trip, and later statements of the transaction keep their own limit. (Outside a
+ *   transaction the statement is its own transaction, so the setting ends with it.) The
+ *   nested `OFFSET 0` sub-selects fix the order: read old, set, lock, restore.
+ */
+export class PostgresAdvisory implements AdvisoryDialect {
+  readonly failedStatementAbortsTransaction = true;
+
+  constructor(private readonly convert = convertPostgresError) {}
+
+  lockId(key: ResolvedAdvisoryKey): string {
+    return key.int64.toString();
+  }
+
+  lockForTransaction(qr: QueryRunner, id: string, shared: boolean, timeoutMs: number | undefined): Promise<boolean> {
+    return this.lock(qr, id, shared ? 'pg_advisory_xact_lock_shared' : 'pg_advisory_xact_lock', timeoutMs);
+  }
+
+  lockForSession(qr: QueryRunner, id: string, shared: boolean, timeoutMs: number | undefined): Promise<boolean> {
+    return this.lock(qr, id, shared ? 'pg_advisory_lock_shared' : 'pg_advisory_lock', timeoutMs);
+  }
+
+  async unlockSession(qr: QueryRunner, id: string, shared: boolean): Promise<boolean> {
+    const fn = shared ? 'pg_advisory_unlock_shared' : 'pg_advisory_unlock';
+    const [row] = await qr.query(`SELECT ${fn}($1::bigint) AS "released"`, [id]);
+    return row?.released === true;
+  }
+
+  async isLocked(run: RunQuery, id: string): Promise<boolean> {
+    const { classid, objid } = splitInt64(BigInt(id));
+    const [row] = await run(
+      `SELECT EXISTS (
+         SELECT 1 FROM pg_locks
+          WHERE locktype = 'advisory' AND granted AND objsubid = 1
+            AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+            AND classid = $1::oid AND objid = $2::oid
+       ) AS "held"`,
+      [classid, objid],
+    );
+    return row?.held === true;
+  }
+
+  isConnectionLost(error: unknown): boolean {
+    const { code, message } = driverCode(error);
+    if (code && /^(57P0[123]|08\w{3}|ECONNRESET|EPIPE|ECONNREFUSED)$/.test(code)) return true;
+    return /Connection terminated|not queryable|connection is closed|terminating connection|Client was closed/i.test(message);
+  }
+
+  isAbortedTransaction(error: unknown): boolean {
+    return driverCode(error).code === '25P02';
+  }
+
+  async describeHolders(dataSource: DataSource, id: string): Promise<Array<{ pid: number; query: string | null }>> {
+    // A fresh client outside the pool: the caller may hold the pool's only connection.
+    // eslint-disable-next-line @typescript-eslint/no-var-requires
+    const pg = require('pg') as typeof import('pg');
+    const o = dataSource.driver.options as Record<string, any>;
+    const client = new pg.Client(
+      o.url
+        ? { connectionString: o.url, connectionTimeoutMillis: 2000 }
+        : { host: o.host, port: o.port, user: o.username, password: o.password, database: o.database, connectionTimeoutMillis: 2000 },
+    );
+    const { classid, objid } = splitInt64(BigInt(id));
+    try {
+      await client.connect();
+      const res = await client.query(
+        `SELECT a.pid, a.query FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+          WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+            AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+            AND l.classid = $1::oid AND l.objid = $2::oid`,
+        [classid, objid],
+      );
+      return res.rows.map((r: { pid: number; query: string | null }) => ({ pid: Number(r.pid), query: r.query }));
+    } catch {
+      return [];
+    } finally {
+      await client.end().catch(() => undefined);
+    }
+  }
+
+  private async lock(qr: QueryRunner, id: string, fn: string, timeoutMs: number | undefined): Promise<boolean> {
+    if (timeoutMs === 0) {
+      const tryFn = fn.replace(/^pg_advisory_/, 'pg_try_advisory_');
+      const [row] = await this.run(qr, `SELECT ${tryFn}($1::bigint) AS "acquired"`, [id], timeoutMs);
+      return row?.acquired === true;
+    }
+    if (timeoutMs === undefined) {
+      await this.run(qr, `SELECT ${fn}($1::bigint)`, [id], timeoutMs);
+      return true;
+    }
+    try {
+      await this.run(
+        qr,
+        `SELECT set_config('lock_timeout', l.prev, true) IS NOT NULL AS "acquired"
+           FROM (SELECT s.prev, ${fn}($1::bigint) IS NULL AS done
+                   FROM (SELECT current_setting('lock_timeout') AS prev, set_config('lock_timeout', $2, true) AS applied OFFSET 0) s
+                 OFFSET 0) l`,
+        [id, `${Math.max(1, Math.ceil(timeoutMs))}ms`],
+        timeoutMs,
+      );
+      return true;
+    } catch (error) {
+      if (driverCode(error).code === '55P03') return false;
+      throw error;
+    }
+  }
+
+  private async run(qr: QueryRunner, sql: string, params: unknown[], timeoutMs: number | undefined): Promise<any[]> {
+    try {
+      return await qr.query(sql, params);
+    } catch (error) {
+      if (driverCode(error).code === '55P03') throw error; // a timeout: the caller decides
+      throw this.convert(error, { timeoutMs }) ?? error;
+    }
+  }
+}

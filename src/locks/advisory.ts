@@ -1,0 +1,696 @@
+import type { DataSource, EntityManager, QueryRunner } from 'typeorm';
+import {
+  ambientTx, childFrame, currentFrame, runInFrame, type HeldAdvisoryLock, type TxState,
+} from '../context/store';
+import { transaction } from '../context/transaction';
+import type { AdvisoryDialect, LockDialect } from '../dialects/dialect';
+import {
+  LockConfigError, LockError, LockLostError, LockNotAvailableError, LockTimeoutError, TransactionRequiredError,
+} from '../errors';
+import { requireInstallation, type Installation } from '../orm/typeorm/installations';
+import { emitLockEvent, settings } from '../settings';
+import {
+  AdvisoryKeySet, describeKey, resolveAdvisoryKeys, type AdvisoryKey, type ResolvedAdvisoryKey,
+} from './advisory-key';
+
+export { advisoryKeys, AdvisoryKeySet } from './advisory-key';
+export type { AdvisoryKey, AdvisoryKeyPart, AdvisoryKeyValue } from './advisory-key';
+
+/**
+ * Advisory locks (the strategy): `withAdvisoryLock`, `withAdvisoryLocks`, `advisoryLockExists`,
+ * and the entity-write lock used by the advisory subscriber. Talks to the database only
+ * through `LockDialect.advisory` and the capability flags.
+ *
+ * Scopes:
+ * - `transaction` (default): the lock lives as long as the transaction the body runs in (the
+ *   ambient one, or one opened for the call). PostgreSQL: `pg_advisory_xact_lock`, one
+ *   statement, released by COMMIT/ROLLBACK. Databases without transaction-scoped advisory locks
+ *   (MySQL/MariaDB: `capabilities.transactionAdvisoryLocks` false) take a session lock on the
+ *   transaction's connection and release it right after that transaction ends (COMMIT or
+ *   ROLLBACK), on the same connection, from the advisory subscriber's
+ *   afterTransactionCommit/afterTransactionRollback — so the next holder always sees the
+ *   committed data.
+ * - `session`: the lock lives for the body only; it is taken on the ambient transaction's
+ *   connection if there is one, else on a connection pinned for the whole call (a QueryRunner),
+ *   and released in `finally` on that same connection. If that connection is lost the call
+ *   fails with LockLostError, never carries on.
+ */
+
+export type AdvisoryScope = 'transaction' | 'session';
+export type OnAdvisoryTimeout = 'throw' | 'skip';
+
+export interface AdvisoryLockOptions {
+  /** `transaction` (default): held until the transaction ends; `session`: held for the body only. */
+  scope?: AdvisoryScope;
+  /** Longest wait: undefined waits (or installLocking's `advisoryTimeoutMs`), 0 tries once. */
+  timeoutMs?: number;
+  /** A shared lock (several holders, excludes exclusive ones). PostgreSQL only; elsewhere LockConfigError. */
+  shared?: boolean;
+  /** `throw` (default): LockTimeoutError / LockNotAvailableError; `skip`: the body does not run and the call returns undefined. */
+  onTimeout?: OnAdvisoryTimeout;
+  /** Which installed DataSource (default: the first installed). */
+  dataSource?: DataSource;
+}
+
+/** Options that can be given with `onTimeout: 'skip'`, so the result may be undefined. */
+export type AdvisoryLockSkipOptions = AdvisoryLockOptions & { onTimeout: 'skip' };
+
+/** What the body of `withAdvisoryLock` receives. */
+export interface AdvisoryLockContext {
+  /** The connection that holds the lock (the transaction's, or the one pinned by a session lock). */
+  readonly queryRunner: QueryRunner;
+  /** A manager on that connection: use it in a session-scoped body to need no second connection. */
+  readonly manager: EntityManager;
+  readonly scope: AdvisoryScope;
+  /** The keys, as the user gave them, in the order they were taken. */
+  readonly keys: readonly string[];
+  /** False when every key was already held by this async context (a re-entrant call). */
+  readonly acquired: boolean;
+}
+
+export interface AdvisoryLockExistsOptions {
+  dataSource?: DataSource;
+}
+
+/** Who asked, for messages: `withAdvisoryLock`, `@AdvisoryLock on Billing.charge`, … */
+export interface AdvisorySubject {
+  readonly label: string;
+  readonly method?: string;
+  readonly entity?: string;
+}
+
+const SCOPES: readonly AdvisoryScope[] = ['transaction', 'session'];
+const ON_TIMEOUT: readonly OnAdvisoryTimeout[] = ['throw', 'skip'];
+const OPTION_NAMES = new Set(['scope', 'timeoutMs', 'shared', 'onTimeout', 'dataSource']);
+
+/**
+ * Checks the shape of advisory options (not what the database can do). Returns the problems,
+ * so decorators can report them naming the method or entity.
+ */
+export function advisoryOptionProblems(options: unknown): string[] {
+  if (options === undefined) return [];
+  if (options === null || typeof options !== 'object' || Array.isArray(options)) return ['options must be an object'];
+  const o = options as Record<string, unknown>;
+  const problems: string[] = [];
+  for (const name of Object.keys(o)) if (!OPTION_NAMES.has(name)) problems.push(`unknown option '${name}' (known: ${[...OPTION_NAMES].join(', ')})`);
+  if (o.scope !== undefined && !SCOPES.includes(o.scope as AdvisoryScope)) problems.push(`scope '${String(o.scope)}' is not one of ${SCOPES.join(', ')}`);
+  if (o.onTimeout !== undefined && !ON_TIMEOUT.includes(o.onTimeout as OnAdvisoryTimeout)) {
+    problems.push(`onTimeout '${String(o.onTimeout)}' is not one of ${ON_TIMEOUT.join(', ')}`);
+  }
+  const t = o.timeoutMs;
+  if (t !== undefined && (typeof t !== 'number' || !Number.isFinite(t) || t < 0)) problems.push(`timeoutMs must be a number ≥ 0 (got ${String(t)})`);
+  if (o.shared !== undefined && typeof o.shared !== 'boolean') problems.push(`shared must be a boolean (got ${String(o.shared)})`);
+  if (o.dataSource !== undefined && (typeof o.dataSource !== 'object' || typeof (o.dataSource as any)?.createQueryRunner !== 'function')) {
+    problems.push('dataSource must be a TypeORM DataSource');
+  }
+  return problems;
+}
+
+/** Throws LockConfigError when `dialect` cannot honour the options (shared locks). */
+export function checkAdvisoryOptionsFor(dialect: LockDialect, options: AdvisoryLockOptions | undefined, subject: AdvisorySubject): void {
+  if (options?.shared && !dialect.capabilities.sharedAdvisoryLocks) {
+    throw new LockConfigError(
+      `${subject.label}: shared advisory locks are not available on ${dialect.name} (GET_LOCK is exclusive only); drop { shared: true }`,
+      { method: subject.method, entity: subject.entity },
+    );
+  }
+}
+
+function configError(subject: AdvisorySubject, message: string, extra: Record<string, unknown> = {}): LockConfigError {
+  return new LockConfigError(`${subject.label}: ${message}`, { method: subject.method, entity: subject.entity, ...extra });
+}
+
+/**
+ * Evaluates a key that may be a function (of the method's arguments, with `thisArg` as
+ * `this`). A function that throws, returns nothing or returns a Promise is a LockConfigError
+ * naming the subject.
+ */
+export function evaluateAdvisoryKey(key: unknown, thisArg: unknown, args: unknown[], subject: AdvisorySubject): unknown {
+  if (typeof key !== 'function') return key;
+  let value: unknown;
+  try {
+    value = key.apply(thisArg, args);
+  } catch (error) {
+    throw configError(subject, `the key function threw: ${(error as Error)?.message ?? String(error)}`, { cause: error });
+  }
+  if (value === undefined || value === null) throw configError(subject, `the key function returned ${String(value)}; it must return a key`);
+  if (typeof (value as { then?: unknown }).then === 'function') {
+    throw configError(subject, 'the key function returned a Promise; key functions must be synchronous');
+  }
+  return value;
+}
+
+// ---------------------------------------------------------------------------------------------
+// plans
+
+interface LockItem {
+  readonly id: string;
+  readonly key: ResolvedAdvisoryKey;
+}
+
+interface Plan {
+  readonly inst: Installation;
+  readonly ds: DataSource;
+  readonly dialect: LockDialect;
+  readonly adv: AdvisoryDialect;
+  readonly scope: AdvisoryScope;
+  readonly shared: boolean;
+  readonly timeoutMs?: number;
+  readonly onTimeout: OnAdvisoryTimeout;
+  /** Distinct locks in canonical order (sorted by the dialect's id). */
+  readonly locks: readonly LockItem[];
+  readonly subject: AdvisorySubject;
+}
+
+function makePlan(inst: Installation, key: unknown, options: AdvisoryLockOptions, subject: AdvisorySubject): Plan {
+  const problems = advisoryOptionProblems(options);
+  if (problems.length) throw configError(subject, problems.join('; '));
+  checkAdvisoryOptionsFor(inst.dialect, options, subject);
+  const adv = inst.dialect.advisory;
+  const byId = new Map<string, LockItem>();
+  for (const resolved of resolveAdvisoryKeys(key, settings.namespace, subject)) {
+    const id = adv.lockId(resolved);
+    if (!byId.has(id)) byId.set(id, { id, key: resolved });
+  }
+  const locks = [...byId.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  return {
+    inst,
+    ds: inst.dataSource,
+    dialect: inst.dialect,
+    adv,
+    scope: options.scope ?? 'transaction',
+    shared: options.shared === true,
+    timeoutMs: options.timeoutMs ?? settings.defaultAdvisoryTimeoutMs,
+    onTimeout: options.onTimeout ?? 'throw',
+    locks,
+    subject,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// what this async context (and each connection's open transaction) holds
+
+const dsNumbers = new WeakMap<DataSource, number>();
+let nextDsNumber = 1;
+function heldKey(ds: DataSource, id: string): string {
+  let n = dsNumbers.get(ds);
+  if (n === undefined) dsNumbers.set(ds, (n = nextDsNumber++));
+  return `${n}|${id}`;
+}
+const txHeldKey = (id: string, shared: boolean) => `advisory:${shared ? 's' : 'x'}:${id}`;
+
+/** Transaction-scoped locks held by the open transaction of each connection (cleared when it ends). */
+const runnerHeld = new WeakMap<QueryRunner, Map<string, { shared: boolean; display: string }>>();
+/** Session locks to release when the connection's transaction ends (MySQL transaction scope; unlocks refused by an aborted PostgreSQL transaction). */
+const afterEnd = new WeakMap<QueryRunner, Array<{ plan: Plan; item: LockItem; shared: boolean }>>();
+
+function heldBy(plan: Plan, item: LockItem, qr: QueryRunner | undefined): { shared: boolean } | undefined {
+  const frameHeld = currentFrame()?.advisoryHeld?.get(heldKey(plan.ds, item.id));
+  if (frameHeld) return { shared: frameHeld.shared };
+  const tx = ambientTx(plan.ds);
+  if (tx?.heldKeys.has(txHeldKey(item.id, false))) return { shared: false };
+  const onRunner = qr ? runnerHeld.get(qr)?.get(item.id) : undefined;
+  if (onRunner !== undefined) return { shared: onRunner.shared };
+  if (tx?.heldKeys.has(txHeldKey(item.id, true))) return { shared: true };
+  return undefined;
+}
+
+/** The locks of the plan this context does not hold yet (a held shared lock cannot be upgraded). */
+function toAcquire(plan: Plan, qr: QueryRunner | undefined): LockItem[] {
+  return plan.locks.filter((item) => {
+    const held = heldBy(plan, item, qr);
+    if (!held) return true;
+    if (held.shared && !plan.shared) {
+      throw configError(
+        plan.subject,
+        `advisory lock ${describeKey(item.key.key)} is already held shared by this context; it cannot be upgraded to exclusive ` +
+          `(that would deadlock with the other shared holders). Take it exclusive in the outer call.`,
+        { key: item.key.key },
+      );
+    }
+    return false;
+  });
+}
+
+function withHeld(plan: Plan, items: readonly LockItem[], scope: AdvisoryScope, pinned?: QueryRunner) {
+  const frame = currentFrame();
+  const advisoryHeld = new Map(frame?.advisoryHeld ?? []);
+  const sessionLocks = scope === 'session' ? new Map(frame?.sessionLocks ?? []) : frame?.sessionLocks;
+  for (const item of items) {
+    const held: HeldAdvisoryLock = { scope, shared: plan.shared, display: item.key.display };
+    advisoryHeld.set(heldKey(plan.ds, item.id), held);
+    if (scope === 'session') sessionLocks!.set(heldKey(plan.ds, item.id), held);
+  }
+  return childFrame({
+    advisoryHeld,
+    sessionLocks,
+    ...(pinned ? { pinned: new Map(frame?.pinned ?? []).set(plan.ds, pinned) } : {}),
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// acquiring
+
+let nextSavepoint = 1;
+
+/**
+ * Takes `items` in order on `qr` within the time budget. On failure (not obtained in time, or
+ * an error) nothing stays held: session locks taken so far are released, and where the
+ * database aborts a transaction on a failed statement, a caller's transaction (`protect`) is
+ * kept usable by a savepoint (whose rollback also drops transaction locks taken in it).
+ * Resolves the item that was not obtained, or undefined when all were.
+ */
+async function acquireAll(
+  plan: Plan,
+  qr: QueryRunner,
+  items: readonly LockItem[],
+  kind: 'transaction' | 'session',
+  protect: boolean,
+): Promise<LockItem | undefined> {
+  const { adv, timeoutMs } = plan;
+  const savepoint = protect && adv.failedStatementAbortsTransaction && timeoutMs !== undefined && (timeoutMs > 0 || items.length > 1)
+    ? `ormlock_advisory_${nextSavepoint++}`
+    : undefined;
+  const taken: LockItem[] = [];
+  const deadline = timeoutMs === undefined ? undefined : Date.now() + timeoutMs;
+  const releaseTaken = async () => {
+    if (kind !== 'session') return; // transaction locks end with the savepoint or the transaction
+    for (const item of [...taken].reverse()) await adv.unlockSession(qr, item.id, plan.shared).catch(() => undefined);
+  };
+  if (savepoint) await qr.query(`SAVEPOINT ${savepoint}`);
+  try {
+    for (const item of items) {
+      const remaining = deadline === undefined ? undefined : Math.max(0, deadline - Date.now());
+      const got = kind === 'transaction'
+        ? await adv.lockForTransaction!(qr, item.id, plan.shared, remaining)
+        : await adv.lockForSession(qr, item.id, plan.shared, remaining);
+      if (!got) {
+        if (savepoint) await qr.query(`ROLLBACK TO SAVEPOINT ${savepoint}`);
+        await releaseTaken();
+        return item;
+      }
+      taken.push(item);
+    }
+    if (savepoint) await qr.query(`RELEASE SAVEPOINT ${savepoint}`);
+    return undefined;
+  } catch (error) {
+    if (savepoint) await qr.query(`ROLLBACK TO SAVEPOINT ${savepoint}`).catch(() => undefined);
+    await releaseTaken();
+    throw convert(plan, error, qr);
+  }
+}
+
+/** A driver error as an ormlock error; a lost connection is LockLostError. */
+function convert(plan: Plan, error: unknown, qr: QueryRunner | undefined): unknown {
+  if (error instanceof LockError) return error;
+  if (plan.adv.isConnectionLost(error) || (qr && (qr as { isReleased?: boolean }).isReleased && isReleasedError(error))) {
+    return lostError(plan, plan.locks, error);
+  }
+  return plan.dialect.convertError(error, { key: plan.locks[0]?.key.key, method: plan.subject.method, timeoutMs: plan.timeoutMs }) ?? error;
+}
+
+function isReleasedError(error: unknown): boolean {
+  return /^QueryRunner(Provider)?AlreadyReleasedError$/.test(String((error as { name?: string })?.name));
+}
+
+function lostError(plan: Plan, items: readonly LockItem[], cause: unknown): LockLostError {
+  for (const item of items) emitLockEvent({ type: 'lost', kind: 'advisory', target: item.key.display });
+  const keys = items.map((i) => describeKey(i.key.key)).join(', ');
+  return new LockLostError(
+    `${plan.subject.label}: the connection holding advisory lock ${keys} was lost; the lock was not held to the end`,
+    { key: items.length === 1 ? items[0].key.key : items.map((i) => i.key.key), method: plan.subject.method, entity: plan.subject.entity, cause },
+  );
+}
+
+async function notObtained(plan: Plan, item: LockItem, startedAt: number, describe: boolean): Promise<LockError> {
+  const waitedMs = Date.now() - startedAt;
+  const base = { key: item.key.key, method: plan.subject.method, entity: plan.subject.entity, waitedMs };
+  if (plan.timeoutMs === 0) {
+    emitLockEvent({ type: 'not_available', kind: 'advisory', target: item.key.display, waitedMs });
+    return new LockNotAvailableError(`${plan.subject.label}: advisory lock ${describeKey(item.key.key)} is held elsewhere (timeoutMs: 0)`, base);
+  }
+  emitLockEvent({ type: 'timeout', kind: 'advisory', target: item.key.display, waitedMs });
+  const blockers = describe && plan.adv.describeHolders ? await plan.adv.describeHolders(plan.ds, item.id) : [];
+  const who = blockers.length ? `; held by ${blockers.map((b) => `pid ${b.pid} (${(b.query ?? '').slice(0, 200)})`).join(', ')}` : '';
+  return new LockTimeoutError(
+    `${plan.subject.label}: advisory lock ${describeKey(item.key.key)} not obtained within ${plan.timeoutMs} ms${who}`,
+    { ...base, blockers: blockers.length ? blockers : undefined },
+  );
+}
+
+function acquired(items: readonly LockItem[], startedAt: number): void {
+  const waitedMs = Date.now() - startedAt;
+  for (const item of items) emitLockEvent({ type: 'acquired', kind: 'advisory', target: item.key.display, waitedMs });
+}
+
+/**
+ * Takes transaction-scoped locks on `qr`, whose transaction is open. Registers them as held by
+ * that transaction (and, for databases without transaction locks, to be released when it ends).
+ * Resolves the item not obtained in time, or undefined.
+ */
+async function acquireForTransaction(plan: Plan, qr: QueryRunner, tx: TxState | undefined, items: readonly LockItem[], protect: boolean) {
+  const native = plan.dialect.capabilities.transactionAdvisoryLocks && typeof plan.adv.lockForTransaction === 'function';
+  const failed = await acquireAll(plan, qr, items, native ? 'transaction' : 'session', protect);
+  if (failed) return failed;
+  let held = runnerHeld.get(qr);
+  if (!held) runnerHeld.set(qr, (held = new Map()));
+  for (const item of items) {
+    held.set(item.id, { shared: plan.shared, display: item.key.display });
+    if (tx?.queryRunner === qr) tx.heldKeys.add(txHeldKey(item.id, plan.shared));
+    if (!native) releaseWhenTransactionEnds(qr, { plan, item, shared: plan.shared });
+  }
+  return undefined;
+}
+
+const GUARDED = Symbol('ormlock.advisoryReleaseGuard');
+
+/**
+ * Queues a session lock to be released, on `qr`, right after its transaction ends. As a safety
+ * net, `qr.release()` of that QueryRunner first releases whatever is still queued (a
+ * transaction ended without TypeORM's commit/rollback events), so no lock ever goes back into
+ * the pool with its connection.
+ */
+function releaseWhenTransactionEnds(qr: QueryRunner, entry: { plan: Plan; item: LockItem; shared: boolean }): void {
+  let list = afterEnd.get(qr);
+  if (!list) afterEnd.set(qr, (list = []));
+  list.push(entry);
+  const guarded = qr as QueryRunner & { [GUARDED]?: true };
+  if (guarded[GUARDED]) return;
+  guarded[GUARDED] = true;
+  const baseRelease = qr.release;
+  qr.release = async function (this: QueryRunner) {
+    if (afterEnd.get(qr)?.length && !(qr as { isReleased?: boolean }).isReleased) {
+      await releaseQueued(qr).catch(() => undefined);
+    }
+    return baseRelease.call(this);
+  };
+}
+
+/**
+ * Called when a transaction on `qr` has ended (the advisory subscriber's afterTransactionCommit
+ * and afterTransactionRollback): releases the session locks that stood in for transaction
+ * locks, on the same connection. A lock that was no longer held is a LockLostError.
+ */
+export function afterAdvisoryTransactionEnd(qr: QueryRunner): Promise<void> | undefined {
+  if (qr.isTransactionActive) return undefined; // a savepoint ended, not the transaction
+  if (!runnerHeld.has(qr) && !afterEnd.has(qr)) return undefined; // nothing to do: no promise for TypeORM to await
+  const held = runnerHeld.get(qr);
+  runnerHeld.delete(qr);
+  const queued = new Set((afterEnd.get(qr) ?? []).map((e) => e.item.id));
+  // transaction-scoped locks of the database itself ended with the transaction
+  for (const [id, { display }] of held ?? []) if (!queued.has(id)) emitLockEvent({ type: 'released', kind: 'advisory', target: display });
+  return releaseQueued(qr);
+}
+
+async function releaseQueued(qr: QueryRunner): Promise<void> {
+  const list = afterEnd.get(qr);
+  if (!list?.length) return;
+  afterEnd.delete(qr);
+  const lost: Array<{ plan: Plan; item: LockItem; cause?: unknown }> = [];
+  for (const { plan, item, shared } of [...list].reverse()) {
+    try {
+      if (await plan.adv.unlockSession(qr, item.id, shared)) emitLockEvent({ type: 'released', kind: 'advisory', target: item.key.display });
+      else lost.push({ plan, item });
+    } catch (error) {
+      lost.push({ plan, item, cause: error });
+    }
+  }
+  if (lost.length) throw lostError(lost[0].plan, lost.map((l) => l.item), lost[0].cause);
+}
+
+class Skipped extends Error {
+  constructor() {
+    super('advisory lock not obtained: skipped');
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// scopes
+
+function context(qr: QueryRunner, plan: Plan, acquiredNow: boolean): AdvisoryLockContext {
+  return { queryRunner: qr, manager: qr.manager, scope: plan.scope, keys: plan.locks.map((l) => l.key.display), acquired: acquiredNow };
+}
+
+async function runTransactionScoped<T>(plan: Plan, fn: (ctx: AdvisoryLockContext) => Promise<T> | T): Promise<T | undefined> {
+  const joined = ambientTx(plan.ds);
+  if (joined) return lockInTransaction(plan, joined, true, fn);
+  let qr: QueryRunner | undefined;
+  const body = () => {
+    const tx = ambientTx(plan.ds)!;
+    qr = tx.queryRunner;
+    return lockInTransaction(plan, tx, false, fn);
+  };
+  try {
+    return await transaction(body, { dataSource: plan.ds }); // on the pinned connection, if a session lock pinned one
+  } catch (error) {
+    if (error instanceof Skipped) return undefined;
+    throw convert(plan, error, qr);
+  }
+}
+
+async function lockInTransaction<T>(
+  plan: Plan,
+  tx: TxState,
+  joined: boolean,
+  fn: (ctx: AdvisoryLockContext) => Promise<T> | T,
+): Promise<T | undefined> {
+  const qr = tx.queryRunner;
+  const items = toAcquire(plan, qr);
+  const startedAt = Date.now();
+  if (items.length) {
+    const failed = await acquireForTransaction(plan, qr, tx, items, joined);
+    if (failed) {
+      if (plan.onTimeout === 'skip') {
+        await notObtained(plan, failed, startedAt, false);
+        if (joined) return undefined;
+        throw new Skipped(); // rolls back the transaction opened for this call
+      }
+      throw await notObtained(plan, failed, startedAt, true);
+    }
+    acquired(items, startedAt);
+  }
+  try {
+    return await runInFrame(withHeld(plan, items, 'transaction'), () => fn(context(qr, plan, items.length > 0)));
+  } catch (error) {
+    if (plan.adv.isConnectionLost(error) || ((qr as { isReleased?: boolean }).isReleased && isReleasedError(error))) {
+      throw lostError(plan, plan.locks, error);
+    }
+    throw error;
+  }
+}
+
+async function runSessionScoped<T>(plan: Plan, fn: (ctx: AdvisoryLockContext) => Promise<T> | T): Promise<T | undefined> {
+  const tx = ambientTx(plan.ds);
+  let qr = tx?.queryRunner ?? currentFrame()?.pinned?.get(plan.ds);
+  const items = toAcquire(plan, qr);
+  let own = false;
+  if (!qr) {
+    qr = plan.ds.createQueryRunner();
+    own = true;
+    try {
+      await qr.connect();
+    } catch (error) {
+      await qr.release().catch(() => undefined);
+      throw convert(plan, error, undefined);
+    }
+  }
+  try {
+    const startedAt = Date.now();
+    if (items.length) {
+      const failed = await acquireAll(plan, qr, items, 'session', tx !== undefined);
+      if (failed) {
+        if (plan.onTimeout === 'skip') {
+          await notObtained(plan, failed, startedAt, false);
+          return undefined;
+        }
+        throw await notObtained(plan, failed, startedAt, true);
+      }
+      acquired(items, startedAt);
+    }
+    let result: T | undefined;
+    let bodyError: unknown;
+    let failed = false;
+    try {
+      const held = qr;
+      result = await runInFrame(withHeld(plan, items, 'session', own ? qr : undefined), () => fn(context(held, plan, items.length > 0)));
+    } catch (error) {
+      failed = true;
+      bodyError = error;
+    }
+    const lost = await releaseSession(plan, qr, items, tx);
+    if (lost.length) throw lostError(plan, lost, failed ? bodyError : undefined);
+    if (failed) {
+      if (items.length && plan.adv.isConnectionLost(bodyError)) throw lostError(plan, items, bodyError);
+      throw bodyError;
+    }
+    return result;
+  } finally {
+    if (own) await qr.release().catch(() => undefined);
+  }
+}
+
+/** Releases session locks on their connection (last taken first); resolves those found lost. */
+async function releaseSession(plan: Plan, qr: QueryRunner, items: readonly LockItem[], tx: TxState | undefined): Promise<LockItem[]> {
+  const lost: LockItem[] = [];
+  for (const item of [...items].reverse()) {
+    if ((qr as { isReleased?: boolean }).isReleased) {
+      lost.push(item);
+      continue;
+    }
+    try {
+      if (await plan.adv.unlockSession(qr, item.id, plan.shared)) emitLockEvent({ type: 'released', kind: 'advisory', target: item.key.display });
+      else lost.push(item);
+    } catch (error) {
+      if (tx && tx.queryRunner === qr && qr.isTransactionActive && plan.adv.isAbortedTransaction(error)) {
+        // The body's failure aborted the caller's transaction, which refuses every statement
+        // until it ends: release right after it ends, on this connection.
+        releaseWhenTransactionEnds(qr, { plan, item, shared: plan.shared });
+        continue;
+      }
+      lost.push(item);
+    }
+  }
+  return lost;
+}
+
+// ---------------------------------------------------------------------------------------------
+// public functions
+
+/**
+ * Runs `fn` while holding the advisory lock on `key` (the body starts only once the lock is
+ * taken, so what it loads is fresh). `key`: string | number | bigint | an array of them (ONE
+ * composite key) | `advisoryKeys(a, b, …)` (several locks, taken in one canonical order) | a
+ * function returning one of these.
+ *
+ * ```ts
+ * await withAdvisoryLock(`charge:${userId}`, async () => { … });                 // transaction scope
+ * await withAdvisoryLock('nightly-report', job, { scope: 'session', timeoutMs: 0, onTimeout: 'skip' });
+ * ```
+ */
+export function withAdvisoryLock<T>(key: AdvisoryKey | (() => AdvisoryKey), fn: (ctx: AdvisoryLockContext) => Promise<T> | T, options: AdvisoryLockSkipOptions): Promise<T | undefined>;
+export function withAdvisoryLock<T>(key: AdvisoryKey | (() => AdvisoryKey), fn: (ctx: AdvisoryLockContext) => Promise<T> | T, options?: AdvisoryLockOptions): Promise<T>;
+export function withAdvisoryLock<T>(
+  key: AdvisoryKey | (() => AdvisoryKey),
+  fn: (ctx: AdvisoryLockContext) => Promise<T> | T,
+  options: AdvisoryLockOptions = {},
+): Promise<T | undefined> {
+  return runWithAdvisoryLock(key, undefined, [], fn, options, { label: 'withAdvisoryLock' });
+}
+
+/** Several distinct locks (`withAdvisoryLock(advisoryKeys(...keys), fn, options)`), taken in one canonical order. */
+export function withAdvisoryLocks<T>(keys: AdvisoryKey[], fn: (ctx: AdvisoryLockContext) => Promise<T> | T, options: AdvisoryLockSkipOptions): Promise<T | undefined>;
+export function withAdvisoryLocks<T>(keys: AdvisoryKey[], fn: (ctx: AdvisoryLockContext) => Promise<T> | T, options?: AdvisoryLockOptions): Promise<T>;
+export async function withAdvisoryLocks<T>(
+  keys: AdvisoryKey[],
+  fn: (ctx: AdvisoryLockContext) => Promise<T> | T,
+  options: AdvisoryLockOptions = {},
+): Promise<T | undefined> {
+  const subject = { label: 'withAdvisoryLocks' };
+  if (!Array.isArray(keys)) throw configError(subject, 'the first argument must be an array of keys');
+  const flat = keys.flatMap((k) => (k instanceof AdvisoryKeySet ? [...k.keys] : [k]));
+  return runWithAdvisoryLock(new AdvisoryKeySet(flat as any), undefined, [], fn, options, subject);
+}
+
+/**
+ * The one implementation behind `withAdvisoryLock` and `@AdvisoryLock`: evaluates the key
+ * (a function gets `args`, with `thisArg` as `this`), validates everything, then takes the
+ * locks in the requested scope and runs `fn`.
+ */
+export async function runWithAdvisoryLock<T>(
+  key: unknown,
+  thisArg: unknown,
+  args: unknown[],
+  fn: (ctx: AdvisoryLockContext) => Promise<T> | T,
+  options: AdvisoryLockOptions | undefined,
+  subject: AdvisorySubject,
+): Promise<T | undefined> {
+  if (typeof fn !== 'function') throw configError(subject, 'the body must be a function');
+  const problems = advisoryOptionProblems(options);
+  if (problems.length) throw configError(subject, problems.join('; '));
+  const opts = options ?? {};
+  const inst = requireInstallation(opts.dataSource);
+  const plan = makePlan(inst, evaluateAdvisoryKey(key, thisArg, args, subject), opts, subject);
+  return plan.scope === 'transaction' ? runTransactionScoped(plan, fn) : runSessionScoped(plan, fn);
+}
+
+/**
+ * True when some connection (this one included) holds the advisory lock on `key` — in any
+ * process. Runs on the ambient transaction's or pinned connection when there is one.
+ *
+ * ```ts
+ * if (await advisoryLockExists('nightly-report')) return 'already running';
+ * ```
+ */
+export async function advisoryLockExists(key: AdvisoryKey | (() => AdvisoryKey), options: AdvisoryLockExistsOptions = {}): Promise<boolean> {
+  const subject = { label: 'advisoryLockExists' };
+  if (options === null || typeof options !== 'object') throw configError(subject, 'options must be an object');
+  const inst = requireInstallation(options.dataSource);
+  const value = evaluateAdvisoryKey(key, undefined, [], subject);
+  if (value instanceof AdvisoryKeySet) throw configError(subject, 'takes one key (an array is one composite key), not advisoryKeys(...)');
+  const [resolved] = resolveAdvisoryKeys(value, settings.namespace, subject);
+  const ds = inst.dataSource;
+  const qr = ambientTx(ds)?.queryRunner ?? currentFrame()?.pinned?.get(ds);
+  const run = qr ? (sql: string, p?: unknown[]) => qr.query(sql, p) : (sql: string, p?: unknown[]) => ds.query(sql, p);
+  return inst.dialect.advisory.isLocked(run, inst.dialect.advisory.lockId(resolved));
+}
+
+/**
+ * The lock id a key gets on an installed DataSource's database (PostgreSQL: the signed 64-bit
+ * integer as text; MySQL/MariaDB: the GET_LOCK name), for diagnostics and tests.
+ */
+export function advisoryLockId(key: AdvisoryKey, options: AdvisoryLockExistsOptions = {}): string[] {
+  const inst = requireInstallation(options.dataSource);
+  const subject = 'advisoryLockId';
+  return resolveAdvisoryKeys(key, settings.namespace, subject).map((r) => inst.dialect.advisory.lockId(r));
+}
+
+// ---------------------------------------------------------------------------------------------
+// entity writes (@AdvisoryLock on an entity class)
+
+/** One entity-class declaration, as the advisory subscriber hands it over. */
+export interface EntityAdvisoryRequest {
+  readonly key: unknown;
+  readonly options: AdvisoryLockOptions;
+}
+
+/**
+ * Takes the entity's advisory locks on `qr` (the write's connection) in its open transaction,
+ * held until that transaction ends. Keys of all declarations are taken together, in canonical
+ * order. Keys this context already holds are not taken again.
+ */
+export async function lockForEntityWrite(
+  inst: Installation,
+  qr: QueryRunner,
+  requests: readonly EntityAdvisoryRequest[],
+  subject: AdvisorySubject,
+): Promise<void> {
+  if (!qr.isTransactionActive) {
+    throw new TransactionRequiredError(
+      `${subject.label}: the write runs outside a transaction, so its advisory lock could not be held until it commits; ` +
+        `use save()/remove() (which open one), wrap the write in transaction(…), or call .useTransaction(true) on the query builder`,
+      { entity: subject.entity },
+    );
+  }
+  // Declarations with the same options are one plan, so all their keys are taken in one
+  // canonical order; groups with different options are taken one after the other.
+  const groups = new Map<string, { options: AdvisoryLockOptions; keys: unknown[] }>();
+  for (const request of requests) {
+    const group = `${request.options.shared === true}|${request.options.timeoutMs ?? ''}`;
+    let entry = groups.get(group);
+    if (!entry) groups.set(group, (entry = { options: request.options, keys: [] }));
+    if (request.key instanceof AdvisoryKeySet) entry.keys.push(...request.key.keys);
+    else entry.keys.push(request.key);
+  }
+  const tx = ambientTx(inst.dataSource);
+  const callerTx = tx?.queryRunner === qr ? tx : undefined;
+  for (const { options, keys } of groups.values()) {
+    const plan = makePlan(inst, new AdvisoryKeySet(keys as any), { ...options, scope: 'transaction', onTimeout: 'throw' }, subject);
+    const items = toAcquire(plan, qr);
+    if (!items.length) continue;
+    const startedAt = Date.now();
+    // a caller's transaction stays usable if the lock times out (savepoint where needed)
+    const failed = await acquireForTransaction(plan, qr, callerTx, items, callerTx !== undefined);
+    if (failed) throw await notObtained(plan, failed, startedAt, true);
+    acquired(items, startedAt);
+  }
+}
