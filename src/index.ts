@@ -20,10 +20,13 @@ export {
   LockError, LockTimeoutError, LockNotAvailableError, DeadlockError, SerializationError, StaleEntityError,
   TransactionRequiredError, LockConfigError, LockLostError, UniqueViolationError, type LockErrorDetails,
 } from './errors';
-// Redis leases
-export { Redlock, Lease, withDistributedLock } from './redis';
-export type { RedlockOptions, AcquireOptions, UsingOptions, NodeResult, LockKey, LockKeys, RedlockClient, LeaseState, DistributedLockCallOptions } from './redis';
-export { DistributedLock, type DistributedLockOptions, type DistributedLockKey } from '../decorators/DistributedLock';
+// parent lock around create (nested sets)
+export { AroundCreate } from '../decorators/AroundCreate';
+export {
+  lockParent, addAroundCreate, isParentLockHook,
+  type ParentLockOptions, type ParentLockHook, type ParentLockDeclaration, type AroundCreateHook, type AroundCreateContext,
+} from './locks/parent';
+export { lockRowOn, type AroundCreateRunContext, type ParentRef } from './orm/typeorm/parent-lock';
 // optimistic versions, retries and unique rows
 export { Versioned } from '../decorators/Versioned';
 export { RetryOnConflict } from '../decorators/RetryOnConflict';

@@ -1,6 +1,43 @@
+import { LockConfigError } from '../../errors';
+import { isParentLockHook } from '../../locks/parent';
+import { patchAroundCreate } from './around-create-patch';
 import type { TypeOrmFeature } from './feature';
+import { parentLockSpec, parentRelation } from './parent-lock';
 
-/** Placeholder: filled in by the around-create strategy. */
+/**
+ * `@AroundCreate` hooks, `lockParent` among them. At installLocking: every hook must be a
+ * function; every `lockParent('relation')` must name a ManyToOne / owning OneToOne relation
+ * of the entity, and the row-lock policy it will use (the parent's @Pessimistic merged with
+ * the lockParent options) must be one this database can honour.
+ *
+ * The hooks do not run from a subscriber: TypeORM starts entity listeners (`@BeforeInsert`)
+ * before subscribers and starts all subscribers at once without awaiting one before the next,
+ * so no subscriber can run before them. They run from a hook into TypeORM's write path
+ * (see around-create-patch.ts), inert unless the DataSource is installed and the entity has
+ * hooks; installLocking applies it through this feature's `install`.
+ */
 export const aroundCreateFeature: TypeOrmFeature = {
   name: 'around-create',
+  validate(entity, declared, { dataSource, dialect }) {
+    declared.aroundCreate.forEach((hook, i) => {
+      if (typeof hook !== 'function') {
+        throw new LockConfigError(`@AroundCreate on ${entity.name}: hook ${i + 1} is not a function`, { entity: entity.name });
+      }
+      if (!isParentLockHook(hook)) return;
+      const decl = hook.parentLock;
+      const subject = decl.relation !== undefined ? `lockParent('${decl.relation}') on ${entity.name}` : `lockParent(fn) on ${entity.name}`;
+      let parentMeta;
+      if (decl.relation !== undefined) {
+        parentMeta = parentRelation(entity, decl.relation).inverseEntityMetadata;
+      } else if (decl.options.target) {
+        const target = decl.options.target();
+        if (typeof target !== 'function' || !dataSource.hasMetadata(target)) {
+          throw new LockConfigError(`${subject}: options.target() is not an entity class of this DataSource`, { entity: entity.name });
+        }
+        parentMeta = dataSource.getMetadata(target);
+      }
+      if (parentMeta) dialect.checkRowLock(parentLockSpec(parentMeta, decl.options, subject), subject);
+    });
+  },
+  install: patchAroundCreate,
 };
