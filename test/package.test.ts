@@ -23,6 +23,8 @@ describe('the built package', function () {
     const out = node(['-e', `
       const m = require('ormlock'); const t = require('ormlock/testing');
       const names = ['installLocking','transaction','Transactional','currentManager','Current','defineCurrent','lock','withLock','Pessimistic',
+        'Versioned','RetryOnConflict','createOrFind','AdvisoryLock','withAdvisoryLock','advisoryLockExists','AroundCreate','lockParent',
+        'Redlock','DistributedLock',
         'LockError','LockTimeoutError','LockNotAvailableError','DeadlockError','StaleEntityError','TransactionRequiredError','LockConfigError','LockLostError'];
       const missing = names.filter((n) => typeof m[n] === 'undefined');
       console.log(JSON.stringify({ missing, race: typeof t.race, err: new m.LockTimeoutError('x') instanceof m.LockError }));
