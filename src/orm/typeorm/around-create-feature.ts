@@ -2,7 +2,8 @@ import { LockConfigError } from '../../errors';
 import { isParentLockHook } from '../../locks/parent';
 import { patchAroundCreate } from './around-create-patch';
 import type { TypeOrmFeature } from './feature';
-import { parentLockSpec, parentRelation } from './parent-lock';
+import { parentRelation } from './parent-lock';
+import { rowLockSpecFor } from './row-lock';
 
 /**
  * `@AroundCreate` hooks, `lockParent` among them. At installLocking: every hook must be a
@@ -36,7 +37,7 @@ export const aroundCreateFeature: TypeOrmFeature = {
         }
         parentMeta = dataSource.getMetadata(target);
       }
-      if (parentMeta) dialect.checkRowLock(parentLockSpec(parentMeta, decl.options, subject), subject);
+      if (parentMeta) dialect.checkRowLock(rowLockSpecFor(parentMeta, decl.options, subject), subject);
     });
   },
   install: patchAroundCreate,

@@ -1,12 +1,11 @@
 import type { EntityMetadata, QueryRunner } from 'typeorm';
 import type { RelationMetadata } from 'typeorm/metadata/RelationMetadata';
-import { LockConfigError, LockNotAvailableError, LockTimeoutError, StaleEntityError, TransactionRequiredError } from '../../errors';
+import { LockConfigError, StaleEntityError } from '../../errors';
 import type { ParentLockDeclaration } from '../../locks/parent';
-import { resolveRowLockSpec, type RowLockOptions, type RowLockSpec } from '../../locks/row-lock-options';
-import { lockMetadataOf, type AroundCreateContext } from '../../metadata/registry';
-import { settings } from '../../settings';
-import { installationOf, type Installation } from './installations';
-import { markLocked } from './patch-query-builder';
+import type { AroundCreateContext } from '../../metadata/registry';
+import { lockRowOn, refreshInPlace } from './row-lock';
+
+export { lockRowOn };
 
 /** What the function form of `lockParent` may return: an entity, a partial `{ id }`, a bare id, or nothing. */
 export type ParentRef = object | string | number | bigint | null | undefined;
@@ -15,62 +14,6 @@ export type ParentRef = object | string | number | bigint | null | undefined;
 export interface AroundCreateRunContext extends AroundCreateContext {
   /** Metadata of the entity being inserted (also for plain value objects given to `insert()`). */
   readonly metadata: EntityMetadata;
-}
-
-/**
- * Locks one row with the lock clause on the given query runner — the INSERT's own connection,
- * whatever the ambient transaction is — and returns it freshly read, or null when no row
- * matches. `where` maps property paths of `meta` to values. The policy of `meta`'s class
- * (`@Pessimistic`) applies under `options`.
- */
-export async function lockRowOn<T = object>(
-  queryRunner: QueryRunner,
-  meta: EntityMetadata,
-  where: Record<string, unknown>,
-  options: RowLockOptions,
-  subject: string,
-): Promise<T | null> {
-  const inst = installationOf(queryRunner.dataSource);
-  if (!inst) {
-    throw new LockConfigError(`${subject}: ormlock is not installed on this DataSource: call \`await installLocking(dataSource)\`.`, { entity: meta.name });
-  }
-  const spec = parentLockSpec(meta, options, subject);
-  inst.dialect.checkRowLock(spec, subject);
-  if (!queryRunner.isTransactionActive) {
-    throw new TransactionRequiredError(
-      `${subject}: locking ${meta.name} needs the INSERT to run in a transaction (it is released at commit); ` +
-        `do not pass { transaction: false }, or wrap the work in transaction(…).`,
-      { entity: meta.name },
-    );
-  }
-  const alias = `ormlock_${meta.tableName.replace(/\W/g, '_')}`;
-  const qb = queryRunner.manager.createQueryBuilder(meta.target, alias);
-  Object.entries(where).forEach(([path, value], i) => {
-    qb.andWhere(`${alias}.${path} = :ormlock_p${i}`, { [`ormlock_p${i}`]: value });
-  });
-  markLocked(qb, spec);
-  let fresh: T | null;
-  try {
-    fresh = (await qb.getOne()) as T | null;
-  } catch (error) {
-    throw await withBlockers(error, inst, meta, where);
-  }
-  if (!fresh && spec.onLocked === 'skip_locked') {
-    throw new LockNotAvailableError(`${subject}: ${meta.name} ${JSON.stringify(where)} is locked (skip_locked)`, { entity: meta.name, id: where });
-  }
-  return fresh;
-}
-
-/** The spec a parent lock uses: installed default < the parent's @Pessimistic < the call's options. */
-export function parentLockSpec(parentMeta: EntityMetadata, options: RowLockOptions, subject: string): RowLockSpec {
-  const { mode, onLocked, timeoutMs } = options;
-  const { spec, problems } = resolveRowLockSpec(
-    { timeoutMs: settings.defaultLockTimeoutMs },
-    typeof parentMeta.target === 'function' ? lockMetadataOf(parentMeta.target)?.pessimistic : undefined,
-    { mode, onLocked, timeoutMs },
-  );
-  if (problems.length) throw new LockConfigError(`${subject}: ${problems.join('; ')}`, { entity: parentMeta.name });
-  return spec;
 }
 
 /** The relation `lockParent('name')` locks through, or a LockConfigError saying why it cannot. */
@@ -223,31 +166,10 @@ function joinColumnValue(entity: object, meta: EntityMetadata, relation: Relatio
   return undefined;
 }
 
-function refreshInPlace(meta: EntityMetadata, target: object, fresh: object): void {
-  for (const column of meta.columns) {
-    if (column.isVirtual || column.relationMetadata) continue;
-    column.setEntityValue(target, column.getEntityValue(fresh));
-  }
-}
-
 function missingParent(subject: string, entity: string, parent: string, relation: string | undefined, where: Record<string, unknown>): StaleEntityError {
   const id = Object.keys(where).length === 1 ? Object.values(where)[0] : where;
   return new StaleEntityError(
     `${subject}: ${parent} ${JSON.stringify(where)} does not exist (deleted, or never created); the ${entity} was not inserted.`,
     { entity, id, relation, parent },
   );
-}
-
-/** On PostgreSQL a lock timeout names the backend holding the parent row. */
-async function withBlockers(error: unknown, inst: Installation, meta: EntityMetadata, where: Record<string, unknown>): Promise<unknown> {
-  if (!(error instanceof LockTimeoutError) || !inst.dialect.describeRowLockHolder) return error;
-  const byColumn: Record<string, unknown> = {};
-  for (const [path, value] of Object.entries(where)) {
-    const column = meta.findColumnWithPropertyPath(path);
-    if (column) byColumn[column.databaseName] = value;
-  }
-  const blockers = await inst.dialect.describeRowLockHolder(inst.dataSource, meta.tablePath, byColumn).catch(() => []);
-  if (!blockers.length) return error;
-  const who = blockers.map((b) => `pid ${b.pid} (${(b.query ?? '').slice(0, 200)})`).join(', ');
-  return new LockTimeoutError(`${error.message}; held by ${who}`, { ...error.details, blockers });
 }
