@@ -1,11 +1,11 @@
-import type { DataSource, EntityManager, QueryRunner } from 'typeorm';
+import type { DataSource, QueryRunner } from 'typeorm';
 import {
   ambientTx, childFrame, currentFrame, runInFrame, type HeldAdvisoryLock, type TxState,
 } from '../context/store';
 import { transaction } from '../context/transaction';
 import type { AdvisoryDialect, LockDialect } from '../dialects/dialect';
 import {
-  LockConfigError, LockError, LockLostError, LockNotAvailableError, LockTimeoutError, TransactionRequiredError,
+  LockError, LockLostError, LockNotAvailableError, LockTimeoutError, TransactionRequiredError,
 } from '../errors';
 import { requireInstallation, type Installation } from '../orm/typeorm/installations';
 import { emitLockEvent, settings } from '../settings';
@@ -15,6 +15,16 @@ import {
 
 export { advisoryKeys, AdvisoryKeySet } from './advisory-key';
 export type { AdvisoryKey, AdvisoryKeyPart, AdvisoryKeyValue } from './advisory-key';
+import {
+  advisoryOptionProblems, checkAdvisoryOptionsFor, configError, evaluateAdvisoryKey,
+  type AdvisoryLockContext, type AdvisoryLockExistsOptions, type AdvisoryLockOptions, type AdvisoryLockSkipOptions,
+  type AdvisoryScope, type AdvisorySubject, type OnAdvisoryTimeout,
+} from './advisory-options';
+
+export { advisoryOptionProblems, checkAdvisoryOptionsFor, evaluateAdvisoryKey } from './advisory-options';
+export type {
+  AdvisoryLockContext, AdvisoryLockExistsOptions, AdvisoryLockOptions, AdvisoryLockSkipOptions, AdvisoryScope, AdvisorySubject, OnAdvisoryTimeout,
+} from './advisory-options';
 
 /**
  * Advisory locks (the strategy): `withAdvisoryLock`, `withAdvisoryLocks`, `advisoryLockExists`,
@@ -35,110 +45,6 @@ export type { AdvisoryKey, AdvisoryKeyPart, AdvisoryKeyValue } from './advisory-
  *   and released in `finally` on that same connection. If that connection is lost the call
  *   fails with LockLostError, never carries on.
  */
-
-export type AdvisoryScope = 'transaction' | 'session';
-export type OnAdvisoryTimeout = 'throw' | 'skip';
-
-export interface AdvisoryLockOptions {
-  /** `transaction` (default): held until the transaction ends; `session`: held for the body only. */
-  scope?: AdvisoryScope;
-  /** Longest wait: undefined waits (or installLocking's `advisoryTimeoutMs`), 0 tries once. */
-  timeoutMs?: number;
-  /** A shared lock (several holders, excludes exclusive ones). PostgreSQL only; elsewhere LockConfigError. */
-  shared?: boolean;
-  /** `throw` (default): LockTimeoutError / LockNotAvailableError; `skip`: the body does not run and the call returns undefined. */
-  onTimeout?: OnAdvisoryTimeout;
-  /** Which installed DataSource (default: the first installed). */
-  dataSource?: DataSource;
-}
-
-/** Options that can be given with `onTimeout: 'skip'`, so the result may be undefined. */
-export type AdvisoryLockSkipOptions = AdvisoryLockOptions & { onTimeout: 'skip' };
-
-/** What the body of `withAdvisoryLock` receives. */
-export interface AdvisoryLockContext {
-  /** The connection that holds the lock (the transaction's, or the one pinned by a session lock). */
-  readonly queryRunner: QueryRunner;
-  /** A manager on that connection: use it in a session-scoped body to need no second connection. */
-  readonly manager: EntityManager;
-  readonly scope: AdvisoryScope;
-  /** The keys, as the user gave them, in the order they were taken. */
-  readonly keys: readonly string[];
-  /** False when every key was already held by this async context (a re-entrant call). */
-  readonly acquired: boolean;
-}
-
-export interface AdvisoryLockExistsOptions {
-  dataSource?: DataSource;
-}
-
-/** Who asked, for messages: `withAdvisoryLock`, `@AdvisoryLock on Billing.charge`, … */
-export interface AdvisorySubject {
-  readonly label: string;
-  readonly method?: string;
-  readonly entity?: string;
-}
-
-const SCOPES: readonly AdvisoryScope[] = ['transaction', 'session'];
-const ON_TIMEOUT: readonly OnAdvisoryTimeout[] = ['throw', 'skip'];
-const OPTION_NAMES = new Set(['scope', 'timeoutMs', 'shared', 'onTimeout', 'dataSource']);
-
-/**
- * Checks the shape of advisory options (not what the database can do). Returns the problems,
- * so decorators can report them naming the method or entity.
- */
-export function advisoryOptionProblems(options: unknown): string[] {
-  if (options === undefined) return [];
-  if (options === null || typeof options !== 'object' || Array.isArray(options)) return ['options must be an object'];
-  const o = options as Record<string, unknown>;
-  const problems: string[] = [];
-  for (const name of Object.keys(o)) if (!OPTION_NAMES.has(name)) problems.push(`unknown option '${name}' (known: ${[...OPTION_NAMES].join(', ')})`);
-  if (o.scope !== undefined && !SCOPES.includes(o.scope as AdvisoryScope)) problems.push(`scope '${String(o.scope)}' is not one of ${SCOPES.join(', ')}`);
-  if (o.onTimeout !== undefined && !ON_TIMEOUT.includes(o.onTimeout as OnAdvisoryTimeout)) {
-    problems.push(`onTimeout '${String(o.onTimeout)}' is not one of ${ON_TIMEOUT.join(', ')}`);
-  }
-  const t = o.timeoutMs;
-  if (t !== undefined && (typeof t !== 'number' || !Number.isFinite(t) || t < 0)) problems.push(`timeoutMs must be a number ≥ 0 (got ${String(t)})`);
-  if (o.shared !== undefined && typeof o.shared !== 'boolean') problems.push(`shared must be a boolean (got ${String(o.shared)})`);
-  if (o.dataSource !== undefined && (typeof o.dataSource !== 'object' || typeof (o.dataSource as any)?.createQueryRunner !== 'function')) {
-    problems.push('dataSource must be a TypeORM DataSource');
-  }
-  return problems;
-}
-
-/** Throws LockConfigError when `dialect` cannot honour the options (shared locks). */
-export function checkAdvisoryOptionsFor(dialect: LockDialect, options: AdvisoryLockOptions | undefined, subject: AdvisorySubject): void {
-  if (options?.shared && !dialect.capabilities.sharedAdvisoryLocks) {
-    throw new LockConfigError(
-      `${subject.label}: shared advisory locks are not available on ${dialect.name} (GET_LOCK is exclusive only); drop { shared: true }`,
-      { method: subject.method, entity: subject.entity },
-    );
-  }
-}
-
-function configError(subject: AdvisorySubject, message: string, extra: Record<string, unknown> = {}): LockConfigError {
-  return new LockConfigError(`${subject.label}: ${message}`, { method: subject.method, entity: subject.entity, ...extra });
-}
-
-/**
- * Evaluates a key that may be a function (of the method's arguments, with `thisArg` as
- * `this`). A function that throws, returns nothing or returns a Promise is a LockConfigError
- * naming the subject.
- */
-export function evaluateAdvisoryKey(key: unknown, thisArg: unknown, args: unknown[], subject: AdvisorySubject): unknown {
-  if (typeof key !== 'function') return key;
-  let value: unknown;
-  try {
-    value = key.apply(thisArg, args);
-  } catch (error) {
-    throw configError(subject, `the key function threw: ${(error as Error)?.message ?? String(error)}`, { cause: error });
-  }
-  if (value === undefined || value === null) throw configError(subject, `the key function returned ${String(value)}; it must return a key`);
-  if (typeof (value as { then?: unknown }).then === 'function') {
-    throw configError(subject, 'the key function returned a Promise; key functions must be synchronous');
-  }
-  return value;
-}
 
 // ---------------------------------------------------------------------------------------------
 // plans
