@@ -176,6 +176,38 @@ describeEachBackend('row locks', [BillUser, BillOrder, BillJob], (env) => {
     expect(extra[0]).to.match(/FOR UPDATE/);
   });
 
+  it('round trips: a wait limit is free where the lock clause carries it (MariaDB WAIT n), one SET otherwise, and never a restore', async () => {
+    const users = env.ds.getRepository(BillUser);
+    const user = await users.save(users.create({ credits: 100 }));
+    const work = () => users.update({ id: user.id }, { credits: () => 'credits - 1' });
+
+    env.log.start();
+    await transaction(async () => { await work(); });
+    const unlocked = env.log.stop();
+
+    env.log.start();
+    await withLock(user, async () => { await work(); }, { timeoutMs: 500 });
+    const locked = env.log.stop();
+    const setStatement = env.handle.dialect.capabilities.lockWaitClause ? 0 : 1;
+    expect(locked.length, locked.join('\n')).to.equal(unlocked.length + 1 + setStatement);
+  });
+
+  it('after a lock with a wait limit, a later lock without one in the same transaction waits as long as needed', async () => {
+    const users = env.ds.getRepository(BillUser);
+    const a = await users.save(users.create({ credits: 1 }));
+    const b = await users.save(users.create({ credits: 2 }));
+    const holder = await holdLock(b);
+    const releaseLater = sleep(1500).then(() => holder.release());
+    await transaction(async () => {
+      await lock(users.create({ id: a.id }), { timeoutMs: 300 });
+      const started = Date.now();
+      const locked = await lock(users.create({ id: b.id })); // no limit: must outlast the 300 ms
+      expect(locked.credits).to.equal(2);
+      expect(Date.now() - started).to.be.at.least(1000);
+    });
+    await releaseLater;
+  });
+
   it('a locked read with a join locks only the main table (PostgreSQL OF) or is refused (MariaDB)', async () => {
     const orders = env.ds.getRepository(BillOrder);
     const users = env.ds.getRepository(BillUser);

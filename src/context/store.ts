@@ -14,6 +14,8 @@ export interface TxState {
   readonly isolation?: IsolationLevel;
   /** Advisory keys held in this transaction (re-entry is a no-op). */
   readonly heldKeys: Set<string>;
+  /** What dialects remember for the rest of this transaction (e.g. a lock_timeout they set). */
+  readonly memo: Map<string, unknown>;
 }
 
 /** Locked reads requested by a `@Pessimistic` method (or `withPessimistic`). */

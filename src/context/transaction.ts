@@ -69,6 +69,7 @@ export async function transaction<T>(fn: () => Promise<T> | T, options: Transact
     dialect: inst.dialect,
     isolation: options.isolation,
     heldKeys: new Set(),
+    memo: new Map(),
   };
   const txs = new Map(currentFrame()?.txs ?? []);
   txs.set(ds, tx);
@@ -99,6 +100,7 @@ export function runWithAmbientRunner<T>(dataSource: DataSource, queryRunner: Que
     manager: queryRunner.manager,
     dialect: inst.dialect,
     heldKeys: new Set(),
+    memo: new Map(),
   };
   const txs = new Map(currentFrame()?.txs ?? []);
   txs.set(dataSource, tx);

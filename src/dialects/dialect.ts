@@ -43,10 +43,12 @@ export interface LockDialect {
   /** The clause appended to a SELECT: ` FOR UPDATE OF "u" NOWAIT`. `mainAlias` is already escaped. */
   rowLockClause(spec: RowLockSpec, mainAlias: string, hasJoins: boolean): string;
   /**
-   * Runs `work` (the locking SELECT) so that it waits at most `timeoutMs` for row locks,
-   * with as few extra statements as the database allows, restoring the previous limit after.
+   * Runs `work` (the locking SELECT) so that it waits at most `timeoutMs` for row locks, with
+   * as few extra statements as the database allows. `memo` lives as long as the transaction on
+   * `queryRunner`: with it, a limit may stay set for the rest of the transaction (and is reset
+   * only when a later lock wants another one); without it, the previous limit is restored at once.
    */
-  withRowLockTimeout<T>(queryRunner: QueryRunner, timeoutMs: number | undefined, work: () => Promise<T>): Promise<T>;
+  withRowLockTimeout<T>(queryRunner: QueryRunner, timeoutMs: number | undefined, work: () => Promise<T>, memo?: Map<string, unknown>): Promise<T>;
   /** Converts a driver error into a LockError, or returns undefined if it is not one of ours. */
   convertError(error: unknown, ctx?: ErrorContext): LockError | undefined;
   /** True for a unique-constraint violation (PG 23505, MySQL 1062). */

@@ -25,7 +25,7 @@ export class MariaDbDialect extends MysqlDialect {
     return ` ${mode}`;
   }
 
-  override async withRowLockTimeout<T>(_qr: QueryRunner, _timeoutMs: number | undefined, work: () => Promise<T>): Promise<T> {
+  override async withRowLockTimeout<T>(_qr: QueryRunner, _timeoutMs: number | undefined, work: () => Promise<T>, _memo?: Map<string, unknown>): Promise<T> {
     return work(); // the WAIT clause already limits the wait
   }
 }

@@ -38,7 +38,7 @@ export class MysqlDialect implements LockDialect {
   }
 
   /** innodb_lock_wait_timeout is whole seconds (≥ 1): set for the session, restored after. */
-  async withRowLockTimeout<T>(qr: QueryRunner, timeoutMs: number | undefined, work: () => Promise<T>): Promise<T> {
+  async withRowLockTimeout<T>(qr: QueryRunner, timeoutMs: number | undefined, work: () => Promise<T>, _memo?: Map<string, unknown>): Promise<T> {
     if (!timeoutMs) return work();
     const [row] = await qr.query('SELECT @@SESSION.innodb_lock_wait_timeout AS prev');
     await qr.query('SET SESSION innodb_lock_wait_timeout = ?', [Math.max(1, Math.ceil(timeoutMs / 1000))]);

@@ -6,6 +6,9 @@ import { PostgresAdvisory } from './advisory';
 import { describePostgresRowLockHolder } from './blockers';
 import { convertPostgresError, isPostgresUniqueViolation } from './errors';
 
+/** Transaction memo key: the lock_timeout in force before ormlock first changed it. */
+const LOCK_TIMEOUT_MEMO = 'postgres.lock_timeout.original';
+
 const CLAUSE: Record<RowLockSpec['mode'], string> = {
   write: 'FOR UPDATE',
   read: 'FOR SHARE',
@@ -39,13 +42,28 @@ export class PostgresDialect implements LockDialect {
     return sql;
   }
 
-  /** `set_config(…, true)` is SET LOCAL: one statement before, one after to restore the previous limit. */
-  async withRowLockTimeout<T>(qr: QueryRunner, timeoutMs: number | undefined, work: () => Promise<T>): Promise<T> {
-    if (!timeoutMs) return work();
-    const [row] = await qr.query(
-      `SELECT current_setting('lock_timeout') AS prev, set_config('lock_timeout', $1, true) AS now`,
-      [`${Math.ceil(timeoutMs)}ms`],
-    );
+  /**
+   * `set_config('lock_timeout', …, true)` is SET LOCAL: it ends with the transaction. With a
+   * transaction memo the limit is set in one statement before the locking SELECT and left in
+   * force for the rest of the transaction (one statement over the unlocked read, as the budget
+   * allows); a later lock without a limit first puts the original value back. Without a memo
+   * the previous value is restored right after the SELECT.
+   */
+  async withRowLockTimeout<T>(qr: QueryRunner, timeoutMs: number | undefined, work: () => Promise<T>, memo?: Map<string, unknown>): Promise<T> {
+    const wanted = timeoutMs ? `${Math.ceil(timeoutMs)}ms` : undefined;
+    const original = memo?.get(LOCK_TIMEOUT_MEMO) as string | undefined;
+    if (!wanted) {
+      if (original !== undefined) {
+        await qr.query(`SELECT set_config('lock_timeout', $1, true)`, [original]);
+        memo!.delete(LOCK_TIMEOUT_MEMO);
+      }
+      return work();
+    }
+    const [row] = await qr.query(`SELECT current_setting('lock_timeout') AS prev, set_config('lock_timeout', $1, true) AS now`, [wanted]);
+    if (memo) {
+      if (original === undefined) memo.set(LOCK_TIMEOUT_MEMO, row.prev);
+      return work();
+    }
     const result = await work();
     await qr.query(`SELECT set_config('lock_timeout', $1, true)`, [row.prev]);
     return result;

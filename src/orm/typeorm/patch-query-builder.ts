@@ -55,7 +55,9 @@ export function patchSelectQueryBuilder(): void {
     }
     const startedAt = Date.now();
     try {
-      const result = await inst.dialect.withRowLockTimeout(queryRunner, spec.timeoutMs, () => baseExecute.call(this, queryRunner));
+      const tx = currentFrame()?.txs.get(this.dataSource);
+      const memo = tx && tx.queryRunner === queryRunner ? tx.memo : undefined;
+      const result = await inst.dialect.withRowLockTimeout(queryRunner, spec.timeoutMs, () => baseExecute.call(this, queryRunner), memo);
       emitLockEvent({ type: 'acquired', kind: 'row', target: entity, waitedMs: Date.now() - startedAt });
       return result;
     } catch (error) {
