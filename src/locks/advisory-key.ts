@@ -134,7 +134,8 @@ export function resolveAdvisoryKeys(key: unknown, namespace: string, subject: Ke
  * A lock name of at most `maxBytes` UTF-8 bytes (MySQL allows 64 characters; bytes are the
  * safe bound on every server and charset). A string key whose `namespace:key` fits and has
  * no `#` is used as is (readable in `performance_schema.metadata_locks`). Every other key —
- * too long, containing `#`, or not a string (so `1` never collides with `'1'`) — becomes
+ * too long, containing `#` or a control character (MariaDB stops comparing names at a NUL), or
+ * not a string (so `1` never collides with `'1'`) — becomes
  * `<readable prefix>#<16 hex digits of the 64-bit hash>`. Plain names never contain `#` and
  * hashed names contain exactly one, so the two forms cannot collide.
  */
@@ -144,13 +145,15 @@ export function boundedLockName(resolved: ResolvedAdvisoryKey, maxBytes = 64): s
   const plain =
     typeof resolved.key === 'string' &&
     !readable.includes('#') &&
+    // MariaDB compares GET_LOCK names only up to a NUL: names with control characters are hashed
+    !/[\u0000-\u001f\u007f]/.test(readable) &&
     Buffer.from(readable, 'utf8').toString('utf8') === readable && // no lone surrogates
     Buffer.byteLength(readable, 'utf8') <= maxBytes;
   if (plain) {
     return readable;
   }
   const suffix = `#${resolved.hex}`;
-  return `${truncateUtf8(readable.replace(/#/g, '_'), maxBytes - suffix.length)}${suffix}`;
+  return `${truncateUtf8(readable.replace(/[#\u0000-\u001f\u007f]/g, '_'), maxBytes - suffix.length)}${suffix}`;
 }
 
 /** The longest prefix of `text` (whole code points) of at most `maxBytes` UTF-8 bytes. */

@@ -542,6 +542,10 @@ function evalScript(client: RedlockClient, script: LuaScript, keys: readonly str
   });
 }
 
+function isWellFormed(s: string): boolean {
+  return Buffer.from(s, 'utf8').toString('utf8') === s;
+}
+
 function normalizeKeys(key: LockKeys): string[] {
   const list = Array.isArray(key) ? (key as readonly LockKey[]) : [key as LockKey];
   if (list.length === 0) throw new LockConfigError('Redlock: no key given (an empty array of keys)');
@@ -553,6 +557,8 @@ function normalizeKeys(key: LockKeys): string[] {
     }
     const s = String(k);
     if (s.length === 0) throw new LockConfigError('Redlock: a lock key must not be empty', { key: k });
+    // A lone surrogate would be sent as U+FFFD, so two different keys would be one lock.
+    if (!isWellFormed(s)) throw new LockConfigError('Redlock: a lock key must be well-formed UTF-16 (it has a lone surrogate)', { key: k });
     // The same key twice in one lease is the same lock (e.g. a transfer from an account to itself).
     if (!out.includes(s)) out.push(s);
   }
