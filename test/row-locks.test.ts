@@ -157,19 +157,21 @@ describeEachBackend('row locks', [BillUser, BillOrder, BillJob], (env) => {
     expect((await users.findOneByOrFail({ id: b.id })).credits).to.equal(1);
   });
 
-  it('round trips: withLock on a loaded entity is one SELECT … FOR UPDATE plus the work', async () => {
+  /** Statements of one update in a plain transaction, and of the same update inside withLock(opts). */
+  async function statementsUnlockedAndLocked(options: { timeoutMs?: number } = {}) {
     const users = env.ds.getRepository(BillUser);
     const user = await users.save(users.create({ credits: 100 }));
     const work = () => users.update({ id: user.id }, { credits: () => 'credits - 1' });
-
     env.log.start();
     await transaction(async () => { await work(); });
     const unlocked = env.log.stop();
-
     env.log.start();
-    await withLock(user, async () => { await work(); });
-    const locked = env.log.stop();
+    await withLock(user, async () => { await work(); }, options);
+    return { unlocked, locked: env.log.stop() };
+  }
 
+  it('round trips: withLock on a loaded entity is one SELECT … FOR UPDATE plus the work', async () => {
+    const { unlocked, locked } = await statementsUnlockedAndLocked();
     expect(locked.length).to.equal(unlocked.length + 1);
     const extra = locked.filter((q) => !unlocked.includes(q));
     expect(extra).to.have.length(1);
@@ -177,17 +179,7 @@ describeEachBackend('row locks', [BillUser, BillOrder, BillJob], (env) => {
   });
 
   it('round trips: a wait limit is free where the lock clause carries it (MariaDB WAIT n), one SET otherwise, and never a restore', async () => {
-    const users = env.ds.getRepository(BillUser);
-    const user = await users.save(users.create({ credits: 100 }));
-    const work = () => users.update({ id: user.id }, { credits: () => 'credits - 1' });
-
-    env.log.start();
-    await transaction(async () => { await work(); });
-    const unlocked = env.log.stop();
-
-    env.log.start();
-    await withLock(user, async () => { await work(); }, { timeoutMs: 500 });
-    const locked = env.log.stop();
+    const { unlocked, locked } = await statementsUnlockedAndLocked({ timeoutMs: 500 });
     const setStatement = env.handle.dialect.capabilities.lockWaitClause ? 0 : 1;
     expect(locked.length, locked.join('\n')).to.equal(unlocked.length + 1 + setStatement);
   });
