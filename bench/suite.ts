@@ -12,7 +12,7 @@ import { createDataSource, type BackendName } from '../test/support/backends';
 import { QueryLog } from '../test/support/query-log';
 import { PROBES, type Budget, type PreparedVariant, type ProbeId, type VariantSpec } from './charge-variants';
 import { BENCH_ENTITIES, INITIAL_CREDITS, ROW_COUNT } from './entities';
-import { describe, latencyStats, rng, runCell, warmUp } from './harness';
+import { describe, latencyStats, rng, runCell, warmUp, type CellResult } from './harness';
 
 export type Distribution = 'hot' | 'spread';
 export type ProcessKind = 'ormlock' | 'typeorm-transactional';
@@ -32,18 +32,10 @@ export interface SuiteConfig {
   distributions: Distribution[];
 }
 
-export interface CellRecord {
+export interface CellRecord
+  extends Pick<CellResult, 'ops' | 'errors' | 'firstError' | 'elapsedMs' | 'opsPerSec' | 'p50Ms' | 'p99Ms' | 'meanMs' | 'maxMs'> {
   distribution: Distribution;
   workers: number;
-  ops: number;
-  errors: number;
-  firstError?: string;
-  elapsedMs: number;
-  opsPerSec: number;
-  p50Ms: number;
-  p99Ms: number;
-  meanMs: number;
-  maxMs: number;
   /** Statements sent during the cell (QueryLog). */
   statements: number;
   /** Body runs (ops + retries + failed), or ops + errors when the variant does not count. */
