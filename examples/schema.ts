@@ -102,7 +102,7 @@ export class Order {
   @JoinColumn({ name: 'user_id', foreignKeyConstraintName: 'FK_orders_user' })
   user?: User;
   @Column({ type: 'int' }) price!: number;
-  @Column({ type: 'boolean', default: false }) paid!: boolean;
+  @Column({ type: 'boolean', default: false, width: 1 }) paid!: boolean; // width: TypeORM 0.3 on MariaDB reads BOOLEAN back as tinyint(1)
 }
 
 // ---------------------------------------------------------------------------------------------

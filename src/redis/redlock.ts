@@ -9,7 +9,7 @@
  * script, all or nothing.
  *
  * Key layout: a lock key `k` is stored at `{namespace}:{prefix}{k}`: the namespace set by
- * `installLocking` (`settings.namespace`, read at each call) followed by `:` when it is not
+ * the Redlock's own `namespace` option followed by `:` when it is not
  * empty, then `prefix` (default `lock:`) used verbatim, then the key. Example:
  * namespace `shop`, key `order:42` → `shop:lock:order:42`; no namespace → `lock:order:42`.
  * The fencing counter of a Redlock lives at `{namespace}:{prefix}` itself (the empty key,
@@ -39,7 +39,7 @@
 import { randomBytes } from 'crypto';
 import type { Redis } from 'ioredis';
 import { LockConfigError, LockLostError, LockNotAvailableError } from '../errors';
-import { emitLockEvent, settings } from '../settings';
+import { emitTo, observerOptionProblems, observersOf, type LockEvent, type LockObserver } from '../observe/events';
 import { describeKeys, keyDetail, Lease, LeaseDriver } from './lease';
 import { ACQUIRE, BUMP, EXTEND, LuaScript, RELEASE } from './scripts';
 
@@ -51,6 +51,12 @@ export type LockKey = string | number | bigint;
 export type LockKeys = LockKey | readonly LockKey[];
 
 export interface RedlockOptions {
+  /** Prefix of every key (with `:` after it), so two applications on one Redis never collide. Default: none. */
+  namespace?: string;
+  /** Lock events of this Redlock's leases (kind 'lease'); errors they throw are ignored. */
+  observers?: readonly LockObserver[];
+  /** Shorthand for one observer. */
+  onLockEvent?: (event: LockEvent) => void;
   /** Prefix of every lock key after the namespace (default `'lock:'`), used verbatim. */
   prefix?: string;
   /** Clock drift allowance as a fraction of the TTL (default 0.01); validity = ttl − elapsed − (ttl·driftFactor + 2 ms). */
@@ -112,6 +118,9 @@ export class Redlock implements LeaseDriver {
   readonly clients: readonly RedlockClient[];
   readonly quorum: number;
   readonly prefix: string;
+  /** The key namespace this Redlock was given. */
+  readonly namespace: string;
+  private readonly observers: readonly LockObserver[];
   readonly driftFactor: number;
   readonly retryCount: number;
   readonly retryDelayMs: number;
@@ -154,6 +163,11 @@ export class Redlock implements LeaseDriver {
     const prefix = options.prefix ?? DEFAULTS.prefix;
     if (typeof prefix !== 'string') throw new LockConfigError('Redlock: prefix must be a string');
     this.prefix = prefix;
+    if (options.namespace !== undefined && typeof options.namespace !== 'string') throw new LockConfigError('Redlock: namespace must be a string');
+    this.namespace = options.namespace ?? '';
+    const observerProblems = observerOptionProblems(options);
+    if (observerProblems.length) throw new LockConfigError(`Redlock: ${observerProblems.join('; ')}`);
+    this.observers = observersOf(options);
     this.driftFactor = checkNumber('driftFactor', options.driftFactor ?? DEFAULTS.driftFactor, (v) => v >= 0 && v < 1, 'a number in [0, 1)');
     const retries = checkRetryOptions(options, DEFAULTS);
     this.retryCount = retries.retryCount;
@@ -179,7 +193,7 @@ export class Redlock implements LeaseDriver {
     const started = Date.now();
     const { lease } = await this.attempt(req);
     if (lease) this.acquired(lease, started);
-    else emitLockEvent({ type: 'not_available', kind: 'redis', target: describeKeys(req.keys), waitedMs: Date.now() - started });
+    else this.emit({ type: 'not_available', kind: 'lease', target: describeKeys(req.keys), waitedMs: Date.now() - started });
     return lease;
   }
 
@@ -202,7 +216,7 @@ export class Redlock implements LeaseDriver {
       nodes = result.nodes;
       if (attempt > retry.retryCount) {
         const waitedMs = Date.now() - started;
-        emitLockEvent({ type: 'not_available', kind: 'redis', target: describeKeys(req.keys), waitedMs });
+        this.emit({ type: 'not_available', kind: 'lease', target: describeKeys(req.keys), waitedMs });
         throw new LockNotAvailableError(
           `Redis lease on ${describeKeys(req.keys)} not acquired after ${attempt} attempt(s) in ${waitedMs} ms: ` +
             `quorum ${this.quorum} of ${this.clients.length} not reached (${nodes.map(describeNode).join('; ')})`,
@@ -312,7 +326,7 @@ export class Redlock implements LeaseDriver {
           expiresAt: lease.expiresAt,
           nodes: calls.map((c) => ({ node: c.node, result: c.outcome === 'ok' ? (Number(c.reply) === 1 ? 'extended' : 'lost') : c.outcome })),
         });
-        emitLockEvent({ type: 'lost', kind: 'redis', target: describeKeys(lease.keys) });
+        this.emit({ type: 'lost', kind: 'lease', target: describeKeys(lease.keys) });
         throw lease._markLost(error);
       }
       // Some nodes unreachable but the lease is still valid: try again shortly.
@@ -328,7 +342,7 @@ export class Redlock implements LeaseDriver {
     const wasHeld = (c: NodeCall<number>) => c.outcome === 'ok' && Number(c.reply) === lease.resources.length;
     const calls = await this.releaseOn(this.allNodes, lease.resources, lease.value, this.timeoutFor(lease.ttlMs), (answered) => count(answered, wasHeld) >= this.quorum);
     const held = count(calls, wasHeld);
-    if (settings.onLockEvent) emitLockEvent({ type: 'released', kind: 'redis', target: describeKeys(lease.keys) });
+    if (this.observers.length) this.emit({ type: 'released', kind: 'lease', target: describeKeys(lease.keys), heldMs: Date.now() - lease.acquiredAt });
     return held >= this.quorum;
   }
 
@@ -340,11 +354,15 @@ export class Redlock implements LeaseDriver {
 
   // ---- internals -----------------------------------------------------------------------
 
+  private emit(event: LockEvent): void {
+    if (this.observers.length) emitTo(this.observers, event);
+  }
+
   private request(key: LockKeys, ttlMs: number): { keys: string[]; resources: string[]; fenceKey: string; ttlMs: number } {
     this.assertClientsUsable();
     checkTtl(ttlMs, this.drift(ttlMs));
     const keys = normalizeKeys(key);
-    const base = (settings.namespace ? `${settings.namespace}:` : '') + this.prefix;
+    const base = (this.namespace ? `${this.namespace}:` : '') + this.prefix;
     return { keys, resources: keys.map((k) => base + k), fenceKey: base, ttlMs };
   }
 
@@ -357,7 +375,7 @@ export class Redlock implements LeaseDriver {
   }
 
   private acquired(lease: Lease, started: number): void {
-    if (settings.onLockEvent) emitLockEvent({ type: 'acquired', kind: 'redis', target: describeKeys(lease.keys), waitedMs: Date.now() - started });
+    if (this.observers.length) this.emit({ type: 'acquired', kind: 'lease', target: describeKeys(lease.keys), waitedMs: Date.now() - started });
   }
 
   /** One Redlock attempt; see the file comment. */

@@ -1,4 +1,4 @@
-import type { QueryRunner } from 'typeorm';
+import type { PortConnection } from '../../orm/port';
 import { LockNotAvailableError } from '../../errors';
 import { boundedLockName, type ResolvedAdvisoryKey } from '../../locks/advisory-key';
 import { driverCode, type AdvisoryDialect, type RunQuery } from '../dialect';
@@ -22,7 +22,7 @@ export class MysqlAdvisory implements AdvisoryDialect {
     return boundedLockName(key, 64);
   }
 
-  async lockForSession(qr: QueryRunner, id: string, _shared: boolean, timeoutMs: number | undefined): Promise<boolean> {
+  async lockForSession(qr: PortConnection, id: string, _shared: boolean, timeoutMs: number | undefined): Promise<boolean> {
     const seconds = timeoutMs === undefined ? FOREVER_SECONDS : Math.max(0, timeoutMs) / 1000;
     let row: { acquired?: unknown } | undefined;
     try {
@@ -37,7 +37,7 @@ export class MysqlAdvisory implements AdvisoryDialect {
     return acquired === 1;
   }
 
-  async unlockSession(qr: QueryRunner, id: string): Promise<boolean> {
+  async unlockSession(qr: PortConnection, id: string): Promise<boolean> {
     const [row] = await qr.query('SELECT RELEASE_LOCK(?) AS released', [id]);
     return row?.released !== null && row?.released !== undefined && Number(row.released) === 1;
   }

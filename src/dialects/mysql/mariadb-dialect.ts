@@ -1,4 +1,4 @@
-import type { QueryRunner } from 'typeorm';
+import type { PortConnection } from '../../orm/port';
 import type { RowLockSpec } from '../../locks/row-lock-options';
 import type { DialectCapabilities } from '../dialect';
 import { MysqlDialect } from './mysql-dialect';
@@ -11,6 +11,7 @@ import { MysqlDialect } from './mysql-dialect';
  */
 export class MariaDbDialect extends MysqlDialect {
   override readonly name: string = 'mariadb';
+  override readonly dbSystem: string = 'mariadb';
   override readonly capabilities: DialectCapabilities = {
     ...this.capabilities,
     lockOf: false,
@@ -25,7 +26,7 @@ export class MariaDbDialect extends MysqlDialect {
     return ` ${mode}`;
   }
 
-  override async withRowLockTimeout<T>(_qr: QueryRunner, _timeoutMs: number | undefined, work: () => Promise<T>, _memo?: Map<string, unknown>): Promise<T> {
+  override async withRowLockTimeout<T>(_qr: PortConnection, _timeoutMs: number | undefined, work: () => Promise<T>, _memo?: Map<string, unknown>): Promise<T> {
     return work(); // the WAIT clause already limits the wait
   }
 }

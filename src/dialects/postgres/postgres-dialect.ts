@@ -1,4 +1,4 @@
-import type { QueryRunner } from 'typeorm';
+import type { PortConnection } from '../../orm/port';
 import type { RowLockSpec } from '../../locks/row-lock-options';
 import { checkRowLockAgainst } from '../check-row-lock';
 import type { AdvisoryDialect, DialectCapabilities, ErrorContext, LockDialect } from '../dialect';
@@ -18,6 +18,7 @@ const CLAUSE: Record<RowLockSpec['mode'], string> = {
 
 export class PostgresDialect implements LockDialect {
   readonly name = 'postgres';
+  readonly dbSystem: string = 'postgresql';
   readonly capabilities: DialectCapabilities = {
     rowLockModes: new Set(['write', 'read', 'no_key_update', 'key_share']),
     nowait: true,
@@ -49,7 +50,7 @@ export class PostgresDialect implements LockDialect {
    * allows); a later lock without a limit first puts the original value back. Without a memo
    * the previous value is restored right after the SELECT.
    */
-  async withRowLockTimeout<T>(qr: QueryRunner, timeoutMs: number | undefined, work: () => Promise<T>, memo?: Map<string, unknown>): Promise<T> {
+  async withRowLockTimeout<T>(qr: PortConnection, timeoutMs: number | undefined, work: () => Promise<T>, memo?: Map<string, unknown>): Promise<T> {
     const wanted = timeoutMs ? `${Math.ceil(timeoutMs)}ms` : undefined;
     const original = memo?.get(LOCK_TIMEOUT_MEMO) as string | undefined;
     if (!wanted) {
