@@ -1,6 +1,6 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import type { DataSource, EntityManager, QueryRunner } from 'typeorm';
-import type { IsolationLevel } from 'typeorm/driver/types/IsolationLevel';
+import type { IsolationLevel } from '../isolation-level';
 import type { LockDialect } from '../dialects/dialect';
 import type { RowLockOptions } from '../locks/row-lock-options';
 

@@ -1,5 +1,5 @@
 import type { DataSource, EntityManager, QueryRunner } from 'typeorm';
-import type { IsolationLevel } from 'typeorm/driver/types/IsolationLevel';
+import type { IsolationLevel } from '../isolation-level';
 import { LockConfigError } from '../errors';
 import { requireInstallation } from '../orm/typeorm/installations';
 import { ambientTx, childFrame, currentFrame, pinnedRunner, runInFrame, type TxState } from './store';

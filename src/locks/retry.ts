@@ -1,5 +1,5 @@
 import type { DataSource } from 'typeorm';
-import type { IsolationLevel } from 'typeorm/driver/types/IsolationLevel';
+import type { IsolationLevel } from '../isolation-level';
 import { ambientTx } from '../context/store';
 import { transaction } from '../context/transaction';
 import { DeadlockError, LockConfigError, LockError, SerializationError, StaleEntityError } from '../errors';

@@ -1,5 +1,4 @@
-import type { EntityMetadata, QueryRunner } from 'typeorm';
-import type { RelationMetadata } from 'typeorm/metadata/RelationMetadata';
+import type { EntityMetadata, QueryRunner, RelationMetadata } from 'typeorm';
 import { LockConfigError, StaleEntityError } from '../../errors';
 import type { ParentLockDeclaration } from '../../locks/parent';
 import type { AroundCreateContext } from '../../metadata/registry';
