@@ -6,7 +6,7 @@
  *
  * The entry points are package.json's "exports": every subpath with an "import" target
  * (./dist/esm/<name>.mjs) gets a file re-exporting its "require" target. Adding a subpath is
- * one "exports" entry plus its "typesVersions" line (see docs/packaging.md).
+ * one "exports" entry plus its "typesVersions" line (see docs/install.md).
  */
 const fs = require('node:fs');
 const path = require('node:path');
