@@ -12,7 +12,7 @@
  */
 import { DataSource } from 'typeorm';
 import { installLocking, type LockingHandle } from '../src';
-import { startEmbeddedPostgres, type EmbeddedPg } from '../test/support/embedded-postgres';
+import { EmbeddedPostgresUnavailable, startEmbeddedPostgres, type EmbeddedPg } from './embedded-postgres';
 import { dbOfUrl, exampleDataSourceOptions } from './db';
 import { loadScenarios } from './load-scenarios';
 import type { Scenario, ScenarioResult } from './scenario';
@@ -157,7 +157,8 @@ main()
     process.exit(code);
   })
   .catch(async (error) => {
-    console.error(error);
+    // The first command's one expected failure gets one line with the way out, not a stack.
+    console.error(error instanceof EmbeddedPostgresUnavailable ? `ormlock demo: ${error.message}` : error);
     await cleanup();
     process.exit(1);
   });
