@@ -106,7 +106,8 @@ async function runInTransaction<T>(inst: Installation, unit: PortTransaction, is
   const connection = unit.connection;
   const tx = newTxState(inst, connection, isolation);
   try {
-    const result = await runInFrame(frameWith(tx), fn);
+    const body = inst.port.enter ? () => inst.port.enter!(connection, fn) : fn;
+    const result = await runInFrame(frameWith(tx), body);
     await unit.commit();
     return result;
   } catch (error) {
@@ -151,7 +152,7 @@ export async function runWithAmbientConnection<T>(inst: Installation, connection
   if (ambientTx(inst)?.connection === connection) return fn();
   const tx = newTxState(inst, connection);
   try {
-    return await runInFrame(frameWith(tx), fn);
+    return await runInFrame(frameWith(tx), inst.port.enter ? () => inst.port.enter!(connection, fn) : fn);
   } finally {
     tx.scope.live = false;
   }

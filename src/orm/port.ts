@@ -139,6 +139,13 @@ export interface OrmPort {
   /** Where the server is, for a diagnostic client outside the pool. */
   serverAddress(): import('../dialects/dialect').ServerAddress;
 
+  /**
+   * Runs `fn` with `connection`'s transaction as the ORM's own context too (MikroORM: the
+   * TransactionContext, so the global `orm.em` and the ORM's `@Transactional` resolve to it).
+   * Optional: TypeORM needs none (ormlock binds its managers itself).
+   */
+  enter?<T>(connection: PortConnection, fn: () => Promise<T> | T): Promise<T> | T;
+
   /** Detects the dialect of this database (called once, at installation). */
   detectDialect(): Promise<LockDialect>;
 }
