@@ -1,6 +1,6 @@
 import { InstanceChecker, type DataSource, type EntityManager, type EntityMetadata, type ObjectLiteral, type QueryRunner } from 'typeorm';
-import type { ColumnMetadata } from 'typeorm/metadata/ColumnMetadata';
-import type { RelationMetadata } from 'typeorm/metadata/RelationMetadata';
+type ColumnMetadata = EntityMetadata['columns'][number];
+import type { RelationMetadata } from 'typeorm';
 import { dialectFor, needsServerVersion } from '../../dialects';
 import type { LockDialect, ServerAddress } from '../../dialects/dialect';
 import { LockConfigError, PoolExhaustedError } from '../../errors';

@@ -1,7 +1,7 @@
 import {
   DeleteQueryBuilder, UpdateQueryBuilder, type EntityManager, type EntityMetadata, type ObjectLiteral, type QueryRunner,
 } from 'typeorm';
-import type { ColumnMetadata } from 'typeorm/metadata/ColumnMetadata';
+type ColumnMetadata = EntityMetadata['columns'][number];
 import { SubjectExecutor } from 'typeorm/persistence/SubjectExecutor';
 import { LockConfigError, StaleEntityError } from '../../../errors';
 import { nextVersion } from '../../../locks/optimistic';
