@@ -5,7 +5,10 @@ import type { Installation } from '../installations';
 
 /**
  * Binds `dataSource.manager`, `dataSource.query` and `dataSource.createQueryBuilder` to the
- * ambient transaction of `inst` (or the connection pinned by a session lock). Returns the undo.
+ * ambient transaction of `inst` (or the connection pinned by a session lock). The DataSource's own
+ * manager object is bound too (its `queryRunner` is the ambient one), so a reference taken before —
+ * `@InjectEntityManager()` in NestJS, `const em = dataSource.manager` at start-up — runs inside the
+ * transaction like `dataSource.manager` read at the call. Returns the undo.
  */
 export function bindDataSource(ds: DataSource, inst: Installation): () => void {
   const target = ds as any;
@@ -18,11 +21,20 @@ export function bindDataSource(ds: DataSource, inst: Installation): () => void {
   const baseCreateQueryBuilder = target.createQueryBuilder;
   const hadOwnQuery = Object.prototype.hasOwnProperty.call(target, 'query');
   const hadOwnQb = Object.prototype.hasOwnProperty.call(target, 'createQueryBuilder');
+  const baseRunnerProperty = Object.getOwnPropertyDescriptor(baseManager, 'queryRunner');
+  if (baseRunnerProperty && (!baseRunnerProperty.configurable || baseRunnerProperty.value !== undefined)) {
+    throw new LockConfigError(`installLocking: ${inst.label}.manager has a queryRunner of its own in this TypeORM version; ormlock cannot bind it to the context.`);
+  }
 
   Object.defineProperty(target, 'manager', {
     configurable: true,
     enumerable: true,
     get: () => ambientConnection(inst)?.manager ?? baseManager,
+  });
+  Object.defineProperty(baseManager, 'queryRunner', {
+    configurable: true,
+    enumerable: false,
+    get: () => ambientConnection(inst) as QueryRunner | undefined,
   });
   target.query = function (sql: string, parameters?: unknown[], queryRunner?: QueryRunner) {
     return baseQuery.call(ds, sql, parameters, queryRunner ?? (ambientConnection(inst) as QueryRunner | undefined));
@@ -36,6 +48,8 @@ export function bindDataSource(ds: DataSource, inst: Installation): () => void {
 
   return () => {
     Object.defineProperty(target, 'manager', managerProperty);
+    if (baseRunnerProperty) Object.defineProperty(baseManager, 'queryRunner', baseRunnerProperty);
+    else delete (baseManager as { queryRunner?: unknown }).queryRunner;
     if (hadOwnQuery) target.query = baseQuery;
     else delete target.query;
     if (hadOwnQb) target.createQueryBuilder = baseCreateQueryBuilder;
