@@ -7,8 +7,12 @@ import { DistributedLockCallOptions, withDistributedLock } from '../src/redis/wi
 export type DistributedLockKey = LockKeys | ((...args: any[]) => LockKeys);
 
 export interface DistributedLockOptions extends DistributedLockCallOptions {
-  /** The Redlock to use, or a function returning it (resolved at each call, for instances built later). */
-  redlock: Redlock | (() => Redlock);
+  /**
+   * The Redlock to use, or a function returning it, resolved at each call and given the instance
+   * (also as `this`): `redlock: (self: Payments) => self.redlock` names one injected in the
+   * constructor (NestJS `@InjectRedlock()`), or one built after the class was defined.
+   */
+  redlock: Redlock | ((self: any) => Redlock);
   /** Lease TTL in ms; the lease is extended automatically while the method runs. */
   ttlMs: number;
 }
@@ -23,6 +27,7 @@ export interface DistributedLockOptions extends DistributedLockCallOptions {
  *   async settle(accountId: string) { … }
  * }
  * ```
+ * With a Redlock injected in the constructor (NestJS): `{ redlock: (self: Payments) => self.redlock, ttlMs }`.
  * A non-async method, a bad TTL or a missing `redlock` is a `LockConfigError` naming
  * `Class.method` when the class is defined.
  */
@@ -53,9 +58,10 @@ export function DistributedLock(key: DistributedLockKey, options: DistributedLoc
     const fn = original as (...args: unknown[]) => Promise<unknown>;
 
     descriptor.value = function distributedLocked(this: unknown, ...args: unknown[]): Promise<unknown> {
-      const instance = redlock instanceof Redlock ? redlock : redlock();
+      const instance = redlock instanceof Redlock ? redlock : redlock.call(this, this);
       if (!(instance instanceof Redlock)) {
-        return Promise.reject(new LockConfigError(`@DistributedLock on ${method}: options.redlock() did not return a Redlock`, { method }));
+        const got = instance === null ? 'null' : instance === undefined ? 'undefined' : typeof instance;
+        return Promise.reject(new LockConfigError(`@DistributedLock on ${method}: options.redlock() did not return a Redlock (got ${got})`, { method }));
       }
       let lockKey: LockKeys;
       try {
