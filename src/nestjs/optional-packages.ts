@@ -1,0 +1,55 @@
+/**
+ * The optional peers of `ormlock/nestjs`, loaded only when the options ask for them, so that an
+ * application without TypeORM, MikroORM or Redis never needs their packages.
+ */
+import { LockConfigError } from '../errors';
+
+function load<T>(id: string, why: string): T {
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-var-requires
+    return require(id) as T;
+  } catch (error) {
+    if ((error as { code?: string })?.code === 'MODULE_NOT_FOUND' && String((error as Error).message).includes(`'${id}'`)) {
+      throw new LockConfigError(`OrmlockModule: ${why} needs the package '${id}': npm install ${id}`);
+    }
+    throw error;
+  }
+}
+
+/** `@nestjs/typeorm`'s token of a DataSource provider. */
+export function dataSourceToken(name: string): string | Function {
+  const nest = load<{ getDataSourceToken(name?: string): string | Function }>('@nestjs/typeorm', `installing on TypeORM DataSource '${name}'`);
+  return nest.getDataSourceToken(name);
+}
+
+/** `@mikro-orm/nestjs`'s token of the MikroORM instance (the `MikroORM` class, or `<contextName>_MikroORM`). */
+export function mikroOrmToken(contextName?: string): string | Function {
+  const nest = load<{ getMikroORMToken?(name: string): string }>('@mikro-orm/nestjs', 'mikroOrm: true');
+  if (contextName !== undefined) {
+    if (typeof nest.getMikroORMToken !== 'function') {
+      throw new LockConfigError(`OrmlockModule: this @mikro-orm/nestjs has no getMikroORMToken(); mikroOrm.contextName needs @mikro-orm/nestjs 6.1 or later`);
+    }
+    return nest.getMikroORMToken(contextName);
+  }
+  return load<{ MikroORM: Function }>('@mikro-orm/core', 'mikroOrm: true').MikroORM;
+}
+
+export interface MikroOrmAdapter {
+  installLocking(orm: unknown, options?: object): Promise<{ uninstall(): void | Promise<void> }>;
+}
+
+/** ormlock's MikroORM adapter (`ormlock/mikro-orm`), loaded at the first `mikroOrm: true`. */
+export function mikroOrmAdapter(): MikroOrmAdapter {
+  return load<MikroOrmAdapter>('../orm/mikro-orm', 'mikroOrm: true');
+}
+
+export interface IoRedisModule {
+  new (...args: any[]): any;
+  default?: new (...args: any[]) => any;
+}
+
+/** The ioredis client class, for `redis: { nodes }` given as URLs or options. */
+export function ioredis(): new (arg: unknown) => any {
+  const mod = load<IoRedisModule>('ioredis', 'redis: { nodes } given as URLs or options');
+  return (mod.default ?? mod) as new (arg: unknown) => any;
+}
