@@ -1,0 +1,200 @@
+/**
+ * ormlock/nestjs on @nestjs/typeorm: a real HTTP server (app.listen(0)) and 20 concurrent POSTs
+ * started on a barrier, on PostgreSQL and MariaDB. Each locked provider method has a control —
+ * the same body without the lock — that must lose charges.
+ */
+import type { INestApplication } from '@nestjs/common';
+import { Test } from '@nestjs/testing';
+import { expect } from 'chai';
+import type { DataSourceOptions } from 'typeorm';
+import { LockConfigError } from '../src';
+import { liveInstallations } from '../src/orm/installations';
+import { OrmlockInstallations, OrmlockModule } from '../src/nestjs';
+import { race } from '../src/testing';
+import { BillOrder, BillUser } from './fixtures/billing';
+import { billingApp, StartupCheck, type AppConfig, type ChargeMode } from './fixtures/nest-billing';
+import { BACKENDS, dataSourceOptions } from './support/backends';
+import { redisUrls } from './support/redis-servers';
+
+const N = 20;
+const PRICE = 10;
+const START = 1000;
+
+interface Running {
+  app: INestApplication;
+  url: string;
+}
+
+async function start(config: AppConfig): Promise<Running> {
+  const moduleRef = await Test.createTestingModule({ imports: [billingApp(config)] }).compile();
+  const app = moduleRef.createNestApplication({ logger: false });
+  try {
+    await app.listen(0, '127.0.0.1');
+  } catch (error) {
+    await app.close();
+    throw error;
+  }
+  return { app, url: (await app.getUrl()).replace('[::1]', '127.0.0.1') };
+}
+
+async function post<T = unknown>(url: string, path: string, body: unknown): Promise<{ status: number; json?: T; text: string }> {
+  const res = await fetch(`${url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  const text = await res.text();
+  return { status: res.status, text, json: text ? (JSON.parse(text) as T) : undefined };
+}
+
+/** Seeds a user and N orders over HTTP, fires N concurrent charges, returns the credits left and the failed responses. */
+async function chargeConcurrently(run: Running, mode: ChargeMode) {
+  const seeded = await post<{ userId: number; orderIds: number[] }>(run.url, '/billing/seed', { credits: START, n: N, price: PRICE });
+  expect(seeded.status, seeded.text).to.equal(201);
+  const { userId, orderIds } = seeded.json!;
+  const results = await race(N, (i) => post(run.url, `/billing/charge/${mode}`, { userId, orderId: orderIds[i] }));
+  const failed = results.map((r) => (r.status === 'fulfilled' ? (r.value.status === 204 ? null : `${r.value.status} ${r.value.text}`) : String(r.reason))).filter(Boolean);
+  const { json } = await post<{ credits: number }>(run.url, '/billing/credits', { userId });
+  return { credits: json!.credits, failed };
+}
+
+async function redisAnswers(): Promise<boolean> {
+  const { default: Redis } = await import('ioredis');
+  const client = new Redis(redisUrls()[0], { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+  client.on('error', () => undefined);
+  try {
+    await client.connect();
+    await client.ping();
+    return true;
+  } catch {
+    return false;
+  } finally {
+    client.disconnect();
+  }
+}
+
+for (const backend of BACKENDS) {
+  describe(`ormlock/nestjs with @nestjs/typeorm [${backend}]`, function () {
+    let dataSource: DataSourceOptions;
+    let run: Running | undefined;
+
+    before(async function () {
+      const options = await dataSourceOptions(backend, [BillUser, BillOrder], { poolSize: 30 });
+      if (!options) return this.skip();
+      if (!(await redisAnswers())) {
+        if (process.env.CI) throw new Error(`Redis at ${redisUrls()[0]} does not answer and CI is set`);
+        console.warn(`\n  !!! SKIPPING ormlock/nestjs [${backend}]: no Redis at ${redisUrls()[0]}\n`);
+        return this.skip();
+      }
+      dataSource = options;
+      run = await start({ dataSource, ormlock: { namespace: 'nest-test', redis: { nodes: [redisUrls()[0]] } } });
+    });
+
+    after(async () => {
+      await run?.app.close();
+      expect(liveInstallations(), 'nothing stays installed after app.close()').to.have.length(0);
+    });
+
+    it("a provider's own onModuleInit that takes a row lock runs after installation", () => {
+      expect(run!.app.get(StartupCheck).lockedAtStartup).to.equal(true);
+      const installations = run!.app.get(OrmlockInstallations);
+      expect(installations.all.map((i) => `${i.kind}:${i.name}`)).to.deep.equal(['typeorm:default']);
+      expect(installations.dataSource()!.installation.settings.namespace).to.equal('nest-test');
+    });
+
+    it('control: 20 concurrent POSTs to the same body without @Pessimistic lose charges', async () => {
+      const { credits, failed } = await chargeConcurrently(run!, 'unlocked');
+      expect(failed).to.deep.equal([]);
+      expect(credits, 'lost charges expected without a lock').to.be.greaterThan(START - N * PRICE);
+    });
+
+    it('@Pessimistic() provider method over @InjectRepository repositories: 20 concurrent POSTs, credits exact', async () => {
+      const { credits, failed } = await chargeConcurrently(run!, 'pessimistic');
+      expect(failed).to.deep.equal([]);
+      expect(credits).to.equal(START - N * PRICE);
+    });
+
+    it('control: the same through the @InjectEntityManager() manager without @Pessimistic loses charges', async () => {
+      const { credits, failed } = await chargeConcurrently(run!, 'manager-unlocked');
+      expect(failed).to.deep.equal([]);
+      expect(credits).to.be.greaterThan(START - N * PRICE);
+    });
+
+    it('@Pessimistic() through the @InjectEntityManager() manager: credits exact', async () => {
+      const { credits, failed } = await chargeConcurrently(run!, 'manager-pessimistic');
+      expect(failed).to.deep.equal([]);
+      expect(credits).to.equal(START - N * PRICE);
+    });
+
+    it('@Pessimistic() through the injected DataSource (getRepository inside): credits exact', async () => {
+      const { credits, failed } = await chargeConcurrently(run!, 'datasource-pessimistic');
+      expect(failed).to.deep.equal([]);
+      expect(credits).to.equal(START - N * PRICE);
+    });
+
+    it('control: the body of the @AdvisoryLock method in a plain transaction loses charges', async () => {
+      const { credits, failed } = await chargeConcurrently(run!, 'advisory-control');
+      expect(failed).to.deep.equal([]);
+      expect(credits).to.be.greaterThan(START - N * PRICE);
+    });
+
+    it('@AdvisoryLock((userId) => …) keyed from the method arguments: credits exact', async () => {
+      const { credits, failed } = await chargeConcurrently(run!, 'advisory');
+      expect(failed).to.deep.equal([]);
+      expect(credits).to.equal(START - N * PRICE);
+    });
+
+    it('control: the body of the @DistributedLock method without the lease loses charges', async () => {
+      const { credits, failed } = await chargeConcurrently(run!, 'lease-control');
+      expect(failed).to.deep.equal([]);
+      expect(credits).to.be.greaterThan(START - N * PRICE);
+    });
+
+    it('@DistributedLock with the @InjectRedlock() Redlock: credits exact', async () => {
+      const { credits, failed } = await chargeConcurrently(run!, 'lease');
+      expect(failed).to.deep.equal([]);
+      expect(credits).to.equal(START - N * PRICE);
+    });
+
+    it('create and close the application 5 times (forRoot and forRootAsync), then a sixth serves correctly', async () => {
+      await run!.app.close();
+      run = undefined;
+      expect(liveInstallations()).to.have.length(0);
+      for (let i = 0; i < 5; i++) {
+        const cycle = await start({ dataSource, async: i % 2 === 1, ormlock: { namespace: `cycle-${i}`, redis: { nodes: [redisUrls()[0]] } } });
+        expect(cycle.app.get(OrmlockInstallations).all).to.have.length(1);
+        expect(liveInstallations()).to.have.length(1);
+        await cycle.app.close();
+        expect(liveInstallations(), 'no installation left by a closed app').to.have.length(0);
+      }
+      run = await start({ dataSource, async: true, ormlock: { namespace: 'sixth', redis: { nodes: [redisUrls()[0]] } } });
+      const { credits, failed } = await chargeConcurrently(run, 'pessimistic');
+      expect(failed).to.deep.equal([]);
+      expect(credits).to.equal(START - N * PRICE);
+      const leased = await chargeConcurrently(run, 'lease');
+      expect(leased.failed).to.deep.equal([]);
+      expect(leased.credits).to.equal(START - N * PRICE);
+    });
+
+    it('a DataSource name that is not in the application fails the start with LockConfigError naming it', async () => {
+      const moduleRef = await Test.createTestingModule({
+        imports: [billingApp({ dataSource, ormlock: { dataSources: ['default', 'reporting'] } })],
+      }).compile();
+      const app = moduleRef.createNestApplication({ logger: false });
+      const err = await app.init().then(() => null, (e: unknown) => e);
+      await app.close();
+      expect(err).to.be.instanceOf(LockConfigError);
+      expect((err as Error).message).to.contain("DataSource 'reporting'").and.contain("TypeOrmModule.forRoot({ name: 'reporting'");
+      expect(liveInstallations()).to.have.length(1); // the failed app's 'default' was undone; the suite's app remains
+    });
+  });
+}
+
+describe('OrmlockModule options', () => {
+  it('bad options are a LockConfigError at the module definition, naming the option', () => {
+    expect(() => OrmlockModule.forRoot({ dataSources: 'default' as never })).to.throw(LockConfigError, /dataSources must be an array/);
+    expect(() => OrmlockModule.forRoot({ dataSources: [''] })).to.throw(LockConfigError, /dataSources\[0\]/);
+    expect(() => OrmlockModule.forRoot({ dataSources: ['a', 'a'] })).to.throw(LockConfigError, /'a' twice/);
+    expect(() => OrmlockModule.forRoot({ redis: { nodes: [] } })).to.throw(LockConfigError, /redis must be \{ nodes/);
+    expect(() => OrmlockModule.forRoot({ redis: { nodes: ['127.0.0.1:6379'] } })).to.throw(LockConfigError, /redis\.nodes\[0\] must be a redis:\/\//);
+    expect(() => OrmlockModule.forRoot({ namespce: 'x' } as never)).to.throw(LockConfigError, /unknown option 'namespce'/);
+    expect(() => OrmlockModule.forRoot({ mikroOrm: 'yes' as never })).to.throw(LockConfigError, /mikroOrm must be/);
+    expect(() => OrmlockModule.forRootAsync({} as never)).to.throw(LockConfigError, /useFactory must be a function/);
+  });
+});
