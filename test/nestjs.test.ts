@@ -6,6 +6,8 @@
 import type { INestApplication } from '@nestjs/common';
 import { Test } from '@nestjs/testing';
 import { expect } from 'chai';
+import fs from 'node:fs';
+import path from 'node:path';
 import type { DataSourceOptions } from 'typeorm';
 import { LockConfigError } from '../src';
 import { liveInstallations } from '../src/orm/installations';
@@ -15,6 +17,14 @@ import { BillOrder, BillUser } from './fixtures/billing';
 import { billingApp, StartupCheck, type AppConfig, type ChargeMode } from './fixtures/nest-billing';
 import { BACKENDS, dataSourceOptions } from './support/backends';
 import { redisUrls } from './support/redis-servers';
+
+/** The NestJS this process loaded (the root's 11, or compat/nest-12 under ORMLOCK_NEST=12). */
+function nestVersion(): string {
+  let dir = path.dirname(require.resolve('@nestjs/core'));
+  while (!fs.existsSync(path.join(dir, 'package.json'))) dir = path.dirname(dir);
+  return JSON.parse(fs.readFileSync(path.join(dir, 'package.json'), 'utf8')).version;
+}
+const NEST = nestVersion();
 
 const N = 20;
 const PRICE = 10;
@@ -70,7 +80,7 @@ async function redisAnswers(): Promise<boolean> {
 }
 
 for (const backend of BACKENDS) {
-  describe(`ormlock/nestjs with @nestjs/typeorm [${backend}]`, function () {
+  describe(`ormlock/nestjs with @nestjs/typeorm on Nest ${NEST} [${backend}]`, function () {
     let dataSource: DataSourceOptions;
     let run: Running | undefined;
 
@@ -187,6 +197,11 @@ for (const backend of BACKENDS) {
 }
 
 describe('OrmlockModule options', () => {
+  it(`runs on the Nest major this process was given (ORMLOCK_NEST=${process.env.ORMLOCK_NEST ?? ''}, loaded ${NEST})`, () => {
+    const wanted = process.env.ORMLOCK_NEST && process.env.ORMLOCK_NEST !== 'default' ? process.env.ORMLOCK_NEST : '11';
+    expect(NEST.split('.')[0]).to.equal(wanted);
+  });
+
   it('bad options are a LockConfigError at the module definition, naming the option', () => {
     expect(() => OrmlockModule.forRoot({ dataSources: 'default' as never })).to.throw(LockConfigError, /dataSources must be an array/);
     expect(() => OrmlockModule.forRoot({ dataSources: [''] })).to.throw(LockConfigError, /dataSources\[0\]/);
