@@ -16,6 +16,7 @@ import { race } from '../src/testing';
 import { BillOrder, BillUser } from './fixtures/billing';
 import { billingApp, StartupCheck, type AppConfig, type ChargeMode } from './fixtures/nest-billing';
 import { BACKENDS, dataSourceOptions } from './support/backends';
+import { requireRedis } from './support/redis-answers';
 import { redisUrls } from './support/redis-servers';
 
 /** The NestJS this process loaded (the root's 11, or compat/nest-12 under ORMLOCK_NEST=12). */
@@ -64,34 +65,15 @@ async function chargeConcurrently(run: Running, mode: ChargeMode) {
   return { credits: json!.credits, failed };
 }
 
-async function redisAnswers(): Promise<boolean> {
-  const { default: Redis } = await import('ioredis');
-  const client = new Redis(redisUrls()[0], { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
-  client.on('error', () => undefined);
-  try {
-    await client.connect();
-    await client.ping();
-    return true;
-  } catch {
-    return false;
-  } finally {
-    client.disconnect();
-  }
-}
-
 for (const backend of BACKENDS) {
   describe(`ormlock/nestjs with @nestjs/typeorm on Nest ${NEST} [${backend}]`, function () {
     let dataSource: DataSourceOptions;
     let run: Running | undefined;
 
     before(async function () {
-      const options = await dataSourceOptions(backend, [BillUser, BillOrder], { poolSize: 30 });
+      const options = await dataSourceOptions(backend, [BillUser, BillOrder], { poolSize: 12 });
       if (!options) return this.skip();
-      if (!(await redisAnswers())) {
-        if (process.env.CI) throw new Error(`Redis at ${redisUrls()[0]} does not answer and CI is set`);
-        console.warn(`\n  !!! SKIPPING ormlock/nestjs [${backend}]: no Redis at ${redisUrls()[0]}\n`);
-        return this.skip();
-      }
+      await requireRedis(this, `ormlock/nestjs [${backend}]`);
       dataSource = options;
       run = await start({ dataSource, ormlock: { namespace: 'nest-test', redis: { nodes: [redisUrls()[0]] } } });
     });
