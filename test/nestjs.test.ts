@@ -3,18 +3,19 @@
  * started on a barrier, on PostgreSQL and MariaDB. Each locked provider method has a control —
  * the same body without the lock — that must lose charges.
  */
-import type { INestApplication } from '@nestjs/common';
+import { Module, type INestApplication } from '@nestjs/common';
+import { getDataSourceToken, getRepositoryToken, TypeOrmModule } from '@nestjs/typeorm';
 import { Test } from '@nestjs/testing';
 import { expect } from 'chai';
 import fs from 'node:fs';
 import path from 'node:path';
-import type { DataSourceOptions } from 'typeorm';
-import { LockConfigError } from '../src';
+import { DataSource, type DataSourceOptions, type Repository } from 'typeorm';
+import { inTransaction, LockConfigError, Redlock, withLock } from '../src';
 import { liveInstallations } from '../src/orm/installations';
-import { OrmlockInstallations, OrmlockModule } from '../src/nestjs';
+import { ORMLOCK_REDLOCK, OrmlockInstallations, OrmlockModule } from '../src/nestjs';
 import { race } from '../src/testing';
 import { BillOrder, BillUser } from './fixtures/billing';
-import { billingApp, StartupCheck, type AppConfig, type ChargeMode } from './fixtures/nest-billing';
+import { billingApp, NestBilling, StartupCheck, type AppConfig, type ChargeMode } from './fixtures/nest-billing';
 import { BACKENDS, dataSourceOptions } from './support/backends';
 import { requireRedis } from './support/redis-answers';
 import { redisUrls } from './support/redis-servers';
@@ -162,6 +163,64 @@ for (const backend of BACKENDS) {
       const leased = await chargeConcurrently(run, 'lease');
       expect(leased.failed).to.deep.equal([]);
       expect(leased.credits).to.equal(START - N * PRICE);
+    });
+
+    it("dataSources: ['default', 'analytics'] installs on both, each with its settings; a lock on an entity goes to its own; close leaves none", async () => {
+      const before = liveInstallations().length;
+      @Module({
+        imports: [
+          TypeOrmModule.forRoot({ ...dataSource, entities: [BillUser, BillOrder] } as DataSourceOptions),
+          TypeOrmModule.forRoot({ ...dataSource, name: 'analytics', entities: [BillUser, BillOrder], synchronize: false, dropSchema: false } as unknown as DataSourceOptions),
+          TypeOrmModule.forFeature([BillUser], 'analytics'),
+          OrmlockModule.forRoot({ namespace: 'main', dataSources: ['default', { name: 'analytics', namespace: 'an' }] }),
+        ],
+      })
+      class TwoSources {}
+      const app = (await Test.createTestingModule({ imports: [TwoSources] }).compile()).createNestApplication({ logger: false });
+      try {
+        await app.init();
+        const installations = app.get(OrmlockInstallations);
+        expect(installations.all.map((i) => i.name)).to.deep.equal(['default', 'analytics']);
+        expect(installations.dataSource()!.installation.settings.namespace).to.equal('main');
+        expect(installations.dataSource('analytics')!.installation.settings.namespace).to.equal('an');
+        expect(liveInstallations()).to.have.length(before + 2);
+        const analytics = app.get<DataSource>(getDataSourceToken('analytics'));
+        const main = app.get(DataSource);
+        const users = app.get<Repository<BillUser>>(getRepositoryToken(BillUser, 'analytics'));
+        const user = await users.save(users.create({ credits: 5, name: 'analytics' }));
+        const seen = await withLock(user, async () => ({ analytics: inTransaction(analytics), main: inTransaction(main) }));
+        expect(seen).to.deep.equal({ analytics: true, main: false });
+      } finally {
+        await app.close();
+      }
+      expect(liveInstallations()).to.have.length(before);
+    });
+
+    it('without a redis option the injected Redlock is null, and a @DistributedLock naming it fails each call loudly', async () => {
+      @Module({
+        imports: [TypeOrmModule.forRoot({ ...dataSource, entities: [BillUser, BillOrder] } as DataSourceOptions), TypeOrmModule.forFeature([BillUser, BillOrder]), OrmlockModule.forRoot()],
+        providers: [NestBilling],
+      })
+      class NoRedis {}
+      const app = (await Test.createTestingModule({ imports: [NoRedis] }).compile()).createNestApplication({ logger: false });
+      try {
+        await app.init();
+        const billing = app.get(NestBilling);
+        expect(billing.redlock).to.equal(null);
+        expect(app.get(Redlock)).to.equal(null);
+        const err = await billing.chargeLeased(1, 1).then(() => null, (e: unknown) => e);
+        expect(err).to.be.instanceOf(LockConfigError);
+        expect((err as Error).message).to.contain('NestBilling.chargeLeased').and.contain('got null');
+      } finally {
+        await app.close();
+      }
+    });
+
+    it('the Redlock class is a provider token for the same Redlock as @InjectRedlock()', () => {
+      const billing = run!.app.get(NestBilling);
+      expect(billing.redlock).to.be.instanceOf(Redlock);
+      expect(run!.app.get(Redlock)).to.equal(billing.redlock);
+      expect(run!.app.get(ORMLOCK_REDLOCK)).to.equal(billing.redlock);
     });
 
     it('a DataSource name that is not in the application fails the start with LockConfigError naming it', async () => {
