@@ -106,7 +106,8 @@ for (const backend of BACKENDS) {
 
     let clientUrl: string;
 
-    async function start(): Promise<void> {
+    /** async: forRootAsync whose factory alone says mikroOrm (installed in the module's onModuleInit, before the app's hooks). */
+    async function start(async = false): Promise<void> {
       @Module({
         imports: [
           MikroOrmModule.forRoot({
@@ -119,7 +120,9 @@ for (const backend of BACKENDS) {
             debug: false,
           } as Options),
           MikroOrmModule.forFeature([NkOrder]),
-          OrmlockModule.forRoot({ mikroOrm: true, namespace: 'nest-mikro' }),
+          async
+            ? OrmlockModule.forRootAsync({ useFactory: async () => ({ mikroOrm: true, namespace: 'nest-mikro-async' }) })
+            : OrmlockModule.forRoot({ mikroOrm: true, namespace: 'nest-mikro' }),
         ],
         controllers: [MikroController],
         providers: [MikroNestBilling],
@@ -176,13 +179,15 @@ for (const backend of BACKENDS) {
       expect(credits).to.equal(START - N * PRICE);
     });
 
-    it('close and create the application 3 times: nothing stays installed, the fourth serves exact credits', async () => {
+    it('close and create the application 3 times (forRootAsync and forRoot): nothing stays installed, the fourth serves exact credits', async () => {
       for (let i = 0; i < 3; i++) {
         await app!.close();
         app = undefined;
         expect(liveInstallations(), 'no installation left by a closed app').to.have.length(0);
-        await start();
-        expect(app!.get(OrmlockInstallations).all).to.have.length(1);
+        await start(i % 2 === 0);
+        const all = app!.get(OrmlockInstallations).all;
+        expect(all).to.have.length(1);
+        expect(all[0].handle.installation.settings.namespace).to.equal(i % 2 === 0 ? 'nest-mikro-async' : 'nest-mikro');
       }
       const { credits, failed } = await chargeConcurrently('pessimistic');
       expect(failed).to.deep.equal([]);

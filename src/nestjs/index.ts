@@ -6,7 +6,7 @@
  */
 export { OrmlockModule } from './ormlock.module';
 export { InjectRedlock } from './inject-redlock';
-export { OrmlockInstallations, type OrmlockModuleInstallation } from './installations';
+export { OrmlockInstallations, type OrmlockModuleInstallation, type OrmlockHandle } from './installations';
 export { ORMLOCK_MODULE_OPTIONS, ORMLOCK_REDLOCK } from './tokens';
 export type {
   OrmlockModuleOptions, OrmlockModuleAsyncOptions, OrmlockDataSourceEntry, OrmlockRedisOptions, OrmlockRedisNode, OrmlockMikroOrmOptions,

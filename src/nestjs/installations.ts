@@ -1,4 +1,6 @@
+import type { LockDialect } from '../dialects/dialect';
 import { LockConfigError } from '../errors';
+import type { Installation } from '../orm/installations';
 import { installLocking, type LockingHandle } from '../orm/typeorm/install';
 import { dataSourceToken, mikroOrmAdapter, mikroOrmToken } from './optional-packages';
 import type { InstallTarget } from './options';
@@ -10,8 +12,16 @@ export interface OrmlockModuleInstallation {
   readonly name: string;
   /** The TypeORM DataSource or the MikroORM instance. */
   readonly target: object;
-  /** installLocking's handle (for a DataSource: a LockingHandle with its dialect and installation). */
-  readonly handle: { uninstall(): void | Promise<void> };
+  /** installLocking's handle (for a DataSource its LockingHandle, for MikroORM ormlock/mikro-orm's). */
+  readonly handle: OrmlockHandle;
+}
+
+/** What both adapters' installLocking return. */
+export interface OrmlockHandle {
+  readonly dialect: LockDialect;
+  /** The installation: its settings and observers. */
+  readonly installation: Installation;
+  uninstall(): void | Promise<void>;
 }
 
 /** Looks a provider up in the Nest container: the instance, or undefined when there is none. */
@@ -56,7 +66,7 @@ export class OrmlockInstallations {
   }
 
   /** The handle of the MikroORM instance, if the module installed on it. */
-  mikroOrm(contextName?: string): OrmlockModuleInstallation['handle'] | undefined {
+  mikroOrm(contextName?: string): OrmlockHandle | undefined {
     return this.made.find((m) => m.kind === 'mikro-orm' && m.name === (contextName ?? 'default'))?.handle;
   }
 

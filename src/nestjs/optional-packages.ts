@@ -3,6 +3,7 @@
  * application without TypeORM, MikroORM or Redis never needs their packages.
  */
 import { LockConfigError } from '../errors';
+import type { OrmlockHandle } from './installations';
 
 function load<T>(id: string, why: string): T {
   try {
@@ -35,7 +36,7 @@ export function mikroOrmToken(contextName?: string): string | Function {
 }
 
 export interface MikroOrmAdapter {
-  installLocking(orm: unknown, options?: object): Promise<{ uninstall(): void | Promise<void> }>;
+  installLocking(orm: unknown, options?: object): Promise<OrmlockHandle>;
 }
 
 /** ormlock's MikroORM adapter (`ormlock/mikro-orm`), loaded at the first `mikroOrm: true`. */
