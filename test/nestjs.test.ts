@@ -237,6 +237,42 @@ for (const backend of BACKENDS) {
   });
 }
 
+describe('OrmlockModule redis: { nodes } without an ORM (dataSources: [])', () => {
+  before(async function () {
+    await requireRedis(this, 'OrmlockModule redis');
+  });
+
+  it("URLs become clients the module quits on close; a client passed in stays the caller's; the Redlock takes the module's namespace", async () => {
+    const { default: Redis } = await import('ioredis');
+    const mine = new Redis(redisUrls()[0]);
+    try {
+      // three keyspaces of one server stand for three nodes (database 0, 14, 15)
+      const base = new URL(redisUrls()[0]);
+      const asUrl = new URL(base.toString());
+      asUrl.pathname = '/14';
+      const asOptions = { host: base.hostname, port: Number(base.port || 6379), db: 15 };
+      @Module({ imports: [OrmlockModule.forRoot({ dataSources: [], namespace: 'nest-redis', redis: { nodes: [mine, asUrl.toString(), asOptions] } })] })
+      class RedisOnly {}
+      const app = (await Test.createTestingModule({ imports: [RedisOnly] }).compile()).createNestApplication({ logger: false });
+      await app.init();
+      const redlock = app.get(Redlock);
+      expect(redlock.namespace).to.equal('nest-redis');
+      expect(redlock.clients).to.have.length(3);
+      expect(redlock.clients[0]).to.equal(mine);
+      const lease = await redlock.acquire('nest-redis-probe', 2_000);
+      expect(await lease.release()).to.equal(true);
+      expect(app.get(OrmlockInstallations).all).to.deep.equal([]);
+      await app.close();
+      // quit() was answered: the connections end (a client never quit would hang here until mocha's timeout)
+      await Promise.all(redlock.clients.slice(1).map((c) => (c.status === 'end' ? undefined : new Promise((r) => c.once('end', r)))));
+      expect(mine.status).to.equal('ready');
+      expect(await mine.ping()).to.equal('PONG');
+    } finally {
+      mine.disconnect();
+    }
+  });
+});
+
 describe('OrmlockModule options', () => {
   it(`runs on the Nest major this process was given (ORMLOCK_NEST=${process.env.ORMLOCK_NEST ?? ''}, loaded ${NEST})`, () => {
     const wanted = process.env.ORMLOCK_NEST && process.env.ORMLOCK_NEST !== 'default' ? process.env.ORMLOCK_NEST : '11';
