@@ -5,6 +5,7 @@
 // setup
 export { installLocking, type InstallLockingOptions, type LockingHandle } from './orm/typeorm/install';
 export type { LockEvent } from './settings';
+export type { LockObserver, LockEventType, LockEventKind, LockEventDb } from './observe/events';
 // context
 export { transaction, currentManager, inTransaction, type TransactionOptions, type Propagation } from './context/transaction';
 export { Current, defineCurrent, type TypedCurrent } from './context/current';
@@ -45,3 +46,6 @@ export {
 export { Redlock, Lease, withDistributedLock } from './redis';
 export type { RedlockOptions, AcquireOptions, UsingOptions, NodeResult, LockKey, LockKeys, RedlockClient, LeaseState, DistributedLockCallOptions } from './redis';
 export { DistributedLock, type DistributedLockOptions, type DistributedLockKey } from '../decorators/DistributedLock';
+// observability: who waits on whom
+export { inspectLocks, inspectWith, type InspectLocksOptions, type InspectTarget, type LockWait } from './observe/inspect-locks';
+export type { ConnectionTarget } from './observe/connect';

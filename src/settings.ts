@@ -3,14 +3,9 @@
  * Kept apart from the context (which is per async call) and from the registry
  * (which holds what decorators declared).
  */
-export interface LockEvent {
-  type: 'acquired' | 'released' | 'timeout' | 'not_available' | 'lost';
-  /** What was locked: 'row' | 'advisory' | 'redis' | 'parent'. */
-  kind: string;
-  /** Entity name or lock key, for people to read. */
-  target: string;
-  waitedMs?: number;
-}
+import type { LockEvent } from './observe/events';
+
+export type { LockEvent };
 
 export interface Settings {
   /** Prefix of advisory and Redis keys, so that two applications on one database never collide. */

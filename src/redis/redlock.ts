@@ -179,7 +179,7 @@ export class Redlock implements LeaseDriver {
     const started = Date.now();
     const { lease } = await this.attempt(req);
     if (lease) this.acquired(lease, started);
-    else emitLockEvent({ type: 'not_available', kind: 'redis', target: describeKeys(req.keys), waitedMs: Date.now() - started });
+    else emitLockEvent({ type: 'not_available', kind: 'lease', target: describeKeys(req.keys), waitedMs: Date.now() - started });
     return lease;
   }
 
@@ -202,7 +202,7 @@ export class Redlock implements LeaseDriver {
       nodes = result.nodes;
       if (attempt > retry.retryCount) {
         const waitedMs = Date.now() - started;
-        emitLockEvent({ type: 'not_available', kind: 'redis', target: describeKeys(req.keys), waitedMs });
+        emitLockEvent({ type: 'not_available', kind: 'lease', target: describeKeys(req.keys), waitedMs });
         throw new LockNotAvailableError(
           `Redis lease on ${describeKeys(req.keys)} not acquired after ${attempt} attempt(s) in ${waitedMs} ms: ` +
             `quorum ${this.quorum} of ${this.clients.length} not reached (${nodes.map(describeNode).join('; ')})`,
@@ -312,7 +312,7 @@ export class Redlock implements LeaseDriver {
           expiresAt: lease.expiresAt,
           nodes: calls.map((c) => ({ node: c.node, result: c.outcome === 'ok' ? (Number(c.reply) === 1 ? 'extended' : 'lost') : c.outcome })),
         });
-        emitLockEvent({ type: 'lost', kind: 'redis', target: describeKeys(lease.keys) });
+        emitLockEvent({ type: 'lost', kind: 'lease', target: describeKeys(lease.keys) });
         throw lease._markLost(error);
       }
       // Some nodes unreachable but the lease is still valid: try again shortly.
@@ -328,7 +328,7 @@ export class Redlock implements LeaseDriver {
     const wasHeld = (c: NodeCall<number>) => c.outcome === 'ok' && Number(c.reply) === lease.resources.length;
     const calls = await this.releaseOn(this.allNodes, lease.resources, lease.value, this.timeoutFor(lease.ttlMs), (answered) => count(answered, wasHeld) >= this.quorum);
     const held = count(calls, wasHeld);
-    if (settings.onLockEvent) emitLockEvent({ type: 'released', kind: 'redis', target: describeKeys(lease.keys) });
+    if (settings.onLockEvent) emitLockEvent({ type: 'released', kind: 'lease', target: describeKeys(lease.keys) });
     return held >= this.quorum;
   }
 
@@ -357,7 +357,7 @@ export class Redlock implements LeaseDriver {
   }
 
   private acquired(lease: Lease, started: number): void {
-    if (settings.onLockEvent) emitLockEvent({ type: 'acquired', kind: 'redis', target: describeKeys(lease.keys), waitedMs: Date.now() - started });
+    if (settings.onLockEvent) emitLockEvent({ type: 'acquired', kind: 'lease', target: describeKeys(lease.keys), waitedMs: Date.now() - started });
   }
 
   /** One Redlock attempt; see the file comment. */
