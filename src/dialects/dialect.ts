@@ -2,6 +2,7 @@ import type { DataSource, QueryRunner } from 'typeorm';
 import type { RowLockSpec } from '../locks/row-lock-options';
 import type { LockError } from '../errors';
 import type { ResolvedAdvisoryKey } from '../locks/advisory-key';
+import type { LockInspector } from './inspect';
 
 /** What a database can do; strategies ask these flags, never the database's name. */
 export interface DialectCapabilities {
@@ -59,6 +60,8 @@ export interface LockDialect {
   readonly connectionIdSql: string;
   /** Advisory locks (src/dialects/<db>/advisory.ts), used by src/locks/advisory.ts. */
   readonly advisory: AdvisoryDialect;
+  /** Who waits on whom now (src/dialects/<db>/inspect.ts), used by inspectLocks and the `ormlock` command. */
+  readonly inspector?: LockInspector;
 }
 
 /** Runs one statement on some connection and returns its rows. */
@@ -76,10 +79,14 @@ export interface AdvisoryDialect {
   lockId(key: ResolvedAdvisoryKey): string;
   /** A failed statement aborts the surrounding transaction (PostgreSQL), so a lock that may time out in a caller's transaction is taken inside a savepoint. */
   readonly failedStatementAbortsTransaction: boolean;
-  /** A lock held until the transaction on `qr` ends (only when `capabilities.transactionAdvisoryLocks`). */
-  lockForTransaction?(qr: QueryRunner, id: string, shared: boolean, timeoutMs: number | undefined): Promise<boolean>;
-  /** A lock held by `qr`'s connection (session) until `unlockSession` or the connection ends. */
-  lockForSession(qr: QueryRunner, id: string, shared: boolean, timeoutMs: number | undefined): Promise<boolean>;
+  /**
+   * A lock held until the transaction on `qr` ends (only when `capabilities.transactionAdvisoryLocks`).
+   * `key`, when given, is written as a comment into the statement (src/dialects/advisory-comment.ts)
+   * so that an inspector can show it as the user wrote it.
+   */
+  lockForTransaction?(qr: QueryRunner, id: string, shared: boolean, timeoutMs: number | undefined, key?: ResolvedAdvisoryKey): Promise<boolean>;
+  /** A lock held by `qr`'s connection (session) until `unlockSession` or the connection ends. `key`: as above. */
+  lockForSession(qr: QueryRunner, id: string, shared: boolean, timeoutMs: number | undefined, key?: ResolvedAdvisoryKey): Promise<boolean>;
   /** Releases a session lock on `qr`: false when the connection did not hold it; throws when the connection is gone. */
   unlockSession(qr: QueryRunner, id: string, shared: boolean): Promise<boolean>;
   /** True when any connection (this one included) holds the lock. */
