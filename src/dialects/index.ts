@@ -1,6 +1,6 @@
 import type { DataSource } from 'typeorm';
 import { LockConfigError } from '../errors';
-import type { LockDialect } from './dialect';
+import type { LockDialect, RunQuery } from './dialect';
 import { MariaDbDialect } from './mysql/mariadb-dialect';
 import { MysqlDialect } from './mysql/mysql-dialect';
 import { PostgresDialect } from './postgres/postgres-dialect';
@@ -18,16 +18,21 @@ export async function detectDialect(dataSource: DataSource): Promise<LockDialect
   switch (type) {
     case 'postgres':
     case 'cockroachdb':
-      return new PostgresDialect();
+      return dialectForServer('postgres', (sql, params) => dataSource.query(sql, params));
     case 'mysql':
     case 'mariadb':
-    case 'aurora-mysql': {
-      const [row] = await dataSource.query('SELECT VERSION() AS v');
-      return /mariadb/i.test(String(row?.v)) ? new MariaDbDialect() : new MysqlDialect();
-    }
+    case 'aurora-mysql':
+      return dialectForServer('mysql', (sql, params) => dataSource.query(sql, params));
     default:
       throw new LockConfigError(
         `ormlock supports PostgreSQL, MySQL and MariaDB; this DataSource is '${type}'.`,
       );
   }
+}
+
+/** The dialect of a server of one protocol family, asking a MySQL-protocol server its version through `run`. */
+export async function dialectForServer(family: 'postgres' | 'mysql', run: RunQuery): Promise<LockDialect> {
+  if (family === 'postgres') return new PostgresDialect();
+  const [row] = await run('SELECT VERSION() AS v', []);
+  return /mariadb/i.test(String(row?.v)) ? new MariaDbDialect() : new MysqlDialect();
 }
