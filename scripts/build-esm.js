@@ -8,7 +8,11 @@ const fs = require('node:fs');
 const path = require('node:path');
 
 const root = path.join(__dirname, '..');
-const entries = { 'index.mjs': '../src/index.js', 'testing.mjs': '../src/testing/index.js' };
+const entries = {
+  'index.mjs': '../src/index.js',
+  'testing.mjs': '../src/testing/index.js',
+  'opentelemetry.mjs': '../src/observe/opentelemetry.js',
+};
 fs.mkdirSync(path.join(root, 'dist/esm'), { recursive: true });
 for (const [file, cjs] of Object.entries(entries)) {
   const names = Object.keys(require(path.join(root, 'dist/esm', cjs))).filter((n) => n !== 'default' && n !== '__esModule');
