@@ -38,7 +38,7 @@ export function parseArgs(argv: readonly string[]): Args {
     else if (a === '--url' || a.startsWith('--url=')) args.url = value('--url');
     else if (a === '--interval' || a.startsWith('--interval=')) {
       const n = Number(value('--interval'));
-      if (!Number.isInteger(n) || n < 100) throw new LockConfigError(`--interval: expected whole milliseconds ≥ 100, got ${JSON.stringify(rest[i])}`);
+      if (!Number.isInteger(n) || n < 250) throw new LockConfigError(`--interval: expected whole milliseconds ≥ 250 (MariaDB refreshes its lock tables only when unread for 0.1 s), got ${JSON.stringify(rest[i])}`);
       args.intervalMs = n;
     } else if (a === '--help' || a === '-h') throw new LockConfigError(USAGE);
     else throw new LockConfigError(`unknown option '${a}'\n${USAGE}`);
