@@ -49,3 +49,4 @@ export { DistributedLock, type DistributedLockOptions, type DistributedLockKey }
 // observability: who waits on whom
 export { inspectLocks, inspectWith, type InspectLocksOptions, type InspectTarget, type LockWait } from './observe/inspect-locks';
 export type { ConnectionTarget } from './observe/connect';
+export { formatLockTable } from './observe/format';

@@ -1,11 +1,14 @@
 import { expect } from 'chai';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
+import { PassThrough } from 'node:stream';
+import { createInterface } from 'node:readline';
 import path from 'node:path';
 import type { QueryRunner } from 'typeorm';
 import { LockConfigError, currentManager, inspectLocks, lock, transaction, withAdvisoryLock, type LockWait } from '../src';
 import { runInFrame } from '../src/context/store';
 import { advisoryComment, parseAdvisoryComment } from '../src/dialects/advisory-comment';
 import { getLockName } from '../src/dialects/mysql/inspect';
+import { main } from '../src/observe/cli';
 import { formatLockTable } from '../src/observe/format';
 import { race } from '../src/testing';
 import { InspectAccount } from './fixtures/inspect-account';
@@ -53,6 +56,52 @@ function cli(url: string): Promise<LockWait[]> {
     );
   });
 }
+
+/** `ormlock locks --url … --json --watch`: the first `n` snapshots, then SIGINT; resolves with them and the exit code. */
+function watch(url: string, n: number): Promise<{ snapshots: LockWait[][]; code: number | null }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [path.join(ROOT, 'bin/ormlock.js'), 'locks', '--url', url, '--json', '--watch', '--interval', '250'], {
+      cwd: ROOT, env: { ...process.env, ORMLOCK_CLI_FROM_SOURCE: '1' }, stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const snapshots: LockWait[][] = [];
+    let stderr = '';
+    child.stderr.on('data', (d) => (stderr += d));
+    createInterface({ input: child.stdout }).on('line', (line) => {
+      snapshots.push(JSON.parse(line));
+      if (snapshots.length === n) child.kill('SIGINT');
+    });
+    child.on('error', reject);
+    child.on('close', (code) => (snapshots.length >= n ? resolve({ snapshots, code }) : reject(new Error(`watch exited ${code}: ${stderr}`))));
+  });
+}
+
+async function runMain(argv: string[]): Promise<{ code: number; out: string; err: string }> {
+  const out = new PassThrough();
+  const err = new PassThrough();
+  let o = '';
+  let e = '';
+  out.on('data', (d) => (o += d));
+  err.on('data', (d) => (e += d));
+  const code = await main(argv, out, err);
+  return { code, out: o, err: e };
+}
+
+describe('the ormlock command (no database)', () => {
+  it('exits 2 with the usage on bad arguments, naming what is wrong', async () => {
+    const saved = process.env.DATABASE_URL;
+    delete process.env.DATABASE_URL;
+    try {
+      expect(await runMain([])).to.include({ code: 2 }).and.have.property('err').that.match(/usage: ormlock locks --url/);
+      expect((await runMain(['lock'])).err).to.match(/unknown command 'lock'/);
+      expect((await runMain(['locks'])).err).to.match(/--url is required \(or set DATABASE_URL\)/);
+      expect((await runMain(['locks', '--url', 'redis://x'])).err).to.match(/--url: expected a postgres:\/\/.*got 'redis:\/\/…'/);
+      expect((await runMain(['locks', '--url', 'postgres://x', '--interval', '10'])).err).to.match(/--interval: expected whole milliseconds ≥ 250/);
+      expect((await runMain(['locks', '--url', 'postgres://x', '--jsn'])).err).to.match(/unknown option '--jsn'/);
+    } finally {
+      if (saved !== undefined) process.env.DATABASE_URL = saved;
+    }
+  });
+});
 
 describe('advisory key comments (no database)', () => {
   it('round-trip any key, and leave nothing of it that could end the comment, open a nested one or be a placeholder', () => {
@@ -165,6 +214,9 @@ describeEachBackend(
         expectBothWaits(c.waits, c.holderPid, KEY);
         expectBothWaits(await inspectLocks(env.ds, { via: 'pool' }), c.holderPid, KEY);
         expectBothWaits(await cli(url()), c.holderPid, KEY);
+        const watched = await watch(url(), 2);
+        expect(watched.code, 'exits 0 on SIGINT').to.equal(0);
+        for (const snapshot of watched.snapshots) expectBothWaits(snapshot, c.holderPid, KEY);
         const table = formatLockTable(c.waits);
         expect(table).to.include(`${NS}:"${KEY}"`).and.include('inspect_account');
       } finally {

@@ -7,7 +7,8 @@ import type { RunQuery } from './dialect';
  */
 export interface LockWait {
   waiting: { pid: number; query: string | null; waitedMs: number };
-  blocking: { pid: number; query: string | null; state: string | null };
+  /** `waiting`: the blocker itself waits for a lock (PostgreSQL also names waiters queued ahead as blockers). */
+  blocking: { pid: number; query: string | null; state: string | null; waiting: boolean };
   lock: {
     kind: 'row' | 'advisory' | 'other';
     /** The table of a row lock (or of another table-level lock). */

@@ -50,15 +50,17 @@ export function parseArgs(argv: readonly string[]): Args {
 /** Runs the command; resolves with the exit code. */
 export async function main(argv: readonly string[], out: NodeJS.WritableStream = process.stdout, err: NodeJS.WritableStream = process.stderr): Promise<number> {
   let args: Args;
+  let target;
   try {
     args = parseArgs(argv);
+    target = targetFromUrl(args.url!, '--url');
   } catch (error) {
     err.write(`${(error as Error).message}\n`);
     return 2;
   }
   let conn;
   try {
-    conn = await openConnection(targetFromUrl(args.url!, '--url'));
+    conn = await openConnection(target);
   } catch (error) {
     err.write(`ormlock: cannot connect: ${(error as Error).message}\n`);
     return 1;

@@ -66,5 +66,7 @@ async function inspectTarget(target: ConnectionTarget): Promise<LockWait[]> {
 /** The ORM-free core: the dialect's inspector over any way of running a statement. */
 export async function inspectWith(run: RunQuery, dialect: LockDialect): Promise<LockWait[]> {
   if (!dialect.inspector) throw new LockConfigError(`inspectLocks: the '${dialect.name}' dialect has no lock inspector`);
-  return dialect.inspector.inspect(run);
+  const waits = await dialect.inspector.inspect(run);
+  // The real holders first (blockers that do not wait themselves), then the longest waits.
+  return waits.sort((a, b) => Number(a.blocking.waiting) - Number(b.blocking.waiting) || b.waiting.waitedMs - a.waiting.waitedMs);
 }

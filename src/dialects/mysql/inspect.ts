@@ -26,6 +26,7 @@ const MARIADB_ROW_WAITS = `
 SELECT r.trx_mysql_thread_id AS waitingPid, wp.INFO AS waitingQuery,
        COALESCE(wp.TIME_MS, TIMESTAMPDIFF(MICROSECOND, r.trx_wait_started, NOW(6)) / 1000) AS waitedMs,
        b.trx_mysql_thread_id AS blockingPid, COALESCE(bp.INFO, b.trx_query) AS blockingQuery, bp.COMMAND AS blockingCommand,
+       b.trx_state = 'LOCK WAIT' AS blockingWaits,
        rl.lock_table AS lockTable, rl.lock_mode AS lockMode, rl.lock_type AS lockType, DATABASE() AS currentDb
   FROM information_schema.INNODB_LOCK_WAITS lw
   JOIN information_schema.INNODB_TRX r ON r.trx_id = lw.requesting_trx_id
@@ -41,6 +42,7 @@ const MYSQL_ROW_WAITS = `
 SELECT r.trx_mysql_thread_id AS waitingPid, wp.INFO AS waitingQuery,
        TIMESTAMPDIFF(MICROSECOND, r.trx_wait_started, NOW(6)) / 1000 AS waitedMs,
        b.trx_mysql_thread_id AS blockingPid, COALESCE(bp.INFO, b.trx_query) AS blockingQuery, bp.COMMAND AS blockingCommand,
+       b.trx_state = 'LOCK WAIT' AS blockingWaits,
        CONCAT('\`', rl.OBJECT_SCHEMA, '\`.\`', rl.OBJECT_NAME, '\`') AS lockTable, rl.LOCK_MODE AS lockMode, rl.LOCK_TYPE AS lockType,
        DATABASE() AS currentDb
   FROM performance_schema.data_lock_waits lw
@@ -61,7 +63,8 @@ SELECT ID AS waitingPid, INFO AS waitingQuery, ${timeMs} AS waitedMs
  ORDER BY waitedMs DESC`;
 
 const HOLDERS = (n: number) => `
-SELECT p.ID AS pid, p.INFO AS query, p.COMMAND AS command, t.trx_id AS trx
+SELECT p.ID AS pid, p.INFO AS query, p.COMMAND AS command, t.trx_id AS trx,
+       (t.trx_state = 'LOCK WAIT' OR p.STATE IN ('User lock', 'Waiting for user level lock')) AS waits
   FROM information_schema.PROCESSLIST p
   LEFT JOIN information_schema.INNODB_TRX t ON t.trx_mysql_thread_id = p.ID
  WHERE p.ID IN (${Array.from({ length: n }, () => '?').join(', ')})`;
@@ -103,7 +106,7 @@ export class MysqlInspector implements LockInspector {
       }
       out.push({
         waiting: { pid: num(w.waitingPid), query: waitingQuery, waitedMs: Math.round(num(w.waitedMs)) },
-        blocking: { pid: num(holderId), query: h ? text(h.query) : null, state: h ? state(text(h.command), h.trx != null) : null },
+        blocking: { pid: num(holderId), query: h ? text(h.query) : null, state: h ? state(text(h.command), h.trx != null) : null, waiting: num(h?.waits) === 1 },
         lock,
       });
     });
@@ -119,7 +122,7 @@ function toRowWait(r: Record<string, unknown>): LockWait {
   if (mode) lock.mode = lock.kind === 'row' ? (/^X/.test(mode) ? 'write' : /^S/.test(mode) ? 'read' : mode) : mode;
   return {
     waiting: { pid: num(r.waitingPid), query: text(r.waitingQuery), waitedMs: Math.round(num(r.waitedMs)) },
-    blocking: { pid: num(r.blockingPid), query: text(r.blockingQuery), state: state(text(r.blockingCommand), true) },
+    blocking: { pid: num(r.blockingPid), query: text(r.blockingQuery), state: state(text(r.blockingCommand), true), waiting: num(r.blockingWaits) === 1 },
     lock,
   };
 }

@@ -13,7 +13,7 @@ import { num, text, type LockInspector, type LockWait } from '../inspect';
 const SQL = `
 SELECT w.pid AS "waitingPid", w.query AS "waitingQuery",
        round(extract(epoch FROM clock_timestamp() - w.query_start) * 1000)::float8 AS "waitedMs",
-       b.pid AS "blockingPid", b.query AS "blockingQuery", b.state AS "blockingState",
+       b.pid AS "blockingPid", b.query AS "blockingQuery", b.state AS "blockingState", b.wait_event_type = 'Lock' AS "blockingWaits",
        l.locktype AS "lockType", l.mode AS "lockMode",
        l.classid::text AS "classid", l.objid::text AS "objid", l.objsubid AS "objsubid",
        coalesce(t.relation, CASE WHEN l.locktype = 'relation' THEN l.relation END)::regclass::text AS "table",
@@ -45,7 +45,7 @@ export class PostgresInspector implements LockInspector {
 
 function toWait(r: Record<string, unknown>): LockWait {
   const waiting = { pid: num(r.waitingPid), query: text(r.waitingQuery), waitedMs: num(r.waitedMs) };
-  const blocking = { pid: num(r.blockingPid), query: text(r.blockingQuery), state: text(r.blockingState) };
+  const blocking = { pid: num(r.blockingPid), query: text(r.blockingQuery), state: text(r.blockingState), waiting: r.blockingWaits === true };
   const lockType = text(r.lockType);
   const table = text(r.table) ?? undefined;
   if (lockType === 'advisory') {
