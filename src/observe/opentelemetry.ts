@@ -80,10 +80,23 @@ export function openTelemetry(options: OpenTelemetryOptions = {}): LockObserver 
   const spans = options.spans !== false;
   const fallbackDb = options.dbSystem;
 
-  const record = (e: LockEvent) => {
+  // Metric attributes: a handful of combinations, built once each (the hot path allocates none).
+  const attributeSets = new Map<string, Readonly<Record<string, string>>>();
+  const attributesOf = (e: LockEvent): Readonly<Record<string, string>> => {
     const db = e.db ?? fallbackDb;
-    const attrs: Record<string, string> = { [OTEL_NAMES.kind]: e.kind, [OTEL_NAMES.outcome]: e.type };
-    if (db) attrs[OTEL_NAMES.dbSystem] = db;
+    const id = `${e.kind}\u0000${e.type}\u0000${db ?? ''}`;
+    let attrs = attributeSets.get(id);
+    if (!attrs) {
+      const a: Record<string, string> = { [OTEL_NAMES.kind]: String(e.kind), [OTEL_NAMES.outcome]: String(e.type) };
+      if (db) a[OTEL_NAMES.dbSystem] = db;
+      attrs = Object.freeze(a);
+      if (attributeSets.size < 256) attributeSets.set(id, attrs);
+    }
+    return attrs;
+  };
+
+  const record = (e: LockEvent) => {
+    const attrs = attributesOf(e);
     switch (e.type) {
       case 'acquired':
       case 'timeout':
@@ -95,7 +108,7 @@ export function openTelemetry(options: OpenTelemetryOptions = {}): LockObserver 
           const end = Date.now();
           const span = tracer.startSpan(
             OTEL_NAMES.span,
-            { kind: api.SpanKind.INTERNAL, startTime: end - waitedMs, attributes: { ...attrs, [OTEL_NAMES.target]: String(e.target) } },
+            { kind: api.SpanKind.INTERNAL, startTime: end - waitedMs, attributes: Object.assign({ [OTEL_NAMES.target]: String(e.target) }, attrs) },
             api.context.active(),
           );
           if (e.type !== 'acquired') span.setStatus({ code: api.SpanStatusCode.ERROR, message: `lock ${e.type}` });
