@@ -180,8 +180,8 @@ async function acquireAll(
     for (const item of items) {
       const remaining = deadline === undefined ? undefined : Math.max(0, deadline - Date.now());
       const got = kind === 'transaction'
-        ? await adv.lockForTransaction!(qr, item.id, plan.shared, remaining)
-        : await adv.lockForSession(qr, item.id, plan.shared, remaining);
+        ? await adv.lockForTransaction!(qr, item.id, plan.shared, remaining, item.key)
+        : await adv.lockForSession(qr, item.id, plan.shared, remaining, item.key);
       if (!got) {
         if (savepoint) await qr.query(`ROLLBACK TO SAVEPOINT ${savepoint}`);
         await releaseTaken();

@@ -38,7 +38,7 @@ export class Installation {
 
   /** Sends a lock event to this installation's observers (never throws). */
   emit(event: LockEvent): void {
-    if (this.observers.length) emitTo(this.observers, { db: this.dialect.dbSystem, ...event });
+    if (this.observers.length) emitTo(this.observers, { db: this.dialect.dbSystem as LockEvent['db'], ...event });
   }
 
   /** The entity class's descriptor; LockConfigError naming the entity and this ORM instance when unknown. */

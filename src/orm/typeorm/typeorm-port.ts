@@ -7,6 +7,7 @@ import { LockConfigError, PoolExhaustedError } from '../../errors';
 import type { RowLockSpec } from '../../locks/row-lock-options';
 import type { EntityDescriptor, IsolationLevel, OrmPort, ParentLocation, PoolWait, PortConnection, PortTransaction } from '../port';
 import { dataSourceOf, typeormVersion } from './compat';
+import { connectionTargetOf } from './connection-target';
 import { markLocked } from './internals/query-builder';
 
 declare module '../port' {
@@ -119,8 +120,8 @@ export class TypeOrmPort implements OrmPort {
   }
 
   serverAddress(): ServerAddress {
-    const o = this.dataSource.driver.options as Record<string, any>;
-    return { url: o.url, host: o.host, port: o.port, user: o.username, password: o.password, database: o.database };
+    const t = connectionTargetOf(this.dataSource);
+    return { family: t.family, url: t.url, host: t.host, port: t.port, user: t.user, password: t.password, database: t.database };
   }
 
   async detectDialect(): Promise<LockDialect> {
