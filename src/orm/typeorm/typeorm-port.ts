@@ -235,7 +235,8 @@ export class TypeOrmPort implements OrmPort {
       .filter(Boolean);
     return {
       kind: 'none',
-      nullable: relation.isNullable,
+      // nullable when the relation and every column behind its join columns allow NULL
+      nullable: relation.isNullable && relation.joinColumns.every((jc) => meta.columns.filter((c) => c.databaseName === jc.databaseName).every((c) => c.isNullable)),
       hint: `set '${name}'${columns.length ? ` or '${columns.join("', '")}'` : ''}`,
     };
   }
