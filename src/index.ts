@@ -27,6 +27,9 @@ export {
   type ParentLockOptions, type ParentLockHook, type ParentLockDeclaration, type AroundCreateHook, type AroundCreateContext,
 } from './locks/parent';
 export { lockRowOn, type AroundCreateRunContext, type ParentRef } from './orm/typeorm/parent-lock';
+// TypeORM @Tree entities
+export { LockedTree } from '../decorators/LockedTree';
+export { lockedTree, type LockedTreeOptions } from './locks/tree';
 // optimistic versions, retries and unique rows
 export { Versioned } from '../decorators/Versioned';
 export { RetryOnConflict } from '../decorators/RetryOnConflict';

@@ -8,8 +8,10 @@ export type { AroundCreateContext, AroundCreateHook } from '../metadata/registry
 /** Options of `lockParent`. The parent class's `@Pessimistic` policy applies under these. */
 export interface ParentLockOptions extends RowLockOptions {
   /**
-   * When the entity names no parent (relation and join column both empty): `false` (default)
-   * throws LockConfigError; `true` inserts without a lock (e.g. a nullable relation).
+   * When the entity names no parent (relation and join column both empty): `true` inserts
+   * without a lock, `false` throws LockConfigError. Default: the relation's nullability (a
+   * nullable relation and join column — a tree's root — insert; a NOT NULL one throws); the
+   * function form defaults to `false`.
    */
   optional?: boolean;
   /**

@@ -8,6 +8,23 @@ import type { AroundCreateRunContext } from './parent-lock';
 
 let patched = false;
 
+/**
+ * A step run first by the patched `SubjectExecutor.execute` (installed DataSources only), before
+ * the `@AroundCreate` hooks and before TypeORM computes anything; it may return a converter
+ * for errors the rest of `execute` throws. Added by other features (e.g. `@LockedTree`).
+ */
+export type ExecuteStep = (executor: any, inst: Installation) => Promise<((error: unknown) => unknown) | void>;
+const executeSteps = new Set<ExecuteStep>();
+
+/** Adds a step (see ExecuteStep) and applies the patch if needed; returns the undo. */
+export function addExecuteStep(step: ExecuteStep): () => void {
+  patchAroundCreate();
+  executeSteps.add(step);
+  return () => {
+    executeSteps.delete(step);
+  };
+}
+
 /** The `@AroundCreate` hooks that apply to rows of `meta` (ancestors' first, then in declaration order). */
 export function aroundCreateHooksOf(meta: EntityMetadata): AroundCreateHook[] {
   return typeof meta.target === 'function' ? lockMetadataOf(meta.target)?.aroundCreate ?? [] : [];
@@ -41,6 +58,20 @@ export function patchAroundCreate(): void {
     const queryRunner: QueryRunner = this.queryRunner;
     const inst = installationOf(queryRunner.dataSource);
     if (!inst) return baseExecute.call(this);
+    if (executeSteps.size === 0) return executeWithHooks.call(this, inst, queryRunner);
+    const onError: Array<(error: unknown) => unknown> = [];
+    try {
+      for (const step of [...executeSteps]) {
+        const convert = await step(this, inst);
+        if (convert) onError.push(convert);
+      }
+      return await executeWithHooks.call(this, inst, queryRunner);
+    } catch (error) {
+      throw onError.reduce((e, convert) => convert(e), error);
+    }
+  };
+
+  async function executeWithHooks(this: any, inst: Installation, queryRunner: QueryRunner) {
     const work = (this.insertSubjects as Array<{ metadata: EntityMetadata; entity?: object }>).filter(
       (s) => s.entity && aroundCreateHooksOf(s.metadata).length > 0,
     );
@@ -60,7 +91,7 @@ export function patchAroundCreate(): void {
     }
     this.recompute();
     return baseExecute.call(this);
-  };
+  }
 
   const insertProto = InsertQueryBuilder.prototype as any;
   const baseInsert = insertProto.execute;

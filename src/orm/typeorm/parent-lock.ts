@@ -95,7 +95,7 @@ async function lockThroughRelation(
   }
 
   if (Object.keys(where).length === 0) {
-    if (options.optional) return undefined;
+    if (options.optional ?? relationIsNullable(relation)) return undefined;
     const columns = relation.joinColumns
       .map((jc) => meta.columns.find((c) => c.databaseName === jc.databaseName && c.propertyName !== relation.propertyName)?.propertyName)
       .filter(Boolean);
@@ -153,6 +153,15 @@ async function lockResolved(
   if (!fresh) throw missingParent(subject, meta.name, parentMeta.name, undefined, where);
   if (typeof ref === 'object') refreshInPlace(parentMeta, ref, fresh);
   return typeof ref === 'object' ? ref : fresh;
+}
+
+/**
+ * Whether the relation may be empty: TypeORM's own nullability of the relation and of every
+ * join column (a `@Column() siteId: number` doubling as the join column is NOT NULL even though
+ * the ManyToOne, by TypeORM's default, is nullable). `lockParent`'s `optional` defaults to it.
+ */
+export function relationIsNullable(relation: RelationMetadata): boolean {
+  return relation.isNullable && relation.joinColumns.every((jc) => jc.isNullable);
 }
 
 /**
