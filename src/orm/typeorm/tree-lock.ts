@@ -20,20 +20,16 @@ export function lockedTreeOf(meta: EntityMetadata): LockedTreeOptions | undefine
 }
 
 /**
- * True when TypeORM's tree executor will move the node: mirrors their own test (the new parent
- * from the entity or, attached through a parent's children, the parent subject; compared by
- * id with the loaded row's parent). A move to the root (`parent = null`) is a change.
+ * True when the update carries the node's parent (the tree parent relation is set on the entity,
+ * or the node is attached through a parent's children): TypeORM's tree executors then compare it
+ * with the loaded row's parent and move the node if they differ. The loaded row was read before
+ * the lock, so whether it really is a move is only known under the lock: every such update is
+ * locked (an update that does not carry the parent is no tree write and takes no lock).
  */
-function parentChanges(subject: SubjectLike): boolean {
-  const meta = subject.metadata;
-  const relation = meta.treeParentRelation;
+function carriesParent(subject: SubjectLike): boolean {
+  const relation = subject.metadata.treeParentRelation;
   if (!relation || !subject.entity) return false;
-  let next = relation.getEntityValue(subject.entity) as unknown;
-  if (next === undefined && subject.parentSubject?.entity) next = subject.parentSubject.entity;
-  const previous = subject.databaseEntity ? (relation.getEntityValue(subject.databaseEntity) as unknown) : undefined;
-  if (next === undefined && (meta.treeType !== 'materialized-path' || previous === undefined)) return false;
-  const id = (v: unknown) => (v && typeof v === 'object' ? JSON.stringify(meta.getEntityIdMap(v as object) ?? null) : JSON.stringify(v ?? null));
-  return id(next) !== id(previous);
+  return relation.getEntityValue(subject.entity) !== undefined || subject.parentSubject?.entity !== undefined;
 }
 
 /**
@@ -59,8 +55,9 @@ export async function lockTreeWrites(executor: any, inst: Installation): Promise
       entry.writes.add(write);
     }
   };
+  const moves: SubjectLike[] = [];
   visit(executor.insertSubjects, 'insert', () => true);
-  visit(executor.updateSubjects, 'parent change', parentChanges);
+  visit(executor.updateSubjects, 'parent change', (s) => carriesParent(s) && (moves.push(s), true));
   visit(executor.removeSubjects, 'removal', () => true);
   if (touched.size === 0) return undefined;
 
@@ -79,9 +76,42 @@ export async function lockTreeWrites(executor: any, inst: Installation): Promise
   }));
   const subject = { label: `@LockedTree on ${names}`, entity: names };
   await lockForEntityWrite(inst, queryRunner, requests, subject);
+  await refreshOldParents(queryRunner, moves);
   const entity = names;
   return (error: unknown) => {
     if (error instanceof LockError) return error;
     return inst.dialect.convertError(error, { entity }) ?? error;
   };
+}
+
+/**
+ * save() loads the moved row (and its old parent) before it opens its transaction, so before the
+ * lock: a concurrent move of the same node may have changed the parent since. TypeORM's tree
+ * executors trust that old parent: the materialized-path one rewrites the subtree's paths from
+ * it (`REPLACE(path, old, new) WHERE path LIKE old%`, which then matches nothing), and the
+ * nested-set one skips a move only when old and new parent are equal — a stale one makes it
+ * "move" a node into the parent it already has, which its interval arithmetic does not support.
+ * So under the lock the old parent of every moved node is read again (one statement per move).
+ */
+async function refreshOldParents(queryRunner: QueryRunner, moves: SubjectLike[]): Promise<void> {
+  for (const subject of moves) {
+    const meta = subject.metadata;
+    if (!subject.databaseEntity) continue;
+    const relation = meta.treeParentRelation!;
+    const where = meta.getEntityIdMap(subject.databaseEntity);
+    if (!where) continue;
+    // one statement (findOne with a relation would add a DISTINCT pre-query)
+    const fresh = (await queryRunner.manager
+      .createQueryBuilder(meta.target as any, 'ormlock_node')
+      .leftJoinAndSelect(`ormlock_node.${relation.propertyPath}`, 'ormlock_parent')
+      .withDeleted()
+      .whereInIds(where)
+      .getOne()) as Record<string, unknown> | null;
+    if (!fresh) continue;
+    // replace, never merge into, the loaded parent object (TypeORM's setEntityValue merges into
+    // an object already there, which would leave its old id or alter an object shared elsewhere)
+    const value = relation.getEntityValue(fresh) ?? null;
+    if (relation.embeddedMetadata || relation.isLazy) relation.setEntityValue(subject.databaseEntity, value);
+    else subject.databaseEntity[relation.propertyName] = value;
+  }
 }
