@@ -4,7 +4,9 @@ import { NestedSetSubjectExecutor } from 'typeorm/persistence/tree/NestedSetSubj
 import {
   DeadlockError, LockConfigError, LockTimeoutError, installLocking, lockedTree, transaction,
 } from '../src';
-import { probeTreePersistence } from '../src/orm/typeorm/internals/tree-persistence';
+import {
+  patchTreePersistence, probeTreePersistence, treePersistencePatched, unpatchTreePersistence,
+} from '../src/orm/typeorm/internals/tree-persistence';
 import { race } from '../src/testing';
 import {
   Folder, LockedCt, LockedMp, LockedNs, NotATree, ParentLockedNs, PlainCt, PlainMp, PlainNs, StrictFolder, TimedNs,
@@ -171,6 +173,44 @@ describeEachBackend(
         const extra = env.handle.dialect.capabilities.transactionAdvisoryLocks ? 1 : 2;
         expect(locked.length - plain.length, locked.join('\n')).to.equal(extra);
         expect(locked.some((s) => /pg_advisory_xact_lock|GET_LOCK/.test(s))).to.equal(true);
+      });
+
+      async function concurrentRoots(cls: NodeClass) {
+        await clear(cls);
+        const results = await race(6, (i) => repo(cls).save(node(cls, `root${i}`, null)));
+        const roots = await repo(cls).count();
+        return { roots, errors: failures(results).map((e) => e?.constructor?.name) };
+      }
+
+      it("control: without @LockedTree, TypeORM's one-root check lets two concurrent roots in (in some of 10 rounds)", async () => {
+        let most = 0;
+        for (let round = 0; round < 10 && most < 2; round++) most = Math.max(most, (await concurrentRoots(PlainNs)).roots);
+        expect(most, 'the control must show the anomaly').to.be.greaterThan(1);
+      });
+
+      it('@LockedTree(): of 6 concurrent roots exactly one is inserted, the others get NestedSetMultipleRootError (3 rounds)', async () => {
+        for (let round = 0; round < 3; round++) {
+          const { roots, errors } = await concurrentRoots(LockedNs);
+          expect(roots).to.equal(1);
+          expect(errors).to.deep.equal(Array(5).fill('NestedSetMultipleRootError'));
+        }
+      });
+
+      it('unpatchTreePersistence() undoes the patch (no lock statement), patchTreePersistence() applies it again', async () => {
+        await clear(LockedNs);
+        const root = await repo(LockedNs).save(node(LockedNs, 'root', null));
+        expect(treePersistencePatched()).to.equal(true);
+        unpatchTreePersistence();
+        try {
+          env.log.start();
+          await repo(LockedNs).save(node(LockedNs, 'unlocked', root));
+          expect(env.log.stop().some((s) => /pg_advisory_xact_lock|GET_LOCK/.test(s))).to.equal(false);
+        } finally {
+          patchTreePersistence();
+        }
+        env.log.start();
+        await repo(LockedNs).save(node(LockedNs, 'locked', root));
+        expect(env.log.stop().some((s) => /pg_advisory_xact_lock|GET_LOCK/.test(s))).to.equal(true);
       });
 
       it('timeoutMs: a write waiting longer than the limit gets LockTimeoutError; the tree is unchanged', async () => {
