@@ -2,7 +2,7 @@ import { expect } from 'chai';
 import { DataSource, type EntityMetadata, type ObjectLiteral, type Repository } from 'typeorm';
 import { NestedSetSubjectExecutor } from 'typeorm/persistence/tree/NestedSetSubjectExecutor';
 import {
-  DeadlockError, LockConfigError, LockTimeoutError, installLocking, lockedTree, transaction,
+  DeadlockError, LockConfigError, LockNotAvailableError, LockTimeoutError, TransactionRequiredError, installLocking, lockedTree, transaction,
 } from '../src';
 import {
   patchTreePersistence, probeTreePersistence, treePersistencePatched, unpatchTreePersistence,
@@ -232,6 +232,33 @@ describeEachBackend(
         expect(err).to.be.instanceOf(LockTimeoutError);
         expect(String(err.message)).to.match(/LockedTree on TimedNs/);
         expect(nestedSetProblems(await nsRows(TimedNs))).to.deep.equal([]);
+        expect(await repo(TimedNs).count()).to.equal(2);
+      });
+
+      it("onLocked: 'nowait' → LockNotAvailableError at once while another write holds the tree; { transaction: false } → TransactionRequiredError", async () => {
+        await clear(TimedNs);
+        const root = await repo(TimedNs).save(node(TimedNs, 'root', null));
+        lockedTree(TimedNs, { onLocked: 'nowait' });
+        let release!: () => void;
+        const held = new Promise<void>((r) => (release = r));
+        let started!: () => void;
+        const holding = new Promise<void>((r) => (started = r));
+        const holder = transaction(async () => {
+          await repo(TimedNs).save(node(TimedNs, 'holder', root));
+          started();
+          await held;
+        });
+        try {
+          await holding;
+          const err = await repo(TimedNs).save(node(TimedNs, 'waiter', root)).then(() => null, (e) => e);
+          expect(err).to.be.instanceOf(LockNotAvailableError);
+        } finally {
+          release();
+          await holder;
+          lockedTree(TimedNs, { timeoutMs: 300 });
+        }
+        const err = await repo(TimedNs).save(node(TimedNs, 'no tx', root), { transaction: false }).then(() => null, (e) => e);
+        expect(err).to.be.instanceOf(TransactionRequiredError);
         expect(await repo(TimedNs).count()).to.equal(2);
       });
 

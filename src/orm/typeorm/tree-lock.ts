@@ -1,5 +1,7 @@
 import type { EntityMetadata, QueryRunner } from 'typeorm';
-import { LockError, TransactionRequiredError } from '../../errors';
+import {
+  DeadlockError, LockError, LockNotAvailableError, LockTimeoutError, SerializationError, TransactionRequiredError,
+} from '../../errors';
 import { advisoryKeys, lockForEntityWrite, type EntityAdvisoryRequest } from '../../locks/advisory';
 import { treeLockKey, treeLockTimeoutMs, type LockedTreeOptions } from '../../locks/tree-options';
 import { lockMetadataOf } from '../../metadata/registry';
@@ -44,21 +46,19 @@ function carriesParent(subject: SubjectLike): boolean {
  * UPDATEs becomes `DeadlockError`).
  */
 export async function lockTreeWrites(executor: any, inst: Installation): Promise<((error: unknown) => unknown) | void> {
-  const touched = new Map<string, { meta: EntityMetadata; options: LockedTreeOptions; writes: Set<string> }>();
-  const visit = (subjects: SubjectLike[] | undefined, write: string, applies: (s: SubjectLike) => boolean) => {
+  const touched = new Map<string, { meta: EntityMetadata; options: LockedTreeOptions }>();
+  const visit = (subjects: SubjectLike[] | undefined, applies: (s: SubjectLike) => boolean) => {
     for (const subject of subjects ?? []) {
       const options = lockedTreeOf(subject.metadata);
       if (!options || !applies(subject)) continue;
       const table = subject.metadata.tablePath;
-      let entry = touched.get(table);
-      if (!entry) touched.set(table, (entry = { meta: subject.metadata, options, writes: new Set() }));
-      entry.writes.add(write);
+      if (!touched.has(table)) touched.set(table, { meta: subject.metadata, options });
     }
   };
   const moves: SubjectLike[] = [];
-  visit(executor.insertSubjects, 'insert', () => true);
-  visit(executor.updateSubjects, 'parent change', (s) => carriesParent(s) && (moves.push(s), true));
-  visit(executor.removeSubjects, 'removal', () => true);
+  visit(executor.insertSubjects, () => true); // every insert, the root included
+  visit(executor.updateSubjects, (s) => carriesParent(s) && (moves.push(s), true)); // parent changes
+  visit(executor.removeSubjects, () => true); // removals
   if (touched.size === 0) return undefined;
 
   const queryRunner: QueryRunner = executor.queryRunner;
@@ -78,9 +78,13 @@ export async function lockTreeWrites(executor: any, inst: Installation): Promise
   await lockForEntityWrite(inst, queryRunner, requests, subject);
   await refreshOldParents(queryRunner, moves);
   const entity = names;
+  // only lock-related driver errors are converted (a unique violation stays TypeORM's error,
+  // as it would be without @LockedTree)
   return (error: unknown) => {
     if (error instanceof LockError) return error;
-    return inst.dialect.convertError(error, { entity }) ?? error;
+    const converted = inst.dialect.convertError(error, { entity });
+    const lockRelated = [DeadlockError, LockTimeoutError, LockNotAvailableError, SerializationError].some((c) => converted instanceof c);
+    return lockRelated ? converted : error;
   };
 }
 
