@@ -5,7 +5,7 @@ import { LockConfigError, TransactionRequiredError } from '../../../errors';
 import type { AroundCreateRunContext } from '../../../locks/parent';
 import { lockMetadataOf, type AroundCreateHook } from '../../../metadata/registry';
 import { installationOf, type Installation } from '../../installations';
-import { dataSourceName, dataSourceOf } from '../compat';
+import { dataSourceName, dataSourceOf, describeDataSource } from '../compat';
 import type { TypeOrmPort } from '../typeorm-port';
 import { expectMethod, replaceMethod, type InternalPatch } from './patch';
 
@@ -98,7 +98,7 @@ function refuseUninstalled(ds: DataSource | undefined, metas: EntityMetadata[]):
     if (!declared.length) continue;
     const name = dataSourceName(ds);
     throw new LockConfigError(
-      `${meta.name} is declared ${declared.join(', ')}, but it is being written through DataSource '${name}' (${ds?.options.type}), ` +
+      `${meta.name} is declared ${declared.join(', ')}, but it is being written through ${describeDataSource(ds)}, ` +
         'where ormlock is not installed: its locks and checks cannot be taken there. Call `await installLocking(dataSource)` on it ' +
         '(after initialize()), or write through the installed DataSource. Nothing was written.',
       { entity: meta.name, dataSource: name },
