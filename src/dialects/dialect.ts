@@ -2,9 +2,12 @@ import type { PortConnection } from '../orm/port';
 import type { RowLockSpec } from '../locks/row-lock-options';
 import type { LockError } from '../errors';
 import type { ResolvedAdvisoryKey } from '../locks/advisory-key';
+import type { LockInspector } from './inspect';
 
 /** Where the database server is, for a diagnostic client outside the pool. */
 export interface ServerAddress {
+  /** The wire protocol: which client library talks to it. */
+  family?: 'postgres' | 'mysql';
   url?: string;
   host?: string;
   port?: number;
@@ -71,6 +74,8 @@ export interface LockDialect {
   readonly connectionIdSql: string;
   /** Advisory locks (src/dialects/<db>/advisory.ts), used by src/locks/advisory.ts. */
   readonly advisory: AdvisoryDialect;
+  /** Who waits on whom now (src/dialects/<db>/inspect.ts), used by inspectLocks and the `ormlock` command. */
+  readonly inspector?: LockInspector;
 }
 
 /** Runs one statement on some connection and returns its rows. */
@@ -88,10 +93,14 @@ export interface AdvisoryDialect {
   lockId(key: ResolvedAdvisoryKey): string;
   /** A failed statement aborts the surrounding transaction (PostgreSQL), so a lock that may time out in a caller's transaction is taken inside a savepoint. */
   readonly failedStatementAbortsTransaction: boolean;
-  /** A lock held until the transaction on `qr` ends (only when `capabilities.transactionAdvisoryLocks`). */
-  lockForTransaction?(qr: PortConnection, id: string, shared: boolean, timeoutMs: number | undefined): Promise<boolean>;
-  /** A lock held by `qr`'s connection (session) until `unlockSession` or the connection ends. */
-  lockForSession(qr: PortConnection, id: string, shared: boolean, timeoutMs: number | undefined): Promise<boolean>;
+  /**
+   * A lock held until the transaction on `qr` ends (only when `capabilities.transactionAdvisoryLocks`).
+   * `key`, when given, is written as a comment into the statement (src/dialects/advisory-comment.ts)
+   * so that an inspector can show it as the user wrote it.
+   */
+  lockForTransaction?(qr: PortConnection, id: string, shared: boolean, timeoutMs: number | undefined, key?: ResolvedAdvisoryKey): Promise<boolean>;
+  /** A lock held by `qr`'s connection (session) until `unlockSession` or the connection ends. `key`: as above. */
+  lockForSession(qr: PortConnection, id: string, shared: boolean, timeoutMs: number | undefined, key?: ResolvedAdvisoryKey): Promise<boolean>;
   /** Releases a session lock on `qr`: false when the connection did not hold it; throws when the connection is gone. */
   unlockSession(qr: PortConnection, id: string, shared: boolean): Promise<boolean>;
   /** True when any connection (this one included) holds the lock. */

@@ -5,10 +5,7 @@ import type { Installation } from '../installations';
 
 /**
  * Binds `dataSource.manager`, `dataSource.query` and `dataSource.createQueryBuilder` to the
- * ambient transaction of `inst` (or the connection pinned by a session lock). The DataSource's own
- * manager object is bound too (its `queryRunner` is the ambient one), so a reference taken before —
- * `@InjectEntityManager()` in NestJS, `const em = dataSource.manager` at start-up — runs inside the
- * transaction like `dataSource.manager` read at the call. Returns the undo.
+ * ambient transaction of `inst` (or the connection pinned by a session lock). Returns the undo.
  */
 export function bindDataSource(ds: DataSource, inst: Installation): () => void {
   const target = ds as any;
@@ -17,24 +14,27 @@ export function bindDataSource(ds: DataSource, inst: Installation): () => void {
     throw new LockConfigError(`installLocking: ${inst.label}.manager is not a configurable own property in this TypeORM version; ormlock cannot bind it to the context.`);
   }
   const baseManager = ds.manager;
+  // a manager captured before the transaction (`const em = ds.manager`, @InjectEntityManager):
+  // TypeORM's save()/remove() run on `this.queryRunner ?? createQueryRunner()`, so its runner is the ambient one
+  const managerTarget = baseManager as any;
+  const runnerProperty = Object.getOwnPropertyDescriptor(managerTarget, 'queryRunner');
+  if (runnerProperty && !runnerProperty.configurable) {
+    throw new LockConfigError(`installLocking: ${inst.label}.manager.queryRunner is not configurable in this TypeORM version; ormlock cannot bind it to the context.`);
+  }
+  Object.defineProperty(managerTarget, 'queryRunner', {
+    configurable: true,
+    enumerable: true,
+    get: () => ambientConnection(inst) ?? runnerProperty?.value,
+  });
   const baseQuery = target.query;
   const baseCreateQueryBuilder = target.createQueryBuilder;
   const hadOwnQuery = Object.prototype.hasOwnProperty.call(target, 'query');
   const hadOwnQb = Object.prototype.hasOwnProperty.call(target, 'createQueryBuilder');
-  const baseRunnerProperty = Object.getOwnPropertyDescriptor(baseManager, 'queryRunner');
-  if (baseRunnerProperty && (!baseRunnerProperty.configurable || baseRunnerProperty.value !== undefined)) {
-    throw new LockConfigError(`installLocking: ${inst.label}.manager has a queryRunner of its own in this TypeORM version; ormlock cannot bind it to the context.`);
-  }
 
   Object.defineProperty(target, 'manager', {
     configurable: true,
     enumerable: true,
     get: () => ambientConnection(inst)?.manager ?? baseManager,
-  });
-  Object.defineProperty(baseManager, 'queryRunner', {
-    configurable: true,
-    enumerable: false,
-    get: () => ambientConnection(inst) as QueryRunner | undefined,
   });
   target.query = function (sql: string, parameters?: unknown[], queryRunner?: QueryRunner) {
     return baseQuery.call(ds, sql, parameters, queryRunner ?? (ambientConnection(inst) as QueryRunner | undefined));
@@ -48,8 +48,8 @@ export function bindDataSource(ds: DataSource, inst: Installation): () => void {
 
   return () => {
     Object.defineProperty(target, 'manager', managerProperty);
-    if (baseRunnerProperty) Object.defineProperty(baseManager, 'queryRunner', baseRunnerProperty);
-    else delete (baseManager as { queryRunner?: unknown }).queryRunner;
+    if (runnerProperty) Object.defineProperty(managerTarget, 'queryRunner', runnerProperty);
+    else delete managerTarget.queryRunner;
     if (hadOwnQuery) target.query = baseQuery;
     else delete target.query;
     if (hadOwnQb) target.createQueryBuilder = baseCreateQueryBuilder;
