@@ -2,7 +2,7 @@ import { LockConfigError } from '../src/errors';
 import { AdvisoryKeySet, canonicalAdvisoryKey, STATIC_ADVISORY_KEY, type AdvisoryKey } from '../src/locks/advisory-key';
 import { advisoryOptionProblems, runWithAdvisoryLock, type AdvisoryLockOptions } from '../src/locks/advisory';
 import { entityRecord } from '../src/metadata/registry';
-import { wrapAsyncMethod, type ClassOrMethodDecorator } from './wrap-method';
+import { withDataSourceOf, wrapAsyncMethod, type ClassOrMethodDecorator } from './wrap-method';
 
 /** A key, or a function returning one: of the method's arguments (with the instance as `this`), or of the entity being written. */
 export type AdvisoryLockKey = AdvisoryKey | ((...args: any[]) => AdvisoryKey);
@@ -25,6 +25,9 @@ export type AdvisoryLockKey = AdvisoryKey | ((...args: any[]) => AdvisoryKey);
  * every insert/update/remove of that entity, inside the write's transaction, held until it
  * ends (checked at installLocking: transaction scope only, no `onTimeout: 'skip'`).
  *
+ * On a method, `dataSource` may be a function of the instance, called at each call:
+ * `@AdvisoryLock(key, { dataSource: (self: Reports) => self.analytics })`.
+ *
  * A non-async method, a bad constant key or bad options are a LockConfigError naming
  * `Class.method` when the class is defined; a key function that throws or returns nothing
  * is one at the call.
@@ -40,7 +43,9 @@ export function AdvisoryLock(key: AdvisoryLockKey, options: AdvisoryLockOptions 
     }
     return wrapAsyncMethod('AdvisoryLock', target, propertyKey, descriptor!, (original, methodName) => {
       const subject = { label: `@AdvisoryLock on ${methodName}`, method: methodName };
-      const problems = advisoryOptionProblems(options);
+      // on a method, dataSource may be a function of the instance (resolved at each call)
+      const lazyDataSource = typeof (options as { dataSource?: unknown } | undefined)?.dataSource === 'function';
+      const problems = advisoryOptionProblems(lazyDataSource ? { ...options, dataSource: undefined } : options);
       if (problems.length) throw new LockConfigError(`${subject.label}: ${problems.join('; ')}`, { method: methodName });
       if (typeof key !== 'function') {
         if (key instanceof AdvisoryKeySet) {
@@ -50,8 +55,8 @@ export function AdvisoryLock(key: AdvisoryLockKey, options: AdvisoryLockOptions 
           canonicalAdvisoryKey(key, subject);
         }
       }
-      return function (this: unknown, ...args: unknown[]) {
-        return runWithAdvisoryLock(key, this, args, () => original.apply(this, args), options, subject);
+      return async function (this: unknown, ...args: unknown[]) {
+        return runWithAdvisoryLock(key, this, args, () => original.apply(this, args), withDataSourceOf(options, this, methodName, 'AdvisoryLock'), subject);
       };
     });
   }) as ClassOrMethodDecorator;

@@ -1,6 +1,6 @@
 import { withPessimistic, type PessimisticMethodOptions } from '../src/locks/pessimistic';
 import { entityRecord } from '../src/metadata/registry';
-import { wrapAsyncMethod, type ClassOrMethodDecorator } from './wrap-method';
+import { withDataSourceOf, wrapAsyncMethod, type ClassOrMethodDecorator } from './wrap-method';
 
 /**
  * On an entity class: the entity's default row-lock policy (used by `lock`, `withLock`,
@@ -18,6 +18,8 @@ import { wrapAsyncMethod, type ClassOrMethodDecorator } from './wrap-method';
  *   }
  * }
  * ```
+ * With several DataSources installed, `dataSource` names one; on a method it may be a function of
+ * the instance: `@Pessimistic({ dataSource: (self: Reports) => self.analytics })`.
  */
 export function Pessimistic(options: PessimisticMethodOptions = {}): ClassOrMethodDecorator {
   return ((target: any, propertyKey?: string | symbol, descriptor?: PropertyDescriptor) => {
@@ -27,8 +29,8 @@ export function Pessimistic(options: PessimisticMethodOptions = {}): ClassOrMeth
       return;
     }
     return wrapAsyncMethod('Pessimistic', target, propertyKey, descriptor!, (original, methodName) =>
-      function (this: unknown, ...args: unknown[]) {
-        return withPessimistic(() => original.apply(this, args), options, `@Pessimistic ${methodName}`);
+      async function (this: unknown, ...args: unknown[]) {
+        return withPessimistic(() => original.apply(this, args), withDataSourceOf(options, this, methodName, 'Pessimistic'), `@Pessimistic ${methodName}`);
       },
     );
   }) as ClassOrMethodDecorator;

@@ -1,5 +1,5 @@
 import { transaction, type TransactionOptions } from '../src/context/transaction';
-import { wrapAsyncMethod } from './wrap-method';
+import { withDataSourceOf, wrapAsyncMethod } from './wrap-method';
 
 /**
  * Runs the method in a transaction (joins the ambient one by default). The twin of `transaction()`.
@@ -10,12 +10,13 @@ import { wrapAsyncMethod } from './wrap-method';
  *   async charge(userId: number) { … }
  * }
  * ```
+ * `dataSource` may be a function of the instance, called at each call: `{ dataSource: (self: Reports) => self.analytics }`.
  */
 export function Transactional(options: TransactionOptions = {}): MethodDecorator {
   return (target, propertyKey, descriptor) =>
-    wrapAsyncMethod('Transactional', target, propertyKey, descriptor, (original) =>
-      function (this: unknown, ...args: unknown[]) {
-        return transaction(() => original.apply(this, args), options);
+    wrapAsyncMethod('Transactional', target, propertyKey, descriptor, (original, methodName) =>
+      async function (this: unknown, ...args: unknown[]) {
+        return transaction(() => original.apply(this, args), withDataSourceOf(options, this, methodName, 'Transactional'));
       },
     ) as any;
 }

@@ -40,3 +40,19 @@ export function wrapAsyncMethod(
   descriptor.value = wrapped;
   return descriptor;
 }
+
+/**
+ * A method decorator's `dataSource` option may be a function of the instance, called at each call
+ * (also as `this`): `{ dataSource: (self: Reports) => self.analytics }` names a DataSource (or
+ * MikroORM instance) injected in the constructor, as NestJS does, when several are installed.
+ * A function that returns nothing is a LockConfigError naming the method, never a silent fallback.
+ */
+export function withDataSourceOf<T>(options: T, self: unknown, methodName: string, decorator: string): T {
+  const ds = (options as { dataSource?: unknown } | undefined)?.dataSource;
+  if (typeof ds !== 'function') return options;
+  const resolved = (ds as (self: unknown) => unknown).call(self, self);
+  if (resolved === undefined || resolved === null) {
+    throw new LockConfigError(`@${decorator} on ${methodName}: options.dataSource(self) returned ${String(resolved)}; it must return the DataSource (or MikroORM instance) to use.`, { method: methodName });
+  }
+  return { ...options, dataSource: resolved };
+}

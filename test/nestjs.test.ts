@@ -15,7 +15,7 @@ import { liveInstallations } from '../src/orm/installations';
 import { ORMLOCK_REDLOCK, OrmlockInstallations, OrmlockModule } from '../src/nestjs';
 import { race } from '../src/testing';
 import { BillOrder, BillUser } from './fixtures/billing';
-import { billingApp, NestBilling, StartupCheck, type AppConfig, type ChargeMode } from './fixtures/nest-billing';
+import { AnalyticsBilling, billingApp, NestBilling, StartupCheck, type AppConfig, type ChargeMode } from './fixtures/nest-billing';
 import { BACKENDS, dataSourceOptions } from './support/backends';
 import { requireRedis } from './support/redis-answers';
 import { redisUrls } from './support/redis-servers';
@@ -194,6 +194,45 @@ for (const backend of BACKENDS) {
         await app.close();
       }
       expect(liveInstallations()).to.have.length(before);
+    });
+
+    it("two DataSources: decorators name theirs with dataSource: (self) => self.analytics — 20 concurrent charges exact with @Pessimistic and @AdvisoryLock, the @Transactional control loses; without it the call fails loudly", async () => {
+      @Module({
+        imports: [
+          TypeOrmModule.forRoot({ ...dataSource, entities: [BillUser, BillOrder] } as DataSourceOptions),
+          TypeOrmModule.forRoot({ ...dataSource, name: 'analytics', entities: [BillUser, BillOrder], synchronize: false, dropSchema: false } as unknown as DataSourceOptions),
+          TypeOrmModule.forFeature([BillUser, BillOrder], 'analytics'),
+          OrmlockModule.forRoot({ dataSources: ['default', 'analytics'] }),
+        ],
+        providers: [AnalyticsBilling],
+      })
+      class TwoSources {}
+      const app = (await Test.createTestingModule({ imports: [TwoSources] }).compile()).createNestApplication({ logger: false });
+      try {
+        await app.init();
+        const billing = app.get(AnalyticsBilling);
+        const charge = async (method: 'chargeUnlocked' | 'chargePessimistic' | 'chargeAdvisory') => {
+          const { userId, orderIds } = await billing.seed(START, N, PRICE);
+          const results = await race(N, (i) => billing[method](userId, orderIds[i]));
+          return { credits: await billing.credits(userId), failed: results.filter((r) => r.status === 'rejected').map((r) => String((r as PromiseRejectedResult).reason)) };
+        };
+        const control = await charge('chargeUnlocked');
+        expect(control.failed).to.deep.equal([]);
+        expect(control.credits, 'lost charges expected without a lock').to.be.greaterThan(START - N * PRICE);
+        for (const method of ['chargePessimistic', 'chargeAdvisory'] as const) {
+          const r = await charge(method);
+          expect(r.failed, method).to.deep.equal([]);
+          expect(r.credits, method).to.equal(START - N * PRICE);
+        }
+        const ambiguous = await billing.chargeAmbiguous(1, 1).then(() => null, (e: unknown) => e);
+        expect(ambiguous).to.be.instanceOf(LockConfigError);
+        expect((ambiguous as Error).message).to.match(/installed on [23] ORM instances/);
+        const nothing = await billing.chargeNamedNothing(1, 1).then(() => null, (e: unknown) => e);
+        expect(nothing).to.be.instanceOf(LockConfigError);
+        expect((nothing as Error).message).to.contain('AnalyticsBilling.chargeNamedNothing').and.contain('dataSource(self) returned undefined');
+      } finally {
+        await app.close();
+      }
     });
 
     it('without a redis option the injected Redlock is null, and a @DistributedLock naming it fails each call loudly', async () => {
