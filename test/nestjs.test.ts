@@ -10,7 +10,7 @@ import { expect } from 'chai';
 import fs from 'node:fs';
 import path from 'node:path';
 import { DataSource, type DataSourceOptions, type Repository } from 'typeorm';
-import { inTransaction, LockConfigError, Redlock, withLock } from '../src';
+import { installLocking, inTransaction, LockConfigError, Redlock, withLock } from '../src';
 import { liveInstallations } from '../src/orm/installations';
 import { ORMLOCK_REDLOCK, OrmlockInstallations, OrmlockModule } from '../src/nestjs';
 import { race } from '../src/testing';
@@ -260,6 +260,31 @@ for (const backend of BACKENDS) {
       expect(billing.redlock).to.be.instanceOf(Redlock);
       expect(run!.app.get(Redlock)).to.equal(billing.redlock);
       expect(run!.app.get(ORMLOCK_REDLOCK)).to.equal(billing.redlock);
+    });
+
+    it('a DataSource the application installed itself (installLocking in dataSourceFactory) fails the start with LockConfigError saying so', async () => {
+      const before = liveInstallations().length;
+      let own: DataSource | undefined;
+      @Module({
+        imports: [
+          TypeOrmModule.forRootAsync({
+            useFactory: () => ({ ...dataSource, entities: [BillUser, BillOrder] }) as DataSourceOptions,
+            dataSourceFactory: async (options) => {
+              own = await new DataSource(options!).initialize();
+              await installLocking(own); // the pre-OrmlockModule workaround
+              return own;
+            },
+          }),
+          OrmlockModule.forRoot(),
+        ],
+      })
+      class InstalledByHand {}
+      // installing happens while the providers are created: compile() itself fails
+      const err = await Test.createTestingModule({ imports: [InstalledByHand] }).compile().then(() => null, (e: unknown) => e);
+      await own?.destroy();
+      expect(err).to.be.instanceOf(LockConfigError);
+      expect((err as Error).message).to.contain("DataSource 'default' is already installed").and.contain('drop the other installLocking call');
+      expect(liveInstallations(), 'only the application’s own installation was there, gone with its DataSource').to.have.length(before);
     });
 
     it('a DataSource name that is not in the application fails the start with LockConfigError naming it', async () => {

@@ -1,6 +1,6 @@
 import type { LockDialect } from '../dialects/dialect';
 import { LockConfigError } from '../errors';
-import type { Installation } from '../orm/installations';
+import { installationOf, type Installation } from '../orm/installations';
 import { installLocking, type LockingHandle } from '../orm/typeorm/install';
 import { dataSourceToken, mikroOrmAdapter, mikroOrmToken } from './optional-packages';
 import type { InstallTarget } from './options';
@@ -98,6 +98,12 @@ export class OrmlockInstallations {
   }
 
   private async installOne(target: InstallTarget, instance: object): Promise<void> {
+    if (installationOf(instance)?.port.isLive) {
+      throw new LockConfigError(
+        `OrmlockModule: the ${label(target)} is already installed — installLocking() was called by the application as well ` +
+          '(in a dataSourceFactory, an onModuleInit, a provider): OrmlockModule installs it; drop the other installLocking call.',
+      );
+    }
     if (target.kind === 'typeorm') {
       const ds = instance as { isInitialized?: boolean };
       if (ds.isInitialized === false) {
