@@ -50,6 +50,9 @@ export async function transaction<T>(fn: () => Promise<T> | T, options: Transact
   if (problems.length) throw new LockConfigError(`transaction(): ${problems.join('; ')}`);
   const propagation = options.propagation ?? 'required';
   const inst = resolveInstallation('transaction()', { explicit: options.dataSource });
+  if (namedConnection(inst, options.dataSource, 'transaction()')) {
+    return onNamedConnection(inst, options.dataSource, 'transaction()', () => transaction(fn, { ...options, dataSource: inst.port.target }));
+  }
   const joined = ambientTx(inst);
   if (joined && propagation === 'required') {
     if (options.isolation && options.isolation !== (joined.isolation ?? options.isolation)) {
@@ -155,6 +158,42 @@ export async function runWithAmbientConnection<T>(inst: Installation, connection
     return await runInFrame(frameWith(tx), inst.port.enter ? () => inst.port.enter!(connection, fn) : fn);
   } finally {
     tx.scope.live = false;
+  }
+}
+
+/**
+ * The connection a `{ dataSource }` option names when it names one (a TypeORM QueryRunner, or its
+ * `manager`), else undefined. A released one is a LockConfigError (before anything is sent).
+ */
+export function namedConnection(inst: Installation, explicit: unknown, caller: string): PortConnection | undefined {
+  if (explicit === undefined || explicit === null) return undefined;
+  const connection = inst.port.connectionOf?.(explicit);
+  if (connection?.isReleased) {
+    throw new LockConfigError(
+      `${caller}: the QueryRunner given as { dataSource } was already released; pass a connected QueryRunner (or its manager), or the DataSource itself.`,
+    );
+  }
+  return connection;
+}
+
+/**
+ * Runs `fn` on the connection a `{ dataSource }` option names (see `namedConnection`): a
+ * transaction the user opened on it by hand (`queryRunner.startTransaction()`) is the ambient
+ * transaction while `fn` runs — ormlock calls inside join it, and never commit or release it; an
+ * idle one is pinned for `fn` (a transaction opens on it, session locks are taken on it). Anything
+ * else (a DataSource, a plain manager, undefined): just `fn()`.
+ */
+export async function onNamedConnection<T>(inst: Installation, explicit: unknown, caller: string, fn: () => Promise<T>): Promise<T> {
+  const connection = namedConnection(inst, explicit, caller);
+  if (!connection) return fn();
+  if (connection.isTransactionActive) return runWithAmbientConnection(inst, connection, fn);
+  if (ambientTx(inst)?.connection === connection || pinnedConnection(inst) === connection) return fn();
+  const scope = { live: true };
+  const pinned = new Map(currentFrame()?.pinned ?? []).set(inst, { connection, scope });
+  try {
+    return await runInFrame(childFrame({ pinned }), fn);
+  } finally {
+    scope.live = false;
   }
 }
 

@@ -8,7 +8,7 @@ import {
   LockError, LockLostError, LockNotAvailableError, LockTimeoutError, TransactionRequiredError,
 } from '../errors';
 import { resolveInstallation, type Installation } from '../orm/installations';
-import { poolWait } from '../context/transaction';
+import { namedConnection, onNamedConnection, poolWait } from '../context/transaction';
 import {
   AdvisoryKeySet, describeKey, resolveAdvisoryKeys, type AdvisoryKey, type ResolvedAdvisoryKey,
 } from './advisory-key';
@@ -559,7 +559,8 @@ export async function runWithAdvisoryLock<T>(
   const opts = options ?? {};
   const inst = resolveInstallation(subject.label, { explicit: opts.dataSource });
   const plan = makePlan(inst, evaluateAdvisoryKey(key, thisArg, args, subject), opts, subject);
-  return plan.scope === 'transaction' ? runTransactionScoped(plan, fn) : runSessionScoped(plan, fn);
+  // a QueryRunner (or its manager) named as { dataSource }: the lock is taken on it
+  return onNamedConnection(inst, opts.dataSource, subject.label, () => (plan.scope === 'transaction' ? runTransactionScoped(plan, fn) : runSessionScoped(plan, fn)));
 }
 
 /**
@@ -577,7 +578,7 @@ export async function advisoryLockExists(key: AdvisoryKey | (() => AdvisoryKey),
   const value = evaluateAdvisoryKey(key, undefined, [], subject);
   if (value instanceof AdvisoryKeySet) throw configError(subject, 'takes one key (an array is one composite key), not advisoryKeys(...)');
   const [resolved] = resolveAdvisoryKeys(value, inst.settings.namespace, subject);
-  const qr = ambientTx(inst)?.connection ?? pinnedConnection(inst);
+  const qr = namedConnection(inst, options.dataSource, subject.label) ?? ambientTx(inst)?.connection ?? pinnedConnection(inst);
   const run = qr ? (sql: string, p?: unknown[]) => qr.query(sql, p) : (sql: string, p?: unknown[]) => inst.port.query(sql, p);
   return inst.dialect.advisory.isLocked(run, inst.dialect.advisory.lockId(resolved));
 }

@@ -1,5 +1,5 @@
 import { childFrame, runInFrame } from '../context/store';
-import { transaction, type TransactionOptions } from '../context/transaction';
+import { onNamedConnection, transaction, type TransactionOptions } from '../context/transaction';
 import { LockConfigError } from '../errors';
 import { resolveInstallation } from '../orm/installations';
 import { entityTarget, lockCallProblems, lockEntity, type LockCallOptions } from './row-lock';
@@ -42,7 +42,7 @@ export async function withLock<T extends object, R>(
   const { isolation, ...lockOptions } = options;
   // the entity's own installation: it is where its row lives
   const { inst } = entityTarget(entity, 'withLock()', options.dataSource);
-  return transaction(async () => fn(await lockEntity(entity, { ...lockOptions, dataSource: inst.port.target })), { isolation, dataSource: inst.port.target });
+  return onNamedConnection(inst, options.dataSource, 'withLock()', () => transaction(async () => fn(await lockEntity(entity, { ...lockOptions, dataSource: inst.port.target })), { isolation, dataSource: inst.port.target }));
 }
 
 export interface PessimisticMethodOptions extends RowLockOptions {
@@ -72,12 +72,12 @@ export async function withPessimistic<R>(fn: () => Promise<R> | R, options: Pess
     throw new LockConfigError(`${source}: entities must be an array of entity classes`, { method: source });
   }
   const inst = resolveInstallation(source, { explicit: dataSource });
-  return transaction(async () => {
+  return onNamedConnection(inst, dataSource, source, () => transaction(async () => {
     const scope = { live: true };
     try {
       return await runInFrame(childFrame({ readLock: { options: lockOptions, entities, source, inst, scope } }), fn);
     } finally {
       scope.live = false;
     }
-  }, { dataSource: inst.port.target });
+  }, { dataSource: inst.port.target }));
 }

@@ -1,5 +1,6 @@
 import { noteHeldUntilEnd } from '../context/held';
 import { ambientTx } from '../context/store';
+import { namedConnection, onNamedConnection } from '../context/transaction';
 import { LockConfigError, LockError, LockNotAvailableError, LockTimeoutError, StaleEntityError, TransactionRequiredError } from '../errors';
 import { lockMetadataOf } from '../metadata/registry';
 import { resolveInstallation, type Installation } from '../orm/installations';
@@ -48,6 +49,11 @@ export async function lockEntity<T extends object>(entity: T, options: LockCallO
   const problems = lockCallProblems(options);
   if (problems.length) throw new LockConfigError(`lock(): ${problems.join('; ')}`);
   const { inst, desc } = entityTarget(entity, 'lock()', options.dataSource);
+  const named = namedConnection(inst, options.dataSource, 'lock()');
+  if (named && named !== ambientTx(inst)?.connection) {
+    // a QueryRunner (or its manager) named: lock on it, inside the transaction its owner opened
+    return onNamedConnection(inst, named, 'lock()', () => lockEntity(entity, { ...options, dataSource: inst.port.target }));
+  }
   const tx = ambientTx(inst);
   if (!tx) {
     throw new TransactionRequiredError(
