@@ -110,7 +110,13 @@ async function runInTransaction<T>(inst: Installation, unit: PortTransaction, is
   const tx = newTxState(inst, connection, isolation);
   try {
     const body = inst.port.enter ? () => inst.port.enter!(connection, fn) : fn;
-    const result = await runInFrame(frameWith(tx), body);
+    let result: T;
+    try {
+      result = await runInFrame(frameWith(tx), body);
+    } finally {
+      // the scope ends with the body: work it scheduled that runs during COMMIT runs as outside
+      tx.scope.live = false;
+    }
     await unit.commit();
     return result;
   } catch (error) {

@@ -363,7 +363,7 @@ async function lockInTransaction<T>(
   fn: (ctx: AdvisoryLockContext) => Promise<T> | T,
 ): Promise<T | undefined> {
   const qr = tx.connection;
-  const sibling = await afterSiblings(plan, tx);
+  const sibling = await afterSiblings(plan, tx.memo);
   try {
     return await lockAndRun(plan, tx, qr, joined, fn);
   } finally {
@@ -372,24 +372,43 @@ async function lockInTransaction<T>(
 }
 
 /**
- * Sibling calls in one transaction (`Promise.all` of two calls for one key) run their bodies one
- * after the other: each waits for the bodies already running for its keys in that transaction.
- * A nested call (its frame holds the key) is re-entry and never waits for its own outer body.
- * Registered before the first await, so two siblings never both see the key as free.
+ * Sibling calls on one connection (`Promise.all` of two calls for one key inside one transaction
+ * or one session lock's pinned connection) run their bodies one after the other: each waits for
+ * the bodies already running for its keys there. The database cannot order them (it sees one
+ * holder, and its locks are re-entrant per connection). A nested call (its frame holds the key)
+ * is re-entry and never waits for its own outer body. Registered before the first await, so two
+ * siblings never both see the key as free. `memo`: the transaction's, or the connection's.
  */
-function afterSiblings(plan: Plan, tx: TxState): Promise<{ done: () => void }> {
+function afterSiblings(plan: Plan, memo: Map<string, unknown>): Promise<{ done: () => void }> {
   const frame = currentFrame();
   const ids = plan.locks.map((l) => l.id).filter((id) => !frame?.advisoryHeld?.get(heldKey(plan.inst, id))?.live.live);
-  let done!: () => void;
-  const mine = new Promise<void>((resolve) => (done = resolve));
+  let release!: () => void;
+  const mine = new Promise<void>((resolve) => (release = resolve));
   const before: Promise<void>[] = [];
+  const tails: Array<[string, Promise<void>]> = [];
   for (const id of ids) {
     const slot = `ormlock.advisory.body:${id}`;
-    const tail = tx.memo.get(slot) as Promise<void> | undefined;
+    const tail = memo.get(slot) as Promise<void> | undefined;
     if (tail) before.push(tail);
-    tx.memo.set(slot, (tail ?? Promise.resolve()).then(() => mine));
+    const next = (tail ?? Promise.resolve()).then(() => mine);
+    memo.set(slot, next);
+    tails.push([slot, next]);
   }
+  const done = () => {
+    release();
+    for (const [slot, next] of tails) if (memo.get(slot) === next) memo.delete(slot); // the last in line: nothing to keep
+  };
   return before.length ? Promise.all(before).then(() => ({ done })) : Promise.resolve({ done });
+}
+
+/** Sibling bookkeeping of connections shared outside a transaction (a session lock's pinned one). */
+const connectionSiblings = new WeakMap<QueryRunner, Map<string, unknown>>();
+
+function siblingMemo(qr: QueryRunner, tx: TxState | undefined): Map<string, unknown> {
+  if (tx?.connection === qr) return tx.memo;
+  let memo = connectionSiblings.get(qr);
+  if (!memo) connectionSiblings.set(qr, (memo = new Map()));
+  return memo;
 }
 
 async function lockAndRun<T>(
@@ -428,7 +447,24 @@ async function lockAndRun<T>(
 
 async function runSessionScoped<T>(plan: Plan, fn: (ctx: AdvisoryLockContext) => Promise<T> | T): Promise<T | undefined> {
   const tx = ambientTx(plan.inst);
-  let qr = tx?.connection ?? pinnedConnection(plan.inst);
+  const shared = tx?.connection ?? pinnedConnection(plan.inst);
+  // siblings on a shared connection take turns (registered before the first await)
+  const turn = shared ? afterSiblings(plan, siblingMemo(shared, tx)) : undefined;
+  const sibling = turn ? await turn : undefined;
+  try {
+    return await runSessionOn(plan, tx, shared, fn);
+  } finally {
+    sibling?.done();
+  }
+}
+
+async function runSessionOn<T>(
+  plan: Plan,
+  tx: TxState | undefined,
+  shared: QueryRunner | undefined,
+  fn: (ctx: AdvisoryLockContext) => Promise<T> | T,
+): Promise<T | undefined> {
+  let qr = shared;
   const items = toAcquire(plan, qr);
   let own: PortTransaction | undefined;
   if (!qr) {
