@@ -8,6 +8,7 @@ import {
   LockError, LockLostError, LockNotAvailableError, LockTimeoutError, TransactionRequiredError,
 } from '../errors';
 import { resolveInstallation, type Installation } from '../orm/installations';
+import { inSavepoint } from './savepoint';
 import { namedConnection, onNamedConnection, poolWait } from '../context/transaction';
 import {
   AdvisoryKeySet, describeKey, resolveAdvisoryKeys, type AdvisoryKey, type ResolvedAdvisoryKey,
@@ -149,13 +150,19 @@ function withHeld(plan: Plan, items: readonly LockItem[], scope: AdvisoryScope, 
 // ---------------------------------------------------------------------------------------------
 // acquiring
 
-let nextSavepoint = 1;
+/** Thrown inside the savepoint when a lock was not obtained in time, so that it rolls back. */
+class NotObtained extends Error {
+  constructor(readonly item: LockItem) {
+    super('advisory lock not obtained');
+  }
+}
 
 /**
  * Takes `items` in order on `qr` within the time budget. On failure (not obtained in time, or
  * an error) nothing stays held: session locks taken so far are released, and where the
  * database aborts a transaction on a failed statement, a caller's transaction (`protect`) is
- * kept usable by a savepoint (whose rollback also drops transaction locks taken in it).
+ * kept usable by a savepoint (`inSavepoint`, whose rollback also drops transaction locks taken
+ * in it; an error that ended the whole transaction comes out converted, never as a savepoint error).
  * Resolves the item that was not obtained, or undefined when all were.
  */
 async function acquireAll(
@@ -166,34 +173,29 @@ async function acquireAll(
   protect: boolean,
 ): Promise<LockItem | undefined> {
   const { adv, timeoutMs } = plan;
-  const savepoint = protect && adv.failedStatementAbortsTransaction && timeoutMs !== undefined && (timeoutMs > 0 || items.length > 1)
-    ? `ormlock_advisory_${nextSavepoint++}`
-    : undefined;
+  const savepoint = protect && adv.failedStatementAbortsTransaction && timeoutMs !== undefined && (timeoutMs > 0 || items.length > 1);
   const taken: LockItem[] = [];
   const deadline = timeoutMs === undefined ? undefined : Date.now() + timeoutMs;
   const releaseTaken = async () => {
     if (kind !== 'session') return; // transaction locks end with the savepoint or the transaction
     for (const item of [...taken].reverse()) await adv.unlockSession(qr, item.id, plan.shared).catch(() => undefined);
   };
-  if (savepoint) await qr.query(`SAVEPOINT ${savepoint}`);
-  try {
+  const takeAll = async () => {
     for (const item of items) {
       const remaining = deadline === undefined ? undefined : Math.max(0, deadline - Date.now());
       const got = kind === 'transaction'
         ? await adv.lockForTransaction!(qr, item.id, plan.shared, remaining)
         : await adv.lockForSession(qr, item.id, plan.shared, remaining);
-      if (!got) {
-        if (savepoint) await qr.query(`ROLLBACK TO SAVEPOINT ${savepoint}`);
-        await releaseTaken();
-        return item;
-      }
+      if (!got) throw new NotObtained(item);
       taken.push(item);
     }
-    if (savepoint) await qr.query(`RELEASE SAVEPOINT ${savepoint}`);
+  };
+  try {
+    await (savepoint ? inSavepoint(plan.inst, qr, 'ormlock_advisory', takeAll) : takeAll());
     return undefined;
   } catch (error) {
-    if (savepoint) await qr.query(`ROLLBACK TO SAVEPOINT ${savepoint}`).catch(() => undefined);
     await releaseTaken();
+    if (error instanceof NotObtained) return error.item;
     throw convert(plan, error, qr);
   }
 }
