@@ -1,4 +1,5 @@
-import { transaction, type TransactionOptions } from '../src/context/transaction';
+import { transaction, transactionOptionProblems, type TransactionOptions } from '../src/context/transaction';
+import { LockConfigError } from '../src/errors';
 import { wrapAsyncMethod } from './wrap-method';
 
 /**
@@ -12,10 +13,12 @@ import { wrapAsyncMethod } from './wrap-method';
  * ```
  */
 export function Transactional(options: TransactionOptions = {}): MethodDecorator {
+  const problems = transactionOptionProblems(options);
+  if (problems.length) throw new LockConfigError(`@Transactional(options?): ${problems.join('; ')}`);
   return (target, propertyKey, descriptor) =>
-    wrapAsyncMethod('Transactional', target, propertyKey, descriptor, (original) =>
-      function (this: unknown, ...args: unknown[]) {
+    wrapAsyncMethod('Transactional', target, propertyKey, descriptor, (original) => {
+      return function (this: unknown, ...args: unknown[]) {
         return transaction(() => original.apply(this, args), options);
-      },
-    ) as any;
+      };
+    }) as any;
 }

@@ -1,3 +1,4 @@
+import { checkFunction, optionsProblems } from '../arguments';
 import { LockConfigError } from '../errors';
 import { resolveInstallation, type Installation } from '../orm/installations';
 import type { IsolationLevel, PoolWait, PortConnection, PortTransaction } from '../orm/port';
@@ -20,13 +21,14 @@ export interface TransactionOptions {
 }
 
 const PROPAGATIONS: readonly Propagation[] = ['required', 'requires_new'];
+const TRANSACTION_OPTIONS = ['isolation', 'propagation', 'dataSource'];
 const ISOLATIONS: readonly string[] = ['READ UNCOMMITTED', 'READ COMMITTED', 'REPEATABLE READ', 'SERIALIZABLE'];
 let nextTxId = 1;
 
 /** Problems with transaction options (empty when fine). */
 export function transactionOptionProblems(options: unknown): string[] {
-  if (options === undefined) return [];
-  if (options === null || typeof options !== 'object' || Array.isArray(options)) return [`options must be an object (got ${options === null ? 'null' : typeof options})`];
+  const shape = optionsProblems(options, TRANSACTION_OPTIONS);
+  if (options === undefined || shape.length) return shape;
   const o = options as TransactionOptions;
   const problems: string[] = [];
   if (o.propagation !== undefined && !PROPAGATIONS.includes(o.propagation)) {
@@ -45,7 +47,7 @@ export function transactionOptionProblems(options: unknown): string[] {
  * come out as ormlock errors (DeadlockError, SerializationError, …).
  */
 export async function transaction<T>(fn: () => Promise<T> | T, options: TransactionOptions = {}): Promise<T> {
-  if (typeof fn !== 'function') throw new LockConfigError(`transaction(fn, options?): fn must be a function (got ${fn === null ? 'null' : typeof fn})`);
+  checkFunction('transaction(fn, options?)', fn, 'fn');
   const problems = transactionOptionProblems(options);
   if (problems.length) throw new LockConfigError(`transaction(): ${problems.join('; ')}`);
   const propagation = options.propagation ?? 'required';

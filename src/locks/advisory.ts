@@ -9,6 +9,7 @@ import {
 } from '../errors';
 import { resolveInstallation, type Installation } from '../orm/installations';
 import { inSavepoint } from './savepoint';
+import { checkFunction, optionsProblems } from '../arguments';
 import { namedConnection, onNamedConnection, poolWait } from '../context/transaction';
 import {
   AdvisoryKeySet, describeKey, resolveAdvisoryKeys, type AdvisoryKey, type ResolvedAdvisoryKey,
@@ -591,7 +592,7 @@ export async function runWithAdvisoryLock<T>(
   options: AdvisoryLockOptions | undefined,
   subject: AdvisorySubject,
 ): Promise<T | undefined> {
-  if (typeof fn !== 'function') throw configError(subject, 'the body must be a function');
+  if (typeof fn !== 'function') checkFunction(subject.label, fn, 'the body', { method: subject.method });
   const problems = advisoryOptionProblems(options);
   if (problems.length) throw configError(subject, problems.join('; '));
   const opts = options ?? {};
@@ -611,7 +612,8 @@ export async function runWithAdvisoryLock<T>(
  */
 export async function advisoryLockExists(key: AdvisoryKey | (() => AdvisoryKey), options: AdvisoryLockExistsOptions = {}): Promise<boolean> {
   const subject = { label: 'advisoryLockExists' };
-  if (options === null || typeof options !== 'object') throw configError(subject, 'options must be an object');
+  const problems = optionsProblems(options, ['dataSource']);
+  if (problems.length) throw configError(subject, problems.join('; '));
   const inst = resolveInstallation(subject.label, { explicit: options.dataSource });
   const value = evaluateAdvisoryKey(key, undefined, [], subject);
   if (value instanceof AdvisoryKeySet) throw configError(subject, 'takes one key (an array is one composite key), not advisoryKeys(...)');

@@ -36,6 +36,7 @@
  * (a node restarted without persistence counts as a failure; use `appendonly yes` or restart
  * it only after the longest TTL has passed).
  */
+import { checkOptions, describeValue } from '../arguments';
 import { randomBytes } from 'crypto';
 import type { Redis } from 'ioredis';
 import { LockConfigError, LockLostError, LockNotAvailableError } from '../errors';
@@ -134,6 +135,7 @@ export class Redlock implements LeaseDriver {
   private seen = 0n;
 
   constructor(clients: RedlockClient | readonly RedlockClient[], options: RedlockOptions = {}) {
+    checkOptions('new Redlock(clients, options?)', options);
     const list: RedlockClient[] = Array.isArray(clients) ? [...clients] : clients == null ? [] : [clients as RedlockClient];
     if (list.length === 0) {
       throw new LockConfigError('Redlock needs at least one ioredis client (one per independent Redis node)');
@@ -203,6 +205,7 @@ export class Redlock implements LeaseDriver {
    * reached a quorum.
    */
   async acquire(key: LockKeys, ttlMs: number, options: AcquireOptions = {}): Promise<Lease> {
+    checkOptions('Redlock.acquire(key, ttlMs, options?)', options);
     const req = this.request(key, ttlMs);
     const retry = checkRetryOptions(options, this);
     const started = Date.now();
@@ -236,7 +239,8 @@ export class Redlock implements LeaseDriver {
    * settled, `using` rejects with `LockLostError`, even when `fn` resolved.
    */
   async using<T>(key: LockKeys, ttlMs: number, fn: (lease: Lease) => Promise<T> | T, options: UsingOptions = {}): Promise<T> {
-    if (typeof fn !== 'function') throw new LockConfigError('Redlock.using: the third argument must be a function');
+    if (typeof fn !== 'function') throw new LockConfigError(`Redlock.using: the third argument must be a function (got ${describeValue(fn)})`);
+    checkOptions('Redlock.using(key, ttlMs, fn, options?)', options);
     const req = this.request(key, ttlMs);
     const validity = ttlMs - this.drift(ttlMs);
     const threshold = options.automaticExtensionThresholdMs ?? this.automaticExtensionThresholdMs ?? Math.min(500, Math.floor(validity / 2));

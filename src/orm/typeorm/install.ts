@@ -1,3 +1,4 @@
+import { describeValue, optionsProblems } from '../../arguments';
 import type { DataSource, EntitySubscriberInterface } from 'typeorm';
 import type { LockDialect } from '../../dialects/dialect';
 import { LockConfigError } from '../../errors';
@@ -31,6 +32,8 @@ export interface InstallLockingOptions {
   onLockEvent?: (event: LockEvent) => void;
 }
 
+const INSTALL_OPTIONS = ['namespace', 'lockTimeoutMs', 'advisoryTimeoutMs', 'connectionTimeoutMs', 'observers', 'onLockEvent'];
+
 export interface LockingHandle {
   readonly dataSource: DataSource;
   readonly dialect: LockDialect;
@@ -56,7 +59,7 @@ const DEFAULT_CONNECTION_TIMEOUT_MS = 5000;
  */
 export async function installLocking(dataSource: DataSource, options: InstallLockingOptions = {}): Promise<LockingHandle> {
   if (!dataSource || typeof (dataSource as any).createQueryRunner !== 'function' || typeof (dataSource as any).getMetadata !== 'function') {
-    throw new LockConfigError(`installLocking(dataSource, options?): expected a TypeORM DataSource (got ${dataSource === null ? 'null' : typeof dataSource})`);
+    throw new LockConfigError(`installLocking(dataSource, options?): expected a TypeORM DataSource (got ${describeValue(dataSource)})`);
   }
   if (!dataSource.isInitialized) {
     throw new LockConfigError(`installLocking(dataSource): DataSource '${dataSourceName(dataSource)}' is not initialized: call \`await dataSource.initialize()\` first.`);
@@ -126,9 +129,8 @@ function uninstallOnDestroy(dataSource: DataSource, uninstall: () => void): () =
 }
 
 function checkOptions(options: InstallLockingOptions): InstallationSettings {
-  if (options === null || typeof options !== 'object' || Array.isArray(options)) {
-    throw new LockConfigError(`installLocking(dataSource, options?): options must be an object (got ${options === null ? 'null' : typeof options})`);
-  }
+  const shape = optionsProblems(options, INSTALL_OPTIONS);
+  if (shape.length) throw new LockConfigError(`installLocking(dataSource, options?): ${shape.join('; ')}`);
   if (options.namespace !== undefined && typeof options.namespace !== 'string') {
     throw new LockConfigError(`installLocking: namespace must be a string (got ${typeof options.namespace})`);
   }
