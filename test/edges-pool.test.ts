@@ -69,20 +69,23 @@ describeEachBackend('edges: pool of 3, 3 concurrent outer transactions', EDGE_EN
   for (const inner of ['requires_new', "a session lock's requires_new"] as const) {
     it(`each of 3 outer transactions asks for ${inner} once all 3 hold their connection: 3 × PoolExhaustedError, never a hang`, async () => {
       const allHold = new Barrier(3);
-      const results = await Promise.allSettled(
+      const allAsked = new Barrier(3); // no outer transaction ends (freeing its connection) before every inner call settled
+      const results = await Promise.all(
         [0, 1, 2].map(() =>
           transaction(async () => {
             await accounts().count(); // this transaction holds its connection
             await allHold.wait();
             const body = () => transaction(async () => 'inner', { propagation: 'requires_new' });
-            return inner === 'requires_new' ? body() : withAdvisoryLock(`edge-pool3-${Math.random()}`, body, { scope: 'session' });
+            const outcome = await (inner === 'requires_new' ? body() : withAdvisoryLock(`edge-pool3-${Math.random()}`, body, { scope: 'session' })).then(
+              (value) => ({ value, error: undefined as unknown }),
+              (error: unknown) => ({ value: undefined, error }),
+            );
+            await allAsked.wait();
+            return outcome;
           }),
         ),
       );
-      for (const r of results) {
-        expect(r.status).to.equal('rejected');
-        expectExhausted((r as PromiseRejectedResult).reason, 3, 'transaction()');
-      }
+      for (const r of results) expectExhausted(r.error, 3, 'transaction()');
       // and the pool is whole again
       const again = await Promise.all([0, 1, 2].map(() => transaction(async () => accounts().count())));
       expect(again).to.have.length(3);
