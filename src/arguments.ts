@@ -34,11 +34,15 @@ function isThenable(value: unknown): boolean {
   return value !== null && (typeof value === 'object' || typeof value === 'function') && typeof (value as { then?: unknown }).then === 'function';
 }
 
-/** True for a plain options object (`{ … }`, or one made with `Object.create(null)`). */
+/**
+ * True for an object that can carry options or values: a plain object (also from another realm,
+ * or made with `Object.create(null)`) or an instance of the caller's own class — not an array, a
+ * Promise, a function or a built-in collection (Map, Set, Date, RegExp, Error, a Buffer).
+ */
 export function isPlainObject(value: unknown): value is Record<string, unknown> {
   if (value === null || typeof value !== 'object' || Array.isArray(value) || isThenable(value)) return false;
-  const proto = Object.getPrototypeOf(value);
-  return proto === Object.prototype || proto === null;
+  const builtIns = [Map, Set, WeakMap, WeakSet, Date, RegExp, Error, ArrayBuffer] as Function[];
+  return !builtIns.some((type) => value instanceof type) && !ArrayBuffer.isView(value);
 }
 
 /**

@@ -281,3 +281,23 @@ describe('bad input to Redlock [redis]', () => {
     it(`${row.api}: ${row.input} → LockConfigError naming ${String(row.names)}`, () => expectConfigError(rows()[i]));
   });
 });
+
+describeEachBackend('good input of unusual shapes still works', EDGE_ENTITIES, (env) => {
+  it('options made with Object.create(null), or an instance of the caller’s own class, are accepted', async () => {
+    const bare = Object.assign(Object.create(null), { isolation: 'READ COMMITTED' });
+    class TxOptions {
+      propagation = 'required' as const;
+    }
+    expect(await transaction(async () => 1, bare)).to.equal(1);
+    expect(await transaction(async () => 2, new TxOptions())).to.equal(2);
+    expect(await withAdvisoryLock('edge-good-shape', async () => 3, Object.create(null))).to.equal(3);
+    void env;
+  });
+
+  it('Current.run accepts an instance of the caller’s own class as values', () => {
+    class RequestValues {
+      userId = 7;
+    }
+    expect(Current.run(new RequestValues() as any, () => Current.get('userId'))).to.equal(7);
+  });
+});
