@@ -43,5 +43,11 @@ export {
 } from './locks/advisory';
 // Redis leases
 export { Redlock, Lease, withDistributedLock } from './redis';
-export type { RedlockOptions, AcquireOptions, UsingOptions, NodeResult, LockKey, LockKeys, RedlockClient, LeaseState, DistributedLockCallOptions } from './redis';
+export type {
+  RedlockOptions, AcquireOptions, UsingOptions, NodeResult, LockKey, LockKeys, RedlockClient, LeaseState, DistributedLockCallOptions,
+  FencingOptions, LeaseEvent, LeaseObserver, LeaseTransactionOptions,
+} from './redis';
+// Redis leases bound to the database: fencing counters in an installed DataSource (registers the TypeORM resolver)
+import './orm/typeorm/lease-database';
+export { createFencingTable, dropFencingTable, type FencingTableOptions } from './orm/typeorm/fencing-table';
 export { DistributedLock, type DistributedLockOptions, type DistributedLockKey } from '../decorators/DistributedLock';

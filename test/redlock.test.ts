@@ -4,7 +4,6 @@ import { performance } from 'perf_hooks';
 import { expect } from 'chai';
 import Redis from 'ioredis';
 import { LockConfigError, LockLostError, LockNotAvailableError } from '../src/errors';
-import { settings } from '../src/settings';
 import { DistributedLock, Lease, Redlock, withDistributedLock } from '../src/redis';
 import { clientFor, RedisNodes, startRedisNodes, unavailable } from './support/redis-servers';
 
@@ -28,8 +27,8 @@ describe('Redlock (Redis leases)', function () {
   const prefix = `ormlock-test:${process.pid}-${Date.now().toString(36)}:`;
   let seq = 0;
   const key = (name: string) => `${name}:${++seq}`;
-  /** The Redis key of a lock key (namespace as installLocking may have set it). */
-  const resource = (k: string) => (settings.namespace ? `${settings.namespace}:` : '') + prefix + k;
+  /** The Redis key of a lock key (no namespace on this Redlock). */
+  const resource = (k: string) => prefix + k;
   /** On how many nodes every key of the lease holds the lease's value. */
   const heldOn = async (lease: Lease): Promise<number> => {
     let n = 0;
@@ -111,18 +110,15 @@ describe('Redlock (Redis leases)', function () {
       await cb!.release();
     });
 
-    it('prefixes keys with settings.namespace and ":"', async () => {
-      const saved = settings.namespace;
-      settings.namespace = 'tenant-7';
-      try {
-        const k = key('ns');
-        const lease = await redlock.acquire(k, 5000);
-        expect(lease.resources).to.deep.equal([`tenant-7:${prefix}${k}`]);
-        expect(await clients[0].get(`tenant-7:${prefix}${k}`)).to.equal(lease.value);
-        await lease.release();
-      } finally {
-        settings.namespace = saved;
-      }
+    it('prefixes keys with its own namespace option and ":"', async () => {
+      const scoped = new Redlock(clients, { prefix, namespace: 'tenant-7' });
+      const k = key('ns');
+      const lease = await scoped.acquire(k, 5000);
+      expect(lease.resources).to.deep.equal([`tenant-7:${prefix}${k}`]);
+      expect(await clients[0].get(`tenant-7:${prefix}${k}`)).to.equal(lease.value);
+      expect(await redlock.tryAcquire(k, 5000), 'another namespace is another lock').to.be.instanceOf(Lease);
+      await lease.release();
+      await clients[0].del(`tenant-7:${prefix}`);
     });
   });
 
