@@ -456,6 +456,43 @@ describe('Redlock (Redis leases)', function () {
     });
   });
 
+  describe('lock events (its own onLockEvent and observers)', () => {
+    it("emits kind 'lease' events: acquired with waitedMs, released with heldMs, not_available, lost; a throwing observer breaks nothing", async () => {
+      const seen: any[] = [];
+      const observed: any[] = [];
+      const rl = new Redlock(clients, {
+        prefix,
+        onLockEvent: (e) => seen.push(e),
+        observers: [{ onLockEvent: () => { throw new Error('observer bug'); } }, { onLockEvent: (e) => observed.push(e) }],
+      });
+      const k = key('events');
+      const lease = (await rl.tryAcquire(k, 5000)) as Lease;
+      expect(await rl.tryAcquire(k, 5000)).to.equal(null);
+      await sleep(20);
+      await lease.release();
+      const lost = await rejection(
+        rl.using(key('events-lost'), 300, async (l) => {
+          await Promise.all(clients.map((c) => c.del(...l.resources)));
+          await new Promise<void>((resolve) => l.signal.addEventListener('abort', () => resolve()));
+        }),
+      );
+      expect(lost).to.be.instanceOf(LockLostError);
+      const types = seen.map((e) => e.type);
+      expect(types.slice(0, 3)).to.deep.equal(['acquired', 'not_available', 'released']);
+      expect(types).to.include('lost');
+      for (const e of seen) expect(e.kind).to.equal('lease');
+      expect(seen[0]).to.include({ target: JSON.stringify(k) });
+      expect(seen[0].waitedMs).to.be.a('number');
+      expect(seen[2].heldMs).to.be.at.least(15);
+      expect(seen.find((e) => e.type === 'lost').heldMs).to.be.a('number');
+      expect(observed).to.deep.equal(seen);
+      // bad observer options
+      expect(() => new Redlock(clients, { onLockEvent: 'log' as any })).to.throw(LockConfigError, /onLockEvent/);
+      expect(() => new Redlock(clients, { observers: [{}] as any })).to.throw(LockConfigError, /observers\[0\]/);
+      expect(() => new Redlock(clients, { namespace: 7 as any })).to.throw(LockConfigError, /namespace/);
+    });
+  });
+
   describe('@DistributedLock', () => {
     it('serializes calls with the same key and lets other keys run alongside', async () => {
       const prefixKey = key('sku');
