@@ -138,8 +138,6 @@ export class Redlock implements LeaseDriver {
   readonly automaticExtensionThresholdMs: number | undefined;
   readonly nodeTimeoutMs: number | undefined;
   private readonly allNodes: readonly number[];
-  /** The nodes a lease's release (or cleanup) was sent to; see `attempt`'s late grants. */
-  private readonly releaseSent = new WeakMap<Lease, Set<number>>();
   /** Highest fencing token this instance has seen (sent to nodes so a node that lost its data catches up). */
   private seen = 0n;
   /** `namespace:` + prefix, the start of every Redis key (and the Redis fencing counter itself). */
@@ -422,7 +420,7 @@ export class Redlock implements LeaseDriver {
       if (!isGrant(call)) return;
       if (!plain) this.see(BigInt((call.reply as FencedReply)[1]));
       if (!settled) lateGrants.push(call.node);
-      else if (!lease || (lease.state !== 'held' && !this.releaseSent.get(lease)?.has(call.node))) {
+      else if (!lease || (lease.state !== 'held' && !lease._releaseSentTo(call.node))) {
         void this.releaseOn([call.node], resources, value, timeoutMs);
       }
     };
@@ -509,9 +507,7 @@ export class Redlock implements LeaseDriver {
 
   /** Which nodes `round` is about to send a release to (the same status test, in the same tick). */
   private noteReleaseSent(lease: Lease): void {
-    const sent = this.releaseSent.get(lease) ?? new Set<number>();
-    for (const i of this.allNodes) if (SEND_STATUSES.has(this.clients[i].status)) sent.add(i);
-    this.releaseSent.set(lease, sent);
+    for (const i of this.allNodes) if (SEND_STATUSES.has(this.clients[i].status)) lease._noteReleaseSent(i);
   }
 
   private see(token: bigint): void {
@@ -567,10 +563,14 @@ export class Redlock implements LeaseDriver {
           record(i, { node, outcome: 'not_ready', error: `not connected (status ${client.status})` });
           return;
         }
-        evalScript(client, script, keys, args).then(
-          (reply) => record(i, { node, outcome: 'ok', reply: reply as T }),
-          (error: unknown) => record(i, { node, outcome: 'error', error: error instanceof Error ? error.message : String(error) }),
-        );
+        const failed = (error: unknown) => record(i, { node, outcome: 'error', error: error instanceof Error ? error.message : String(error) });
+        const answered = (reply: unknown) => record(i, { node, outcome: 'ok', reply: reply as T });
+        // EVALSHA; once more with EVAL when the node does not have the script cached (restarted).
+        client.evalsha(script.sha, keys.length, ...keys, ...args).then(answered, (error: unknown) => {
+          if (error instanceof Error && error.message.startsWith('NOSCRIPT')) {
+            client.eval(script.source, keys.length, ...keys, ...args).then(answered, failed);
+          } else failed(error);
+        });
       });
       if (!settled) timer = setTimeout(() => finish('timeout'), timeoutMs);
     });
@@ -621,14 +621,6 @@ function count<T>(items: readonly T[], predicate: (item: T) => boolean): number 
   let n = 0;
   for (const item of items) if (predicate(item)) n++;
   return n;
-}
-
-/** EVALSHA, falling back to EVAL once when the node does not have the script cached. */
-function evalScript(client: RedlockClient, script: LuaScript, keys: readonly string[], args: string[]): Promise<unknown> {
-  return client.evalsha(script.sha, keys.length, ...keys, ...args).catch((error: unknown) => {
-    if (error instanceof Error && error.message.startsWith('NOSCRIPT')) return client.eval(script.source, keys.length, ...keys, ...args);
-    throw error;
-  });
 }
 
 const hasIsWellFormed = typeof (String.prototype as { isWellFormed?: unknown }).isWellFormed === 'function';
