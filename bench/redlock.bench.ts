@@ -23,6 +23,8 @@ export interface BenchRow {
   opsPerSec: number;
   p50Ms: number;
   p99Ms: number;
+  /** CPU time of this process per operation, µs (client-side cost; insensitive to other load on the machine). */
+  cpuUsPerOp: number;
   /** ops/s ÷ @sesamecare-oss/redlock's ops/s for the same operation and nodes (ormlock rows). */
   vsSesame?: number;
   /** Redis commands sent per operation, summed over the nodes (acquire + release). */
@@ -47,16 +49,18 @@ interface Case {
  * Runs every case in `rounds` interleaved chunks (A B C … A B C …) so that warm-up, other
  * load on the machine and drift hit all libraries alike; per-op latencies are pooled.
  */
-async function measureAll(cases: Case[], ops: number, rounds: number): Promise<Array<{ opsPerSec: number; p50Ms: number; p99Ms: number }>> {
+async function measureAll(cases: Case[], ops: number, rounds: number): Promise<Array<{ opsPerSec: number; p50Ms: number; p99Ms: number; cpuUsPerOp: number }>> {
   for (const c of cases) for (let i = 0; i < 300; i++) await c.op(); // warm-up: script cache, JIT, pools
   const times = cases.map(() => [] as number[]);
   const totals = cases.map(() => 0);
+  const cpu = cases.map(() => 0);
   const chunk = Math.ceil(ops / rounds);
   for (let r = 0; r < rounds; r++) {
     // the order rotates each round, so no case always runs right after another
     for (let j = 0; j < cases.length; j++) {
       const k = (j + r) % cases.length;
       const c = cases[k];
+      const cpu0 = process.cpuUsage();
       const started = performance.now();
       for (let i = 0; i < chunk; i++) {
         const t0 = performance.now();
@@ -64,12 +68,14 @@ async function measureAll(cases: Case[], ops: number, rounds: number): Promise<A
         times[k].push(performance.now() - t0);
       }
       totals[k] += performance.now() - started;
+      const used = process.cpuUsage(cpu0);
+      cpu[k] += used.user + used.system;
     }
   }
   return cases.map((_, k) => {
     const sorted = times[k].sort((a, b) => a - b);
     const at = (q: number) => sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)];
-    return { opsPerSec: Math.round((sorted.length / totals[k]) * 1000), p50Ms: round(at(0.5)), p99Ms: round(at(0.99)) };
+    return { opsPerSec: Math.round((sorted.length / totals[k]) * 1000), p50Ms: round(at(0.5)), p99Ms: round(at(0.99)), cpuUsPerOp: Math.round((cpu[k] / sorted.length) * 10) / 10 };
   });
 }
 
@@ -122,7 +128,8 @@ async function fencingDataSource(backend: BackendName): Promise<{ ds: DataSource
 
 export async function benchRedlock(opts: { quick: boolean }): Promise<{ rows: BenchRow[]; notes: string[] }> {
   const ops = opts.quick ? 300 : 4000;
-  const rounds = opts.quick ? 3 : 10;
+  // many short interleaved chunks: a burst of load from elsewhere on the machine hits every case alike
+  const rounds = opts.quick ? 3 : 40;
   const ttl = 5000;
   const prefix = `ormlock-bench:${process.pid}:`;
   const notes: string[] = [];
@@ -246,13 +253,14 @@ export async function benchRedlock(opts: { quick: boolean }): Promise<{ rows: Be
 }
 
 export function printRedlockTable(result: { rows: BenchRow[]; notes: string[] }, print: (line?: string) => void = console.log): void {
-  const head = ['nodes', 'case', 'ops/s', 'p50 ms', 'p99 ms', '× sesame', 'Redis cmds/op', 'SQL/op'];
+  const head = ['nodes', 'case', 'ops/s', 'p50 ms', 'p99 ms', 'cpu µs/op', '× sesame', 'Redis cmds/op', 'SQL/op'];
   const rows = result.rows.map((r) => [
     String(r.nodes),
     r.case,
     String(r.opsPerSec),
     r.p50Ms.toFixed(3),
     r.p99Ms.toFixed(3),
+    r.cpuUsPerOp.toFixed(1),
     r.vsSesame === undefined ? '' : `${r.vsSesame.toFixed(2)}×`,
     r.redisCommands === undefined ? '' : String(r.redisCommands),
     r.statements === undefined ? '' : String(r.statements),
@@ -262,6 +270,7 @@ export function printRedlockTable(result: { rows: BenchRow[]; notes: string[] },
   print(line(head));
   print(widths.map((w) => '-'.repeat(w)).join('  '));
   for (const r of rows) print(line(r));
+  print('× sesame: ops/s ÷ @sesamecare-oss/redlock\'s for the same operation and nodes, same run (interleaved chunks).');
   for (const n of result.notes) print(`note: ${n}`);
 }
 
