@@ -557,21 +557,26 @@ export class Redlock implements LeaseDriver {
         answered.push(call);
         if (answered.length === nodes.length || decided?.(answered)) finish('pending');
       };
-      nodes.forEach((node, i) => {
+      // One argument list for every node (ioredis flattens and copies it): EVALSHA sha numkeys keys… args…
+      const argv: Array<string | number> = [script.sha, keys.length];
+      for (const k of keys) argv.push(k);
+      for (const a of args) argv.push(a);
+      for (let i = 0; i < nodes.length; i++) {
+        const node = nodes[i];
         const client = this.clients[node];
         if (!SEND_STATUSES.has(client.status)) {
           record(i, { node, outcome: 'not_ready', error: `not connected (status ${client.status})` });
-          return;
+          continue;
         }
-        const failed = (error: unknown) => record(i, { node, outcome: 'error', error: error instanceof Error ? error.message : String(error) });
         const answered = (reply: unknown) => record(i, { node, outcome: 'ok', reply: reply as T });
-        // EVALSHA; once more with EVAL when the node does not have the script cached (restarted).
-        client.evalsha(script.sha, keys.length, ...keys, ...args).then(answered, (error: unknown) => {
+        const failed = (error: unknown) => {
+          // once more with EVAL when the node does not have the script cached (restarted)
           if (error instanceof Error && error.message.startsWith('NOSCRIPT')) {
-            client.eval(script.source, keys.length, ...keys, ...args).then(answered, failed);
-          } else failed(error);
-        });
-      });
+            (client.eval as unknown as SendArgv).call(client, [script.source, ...argv.slice(1)]).then(answered, (again: unknown) => record(i, { node, outcome: 'error', error: again instanceof Error ? again.message : String(again) }));
+          } else record(i, { node, outcome: 'error', error: error instanceof Error ? error.message : String(error) });
+        };
+        (client.evalsha as unknown as SendArgv).call(client, argv).then(answered, failed);
+      }
       if (!settled) timer = setTimeout(() => finish('timeout'), timeoutMs);
     });
   }
@@ -598,6 +603,9 @@ export class Redlock implements LeaseDriver {
 }
 
 // ---- helpers ---------------------------------------------------------------------------------
+
+/** An ioredis command called with one array of arguments (ioredis flattens its arguments). */
+type SendArgv = (argv: ReadonlyArray<string | number>) => Promise<unknown>;
 
 interface AcquireRequest {
   keys: string[];
