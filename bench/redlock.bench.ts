@@ -25,8 +25,10 @@ export interface BenchRow {
   p99Ms: number;
   /** CPU time of this process per operation, µs (client-side cost; insensitive to other load on the machine). */
   cpuUsPerOp: number;
-  /** ops/s ÷ @sesamecare-oss/redlock's ops/s for the same operation and nodes (ormlock rows). */
+  /** ops/s ÷ @sesamecare-oss/redlock's ops/s for the same operation and nodes (ormlock rows), over the whole run. */
   vsSesame?: number;
+  /** The median over the rounds of that ratio within one round (the two cases ran next to each other in time). */
+  vsSesameMedian?: number;
   /** Redis commands sent per operation, summed over the nodes (acquire + release). */
   redisCommands?: number;
   /** Database statements per operation (fencing rows). */
@@ -49,11 +51,13 @@ interface Case {
  * Runs every case in `rounds` interleaved chunks (A B C … A B C …) so that warm-up, other
  * load on the machine and drift hit all libraries alike; per-op latencies are pooled.
  */
-async function measureAll(cases: Case[], ops: number, rounds: number): Promise<Array<{ opsPerSec: number; p50Ms: number; p99Ms: number; cpuUsPerOp: number }>> {
+async function measureAll(cases: Case[], ops: number, rounds: number): Promise<Array<{ opsPerSec: number; p50Ms: number; p99Ms: number; cpuUsPerOp: number; perRound: number[] }>> {
   for (const c of cases) for (let i = 0; i < 300; i++) await c.op(); // warm-up: script cache, JIT, pools
   const times = cases.map(() => [] as number[]);
   const totals = cases.map(() => 0);
   const cpu = cases.map(() => 0);
+  /** ops/s of each case in each round (for ratios of neighbours in time). */
+  const perRound = cases.map(() => [] as number[]);
   const chunk = Math.ceil(ops / rounds);
   for (let r = 0; r < rounds; r++) {
     // the order rotates each round, so no case always runs right after another
@@ -67,7 +71,9 @@ async function measureAll(cases: Case[], ops: number, rounds: number): Promise<A
         await c.op();
         times[k].push(performance.now() - t0);
       }
-      totals[k] += performance.now() - started;
+      const took = performance.now() - started;
+      totals[k] += took;
+      perRound[k].push((chunk / took) * 1000);
       const used = process.cpuUsage(cpu0);
       cpu[k] += used.user + used.system;
     }
@@ -75,7 +81,7 @@ async function measureAll(cases: Case[], ops: number, rounds: number): Promise<A
   return cases.map((_, k) => {
     const sorted = times[k].sort((a, b) => a - b);
     const at = (q: number) => sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)];
-    return { opsPerSec: Math.round((sorted.length / totals[k]) * 1000), p50Ms: round(at(0.5)), p99Ms: round(at(0.99)), cpuUsPerOp: Math.round((cpu[k] / sorted.length) * 10) / 10 };
+    return { opsPerSec: Math.round((sorted.length / totals[k]) * 1000), p50Ms: round(at(0.5)), p99Ms: round(at(0.99)), cpuUsPerOp: Math.round((cpu[k] / sorted.length) * 10) / 10, perRound: perRound[k] };
   });
 }
 
@@ -235,11 +241,18 @@ export async function benchRedlock(opts: { quick: boolean }): Promise<{ rows: Be
       for (let i = 0; i < 50; i++) await c.op();
       statements.set(`${c.nodes}|${c.name}`, (c.statements() - before) / 50);
     }
-    const rows: BenchRow[] = cases.map((c, k) => ({ nodes: c.nodes, case: c.name, ...measured[k] }));
-    for (const row of rows) {
-      const c = cases.find((x) => x.nodes === row.nodes && x.name === row.case)!;
-      const peer = c.vs && rows.find((r) => r.nodes === row.nodes && r.case === c.vs);
-      if (peer) row.vsSesame = Math.round((row.opsPerSec / peer.opsPerSec) * 100) / 100;
+    const rows: BenchRow[] = cases.map((c, k) => {
+      const { perRound: _perRound, ...figures } = measured[k];
+      return { nodes: c.nodes, case: c.name, ...figures };
+    });
+    for (const [k, row] of rows.entries()) {
+      const c = cases[k];
+      const j = c.vs ? cases.findIndex((x) => x.nodes === c.nodes && x.name === c.vs) : -1;
+      if (j >= 0) {
+        row.vsSesame = Math.round((row.opsPerSec / rows[j].opsPerSec) * 100) / 100;
+        const ratios = measured[k].perRound.map((v, r) => v / measured[j].perRound[r]).sort((a, b) => a - b);
+        row.vsSesameMedian = Math.round(ratios[Math.floor(ratios.length / 2)] * 100) / 100;
+      }
       const cmd = commands.get(`${row.nodes}|${row.case}`);
       if (cmd !== undefined) row.redisCommands = cmd;
       const st = statements.get(`${row.nodes}|${row.case}`);
@@ -253,7 +266,7 @@ export async function benchRedlock(opts: { quick: boolean }): Promise<{ rows: Be
 }
 
 export function printRedlockTable(result: { rows: BenchRow[]; notes: string[] }, print: (line?: string) => void = console.log): void {
-  const head = ['nodes', 'case', 'ops/s', 'p50 ms', 'p99 ms', 'cpu µs/op', '× sesame', 'Redis cmds/op', 'SQL/op'];
+  const head = ['nodes', 'case', 'ops/s', 'p50 ms', 'p99 ms', 'cpu µs/op', '× sesame', '× sesame (median of rounds)', 'Redis cmds/op', 'SQL/op'];
   const rows = result.rows.map((r) => [
     String(r.nodes),
     r.case,
@@ -262,6 +275,7 @@ export function printRedlockTable(result: { rows: BenchRow[]; notes: string[] },
     r.p99Ms.toFixed(3),
     r.cpuUsPerOp.toFixed(1),
     r.vsSesame === undefined ? '' : `${r.vsSesame.toFixed(2)}×`,
+    r.vsSesameMedian === undefined ? '' : `${r.vsSesameMedian.toFixed(2)}×`,
     r.redisCommands === undefined ? '' : String(r.redisCommands),
     r.statements === undefined ? '' : String(r.statements),
   ]);
@@ -270,7 +284,8 @@ export function printRedlockTable(result: { rows: BenchRow[]; notes: string[] },
   print(line(head));
   print(widths.map((w) => '-'.repeat(w)).join('  '));
   for (const r of rows) print(line(r));
-  print('× sesame: ops/s ÷ @sesamecare-oss/redlock\'s for the same operation and nodes, same run (interleaved chunks).');
+  print('× sesame: ops/s ÷ @sesamecare-oss/redlock\'s for the same operation and nodes, same run (interleaved chunks);');
+  print('(median of rounds): the same ratio within each round, where the two ran next to each other, median over the rounds.');
   for (const n of result.notes) print(`note: ${n}`);
 }
 
