@@ -107,6 +107,7 @@ async function main(): Promise<number> {
   if (args.extras) {
     extras.redlock = await optionalBench('redlock.bench', 'benchRedlock', args.quick);
     extras.optimisticRetries = await optionalBench('optimistic-retries', 'benchOptimisticRetries', args.quick);
+    extras.observer = await optionalBench('observer.bench', 'benchObserver', args.quick);
   }
 
   progress('[bench] done measuring');
@@ -496,7 +497,12 @@ function printTraces(print: Print, all: BackendRecord[]): void {
 function printExtras(print: Print, extras: Record<string, unknown>): void {
   for (const [name, value] of Object.entries(extras)) {
     print('');
-    print(`== ${name === 'redlock' ? 'Redis leases (bench/redlock.bench.ts)' : 'Optimistic retries (bench/optimistic-retries.ts)'} ==`);
+    const titles: Record<string, string> = {
+      redlock: 'Redis leases (bench/redlock.bench.ts)',
+      optimisticRetries: 'Optimistic retries (bench/optimistic-retries.ts)',
+      observer: 'OpenTelemetry observer vs none, hot-row @Pessimistic (bench/observer.bench.ts)',
+    };
+    print(`== ${titles[name] ?? name} ==`);
     const v = value as { skipped?: string; failed?: string; results?: unknown };
     if (v.skipped) print(`skipped: ${v.skipped}`);
     else if (v.failed) print(`failed: ${v.failed}`);

@@ -6,7 +6,7 @@
  * Shared by run.ts (ormlock process) and typeorm-transactional-worker.ts (child processes).
  */
 import type { DialectCapabilities } from '../src/dialects/dialect';
-import { requireInstallation } from '../src/orm/typeorm/installations';
+import { installationOf } from '../src/orm/installations';
 import type { DataSource } from 'typeorm';
 import { createDataSource, type BackendName } from '../test/support/backends';
 import { QueryLog } from '../test/support/query-log';
@@ -266,7 +266,7 @@ export async function benchBackend(
     }
 
     for (const { spec, rec } of live) {
-      if (spec.budget) rec.budget = verdict(spec.budget, record.probes[spec.budget.reference]!.stmtPerOp, rec, () => requireInstallation(ds).dialect.capabilities);
+      if (spec.budget) rec.budget = verdict(spec.budget, record.probes[spec.budget.reference]!.stmtPerOp, rec, () => installationOf(ds)!.dialect.capabilities);
     }
   } finally {
     await undo?.();

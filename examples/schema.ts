@@ -11,6 +11,7 @@
  * A scenario that needs more tables adds one migration next to the others.
  */
 import {
+  type ColumnOptions,
   Column, Entity, EventSubscriber, Index, JoinColumn, ManyToOne, PrimaryGeneratedColumn, VersionColumn,
   type EntitySubscriberInterface, type InsertEvent,
 } from 'typeorm';
@@ -102,7 +103,7 @@ export class Order {
   @JoinColumn({ name: 'user_id', foreignKeyConstraintName: 'FK_orders_user' })
   user?: User;
   @Column({ type: 'int' }) price!: number;
-  @Column({ type: 'boolean', default: false }) paid!: boolean;
+  @Column({ type: 'boolean', default: false, width: 1 } as ColumnOptions) paid!: boolean; // width: TypeORM 0.3 on MariaDB reads BOOLEAN back as tinyint(1)
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -104,3 +104,12 @@ export class LockLostError extends LockError {
 export class UniqueViolationError extends LockError {
   override readonly code: string = 'UNIQUE_VIOLATION';
 }
+
+/**
+ * A call that already holds a pool connection needed a second one (`requires_new`, a session
+ * lock) and none could be had within the installation's `connectionTimeoutMs`: waiting longer
+ * could wait forever (every connection held by callers waiting for one more).
+ */
+export class PoolExhaustedError extends LockError {
+  override readonly code: string = 'POOL_EXHAUSTED';
+}

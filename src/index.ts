@@ -4,29 +4,33 @@
  */
 // setup
 export { installLocking, type InstallLockingOptions, type LockingHandle } from './orm/typeorm/install';
-export type { LockEvent } from './settings';
+export type { LockEvent, LockObserver } from './observe/events';
+export type { Installation, InstallationSettings } from './orm/installations';
+export type { OrmPort, PortConnection, EntityDescriptor, OrmManager, OrmConnection } from './orm/port';
+export type { LockEventType, LockEventKind, LockEventDb } from './observe/events';
 // context
-export { transaction, currentManager, inTransaction, type TransactionOptions, type Propagation } from './context/transaction';
+export { transaction, currentManager, inTransaction, type TransactionOptions, type Propagation, type IsolationLevel } from './context/transaction';
 export { Current, defineCurrent, type TypedCurrent } from './context/current';
 export { Transactional } from '../decorators/Transactional';
 // row locks
 export { lock, withLock, withPessimistic, type PessimisticMethodOptions, type RowLockOptions, type RowLockMode, type OnLocked } from './locks/pessimistic';
-export type { LockCallOptions } from './orm/typeorm/row-lock';
+export type { LockCallOptions } from './locks/row-lock';
 export { Pessimistic } from '../decorators/Pessimistic';
 // dialects (for advanced use and tests)
 export type { LockDialect, DialectCapabilities } from './dialects/dialect';
 // errors
 export {
   LockError, LockTimeoutError, LockNotAvailableError, DeadlockError, SerializationError, StaleEntityError,
-  TransactionRequiredError, LockConfigError, LockLostError, UniqueViolationError, type LockErrorDetails,
+  TransactionRequiredError, LockConfigError, LockLostError, UniqueViolationError, PoolExhaustedError, type LockErrorDetails,
 } from './errors';
 // parent lock around create (nested sets)
 export { AroundCreate } from '../decorators/AroundCreate';
 export {
   lockParent, addAroundCreate, isParentLockHook,
   type ParentLockOptions, type ParentLockHook, type ParentLockDeclaration, type AroundCreateHook, type AroundCreateContext,
+  type AroundCreateRunContext, type ParentRef,
 } from './locks/parent';
-export { lockRowOn, type AroundCreateRunContext, type ParentRef } from './orm/typeorm/parent-lock';
+export { lockRowOn } from './orm/typeorm/lock-row-on';
 // optimistic versions, retries and unique rows
 export { Versioned } from '../decorators/Versioned';
 export { RetryOnConflict } from '../decorators/RetryOnConflict';
@@ -45,9 +49,12 @@ export {
 export { Redlock, Lease, withDistributedLock } from './redis';
 export type {
   RedlockOptions, AcquireOptions, UsingOptions, NodeResult, LockKey, LockKeys, RedlockClient, LeaseState, DistributedLockCallOptions,
-  FencingOptions, LeaseEvent, LeaseObserver, LeaseTransactionOptions,
+  FencingOptions, LeaseTransactionOptions,
 } from './redis';
-// Redis leases bound to the database: fencing counters in an installed DataSource (registers the TypeORM resolver)
-import './orm/typeorm/lease-database';
+// Redis leases bound to the database: the fencing counter table
 export { createFencingTable, dropFencingTable, type FencingTableOptions } from './orm/typeorm/fencing-table';
 export { DistributedLock, type DistributedLockOptions, type DistributedLockKey } from '../decorators/DistributedLock';
+// observability: who waits on whom
+export { inspectLocks, inspectWith, type InspectLocksOptions, type InspectTarget, type LockWait } from './observe/inspect-locks';
+export type { ConnectionTarget } from './observe/connect';
+export { formatLockTable } from './observe/format';

@@ -11,7 +11,7 @@ import {
   type AdvisoryLockOptions,
 } from '../src';
 import { runInFrame } from '../src/context/store';
-import { settings, type LockEvent } from '../src/settings';
+import type { LockEvent } from '../src';
 import { boundedLockName, resolveAdvisoryKey } from '../src/locks/advisory-key';
 import { Barrier, race } from '../src/testing';
 import { AdvisoryBilling } from './fixtures/advisory-billing';
@@ -341,8 +341,8 @@ describeEachBackend(
 
     it('lock events: acquired (with waited ms) and released, for both scopes', async () => {
       const events: LockEvent[] = [];
-      const previous = settings.onLockEvent;
-      settings.onLockEvent = (e) => events.push(e);
+      const observer = { onLockEvent: (e: LockEvent) => events.push(e) };
+      (env.handle.installation.observers as any[]).push(observer);
       try {
         await withAdvisoryLock('evt', async () => 'x');
         await withAdvisoryLock('evt', async () => 'x', { scope: 'session' });
@@ -350,7 +350,7 @@ describeEachBackend(
         await rejection(withAdvisoryLock('evt', async () => 'x', { timeoutMs: 0 }));
         await holder.release();
       } finally {
-        settings.onLockEvent = previous;
+        (env.handle.installation.observers as any[]).splice((env.handle.installation.observers as any[]).indexOf(observer), 1);
       }
       const mine = events.filter((e) => e.kind === 'advisory' && e.target === 'evt').map((e) => e.type);
       expect(mine.slice(0, 4)).to.deep.equal(['acquired', 'released', 'acquired', 'released']);

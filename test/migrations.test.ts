@@ -39,7 +39,7 @@ async function scratchDatabase(name: BackendName, base: string): Promise<{ url: 
 
 function cli(args: string[], env: NodeJS.ProcessEnv): Promise<{ code: number | null; output: string }> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [path.join(ROOT, 'node_modules/typeorm/cli-ts-node-commonjs.js'), ...args], {
+    const child = spawn(process.execPath, [require.resolve('typeorm/cli-ts-node-commonjs.js'), ...args], {
       cwd: ROOT,
       env: { ...process.env, TS_NODE_TRANSPILE_ONLY: 'true', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],

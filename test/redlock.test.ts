@@ -27,7 +27,7 @@ describe('Redlock (Redis leases)', function () {
   const prefix = `ormlock-test:${process.pid}-${Date.now().toString(36)}:`;
   let seq = 0;
   const key = (name: string) => `${name}:${++seq}`;
-  /** The Redis key of a lock key (no namespace on this Redlock). */
+  /** The Redis key of a lock key (this suite's Redlocks have no namespace). */
   const resource = (k: string) => prefix + k;
   /** On how many nodes every key of the lease holds the lease's value. */
   const heldOn = async (lease: Lease): Promise<number> => {
@@ -111,14 +111,13 @@ describe('Redlock (Redis leases)', function () {
     });
 
     it('prefixes keys with its own namespace option and ":"', async () => {
-      const scoped = new Redlock(clients, { prefix, namespace: 'tenant-7' });
+      const tenant = new Redlock(clients, { prefix, namespace: 'tenant-7' });
       const k = key('ns');
-      const lease = await scoped.acquire(k, 5000);
+      const lease = await tenant.acquire(k, 5000);
       expect(lease.resources).to.deep.equal([`tenant-7:${prefix}${k}`]);
       expect(await clients[0].get(`tenant-7:${prefix}${k}`)).to.equal(lease.value);
-      expect(await redlock.tryAcquire(k, 5000), 'another namespace is another lock').to.be.instanceOf(Lease);
+      expect(await redlock.tryAcquire(k, 5000), 'another namespace is another lock').to.not.equal(null);
       await lease.release();
-      await clients[0].del(`tenant-7:${prefix}`);
     });
   });
 

@@ -1,21 +1,32 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
-import type { DataSource, EntityManager, QueryRunner } from 'typeorm';
-import type { IsolationLevel } from 'typeorm/driver/types/IsolationLevel';
 import type { LockDialect } from '../dialects/dialect';
 import type { RowLockOptions } from '../locks/row-lock-options';
+import type { Installation } from '../orm/installations';
+import type { IsolationLevel, PortConnection } from '../orm/port';
 
 /** One open transaction, as the context carries it. */
 export interface TxState {
   readonly id: number;
-  readonly dataSource: DataSource;
-  readonly queryRunner: QueryRunner;
-  readonly manager: EntityManager;
+  readonly inst: Installation;
+  readonly connection: PortConnection;
+  /** The ORM's manager on that connection (what user code inside gets). */
+  readonly manager: any;
   readonly dialect: LockDialect;
   readonly isolation?: IsolationLevel;
   /** Advisory keys held in this transaction (re-entry is a no-op). */
   readonly heldKeys: Set<string>;
   /** What dialects remember for the rest of this transaction (e.g. a lock_timeout they set). */
   readonly memo: Map<string, unknown>;
+  /**
+   * The scope that opened the transaction is still running. Work that outlives it (a timer
+   * scheduled inside) sees `false` and runs as outside: it never uses the finished transaction.
+   */
+  readonly scope: Scope;
+}
+
+/** Whether a scope (a transaction, a held lock, a pinned connection) is still running. */
+export interface Scope {
+  live: boolean;
 }
 
 /** Locked reads requested by a `@Pessimistic` method (or `withPessimistic`). */
@@ -25,6 +36,15 @@ export interface ReadLockPolicy {
   entities?: ReadonlyArray<Function>;
   /** Where the policy was declared, for error messages. */
   source: string;
+  /** The installation whose transaction the policy's reads must go to. */
+  inst: Installation;
+  readonly scope: Scope;
+}
+
+/** A connection pinned by a session-scoped lock. */
+export interface PinnedConnection {
+  readonly connection: PortConnection;
+  readonly scope: Scope;
 }
 
 /**
@@ -33,21 +53,17 @@ export interface ReadLockPolicy {
  * `values` map unless `Current.run` gives it a fresh one.
  */
 export interface Frame {
-  readonly txs: ReadonlyMap<DataSource, TxState>;
+  /** Open transactions by installation, the innermost last. */
+  readonly txs: ReadonlyMap<Installation, TxState>;
   readonly values: Map<PropertyKey, unknown>;
   readonly readLock?: ReadLockPolicy;
-  /** Session-scoped held locks (advisory) outside of a transaction, keyed by lock id. */
-  readonly sessionLocks?: Map<string, unknown>;
   /**
    * Advisory locks held by this async context (either scope), keyed by
-   * `<DataSource number>|<dialect lock id>`: a nested call for one of them is a no-op.
+   * `<installation id>|<dialect lock id>`: a nested call for one of them is a no-op.
    */
   readonly advisoryHeld?: ReadonlyMap<string, HeldAdvisoryLock>;
-  /**
-   * Connections pinned by session-scoped advisory locks, per DataSource: lock calls nested in
-   * one use it instead of taking a second pool connection.
-   */
-  readonly pinned?: ReadonlyMap<DataSource, QueryRunner>;
+  /** Connections pinned by session-scoped advisory locks, per installation. */
+  readonly pinned?: ReadonlyMap<Installation, PinnedConnection>;
 }
 
 /** One advisory lock held by an async context (see `Frame.advisoryHeld`). */
@@ -56,6 +72,8 @@ export interface HeldAdvisoryLock {
   readonly shared: boolean;
   /** The key as the user gave it (for messages). */
   readonly display: string;
+  /** False once the call that took it has returned. */
+  readonly live: Scope;
 }
 
 const storage = new AsyncLocalStorage<Frame>();
@@ -75,33 +93,41 @@ export function childFrame(patch: Partial<Frame>): Frame {
     txs: parent?.txs ?? new Map(),
     values: parent?.values ?? new Map(),
     readLock: parent?.readLock,
-    sessionLocks: parent?.sessionLocks,
     advisoryHeld: parent?.advisoryHeld,
     pinned: parent?.pinned,
     ...patch,
   };
 }
 
-/** The transaction open on `dataSource` in this async context, if any. */
-export function ambientTx(dataSource: DataSource): TxState | undefined {
-  return storage.getStore()?.txs.get(dataSource);
+/** The open transactions of a frame whose scope still runs, the innermost last. */
+export function liveTxs(frame: Frame | undefined): TxState[] {
+  if (!frame) return [];
+  return [...frame.txs.values()].filter((tx) => tx.scope.live);
 }
 
-/** The connection pinned by a session-scoped lock on `dataSource` in this async context, if any. */
-export function pinnedRunner(dataSource: DataSource): QueryRunner | undefined {
-  return storage.getStore()?.pinned?.get(dataSource);
+/** The transaction open on `inst` in this async context, if any (and if its scope still runs). */
+export function ambientTx(inst: Installation): TxState | undefined {
+  const tx = storage.getStore()?.txs.get(inst);
+  return tx && tx.scope.live ? tx : undefined;
+}
+
+/** The connection pinned by a session-scoped lock on `inst` in this async context, if any. */
+export function pinnedConnection(inst: Installation): PortConnection | undefined {
+  const pinned = storage.getStore()?.pinned?.get(inst);
+  return pinned && pinned.scope.live ? pinned.connection : undefined;
 }
 
 /**
- * The connection that TypeORM calls in this async context should use: the ambient
- * transaction's, else the one pinned by a session lock (so a session-lock body needs no
- * second pool connection), else none (TypeORM's default pool behaviour).
+ * The connection that ORM calls in this async context should use: the ambient transaction's,
+ * else the one pinned by a session lock (so a session-lock body needs no second pool
+ * connection), else none (the ORM's default pool behaviour).
  */
-export function ambientRunner(dataSource: DataSource): { manager: EntityManager; queryRunner: QueryRunner } | undefined {
-  const frame = storage.getStore();
-  if (!frame) return undefined;
-  const tx = frame.txs.get(dataSource);
-  if (tx) return tx;
-  const pinned = frame.pinned?.get(dataSource);
-  return pinned ? { manager: pinned.manager, queryRunner: pinned } : undefined;
+export function ambientConnection(inst: Installation): PortConnection | undefined {
+  return ambientTx(inst)?.connection ?? pinnedConnection(inst);
+}
+
+/** The `@Pessimistic` read policy in force (its scope still running), if any. */
+export function readLockPolicy(): ReadLockPolicy | undefined {
+  const policy = storage.getStore()?.readLock;
+  return policy && policy.scope.live ? policy : undefined;
 }

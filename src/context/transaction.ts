@@ -1,10 +1,11 @@
-import type { DataSource, EntityManager, QueryRunner } from 'typeorm';
-import type { IsolationLevel } from 'typeorm/driver/types/IsolationLevel';
 import { LockConfigError } from '../errors';
-import { requireInstallation } from '../orm/typeorm/installations';
-import { ambientTx, childFrame, currentFrame, pinnedRunner, runInFrame, type TxState } from './store';
+import { resolveInstallation, type Installation } from '../orm/installations';
+import type { IsolationLevel, PoolWait, PortConnection, PortTransaction } from '../orm/port';
+import { transactionEnded } from './held';
+import { ambientTx, childFrame, currentFrame, liveTxs, pinnedConnection, runInFrame, type TxState } from './store';
 
 export type Propagation = 'required' | 'requires_new';
+export type { IsolationLevel } from '../orm/port';
 
 export interface TransactionOptions {
   /** `READ COMMITTED`, `REPEATABLE READ`, `SERIALIZABLE`, … (only when a transaction is opened). */
@@ -14,31 +15,42 @@ export interface TransactionOptions {
    * `requires_new`: always open a new one on a second connection (it commits on its own).
    */
   propagation?: Propagation;
-  /** Which installed DataSource; defaults to the first one given to installLocking. */
-  dataSource?: DataSource;
+  /** Which installation (a DataSource, a MikroORM instance, or one of their managers), when several are installed. */
+  dataSource?: unknown;
 }
 
 const PROPAGATIONS: readonly Propagation[] = ['required', 'requires_new'];
 const ISOLATIONS: readonly string[] = ['READ UNCOMMITTED', 'READ COMMITTED', 'REPEATABLE READ', 'SERIALIZABLE'];
 let nextTxId = 1;
 
+/** Problems with transaction options (empty when fine). */
+export function transactionOptionProblems(options: unknown): string[] {
+  if (options === undefined) return [];
+  if (options === null || typeof options !== 'object' || Array.isArray(options)) return [`options must be an object (got ${options === null ? 'null' : typeof options})`];
+  const o = options as TransactionOptions;
+  const problems: string[] = [];
+  if (o.propagation !== undefined && !PROPAGATIONS.includes(o.propagation)) {
+    problems.push(`propagation '${String(o.propagation)}' is not one of ${PROPAGATIONS.join(', ')}`);
+  }
+  if (o.isolation !== undefined && !ISOLATIONS.includes(o.isolation)) {
+    problems.push(`isolation '${String(o.isolation)}' is not one of ${ISOLATIONS.join(', ')}`);
+  }
+  return problems;
+}
+
 /**
- * Runs `fn` in a transaction: joins the ambient one or opens one. Everything TypeORM does
+ * Runs `fn` in a transaction: joins the ambient one or opens one. Everything the ORM does
  * inside — `dataSource.manager`, repositories (also ones obtained earlier), query builders —
  * runs on that transaction's connection. A throw rolls back; lock-related driver errors
  * come out as ormlock errors (DeadlockError, SerializationError, …).
  */
 export async function transaction<T>(fn: () => Promise<T> | T, options: TransactionOptions = {}): Promise<T> {
+  if (typeof fn !== 'function') throw new LockConfigError(`transaction(fn, options?): fn must be a function (got ${fn === null ? 'null' : typeof fn})`);
+  const problems = transactionOptionProblems(options);
+  if (problems.length) throw new LockConfigError(`transaction(): ${problems.join('; ')}`);
   const propagation = options.propagation ?? 'required';
-  if (!PROPAGATIONS.includes(propagation)) {
-    throw new LockConfigError(`transaction(): propagation '${String(propagation)}' is not one of ${PROPAGATIONS.join(', ')}`);
-  }
-  if (options.isolation !== undefined && !ISOLATIONS.includes(options.isolation)) {
-    throw new LockConfigError(`transaction(): isolation '${String(options.isolation)}' is not one of ${ISOLATIONS.join(', ')}`);
-  }
-  const inst = requireInstallation(options.dataSource);
-  const ds = inst.dataSource;
-  const joined = ambientTx(ds);
+  const inst = resolveInstallation('transaction()', { explicit: options.dataSource });
+  const joined = ambientTx(inst);
   if (joined && propagation === 'required') {
     if (options.isolation && options.isolation !== (joined.isolation ?? options.isolation)) {
       throw new LockConfigError(
@@ -48,72 +60,111 @@ export async function transaction<T>(fn: () => Promise<T> | T, options: Transact
     }
     return fn();
   }
-
   // Inside a session-scoped lock, the transaction opens on the connection that lock pinned:
   // no second pool connection, and the lock's connection sees the transaction's writes.
-  const pinned = propagation === 'required' ? pinnedRunner(ds) : undefined;
-  const queryRunner = pinned ?? ds.createQueryRunner();
-  const release = () => (pinned ? Promise.resolve() : queryRunner.release());
+  const pinned = propagation === 'required' ? pinnedConnection(inst) : undefined;
+  let unit: PortTransaction;
   try {
-    if (!pinned) await queryRunner.connect();
-    await queryRunner.startTransaction(options.isolation);
+    unit = await beginBounded(inst, { isolation: options.isolation, connection: pinned }, 'transaction()');
   } catch (error) {
-    await release();
     throw inst.dialect.convertError(error) ?? error;
   }
-  const tx: TxState = {
-    id: nextTxId++,
-    dataSource: ds,
-    queryRunner,
-    manager: queryRunner.manager,
-    dialect: inst.dialect,
-    isolation: options.isolation,
-    heldKeys: new Set(),
-    memo: new Map(),
-  };
-  const txs = new Map(currentFrame()?.txs ?? []);
-  txs.set(ds, tx);
-  try {
-    const result = await runInFrame(childFrame({ txs }), fn);
-    await queryRunner.commitTransaction();
-    return result;
-  } catch (error) {
-    if (queryRunner.isTransactionActive) await queryRunner.rollbackTransaction().catch(() => undefined);
-    throw inst.dialect.convertError(error) ?? error;
-  } finally {
-    await release();
-  }
+  return runInTransaction(inst, unit, options.isolation, fn);
 }
 
 /**
- * Runs `fn` with a transaction that TypeORM (not ormlock) opened on `queryRunner` — e.g. the one
- * `save()` opens outside `transaction()` — registered as the ambient transaction of `dataSource`,
- * so that locks and repositories used inside take that connection. Does not commit or release.
+ * Opens a transaction on `inst` (on `connection` when given). When the caller's own scopes already
+ * hold a connection of this installation, waiting for another is bounded by `connectionTimeoutMs`
+ * (PoolExhaustedError), since every connection may be held by a caller waiting for one more.
  */
-export function runWithAmbientRunner<T>(dataSource: DataSource, queryRunner: QueryRunner, fn: () => Promise<T>): Promise<T> {
-  if (ambientTx(dataSource)?.queryRunner === queryRunner) return fn();
-  const inst = requireInstallation(dataSource);
-  const tx: TxState = {
+export function beginBounded(
+  inst: Installation,
+  options: { isolation?: IsolationLevel; connection?: PortConnection },
+  caller: string,
+): Promise<PortTransaction> {
+  if (options.connection) return inst.port.begin(options);
+  return inst.port.begin({ ...options, ...poolWait(inst, caller) });
+}
+
+/** The bound on waiting for a pool connection, when the caller already holds one of `inst`. */
+export function poolWait(inst: Installation, caller: string): PoolWait {
+  const held = heldConnections(inst);
+  return held > 0 ? { waitMs: inst.settings.connectionTimeoutMs, held, caller } : {};
+}
+
+/** How many connections of `inst` the current async context holds (open transactions and pinned connections). */
+export function heldConnections(inst: Installation): number {
+  const frame = currentFrame();
+  const conns = new Set<PortConnection>();
+  for (const tx of liveTxs(frame)) if (tx.inst === inst) conns.add(tx.connection);
+  for (const [i, p] of frame?.pinned ?? []) if (i === inst && p.scope.live && !p.connection.isReleased) conns.add(p.connection);
+  return conns.size;
+}
+
+/** Runs `fn` with `unit` as the ambient transaction of `inst`; commits, or rolls back on a throw; releases. */
+async function runInTransaction<T>(inst: Installation, unit: PortTransaction, isolation: IsolationLevel | undefined, fn: () => Promise<T> | T): Promise<T> {
+  const connection = unit.connection;
+  const tx = newTxState(inst, connection, isolation);
+  try {
+    const body = inst.port.enter ? () => inst.port.enter!(connection, fn) : fn;
+    const result = await runInFrame(frameWith(tx), body);
+    await unit.commit();
+    return result;
+  } catch (error) {
+    if (connection.isTransactionActive) await unit.rollback().catch(() => undefined);
+    throw inst.dialect.convertError(error) ?? error;
+  } finally {
+    tx.scope.live = false;
+    transactionEnded(connection);
+    await unit.release();
+  }
+}
+
+function newTxState(inst: Installation, connection: PortConnection, isolation?: IsolationLevel): TxState {
+  return {
     id: nextTxId++,
-    dataSource,
-    queryRunner,
-    manager: queryRunner.manager,
+    inst,
+    connection,
+    manager: connection.manager,
     dialect: inst.dialect,
+    isolation,
     heldKeys: new Set(),
     memo: new Map(),
+    scope: { live: true },
   };
+}
+
+/** The current frame with `tx` as the innermost transaction. */
+function frameWith(tx: TxState) {
   const txs = new Map(currentFrame()?.txs ?? []);
-  txs.set(dataSource, tx);
-  return runInFrame(childFrame({ txs }), fn);
+  txs.delete(tx.inst);
+  txs.set(tx.inst, tx);
+  return childFrame({ txs });
 }
 
-/** The ambient transaction's EntityManager, or the DataSource's default manager outside one. */
-export function currentManager(dataSource?: DataSource): EntityManager {
-  const ds = requireInstallation(dataSource).dataSource;
-  return ambientTx(ds)?.manager ?? ds.manager;
+/**
+ * Runs `fn` with a transaction that the ORM (not ormlock) opened on `connection` — the one
+ * `save()` opens outside `transaction()`, or the ORM's own `transaction(cb)` — as the ambient
+ * transaction of `inst`, so that locks and repositories used inside take that connection.
+ * Does not commit or release; the scope ends when `fn` settles.
+ */
+export async function runWithAmbientConnection<T>(inst: Installation, connection: PortConnection, fn: () => Promise<T> | T): Promise<T> {
+  if (ambientTx(inst)?.connection === connection) return fn();
+  const tx = newTxState(inst, connection);
+  try {
+    return await runInFrame(frameWith(tx), inst.port.enter ? () => inst.port.enter!(connection, fn) : fn);
+  } finally {
+    tx.scope.live = false;
+  }
 }
 
-/** True when a transaction is open on the DataSource in this async context. */
-export function inTransaction(dataSource?: DataSource): boolean {
-  return ambientTx(requireInstallation(dataSource).dataSource) !== undefined;
+/** The ambient transaction's manager, or the default one outside a transaction. */
+export function currentManager(dataSource?: unknown): any {
+  const inst = resolveInstallation('currentManager()', { explicit: dataSource });
+  return ambientTx(inst)?.manager ?? inst.port.defaultManager;
+}
+
+/** True when a transaction is open on the installation in this async context. */
+export function inTransaction(dataSource?: unknown): boolean {
+  return ambientTx(resolveInstallation('inTransaction()', { explicit: dataSource })) !== undefined;
 }

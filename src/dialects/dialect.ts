@@ -1,7 +1,20 @@
-import type { DataSource, QueryRunner } from 'typeorm';
+import type { PortConnection } from '../orm/port';
 import type { RowLockSpec } from '../locks/row-lock-options';
 import type { LockError } from '../errors';
 import type { ResolvedAdvisoryKey } from '../locks/advisory-key';
+import type { LockInspector } from './inspect';
+
+/** Where the database server is, for a diagnostic client outside the pool. */
+export interface ServerAddress {
+  /** The wire protocol: which client library talks to it. */
+  family?: 'postgres' | 'mysql';
+  url?: string;
+  host?: string;
+  port?: number;
+  user?: string;
+  password?: string;
+  database?: string;
+}
 
 /** What a database can do; strategies ask these flags, never the database's name. */
 export interface DialectCapabilities {
@@ -36,6 +49,8 @@ export interface ErrorContext {
  */
 export interface LockDialect {
   readonly name: string;
+  /** OpenTelemetry's `db.system.name` of this database: 'postgresql', 'mysql', 'mariadb'. */
+  readonly dbSystem: string;
   readonly capabilities: DialectCapabilities;
 
   /** Throws LockConfigError (naming `subject`) if this database cannot honour the spec. */
@@ -48,19 +63,21 @@ export interface LockDialect {
    * `queryRunner`: with it, a limit may stay set for the rest of the transaction (and is reset
    * only when a later lock wants another one); without it, the previous limit is restored at once.
    */
-  withRowLockTimeout<T>(queryRunner: QueryRunner, timeoutMs: number | undefined, work: () => Promise<T>, memo?: Map<string, unknown>): Promise<T>;
+  withRowLockTimeout<T>(queryRunner: PortConnection, timeoutMs: number | undefined, work: () => Promise<T>, memo?: Map<string, unknown>): Promise<T>;
   /** Converts a driver error into a LockError, or returns undefined if it is not one of ours. */
   convertError(error: unknown, ctx?: ErrorContext): LockError | undefined;
   /** True for a unique-constraint violation (PG 23505, MySQL 1062). */
   isUniqueViolation(error: unknown): boolean;
   /** Adds what can be learnt about the holder of a row lock (PostgreSQL: pid and query). */
-  describeRowLockHolder?(dataSource: DataSource, table: string, where: Record<string, unknown>): Promise<Array<{ pid: number; query: string | null }>>;
+  describeRowLockHolder?(server: ServerAddress, table: string, where: Record<string, unknown>): Promise<Array<{ pid: number; query: string | null }>>;
   /** SQL that returns the current connection/transaction's identity (for tests and diagnostics). */
   readonly connectionIdSql: string;
   /** Advisory locks (src/dialects/<db>/advisory.ts), used by src/locks/advisory.ts. */
   readonly advisory: AdvisoryDialect;
   /** Fencing-token counters in the database (src/dialects/<db>/fencing.ts), used by src/redis (`fencing: { dataSource }`). */
   readonly fencing?: FencingDialect;
+  /** Who waits on whom now (src/dialects/<db>/inspect.ts), used by inspectLocks and the `ormlock` command. */
+  readonly inspector?: LockInspector;
 }
 
 /** Runs one statement on some connection and returns its rows. */
@@ -68,7 +85,7 @@ export type RunQuery = (sql: string, parameters?: unknown[]) => Promise<any[]>;
 
 /**
  * The database part of advisory locks. Every method takes one lock id (from `lockId`) on the
- * given QueryRunner's connection; the strategy (src/locks/advisory.ts) decides order,
+ * given PortConnection's connection; the strategy (src/locks/advisory.ts) decides order,
  * re-entry, scope, time budget and errors. `timeoutMs`: undefined waits, 0 tries once.
  * The lock methods resolve `false` when the lock was not obtained in time and throw the
  * (converted) driver error on anything else.
@@ -78,12 +95,16 @@ export interface AdvisoryDialect {
   lockId(key: ResolvedAdvisoryKey): string;
   /** A failed statement aborts the surrounding transaction (PostgreSQL), so a lock that may time out in a caller's transaction is taken inside a savepoint. */
   readonly failedStatementAbortsTransaction: boolean;
-  /** A lock held until the transaction on `qr` ends (only when `capabilities.transactionAdvisoryLocks`). */
-  lockForTransaction?(qr: QueryRunner, id: string, shared: boolean, timeoutMs: number | undefined): Promise<boolean>;
-  /** A lock held by `qr`'s connection (session) until `unlockSession` or the connection ends. */
-  lockForSession(qr: QueryRunner, id: string, shared: boolean, timeoutMs: number | undefined): Promise<boolean>;
+  /**
+   * A lock held until the transaction on `qr` ends (only when `capabilities.transactionAdvisoryLocks`).
+   * `key`, when given, is written as a comment into the statement (src/dialects/advisory-comment.ts)
+   * so that an inspector can show it as the user wrote it.
+   */
+  lockForTransaction?(qr: PortConnection, id: string, shared: boolean, timeoutMs: number | undefined, key?: ResolvedAdvisoryKey): Promise<boolean>;
+  /** A lock held by `qr`'s connection (session) until `unlockSession` or the connection ends. `key`: as above. */
+  lockForSession(qr: PortConnection, id: string, shared: boolean, timeoutMs: number | undefined, key?: ResolvedAdvisoryKey): Promise<boolean>;
   /** Releases a session lock on `qr`: false when the connection did not hold it; throws when the connection is gone. */
-  unlockSession(qr: QueryRunner, id: string, shared: boolean): Promise<boolean>;
+  unlockSession(qr: PortConnection, id: string, shared: boolean): Promise<boolean>;
   /** True when any connection (this one included) holds the lock. */
   isLocked(run: RunQuery, id: string): Promise<boolean>;
   /** True when the error means the connection, and every session lock on it, is gone. */
@@ -91,7 +112,7 @@ export interface AdvisoryDialect {
   /** True when the error says the transaction is aborted (so an unlock must wait for its end). */
   isAbortedTransaction(error: unknown): boolean;
   /** Who holds the lock (PostgreSQL: pid and query), read on a connection outside the pool. */
-  describeHolders?(dataSource: DataSource, id: string): Promise<Array<{ pid: number; query: string | null }>>;
+  describeHolders?(server: ServerAddress, id: string): Promise<Array<{ pid: number; query: string | null }>>;
 }
 
 /**

@@ -1,4 +1,4 @@
-import type { DataSource, EntityManager, QueryRunner } from 'typeorm';
+import type { OrmConnection, OrmManager } from '../orm/port';
 import type { LockDialect } from '../dialects/dialect';
 import { LockConfigError } from '../errors';
 
@@ -20,8 +20,8 @@ export interface AdvisoryLockOptions {
   shared?: boolean;
   /** `throw` (default): LockTimeoutError / LockNotAvailableError; `skip`: the body does not run and the call returns undefined. */
   onTimeout?: OnAdvisoryTimeout;
-  /** Which installed DataSource (default: the first installed). */
-  dataSource?: DataSource;
+  /** Which installation (DataSource, MikroORM instance), when several are installed. */
+  dataSource?: unknown;
 }
 
 /** Options that can be given with `onTimeout: 'skip'`, so the result may be undefined. */
@@ -30,9 +30,9 @@ export type AdvisoryLockSkipOptions = AdvisoryLockOptions & { onTimeout: 'skip' 
 /** What the body of `withAdvisoryLock` receives. */
 export interface AdvisoryLockContext {
   /** The connection that holds the lock (the transaction's, or the one pinned by a session lock). */
-  readonly queryRunner: QueryRunner;
+  readonly queryRunner: OrmConnection;
   /** A manager on that connection: use it in a session-scoped body to need no second connection. */
-  readonly manager: EntityManager;
+  readonly manager: OrmManager;
   readonly scope: AdvisoryScope;
   /** The keys, as the user gave them, in the order they were taken. */
   readonly keys: readonly string[];
@@ -41,7 +41,7 @@ export interface AdvisoryLockContext {
 }
 
 export interface AdvisoryLockExistsOptions {
-  dataSource?: DataSource;
+  dataSource?: unknown;
 }
 
 /** Who asked, for messages: `withAdvisoryLock`, `@AdvisoryLock on Billing.charge`, … */
@@ -72,8 +72,8 @@ export function advisoryOptionProblems(options: unknown): string[] {
   const t = o.timeoutMs;
   if (t !== undefined && (typeof t !== 'number' || !Number.isFinite(t) || t < 0)) problems.push(`timeoutMs must be a number ≥ 0 (got ${String(t)})`);
   if (o.shared !== undefined && typeof o.shared !== 'boolean') problems.push(`shared must be a boolean (got ${String(o.shared)})`);
-  if (o.dataSource !== undefined && (typeof o.dataSource !== 'object' || typeof (o.dataSource as any)?.createQueryRunner !== 'function')) {
-    problems.push('dataSource must be a TypeORM DataSource');
+  if (o.dataSource !== undefined && (o.dataSource === null || typeof o.dataSource !== 'object')) {
+    problems.push('dataSource must be an installed DataSource or MikroORM instance');
   }
   return problems;
 }

@@ -1,14 +1,14 @@
-import type { DataSource, QueryRunner } from 'typeorm';
+import type { PortConnection as QueryRunner, PortTransaction } from '../orm/port';
 import {
-  ambientTx, childFrame, currentFrame, runInFrame, type HeldAdvisoryLock, type TxState,
+  ambientTx, childFrame, currentFrame, pinnedConnection, runInFrame, type Scope, type TxState,
 } from '../context/store';
 import { transaction } from '../context/transaction';
 import type { AdvisoryDialect, LockDialect } from '../dialects/dialect';
 import {
   LockError, LockLostError, LockNotAvailableError, LockTimeoutError, TransactionRequiredError,
 } from '../errors';
-import { requireInstallation, type Installation } from '../orm/typeorm/installations';
-import { emitLockEvent, settings } from '../settings';
+import { resolveInstallation, type Installation } from '../orm/installations';
+import { poolWait } from '../context/transaction';
 import {
   AdvisoryKeySet, describeKey, resolveAdvisoryKeys, type AdvisoryKey, type ResolvedAdvisoryKey,
 } from './advisory-key';
@@ -52,11 +52,12 @@ export type {
 interface LockItem {
   readonly id: string;
   readonly key: ResolvedAdvisoryKey;
+  /** When this call took it (for heldMs). */
+  at?: number;
 }
 
 interface Plan {
   readonly inst: Installation;
-  readonly ds: DataSource;
   readonly dialect: LockDialect;
   readonly adv: AdvisoryDialect;
   readonly scope: AdvisoryScope;
@@ -74,19 +75,18 @@ function makePlan(inst: Installation, key: unknown, options: AdvisoryLockOptions
   checkAdvisoryOptionsFor(inst.dialect, options, subject);
   const adv = inst.dialect.advisory;
   const byId = new Map<string, LockItem>();
-  for (const resolved of resolveAdvisoryKeys(key, settings.namespace, subject)) {
+  for (const resolved of resolveAdvisoryKeys(key, inst.settings.namespace, subject)) {
     const id = adv.lockId(resolved);
     if (!byId.has(id)) byId.set(id, { id, key: resolved });
   }
   const locks = [...byId.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   return {
     inst,
-    ds: inst.dataSource,
     dialect: inst.dialect,
     adv,
     scope: options.scope ?? 'transaction',
     shared: options.shared === true,
-    timeoutMs: options.timeoutMs ?? settings.defaultAdvisoryTimeoutMs,
+    timeoutMs: options.timeoutMs ?? inst.settings.advisoryTimeoutMs,
     onTimeout: options.onTimeout ?? 'throw',
     locks,
     subject,
@@ -96,24 +96,20 @@ function makePlan(inst: Installation, key: unknown, options: AdvisoryLockOptions
 // ---------------------------------------------------------------------------------------------
 // what this async context (and each connection's open transaction) holds
 
-const dsNumbers = new WeakMap<DataSource, number>();
-let nextDsNumber = 1;
-function heldKey(ds: DataSource, id: string): string {
-  let n = dsNumbers.get(ds);
-  if (n === undefined) dsNumbers.set(ds, (n = nextDsNumber++));
-  return `${n}|${id}`;
+function heldKey(inst: Installation, id: string): string {
+  return `${inst.id}|${id}`;
 }
 const txHeldKey = (id: string, shared: boolean) => `advisory:${shared ? 's' : 'x'}:${id}`;
 
 /** Transaction-scoped locks held by the open transaction of each connection (cleared when it ends). */
-const runnerHeld = new WeakMap<QueryRunner, Map<string, { shared: boolean; display: string }>>();
+const runnerHeld = new WeakMap<QueryRunner, Map<string, { shared: boolean; display: string; inst: Installation; at: number }>>();
 /** Session locks to release when the connection's transaction ends (MySQL transaction scope; unlocks refused by an aborted PostgreSQL transaction). */
 const afterEnd = new WeakMap<QueryRunner, Array<{ plan: Plan; item: LockItem; shared: boolean }>>();
 
 function heldBy(plan: Plan, item: LockItem, qr: QueryRunner | undefined): { shared: boolean } | undefined {
-  const frameHeld = currentFrame()?.advisoryHeld?.get(heldKey(plan.ds, item.id));
-  if (frameHeld) return { shared: frameHeld.shared };
-  const tx = ambientTx(plan.ds);
+  const frameHeld = currentFrame()?.advisoryHeld?.get(heldKey(plan.inst, item.id));
+  if (frameHeld && frameHeld.live.live) return { shared: frameHeld.shared };
+  const tx = ambientTx(plan.inst);
   if (tx?.heldKeys.has(txHeldKey(item.id, false))) return { shared: false };
   const onRunner = qr ? runnerHeld.get(qr)?.get(item.id) : undefined;
   if (onRunner !== undefined) return { shared: onRunner.shared };
@@ -138,19 +134,15 @@ function toAcquire(plan: Plan, qr: QueryRunner | undefined): LockItem[] {
   });
 }
 
-function withHeld(plan: Plan, items: readonly LockItem[], scope: AdvisoryScope, pinned?: QueryRunner) {
+function withHeld(plan: Plan, items: readonly LockItem[], scope: AdvisoryScope, live: Scope, pinned?: QueryRunner) {
   const frame = currentFrame();
   const advisoryHeld = new Map(frame?.advisoryHeld ?? []);
-  const sessionLocks = scope === 'session' ? new Map(frame?.sessionLocks ?? []) : frame?.sessionLocks;
   for (const item of items) {
-    const held: HeldAdvisoryLock = { scope, shared: plan.shared, display: item.key.display };
-    advisoryHeld.set(heldKey(plan.ds, item.id), held);
-    if (scope === 'session') sessionLocks!.set(heldKey(plan.ds, item.id), held);
+    advisoryHeld.set(heldKey(plan.inst, item.id), { scope, shared: plan.shared, display: item.key.display, live });
   }
   return childFrame({
     advisoryHeld,
-    sessionLocks,
-    ...(pinned ? { pinned: new Map(frame?.pinned ?? []).set(plan.ds, pinned) } : {}),
+    ...(pinned ? { pinned: new Map(frame?.pinned ?? []).set(plan.inst, { connection: pinned, scope: live }) } : {}),
   });
 }
 
@@ -188,8 +180,8 @@ async function acquireAll(
     for (const item of items) {
       const remaining = deadline === undefined ? undefined : Math.max(0, deadline - Date.now());
       const got = kind === 'transaction'
-        ? await adv.lockForTransaction!(qr, item.id, plan.shared, remaining)
-        : await adv.lockForSession(qr, item.id, plan.shared, remaining);
+        ? await adv.lockForTransaction!(qr, item.id, plan.shared, remaining, item.key)
+        : await adv.lockForSession(qr, item.id, plan.shared, remaining, item.key);
       if (!got) {
         if (savepoint) await qr.query(`ROLLBACK TO SAVEPOINT ${savepoint}`);
         await releaseTaken();
@@ -220,7 +212,7 @@ function isReleasedError(error: unknown): boolean {
 }
 
 function lostError(plan: Plan, items: readonly LockItem[], cause: unknown): LockLostError {
-  for (const item of items) emitLockEvent({ type: 'lost', kind: 'advisory', target: item.key.display });
+  for (const item of items) plan.inst.emit({ type: 'lost', kind: 'advisory', target: item.key.display, heldMs: heldFor(item) });
   const keys = items.map((i) => describeKey(i.key.key)).join(', ');
   return new LockLostError(
     `${plan.subject.label}: the connection holding advisory lock ${keys} was lost; the lock was not held to the end`,
@@ -232,11 +224,11 @@ async function notObtained(plan: Plan, item: LockItem, startedAt: number, descri
   const waitedMs = Date.now() - startedAt;
   const base = { key: item.key.key, method: plan.subject.method, entity: plan.subject.entity, waitedMs };
   if (plan.timeoutMs === 0) {
-    emitLockEvent({ type: 'not_available', kind: 'advisory', target: item.key.display, waitedMs });
+    plan.inst.emit({ type: 'not_available', kind: 'advisory', target: item.key.display, waitedMs });
     return new LockNotAvailableError(`${plan.subject.label}: advisory lock ${describeKey(item.key.key)} is held elsewhere (timeoutMs: 0)`, base);
   }
-  emitLockEvent({ type: 'timeout', kind: 'advisory', target: item.key.display, waitedMs });
-  const blockers = describe && plan.adv.describeHolders ? await plan.adv.describeHolders(plan.ds, item.id) : [];
+  plan.inst.emit({ type: 'timeout', kind: 'advisory', target: item.key.display, waitedMs });
+  const blockers = describe && plan.adv.describeHolders ? await plan.adv.describeHolders(plan.inst.port.serverAddress(), item.id) : [];
   const who = blockers.length ? `; held by ${blockers.map((b) => `pid ${b.pid} (${(b.query ?? '').slice(0, 200)})`).join(', ')}` : '';
   return new LockTimeoutError(
     `${plan.subject.label}: advisory lock ${describeKey(item.key.key)} not obtained within ${plan.timeoutMs} ms${who}`,
@@ -244,9 +236,17 @@ async function notObtained(plan: Plan, item: LockItem, startedAt: number, descri
   );
 }
 
-function acquired(items: readonly LockItem[], startedAt: number): void {
+function acquired(plan: Plan, items: readonly LockItem[], startedAt: number): void {
   const waitedMs = Date.now() - startedAt;
-  for (const item of items) emitLockEvent({ type: 'acquired', kind: 'advisory', target: item.key.display, waitedMs });
+  const now = Date.now();
+  for (const item of items) {
+    item.at = now;
+    plan.inst.emit({ type: 'acquired', kind: 'advisory', target: item.key.display, waitedMs });
+  }
+}
+
+function heldFor(item: LockItem): number | undefined {
+  return item.at === undefined ? undefined : Date.now() - item.at;
 }
 
 /**
@@ -261,8 +261,8 @@ async function acquireForTransaction(plan: Plan, qr: QueryRunner, tx: TxState | 
   let held = runnerHeld.get(qr);
   if (!held) runnerHeld.set(qr, (held = new Map()));
   for (const item of items) {
-    held.set(item.id, { shared: plan.shared, display: item.key.display });
-    if (tx?.queryRunner === qr) tx.heldKeys.add(txHeldKey(item.id, plan.shared));
+    held.set(item.id, { shared: plan.shared, display: item.key.display, inst: plan.inst, at: Date.now() });
+    if (tx?.connection === qr) tx.heldKeys.add(txHeldKey(item.id, plan.shared));
     if (!native) releaseWhenTransactionEnds(qr, { plan, item, shared: plan.shared });
   }
   return undefined;
@@ -280,11 +280,12 @@ function releaseWhenTransactionEnds(qr: QueryRunner, entry: { plan: Plan; item: 
   let list = afterEnd.get(qr);
   if (!list) afterEnd.set(qr, (list = []));
   list.push(entry);
-  const guarded = qr as QueryRunner & { [GUARDED]?: true };
+  const guarded = qr as QueryRunner & { [GUARDED]?: true; release?: () => Promise<void> };
   if (guarded[GUARDED]) return;
   guarded[GUARDED] = true;
-  const baseRelease = qr.release;
-  qr.release = async function (this: QueryRunner) {
+  const baseRelease = guarded.release;
+  if (typeof baseRelease !== 'function') return; // the adapter releases through releaseQueued itself
+  guarded.release = async function (this: QueryRunner) {
     if (afterEnd.get(qr)?.length && !(qr as { isReleased?: boolean }).isReleased) {
       await releaseQueued(qr).catch(() => undefined);
     }
@@ -304,7 +305,8 @@ export function afterAdvisoryTransactionEnd(qr: QueryRunner): Promise<void> | un
   runnerHeld.delete(qr);
   const queued = new Set((afterEnd.get(qr) ?? []).map((e) => e.item.id));
   // transaction-scoped locks of the database itself ended with the transaction
-  for (const [id, { display }] of held ?? []) if (!queued.has(id)) emitLockEvent({ type: 'released', kind: 'advisory', target: display });
+  const now = Date.now();
+  for (const [id, { display, inst, at }] of held ?? []) if (!queued.has(id)) inst.emit({ type: 'released', kind: 'advisory', target: display, heldMs: now - at });
   return releaseQueued(qr);
 }
 
@@ -315,7 +317,7 @@ async function releaseQueued(qr: QueryRunner): Promise<void> {
   const lost: Array<{ plan: Plan; item: LockItem; cause?: unknown }> = [];
   for (const { plan, item, shared } of [...list].reverse()) {
     try {
-      if (await plan.adv.unlockSession(qr, item.id, shared)) emitLockEvent({ type: 'released', kind: 'advisory', target: item.key.display });
+      if (await plan.adv.unlockSession(qr, item.id, shared)) plan.inst.emit({ type: 'released', kind: 'advisory', target: item.key.display, heldMs: heldFor(item) });
       else lost.push({ plan, item });
     } catch (error) {
       lost.push({ plan, item, cause: error });
@@ -334,20 +336,20 @@ class Skipped extends Error {
 // scopes
 
 function context(qr: QueryRunner, plan: Plan, acquiredNow: boolean): AdvisoryLockContext {
-  return { queryRunner: qr, manager: qr.manager, scope: plan.scope, keys: plan.locks.map((l) => l.key.display), acquired: acquiredNow };
+  return { queryRunner: qr as any, manager: qr.manager, scope: plan.scope, keys: plan.locks.map((l) => l.key.display), acquired: acquiredNow };
 }
 
 async function runTransactionScoped<T>(plan: Plan, fn: (ctx: AdvisoryLockContext) => Promise<T> | T): Promise<T | undefined> {
-  const joined = ambientTx(plan.ds);
+  const joined = ambientTx(plan.inst);
   if (joined) return lockInTransaction(plan, joined, true, fn);
   let qr: QueryRunner | undefined;
   const body = () => {
-    const tx = ambientTx(plan.ds)!;
-    qr = tx.queryRunner;
+    const tx = ambientTx(plan.inst)!;
+    qr = tx.connection;
     return lockInTransaction(plan, tx, false, fn);
   };
   try {
-    return await transaction(body, { dataSource: plan.ds }); // on the pinned connection, if a session lock pinned one
+    return await transaction(body, { dataSource: plan.inst.port.target }); // on the pinned connection, if a session lock pinned one
   } catch (error) {
     if (error instanceof Skipped) return undefined;
     throw convert(plan, error, qr);
@@ -360,7 +362,43 @@ async function lockInTransaction<T>(
   joined: boolean,
   fn: (ctx: AdvisoryLockContext) => Promise<T> | T,
 ): Promise<T | undefined> {
-  const qr = tx.queryRunner;
+  const qr = tx.connection;
+  const sibling = await afterSiblings(plan, tx);
+  try {
+    return await lockAndRun(plan, tx, qr, joined, fn);
+  } finally {
+    sibling.done();
+  }
+}
+
+/**
+ * Sibling calls in one transaction (`Promise.all` of two calls for one key) run their bodies one
+ * after the other: each waits for the bodies already running for its keys in that transaction.
+ * A nested call (its frame holds the key) is re-entry and never waits for its own outer body.
+ * Registered before the first await, so two siblings never both see the key as free.
+ */
+function afterSiblings(plan: Plan, tx: TxState): Promise<{ done: () => void }> {
+  const frame = currentFrame();
+  const ids = plan.locks.map((l) => l.id).filter((id) => !frame?.advisoryHeld?.get(heldKey(plan.inst, id))?.live.live);
+  let done!: () => void;
+  const mine = new Promise<void>((resolve) => (done = resolve));
+  const before: Promise<void>[] = [];
+  for (const id of ids) {
+    const slot = `ormlock.advisory.body:${id}`;
+    const tail = tx.memo.get(slot) as Promise<void> | undefined;
+    if (tail) before.push(tail);
+    tx.memo.set(slot, (tail ?? Promise.resolve()).then(() => mine));
+  }
+  return before.length ? Promise.all(before).then(() => ({ done })) : Promise.resolve({ done });
+}
+
+async function lockAndRun<T>(
+  plan: Plan,
+  tx: TxState,
+  qr: QueryRunner,
+  joined: boolean,
+  fn: (ctx: AdvisoryLockContext) => Promise<T> | T,
+): Promise<T | undefined> {
   const items = toAcquire(plan, qr);
   const startedAt = Date.now();
   if (items.length) {
@@ -373,37 +411,40 @@ async function lockInTransaction<T>(
       }
       throw await notObtained(plan, failed, startedAt, true);
     }
-    acquired(items, startedAt);
+    acquired(plan, items, startedAt);
   }
+  const live: Scope = { live: true };
   try {
-    return await runInFrame(withHeld(plan, items, 'transaction'), () => fn(context(qr, plan, items.length > 0)));
+    return await runInFrame(withHeld(plan, items, 'transaction', live), () => fn(context(qr, plan, items.length > 0)));
   } catch (error) {
     if (plan.adv.isConnectionLost(error) || ((qr as { isReleased?: boolean }).isReleased && isReleasedError(error))) {
       throw lostError(plan, plan.locks, error);
     }
     throw error;
+  } finally {
+    live.live = false;
   }
 }
 
 async function runSessionScoped<T>(plan: Plan, fn: (ctx: AdvisoryLockContext) => Promise<T> | T): Promise<T | undefined> {
-  const tx = ambientTx(plan.ds);
-  let qr = tx?.queryRunner ?? currentFrame()?.pinned?.get(plan.ds);
+  const tx = ambientTx(plan.inst);
+  let qr = tx?.connection ?? pinnedConnection(plan.inst);
   const items = toAcquire(plan, qr);
-  let own = false;
+  let own: PortTransaction | undefined;
   if (!qr) {
-    qr = plan.ds.createQueryRunner();
-    own = true;
     try {
-      await qr.connect();
+      own = await plan.inst.port.connect(poolWait(plan.inst, plan.subject.label));
     } catch (error) {
-      await qr.release().catch(() => undefined);
       throw convert(plan, error, undefined);
     }
+    qr = own.connection;
   }
+  const conn: QueryRunner = qr;
+  const live: Scope = { live: true };
   try {
     const startedAt = Date.now();
     if (items.length) {
-      const failed = await acquireAll(plan, qr, items, 'session', tx !== undefined);
+      const failed = await acquireAll(plan, conn, items, 'session', tx !== undefined);
       if (failed) {
         if (plan.onTimeout === 'skip') {
           await notObtained(plan, failed, startedAt, false);
@@ -411,19 +452,20 @@ async function runSessionScoped<T>(plan: Plan, fn: (ctx: AdvisoryLockContext) =>
         }
         throw await notObtained(plan, failed, startedAt, true);
       }
-      acquired(items, startedAt);
+      acquired(plan, items, startedAt);
     }
     let result: T | undefined;
     let bodyError: unknown;
     let failed = false;
     try {
-      const held = qr;
-      result = await runInFrame(withHeld(plan, items, 'session', own ? qr : undefined), () => fn(context(held, plan, items.length > 0)));
+      const held = conn;
+      result = await runInFrame(withHeld(plan, items, 'session', live, own ? conn : undefined), () => fn(context(held, plan, items.length > 0)));
     } catch (error) {
       failed = true;
       bodyError = error;
     }
-    const lost = await releaseSession(plan, qr, items, tx);
+    live.live = false;
+    const lost = await releaseSession(plan, conn, items, tx);
     if (lost.length) throw lostError(plan, lost, failed ? bodyError : undefined);
     if (failed) {
       if (items.length && plan.adv.isConnectionLost(bodyError)) throw lostError(plan, items, bodyError);
@@ -431,7 +473,8 @@ async function runSessionScoped<T>(plan: Plan, fn: (ctx: AdvisoryLockContext) =>
     }
     return result;
   } finally {
-    if (own) await qr.release().catch(() => undefined);
+    live.live = false;
+    if (own) await own.release().catch(() => undefined);
   }
 }
 
@@ -444,10 +487,10 @@ async function releaseSession(plan: Plan, qr: QueryRunner, items: readonly LockI
       continue;
     }
     try {
-      if (await plan.adv.unlockSession(qr, item.id, plan.shared)) emitLockEvent({ type: 'released', kind: 'advisory', target: item.key.display });
+      if (await plan.adv.unlockSession(qr, item.id, plan.shared)) plan.inst.emit({ type: 'released', kind: 'advisory', target: item.key.display, heldMs: heldFor(item) });
       else lost.push(item);
     } catch (error) {
-      if (tx && tx.queryRunner === qr && qr.isTransactionActive && plan.adv.isAbortedTransaction(error)) {
+      if (tx && tx.connection === qr && qr.isTransactionActive && plan.adv.isAbortedTransaction(error)) {
         // The body's failure aborted the caller's transaction, which refuses every statement
         // until it ends: release right after it ends, on this connection.
         releaseWhenTransactionEnds(qr, { plan, item, shared: plan.shared });
@@ -514,7 +557,7 @@ export async function runWithAdvisoryLock<T>(
   const problems = advisoryOptionProblems(options);
   if (problems.length) throw configError(subject, problems.join('; '));
   const opts = options ?? {};
-  const inst = requireInstallation(opts.dataSource);
+  const inst = resolveInstallation(subject.label, { explicit: opts.dataSource });
   const plan = makePlan(inst, evaluateAdvisoryKey(key, thisArg, args, subject), opts, subject);
   return plan.scope === 'transaction' ? runTransactionScoped(plan, fn) : runSessionScoped(plan, fn);
 }
@@ -530,13 +573,12 @@ export async function runWithAdvisoryLock<T>(
 export async function advisoryLockExists(key: AdvisoryKey | (() => AdvisoryKey), options: AdvisoryLockExistsOptions = {}): Promise<boolean> {
   const subject = { label: 'advisoryLockExists' };
   if (options === null || typeof options !== 'object') throw configError(subject, 'options must be an object');
-  const inst = requireInstallation(options.dataSource);
+  const inst = resolveInstallation(subject.label, { explicit: options.dataSource });
   const value = evaluateAdvisoryKey(key, undefined, [], subject);
   if (value instanceof AdvisoryKeySet) throw configError(subject, 'takes one key (an array is one composite key), not advisoryKeys(...)');
-  const [resolved] = resolveAdvisoryKeys(value, settings.namespace, subject);
-  const ds = inst.dataSource;
-  const qr = ambientTx(ds)?.queryRunner ?? currentFrame()?.pinned?.get(ds);
-  const run = qr ? (sql: string, p?: unknown[]) => qr.query(sql, p) : (sql: string, p?: unknown[]) => ds.query(sql, p);
+  const [resolved] = resolveAdvisoryKeys(value, inst.settings.namespace, subject);
+  const qr = ambientTx(inst)?.connection ?? pinnedConnection(inst);
+  const run = qr ? (sql: string, p?: unknown[]) => qr.query(sql, p) : (sql: string, p?: unknown[]) => inst.port.query(sql, p);
   return inst.dialect.advisory.isLocked(run, inst.dialect.advisory.lockId(resolved));
 }
 
@@ -545,9 +587,9 @@ export async function advisoryLockExists(key: AdvisoryKey | (() => AdvisoryKey),
  * integer as text; MySQL/MariaDB: the GET_LOCK name), for diagnostics and tests.
  */
 export function advisoryLockId(key: AdvisoryKey, options: AdvisoryLockExistsOptions = {}): string[] {
-  const inst = requireInstallation(options.dataSource);
   const subject = 'advisoryLockId';
-  return resolveAdvisoryKeys(key, settings.namespace, subject).map((r) => inst.dialect.advisory.lockId(r));
+  const inst = resolveInstallation(subject, { explicit: options?.dataSource });
+  return resolveAdvisoryKeys(key, inst.settings.namespace, subject).map((r) => inst.dialect.advisory.lockId(r));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -587,8 +629,8 @@ export async function lockForEntityWrite(
     if (request.key instanceof AdvisoryKeySet) entry.keys.push(...request.key.keys);
     else entry.keys.push(request.key);
   }
-  const tx = ambientTx(inst.dataSource);
-  const callerTx = tx?.queryRunner === qr ? tx : undefined;
+  const tx = ambientTx(inst);
+  const callerTx = tx?.connection === qr ? tx : undefined;
   for (const { options, keys } of groups.values()) {
     const plan = makePlan(inst, new AdvisoryKeySet(keys as any), { ...options, scope: 'transaction', onTimeout: 'throw' }, subject);
     const items = toAcquire(plan, qr);
@@ -597,6 +639,6 @@ export async function lockForEntityWrite(
     // a caller's transaction stays usable if the lock times out (savepoint where needed)
     const failed = await acquireForTransaction(plan, qr, callerTx, items, callerTx !== undefined);
     if (failed) throw await notObtained(plan, failed, startedAt, true);
-    acquired(items, startedAt);
+    acquired(plan, items, startedAt);
   }
 }

@@ -1,5 +1,13 @@
-import type { DeepPartial, ObjectLiteral, Repository } from 'typeorm';
-import { createOrFindRow } from '../orm/typeorm/create-or-find';
+import { ambientTx } from '../context/store';
+import { LockConfigError, UniqueViolationError } from '../errors';
+import { installationOwning, resolveInstallation } from '../orm/installations';
+import type { PortConnection } from '../orm/port';
+import { inSavepoint } from './savepoint';
+
+/** A repository of T (TypeORM's Repository, MikroORM's EntityRepository): what `createOrFind` infers T from. */
+export interface RepositoryLike<T> {
+  find(...args: any[]): Promise<T[]>;
+}
 
 /**
  * Rails' `create_or_find_by`: inserts `{ ...defaults, ...where }`; if a unique constraint
@@ -15,6 +23,46 @@ import { createOrFindRow } from '../orm/typeorm/create-or-find';
  * const user = await createOrFind(users, { email }, { name: 'New user' });
  * ```
  */
-export function createOrFind<T extends ObjectLiteral>(repository: Repository<T>, where: Partial<T>, defaults?: DeepPartial<T>): Promise<T> {
-  return createOrFindRow(repository, where, defaults);
+export async function createOrFind<T extends object>(repository: RepositoryLike<T>, where: Partial<T>, defaults: { [K in keyof T]?: unknown } = {}): Promise<T> {
+  if (!repository || typeof repository !== 'object') {
+    throw new LockConfigError('createOrFind(repository, where, defaults?): expected a repository (TypeORM Repository or MikroORM EntityRepository) as the first argument');
+  }
+  const owner = installationOwning(repository);
+  const inst = owner ?? resolveInstallation('createOrFind()', { explicit: repository });
+  const target = inst.port.repositoryTarget?.(repository);
+  if (!target) throw new LockConfigError('createOrFind(repository, where, defaults?): the first argument is not a repository of an installed DataSource or MikroORM instance');
+  const entity = inst.entity(target, 'createOrFind()');
+  const caller = `createOrFind(${entity.name})`;
+  if (where === null || typeof where !== 'object' || Array.isArray(where)) {
+    throw new LockConfigError(`${caller}: where must be an object of column values, e.g. { email }`, { entity: entity.name });
+  }
+  if (defaults === null || typeof defaults !== 'object' || Array.isArray(defaults)) {
+    throw new LockConfigError(`${caller}: defaults must be an object`, { entity: entity.name });
+  }
+  inst.port.requireUniqueCover(entity, where as Record<string, unknown>, caller);
+
+  const tx = ambientTx(inst);
+  const connection: PortConnection | undefined = tx?.connection;
+  const values = { ...(defaults as object), ...where } as Record<string, unknown>;
+  let violation: unknown;
+  try {
+    const insert = () => inst.port.insertRow(connection, entity, values);
+    return (await (connection ? inSavepoint(inst, connection, 'ormlock_create_or_find', insert) : insert())) as T;
+  } catch (error) {
+    if (!inst.dialect.isUniqueViolation(error)) throw inst.dialect.convertError(error) ?? error;
+    violation = error;
+  }
+  const found = await inst.port.findRow(connection, entity, where as Record<string, unknown>);
+  if (found) return found as T;
+  if (connection) {
+    // A MySQL REPEATABLE READ snapshot may predate the row's commit: a locking read is a current read.
+    const current = await inst.port.findRow(connection, entity, where as Record<string, unknown>, 'read');
+    if (current) return current as T;
+  }
+  throw new UniqueViolationError(
+    `${caller}: the INSERT violated a unique constraint, but no row matches ${JSON.stringify(where)}. Either another unique ` +
+      "constraint was violated (by the defaults), or the row is not visible to this transaction's snapshot " +
+      '(REPEATABLE READ / SERIALIZABLE): call createOrFind outside the transaction or retry it in a fresh one.',
+    { entity: entity.name, cause: violation, where },
+  );
 }

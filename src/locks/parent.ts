@@ -1,15 +1,28 @@
-import { LockConfigError } from '../errors';
+import { LockConfigError, StaleEntityError } from '../errors';
 import { entityRecord, type AroundCreateContext, type AroundCreateHook } from '../metadata/registry';
-import { lockParentOf, type ParentRef } from '../orm/typeorm/parent-lock';
+import type { Installation } from '../orm/installations';
+import type { EntityDescriptor, PortConnection } from '../orm/port';
+import { lockRowOn } from './row-lock';
 import type { RowLockOptions } from './row-lock-options';
+
+/** What the function form of `lockParent` may return: an entity, a partial `{ id }`, a bare id, or nothing. */
+export type ParentRef = object | string | number | bigint | null | undefined;
+
+/** What ormlock passes to `@AroundCreate` hooks: the documented context plus the installation and the entity's descriptor. */
+export interface AroundCreateRunContext extends AroundCreateContext {
+  readonly installation: Installation;
+  /** The entity being inserted (also for plain value objects given to `insert()`). */
+  readonly descriptor: EntityDescriptor;
+}
 
 export type { AroundCreateContext, AroundCreateHook } from '../metadata/registry';
 
 /** Options of `lockParent`. The parent class's `@Pessimistic` policy applies under these. */
 export interface ParentLockOptions extends RowLockOptions {
   /**
-   * When the entity names no parent (relation and join column both empty): `false` (default)
-   * throws LockConfigError; `true` inserts without a lock (e.g. a nullable relation).
+   * When the entity names no parent (relation and join column both empty): `true` inserts
+   * without a lock, `false` throws LockConfigError. Default: the relation's nullability (a
+   * nullable relation may be empty); for the function form, `false`.
    */
   optional?: boolean;
   /**
@@ -71,7 +84,7 @@ export function lockParent<E = any>(
     typeof relationOrResolve === 'string'
       ? { relation: relationOrResolve, options }
       : { resolve: relationOrResolve as ParentLockDeclaration['resolve'], options };
-  const hook = ((entity: E, ctx: AroundCreateContext) => lockParentOf(entity as object, declaration, ctx)) as ParentLockHook<E>;
+  const hook = ((entity: E, ctx: AroundCreateContext) => lockParentOf(entity as object, declaration, ctx as AroundCreateRunContext)) as ParentLockHook<E>;
   Object.defineProperty(hook, 'name', { value: `lockParent(${declaration.relation ?? 'fn'})` });
   Object.defineProperty(hook, 'relation', { value: declaration.relation, enumerable: true });
   Object.defineProperty(hook, 'parentLock', { value: declaration, enumerable: true });
@@ -115,4 +128,89 @@ function checkHooks(entityClass: Function, hooks: AroundCreateHook[]): void {
       );
     }
   });
+}
+
+/**
+ * The body of a `lockParent` hook: finds the parent row the new entity points at, locks it on
+ * the INSERT's connection and reloads it into the entity.
+ */
+export async function lockParentOf(object: object, decl: ParentLockDeclaration, ctx: AroundCreateRunContext): Promise<object | undefined> {
+  if (!ctx || !ctx.installation || !ctx.descriptor) {
+    throw new LockConfigError('lockParent(): the hook runs from ormlock\'s write path (installLocking), not called directly');
+  }
+  const connection = ctx.queryRunner as PortConnection;
+  return decl.relation !== undefined
+    ? lockThroughRelation(ctx.installation, connection, ctx.descriptor, object, decl.relation, decl.options)
+    : lockResolved(ctx.installation, connection, ctx.descriptor, object, decl);
+}
+
+async function lockThroughRelation(
+  inst: Installation,
+  connection: PortConnection,
+  entity: EntityDescriptor,
+  object: object,
+  relation: string,
+  options: ParentLockOptions,
+): Promise<object | undefined> {
+  const subject = `lockParent('${relation}') on ${entity.name}`;
+  const found = inst.port.locateParent(entity, relation, object);
+  if (found.kind === 'new') return undefined; // created in this same write: nobody else can see it yet
+  if (found.kind === 'none') {
+    if (options.optional ?? found.nullable) return undefined;
+    throw new LockConfigError(
+      `${subject}: the new ${entity.name} names no parent: ${found.hint}` +
+        ` (or declare lockParent('${relation}', { optional: true }) for a parent that may be empty).`,
+      { entity: entity.name, relation },
+    );
+  }
+  const fresh = await lockRowOn(inst, connection, found.parent, found.where, options, subject, 'parent');
+  if (!fresh) throw missingParent(subject, entity.name, found.parent.name, relation, found.where);
+  if (found.object) inst.port.refresh(found.parent, found.object, fresh);
+  else inst.port.attachParent(entity, relation, object, fresh);
+  return found.object ?? fresh;
+}
+
+async function lockResolved(
+  inst: Installation,
+  connection: PortConnection,
+  entity: EntityDescriptor,
+  object: object,
+  decl: ParentLockDeclaration,
+): Promise<object | undefined> {
+  const subject = `lockParent(fn) on ${entity.name}`;
+  const ref = await decl.resolve!(object);
+  if (ref === null || ref === undefined) {
+    if (decl.options.optional) return undefined;
+    throw new LockConfigError(`${subject}: the function returned ${String(ref)} for the new ${entity.name} (declare { optional: true } to allow no parent).`, {
+      entity: entity.name,
+    });
+  }
+  const target = decl.options.target?.() ?? (typeof ref === 'object' ? ref.constructor : undefined);
+  const parent = typeof target === 'function' ? inst.port.describe(target) : undefined;
+  if (!parent) {
+    throw new LockConfigError(
+      `${subject}: the function returned ${typeof ref === 'object' ? `a ${ref.constructor?.name ?? 'plain'} object` : `a bare ${typeof ref}`}, ` +
+        `which is not an entity of ${inst.label}; return the parent entity or pass { target: () => ParentClass }.`,
+      { entity: entity.name },
+    );
+  }
+  let where: Record<string, unknown>;
+  if (typeof ref === 'object') where = inst.port.idOf(parent, ref);
+  else if (parent.primaryKeys.length === 1) where = { [parent.primaryKeys[0]]: ref };
+  else throw new LockConfigError(`${subject}: ${parent.name} has a composite key; return an object, not a bare id.`, { entity: entity.name });
+  if (Object.values(where).some((v) => v === undefined || v === null)) {
+    throw new LockConfigError(`${subject}: the ${parent.name} returned has no primary-key value; save it first.`, { entity: entity.name });
+  }
+  const fresh = await lockRowOn(inst, connection, parent, where, decl.options, subject, 'parent');
+  if (!fresh) throw missingParent(subject, entity.name, parent.name, undefined, where);
+  if (typeof ref === 'object') inst.port.refresh(parent, ref, fresh);
+  return typeof ref === 'object' ? ref : fresh;
+}
+
+function missingParent(subject: string, entity: string, parent: string, relation: string | undefined, where: Record<string, unknown>): StaleEntityError {
+  const id = Object.keys(where).length === 1 ? Object.values(where)[0] : where;
+  return new StaleEntityError(
+    `${subject}: ${parent} ${JSON.stringify(where)} does not exist (deleted, or never created); the ${entity} was not inserted.`,
+    { entity, id, relation, parent },
+  );
 }

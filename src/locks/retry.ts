@@ -1,9 +1,8 @@
-import type { DataSource } from 'typeorm';
-import type { IsolationLevel } from 'typeorm/driver/types/IsolationLevel';
+import type { IsolationLevel } from '../orm/port';
 import { ambientTx } from '../context/store';
 import { transaction } from '../context/transaction';
 import { DeadlockError, LockConfigError, LockError, SerializationError, StaleEntityError } from '../errors';
-import { requireInstallation } from '../orm/typeorm/installations';
+import { resolveInstallation } from '../orm/installations';
 
 /** An error class (matched with `instanceof`) or a predicate. */
 export type RetryMatcher = (abstract new (...args: any[]) => unknown) | ((error: unknown) => boolean);
@@ -28,8 +27,8 @@ export interface RetryOptions {
   on?: RetryMatcher[];
   /** Isolation of each attempt's transaction. */
   isolation?: IsolationLevel;
-  /** Which installed DataSource (default: the first one given to installLocking). */
-  dataSource?: DataSource;
+  /** Which installation (DataSource, MikroORM instance), when several are installed. */
+  dataSource?: unknown;
   /** Called before each retry (for metrics and logs); errors it throws are ignored. */
   onRetry?: (info: RetryInfo) => void;
 }
@@ -119,13 +118,14 @@ export async function retryOnConflict<T>(
 ): Promise<T> {
   if (typeof fn !== 'function') throw new LockConfigError(`${source}: expected a function to run`, { method: source });
   const opts = resolve(options, source);
-  const ds = requireInstallation(options.dataSource).dataSource;
+  const inst = resolveInstallation(source, { explicit: options.dataSource });
+  const ds = inst.port.target;
 
-  if (ambientTx(ds)) {
+  if (ambientTx(inst)) {
     try {
       return await fn(1);
     } catch (error) {
-      const converted = requireInstallation(ds).dialect.convertError(error) ?? error;
+      const converted = inst.dialect.convertError(error) ?? error;
       if (opts.matchers.some((m) => matches(m, converted))) noteNotRetried(error, source);
       throw error;
     }

@@ -1,10 +1,10 @@
-import type { EntityManager, QueryRunner } from 'typeorm';
 import type { RowLockOptions } from '../locks/row-lock-options';
+import type { OrmConnection, OrmManager } from '../orm/port';
 
-/** What `@AroundCreate` hooks receive besides the entity. */
+/** What `@AroundCreate` hooks receive besides the entity: the INSERT's manager and connection. */
 export interface AroundCreateContext {
-  manager: EntityManager;
-  queryRunner: QueryRunner;
+  manager: OrmManager;
+  queryRunner: OrmConnection;
 }
 export type AroundCreateHook<E = any> = (entity: E, ctx: AroundCreateContext) => unknown | Promise<unknown>;
 

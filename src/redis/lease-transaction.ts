@@ -15,7 +15,7 @@ export interface LeaseTransactionOptions {
    * a lease lost before COMMIT rolls it back and `using` throws LockLostError.
    */
   transaction?: boolean;
-  /** Which installed DataSource the transaction is on (default: the Redlock's fencing dataSource, else the installation `transaction()` picks). */
+  /** Which installation the transaction is on (default: the Redlock's fencing dataSource, else the one `transaction()` resolves). */
   dataSource?: TransactionOptions['dataSource'];
 }
 
@@ -32,8 +32,8 @@ export function checkLeaseTransaction(options: LeaseTransactionOptions, fencingD
     return undefined;
   }
   const target = (dataSource ?? fencingDataSource) as TransactionOptions['dataSource'];
-  if (dataSource !== undefined && (dataSource === null || typeof (dataSource as { createQueryRunner?: unknown }).createQueryRunner !== 'function')) {
-    throw new LockConfigError('Redlock.using: dataSource must be a TypeORM DataSource on which installLocking was called');
+  if (dataSource !== undefined && (dataSource === null || typeof dataSource !== 'object')) {
+    throw new LockConfigError(`Redlock.using: dataSource must be an installed DataSource (or MikroORM instance), got ${dataSource === null ? 'null' : typeof dataSource}`);
   }
   try {
     inTransaction(target); // resolves the installation: LockConfigError when there is none

@@ -40,7 +40,7 @@
  */
 import type { Redis } from 'ioredis';
 import { LockConfigError, LockLostError, LockNotAvailableError } from '../errors';
-import { leaseEmitter, type EmitLeaseEvent, type LeaseEvent, type LeaseObserver } from './events';
+import { emitTo, observerOptionProblems, observersOf, type LockEvent, type LockObserver } from '../observe/events';
 import { DatabaseFencing, type FencingOptions } from './fencing';
 import { describeKeys, keyDetail, Lease, LeaseDriver } from './lease';
 import { checkLeaseTransaction, runInLeaseTransaction, type LeaseTransactionOptions } from './lease-transaction';
@@ -65,10 +65,10 @@ export interface RedlockOptions {
    * The DataSource must be installed (`installLocking`) and have the table (`createFencingTable`).
    */
   fencing?: FencingOptions;
-  /** Called for every lease event (acquired, released, not_available, lost); a throw is ignored. */
-  onLockEvent?: (event: LeaseEvent) => void;
-  /** Observers of lease events (`{ onLockEvent(event) }`, e.g. `openTelemetry()`). */
-  observers?: LeaseObserver[];
+  /** Lock events of this Redlock's leases (kind 'lease': acquired, released with heldMs, not_available, lost); errors they throw are ignored. */
+  observers?: readonly LockObserver[];
+  /** Shorthand for one observer. */
+  onLockEvent?: (event: LockEvent) => void;
   /** Clock drift allowance as a fraction of the TTL (default 0.01); validity = ttl − elapsed − (ttl·driftFactor + 2 ms). */
   driftFactor?: number;
   /** Default retries of `acquire`/`using` after the first attempt (default 10). */
@@ -142,7 +142,8 @@ export class Redlock implements LeaseDriver {
   private seen = 0n;
   /** `namespace:` + prefix, the start of every Redis key (and the Redis fencing counter itself). */
   private readonly base: string;
-  private readonly emit: EmitLeaseEvent;
+  /** Sends a lease event to this Redlock's observers; null when there are none (so no event is built). */
+  private readonly emit: ((event: LockEvent) => void) | null;
 
   constructor(clients: RedlockClient | readonly RedlockClient[], options: RedlockOptions = {}) {
     const list: RedlockClient[] = Array.isArray(clients) ? [...clients] : clients == null ? [] : [clients as RedlockClient];
@@ -178,7 +179,10 @@ export class Redlock implements LeaseDriver {
     if (typeof namespace !== 'string') throw new LockConfigError(`Redlock: namespace must be a string, got ${typeof namespace}`);
     this.namespace = namespace;
     this.base = (namespace ? `${namespace}:` : '') + prefix;
-    this.emit = leaseEmitter(options.onLockEvent, options.observers);
+    const observerProblems = observerOptionProblems(options);
+    if (observerProblems.length) throw new LockConfigError(`Redlock: ${observerProblems.join('; ')}`);
+    const observers = observersOf(options);
+    this.emit = observers.length ? (event) => emitTo(observers, event) : null;
     this.fencing = options.fencing === undefined ? undefined : new DatabaseFencing(options.fencing, 'Redlock');
     this.driftFactor = checkNumber('driftFactor', options.driftFactor ?? DEFAULTS.driftFactor, (v) => v >= 0 && v < 1, 'a number in [0, 1)');
     const retries = checkRetryOptions(options, DEFAULTS);

@@ -1,6 +1,8 @@
-import type { QueryRunner } from 'typeorm';
+import type { PortConnection } from '../../orm/port';
 import type { RowLockSpec } from '../../locks/row-lock-options';
 import type { DialectCapabilities } from '../dialect';
+import type { LockInspector } from '../inspect';
+import { MysqlInspector } from './inspect';
 import { MysqlDialect } from './mysql-dialect';
 
 /**
@@ -11,11 +13,14 @@ import { MysqlDialect } from './mysql-dialect';
  */
 export class MariaDbDialect extends MysqlDialect {
   override readonly name: string = 'mariadb';
+  override readonly dbSystem: string = 'mariadb';
   override readonly capabilities: DialectCapabilities = {
     ...this.capabilities,
     lockOf: false,
     lockWaitClause: true,
   };
+  /** information_schema.INNODB_LOCK_WAITS / INNODB_LOCKS and PROCESSLIST.TIME_MS. */
+  override readonly inspector: LockInspector = new MysqlInspector('mariadb');
 
   override rowLockClause(spec: RowLockSpec, _mainAlias: string, _hasJoins: boolean): string {
     const mode = spec.mode === 'read' ? 'LOCK IN SHARE MODE' : 'FOR UPDATE';
@@ -25,7 +30,7 @@ export class MariaDbDialect extends MysqlDialect {
     return ` ${mode}`;
   }
 
-  override async withRowLockTimeout<T>(_qr: QueryRunner, _timeoutMs: number | undefined, work: () => Promise<T>, _memo?: Map<string, unknown>): Promise<T> {
+  override async withRowLockTimeout<T>(_qr: PortConnection, _timeoutMs: number | undefined, work: () => Promise<T>, _memo?: Map<string, unknown>): Promise<T> {
     return work(); // the WAIT clause already limits the wait
   }
 }

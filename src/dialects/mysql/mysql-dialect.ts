@@ -1,14 +1,17 @@
-import type { QueryRunner } from 'typeorm';
+import type { PortConnection } from '../../orm/port';
 import type { RowLockSpec } from '../../locks/row-lock-options';
 import { checkRowLockAgainst } from '../check-row-lock';
 import type { AdvisoryDialect, DialectCapabilities, ErrorContext, FencingDialect, LockDialect } from '../dialect';
+import type { LockInspector } from '../inspect';
 import { MysqlAdvisory } from './advisory';
 import { convertMysqlError, isMysqlUniqueViolation } from './errors';
+import { MysqlInspector } from './inspect';
 import { MysqlFencing } from './fencing';
 
 /** MySQL 8: FOR UPDATE / FOR SHARE [OF t] [NOWAIT | SKIP LOCKED], waits limited by innodb_lock_wait_timeout. */
 export class MysqlDialect implements LockDialect {
   readonly name: string = 'mysql';
+  readonly dbSystem: string = 'mysql';
   readonly capabilities: DialectCapabilities = {
     rowLockModes: new Set(['write', 'read']),
     nowait: true,
@@ -23,6 +26,8 @@ export class MysqlDialect implements LockDialect {
   readonly advisory: AdvisoryDialect = new MysqlAdvisory();
   /** Fencing-token counters (MariaDB inherits it unchanged). */
   readonly fencing: FencingDialect = new MysqlFencing();
+  /** MySQL 8's performance_schema lock-wait tables. */
+  readonly inspector: LockInspector = new MysqlInspector('mysql');
 
   checkRowLock(spec: RowLockSpec, subject: string, hasJoins = false): void {
     checkRowLockAgainst(this.capabilities, this.name, spec, subject, hasJoins);
@@ -41,7 +46,7 @@ export class MysqlDialect implements LockDialect {
   }
 
   /** innodb_lock_wait_timeout is whole seconds (≥ 1): set for the session, restored after. */
-  async withRowLockTimeout<T>(qr: QueryRunner, timeoutMs: number | undefined, work: () => Promise<T>, _memo?: Map<string, unknown>): Promise<T> {
+  async withRowLockTimeout<T>(qr: PortConnection, timeoutMs: number | undefined, work: () => Promise<T>, _memo?: Map<string, unknown>): Promise<T> {
     if (!timeoutMs) return work();
     const [row] = await qr.query('SELECT @@SESSION.innodb_lock_wait_timeout AS prev');
     await qr.query('SET SESSION innodb_lock_wait_timeout = ?', [Math.max(1, Math.ceil(timeoutMs / 1000))]);

@@ -1,5 +1,8 @@
-import type { DataSource, QueryRunner } from 'typeorm';
+import type { PortConnection } from '../../orm/port';
+import type { ServerAddress } from '../dialect';
+import { withOutsideClient } from './outside-client';
 import { splitInt64, type ResolvedAdvisoryKey } from '../../locks/advisory-key';
+import { advisoryComment } from '../advisory-comment';
 import { driverCode, type AdvisoryDialect, type RunQuery } from '../dialect';
 import { convertPostgresError } from './errors';
 
@@ -25,15 +28,15 @@ export class PostgresAdvisory implements AdvisoryDialect {
     return key.int64.toString();
   }
 
-  lockForTransaction(qr: QueryRunner, id: string, shared: boolean, timeoutMs: number | undefined): Promise<boolean> {
-    return this.lock(qr, id, shared ? 'pg_advisory_xact_lock_shared' : 'pg_advisory_xact_lock', timeoutMs);
+  lockForTransaction(qr: PortConnection, id: string, shared: boolean, timeoutMs: number | undefined, key?: ResolvedAdvisoryKey): Promise<boolean> {
+    return this.lock(qr, id, shared ? 'pg_advisory_xact_lock_shared' : 'pg_advisory_xact_lock', timeoutMs, advisoryComment(key));
   }
 
-  lockForSession(qr: QueryRunner, id: string, shared: boolean, timeoutMs: number | undefined): Promise<boolean> {
-    return this.lock(qr, id, shared ? 'pg_advisory_lock_shared' : 'pg_advisory_lock', timeoutMs);
+  lockForSession(qr: PortConnection, id: string, shared: boolean, timeoutMs: number | undefined, key?: ResolvedAdvisoryKey): Promise<boolean> {
+    return this.lock(qr, id, shared ? 'pg_advisory_lock_shared' : 'pg_advisory_lock', timeoutMs, advisoryComment(key));
   }
 
-  async unlockSession(qr: QueryRunner, id: string, shared: boolean): Promise<boolean> {
+  async unlockSession(qr: PortConnection, id: string, shared: boolean): Promise<boolean> {
     const fn = shared ? 'pg_advisory_unlock_shared' : 'pg_advisory_unlock';
     const [row] = await qr.query(`SELECT ${fn}($1::bigint) AS "released"`, [id]);
     return row?.released === true;
@@ -63,48 +66,34 @@ export class PostgresAdvisory implements AdvisoryDialect {
     return driverCode(error).code === '25P02';
   }
 
-  async describeHolders(dataSource: DataSource, id: string): Promise<Array<{ pid: number; query: string | null }>> {
-    // A fresh client outside the pool: the caller may hold the pool's only connection.
-    // eslint-disable-next-line @typescript-eslint/no-var-requires
-    const pg = require('pg') as typeof import('pg');
-    const o = dataSource.driver.options as Record<string, any>;
-    const client = new pg.Client(
-      o.url
-        ? { connectionString: o.url, connectionTimeoutMillis: 2000 }
-        : { host: o.host, port: o.port, user: o.username, password: o.password, database: o.database, connectionTimeoutMillis: 2000 },
-    );
+  describeHolders(server: ServerAddress, id: string): Promise<Array<{ pid: number; query: string | null }>> {
     const { classid, objid } = splitInt64(BigInt(id));
-    try {
-      await client.connect();
-      const res = await client.query(
+    return withOutsideClient(server, [], async (query) => {
+      const rows = await query(
         `SELECT a.pid, a.query FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
           WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
             AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
             AND l.classid = $1::oid AND l.objid = $2::oid`,
         [classid, objid],
       );
-      return res.rows.map((r: { pid: number; query: string | null }) => ({ pid: Number(r.pid), query: r.query }));
-    } catch {
-      return [];
-    } finally {
-      await client.end().catch(() => undefined);
-    }
+      return rows.map((r: { pid: number; query: string | null }) => ({ pid: Number(r.pid), query: r.query }));
+    });
   }
 
-  private async lock(qr: QueryRunner, id: string, fn: string, timeoutMs: number | undefined): Promise<boolean> {
+  private async lock(qr: PortConnection, id: string, fn: string, timeoutMs: number | undefined, comment = ''): Promise<boolean> {
     if (timeoutMs === 0) {
       const tryFn = fn.replace(/^pg_advisory_/, 'pg_try_advisory_');
-      const [row] = await this.run(qr, `SELECT ${tryFn}($1::bigint) AS "acquired"`, [id], timeoutMs);
+      const [row] = await this.run(qr, `${comment}SELECT ${tryFn}($1::bigint) AS "acquired"`, [id], timeoutMs);
       return row?.acquired === true;
     }
     if (timeoutMs === undefined) {
-      await this.run(qr, `SELECT ${fn}($1::bigint)`, [id], timeoutMs);
+      await this.run(qr, `${comment}SELECT ${fn}($1::bigint)`, [id], timeoutMs);
       return true;
     }
     try {
       await this.run(
         qr,
-        `SELECT set_config('lock_timeout', l.prev, true) IS NOT NULL AS "acquired"
+        `${comment}SELECT set_config('lock_timeout', l.prev, true) IS NOT NULL AS "acquired"
            FROM (SELECT s.prev, ${fn}($1::bigint) IS NULL AS done
                    FROM (SELECT current_setting('lock_timeout') AS prev, set_config('lock_timeout', $2, true) AS applied OFFSET 0) s
                  OFFSET 0) l`,
@@ -118,7 +107,7 @@ export class PostgresAdvisory implements AdvisoryDialect {
     }
   }
 
-  private async run(qr: QueryRunner, sql: string, params: unknown[], timeoutMs: number | undefined): Promise<any[]> {
+  private async run(qr: PortConnection, sql: string, params: unknown[], timeoutMs: number | undefined): Promise<any[]> {
     try {
       return await qr.query(sql, params);
     } catch (error) {

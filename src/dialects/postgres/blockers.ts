@@ -1,4 +1,5 @@
-import type { DataSource } from 'typeorm';
+import type { ServerAddress } from '../dialect';
+import { withOutsideClient } from './outside-client';
 
 /**
  * Reads who holds the row lock on `table` where `where`: the xmax of the row is the
@@ -6,25 +7,16 @@ import type { DataSource } from 'typeorm';
  * Runs on a fresh client outside the pool, so a timed-out caller that still holds its
  * pooled connection can never wait for a second one (no pool deadlock at pool size 1).
  */
-export async function describePostgresRowLockHolder(
-  dataSource: DataSource,
+export function describePostgresRowLockHolder(
+  server: ServerAddress,
   table: string,
   where: Record<string, unknown>,
 ): Promise<Array<{ pid: number; query: string | null }>> {
-  // eslint-disable-next-line @typescript-eslint/no-var-requires
-  const pg = require('pg') as typeof import('pg');
-  const o = dataSource.driver.options as Record<string, any>;
-  const client = new pg.Client(
-    o.url
-      ? { connectionString: o.url, connectionTimeoutMillis: 2000 }
-      : { host: o.host, port: o.port, user: o.username, password: o.password, database: o.database, connectionTimeoutMillis: 2000 },
-  );
   const cols = Object.keys(where);
   const cond = cols.map((c, i) => `${quote(c)} = $${i + 1}`).join(' AND ');
   const tableSql = table.split('.').map(quote).join('.');
-  try {
-    await client.connect();
-    const res = await client.query(
+  return withOutsideClient(server, [], async (query) => {
+    const rows = await query(
       `SELECT a.pid, a.query
          FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
         WHERE l.locktype = 'transactionid' AND l.granted AND l.mode = 'ExclusiveLock'
@@ -36,12 +28,8 @@ export async function describePostgresRowLockHolder(
           )`,
       cols.map((c) => where[c]),
     );
-    return res.rows.map((r: { pid: number; query: string | null }) => ({ pid: Number(r.pid), query: r.query }));
-  } catch {
-    return [];
-  } finally {
-    await client.end().catch(() => undefined);
-  }
+    return rows.map((r: { pid: number; query: string | null }) => ({ pid: Number(r.pid), query: r.query }));
+  });
 }
 
 function quote(ident: string): string {

@@ -1,10 +1,12 @@
-import type { QueryRunner } from 'typeorm';
+import type { PortConnection } from '../../orm/port';
 import type { RowLockSpec } from '../../locks/row-lock-options';
 import { checkRowLockAgainst } from '../check-row-lock';
 import type { AdvisoryDialect, DialectCapabilities, ErrorContext, FencingDialect, LockDialect } from '../dialect';
+import type { LockInspector } from '../inspect';
 import { PostgresAdvisory } from './advisory';
 import { describePostgresRowLockHolder } from './blockers';
 import { convertPostgresError, isPostgresUniqueViolation } from './errors';
+import { PostgresInspector } from './inspect';
 import { PostgresFencing } from './fencing';
 
 /** Transaction memo key: the lock_timeout in force before ormlock first changed it. */
@@ -19,6 +21,7 @@ const CLAUSE: Record<RowLockSpec['mode'], string> = {
 
 export class PostgresDialect implements LockDialect {
   readonly name = 'postgres';
+  readonly dbSystem: string = 'postgresql';
   readonly capabilities: DialectCapabilities = {
     rowLockModes: new Set(['write', 'read', 'no_key_update', 'key_share']),
     nowait: true,
@@ -31,6 +34,7 @@ export class PostgresDialect implements LockDialect {
   readonly connectionIdSql = 'SELECT pg_backend_pid() AS "connectionId", txid_current()::text AS "txId"';
   readonly advisory: AdvisoryDialect = new PostgresAdvisory();
   readonly fencing: FencingDialect = new PostgresFencing();
+  readonly inspector: LockInspector = new PostgresInspector();
 
   checkRowLock(spec: RowLockSpec, subject: string, hasJoins = false): void {
     checkRowLockAgainst(this.capabilities, this.name, spec, subject, hasJoins);
@@ -51,7 +55,7 @@ export class PostgresDialect implements LockDialect {
    * allows); a later lock without a limit first puts the original value back. Without a memo
    * the previous value is restored right after the SELECT.
    */
-  async withRowLockTimeout<T>(qr: QueryRunner, timeoutMs: number | undefined, work: () => Promise<T>, memo?: Map<string, unknown>): Promise<T> {
+  async withRowLockTimeout<T>(qr: PortConnection, timeoutMs: number | undefined, work: () => Promise<T>, memo?: Map<string, unknown>): Promise<T> {
     const wanted = timeoutMs ? `${Math.ceil(timeoutMs)}ms` : undefined;
     const original = memo?.get(LOCK_TIMEOUT_MEMO) as string | undefined;
     if (!wanted) {

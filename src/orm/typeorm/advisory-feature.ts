@@ -36,7 +36,7 @@ export const advisoryFeature: TypeOrmFeature = {
       checkAdvisoryOptionsFor(dialect, o, subject);
     }
   },
-  subscribers(ctx) {
-    return [new AdvisoryEntitySubscriber(ctx)];
+  subscribers(inst) {
+    return [new AdvisoryEntitySubscriber(inst)];
   },
 };

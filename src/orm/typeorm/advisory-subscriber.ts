@@ -5,8 +5,7 @@ import type {
 import { LockConfigError } from '../../errors';
 import { afterAdvisoryTransactionEnd, evaluateAdvisoryKey, lockForEntityWrite, type AdvisoryLockOptions } from '../../locks/advisory';
 import { lockMetadataOf } from '../../metadata/registry';
-import type { InstallContext } from './feature';
-import { installationOf } from './installations';
+import type { Installation } from '../installations';
 
 /**
  * The advisory subscriber (placed first on the DataSource by installLocking):
@@ -21,7 +20,7 @@ import { installationOf } from './installations';
  *   (MySQL/MariaDB).
  */
 export class AdvisoryEntitySubscriber implements EntitySubscriberInterface {
-  constructor(private readonly ctx: InstallContext) {}
+  constructor(private readonly inst: Installation) {}
 
   beforeInsert(event: InsertEvent<any>) {
     return this.lock(event.metadata, event.queryRunner, event.entity, 'insert');
@@ -57,7 +56,7 @@ export class AdvisoryEntitySubscriber implements EntitySubscriberInterface {
     if (typeof target !== 'function') return undefined;
     const declarations = lockMetadataOf(target)?.advisory;
     if (!declarations?.length) return undefined;
-    const inst = installationOf(qr.dataSource) ?? { dataSource: this.ctx.dataSource, dialect: this.ctx.dialect };
+    const inst = this.inst;
     const subject = { label: `@AdvisoryLock on ${metadata!.name}`, entity: metadata!.name };
     if (entity === undefined || entity === null) {
       return Promise.reject(

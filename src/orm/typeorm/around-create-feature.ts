@@ -1,9 +1,8 @@
 import { LockConfigError } from '../../errors';
 import { isParentLockHook } from '../../locks/parent';
-import { patchAroundCreate } from './around-create-patch';
+import { rowLockSpecFor } from '../../locks/row-lock';
 import type { TypeOrmFeature } from './feature';
-import { parentRelation } from './parent-lock';
-import { rowLockSpecFor } from './row-lock';
+import { parentRelation } from './typeorm-port';
 
 /**
  * `@AroundCreate` hooks, `lockParent` among them. At installLocking: every hook must be a
@@ -19,7 +18,7 @@ import { rowLockSpecFor } from './row-lock';
  */
 export const aroundCreateFeature: TypeOrmFeature = {
   name: 'around-create',
-  validate(entity, declared, { dataSource, dialect }) {
+  validate(entity, declared, { dataSource, dialect, settings }) {
     declared.aroundCreate.forEach((hook, i) => {
       if (typeof hook !== 'function') {
         throw new LockConfigError(`@AroundCreate on ${entity.name}: hook ${i + 1} is not a function`, { entity: entity.name });
@@ -37,8 +36,10 @@ export const aroundCreateFeature: TypeOrmFeature = {
         }
         parentMeta = dataSource.getMetadata(target);
       }
-      if (parentMeta) dialect.checkRowLock(rowLockSpecFor(parentMeta, decl.options, subject), subject);
+      if (parentMeta) {
+        const parent = { name: parentMeta.name, table: parentMeta.tablePath, target: parentMeta.target as Function, primaryKeys: [], meta: parentMeta };
+        dialect.checkRowLock(rowLockSpecFor({ settings }, parent, decl.options, subject), subject);
+      }
     });
   },
-  install: patchAroundCreate,
 };

@@ -1,12 +1,18 @@
 import type { DataSource, QueryRunner } from 'typeorm';
-import { ambientRunner } from '../../context/store';
+import { ambientConnection } from '../../context/store';
+import { LockConfigError } from '../../errors';
+import type { Installation } from '../installations';
 
 /**
  * Binds `dataSource.manager`, `dataSource.query` and `dataSource.createQueryBuilder` to the
- * ambient transaction (or the connection pinned by a session lock). Returns the function that undoes it.
+ * ambient transaction of `inst` (or the connection pinned by a session lock). Returns the undo.
  */
-export function bindDataSource(ds: DataSource): () => void {
+export function bindDataSource(ds: DataSource, inst: Installation): () => void {
   const target = ds as any;
+  const managerProperty = Object.getOwnPropertyDescriptor(target, 'manager');
+  if (!managerProperty || !managerProperty.configurable) {
+    throw new LockConfigError(`installLocking: ${inst.label}.manager is not a configurable own property in this TypeORM version; ormlock cannot bind it to the context.`);
+  }
   const baseManager = ds.manager;
   const baseQuery = target.query;
   const baseCreateQueryBuilder = target.createQueryBuilder;
@@ -16,20 +22,20 @@ export function bindDataSource(ds: DataSource): () => void {
   Object.defineProperty(target, 'manager', {
     configurable: true,
     enumerable: true,
-    get: () => ambientRunner(ds)?.manager ?? baseManager,
+    get: () => ambientConnection(inst)?.manager ?? baseManager,
   });
   target.query = function (sql: string, parameters?: unknown[], queryRunner?: QueryRunner) {
-    return baseQuery.call(ds, sql, parameters, queryRunner ?? ambientRunner(ds)?.queryRunner);
+    return baseQuery.call(ds, sql, parameters, queryRunner ?? (ambientConnection(inst) as QueryRunner | undefined));
   };
   target.createQueryBuilder = function (entityOrRunner?: unknown, alias?: string, queryRunner?: QueryRunner) {
-    const tx = ambientRunner(ds);
-    if (!tx) return baseCreateQueryBuilder.call(ds, entityOrRunner, alias, queryRunner);
-    if (alias !== undefined) return baseCreateQueryBuilder.call(ds, entityOrRunner, alias, queryRunner ?? tx.queryRunner);
-    return baseCreateQueryBuilder.call(ds, entityOrRunner ?? tx.queryRunner);
+    const connection = ambientConnection(inst) as QueryRunner | undefined;
+    if (!connection) return baseCreateQueryBuilder.call(ds, entityOrRunner, alias, queryRunner);
+    if (alias !== undefined) return baseCreateQueryBuilder.call(ds, entityOrRunner, alias, queryRunner ?? connection);
+    return baseCreateQueryBuilder.call(ds, entityOrRunner ?? connection);
   };
 
   return () => {
-    Object.defineProperty(target, 'manager', { configurable: true, enumerable: true, writable: true, value: baseManager });
+    Object.defineProperty(target, 'manager', managerProperty);
     if (hadOwnQuery) target.query = baseQuery;
     else delete target.query;
     if (hadOwnQb) target.createQueryBuilder = baseCreateQueryBuilder;

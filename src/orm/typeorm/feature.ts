@@ -1,25 +1,23 @@
 import type { DataSource, EntityMetadata, EntitySubscriberInterface } from 'typeorm';
 import type { LockDialect } from '../../dialects/dialect';
 import type { EntityLockMetadata } from '../../metadata/registry';
+import type { Installation, InstallationSettings } from '../installations';
 
 export interface InstallContext {
   readonly dataSource: DataSource;
   readonly dialect: LockDialect;
+  readonly settings: InstallationSettings;
 }
 
 /**
  * One strategy's part of `installLocking`: validate what its class decorators declared
  * (throwing LockConfigError naming entity and property) and give the subscribers it needs.
- * installLocking runs every feature's `validate` before it changes anything.
+ * installLocking runs every feature's `validate` before it changes anything; the patches of
+ * TypeORM internals the features rely on are chosen in internals/index.ts.
  */
 export interface TypeOrmFeature {
   readonly name: string;
   validate?(entity: EntityMetadata, declared: EntityLockMetadata, ctx: InstallContext): void;
-  /**
-   * Process-wide hooks this feature needs (idempotent, inert unless ormlock marked the work),
-   * installed once validation of every feature has passed.
-   */
-  install?(): void;
   /** Subscribers placed before all others on the DataSource, in feature order. */
-  subscribers?(ctx: InstallContext): EntitySubscriberInterface[];
+  subscribers?(inst: Installation): EntitySubscriberInterface[];
 }

@@ -1,8 +1,9 @@
 import type { DataSource, QueryRunner } from 'typeorm';
-import { detectDialect } from '../../dialects';
 import { LockConfigError } from '../../errors';
+import { installationOf } from '../installations';
 import { checkFencingTable, DEFAULT_FENCING_TABLE } from '../../redis/fencing';
-import { installationOf } from './installations';
+import { dataSourceOf } from './compat';
+import { TypeOrmPort } from './typeorm-port';
 
 export interface FencingTableOptions {
   /** Table name (default `ormlock_fencing`); give the same to `new Redlock(clients, { fencing: { dataSource, table } })`. */
@@ -47,14 +48,14 @@ async function resolve(target: DataSource | QueryRunner, options: FencingTableOp
         await qr.release();
       }
     };
-  } else if (t && typeof t.query === 'function' && (t.connection || (t as { dataSource?: DataSource }).dataSource)) {
-    ds = ((t as { dataSource?: DataSource }).dataSource ?? t.connection) as DataSource;
+  } else if (t && typeof t.query === 'function' && dataSourceOf(t)) {
+    ds = dataSourceOf(t) as DataSource;
     run = (sql) => (target as QueryRunner).query(sql);
   } else {
     throw new LockConfigError(`${where}: expected a TypeORM DataSource or a migration's QueryRunner`);
   }
   if (!ds.isInitialized) throw new LockConfigError(`${where}: call \`await dataSource.initialize()\` first`);
-  const dialect = installationOf(ds)?.dialect ?? (await detectDialect(ds));
+  const dialect = installationOf(ds)?.dialect ?? (await new TypeOrmPort(ds).detectDialect());
   if (!dialect.fencing) throw new LockConfigError(`${where}: the ${dialect.name} dialect has no fencing counters`);
   return { run, fencing: dialect.fencing, table };
 }

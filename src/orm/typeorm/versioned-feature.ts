@@ -1,6 +1,5 @@
 import { LockConfigError } from '../../errors';
 import type { TypeOrmFeature } from './feature';
-import { patchPersistence } from './patch-persistence';
 
 /**
  * `@Versioned()`: validates that the entity has a `@VersionColumn`, and installs the version
@@ -26,5 +25,4 @@ export const versionedFeature: TypeOrmFeature = {
       });
     }
   },
-  install: patchPersistence,
 };

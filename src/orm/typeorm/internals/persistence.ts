@@ -1,12 +1,14 @@
 import {
-  DeleteQueryBuilder, UpdateQueryBuilder, type DataSource, type EntityManager, type EntityMetadata, type ObjectLiteral, type QueryRunner,
+  DeleteQueryBuilder, UpdateQueryBuilder, type EntityManager, type EntityMetadata, type ObjectLiteral, type QueryRunner,
 } from 'typeorm';
-import type { ColumnMetadata } from 'typeorm/metadata/ColumnMetadata';
+type ColumnMetadata = EntityMetadata['columns'][number];
 import { SubjectExecutor } from 'typeorm/persistence/SubjectExecutor';
-import { LockConfigError, StaleEntityError } from '../../errors';
-import { nextVersion } from '../../locks/optimistic';
-import { lockMetadataOf } from '../../metadata/registry';
-import { installationOf } from './installations';
+import { LockConfigError, StaleEntityError } from '../../../errors';
+import { nextVersion } from '../../../locks/optimistic';
+import { lockMetadataOf } from '../../../metadata/registry';
+import { installationOf } from '../../installations';
+import { dataSourceOf } from '../compat';
+import { expectMethod, replaceMethod, type InternalPatch } from './patch';
 
 /**
  * The version check of `@Versioned` entities, in TypeORM's persistence layer.
@@ -55,25 +57,43 @@ interface DeleteMark {
 
 /** identifier object (TypeORM's subject.identifier) → the check for that subject. */
 const registered = new WeakMap<object, VersionCheck>();
-let patched = false;
 
-export function patchPersistence(): void {
-  if (patched) return;
-  patched = true;
-  const executor = SubjectExecutor.prototype as any;
-  const baseInsertOps = executor.executeInsertOperations;
-  const baseUpdateOps = executor.executeUpdateOperations;
-  const baseRemoveOps = executor.executeRemoveOperations;
+const executor = SubjectExecutor.prototype as any;
+const update = UpdateQueryBuilder.prototype as any;
+const del = DeleteQueryBuilder.prototype as any;
 
-  executor.executeInsertOperations = async function (this: any) {
-    if (installationOf(this.queryRunner.dataSource)) {
+/** The version check's hooks (see the file comment), behind one probe. */
+export const persistencePatches: readonly InternalPatch[] = [
+  {
+    name: 'SubjectExecutor / UpdateQueryBuilder / DeleteQueryBuilder (the @Versioned check)',
+    probe: () => [
+      ...expectMethod(executor, 'SubjectExecutor.prototype', 'executeInsertOperations', ['insertSubjects']),
+      ...expectMethod(executor, 'SubjectExecutor.prototype', 'executeUpdateOperations', ['updateSubjects', 'whereEntity']),
+      ...expectMethod(executor, 'SubjectExecutor.prototype', 'executeRemoveOperations', ['removeSubjects']),
+      ...expectMethod(update, 'UpdateQueryBuilder.prototype', 'whereEntity'),
+      ...expectMethod(update, 'UpdateQueryBuilder.prototype', 'execute', ['UpdateResult']),
+      ...expectMethod(del, 'DeleteQueryBuilder.prototype', 'where'),
+      ...expectMethod(del, 'DeleteQueryBuilder.prototype', 'execute', ['DeleteResult']),
+    ],
+    apply() {
+      this.restore = applyPersistence();
+    },
+    restore() {},
+  },
+];
+
+function applyPersistence(): () => void {
+  const undo: Array<() => void> = [];
+  const patch = (owner: object, method: string, wrap: (base: any) => any) => undo.push(replaceMethod(owner, method, wrap));
+  patch(executor, 'executeInsertOperations', (baseInsertOps) => async function (this: any) {
+    if (installationOf(dataSourceOf(this.queryRunner))) {
       for (const subject of this.insertSubjects) refuseResurrection(subject);
     }
     return baseInsertOps.call(this);
-  };
+  });
 
-  executor.executeUpdateOperations = async function (this: any) {
-    if (!installationOf(this.queryRunner.dataSource)) return baseUpdateOps.call(this);
+  patch(executor, 'executeUpdateOperations', (baseUpdateOps) => async function (this: any) {
+    if (!installationOf(dataSourceOf(this.queryRunner))) return baseUpdateOps.call(this);
     const justInserted = new Set(this.insertSubjects);
     const keys: object[] = [];
     try {
@@ -92,10 +112,10 @@ export function patchPersistence(): void {
     } finally {
       for (const key of keys) registered.delete(key);
     }
-  };
+  });
 
-  executor.executeRemoveOperations = async function (this: any) {
-    if (!installationOf(this.queryRunner.dataSource)) return baseRemoveOps.call(this);
+  patch(executor, 'executeRemoveOperations', (baseRemoveOps) => async function (this: any) {
+    if (!installationOf(dataSourceOf(this.queryRunner))) return baseRemoveOps.call(this);
     const keys: object[] = [];
     try {
       for (const subject of this.removeSubjects) {
@@ -108,20 +128,16 @@ export function patchPersistence(): void {
     } finally {
       for (const key of keys) registered.delete(key);
     }
-  };
+  });
 
-  const update = UpdateQueryBuilder.prototype as any;
-  const baseWhereEntity = update.whereEntity;
-  const baseUpdateExecute = update.execute;
-
-  update.whereEntity = function (this: UpdateQueryBuilder<any>, entity: unknown) {
+  patch(update, 'whereEntity', (baseWhereEntity) => function (this: UpdateQueryBuilder<any>, entity: unknown) {
     const result = baseWhereEntity.call(this, entity);
     const check = entity !== null && typeof entity === 'object' && !Array.isArray(entity) ? registered.get(entity) : undefined;
     if (!check) return result;
     const map = this.expressionMap as any;
     const { versionColumn: vcol } = check;
     this.andWhere(`${this.escape(vcol.databaseName)} = :${EXPECTED_PARAM}`, {
-      [EXPECTED_PARAM]: this.dataSource.driver.preparePersistentValue(check.expected, vcol),
+      [EXPECTED_PARAM]: dataSourceOf(this)!.driver.preparePersistentValue(check.expected, vcol),
     });
     // TypeORM would reload version/update-date with RETURNING or, without it, a SELECT after the
     // UPDATE. The check must see the affected count first, and the new version is known
@@ -130,15 +146,15 @@ export function patchPersistence(): void {
     const generated = check.metadata.columns.filter((c) => c.asExpression !== undefined || c.isUpdateDate || c.isVersion);
     let reloadColumns: ColumnMetadata[] = [];
     if (reload && generated.some((c) => c !== vcol)) {
-      if (this.dataSource.driver.isReturningSqlSupported('update')) map.returning = generated.map((c) => c.propertyPath);
+      if (dataSourceOf(this)!.driver.isReturningSqlSupported('update')) map.returning = generated.map((c) => c.propertyPath);
       else reloadColumns = generated.filter((c) => c !== vcol);
     }
     map.updateEntity = false;
     map[UPDATE_CHECK] = { check, reload, reloadColumns } satisfies UpdateMark;
     return result;
-  };
+  });
 
-  update.execute = async function (this: UpdateQueryBuilder<any>) {
+  patch(update, 'execute', (baseUpdateExecute) => async function (this: UpdateQueryBuilder<any>) {
     const mark: UpdateMark | undefined = (this.expressionMap as any)[UPDATE_CHECK];
     if (!mark) return baseUpdateExecute.call(this);
     // the persistence layer's builders always carry its query runner (the transaction's)
@@ -155,7 +171,7 @@ export function patchPersistence(): void {
     const generated: ObjectLiteral = {};
     const row = Array.isArray(result.raw) ? result.raw[0] : undefined;
     if (mark.reload && row && typeof row === 'object') {
-      Object.assign(generated, this.dataSource.driver.createGeneratedMap(check.metadata, row) ?? {});
+      Object.assign(generated, dataSourceOf(this)!.driver.createGeneratedMap(check.metadata, row) ?? {});
     }
     if (mark.reloadColumns.length) {
       const alias = 'ormlock_reload';
@@ -172,13 +188,9 @@ export function patchPersistence(): void {
     check.versionColumn.setEntityValue(generated, nextVersion(check.expected));
     result.generatedMaps.push(generated);
     return result;
-  };
+  });
 
-  const del = DeleteQueryBuilder.prototype as any;
-  const baseDeleteWhere = del.where;
-  const baseDeleteExecute = del.execute;
-
-  del.where = function (this: DeleteQueryBuilder<any>, where: unknown, parameters?: ObjectLiteral) {
+  patch(del, 'where', (baseDeleteWhere) => function (this: DeleteQueryBuilder<any>, where: unknown, parameters?: ObjectLiteral) {
     if (!Array.isArray(where) || where.length === 0) return baseDeleteWhere.call(this, where, parameters);
     const checks: VersionCheck[] = [];
     const conditions = where.map((item) => {
@@ -191,9 +203,9 @@ export function patchPersistence(): void {
     const result = baseDeleteWhere.call(this, conditions, parameters);
     (this.expressionMap as any)[DELETE_CHECK] = { checks, expectedRows: where.length } satisfies DeleteMark;
     return result;
-  };
+  });
 
-  del.execute = async function (this: DeleteQueryBuilder<any>) {
+  patch(del, 'execute', (baseDeleteExecute) => async function (this: DeleteQueryBuilder<any>) {
     const mark: DeleteMark | undefined = (this.expressionMap as any)[DELETE_CHECK];
     if (!mark) return baseDeleteExecute.call(this);
     const manager = managerOf(this);
@@ -205,6 +217,9 @@ export function patchPersistence(): void {
     }
     if (result.affected < mark.expectedRows) throw await staleError(manager, mark.checks, 'remove', result.affected);
     return result;
+  });
+  return () => {
+    for (const u of undo.reverse()) u();
   };
 }
 
@@ -317,9 +332,9 @@ async function readVersions(manager: EntityManager, metadata: EntityMetadata, vc
 }
 
 /** The manager of the builder's own query runner (its transaction); the DataSource's otherwise. */
-function managerOf(qb: { dataSource: DataSource }): EntityManager {
+function managerOf(qb: object): EntityManager {
   const queryRunner: QueryRunner | undefined = (qb as { queryRunner?: QueryRunner }).queryRunner;
-  return queryRunner?.manager ?? qb.dataSource.manager;
+  return queryRunner?.manager ?? dataSourceOf(qb)!.manager;
 }
 
 function idsEqual(metadata: EntityMetadata, row: ObjectLiteral, identifier: ObjectLiteral): boolean {

@@ -1,12 +1,13 @@
 import { InsertQueryBuilder, type DataSource, type EntityMetadata, type QueryRunner } from 'typeorm';
 import { SubjectExecutor } from 'typeorm/persistence/SubjectExecutor';
-import { runWithAmbientRunner } from '../../context/transaction';
-import { TransactionRequiredError } from '../../errors';
-import { lockMetadataOf, type AroundCreateHook } from '../../metadata/registry';
-import { installationOf, type Installation } from './installations';
-import type { AroundCreateRunContext } from './parent-lock';
-
-let patched = false;
+import { runWithAmbientConnection } from '../../../context/transaction';
+import { LockConfigError, TransactionRequiredError } from '../../../errors';
+import type { AroundCreateRunContext } from '../../../locks/parent';
+import { lockMetadataOf, type AroundCreateHook } from '../../../metadata/registry';
+import { installationOf, type Installation } from '../../installations';
+import { dataSourceName, dataSourceOf } from '../compat';
+import type { TypeOrmPort } from '../typeorm-port';
+import { expectMethod, replaceMethod, type InternalPatch } from './patch';
 
 /** The `@AroundCreate` hooks that apply to rows of `meta` (ancestors' first, then in declaration order). */
 export function aroundCreateHooksOf(meta: EntityMetadata): AroundCreateHook[] {
@@ -31,16 +32,74 @@ export function aroundCreateHooksOf(meta: EntityMetadata): AroundCreateHook[] {
  * While a hook runs, the INSERT's transaction is the ambient one, so `dataSource.manager`,
  * repositories and `lock()` inside a hook use the INSERT's connection.
  */
-export function patchAroundCreate(): void {
-  if (patched) return;
-  patched = true;
+const executorProto = SubjectExecutor.prototype as any;
+const insertProto = InsertQueryBuilder.prototype as any;
 
-  const executorProto = SubjectExecutor.prototype as any;
-  const baseExecute = executorProto.execute;
-  executorProto.execute = async function (this: any) {
+/** The write path's hooks: the guard against uninstalled DataSources and the @AroundCreate hooks. */
+export const writePatches: readonly InternalPatch[] = [
+  {
+    name: 'SubjectExecutor.prototype.execute',
+    probe: () => [
+      ...expectMethod(executorProto, 'SubjectExecutor.prototype', 'execute', ['insertSubjects', 'broadcastBeforeEventsForAll']),
+      ...expectMethod(executorProto, 'SubjectExecutor.prototype', 'recompute', ['insertSubjects']),
+    ],
+    apply() {
+      this.restore = replaceMethod(executorProto, 'execute', executeWithHooks);
+    },
+    restore() {},
+  },
+  {
+    name: 'InsertQueryBuilder.prototype.execute',
+    probe: () => [
+      ...expectMethod(insertProto, 'InsertQueryBuilder.prototype', 'execute', ['callListeners']),
+      ...expectMethod(insertProto, 'InsertQueryBuilder.prototype', 'getValueSets'),
+      ...expectMethod(insertProto, 'InsertQueryBuilder.prototype', 'setQueryRunner'),
+    ],
+    apply() {
+      this.restore = replaceMethod(insertProto, 'execute', insertWithHooks);
+    },
+    restore() {},
+  },
+];
+
+/** Names of the write-time declarations of an entity class (empty when it has none). */
+function writeDeclarations(target: unknown): string[] {
+  if (typeof target !== 'function') return [];
+  const d = lockMetadataOf(target);
+  if (!d) return [];
+  return [
+    d.versioned ? '@Versioned' : '',
+    d.aroundCreate.length ? '@AroundCreate' : '',
+    d.advisory.length ? '@AdvisoryLock' : '',
+    (d as { tree?: unknown }).tree !== undefined ? '@LockedTree' : '',
+  ].filter(Boolean);
+}
+
+/** A decorated entity written through a DataSource without an installation: its locks could not be taken. */
+function refuseUninstalled(ds: DataSource | undefined, metas: EntityMetadata[]): void {
+  for (const meta of metas) {
+    const declared = writeDeclarations(meta.target);
+    if (!declared.length) continue;
+    const name = dataSourceName(ds);
+    throw new LockConfigError(
+      `${meta.name} is declared ${declared.join(', ')}, but it is being written through DataSource '${name}' (${ds?.options.type}), ` +
+        'where ormlock is not installed: its locks and checks cannot be taken there. Call `await installLocking(dataSource)` on it ' +
+        '(after initialize()), or write through the installed DataSource. Nothing was written.',
+      { entity: meta.name, dataSource: name },
+    );
+  }
+}
+
+function executeWithHooks(baseExecute: (this: any) => Promise<void>) {
+  return async function (this: any) {
     const queryRunner: QueryRunner = this.queryRunner;
-    const inst = installationOf(queryRunner.dataSource);
-    if (!inst) return baseExecute.call(this);
+    const ds = dataSourceOf(queryRunner);
+    const inst = installationOf(ds);
+    if (!inst) {
+      const subjects = [...this.insertSubjects, ...this.updateSubjects, ...this.removeSubjects, ...(this.softRemoveSubjects ?? []), ...(this.recoverSubjects ?? [])];
+      refuseUninstalled(ds, subjects.map((s: { metadata: EntityMetadata }) => s.metadata));
+      return baseExecute.call(this);
+    }
     const work = (this.insertSubjects as Array<{ metadata: EntityMetadata; entity?: object }>).filter(
       (s) => s.entity && aroundCreateHooksOf(s.metadata).length > 0,
     );
@@ -61,13 +120,14 @@ export function patchAroundCreate(): void {
     this.recompute();
     return baseExecute.call(this);
   };
+}
 
-  const insertProto = InsertQueryBuilder.prototype as any;
-  const baseInsert = insertProto.execute;
-  insertProto.execute = async function (this: any) {
+function insertWithHooks(baseInsert: (this: any) => Promise<unknown>) {
+  return async function (this: any) {
     const map = this.expressionMap;
-    const ds: DataSource = this.dataSource;
+    const ds = dataSourceOf(this);
     const inst = installationOf(ds);
+    if (!inst && map.mainAlias?.hasMetadata && map.callListeners === true) refuseUninstalled(ds, [map.mainAlias.metadata]);
     // TypeORM's persistence inserts with callListeners(false): the SubjectExecutor hook covered those
     if (!inst || map.callListeners !== true || map.insertFromSelect || !map.mainAlias?.hasMetadata) return baseInsert.call(this);
     const metadata: EntityMetadata = map.mainAlias.metadata;
@@ -81,7 +141,7 @@ export function patchAroundCreate(): void {
       await runAroundCreateHooks(inst, given, rows);
       return baseInsert.call(this);
     }
-    const queryRunner = given ?? ds.createQueryRunner();
+    const queryRunner = given ?? ds!.createQueryRunner();
     try {
       await queryRunner.startTransaction();
     } catch (error) {
@@ -115,13 +175,14 @@ export async function runAroundCreateHooks(
   queryRunner: QueryRunner,
   rows: Array<{ metadata: EntityMetadata; entity: object }>,
 ): Promise<void> {
+  const port = inst.port as TypeOrmPort;
   const run = async () => {
     for (const { metadata, entity } of rows) {
-      const ctx: AroundCreateRunContext = { manager: queryRunner.manager, queryRunner, metadata };
+      const ctx: AroundCreateRunContext = { manager: queryRunner.manager, queryRunner, installation: inst, descriptor: port.descriptorOf(metadata) };
       for (const hook of aroundCreateHooksOf(metadata)) await hook(entity, ctx);
     }
   };
   // The INSERT may run on a connection that is not the ambient transaction's (save() outside
   // transaction(), or on a manager of the user's own): make it the ambient one for the hooks.
-  return runWithAmbientRunner(inst.dataSource, queryRunner, run);
+  return runWithAmbientConnection(inst, queryRunner, run);
 }

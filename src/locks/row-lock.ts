@@ -1,0 +1,134 @@
+import { noteHeldUntilEnd } from '../context/held';
+import { ambientTx } from '../context/store';
+import { LockConfigError, LockError, LockNotAvailableError, LockTimeoutError, StaleEntityError, TransactionRequiredError } from '../errors';
+import { lockMetadataOf } from '../metadata/registry';
+import { resolveInstallation, type Installation } from '../orm/installations';
+import type { EntityDescriptor, PortConnection } from '../orm/port';
+import { resolveRowLockSpec, type RowLockOptions, type RowLockSpec } from './row-lock-options';
+
+/**
+ * Row locks (the strategy): `lock()` and the locked reads of `lockParent` and `@Pessimistic`
+ * methods. The ORM builds the SELECT through the port; the dialect writes the lock clause,
+ * bounds the wait and converts the driver's errors.
+ */
+export interface LockCallOptions extends RowLockOptions {
+  /** The DataSource (or MikroORM instance) of the entity when several are installed and the entity does not say. */
+  dataSource?: unknown;
+}
+
+/** Problems with row-lock call options (empty when fine). */
+export function lockCallProblems(options: unknown): string[] {
+  if (options === undefined) return [];
+  if (options === null || typeof options !== 'object' || Array.isArray(options)) return [`options must be an object (got ${options === null ? 'null' : typeof options})`];
+  return resolveRowLockSpec(options as RowLockOptions).problems;
+}
+
+/** The installation and descriptor of an entity object, or a LockConfigError saying why not. */
+export function entityTarget(entity: unknown, caller: string, dataSource?: unknown): { inst: Installation; desc: EntityDescriptor } {
+  if (entity === null || typeof entity !== 'object') {
+    throw new LockConfigError(`${caller}: expected an entity instance, got ${entity === null ? 'null' : typeof entity}`);
+  }
+  const inst = resolveInstallation(caller, { explicit: dataSource, entity });
+  return { inst, desc: inst.entity((entity as object).constructor, caller) };
+}
+
+/** The spec a row lock of `entity` uses: installed default < the class's @Pessimistic < the call's options. */
+export function rowLockSpecFor(inst: Pick<Installation, 'settings'>, entity: EntityDescriptor, options: RowLockOptions, subject: string): RowLockSpec {
+  const { mode, onLocked, timeoutMs } = options;
+  const { spec, problems } = resolveRowLockSpec({ timeoutMs: inst.settings.lockTimeoutMs }, lockMetadataOf(entity.target)?.pessimistic, { mode, onLocked, timeoutMs });
+  if (problems.length) throw new LockConfigError(`${subject}: ${problems.join('; ')}`, { entity: entity.name });
+  return spec;
+}
+
+/**
+ * Rails' `lock!`: inside the ambient transaction, re-reads the entity's row with the lock
+ * clause (one `SELECT … FOR UPDATE`) and refreshes the entity's columns in place.
+ */
+export async function lockEntity<T extends object>(entity: T, options: LockCallOptions = {}): Promise<T> {
+  const problems = lockCallProblems(options);
+  if (problems.length) throw new LockConfigError(`lock(): ${problems.join('; ')}`);
+  const { inst, desc } = entityTarget(entity, 'lock()', options.dataSource);
+  const tx = ambientTx(inst);
+  if (!tx) {
+    throw new TransactionRequiredError(
+      `lock(${desc.name}) needs a transaction on ${inst.label}: a row lock ends with its transaction. Use withLock(entity, fn), transaction(fn) or @Transactional().`,
+      { entity: desc.name },
+    );
+  }
+  const where = inst.port.idOf(desc, entity);
+  if (Object.values(where).some((v) => v === undefined || v === null)) {
+    throw new LockConfigError(`lock(${desc.name}): the entity has no primary-key value; save or load it before locking.`, { entity: desc.name });
+  }
+  const { dataSource: _ds, ...callOptions } = options;
+  const subject = `lock(${desc.name} ${JSON.stringify(Object.keys(where).length === 1 ? Object.values(where)[0] : where)})`;
+  const fresh = await lockRowOn(inst, tx.connection, desc, where, callOptions, subject, 'row');
+  if (!fresh) throw new StaleEntityError(`${subject}: the row no longer exists`, { entity: desc.name, id: where });
+  inst.port.refresh(desc, entity, fresh);
+  return entity;
+}
+
+/**
+ * Locks one row of `entity` on `connection` (inside its open transaction) and returns it freshly
+ * read, or null when no row matches. Used by `lock()` (the ambient transaction's connection) and
+ * by `lockParent` (the INSERT's own connection).
+ */
+export async function lockRowOn(
+  inst: Installation,
+  connection: PortConnection,
+  entity: EntityDescriptor,
+  where: Record<string, unknown>,
+  options: RowLockOptions,
+  subject: string,
+  kind: 'row' | 'parent',
+): Promise<object | null> {
+  const spec = rowLockSpecFor(inst, entity, options, subject);
+  inst.dialect.checkRowLock(spec, subject);
+  if (!connection.isTransactionActive) {
+    throw new TransactionRequiredError(`${subject}: locking ${entity.name} needs a transaction (the lock is released at commit).`, { entity: entity.name });
+  }
+  const fresh = await runLockedRead(inst, connection, entity, spec, kind, () => inst.port.lockedRead(connection, entity, where, spec), where);
+  if (!fresh && spec.onLocked === 'skip_locked') {
+    throw new LockNotAvailableError(`${subject}: the row is locked (skip_locked)`, { entity: entity.name, id: where });
+  }
+  return fresh;
+}
+
+/**
+ * Runs one locking read (`work`) on `connection`: bounds its wait as the spec says, converts
+ * lock errors (naming the holder on PostgreSQL when `where` is known), and reports the events.
+ */
+export async function runLockedRead<T>(
+  inst: Installation,
+  connection: PortConnection,
+  entity: EntityDescriptor,
+  spec: RowLockSpec,
+  kind: 'row' | 'parent',
+  work: () => Promise<T>,
+  where?: Record<string, unknown>,
+): Promise<T> {
+  const startedAt = Date.now();
+  const tx = ambientTx(inst);
+  const memo = tx && tx.connection === connection ? tx.memo : undefined;
+  try {
+    const result = await inst.dialect.withRowLockTimeout(connection, spec.timeoutMs, work, memo);
+    inst.emit({ type: 'acquired', kind, target: entity.name, waitedMs: Date.now() - startedAt });
+    noteHeldUntilEnd(inst, connection, kind, entity.name);
+    return result;
+  } catch (error) {
+    const converted = inst.dialect.convertError(error, { entity: entity.name, onLocked: spec.onLocked, timeoutMs: spec.timeoutMs, startedAt });
+    if (converted instanceof LockTimeoutError || converted instanceof LockNotAvailableError) {
+      inst.emit({ type: converted instanceof LockTimeoutError ? 'timeout' : 'not_available', kind, target: entity.name, waitedMs: Date.now() - startedAt });
+    }
+    if (converted && where) throw await withBlockers(converted, inst, entity, where);
+    throw converted ?? error;
+  }
+}
+
+/** On PostgreSQL a lock timeout names the backend holding the row: pid and query. */
+async function withBlockers(error: LockError, inst: Installation, entity: EntityDescriptor, where: Record<string, unknown>): Promise<LockError> {
+  if (!(error instanceof LockTimeoutError) || !inst.dialect.describeRowLockHolder || !inst.port.columnsOf) return error;
+  const blockers = await inst.dialect.describeRowLockHolder(inst.port.serverAddress(), entity.table, inst.port.columnsOf(entity, where)).catch(() => []);
+  if (!blockers.length) return error;
+  const who = blockers.map((b) => `pid ${b.pid} (${(b.query ?? '').slice(0, 200)})`).join(', ');
+  return new LockTimeoutError(`${error.message}; held by ${who}`, { ...error.details, id: error.details.id ?? where, blockers });
+}

@@ -1,0 +1,56 @@
+import { lockMetadataOf, decoratedClasses } from '../../../metadata/registry';
+import { writePatches } from './around-create';
+import { entityManagerTransactionPatch } from './entity-manager';
+import { probeError, type InternalPatch } from './patch';
+import { persistencePatches } from './persistence';
+import { queryBuilderPatches } from './query-builder';
+import { repositoryManagerPatch } from './repository';
+
+/**
+ * Every patch of TypeORM internals, applied only when something needs it, probed before any is
+ * applied, and undone when the last installation goes.
+ */
+const applied = new Set<InternalPatch>();
+let users = 0;
+
+/** The patches the decorated entities (of every class decorated so far) and the core need. */
+export function neededPatches(): InternalPatch[] {
+  const declared = decoratedClasses().map((c) => lockMetadataOf(c)!);
+  const versioned = declared.some((d) => d.versioned);
+  const writes = versioned || declared.some((d) => d.aroundCreate.length > 0) || declared.some((d) => d.advisory.length > 0 || (d as { tree?: unknown }).tree !== undefined);
+  return [
+    ...queryBuilderPatches,
+    repositoryManagerPatch,
+    entityManagerTransactionPatch,
+    ...(writes ? writePatches : []),
+    ...(versioned ? persistencePatches : []),
+  ];
+}
+
+/**
+ * Probes, then applies, the patches (those not applied yet); counts one more installation using
+ * them. Throws LockConfigError naming every internal whose shape differs, having applied nothing.
+ */
+export function acquirePatches(patches: readonly InternalPatch[]): void {
+  const fresh = patches.filter((p) => !applied.has(p));
+  const problems = fresh.flatMap((p) => p.probe().map((problem) => ({ patch: p.name, problem })));
+  if (problems.length) throw probeError(problems);
+  for (const p of fresh) {
+    p.apply();
+    applied.add(p);
+  }
+  users++;
+}
+
+/** One installation fewer; the last one restores every patched internal. */
+export function releasePatches(): void {
+  users = Math.max(0, users - 1);
+  if (users > 0) return;
+  for (const p of [...applied].reverse()) p.restore();
+  applied.clear();
+}
+
+/** The names of the internals patched right now (for tests and diagnostics). */
+export function patchedInternals(): string[] {
+  return [...applied].map((p) => p.name);
+}

@@ -1,0 +1,383 @@
+import { InstanceChecker, type DataSource, type EntityManager, type EntityMetadata, type ObjectLiteral, type QueryRunner } from 'typeorm';
+type ColumnMetadata = EntityMetadata['columns'][number];
+import type { RelationMetadata } from 'typeorm';
+import { dialectFor, needsServerVersion } from '../../dialects';
+import type { LockDialect, ServerAddress } from '../../dialects/dialect';
+import { LockConfigError, PoolExhaustedError } from '../../errors';
+import type { RowLockSpec } from '../../locks/row-lock-options';
+import type { EntityDescriptor, IsolationLevel, OrmPort, ParentLocation, PoolWait, PortConnection, PortTransaction } from '../port';
+import { dataSourceOf, typeormVersion } from './compat';
+import { connectionTargetOf } from './connection-target';
+import { markLocked } from './internals/query-builder';
+
+declare module '../port' {
+  interface OrmManagerTypes {
+    typeorm: EntityManager;
+  }
+  interface OrmConnectionTypes {
+    typeorm: QueryRunner;
+  }
+}
+
+/** The TypeORM adapter of the ORM port, for one DataSource. */
+export class TypeOrmPort implements OrmPort {
+  readonly orm = 'typeorm';
+  readonly ormVersion = typeormVersion();
+  /** The manager and query function of the DataSource itself (before ormlock bound them to the context). */
+  readonly defaultManager: EntityManager;
+  private readonly descriptors = new WeakMap<EntityMetadata, EntityDescriptor>();
+
+  constructor(readonly dataSource: DataSource) {
+    this.defaultManager = dataSource.manager;
+  }
+
+  get target(): DataSource {
+    return this.dataSource;
+  }
+
+  get label(): string {
+    const o = this.dataSource.options as { name?: string; type: string; database?: unknown };
+    const db = typeof o.database === 'string' ? `, ${o.database}` : '';
+    return `DataSource '${o.name ?? 'default'}' (${o.type}${db})`;
+  }
+
+  get isLive(): boolean {
+    return this.dataSource.isInitialized;
+  }
+
+  owns(x: unknown): boolean {
+    if (x === this.dataSource) return true;
+    if (x === null || typeof x !== 'object') return false;
+    if (dataSourceOf(x) === this.dataSource) return true;
+    const manager = (x as { manager?: unknown }).manager; // a repository
+    return manager !== undefined && dataSourceOf(manager) === this.dataSource;
+  }
+
+  // ---- connections ----------------------------------------------------------------------
+
+  async begin(options: { isolation?: IsolationLevel; connection?: PortConnection } & PoolWait): Promise<PortTransaction> {
+    const given = options.connection as QueryRunner | undefined;
+    const qr = given ?? (await this.connectRunner(options));
+    try {
+      await qr.startTransaction(options.isolation);
+    } catch (error) {
+      if (!given) await qr.release().catch(() => undefined);
+      throw error;
+    }
+    return {
+      connection: qr,
+      commit: () => qr.commitTransaction(),
+      rollback: () => qr.rollbackTransaction(),
+      release: () => (given ? Promise.resolve() : qr.release()),
+    };
+  }
+
+  async connect(wait: PoolWait): Promise<PortTransaction> {
+    const qr = await this.connectRunner(wait);
+    const none = () => Promise.resolve();
+    return { connection: qr, commit: none, rollback: none, release: () => qr.release() };
+  }
+
+  /** A connected QueryRunner; with `waitMs`, the wait for the pool is bounded (PoolExhaustedError). */
+  private async connectRunner(wait: PoolWait): Promise<QueryRunner> {
+    const qr = this.dataSource.createQueryRunner();
+    const connecting = qr.connect();
+    if (wait.waitMs === undefined) {
+      try {
+        await connecting;
+        return qr;
+      } catch (error) {
+        await qr.release().catch(() => undefined);
+        throw error;
+      }
+    }
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = Symbol('timeout');
+    const outcome = await Promise.race([
+      connecting.then(() => undefined),
+      new Promise<symbol>((resolve) => (timer = setTimeout(() => resolve(timedOut), wait.waitMs))),
+    ]).finally(() => clearTimeout(timer));
+    if (outcome !== timedOut) return qr;
+    // the connection may still come: give it back when it does
+    connecting.then(() => qr.release(), () => qr.release()).catch(() => undefined);
+    throw new PoolExhaustedError(
+      `${wait.caller ?? 'ormlock'}: no connection of ${this.label} became free within ${wait.waitMs} ms, and this call already holds ` +
+        `${wait.held} of the pool's ${this.poolSize()}; waiting longer could wait forever (every connection held by a caller waiting for one more). ` +
+        'Enlarge the pool (poolSize), avoid requires_new / session locks inside held connections, or raise connectionTimeoutMs.',
+      { held: wait.held, poolSize: this.poolSize(), waitedMs: wait.waitMs },
+    );
+  }
+
+  private poolSize(): number {
+    const o = this.dataSource.options as { poolSize?: number; extra?: { max?: number; connectionLimit?: number } };
+    return o.poolSize ?? o.extra?.max ?? o.extra?.connectionLimit ?? 10;
+  }
+
+  query(sql: string, parameters?: unknown[]): Promise<any> {
+    // the DataSource's own query, not the one ormlock bound to the ambient transaction
+    const base = Object.getPrototypeOf(this.dataSource).query as DataSource['query'];
+    return base.call(this.dataSource, sql, parameters);
+  }
+
+  serverAddress(): ServerAddress {
+    const t = connectionTargetOf(this.dataSource);
+    return { family: t.family, url: t.url, host: t.host, port: t.port, user: t.user, password: t.password, database: t.database };
+  }
+
+  async detectDialect(): Promise<LockDialect> {
+    const family = this.dataSource.driver.options.type;
+    if (!needsServerVersion(family)) return dialectFor(family);
+    const [row] = await this.query('SELECT VERSION() AS v');
+    return dialectFor(family, String(row?.v));
+  }
+
+  // ---- entities -------------------------------------------------------------------------
+
+  describe(target: Function): EntityDescriptor | undefined {
+    if (typeof target !== 'function' || !this.dataSource.hasMetadata(target)) return undefined;
+    return this.descriptorOf(this.dataSource.getMetadata(target));
+  }
+
+  /** The descriptor of TypeORM metadata (cached). */
+  descriptorOf(meta: EntityMetadata): EntityDescriptor {
+    let desc = this.descriptors.get(meta);
+    if (!desc) {
+      desc = {
+        name: meta.name,
+        table: meta.tablePath,
+        target: meta.target as Function,
+        primaryKeys: meta.primaryColumns.map((c) => c.propertyPath),
+        meta,
+      };
+      this.descriptors.set(meta, desc);
+    }
+    return desc;
+  }
+
+  idOf(entity: EntityDescriptor, object: object): Record<string, unknown> {
+    const where: Record<string, unknown> = {};
+    for (const c of metaOf(entity).primaryColumns) where[c.propertyPath] = c.getEntityValue(object);
+    return where;
+  }
+
+  async lockedRead(connection: PortConnection, entity: EntityDescriptor, where: Record<string, unknown>, spec: RowLockSpec): Promise<object | null> {
+    const meta = metaOf(entity);
+    const qr = connection as QueryRunner;
+    const alias = `ormlock_${meta.tableName.replace(/\W/g, '_')}`;
+    const qb = qr.manager.createQueryBuilder(meta.target, alias);
+    Object.entries(where).forEach(([path, value], i) => {
+      qb.andWhere(`${alias}.${path} = :ormlock_p${i}`, { [`ormlock_p${i}`]: value });
+    });
+    markLocked(qb, spec);
+    return qb.getOne();
+  }
+
+  refresh(entity: EntityDescriptor, target: object, fresh: object): void {
+    for (const column of metaOf(entity).columns) {
+      if (column.isVirtual) continue;
+      column.setEntityValue(target, column.getEntityValue(fresh));
+    }
+  }
+
+  columnsOf(entity: EntityDescriptor, where: Record<string, unknown>): Record<string, unknown> {
+    const meta = metaOf(entity);
+    const byColumn: Record<string, unknown> = {};
+    for (const [path, value] of Object.entries(where)) {
+      const column = meta.findColumnWithPropertyPath(path);
+      if (column) byColumn[column.databaseName] = value;
+    }
+    return byColumn;
+  }
+
+  // ---- parents --------------------------------------------------------------------------
+
+  parentEntity(entity: EntityDescriptor, relation: string): EntityDescriptor {
+    return this.descriptorOf(parentRelation(metaOf(entity), relation).inverseEntityMetadata);
+  }
+
+  locateParent(entity: EntityDescriptor, name: string, object: object): ParentLocation {
+    const meta = metaOf(entity);
+    const relation = parentRelation(meta, name);
+    const parentMeta = relation.inverseEntityMetadata;
+    const parent = this.descriptorOf(parentMeta);
+    const value = relation.getEntityValue(object);
+    const where: Record<string, unknown> = {};
+    if (value !== null && typeof value === 'object') {
+      for (const jc of relation.joinColumns) where[jc.referencedColumn!.propertyPath] = jc.referencedColumn!.getEntityValue(value);
+      if (Object.values(where).some((v) => v === undefined || v === null)) {
+        if (relation.isCascadeInsert) return { kind: 'new' };
+        throw new LockConfigError(
+          `lockParent('${name}') on ${meta.name}: the ${parentMeta.name} in '${name}' has no ${Object.keys(where).join(', ')}; save it first (or let the relation cascade inserts).`,
+          { entity: meta.name, relation: name },
+        );
+      }
+      return { kind: 'row', parent, where, object: value };
+    }
+    if (value !== null && value !== undefined) {
+      if (relation.joinColumns.length !== 1) {
+        throw new LockConfigError(`lockParent('${name}') on ${meta.name}: '${name}' holds a bare id but the relation has a composite key; give an object.`, {
+          entity: meta.name,
+          relation: name,
+        });
+      }
+      return { kind: 'row', parent, where: { [relation.joinColumns[0].referencedColumn!.propertyPath]: value } };
+    }
+    if (value === undefined) {
+      for (const jc of relation.joinColumns) {
+        const v = joinColumnValue(object, meta, relation, jc);
+        if (v === undefined || v === null) break;
+        where[jc.referencedColumn!.propertyPath] = v;
+      }
+      if (Object.keys(where).length === relation.joinColumns.length) return { kind: 'row', parent, where };
+    }
+    const columns = relation.joinColumns
+      .map((jc) => meta.columns.find((c) => c.databaseName === jc.databaseName && c.propertyName !== relation.propertyName)?.propertyName)
+      .filter(Boolean);
+    return {
+      kind: 'none',
+      nullable: relation.isNullable,
+      hint: `set '${name}'${columns.length ? ` or '${columns.join("', '")}'` : ''}`,
+    };
+  }
+
+  attachParent(entity: EntityDescriptor, name: string, object: object, parent: object): void {
+    const relation = parentRelation(metaOf(entity), name);
+    if (!relation.isLazy) relation.setEntityValue(object, parent);
+  }
+
+  // ---- unique rows ----------------------------------------------------------------------
+
+  repositoryTarget(x: unknown): Function | undefined {
+    if (x === null || typeof x !== 'object' || !this.owns(x)) return undefined;
+    const meta = (x as { metadata?: EntityMetadata }).metadata;
+    return meta && typeof meta.target === 'function' ? meta.target : undefined;
+  }
+
+  requireUniqueCover(entity: EntityDescriptor, where: Record<string, unknown>, caller: string): void {
+    requireUniqueCoverage(metaOf(entity), where, caller);
+  }
+
+  async insertRow(connection: PortConnection | undefined, entity: EntityDescriptor, values: Record<string, unknown>): Promise<object> {
+    const manager = this.managerOn(connection);
+    const meta = metaOf(entity);
+    const row = manager.create(meta.target, values) as ObjectLiteral;
+    await manager.createQueryBuilder().insert().into(meta.target).values(row).execute();
+    return row;
+  }
+
+  findRow(connection: PortConnection | undefined, entity: EntityDescriptor, where: Record<string, unknown>, lock?: 'read'): Promise<object | null> {
+    const manager = this.managerOn(connection);
+    const target = metaOf(entity).target;
+    return lock ? manager.findOne(target, { where: where as never, lock: { mode: 'pessimistic_read' } }) : manager.findOneBy(target, where as never);
+  }
+
+  private managerOn(connection: PortConnection | undefined): EntityManager {
+    return (connection as QueryRunner | undefined)?.manager ?? this.defaultManager;
+  }
+}
+
+function metaOf(entity: EntityDescriptor): EntityMetadata {
+  return entity.meta as EntityMetadata;
+}
+
+/** The relation `lockParent('name')` locks through, or a LockConfigError saying why it cannot. */
+export function parentRelation(meta: EntityMetadata, name: string): RelationMetadata {
+  const subject = `lockParent('${name}') on ${meta.name}`;
+  const relation = meta.findRelationWithPropertyPath(name);
+  if (!relation) {
+    const owners = meta.relations.filter((r) => r.isManyToOne || r.isOneToOneOwner).map((r) => `'${r.propertyPath}'`);
+    throw new LockConfigError(
+      `${subject}: ${meta.name} has no relation '${name}'` + (owners.length ? ` (its parent relations: ${owners.join(', ')})` : ''),
+      { entity: meta.name, relation: name },
+    );
+  }
+  if (!(relation.isManyToOne || relation.isOneToOneOwner) || relation.joinColumns.length === 0) {
+    throw new LockConfigError(
+      `${subject}: '${name}' is a ${relation.relationType} relation${relation.isOneToOne ? ' without the join column' : ''}; ` +
+        `lockParent needs a ManyToOne or owning OneToOne relation (the side with the join column).`,
+      { entity: meta.name, relation: name },
+    );
+  }
+  return relation;
+}
+
+/**
+ * The value of a join column when the relation property is empty: the user's own column that
+ * doubles as the join column (`@Column() siteId` + `@JoinColumn({ name: 'siteId' })`).
+ */
+function joinColumnValue(entity: object, meta: EntityMetadata, relation: RelationMetadata, jc: RelationMetadata['joinColumns'][number]): unknown {
+  const own = meta.columns.find((c) => c.databaseName === jc.databaseName && c.propertyName !== relation.propertyName && !c.isVirtual);
+  if (own) return own.getEntityValue(entity);
+  if (jc.propertyName !== relation.propertyName) return jc.getEntityValue(entity);
+  return undefined;
+}
+
+/** Per entity: which where-column sets (sorted database names joined by ',') a unique key covers. */
+const coverage = new WeakMap<EntityMetadata, Map<string, boolean>>();
+
+/**
+ * Throws LockConfigError unless a unique constraint, unique index (not partial) or the primary key
+ * has all its columns among `where`'s: only then can the database refuse a duplicate.
+ */
+function requireUniqueCoverage(metadata: EntityMetadata, where: ObjectLiteral, caller: string): void {
+  const columns = whereColumns(metadata, where, caller);
+  const key = columns.map((c) => c.databaseName).sort().join(',');
+  let known = coverage.get(metadata);
+  if (!known) coverage.set(metadata, (known = new Map()));
+  let covered = known.get(key);
+  if (covered === undefined) {
+    const keys: ColumnMetadata[][] = [
+      metadata.primaryColumns,
+      ...metadata.uniques.map((u) => u.columns),
+      ...metadata.indices.filter((i) => i.isUnique && !i.where).map((i) => i.columns),
+    ];
+    const set = new Set(columns);
+    covered = keys.some((k) => k.length > 0 && k.every((c) => set.has(c)));
+    known.set(key, covered);
+  }
+  if (!covered) {
+    const names = columns.map((c) => c.propertyPath);
+    throw new LockConfigError(
+      `${caller}: no unique constraint, unique index or primary key covers (${names.join(', ')}), so the database cannot refuse a ` +
+        `duplicate and concurrent callers would each insert a row. Add one on ${metadata.name}, e.g. @Unique([${names
+          .map((n) => `'${n}'`)
+          .join(', ')}]) on the class or @Column({ unique: true }) (partial indexes do not count).`,
+      { entity: metadata.name },
+    );
+  }
+}
+
+function whereColumns(metadata: EntityMetadata, where: ObjectLiteral, caller: string, prefix = ''): ColumnMetadata[] {
+  const out: ColumnMetadata[] = [];
+  const keys = Object.keys(where);
+  if (keys.length === 0 && !prefix) throw new LockConfigError(`${caller}: where is empty; give the unique column values, e.g. { email }`, { entity: metadata.name });
+  for (const key of keys) {
+    const path = prefix + key;
+    const value = where[key];
+    if (value === undefined || value === null) {
+      throw new LockConfigError(`${caller}: where.${path} is ${String(value)}; unique constraints do not make NULLs unique, give a value`, { entity: metadata.name });
+    }
+    if (InstanceChecker.isFindOperator(value)) {
+      throw new LockConfigError(`${caller}: where.${path} is an operator; createOrFind needs plain equality values`, { entity: metadata.name });
+    }
+    const direct = metadata.findColumnsWithPropertyPath(path);
+    const generated = direct.find((c) => c.isGenerated);
+    if (generated) {
+      throw new LockConfigError(
+        `${caller}: where.${path} is a generated column: the database assigns it on INSERT, so createOrFind cannot create ` +
+          'the row with it. Look the row up with findOneBy, or use the natural unique key.',
+        { entity: metadata.name },
+      );
+    }
+    if (direct.length) {
+      out.push(...direct);
+      continue;
+    }
+    if (metadata.findEmbeddedWithPropertyPath(path) && typeof value === 'object' && !(value instanceof Date)) {
+      out.push(...whereColumns(metadata, value, caller, `${path}.`));
+      continue;
+    }
+    throw new LockConfigError(`${caller}: ${metadata.name} has no column or relation '${path}'`, { entity: metadata.name });
+  }
+  return out;
+}
