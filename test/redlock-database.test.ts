@@ -271,8 +271,13 @@ describe('Redlock bound to the database', function () {
         try {
           expect(() => new Redlock(clients, { fencing: { dataSource: other } })).to.throw(LockConfigError, /installLocking/);
           const handle = await installLocking(other);
-          expect(new Redlock(clients, { fencing: { dataSource: other } })).to.be.instanceOf(Redlock);
+          const rl = new Redlock(clients, { prefix, fencing: { dataSource: other } });
           handle.uninstall();
+          const k = key('uninstalled');
+          const err = await rejection(rl.tryAcquire(k, 5000));
+          expect(err, 'uninstalled after construction: fails at the call').to.be.instanceOf(LockConfigError);
+          expect(err.message).to.match(/not installed/);
+          for (const c of clients) expect(await c.exists(`${prefix}${k}`), 'the grant was undone').to.equal(0);
         } finally {
           await other.destroy();
         }
