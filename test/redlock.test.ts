@@ -404,6 +404,29 @@ describe('Redlock (Redis leases)', function () {
     });
   });
 
+  describe('Redis-held fencing counters that lost their data', () => {
+    it('a long-lived Redlock raises the nodes to the highest token it has seen; a fresh one starts over (the limit database fencing lifts)', async () => {
+      const own = new Redlock(clients, { prefix: `${prefix}seen:` });
+      const k = key('seen');
+      const tokens: bigint[] = [];
+      for (let i = 0; i < 3; i++) {
+        const lease = await own.acquire(k, 5000);
+        tokens.push(lease.fencingToken);
+        await lease.release();
+      }
+      // the counter key (namespace + prefix) is gone on every node, as after FLUSHALL
+      for (const c of clients) await c.del(`${prefix}seen:`);
+      const after = await own.acquire(k, 5000);
+      expect(after.fencingToken > tokens[2], `${after.fencingToken} after ${tokens.join(', ')}`).to.equal(true);
+      await after.release();
+      for (const c of clients) expect(Number(await c.get(`${prefix}seen:`))).to.equal(Number(after.fencingToken));
+      for (const c of clients) await c.del(`${prefix}seen:`);
+      const fresh = await new Redlock(clients, { prefix: `${prefix}seen:` }).acquire(k, 5000);
+      expect(fresh.fencingToken, 'a new process starts over').to.equal(1n);
+      await fresh.release();
+    });
+  });
+
   describe('bad input', () => {
     const untilEnded = async (client: Redis) => {
       while (client.status !== 'end') await sleep(5);

@@ -32,9 +32,9 @@ function script(name: string, source: string): LuaScript {
  *
  * A key already holding THIS lease's value counts as granted (a late reply of an earlier
  * attempt of the same acquisition), so an acquisition never blocks itself.
- * The counter is first raised to the client's `seen` (a node that lost its data catches up),
- * then incremented: the node's answer is max(counter, seen) + 1. One key (the common case)
- * costs one SET NX on a free key.
+ * The node's answer is max(counter, seen) + 1, stored as the new counter (a node that lost its
+ * data catches up): INCR, and only when that is not above `seen`, SET seen + 1. One key (the
+ * common case) costs one SET NX on a free key and one INCR.
  */
 export const ACQUIRE = script(
   'acquire',
@@ -57,10 +57,13 @@ else
     redis.call('SET', KEYS[i], ARGV[1], 'PX', ARGV[2])
   end
 end
-if ARGV[3] ~= '0' and tonumber(ARGV[3]) > tonumber(redis.call('GET', KEYS[1]) or '0') then
-  redis.call('SET', KEYS[1], ARGV[3])
+local t = redis.call('INCR', KEYS[1])
+local seen = tonumber(ARGV[3])
+if t <= seen then
+  t = seen + 1
+  redis.call('SET', KEYS[1], string.format('%.0f', t))
 end
-return {1, redis.call('INCR', KEYS[1])}
+return {1, t}
 `,
 );
 
