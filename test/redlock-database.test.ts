@@ -15,7 +15,7 @@ import { expect } from 'chai';
 import type Redis from 'ioredis';
 import { Column, Entity, PrimaryGeneratedColumn, DataSource } from 'typeorm';
 import {
-  createFencingTable, dropFencingTable, installLocking, Lease, LockConfigError, LockLostError, Redlock, transaction,
+  createFencingTable, DistributedLock, dropFencingTable, inTransaction, installLocking, Lease, LockConfigError, LockLostError, Redlock, transaction,
 } from '../src';
 import { race } from '../src/testing';
 import { createDataSource, type BackendName } from './support/backends';
@@ -261,6 +261,19 @@ describe('Redlock bound to the database', function () {
         expect(sawKey).to.equal(1);
         expect(await committedNotes(k)).to.equal(1);
         expect(await nodesHolding(k), 'released afterwards').to.equal(0);
+      });
+
+      it('@DistributedLock(key, { transaction: true }) runs the method in the lease’s transaction', async () => {
+        const k = key('tx-decorator');
+        class Notes {
+          @DistributedLock((body: string) => body, { redlock: () => fenced, ttlMs: 5000, transaction: true })
+          async add(body: string): Promise<boolean> {
+            await notes().save(notes().create({ body }));
+            return inTransaction(env.ds);
+          }
+        }
+        expect(await new Notes().add(k), 'inside a transaction').to.equal(true);
+        expect(await committedNotes(k)).to.equal(1);
       });
 
       it('joins the ambient transaction: a lost lease throws inside it, so the outer transaction rolls back', async () => {
