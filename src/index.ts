@@ -31,6 +31,9 @@ export {
   type AroundCreateRunContext, type ParentRef,
 } from './locks/parent';
 export { lockRowOn } from './orm/typeorm/lock-row-on';
+// TypeORM @Tree entities
+export { LockedTree } from '../decorators/LockedTree';
+export { lockedTree, type LockedTreeOptions } from './locks/tree';
 // optimistic versions, retries and unique rows
 export { Versioned } from '../decorators/Versioned';
 export { RetryOnConflict } from '../decorators/RetryOnConflict';
