@@ -11,9 +11,10 @@
  * Exits 1 when a "with lock" run shows an anomaly (or a scenario fails).
  */
 import { DataSource } from 'typeorm';
-import { installLocking, type LockingHandle } from '../src';
+import { formatLockTable, installLocking, type LockingHandle, type LockWait } from '../src';
 import { EmbeddedPostgresUnavailable, startEmbeddedPostgres, type EmbeddedPg } from './embedded-postgres';
 import { dbOfUrl, exampleDataSourceOptions } from './db';
+import { better, catchLockWaits } from './lock-snapshot';
 import { loadScenarios } from './load-scenarios';
 import type { Scenario, ScenarioResult } from './scenario';
 
@@ -110,6 +111,7 @@ async function main(): Promise<number> {
   cleanups.push(async () => handle.uninstall());
 
   const rows: Row[] = [];
+  let snapshot: { scenario: string; waits: LockWait[] } | undefined;
   for (const scenario of scenarios) {
     const row: Row = { scenario, ms: 0 };
     rows.push(row);
@@ -123,7 +125,11 @@ async function main(): Promise<number> {
       progress(`${scenario.name}: without the lock…`);
       row.without = normalize(await scenario.run(ds, { locked: false }));
       progress(`${scenario.name}: with ${scenario.strategy}…`);
-      row.with = normalize(await scenario.run(ds, { locked: true }));
+      const watch = catchLockWaits(ds);
+      row.with = normalize(await scenario.run(ds, { locked: true }).finally(async () => {
+        const waits = await watch.stop();
+        if (better(snapshot?.waits, waits) !== snapshot?.waits) snapshot = { scenario: scenario.name, waits: waits! };
+      }));
     } catch (error) {
       row.error = (error as Error)?.stack ?? String(error);
     }
@@ -140,6 +146,9 @@ async function main(): Promise<number> {
       if (r.without?.anomalies === 0) console.log(`  ${' '.repeat(r.scenario.name.length)}  (the race did not show without the lock this time)`);
     }
   }
+  console.log(snapshot
+    ? `\n  inspectLocks() during "${snapshot.scenario}" with its lock (who waits on whom):\n\n${formatLockTable(snapshot.waits, { maxRows: 8 }).replace(/^/gm, '  ')}`
+    : '\n  inspectLocks(): no lock wait caught during the runs');
   const bad = rows.filter((r) => r.error || (!r.skipped && r.with?.anomalies !== 0));
   console.log(`\n  ${bad.length ? `${bad.length} scenario(s) not fixed by their lock` : 'every lock held'} — ${((Date.now() - started) / 1000).toFixed(1)} s in all`);
   return bad.length ? 1 : 0;

@@ -7,15 +7,17 @@
  * - `users` / `orders`: the seed's `charge_user_for_order`.
  * - `counters` / `counters_plain`: the seed's optimistic locking (`lock_version`): a counter
  *   that is `@Versioned`, and its control that has only TypeORM's own `@VersionColumn`.
+ * - `categories` / `categories_unlocked`: TypeORM's own nested set (`@Tree('nested-set')`),
+ *   with `@LockedTree()` and without it.
  *
  * A scenario that needs more tables adds one migration next to the others.
  */
 import {
   type ColumnOptions,
-  Column, Entity, EventSubscriber, Index, JoinColumn, ManyToOne, PrimaryGeneratedColumn, VersionColumn,
+  Column, Entity, EventSubscriber, Index, JoinColumn, ManyToOne, PrimaryGeneratedColumn, Tree, TreeChildren, TreeParent, VersionColumn,
   type EntitySubscriberInterface, type InsertEvent,
 } from 'typeorm';
-import { AroundCreate, lockParent, Pessimistic, Versioned } from '../src';
+import { AroundCreate, LockedTree, lockParent, Pessimistic, Versioned } from '../src';
 
 export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
@@ -125,5 +127,29 @@ export class Counter extends CounterColumns {}
 @Entity('counters_plain')
 export class PlainCounter extends CounterColumns {}
 
-export const exampleEntities = [Site, Page, UnlockedPage, User, Order, Counter, PlainCounter];
+// ---------------------------------------------------------------------------------------------
+// TypeORM's own nested set
+
+/** A category tree kept by TypeORM (`nsleft`/`nsright`); every insert, move and removal takes the tree's lock. */
+@LockedTree()
+@Tree('nested-set')
+@Entity('categories')
+export class Category {
+  @PrimaryGeneratedColumn() id!: number;
+  @Column({ type: 'varchar', length: 100 }) name!: string;
+  @TreeChildren() children?: Category[];
+  @TreeParent() @JoinColumn({ name: 'parent_id', foreignKeyConstraintName: 'FK_categories_parent' }) parent?: Category | null;
+}
+
+/** The control: the same tree without the lock. */
+@Tree('nested-set')
+@Entity('categories_unlocked')
+export class UnlockedCategory {
+  @PrimaryGeneratedColumn() id!: number;
+  @Column({ type: 'varchar', length: 100 }) name!: string;
+  @TreeChildren() children?: UnlockedCategory[];
+  @TreeParent() @JoinColumn({ name: 'parent_id', foreignKeyConstraintName: 'FK_categories_unlocked_parent' }) parent?: UnlockedCategory | null;
+}
+
+export const exampleEntities = [Site, Page, UnlockedPage, User, Order, Counter, PlainCounter, Category, UnlockedCategory];
 export const exampleSubscribers = [NestedSetSubscriber];

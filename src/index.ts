@@ -7,6 +7,7 @@ export { installLocking, type InstallLockingOptions, type LockingHandle } from '
 export type { LockEvent, LockObserver } from './observe/events';
 export type { Installation, InstallationSettings } from './orm/installations';
 export type { OrmPort, PortConnection, EntityDescriptor, OrmManager, OrmConnection } from './orm/port';
+export type { LockEventType, LockEventKind, LockEventDb } from './observe/events';
 // context
 export { transaction, currentManager, inTransaction, type TransactionOptions, type Propagation, type IsolationLevel } from './context/transaction';
 export { Current, defineCurrent, type TypedCurrent } from './context/current';
@@ -30,6 +31,9 @@ export {
   type AroundCreateRunContext, type ParentRef,
 } from './locks/parent';
 export { lockRowOn } from './orm/typeorm/lock-row-on';
+// TypeORM @Tree entities
+export { LockedTree } from '../decorators/LockedTree';
+export { lockedTree, type LockedTreeOptions } from './locks/tree';
 // optimistic versions, retries and unique rows
 export { Versioned } from '../decorators/Versioned';
 export { RetryOnConflict } from '../decorators/RetryOnConflict';
@@ -46,5 +50,14 @@ export {
 } from './locks/advisory';
 // Redis leases
 export { Redlock, Lease, withDistributedLock } from './redis';
-export type { RedlockOptions, AcquireOptions, UsingOptions, NodeResult, LockKey, LockKeys, RedlockClient, LeaseState, DistributedLockCallOptions } from './redis';
+export type {
+  RedlockOptions, AcquireOptions, UsingOptions, NodeResult, LockKey, LockKeys, RedlockClient, LeaseState, DistributedLockCallOptions,
+  FencingOptions, LeaseTransactionOptions,
+} from './redis';
+// Redis leases bound to the database: the fencing counter table
+export { createFencingTable, dropFencingTable, type FencingTableOptions } from './orm/typeorm/fencing-table';
 export { DistributedLock, type DistributedLockOptions, type DistributedLockKey } from '../decorators/DistributedLock';
+// observability: who waits on whom
+export { inspectLocks, inspectWith, type InspectLocksOptions, type InspectTarget, type LockWait } from './observe/inspect-locks';
+export type { ConnectionTarget } from './observe/connect';
+export { formatLockTable } from './observe/format';

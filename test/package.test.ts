@@ -121,7 +121,7 @@ describe('the packed package', function () {
       const m = require('ormlock'); const t = require('ormlock/testing');
       const names = ['installLocking','transaction','Transactional','currentManager','Current','defineCurrent','lock','withLock','Pessimistic',
         'Versioned','RetryOnConflict','createOrFind','AdvisoryLock','withAdvisoryLock','advisoryLockExists','AroundCreate','lockParent',
-        'Redlock','DistributedLock',
+        'Redlock','DistributedLock','inspectLocks',
         'LockError','LockTimeoutError','LockNotAvailableError','DeadlockError','StaleEntityError','TransactionRequiredError','LockConfigError','LockLostError'];
       const missing = names.filter((n) => typeof m[n] === 'undefined');
       const subpaths = ${JSON.stringify(entries.map((e) => specifier(e.subpath)))}.map((s) => [s, Object.keys(require(s)).length]);
@@ -151,5 +151,27 @@ describe('the packed package', function () {
     const result = JSON.parse(out);
     expect(result).to.deep.include({ fn: 'function', race: 'function', same: true });
     for (const [s, same] of result.subpaths) expect(same, `${s}: ESM names are the CommonJS ones`).to.equal(true);
+  });
+
+  it('ormlock/opentelemetry loads by its name (CommonJS and ESM), and the ormlock command runs from the build', () => {
+    const out = node(['--input-type=module', '-e', `
+      import { openTelemetry } from 'ormlock/opentelemetry';
+      import { createRequire } from 'node:module';
+      const cjs = createRequire(import.meta.url)('ormlock/opentelemetry');
+      const o = openTelemetry();
+      o.onLockEvent({ type: 'acquired', kind: 'row', target: 'x', waitedMs: 1 });
+      console.log(JSON.stringify({ fn: typeof openTelemetry, same: cjs.openTelemetry === openTelemetry, observer: typeof o.onLockEvent }));
+    `]);
+    expect(JSON.parse(out)).to.deep.equal({ fn: 'function', same: true, observer: 'function' });
+    const pkg = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8'));
+    expect(pkg.bin).to.deep.equal({ ormlock: 'bin/ormlock.js' });
+    let usage = '';
+    try {
+      execFileSync(process.execPath, [path.join(root, pkg.bin.ormlock)], { cwd: root, encoding: 'utf8', stdio: 'pipe', env: { ...process.env, ORMLOCK_CLI_FROM_SOURCE: '' } });
+    } catch (error) {
+      usage = String((error as { stderr?: string }).stderr);
+      expect((error as { status?: number }).status).to.equal(2);
+    }
+    expect(usage).to.match(/usage: ormlock locks --url/);
   });
 });

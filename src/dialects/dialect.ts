@@ -2,9 +2,12 @@ import type { PortConnection } from '../orm/port';
 import type { RowLockSpec } from '../locks/row-lock-options';
 import type { LockError } from '../errors';
 import type { ResolvedAdvisoryKey } from '../locks/advisory-key';
+import type { LockInspector } from './inspect';
 
 /** Where the database server is, for a diagnostic client outside the pool. */
 export interface ServerAddress {
+  /** The wire protocol: which client library talks to it. */
+  family?: 'postgres' | 'mysql';
   url?: string;
   host?: string;
   port?: number;
@@ -71,6 +74,10 @@ export interface LockDialect {
   readonly connectionIdSql: string;
   /** Advisory locks (src/dialects/<db>/advisory.ts), used by src/locks/advisory.ts. */
   readonly advisory: AdvisoryDialect;
+  /** Fencing-token counters in the database (src/dialects/<db>/fencing.ts), used by src/redis (`fencing: { dataSource }`). */
+  readonly fencing?: FencingDialect;
+  /** Who waits on whom now (src/dialects/<db>/inspect.ts), used by inspectLocks and the `ormlock` command. */
+  readonly inspector?: LockInspector;
 }
 
 /** Runs one statement on some connection and returns its rows. */
@@ -88,10 +95,14 @@ export interface AdvisoryDialect {
   lockId(key: ResolvedAdvisoryKey): string;
   /** A failed statement aborts the surrounding transaction (PostgreSQL), so a lock that may time out in a caller's transaction is taken inside a savepoint. */
   readonly failedStatementAbortsTransaction: boolean;
-  /** A lock held until the transaction on `qr` ends (only when `capabilities.transactionAdvisoryLocks`). */
-  lockForTransaction?(qr: PortConnection, id: string, shared: boolean, timeoutMs: number | undefined): Promise<boolean>;
-  /** A lock held by `qr`'s connection (session) until `unlockSession` or the connection ends. */
-  lockForSession(qr: PortConnection, id: string, shared: boolean, timeoutMs: number | undefined): Promise<boolean>;
+  /**
+   * A lock held until the transaction on `qr` ends (only when `capabilities.transactionAdvisoryLocks`).
+   * `key`, when given, is written as a comment into the statement (src/dialects/advisory-comment.ts)
+   * so that an inspector can show it as the user wrote it.
+   */
+  lockForTransaction?(qr: PortConnection, id: string, shared: boolean, timeoutMs: number | undefined, key?: ResolvedAdvisoryKey): Promise<boolean>;
+  /** A lock held by `qr`'s connection (session) until `unlockSession` or the connection ends. `key`: as above. */
+  lockForSession(qr: PortConnection, id: string, shared: boolean, timeoutMs: number | undefined, key?: ResolvedAdvisoryKey): Promise<boolean>;
   /** Releases a session lock on `qr`: false when the connection did not hold it; throws when the connection is gone. */
   unlockSession(qr: PortConnection, id: string, shared: boolean): Promise<boolean>;
   /** True when any connection (this one included) holds the lock. */
@@ -102,6 +113,29 @@ export interface AdvisoryDialect {
   isAbortedTransaction(error: unknown): boolean;
   /** Who holds the lock (PostgreSQL: pid and query), read on a connection outside the pool. */
   describeHolders?(server: ServerAddress, id: string): Promise<Array<{ pid: number; query: string | null }>>;
+}
+
+/**
+ * The database part of Redis leases' fencing tokens (`new Redlock(clients, { fencing: { dataSource } })`):
+ * one counter row per lock key in a table of its own, moved by the statement that hands the token
+ * out, in autocommit (a token must never be rolled back with a caller's transaction).
+ * `table` is a validated identifier (letters, digits, `_`; quoted here); `keys` are sorted, distinct
+ * and at most 190 UTF-8 bytes each (longer lock keys are hashed by the caller).
+ */
+export interface FencingDialect {
+  /** Statements that create the counter table if it does not exist. */
+  createTableSql(table: string): string[];
+  /** The statement that drops it. */
+  dropTableSql(table: string): string;
+  /**
+   * Moves the counter of every key and returns the new token, strictly above every token handed
+   * out before for any of these keys: when it resolves, every key's counter is ≥ the token.
+   * One key: one statement. Several keys: PostgreSQL one statement (plus one when the counters
+   * moved apart under concurrency), MySQL/MariaDB one per key (plus the same catch-up).
+   */
+  nextToken(run: RunQuery, table: string, keys: readonly string[]): Promise<bigint>;
+  /** True when the error says the counter table does not exist (PG 42P01, MySQL 1146). */
+  isMissingTable(error: unknown): boolean;
 }
 
 /** Reads the driver's own error code, whatever TypeORM wrapped it in. */

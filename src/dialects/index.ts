@@ -1,5 +1,5 @@
 import { LockConfigError } from '../errors';
-import type { LockDialect } from './dialect';
+import type { LockDialect, RunQuery } from './dialect';
 import { MariaDbDialect } from './mysql/mariadb-dialect';
 import { MysqlDialect } from './mysql/mysql-dialect';
 import { PostgresDialect } from './postgres/postgres-dialect';
@@ -33,4 +33,11 @@ export function dialectFor(family: string, serverVersion?: string): LockDialect 
 /** True for families whose dialect depends on the server's VERSION() (MySQL vs MariaDB). */
 export function needsServerVersion(family: string): boolean {
   return family === 'mysql' || family === 'mariadb' || family === 'aurora-mysql';
+}
+
+/** The dialect of a server of one protocol family, asking a MySQL-protocol server its version through `run`. */
+export async function dialectForServer(family: 'postgres' | 'mysql', run: RunQuery): Promise<LockDialect> {
+  if (!needsServerVersion(family)) return dialectFor(family);
+  const [row] = await run('SELECT VERSION() AS v', []);
+  return dialectFor(family, String(row?.v));
 }

@@ -50,6 +50,8 @@ export interface AdvisorySubject {
   readonly label: string;
   readonly method?: string;
   readonly entity?: string;
+  /** How lock events name it: 'advisory' (default), or 'tree' for @LockedTree's tree lock. */
+  readonly kind?: 'advisory' | 'tree';
 }
 
 const SCOPES: readonly AdvisoryScope[] = ['transaction', 'session'];

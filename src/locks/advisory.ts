@@ -104,7 +104,7 @@ function heldKey(inst: Installation, id: string): string {
 const txHeldKey = (id: string, shared: boolean) => `advisory:${shared ? 's' : 'x'}:${id}`;
 
 /** Transaction-scoped locks held by the open transaction of each connection (cleared when it ends). */
-const runnerHeld = new WeakMap<QueryRunner, Map<string, { shared: boolean; display: string; inst: Installation; at: number }>>();
+const runnerHeld = new WeakMap<QueryRunner, Map<string, { shared: boolean; display: string; inst: Installation; at: number; kind: 'advisory' | 'tree' }>>();
 /** Session locks to release when the connection's transaction ends (MySQL transaction scope; unlocks refused by an aborted PostgreSQL transaction). */
 const afterEnd = new WeakMap<QueryRunner, Array<{ plan: Plan; item: LockItem; shared: boolean }>>();
 
@@ -185,8 +185,8 @@ async function acquireAll(
     for (const item of items) {
       const remaining = deadline === undefined ? undefined : Math.max(0, deadline - Date.now());
       const got = kind === 'transaction'
-        ? await adv.lockForTransaction!(qr, item.id, plan.shared, remaining)
-        : await adv.lockForSession(qr, item.id, plan.shared, remaining);
+        ? await adv.lockForTransaction!(qr, item.id, plan.shared, remaining, item.key)
+        : await adv.lockForSession(qr, item.id, plan.shared, remaining, item.key);
       if (!got) throw new NotObtained(item);
       taken.push(item);
     }
@@ -215,7 +215,7 @@ function isReleasedError(error: unknown): boolean {
 }
 
 function lostError(plan: Plan, items: readonly LockItem[], cause: unknown): LockLostError {
-  for (const item of items) plan.inst.emit({ type: 'lost', kind: 'advisory', target: item.key.display, heldMs: heldFor(item) });
+  for (const item of items) plan.inst.emit({ type: 'lost', kind: kindOf(plan), target: item.key.display, heldMs: heldFor(item) });
   const keys = items.map((i) => describeKey(i.key.key)).join(', ');
   return new LockLostError(
     `${plan.subject.label}: the connection holding advisory lock ${keys} was lost; the lock was not held to the end`,
@@ -227,10 +227,10 @@ async function notObtained(plan: Plan, item: LockItem, startedAt: number, descri
   const waitedMs = Date.now() - startedAt;
   const base = { key: item.key.key, method: plan.subject.method, entity: plan.subject.entity, waitedMs };
   if (plan.timeoutMs === 0) {
-    plan.inst.emit({ type: 'not_available', kind: 'advisory', target: item.key.display, waitedMs });
+    plan.inst.emit({ type: 'not_available', kind: kindOf(plan), target: item.key.display, waitedMs });
     return new LockNotAvailableError(`${plan.subject.label}: advisory lock ${describeKey(item.key.key)} is held elsewhere (timeoutMs: 0)`, base);
   }
-  plan.inst.emit({ type: 'timeout', kind: 'advisory', target: item.key.display, waitedMs });
+  plan.inst.emit({ type: 'timeout', kind: kindOf(plan), target: item.key.display, waitedMs });
   const blockers = describe && plan.adv.describeHolders ? await plan.adv.describeHolders(plan.inst.port.serverAddress(), item.id) : [];
   const who = blockers.length ? `; held by ${blockers.map((b) => `pid ${b.pid} (${(b.query ?? '').slice(0, 200)})`).join(', ')}` : '';
   return new LockTimeoutError(
@@ -244,8 +244,12 @@ function acquired(plan: Plan, items: readonly LockItem[], startedAt: number): vo
   const now = Date.now();
   for (const item of items) {
     item.at = now;
-    plan.inst.emit({ type: 'acquired', kind: 'advisory', target: item.key.display, waitedMs });
+    plan.inst.emit({ type: 'acquired', kind: kindOf(plan), target: item.key.display, waitedMs });
   }
+}
+
+function kindOf(plan: Plan): 'advisory' | 'tree' {
+  return plan.subject.kind ?? 'advisory';
 }
 
 function heldFor(item: LockItem): number | undefined {
@@ -264,7 +268,7 @@ async function acquireForTransaction(plan: Plan, qr: QueryRunner, tx: TxState | 
   let held = runnerHeld.get(qr);
   if (!held) runnerHeld.set(qr, (held = new Map()));
   for (const item of items) {
-    held.set(item.id, { shared: plan.shared, display: item.key.display, inst: plan.inst, at: Date.now() });
+    held.set(item.id, { shared: plan.shared, display: item.key.display, inst: plan.inst, at: Date.now(), kind: kindOf(plan) });
     if (tx?.connection === qr) tx.heldKeys.add(txHeldKey(item.id, plan.shared));
     if (!native) releaseWhenTransactionEnds(qr, { plan, item, shared: plan.shared });
   }
@@ -309,7 +313,7 @@ export function afterAdvisoryTransactionEnd(qr: QueryRunner): Promise<void> | un
   const queued = new Set((afterEnd.get(qr) ?? []).map((e) => e.item.id));
   // transaction-scoped locks of the database itself ended with the transaction
   const now = Date.now();
-  for (const [id, { display, inst, at }] of held ?? []) if (!queued.has(id)) inst.emit({ type: 'released', kind: 'advisory', target: display, heldMs: now - at });
+  for (const [id, { display, inst, at, kind }] of held ?? []) if (!queued.has(id)) inst.emit({ type: 'released', kind, target: display, heldMs: now - at });
   return releaseQueued(qr);
 }
 
@@ -320,7 +324,7 @@ async function releaseQueued(qr: QueryRunner): Promise<void> {
   const lost: Array<{ plan: Plan; item: LockItem; cause?: unknown }> = [];
   for (const { plan, item, shared } of [...list].reverse()) {
     try {
-      if (await plan.adv.unlockSession(qr, item.id, shared)) plan.inst.emit({ type: 'released', kind: 'advisory', target: item.key.display, heldMs: heldFor(item) });
+      if (await plan.adv.unlockSession(qr, item.id, shared)) plan.inst.emit({ type: 'released', kind: kindOf(plan), target: item.key.display, heldMs: heldFor(item) });
       else lost.push({ plan, item });
     } catch (error) {
       lost.push({ plan, item, cause: error });
@@ -526,7 +530,7 @@ async function releaseSession(plan: Plan, qr: QueryRunner, items: readonly LockI
       continue;
     }
     try {
-      if (await plan.adv.unlockSession(qr, item.id, plan.shared)) plan.inst.emit({ type: 'released', kind: 'advisory', target: item.key.display, heldMs: heldFor(item) });
+      if (await plan.adv.unlockSession(qr, item.id, plan.shared)) plan.inst.emit({ type: 'released', kind: kindOf(plan), target: item.key.display, heldMs: heldFor(item) });
       else lost.push(item);
     } catch (error) {
       if (tx && tx.connection === qr && qr.isTransactionActive && plan.adv.isAbortedTransaction(error)) {

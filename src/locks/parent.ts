@@ -23,7 +23,8 @@ export interface ParentLockOptions extends RowLockOptions {
   /**
    * When the entity names no parent (relation and join column both empty): `true` inserts
    * without a lock, `false` throws LockConfigError. Default: the relation's nullability (a
-   * nullable relation may be empty); for the function form, `false`.
+   * nullable relation and join column — a tree's root — insert; a NOT NULL one throws); the
+   * function form defaults to `false`.
    */
   optional?: boolean;
   /**

@@ -1,5 +1,6 @@
 import type { RowLockOptions } from '../locks/row-lock-options';
 import type { OrmConnection, OrmManager } from '../orm/port';
+import type { LockedTreeOptions } from '../locks/tree-options';
 
 /** What `@AroundCreate` hooks receive besides the entity: the INSERT's manager and connection. */
 export interface AroundCreateContext {
@@ -26,6 +27,8 @@ export interface EntityLockMetadata {
   versioned?: VersionedOptions;
   aroundCreate: AroundCreateHook[];
   advisory: EntityAdvisoryDeclaration[];
+  /** `@LockedTree(options)` / `lockedTree(Entity, options)`. */
+  lockedTree?: LockedTreeOptions;
 }
 
 /**
@@ -62,6 +65,7 @@ export function lockMetadataOf(cls: Function | undefined): EntityLockMetadata | 
       versioned: rec.versioned ?? acc.versioned,
       aroundCreate: [...acc.aroundCreate, ...rec.aroundCreate],
       advisory: [...acc.advisory, ...rec.advisory],
+      lockedTree: rec.lockedTree ?? acc.lockedTree,
     }),
     { aroundCreate: [], advisory: [] },
   );

@@ -3,19 +3,24 @@
  * installation emits to its own list, so two installations never see each other's events.
  */
 
+export type LockEventType = 'acquired' | 'released' | 'timeout' | 'not_available' | 'lost';
+export type LockEventKind = 'row' | 'advisory' | 'parent' | 'tree' | 'lease';
+/** The database an event happened on (OpenTelemetry `db.system.name` values). */
+export type LockEventDb = 'postgresql' | 'mysql' | 'mariadb';
+
 /** What happened to a lock. Every lock that is `acquired` is also `released` (with `heldMs`). */
 export interface LockEvent {
-  type: 'acquired' | 'released' | 'timeout' | 'not_available' | 'lost';
+  type: LockEventType;
   /** What was locked: a row, an advisory key, a parent row (lockParent), a tree, a Redis lease. */
-  kind: 'row' | 'advisory' | 'parent' | 'tree' | 'lease';
+  kind: LockEventKind;
   /** Entity name or lock key, as the application wrote it. */
   target: string;
   /** How long the caller waited for the lock (acquired, timeout, not_available). */
   waitedMs?: number;
   /** How long the lock was held (released, lost). */
   heldMs?: number;
-  /** The database: 'postgresql' | 'mysql' | 'mariadb' (absent for leases). */
-  db?: string;
+  /** The database (absent for leases). */
+  db?: LockEventDb;
 }
 
 /** Receives lock events. Errors it throws are swallowed: an observer never breaks locking. */

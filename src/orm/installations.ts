@@ -38,7 +38,7 @@ export class Installation {
 
   /** Sends a lock event to this installation's observers (never throws). */
   emit(event: LockEvent): void {
-    if (this.observers.length) emitTo(this.observers, { db: this.dialect.dbSystem, ...event });
+    if (this.observers.length) emitTo(this.observers, { db: this.dialect.dbSystem as LockEvent['db'], ...event });
   }
 
   /** The entity class's descriptor; LockConfigError naming the entity and this ORM instance when unknown. */
@@ -87,9 +87,20 @@ export function liveInstallations(): Installation[] {
   return [...live.values()];
 }
 
+/** Entity object → the ORM instance without ormlock it was loaded through (how people name it). */
+const foreign = new WeakMap<object, string>();
+
+/** Remembers that `entity` was loaded through an ORM instance where ormlock is not installed (adapters call this). */
+export function noteForeignOrigin(entity: unknown, label: string): void {
+  if (entity !== null && typeof entity === 'object') foreign.set(entity, label);
+}
+
 /** Remembers that `entity` was loaded through / saved by `inst` (adapters call this). */
 export function noteOrigin(entity: unknown, inst: Installation): void {
-  if (entity !== null && typeof entity === 'object') origins.set(entity, inst);
+  if (entity !== null && typeof entity === 'object') {
+    origins.set(entity, inst);
+    foreign.delete(entity);
+  }
 }
 
 export interface ResolveRequest {
@@ -118,6 +129,14 @@ export function resolveInstallation(caller: string, request: ResolveRequest = {}
   if (entity !== undefined) {
     const origin = origins.get(entity);
     if (origin && origin.port.isLive && live.get(origin.port.target) === origin) return origin;
+    const elsewhere = origin ? undefined : foreign.get(entity);
+    if (elsewhere) {
+      throw new LockConfigError(
+        `${caller}: this ${cls?.name ?? 'entity'} was loaded through ${elsewhere}, where ormlock is not installed: its row is in that ` +
+          'database, so no other installation can lock it. Call installLocking on that DataSource, or load the entity through an installed one.',
+        { entity: cls?.name },
+      );
+    }
   }
   const knows = (inst: Installation) => !cls || inst.port.describe(cls) !== undefined;
   const ambient = liveTxs(currentFrame()).filter((tx) => knows(tx.inst));

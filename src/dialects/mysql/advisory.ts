@@ -1,6 +1,7 @@
 import type { PortConnection } from '../../orm/port';
 import { LockNotAvailableError } from '../../errors';
 import { boundedLockName, type ResolvedAdvisoryKey } from '../../locks/advisory-key';
+import { advisoryComment } from '../advisory-comment';
 import { driverCode, type AdvisoryDialect, type RunQuery } from '../dialect';
 import { convertMysqlError } from './errors';
 
@@ -22,11 +23,11 @@ export class MysqlAdvisory implements AdvisoryDialect {
     return boundedLockName(key, 64);
   }
 
-  async lockForSession(qr: PortConnection, id: string, _shared: boolean, timeoutMs: number | undefined): Promise<boolean> {
+  async lockForSession(qr: PortConnection, id: string, _shared: boolean, timeoutMs: number | undefined, key?: ResolvedAdvisoryKey): Promise<boolean> {
     const seconds = timeoutMs === undefined ? FOREVER_SECONDS : Math.max(0, timeoutMs) / 1000;
     let row: { acquired?: unknown } | undefined;
     try {
-      [row] = await qr.query('SELECT GET_LOCK(?, ?) AS acquired', [id, seconds]);
+      [row] = await qr.query(`${advisoryComment(key)}SELECT GET_LOCK(?, ?) AS acquired`, [id, seconds]);
     } catch (error) {
       throw convertMysqlError(error, { key: id, timeoutMs }) ?? error;
     }

@@ -1,6 +1,8 @@
 import type { PortConnection } from '../../orm/port';
 import type { RowLockSpec } from '../../locks/row-lock-options';
 import type { DialectCapabilities } from '../dialect';
+import type { LockInspector } from '../inspect';
+import { MysqlInspector } from './inspect';
 import { MysqlDialect } from './mysql-dialect';
 
 /**
@@ -17,6 +19,8 @@ export class MariaDbDialect extends MysqlDialect {
     lockOf: false,
     lockWaitClause: true,
   };
+  /** information_schema.INNODB_LOCK_WAITS / INNODB_LOCKS and PROCESSLIST.TIME_MS. */
+  override readonly inspector: LockInspector = new MysqlInspector('mariadb');
 
   override rowLockClause(spec: RowLockSpec, _mainAlias: string, _hasJoins: boolean): string {
     const mode = spec.mode === 'read' ? 'LOCK IN SHARE MODE' : 'FOR UPDATE';

@@ -2,6 +2,7 @@ import type { PortConnection } from '../../orm/port';
 import type { ServerAddress } from '../dialect';
 import { withOutsideClient } from './outside-client';
 import { splitInt64, type ResolvedAdvisoryKey } from '../../locks/advisory-key';
+import { advisoryComment } from '../advisory-comment';
 import { driverCode, type AdvisoryDialect, type RunQuery } from '../dialect';
 import { convertPostgresError } from './errors';
 
@@ -27,12 +28,12 @@ export class PostgresAdvisory implements AdvisoryDialect {
     return key.int64.toString();
   }
 
-  lockForTransaction(qr: PortConnection, id: string, shared: boolean, timeoutMs: number | undefined): Promise<boolean> {
-    return this.lock(qr, id, shared ? 'pg_advisory_xact_lock_shared' : 'pg_advisory_xact_lock', timeoutMs);
+  lockForTransaction(qr: PortConnection, id: string, shared: boolean, timeoutMs: number | undefined, key?: ResolvedAdvisoryKey): Promise<boolean> {
+    return this.lock(qr, id, shared ? 'pg_advisory_xact_lock_shared' : 'pg_advisory_xact_lock', timeoutMs, advisoryComment(key));
   }
 
-  lockForSession(qr: PortConnection, id: string, shared: boolean, timeoutMs: number | undefined): Promise<boolean> {
-    return this.lock(qr, id, shared ? 'pg_advisory_lock_shared' : 'pg_advisory_lock', timeoutMs);
+  lockForSession(qr: PortConnection, id: string, shared: boolean, timeoutMs: number | undefined, key?: ResolvedAdvisoryKey): Promise<boolean> {
+    return this.lock(qr, id, shared ? 'pg_advisory_lock_shared' : 'pg_advisory_lock', timeoutMs, advisoryComment(key));
   }
 
   async unlockSession(qr: PortConnection, id: string, shared: boolean): Promise<boolean> {
@@ -79,20 +80,20 @@ export class PostgresAdvisory implements AdvisoryDialect {
     });
   }
 
-  private async lock(qr: PortConnection, id: string, fn: string, timeoutMs: number | undefined): Promise<boolean> {
+  private async lock(qr: PortConnection, id: string, fn: string, timeoutMs: number | undefined, comment = ''): Promise<boolean> {
     if (timeoutMs === 0) {
       const tryFn = fn.replace(/^pg_advisory_/, 'pg_try_advisory_');
-      const [row] = await this.run(qr, `SELECT ${tryFn}($1::bigint) AS "acquired"`, [id], timeoutMs);
+      const [row] = await this.run(qr, `${comment}SELECT ${tryFn}($1::bigint) AS "acquired"`, [id], timeoutMs);
       return row?.acquired === true;
     }
     if (timeoutMs === undefined) {
-      await this.run(qr, `SELECT ${fn}($1::bigint)`, [id], timeoutMs);
+      await this.run(qr, `${comment}SELECT ${fn}($1::bigint)`, [id], timeoutMs);
       return true;
     }
     try {
       await this.run(
         qr,
-        `SELECT set_config('lock_timeout', l.prev, true) IS NOT NULL AS "acquired"
+        `${comment}SELECT set_config('lock_timeout', l.prev, true) IS NOT NULL AS "acquired"
            FROM (SELECT s.prev, ${fn}($1::bigint) IS NULL AS done
                    FROM (SELECT current_setting('lock_timeout') AS prev, set_config('lock_timeout', $2, true) AS applied OFFSET 0) s
                  OFFSET 0) l`,

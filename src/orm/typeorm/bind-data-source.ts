@@ -14,6 +14,18 @@ export function bindDataSource(ds: DataSource, inst: Installation): () => void {
     throw new LockConfigError(`installLocking: ${inst.label}.manager is not a configurable own property in this TypeORM version; ormlock cannot bind it to the context.`);
   }
   const baseManager = ds.manager;
+  // a manager captured before the transaction (`const em = ds.manager`, @InjectEntityManager):
+  // TypeORM's save()/remove() run on `this.queryRunner ?? createQueryRunner()`, so its runner is the ambient one
+  const managerTarget = baseManager as any;
+  const runnerProperty = Object.getOwnPropertyDescriptor(managerTarget, 'queryRunner');
+  if (runnerProperty && !runnerProperty.configurable) {
+    throw new LockConfigError(`installLocking: ${inst.label}.manager.queryRunner is not configurable in this TypeORM version; ormlock cannot bind it to the context.`);
+  }
+  Object.defineProperty(managerTarget, 'queryRunner', {
+    configurable: true,
+    enumerable: true,
+    get: () => ambientConnection(inst) ?? runnerProperty?.value,
+  });
   const baseQuery = target.query;
   const baseCreateQueryBuilder = target.createQueryBuilder;
   const hadOwnQuery = Object.prototype.hasOwnProperty.call(target, 'query');
@@ -36,6 +48,8 @@ export function bindDataSource(ds: DataSource, inst: Installation): () => void {
 
   return () => {
     Object.defineProperty(target, 'manager', managerProperty);
+    if (runnerProperty) Object.defineProperty(managerTarget, 'queryRunner', runnerProperty);
+    else delete managerTarget.queryRunner;
     if (hadOwnQuery) target.query = baseQuery;
     else delete target.query;
     if (hadOwnQb) target.createQueryBuilder = baseCreateQueryBuilder;

@@ -16,6 +16,23 @@ export function dataSourceName(ds: DataSource | undefined): string {
   return (ds?.options as { name?: string } | undefined)?.name ?? 'default';
 }
 
+/** How people tell DataSources apart in messages: `DataSource 'default' (postgres 127.0.0.1:5432/shop)`. */
+export function describeDataSource(ds: DataSource | undefined): string {
+  if (!ds) return 'a DataSource';
+  const o = ds.options as { type?: string; url?: string; host?: string; port?: number; database?: unknown };
+  let where = '';
+  try {
+    const url = o.url ? new URL(o.url) : undefined;
+    const host = url?.hostname || o.host;
+    const port = (url?.port ? Number(url.port) : undefined) ?? o.port;
+    const database = (ds.driver as { database?: unknown } | undefined)?.database ?? o.database ?? url?.pathname.slice(1);
+    where = `${host ?? ''}${port ? `:${port}` : ''}${typeof database === 'string' && database ? `/${database}` : ''}`;
+  } catch {
+    /* an unparsable url: the type alone */
+  }
+  return `DataSource '${dataSourceName(ds)}' (${o.type}${where ? ` ${where}` : ''})`;
+}
+
 let version: string | undefined;
 
 /** The version of the TypeORM this process loaded. */

@@ -3,10 +3,11 @@ import { aroundCreateFeature } from './around-create-feature';
 import type { TypeOrmFeature } from './feature';
 import { pessimisticFeature } from './pessimistic-feature';
 import { versionedFeature } from './versioned-feature';
+import { lockedTreeFeature } from './locked-tree-feature';
 
 /**
  * Every strategy that takes part in installLocking. Their subscribers run in this order,
  * before any other subscriber: @AroundCreate first (its lock must precede everything that
  * computes values under it), then entity advisory locks, then the version check.
  */
-export const features: TypeOrmFeature[] = [aroundCreateFeature, advisoryFeature, versionedFeature, pessimisticFeature];
+export const features: TypeOrmFeature[] = [lockedTreeFeature, aroundCreateFeature, advisoryFeature, versionedFeature, pessimisticFeature];

@@ -6,7 +6,8 @@ import type { LockDialect, ServerAddress } from '../../dialects/dialect';
 import { LockConfigError, PoolExhaustedError } from '../../errors';
 import type { RowLockSpec } from '../../locks/row-lock-options';
 import type { EntityDescriptor, IsolationLevel, OrmPort, ParentLocation, PoolWait, PortConnection, PortTransaction } from '../port';
-import { dataSourceOf, typeormVersion } from './compat';
+import { dataSourceOf, describeDataSource, typeormVersion } from './compat';
+import { connectionTargetOf } from './connection-target';
 import { markLocked } from './internals/query-builder';
 
 declare module '../port' {
@@ -35,9 +36,7 @@ export class TypeOrmPort implements OrmPort {
   }
 
   get label(): string {
-    const o = this.dataSource.options as { name?: string; type: string; database?: unknown };
-    const db = typeof o.database === 'string' ? `, ${o.database}` : '';
-    return `DataSource '${o.name ?? 'default'}' (${o.type}${db})`;
+    return describeDataSource(this.dataSource);
   }
 
   get isLive(): boolean {
@@ -126,8 +125,8 @@ export class TypeOrmPort implements OrmPort {
   }
 
   serverAddress(): ServerAddress {
-    const o = this.dataSource.driver.options as Record<string, any>;
-    return { url: o.url, host: o.host, port: o.port, user: o.username, password: o.password, database: o.database };
+    const t = connectionTargetOf(this.dataSource);
+    return { family: t.family, url: t.url, host: t.host, port: t.port, user: t.user, password: t.password, database: t.database };
   }
 
   async detectDialect(): Promise<LockDialect> {
@@ -241,7 +240,8 @@ export class TypeOrmPort implements OrmPort {
       .filter(Boolean);
     return {
       kind: 'none',
-      nullable: relation.isNullable,
+      // nullable when the relation and every column behind its join columns allow NULL
+      nullable: relation.isNullable && relation.joinColumns.every((jc) => meta.columns.filter((c) => c.databaseName === jc.databaseName).every((c) => c.isNullable)),
       hint: `set '${name}'${columns.length ? ` or '${columns.join("', '")}'` : ''}`,
     };
   }

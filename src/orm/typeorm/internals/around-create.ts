@@ -5,7 +5,7 @@ import { LockConfigError, TransactionRequiredError } from '../../../errors';
 import type { AroundCreateRunContext } from '../../../locks/parent';
 import { lockMetadataOf, type AroundCreateHook } from '../../../metadata/registry';
 import { installationOf, type Installation } from '../../installations';
-import { dataSourceName, dataSourceOf } from '../compat';
+import { dataSourceName, dataSourceOf, describeDataSource } from '../compat';
 import type { TypeOrmPort } from '../typeorm-port';
 import { expectMethod, replaceMethod, type InternalPatch } from './patch';
 
@@ -32,6 +32,22 @@ export function aroundCreateHooksOf(meta: EntityMetadata): AroundCreateHook[] {
  * While a hook runs, the INSERT's transaction is the ambient one, so `dataSource.manager`,
  * repositories and `lock()` inside a hook use the INSERT's connection.
  */
+/**
+ * A step that runs first in the SubjectExecutor hook (after the transaction is open, before any
+ * hook or TypeORM computation), e.g. @LockedTree's tree lock. It may return a converter applied
+ * to errors from the rest of the write.
+ */
+export type ExecuteStep = (executor: any, inst: Installation) => Promise<((error: unknown) => unknown) | void>;
+const executeSteps = new Set<ExecuteStep>();
+
+/** Adds a step (see ExecuteStep); returns the undo. */
+export function addExecuteStep(step: ExecuteStep): () => void {
+  executeSteps.add(step);
+  return () => {
+    executeSteps.delete(step);
+  };
+}
+
 const executorProto = SubjectExecutor.prototype as any;
 const insertProto = InsertQueryBuilder.prototype as any;
 
@@ -71,7 +87,7 @@ function writeDeclarations(target: unknown): string[] {
     d.versioned ? '@Versioned' : '',
     d.aroundCreate.length ? '@AroundCreate' : '',
     d.advisory.length ? '@AdvisoryLock' : '',
-    (d as { tree?: unknown }).tree !== undefined ? '@LockedTree' : '',
+    d.lockedTree !== undefined ? '@LockedTree' : '',
   ].filter(Boolean);
 }
 
@@ -82,7 +98,7 @@ function refuseUninstalled(ds: DataSource | undefined, metas: EntityMetadata[]):
     if (!declared.length) continue;
     const name = dataSourceName(ds);
     throw new LockConfigError(
-      `${meta.name} is declared ${declared.join(', ')}, but it is being written through DataSource '${name}' (${ds?.options.type}), ` +
+      `${meta.name} is declared ${declared.join(', ')}, but it is being written through ${describeDataSource(ds)}, ` +
         'where ormlock is not installed: its locks and checks cannot be taken there. Call `await installLocking(dataSource)` on it ' +
         '(after initialize()), or write through the installed DataSource. Nothing was written.',
       { entity: meta.name, dataSource: name },
@@ -100,26 +116,41 @@ function executeWithHooks(baseExecute: (this: any) => Promise<void>) {
       refuseUninstalled(ds, subjects.map((s: { metadata: EntityMetadata }) => s.metadata));
       return baseExecute.call(this);
     }
-    const work = (this.insertSubjects as Array<{ metadata: EntityMetadata; entity?: object }>).filter(
-      (s) => s.entity && aroundCreateHooksOf(s.metadata).length > 0,
-    );
-    if (work.length === 0) return baseExecute.call(this);
-    if (!queryRunner.isTransactionActive) {
-      const names = [...new Set(work.map((s) => s.metadata.name))].join(', ');
-      throw new TransactionRequiredError(
-        `@AroundCreate on ${names}: save(…, { transaction: false }) outside a transaction cannot hold what the hooks lock ` +
-          `until the INSERT commits; drop { transaction: false } or wrap the work in transaction(…).`,
-        { entity: names },
-      );
+    if (executeSteps.size === 0) return hooksThenExecute.call(this, inst, queryRunner, baseExecute);
+    const onError: Array<(error: unknown) => unknown> = [];
+    try {
+      for (const step of [...executeSteps]) {
+        const convert = await step(this, inst);
+        if (convert) onError.push(convert);
+      }
+      return await hooksThenExecute.call(this, inst, queryRunner, baseExecute);
+    } catch (error) {
+      throw onError.reduce((e, convert) => convert(e), error);
     }
-    await runAroundCreateHooks(inst, queryRunner, work.map((s) => ({ metadata: s.metadata, entity: s.entity! })));
-    // what the hooks changed (a reloaded parent, computed columns) must reach the INSERT
-    for (const list of ['insertSubjects', 'updateSubjects', 'removeSubjects', 'softRemoveSubjects', 'recoverSubjects']) {
-      for (const subject of this[list] as Array<{ recompute(): void }>) subject.recompute();
-    }
-    this.recompute();
-    return baseExecute.call(this);
   };
+}
+
+/** The @AroundCreate hooks of the subjects about to be inserted, then TypeORM's execute. */
+async function hooksThenExecute(this: any, inst: Installation, queryRunner: QueryRunner, baseExecute: (this: any) => Promise<void>): Promise<void> {
+  const work = (this.insertSubjects as Array<{ metadata: EntityMetadata; entity?: object }>).filter(
+    (s) => s.entity && aroundCreateHooksOf(s.metadata).length > 0,
+  );
+  if (work.length === 0) return baseExecute.call(this);
+  if (!queryRunner.isTransactionActive) {
+    const names = [...new Set(work.map((s) => s.metadata.name))].join(', ');
+    throw new TransactionRequiredError(
+      `@AroundCreate on ${names}: save(…, { transaction: false }) outside a transaction cannot hold what the hooks lock ` +
+        `until the INSERT commits; drop { transaction: false } or wrap the work in transaction(…).`,
+      { entity: names },
+    );
+  }
+  await runAroundCreateHooks(inst, queryRunner, work.map((s) => ({ metadata: s.metadata, entity: s.entity! })));
+  // what the hooks changed (a reloaded parent, computed columns) must reach the INSERT
+  for (const list of ['insertSubjects', 'updateSubjects', 'removeSubjects', 'softRemoveSubjects', 'recoverSubjects']) {
+    for (const subject of this[list] as Array<{ recompute(): void }>) subject.recompute();
+  }
+  this.recompute();
+  return baseExecute.call(this);
 }
 
 function insertWithHooks(baseInsert: (this: any) => Promise<unknown>) {

@@ -18,7 +18,7 @@ let users = 0;
 export function neededPatches(): InternalPatch[] {
   const declared = decoratedClasses().map((c) => lockMetadataOf(c)!);
   const versioned = declared.some((d) => d.versioned);
-  const writes = versioned || declared.some((d) => d.aroundCreate.length > 0) || declared.some((d) => d.advisory.length > 0 || (d as { tree?: unknown }).tree !== undefined);
+  const writes = versioned || declared.some((d) => d.aroundCreate.length > 0) || declared.some((d) => d.advisory.length > 0 || d.lockedTree !== undefined);
   return [
     ...queryBuilderPatches,
     repositoryManagerPatch,

@@ -4,8 +4,8 @@ import { LockConfigError, TransactionRequiredError } from '../../../errors';
 import { runLockedRead } from '../../../locks/row-lock';
 import { resolveRowLockSpec, type RowLockSpec } from '../../../locks/row-lock-options';
 import { lockMetadataOf } from '../../../metadata/registry';
-import { installationOf, type Installation } from '../../installations';
-import { dataSourceOf } from '../compat';
+import { installationOf, noteForeignOrigin, type Installation } from '../../installations';
+import { dataSourceOf, describeDataSource } from '../compat';
 import { expectMethod, replaceMethod, type InternalPatch } from './patch';
 
 /** Marker on a query builder's expressionMap: "issue this read with this lock clause, through the dialect". */
@@ -54,12 +54,14 @@ const entityReads: InternalPatch = {
     this.restore = replaceMethod(proto, 'executeEntitiesAndRawResults', (base) =>
       async function (this: SelectQueryBuilder<any>, queryRunner: any) {
         const map = this.expressionMap as any;
-        if (map[LOCK_SPEC] || !map.mainAlias?.hasMetadata || map.lockMode || map.subQuery) return base.call(this, queryRunner);
+        const foreign = !installationOf(dataSourceOf(this));
+        const plain = () => (foreign ? base.call(this, queryRunner).then((r: any) => noteForeign(this, r)) : base.call(this, queryRunner));
+        if (map[LOCK_SPEC] || !map.mainAlias?.hasMetadata || map.lockMode || map.subQuery) return plain();
         const policy = readLockPolicy();
-        if (!policy) return base.call(this, queryRunner);
+        if (!policy) return plain();
         const target = map.mainAlias.metadata.target;
-        if (typeof target !== 'function') return base.call(this, queryRunner);
-        if (policy.entities && !policy.entities.some((cls) => cls === target || target.prototype instanceof cls)) return base.call(this, queryRunner);
+        if (typeof target !== 'function') return plain();
+        if (policy.entities && !policy.entities.some((cls) => cls === target || target.prototype instanceof cls)) return plain();
         const ds = dataSourceOf(this);
         const inst = installationOf(ds);
         const entity = map.mainAlias.metadata.name as string;
@@ -80,6 +82,15 @@ const entityReads: InternalPatch = {
   },
   restore() {},
 };
+
+/** Entities read through a DataSource without ormlock are remembered as such: lock(entity) must not pick another database. */
+function noteForeign<R extends { entities?: unknown[] }>(qb: SelectQueryBuilder<any>, result: R): R {
+  if (Array.isArray(result?.entities) && result.entities.length) {
+    const label = describeDataSource(dataSourceOf(qb));
+    for (const entity of result.entities) noteForeignOrigin(entity, label);
+  }
+  return result;
+}
 
 function policySpec(inst: Installation, target: Function, policy: { options: object; source: string }): RowLockSpec {
   const { spec, problems } = resolveRowLockSpec({ timeoutMs: inst.settings.lockTimeoutMs }, lockMetadataOf(target)?.pessimistic, policy.options);
