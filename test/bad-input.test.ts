@@ -11,7 +11,7 @@ import { expect } from 'chai';
 import Redis from 'ioredis';
 import type { DataSource } from 'typeorm';
 import {
-  AdvisoryLock, AroundCreate, Current, DistributedLock, LockConfigError, Pessimistic, Redlock, RetryOnConflict, Transactional, Versioned,
+  AdvisoryLock, AroundCreate, Current, DistributedLock, LockConfigError, LockedTree, lockedTree, Pessimistic, Redlock, RetryOnConflict, Transactional, Versioned,
   addAroundCreate, advisoryLockExists, createOrFind, defineCurrent, installLocking, lock, lockParent, retryOnConflict, transaction, versioned,
   withAdvisoryLock, withAdvisoryLocks, withDistributedLock, withLock, withPessimistic,
 } from '../src';
@@ -175,6 +175,10 @@ const PURE_ROWS: Row[] = [
   })),
   { api: 'addAroundCreate', input: 'entity class null', names: 'entity class', run: () => addAroundCreate(null as any, noop) },
   { api: 'addAroundCreate', input: 'hook a string', names: 'hook', run: () => addAroundCreate(EdgeAccount, 'lock' as any) },
+  ...BAD_OPTIONS.map(([input, value]): Row => ({ api: '@LockedTree', input, names: 'options', run: () => LockedTree(value as any) })),
+  ...BAD_OPTIONS.map(([input, value]): Row => ({ api: 'lockedTree', input, names: 'options', run: () => lockedTree(class Tree {}, value as any) })),
+  { api: 'lockedTree', input: 'entity class null', names: 'entity class', run: () => lockedTree(null as any) },
+  { api: 'lockedTree', input: "unknown option 'mode'", names: "unknown option 'mode'", run: () => lockedTree(class Tree {}, { mode: 'read' } as any) },
   { api: 'lockParent', input: 'relation null', names: 'relation', run: () => lockParent(null as any) },
   { api: 'lockParent', input: 'relation undefined', names: 'relation', run: () => lockParent(undefined as any) },
   { api: 'lockParent', input: 'options null', names: 'options', run: () => lockParent('site', null as any) },
@@ -199,6 +203,7 @@ const TC39_ROWS: Row[] = [
   { api: '@AdvisoryLock', input: 'on a class, as a standard decorator', names: 'experimentalDecorators', run: () => tc39Class(AdvisoryLock(() => 'k')) },
   { api: '@RetryOnConflict', input: 'as a standard decorator', names: 'experimentalDecorators', run: () => tc39Method(RetryOnConflict()) },
   { api: '@Versioned', input: 'as a standard decorator', names: 'experimentalDecorators', run: () => tc39Class(Versioned()) },
+  { api: '@LockedTree', input: 'as a standard decorator', names: 'experimentalDecorators', run: () => tc39Class(LockedTree()) },
   { api: '@AroundCreate', input: 'as a standard decorator', names: 'experimentalDecorators', run: () => tc39Class(AroundCreate(lockParent('site'))) },
   { api: '@Transactional', input: 'the message names the method', names: 'charge', run: () => tc39Method(Transactional(), 'charge') },
 ];
