@@ -38,7 +38,7 @@ export function neededPatches(orm: MikroORM): Array<{ owner: object; patch: Mikr
     add(ownerOf(qb, 'getKnexQuery'), queryBuilderPatch(qb));
   }
   if (writes) add(ownerOf(uow, 'commitCreateChangeSets'), unitOfWorkPatch(uow));
-  if (versioned) for (const p of versionedPatches(uow.changeSetPersister, driver)) add(ownerOf(uow.changeSetPersister, 'persistManagedEntitiesBatch'), p);
+  if (versioned) for (const p of versionedPatches(uow.changeSetPersister, driver)) add(ownerOf(uow.changeSetPersister, 'persistManagedEntitiesBatch'), p); // (its nativeUpdateMany patch sits on the driver's base class, shared too)
   return out;
 }
 

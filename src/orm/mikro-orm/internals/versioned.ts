@@ -31,7 +31,7 @@ export function versionedPatches(persister: object, driver: object): MikroPatch[
   const pLabel = 'ChangeSetPersister.prototype';
   const dLabel = 'AbstractSqlDriver.prototype';
   const pOwner = ownerOf(persister, 'persistManagedEntitiesBatch');
-  const dOwner = ownerOf(driver, 'nativeUpdateMany');
+  const dOwner = ownerOf(driver, 'nativeUpdateMany', ['concurrencyCheckKeys']);
   return [
     {
       name: `${pLabel}.persistManagedEntitiesBatch / checkOptimisticLocks / checkOptimisticLock, ${dLabel}.nativeUpdateMany (the @Versioned check)`,
