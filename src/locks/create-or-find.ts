@@ -23,7 +23,14 @@ export interface RepositoryLike<T> {
  * const user = await createOrFind(users, { email }, { name: 'New user' });
  * ```
  */
-export async function createOrFind<T extends object>(repository: RepositoryLike<T>, where: Partial<T>, defaults: { [K in keyof T]?: unknown } = {}): Promise<T> {
+/** A MikroORM EntityRepository<T> (typing only: T from what `create` returns, not from `find`'s Loaded<T, …>). */
+export interface EntityRepositoryLike<T> {
+  getEntityName(): string;
+  create(data: any, options?: any): T;
+}
+export function createOrFind<T extends object>(repository: EntityRepositoryLike<T>, where: Partial<T>, defaults?: { [K in keyof T]?: unknown }): Promise<T>;
+export function createOrFind<T extends object>(repository: RepositoryLike<T>, where: Partial<T>, defaults?: { [K in keyof T]?: unknown }): Promise<T>;
+export async function createOrFind<T extends object>(repository: RepositoryLike<T> | EntityRepositoryLike<T>, where: Partial<T>, defaults: { [K in keyof T]?: unknown } = {}): Promise<T> {
   if (!repository || typeof repository !== 'object') {
     throw new LockConfigError('createOrFind(repository, where, defaults?): expected a repository (TypeORM Repository or MikroORM EntityRepository) as the first argument');
   }

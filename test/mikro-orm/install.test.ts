@@ -12,9 +12,10 @@ import { createMikroOrm } from '../support/mikro-suite';
 for (const backend of BACKENDS) {
   describe(`installLocking(orm) from ormlock/mikro-orm: bad input and lifecycle [mikro-orm, ${backend}]`, function () {
     const opened: MikroORM[] = [];
+    const suite = this;
     async function orm(entities: Function[]): Promise<MikroORM> {
       const o = await createMikroOrm(backend, entities);
-      if (!o) this.ctx.skip();
+      if (!o) suite.ctx.skip();
       opened.push(o!);
       return o!;
     }
