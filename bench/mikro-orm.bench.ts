@@ -17,7 +17,8 @@
  * a budget is exceeded, never because of timings.
  */
 import 'reflect-metadata';
-import { Entity, LockMode, MikroORM, PrimaryKey, Property, type EntityManager } from '@mikro-orm/core';
+import { Entity, LockMode, MikroORM, PrimaryKey, Property } from '@mikro-orm/core';
+import type { EntityManager } from '@mikro-orm/postgresql'; // the SQL EntityManager (execute), the same class for every SQL driver
 import { AdvisoryLock, Pessimistic, Versioned } from '../src';
 import { installLocking } from '../src/orm/mikro-orm';
 import { BACKENDS, teardownBackends, type BackendName } from '../test/support/backends';
@@ -51,7 +52,7 @@ const ENTITIES = [MbUser, MbHandVersionedUser, MbVersionedUser];
 type Variant = { name: string; pair: string; handWritten: boolean; op: (id: number) => Promise<unknown> };
 
 function variants(orm: MikroORM, backend: BackendName): Variant[] {
-  const fresh = () => orm.em.fork();
+  const fresh = () => orm.em.fork() as EntityManager;
   const charge = async (em: EntityManager, cls: typeof MbUser, id: number, lockMode?: LockMode) => {
     const u = await em.findOneOrFail(cls, id, lockMode ? { lockMode } : {});
     u.credits -= 1;
@@ -59,11 +60,11 @@ function variants(orm: MikroORM, backend: BackendName): Variant[] {
   class Service {
     @Pessimistic()
     async pessimistic(id: number) {
-      await charge(orm.em, MbUser, id);
+      await charge(orm.em as EntityManager, MbUser, id);
     }
     @AdvisoryLock((id: number) => ['mb-charge', id])
     async advisory(id: number) {
-      await charge(orm.em, MbUser, id);
+      await charge(orm.em as EntityManager, MbUser, id);
     }
   }
   const service = new Service();

@@ -50,6 +50,24 @@ describeEachMikroBackend('optimistic versions, retries, createOrFind', [MkCounte
     expect(await valuesOf(MkCounter, [a])).to.deep.equal([7]);
   });
 
+  it('a stale removal: StaleEntityError, nothing deleted', async () => {
+    const [a, b] = await seedPair(MkCounter, 'remove');
+    const mine = env.orm.em.fork();
+    const both = await mine.find(MkCounter, { id: { $in: [a, b] } });
+    const other = env.orm.em.fork();
+    (await other.findOneOrFail(MkCounter, b)).value = 5;
+    await other.flush();
+    both.forEach((c) => mine.remove(c));
+    const err = await mine.flush().then(() => null, (e) => e);
+    expect(err).to.be.instanceOf(StaleEntityError);
+    expect(err.message).to.contain('DELETE');
+    expect(await valuesOf(MkCounter, [a, b])).to.deep.equal([0, 5]); // a not deleted either
+    const fresh = env.orm.em.fork();
+    fresh.remove(await fresh.find(MkCounter, { id: { $in: [a, b] } }));
+    await fresh.flush(); // a removal at the current versions goes through
+    expect(await valuesOf(MkCounter, [a, b])).to.deep.equal([]);
+  });
+
   /** 15 concurrent increments of both counters in one flush each, retried on conflict. */
   async function increments(cls: typeof MkCounter | typeof MkPlainCounter) {
     const ids = await seedPair(cls, cls.name);
