@@ -12,6 +12,12 @@ export interface RepositoryLike<T> {
   find(...args: any[]): Promise<T[]>;
 }
 
+/** A MikroORM EntityRepository<T> (typing only: T from what `create` returns, not from `find`'s Loaded<T, …>). */
+export interface EntityRepositoryLike<T> {
+  getEntityName(): string;
+  create(data: any, options?: any): T;
+}
+
 /**
  * Rails' `create_or_find_by`: inserts `{ ...defaults, ...where }`; if a unique constraint
  * (PG 23505, MySQL 1062) says the row exists, reads and returns the existing row. Concurrent
@@ -29,7 +35,9 @@ export interface RepositoryLike<T> {
  * const user = await createOrFind(users, { email }, { name: 'New user' });
  * ```
  */
-export async function createOrFind<T extends object>(repository: RepositoryLike<T>, where: Partial<T>, defaults: { [K in keyof T]?: unknown } = {}): Promise<T> {
+export function createOrFind<T extends object>(repository: EntityRepositoryLike<T>, where: Partial<T>, defaults?: { [K in keyof T]?: unknown }): Promise<T>;
+export function createOrFind<T extends object>(repository: RepositoryLike<T>, where: Partial<T>, defaults?: { [K in keyof T]?: unknown }): Promise<T>;
+export async function createOrFind<T extends object>(repository: RepositoryLike<T> | EntityRepositoryLike<T>, where: Partial<T>, defaults: { [K in keyof T]?: unknown } = {}): Promise<T> {
   if (!repository || typeof repository !== 'object') {
     throw new LockConfigError('createOrFind(repository, where, defaults?): expected a repository (TypeORM Repository or MikroORM EntityRepository) as the first argument');
   }

@@ -3,7 +3,8 @@ import type { DataSource, EntitySubscriberInterface } from 'typeorm';
 import type { LockDialect } from '../../dialects/dialect';
 import { LockConfigError } from '../../errors';
 import { lockMetadataOf } from '../../metadata/registry';
-import { observerOptionProblems, observersOf, type LockEvent, type LockObserver } from '../../observe/events';
+import { observersOf } from '../../observe/events';
+import { checkInstallOptions, type InstallLockingOptions } from '../install-options';
 import { addInstallation, installationOf, Installation, removeInstallation, type InstallationSettings } from '../installations';
 import { bindDataSource } from './bind-data-source';
 import { dataSourceName } from './compat';
@@ -14,25 +15,8 @@ import { acquirePatches, neededPatches, releasePatches } from './internals';
 import { bindExistingRepositories } from './internals/repository';
 import { TypeOrmPort } from './typeorm-port';
 
-export interface InstallLockingOptions {
-  /** Prefix of advisory-lock keys (e.g. your application's name); this installation's only. */
-  namespace?: string;
-  /** Default `timeoutMs` of row locks (undefined: wait as long as the database does). */
-  lockTimeoutMs?: number;
-  /** Default `timeoutMs` of advisory locks. */
-  advisoryTimeoutMs?: number;
-  /**
-   * Longest wait for a second pool connection by a call that already holds one (`requires_new`,
-   * session locks): past it, PoolExhaustedError instead of a wait that could last forever. Default 5000.
-   */
-  connectionTimeoutMs?: number;
-  /** Observers of this installation's lock events. */
-  observers?: readonly LockObserver[];
-  /** Shorthand for one observer: called on lock events (acquired with waitedMs, released with heldMs, timeout, not available, lost). */
-  onLockEvent?: (event: LockEvent) => void;
-}
+export type { InstallLockingOptions } from '../install-options';
 
-const INSTALL_OPTIONS = ['namespace', 'lockTimeoutMs', 'advisoryTimeoutMs', 'connectionTimeoutMs', 'observers', 'onLockEvent'];
 
 export interface LockingHandle {
   readonly dataSource: DataSource;
@@ -42,8 +26,6 @@ export interface LockingHandle {
   /** Removes the subscribers and the transaction binding of this DataSource; the last one restores TypeORM's internals. */
   uninstall(): void;
 }
-
-const DEFAULT_CONNECTION_TIMEOUT_MS = 5000;
 
 /**
  * Sets ormlock up on an initialized DataSource: picks the dialect, validates every decorated
@@ -129,23 +111,5 @@ function uninstallOnDestroy(dataSource: DataSource, uninstall: () => void): () =
 }
 
 function checkOptions(options: InstallLockingOptions): InstallationSettings {
-  const shape = optionsProblems(options, INSTALL_OPTIONS);
-  if (shape.length) throw new LockConfigError(`installLocking(dataSource, options?): ${shape.join('; ')}`);
-  if (options.namespace !== undefined && typeof options.namespace !== 'string') {
-    throw new LockConfigError(`installLocking: namespace must be a string (got ${typeof options.namespace})`);
-  }
-  for (const key of ['lockTimeoutMs', 'advisoryTimeoutMs', 'connectionTimeoutMs'] as const) {
-    const v = options[key];
-    if (v !== undefined && (typeof v !== 'number' || !Number.isFinite(v) || v < 0)) {
-      throw new LockConfigError(`installLocking: ${key} must be a number ≥ 0 (got ${String(v)})`);
-    }
-  }
-  const problems = observerOptionProblems(options);
-  if (problems.length) throw new LockConfigError(`installLocking: ${problems.join('; ')}`);
-  return {
-    namespace: options.namespace ?? '',
-    lockTimeoutMs: options.lockTimeoutMs,
-    advisoryTimeoutMs: options.advisoryTimeoutMs,
-    connectionTimeoutMs: options.connectionTimeoutMs ?? DEFAULT_CONNECTION_TIMEOUT_MS,
-  };
+  return checkInstallOptions(options);
 }

@@ -1,0 +1,49 @@
+import { optionsProblems } from '../arguments';
+import { LockConfigError } from '../errors';
+import { observerOptionProblems, type LockEvent, type LockObserver } from '../observe/events';
+import type { InstallationSettings } from './installations';
+
+/** The options of `installLocking`, the same for every ORM adapter. */
+export interface InstallLockingOptions {
+  /** Prefix of advisory-lock keys (e.g. your application's name); this installation's only. */
+  namespace?: string;
+  /** Default `timeoutMs` of row locks (undefined: wait as long as the database does). */
+  lockTimeoutMs?: number;
+  /** Default `timeoutMs` of advisory locks. */
+  advisoryTimeoutMs?: number;
+  /**
+   * Longest wait for a second pool connection by a call that already holds one (`requires_new`,
+   * session locks): past it, PoolExhaustedError instead of a wait that could last forever. Default 5000.
+   */
+  connectionTimeoutMs?: number;
+  /** Observers of this installation's lock events. */
+  observers?: readonly LockObserver[];
+  /** Shorthand for one observer: called on lock events (acquired with waitedMs, released with heldMs, timeout, not available, lost). */
+  onLockEvent?: (event: LockEvent) => void;
+}
+
+export const DEFAULT_CONNECTION_TIMEOUT_MS = 5000;
+const INSTALL_OPTIONS = ['namespace', 'lockTimeoutMs', 'advisoryTimeoutMs', 'connectionTimeoutMs', 'observers', 'onLockEvent'];
+
+/** Checks installLocking's options (LockConfigError naming the option) and returns the installation's settings. */
+export function checkInstallOptions(options: InstallLockingOptions, signature = 'installLocking(dataSource, options?)'): InstallationSettings {
+  const shape = optionsProblems(options, INSTALL_OPTIONS);
+  if (shape.length) throw new LockConfigError(`${signature}: ${shape.join('; ')}`);
+  if (options.namespace !== undefined && typeof options.namespace !== 'string') {
+    throw new LockConfigError(`installLocking: namespace must be a string (got ${typeof options.namespace})`);
+  }
+  for (const key of ['lockTimeoutMs', 'advisoryTimeoutMs', 'connectionTimeoutMs'] as const) {
+    const v = options[key];
+    if (v !== undefined && (typeof v !== 'number' || !Number.isFinite(v) || v < 0)) {
+      throw new LockConfigError(`installLocking: ${key} must be a number ≥ 0 (got ${String(v)})`);
+    }
+  }
+  const problems = observerOptionProblems(options);
+  if (problems.length) throw new LockConfigError(`installLocking: ${problems.join('; ')}`);
+  return {
+    namespace: options.namespace ?? '',
+    lockTimeoutMs: options.lockTimeoutMs,
+    advisoryTimeoutMs: options.advisoryTimeoutMs,
+    connectionTimeoutMs: options.connectionTimeoutMs ?? DEFAULT_CONNECTION_TIMEOUT_MS,
+  };
+}

@@ -1,0 +1,98 @@
+import type { MikroORM } from '@mikro-orm/core';
+import type { LockDialect } from '../../dialects/dialect';
+import { LockConfigError } from '../../errors';
+import { observersOf } from '../../observe/events';
+import { checkInstallOptions, type InstallLockingOptions } from '../install-options';
+import { addInstallation, installationOf, Installation, noteOrigin, removeInstallation } from '../installations';
+import { withMikroOrmErrors } from './errors';
+import { acquirePatches, neededPatches } from './internals';
+import { MikroOrmPort } from './mikro-orm-port';
+import { bindConfig, unbindConfig } from './registry';
+import { validateEntities } from './validate';
+
+export type { InstallLockingOptions } from '../install-options';
+
+export interface MikroOrmLockingHandle {
+  readonly orm: MikroORM;
+  readonly dialect: LockDialect;
+  /** The installation (settings, observers) this handle stands for. */
+  readonly installation: Installation;
+  /** Removes ormlock from this MikroORM instance; the last installation restores MikroORM's internals. */
+  uninstall(): void;
+}
+
+/**
+ * Sets ormlock up on a MikroORM instance after `MikroORM.init()`: picks the dialect, validates
+ * every decorated entity against MikroORM's metadata (a misdeclared decorator throws
+ * LockConfigError here, naming entity and property), probes the MikroORM internals it patches, and
+ * makes ormlock's transactions MikroORM's TransactionContext. Nothing is changed when it throws.
+ * `orm.close()` uninstalls by itself.
+ *
+ * ```ts
+ * import { MikroORM } from '@mikro-orm/postgresql';
+ * import { installLocking } from 'ormlock/mikro-orm';
+ * const orm = await MikroORM.init({ … });
+ * const locking = await installLocking(orm, { namespace: 'shop' });
+ * ```
+ */
+export async function installLocking(orm: MikroORM, options: InstallLockingOptions = {}): Promise<MikroOrmLockingHandle> {
+  const o = orm as unknown as { em?: unknown; config?: unknown; getMetadata?: unknown; isConnected?: unknown };
+  if (!orm || typeof o.getMetadata !== 'function' || typeof o.isConnected !== 'function' || !o.em || !o.config) {
+    throw new LockConfigError(`installLocking(orm, options?) from ormlock/mikro-orm: expected a MikroORM instance (got ${orm === null ? 'null' : typeof orm}); for a TypeORM DataSource import installLocking from 'ormlock'.`);
+  }
+  const name = orm.config.get('contextName') ?? 'default';
+  if ((orm as any)[CLOSED] || !(await orm.isConnected())) {
+    throw new LockConfigError(
+      `installLocking(orm): MikroORM '${name}' is not connected (not initialized, or closed): call it after \`await MikroORM.init(…)\`, before \`orm.close()\`.`,
+    );
+  }
+  if (installationOf(orm)?.port.isLive) {
+    throw new LockConfigError(`installLocking(orm): already installed on MikroORM '${name}'; call uninstall() on its handle first.`);
+  }
+  const settings = checkInstallOptions(options, 'installLocking(orm, options?)');
+  const port = new MikroOrmPort(orm);
+  const dialect = withMikroOrmErrors(await port.detectDialect());
+  validateEntities(orm, dialect, settings);
+  const release = acquirePatches(neededPatches(orm), port.ormVersion); // probes first: throws naming the internal, having patched nothing
+
+  const inst = new Installation(port, dialect, settings, observersOf(options));
+  bindConfig(orm.config, inst);
+  addInstallation(inst);
+  let installed = true;
+  // entities loaded or created through this instance belong to it (lock(entity) goes to its database)
+  orm.em.getEventManager().registerSubscriber({
+    onInit: (args: { entity: object }) => {
+      if (installed) noteOrigin(args.entity, inst);
+    },
+  } as never);
+
+  const uninstall = () => {
+    if (!installed) return;
+    installed = false;
+    port.closed = true;
+    restoreClose();
+    unbindConfig(orm.config, inst);
+    removeInstallation(inst);
+    release();
+  };
+  const restoreClose = uninstallOnClose(orm, uninstall);
+  return { orm, dialect, installation: inst, uninstall };
+}
+
+const CLOSED = Symbol('ormlock.closed');
+
+/** `orm.close()` first uninstalls (a closed MikroORM never stays installed). */
+function uninstallOnClose(orm: MikroORM, uninstall: () => void): () => void {
+  const target = orm as any;
+  const hadOwn = Object.prototype.hasOwnProperty.call(target, 'close');
+  const base = target.close;
+  target.close = function (this: MikroORM, ...args: unknown[]) {
+    uninstall();
+    target[CLOSED] = true;
+    return base.apply(this, args);
+  };
+  return () => {
+    if (hadOwn) target.close = base;
+    else delete target.close;
+  };
+}

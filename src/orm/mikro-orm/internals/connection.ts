@@ -1,0 +1,136 @@
+import type { EntityManager } from '@mikro-orm/core';
+import { transactionEnded } from '../../../context/held';
+import { runWithAmbientConnection } from '../../../context/transaction';
+import { afterAdvisoryTransactionEnd } from '../../../locks/advisory';
+import { connectionFor, newRootState, registerTransaction, rootStateOf, type RootState } from '../connection';
+import { installationFor } from '../registry';
+import { expectMethod, ownerOf, replaceMethod, type MikroPatch } from './patch';
+
+/** Options key of `connection.begin()`: the driver connection to run the transaction on (ormlock's own begin). */
+export const PINNED_RAW = Symbol('ormlock.pinnedRaw');
+/** Options key: ormlock acquired PINNED_RAW and gives it back after the transaction. */
+export const OWNS_RAW = Symbol('ormlock.ownsRaw');
+
+/**
+ * Transactions of an installed MikroORM (`AbstractSqlConnection.prototype.begin / commit / rollback`):
+ * a root transaction runs on a driver connection acquired for it (knex's `transaction(…, { connection })`),
+ * so that after COMMIT/ROLLBACK ormlock can end what the transaction held on that same connection —
+ * observers hear `released`, MySQL/MariaDB release the session locks standing in for
+ * transaction-scoped advisory locks — before the connection goes back to the pool. Savepoints
+ * (nested transactions) belong to their root. Inert for MikroORM instances without an installation.
+ */
+export function connectionPatches(connection: object): MikroPatch[] {
+  const owner = ownerOf(connection, 'begin');
+  const label = 'AbstractSqlConnection.prototype';
+  return [
+    {
+      name: `${label}.begin / commit / rollback`,
+      probe: () => [
+        ...expectMethod(owner, label, 'begin', ['getKnex', 'transaction', 'ctx']),
+        ...expectMethod(owner, label, 'commit', ['commit']),
+        ...expectMethod(owner, label, 'rollback', ['rollback']),
+        ...(typeof (connection as any).getKnex?.()?.client?.acquireConnection === 'function' ? [] : [`${label}.getKnex().client.acquireConnection is not a function`]),
+      ],
+      apply() {
+        const undo = [
+          replaceMethod(owner!, 'begin', (base) => async function (this: any, options: any = {}) {
+            if (options.ctx) {
+              const trx = await base.call(this, options);
+              const root = rootStateOf(options.ctx);
+              if (root) registerTransaction(trx, root);
+              return trx;
+            }
+            if (!installationFor(this)) return base.call(this, options);
+            const knex = this.getKnex();
+            const given = options[PINNED_RAW];
+            const raw = given ?? (await knex.client.acquireConnection());
+            try {
+              const pinned = Object.create(knex, {
+                transaction: { value: (handler: unknown, config: object = {}) => knex.transaction(handler, { ...config, connection: raw }) },
+              });
+              const self = Object.create(this, { getKnex: { value: () => pinned } });
+              const trx = await base.call(self, options);
+              registerTransaction(trx, newRootState(raw, given ? options[OWNS_RAW] === true : true));
+              return trx;
+            } catch (error) {
+              if (!given) await knex.client.releaseConnection(raw);
+              throw error;
+            }
+          }),
+          replaceMethod(owner!, 'commit', (base) => function (this: any, ctx: any, ...rest: unknown[]) {
+            return endingRoot(this, ctx, () => base.call(this, ctx, ...rest));
+          }),
+          replaceMethod(owner!, 'rollback', (base) => function (this: any, ctx: any, ...rest: unknown[]) {
+            return endingRoot(this, ctx, () => base.call(this, ctx, ...rest));
+          }),
+        ];
+        return () => undo.reverse().forEach((u) => u());
+      },
+    },
+  ];
+}
+
+/** Runs the COMMIT/ROLLBACK of `ctx`; for a pinned root, then ends what it held and gives its connection back. */
+async function endingRoot(connection: any, ctx: any, end: () => Promise<unknown>): Promise<unknown> {
+  const root = ctx && (typeof ctx === 'object' || typeof ctx === 'function') ? rootStateOf(ctx) : undefined;
+  if (!root || 'savepointName' in ctx || root.released) return end();
+  let result: unknown;
+  try {
+    result = await end();
+  } catch (error) {
+    await finishRoot(connection, root).catch(() => undefined);
+    throw error;
+  }
+  await finishRoot(connection, root);
+  return result;
+}
+
+async function finishRoot(connection: any, root: RootState): Promise<void> {
+  const members = [...root.members];
+  let failure: unknown;
+  try {
+    for (const m of members) transactionEnded(m);
+    for (const m of members) {
+      try {
+        await afterAdvisoryTransactionEnd(m);
+      } catch (error) {
+        failure ??= error;
+      }
+    }
+  } finally {
+    if (root.ownsRaw && !root.released) {
+      root.released = true;
+      await connection.getKnex().client.releaseConnection(root.raw);
+    } else {
+      root.released = true;
+    }
+  }
+  if (failure) throw failure;
+}
+
+/**
+ * `EntityManager.prototype.transactional`: MikroORM's own transactions (and its `@Transactional`)
+ * are ambient transactions of ormlock too — ormlock calls inside join them, never open a second
+ * connection beside them.
+ */
+export function transactionalPatch(em: EntityManager): MikroPatch {
+  const owner = ownerOf(em, 'transactional');
+  const label = 'EntityManager.prototype';
+  return {
+    name: `${label}.transactional`,
+    probe: () => [
+      ...expectMethod(owner, label, 'transactional', ['cb']),
+      ...expectMethod(ownerOf(em, 'getTransactionContext'), label, 'getTransactionContext'),
+    ],
+    apply() {
+      return replaceMethod(owner!, 'transactional', (base) => function (this: any, cb: (em: EntityManager) => unknown, options?: unknown) {
+        const inst = installationFor(this);
+        if (!inst || typeof cb !== 'function') return base.call(this, cb, options);
+        return base.call(this, (em: EntityManager) => {
+          const trx = em.getTransactionContext();
+          return trx ? runWithAmbientConnection(inst, connectionFor(em, trx), () => cb(em)) : cb(em);
+        }, options);
+      });
+    },
+  };
+}

@@ -1,0 +1,97 @@
+import type { MikroORM } from '@mikro-orm/core';
+import { decoratedClasses, lockMetadataOf } from '../../../metadata/registry';
+import { connectionPatches, transactionalPatch } from './connection';
+import { expectMethod, ownerOf, probeError, type MikroPatch } from './patch';
+import { driverFindPatch, queryBuilderPatch } from './reads';
+import { unitOfWorkPatch } from './unit-of-work';
+import { versionedPatches } from './versioned';
+
+/**
+ * Every patch of MikroORM internals, found on the live instance, probed before any is applied,
+ * applied once per patched prototype (MikroORM instances of one MikroORM copy share them), and
+ * undone when the last installation using it goes.
+ */
+interface Applied {
+  readonly undo: () => void;
+  users: number;
+}
+const applied = new Map<object, Map<string, Applied>>();
+
+/** The patches this MikroORM instance needs, with the prototype each patches (its identity). */
+export function neededPatches(orm: MikroORM): Array<{ owner: object; patch: MikroPatch }> {
+  const em = orm.em as any;
+  const driver = em.getDriver();
+  const connection = driver.getConnection('write');
+  const uow = em.getUnitOfWork(false);
+  const declared = decoratedClasses().map((c) => lockMetadataOf(c)!);
+  const versioned = declared.some((d) => d.versioned);
+  const writes = versioned || declared.some((d) => d.aroundCreate.length > 0 || d.advisory.length > 0);
+  const out: Array<{ owner: object; patch: MikroPatch }> = [];
+  const add = (owner: object | undefined, patch: MikroPatch) => out.push({ owner: owner ?? {}, patch });
+  // keyed by the prototype that defines the patched method: instances of every driver share it
+  for (const p of connectionPatches(connection)) add(ownerOf(connection, 'begin'), p);
+  add(ownerOf(connection, 'execute'), portShapeProbe(connection, uow));
+  add(ownerOf(em, 'transactional'), transactionalPatch(em));
+  add(ownerOf(driver, 'find'), driverFindPatch(driver));
+  const entity = Object.values(orm.getMetadata().getAll()).find((m: any) => !m.virtual && !m.embeddable && typeof m.class === 'function') as any;
+  if (entity && typeof em.createQueryBuilder === 'function') {
+    const qb = em.createQueryBuilder(entity.className);
+    add(ownerOf(qb, 'getKnexQuery'), queryBuilderPatch(qb));
+  }
+  if (writes) add(ownerOf(uow, 'commitCreateChangeSets'), unitOfWorkPatch(uow));
+  if (versioned) for (const p of versionedPatches(uow.changeSetPersister, driver)) add(ownerOf(uow.changeSetPersister, 'persistManagedEntitiesBatch'), p); // (its nativeUpdateMany patch sits on the driver's base class, shared too)
+  return out;
+}
+
+/** Probes, then applies, the patches not applied yet; returns the release of this installation's share. */
+export function acquirePatches(patches: Array<{ owner: object; patch: MikroPatch }>, version: string): () => void {
+  const fresh = patches.filter(({ owner, patch }) => !applied.get(owner)?.has(patch.name));
+  const problems = fresh.flatMap(({ patch }) => patch.probe().map((problem) => ({ patch: patch.name, problem })));
+  if (problems.length) throw probeError(problems, version);
+  const used: Array<{ owner: object; name: string }> = [];
+  for (const { owner, patch } of patches) {
+    let byName = applied.get(owner);
+    if (!byName) applied.set(owner, (byName = new Map()));
+    let entry = byName.get(patch.name);
+    if (!entry) byName.set(patch.name, (entry = { undo: patch.apply(), users: 0 }));
+    entry.users++;
+    used.push({ owner, name: patch.name });
+  }
+  let released = false;
+  return () => {
+    if (released) return;
+    released = true;
+    for (const { owner, name } of used.reverse()) {
+      const byName = applied.get(owner);
+      const entry = byName?.get(name);
+      if (!entry) continue;
+      if (--entry.users > 0) continue;
+      entry.undo();
+      byName!.delete(name);
+      if (byName!.size === 0) applied.delete(owner);
+    }
+  };
+}
+
+/** The names of the MikroORM internals patched right now (for tests and diagnostics). */
+export function patchedMikroOrmInternals(): string[] {
+  return [...applied.values()].flatMap((m) => [...m.keys()]);
+}
+
+/**
+ * What the port itself uses without patching it (a probe only): running statements on a transaction
+ * or a pinned connection, and adopting an entity into the transaction's EntityManager.
+ */
+function portShapeProbe(connection: any, uow: any): MikroPatch {
+  return {
+    name: 'AbstractSqlConnection.prototype.execute / transformRawResult, UnitOfWork.prototype.merge / getIdentityMap (used by the port)',
+    probe: () => [
+      ...expectMethod(ownerOf(connection, 'execute'), 'AbstractSqlConnection.prototype', 'execute', ['transacting']),
+      ...expectMethod(ownerOf(connection, 'transformRawResult'), 'AbstractSqlConnection.prototype', 'transformRawResult'),
+      ...(typeof connection.platform?.formatQuery === 'function' ? [] : ['AbstractSqlConnection.platform.formatQuery is not a function']),
+      ...expectMethod(ownerOf(uow, 'merge'), 'UnitOfWork.prototype', 'merge', ['identityMap']),
+      ...expectMethod(ownerOf(uow, 'getIdentityMap'), 'UnitOfWork.prototype', 'getIdentityMap'),
+    ],
+    apply: () => () => undefined,
+  };
+}

@@ -1,0 +1,62 @@
+import { LockConfigError } from '../../../errors';
+
+/**
+ * One patch of MikroORM internals: what it replaces, a probe that checks the shape it relies on,
+ * and how to apply and undo it. The owners are found on the live MikroORM instance (its driver,
+ * connection, UnitOfWork …), so the copy of MikroORM the application uses is the one patched.
+ */
+export interface MikroPatch {
+  /** What it patches, as people name it: `AbstractSqlDriver.prototype.find`, … */
+  readonly name: string;
+  /** The problems with the shape of what it patches (empty when it is as expected). */
+  probe(): string[];
+  apply(): () => void;
+}
+
+/**
+ * The object on `obj`'s prototype chain that defines `method` as the patch expects it: the most
+ * derived one whose source mentions each of `mentions` (MySqlDriver's nativeUpdateMany calls
+ * AbstractSqlDriver's, which builds the statement and is the one patched, shared by every driver);
+ * without a match, the most derived one (so the probe reports it).
+ */
+export function ownerOf(obj: unknown, method: string, mentions: readonly string[] = []): Record<string, any> | undefined {
+  let first: Record<string, any> | undefined;
+  for (let p = obj as object | null; p && p !== Object.prototype; p = Object.getPrototypeOf(p)) {
+    if (!Object.prototype.hasOwnProperty.call(p, method) || typeof (p as Record<string, unknown>)[method] !== 'function') continue;
+    first ??= p as Record<string, any>;
+    const source = Function.prototype.toString.call((p as Record<string, unknown>)[method]);
+    if (mentions.every((m) => source.includes(m))) return p as Record<string, any>;
+  }
+  return first;
+}
+
+/** Problems unless `owner[method]` is a function whose source mentions each of `mentions`. */
+export function expectMethod(owner: object | undefined, label: string, method: string, mentions: readonly string[] = []): string[] {
+  const fn = owner && (owner as Record<string, unknown>)[method];
+  if (typeof fn !== 'function') return [`${label}.${method} is not a function`];
+  const source = Function.prototype.toString.call(fn);
+  const missing = mentions.filter((m) => !source.includes(m));
+  return missing.length ? [`${label}.${method} no longer uses ${missing.join(', ')}`] : [];
+}
+
+/** Replaces `owner[method]` with `wrap(original)`; returns the undo. */
+export function replaceMethod<F extends (...args: any[]) => any>(owner: object, method: string, wrap: (base: F) => F): () => void {
+  const target = owner as Record<string, unknown>;
+  const had = Object.prototype.hasOwnProperty.call(target, method);
+  const base = target[method] as F;
+  target[method] = wrap(base);
+  return () => {
+    if (had) target[method] = base;
+    else delete target[method];
+  };
+}
+
+/** The error of a failed probe: names each internal and the MikroORM version. */
+export function probeError(problems: Array<{ patch: string; problem: string }>, version: string): LockConfigError {
+  const list = problems.map((p) => `${p.patch}: ${p.problem}`).join('; ');
+  return new LockConfigError(
+    `installLocking: MikroORM ${version} differs from what ormlock patches (${list}). Nothing was installed: ` +
+      'running unguarded could skip a declared lock without a word. Use a supported MikroORM (6.6) or report this version.',
+    { internals: problems.map((p) => p.patch), mikroOrmVersion: version },
+  );
+}

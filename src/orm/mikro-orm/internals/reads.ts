@@ -1,0 +1,118 @@
+import { LockMode } from '@mikro-orm/core';
+import { ambientTx, readLockPolicy } from '../../../context/store';
+import { LockConfigError, TransactionRequiredError } from '../../../errors';
+import { runLockedRead } from '../../../locks/row-lock';
+import { resolveRowLockSpec, type RowLockSpec } from '../../../locks/row-lock-options';
+import { lockMetadataOf } from '../../../metadata/registry';
+import type { Installation } from '../../installations';
+import type { MikroOrmConnection } from '../connection';
+import { knownConnection, rootStateOf } from '../connection';
+import { installationFor } from '../registry';
+import { expectMethod, ownerOf, replaceMethod, type MikroPatch } from './patch';
+
+/** Marker on a `lockTableAliases` array: "write this dialect's lock clause for this read". */
+const LOCK_SPEC = Symbol('ormlock.rowLockSpec');
+
+interface LockMark {
+  readonly spec: RowLockSpec;
+  readonly inst: Installation;
+  readonly subject: string;
+}
+
+/** A `lockTableAliases` value carrying the spec: MikroORM hands it to its QueryBuilder untouched. */
+export function markedAliases(inst: Installation, spec: RowLockSpec, subject: string): string[] {
+  const aliases: string[] = [];
+  (aliases as any)[LOCK_SPEC] = { spec, inst, subject } satisfies LockMark;
+  return aliases;
+}
+
+export function isMarked(aliases: unknown): boolean {
+  return Array.isArray(aliases) && (aliases as any)[LOCK_SPEC] !== undefined;
+}
+
+/**
+ * `QueryBuilder.prototype.getKnexQuery`: a marked read gets the dialect's clause (timeouts through
+ * the dialect, NOWAIT / SKIP LOCKED / `OF <main alias>` / MariaDB `WAIT n`) instead of MikroORM's lock
+ * mode, appended to the finished SELECT.
+ */
+export function queryBuilderPatch(qb: object): MikroPatch {
+  const owner = ownerOf(qb, 'getKnexQuery');
+  const label = 'QueryBuilder.prototype';
+  return {
+    name: `${label}.getKnexQuery`,
+    probe: () => [
+      ...expectMethod(owner, label, 'getKnexQuery', ['lockMode', 'lockTables', '_query']),
+      ...expectMethod(ownerOf(qb, 'setLockMode'), label, 'setLockMode', ['lockTables']),
+    ],
+    apply() {
+      return replaceMethod(owner!, 'getKnexQuery', (base) => function (this: any, ...args: unknown[]) {
+        const mark: LockMark | undefined = Array.isArray(this.lockTables) ? this.lockTables[LOCK_SPEC] : undefined;
+        if (!mark || this._query?.qb) return base.apply(this, args);
+        const mode = this.lockMode;
+        this.lockMode = undefined;
+        let qb: any;
+        try {
+          qb = base.apply(this, args);
+        } finally {
+          this.lockMode = mode;
+        }
+        const hasJoins = Object.keys(this._joins ?? {}).length > 0;
+        mark.inst.dialect.checkRowLock(mark.spec, mark.subject, hasJoins);
+        const clause = mark.inst.dialect.rowLockClause(mark.spec, this.platform.quoteIdentifier(this.mainAlias.aliasName), hasJoins);
+        const { sql, bindings } = qb.toSQL();
+        this._query.qb = this.knex.raw(sql + clause, bindings);
+        return this._query.qb;
+      });
+    },
+  };
+}
+
+/**
+ * `AbstractSqlDriver.prototype.find` (every entity read of an EntityManager: find, findOne,
+ * findAll, populate, refresh …): inside a `@Pessimistic` method, the read is issued with the lock
+ * clause on the method's transaction — and a read that would escape it (an EntityManager bound to
+ * no transaction or to another one, an ORM without ormlock) is refused with LockConfigError.
+ */
+export function driverFindPatch(driver: object): MikroPatch {
+  const owner = ownerOf(driver, 'find');
+  const label = 'AbstractSqlDriver.prototype';
+  return {
+    name: `${label}.find`,
+    probe: () => expectMethod(owner, label, 'find', ['lockMode', 'lockTableAliases', 'setLockMode']),
+    apply() {
+      return replaceMethod(owner!, 'find', (base) => function (this: any, entityName: string, where: unknown, options: any = {}) {
+        const policy = readLockPolicy();
+        if (!policy || options.lockMode || isMarked(options.lockTableAliases)) return base.call(this, entityName, where, options);
+        const meta = this.metadata.find(entityName);
+        const target = meta?.class;
+        if (typeof target !== 'function' || meta.virtual || meta.embeddable) return base.call(this, entityName, where, options);
+        if (policy.entities && !policy.entities.some((cls) => cls === target || target.prototype instanceof cls)) return base.call(this, entityName, where, options);
+        const inst = installationFor(this);
+        const tx = inst && ambientTx(inst);
+        const conn = tx?.connection as MikroOrmConnection | undefined;
+        const ctx = options.ctx;
+        const sameRoot = ctx && conn && rootStateOf(ctx) !== undefined && rootStateOf(ctx) === conn.root;
+        if (!inst || !tx || !sameRoot) throw escapedRead(policy.source, meta.className, inst, Boolean(tx));
+        const { spec, problems } = resolveRowLockSpec({ timeoutMs: inst.settings.lockTimeoutMs }, lockMetadataOf(target)?.pessimistic, policy.options);
+        if (problems.length) throw new LockConfigError(`${policy.source}: ${problems.join('; ')}`, { method: policy.source });
+        inst.dialect.checkRowLock(spec, meta.className);
+        const connection = knownConnection(ctx) ?? conn!;
+        if (!connection.isTransactionActive) {
+          throw new TransactionRequiredError(`A locked read of ${meta.className} needs a transaction: use transaction(), withLock() or @Transactional().`, { entity: meta.className });
+        }
+        const locked = { ...options, lockMode: LockMode.PESSIMISTIC_WRITE, lockTableAliases: markedAliases(inst, spec, meta.className) };
+        const desc = inst.port.describe(target)!;
+        return runLockedRead(inst, connection, desc, spec, 'row', () => base.call(this, entityName, where, locked));
+      });
+    },
+  };
+}
+
+function escapedRead(source: string, entity: string, inst: Installation | undefined, hasTx: boolean): LockConfigError {
+  const why = !inst
+    ? 'it went through a MikroORM instance where ormlock is not installed (call installLocking on it, or read through the installed one)'
+    : !hasTx
+      ? `it went through ${inst.label}, where no ormlock transaction is open (pass { dataSource: orm } to ${source.startsWith('@') ? 'the decorator' : 'the call'}, or open one with transaction())`
+      : "it ran on an EntityManager outside the method's transaction (a fork of your own, or one bound to another transaction); use orm.em, currentManager() or an injected EntityManager/repository";
+  return new LockConfigError(`${source}: a read of ${entity} would not be locked: ${why}.`, { entity, method: source });
+}
