@@ -24,7 +24,7 @@ describe('loading without TypeORM', () => {
         { cwd: root, encoding: 'utf8', env: { ...process.env, NODE_OPTIONS: '' } },
       );
       expect(run.status, run.stderr).to.equal(0);
-      expect(Number(run.stdout.trim())).to.be.greaterThan(5);
+      expect(Number(run.stdout.trim()), "exports loaded").to.be.greaterThan(0);
     });
   }
   it('the control: the TypeORM adapter itself does require it', function () {
