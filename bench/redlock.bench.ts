@@ -1,54 +1,87 @@
 /**
- * Redis leases: ormlock's Redlock against @sesamecare-oss/redlock and redlock-universal, on
- * three local nodes (the shared Redis + two started by test/support/redis-servers).
- * Sequential operations, one at a time, so the figures are round-trip latency plus library
- * overhead: `tryAcquire + release` and `using(noop)`.
+ * Redis leases: ormlock's Redlock against @sesamecare-oss/redlock and redlock-universal, on one
+ * node and on three local nodes (the shared Redis + two started by test/support/redis-servers),
+ * side by side in one run. Sequential operations, one at a time, so the figures are round-trip
+ * latency plus library overhead: `tryAcquire + release` and `using(noop)`. Also: ormlock with
+ * `fencing: { dataSource }` on PostgreSQL and MariaDB (the one statement it adds per
+ * acquisition), and the Redis commands each library sends per operation (counted on the clients).
  *
  * Run: npx ts-node --transpile-only bench/redlock.bench.ts [--quick]
+ *      npm run bench -- --only redis            (the same, from bench/run.ts)
  */
 import { performance } from 'perf_hooks';
 import type Redis from 'ioredis';
+import type { DataSource } from 'typeorm';
+import { createFencingTable, installLocking } from '../src';
 import { Redlock } from '../src/redis/redlock';
+import { createDataSource, teardownBackends, type BackendName } from '../test/support/backends';
 import { startRedisNodes } from '../test/support/redis-servers';
 
-export interface BenchResult {
-  name: string;
+export interface BenchRow {
+  nodes: number;
+  case: string;
   opsPerSec: number;
   p50Ms: number;
   p99Ms: number;
+  /** CPU time of this process per operation, µs (client-side cost; insensitive to other load on the machine). */
+  cpuUsPerOp: number;
+  /** ops/s ÷ @sesamecare-oss/redlock's ops/s for the same operation and nodes (ormlock rows), over the whole run. */
+  vsSesame?: number;
+  /** The median over the rounds of that ratio within one round (the two cases ran next to each other in time). */
+  vsSesameMedian?: number;
+  /** Redis commands sent per operation, summed over the nodes (acquire + release). */
+  redisCommands?: number;
+  /** Database statements per operation (fencing rows). */
+  statements?: number;
 }
 
 type Op = () => Promise<unknown>;
 
 interface Case {
+  nodes: number;
   name: string;
   op: Op;
+  /** Which sesame case this one is compared with. */
+  vs?: string;
+  /** Statements per op, when the case talks to a database. */
+  statements?: () => number;
 }
 
 /**
  * Runs every case in `rounds` interleaved chunks (A B C … A B C …) so that warm-up, other
  * load on the machine and drift hit all libraries alike; per-op latencies are pooled.
  */
-async function measureAll(cases: Case[], ops: number, rounds: number): Promise<BenchResult[]> {
-  for (const c of cases) for (let i = 0; i < 200; i++) await c.op(); // warm-up: script cache, JIT
+async function measureAll(cases: Case[], ops: number, rounds: number): Promise<Array<{ opsPerSec: number; p50Ms: number; p99Ms: number; cpuUsPerOp: number; perRound: number[] }>> {
+  for (const c of cases) for (let i = 0; i < 300; i++) await c.op(); // warm-up: script cache, JIT, pools
   const times = cases.map(() => [] as number[]);
   const totals = cases.map(() => 0);
+  const cpu = cases.map(() => 0);
+  /** ops/s of each case in each round (for ratios of neighbours in time). */
+  const perRound = cases.map(() => [] as number[]);
   const chunk = Math.ceil(ops / rounds);
   for (let r = 0; r < rounds; r++) {
-    for (const [k, c] of cases.entries()) {
+    // the order rotates each round, so no case always runs right after another
+    for (let j = 0; j < cases.length; j++) {
+      const k = (j + r) % cases.length;
+      const c = cases[k];
+      const cpu0 = process.cpuUsage();
       const started = performance.now();
       for (let i = 0; i < chunk; i++) {
         const t0 = performance.now();
         await c.op();
         times[k].push(performance.now() - t0);
       }
-      totals[k] += performance.now() - started;
+      const took = performance.now() - started;
+      totals[k] += took;
+      perRound[k].push((chunk / took) * 1000);
+      const used = process.cpuUsage(cpu0);
+      cpu[k] += used.user + used.system;
     }
   }
-  return cases.map((c, k) => {
+  return cases.map((_, k) => {
     const sorted = times[k].sort((a, b) => a - b);
-    const at = (q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
-    return { name: c.name, opsPerSec: Math.round((sorted.length / totals[k]) * 1000), p50Ms: round(at(0.5)), p99Ms: round(at(0.99)) };
+    const at = (q: number) => sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)];
+    return { opsPerSec: Math.round((sorted.length / totals[k]) * 1000), p50Ms: round(at(0.5)), p99Ms: round(at(0.99)), cpuUsPerOp: Math.round((cpu[k] / sorted.length) * 10) / 10, perRound: perRound[k] };
   });
 }
 
@@ -56,101 +89,217 @@ function round(ms: number): number {
   return Math.round(ms * 1000) / 1000;
 }
 
-export async function benchRedlock(opts: { quick: boolean }): Promise<BenchResult[]> {
-  const ops = opts.quick ? 300 : 3000;
+/** Counts the commands ioredis sends on these clients while `op` runs `n` times. */
+async function commandsPerOp(clients: Redis[], op: Op, n = 50): Promise<number> {
+  let sent = 0;
+  const originals = clients.map((c) => c.sendCommand);
+  clients.forEach((c, i) => {
+    c.sendCommand = function (this: Redis, ...args: Parameters<Redis['sendCommand']>) {
+      sent++;
+      return originals[i].apply(this, args);
+    } as Redis['sendCommand'];
+  });
+  try {
+    for (let i = 0; i < n; i++) await op();
+    await new Promise((r) => setTimeout(r, 20)); // late releases of the node that did not decide
+  } finally {
+    clients.forEach((c, i) => (c.sendCommand = originals[i]));
+  }
+  return Math.round((sent / n) * 100) / 100;
+}
+
+async function fencingDataSource(backend: BackendName): Promise<{ ds: DataSource; statements: () => number; close: () => Promise<void> } | undefined> {
+  let count = 0;
+  const logger = {
+    logQuery: () => void count++,
+    logQueryError() {},
+    logQuerySlow() {},
+    logSchemaBuild() {},
+    logMigration() {},
+    log() {},
+  };
+  const ds = await createDataSource(backend, [], { fresh: false, poolSize: 4, logger, logging: true }).catch(() => null);
+  if (!ds) return undefined;
+  const handle = await installLocking(ds);
+  await createFencingTable(ds);
+  return {
+    ds,
+    statements: () => count,
+    close: async () => {
+      handle.uninstall();
+      await ds.destroy();
+    },
+  };
+}
+
+export async function benchRedlock(opts: { quick: boolean }): Promise<{ rows: BenchRow[]; notes: string[] }> {
+  const ops = opts.quick ? 300 : 4000;
+  // many short interleaved chunks: a burst of load from elsewhere on the machine hits every case alike
+  const rounds = opts.quick ? 3 : 40;
   const ttl = 5000;
   const prefix = `ormlock-bench:${process.pid}:`;
+  const notes: string[] = [];
   const nodes = await startRedisNodes((reason) => {
     throw new Error(`redlock bench needs Redis: ${reason}`);
   });
   const cases: Case[] = [];
+  const counted: Array<{ nodes: number; name: string; clients: Redis[]; op: Op }> = [];
+  const closers: Array<() => Promise<void>> = [];
   try {
-    const ready = async (clients: Redis[]) => {
-      await nodes.waitReady(clients);
-      return clients;
-    };
-
-    // ormlock
-    const ours = new Redlock(await ready(nodes.clients()), { prefix });
-    cases.push(
-      {
-        name: 'ormlock tryAcquire+release',
-        op: async () => {
-          const lease = await ours.tryAcquire('bench:a', ttl);
-          if (!lease) throw new Error('ormlock: not acquired');
-          await lease.release();
-        },
-      },
-      { name: 'ormlock using(noop)', op: () => ours.using('bench:b', ttl, async () => undefined) },
-    );
-
-    // @sesamecare-oss/redlock
     const { Redlock: SesameRedlock } = await import('@sesamecare-oss/redlock');
-    const sesame = new SesameRedlock(await ready(nodes.clients()), { retryCount: 0 });
-    cases.push(
-      {
-        name: '@sesamecare-oss/redlock acquire+release',
-        op: async () => {
-          const lock = await sesame.acquire([`${prefix}sesame:a`], ttl);
-          await lock.release();
-        },
-      },
-      { name: '@sesamecare-oss/redlock using(noop)', op: () => sesame.using([`${prefix}sesame:b`], ttl, async () => undefined) },
-    );
-
-    // redlock-universal (declares engines node >= 22; measured only if it loads here)
     let universal: typeof import('redlock-universal') | undefined;
     try {
       universal = await import('redlock-universal');
     } catch (error) {
-      console.warn(`redlock-universal does not load on Node ${process.version}: ${(error as Error).message}`);
+      notes.push(`redlock-universal does not load on Node ${process.version}: ${(error as Error).message}`);
     }
-    if (universal) {
-      const adapters = (await ready(nodes.clients())).map((c) => new universal!.IoredisAdapter(c));
-      const lockA = universal.createRedlock({ adapters, key: `${prefix}universal:a`, ttl, retryAttempts: 0 });
-      const lockB = universal.createRedlock({ adapters, key: `${prefix}universal:b`, ttl, retryAttempts: 0 });
+    const fencingDbs: Array<{ backend: BackendName; ds: DataSource; statements: () => number }> = [];
+    if (!opts.quick) {
+      for (const backend of ['postgres', 'mariadb'] as BackendName[]) {
+        const db = await fencingDataSource(backend);
+        if (!db) {
+          notes.push(`${backend} unavailable: no fencing cell`);
+          continue;
+        }
+        closers.push(db.close);
+        fencingDbs.push({ backend, ...db });
+      }
+    }
+
+    for (const n of [1, 3]) {
+      const fresh = async () => {
+        const clients = nodes.clients().slice(0, n);
+        await nodes.waitReady(clients);
+        return clients;
+      };
+      const p = `${prefix}${n}:`;
+
+      const oursClients = await fresh();
+      const ours = new Redlock(oursClients, { prefix: p });
+      const oursTry: Op = async () => {
+        const lease = await ours.tryAcquire('a', ttl);
+        if (!lease) throw new Error('ormlock: not acquired');
+        await lease.release();
+      };
+      const oursUsing: Op = () => ours.using('b', ttl, async () => undefined);
       cases.push(
-        {
-          name: 'redlock-universal acquire+release',
-          op: async () => {
-            const handle = await lockA.acquire();
-            await lockA.release(handle);
-          },
-        },
-        { name: 'redlock-universal using(noop)', op: () => lockB.using(async () => undefined) },
+        { nodes: n, name: 'ormlock tryAcquire+release', op: oursTry, vs: '@sesamecare-oss/redlock acquire+release' },
+        { nodes: n, name: 'ormlock using(noop)', op: oursUsing, vs: '@sesamecare-oss/redlock using(noop)' },
       );
+      counted.push({ nodes: n, name: 'ormlock tryAcquire+release', clients: oursClients, op: oursTry }, { nodes: n, name: 'ormlock using(noop)', clients: oursClients, op: oursUsing });
+
+      const sesameClients = await fresh();
+      const sesame = new SesameRedlock(sesameClients, { retryCount: 0 });
+      const sesameTry: Op = async () => {
+        const lock = await sesame.acquire([`${p}sesame:a`], ttl);
+        await lock.release();
+      };
+      const sesameUsing: Op = () => sesame.using([`${p}sesame:b`], ttl, async () => undefined);
+      cases.push(
+        { nodes: n, name: '@sesamecare-oss/redlock acquire+release', op: sesameTry },
+        { nodes: n, name: '@sesamecare-oss/redlock using(noop)', op: sesameUsing },
+      );
+      counted.push({ nodes: n, name: '@sesamecare-oss/redlock acquire+release', clients: sesameClients, op: sesameTry });
+
+      if (universal) {
+        const adapters = (await fresh()).map((c) => new universal!.IoredisAdapter(c));
+        const lockA = universal.createRedlock({ adapters, key: `${p}universal:a`, ttl, retryAttempts: 0 });
+        const lockB = universal.createRedlock({ adapters, key: `${p}universal:b`, ttl, retryAttempts: 0 });
+        cases.push(
+          {
+            nodes: n,
+            name: 'redlock-universal acquire+release',
+            op: async () => {
+              const handle = await lockA.acquire();
+              await lockA.release(handle);
+            },
+          },
+          { nodes: n, name: 'redlock-universal using(noop)', op: () => lockB.using(async () => undefined) },
+        );
+      }
+
+      for (const db of fencingDbs) {
+        const fencedClients = await fresh();
+        const fenced = new Redlock(fencedClients, { prefix: p, fencing: { dataSource: db.ds } });
+        const op: Op = async () => {
+          const lease = await fenced.tryAcquire(`fenced:${db.backend}`, ttl);
+          if (!lease) throw new Error('ormlock fenced: not acquired');
+          await lease.release();
+        };
+        cases.push({ nodes: n, name: `ormlock tryAcquire+release, fencing: ${db.backend}`, op, statements: db.statements });
+        counted.push({ nodes: n, name: `ormlock tryAcquire+release, fencing: ${db.backend}`, clients: fencedClients, op });
+      }
     }
-    return await measureAll(cases, ops, opts.quick ? 3 : 10);
+
+    const measured = await measureAll(cases, ops, rounds);
+    const commands = new Map<string, number>();
+    for (const c of counted) commands.set(`${c.nodes}|${c.name}`, await commandsPerOp(c.clients, c.op));
+    const statements = new Map<string, number>();
+    for (const c of cases) {
+      if (!c.statements) continue;
+      const before = c.statements();
+      for (let i = 0; i < 50; i++) await c.op();
+      statements.set(`${c.nodes}|${c.name}`, (c.statements() - before) / 50);
+    }
+    const rows: BenchRow[] = cases.map((c, k) => {
+      const { perRound: _perRound, ...figures } = measured[k];
+      return { nodes: c.nodes, case: c.name, ...figures };
+    });
+    for (const [k, row] of rows.entries()) {
+      const c = cases[k];
+      const j = c.vs ? cases.findIndex((x) => x.nodes === c.nodes && x.name === c.vs) : -1;
+      if (j >= 0) {
+        row.vsSesame = Math.round((row.opsPerSec / rows[j].opsPerSec) * 100) / 100;
+        const ratios = measured[k].perRound.map((v, r) => v / measured[j].perRound[r]).sort((a, b) => a - b);
+        row.vsSesameMedian = Math.round(ratios[Math.floor(ratios.length / 2)] * 100) / 100;
+      }
+      const cmd = commands.get(`${row.nodes}|${row.case}`);
+      if (cmd !== undefined) row.redisCommands = cmd;
+      const st = statements.get(`${row.nodes}|${row.case}`);
+      if (st !== undefined) row.statements = st;
+    }
+    return { rows: rows.sort((a, b) => a.nodes - b.nodes), notes };
   } finally {
+    for (const close of closers) await close().catch(() => undefined);
     await nodes.close();
   }
 }
 
-function printTable(results: BenchResult[]): void {
-  const rows = results.map((r) => [r.name, String(r.opsPerSec), r.p50Ms.toFixed(3), r.p99Ms.toFixed(3)]);
-  const head = ['case', 'ops/s', 'p50 ms', 'p99 ms'];
+export function printRedlockTable(result: { rows: BenchRow[]; notes: string[] }, print: (line?: string) => void = console.log): void {
+  const head = ['nodes', 'case', 'ops/s', 'p50 ms', 'p99 ms', 'cpu µs/op', '× sesame', '× sesame (median of rounds)', 'Redis cmds/op', 'SQL/op'];
+  const rows = result.rows.map((r) => [
+    String(r.nodes),
+    r.case,
+    String(r.opsPerSec),
+    r.p50Ms.toFixed(3),
+    r.p99Ms.toFixed(3),
+    r.cpuUsPerOp.toFixed(1),
+    r.vsSesame === undefined ? '' : `${r.vsSesame.toFixed(2)}×`,
+    r.vsSesameMedian === undefined ? '' : `${r.vsSesameMedian.toFixed(2)}×`,
+    r.redisCommands === undefined ? '' : String(r.redisCommands),
+    r.statements === undefined ? '' : String(r.statements),
+  ]);
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
-  const line = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ');
-  console.log(line(head));
-  console.log(widths.map((w) => '-'.repeat(w)).join('  '));
-  for (const r of rows) console.log(line(r));
-  const find = (name: string) => results.find((r) => r.name === name);
-  console.log('');
-  for (const [ourCase, theirCase] of [
-    ['ormlock tryAcquire+release', '@sesamecare-oss/redlock acquire+release'],
-    ['ormlock tryAcquire+release', 'redlock-universal acquire+release'],
-    ['ormlock using(noop)', '@sesamecare-oss/redlock using(noop)'],
-    ['ormlock using(noop)', 'redlock-universal using(noop)'],
-  ]) {
-    const a = find(ourCase);
-    const b = find(theirCase);
-    if (a && b) console.log(`${ourCase} / ${theirCase}: ${(a.opsPerSec / b.opsPerSec).toFixed(2)}× ops/s`);
-  }
+  const line = (cells: string[]) => cells.map((c, i) => (i === 1 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ');
+  print(line(head));
+  print(widths.map((w) => '-'.repeat(w)).join('  '));
+  for (const r of rows) print(line(r));
+  print('× sesame: ops/s ÷ @sesamecare-oss/redlock\'s for the same operation and nodes, same run (interleaved chunks);');
+  print('(median of rounds): the same ratio within each round, where the two ran next to each other, median over the rounds.');
+  for (const n of result.notes) print(`note: ${n}`);
 }
 
 if (require.main === module) {
-  benchRedlock({ quick: process.argv.includes('--quick') }).then(printTable, (error) => {
-    console.error(error);
-    process.exit(1);
-  });
+  benchRedlock({ quick: process.argv.includes('--quick') }).then(
+    async (result) => {
+      printRedlockTable(result);
+      await teardownBackends().catch(() => undefined);
+      process.exit(0);
+    },
+    async (error) => {
+      console.error(error);
+      await teardownBackends().catch(() => undefined);
+      process.exit(1);
+    },
+  );
 }

@@ -26,6 +26,8 @@ import { RESULT_MARKER, type WorkerConfig, type WorkerLib, type WorkerResult } f
 
 interface Args {
   quick: boolean;
+  /** `--only redis`: only the Redis-lease cells (bench/redlock.bench.ts). */
+  only?: 'redis';
   backends: BackendName[];
   cellMs?: number;
   children: boolean;
@@ -41,7 +43,9 @@ function parseArgs(argv: string[]): Args {
   for (const b of backends) if (!BACKENDS.includes(b)) throw new Error(`--backends: unknown backend '${b}' (${BACKENDS.join(', ')})`);
   const cellMs = value('--cell-ms') === undefined ? undefined : Number(value('--cell-ms'));
   if (cellMs !== undefined && !(cellMs > 0)) throw new Error('--cell-ms must be a positive number');
-  return { quick: argv.includes('--quick'), backends, cellMs, children: !argv.includes('--no-children'), extras: !argv.includes('--no-extras') };
+  const only = value('--only');
+  if (only !== undefined && only !== 'redis') throw new Error(`--only: unknown part '${only}' (redis)`);
+  return { quick: argv.includes('--quick'), only, backends, cellMs, children: !argv.includes('--no-children'), extras: !argv.includes('--no-extras') };
 }
 
 const DISTRIBUTIONS: Distribution[] = ['hot', 'spread'];
@@ -53,6 +57,7 @@ const progress = (line: string) => process.stderr.write(line.startsWith('[bench]
 
 async function main(): Promise<number> {
   const args = parseArgs(process.argv.slice(2));
+  if (args.only === 'redis') return onlyRedis(args);
   const config: SuiteConfig = {
     durationMs: args.cellMs ?? (args.quick ? 100 : 1500),
     rounds: args.quick ? 1 : 3,
@@ -195,6 +200,16 @@ async function optionalBench(file: string, exportName: string, quick: boolean): 
   } catch (error) {
     return { failed: (error as Error).message ?? String(error) };
   }
+}
+
+/** `npm run bench -- --only redis`: the Redis-lease cells alone, printed as in the full run. */
+async function onlyRedis(args: Args): Promise<number> {
+  const extras = { redlock: await optionalBench('redlock.bench', 'benchRedlock', args.quick) };
+  const out: string[] = [];
+  out.push(`ormlock bench (--only redis) — ${new Date().toISOString()} — Node ${process.version}, ${require('os').cpus().length} CPUs${args.quick ? ' — QUICK' : ''}`);
+  printExtras((line = '') => out.push(line), extras);
+  console.log(out.join('\n'));
+  return (extras.redlock as { failed?: string }).failed ? 2 : 0;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -491,6 +506,7 @@ function printExtras(print: Print, extras: Record<string, unknown>): void {
     const v = value as { skipped?: string; failed?: string; results?: unknown };
     if (v.skipped) print(`skipped: ${v.skipped}`);
     else if (v.failed) print(`failed: ${v.failed}`);
+    else if (name === 'redlock') require('./redlock.bench').printRedlockTable(v.results, print);
     else printGeneric(print, v.results);
   }
 }

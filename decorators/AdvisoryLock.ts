@@ -2,7 +2,7 @@ import { LockConfigError } from '../src/errors';
 import { AdvisoryKeySet, canonicalAdvisoryKey, STATIC_ADVISORY_KEY, type AdvisoryKey } from '../src/locks/advisory-key';
 import { advisoryOptionProblems, runWithAdvisoryLock, type AdvisoryLockOptions } from '../src/locks/advisory';
 import { entityRecord } from '../src/metadata/registry';
-import { withDataSourceOf, wrapAsyncMethod, type ClassOrMethodDecorator } from './wrap-method';
+import { checkDecoratorOptions, rejectStandardDecorator, withDataSourceOf, wrapAsyncMethod, type ClassOrMethodDecorator } from './wrap-method';
 
 /** A key, or a function returning one: of the method's arguments (with the instance as `this`), or of the entity being written. */
 export type AdvisoryLockKey = AdvisoryKey | ((...args: any[]) => AdvisoryKey);
@@ -33,7 +33,12 @@ export type AdvisoryLockKey = AdvisoryKey | ((...args: any[]) => AdvisoryKey);
  * is one at the call.
  */
 export function AdvisoryLock(key: AdvisoryLockKey, options: AdvisoryLockOptions = {}): ClassOrMethodDecorator {
+  checkDecoratorOptions('AdvisoryLock', options, 'key, options?');
+  if (key === undefined || key === null) {
+    throw new LockConfigError(`@AdvisoryLock(key, options?): the key is ${String(key)}; give a key, or a function of the method's arguments returning one`);
+  }
   return ((target: any, propertyKey?: string | symbol, descriptor?: PropertyDescriptor) => {
+    rejectStandardDecorator('AdvisoryLock', target, propertyKey);
     if (propertyKey === undefined) {
       // Entity class: record only; installLocking validates against the database.
       const keyFn =

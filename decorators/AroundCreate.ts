@@ -1,5 +1,6 @@
 import { prependAroundCreate } from '../src/locks/parent';
 import type { AroundCreateHook } from '../src/metadata/registry';
+import { rejectStandardDecorator } from './wrap-method';
 
 /**
  * On an entity class: runs `hook(entity, { manager, queryRunner })` for every new row of it,
@@ -16,8 +17,9 @@ import type { AroundCreateHook } from '../src/metadata/registry';
  * given); an ancestor class's hooks run before its subclass's.
  */
 export function AroundCreate(...hooks: AroundCreateHook[]): ClassDecorator {
-  return (target) => {
+  return ((target: Function, context?: unknown) => {
+    rejectStandardDecorator('AroundCreate', target, context);
     // class decorators are applied bottom-up: prepending makes the top one run first
     prependAroundCreate(target, hooks);
-  };
+  }) as ClassDecorator;
 }

@@ -1,4 +1,5 @@
 import { LockConfigError } from '../src/errors';
+import { rejectStandardDecorator } from './wrap-method';
 import { Redlock } from '../src/redis/redlock';
 import type { LockKeys } from '../src/redis/redlock';
 import { DistributedLockCallOptions, withDistributedLock } from '../src/redis/with-distributed-lock';
@@ -33,6 +34,7 @@ export interface DistributedLockOptions extends DistributedLockCallOptions {
  */
 export function DistributedLock(key: DistributedLockKey, options: DistributedLockOptions): MethodDecorator {
   return (target: object, propertyKey: string | symbol, descriptor: PropertyDescriptor): PropertyDescriptor => {
+    rejectStandardDecorator('DistributedLock', target, propertyKey);
     const owner = typeof target === 'function' ? (target as { name: string }).name : target.constructor.name;
     const method = `${owner}.${String(propertyKey)}`;
     const original: unknown = descriptor?.value;

@@ -1,5 +1,6 @@
 import { lockedTree } from '../src/locks/tree';
 import type { LockedTreeOptions } from '../src/locks/tree-options';
+import { checkDecoratorOptions, rejectStandardDecorator } from './wrap-method';
 
 /**
  * On a TypeORM `@Tree(...)` entity class: every insert (the root included), parent change and
@@ -14,7 +15,9 @@ import type { LockedTreeOptions } from '../src/locks/tree-options';
  * ```
  */
 export function LockedTree(options?: LockedTreeOptions): ClassDecorator {
-  return (target) => {
+  checkDecoratorOptions('LockedTree', options);
+  return ((target: Function, context?: unknown) => {
+    rejectStandardDecorator('LockedTree', target, context);
     lockedTree(target, options);
-  };
+  }) as ClassDecorator;
 }

@@ -1,6 +1,6 @@
 import { withPessimistic, type PessimisticMethodOptions } from '../src/locks/pessimistic';
 import { entityRecord } from '../src/metadata/registry';
-import { withDataSourceOf, wrapAsyncMethod, type ClassOrMethodDecorator } from './wrap-method';
+import { checkDecoratorOptions, rejectStandardDecorator, withDataSourceOf, wrapAsyncMethod, type ClassOrMethodDecorator } from './wrap-method';
 
 /**
  * On an entity class: the entity's default row-lock policy (used by `lock`, `withLock`,
@@ -22,7 +22,9 @@ import { withDataSourceOf, wrapAsyncMethod, type ClassOrMethodDecorator } from '
  * the instance: `@Pessimistic({ dataSource: (self: Reports) => self.analytics })`.
  */
 export function Pessimistic(options: PessimisticMethodOptions = {}): ClassOrMethodDecorator {
+  checkDecoratorOptions('Pessimistic', options);
   return ((target: any, propertyKey?: string | symbol, descriptor?: PropertyDescriptor) => {
+    rejectStandardDecorator('Pessimistic', target, propertyKey);
     if (propertyKey === undefined) {
       const { entities: _e, dataSource: _d, ...policy } = options;
       entityRecord(target).pessimistic = policy;

@@ -1,6 +1,6 @@
 import { LockConfigError } from '../src/errors';
 import { retryOnConflict, retryOptionProblems, type RetryOptions } from '../src/locks/retry';
-import { wrapAsyncMethod } from './wrap-method';
+import { checkDecoratorOptions, wrapAsyncMethod } from './wrap-method';
 
 /**
  * Re-runs the whole async method in a fresh transaction when it fails with a conflict:
@@ -22,6 +22,7 @@ import { wrapAsyncMethod } from './wrap-method';
  * error. A non-async method or bad options are a `LockConfigError` when the class is defined.
  */
 export function RetryOnConflict(options: RetryOptions = {}): MethodDecorator {
+  checkDecoratorOptions('RetryOnConflict', options);
   return (target, propertyKey, descriptor) =>
     wrapAsyncMethod('RetryOnConflict', target, propertyKey, descriptor, (original, methodName) => {
       const problems = retryOptionProblems(options);

@@ -1,4 +1,5 @@
-import { transaction, type TransactionOptions } from '../src/context/transaction';
+import { transaction, transactionOptionProblems, type TransactionOptions } from '../src/context/transaction';
+import { LockConfigError } from '../src/errors';
 import { withDataSourceOf, wrapAsyncMethod } from './wrap-method';
 
 /**
@@ -13,6 +14,8 @@ import { withDataSourceOf, wrapAsyncMethod } from './wrap-method';
  * `dataSource` may be a function of the instance, called at each call: `{ dataSource: (self: Reports) => self.analytics }`.
  */
 export function Transactional(options: TransactionOptions = {}): MethodDecorator {
+  const problems = transactionOptionProblems(options);
+  if (problems.length) throw new LockConfigError(`@Transactional(options?): ${problems.join('; ')}`);
   return (target, propertyKey, descriptor) =>
     wrapAsyncMethod('Transactional', target, propertyKey, descriptor, (original, methodName) =>
       async function (this: unknown, ...args: unknown[]) {

@@ -1,4 +1,5 @@
 import { versioned, type VersionedOptions } from '../src/locks/optimistic';
+import { checkDecoratorOptions, rejectStandardDecorator } from './wrap-method';
 
 /**
  * Optimistic locking for an entity class that has a `@VersionColumn`: every `save()` (update
@@ -19,7 +20,9 @@ import { versioned, type VersionedOptions } from '../src/locks/optimistic';
  * Without a `@VersionColumn`, `installLocking` throws `LockConfigError` naming the entity.
  */
 export function Versioned(options: VersionedOptions = {}): ClassDecorator {
-  return (target) => {
+  checkDecoratorOptions('Versioned', options);
+  return ((target: Function, context?: unknown) => {
+    rejectStandardDecorator('Versioned', target, context);
     versioned(target, options);
-  };
+  }) as ClassDecorator;
 }

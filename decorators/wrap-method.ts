@@ -1,3 +1,4 @@
+import { optionsProblems } from '../src/arguments';
 import { LockConfigError } from '../src/errors';
 
 /** A decorator usable on an entity class and on a method. */
@@ -7,6 +8,38 @@ export interface ClassOrMethodDecorator {
 }
 
 type AnyMethod = (this: unknown, ...args: any[]) => any;
+
+/** The context object a standard (TC39) decorator gets as its second argument. */
+interface StandardDecoratorContext {
+  kind: string;
+  name?: string | symbol;
+}
+
+function isStandardContext(x: unknown): x is StandardDecoratorContext {
+  return x !== null && typeof x === 'object' && typeof (x as { kind?: unknown }).kind === 'string';
+}
+
+/**
+ * Throws LockConfigError when a decorator is called the standard (TC39) way — `(value, context)`,
+ * as tsx, esbuild, Vite, Babel and TypeScript 5 without `experimentalDecorators` emit it —
+ * instead of TypeScript's legacy `(target, propertyKey, descriptor)`. Every decorator calls it first.
+ */
+export function rejectStandardDecorator(decorator: string, value: unknown, context: unknown): void {
+  if (!isStandardContext(context)) return;
+  const owner = context.kind === 'class' ? (value as { name?: string })?.name ?? String(context.name) : String(context.name ?? 'anonymous');
+  throw new LockConfigError(
+    `@${decorator} on ${owner} (a ${context.kind}): this is a standard (TC39) decorator call — its second argument is a context object — ` +
+      "but ormlock's decorators are TypeScript's legacy decorators. Set \"experimentalDecorators\": true (and \"emitDecoratorMetadata\": true) " +
+      'in tsconfig.json; tsx, esbuild, Vite and Babel emit standard decorators without it. Or use the plain-function twin.',
+    { method: owner },
+  );
+}
+
+/** Throws LockConfigError `@X(…): options must be an object (got …)` when a decorator's options are not an object. */
+export function checkDecoratorOptions(decorator: string, options: unknown, signature = 'options?'): void {
+  const problems = optionsProblems(options);
+  if (problems.length) throw new LockConfigError(`@${decorator}(${signature}): ${problems.join('; ')}`);
+}
 
 /**
  * The one helper every method decorator uses: checks that the method is async (a lock or
@@ -21,6 +54,7 @@ export function wrapAsyncMethod(
   descriptor: PropertyDescriptor,
   wrap: (original: AnyMethod, methodName: string) => AnyMethod,
 ): PropertyDescriptor {
+  rejectStandardDecorator(decorator, target, propertyKey);
   const className = typeof target === 'function' ? target.name : target.constructor?.name ?? 'anonymous';
   const methodName = `${className}.${String(propertyKey)}`;
   const original = descriptor?.value;

@@ -6,7 +6,8 @@
  * package; its data lives under the OS temp dir and is removed at exit). `--mysql` (or
  * ORMLOCK_DB=mysql) uses MYSQL_URL instead (default mysql://root@127.0.0.1:3306/test).
  * The demo works in a database of its own, created from the migrations and dropped at the end.
- * `--only name` runs the scenarios whose name contains it.
+ * `--only name` runs the scenarios whose name contains it. `--orm mikro-orm` (or ORMLOCK_ORM=mikro-orm)
+ * runs the same scenarios on MikroORM (examples/mikro-orm/), installed from ormlock/mikro-orm.
  *
  * Exits 1 when a "with lock" run shows an anomaly (or a scenario fails).
  */
@@ -30,6 +31,7 @@ interface Row {
 const argv = process.argv.slice(2);
 const useMysql = argv.includes('--mysql') || process.env.ORMLOCK_DB === 'mysql' || process.env.ORMLOCK_DB === 'mariadb';
 const only = argv.flatMap((a, i) => (a === '--only' && argv[i + 1] ? [argv[i + 1]] : []));
+const ormName = argv.flatMap((a, i) => (a === '--orm' && argv[i + 1] ? [argv[i + 1]] : []))[0] ?? process.env.ORMLOCK_ORM ?? 'typeorm';
 const cleanups: Array<() => Promise<unknown>> = [];
 
 function progress(line: string): void {
@@ -93,7 +95,8 @@ function table(rows: Row[]): string {
 
 async function main(): Promise<number> {
   const started = Date.now();
-  const scenarios = loadScenarios(only);
+  if (ormName !== 'typeorm' && ormName !== 'mikro-orm') throw new Error(`--orm ${ormName}: use typeorm or mikro-orm`);
+  const scenarios = ormName === 'mikro-orm' ? (await import('./mikro-orm/setup')).mikroOrmScenarios(only) : loadScenarios(only);
   let url = useMysql ? process.env.MYSQL_URL ?? 'mysql://root@127.0.0.1:3306/test' : process.env.PG_URL;
   if (!url) {
     progress('no PG_URL: starting an embedded PostgreSQL (data under the OS temp dir, removed at exit)');
@@ -102,13 +105,21 @@ async function main(): Promise<number> {
     url = pg.url;
   }
   const dbUrl = await ownDatabase(url);
-  progress(`database ${new URL(dbUrl).pathname.slice(1)} on ${new URL(dbUrl).host} (${dbOfUrl(dbUrl)}): running the migrations`);
-  const ds = new DataSource(exampleDataSourceOptions(dbUrl, { poolSize: 40 }));
-  await ds.initialize();
-  cleanups.push(() => ds.destroy());
-  await ds.runMigrations({ transaction: 'each' });
-  const handle: LockingHandle = await installLocking(ds, { namespace: 'ormlock-demo' });
-  cleanups.push(async () => handle.uninstall());
+  let ds: DataSource;
+  if (ormName === 'mikro-orm') {
+    progress(`database ${new URL(dbUrl).pathname.slice(1)} on ${new URL(dbUrl).host} (${dbOfUrl(dbUrl)}, MikroORM): creating the schema`);
+    const { orm, close } = await (await import('./mikro-orm/setup')).openMikroOrm(dbUrl);
+    cleanups.push(close);
+    ds = orm as unknown as DataSource; // the MikroORM scenarios take the MikroORM instance
+  } else {
+    progress(`database ${new URL(dbUrl).pathname.slice(1)} on ${new URL(dbUrl).host} (${dbOfUrl(dbUrl)}): running the migrations`);
+    ds = new DataSource(exampleDataSourceOptions(dbUrl, { poolSize: 40 }));
+    await ds.initialize();
+    cleanups.push(() => ds.destroy());
+    await ds.runMigrations({ transaction: 'each' });
+    const handle: LockingHandle = await installLocking(ds, { namespace: 'ormlock-demo' });
+    cleanups.push(async () => handle.uninstall());
+  }
 
   const rows: Row[] = [];
   let snapshot: { scenario: string; waits: LockWait[] } | undefined;

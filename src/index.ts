@@ -3,7 +3,8 @@
  * (see DESIGN.md); add freely, rename only with a written reason.
  */
 // setup
-export { installLocking, type InstallLockingOptions, type LockingHandle } from './orm/typeorm/install';
+export { installLocking } from './orm/typeorm/lazy';
+export type { InstallLockingOptions, LockingHandle } from './orm/typeorm/install';
 export type { LockEvent, LockObserver } from './observe/events';
 export type { Installation, InstallationSettings } from './orm/installations';
 export type { OrmPort, PortConnection, EntityDescriptor, OrmManager, OrmConnection } from './orm/port';
@@ -30,7 +31,7 @@ export {
   type ParentLockOptions, type ParentLockHook, type ParentLockDeclaration, type AroundCreateHook, type AroundCreateContext,
   type AroundCreateRunContext, type ParentRef,
 } from './locks/parent';
-export { lockRowOn } from './orm/typeorm/lock-row-on';
+export { lockRowOn } from './orm/typeorm/lazy';
 // TypeORM @Tree entities
 export { LockedTree } from '../decorators/LockedTree';
 export { lockedTree, type LockedTreeOptions } from './locks/tree';
@@ -40,7 +41,8 @@ export { RetryOnConflict } from '../decorators/RetryOnConflict';
 export { versioned, type VersionedOptions } from './locks/optimistic';
 export { retryOnConflict, isRetryableConflict, type RetryOptions, type RetryInfo, type RetryMatcher } from './locks/retry';
 export { createOrFind } from './locks/create-or-find';
-export { addVersionColumn, dropVersionColumn, type AddVersionColumnOptions } from './orm/typeorm/versioned-migration';
+export { addVersionColumn, dropVersionColumn } from './orm/typeorm/lazy';
+export type { AddVersionColumnOptions } from './orm/typeorm/versioned-migration';
 // advisory locks
 export { AdvisoryLock, type AdvisoryLockKey } from '../decorators/AdvisoryLock';
 export {
@@ -50,7 +52,13 @@ export {
 } from './locks/advisory';
 // Redis leases
 export { Redlock, Lease, withDistributedLock } from './redis';
-export type { RedlockOptions, AcquireOptions, UsingOptions, NodeResult, LockKey, LockKeys, RedlockClient, LeaseState, DistributedLockCallOptions } from './redis';
+export type {
+  RedlockOptions, AcquireOptions, UsingOptions, NodeResult, LockKey, LockKeys, RedlockClient, LeaseState, DistributedLockCallOptions,
+  FencingOptions, LeaseTransactionOptions,
+} from './redis';
+// Redis leases bound to the database: the fencing counter table
+export { createFencingTable, dropFencingTable } from './orm/typeorm/lazy';
+export type { FencingTableOptions } from './orm/typeorm/fencing-table';
 export { DistributedLock, type DistributedLockOptions, type DistributedLockKey } from '../decorators/DistributedLock';
 // observability: who waits on whom
 export { inspectLocks, inspectWith, type InspectLocksOptions, type InspectTarget, type LockWait } from './observe/inspect-locks';

@@ -100,7 +100,9 @@ describe('the packed package', function () {
   });
 
   const resolutions: Array<{ name: string; flags: string[]; files: string[] }> = [
-    { name: 'node (node10), CommonJS', flags: ['--module', 'commonjs', '--moduleResolution', 'node'], files: ['consumer.ts'] },
+    // esModuleInterop: MikroORM's own declarations (reached through ormlock/mikro-orm) default-import
+    // dataloader, and MikroORM requires the flag; node16 and bundler imply it
+    { name: 'node (node10), CommonJS', flags: ['--module', 'commonjs', '--moduleResolution', 'node', '--esModuleInterop'], files: ['consumer.ts'] },
     { name: 'node16, an ESM (.mts) and a CommonJS (.cts) file', flags: ['--module', 'node16', '--moduleResolution', 'node16'], files: ['consumer.mts', 'consumer.cts'] },
     { name: 'bundler, ESNext', flags: ['--module', 'esnext', '--moduleResolution', 'bundler'], files: ['consumer.ts'] },
   ];

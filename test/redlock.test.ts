@@ -404,6 +404,29 @@ describe('Redlock (Redis leases)', function () {
     });
   });
 
+  describe('Redis-held fencing counters that lost their data', () => {
+    it('a long-lived Redlock raises the nodes to the highest token it has seen; a fresh one starts over (the limit database fencing lifts)', async () => {
+      const own = new Redlock(clients, { prefix: `${prefix}seen:` });
+      const k = key('seen');
+      const tokens: bigint[] = [];
+      for (let i = 0; i < 3; i++) {
+        const lease = await own.acquire(k, 5000);
+        tokens.push(lease.fencingToken);
+        await lease.release();
+      }
+      // the counter key (namespace + prefix) is gone on every node, as after FLUSHALL
+      for (const c of clients) await c.del(`${prefix}seen:`);
+      const after = await own.acquire(k, 5000);
+      expect(after.fencingToken > tokens[2], `${after.fencingToken} after ${tokens.join(', ')}`).to.equal(true);
+      await after.release();
+      for (const c of clients) expect(Number(await c.get(`${prefix}seen:`))).to.equal(Number(after.fencingToken));
+      for (const c of clients) await c.del(`${prefix}seen:`);
+      const fresh = await new Redlock(clients, { prefix: `${prefix}seen:` }).acquire(k, 5000);
+      expect(fresh.fencingToken, 'a new process starts over').to.equal(1n);
+      await fresh.release();
+    });
+  });
+
   describe('bad input', () => {
     const untilEnded = async (client: Redis) => {
       while (client.status !== 'end') await sleep(5);
@@ -452,6 +475,43 @@ describe('Redlock (Redis leases)', function () {
       expect(await rejection(redlock.acquire(key('x'), 1000, { retryCount: -2 }))).to.be.instanceOf(LockConfigError);
       expect(await rejection(redlock.using(key('x'), 1000, async () => 1, { automaticExtensionThresholdMs: 5000 }))).to.be.instanceOf(LockConfigError);
       expect(await rejection(redlock.using(key('x'), 1000, 'nope' as any))).to.be.instanceOf(LockConfigError);
+    });
+  });
+
+  describe('lock events (its own onLockEvent and observers)', () => {
+    it("emits kind 'lease' events: acquired with waitedMs, released with heldMs, not_available, lost; a throwing observer breaks nothing", async () => {
+      const seen: any[] = [];
+      const observed: any[] = [];
+      const rl = new Redlock(clients, {
+        prefix,
+        onLockEvent: (e) => seen.push(e),
+        observers: [{ onLockEvent: () => { throw new Error('observer bug'); } }, { onLockEvent: (e) => observed.push(e) }],
+      });
+      const k = key('events');
+      const lease = (await rl.tryAcquire(k, 5000)) as Lease;
+      expect(await rl.tryAcquire(k, 5000)).to.equal(null);
+      await sleep(20);
+      await lease.release();
+      const lost = await rejection(
+        rl.using(key('events-lost'), 300, async (l) => {
+          await Promise.all(clients.map((c) => c.del(...l.resources)));
+          await new Promise<void>((resolve) => l.signal.addEventListener('abort', () => resolve()));
+        }),
+      );
+      expect(lost).to.be.instanceOf(LockLostError);
+      const types = seen.map((e) => e.type);
+      expect(types.slice(0, 3)).to.deep.equal(['acquired', 'not_available', 'released']);
+      expect(types).to.include('lost');
+      for (const e of seen) expect(e.kind).to.equal('lease');
+      expect(seen[0]).to.include({ target: JSON.stringify(k) });
+      expect(seen[0].waitedMs).to.be.a('number');
+      expect(seen[2].heldMs).to.be.at.least(15);
+      expect(seen.find((e) => e.type === 'lost').heldMs).to.be.a('number');
+      expect(observed).to.deep.equal(seen);
+      // bad observer options
+      expect(() => new Redlock(clients, { onLockEvent: 'log' as any })).to.throw(LockConfigError, /onLockEvent/);
+      expect(() => new Redlock(clients, { observers: [{}] as any })).to.throw(LockConfigError, /observers\[0\]/);
+      expect(() => new Redlock(clients, { namespace: 7 as any })).to.throw(LockConfigError, /namespace/);
     });
   });
 

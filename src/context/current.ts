@@ -1,3 +1,4 @@
+import { checkFunction, describeValue, isPlainObject } from '../arguments';
 import { LockConfigError } from '../errors';
 import { childFrame, currentFrame, runInFrame } from './store';
 
@@ -8,19 +9,22 @@ import { childFrame, currentFrame, runInFrame } from './store';
 export const Current = {
   /** Runs `fn` with `values` layered over the enclosing ones (the enclosing scope is not changed). */
   run<T>(values: Record<PropertyKey, unknown>, fn: () => T): T {
-    if (values === null || typeof values !== 'object') {
-      throw new LockConfigError('Current.run(values, fn): values must be an object');
+    if (!isPlainObject(values)) {
+      throw new LockConfigError(`Current.run(values, fn): values must be an object of values, e.g. { userId } (got ${describeValue(values)})`);
     }
+    checkFunction('Current.run(values, fn)', fn, 'fn');
     const merged = new Map(currentFrame()?.values ?? []);
     for (const key of Reflect.ownKeys(values)) merged.set(key, (values as Record<PropertyKey, unknown>)[key]);
     return runInFrame(childFrame({ values: merged }), fn);
   },
   /** The value of `key` in this async context, or undefined. */
   get<T = unknown>(key: PropertyKey): T | undefined {
+    checkKey('Current.get(key)', key);
     return currentFrame()?.values.get(key) as T | undefined;
   },
   /** Sets `key` for the rest of the enclosing `Current.run` (or transaction) scope. */
   set(key: PropertyKey, value: unknown): void {
+    checkKey('Current.set(key, value)', key);
     const frame = currentFrame();
     if (!frame) {
       throw new LockConfigError(
@@ -35,6 +39,12 @@ export const Current = {
     return currentFrame() !== undefined;
   },
 };
+
+function checkKey(caller: string, key: unknown): void {
+  if (typeof key !== 'string' && typeof key !== 'symbol' && typeof key !== 'number') {
+    throw new LockConfigError(`${caller}: key must be a string, symbol or number (got ${describeValue(key)})`);
+  }
+}
 
 export interface TypedCurrent<T extends object> {
   run<R>(values: Partial<T>, fn: () => R): R;

@@ -1,3 +1,4 @@
+import { checkFunction, optionsProblems } from '../arguments';
 import { LockConfigError } from '../errors';
 import { resolveInstallation, type Installation } from '../orm/installations';
 import type { IsolationLevel, PoolWait, PortConnection, PortTransaction } from '../orm/port';
@@ -20,13 +21,14 @@ export interface TransactionOptions {
 }
 
 const PROPAGATIONS: readonly Propagation[] = ['required', 'requires_new'];
+const TRANSACTION_OPTIONS = ['isolation', 'propagation', 'dataSource'];
 const ISOLATIONS: readonly string[] = ['READ UNCOMMITTED', 'READ COMMITTED', 'REPEATABLE READ', 'SERIALIZABLE'];
 let nextTxId = 1;
 
 /** Problems with transaction options (empty when fine). */
 export function transactionOptionProblems(options: unknown): string[] {
-  if (options === undefined) return [];
-  if (options === null || typeof options !== 'object' || Array.isArray(options)) return [`options must be an object (got ${options === null ? 'null' : typeof options})`];
+  const shape = optionsProblems(options, TRANSACTION_OPTIONS);
+  if (options === undefined || shape.length) return shape;
   const o = options as TransactionOptions;
   const problems: string[] = [];
   if (o.propagation !== undefined && !PROPAGATIONS.includes(o.propagation)) {
@@ -45,11 +47,14 @@ export function transactionOptionProblems(options: unknown): string[] {
  * come out as ormlock errors (DeadlockError, SerializationError, …).
  */
 export async function transaction<T>(fn: () => Promise<T> | T, options: TransactionOptions = {}): Promise<T> {
-  if (typeof fn !== 'function') throw new LockConfigError(`transaction(fn, options?): fn must be a function (got ${fn === null ? 'null' : typeof fn})`);
+  checkFunction('transaction(fn, options?)', fn, 'fn');
   const problems = transactionOptionProblems(options);
   if (problems.length) throw new LockConfigError(`transaction(): ${problems.join('; ')}`);
   const propagation = options.propagation ?? 'required';
   const inst = resolveInstallation('transaction()', { explicit: options.dataSource });
+  if (namedConnection(inst, options.dataSource, 'transaction()')) {
+    return onNamedConnection(inst, options.dataSource, 'transaction()', () => transaction(fn, { ...options, dataSource: inst.port.target }));
+  }
   const joined = ambientTx(inst);
   if (joined && propagation === 'required') {
     if (options.isolation && options.isolation !== (joined.isolation ?? options.isolation)) {
@@ -107,7 +112,13 @@ async function runInTransaction<T>(inst: Installation, unit: PortTransaction, is
   const tx = newTxState(inst, connection, isolation);
   try {
     const body = inst.port.enter ? () => inst.port.enter!(connection, fn) : fn;
-    const result = await runInFrame(frameWith(tx), body);
+    let result: T;
+    try {
+      result = await runInFrame(frameWith(tx), body);
+    } finally {
+      // the scope ends with the body: work it scheduled that runs during COMMIT runs as outside
+      tx.scope.live = false;
+    }
     await unit.commit();
     return result;
   } catch (error) {
@@ -155,6 +166,42 @@ export async function runWithAmbientConnection<T>(inst: Installation, connection
     return await runInFrame(frameWith(tx), inst.port.enter ? () => inst.port.enter!(connection, fn) : fn);
   } finally {
     tx.scope.live = false;
+  }
+}
+
+/**
+ * The connection a `{ dataSource }` option names when it names one (a TypeORM QueryRunner, or its
+ * `manager`), else undefined. A released one is a LockConfigError (before anything is sent).
+ */
+export function namedConnection(inst: Installation, explicit: unknown, caller: string): PortConnection | undefined {
+  if (explicit === undefined || explicit === null) return undefined;
+  const connection = inst.port.connectionOf?.(explicit);
+  if (connection?.isReleased) {
+    throw new LockConfigError(
+      `${caller}: the QueryRunner given as { dataSource } was already released; pass a connected QueryRunner (or its manager), or the DataSource itself.`,
+    );
+  }
+  return connection;
+}
+
+/**
+ * Runs `fn` on the connection a `{ dataSource }` option names (see `namedConnection`): a
+ * transaction the user opened on it by hand (`queryRunner.startTransaction()`) is the ambient
+ * transaction while `fn` runs — ormlock calls inside join it, and never commit or release it; an
+ * idle one is pinned for `fn` (a transaction opens on it, session locks are taken on it). Anything
+ * else (a DataSource, a plain manager, undefined): just `fn()`.
+ */
+export async function onNamedConnection<T>(inst: Installation, explicit: unknown, caller: string, fn: () => Promise<T>): Promise<T> {
+  const connection = namedConnection(inst, explicit, caller);
+  if (!connection) return fn();
+  if (connection.isTransactionActive) return runWithAmbientConnection(inst, connection, fn);
+  if (ambientTx(inst)?.connection === connection || pinnedConnection(inst) === connection) return fn();
+  const scope = { live: true };
+  const pinned = new Map(currentFrame()?.pinned ?? []).set(inst, { connection, scope });
+  try {
+    return await runInFrame(childFrame({ pinned }), fn);
+  } finally {
+    scope.live = false;
   }
 }
 

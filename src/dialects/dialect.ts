@@ -74,6 +74,8 @@ export interface LockDialect {
   readonly connectionIdSql: string;
   /** Advisory locks (src/dialects/<db>/advisory.ts), used by src/locks/advisory.ts. */
   readonly advisory: AdvisoryDialect;
+  /** Fencing-token counters in the database (src/dialects/<db>/fencing.ts), used by src/redis (`fencing: { dataSource }`). */
+  readonly fencing?: FencingDialect;
   /** Who waits on whom now (src/dialects/<db>/inspect.ts), used by inspectLocks and the `ormlock` command. */
   readonly inspector?: LockInspector;
 }
@@ -111,6 +113,29 @@ export interface AdvisoryDialect {
   isAbortedTransaction(error: unknown): boolean;
   /** Who holds the lock (PostgreSQL: pid and query), read on a connection outside the pool. */
   describeHolders?(server: ServerAddress, id: string): Promise<Array<{ pid: number; query: string | null }>>;
+}
+
+/**
+ * The database part of Redis leases' fencing tokens (`new Redlock(clients, { fencing: { dataSource } })`):
+ * one counter row per lock key in a table of its own, moved by the statement that hands the token
+ * out, in autocommit (a token must never be rolled back with a caller's transaction).
+ * `table` is a validated identifier (letters, digits, `_`; quoted here); `keys` are sorted, distinct
+ * and at most 190 UTF-8 bytes each (longer lock keys are hashed by the caller).
+ */
+export interface FencingDialect {
+  /** Statements that create the counter table if it does not exist. */
+  createTableSql(table: string): string[];
+  /** The statement that drops it. */
+  dropTableSql(table: string): string;
+  /**
+   * Moves the counter of every key and returns the new token, strictly above every token handed
+   * out before for any of these keys: when it resolves, every key's counter is ≥ the token.
+   * One key: one statement. Several keys: PostgreSQL one statement (plus one when the counters
+   * moved apart under concurrency), MySQL/MariaDB one per key (plus the same catch-up).
+   */
+  nextToken(run: RunQuery, table: string, keys: readonly string[]): Promise<bigint>;
+  /** True when the error says the counter table does not exist (PG 42P01, MySQL 1146). */
+  isMissingTable(error: unknown): boolean;
 }
 
 /** Reads the driver's own error code, whatever TypeORM wrapped it in. */

@@ -1,5 +1,6 @@
 import type { OrmConnection, OrmManager } from '../orm/port';
 import type { LockDialect } from '../dialects/dialect';
+import { describeValue, isPlainObject } from '../arguments';
 import { LockConfigError } from '../errors';
 
 /**
@@ -63,7 +64,7 @@ const OPTION_NAMES = new Set(['scope', 'timeoutMs', 'shared', 'onTimeout', 'data
  */
 export function advisoryOptionProblems(options: unknown): string[] {
   if (options === undefined) return [];
-  if (options === null || typeof options !== 'object' || Array.isArray(options)) return ['options must be an object'];
+  if (!isPlainObject(options)) return [`options must be an object (got ${describeValue(options)})`];
   const o = options as Record<string, unknown>;
   const problems: string[] = [];
   for (const name of Object.keys(o)) if (!OPTION_NAMES.has(name)) problems.push(`unknown option '${name}' (known: ${[...OPTION_NAMES].join(', ')})`);

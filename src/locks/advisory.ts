@@ -8,7 +8,9 @@ import {
   LockError, LockLostError, LockNotAvailableError, LockTimeoutError, TransactionRequiredError,
 } from '../errors';
 import { resolveInstallation, type Installation } from '../orm/installations';
-import { poolWait } from '../context/transaction';
+import { inSavepoint } from './savepoint';
+import { checkFunction, optionsProblems } from '../arguments';
+import { namedConnection, onNamedConnection, poolWait } from '../context/transaction';
 import {
   AdvisoryKeySet, describeKey, resolveAdvisoryKeys, type AdvisoryKey, type ResolvedAdvisoryKey,
 } from './advisory-key';
@@ -149,13 +151,19 @@ function withHeld(plan: Plan, items: readonly LockItem[], scope: AdvisoryScope, 
 // ---------------------------------------------------------------------------------------------
 // acquiring
 
-let nextSavepoint = 1;
+/** Thrown inside the savepoint when a lock was not obtained in time, so that it rolls back. */
+class NotObtained extends Error {
+  constructor(readonly item: LockItem) {
+    super('advisory lock not obtained');
+  }
+}
 
 /**
  * Takes `items` in order on `qr` within the time budget. On failure (not obtained in time, or
  * an error) nothing stays held: session locks taken so far are released, and where the
  * database aborts a transaction on a failed statement, a caller's transaction (`protect`) is
- * kept usable by a savepoint (whose rollback also drops transaction locks taken in it).
+ * kept usable by a savepoint (`inSavepoint`, whose rollback also drops transaction locks taken
+ * in it; an error that ended the whole transaction comes out converted, never as a savepoint error).
  * Resolves the item that was not obtained, or undefined when all were.
  */
 async function acquireAll(
@@ -166,34 +174,29 @@ async function acquireAll(
   protect: boolean,
 ): Promise<LockItem | undefined> {
   const { adv, timeoutMs } = plan;
-  const savepoint = protect && adv.failedStatementAbortsTransaction && timeoutMs !== undefined && (timeoutMs > 0 || items.length > 1)
-    ? `ormlock_advisory_${nextSavepoint++}`
-    : undefined;
+  const savepoint = protect && adv.failedStatementAbortsTransaction && timeoutMs !== undefined && (timeoutMs > 0 || items.length > 1);
   const taken: LockItem[] = [];
   const deadline = timeoutMs === undefined ? undefined : Date.now() + timeoutMs;
   const releaseTaken = async () => {
     if (kind !== 'session') return; // transaction locks end with the savepoint or the transaction
     for (const item of [...taken].reverse()) await adv.unlockSession(qr, item.id, plan.shared).catch(() => undefined);
   };
-  if (savepoint) await qr.query(`SAVEPOINT ${savepoint}`);
-  try {
+  const takeAll = async () => {
     for (const item of items) {
       const remaining = deadline === undefined ? undefined : Math.max(0, deadline - Date.now());
       const got = kind === 'transaction'
         ? await adv.lockForTransaction!(qr, item.id, plan.shared, remaining, item.key)
         : await adv.lockForSession(qr, item.id, plan.shared, remaining, item.key);
-      if (!got) {
-        if (savepoint) await qr.query(`ROLLBACK TO SAVEPOINT ${savepoint}`);
-        await releaseTaken();
-        return item;
-      }
+      if (!got) throw new NotObtained(item);
       taken.push(item);
     }
-    if (savepoint) await qr.query(`RELEASE SAVEPOINT ${savepoint}`);
+  };
+  try {
+    await (savepoint ? inSavepoint(plan.inst, qr, 'ormlock_advisory', takeAll) : takeAll());
     return undefined;
   } catch (error) {
-    if (savepoint) await qr.query(`ROLLBACK TO SAVEPOINT ${savepoint}`).catch(() => undefined);
     await releaseTaken();
+    if (error instanceof NotObtained) return error.item;
     throw convert(plan, error, qr);
   }
 }
@@ -367,7 +370,7 @@ async function lockInTransaction<T>(
   fn: (ctx: AdvisoryLockContext) => Promise<T> | T,
 ): Promise<T | undefined> {
   const qr = tx.connection;
-  const sibling = await afterSiblings(plan, tx);
+  const sibling = await afterSiblings(plan, tx.memo);
   try {
     return await lockAndRun(plan, tx, qr, joined, fn);
   } finally {
@@ -376,24 +379,43 @@ async function lockInTransaction<T>(
 }
 
 /**
- * Sibling calls in one transaction (`Promise.all` of two calls for one key) run their bodies one
- * after the other: each waits for the bodies already running for its keys in that transaction.
- * A nested call (its frame holds the key) is re-entry and never waits for its own outer body.
- * Registered before the first await, so two siblings never both see the key as free.
+ * Sibling calls on one connection (`Promise.all` of two calls for one key inside one transaction
+ * or one session lock's pinned connection) run their bodies one after the other: each waits for
+ * the bodies already running for its keys there. The database cannot order them (it sees one
+ * holder, and its locks are re-entrant per connection). A nested call (its frame holds the key)
+ * is re-entry and never waits for its own outer body. Registered before the first await, so two
+ * siblings never both see the key as free. `memo`: the transaction's, or the connection's.
  */
-function afterSiblings(plan: Plan, tx: TxState): Promise<{ done: () => void }> {
+function afterSiblings(plan: Plan, memo: Map<string, unknown>): Promise<{ done: () => void }> {
   const frame = currentFrame();
   const ids = plan.locks.map((l) => l.id).filter((id) => !frame?.advisoryHeld?.get(heldKey(plan.inst, id))?.live.live);
-  let done!: () => void;
-  const mine = new Promise<void>((resolve) => (done = resolve));
+  let release!: () => void;
+  const mine = new Promise<void>((resolve) => (release = resolve));
   const before: Promise<void>[] = [];
+  const tails: Array<[string, Promise<void>]> = [];
   for (const id of ids) {
     const slot = `ormlock.advisory.body:${id}`;
-    const tail = tx.memo.get(slot) as Promise<void> | undefined;
+    const tail = memo.get(slot) as Promise<void> | undefined;
     if (tail) before.push(tail);
-    tx.memo.set(slot, (tail ?? Promise.resolve()).then(() => mine));
+    const next = (tail ?? Promise.resolve()).then(() => mine);
+    memo.set(slot, next);
+    tails.push([slot, next]);
   }
+  const done = () => {
+    release();
+    for (const [slot, next] of tails) if (memo.get(slot) === next) memo.delete(slot); // the last in line: nothing to keep
+  };
   return before.length ? Promise.all(before).then(() => ({ done })) : Promise.resolve({ done });
+}
+
+/** Sibling bookkeeping of connections shared outside a transaction (a session lock's pinned one). */
+const connectionSiblings = new WeakMap<QueryRunner, Map<string, unknown>>();
+
+function siblingMemo(qr: QueryRunner, tx: TxState | undefined): Map<string, unknown> {
+  if (tx?.connection === qr) return tx.memo;
+  let memo = connectionSiblings.get(qr);
+  if (!memo) connectionSiblings.set(qr, (memo = new Map()));
+  return memo;
 }
 
 async function lockAndRun<T>(
@@ -432,7 +454,24 @@ async function lockAndRun<T>(
 
 async function runSessionScoped<T>(plan: Plan, fn: (ctx: AdvisoryLockContext) => Promise<T> | T): Promise<T | undefined> {
   const tx = ambientTx(plan.inst);
-  let qr = tx?.connection ?? pinnedConnection(plan.inst);
+  const shared = tx?.connection ?? pinnedConnection(plan.inst);
+  // siblings on a shared connection take turns (registered before the first await)
+  const turn = shared ? afterSiblings(plan, siblingMemo(shared, tx)) : undefined;
+  const sibling = turn ? await turn : undefined;
+  try {
+    return await runSessionOn(plan, tx, shared, fn);
+  } finally {
+    sibling?.done();
+  }
+}
+
+async function runSessionOn<T>(
+  plan: Plan,
+  tx: TxState | undefined,
+  shared: QueryRunner | undefined,
+  fn: (ctx: AdvisoryLockContext) => Promise<T> | T,
+): Promise<T | undefined> {
+  let qr = shared;
   const items = toAcquire(plan, qr);
   let own: PortTransaction | undefined;
   if (!qr) {
@@ -557,13 +596,14 @@ export async function runWithAdvisoryLock<T>(
   options: AdvisoryLockOptions | undefined,
   subject: AdvisorySubject,
 ): Promise<T | undefined> {
-  if (typeof fn !== 'function') throw configError(subject, 'the body must be a function');
+  if (typeof fn !== 'function') checkFunction(subject.label, fn, 'the body', { method: subject.method });
   const problems = advisoryOptionProblems(options);
   if (problems.length) throw configError(subject, problems.join('; '));
   const opts = options ?? {};
   const inst = resolveInstallation(subject.label, { explicit: opts.dataSource });
   const plan = makePlan(inst, evaluateAdvisoryKey(key, thisArg, args, subject), opts, subject);
-  return plan.scope === 'transaction' ? runTransactionScoped(plan, fn) : runSessionScoped(plan, fn);
+  // a QueryRunner (or its manager) named as { dataSource }: the lock is taken on it
+  return onNamedConnection(inst, opts.dataSource, subject.label, () => (plan.scope === 'transaction' ? runTransactionScoped(plan, fn) : runSessionScoped(plan, fn)));
 }
 
 /**
@@ -576,12 +616,13 @@ export async function runWithAdvisoryLock<T>(
  */
 export async function advisoryLockExists(key: AdvisoryKey | (() => AdvisoryKey), options: AdvisoryLockExistsOptions = {}): Promise<boolean> {
   const subject = { label: 'advisoryLockExists' };
-  if (options === null || typeof options !== 'object') throw configError(subject, 'options must be an object');
+  const problems = optionsProblems(options, ['dataSource']);
+  if (problems.length) throw configError(subject, problems.join('; '));
   const inst = resolveInstallation(subject.label, { explicit: options.dataSource });
   const value = evaluateAdvisoryKey(key, undefined, [], subject);
   if (value instanceof AdvisoryKeySet) throw configError(subject, 'takes one key (an array is one composite key), not advisoryKeys(...)');
   const [resolved] = resolveAdvisoryKeys(value, inst.settings.namespace, subject);
-  const qr = ambientTx(inst)?.connection ?? pinnedConnection(inst);
+  const qr = namedConnection(inst, options.dataSource, subject.label) ?? ambientTx(inst)?.connection ?? pinnedConnection(inst);
   const run = qr ? (sql: string, p?: unknown[]) => qr.query(sql, p) : (sql: string, p?: unknown[]) => inst.port.query(sql, p);
   return inst.dialect.advisory.isLocked(run, inst.dialect.advisory.lockId(resolved));
 }

@@ -1,12 +1,21 @@
 import { ambientTx } from '../context/store';
-import { LockConfigError, UniqueViolationError } from '../errors';
+import { DeadlockError, LockConfigError, UniqueViolationError } from '../errors';
 import { installationOwning, resolveInstallation } from '../orm/installations';
 import type { PortConnection } from '../orm/port';
 import { inSavepoint } from './savepoint';
 
+/** Sends of an autocommit INSERT that lost a deadlock (each one a transaction of its own). */
+const AUTOCOMMIT_DEADLOCK_ATTEMPTS = 5;
+
 /** A repository of T (TypeORM's Repository, MikroORM's EntityRepository): what `createOrFind` infers T from. */
 export interface RepositoryLike<T> {
   find(...args: any[]): Promise<T[]>;
+}
+
+/** A MikroORM EntityRepository<T> (typing only: T from what `create` returns, not from `find`'s Loaded<T, …>). */
+export interface EntityRepositoryLike<T> {
+  getEntityName(): string;
+  create(data: any, options?: any): T;
 }
 
 /**
@@ -15,7 +24,10 @@ export interface RepositoryLike<T> {
  * callers all get the same row, and exactly one row is created.
  *
  * Inside an ambient transaction the INSERT runs in a savepoint, so the violation leaves the
- * transaction usable; outside one it is a single INSERT (plus one SELECT on a conflict).
+ * transaction usable; outside one it is a single INSERT (plus one SELECT on a conflict), sent
+ * again when the database chose it as a deadlock victim (it was undone whole). Inside a
+ * transaction a deadlock or a rollback-on-timeout comes out as DeadlockError / LockTimeoutError
+ * (retryable by `retryOnConflict`), never as an error about the savepoint.
  * A unique constraint, unique index or the primary key must cover the `where` columns, or it
  * throws `LockConfigError` (without one the database cannot refuse a duplicate).
  *
@@ -23,7 +35,9 @@ export interface RepositoryLike<T> {
  * const user = await createOrFind(users, { email }, { name: 'New user' });
  * ```
  */
-export async function createOrFind<T extends object>(repository: RepositoryLike<T>, where: Partial<T>, defaults: { [K in keyof T]?: unknown } = {}): Promise<T> {
+export function createOrFind<T extends object>(repository: EntityRepositoryLike<T>, where: Partial<T>, defaults?: { [K in keyof T]?: unknown }): Promise<T>;
+export function createOrFind<T extends object>(repository: RepositoryLike<T>, where: Partial<T>, defaults?: { [K in keyof T]?: unknown }): Promise<T>;
+export async function createOrFind<T extends object>(repository: RepositoryLike<T> | EntityRepositoryLike<T>, where: Partial<T>, defaults: { [K in keyof T]?: unknown } = {}): Promise<T> {
   if (!repository || typeof repository !== 'object') {
     throw new LockConfigError('createOrFind(repository, where, defaults?): expected a repository (TypeORM Repository or MikroORM EntityRepository) as the first argument');
   }
@@ -45,12 +59,23 @@ export async function createOrFind<T extends object>(repository: RepositoryLike<
   const connection: PortConnection | undefined = tx?.connection;
   const values = { ...(defaults as object), ...where } as Record<string, unknown>;
   let violation: unknown;
-  try {
-    const insert = () => inst.port.insertRow(connection, entity, values);
-    return (await (connection ? inSavepoint(inst, connection, 'ormlock_create_or_find', insert) : insert())) as T;
-  } catch (error) {
-    if (!inst.dialect.isUniqueViolation(error)) throw inst.dialect.convertError(error) ?? error;
-    violation = error;
+  for (let attempt = 1; violation === undefined; attempt++) {
+    try {
+      const insert = () => inst.port.insertRow(connection, entity, values);
+      return (await (connection ? inSavepoint(inst, connection, 'ormlock_create_or_find', insert) : insert())) as T;
+    } catch (error) {
+      if (inst.dialect.isUniqueViolation(error)) {
+        violation = error;
+        break;
+      }
+      const converted = inst.dialect.convertError(error) ?? error;
+      // Outside a transaction the INSERT was a transaction of its own: one that lost a deadlock
+      // (InnoDB, when a first inserter of the key rolls back under waiting ones) was undone whole
+      // and can simply be sent again. Inside one, the deadlock ended the caller's transaction:
+      // DeadlockError, for @RetryOnConflict / retryOnConflict.
+      if (connection || !(converted instanceof DeadlockError) || attempt >= AUTOCOMMIT_DEADLOCK_ATTEMPTS) throw converted;
+      await new Promise((r) => setTimeout(r, Math.random() * 5 * 2 ** attempt));
+    }
   }
   const found = await inst.port.findRow(connection, entity, where as Record<string, unknown>);
   if (found) return found as T;

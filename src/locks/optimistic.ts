@@ -1,3 +1,4 @@
+import { describeValue, optionsProblems } from '../arguments';
 import { LockConfigError } from '../errors';
 import { entityRecord, type VersionedOptions } from '../metadata/registry';
 
@@ -16,11 +17,10 @@ export type { VersionedOptions } from '../metadata/registry';
  */
 export function versioned(entityClass: Function, options: VersionedOptions = {}): void {
   if (typeof entityClass !== 'function') {
-    throw new LockConfigError(`@Versioned / versioned(): expected an entity class, got ${entityClass === null ? 'null' : typeof entityClass}`);
+    throw new LockConfigError(`@Versioned / versioned(entityClass, options?): expected an entity class (got ${describeValue(entityClass)})`);
   }
-  if (options === null || typeof options !== 'object') {
-    throw new LockConfigError(`@Versioned on ${entityClass.name}: options must be an object`, { entity: entityClass.name });
-  }
+  const problems = optionsProblems(options);
+  if (problems.length) throw new LockConfigError(`@Versioned on ${entityClass.name}: ${problems.join('; ')}`, { entity: entityClass.name });
   entityRecord(entityClass).versioned = { ...options };
 }
 

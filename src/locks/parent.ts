@@ -1,3 +1,4 @@
+import { describeValue, optionsProblems } from '../arguments';
 import { LockConfigError, StaleEntityError } from '../errors';
 import { entityRecord, type AroundCreateContext, type AroundCreateHook } from '../metadata/registry';
 import type { Installation } from '../orm/installations';
@@ -70,14 +71,13 @@ export function lockParent<E = any>(
   options: ParentLockOptions = {},
 ): ParentLockHook<E> {
   if (typeof relationOrResolve !== 'string' && typeof relationOrResolve !== 'function') {
-    throw new LockConfigError(`lockParent(): expected a relation name or a function (entity) => parent, got ${typeof relationOrResolve}`);
+    throw new LockConfigError(`lockParent(relation, options?): expected a relation name or a function (entity) => parent (got ${describeValue(relationOrResolve)})`);
   }
   if (typeof relationOrResolve === 'string' && relationOrResolve.length === 0) {
     throw new LockConfigError('lockParent(): the relation name is empty');
   }
-  if (options === null || typeof options !== 'object') {
-    throw new LockConfigError('lockParent(): options must be an object');
-  }
+  const problems = optionsProblems(options);
+  if (problems.length) throw new LockConfigError(`lockParent(relation, options?): ${problems.join('; ')}`);
   if (options.target !== undefined && typeof options.target !== 'function') {
     throw new LockConfigError('lockParent(): options.target must be a function returning the parent entity class, e.g. () => Site');
   }
@@ -114,7 +114,7 @@ export function prependAroundCreate(entityClass: Function, hooks: AroundCreateHo
 
 function checkHooks(entityClass: Function, hooks: AroundCreateHook[]): void {
   if (typeof entityClass !== 'function') {
-    throw new LockConfigError('@AroundCreate: only entity classes can be decorated');
+    throw new LockConfigError(`@AroundCreate / addAroundCreate(entityClass, ...hooks): expected an entity class (got ${describeValue(entityClass)})`);
   }
   if (hooks.length === 0) {
     throw new LockConfigError(`@AroundCreate on ${entityClass.name}: give at least one hook, e.g. @AroundCreate(lockParent('site'))`, {
@@ -124,7 +124,7 @@ function checkHooks(entityClass: Function, hooks: AroundCreateHook[]): void {
   hooks.forEach((hook, i) => {
     if (typeof hook !== 'function') {
       throw new LockConfigError(
-        `@AroundCreate on ${entityClass.name}: hook ${i + 1} is ${hook === null ? 'null' : typeof hook}, expected a function (entity, { manager, queryRunner }) => …`,
+        `@AroundCreate on ${entityClass.name}: hook ${i + 1} is ${describeValue(hook)}, expected a function (entity, { manager, queryRunner }) => …`,
         { entity: entityClass.name },
       );
     }

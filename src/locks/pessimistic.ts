@@ -1,8 +1,9 @@
 import { childFrame, runInFrame } from '../context/store';
-import { transaction, type TransactionOptions } from '../context/transaction';
+import { onNamedConnection, transaction, type TransactionOptions } from '../context/transaction';
 import { LockConfigError } from '../errors';
 import { resolveInstallation } from '../orm/installations';
-import { entityTarget, lockCallProblems, lockEntity, type LockCallOptions } from './row-lock';
+import { checkFunction, checkOptions } from '../arguments';
+import { entityTarget, LOCK_CALL_OPTIONS, lockCallProblems, lockEntity, type LockCallOptions } from './row-lock';
 import { resolveRowLockSpec, type RowLockOptions } from './row-lock-options';
 
 export type { RowLockOptions, RowLockMode, OnLocked } from './row-lock-options';
@@ -36,14 +37,17 @@ export async function withLock<T extends object, R>(
   fn: (locked: T) => Promise<R> | R,
   options: LockCallOptions & Pick<TransactionOptions, 'isolation'> = {},
 ): Promise<R> {
-  if (typeof fn !== 'function') throw new LockConfigError(`withLock(entity, fn, options?): fn must be a function (got ${fn === null ? 'null' : typeof fn})`);
-  const problems = lockCallProblems(options);
+  checkFunction('withLock(entity, fn, options?)', fn, 'fn');
+  const problems = lockCallProblems(options, [...LOCK_CALL_OPTIONS, 'isolation']);
   if (problems.length) throw new LockConfigError(`withLock(): ${problems.join('; ')}`);
   const { isolation, ...lockOptions } = options;
   // the entity's own installation: it is where its row lives
   const { inst } = entityTarget(entity, 'withLock()', options.dataSource);
-  return transaction(async () => fn(await lockEntity(entity, { ...lockOptions, dataSource: inst.port.target })), { isolation, dataSource: inst.port.target });
+  return onNamedConnection(inst, options.dataSource, 'withLock()', () => transaction(async () => fn(await lockEntity(entity, { ...lockOptions, dataSource: inst.port.target })), { isolation, dataSource: inst.port.target }));
 }
+
+/** The options of `@Pessimistic()` on a method and of `withPessimistic()`. */
+export const PESSIMISTIC_METHOD_OPTIONS = ['mode', 'onLocked', 'timeoutMs', 'entities', 'dataSource'];
 
 export interface PessimisticMethodOptions extends RowLockOptions {
   /** Lock only reads of these entity classes (default: every entity read). */
@@ -63,8 +67,8 @@ export interface PessimisticMethodOptions extends RowLockOptions {
  * ```
  */
 export async function withPessimistic<R>(fn: () => Promise<R> | R, options: PessimisticMethodOptions = {}, source = 'withPessimistic()'): Promise<R> {
-  if (typeof fn !== 'function') throw new LockConfigError(`${source}: expected a function to run`, { method: source });
-  if (options === null || typeof options !== 'object') throw new LockConfigError(`${source}: options must be an object`, { method: source });
+  checkFunction(source, fn, 'fn', { method: source });
+  checkOptions(source, options, PESSIMISTIC_METHOD_OPTIONS, { method: source });
   const { entities, dataSource, ...lockOptions } = options;
   const { problems } = resolveRowLockSpec(lockOptions);
   if (problems.length) throw new LockConfigError(`${source}: ${problems.join('; ')}`, { method: source });
@@ -72,12 +76,12 @@ export async function withPessimistic<R>(fn: () => Promise<R> | R, options: Pess
     throw new LockConfigError(`${source}: entities must be an array of entity classes`, { method: source });
   }
   const inst = resolveInstallation(source, { explicit: dataSource });
-  return transaction(async () => {
+  return onNamedConnection(inst, dataSource, source, () => transaction(async () => {
     const scope = { live: true };
     try {
       return await runInFrame(childFrame({ readLock: { options: lockOptions, entities, source, inst, scope } }), fn);
     } finally {
       scope.live = false;
     }
-  }, { dataSource: inst.port.target });
+  }, { dataSource: inst.port.target }));
 }

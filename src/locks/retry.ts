@@ -1,4 +1,5 @@
 import type { IsolationLevel } from '../orm/port';
+import { describeValue, optionsProblems } from '../arguments';
 import { ambientTx } from '../context/store';
 import { transaction } from '../context/transaction';
 import { DeadlockError, LockConfigError, LockError, SerializationError, StaleEntityError } from '../errors';
@@ -33,6 +34,7 @@ export interface RetryOptions {
   onRetry?: (info: RetryInfo) => void;
 }
 
+const RETRY_OPTIONS = ['attempts', 'backoffMs', 'maxBackoffMs', 'on', 'isolation', 'dataSource', 'onRetry'];
 const DEFAULT_ATTEMPTS = 3;
 const DEFAULT_BACKOFF_MS = 10;
 const DEFAULT_MAX_BACKOFF_MS = 1000;
@@ -51,8 +53,8 @@ interface ResolvedRetry {
  * the class is defined and by `retryOnConflict` at each call.
  */
 export function retryOptionProblems(options: RetryOptions | undefined): string[] {
-  if (options === undefined) return [];
-  if (options === null || typeof options !== 'object') return ['options must be an object'];
+  const shape = optionsProblems(options, RETRY_OPTIONS);
+  if (options === undefined || shape.length) return shape;
   const problems: string[] = [];
   const { attempts, backoffMs, maxBackoffMs, on, onRetry } = options;
   if (attempts !== undefined && (typeof attempts !== 'number' || !Number.isInteger(attempts) || attempts < 1)) {
@@ -116,7 +118,7 @@ export async function retryOnConflict<T>(
   options: RetryOptions = {},
   source = 'retryOnConflict()',
 ): Promise<T> {
-  if (typeof fn !== 'function') throw new LockConfigError(`${source}: expected a function to run`, { method: source });
+  if (typeof fn !== 'function') throw new LockConfigError(`${source}: expected a function to run (got ${describeValue(fn)})`, { method: source });
   const opts = resolve(options, source);
   const inst = resolveInstallation(source, { explicit: options.dataSource });
   const ds = inst.port.target;

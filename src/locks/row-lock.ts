@@ -1,5 +1,7 @@
 import { noteHeldUntilEnd } from '../context/held';
 import { ambientTx } from '../context/store';
+import { namedConnection, onNamedConnection } from '../context/transaction';
+import { describeValue, optionsProblems } from '../arguments';
 import { LockConfigError, LockError, LockNotAvailableError, LockTimeoutError, StaleEntityError, TransactionRequiredError } from '../errors';
 import { lockMetadataOf } from '../metadata/registry';
 import { resolveInstallation, type Installation } from '../orm/installations';
@@ -17,16 +19,19 @@ export interface LockCallOptions extends RowLockOptions {
 }
 
 /** Problems with row-lock call options (empty when fine). */
-export function lockCallProblems(options: unknown): string[] {
-  if (options === undefined) return [];
-  if (options === null || typeof options !== 'object' || Array.isArray(options)) return [`options must be an object (got ${options === null ? 'null' : typeof options})`];
+export function lockCallProblems(options: unknown, known: readonly string[] = LOCK_CALL_OPTIONS): string[] {
+  const shape = optionsProblems(options, known);
+  if (options === undefined || shape.length) return shape;
   return resolveRowLockSpec(options as RowLockOptions).problems;
 }
 
+/** The options of `lock()`; `withLock()` adds `isolation`. */
+export const LOCK_CALL_OPTIONS = ['mode', 'onLocked', 'timeoutMs', 'dataSource'];
+
 /** The installation and descriptor of an entity object, or a LockConfigError saying why not. */
 export function entityTarget(entity: unknown, caller: string, dataSource?: unknown): { inst: Installation; desc: EntityDescriptor } {
-  if (entity === null || typeof entity !== 'object') {
-    throw new LockConfigError(`${caller}: expected an entity instance, got ${entity === null ? 'null' : typeof entity}`);
+  if (entity === null || typeof entity !== 'object' || Array.isArray(entity)) {
+    throw new LockConfigError(`${caller}: expected an entity instance, got ${describeValue(entity)}`);
   }
   const inst = resolveInstallation(caller, { explicit: dataSource, entity });
   return { inst, desc: inst.entity((entity as object).constructor, caller) };
@@ -48,6 +53,11 @@ export async function lockEntity<T extends object>(entity: T, options: LockCallO
   const problems = lockCallProblems(options);
   if (problems.length) throw new LockConfigError(`lock(): ${problems.join('; ')}`);
   const { inst, desc } = entityTarget(entity, 'lock()', options.dataSource);
+  const named = namedConnection(inst, options.dataSource, 'lock()');
+  if (named && named !== ambientTx(inst)?.connection) {
+    // a QueryRunner (or its manager) named: lock on it, inside the transaction its owner opened
+    return onNamedConnection(inst, named, 'lock()', () => lockEntity(entity, { ...options, dataSource: inst.port.target }));
+  }
   const tx = ambientTx(inst);
   if (!tx) {
     throw new TransactionRequiredError(

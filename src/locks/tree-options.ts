@@ -1,3 +1,4 @@
+import { describeValue, isPlainObject } from '../arguments';
 import type { OnLocked } from './row-lock-options';
 
 /**
@@ -17,7 +18,7 @@ export interface LockedTreeOptions {
 /** What is wrong with `options` (empty when nothing is). */
 export function lockedTreeOptionProblems(options: unknown): string[] {
   if (options === undefined) return [];
-  if (options === null || typeof options !== 'object' || Array.isArray(options)) return ['options must be an object'];
+  if (!isPlainObject(options)) return [`options must be an object (got ${describeValue(options)})`];
   const problems: string[] = [];
   const o = options as Record<string, unknown>;
   for (const k of Object.keys(o)) {

@@ -1,3 +1,4 @@
+import { describeValue } from '../arguments';
 import { LockConfigError } from '../errors';
 import { entityRecord } from '../metadata/registry';
 import { lockedTreeOptionProblems, type LockedTreeOptions } from './tree-options';
@@ -18,7 +19,7 @@ export { treeLockKey, treeLockTimeoutMs, lockedTreeOptionProblems, type LockedTr
  */
 export function lockedTree(entityClass: Function, options: LockedTreeOptions = {}): void {
   if (typeof entityClass !== 'function') {
-    throw new LockConfigError('lockedTree(EntityClass, options?): the first argument must be an entity class');
+    throw new LockConfigError(`lockedTree(EntityClass, options?): the first argument must be an entity class (got ${describeValue(entityClass)})`);
   }
   const problems = lockedTreeOptionProblems(options);
   if (problems.length) {

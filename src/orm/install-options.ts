@@ -1,3 +1,4 @@
+import { optionsProblems } from '../arguments';
 import { LockConfigError } from '../errors';
 import { observerOptionProblems, type LockEvent, type LockObserver } from '../observe/events';
 import type { InstallationSettings } from './installations';
@@ -22,12 +23,12 @@ export interface InstallLockingOptions {
 }
 
 export const DEFAULT_CONNECTION_TIMEOUT_MS = 5000;
+const INSTALL_OPTIONS = ['namespace', 'lockTimeoutMs', 'advisoryTimeoutMs', 'connectionTimeoutMs', 'observers', 'onLockEvent'];
 
 /** Checks installLocking's options (LockConfigError naming the option) and returns the installation's settings. */
 export function checkInstallOptions(options: InstallLockingOptions, signature = 'installLocking(dataSource, options?)'): InstallationSettings {
-  if (options === null || typeof options !== 'object' || Array.isArray(options)) {
-    throw new LockConfigError(`${signature}: options must be an object (got ${options === null ? 'null' : typeof options})`);
-  }
+  const shape = optionsProblems(options, INSTALL_OPTIONS);
+  if (shape.length) throw new LockConfigError(`${signature}: ${shape.join('; ')}`);
   if (options.namespace !== undefined && typeof options.namespace !== 'string') {
     throw new LockConfigError(`installLocking: namespace must be a string (got ${typeof options.namespace})`);
   }

@@ -95,6 +95,12 @@ export interface OrmPort {
 
   /** True when `x` (a DataSource, manager, connection, repository …) belongs to this ORM instance. */
   owns(x: unknown): boolean;
+  /**
+   * The connection `x` names when it is one (a TypeORM QueryRunner, or a manager bound to one)
+   * of this ORM instance: a `{ dataSource }` option naming it makes the call run on it (joining a
+   * transaction the user opened on it by hand). Undefined for a DataSource, a plain manager, ….
+   */
+  connectionOf?(x: unknown): PortConnection | undefined;
 
   /** Opens a transaction: on `connection` when given (a pinned one), else on a new pool connection. */
   begin(options: { isolation?: IsolationLevel; connection?: PortConnection } & PoolWait): Promise<PortTransaction>;

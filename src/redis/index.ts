@@ -1,6 +1,8 @@
 export { Redlock } from './redlock';
 export type { RedlockOptions, AcquireOptions, UsingOptions, NodeResult, LockKey, LockKeys, RedlockClient } from './redlock';
 export { Lease } from './lease';
+export type { FencingOptions } from './fencing';
+export type { LeaseTransactionOptions } from './lease-transaction';
 export type { LeaseState } from './lease';
 export { withDistributedLock } from './with-distributed-lock';
 export type { DistributedLockCallOptions } from './with-distributed-lock';

@@ -62,10 +62,14 @@ export class Lease {
   private _extending: Promise<unknown> = Promise.resolve();
   // Created on first use of `signal` (an AbortController costs more than the rest of a lease).
   private _controller: AbortController | undefined;
+  /** Nodes a release (or cleanup) of this lease was sent to: a bit per node below 31, a Set beyond. */
+  private _sentMask = 0;
+  private _sentMore: Set<number> | undefined;
 
   constructor(private readonly driver: LeaseDriver, init: LeaseInit) {
-    this.keys = Object.freeze([...init.keys]);
-    this.resources = Object.freeze([...init.resources]);
+    // The driver hands over arrays of its own, not the caller's: frozen in place.
+    this.keys = Object.freeze(init.keys as string[]);
+    this.resources = Object.freeze(init.resources as string[]);
     this.fenceKey = init.fenceKey;
     this.value = init.value;
     this.fencingToken = init.fencingToken;
@@ -158,6 +162,17 @@ export class Lease {
     this._controller?.abort(error);
     this.driver.cleanupLease(this);
     return error;
+  }
+
+  /** @internal The driver sent (or is sending, in this tick) a release of this lease to `node`. */
+  _noteReleaseSent(node: number): void {
+    if (node < 31) this._sentMask |= 1 << node;
+    else (this._sentMore ??= new Set()).add(node);
+  }
+
+  /** @internal Whether a release of this lease was sent to `node`. */
+  _releaseSentTo(node: number): boolean {
+    return node < 31 ? (this._sentMask & (1 << node)) !== 0 : this._sentMore?.has(node) === true;
   }
 
   /** @internal The error the lease was lost with, if it was. */

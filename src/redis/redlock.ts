@@ -8,15 +8,17 @@
  * retry, so an acquisition never blocks itself. All keys of a lease are taken on a node by one
  * script, all or nothing.
  *
- * Key layout: a lock key `k` is stored at `{namespace}:{prefix}{k}`: the namespace set by
- * the Redlock's own `namespace` option followed by `:` when it is not
- * empty, then `prefix` (default `lock:`) used verbatim, then the key. Example:
+ * Key layout: a lock key `k` is stored at `{namespace}:{prefix}{k}`: the Redlock's own
+ * `namespace` option followed by `:` when it is not empty, then `prefix` (default `lock:`) used
+ * verbatim, then the key. Example:
  * namespace `shop`, key `order:42` → `shop:lock:order:42`; no namespace → `lock:order:42`.
  * The fencing counter of a Redlock lives at `{namespace}:{prefix}` itself (the empty key,
  * which is never a valid lock key, so it cannot collide with one).
  *
  * ## Fencing tokens
- * Each node keeps ONE counter per namespace+prefix (one Redis key in all, whatever the number
+ * With `fencing: { dataSource }` the token comes from a counter row in that database (see
+ * fencing.ts) and the nodes keep no counter (the ACQUIRE_PLAIN script). Otherwise (the default):
+ * each node keeps ONE counter per namespace+prefix (one Redis key in all, whatever the number
  * of lock keys). On a node that grants, the acquire script answers
  * t = max(counter, seen) + 1 and stores it (`seen` = the highest token this Redlock instance
  * has seen, so a node that lost its data catches up). The lease's token is
@@ -36,12 +38,15 @@
  * (a node restarted without persistence counts as a failure; use `appendonly yes` or restart
  * it only after the longest TTL has passed).
  */
-import { randomBytes } from 'crypto';
+import { checkOptions, describeValue } from '../arguments';
 import type { Redis } from 'ioredis';
 import { LockConfigError, LockLostError, LockNotAvailableError } from '../errors';
 import { emitTo, observerOptionProblems, observersOf, type LockEvent, type LockObserver } from '../observe/events';
+import { DatabaseFencing, type FencingOptions } from './fencing';
 import { describeKeys, keyDetail, Lease, LeaseDriver } from './lease';
-import { ACQUIRE, BUMP, EXTEND, LuaScript, RELEASE } from './scripts';
+import { checkLeaseTransaction, runInLeaseTransaction, type LeaseTransactionOptions } from './lease-transaction';
+import { leaseValue } from './lease-value';
+import { ACQUIRE, ACQUIRE_PLAIN, BUMP, EXTEND, LuaScript, RELEASE } from './scripts';
 
 /** What a Redlock node is: an ioredis client (not a Cluster) of an independent Redis node. */
 export type RedlockClient = Redis;
@@ -51,14 +56,20 @@ export type LockKey = string | number | bigint;
 export type LockKeys = LockKey | readonly LockKey[];
 
 export interface RedlockOptions {
-  /** Prefix of every key (with `:` after it), so two applications on one Redis never collide. Default: none. */
+  /** Put before every key, followed by `:` (default none): e.g. your application's name. */
   namespace?: string;
-  /** Lock events of this Redlock's leases (kind 'lease'); errors they throw are ignored. */
+  /** Prefix of every lock key after the namespace (default `'lock:'`), used verbatim. */
+  prefix?: string;
+  /**
+   * Mint fencing tokens in this database instead of Redis: one counter row per key, strictly
+   * increasing even after every Redis node lost its data. Costs one statement per acquisition.
+   * The DataSource must be installed (`installLocking`) and have the table (`createFencingTable`).
+   */
+  fencing?: FencingOptions;
+  /** Lock events of this Redlock's leases (kind 'lease': acquired, released with heldMs, not_available, lost); errors they throw are ignored. */
   observers?: readonly LockObserver[];
   /** Shorthand for one observer. */
   onLockEvent?: (event: LockEvent) => void;
-  /** Prefix of every lock key after the namespace (default `'lock:'`), used verbatim. */
-  prefix?: string;
   /** Clock drift allowance as a fraction of the TTL (default 0.01); validity = ttl − elapsed − (ttl·driftFactor + 2 ms). */
   driftFactor?: number;
   /** Default retries of `acquire`/`using` after the first attempt (default 10). */
@@ -79,7 +90,7 @@ export interface AcquireOptions {
   retryJitterMs?: number;
 }
 
-export interface UsingOptions extends AcquireOptions {
+export interface UsingOptions extends AcquireOptions, LeaseTransactionOptions {
   automaticExtensionThresholdMs?: number;
 }
 
@@ -117,10 +128,10 @@ const SEND_STATUSES = new Set(['ready', 'connecting', 'connect']);
 export class Redlock implements LeaseDriver {
   readonly clients: readonly RedlockClient[];
   readonly quorum: number;
-  readonly prefix: string;
-  /** The key namespace this Redlock was given. */
   readonly namespace: string;
-  private readonly observers: readonly LockObserver[];
+  readonly prefix: string;
+  /** Set with `fencing: { dataSource }`: tokens come from the database. */
+  readonly fencing: DatabaseFencing | undefined;
   readonly driftFactor: number;
   readonly retryCount: number;
   readonly retryDelayMs: number;
@@ -128,12 +139,15 @@ export class Redlock implements LeaseDriver {
   readonly automaticExtensionThresholdMs: number | undefined;
   readonly nodeTimeoutMs: number | undefined;
   private readonly allNodes: readonly number[];
-  /** The nodes a lease's release (or cleanup) was sent to; see `attempt`'s late grants. */
-  private readonly releaseSent = new WeakMap<Lease, Set<number>>();
   /** Highest fencing token this instance has seen (sent to nodes so a node that lost its data catches up). */
   private seen = 0n;
+  /** `namespace:` + prefix, the start of every Redis key (and the Redis fencing counter itself). */
+  private readonly base: string;
+  /** Sends a lease event to this Redlock's observers; null when there are none (so no event is built). */
+  private readonly emit: ((event: LockEvent) => void) | null;
 
   constructor(clients: RedlockClient | readonly RedlockClient[], options: RedlockOptions = {}) {
+    checkOptions('new Redlock(clients, options?)', options);
     const list: RedlockClient[] = Array.isArray(clients) ? [...clients] : clients == null ? [] : [clients as RedlockClient];
     if (list.length === 0) {
       throw new LockConfigError('Redlock needs at least one ioredis client (one per independent Redis node)');
@@ -163,11 +177,15 @@ export class Redlock implements LeaseDriver {
     const prefix = options.prefix ?? DEFAULTS.prefix;
     if (typeof prefix !== 'string') throw new LockConfigError('Redlock: prefix must be a string');
     this.prefix = prefix;
-    if (options.namespace !== undefined && typeof options.namespace !== 'string') throw new LockConfigError('Redlock: namespace must be a string');
-    this.namespace = options.namespace ?? '';
+    const namespace = options.namespace ?? '';
+    if (typeof namespace !== 'string') throw new LockConfigError(`Redlock: namespace must be a string, got ${typeof namespace}`);
+    this.namespace = namespace;
+    this.base = (namespace ? `${namespace}:` : '') + prefix;
     const observerProblems = observerOptionProblems(options);
     if (observerProblems.length) throw new LockConfigError(`Redlock: ${observerProblems.join('; ')}`);
-    this.observers = observersOf(options);
+    const observers = observersOf(options);
+    this.emit = observers.length ? (event) => emitTo(observers, event) : null;
+    this.fencing = options.fencing === undefined ? undefined : new DatabaseFencing(options.fencing, 'Redlock');
     this.driftFactor = checkNumber('driftFactor', options.driftFactor ?? DEFAULTS.driftFactor, (v) => v >= 0 && v < 1, 'a number in [0, 1)');
     const retries = checkRetryOptions(options, DEFAULTS);
     this.retryCount = retries.retryCount;
@@ -192,8 +210,10 @@ export class Redlock implements LeaseDriver {
     const req = this.request(key, ttlMs);
     const started = Date.now();
     const { lease } = await this.attempt(req);
-    if (lease) this.acquired(lease, started);
-    else this.emit({ type: 'not_available', kind: 'lease', target: describeKeys(req.keys), waitedMs: Date.now() - started });
+    if (this.emit) {
+      if (lease) this.acquired(lease, started);
+      else this.emit({ type: 'not_available', kind: 'lease', target: describeKeys(req.keys), waitedMs: Date.now() - started });
+    }
     return lease;
   }
 
@@ -202,21 +222,25 @@ export class Redlock implements LeaseDriver {
    * apart. Throws `LockNotAvailableError` (details: key, attempts, nodes, waitedMs) when no attempt
    * reached a quorum.
    */
-  async acquire(key: LockKeys, ttlMs: number, options: AcquireOptions = {}): Promise<Lease> {
-    const req = this.request(key, ttlMs);
-    const retry = checkRetryOptions(options, this);
+  async acquire(key: LockKeys, ttlMs: number, options: AcquireOptions = EMPTY): Promise<Lease> {
+    checkOptions('Redlock.acquire(key, ttlMs, options?)', options);
+    return this.acquireRequest(this.request(key, ttlMs), options);
+  }
+
+  private async acquireRequest(req: AcquireRequest, options: AcquireOptions): Promise<Lease> {
+    const retry = options === EMPTY ? this : checkRetryOptions(options, this);
     const started = Date.now();
     let nodes: NodeResult[] = [];
     for (let attempt = 1; ; attempt++) {
       const result = await this.attempt(req);
       if (result.lease) {
-        this.acquired(result.lease, started);
+        if (this.emit) this.acquired(result.lease, started);
         return result.lease;
       }
       nodes = result.nodes;
       if (attempt > retry.retryCount) {
         const waitedMs = Date.now() - started;
-        this.emit({ type: 'not_available', kind: 'lease', target: describeKeys(req.keys), waitedMs });
+        this.emit?.({ type: 'not_available', kind: 'lease', target: describeKeys(req.keys), waitedMs });
         throw new LockNotAvailableError(
           `Redis lease on ${describeKeys(req.keys)} not acquired after ${attempt} attempt(s) in ${waitedMs} ms: ` +
             `quorum ${this.quorum} of ${this.clients.length} not reached (${nodes.map(describeNode).join('; ')})`,
@@ -235,13 +259,18 @@ export class Redlock implements LeaseDriver {
    * could not be confirmed before it expired), `lease.signal` is aborted and, once `fn` has
    * settled, `using` rejects with `LockLostError`, even when `fn` resolved.
    */
-  async using<T>(key: LockKeys, ttlMs: number, fn: (lease: Lease) => Promise<T> | T, options: UsingOptions = {}): Promise<T> {
-    if (typeof fn !== 'function') throw new LockConfigError('Redlock.using: the third argument must be a function');
+  async using<T>(key: LockKeys, ttlMs: number, fn: (lease: Lease) => Promise<T> | T, options: UsingOptions = EMPTY): Promise<T> {
+    if (typeof fn !== 'function') throw new LockConfigError(`Redlock.using: the third argument must be a function (got ${describeValue(fn)})`);
+    checkOptions('Redlock.using(key, ttlMs, fn, options?)', options);
     const req = this.request(key, ttlMs);
     const validity = ttlMs - this.drift(ttlMs);
     const threshold = options.automaticExtensionThresholdMs ?? this.automaticExtensionThresholdMs ?? Math.min(500, Math.floor(validity / 2));
-    checkNumber('automaticExtensionThresholdMs', threshold, (v) => v > 0 && v < validity, `a positive number of ms below the lease validity (${validity} ms for a ttl of ${ttlMs} ms)`);
-    const lease = await this.acquire(req.keys, ttlMs, options);
+    if (!(threshold > 0 && threshold < validity)) {
+      checkNumber('automaticExtensionThresholdMs', threshold, (v) => v > 0 && v < validity, `a positive number of ms below the lease validity (${validity} ms for a ttl of ${ttlMs} ms)`);
+    }
+    // Checked before anything is sent: the transaction option and its installed DataSource.
+    const tx = options === EMPTY ? undefined : checkLeaseTransaction(options, this.fencing?.dataSource);
+    const lease = await this.acquireRequest(req, options);
 
     let done = false;
     let timer: NodeJS.Timeout | undefined;
@@ -260,7 +289,9 @@ export class Redlock implements LeaseDriver {
     let failed = false;
     let failure: unknown;
     try {
-      result = await fn(lease);
+      // With { transaction: true }, fn runs in a database transaction that commits only after
+      // the lease was confirmed (extended) on a quorum; a lease lost before rolls it back.
+      result = tx ? await runInLeaseTransaction(tx, lease, ttlMs, fn) : await fn(lease);
     } catch (error) {
       failed = true;
       failure = error;
@@ -326,7 +357,7 @@ export class Redlock implements LeaseDriver {
           expiresAt: lease.expiresAt,
           nodes: calls.map((c) => ({ node: c.node, result: c.outcome === 'ok' ? (Number(c.reply) === 1 ? 'extended' : 'lost') : c.outcome })),
         });
-        this.emit({ type: 'lost', kind: 'lease', target: describeKeys(lease.keys) });
+        this.emit?.({ type: 'lost', kind: 'lease', target: describeKeys(lease.keys), heldMs: Date.now() - lease.acquiredAt });
         throw lease._markLost(error);
       }
       // Some nodes unreachable but the lease is still valid: try again shortly.
@@ -342,7 +373,7 @@ export class Redlock implements LeaseDriver {
     const wasHeld = (c: NodeCall<number>) => c.outcome === 'ok' && Number(c.reply) === lease.resources.length;
     const calls = await this.releaseOn(this.allNodes, lease.resources, lease.value, this.timeoutFor(lease.ttlMs), (answered) => count(answered, wasHeld) >= this.quorum);
     const held = count(calls, wasHeld);
-    if (this.observers.length) this.emit({ type: 'released', kind: 'lease', target: describeKeys(lease.keys), heldMs: Date.now() - lease.acquiredAt });
+    this.emit?.({ type: 'released', kind: 'lease', target: describeKeys(lease.keys), heldMs: Date.now() - lease.acquiredAt });
     return held >= this.quorum;
   }
 
@@ -354,15 +385,16 @@ export class Redlock implements LeaseDriver {
 
   // ---- internals -----------------------------------------------------------------------
 
-  private emit(event: LockEvent): void {
-    if (this.observers.length) emitTo(this.observers, event);
-  }
-
-  private request(key: LockKeys, ttlMs: number): { keys: string[]; resources: string[]; fenceKey: string; ttlMs: number } {
+  private request(key: LockKeys, ttlMs: number): AcquireRequest {
     this.assertClientsUsable();
     checkTtl(ttlMs, this.drift(ttlMs));
+    const base = this.base;
+    // The common case first: one non-empty, well-formed string key.
+    if (typeof key === 'string' && key.length > 0 && isWellFormed(key)) {
+      const resource = base + key;
+      return { keys: [key], resources: [resource], fenceKey: base, ttlMs };
+    }
     const keys = normalizeKeys(key);
-    const base = (this.namespace ? `${this.namespace}:` : '') + this.prefix;
     return { keys, resources: keys.map((k) => base + k), fenceKey: base, ttlMs };
   }
 
@@ -375,59 +407,85 @@ export class Redlock implements LeaseDriver {
   }
 
   private acquired(lease: Lease, started: number): void {
-    if (this.observers.length) this.emit({ type: 'acquired', kind: 'lease', target: describeKeys(lease.keys), waitedMs: Date.now() - started });
+    this.emit?.({ type: 'acquired', kind: 'lease', target: describeKeys(lease.keys), waitedMs: Date.now() - started });
   }
 
   /** One Redlock attempt; see the file comment. */
-  private async attempt(req: { keys: string[]; resources: string[]; fenceKey: string; ttlMs: number }): Promise<{ lease: Lease | null; nodes: NodeResult[] }> {
-    const { resources, fenceKey, ttlMs } = req;
-    const value = randomBytes(16).toString('hex');
+  private async attempt(req: AcquireRequest): Promise<{ lease: Lease | null; nodes: NodeResult[] }> {
+    const { resources, ttlMs } = req;
+    const value = leaseValue();
     const timeoutMs = this.timeoutFor(ttlMs);
     const start = Date.now();
+    const plain = this.fencing !== undefined;
     let lease: Lease | null = null;
     let settled = false;
     // A grant that arrives after the attempt was decided (or timed out) is undone, unless it
     // belongs to a lease that is live or whose release was sent to that node (each client keeps
     // its commands in order, so that release runs after this grant).
     const lateGrants: number[] = [];
+    const isGrant = plain ? isPlainGrant : isFencedGrant;
     const onLate = (call: NodeCall<AcquireReply>): void => {
       if (!isGrant(call)) return;
-      this.see(BigInt(String(call.reply[1])));
+      if (!plain) this.see(BigInt((call.reply as FencedReply)[1]));
       if (!settled) lateGrants.push(call.node);
-      else if (!lease || (lease.state !== 'held' && !this.releaseSent.get(lease)?.has(call.node))) {
+      else if (!lease || (lease.state !== 'held' && !lease._releaseSentTo(call.node))) {
         void this.releaseOn([call.node], resources, value, timeoutMs);
       }
     };
-    // Decided early once a quorum granted AND a quorum answered the same highest token (no bump needed).
-    const decided = (answered: Array<NodeCall<AcquireReply>>): boolean => {
-      const tokens = answered.filter(isGrant).map((c) => BigInt(String(c.reply[1])));
-      if (tokens.length < this.quorum) return false;
-      const max = tokens.reduce((m, t) => (t > m ? t : m));
-      return count(tokens, (t) => t === max) >= this.quorum;
-    };
-    const calls = await this.round<AcquireReply>(this.allNodes, ACQUIRE, [fenceKey, ...resources], [value, String(ttlMs), this.seen.toString()], timeoutMs, decided, onLate);
+    // Decided early once a quorum granted (and, with Redis counters, a quorum answered the same
+    // highest token, so no bump is needed); a refusal waits for every node's answer (the error
+    // lists them all).
+    const decided = plain
+      ? (answered: Array<NodeCall<AcquireReply>>): boolean => count(answered, isPlainGrant) >= this.quorum
+      : (answered: Array<NodeCall<AcquireReply>>): boolean => {
+          let max = -1n;
+          let atMax = 0;
+          for (const c of answered) {
+            if (!isFencedGrant(c)) continue;
+            const t = BigInt((c.reply as FencedReply)[1]);
+            if (t > max) {
+              max = t;
+              atMax = 1;
+            } else if (t === max) atMax++;
+          }
+          return atMax >= this.quorum;
+        };
+    const calls = plain
+      ? await this.round<AcquireReply>(this.allNodes, ACQUIRE_PLAIN, resources, [value, String(ttlMs)], timeoutMs, decided, onLate)
+      : await this.round<AcquireReply>(this.allNodes, ACQUIRE, [req.fenceKey, ...resources], [value, String(ttlMs), this.seen.toString()], timeoutMs, decided, onLate);
 
     const granted: Array<{ node: number; token: bigint }> = [];
-    for (const c of calls) if (isGrant(c)) granted.push({ node: c.node, token: BigInt(String(c.reply[1])) });
+    for (const c of calls) if (isGrant(c)) granted.push({ node: c.node, token: plain ? 0n : BigInt((c.reply as FencedReply)[1]) });
 
     let token = 0n;
     let ok = false;
+    let failure: unknown;
     if (granted.length >= this.quorum) {
-      token = granted.reduce((max, g) => (g.token > max ? g.token : max), 0n);
-      const lagging = granted.filter((g) => g.token < token).map((g) => g.node);
-      let confirmed = granted.length - lagging.length;
-      if (lagging.length > 0) {
-        const bumps = this.round(lagging, BUMP, [fenceKey], [token.toString()], timeoutMs);
-        // Enough nodes already hold the token: the others are repaired in the background.
-        if (confirmed < this.quorum) confirmed += count(await bumps, (c) => c.outcome === 'ok');
+      if (plain) {
+        // Minted only now, with the lease granted on a quorum: see fencing.ts.
+        try {
+          token = await this.fencing!.mint(resources);
+          ok = true;
+        } catch (error) {
+          failure = error;
+        }
+      } else {
+        token = granted.reduce((max, g) => (g.token > max ? g.token : max), 0n);
+        const lagging = granted.filter((g) => g.token < token).map((g) => g.node);
+        let confirmed = granted.length - lagging.length;
+        if (lagging.length > 0) {
+          const bumps = this.round(lagging, BUMP, [req.fenceKey], [token.toString()], timeoutMs);
+          // Enough nodes already hold the token: the others are repaired in the background.
+          if (confirmed < this.quorum) confirmed += count(await bumps, (c) => c.outcome === 'ok');
+        }
+        ok = confirmed >= this.quorum;
+        for (const g of granted) this.see(g.token);
       }
-      ok = confirmed >= this.quorum;
     }
-    for (const g of granted) this.see(g.token);
 
     const expiresAt = start + ttlMs - this.drift(ttlMs);
     if (ok && Date.now() < expiresAt) {
-      lease = new Lease(this, { keys: req.keys, resources, fenceKey, value, fencingToken: token, ttlMs, acquiredAt: start, expiresAt });
+      lease = new Lease(this, { keys: req.keys, resources, fenceKey: req.fenceKey, value, fencingToken: token, ttlMs, acquiredAt: start, expiresAt });
     } else if (granted.length > 0) {
       await this.releaseOn(
         granted.map((g) => g.node),
@@ -438,23 +496,26 @@ export class Redlock implements LeaseDriver {
     }
     settled = true;
     if (!lease && lateGrants.length > 0) void this.releaseOn(lateGrants, resources, value, timeoutMs);
+    // A database that cannot mint the token is not a busy lock: it fails the call.
+    if (failure !== undefined) throw failure;
     if (lease) return { lease, nodes: [] };
     return {
       lease,
       nodes: calls.map((c): NodeResult => {
         const address = this.address(c.node);
         if (c.outcome !== 'ok') return { node: c.node, address, result: c.outcome, error: c.error };
-        if (Number(c.reply[0]) === 1) return { node: c.node, address, result: 'granted', token: String(c.reply[1]) };
-        return { node: c.node, address, result: 'locked', lockedKey: req.keys[Number(c.reply[1]) - 1] };
+        const reply = c.reply;
+        const node = c.node;
+        if (isGrant(c)) return plain ? { node: c.node, address, result: 'granted' } : { node: c.node, address, result: 'granted', token: String((reply as FencedReply)[1]) };
+        const lockedIndex = plain ? Number(reply) : Number((reply as FencedReply)[1]);
+        return { node, address, result: 'locked', lockedKey: req.keys[lockedIndex - 1] };
       }),
     };
   }
 
   /** Which nodes `round` is about to send a release to (the same status test, in the same tick). */
   private noteReleaseSent(lease: Lease): void {
-    const sent = this.releaseSent.get(lease) ?? new Set<number>();
-    for (const i of this.allNodes) if (SEND_STATUSES.has(this.clients[i].status)) sent.add(i);
-    this.releaseSent.set(lease, sent);
+    for (const i of this.allNodes) if (SEND_STATUSES.has(this.clients[i].status)) lease._noteReleaseSent(i);
   }
 
   private see(token: bigint): void {
@@ -504,17 +565,26 @@ export class Redlock implements LeaseDriver {
         answered.push(call);
         if (answered.length === nodes.length || decided?.(answered)) finish('pending');
       };
-      nodes.forEach((node, i) => {
+      // One argument list for every node (ioredis flattens and copies it): EVALSHA sha numkeys keys… args…
+      const argv: Array<string | number> = [script.sha, keys.length];
+      for (const k of keys) argv.push(k);
+      for (const a of args) argv.push(a);
+      for (let i = 0; i < nodes.length; i++) {
+        const node = nodes[i];
         const client = this.clients[node];
         if (!SEND_STATUSES.has(client.status)) {
           record(i, { node, outcome: 'not_ready', error: `not connected (status ${client.status})` });
-          return;
+          continue;
         }
-        evalScript(client, script, keys, args).then(
-          (reply) => record(i, { node, outcome: 'ok', reply: reply as T }),
-          (error: unknown) => record(i, { node, outcome: 'error', error: error instanceof Error ? error.message : String(error) }),
-        );
-      });
+        const answered = (reply: unknown) => record(i, { node, outcome: 'ok', reply: reply as T });
+        const failed = (error: unknown) => {
+          // once more with EVAL when the node does not have the script cached (restarted)
+          if (error instanceof Error && error.message.startsWith('NOSCRIPT')) {
+            (client.eval as unknown as SendArgv).call(client, [script.source, ...argv.slice(1)]).then(answered, (again: unknown) => record(i, { node, outcome: 'error', error: again instanceof Error ? again.message : String(again) }));
+          } else record(i, { node, outcome: 'error', error: error instanceof Error ? error.message : String(error) });
+        };
+        (client.evalsha as unknown as SendArgv).call(client, argv).then(answered, failed);
+      }
       if (!settled) timer = setTimeout(() => finish('timeout'), timeoutMs);
     });
   }
@@ -542,9 +612,26 @@ export class Redlock implements LeaseDriver {
 
 // ---- helpers ---------------------------------------------------------------------------------
 
-type AcquireReply = [number, string | number];
+/** An ioredis command called with one array of arguments (ioredis flattens its arguments). */
+type SendArgv = (argv: ReadonlyArray<string | number>) => Promise<unknown>;
 
-const isGrant = (c: NodeCall<AcquireReply>): c is { node: number; outcome: 'ok'; reply: AcquireReply } => c.outcome === 'ok' && Number(c.reply[0]) === 1;
+interface AcquireRequest {
+  keys: string[];
+  resources: string[];
+  fenceKey: string;
+  ttlMs: number;
+}
+
+/** ACQUIRE (Redis counters): [1, token] or [0, index of the held key]; ACQUIRE_PLAIN: 0 or that index. */
+type FencedReply = [number, string | number];
+type AcquireReply = FencedReply | number;
+
+type OkCall = { node: number; outcome: 'ok'; reply: AcquireReply };
+const isFencedGrant = (c: NodeCall<AcquireReply>): c is OkCall => c.outcome === 'ok' && Number((c.reply as FencedReply)[0]) === 1;
+const isPlainGrant = (c: NodeCall<AcquireReply>): c is OkCall => c.outcome === 'ok' && Number(c.reply) === 0;
+
+/** The default options object: recognised by identity, so the hot path skips re-validating defaults. */
+const EMPTY: UsingOptions = Object.freeze({});
 
 function count<T>(items: readonly T[], predicate: (item: T) => boolean): number {
   let n = 0;
@@ -552,15 +639,10 @@ function count<T>(items: readonly T[], predicate: (item: T) => boolean): number 
   return n;
 }
 
-/** EVALSHA, falling back to EVAL once when the node does not have the script cached. */
-function evalScript(client: RedlockClient, script: LuaScript, keys: readonly string[], args: string[]): Promise<unknown> {
-  return client.evalsha(script.sha, keys.length, ...keys, ...args).catch((error: unknown) => {
-    if (error instanceof Error && error.message.startsWith('NOSCRIPT')) return client.eval(script.source, keys.length, ...keys, ...args);
-    throw error;
-  });
-}
+const hasIsWellFormed = typeof (String.prototype as { isWellFormed?: unknown }).isWellFormed === 'function';
 
 function isWellFormed(s: string): boolean {
+  if (hasIsWellFormed) return (s as unknown as { isWellFormed(): boolean }).isWellFormed();
   return Buffer.from(s, 'utf8').toString('utf8') === s;
 }
 

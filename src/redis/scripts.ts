@@ -24,35 +24,76 @@ function script(name: string, source: string): LuaScript {
 }
 
 /**
- * Acquire all lock keys on this node, or none.
+ * Acquire all lock keys on this node, or none, and move the node's fencing counter.
  * KEYS[1] = fencing counter, KEYS[2..] = lock keys.
  * ARGV[1] = lease value, ARGV[2] = ttl ms, ARGV[3] = highest fencing token the client has seen.
- * Returns {1, token} (token as a decimal string) when granted, {0, i} when lock key i (1-based
- * among the lock keys) is held by another lease.
+ * Returns {1, token} (an integer) when granted, {0, i} when lock key i (1-based among the lock
+ * keys) is held by another lease.
  *
  * A key already holding THIS lease's value counts as granted (a late reply of an earlier
  * attempt of the same acquisition), so an acquisition never blocks itself.
- * The counter is first raised to the client's `seen` (a node that lost its data catches up),
- * then incremented: the node's answer is max(counter, seen) + 1.
+ * The node's answer is max(counter, seen) + 1, stored as the new counter (a node that lost its
+ * data catches up): INCR, and only when that is not above `seen`, SET seen + 1. One key (the
+ * common case) costs one SET NX on a free key and one INCR.
  */
 export const ACQUIRE = script(
   'acquire',
   `
-for i = 2, #KEYS do
-  local v = redis.call('GET', KEYS[i])
-  if v and v ~= ARGV[1] then
-    return {0, i - 1}
+if #KEYS == 2 then
+  if not redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then
+    if redis.call('GET', KEYS[2]) ~= ARGV[1] then
+      return {0, 1}
+    end
+    redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
+  end
+else
+  for i = 2, #KEYS do
+    local v = redis.call('GET', KEYS[i])
+    if v and v ~= ARGV[1] then
+      return {0, i - 1}
+    end
+  end
+  for i = 2, #KEYS do
+    redis.call('SET', KEYS[i], ARGV[1], 'PX', ARGV[2])
   end
 end
-for i = 2, #KEYS do
+local t = redis.call('INCR', KEYS[1])
+local seen = tonumber(ARGV[3])
+if t <= seen then
+  t = seen + 1
+  redis.call('SET', KEYS[1], string.format('%.0f', t))
+end
+return {1, t}
+`,
+);
+
+/**
+ * Acquire all lock keys on this node, or none, without a fencing counter (a Redlock whose
+ * tokens come from the database). KEYS = lock keys, ARGV[1] = lease value, ARGV[2] = ttl ms.
+ * Returns 0 when granted, i when lock key i (1-based) is held by another lease.
+ */
+export const ACQUIRE_PLAIN = script(
+  'acquire-plain',
+  `
+if #KEYS == 1 then
+  if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+    if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+      return 1
+    end
+    redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  end
+  return 0
+end
+for i = 1, #KEYS do
+  local v = redis.call('GET', KEYS[i])
+  if v and v ~= ARGV[1] then
+    return i
+  end
+end
+for i = 1, #KEYS do
   redis.call('SET', KEYS[i], ARGV[1], 'PX', ARGV[2])
 end
-local current = tonumber(redis.call('GET', KEYS[1]) or '0')
-if tonumber(ARGV[3]) > current then
-  redis.call('SET', KEYS[1], ARGV[3])
-end
-redis.call('INCR', KEYS[1])
-return {1, redis.call('GET', KEYS[1])}
+return 0
 `,
 );
 

@@ -361,6 +361,13 @@ const REDIS_ROWS: Array<Row<RedisEnv>> = [
   { api: 'Redlock.tryAcquire', input: 'key null', expect: config('must be a string, number or bigint, got null'), run: ({ redlock }) => redlock.tryAcquire(null as any, 1000) },
   { api: 'Redlock.tryAcquire', input: 'key NaN', expect: config('is not a finite number'), run: ({ redlock }) => redlock.tryAcquire(NaN, 1000) },
   { api: 'Redlock.using', input: 'fn not a function', expect: config('the third argument must be a function'), run: ({ redlock }) => redlock.using('k', 1000, 'go' as any) },
+  { api: 'Redlock', input: 'namespace 7', expect: config('namespace must be a string'), run: ({ client }) => new Redlock([client], { namespace: 7 as any }) },
+  { api: 'Redlock', input: "onLockEvent 'log'", expect: config('onLockEvent must be a function'), run: ({ client }) => new Redlock([client], { onLockEvent: 'log' as any }) },
+  { api: 'Redlock', input: 'observers [{}]', expect: config('observers[0] must be an object with an onLockEvent'), run: ({ client }) => new Redlock([client], { observers: [{}] as any }) },
+  { api: 'Redlock', input: 'fencing {} (no dataSource)', expect: config('dataSource is required'), run: ({ client }) => new Redlock([client], { fencing: {} as any }) },
+  { api: 'Redlock', input: "fencing { dataSource: 'db' }", expect: config('must be a TypeORM DataSource on which'), run: ({ client }) => new Redlock([client], { fencing: { dataSource: 'db' as any } }) },
+  { api: 'Redlock.using', input: "transaction: 'yes'", expect: config('transaction option must be true or false'), run: ({ redlock }) => redlock.using('k', 1000, async () => 1, { transaction: 'yes' as any }) },
+  { api: 'Redlock.using', input: 'dataSource without transaction: true', expect: config('only applies with { transaction: true }'), run: ({ redlock }) => redlock.using('k', 1000, async () => 1, { dataSource: {} as any }) },
   { api: '@DistributedLock', input: 'on a sync method', expect: config('@DistributedLock on Bad.run: the method must be async'), run: ({ redlock }) => {
     class Bad {
       @DistributedLock('k', { redlock, ttlMs: 1000 })

@@ -6,6 +6,9 @@
  * and restart their nodes and must own them). Started nodes have no persistence, so a
  * restarted node comes back empty, like a crashed one.
  *
+ * With `{ ownAll: true }` node 0 is started too (all three are owned): for tests that flush or
+ * restart every node (FLUSHALL on the shared server would wipe other runs' keys).
+ *
  * When Redis or the `redis-server` binary is missing: with CI set that is a failure,
  * otherwise a loud skip (console.warn + this.skip()).
  */
@@ -19,7 +22,7 @@ export interface RedisNodes {
   readonly urls: string[];
   /** New ioredis clients, one per node (closed by `close()`). */
   clients(): Redis[];
-  /** Kills owned node i (1 or 2), like a crash; resolves once the process is gone. */
+  /** Kills owned node i (1 or 2; 0 too with ownAll), like a crash; resolves once the process is gone. */
   stop(node: number): Promise<void>;
   /** Starts owned node i again on the same port (empty); resolves once it answers. */
   restart(node: number): Promise<void>;
@@ -57,19 +60,20 @@ export function clientFor(url: string): Redis {
 }
 
 /** Starts the owned nodes; `onUnavailable` is called (and must throw) when Redis cannot be had. */
-export async function startRedisNodes(onUnavailable: (reason: string) => never): Promise<RedisNodes> {
+export async function startRedisNodes(onUnavailable: (reason: string) => never, options: { ownAll?: boolean } = {}): Promise<RedisNodes> {
   const mainUrl = redisUrls()[0];
   const main = new URL(mainUrl);
-  if (!(await answersPing(main.hostname, Number(main.port || 6379)))) {
+  if (!options.ownAll && !(await answersPing(main.hostname, Number(main.port || 6379)))) {
     onUnavailable(`no Redis answering at ${mainUrl} (set REDIS_URLS)`);
   }
   if (spawnSync('redis-server', ['--version']).status !== 0) {
-    onUnavailable('the redis-server binary is not on PATH (needed to start the two extra nodes)');
+    onUnavailable('the redis-server binary is not on PATH (needed to start the extra nodes)');
   }
 
+  const ownedNodes = options.ownAll ? [0, 1, 2] : [1, 2];
   const owned = new Map<number, { port: number; child?: ChildProcess }>();
   let port = Number(process.env.REDLOCK_TEST_PORT ?? 6380);
-  for (const node of [1, 2]) {
+  for (const node of ownedNodes) {
     while (!(await portFree(port))) port++;
     owned.set(node, { port });
     port++;
@@ -99,7 +103,7 @@ export async function startRedisNodes(onUnavailable: (reason: string) => never):
   };
   const stop = async (node: number): Promise<void> => {
     const entry = owned.get(node);
-    if (!entry) throw new Error(`node ${node} is not owned by the tests (only 1 and 2 can be stopped)`);
+    if (!entry) throw new Error(`node ${node} is not owned by the tests (only ${ownedNodes.join(' and ')} can be stopped)`);
     const child = entry.child;
     entry.child = undefined;
     if (!child || child.exitCode !== null) return;
@@ -108,9 +112,9 @@ export async function startRedisNodes(onUnavailable: (reason: string) => never):
     await exited;
   };
 
-  await Promise.all([start(1), start(2)]);
+  await Promise.all(ownedNodes.map(start));
   const made: Redis[] = [];
-  const urls = [mainUrl, ...[1, 2].map((n) => `redis://127.0.0.1:${owned.get(n)!.port}`)];
+  const urls = [0, 1, 2].map((n) => (owned.has(n) ? `redis://127.0.0.1:${owned.get(n)!.port}` : mainUrl));
 
   return {
     urls,
@@ -133,7 +137,7 @@ export async function startRedisNodes(onUnavailable: (reason: string) => never):
     },
     async close() {
       for (const c of made) c.disconnect();
-      await Promise.all([1, 2].map(stop));
+      await Promise.all(ownedNodes.map(stop));
       process.removeListener('exit', killAll);
     },
   };

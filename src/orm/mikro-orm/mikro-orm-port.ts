@@ -160,7 +160,9 @@ export class MikroOrmPort implements OrmPort {
   serverAddress(): ServerAddress {
     const c = this.mikro.config;
     const url = c.get('clientUrl');
+    const family = this.family();
     return {
+      family: family === 'postgresql' ? 'postgres' : family === 'mysql' || family === 'mariadb' ? 'mysql' : undefined,
       url: url || undefined,
       host: c.get('host'),
       port: c.get('port'),

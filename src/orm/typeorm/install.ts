@@ -1,3 +1,4 @@
+import { describeValue, optionsProblems } from '../../arguments';
 import type { DataSource, EntitySubscriberInterface } from 'typeorm';
 import type { LockDialect } from '../../dialects/dialect';
 import { LockConfigError } from '../../errors';
@@ -15,6 +16,7 @@ import { bindExistingRepositories } from './internals/repository';
 import { TypeOrmPort } from './typeorm-port';
 
 export type { InstallLockingOptions } from '../install-options';
+
 
 export interface LockingHandle {
   readonly dataSource: DataSource;
@@ -39,7 +41,7 @@ export interface LockingHandle {
  */
 export async function installLocking(dataSource: DataSource, options: InstallLockingOptions = {}): Promise<LockingHandle> {
   if (!dataSource || typeof (dataSource as any).createQueryRunner !== 'function' || typeof (dataSource as any).getMetadata !== 'function') {
-    throw new LockConfigError(`installLocking(dataSource, options?): expected a TypeORM DataSource (got ${dataSource === null ? 'null' : typeof dataSource})`);
+    throw new LockConfigError(`installLocking(dataSource, options?): expected a TypeORM DataSource (got ${describeValue(dataSource)})`);
   }
   if (!dataSource.isInitialized) {
     throw new LockConfigError(`installLocking(dataSource): DataSource '${dataSourceName(dataSource)}' is not initialized: call \`await dataSource.initialize()\` first.`);

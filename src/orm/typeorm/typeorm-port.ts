@@ -51,6 +51,13 @@ export class TypeOrmPort implements OrmPort {
     return manager !== undefined && dataSourceOf(manager) === this.dataSource;
   }
 
+  connectionOf(x: unknown): PortConnection | undefined {
+    if (x === null || typeof x !== 'object' || !this.owns(x)) return undefined;
+    if (isQueryRunner(x)) return x;
+    const runner = (x as { queryRunner?: unknown }).queryRunner; // a manager made for a runner (queryRunner.manager)
+    return isQueryRunner(runner) && dataSourceOf(runner) === this.dataSource ? runner : undefined;
+  }
+
   // ---- connections ----------------------------------------------------------------------
 
   async begin(options: { isolation?: IsolationLevel; connection?: PortConnection } & PoolWait): Promise<PortTransaction> {
@@ -273,6 +280,12 @@ export class TypeOrmPort implements OrmPort {
   private managerOn(connection: PortConnection | undefined): EntityManager {
     return (connection as QueryRunner | undefined)?.manager ?? this.defaultManager;
   }
+}
+
+function isQueryRunner(x: unknown): x is QueryRunner {
+  const o = x as Partial<QueryRunner> | null;
+  return o !== null && typeof o === 'object' && typeof o.startTransaction === 'function' && typeof o.commitTransaction === 'function' &&
+    typeof o.release === 'function' && 'isReleased' in o;
 }
 
 function metaOf(entity: EntityDescriptor): EntityMetadata {

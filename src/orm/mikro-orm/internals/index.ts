@@ -1,7 +1,7 @@
 import type { MikroORM } from '@mikro-orm/core';
 import { decoratedClasses, lockMetadataOf } from '../../../metadata/registry';
 import { connectionPatches, transactionalPatch } from './connection';
-import { ownerOf, probeError, type MikroPatch } from './patch';
+import { expectMethod, ownerOf, probeError, type MikroPatch } from './patch';
 import { driverFindPatch, queryBuilderPatch } from './reads';
 import { unitOfWorkPatch } from './unit-of-work';
 import { versionedPatches } from './versioned';
@@ -30,6 +30,7 @@ export function neededPatches(orm: MikroORM): Array<{ owner: object; patch: Mikr
   const add = (owner: object | undefined, patch: MikroPatch) => out.push({ owner: owner ?? {}, patch });
   // keyed by the prototype that defines the patched method: instances of every driver share it
   for (const p of connectionPatches(connection)) add(ownerOf(connection, 'begin'), p);
+  add(ownerOf(connection, 'execute'), portShapeProbe(connection, uow));
   add(ownerOf(em, 'transactional'), transactionalPatch(em));
   add(ownerOf(driver, 'find'), driverFindPatch(driver));
   const entity = Object.values(orm.getMetadata().getAll()).find((m: any) => !m.virtual && !m.embeddable && typeof m.class === 'function') as any;
@@ -38,7 +39,7 @@ export function neededPatches(orm: MikroORM): Array<{ owner: object; patch: Mikr
     add(ownerOf(qb, 'getKnexQuery'), queryBuilderPatch(qb));
   }
   if (writes) add(ownerOf(uow, 'commitCreateChangeSets'), unitOfWorkPatch(uow));
-  if (versioned) for (const p of versionedPatches(uow.changeSetPersister, driver)) add(ownerOf(uow.changeSetPersister, 'persistManagedEntitiesBatch'), p);
+  if (versioned) for (const p of versionedPatches(uow.changeSetPersister, driver)) add(ownerOf(uow.changeSetPersister, 'persistManagedEntitiesBatch'), p); // (its nativeUpdateMany patch sits on the driver's base class, shared too)
   return out;
 }
 
@@ -75,4 +76,22 @@ export function acquirePatches(patches: Array<{ owner: object; patch: MikroPatch
 /** The names of the MikroORM internals patched right now (for tests and diagnostics). */
 export function patchedMikroOrmInternals(): string[] {
   return [...applied.values()].flatMap((m) => [...m.keys()]);
+}
+
+/**
+ * What the port itself uses without patching it (a probe only): running statements on a transaction
+ * or a pinned connection, and adopting an entity into the transaction's EntityManager.
+ */
+function portShapeProbe(connection: any, uow: any): MikroPatch {
+  return {
+    name: 'AbstractSqlConnection.prototype.execute / transformRawResult, UnitOfWork.prototype.merge / getIdentityMap (used by the port)',
+    probe: () => [
+      ...expectMethod(ownerOf(connection, 'execute'), 'AbstractSqlConnection.prototype', 'execute', ['transacting']),
+      ...expectMethod(ownerOf(connection, 'transformRawResult'), 'AbstractSqlConnection.prototype', 'transformRawResult'),
+      ...(typeof connection.platform?.formatQuery === 'function' ? [] : ['AbstractSqlConnection.platform.formatQuery is not a function']),
+      ...expectMethod(ownerOf(uow, 'merge'), 'UnitOfWork.prototype', 'merge', ['identityMap']),
+      ...expectMethod(ownerOf(uow, 'getIdentityMap'), 'UnitOfWork.prototype', 'getIdentityMap'),
+    ],
+    apply: () => () => undefined,
+  };
 }

@@ -13,12 +13,21 @@ export interface MikroPatch {
   apply(): () => void;
 }
 
-/** The object on `obj`'s prototype chain that owns `method` itself (the class that defines it). */
-export function ownerOf(obj: unknown, method: string): Record<string, any> | undefined {
+/**
+ * The object on `obj`'s prototype chain that defines `method` as the patch expects it: the most
+ * derived one whose source mentions each of `mentions` (MySqlDriver's nativeUpdateMany calls
+ * AbstractSqlDriver's, which builds the statement and is the one patched, shared by every driver);
+ * without a match, the most derived one (so the probe reports it).
+ */
+export function ownerOf(obj: unknown, method: string, mentions: readonly string[] = []): Record<string, any> | undefined {
+  let first: Record<string, any> | undefined;
   for (let p = obj as object | null; p && p !== Object.prototype; p = Object.getPrototypeOf(p)) {
-    if (Object.prototype.hasOwnProperty.call(p, method) && typeof (p as Record<string, unknown>)[method] === 'function') return p as Record<string, any>;
+    if (!Object.prototype.hasOwnProperty.call(p, method) || typeof (p as Record<string, unknown>)[method] !== 'function') continue;
+    first ??= p as Record<string, any>;
+    const source = Function.prototype.toString.call((p as Record<string, unknown>)[method]);
+    if (mentions.every((m) => source.includes(m))) return p as Record<string, any>;
   }
-  return undefined;
+  return first;
 }
 
 /** Problems unless `owner[method]` is a function whose source mentions each of `mentions`. */

@@ -14,7 +14,8 @@ import { expectMethod, ownerOf, replaceMethod, type MikroPatch } from './patch';
  * window (mikro-orm #1703). For @Versioned entities ormlock drops that SELECT and puts the version
  * into the batched UPDATE's WHERE instead (`(id, version) IN ((?, ?), …)`), then requires one
  * affected row per entity: otherwise StaleEntityError, and the flush's transaction rolls back, so
- * nothing is written. No extra statement: the check is in the UPDATE.
+ * nothing is written. No extra statement: the check is in the UPDATE. Removals are the same: the
+ * batched DELETE (`WHERE id IN (…)`) becomes `WHERE (id = ? AND version = ?) OR …`, affected rows checked.
  */
 interface BatchState {
   readonly meta: any;
@@ -22,6 +23,7 @@ interface BatchState {
 }
 
 const batch = new AsyncLocalStorage<BatchState>();
+const removal = new AsyncLocalStorage<BatchState>();
 
 function isVersioned(meta: any): boolean {
   return typeof meta?.class === 'function' && meta.versionProperty !== undefined && lockMetadataOf(meta.class)?.versioned !== undefined;
@@ -31,7 +33,7 @@ export function versionedPatches(persister: object, driver: object): MikroPatch[
   const pLabel = 'ChangeSetPersister.prototype';
   const dLabel = 'AbstractSqlDriver.prototype';
   const pOwner = ownerOf(persister, 'persistManagedEntitiesBatch');
-  const dOwner = ownerOf(driver, 'nativeUpdateMany');
+  const dOwner = ownerOf(driver, 'nativeUpdateMany', ['concurrencyCheckKeys']);
   return [
     {
       name: `${pLabel}.persistManagedEntitiesBatch / checkOptimisticLocks / checkOptimisticLock, ${dLabel}.nativeUpdateMany (the @Versioned check)`,
@@ -40,6 +42,8 @@ export function versionedPatches(persister: object, driver: object): MikroPatch[
         ...expectMethod(ownerOf(persister, 'checkOptimisticLocks'), pLabel, 'checkOptimisticLocks', ['versionProperty']),
         ...expectMethod(ownerOf(persister, 'checkOptimisticLock'), pLabel, 'checkOptimisticLock', ['affectedRows']),
         ...expectMethod(dOwner, dLabel, 'nativeUpdateMany', ['concurrencyCheckKeys', 'upsert']),
+        ...expectMethod(ownerOf(persister, 'executeDeletes'), pLabel, 'executeDeletes', ['nativeDelete', '$in', 'withSchema']),
+        ...expectMethod(ownerOf(driver, 'nativeDelete'), dLabel, 'nativeDelete'),
       ],
       apply() {
         const undo = [
@@ -88,6 +92,27 @@ export function versionedPatches(persister: object, driver: object): MikroPatch[
             if (typeof affected === 'number' && affected < conds.length) throw staleError(meta, state.changeSets, conds.length, affected);
             return res;
           }),
+          replaceMethod(ownerOf(persister, 'executeDeletes')!, 'executeDeletes', (base) => function (this: any, changeSets: any[], options: unknown, withSchema?: boolean) {
+            const meta = changeSets?.[0]?.meta;
+            if (!withSchema || !isVersioned(meta) || meta.primaryKeys.length !== 1 || !installationFor(this)) return base.call(this, changeSets, options, withSchema);
+            return removal.run({ meta, changeSets }, () => base.call(this, changeSets, options, withSchema));
+          }),
+          replaceMethod(ownerOf(driver, 'nativeDelete')!, 'nativeDelete', (base) => async function (this: any, entityName: string, where: any, options: any = {}) {
+            const state = removal.getStore();
+            const meta = state?.meta;
+            const pk: string | undefined = meta?.primaryKeys[0];
+            const pks: unknown[] | undefined = pk !== undefined ? where?.[pk]?.$in : undefined;
+            if (!state || !Array.isArray(pks) || entityName !== meta.root.className || Object.keys(where).length !== 1) return base.call(this, entityName, where, options);
+            const vp: string = meta.versionProperty;
+            const byId = new Map(state.changeSets.map((cs) => [String(cs.getPrimaryKey()), cs]));
+            const chunk = pks.map((id) => byId.get(String(id)));
+            if (chunk.some((cs) => !cs)) return base.call(this, entityName, where, options);
+            const checked = { $or: chunk.map((cs) => ({ [pk!]: cs.getPrimaryKey(), [vp]: this.platform.quoteVersionValue(cs.entity[vp], meta.properties[vp]) })) };
+            const res = await base.call(this, entityName, checked, options);
+            const affected = res?.affectedRows;
+            if (typeof affected === 'number' && affected < chunk.length) throw staleError(meta, chunk, chunk.length, affected, 'remove');
+            return res;
+          }),
         ];
         return () => undo.reverse().forEach((u) => u());
       },
@@ -95,7 +120,7 @@ export function versionedPatches(persister: object, driver: object): MikroPatch[
   ];
 }
 
-function staleError(meta: any, changeSets: any[], expected: number, affected: number): StaleEntityError {
+function staleError(meta: any, changeSets: any[], expected: number, affected: number, write: 'update' | 'remove' = 'update'): StaleEntityError {
   const vp = meta.versionProperty;
   const ids = changeSets.map((cs) => cs.getPrimaryKey?.() ?? cs.entity?.[meta.primaryKeys[0]]);
   const first = changeSets[0];
@@ -103,7 +128,7 @@ function staleError(meta: any, changeSets: any[], expected: number, affected: nu
   return new StaleEntityError(
     `${meta.className} ${JSON.stringify(many ? ids : ids[0])} ${many ? 'are' : 'is'} stale: ${expected - affected} of ${expected} row(s) no longer had ` +
       `the ${vp} they were loaded with (changed or deleted by a concurrent transaction); the flush wrote nothing` +
-      `${many ? ` (one batched UPDATE covered ${expected} ${meta.className} rows: its transaction rolls back)` : ''}. ` +
+      `${many ? ` (one batched ${write === 'remove' ? 'DELETE' : 'UPDATE'} covered ${expected} ${meta.className} rows: its transaction rolls back)` : ''}. ` +
       'Reload and apply the change again (e.g. with @RetryOnConflict() around the method).',
     { entity: meta.className, id: many ? ids : ids[0], expectedVersion: first?.entity?.[vp] },
   );

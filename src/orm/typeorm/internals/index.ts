@@ -5,6 +5,7 @@ import { probeError, type InternalPatch } from './patch';
 import { persistencePatches } from './persistence';
 import { queryBuilderPatches } from './query-builder';
 import { repositoryManagerPatch } from './repository';
+import { upsertVersionPatch } from './upsert';
 
 /**
  * Every patch of TypeORM internals, applied only when something needs it, probed before any is
@@ -23,7 +24,7 @@ export function neededPatches(): InternalPatch[] {
     repositoryManagerPatch,
     entityManagerTransactionPatch,
     ...(writes ? writePatches : []),
-    ...(versioned ? persistencePatches : []),
+    ...(versioned ? [...persistencePatches, upsertVersionPatch] : []),
   ];
 }
 

@@ -88,6 +88,8 @@ function applyPersistence(): () => void {
   patch(executor, 'executeInsertOperations', (baseInsertOps) => async function (this: any) {
     if (installationOf(dataSourceOf(this.queryRunner))) {
       for (const subject of this.insertSubjects) refuseResurrection(subject);
+      // before any junction row is written: an owned ManyToMany change moves the owner's version
+      for (const owner of collectionOwners(this)) await bumpCollectionOwner(this, owner);
     }
     return baseInsertOps.call(this);
   });
@@ -221,6 +223,48 @@ function applyPersistence(): () => void {
   return () => {
     for (const u of undo.reverse()) u();
   };
+}
+
+/**
+ * Subjects of @Versioned entities (loaded, not inserted in this flush) whose ManyToMany collections
+ * this flush changes: the junction rows TypeORM will insert or delete name them as parent.
+ */
+function collectionOwners(executor: any): any[] {
+  const inserted = new Set(executor.insertSubjects);
+  const owners = new Set<any>();
+  for (const junction of [...executor.insertSubjects, ...executor.removeSubjects]) {
+    const owner = junction.parentSubject;
+    if (!junction.metadata?.isJunction || !owner || inserted.has(owner) || owner.mustBeRemoved) continue;
+    if (typeof owner.metadata?.target === 'function' && lockMetadataOf(owner.metadata.target)?.versioned) owners.add(owner);
+  }
+  return [...owners];
+}
+
+/**
+ * An owned collection changed (as Hibernate does): `UPDATE … SET version = version + 1 WHERE id = ?
+ * AND version = <loaded>`, checked like any update, before the junction rows are written — a stale
+ * object can no longer drop a tag someone else added. The object gets the new version; when the
+ * same flush also updates its columns, that update is checked against the new one.
+ */
+async function bumpCollectionOwner(executor: any, subject: any): Promise<void> {
+  const check = versionCheckOf(subject, 'save');
+  if (!check) return;
+  registered.set(check.identifier, check);
+  try {
+    await (executor.queryRunner as QueryRunner).manager
+      .createQueryBuilder()
+      .update(check.metadata.target)
+      .set({})
+      .updateEntity(false)
+      .callListeners(false)
+      .whereEntity(check.identifier)
+      .execute();
+  } finally {
+    registered.delete(check.identifier);
+  }
+  const next = nextVersion(check.expected);
+  check.versionColumn.setEntityValue(check.entity, next);
+  if (subject.databaseEntity) check.versionColumn.setEntityValue(subject.databaseEntity, next);
 }
 
 /** The check for a subject of a @Versioned entity the user holds, or undefined (TypeORM's own behaviour). */

@@ -1,0 +1,73 @@
+import { LockConfigError, type LockErrorDetails } from './errors';
+
+/**
+ * The shape checks of public arguments, shared by every function and decorator: an options
+ * object, a callback. The messages name the argument and what was given, so the caller can fix
+ * the call; they are thrown before anything is sent to a database.
+ */
+
+/** What a value is, for messages: `null`, `a string ('fast')`, `a Promise (a forgotten await?)`, … */
+export function describeValue(value: unknown): string {
+  if (value === null) return 'null';
+  if (value === undefined) return 'undefined';
+  if (Array.isArray(value)) return 'an array';
+  if (isThenable(value)) return 'a Promise (a forgotten await?)';
+  switch (typeof value) {
+    case 'string':
+      return `a string ('${value.length > 40 ? `${value.slice(0, 40)}…` : value}')`;
+    case 'number':
+    case 'bigint':
+    case 'boolean':
+      return `${typeof value} ${String(value)}`;
+    case 'symbol':
+      return 'a symbol';
+    case 'function':
+      return `a function${value.name ? ` (${value.name})` : ''}`;
+    default: {
+      const ctor = (value as object).constructor;
+      return ctor && ctor !== Object ? `a ${ctor.name || 'object'}` : 'an object';
+    }
+  }
+}
+
+function isThenable(value: unknown): boolean {
+  return value !== null && (typeof value === 'object' || typeof value === 'function') && typeof (value as { then?: unknown }).then === 'function';
+}
+
+/**
+ * True for an object that can carry options or values: a plain object (also from another realm,
+ * or made with `Object.create(null)`) or an instance of the caller's own class — not an array, a
+ * Promise, a function or a built-in collection (Map, Set, Date, RegExp, Error, a Buffer).
+ */
+export function isPlainObject(value: unknown): value is Record<string, unknown> {
+  if (value === null || typeof value !== 'object' || Array.isArray(value) || isThenable(value)) return false;
+  const builtIns = [Map, Set, WeakMap, WeakSet, Date, RegExp, Error, ArrayBuffer] as Function[];
+  return !builtIns.some((type) => value instanceof type) && !ArrayBuffer.isView(value);
+}
+
+/**
+ * Problems with an options argument (empty when fine): undefined is fine; anything but a plain
+ * object is refused; with `known`, every key must be one of them (a typo is not silently ignored).
+ */
+export function optionsProblems(options: unknown, known?: readonly string[], name = 'options'): string[] {
+  if (options === undefined) return [];
+  if (!isPlainObject(options)) return [`${name} must be an object (got ${describeValue(options)})`];
+  if (!known) return [];
+  return Object.keys(options)
+    .filter((key) => !known.includes(key))
+    .map((key) => `unknown option '${key}' (the options are: ${known.join(', ')})`);
+}
+
+/** Throws LockConfigError `${caller}: …` when the options argument has problems. */
+export function checkOptions(caller: string, options: unknown, known?: readonly string[], details?: LockErrorDetails): void {
+  const problems = optionsProblems(options, known);
+  if (problems.length) throw new LockConfigError(`${caller}: ${problems.join('; ')}`, details);
+}
+
+/** Throws LockConfigError unless `value` is a function: `${caller}: ${name} must be a function (got …)`. */
+export function checkFunction(caller: string, value: unknown, name: string, details?: LockErrorDetails): void {
+  if (typeof value !== 'function') {
+    const hint = isThenable(value) ? '; pass the function itself, not the Promise its call returned' : '';
+    throw new LockConfigError(`${caller}: ${name} must be a function (got ${describeValue(value)})${hint}`, details);
+  }
+}

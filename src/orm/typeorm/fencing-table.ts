@@ -1,0 +1,61 @@
+import type { DataSource, QueryRunner } from 'typeorm';
+import { LockConfigError } from '../../errors';
+import { installationOf } from '../installations';
+import { checkFencingTable, DEFAULT_FENCING_TABLE } from '../../redis/fencing';
+import { dataSourceOf } from './compat';
+import { TypeOrmPort } from './typeorm-port';
+
+export interface FencingTableOptions {
+  /** Table name (default `ormlock_fencing`); give the same to `new Redlock(clients, { fencing: { dataSource, table } })`. */
+  table?: string;
+}
+
+/**
+ * Creates the fencing-token counter table of `new Redlock(clients, { fencing: { dataSource } })`
+ * if it does not exist: `lock_key` (primary key) and `token` (bigint), one row per lock key.
+ * Takes a DataSource (at start-up) or a migration's QueryRunner:
+ *
+ * ```ts
+ * export class FencingTokens1770000000000 implements MigrationInterface {
+ *   up = (qr: QueryRunner) => createFencingTable(qr);
+ *   down = (qr: QueryRunner) => dropFencingTable(qr);
+ * }
+ * ```
+ */
+export async function createFencingTable(target: DataSource | QueryRunner, options: FencingTableOptions = {}): Promise<void> {
+  const { run, fencing, table } = await resolve(target, options, 'createFencingTable');
+  for (const sql of fencing.createTableSql(table)) await run(sql);
+}
+
+/** The `down` of `createFencingTable`: drops the counter table if it is there (tokens start again from 1 — only for tearing down). */
+export async function dropFencingTable(target: DataSource | QueryRunner, options: FencingTableOptions = {}): Promise<void> {
+  const { run, fencing, table } = await resolve(target, options, 'dropFencingTable');
+  await run(fencing.dropTableSql(table));
+}
+
+async function resolve(target: DataSource | QueryRunner, options: FencingTableOptions, where: string) {
+  const table = checkFencingTable(options?.table ?? DEFAULT_FENCING_TABLE, where);
+  const t = target as Partial<DataSource & QueryRunner> | undefined;
+  let ds: DataSource | undefined;
+  let run: (sql: string) => Promise<unknown>;
+  if (t && typeof t.createQueryRunner === 'function') {
+    ds = target as DataSource;
+    run = async (sql) => {
+      const qr = ds!.createQueryRunner();
+      try {
+        return await qr.query(sql);
+      } finally {
+        await qr.release();
+      }
+    };
+  } else if (t && typeof t.query === 'function' && dataSourceOf(t)) {
+    ds = dataSourceOf(t) as DataSource;
+    run = (sql) => (target as QueryRunner).query(sql);
+  } else {
+    throw new LockConfigError(`${where}: expected a TypeORM DataSource or a migration's QueryRunner`);
+  }
+  if (!ds.isInitialized) throw new LockConfigError(`${where}: call \`await dataSource.initialize()\` first`);
+  const dialect = installationOf(ds)?.dialect ?? (await new TypeOrmPort(ds).detectDialect());
+  if (!dialect.fencing) throw new LockConfigError(`${where}: the ${dialect.name} dialect has no fencing counters`);
+  return { run, fencing: dialect.fencing, table };
+}
