@@ -1,4 +1,7 @@
-import { LockConfigError } from '../../../errors';
+import type { LockConfigError } from '../../../errors';
+import { unsupportedInternalsError } from '../../patching';
+
+export { expectMethod, replaceMethod } from '../../patching';
 
 /**
  * One patch of MikroORM internals: what it replaces, a probe that checks the shape it relies on,
@@ -30,33 +33,7 @@ export function ownerOf(obj: unknown, method: string, mentions: readonly string[
   return first;
 }
 
-/** Problems unless `owner[method]` is a function whose source mentions each of `mentions`. */
-export function expectMethod(owner: object | undefined, label: string, method: string, mentions: readonly string[] = []): string[] {
-  const fn = owner && (owner as Record<string, unknown>)[method];
-  if (typeof fn !== 'function') return [`${label}.${method} is not a function`];
-  const source = Function.prototype.toString.call(fn);
-  const missing = mentions.filter((m) => !source.includes(m));
-  return missing.length ? [`${label}.${method} no longer uses ${missing.join(', ')}`] : [];
-}
-
-/** Replaces `owner[method]` with `wrap(original)`; returns the undo. */
-export function replaceMethod<F extends (...args: any[]) => any>(owner: object, method: string, wrap: (base: F) => F): () => void {
-  const target = owner as Record<string, unknown>;
-  const had = Object.prototype.hasOwnProperty.call(target, method);
-  const base = target[method] as F;
-  target[method] = wrap(base);
-  return () => {
-    if (had) target[method] = base;
-    else delete target[method];
-  };
-}
-
 /** The error of a failed probe: names each internal and the MikroORM version. */
 export function probeError(problems: Array<{ patch: string; problem: string }>, version: string): LockConfigError {
-  const list = problems.map((p) => `${p.patch}: ${p.problem}`).join('; ');
-  return new LockConfigError(
-    `installLocking: MikroORM ${version} differs from what ormlock patches (${list}). Nothing was installed: ` +
-      'running unguarded could skip a declared lock without a word. Use a supported MikroORM (6.6) or report this version.',
-    { internals: problems.map((p) => p.patch), mikroOrmVersion: version },
-  );
+  return unsupportedInternalsError('MikroORM', version, '6.6', problems, { mikroOrmVersion: version });
 }
