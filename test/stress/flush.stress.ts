@@ -10,8 +10,9 @@
  *   strictly increase in commit order across the flushes, the leases the flushes took away fail
  *   with LockLostError, and no write of a failed operation survives (its ledger row, written in
  *   the same transaction, is absent);
- * - control 1 (the Redis-held token default, same guard): after a flush the tokens go back, and
- *   the guard refuses the new holders' writes;
+ * - control 1 (the Redis-held token default, same guard, a new Redlock per operation — a process
+ *   started after the flush, Kleppmann's scenario): after a flush the tokens go back, and the guard
+ *   refuses the new holders' writes;
  * - control 2 (database tokens, no transaction, no guard): writes under lost leases survive
  *   (lost increments).
  */
@@ -36,6 +37,8 @@ interface RunConfig {
   fencing: boolean;
   transaction: boolean;
   guard: boolean;
+  /** A new Redlock per operation (it has seen no token yet), instead of one per worker process. */
+  fresh?: boolean;
 }
 
 describe('stress: every Redis node flushed mid-run (FLUSHALL on all three, four times)', function () {
@@ -86,6 +89,7 @@ describe('stress: every Redis node flushed mid-run (FLUSHALL on all three, four 
           guard: config.guard,
           holdMs: HOLD_MS,
           run: tag,
+          fresh: config.fresh === true,
         };
         const total = () => s.workers.reduce((n, w) => n + w.progress, 0);
         const flushes: number[] = [];
@@ -144,7 +148,7 @@ describe('stress: every Redis node flushed mid-run (FLUSHALL on all three, four 
       });
 
       it('control 1: the Redis-held tokens go back after the flushes, and the fence guard refuses the new holders’ writes', async () => {
-        const { batch, flushes, seconds } = await run({ name: 'ctl-tokens', fencing: false, transaction: true, guard: true });
+        const { batch, flushes, seconds } = await run({ name: 'ctl-tokens', fencing: false, transaction: true, guard: true, fresh: true });
         const refused = batch.perWorker.reduce((n: number, d: any) => n + (d.refused ?? 0), 0);
         // (not a lost-update control: its anomaly is refused writes, so it goes to the faults table only)
         summary.faults.push({
