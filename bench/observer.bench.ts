@@ -8,7 +8,7 @@
  * Both variants run on ONE installation whose `onLockEvent` forwards to the observer the
  * running variant set (none: it returns at once), so the difference is the observer's work.
  *
- * Run: npx ts-node --transpile-only bench/observer.bench.ts [--quick] [--backends postgres,mariadb] [--workers 1,8]
+ * Run: npx ts-node --transpile-only bench/observer.bench.ts [--quick] [--backends postgres,mariadb] [--workers 1,8] [--rounds 40] [--round-ms 250]
  */
 import 'reflect-metadata';
 import { BasicTracerProvider, BatchSpanProcessor, type SpanExporter } from '@opentelemetry/sdk-trace-base';
@@ -60,8 +60,18 @@ export interface ObserverBenchRow {
   workers: number;
   noneOpsPerSec: number;
   otelOpsPerSec: number;
-  /** none ops/s ÷ otel ops/s − 1, in % (positive: the observer is slower). */
+  /** none ops/s ÷ otel ops/s − 1, in % (positive: the observer is slower), over the whole cell. */
   overheadPct: number;
+  /** The same ratio within each round (the variants ran next to each other), median over the rounds, %. */
+  overheadMedianPct: number;
+  /** A distribution-free 95 % confidence interval of that median, % (order statistics of the rounds). */
+  overheadLowPct: number;
+  overheadHighPct: number;
+  /** The A/A control: no observer against no observer, the same statistic (the machine's noise), %. */
+  controlMedianPct: number;
+  controlLowPct: number;
+  controlHighPct: number;
+  rounds: number;
   noneStmtPerOp: number;
   otelStmtPerOp: number;
   noneP50Ms: number;
@@ -77,30 +87,56 @@ export interface ObserverBenchRow {
  * makes a span and records a wait, plus one `released` with a hold time), µs. Far less noisy
  * than ops/s on a shared machine, and what the ops/s difference is made of.
  */
-export function observerCostUs(observer: LockObserver, n = 50_000): number {
+export function observerCostUs(observer: LockObserver & { flush?(): void }, n = 50_000): number {
   const acquired: LockEvent = { type: 'acquired', kind: 'row', target: 'BenchUser', waitedMs: 2, db: 'postgresql' };
   const released: LockEvent = { type: 'released', kind: 'row', target: 'BenchUser', heldMs: 3, db: 'postgresql' };
   for (let i = 0; i < 5000; i++) {
     observer.onLockEvent(acquired);
     observer.onLockEvent(released);
   }
+  observer.flush?.();
   const t0 = process.hrtime.bigint();
   for (let i = 0; i < n; i++) {
     observer.onLockEvent(acquired);
     observer.onLockEvent(released);
   }
+  observer.flush?.();
   return Number(process.hrtime.bigint() - t0) / 1000 / n;
 }
 
-export async function benchObserver(options: { quick?: boolean; backends?: BackendName[]; workers?: number[] } = {}): Promise<ObserverBenchRow[]> {
+/**
+ * The median of `values` and a distribution-free 95 % confidence interval for it: the order
+ * statistics n/2 ∓ 0.98·√n (the normal approximation of the binomial sign test).
+ */
+export function medianWithInterval(values: number[]): { median: number; low: number; high: number } {
+  const sorted = values.filter(Number.isFinite).sort((x, y) => x - y);
+  const n = sorted.length;
+  if (!n) return { median: NaN, low: NaN, high: NaN };
+  const mid = n >> 1;
+  const median = n % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+  const spread = 0.98 * Math.sqrt(n);
+  const low = sorted[Math.max(0, Math.floor(n / 2 - spread))];
+  const high = sorted[Math.min(n - 1, Math.ceil(n / 2 + spread) - 1)];
+  return { median, low, high };
+}
+
+export async function benchObserver(options: { quick?: boolean; backends?: BackendName[]; workers?: number[]; rounds?: number; roundMs?: number } = {}): Promise<ObserverBenchRow[]> {
   const tracerProvider = new BasicTracerProvider({ spanProcessors: [new BatchSpanProcessor(dropSpans)] });
   const reader = new PeriodicExportingMetricReader({ exporter: new InMemoryMetricExporter(AggregationTemporality.DELTA), exportIntervalMillis: 1000 });
   const meterProvider = new MeterProvider({ readers: [reader] });
   const otel = openTelemetry({ tracerProvider, meterProvider });
-  const specs = [withObserver('observer-none', 'b', '@Pessimistic(), no observer', () => undefined), withObserver('observer-otel', 'b+o', '@Pessimistic() + openTelemetry()', () => otel)];
+  const specs = [
+    withObserver('observer-none', 'b', '@Pessimistic(), no observer', () => undefined),
+    // A/A control: the same variant again; its ratio to the first is what the machine's noise alone gives
+    withObserver('observer-none-again', "b'", '@Pessimistic(), no observer (A/A control)', () => undefined),
+    withObserver('observer-otel', 'b+o', '@Pessimistic() + openTelemetry()', () => otel),
+  ];
+  // Many short interleaved turns: a burst of load from elsewhere hits both variants alike, and
+  // the median of the per-round ratios ignores the rounds it hit one of them harder.
+  const rounds = options.rounds ?? (options.quick ? 2 : 40);
   const config: SuiteConfig = {
-    durationMs: options.quick ? 200 : 4000,
-    rounds: options.quick ? 2 : 20, // short interleaved turns: a burst of load from elsewhere hits both variants
+    durationMs: rounds * (options.roundMs ?? (options.quick ? 100 : 250)),
+    rounds,
     cpuSlices: 0,
     cpuSliceMs: 0,
     warmupMs: options.quick ? 50 : 500,
@@ -125,16 +161,26 @@ export async function benchObserver(options: { quick?: boolean; backends?: Backe
         },
       });
       if (record.skipped) continue;
-      const [none, withOtel] = specs.map((s) => record.variants.find((v) => v.id === s.id)!);
+      const [none, again, withOtel] = specs.map((s) => record.variants.find((v) => v.id === s.id)!);
       for (const workers of config.workers) {
         const a = none.cells.find((c) => c.workers === workers)!;
+        const aa = again.cells.find((c) => c.workers === workers)!;
         const b = withOtel.cells.find((c) => c.workers === workers)!;
+        const paired = medianWithInterval(a.roundOpsPerSec.map((v, r) => v / b.roundOpsPerSec[r]));
+        const control = medianWithInterval(a.roundOpsPerSec.map((v, r) => v / aa.roundOpsPerSec[r]));
         rows.push({
           backend,
           workers,
           noneOpsPerSec: a.opsPerSec,
           otelOpsPerSec: b.opsPerSec,
           overheadPct: (a.opsPerSec / b.opsPerSec - 1) * 100,
+          overheadMedianPct: (paired.median - 1) * 100,
+          overheadLowPct: (paired.low - 1) * 100,
+          overheadHighPct: (paired.high - 1) * 100,
+          controlMedianPct: (control.median - 1) * 100,
+          controlLowPct: (control.low - 1) * 100,
+          controlHighPct: (control.high - 1) * 100,
+          rounds: config.rounds,
           noneStmtPerOp: a.stmtPerOp,
           otelStmtPerOp: b.stmtPerOp,
           noneP50Ms: a.p50Ms,
@@ -152,13 +198,20 @@ export async function benchObserver(options: { quick?: boolean; backends?: Backe
   return rows;
 }
 
+function interval(median: number, low: number, high: number): string {
+  return `${median.toFixed(1)} % [${low.toFixed(1)}, ${high.toFixed(1)}]`;
+}
+
 function print(rows: ObserverBenchRow[]): void {
   console.log('hot row, @Pessimistic() charge: no observer vs openTelemetry() (same process, interleaved rounds)');
-  console.log('backend   workers  none ops/s  otel ops/s  overhead  stmt/op none  stmt/op otel  p50 none  p50 otel  CPU µs/op none  CPU µs/op otel');
+  console.log('overhead = none ops/s ÷ otel ops/s − 1 within each round (the variants ran next to each other), median over the rounds [95 % interval];');
+  console.log('A/A = the same statistic for no observer against no observer: what the machine\'s noise alone gives.');
+  console.log('backend   workers  rounds  none ops/s  otel ops/s  overhead (whole cell)  overhead, median of rounds [95 %]  A/A control [95 %]  stmt/op none  stmt/op otel  p50 none  p50 otel  CPU µs/op none  CPU µs/op otel');
   for (const r of rows) {
     console.log(
-      `${r.backend.padEnd(9)} ${String(r.workers).padStart(7)}  ${r.noneOpsPerSec.toFixed(0).padStart(10)}  ${r.otelOpsPerSec.toFixed(0).padStart(10)}` +
-        `  ${`${r.overheadPct.toFixed(1)} %`.padStart(8)}  ${r.noneStmtPerOp.toFixed(2).padStart(12)}  ${r.otelStmtPerOp.toFixed(2).padStart(12)}` +
+      `${r.backend.padEnd(9)} ${String(r.workers).padStart(7)}  ${String(r.rounds).padStart(6)}  ${r.noneOpsPerSec.toFixed(0).padStart(10)}  ${r.otelOpsPerSec.toFixed(0).padStart(10)}` +
+        `  ${`${r.overheadPct.toFixed(1)} %`.padStart(21)}  ${interval(r.overheadMedianPct, r.overheadLowPct, r.overheadHighPct).padStart(33)}` +
+        `  ${interval(r.controlMedianPct, r.controlLowPct, r.controlHighPct).padStart(18)}  ${r.noneStmtPerOp.toFixed(2).padStart(12)}  ${r.otelStmtPerOp.toFixed(2).padStart(12)}` +
         `  ${r.noneP50Ms.toFixed(2).padStart(8)}  ${r.otelP50Ms.toFixed(2).padStart(8)}` +
         `  ${r.noneCpuUsPerOp.toFixed(0).padStart(14)}  ${r.otelCpuUsPerOp.toFixed(0).padStart(14)}`,
     );
@@ -174,6 +227,8 @@ if (require.main === module) {
     quick: argv.includes('--quick'),
     backends: value('--backends')?.split(',') as BackendName[] | undefined,
     workers: value('--workers')?.split(',').map(Number),
+    rounds: value('--rounds') === undefined ? undefined : Number(value('--rounds')),
+    roundMs: value('--round-ms') === undefined ? undefined : Number(value('--round-ms')),
   })
     .then(print)
     .then(() => teardownBackends())

@@ -50,6 +50,8 @@ export interface CellRecord
   poolWaitMax: number;
   /** Client CPU (this process, user + system) per successful operation, µs. */
   cpuUsPerOp: number;
+  /** ops/s of each interleaved round, in round order (for ratios of variants that ran next to each other). */
+  roundOpsPerSec: number[];
 }
 
 export interface BudgetVerdict extends Budget {
@@ -212,6 +214,7 @@ export async function benchBackend(
             a.peakRssMb = Math.max(a.peakRssMb, r.peakRssMb);
             a.poolWaitMax = Math.max(a.poolWaitMax, r.gaugeMax.poolWaiters ?? 0);
             a.cpuMs += r.cpuMs;
+            a.roundOpsPerSec.push(r.elapsedMs > 0 ? (r.ops / r.elapsedMs) * 1000 : NaN);
           }
         }
         for (const { spec, rec } of live) {
@@ -232,6 +235,7 @@ export async function benchBackend(
             peakRssMb: a.peakRssMb,
             poolWaitMax: a.poolWaitMax,
             cpuUsPerOp: stats.ops ? (a.cpuMs * 1000) / stats.ops : NaN,
+            roundOpsPerSec: a.roundOpsPerSec,
           };
           rec.cells.push(cell);
           say(
@@ -327,10 +331,11 @@ interface Accumulator {
   peakRssMb: number;
   poolWaitMax: number;
   cpuMs: number;
+  roundOpsPerSec: number[];
 }
 
 function newAccumulator(): Accumulator {
-  return { latencies: [], elapsedMs: 0, errors: 0, statements: 0, attempts: 0, lost: 0, peakRssMb: 0, poolWaitMax: 0, cpuMs: 0 };
+  return { latencies: [], elapsedMs: 0, errors: 0, statements: 0, attempts: 0, lost: 0, peakRssMb: 0, poolWaitMax: 0, cpuMs: 0, roundOpsPerSec: [] };
 }
 
 function verdict(budget: Budget, reference: number, rec: VariantRecord, caps: () => DialectCapabilities): BudgetVerdict {
