@@ -4,7 +4,7 @@ import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor, type Re
 import { AggregationTemporality, InMemoryMetricExporter, MeterProvider, PeriodicExportingMetricReader, type MetricData } from '@opentelemetry/sdk-metrics';
 import { LockConfigError, currentManager, lock, transaction, withAdvisoryLock, type LockEvent, type LockObserver } from '../src';
 import { runInFrame } from '../src/context/store';
-import { OTEL_NAMES, openTelemetry, type OpenTelemetryOptions } from '../src/observe/opentelemetry';
+import { OTEL_NAMES, openTelemetry, type OpenTelemetryObserver, type OpenTelemetryOptions } from '../src/observe/opentelemetry';
 import { race } from '../src/testing';
 import { InspectAccount } from './fixtures/inspect-account';
 import { describeEachBackend, sleep } from './support/suite';
@@ -52,7 +52,7 @@ class StackContextManager implements ContextManager {
 
 describe('ormlock/opentelemetry (events fed by hand)', () => {
   let s: ReturnType<typeof sdk>;
-  let otel: LockObserver;
+  let otel: OpenTelemetryObserver;
   beforeEach(() => {
     s = sdk();
     otel = openTelemetry({ tracerProvider: s.tracerProvider, meterProvider: s.meterProvider });
@@ -62,6 +62,7 @@ describe('ormlock/opentelemetry (events fed by hand)', () => {
   it('an acquired lock is one span ormlock.lock from the start of the wait to its end, with kind, target and db.system.name', async () => {
     const before = Date.now();
     otel.onLockEvent({ type: 'acquired', kind: 'advisory', target: 'S3Worker-Lock', waitedMs: 120, db: 'postgresql' });
+    otel.flush();
     const [span] = s.spans();
     expect(s.spans()).to.have.length(1);
     expect(span.name).to.equal('ormlock.lock');
@@ -91,6 +92,7 @@ describe('ormlock/opentelemetry (events fed by hand)', () => {
       { type: 'lost', kind: 'lease', target: 'job:1' },
     ];
     for (const e of events) otel.onLockEvent(e);
+    otel.flush();
     const m = await s.metrics();
     const hold = points(m.get('ormlock.lock.hold.duration'));
     expect(m.get('ormlock.lock.hold.duration')!.descriptor.unit).to.equal('s');
@@ -115,6 +117,7 @@ describe('ormlock/opentelemetry (events fed by hand)', () => {
         otel.onLockEvent({ type: 'acquired', kind: 'row', target: 'Account', waitedMs: 3 });
       });
       parent.end();
+      otel.flush(); // after the caller's context ended: the parent is the one active at the event
       const lockSpan = s.spans().find((x) => x.name === 'ormlock.lock')!;
       expect(lockSpan.parentSpanContext?.spanId).to.equal(parent.spanContext().spanId);
       expect(lockSpan.spanContext().traceId).to.equal(parent.spanContext().traceId);
@@ -122,9 +125,38 @@ describe('ormlock/opentelemetry (events fed by hand)', () => {
       context.disable();
     }
     for (const target of ['a', 'b', 'c']) otel.onLockEvent({ type: 'acquired', kind: 'row', target, waitedMs: 1 });
+    otel.flush();
     const wait = points((await s.metrics()).get('ormlock.lock.wait.duration'));
     expect(wait).to.have.length(1);
     expect(wait[0].attributes).to.not.have.property('ormlock.lock.target');
+  });
+
+  it('records off the lock path: nothing during onLockEvent, everything within batchMs, with the times of the events', async () => {
+    const o = openTelemetry({ tracerProvider: s.tracerProvider, meterProvider: s.meterProvider, batchMs: 40 });
+    const at = Date.now();
+    o.onLockEvent({ type: 'acquired', kind: 'row', target: 'Account', waitedMs: 10, db: 'postgresql' });
+    o.onLockEvent({ type: 'released', kind: 'row', target: 'Account', heldMs: 5, db: 'postgresql' });
+    expect(s.spans(), 'no SDK work inside onLockEvent').to.have.length(0);
+    await sleep(150);
+    const [span] = s.spans();
+    expect(s.spans()).to.have.length(1);
+    expect(ms(span.startTime), 'the span starts when the wait began, not when the batch ran').to.be.closeTo(at - 10, 20);
+    expect(ms(span.duration)).to.be.closeTo(10, 1);
+    const m = await s.metrics();
+    expect(points(m.get('ormlock.lock.hold.duration'))[0].value).to.include({ count: 1 });
+  });
+
+  it('batchMs: 0 records each event inside onLockEvent; 512 waiting events are recorded at once without waiting for the timer', () => {
+    const direct = openTelemetry({ tracerProvider: s.tracerProvider, meterProvider: s.meterProvider, batchMs: 0 });
+    direct.onLockEvent({ type: 'acquired', kind: 'row', target: 'A', waitedMs: 1 });
+    expect(s.spans()).to.have.length(1);
+    const batched = openTelemetry({ tracerProvider: s.tracerProvider, meterProvider: s.meterProvider, batchMs: 3_600_000 });
+    for (let i = 0; i < 511; i++) batched.onLockEvent({ type: 'acquired', kind: 'row', target: 'B', waitedMs: 1 });
+    expect(s.spans()).to.have.length(1);
+    batched.onLockEvent({ type: 'acquired', kind: 'row', target: 'B', waitedMs: 1 });
+    expect(s.spans()).to.have.length(513);
+    batched.flush();
+    expect(s.spans()).to.have.length(513);
   });
 
   it('never throws, even when the SDK does, and rejects bad options with a LockConfigError', () => {
@@ -134,6 +166,12 @@ describe('ormlock/opentelemetry (events fed by hand)', () => {
     const o = openTelemetry({ tracerProvider: broken, meterProvider: s.meterProvider });
     expect(() => o.onLockEvent({ type: 'acquired', kind: 'row', target: 'x', waitedMs: 1 })).to.not.throw();
     expect(() => o.onLockEvent(null as any)).to.not.throw();
+    expect(() => o.flush()).to.not.throw();
+    const direct = openTelemetry({ tracerProvider: broken, meterProvider: s.meterProvider, batchMs: 0 });
+    expect(() => direct.onLockEvent({ type: 'acquired', kind: 'row', target: 'x', waitedMs: 1 })).to.not.throw();
+    for (const batchMs of [-1, NaN, Infinity, '5']) {
+      expect(() => openTelemetry({ batchMs: batchMs as any }), String(batchMs)).to.throw(LockConfigError, /options\.batchMs must be a non-negative number of ms/);
+    }
     expect(() => openTelemetry({ tracerProvider: {} as any })).to.throw(LockConfigError, /options\.tracerProvider must be an OpenTelemetry TracerProvider/);
     expect(() => openTelemetry({ meterProvider: 'x' as any })).to.throw(LockConfigError, /options\.meterProvider/);
   });
@@ -152,7 +190,8 @@ describeEachBackend(
     it('contended row locks and advisory locks become spans and metrics with the documented names and attributes', async function () {
       this.timeout(60_000);
       const s = sdk();
-      observer = openTelemetry({ tracerProvider: s.tracerProvider, meterProvider: s.meterProvider, dbSystem: dbSystem() });
+      const otel = openTelemetry({ tracerProvider: s.tracerProvider, meterProvider: s.meterProvider, dbSystem: dbSystem() });
+      observer = otel;
       try {
         const repo = env.ds.getRepository(InspectAccount);
         const { id } = await repo.save(repo.create({ balance: 0 }));
@@ -177,6 +216,7 @@ describeEachBackend(
         }, { scope: 'session' });
         expect(refused).to.be.instanceOf(Error);
 
+        otel.flush();
         const spans = s.spans().filter((x) => x.name === OTEL_NAMES.span);
         const rowSpans = spans.filter((x) => x.attributes['ormlock.lock.kind'] === 'row');
         expect(rowSpans).to.have.length(workers);
