@@ -27,6 +27,11 @@ export interface PreparedVariant {
   charge(id: number): Promise<void>;
   /** How many times the body ran (≥ operations when there were retries). */
   attempts?(): number;
+  /**
+   * Work the variant left for later (e.g. an observer's batch), done right after each of its
+   * rounds and counted in that round's time and CPU, so the next variant does not pay for it.
+   */
+  settle?(): void;
   /** Remarks found while preparing (printed under the table, kept in results.json). */
   notes: string[];
 }

@@ -178,3 +178,19 @@ export function rng(seed: number): () => number {
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
 }
+
+/**
+ * The median of `values` and a distribution-free 95 % confidence interval for it: the order
+ * statistics n/2 ∓ 0.98·√n (the normal approximation of the binomial sign test).
+ */
+export function medianWithInterval(values: number[]): { median: number; low: number; high: number } {
+  const sorted = values.filter(Number.isFinite).sort((x, y) => x - y);
+  const n = sorted.length;
+  if (!n) return { median: NaN, low: NaN, high: NaN };
+  const mid = n >> 1;
+  const median = n % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+  const spread = 0.98 * Math.sqrt(n);
+  const low = sorted[Math.max(0, Math.floor(n / 2 - spread))];
+  const high = sorted[Math.min(n - 1, Math.ceil(n / 2 + spread) - 1)];
+  return { median, low, high };
+}

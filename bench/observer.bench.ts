@@ -17,6 +17,7 @@ import { installLocking, type LockEvent, type LockObserver } from '../src';
 import { openTelemetry } from '../src/observe/opentelemetry';
 import { BACKENDS, teardownBackends, type BackendName } from '../test/support/backends';
 import { PESSIMISTIC, type VariantSpec } from './charge-variants';
+import { medianWithInterval } from './harness';
 import { benchBackend, type SuiteConfig } from './suite';
 
 /** The observer of the variant now running (variants take turns; all workers of a turn set the same one). */
@@ -25,7 +26,7 @@ const events = new Map<string, number>();
 let running = '';
 let micro = NaN;
 
-function withObserver(id: string, tag: string, label: string, observer: () => LockObserver | undefined): VariantSpec {
+function withObserver(id: string, tag: string, label: string, observer: () => (LockObserver & { flush?(): void }) | undefined): VariantSpec {
   return {
     ...PESSIMISTIC,
     id,
@@ -38,6 +39,8 @@ function withObserver(id: string, tag: string, label: string, observer: () => Lo
       const o = observer();
       return {
         ...base,
+        // the observer's last batch of the round is recorded in the round (and counted in it)
+        settle: o?.flush ? () => o.flush!() : undefined,
         charge: (rowId) => {
           current = o;
           running = id;
@@ -102,22 +105,6 @@ export function observerCostUs(observer: LockObserver & { flush?(): void }, n = 
   }
   observer.flush?.();
   return Number(process.hrtime.bigint() - t0) / 1000 / n;
-}
-
-/**
- * The median of `values` and a distribution-free 95 % confidence interval for it: the order
- * statistics n/2 ∓ 0.98·√n (the normal approximation of the binomial sign test).
- */
-export function medianWithInterval(values: number[]): { median: number; low: number; high: number } {
-  const sorted = values.filter(Number.isFinite).sort((x, y) => x - y);
-  const n = sorted.length;
-  if (!n) return { median: NaN, low: NaN, high: NaN };
-  const mid = n >> 1;
-  const median = n % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
-  const spread = 0.98 * Math.sqrt(n);
-  const low = sorted[Math.max(0, Math.floor(n / 2 - spread))];
-  const high = sorted[Math.min(n - 1, Math.ceil(n / 2 + spread) - 1)];
-  return { median, low, high };
 }
 
 export async function benchObserver(options: { quick?: boolean; backends?: BackendName[]; workers?: number[]; rounds?: number; roundMs?: number } = {}): Promise<ObserverBenchRow[]> {

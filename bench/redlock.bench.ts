@@ -6,7 +6,7 @@
  * `fencing: { dataSource }` on PostgreSQL and MariaDB (the one statement it adds per
  * acquisition), and the Redis commands each library sends per operation (counted on the clients).
  *
- * Run: npx ts-node --transpile-only bench/redlock.bench.ts [--quick]
+ * Run: npx ts-node --transpile-only bench/redlock.bench.ts [--quick] [--rounds 200] [--ops 20000]
  *      npm run bench -- --only redis            (the same, from bench/run.ts)
  */
 import { performance } from 'perf_hooks';
@@ -16,6 +16,7 @@ import { createFencingTable, installLocking } from '../src';
 import { Redlock } from '../src/redis/redlock';
 import { createDataSource, teardownBackends, type BackendName } from '../test/support/backends';
 import { startRedisNodes } from '../test/support/redis-servers';
+import { medianWithInterval, rng } from './harness';
 
 export interface BenchRow {
   nodes: number;
@@ -29,6 +30,9 @@ export interface BenchRow {
   vsSesame?: number;
   /** The median over the rounds of that ratio within one round (the two cases ran next to each other in time). */
   vsSesameMedian?: number;
+  /** A distribution-free 95 % confidence interval of that median (order statistics of the rounds). */
+  vsSesameLow?: number;
+  vsSesameHigh?: number;
   /** Redis commands sent per operation, summed over the nodes (acquire + release). */
   redisCommands?: number;
   /** Database statements per operation (fencing rows). */
@@ -59,10 +63,16 @@ async function measureAll(cases: Case[], ops: number, rounds: number): Promise<A
   /** ops/s of each case in each round (for ratios of neighbours in time). */
   const perRound = cases.map(() => [] as number[]);
   const chunk = Math.ceil(ops / rounds);
+  const random = rng(20261201);
   for (let r = 0; r < rounds; r++) {
-    // the order rotates each round, so no case always runs right after another
-    for (let j = 0; j < cases.length; j++) {
-      const k = (j + r) % cases.length;
+    // A new random order each round: no case always runs right after another (what a case leaves
+    // behind, e.g. late replies or garbage, would otherwise always be paid by the same next case).
+    const order = cases.map((_, k) => k);
+    for (let i = order.length - 1; i > 0; i--) {
+      const j = Math.floor(random() * (i + 1));
+      [order[i], order[j]] = [order[j], order[i]];
+    }
+    for (const k of order) {
       const c = cases[k];
       const cpu0 = process.cpuUsage();
       const started = performance.now();
@@ -132,10 +142,11 @@ async function fencingDataSource(backend: BackendName): Promise<{ ds: DataSource
   };
 }
 
-export async function benchRedlock(opts: { quick: boolean }): Promise<{ rows: BenchRow[]; notes: string[] }> {
-  const ops = opts.quick ? 300 : 4000;
-  // many short interleaved chunks: a burst of load from elsewhere on the machine hits every case alike
-  const rounds = opts.quick ? 3 : 40;
+export async function benchRedlock(opts: { quick: boolean; ops?: number; rounds?: number }): Promise<{ rows: BenchRow[]; notes: string[] }> {
+  // Many short interleaved chunks: a burst of load from elsewhere on the machine hits every case
+  // alike, and the median of the per-round ratios (with its interval) ignores the rounds it hit one harder.
+  const rounds = opts.rounds ?? (opts.quick ? 3 : 200);
+  const ops = opts.ops ?? (opts.quick ? 300 : rounds * 100);
   const ttl = 5000;
   const prefix = `ormlock-bench:${process.pid}:`;
   const notes: string[] = [];
@@ -195,9 +206,18 @@ export async function benchRedlock(opts: { quick: boolean }): Promise<{ rows: Be
         await lock.release();
       };
       const sesameUsing: Op = () => sesame.using([`${p}sesame:b`], ttl, async () => undefined);
+      // A/A control: a second @sesamecare-oss/redlock on clients of its own, compared with the first
+      // like ormlock is (its ratio is what the machine's noise alone gives)
+      const againClients = await fresh();
+      const again = new SesameRedlock(againClients, { retryCount: 0 });
+      const againTry: Op = async () => {
+        const lock = await again.acquire([`${p}sesame:c`], ttl);
+        await lock.release();
+      };
       cases.push(
         { nodes: n, name: '@sesamecare-oss/redlock acquire+release', op: sesameTry },
         { nodes: n, name: '@sesamecare-oss/redlock using(noop)', op: sesameUsing },
+        { nodes: n, name: 'A/A: a 2nd @sesamecare-oss/redlock acquire+release', op: againTry, vs: '@sesamecare-oss/redlock acquire+release' },
       );
       counted.push({ nodes: n, name: '@sesamecare-oss/redlock acquire+release', clients: sesameClients, op: sesameTry });
 
@@ -250,8 +270,10 @@ export async function benchRedlock(opts: { quick: boolean }): Promise<{ rows: Be
       const j = c.vs ? cases.findIndex((x) => x.nodes === c.nodes && x.name === c.vs) : -1;
       if (j >= 0) {
         row.vsSesame = Math.round((row.opsPerSec / rows[j].opsPerSec) * 100) / 100;
-        const ratios = measured[k].perRound.map((v, r) => v / measured[j].perRound[r]).sort((a, b) => a - b);
-        row.vsSesameMedian = Math.round(ratios[Math.floor(ratios.length / 2)] * 100) / 100;
+        const ratios = medianWithInterval(measured[k].perRound.map((v, r) => v / measured[j].perRound[r]));
+        row.vsSesameMedian = Math.round(ratios.median * 100) / 100;
+        row.vsSesameLow = Math.round(ratios.low * 100) / 100;
+        row.vsSesameHigh = Math.round(ratios.high * 100) / 100;
       }
       const cmd = commands.get(`${row.nodes}|${row.case}`);
       if (cmd !== undefined) row.redisCommands = cmd;
@@ -266,7 +288,7 @@ export async function benchRedlock(opts: { quick: boolean }): Promise<{ rows: Be
 }
 
 export function printRedlockTable(result: { rows: BenchRow[]; notes: string[] }, print: (line?: string) => void = console.log): void {
-  const head = ['nodes', 'case', 'ops/s', 'p50 ms', 'p99 ms', 'cpu µs/op', '× sesame', '× sesame (median of rounds)', 'Redis cmds/op', 'SQL/op'];
+  const head = ['nodes', 'case', 'ops/s', 'p50 ms', 'p99 ms', 'cpu µs/op', '× sesame', '× sesame (median of rounds) [95 %]', 'Redis cmds/op', 'SQL/op'];
   const rows = result.rows.map((r) => [
     String(r.nodes),
     r.case,
@@ -275,7 +297,7 @@ export function printRedlockTable(result: { rows: BenchRow[]; notes: string[] },
     r.p99Ms.toFixed(3),
     r.cpuUsPerOp.toFixed(1),
     r.vsSesame === undefined ? '' : `${r.vsSesame.toFixed(2)}×`,
-    r.vsSesameMedian === undefined ? '' : `${r.vsSesameMedian.toFixed(2)}×`,
+    r.vsSesameMedian === undefined ? '' : `${r.vsSesameMedian.toFixed(2)}× [${r.vsSesameLow!.toFixed(2)}, ${r.vsSesameHigh!.toFixed(2)}]`,
     r.redisCommands === undefined ? '' : String(r.redisCommands),
     r.statements === undefined ? '' : String(r.statements),
   ]);
@@ -285,12 +307,14 @@ export function printRedlockTable(result: { rows: BenchRow[]; notes: string[] },
   print(widths.map((w) => '-'.repeat(w)).join('  '));
   for (const r of rows) print(line(r));
   print('× sesame: ops/s ÷ @sesamecare-oss/redlock\'s for the same operation and nodes, same run (interleaved chunks);');
-  print('(median of rounds): the same ratio within each round, where the two ran next to each other, median over the rounds.');
+  print('(median of rounds): the same ratio within each round, where the two ran next to each other, median over the rounds,');
+  print('with a distribution-free 95 % interval; A/A: a second sesame instance against the first, the noise floor of the run.');
   for (const n of result.notes) print(`note: ${n}`);
 }
 
 if (require.main === module) {
-  benchRedlock({ quick: process.argv.includes('--quick') }).then(
+  const value = (name: string) => (process.argv.includes(name) ? Number(process.argv[process.argv.indexOf(name) + 1]) : undefined);
+  benchRedlock({ quick: process.argv.includes('--quick'), rounds: value('--rounds'), ops: value('--ops') }).then(
     async (result) => {
       printRedlockTable(result);
       await teardownBackends().catch(() => undefined);

@@ -186,10 +186,11 @@ export async function benchBackend(
         const acc = new Map(live.map(({ spec }) => [spec.id, newAccumulator()]));
         const roundMs = config.durationMs / config.rounds;
         for (let round = 0; round < config.rounds; round++) {
-          // Variants take turns in short rounds, in an order rotated per round and cell, so a
-          // burst of load from elsewhere or a GC is spread over all of them.
-          const shift = cellIndex + round;
-          const order = live.map((_, i) => live[(i + shift) % live.length]);
+          // Variants take turns in short rounds, so a burst of load from elsewhere or a GC is
+          // spread over all of them.
+          // A new (seeded) random order each round, so no variant always runs right after another
+          // and pays for what it left behind.
+          const order = shuffled(live, rng(1000 * cellIndex + round + 1));
           for (const { spec, prepared } of order) {
             const a = acc.get(spec.id)!;
             const picks = Array.from({ length: workers }, (_, w) =>
@@ -202,6 +203,14 @@ export async function benchBackend(
             log.count = 0;
             log.counting = true;
             const r = await runCell((w) => prepared.charge(picks[w]()), { workers, durationMs: roundMs, gauges });
+            if (prepared.settle) {
+              const cpu0 = process.cpuUsage();
+              const t0 = performance.now();
+              prepared.settle();
+              const cpu = process.cpuUsage(cpu0);
+              r.elapsedMs += performance.now() - t0;
+              r.cpuMs += (cpu.user + cpu.system) / 1000;
+            }
             log.counting = false;
             const after = await creditSum(ds, table);
             a.latencies.push(...r.latencies);
@@ -367,4 +376,14 @@ async function openConnections(ds: DataSource, n: number): Promise<void> {
   } finally {
     await Promise.all(runners.map((r) => r.release()));
   }
+}
+
+/** A copy of `items` in a random order drawn from `random` (Fisher–Yates). */
+function shuffled<T>(items: readonly T[], random: () => number): T[] {
+  const out = [...items];
+  for (let i = out.length - 1; i > 0; i--) {
+    const j = Math.floor(random() * (i + 1));
+    [out[i], out[j]] = [out[j], out[i]];
+  }
+  return out;
 }
