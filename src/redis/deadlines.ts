@@ -1,0 +1,81 @@
+/**
+ * Deadlines of the Redis rounds: one timer for all of them instead of a setTimeout and a
+ * clearTimeout per round. A round that settles in time (nearly every one) costs a push and a
+ * flag; the timer fires at the earliest deadline still pending, expires what is due, drops what
+ * settled and re-arms itself. The timer keeps the process alive only while a deadline is live,
+ * like the per-round timers did.
+ */
+
+/** A pending deadline: `cancel()` once the round settled, so `onExpire` never runs. */
+export interface Deadline {
+  cancel(): void;
+}
+
+class Entry implements Deadline {
+  done = false;
+  constructor(
+    readonly at: number,
+    readonly onExpire: () => void,
+    private readonly owner: Deadlines,
+  ) {}
+
+  cancel(): void {
+    if (this.done) return;
+    this.done = true;
+    this.owner.settled();
+  }
+}
+
+export class Deadlines {
+  private entries: Entry[] = [];
+  private timer: NodeJS.Timeout | undefined;
+  /** When the timer fires (ms since the epoch). */
+  private timerAt = Infinity;
+  /** Entries not yet done. */
+  private live = 0;
+
+  /** Runs `onExpire` after `ms` (give or take the timer's 1 ms granularity) unless cancelled first. */
+  add(ms: number, onExpire: () => void): Deadline {
+    const at = Date.now() + ms;
+    const entry = new Entry(at, onExpire, this);
+    this.entries.push(entry);
+    if (this.live++ === 0) this.timer?.ref();
+    if (at < this.timerAt) this.arm(at);
+    return entry;
+  }
+
+  /** @internal An entry was cancelled. */
+  settled(): void {
+    if (--this.live === 0) this.timer?.unref();
+  }
+
+  private arm(at: number): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timerAt = at;
+    this.timer = setTimeout(() => this.fire(), Math.max(0, at - Date.now()));
+    if (this.live === 0) this.timer.unref();
+  }
+
+  private fire(): void {
+    this.timer = undefined;
+    this.timerAt = Infinity;
+    const now = Date.now();
+    const due: Entry[] = [];
+    const keep: Entry[] = [];
+    let next = Infinity;
+    for (const e of this.entries) {
+      if (e.done) continue;
+      if (e.at <= now) due.push(e);
+      else {
+        keep.push(e);
+        if (e.at < next) next = e.at;
+      }
+    }
+    this.entries = keep;
+    if (next < Infinity) this.arm(next);
+    for (const e of due) {
+      e.cancel();
+      e.onExpire();
+    }
+  }
+}
