@@ -59,7 +59,8 @@ export class Lease {
   private _state: LeaseState = 'held';
   private _lostError: LockLostError | undefined;
   private _releasing: Promise<boolean> | undefined;
-  private _extending: Promise<unknown> = Promise.resolve();
+  /** The last extension (they run one after another); none until the first. */
+  private _extending: Promise<unknown> | undefined;
   // Created on first use of `signal` (an AbortController costs more than the rest of a lease).
   private _controller: AbortController | undefined;
   /** Nodes a release (or cleanup) of this lease was sent to: a bit per node below 31, a Set beyond. */
@@ -121,7 +122,7 @@ export class Lease {
   /** Extends the lease to `ttlMs` from now on a quorum; throws `LockLostError` when lost. */
   extend(ttlMs: number): Promise<void> {
     // Extensions of one lease run one after another (user call and auto-extension never interleave).
-    const run = this._extending.then(async () => {
+    const run = (this._extending ?? Promise.resolve()).then(async () => {
       if (this._state === 'lost') throw this._lostError;
       if (this._state === 'released') {
         throw new LockLostError(`Redis lease on ${describeKeys(this.keys)} was released; it cannot be extended`, {

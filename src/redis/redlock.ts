@@ -42,6 +42,7 @@ import { checkOptions, describeValue } from '../arguments';
 import type { Redis } from 'ioredis';
 import { LockConfigError, LockLostError, LockNotAvailableError } from '../errors';
 import { emitTo, observerOptionProblems, observersOf, type LockEvent, type LockObserver } from '../observe/events';
+import { Deadlines, type Deadline } from './deadlines';
 import { DatabaseFencing, type FencingOptions } from './fencing';
 import { describeKeys, keyDetail, Lease, LeaseDriver } from './lease';
 import { checkLeaseTransaction, runInLeaseTransaction, type LeaseTransactionOptions } from './lease-transaction';
@@ -141,10 +142,14 @@ export class Redlock implements LeaseDriver {
   private readonly allNodes: readonly number[];
   /** Highest fencing token this instance has seen (sent to nodes so a node that lost its data catches up). */
   private seen = 0n;
+  /** `seen` as sent to the nodes (kept with it, so an acquisition formats no BigInt). */
+  private seenText = '0';
   /** `namespace:` + prefix, the start of every Redis key (and the Redis fencing counter itself). */
   private readonly base: string;
   /** Sends a lease event to this Redlock's observers; null when there are none (so no event is built). */
   private readonly emit: ((event: LockEvent) => void) | null;
+  /** The per-node timeouts of every round (one timer for all). */
+  private readonly deadlines = new Deadlines();
 
   constructor(clients: RedlockClient | readonly RedlockClient[], options: RedlockOptions = {}) {
     checkOptions('new Redlock(clients, options?)', options);
@@ -426,7 +431,7 @@ export class Redlock implements LeaseDriver {
     const isGrant = plain ? isPlainGrant : isFencedGrant;
     const onLate = (call: NodeCall<AcquireReply>): void => {
       if (!isGrant(call)) return;
-      if (!plain) this.see(BigInt((call.reply as FencedReply)[1]));
+      if (!plain) this.see(BigInt(call.reply as number));
       if (!settled) lateGrants.push(call.node);
       else if (!lease || (lease.state !== 'held' && !lease._releaseSentTo(call.node))) {
         void this.releaseOn([call.node], resources, value, timeoutMs);
@@ -442,7 +447,7 @@ export class Redlock implements LeaseDriver {
           let atMax = 0;
           for (const c of answered) {
             if (!isFencedGrant(c)) continue;
-            const t = BigInt((c.reply as FencedReply)[1]);
+            const t = BigInt(c.reply as number);
             if (t > max) {
               max = t;
               atMax = 1;
@@ -452,10 +457,10 @@ export class Redlock implements LeaseDriver {
         };
     const calls = plain
       ? await this.round<AcquireReply>(this.allNodes, ACQUIRE_PLAIN, resources, [value, String(ttlMs)], timeoutMs, decided, onLate)
-      : await this.round<AcquireReply>(this.allNodes, ACQUIRE, [req.fenceKey, ...resources], [value, String(ttlMs), this.seen.toString()], timeoutMs, decided, onLate);
+      : await this.round<AcquireReply>(this.allNodes, ACQUIRE, [req.fenceKey, ...resources], [value, String(ttlMs), this.seenText], timeoutMs, decided, onLate);
 
     const granted: Array<{ node: number; token: bigint }> = [];
-    for (const c of calls) if (isGrant(c)) granted.push({ node: c.node, token: plain ? 0n : BigInt((c.reply as FencedReply)[1]) });
+    for (const c of calls) if (isGrant(c)) granted.push({ node: c.node, token: plain ? 0n : BigInt(c.reply as number) });
 
     let token = 0n;
     let ok = false;
@@ -506,8 +511,8 @@ export class Redlock implements LeaseDriver {
         if (c.outcome !== 'ok') return { node: c.node, address, result: c.outcome, error: c.error };
         const reply = c.reply;
         const node = c.node;
-        if (isGrant(c)) return plain ? { node: c.node, address, result: 'granted' } : { node: c.node, address, result: 'granted', token: String((reply as FencedReply)[1]) };
-        const lockedIndex = plain ? Number(reply) : Number((reply as FencedReply)[1]);
+        if (isGrant(c)) return plain ? { node: c.node, address, result: 'granted' } : { node: c.node, address, result: 'granted', token: String(reply) };
+        const lockedIndex = plain ? Number(reply) : -Number(reply);
         return { node, address, result: 'locked', lockedKey: req.keys[lockedIndex - 1] };
       }),
     };
@@ -519,7 +524,10 @@ export class Redlock implements LeaseDriver {
   }
 
   private see(token: bigint): void {
-    if (token > this.seen) this.seen = token;
+    if (token > this.seen) {
+      this.seen = token;
+      this.seenText = token.toString();
+    }
   }
 
   private releaseOn(
@@ -535,7 +543,7 @@ export class Redlock implements LeaseDriver {
   /**
    * Runs a script on the given nodes in parallel and never rejects. Resolves with one NodeCall
    * per node (in `nodes` order) as soon as every node answered, or `decided(answers so far)` is
-   * true, or `timeoutMs` passed (one timer per round). A node that is down (reconnecting) or
+   * true, or `timeoutMs` passed (a deadline of `this.deadlines`). A node that is down (reconnecting) or
    * closed is sent nothing (`not_ready`); one that has not answered when the round resolves is
    * `pending` (decided early) or `timeout`, and its answer, when it comes, goes to `onLate`.
    */
@@ -552,10 +560,10 @@ export class Redlock implements LeaseDriver {
       const results: Array<NodeCall<T> | undefined> = new Array(nodes.length);
       const answered: Array<NodeCall<T>> = [];
       let settled = false;
-      let timer: NodeJS.Timeout | undefined;
+      let deadline: Deadline | undefined;
       const finish = (unanswered: 'pending' | 'timeout'): void => {
         settled = true;
-        if (timer) clearTimeout(timer);
+        deadline?.cancel();
         const error = unanswered === 'timeout' ? `no answer within ${timeoutMs} ms` : 'no answer yet when the quorum decided';
         resolve(nodes.map((node, i) => results[i] ?? { node, outcome: unanswered, error }));
       };
@@ -585,7 +593,7 @@ export class Redlock implements LeaseDriver {
         };
         (client.evalsha as unknown as SendArgv).call(client, argv).then(answered, failed);
       }
-      if (!settled) timer = setTimeout(() => finish('timeout'), timeoutMs);
+      if (!settled) deadline = this.deadlines.add(timeoutMs, () => finish('timeout'));
     });
   }
 
@@ -622,12 +630,11 @@ interface AcquireRequest {
   ttlMs: number;
 }
 
-/** ACQUIRE (Redis counters): [1, token] or [0, index of the held key]; ACQUIRE_PLAIN: 0 or that index. */
-type FencedReply = [number, string | number];
-type AcquireReply = FencedReply | number;
+/** ACQUIRE (Redis counters): the token (≥ 1) or −(index of the held key); ACQUIRE_PLAIN: 0 or that index. */
+type AcquireReply = number;
 
 type OkCall = { node: number; outcome: 'ok'; reply: AcquireReply };
-const isFencedGrant = (c: NodeCall<AcquireReply>): c is OkCall => c.outcome === 'ok' && Number((c.reply as FencedReply)[0]) === 1;
+const isFencedGrant = (c: NodeCall<AcquireReply>): c is OkCall => c.outcome === 'ok' && Number(c.reply) > 0;
 const isPlainGrant = (c: NodeCall<AcquireReply>): c is OkCall => c.outcome === 'ok' && Number(c.reply) === 0;
 
 /** The default options object: recognised by identity, so the hot path skips re-validating defaults. */

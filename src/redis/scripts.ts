@@ -27,8 +27,8 @@ function script(name: string, source: string): LuaScript {
  * Acquire all lock keys on this node, or none, and move the node's fencing counter.
  * KEYS[1] = fencing counter, KEYS[2..] = lock keys.
  * ARGV[1] = lease value, ARGV[2] = ttl ms, ARGV[3] = highest fencing token the client has seen.
- * Returns {1, token} (an integer) when granted, {0, i} when lock key i (1-based among the lock
- * keys) is held by another lease.
+ * Returns the token (an integer ≥ 1) when granted, −i when lock key i (1-based among the lock
+ * keys) is held by another lease: one integer, so the reply costs no array on either side.
  *
  * A key already holding THIS lease's value counts as granted (a late reply of an earlier
  * attempt of the same acquisition), so an acquisition never blocks itself.
@@ -42,7 +42,7 @@ export const ACQUIRE = script(
 if #KEYS == 2 then
   if not redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then
     if redis.call('GET', KEYS[2]) ~= ARGV[1] then
-      return {0, 1}
+      return -1
     end
     redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
   end
@@ -50,7 +50,7 @@ else
   for i = 2, #KEYS do
     local v = redis.call('GET', KEYS[i])
     if v and v ~= ARGV[1] then
-      return {0, i - 1}
+      return -(i - 1)
     end
   end
   for i = 2, #KEYS do
@@ -63,7 +63,7 @@ if t <= seen then
   t = seen + 1
   redis.call('SET', KEYS[1], string.format('%.0f', t))
 end
-return {1, t}
+return t
 `,
 );
 
