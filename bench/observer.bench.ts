@@ -120,7 +120,7 @@ export async function benchObserver(options: { quick?: boolean; backends?: Backe
   ];
   // Many short interleaved turns: a burst of load from elsewhere hits both variants alike, and
   // the median of the per-round ratios ignores the rounds it hit one of them harder.
-  const rounds = options.rounds ?? (options.quick ? 2 : 40);
+  const rounds = options.rounds ?? (options.quick ? 2 : 100);
   const config: SuiteConfig = {
     durationMs: rounds * (options.roundMs ?? (options.quick ? 100 : 250)),
     rounds,
