@@ -3,8 +3,10 @@
  * clearTimeout per round. A round that settles in time (nearly every one) costs a push and a
  * flag; the timer fires at the earliest deadline still pending, expires what is due, drops what
  * settled and re-arms itself. The timer keeps the process alive only while a deadline is live,
- * like the per-round timers did.
+ * like the per-round timers did. Times are `performance.now()` (monotonic, as timers are): a
+ * wall-clock jump moves no deadline.
  */
+import { performance } from 'perf_hooks';
 
 /** A pending deadline: `cancel()` once the round settled, so `onExpire` never runs. */
 export interface Deadline {
@@ -29,14 +31,14 @@ class Entry implements Deadline {
 export class Deadlines {
   private entries: Entry[] = [];
   private timer: NodeJS.Timeout | undefined;
-  /** When the timer fires (ms since the epoch). */
+  /** When the timer fires (`performance.now()` ms). */
   private timerAt = Infinity;
   /** Entries not yet done. */
   private live = 0;
 
   /** Runs `onExpire` after `ms` (give or take the timer's 1 ms granularity) unless cancelled first. */
   add(ms: number, onExpire: () => void): Deadline {
-    const at = Date.now() + ms;
+    const at = performance.now() + ms;
     const entry = new Entry(at, onExpire, this);
     this.entries.push(entry);
     if (this.live++ === 0) this.timer?.ref();
@@ -52,14 +54,14 @@ export class Deadlines {
   private arm(at: number): void {
     if (this.timer) clearTimeout(this.timer);
     this.timerAt = at;
-    this.timer = setTimeout(() => this.fire(), Math.max(0, at - Date.now()));
+    this.timer = setTimeout(() => this.fire(), Math.max(0, Math.ceil(at - performance.now())));
     if (this.live === 0) this.timer.unref();
   }
 
   private fire(): void {
     this.timer = undefined;
     this.timerAt = Infinity;
-    const now = Date.now();
+    const now = performance.now();
     const due: Entry[] = [];
     const keep: Entry[] = [];
     let next = Infinity;
