@@ -2,13 +2,14 @@
  * What an OpenTelemetry observer costs on the hot path: the `@Pessimistic()` charge (b) on one
  * hot row, with no observer and with `openTelemetry()` over a real SDK (a BasicTracerProvider
  * with a BatchSpanProcessor whose exporter drops the spans, and a MeterProvider with a
- * periodic reader), measured by bench/suite.ts in interleaved rounds in the same process.
+ * periodic reader), measured by bench/suite.ts in interleaved rounds (a random order each
+ * round) in the same process, next to an A/A control (no observer again).
  * Targets: 0 extra statements per operation, ≤ 3 % fewer ops/s.
  *
- * Both variants run on ONE installation whose `onLockEvent` forwards to the observer the
+ * All three variants run on ONE installation whose `onLockEvent` forwards to the observer the
  * running variant set (none: it returns at once), so the difference is the observer's work.
  *
- * Run: npx ts-node --transpile-only bench/observer.bench.ts [--quick] [--backends postgres,mariadb] [--workers 1,8] [--rounds 40] [--round-ms 250]
+ * Run: npx ts-node --transpile-only bench/observer.bench.ts [--quick] [--backends postgres,mariadb] [--workers 1,8] [--rounds 100] [--round-ms 250]
  */
 import 'reflect-metadata';
 import { BasicTracerProvider, BatchSpanProcessor, type SpanExporter } from '@opentelemetry/sdk-trace-base';
