@@ -20,6 +20,7 @@ import {
 import { race } from '../src/testing';
 import { createDataSource, type BackendName } from './support/backends';
 import { startRedisNodes, unavailable, type RedisNodes } from './support/redis-servers';
+import { settled } from './support/settled';
 import { describeEachBackend, sleep } from './support/suite';
 
 @Entity('lease_notes')
@@ -63,15 +64,17 @@ describe('Redlock bound to the database', function () {
    * How many nodes still hold `k` once the cleanup settled: a node that answered after the quorum
    * decided has its grant undone asynchronously, so this waits (up to 2 s) for the count to reach 0.
    */
-  const nodesHolding = async (k: string) => {
-    const deadline = Date.now() + 2000;
-    for (;;) {
-      let n = 0;
-      for (const c of clients) n += await c.exists(`${prefix}${k}`);
-      if (n === 0 || Date.now() > deadline) return n;
-      await sleep(10);
-    }
-  };
+  const nodesHolding = (k: string) =>
+    settled(
+      async () => {
+        let n = 0;
+        for (const c of clients) n += await c.exists(`${prefix}${k}`);
+        return n;
+      },
+      (n) => n === 0,
+      2000,
+      10,
+    );
 
   const flushAll = async () => {
     for (const c of clients) await c.flushall();

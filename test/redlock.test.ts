@@ -6,6 +6,7 @@ import Redis from 'ioredis';
 import { LockConfigError, LockLostError, LockNotAvailableError } from '../src/errors';
 import { DistributedLock, Lease, Redlock, withDistributedLock } from '../src/redis';
 import { clientFor, RedisNodes, startRedisNodes, unavailable } from './support/redis-servers';
+import { settled } from './support/settled';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -40,25 +41,9 @@ describe('Redlock (Redis leases)', function () {
     return n;
   };
   /** `heldOn`, waiting up to 2 s for grants that arrive after the quorum decided. */
-  const heldOnAll = async (lease: Lease): Promise<number> => {
-    const deadline = Date.now() + 2000;
-    let n = await heldOn(lease);
-    while (n < clients.length && Date.now() < deadline) {
-      await sleep(20);
-      n = await heldOn(lease);
-    }
-    return n;
-  };
+  const heldOnAll = (lease: Lease) => settled(() => heldOn(lease), (n) => n >= clients.length);
   /** `existsAnywhere`, waiting up to 2 s for releases that arrive after the quorum answered. */
-  const existsAnywhereSettled = async (redisKey: string): Promise<number> => {
-    const deadline = Date.now() + 2000;
-    let n = await existsAnywhere(redisKey);
-    while (n > 0 && Date.now() < deadline) {
-      await sleep(20);
-      n = await existsAnywhere(redisKey);
-    }
-    return n;
-  };
+  const existsAnywhereSettled = (redisKey: string) => settled(() => existsAnywhere(redisKey), (n) => n === 0);
   const existsAnywhere = async (redisKey: string): Promise<number> => {
     let n = 0;
     for (const c of clients) if (c.status === 'ready') n += await c.exists(redisKey);
