@@ -194,3 +194,13 @@ export function medianWithInterval(values: number[]): { median: number; low: num
   const high = sorted[Math.min(n - 1, Math.ceil(n / 2 + spread) - 1)];
   return { median, low, high };
 }
+
+/** A copy of `items` in a random order drawn from `random` (Fisher–Yates). */
+export function shuffled<T>(items: readonly T[], random: () => number): T[] {
+  const out = [...items];
+  for (let i = out.length - 1; i > 0; i--) {
+    const j = Math.floor(random() * (i + 1));
+    [out[i], out[j]] = [out[j], out[i]];
+  }
+  return out;
+}

@@ -16,7 +16,7 @@ import { createFencingTable, installLocking } from '../src';
 import { Redlock } from '../src/redis/redlock';
 import { createDataSource, teardownBackends, type BackendName } from '../test/support/backends';
 import { startRedisNodes } from '../test/support/redis-servers';
-import { medianWithInterval, rng } from './harness';
+import { medianWithInterval, rng, shuffled } from './harness';
 
 export interface BenchRow {
   nodes: number;
@@ -67,12 +67,7 @@ async function measureAll(cases: Case[], ops: number, rounds: number): Promise<A
   for (let r = 0; r < rounds; r++) {
     // A new random order each round: no case always runs right after another (what a case leaves
     // behind, e.g. late replies or garbage, would otherwise always be paid by the same next case).
-    const order = cases.map((_, k) => k);
-    for (let i = order.length - 1; i > 0; i--) {
-      const j = Math.floor(random() * (i + 1));
-      [order[i], order[j]] = [order[j], order[i]];
-    }
-    for (const k of order) {
+    for (const k of shuffled(cases.map((_, k) => k), random)) {
       const c = cases[k];
       const cpu0 = process.cpuUsage();
       const started = performance.now();

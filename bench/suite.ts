@@ -12,7 +12,7 @@ import { createDataSource, type BackendName } from '../test/support/backends';
 import { QueryLog } from '../test/support/query-log';
 import { PROBES, type Budget, type PreparedVariant, type ProbeId, type VariantSpec } from './charge-variants';
 import { BENCH_ENTITIES, INITIAL_CREDITS, ROW_COUNT } from './entities';
-import { describe, latencyStats, rng, runCell, warmUp, type CellResult } from './harness';
+import { describe, latencyStats, rng, runCell, shuffled, warmUp, type CellResult } from './harness';
 
 export type Distribution = 'hot' | 'spread';
 export type ProcessKind = 'ormlock' | 'typeorm-transactional';
@@ -376,14 +376,4 @@ async function openConnections(ds: DataSource, n: number): Promise<void> {
   } finally {
     await Promise.all(runners.map((r) => r.release()));
   }
-}
-
-/** A copy of `items` in a random order drawn from `random` (Fisher–Yates). */
-function shuffled<T>(items: readonly T[], random: () => number): T[] {
-  const out = [...items];
-  for (let i = out.length - 1; i > 0; i--) {
-    const j = Math.floor(random() * (i + 1));
-    [out[i], out[j]] = [out[j], out[i]];
-  }
-  return out;
 }
