@@ -113,3 +113,8 @@ export class UniqueViolationError extends LockError {
 export class PoolExhaustedError extends LockError {
   override readonly code: string = 'POOL_EXHAUSTED';
 }
+
+/** The operation must not run inside a transaction and one is open (`propagation: 'never'`). */
+export class TransactionNotAllowedError extends LockError {
+  override readonly code: string = 'TRANSACTION_NOT_ALLOWED';
+}

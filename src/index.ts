@@ -12,6 +12,7 @@ export type { LockEventType, LockEventKind, LockEventDb } from './observe/events
 // context
 export { transaction, currentManager, inTransaction, type TransactionOptions, type Propagation, type IsolationLevel } from './context/transaction';
 export { Current, defineCurrent, type TypedCurrent } from './context/current';
+export { currentLockSignal } from './context/lock-signal';
 export { Transactional } from '../decorators/Transactional';
 // row locks
 export { lock, withLock, withPessimistic, type PessimisticMethodOptions, type RowLockOptions, type RowLockMode, type OnLocked } from './locks/pessimistic';
@@ -22,7 +23,8 @@ export type { LockDialect, DialectCapabilities } from './dialects/dialect';
 // errors
 export {
   LockError, LockTimeoutError, LockNotAvailableError, DeadlockError, SerializationError, StaleEntityError,
-  TransactionRequiredError, LockConfigError, LockLostError, UniqueViolationError, PoolExhaustedError, type LockErrorDetails,
+  TransactionRequiredError, TransactionNotAllowedError, LockConfigError, LockLostError, UniqueViolationError, PoolExhaustedError,
+  type LockErrorDetails,
 } from './errors';
 // parent lock around create (nested sets)
 export { AroundCreate } from '../decorators/AroundCreate';

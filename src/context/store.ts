@@ -64,6 +64,8 @@ export interface Frame {
   readonly advisoryHeld?: ReadonlyMap<string, HeldAdvisoryLock>;
   /** Connections pinned by session-scoped advisory locks, per installation. */
   readonly pinned?: ReadonlyMap<Installation, PinnedConnection>;
+  /** The AbortSignal of the innermost lock scope (see src/context/lock-signal.ts). */
+  readonly lockSignal?: AbortSignal;
 }
 
 /** One advisory lock held by an async context (see `Frame.advisoryHeld`). */
@@ -95,6 +97,7 @@ export function childFrame(patch: Partial<Frame>): Frame {
     readLock: parent?.readLock,
     advisoryHeld: parent?.advisoryHeld,
     pinned: parent?.pinned,
+    lockSignal: parent?.lockSignal,
     ...patch,
   };
 }
