@@ -161,7 +161,8 @@ function answersPing(host: string, port: number): Promise<boolean> {
   });
 }
 
-function portFree(port: number): Promise<boolean> {
+/** True when nobody listens on the loopback port (also used by the PgBouncer / PostgreSQL harnesses). */
+export function portFree(port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const server = net.createServer();
     server.once('error', () => resolve(false));

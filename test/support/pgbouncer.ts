@@ -1,0 +1,119 @@
+/**
+ * A real PgBouncer (Debian's `pgbouncer` package, /usr/sbin/pgbouncer) for the production set-up
+ * tests: an ini in a directory under /tmp owned by the `postgres` user (PgBouncer refuses to run
+ * as root), listening on a spare loopback port, `pool_mode = transaction` unless told otherwise,
+ * `auth_type = trust`. `stop()` ends the process and removes the directory.
+ *
+ * The admin console (`admin()`) is the `pgbouncer` database, for SHOW SERVERS / SHOW POOLS /
+ * RECONNECT.
+ */
+import { ChildProcess, spawn } from 'child_process';
+import fs from 'fs';
+import path from 'path';
+import { Client } from 'pg';
+import { serverDirectory, serverUser, sparePort } from './postgres-user';
+import { sleep } from './suite';
+
+export const PGBOUNCER_BIN = process.env.ORMLOCK_PGBOUNCER_BIN ?? '/usr/sbin/pgbouncer';
+
+export interface PgBouncerOptions {
+  /** Database name as clients use it → the server's `postgres://` URL (host, port, dbname taken from it). */
+  databases: Record<string, string>;
+  poolMode?: 'transaction' | 'session' | 'statement';
+  /** Server connections per database/user pair (default 8: fewer than the racing callers, so they share). */
+  poolSize?: number;
+}
+
+export interface PgBouncer {
+  readonly port: number;
+  /** postgres://postgres@127.0.0.1:<port>/<database> */
+  url(database: string): string;
+  /** A connected client on the admin console (the caller ends it). */
+  admin(): Promise<Client>;
+  stop(): Promise<void>;
+}
+
+/** Why PgBouncer cannot start here, or undefined when it can. */
+export function pgBouncerUnavailable(): string | undefined {
+  if (!fs.existsSync(PGBOUNCER_BIN)) return `${PGBOUNCER_BIN} is missing (Debian: apt-get install -y pgbouncer; .ci/run installs it)`;
+  const user = serverUser();
+  return typeof user === 'string' ? user : undefined;
+}
+
+export async function startPgBouncer(options: PgBouncerOptions): Promise<PgBouncer> {
+  const user = serverUser();
+  if (typeof user === 'string') throw new Error(user);
+  const dir = serverDirectory(user, 'ormlock-pgbouncer-');
+  const port = await sparePort(Number(process.env.ORMLOCK_PGBOUNCER_PORT ?? 56432));
+  const databases = Object.entries(options.databases).map(([name, url]) => {
+    const u = new URL(url);
+    return `${name} = host=${u.hostname} port=${u.port || 5432} dbname=${decodeURIComponent(u.pathname.slice(1))} user=${decodeURIComponent(u.username || 'postgres')}`;
+  });
+  const ini = [
+    '[databases]',
+    ...databases,
+    '[pgbouncer]',
+    'listen_addr = 127.0.0.1',
+    `listen_port = ${port}`,
+    'unix_socket_dir =',
+    'auth_type = trust',
+    `auth_file = ${path.join(dir, 'users.txt')}`,
+    `pool_mode = ${options.poolMode ?? 'transaction'}`,
+    `default_pool_size = ${options.poolSize ?? 8}`,
+    'max_client_conn = 500',
+    'ignore_startup_parameters = extra_float_digits,options',
+    'admin_users = postgres',
+    `logfile = ${path.join(dir, 'pgbouncer.log')}`,
+    `pidfile = ${path.join(dir, 'pgbouncer.pid')}`,
+    '',
+  ].join('\n');
+  const iniPath = path.join(dir, 'pgbouncer.ini');
+  fs.writeFileSync(iniPath, ini, { mode: 0o644 });
+  fs.writeFileSync(path.join(dir, 'users.txt'), '"postgres" ""\n', { mode: 0o644 });
+  if (user.uid !== undefined) for (const f of ['pgbouncer.ini', 'users.txt']) fs.chownSync(path.join(dir, f), user.uid, user.gid!);
+
+  const child: ChildProcess = spawn(PGBOUNCER_BIN, [iniPath], { uid: user.uid, gid: user.gid, cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr!.on('data', (d) => (stderr += String(d)));
+  const killSync = () => child.kill('SIGKILL');
+  process.once('exit', killSync);
+  const cleanup = () => fs.rmSync(dir, { recursive: true, force: true });
+
+  const admin = async () => {
+    const c = new Client({ host: '127.0.0.1', port, user: 'postgres', database: 'pgbouncer', connectionTimeoutMillis: 2000 });
+    c.on('error', () => undefined);
+    await c.connect();
+    return c;
+  };
+  const stop = async () => {
+    process.removeListener('exit', killSync);
+    if (child.exitCode === null && child.signalCode === null) {
+      const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+      child.kill('SIGTERM'); // immediate shutdown
+      await Promise.race([exited, sleep(5000)]);
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    }
+    cleanup();
+  };
+
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    if (child.exitCode !== null || child.signalCode !== null) {
+      const log = fs.existsSync(path.join(dir, 'pgbouncer.log')) ? fs.readFileSync(path.join(dir, 'pgbouncer.log'), 'utf8').slice(-2000) : '';
+      cleanup();
+      throw new Error(`pgbouncer exited (${child.exitCode ?? child.signalCode}): ${stderr}${log}`);
+    }
+    try {
+      const c = await admin();
+      await c.end();
+      break;
+    } catch (error) {
+      if (Date.now() > deadline) {
+        await stop();
+        throw new Error(`pgbouncer on port ${port} did not answer within 10 s: ${(error as Error).message}\n${stderr}`);
+      }
+      await sleep(50);
+    }
+  }
+  return { port, url: (database) => `postgres://postgres@127.0.0.1:${port}/${database}`, admin, stop };
+}
