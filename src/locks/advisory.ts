@@ -9,6 +9,7 @@ import {
 } from '../errors';
 import { resolveInstallation, type Installation } from '../orm/installations';
 import { inSavepoint } from './savepoint';
+import { refuseUnderTransactionPooler } from './pooler-guard';
 import { checkFunction, optionsProblems } from '../arguments';
 import { namedConnection, onNamedConnection, poolWait } from '../context/transaction';
 import {
@@ -75,6 +76,7 @@ function makePlan(inst: Installation, key: unknown, options: AdvisoryLockOptions
   const problems = advisoryOptionProblems(options);
   if (problems.length) throw configError(subject, problems.join('; '));
   checkAdvisoryOptionsFor(inst.dialect, options, subject);
+  refuseSessionLocksUnderPooler(inst, options.scope ?? 'transaction', subject);
   const adv = inst.dialect.advisory;
   const byId = new Map<string, LockItem>();
   for (const resolved of resolveAdvisoryKeys(key, inst.settings.namespace, subject)) {
@@ -93,6 +95,18 @@ function makePlan(inst: Installation, key: unknown, options: AdvisoryLockOptions
     locks,
     subject,
   };
+}
+
+/**
+ * Behind a transaction-pooling pooler a session lock has no owner: session scope is refused, and
+ * so is transaction scope where the database has no transaction-scoped advisory locks (it is a
+ * session lock released after COMMIT there).
+ */
+function refuseSessionLocksUnderPooler(inst: Installation, scope: AdvisoryScope, subject: AdvisorySubject): void {
+  if (scope === 'session') refuseUnderTransactionPooler(inst, subject, 'session-scope advisory locks');
+  else if (!inst.dialect.capabilities.transactionAdvisoryLocks) {
+    refuseUnderTransactionPooler(inst, subject, `advisory locks on ${inst.dialect.name} (session locks, released after COMMIT)`, { scopeTransactionHelps: false });
+  }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -59,7 +59,7 @@ export type InstallTarget =
   | { kind: 'typeorm'; name: string; options: InstallLockingOptions }
   | { kind: 'mikro-orm'; contextName?: string; options: InstallLockingOptions };
 
-const INSTALL_KEYS = ['namespace', 'lockTimeoutMs', 'advisoryTimeoutMs', 'connectionTimeoutMs', 'observers', 'onLockEvent'] as const;
+const INSTALL_KEYS = ['namespace', 'lockTimeoutMs', 'advisoryTimeoutMs', 'connectionTimeoutMs', 'observers', 'onLockEvent', 'pooler'] as const;
 const MODULE_KEYS = new Set<string>([...INSTALL_KEYS, 'dataSources', 'mikroOrm', 'redis']);
 
 /** installLocking's own options out of a wider object (installLocking validates their values). */

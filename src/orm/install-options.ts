@@ -2,6 +2,9 @@ import { optionsProblems } from '../arguments';
 import { LockConfigError } from '../errors';
 import { observerOptionProblems, type LockEvent, type LockObserver } from '../observe/events';
 import type { InstallationSettings } from './installations';
+import { detectPooler, POOLER_MODES, resolvePoolerMode, type PoolerMode } from './pooler';
+import type { OrmPort } from './port';
+import type { LockDialect } from '../dialects/dialect';
 
 /** The options of `installLocking`, the same for every ORM adapter. */
 export interface InstallLockingOptions {
@@ -20,10 +23,18 @@ export interface InstallLockingOptions {
   observers?: readonly LockObserver[];
   /** Shorthand for one observer: called on lock events (acquired with waitedMs, released with heldMs, timeout, not available, lost). */
   onLockEvent?: (event: LockEvent) => void;
+  /**
+   * What sits between the application and the database. `'transaction'`: a transaction-pooling
+   * pooler (PgBouncer `pool_mode = transaction`, RDS Proxy, Supavisor's transaction mode): what needs
+   * session state (session-scope advisory locks) is refused with LockConfigError. `'session'`: a
+   * session-pooling one. `'none'`: a direct connection. Undefined: detected at installLocking
+   * (a pooler found is taken as `'transaction'`).
+   */
+  pooler?: PoolerMode;
 }
 
 export const DEFAULT_CONNECTION_TIMEOUT_MS = 5000;
-const INSTALL_OPTIONS = ['namespace', 'lockTimeoutMs', 'advisoryTimeoutMs', 'connectionTimeoutMs', 'observers', 'onLockEvent'];
+const INSTALL_OPTIONS = ['namespace', 'lockTimeoutMs', 'advisoryTimeoutMs', 'connectionTimeoutMs', 'observers', 'onLockEvent', 'pooler'];
 
 /** Checks installLocking's options (LockConfigError naming the option) and returns the installation's settings. */
 export function checkInstallOptions(options: InstallLockingOptions, signature = 'installLocking(dataSource, options?)'): InstallationSettings {
@@ -38,6 +49,9 @@ export function checkInstallOptions(options: InstallLockingOptions, signature = 
       throw new LockConfigError(`installLocking: ${key} must be a number ≥ 0 (got ${String(v)})`);
     }
   }
+  if (options.pooler !== undefined && !POOLER_MODES.includes(options.pooler)) {
+    throw new LockConfigError(`installLocking: pooler must be one of ${POOLER_MODES.map((m) => `'${m}'`).join(', ')} (got ${String(options.pooler)})`);
+  }
   const problems = observerOptionProblems(options);
   if (problems.length) throw new LockConfigError(`installLocking: ${problems.join('; ')}`);
   return {
@@ -45,5 +59,16 @@ export function checkInstallOptions(options: InstallLockingOptions, signature = 
     lockTimeoutMs: options.lockTimeoutMs,
     advisoryTimeoutMs: options.advisoryTimeoutMs,
     connectionTimeoutMs: options.connectionTimeoutMs ?? DEFAULT_CONNECTION_TIMEOUT_MS,
+    pooler: options.pooler ?? 'none',
+    poolerDetected: false,
   };
+}
+
+/**
+ * The settings with the pooler mode decided: the declared one, else what `detectPooler` found
+ * (installLocking calls it once, with the installation's port, before anything is registered).
+ */
+export async function withPoolerMode(settings: InstallationSettings, declared: PoolerMode | undefined, port: OrmPort, dialect: LockDialect): Promise<InstallationSettings> {
+  const evidence = declared === 'transaction' || declared === 'session' ? { detected: undefined } : await detectPooler(port, dialect);
+  return { ...settings, pooler: resolvePoolerMode(declared, evidence, port.label), poolerDetected: evidence.detected === true };
 }

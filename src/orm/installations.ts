@@ -8,6 +8,7 @@ import type { LockDialect } from '../dialects/dialect';
 import { LockConfigError } from '../errors';
 import { emitTo, type LockEvent, type LockObserver } from '../observe/events';
 import type { EntityDescriptor, OrmPort } from './port';
+import type { PoolerMode } from './pooler';
 
 /** What an installation was given (installLocking's options, checked). */
 export interface InstallationSettings {
@@ -19,6 +20,10 @@ export interface InstallationSettings {
   readonly advisoryTimeoutMs?: number;
   /** Longest wait for a second pool connection (requires_new, session locks), in ms. */
   readonly connectionTimeoutMs: number;
+  /** What sits between the application and the database: 'transaction' refuses what needs session state. */
+  readonly pooler: PoolerMode;
+  /** True when installLocking saw a pooler (the server's handshake id is not the backend's). */
+  readonly poolerDetected: boolean;
 }
 
 let nextId = 1;

@@ -152,6 +152,13 @@ export interface OrmPort {
    */
   enter?<T>(connection: PortConnection, fn: () => Promise<T> | T): Promise<T> | T;
 
+  /**
+   * The backend id the server announced when `connection` was opened (PostgreSQL's BackendKeyData
+   * pid, MySQL's handshake thread id), or undefined when the driver does not say: compared with
+   * the dialect's `connectionIdSql` at installation to see a pooler (src/orm/pooler.ts).
+   */
+  handshakeBackendId?(connection: PortConnection): number | undefined;
+
   /** Detects the dialect of this database (called once, at installation). */
   detectDialect(): Promise<LockDialect>;
 }

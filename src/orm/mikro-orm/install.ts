@@ -2,7 +2,7 @@ import type { MikroORM } from '@mikro-orm/core';
 import type { LockDialect } from '../../dialects/dialect';
 import { LockConfigError } from '../../errors';
 import { observersOf } from '../../observe/events';
-import { checkInstallOptions, type InstallLockingOptions } from '../install-options';
+import { checkInstallOptions, withPoolerMode, type InstallLockingOptions } from '../install-options';
 import { addInstallation, installationOf, Installation, noteOrigin, removeInstallation } from '../installations';
 import { withMikroOrmErrors } from './errors';
 import { acquirePatches, neededPatches } from './internals';
@@ -49,9 +49,10 @@ export async function installLocking(orm: MikroORM, options: InstallLockingOptio
   if (installationOf(orm)?.port.isLive) {
     throw new LockConfigError(`installLocking(orm): already installed on MikroORM '${name}'; call uninstall() on its handle first.`);
   }
-  const settings = checkInstallOptions(options, 'installLocking(orm, options?)');
+  const checked = checkInstallOptions(options, 'installLocking(orm, options?)');
   const port = new MikroOrmPort(orm);
   const dialect = withMikroOrmErrors(await port.detectDialect());
+  const settings = await withPoolerMode(checked, options.pooler, port, dialect);
   validateEntities(orm, dialect, settings);
   const release = acquirePatches(neededPatches(orm), port.ormVersion); // probes first: throws naming the internal, having patched nothing
 

@@ -6,6 +6,7 @@ import type { RowLockSpec } from '../../locks/row-lock-options';
 import type { EntityDescriptor, IsolationLevel, OrmPort, ParentLocation, PoolWait, PortConnection, PortTransaction } from '../port';
 import { connectionFor, MikroOrmConnection, newRootState } from './connection';
 import { OWNS_RAW, PINNED_RAW } from './internals/connection';
+import { handshakeIdOf } from '../pooler';
 import { markedAliases } from './internals/reads';
 import { installationFor } from './registry';
 import { requireUniqueCover } from './unique-cover';
@@ -170,6 +171,10 @@ export class MikroOrmPort implements OrmPort {
       password: typeof c.get('password') === 'string' ? (c.get('password') as string) : undefined,
       database: c.get('dbName'),
     };
+  }
+
+  handshakeBackendId(connection: PortConnection): number | undefined {
+    return connection instanceof MikroOrmConnection ? handshakeIdOf(connection.root.raw) : undefined;
   }
 
   async detectDialect(): Promise<LockDialect> {

@@ -4,7 +4,7 @@ import type { LockDialect } from '../../dialects/dialect';
 import { LockConfigError } from '../../errors';
 import { lockMetadataOf } from '../../metadata/registry';
 import { observersOf } from '../../observe/events';
-import { checkInstallOptions, type InstallLockingOptions } from '../install-options';
+import { checkInstallOptions, withPoolerMode, type InstallLockingOptions } from '../install-options';
 import { addInstallation, installationOf, Installation, removeInstallation, type InstallationSettings } from '../installations';
 import { bindDataSource } from './bind-data-source';
 import { dataSourceName } from './compat';
@@ -49,9 +49,10 @@ export async function installLocking(dataSource: DataSource, options: InstallLoc
   if (installationOf(dataSource)?.port.isLive) {
     throw new LockConfigError(`installLocking(dataSource): already installed on DataSource '${dataSourceName(dataSource)}'; call uninstall() on its handle first.`);
   }
-  const settings = checkOptions(options);
+  const checked = checkOptions(options);
   const port = new TypeOrmPort(dataSource);
   const dialect = await port.detectDialect();
+  const settings = await withPoolerMode(checked, options.pooler, port, dialect);
   const ctx: InstallContext = { dataSource, dialect, settings };
 
   for (const entity of dataSource.entityMetadatas) {

@@ -9,6 +9,7 @@ import type { EntityDescriptor, IsolationLevel, OrmPort, ParentLocation, PoolWai
 import { dataSourceOf, describeDataSource, typeormVersion } from './compat';
 import { connectionTargetOf } from './connection-target';
 import { markLocked } from './internals/query-builder';
+import { handshakeIdOf } from '../pooler';
 
 declare module '../port' {
   interface OrmManagerTypes {
@@ -127,6 +128,10 @@ export class TypeOrmPort implements OrmPort {
   serverAddress(): ServerAddress {
     const t = connectionTargetOf(this.dataSource);
     return { family: t.family, url: t.url, host: t.host, port: t.port, user: t.user, password: t.password, database: t.database };
+  }
+
+  handshakeBackendId(connection: PortConnection): number | undefined {
+    return handshakeIdOf((connection as { databaseConnection?: unknown }).databaseConnection);
   }
 
   async detectDialect(): Promise<LockDialect> {

@@ -1,0 +1,474 @@
+import { expect } from 'chai';
+import { MikroORM, type Options } from '@mikro-orm/core';
+import { PostgreSqlDriver } from '@mikro-orm/postgresql';
+import Redis from 'ioredis';
+import { Client } from 'pg';
+import { DataSource, type DataSourceOptions } from 'typeorm';
+import {
+  AdvisoryLock, LockConfigError, Redlock, createFencingTable, StaleEntityError, createOrFind, currentManager, installLocking, transaction, withAdvisoryLock, withLock,
+  type LockingHandle,
+} from '../src';
+import { installLocking as installMikro, type MikroOrmLockingHandle } from '../src/orm/mikro-orm';
+import { race } from '../src/testing';
+import { BillOrder, BillUser, Billing } from './fixtures/billing';
+import { Counter, CounterService, PlainCounter } from './fixtures/counter';
+import { Account } from './fixtures/optimistic-models';
+import { MkTally } from './fixtures/topology';
+import { Overlap } from './fixtures/two-sources';
+import { BACKENDS, dataSourceOptions } from './support/backends';
+import { startPgBouncer, pgBouncerUnavailable, type PgBouncer } from './support/pgbouncer';
+import { unavailableServer } from './support/postgres-user';
+import { redisUrls } from './support/redis-servers';
+import { sleep } from './support/suite';
+
+/**
+ * Production set-ups: ormlock through a real PgBouncer (Debian's package, started by
+ * test/support/pgbouncer.ts) in transaction mode. Every strategy that holds through it is exact
+ * under 20 racing callers (each with its control), session-scope advisory locks are refused (and a
+ * control shows that they overlap through PgBouncer when they are not), and at the end no lock and
+ * no setting is left on any server connection, checked on the server itself.
+ */
+
+const N = 20;
+/** Server connections per pool: fewer than the racing callers, so transactions share them. */
+const POOL = 6;
+const ENTITIES = [BillUser, BillOrder, Counter, PlainCounter, Account];
+const NS = `pgb-${process.env.ORMLOCK_TEST_DB}`;
+const SESSION_REFUSED = /session-scope advisory locks cannot work behind a transaction-pooling connection pooler/;
+
+const rejection = (p: Promise<unknown>) => p.then(() => null, (e) => e);
+const reasons = (results: PromiseSettledResult<unknown>[]) => results.filter((r) => r.status === 'rejected').map((r) => (r as PromiseRejectedResult).reason);
+
+describe('production set-ups: PgBouncer in transaction mode [typeorm, postgres]', function () {
+  this.timeout(60_000);
+  let bouncer: PgBouncer | undefined;
+  let base: DataSourceOptions & { url: string };
+  let dbName: string;
+  let ds: DataSource;
+  let handle: LockingHandle;
+  let direct: Client;
+
+  before(async function () {
+    const why = pgBouncerUnavailable();
+    if (why) unavailableServer(this, 'the PgBouncer tests', why);
+    const options = await dataSourceOptions('postgres', ENTITIES);
+    if (!options) return this.skip();
+    base = options as DataSourceOptions & { url: string };
+    dbName = new URL(base.url).pathname.slice(1);
+    // the schema, made directly on the server
+    await new DataSource(base).initialize().then((d) => d.destroy());
+    bouncer = await startPgBouncer({ databases: { [dbName]: base.url, [`${dbName}_ctl`]: base.url }, poolSize: POOL });
+    ds = await new DataSource({ ...base, url: bouncer.url(dbName), synchronize: false, dropSchema: false, poolSize: N + 5 } as DataSourceOptions).initialize();
+    handle = await installLocking(ds, { namespace: NS });
+    direct = new Client({ connectionString: base.url });
+    await direct.connect();
+  });
+
+  after(async () => {
+    handle?.uninstall();
+    if (ds?.isInitialized) await ds.destroy();
+    await direct?.end().catch(() => undefined);
+    await bouncer?.stop();
+  });
+
+  describe('detection', () => {
+    it("installLocking sees PgBouncer (its handshake pid is not the backend's) and takes pooler: 'transaction'", () => {
+      expect(handle.installation.settings.pooler).to.equal('transaction');
+      expect(handle.installation.settings.poolerDetected).to.equal(true);
+    });
+
+    it("a direct connection is pooler: 'none', not detected", async () => {
+      const plain = await new DataSource({ ...base, synchronize: false, dropSchema: false, poolSize: 2 } as DataSourceOptions).initialize();
+      try {
+        const h = await installLocking(plain);
+        expect(h.installation.settings).to.include({ pooler: 'none', poolerDetected: false });
+        h.uninstall();
+      } finally {
+        await plain.destroy();
+      }
+    });
+
+    it("pooler: 'none' through PgBouncer is a LockConfigError; 'session' is taken as declared", async () => {
+      const other = await new DataSource({ ...base, url: bouncer!.url(dbName), synchronize: false, dropSchema: false, poolSize: 2 } as DataSourceOptions).initialize();
+      try {
+        const err = await rejection(installLocking(other, { pooler: 'none' }));
+        expect(err).to.be.instanceOf(LockConfigError);
+        expect(err.message).to.match(/pooler: 'none' was given, but DataSource .* goes through a connection pooler/);
+        const h = await installLocking(other, { pooler: 'session' });
+        expect(h.installation.settings).to.include({ pooler: 'session', poolerDetected: false });
+        h.uninstall();
+      } finally {
+        await other.destroy();
+      }
+    });
+  });
+
+  describe('session-scope advisory locks', () => {
+    class Nightly {
+      runs = 0;
+      @AdvisoryLock('nightly-report', { scope: 'session' })
+      async run(): Promise<void> {
+        this.runs++;
+      }
+    }
+
+    it('withAdvisoryLock(…, { scope: "session" }) is refused with LockConfigError naming why and what to use; the body never runs', async () => {
+      let ran = false;
+      const err = await rejection(withAdvisoryLock('report', () => void (ran = true), { scope: 'session' }));
+      expect(err).to.be.instanceOf(LockConfigError);
+      expect(err.message).to.match(SESSION_REFUSED);
+      expect(err.message).to.match(/scope: 'transaction'/);
+      expect(err.message).to.match(/connects to the database directly/);
+      expect(ran).to.equal(false);
+    });
+
+    it('@AdvisoryLock(key, { scope: "session" }) on a method is refused the same way', async () => {
+      const job = new Nightly();
+      const err = await rejection(job.run());
+      expect(err).to.be.instanceOf(LockConfigError);
+      expect(err.message).to.match(SESSION_REFUSED);
+      expect(err.method).to.equal('Nightly.run');
+      expect(job.runs).to.equal(0);
+    });
+
+    it('control: without the refusal (an installation told pooler: "session"), session locks through PgBouncer overlap', async () => {
+      const ctl = await new DataSource({ ...base, url: bouncer!.url(`${dbName}_ctl`), synchronize: false, dropSchema: false, poolSize: N } as DataSourceOptions).initialize();
+      const ctlHandle = await installLocking(ctl, { namespace: NS, pooler: 'session' });
+      const overlap = new Overlap();
+      try {
+        await race(N, () => withAdvisoryLock('ctl-key', () => overlap.run(() => sleep(100)), { scope: 'session', dataSource: ctl }).catch(() => undefined));
+      } finally {
+        ctlHandle.uninstall();
+        await ctl.destroy();
+        // the control may strand locks on its server connections: end them (its pool only)
+        const admin = await bouncer!.admin();
+        const servers = await admin.query('SHOW SERVERS');
+        await admin.end();
+        const pids = servers.rows.filter((s: any) => s.database === `${dbName}_ctl`).map((s: any) => Number(s.remote_pid));
+        if (pids.length) await direct.query('SELECT pg_terminate_backend(pid) FROM unnest($1::int[]) AS pid', [pids]);
+      }
+      expect(overlap.max, 'bodies inside at once without a lock that holds').to.be.greaterThan(1);
+    });
+  });
+
+  describe('strategies under 20 racing callers', () => {
+    async function seedUser(credits: number) {
+      const users = ds.getRepository(BillUser);
+      const orders = ds.getRepository(BillOrder);
+      const user = await users.save(users.create({ credits }));
+      const orderIds: number[] = [];
+      for (let i = 0; i < N; i++) orderIds.push((await orders.save(orders.create({ userId: user.id, price: 10 }))).id);
+      return { user, orderIds, users, orders };
+    }
+
+    async function charges(method: 'chargeUnlocked' | 'chargePessimistic' | 'chargeWithLock') {
+      const { user, orderIds, users, orders } = await seedUser(1000);
+      const billing = new Billing(users, orders);
+      const failures = reasons(await race(N, (i) => billing[method](user.id, orderIds[i])));
+      return { credits: (await users.findOneByOrFail({ id: user.id })).credits, failures };
+    }
+
+    it('control: charges in a transaction without a lock lose updates', async () => {
+      const { credits, failures } = await charges('chargeUnlocked');
+      expect(failures).to.deep.equal([]);
+      expect(credits).to.be.greaterThan(1000 - N * 10);
+    });
+
+    it('@Pessimistic(): exact', async () => {
+      const { credits, failures } = await charges('chargePessimistic');
+      expect(failures).to.deep.equal([]);
+      expect(credits).to.equal(1000 - N * 10);
+    });
+
+    it('withLock(entity, fn, { timeoutMs }): exact (the lock_timeout is SET LOCAL)', async () => {
+      const users = ds.getRepository(BillUser);
+      const user = await users.save(users.create({ credits: 1000 }));
+      const failures = reasons(
+        await race(N, async () => {
+          const copy = await users.findOneByOrFail({ id: user.id });
+          await withLock(copy, async (locked) => {
+            await sleep(15);
+            locked.credits -= 10;
+            await users.save(locked);
+          }, { timeoutMs: 20_000 });
+        }),
+      );
+      expect(failures).to.deep.equal([]);
+      expect((await users.findOneByOrFail({ id: user.id })).credits).to.equal(1000 - N * 10);
+    });
+
+    /** Read, wait, write back one less, in a transaction; `lock` wraps it (or not: the control). */
+    async function debitRace(lock: (body: () => Promise<void>) => Promise<unknown>) {
+      const users = ds.getRepository(BillUser);
+      const user = await users.save(users.create({ credits: 1000 }));
+      const failures = reasons(
+        await race(N, () =>
+          lock(() =>
+            transaction(async () => {
+              const row = await users.findOneByOrFail({ id: user.id });
+              await sleep(15);
+              await users.update({ id: user.id }, { credits: row.credits - 10 });
+            }),
+          ),
+        ),
+      );
+      return { failures, credits: (await users.findOneByOrFail({ id: user.id })).credits };
+    }
+
+    it('control: the same debits without an advisory lock lose updates', async () => {
+      const { failures, credits } = await debitRace((body) => body());
+      expect(failures).to.deep.equal([]);
+      expect(credits).to.be.greaterThan(1000 - N * 10);
+    });
+
+    it('transaction-scope withAdvisoryLock (timeoutMs set): exact, nothing left held', async () => {
+      const { failures, credits } = await debitRace((body) => withAdvisoryLock('debit', body, { timeoutMs: 20_000 }));
+      expect(failures).to.deep.equal([]);
+      expect(credits).to.equal(1000 - N * 10);
+    });
+
+    it('control: increments without @Versioned lose updates', async () => {
+      const repo = ds.getRepository(PlainCounter);
+      const c = await repo.save(repo.create({ value: 0 }));
+      const service = new CounterService(repo as never);
+      expect(reasons(await race(N, () => service.incrementOnce(c.id)))).to.deep.equal([]);
+      expect((await repo.findOneByOrFail({ id: c.id })).value).to.be.lessThan(N);
+    });
+
+    it('@Versioned + @RetryOnConflict: exact', async () => {
+      const repo = ds.getRepository(Counter);
+      const c = await repo.save(repo.create({ value: 0 }));
+      const service = new CounterService(repo as never);
+      expect(reasons(await race(N, () => service.increment(c.id)))).to.deep.equal([]);
+      expect((await repo.findOneByOrFail({ id: c.id })).value).to.equal(N);
+      expect(service.calls).to.be.greaterThan(N); // there were conflicts, and they were retried
+      const stale = await rejection(transaction(async () => {
+        const a = await repo.findOneByOrFail({ id: c.id });
+        await repo.update({ id: c.id }, { value: 0, version: a.version + 1 });
+        a.value = 99;
+        await repo.save(a);
+      }));
+      expect(stale).to.be.instanceOf(StaleEntityError);
+    });
+
+    it('control: find-then-insert of one new email fails under the race', async () => {
+      const repo = ds.getRepository(Account);
+      const email = `ctl-${Date.now()}@x`;
+      const failures = reasons(
+        await race(N, async () => {
+          const found = await repo.findOneBy({ email });
+          await sleep(15);
+          return found ?? repo.insert({ email });
+        }),
+      );
+      expect(failures.length, 'duplicate inserts refused by the unique key').to.be.greaterThan(0);
+    });
+
+    it('createOrFind: every caller gets the one row', async () => {
+      const repo = ds.getRepository(Account);
+      const email = `cof-${Date.now()}@x`;
+      const results = await race(N, () => createOrFind(repo, { email }, { name: 'raced' }));
+      expect(reasons(results)).to.deep.equal([]);
+      const ids = new Set(results.map((r) => (r as PromiseFulfilledResult<Account>).value.id));
+      expect(ids.size).to.equal(1);
+      expect(await repo.countBy({ email })).to.equal(1);
+    });
+
+    it('Redlock with database fencing: exact, tokens increase in the order the holders ran', async function () {
+      const url = redisUrls()[0];
+      const client = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1, retryStrategy: () => null });
+      client.on('error', () => undefined);
+      try {
+        await client.connect();
+      } catch (error) {
+        client.disconnect();
+        unavailableServer(this, 'the Redlock-through-PgBouncer test', `no Redis at ${url}: ${(error as Error).message}`);
+      }
+      try {
+        await createFencingTable(ds);
+        const redlock = new Redlock([client], { namespace: NS, fencing: { dataSource: ds } });
+        const order: bigint[] = [];
+        const overlap = new Overlap();
+        const key = `debit-${Date.now()}`;
+        const { failures, credits } = await debitRace((body) =>
+          redlock.using(key, 5_000, async (lease) => {
+            order.push(lease.fencingToken);
+            await overlap.run(body);
+          }, { retryCount: 400, retryDelayMs: 20 }),
+        );
+        expect(failures).to.deep.equal([]);
+        expect(overlap.max).to.equal(1);
+        expect(credits).to.equal(1000 - N * 10);
+        expect(order).to.have.length(N);
+        for (let i = 1; i < order.length; i++) expect(order[i] > order[i - 1], `token ${i}`).to.equal(true);
+      } finally {
+        client.disconnect();
+      }
+    });
+  });
+
+  describe('MikroORM through the same PgBouncer', () => {
+    let orm: MikroORM;
+    let mikro: MikroOrmLockingHandle;
+
+    before(async () => {
+      orm = await MikroORM.init({
+        driver: PostgreSqlDriver as never,
+        clientUrl: bouncer!.url(dbName),
+        dbName,
+        entities: [MkTally],
+        pool: { min: 0, max: N },
+        allowGlobalContext: false,
+        debug: false,
+      } as Options);
+      await orm.schema.refreshDatabase();
+      mikro = await installMikro(orm, { namespace: NS });
+    });
+
+    after(async () => {
+      mikro?.uninstall();
+      await orm?.close(true);
+    });
+
+    it("installLocking(orm) sees PgBouncer too: pooler 'transaction', session scope refused", async () => {
+      expect(mikro.installation.settings).to.include({ pooler: 'transaction', poolerDetected: true });
+      const err = await rejection(withAdvisoryLock('mk', () => undefined, { scope: 'session', dataSource: orm }));
+      expect(err).to.be.instanceOf(LockConfigError);
+      expect(err.message).to.match(SESSION_REFUSED);
+    });
+
+    async function tallyRace(lock: (body: () => Promise<void>) => Promise<unknown>) {
+      const em = orm.em.fork();
+      const tally = em.create(MkTally, { name: 'master', value: 0 });
+      await em.flush();
+      const failures = reasons(
+        await race(N, () =>
+          lock(() =>
+            transaction(async () => {
+              const tx = currentManager(orm);
+              const [row] = await tx.getConnection().execute('SELECT value FROM mk_topo_tallies WHERE id = ?', [tally.id], 'all', tx.getTransactionContext());
+              await sleep(15);
+              await tx.getConnection().execute('UPDATE mk_topo_tallies SET value = ? WHERE id = ?', [row.value + 1, tally.id], 'run', tx.getTransactionContext());
+            }, { dataSource: orm }),
+          ),
+        ),
+      );
+      const [row] = await orm.em.getConnection().execute('SELECT value FROM mk_topo_tallies WHERE id = ?', [tally.id]);
+      return { failures, value: Number(row.value) };
+    }
+
+    it('control: increments without a lock lose updates', async () => {
+      const { failures, value } = await tallyRace((body) => body());
+      expect(failures).to.deep.equal([]);
+      expect(value).to.be.lessThan(N);
+    });
+
+    it('transaction-scope withAdvisoryLock: exact', async () => {
+      const { failures, value } = await tallyRace((body) => withAdvisoryLock('tally', body, { dataSource: orm, timeoutMs: 20_000 }));
+      expect(failures).to.deep.equal([]);
+      expect(value).to.equal(N);
+    });
+  });
+
+  describe('after the suite, on the server itself', () => {
+    it('no advisory lock is held by any backend of this database', async () => {
+      const { rows } = await direct.query(
+        `SELECT l.pid, l.objid FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' AND a.datname = $1`,
+        [dbName],
+      );
+      expect(rows).to.deep.equal([]);
+    });
+
+    it("every server connection of PgBouncer's pool has the default lock_timeout and holds no lock", async () => {
+      const admin = await bouncer!.admin();
+      const servers = (await admin.query('SHOW SERVERS')).rows.filter((s: any) => s.database === dbName);
+      await admin.end();
+      expect(servers.length).to.be.within(1, POOL);
+      // occupy every server connection at once (each client in a transaction pins one), then ask each
+      const clients = await Promise.all(Array.from({ length: POOL }, async () => {
+        const c = new Client({ connectionString: bouncer!.url(dbName) });
+        await c.connect();
+        return c;
+      }));
+      try {
+        const seen = await Promise.all(clients.map(async (c) => {
+          await c.query('BEGIN');
+          const { rows: [row] } = await c.query(
+            `SELECT pg_backend_pid() AS pid, current_setting('lock_timeout') AS lock_timeout,
+                    (SELECT count(*)::int FROM pg_locks WHERE pid = pg_backend_pid() AND locktype = 'advisory') AS advisory`,
+          );
+          return row;
+        }));
+        expect(new Set(seen.map((r) => r.pid)).size).to.equal(POOL);
+        for (const server of servers) expect(seen.map((r) => r.pid), `server pid ${server.remote_pid}`).to.include(Number(server.remote_pid));
+        for (const row of seen) expect(row).to.include({ lock_timeout: '0', advisory: 0 });
+      } finally {
+        await Promise.all(clients.map((c) => c.query('ROLLBACK').catch(() => undefined).then(() => c.end())));
+      }
+    });
+  });
+});
+
+describe("installLocking's pooler option on direct connections", () => {
+  for (const name of BACKENDS) {
+    describe(`[typeorm, ${name}]`, () => {
+      let ds: DataSource | undefined;
+      before(async function () {
+        const options = await dataSourceOptions(name, [BillUser, BillOrder], { poolSize: 4 });
+        if (!options) return this.skip();
+        ds = await new DataSource(options).initialize();
+      });
+      after(async () => {
+        if (ds?.isInitialized) await ds.destroy();
+      });
+
+      it("detects no pooler on a direct connection: 'none'", async () => {
+        const h = await installLocking(ds!);
+        try {
+          expect(h.installation.settings).to.include({ pooler: 'none', poolerDetected: false });
+        } finally {
+          h.uninstall();
+        }
+      });
+
+      it("pooler: 'transaction' refuses what holds a session lock; row locks still work", async () => {
+        const h = await installLocking(ds!, { pooler: 'transaction', namespace: NS });
+        try {
+          const session = await rejection(withAdvisoryLock('k', () => undefined, { scope: 'session' }));
+          expect(session).to.be.instanceOf(LockConfigError);
+          expect(session.message).to.match(SESSION_REFUSED);
+          const tx = await rejection(withAdvisoryLock('k', () => 'ran'));
+          if (h.dialect.capabilities.transactionAdvisoryLocks) expect(tx).to.equal(null);
+          else {
+            // MySQL/MariaDB have no transaction-scoped advisory locks: theirs are session locks released after COMMIT
+            expect(tx).to.be.instanceOf(LockConfigError);
+            expect(tx.message).to.match(/advisory locks on mariadb \(session locks, released after COMMIT\) cannot work behind a transaction-pooling/);
+          }
+          const users = ds!.getRepository(BillUser);
+          const user = await users.save(users.create({ credits: 5 }));
+          await withLock(user, async (locked) => {
+            locked.credits = 6;
+            await users.save(locked);
+          });
+          expect((await users.findOneByOrFail({ id: user.id })).credits).to.equal(6);
+        } finally {
+          h.uninstall();
+        }
+      });
+
+      it("pooler: 'session' and 'none' keep session scope; a bad value is a LockConfigError", async () => {
+        for (const pooler of ['session', 'none'] as const) {
+          const h = await installLocking(ds!, { pooler, namespace: NS });
+          try {
+            expect(await withAdvisoryLock('k', () => 'ran', { scope: 'session' })).to.equal('ran');
+          } finally {
+            h.uninstall();
+          }
+        }
+        const err = await rejection(installLocking(ds!, { pooler: 'statement' as never }));
+        expect(err).to.be.instanceOf(LockConfigError);
+        expect(err.message).to.equal("installLocking: pooler must be one of 'transaction', 'session', 'none' (got statement)");
+      });
+    });
+  }
+});
