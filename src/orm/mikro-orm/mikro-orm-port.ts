@@ -339,7 +339,8 @@ export class MikroOrmPort implements OrmPort {
 
   findRow(connection: PortConnection | undefined, entity: EntityDescriptor, where: Record<string, unknown>, lock?: 'read'): Promise<object | null> {
     const em = this.managerOn(connection);
-    const options: Record<string, unknown> = { refresh: true, flushMode: 'commit' };
+    // outside a transaction: on the primary, never a read replica (MikroORM's `replicas`)
+    const options: Record<string, unknown> = { refresh: true, flushMode: 'commit', connectionType: 'write' };
     if (lock) options.lockMode = LockMode.PESSIMISTIC_READ;
     return em.findOne(metaOf(entity).class, where as any, options as any);
   }

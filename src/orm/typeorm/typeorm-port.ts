@@ -10,6 +10,7 @@ import { dataSourceOf, describeDataSource, typeormVersion } from './compat';
 import { connectionTargetOf } from './connection-target';
 import { markLocked } from './internals/query-builder';
 import { handshakeIdOf } from '../pooler';
+import { onPrimary } from './primary';
 
 declare module '../port' {
   interface OrmManagerTypes {
@@ -276,10 +277,12 @@ export class TypeOrmPort implements OrmPort {
     return row;
   }
 
+  /** Outside a transaction the read runs on the primary (a DataSource with `replication` would send it to a replica). */
   findRow(connection: PortConnection | undefined, entity: EntityDescriptor, where: Record<string, unknown>, lock?: 'read'): Promise<object | null> {
-    const manager = this.managerOn(connection);
     const target = metaOf(entity).target;
-    return lock ? manager.findOne(target, { where: where as never, lock: { mode: 'pessimistic_read' } }) : manager.findOneBy(target, where as never);
+    return onPrimary(this.managerOn(connection), (manager) =>
+      lock ? manager.findOne(target, { where: where as never, lock: { mode: 'pessimistic_read' } }) : manager.findOneBy(target, where as never),
+    );
   }
 
   private managerOn(connection: PortConnection | undefined): EntityManager {

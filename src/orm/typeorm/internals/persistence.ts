@@ -8,6 +8,7 @@ import { nextVersion } from '../../../locks/optimistic';
 import { lockMetadataOf } from '../../../metadata/registry';
 import { installationOf } from '../../installations';
 import { dataSourceOf } from '../compat';
+import { onPrimary } from '../primary';
 import { expectMethod, replaceMethod, type InternalPatch } from './patch';
 
 /**
@@ -177,14 +178,14 @@ function applyPersistence(): () => void {
     }
     if (mark.reloadColumns.length) {
       const alias = 'ormlock_reload';
-      const reloaded = await manager
+      const reloaded = await onPrimary(manager, (primary) => primary
         .createQueryBuilder()
         .select(mark.reloadColumns.map((c) => `${alias}.${c.propertyPath}`))
         .from(check.metadata.target, alias)
         .where(check.identifier)
         .withDeleted()
         .setOption('create-pojo')
-        .getOne();
+        .getOne());
       if (reloaded) Object.assign(generated, reloaded);
     }
     check.versionColumn.setEntityValue(generated, nextVersion(check.expected));
@@ -365,14 +366,14 @@ async function staleError(
 
 async function readVersions(manager: EntityManager, metadata: EntityMetadata, vcol: ColumnMetadata, checks: VersionCheck[]): Promise<ObjectLiteral[]> {
   const alias = 'ormlock_current';
-  return manager
+  return onPrimary(manager, (primary) => primary
     .createQueryBuilder()
     .select([...metadata.primaryColumns, vcol].map((c) => `${alias}.${c.propertyPath}`))
     .from(metadata.target, alias)
     .whereInIds(checks.map((c) => c.identifier))
     .withDeleted()
     .setOption('create-pojo')
-    .getMany();
+    .getMany());
 }
 
 /** The manager of the builder's own query runner (its transaction); the DataSource's otherwise. */
