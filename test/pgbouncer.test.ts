@@ -1,7 +1,6 @@
 import { expect } from 'chai';
 import { MikroORM, type Options } from '@mikro-orm/core';
 import { PostgreSqlDriver } from '@mikro-orm/postgresql';
-import Redis from 'ioredis';
 import { Client } from 'pg';
 import { DataSource, type DataSourceOptions } from 'typeorm';
 import {
@@ -18,7 +17,7 @@ import { Overlap } from './fixtures/two-sources';
 import { BACKENDS, dataSourceOptions } from './support/backends';
 import { startPgBouncer, pgBouncerUnavailable, type PgBouncer } from './support/pgbouncer';
 import { unavailableServer } from './support/postgres-user';
-import { redisUrls } from './support/redis-servers';
+import { sharedRedisClient } from './support/redis-servers';
 import { sleep } from './support/suite';
 
 /**
@@ -275,15 +274,7 @@ describe('production set-ups: PgBouncer in transaction mode [typeorm, postgres]'
     });
 
     it('Redlock with database fencing: exact, tokens increase in the order the holders ran', async function () {
-      const url = redisUrls()[0];
-      const client = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1, retryStrategy: () => null });
-      client.on('error', () => undefined);
-      try {
-        await client.connect();
-      } catch (error) {
-        client.disconnect();
-        unavailableServer(this, 'the Redlock-through-PgBouncer test', `no Redis at ${url}: ${(error as Error).message}`);
-      }
+      const client = await sharedRedisClient(this);
       try {
         await createFencingTable(ds);
         const redlock = new Redlock([client], { namespace: NS, fencing: { dataSource: ds } });

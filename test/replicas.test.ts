@@ -1,7 +1,6 @@
 import { expect } from 'chai';
 import { MikroORM, type Options } from '@mikro-orm/core';
 import { PostgreSqlDriver } from '@mikro-orm/postgresql';
-import Redis from 'ioredis';
 import { Client } from 'pg';
 import { DataSource, type DataSourceOptions } from 'typeorm';
 import {
@@ -18,7 +17,7 @@ import { MkTally } from './fixtures/topology';
 import { dataSourceOptions } from './support/backends';
 import { pgClusterUnavailable, startPgCluster, type PgCluster } from './support/pg-cluster';
 import { unavailableServer } from './support/postgres-user';
-import { redisUrls } from './support/redis-servers';
+import { sharedRedisClient } from './support/redis-servers';
 
 /**
  * Read replicas: TypeORM `replication: { master, slaves }` and MikroORM `replicas`, the replica
@@ -161,15 +160,7 @@ describe('production set-ups: a master and a read replica (a second PostgreSQL c
     });
 
     it('Redlock fencing tokens come from the master', async function () {
-      const url = redisUrls()[0];
-      const client = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1, retryStrategy: () => null });
-      client.on('error', () => undefined);
-      try {
-        await client.connect();
-      } catch (error) {
-        client.disconnect();
-        unavailableServer(this, 'the Redlock fencing replica test', `no Redis at ${url}: ${(error as Error).message}`);
-      }
+      const client = await sharedRedisClient(this);
       try {
         await createFencingTable(ds);
         await new DataSource({ type: 'postgres', url: cluster!.url() }).initialize().then(async (r) => {

@@ -48,6 +48,20 @@ export function unavailable(ctx: Mocha.Context, reason: string): never {
   ctx.skip();
 }
 
+/** A client of the shared Redis (first of REDIS_URLS), connected; when it does not answer: `unavailable` (a skip, or a failure under CI). */
+export async function sharedRedisClient(ctx: Mocha.Context): Promise<Redis> {
+  const url = redisUrls()[0];
+  const client = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1, retryStrategy: () => null });
+  client.on('error', () => undefined);
+  try {
+    await client.connect();
+    return client;
+  } catch (error) {
+    client.disconnect();
+    return unavailable(ctx, `no Redis at ${url}: ${(error as Error).message}`);
+  }
+}
+
 /** Options for test clients: reconnect fast, never queue forever, never crash on 'error'. */
 export function clientFor(url: string): Redis {
   const client = new Redis(url, {
