@@ -9,6 +9,7 @@ export type { LockEvent, LockObserver } from './observe/events';
 export type { Installation, InstallationSettings } from './orm/installations';
 export type { OrmPort, PortConnection, EntityDescriptor, OrmManager, OrmConnection } from './orm/port';
 export type { LockEventType, LockEventKind, LockEventDb } from './observe/events';
+export type { PoolerMode } from './orm/pooler';
 // context
 export { transaction, currentManager, inTransaction, type TransactionOptions, type Propagation, type IsolationLevel } from './context/transaction';
 export { Current, defineCurrent, type TypedCurrent } from './context/current';

@@ -8,6 +8,7 @@ import {
   type LockingHandle,
 } from '../src';
 import { installLocking as installMikro, type MikroOrmLockingHandle } from '../src/orm/mikro-orm';
+import { installTargets } from '../src/nestjs/options';
 import { race } from '../src/testing';
 import { BillOrder, BillUser, Billing } from './fixtures/billing';
 import { Counter, CounterService, PlainCounter } from './fixtures/counter';
@@ -401,6 +402,11 @@ describe('production set-ups: PgBouncer in transaction mode [typeorm, postgres]'
 });
 
 describe("installLocking's pooler option on direct connections", () => {
+  it('OrmlockModule passes pooler through to each installation (module-wide, per DataSource, per MikroORM)', () => {
+    const targets = installTargets({ pooler: 'transaction', dataSources: ['default', { name: 'direct', pooler: 'none' }], mikroOrm: { pooler: 'session' } });
+    expect(targets.map((t) => t.options.pooler)).to.deep.equal(['transaction', 'none', 'session']);
+  });
+
   for (const name of BACKENDS) {
     describe(`[typeorm, ${name}]`, () => {
       let ds: DataSource | undefined;
