@@ -13,6 +13,7 @@ import { race } from '../src/testing';
 import { BillOrder, BillUser, Billing } from './fixtures/billing';
 import { Counter, CounterService, PlainCounter } from './fixtures/counter';
 import { Account } from './fixtures/optimistic-models';
+import { MkAccount } from './fixtures/mikro-counters';
 import { MkTally } from './fixtures/topology';
 import { Overlap } from './fixtures/two-sources';
 import { BACKENDS, dataSourceOptions } from './support/backends';
@@ -308,7 +309,7 @@ describe('production set-ups: PgBouncer in transaction mode [typeorm, postgres]'
         driver: PostgreSqlDriver as never,
         clientUrl: bouncer!.url(dbName),
         dbName,
-        entities: [MkTally],
+        entities: [MkTally, MkAccount],
         pool: { min: 0, max: N },
         allowGlobalContext: false,
         debug: false,
@@ -359,6 +360,29 @@ describe('production set-ups: PgBouncer in transaction mode [typeorm, postgres]'
       const { failures, value } = await tallyRace((body) => withAdvisoryLock('tally', body, { dataSource: orm, timeoutMs: 20_000 }));
       expect(failures).to.deep.equal([]);
       expect(value).to.equal(N);
+    });
+
+    it('withLock(entity): exact', async () => {
+      const em = orm.em.fork();
+      const tally = em.create(MkTally, { name: 'master', value: 0 });
+      await em.flush();
+      const failures = reasons(
+        await race(N, () =>
+          withLock(orm.em.fork().getReference(MkTally, tally.id), async (locked) => {
+            await sleep(15);
+            locked.value += 1;
+          }),
+        ),
+      );
+      expect(failures).to.deep.equal([]);
+      expect((await orm.em.fork().findOneOrFail(MkTally, tally.id)).value).to.equal(N);
+    });
+
+    it('createOrFind: every caller gets the one row', async () => {
+      const email = `mk-cof-${Date.now()}@x`;
+      const results = await race(N, () => createOrFind(orm.em.fork().getRepository(MkAccount), { email }));
+      expect(reasons(results)).to.deep.equal([]);
+      expect(new Set(results.map((r) => (r as PromiseFulfilledResult<MkAccount>).value.id)).size).to.equal(1);
     });
   });
 
