@@ -72,6 +72,20 @@ describe('production set-ups: PgBouncer in transaction mode [typeorm, postgres]'
     await bouncer?.stop();
   });
 
+  /** PgBouncer's server connections of `database` (its admin console's SHOW SERVERS). */
+  async function serversOf(database: string): Promise<number[]> {
+    const admin = await bouncer!.admin();
+    const rows = (await admin.query('SHOW SERVERS')).rows.filter((s: any) => s.database === database);
+    await admin.end();
+    return rows.map((s: any) => Number(s.remote_pid));
+  }
+
+  /** Ends the server connections of one pool, on the server (what a control left there goes with them). */
+  async function endServers(database: string): Promise<void> {
+    const pids = await serversOf(database);
+    if (pids.length) await direct.query('SELECT pg_terminate_backend(pid) FROM unnest($1::int[]) AS pid', [pids]);
+  }
+
   describe('detection', () => {
     it("installLocking sees PgBouncer (its handshake pid is not the backend's) and takes pooler: 'transaction'", () => {
       expect(handle.installation.settings.pooler).to.equal('transaction');
@@ -142,11 +156,7 @@ describe('production set-ups: PgBouncer in transaction mode [typeorm, postgres]'
         ctlHandle.uninstall();
         await ctl.destroy();
         // the control may strand locks on its server connections: end them (its pool only)
-        const admin = await bouncer!.admin();
-        const servers = await admin.query('SHOW SERVERS');
-        await admin.end();
-        const pids = servers.rows.filter((s: any) => s.database === `${dbName}_ctl`).map((s: any) => Number(s.remote_pid));
-        if (pids.length) await direct.query('SELECT pg_terminate_backend(pid) FROM unnest($1::int[]) AS pid', [pids]);
+        await endServers(`${dbName}_ctl`);
       }
       expect(overlap.max, 'bodies inside at once without a lock that holds').to.be.greaterThan(1);
     });
@@ -387,6 +397,27 @@ describe('production set-ups: PgBouncer in transaction mode [typeorm, postgres]'
   });
 
   describe('after the suite, on the server itself', () => {
+    /** Occupies all POOL server connections of `database` at once (each client in a transaction pins one) and asks each. */
+    async function everyServer(database: string): Promise<Array<{ pid: number; lock_timeout: string; advisory: number }>> {
+      const clients = await Promise.all(Array.from({ length: POOL }, async () => {
+        const c = new Client({ connectionString: bouncer!.url(database) });
+        await c.connect();
+        return c;
+      }));
+      try {
+        return await Promise.all(clients.map(async (c) => {
+          await c.query('BEGIN');
+          const { rows: [row] } = await c.query(
+            `SELECT pg_backend_pid() AS pid, current_setting('lock_timeout') AS lock_timeout,
+                    (SELECT count(*)::int FROM pg_locks WHERE pid = pg_backend_pid() AND locktype = 'advisory') AS advisory`,
+          );
+          return row;
+        }));
+      } finally {
+        await Promise.all(clients.map((c) => c.query('ROLLBACK').catch(() => undefined).then(() => c.end())));
+      }
+    }
+
     it('no advisory lock is held by any backend of this database', async () => {
       const { rows } = await direct.query(
         `SELECT l.pid, l.objid FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' AND a.datname = $1`,
@@ -395,32 +426,25 @@ describe('production set-ups: PgBouncer in transaction mode [typeorm, postgres]'
       expect(rows).to.deep.equal([]);
     });
 
-    it("every server connection of PgBouncer's pool has the default lock_timeout and holds no lock", async () => {
-      const admin = await bouncer!.admin();
-      const servers = (await admin.query('SHOW SERVERS')).rows.filter((s: any) => s.database === dbName);
-      await admin.end();
-      expect(servers.length).to.be.within(1, POOL);
-      // occupy every server connection at once (each client in a transaction pins one), then ask each
-      const clients = await Promise.all(Array.from({ length: POOL }, async () => {
-        const c = new Client({ connectionString: bouncer!.url(dbName) });
-        await c.connect();
-        return c;
-      }));
+    it('control: the check sees a plain SET left on a server connection (another pool of the same PgBouncer)', async () => {
+      const c = new Client({ connectionString: bouncer!.url(`${dbName}_ctl`) });
+      await c.connect();
+      await c.query(`SET lock_timeout = '1234ms'`);
+      await c.end();
       try {
-        const seen = await Promise.all(clients.map(async (c) => {
-          await c.query('BEGIN');
-          const { rows: [row] } = await c.query(
-            `SELECT pg_backend_pid() AS pid, current_setting('lock_timeout') AS lock_timeout,
-                    (SELECT count(*)::int FROM pg_locks WHERE pid = pg_backend_pid() AND locktype = 'advisory') AS advisory`,
-          );
-          return row;
-        }));
-        expect(new Set(seen.map((r) => r.pid)).size).to.equal(POOL);
-        for (const server of servers) expect(seen.map((r) => r.pid), `server pid ${server.remote_pid}`).to.include(Number(server.remote_pid));
-        for (const row of seen) expect(row).to.include({ lock_timeout: '0', advisory: 0 });
+        expect((await everyServer(`${dbName}_ctl`)).map((r) => r.lock_timeout)).to.include('1234ms');
       } finally {
-        await Promise.all(clients.map((c) => c.query('ROLLBACK').catch(() => undefined).then(() => c.end())));
+        await endServers(`${dbName}_ctl`);
       }
+    });
+
+    it("every server connection of PgBouncer's pool has the default lock_timeout and holds no lock", async () => {
+      const servers = await serversOf(dbName);
+      expect(servers.length).to.be.within(1, POOL);
+      const seen = await everyServer(dbName);
+      expect(new Set(seen.map((r) => r.pid)).size).to.equal(POOL);
+      for (const pid of servers) expect(seen.map((r) => r.pid), `server pid ${pid}`).to.include(pid);
+      for (const row of seen) expect(row).to.include({ lock_timeout: '0', advisory: 0 });
     });
   });
 });
