@@ -285,7 +285,7 @@ describe('production set-ups: PgBouncer in transaction mode [typeorm, postgres]'
       expect(await repo.countBy({ email })).to.equal(1);
     });
 
-    it('Redlock with database fencing: exact, tokens increase in the order the holders ran', async function () {
+    it('Redlock with database fencing: exact, tokens increase in the order the holders ran; also with { transaction: true }', async function () {
       const client = await sharedRedisClient(this);
       try {
         await createFencingTable(ds);
@@ -304,6 +304,10 @@ describe('production set-ups: PgBouncer in transaction mode [typeorm, postgres]'
         expect(credits).to.equal(1000 - N * 10);
         expect(order).to.have.length(N);
         for (let i = 1; i < order.length; i++) expect(order[i] > order[i - 1], `token ${i}`).to.equal(true);
+        // the same with the body in a transaction tied to the lease (joined by the body's transaction())
+        const tied = await debitRace((body) => redlock.using(`${key}-tx`, 5_000, () => body(), { transaction: true, retryCount: 400, retryDelayMs: 20 }));
+        expect(tied.failures).to.deep.equal([]);
+        expect(tied.credits).to.equal(1000 - N * 10);
       } finally {
         client.disconnect();
       }
