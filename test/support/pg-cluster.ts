@@ -32,7 +32,7 @@ export function pgClusterUnavailable(): string | undefined {
 export async function startPgCluster(): Promise<PgCluster> {
   const user = serverUser();
   if (typeof user === 'string') throw new Error(user);
-  const dir = serverDirectory(user, 'ormlock-pg-');
+  const dir = serverDirectory(user, 'ormlock-cluster-');
   const data = path.join(dir, 'data');
   const log = path.join(dir, 'server.log');
   const port = await sparePort(Number(process.env.ORMLOCK_PG2_PORT ?? 55432));
