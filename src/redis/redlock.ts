@@ -42,11 +42,12 @@ import { checkOptions, describeValue } from '../arguments';
 import type { Redis } from 'ioredis';
 import { LockConfigError, LockLostError, LockNotAvailableError } from '../errors';
 import { emitTo, observerOptionProblems, observersOf, type LockEvent, type LockObserver } from '../observe/events';
-import { Deadlines, type Deadline } from './deadlines';
+import { Deadlines } from './deadlines';
 import { DatabaseFencing, type FencingOptions } from './fencing';
 import { describeKeys, keyDetail, Lease, LeaseDriver } from './lease';
 import { checkLeaseTransaction, runInLeaseTransaction, type LeaseTransactionOptions } from './lease-transaction';
 import { leaseValue } from './lease-value';
+import { count, nodeAddress, runRound, SEND_STATUSES, type NodeCall } from './rounds';
 import { ACQUIRE, ACQUIRE_PLAIN, BUMP, EXTEND, LuaScript, RELEASE } from './scripts';
 
 /** What a Redlock node is: an ioredis client (not a Cluster) of an independent Redis node. */
@@ -109,10 +110,6 @@ export interface NodeResult {
   error?: string;
 }
 
-type NodeCall<T> =
-  | { node: number; outcome: 'ok'; reply: T }
-  | { node: number; outcome: 'error' | 'timeout' | 'not_ready' | 'pending'; error: string };
-
 const DEFAULTS = {
   prefix: 'lock:',
   driftFactor: 0.01,
@@ -123,8 +120,6 @@ const DEFAULTS = {
 
 /** Statuses in which a client is alive: ready, or (re)connecting on its own. */
 const LIVE_STATUSES = new Set(['ready', 'connecting', 'connect', 'reconnecting', 'close']);
-/** Of the live statuses, those in which a command is sent (ioredis queues it until ready). */
-const SEND_STATUSES = new Set(['ready', 'connecting', 'connect']);
 
 export class Redlock implements LeaseDriver {
   readonly clients: readonly RedlockClient[];
@@ -540,13 +535,6 @@ export class Redlock implements LeaseDriver {
     return this.round<number>(nodes, RELEASE, resources, [value], timeoutMs, decided);
   }
 
-  /**
-   * Runs a script on the given nodes in parallel and never rejects. Resolves with one NodeCall
-   * per node (in `nodes` order) as soon as every node answered, or `decided(answers so far)` is
-   * true, or `timeoutMs` passed (a deadline of `this.deadlines`). A node that is down (reconnecting) or
-   * closed is sent nothing (`not_ready`); one that has not answered when the round resolves is
-   * `pending` (decided early) or `timeout`, and its answer, when it comes, goes to `onLate`.
-   */
   private round<T>(
     nodes: readonly number[],
     script: LuaScript,
@@ -556,51 +544,11 @@ export class Redlock implements LeaseDriver {
     decided?: (answered: Array<NodeCall<T>>) => boolean,
     onLate?: (call: NodeCall<T>) => void,
   ): Promise<Array<NodeCall<T>>> {
-    return new Promise((resolve) => {
-      const results: Array<NodeCall<T> | undefined> = new Array(nodes.length);
-      const answered: Array<NodeCall<T>> = [];
-      let settled = false;
-      let deadline: Deadline | undefined;
-      const finish = (unanswered: 'pending' | 'timeout'): void => {
-        settled = true;
-        deadline?.cancel();
-        const error = unanswered === 'timeout' ? `no answer within ${timeoutMs} ms` : 'no answer yet when the quorum decided';
-        resolve(nodes.map((node, i) => results[i] ?? { node, outcome: unanswered, error }));
-      };
-      const record = (i: number, call: NodeCall<T>): void => {
-        if (settled) return onLate?.(call);
-        results[i] = call;
-        answered.push(call);
-        if (answered.length === nodes.length || decided?.(answered)) finish('pending');
-      };
-      // One argument list for every node (ioredis flattens and copies it): EVALSHA sha numkeys keys… args…
-      const argv: Array<string | number> = [script.sha, keys.length];
-      for (const k of keys) argv.push(k);
-      for (const a of args) argv.push(a);
-      for (let i = 0; i < nodes.length; i++) {
-        const node = nodes[i];
-        const client = this.clients[node];
-        if (!SEND_STATUSES.has(client.status)) {
-          record(i, { node, outcome: 'not_ready', error: `not connected (status ${client.status})` });
-          continue;
-        }
-        const answered = (reply: unknown) => record(i, { node, outcome: 'ok', reply: reply as T });
-        const failed = (error: unknown) => {
-          // once more with EVAL when the node does not have the script cached (restarted)
-          if (error instanceof Error && error.message.startsWith('NOSCRIPT')) {
-            (client.eval as unknown as SendArgv).call(client, [script.source, ...argv.slice(1)]).then(answered, (again: unknown) => record(i, { node, outcome: 'error', error: again instanceof Error ? again.message : String(again) }));
-          } else record(i, { node, outcome: 'error', error: error instanceof Error ? error.message : String(error) });
-        };
-        (client.evalsha as unknown as SendArgv).call(client, argv).then(answered, failed);
-      }
-      if (!settled) deadline = this.deadlines.add(timeoutMs, () => finish('timeout'));
-    });
+    return runRound(this.clients, this.deadlines, nodes, script, keys, args, timeoutMs, decided, onLate);
   }
 
   private address(node: number): string {
-    const options = (this.clients[node] as unknown as { options?: { host?: string; port?: number; path?: string } }).options;
-    if (!options) return `#${node}`;
-    return options.path ?? `${options.host ?? '127.0.0.1'}:${options.port ?? 6379}`;
+    return nodeAddress(this.clients[node], node);
   }
 
   /** A client that was quit or never connected is a configuration error, not a node that is down. */
@@ -620,9 +568,6 @@ export class Redlock implements LeaseDriver {
 
 // ---- helpers ---------------------------------------------------------------------------------
 
-/** An ioredis command called with one array of arguments (ioredis flattens its arguments). */
-type SendArgv = (argv: ReadonlyArray<string | number>) => Promise<unknown>;
-
 interface AcquireRequest {
   keys: string[];
   resources: string[];
@@ -639,12 +584,6 @@ const isPlainGrant = (c: NodeCall<AcquireReply>): c is OkCall => c.outcome === '
 
 /** The default options object: recognised by identity, so the hot path skips re-validating defaults. */
 const EMPTY: UsingOptions = Object.freeze({});
-
-function count<T>(items: readonly T[], predicate: (item: T) => boolean): number {
-  let n = 0;
-  for (const item of items) if (predicate(item)) n++;
-  return n;
-}
 
 const hasIsWellFormed = typeof (String.prototype as { isWellFormed?: unknown }).isWellFormed === 'function';
 
