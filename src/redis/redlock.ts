@@ -38,7 +38,9 @@
  * (a node restarted without persistence counts as a failure; use `appendonly yes` or restart
  * it only after the longest TTL has passed).
  */
+import { performance } from 'perf_hooks';
 import { checkOptions, describeValue } from '../arguments';
+import { runWithLockSignal } from '../context/lock-signal';
 import type { Redis } from 'ioredis';
 import { LockConfigError, LockLostError, LockNotAvailableError } from '../errors';
 import { emitTo, observerOptionProblems, observersOf, type LockEvent, type LockObserver } from '../observe/events';
@@ -84,6 +86,12 @@ export interface RedlockOptions {
   automaticExtensionThresholdMs?: number;
   /** Per-node timeout of one script call, ms (default ttl/10 clamped to 50…1000). A node slower than this votes against. */
   nodeTimeoutMs?: number;
+  /**
+   * The monotonic clock (ms) that validity, drift and extensions are measured with (default
+   * `performance.now`). For tests: a reading below an earlier one makes a lease's validity
+   * unknown, so it counts as run out.
+   */
+  clock?: () => number;
 }
 
 export interface AcquireOptions {
@@ -118,8 +126,6 @@ const DEFAULTS = {
   retryJitterMs: 100,
 };
 
-/** Statuses in which a client is alive: ready, or (re)connecting on its own. */
-const LIVE_STATUSES = new Set(['ready', 'connecting', 'connect', 'reconnecting', 'close']);
 
 export class Redlock implements LeaseDriver {
   readonly clients: readonly RedlockClient[];
@@ -134,6 +140,8 @@ export class Redlock implements LeaseDriver {
   readonly retryJitterMs: number;
   readonly automaticExtensionThresholdMs: number | undefined;
   readonly nodeTimeoutMs: number | undefined;
+  /** @internal The monotonic clock (see RedlockOptions.clock). */
+  readonly clock: () => number;
   private readonly allNodes: readonly number[];
   /** Highest fencing token this instance has seen (sent to nodes so a node that lost its data catches up). */
   private seen = 0n;
@@ -199,6 +207,10 @@ export class Redlock implements LeaseDriver {
       checkNumber('nodeTimeoutMs', options.nodeTimeoutMs, (v) => v > 0, 'a positive number of ms');
     }
     this.nodeTimeoutMs = options.nodeTimeoutMs;
+    if (options.clock !== undefined && typeof options.clock !== 'function') {
+      throw new LockConfigError(`Redlock: clock must be a function returning monotonic ms, got ${describeValue(options.clock)}`);
+    }
+    this.clock = options.clock ?? (() => performance.now());
   }
 
   /**
@@ -281,7 +293,7 @@ export class Redlock implements LeaseDriver {
         timer = undefined;
         // A failure marks the lease lost and aborts its signal (inside extendLease).
         extending = lease.extend(ttlMs).then(schedule, () => undefined);
-      }, Math.max(0, lease.expiresAt - threshold - Date.now()));
+      }, Math.max(0, lease._validForMs - threshold));
     };
     schedule();
 
@@ -291,7 +303,8 @@ export class Redlock implements LeaseDriver {
     try {
       // With { transaction: true }, fn runs in a database transaction that commits only after
       // the lease was confirmed (extended) on a quorum; a lease lost before rolls it back.
-      result = tx ? await runInLeaseTransaction(tx, lease, ttlMs, fn) : await fn(lease);
+      // The body runs as a lock scope: currentLockSignal() is the lease's signal.
+      result = await runWithLockSignal(lease.signal, () => (tx ? runInLeaseTransaction(tx, lease, ttlMs, fn) : fn(lease)));
     } catch (error) {
       failed = true;
       failure = error;
@@ -301,16 +314,18 @@ export class Redlock implements LeaseDriver {
     if (extending) await extending;
 
     const finishedAt = Date.now();
-    const heldToTheEnd = lease.state === 'held' && finishedAt <= lease.expiresAt;
+    const heldToTheEnd = lease.state === 'held' && lease._validForMs > 0;
     const lostBefore = lease._lost;
     const stillHeld = await lease.release();
-    if (lostBefore || (!heldToTheEnd && !stillHeld)) {
-      // Lost during fn, or fn outlived the lease's validity and the lease was no longer on a
-      // quorum at release: someone else may have held it meanwhile.
+    if (lostBefore || !heldToTheEnd || !stillHeld) {
+      // Lost during fn, or fn outlived the lease's validity (measured on the monotonic clock),
+      // or the release did not find the lease on a quorum: someone else may have held it meanwhile.
       const lost =
         lostBefore ??
         new LockLostError(
-          `Redis lease on ${describeKeys(lease.keys)} expired while the function ran (${finishedAt - lease.acquiredAt} ms; the event loop may have been blocked past the automatic extension)`,
+          !heldToTheEnd
+            ? `Redis lease on ${describeKeys(lease.keys)} expired while the function ran (${finishedAt - lease.acquiredAt} ms; the event loop may have been blocked past the automatic extension)`
+            : `Redis lease on ${describeKeys(lease.keys)} was not found on a quorum of nodes at release: it expired or was taken while the function ran`,
           { key: keyDetail(lease.keys), fencingToken: lease.fencingToken, expiresAt: lease.expiresAt },
         );
       if (failed && failure !== lost) {
@@ -329,7 +344,8 @@ export class Redlock implements LeaseDriver {
     checkTtl(ttlMs, this.drift(ttlMs));
     const timeoutMs = this.timeoutFor(ttlMs);
     for (;;) {
-      const start = Date.now();
+      const start = lease._now();
+      const wallStart = Date.now();
       const isExtended = (c: NodeCall<number>) => c.outcome === 'ok' && Number(c.reply) === 1;
       const isMismatch = (c: NodeCall<number>) => c.outcome === 'ok' && Number(c.reply) !== 1;
       const calls = await this.round<number>(this.allNodes, EXTEND, lease.resources, [lease.value, String(ttlMs)], timeoutMs, (answered) => {
@@ -341,13 +357,14 @@ export class Redlock implements LeaseDriver {
       const extended = count(calls, isExtended);
       const mismatched = count(calls, isMismatch);
       if (extended >= this.quorum) {
-        const expiresAt = start + ttlMs - this.drift(ttlMs);
-        lease._extended(expiresAt, ttlMs);
+        const validity = ttlMs - this.drift(ttlMs);
+        const expiresAt = wallStart + validity;
+        lease._extended(expiresAt, start + validity, ttlMs);
         return expiresAt;
       }
-      const now = Date.now();
+      const left = lease._validForMs;
       const definitelyLost = mismatched > this.clients.length - this.quorum;
-      if (definitelyLost || now >= lease.expiresAt) {
+      if (definitelyLost || left <= 0) {
         const why = definitelyLost
           ? `the key is gone or belongs to another lease on ${mismatched} of ${this.clients.length} nodes`
           : `a quorum could not be reached before it expired (${calls.map((c) => `node ${c.node}: ${c.outcome === 'ok' ? 'extended' : c.outcome}`).join('; ')})`;
@@ -361,7 +378,7 @@ export class Redlock implements LeaseDriver {
         throw lease._markLost(error);
       }
       // Some nodes unreachable but the lease is still valid: try again shortly.
-      await sleep(Math.max(1, Math.min(this.retryDelayMs, Math.floor((lease.expiresAt - now) / 2))));
+      await sleep(Math.max(1, Math.min(this.retryDelayMs, Math.floor(left / 2))));
     }
   }
 
@@ -415,7 +432,8 @@ export class Redlock implements LeaseDriver {
     const { resources, ttlMs } = req;
     const value = leaseValue();
     const timeoutMs = this.timeoutFor(ttlMs);
-    const start = Date.now();
+    const start = this.clock();
+    const wallStart = Date.now();
     const plain = this.fencing !== undefined;
     let lease: Lease | null = null;
     let settled = false;
@@ -483,9 +501,13 @@ export class Redlock implements LeaseDriver {
       }
     }
 
-    const expiresAt = start + ttlMs - this.drift(ttlMs);
-    if (ok && Date.now() < expiresAt) {
-      lease = new Lease(this, { keys: req.keys, resources, fenceKey: req.fenceKey, value, fencingToken: token, ttlMs, acquiredAt: start, expiresAt });
+    const validity = ttlMs - this.drift(ttlMs);
+    const now = this.clock();
+    if (ok && now >= start && now < start + validity) {
+      lease = new Lease(this, {
+        keys: req.keys, resources, fenceKey: req.fenceKey, value, fencingToken: token, ttlMs,
+        acquiredAt: wallStart, expiresAt: wallStart + validity, validUntil: start + validity, clock: this.clock,
+      });
     } else if (granted.length > 0) {
       await this.releaseOn(
         granted.map((g) => g.node),
@@ -551,17 +573,18 @@ export class Redlock implements LeaseDriver {
     return nodeAddress(this.clients[node], node);
   }
 
-  /** A client that was quit or never connected is a configuration error, not a node that is down. */
+  /**
+   * A client that was never connected (lazyConnect) is a configuration error. One that was
+   * closed, ended or fails is a node that is down: a failed vote in every round (not_ready or
+   * error), named in the error only when the quorum is not reached.
+   */
   private assertClientsUsable(): void {
     this.clients.forEach((client, i) => {
-      if (LIVE_STATUSES.has(client.status)) return;
-      const hint =
-        client.status === 'wait'
-          ? 'it was created with lazyConnect and never connected: call client.connect() first'
-          : client.status === 'end'
-            ? 'it was closed (quit/disconnect) and will not reconnect'
-            : `status '${client.status}' cannot run scripts`;
-      throw new LockConfigError(`Redlock: clients[${i}] (${this.address(i)}) is not usable: ${hint}`, { node: i, status: client.status });
+      if (client.status !== 'wait') return;
+      throw new LockConfigError(
+        `Redlock: clients[${i}] (${this.address(i)}) is not usable: it was created with lazyConnect and never connected: call client.connect() first`,
+        { node: i, status: client.status },
+      );
     });
   }
 }
