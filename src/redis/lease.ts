@@ -1,4 +1,5 @@
 import { LockLostError } from '../errors';
+import type { LuaScript } from './scripts';
 
 /** What a lease asks of the Redlock that issued it (implemented by `Redlock`). */
 export interface LeaseDriver {
@@ -11,6 +12,17 @@ export interface LeaseDriver {
 }
 
 export type LeaseState = 'held' | 'released' | 'lost';
+
+/**
+ * How the driver extends and releases a lease, and on how many nodes it must succeed: a
+ * Redlock's own leases use its EXTEND/RELEASE scripts and majority; a semaphore's permits
+ * bring their own scripts and quorum.
+ */
+export interface LeaseProtocol {
+  readonly extend: LuaScript;
+  readonly release: LuaScript;
+  readonly quorum: number;
+}
 
 export interface LeaseInit {
   keys: readonly string[];
@@ -25,6 +37,8 @@ export interface LeaseInit {
   validUntil: number;
   /** The driver's monotonic clock (performance.now(), or a test's). */
   clock: () => number;
+  /** Scripts and quorum, when not the driver's own (a semaphore's permits). */
+  protocol?: LeaseProtocol;
 }
 
 /**
@@ -58,6 +72,8 @@ export class Lease {
   readonly acquiredAt: number;
   /** @internal The fencing counter key on each node. */
   readonly fenceKey: string;
+  /** @internal Scripts and quorum, when not the driver's own. */
+  readonly protocol: LeaseProtocol | undefined;
 
   private _expiresAt: number;
   /** Validity end on the monotonic clock: what every decision uses (expiresAt is for display). */
@@ -87,6 +103,7 @@ export class Lease {
     this.acquiredAt = init.acquiredAt;
     this._expiresAt = init.expiresAt;
     this._validUntil = init.validUntil;
+    this.protocol = init.protocol;
     this.clock = init.clock;
     this._lastRead = init.clock();
   }

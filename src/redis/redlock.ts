@@ -40,13 +40,14 @@
  */
 import { performance } from 'perf_hooks';
 import { checkOptions, describeValue } from '../arguments';
-import { runWithLockSignal } from '../context/lock-signal';
 import type { Redis } from 'ioredis';
 import { LockConfigError, LockLostError, LockNotAvailableError } from '../errors';
 import { emitTo, observerOptionProblems, observersOf, type LockEvent, type LockObserver } from '../observe/events';
 import { Deadlines } from './deadlines';
 import { DatabaseFencing, type FencingOptions } from './fencing';
-import { describeKeys, keyDetail, Lease, LeaseDriver } from './lease';
+import { holdLeaseWhile } from './hold-lease';
+import { describeKeys, keyDetail, Lease, LeaseDriver, type LeaseProtocol } from './lease';
+import { RedisSemaphore, type SemaphoreHost } from './semaphore';
 import { checkLeaseTransaction, runInLeaseTransaction, type LeaseTransactionOptions } from './lease-transaction';
 import { leaseValue } from './lease-value';
 import { count, nodeAddress, runRound, SEND_STATUSES, type NodeCall } from './rounds';
@@ -151,6 +152,10 @@ export class Redlock implements LeaseDriver {
   private readonly base: string;
   /** Sends a lease event to this Redlock's observers; null when there are none (so no event is built). */
   private readonly emit: ((event: LockEvent) => void) | null;
+  /** How this Redlock's own leases are extended and released. */
+  private readonly protocol: LeaseProtocol;
+  /** What its semaphores share with it (made on first use). */
+  private semaphoreHost: SemaphoreHost | undefined;
   /** The per-node timeouts of every round (one timer for all). */
   private readonly deadlines = new Deadlines();
 
@@ -180,6 +185,7 @@ export class Redlock implements LeaseDriver {
     this.clients = Object.freeze(list);
     this.assertClientsUsable();
     this.quorum = Math.floor(list.length / 2) + 1;
+    this.protocol = { extend: EXTEND, release: RELEASE, quorum: this.quorum };
     this.allNodes = Object.freeze(list.map((_, i) => i));
 
     const prefix = options.prefix ?? DEFAULTS.prefix;
@@ -284,57 +290,33 @@ export class Redlock implements LeaseDriver {
     const tx = options === EMPTY ? undefined : checkLeaseTransaction(options, this.fencing?.dataSource);
     const lease = await this.acquireRequest(req, options);
 
-    let done = false;
-    let timer: NodeJS.Timeout | undefined;
-    let extending: Promise<void> | undefined;
-    const schedule = (): void => {
-      if (done || lease.state !== 'held') return;
-      timer = setTimeout(() => {
-        timer = undefined;
-        // A failure marks the lease lost and aborts its signal (inside extendLease).
-        extending = lease.extend(ttlMs).then(schedule, () => undefined);
-      }, Math.max(0, lease._validForMs - threshold));
+    // With { transaction: true }, fn runs in a database transaction that commits only after
+    // the lease was confirmed (extended) on a quorum; a lease lost before rolls it back.
+    return holdLeaseWhile(lease, ttlMs, threshold, tx ? (held) => runInLeaseTransaction(tx, held, ttlMs, fn) : fn);
+  }
+
+  /**
+   * A counting semaphore over these nodes: at most `permits` holders of `name` at once, each
+   * permit a lease with a TTL, a fencing token and a signal (see semaphore.ts).
+   *
+   * ```ts
+   * const exports = redlock.semaphore('report-export', 3);
+   * await exports.using(30_000, async (permit) => render(permit.signal));
+   * ```
+   */
+  semaphore(name: string, permits: number): RedisSemaphore {
+    this.semaphoreHost ??= {
+      redlock: this,
+      clients: this.clients,
+      deadlines: this.deadlines,
+      base: this.base,
+      drift: (ttlMs) => this.drift(ttlMs),
+      timeoutFor: (ttlMs) => this.timeoutFor(ttlMs),
+      checkTtl: (ttlMs) => checkTtl(ttlMs, typeof ttlMs === 'number' ? this.drift(ttlMs) : 0),
+      checkRetry: (options) => checkRetryOptions(options, this),
+      emit: this.emit,
     };
-    schedule();
-
-    let result: T | undefined;
-    let failed = false;
-    let failure: unknown;
-    try {
-      // With { transaction: true }, fn runs in a database transaction that commits only after
-      // the lease was confirmed (extended) on a quorum; a lease lost before rolls it back.
-      // The body runs as a lock scope: currentLockSignal() is the lease's signal.
-      result = await runWithLockSignal(lease.signal, () => (tx ? runInLeaseTransaction(tx, lease, ttlMs, fn) : fn(lease)));
-    } catch (error) {
-      failed = true;
-      failure = error;
-    }
-    done = true;
-    if (timer) clearTimeout(timer);
-    if (extending) await extending;
-
-    const finishedAt = Date.now();
-    const heldToTheEnd = lease.state === 'held' && lease._validForMs > 0;
-    const lostBefore = lease._lost;
-    const stillHeld = await lease.release();
-    if (lostBefore || !heldToTheEnd || !stillHeld) {
-      // Lost during fn, or fn outlived the lease's validity (measured on the monotonic clock),
-      // or the release did not find the lease on a quorum: someone else may have held it meanwhile.
-      const lost =
-        lostBefore ??
-        new LockLostError(
-          !heldToTheEnd
-            ? `Redis lease on ${describeKeys(lease.keys)} expired while the function ran (${finishedAt - lease.acquiredAt} ms; the event loop may have been blocked past the automatic extension)`
-            : `Redis lease on ${describeKeys(lease.keys)} was not found on a quorum of nodes at release: it expired or was taken while the function ran`,
-          { key: keyDetail(lease.keys), fencingToken: lease.fencingToken, expiresAt: lease.expiresAt },
-        );
-      if (failed && failure !== lost) {
-        throw new LockLostError(lost.message, { ...lost.details, cause: failure });
-      }
-      throw lost;
-    }
-    if (failed) throw failure;
-    return result as T;
+    return new RedisSemaphore(this.semaphoreHost, name, permits);
   }
 
   // ---- LeaseDriver ----------------------------------------------------------------------
@@ -343,27 +325,28 @@ export class Redlock implements LeaseDriver {
   async extendLease(lease: Lease, ttlMs: number): Promise<number> {
     checkTtl(ttlMs, this.drift(ttlMs));
     const timeoutMs = this.timeoutFor(ttlMs);
+    const { extend, quorum } = lease.protocol ?? this.protocol;
     for (;;) {
       const start = lease._now();
       const wallStart = Date.now();
       const isExtended = (c: NodeCall<number>) => c.outcome === 'ok' && Number(c.reply) === 1;
       const isMismatch = (c: NodeCall<number>) => c.outcome === 'ok' && Number(c.reply) !== 1;
-      const calls = await this.round<number>(this.allNodes, EXTEND, lease.resources, [lease.value, String(ttlMs)], timeoutMs, (answered) => {
-        return count(answered, isExtended) >= this.quorum || count(answered, isMismatch) > this.clients.length - this.quorum;
+      const calls = await this.round<number>(this.allNodes, extend, lease.resources, [lease.value, String(ttlMs)], timeoutMs, (answered) => {
+        return count(answered, isExtended) >= quorum || count(answered, isMismatch) > this.clients.length - quorum;
       });
       if (lease.state !== 'held') {
         throw lease._lost ?? new LockLostError(`Redis lease on ${describeKeys(lease.keys)} was released while being extended`, { key: keyDetail(lease.keys) });
       }
       const extended = count(calls, isExtended);
       const mismatched = count(calls, isMismatch);
-      if (extended >= this.quorum) {
+      if (extended >= quorum) {
         const validity = ttlMs - this.drift(ttlMs);
         const expiresAt = wallStart + validity;
         lease._extended(expiresAt, start + validity, ttlMs);
         return expiresAt;
       }
       const left = lease._validForMs;
-      const definitelyLost = mismatched > this.clients.length - this.quorum;
+      const definitelyLost = mismatched > this.clients.length - quorum;
       if (definitelyLost || left <= 0) {
         const why = definitelyLost
           ? `the key is gone or belongs to another lease on ${mismatched} of ${this.clients.length} nodes`
@@ -387,17 +370,18 @@ export class Redlock implements LeaseDriver {
     this.noteReleaseSent(lease);
     // Resolves once a quorum confirms; the other nodes' deletes go on (each client keeps
     // its commands in order, so a following acquire on that node runs after the delete).
+    const { release, quorum } = lease.protocol ?? this.protocol;
     const wasHeld = (c: NodeCall<number>) => c.outcome === 'ok' && Number(c.reply) === lease.resources.length;
-    const calls = await this.releaseOn(this.allNodes, lease.resources, lease.value, this.timeoutFor(lease.ttlMs), (answered) => count(answered, wasHeld) >= this.quorum);
+    const calls = await this.releaseOn(this.allNodes, lease.resources, lease.value, this.timeoutFor(lease.ttlMs), (answered) => count(answered, wasHeld) >= quorum, release);
     const held = count(calls, wasHeld);
     this.emit?.({ type: 'released', kind: 'lease', target: describeKeys(lease.keys), heldMs: Date.now() - lease.acquiredAt });
-    return held >= this.quorum;
+    return held >= quorum;
   }
 
   /** @internal */
   cleanupLease(lease: Lease): void {
     this.noteReleaseSent(lease);
-    void this.releaseOn(this.allNodes, lease.resources, lease.value, this.timeoutFor(lease.ttlMs));
+    void this.releaseOn(this.allNodes, lease.resources, lease.value, this.timeoutFor(lease.ttlMs), undefined, (lease.protocol ?? this.protocol).release);
   }
 
   // ---- internals -----------------------------------------------------------------------
@@ -553,8 +537,9 @@ export class Redlock implements LeaseDriver {
     value: string,
     timeoutMs: number,
     decided?: (answered: Array<NodeCall<number>>) => boolean,
+    script: LuaScript = RELEASE,
   ): Promise<Array<NodeCall<number>>> {
-    return this.round<number>(nodes, RELEASE, resources, [value], timeoutMs, decided);
+    return this.round<number>(nodes, script, resources, [value], timeoutMs, decided);
   }
 
   private round<T>(
