@@ -1,5 +1,3 @@
-import { spawn } from 'child_process';
-import path from 'path';
 import { performance } from 'perf_hooks';
 import { expect } from 'chai';
 import Redis from 'ioredis';
@@ -10,6 +8,8 @@ import { race } from '../src/testing';
 import { RedisNodes, startRedisNodes, unavailable } from './support/redis-servers';
 import { settled } from './support/settled';
 import { rejection } from './support/rejection';
+import { startSemaphoreHolder } from './support/semaphore-holder';
+import { concurrencyMeter } from './support/concurrency-meter';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -47,15 +47,9 @@ describe('Redis counting semaphores (redlock.semaphore)', function () {
       async function run(locked: boolean) {
         const redlock = redlockOf();
         const sem = redlock.semaphore(name('race'), 3);
-        let inside = 0;
-        let maxInside = 0;
+        const meter = concurrencyMeter();
         const grants: Array<{ token: bigint; attemptStart: number; handedOut: number }> = [];
-        const body = async () => {
-          inside++;
-          maxInside = Math.max(maxInside, inside);
-          await sleep(30);
-          inside--;
-        };
+        const body = () => meter.run(30);
         const results = await race(50, async () => {
           if (!locked) return body();
           // tryAcquire in a loop: the start of the successful attempt is known
@@ -75,7 +69,7 @@ describe('Redis counting semaphores (redlock.semaphore)', function () {
           }
         });
         for (const r of results) if (r.status === 'rejected') throw r.reason;
-        return { sem, maxInside, grants };
+        return { sem, maxInside: meter.max, grants };
       }
 
       it('control: without the semaphore more than 3 bodies run at once', async () => {
@@ -101,21 +95,17 @@ describe('Redis counting semaphores (redlock.semaphore)', function () {
       it('using(): at most 3 bodies at once, each under its permit signal', async () => {
         const redlock = redlockOf();
         const sem = redlock.semaphore(name('using'), 3);
-        let inside = 0;
-        let maxInside = 0;
+        const meter = concurrencyMeter();
         const results = await race(50, () =>
           sem.using(5000, async (permit) => {
             expect(currentLockSignal()).to.not.equal(undefined);
             expect(permit.signal.aborted).to.equal(false);
-            inside++;
-            maxInside = Math.max(maxInside, inside);
-            await sleep(20);
-            inside--;
+            await meter.run(20);
             return permit.fencingToken;
           }),
         );
         for (const r of results) if (r.status === 'rejected') throw r.reason;
-        expect(maxInside).to.be.within(1, 3);
+        expect(meter.max).to.be.within(1, 3);
         expect(await settled(() => holdersOn(sem, clients.slice(0, size)), (n) => n.every((x) => x === 0))).to.deep.equal(new Array(size).fill(0));
       });
     });
@@ -219,18 +209,7 @@ describe('Redis counting semaphores (redlock.semaphore)', function () {
       const sem = { name: name('killed') };
       const ttlMs = 1500;
       const config = { backend: 'redis', urls: nodes.urls, prefix, name: sem.name, permits: 1, ttlMs };
-      const child = spawn(process.execPath, ['-r', 'ts-node/register/transpile-only', path.join(__dirname, 'fixtures', 'semaphore-worker.ts'), JSON.stringify(config)], {
-        cwd: path.join(__dirname, '..'),
-        stdio: ['ignore', 'pipe', 'inherit'],
-      });
-      await new Promise<void>((resolve, reject) => {
-        let out = '';
-        child.stdout!.on('data', (chunk) => {
-          out += chunk.toString();
-          if (out.includes('held')) resolve();
-        });
-        child.once('exit', (code) => reject(new Error(`worker exited with ${code}`)));
-      });
+      const child = await startSemaphoreHolder(config);
       const redlock = new Redlock(clients, { prefix });
       const semaphore = redlock.semaphore(sem.name, 1);
       expect(await semaphore.tryAcquire(5000), 'held by the child').to.equal(null);

@@ -39,6 +39,7 @@ import { Lease, type LeaseProtocol } from './lease';
 import { leaseValue } from './lease-value';
 import type { AcquireOptions, NodeResult, Redlock } from './redlock';
 import { count, nodeAddress, runRound, type NodeCall } from './rounds';
+import { checkPermits, checkSemaphoreName } from '../locks/semaphore-options';
 import { SEM_ACQUIRE, SEM_CLAIM, SEM_EXTEND, SEM_RELEASE } from './semaphore-scripts';
 
 /** What a semaphore shares with its Redlock (made by `Redlock.semaphore`). */
@@ -65,8 +66,6 @@ export type RedisPermit = Lease;
 
 /** The highest token each Redlock has seen per semaphore name (sent to nodes that lost their data). */
 const seenTokens = new WeakMap<SemaphoreHost, Map<string, bigint>>();
-
-const MAX_NAME_LENGTH = 512;
 
 export class RedisSemaphore {
   readonly name: string;
@@ -244,20 +243,4 @@ const isGrant = (c: NodeCall<number>): c is { node: number; outcome: 'ok'; reply
 function describeNode(n: NodeResult): string {
   const what = n.result === 'granted' ? 'granted' : n.result === 'locked' ? 'full' : `${n.result}: ${n.error}`;
   return `node ${n.node} ${n.address} ${what}`;
-}
-
-/** A semaphore name: a non-empty, well-formed string of at most 512 characters. */
-export function checkSemaphoreName(name: unknown, where: string): string {
-  if (typeof name !== 'string' || name.length === 0 || name.length > MAX_NAME_LENGTH || Buffer.from(name, 'utf8').toString('utf8') !== name) {
-    throw new LockConfigError(`${where}: the name must be a non-empty, well-formed string of at most ${MAX_NAME_LENGTH} characters, got ${describeValue(name)}`, { key: name });
-  }
-  return name;
-}
-
-/** A number of permits: a positive safe integer. */
-export function checkPermits(permits: unknown, where: string, name: unknown): number {
-  if (typeof permits !== 'number' || !Number.isSafeInteger(permits) || permits < 1) {
-    throw new LockConfigError(`${where}: permits of semaphore ${JSON.stringify(String(name))} must be a positive integer, got ${describeValue(permits)}`, { key: name, permits });
-  }
-  return permits;
 }
