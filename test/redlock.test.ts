@@ -391,6 +391,25 @@ describe('Redlock (Redis leases)', function () {
       expect(await existsAnywhereSettled(resource(k))).to.equal(0);
     });
 
+    it('counts a client whose commands fail as a failed vote too', async () => {
+      const failing = clientFor(nodes.urls[1]);
+      await nodes.waitReady([failing]);
+      (failing as any).evalsha = () => Promise.reject(new Error('ERR the node is broken'));
+      try {
+        const rl = new Redlock([clients[0], failing, clients[2]], { prefix });
+        const k = key('failing');
+        const lease = await rl.acquire(k, 5000, { retryCount: 0 });
+        expect(await lease.release()).to.equal(true);
+        const both = new Redlock([clients[0], failing, dead], { prefix });
+        const err = await rejection(both.acquire(k, 5000, { retryCount: 0 }));
+        expect(err).to.be.instanceOf(LockNotAvailableError);
+        expect(err.message).to.match(/node 1 .*error: ERR the node is broken/);
+        expect(err.message).to.match(/node 2 .*not_ready: not connected \(status end\)/);
+      } finally {
+        failing.disconnect();
+      }
+    });
+
     /** 20 racing read-modify-write increments of a Redis counter, each with a 10 ms window. */
     async function increments(locked: boolean): Promise<number> {
       const k = key('dead-race');
