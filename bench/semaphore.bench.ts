@@ -5,7 +5,8 @@
  *   redis-semaphore's `Semaphore` (tryAcquire + release, no refresh timer);
  * - Redis, 3 nodes: against redis-semaphore's `RedlockSemaphore`. Note the quorums: ormlock
  *   waits for every node's grant (3 permits on 3 nodes need all three, see
- *   src/redis/semaphore.ts), RedlockSemaphore for a majority;
+ *   src/redis/semaphore.ts), RedlockSemaphore for a majority; so a second pair compares them
+ *   with 1 permit, where both wait for 2 of 3;
  * - PostgreSQL and MariaDB: `withSemaphore(name, 3, noop)` (transaction scope) against a
  *   hand-written loop doing the same statements on a QueryRunner: BEGIN, a try-lock of one of 3
  *   slots, the token from the sequence, COMMIT (MariaDB: RELEASE_LOCK after it).
@@ -108,6 +109,28 @@ export async function benchSemaphore(opts: { quick: boolean; ops?: number; round
       };
       const first = await theirs(`rs${n}:a`);
       const second = await theirs(`rs${n}:b`);
+      if (n === 3) {
+        // the same comparison at an equal quorum (2 of 3): 1 permit, where a majority is enough
+        const one = new Redlock(await fresh(), { prefix: `${prefix}${n}:` }).semaphore('one', 1);
+        const oneOp: Op = async () => {
+          const permit = await one.tryAcquire(ttl);
+          if (!permit) throw new Error('ormlock: no permit');
+          await permit.release();
+        };
+        const theirsOne = new RedlockSemaphore(await fresh(), `${prefix}rs-one`, 1, { lockTimeout: ttl, acquireAttemptsLimit: 1, refreshInterval: 0 });
+        cells.push(
+          { where, nodes: n, name: 'ormlock semaphore, 1 permit (quorum 2)', op: oneOp, vs: `${ref}, 1 permit` },
+          {
+            where,
+            nodes: n,
+            name: `${ref}, 1 permit`,
+            op: async () => {
+              if (!(await theirsOne.tryAcquire())) throw new Error(`${ref}: no permit`);
+              await theirsOne.release();
+            },
+          },
+        );
+      }
       cells.push(
         { where, nodes: n, name: 'ormlock semaphore tryAcquire+release', op: oursOp, vs: `${ref} tryAcquire+release`, clients: oursClients },
         { where, nodes: n, name: `${ref} tryAcquire+release`, op: first.op, clients: first.clients },
