@@ -204,7 +204,7 @@ describe('Redis counting semaphores (redlock.semaphore)', function () {
   });
 
   describe('a holder killed with SIGKILL', function () {
-    this.timeout(30_000);
+    this.timeout(90_000);
     it('frees its permit within its TTL', async () => {
       const sem = { name: name('killed') };
       const ttlMs = 1500;
@@ -213,15 +213,17 @@ describe('Redis counting semaphores (redlock.semaphore)', function () {
       const redlock = new Redlock(clients, { prefix });
       const semaphore = redlock.semaphore(sem.name, 1);
       expect(await semaphore.tryAcquire(5000), 'held by the child').to.equal(null);
+      await sleep(ttlMs + 300);
+      expect(await semaphore.tryAcquire(5000), 'still held past one TTL: the living holder extends it').to.equal(null);
       const killedAt = performance.now();
       child.kill('SIGKILL');
       let permit: RedisPermit | null = null;
-      while (!permit && performance.now() - killedAt < ttlMs + 1000) {
+      while (!permit && performance.now() - killedAt < ttlMs + 2000) {
         permit = await semaphore.tryAcquire(5000);
         if (!permit) await sleep(25);
       }
-      expect(permit, 'granted again after the TTL').to.not.equal(null);
-      expect(performance.now() - killedAt).to.be.below(ttlMs + 500);
+      expect(permit, 'granted again within the TTL after the kill').to.not.equal(null);
+      expect(performance.now() - killedAt).to.be.below(ttlMs + 1000);
       await permit!.release();
     });
   });

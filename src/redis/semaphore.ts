@@ -77,6 +77,9 @@ export class RedisSemaphore {
   private readonly protocol: LeaseProtocol;
   private readonly allNodes: readonly number[];
   private readonly seen: Map<string, bigint>;
+  /** The KEYS of the acquire script and the permits as sent (made once). */
+  private readonly acquireKeys: readonly string[];
+  private readonly permitsText: string;
 
   constructor(private readonly host: SemaphoreHost, name: string, permits: number) {
     this.name = checkSemaphoreName(name, 'Redlock.semaphore(name, permits)');
@@ -86,6 +89,8 @@ export class RedisSemaphore {
     this.holders = `${host.base}{semaphore}:${name}`;
     this.counter = `${host.base}{semaphore-fence}:${name}`;
     this.protocol = { extend: SEM_EXTEND, release: SEM_RELEASE, quorum: this.quorum };
+    this.acquireKeys = [this.holders, this.counter];
+    this.permitsText = String(permits);
     this.allNodes = host.clients.map((_, i) => i);
     let seen = seenTokens.get(host);
     if (!seen) seenTokens.set(host, (seen = new Map()));
@@ -193,9 +198,10 @@ export class RedisSemaphore {
       }
       return atMax >= quorum;
     };
-    const seen = (this.seen.get(this.name) ?? 0n).toString();
+    const highest = this.seen.get(this.name);
+    const seen = highest === undefined ? '0' : highest.toString();
     const calls = await runRound<number>(
-      host.clients, host.deadlines, this.allNodes, SEM_ACQUIRE, [this.holders, this.counter], [value, String(ttlMs), String(this.permits), seen], timeoutMs, decided, onLate,
+      host.clients, host.deadlines, this.allNodes, SEM_ACQUIRE, this.acquireKeys, [value, String(ttlMs), this.permitsText, seen], timeoutMs, decided, onLate,
     );
     const granted: Array<{ node: number; token: bigint }> = [];
     for (const c of calls) if (isGrant(c)) granted.push({ node: c.node, token: BigInt(c.reply) });
