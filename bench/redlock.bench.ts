@@ -39,9 +39,9 @@ export interface BenchRow {
   statements?: number;
 }
 
-type Op = () => Promise<unknown>;
+export type Op = () => Promise<unknown>;
 
-interface Case {
+export interface Case {
   nodes: number;
   name: string;
   op: Op;
@@ -55,7 +55,7 @@ interface Case {
  * Runs every case in `rounds` interleaved chunks (A B C … A B C …) so that warm-up, other
  * load on the machine and drift hit all libraries alike; per-op latencies are pooled.
  */
-async function measureAll(cases: Case[], ops: number, rounds: number): Promise<Array<{ opsPerSec: number; p50Ms: number; p99Ms: number; cpuUsPerOp: number; perRound: number[] }>> {
+export async function measureAll(cases: Case[], ops: number, rounds: number): Promise<Array<{ opsPerSec: number; p50Ms: number; p99Ms: number; cpuUsPerOp: number; perRound: number[] }>> {
   for (const c of cases) for (let i = 0; i < 300; i++) await c.op(); // warm-up: script cache, JIT, pools
   const times = cases.map(() => [] as number[]);
   const totals = cases.map(() => 0);
@@ -95,7 +95,7 @@ function round(ms: number): number {
 }
 
 /** Counts the commands ioredis sends on these clients while `op` runs `n` times. */
-async function commandsPerOp(clients: Redis[], op: Op, n = 50): Promise<number> {
+export async function commandsPerOp(clients: Redis[], op: Op, n = 50): Promise<number> {
   let sent = 0;
   const originals = clients.map((c) => c.sendCommand);
   clients.forEach((c, i) => {
@@ -113,7 +113,7 @@ async function commandsPerOp(clients: Redis[], op: Op, n = 50): Promise<number> 
   return Math.round((sent / n) * 100) / 100;
 }
 
-async function fencingDataSource(backend: BackendName): Promise<{ ds: DataSource; statements: () => number; close: () => Promise<void> } | undefined> {
+export async function fencingDataSource(backend: BackendName): Promise<{ ds: DataSource; statements: () => number; close: () => Promise<void> } | undefined> {
   let count = 0;
   const logger = {
     logQuery: () => void count++,

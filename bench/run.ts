@@ -106,6 +106,7 @@ async function main(): Promise<number> {
   const extras: Record<string, unknown> = {};
   if (args.extras) {
     extras.redlock = await optionalBench('redlock.bench', 'benchRedlock', args.quick);
+    extras.semaphore = await optionalBench('semaphore.bench', 'benchSemaphore', args.quick);
     extras.optimisticRetries = await optionalBench('optimistic-retries', 'benchOptimisticRetries', args.quick);
     extras.observer = await optionalBench('observer.bench', 'benchObserver', args.quick);
   }
@@ -499,6 +500,7 @@ function printExtras(print: Print, extras: Record<string, unknown>): void {
     print('');
     const titles: Record<string, string> = {
       redlock: 'Redis leases (bench/redlock.bench.ts)',
+      semaphore: 'Counting semaphores, permits 3 (bench/semaphore.bench.ts)',
       optimisticRetries: 'Optimistic retries (bench/optimistic-retries.ts)',
       observer: 'OpenTelemetry observer vs none, hot-row @Pessimistic (bench/observer.bench.ts)',
     };

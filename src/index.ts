@@ -59,6 +59,13 @@ export type {
   RedlockOptions, AcquireOptions, UsingOptions, NodeResult, LockKey, LockKeys, RedlockClient, LeaseState, DistributedLockCallOptions,
   FencingOptions, LeaseTransactionOptions,
 } from './redis';
+// Counting semaphores on the database
+export { withSemaphore } from './locks/semaphore';
+export type { SemaphoreOptions, SemaphorePermit, SemaphoreSkipOptions } from './locks/semaphore';
+export { Semaphore, type SemaphoreDecoratorOptions } from '../decorators/Semaphore';
+// Redis counting semaphores (redlock.semaphore(name, permits))
+export { RedisSemaphore } from './redis';
+export type { RedisPermit, SemaphoreUsingOptions } from './redis';
 // Redis leases bound to the database: the fencing counter table
 export { createFencingTable, dropFencingTable } from './orm/typeorm/lazy';
 export type { FencingTableOptions } from './orm/typeorm/fencing-table';

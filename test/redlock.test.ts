@@ -7,6 +7,8 @@ import { LockConfigError, LockLostError, LockNotAvailableError } from '../src/er
 import { DistributedLock, Lease, Redlock, withDistributedLock } from '../src/redis';
 import { clientFor, RedisNodes, startRedisNodes, unavailable } from './support/redis-servers';
 import { settled } from './support/settled';
+import { race } from '../src/testing';
+import { currentLockSignal } from '../src/context/lock-signal';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -366,6 +368,148 @@ describe('Redlock (Redis leases)', function () {
     });
   });
 
+  describe('a dead client (status end) in a 3-node Redlock', function () {
+    this.timeout(60_000);
+    let dead: Redis;
+    let withDead: Redlock;
+
+    before(async () => {
+      dead = clientFor(nodes.urls[2]);
+      await nodes.waitReady([dead]);
+      dead.disconnect(); // gives up: status 'end', no reconnection
+      while (dead.status !== 'end') await sleep(5);
+      withDead = new Redlock([clients[0], clients[1], dead], { prefix, retryCount: 200, retryDelayMs: 10, retryJitterMs: 10 });
+    });
+
+    it('acquires and releases on the healthy quorum', async () => {
+      const k = key('dead');
+      const lease = await withDead.acquire(k, 5000, { retryCount: 0 });
+      expect(await clients[0].get(resource(k))).to.equal(lease.value);
+      expect(await clients[1].get(resource(k))).to.equal(lease.value);
+      expect(await withDead.tryAcquire(k, 5000)).to.equal(null);
+      expect(await lease.release()).to.equal(true);
+      expect(await existsAnywhereSettled(resource(k))).to.equal(0);
+    });
+
+    it('counts a client whose commands fail as a failed vote too', async () => {
+      const failing = clientFor(nodes.urls[1]);
+      await nodes.waitReady([failing]);
+      (failing as any).evalsha = () => Promise.reject(new Error('ERR the node is broken'));
+      try {
+        const rl = new Redlock([clients[0], failing, clients[2]], { prefix });
+        const k = key('failing');
+        const lease = await rl.acquire(k, 5000, { retryCount: 0 });
+        expect(await lease.release()).to.equal(true);
+        const both = new Redlock([clients[0], failing, dead], { prefix });
+        const err = await rejection(both.acquire(k, 5000, { retryCount: 0 }));
+        expect(err).to.be.instanceOf(LockNotAvailableError);
+        expect(err.message).to.match(/node 1 .*error: ERR the node is broken/);
+        expect(err.message).to.match(/node 2 .*not_ready: not connected \(status end\)/);
+      } finally {
+        failing.disconnect();
+      }
+    });
+
+    /** 20 racing read-modify-write increments of a Redis counter, each with a 10 ms window. */
+    async function increments(locked: boolean): Promise<number> {
+      const k = key('dead-race');
+      const counterKey = `${prefix}dead-counter:${++seq}`;
+      const step = async () => {
+        const v = Number((await clients[0].get(counterKey)) ?? 0);
+        await sleep(10);
+        await clients[0].set(counterKey, String(v + 1));
+      };
+      const results = await race(20, () => (locked ? withDead.using(k, 5000, step) : step()));
+      for (const r of results) if (r.status === 'rejected') throw r.reason;
+      const n = Number(await clients[0].get(counterKey));
+      await clients[0].del(counterKey);
+      return n;
+    }
+
+    it('control: without the lease, 20 racing increments lose updates', async () => {
+      expect(await increments(false)).to.be.below(20);
+    });
+
+    it('exclusion holds under 20 racing callers', async () => {
+      expect(await increments(true)).to.equal(20);
+    });
+  });
+
+  describe('monotonic validity', () => {
+    it('a clock stepped back 10 s mid-body does not hide an expired lease: LockLostError', async () => {
+      let offset = 0;
+      const rl = new Redlock(clients, { prefix, clock: () => performance.now() + offset });
+      const k = key('step');
+      const err = await rejection(
+        rl.using(k, 300, async () => {
+          offset = -10_000; // the clock steps back
+          const until = performance.now() + 600;
+          while (performance.now() < until) {
+            /* block past the TTL: the extension cannot run */
+          }
+          return 'done';
+        }),
+      );
+      expect(err).to.be.instanceOf(LockLostError);
+    });
+
+    it('a wall clock (Date.now) stepped back 10 s mid-body changes nothing: LockLostError', async () => {
+      const realNow = Date.now;
+      const k = key('wall-step');
+      try {
+        const err = await rejection(
+          redlock.using(k, 300, async () => {
+            Date.now = () => realNow() - 10_000;
+            const until = performance.now() + 600;
+            while (performance.now() < until) {
+              /* block past the TTL */
+            }
+            return 'done';
+          }),
+        );
+        expect(err).to.be.instanceOf(LockLostError);
+      } finally {
+        Date.now = realNow;
+      }
+    });
+
+    it('a release that finds the lease on no quorum rejects with LockLostError', async () => {
+      const k = key('lost-release');
+      const err = await rejection(
+        redlock.using(
+          k,
+          5000,
+          async (lease) => {
+            await Promise.all(clients.map((c) => c.del(...lease.resources)));
+            return 'done';
+          },
+          { automaticExtensionThresholdMs: 1 },
+        ),
+      );
+      expect(err).to.be.instanceOf(LockLostError);
+      expect(err.message).to.match(/not found on a quorum of nodes at release/);
+    });
+
+    it("runs the body as a lock scope: currentLockSignal() is aborted when the lease is lost", async () => {
+      const k = key('signal');
+      let inner: AbortSignal | undefined;
+      const err = await rejection(
+        redlock.using(k, 500, async (lease) => {
+          inner = currentLockSignal();
+          expect(inner).to.not.equal(undefined);
+          setTimeout(() => void Promise.all(clients.map((c) => c.del(...lease.resources))), 100);
+          await new Promise<void>((resolve) => {
+            inner!.addEventListener('abort', () => resolve());
+            setTimeout(resolve, 2000);
+          });
+        }),
+      );
+      expect(err).to.be.instanceOf(LockLostError);
+      expect(inner!.aborted).to.equal(true);
+      expect(currentLockSignal()).to.equal(undefined);
+    });
+  });
+
   describe('fencing tokens', function () {
     this.timeout(40_000);
 
@@ -450,16 +594,27 @@ describe('Redlock (Redis leases)', function () {
       await nodes.waitReady([closed]);
       await closed.quit();
       await untilEnded(closed);
-      expect(() => new Redlock([clients[0], closed])).to.throw(LockConfigError, /closed/);
+      // a closed client is a node that is down (a failed vote), not a configuration error
+      expect(new Redlock([clients[0], closed]).quorum).to.equal(2);
+      expect(() => new Redlock(clients, { clock: 5 as any })).to.throw(LockConfigError, /clock/);
     });
 
-    it('rejects a client closed after construction at the call', async () => {
+    it('counts a client closed after construction as a failed vote, and names it when the quorum fails', async () => {
       const own = clientFor(nodes.urls[1]);
-      await nodes.waitReady([own]);
-      const rl = new Redlock([clients[0], own, clients[2]], { prefix });
+      const own2 = clientFor(nodes.urls[2]);
+      await nodes.waitReady([own, own2]);
+      const rl = new Redlock([clients[0], own, own2], { prefix });
       await own.quit();
       await untilEnded(own);
-      expect(await rejection(rl.tryAcquire(key('closed'), 1000))).to.be.instanceOf(LockConfigError);
+      const lease = await rl.tryAcquire(key('closed'), 1000);
+      expect(lease).to.be.instanceOf(Lease);
+      expect(await lease!.release()).to.equal(true);
+      await own2.quit();
+      await untilEnded(own2);
+      const err = await rejection(rl.acquire(key('closed'), 1000, { retryCount: 0 }));
+      expect(err).to.be.instanceOf(LockNotAvailableError);
+      expect(err.message).to.match(/node 1 .*not_ready: not connected \(status end\)/);
+      expect(err.message).to.match(/node 2 .*not_ready/);
     });
 
     it('rejects bad options', () => {

@@ -30,6 +30,11 @@ export interface DialectCapabilities {
   transactionAdvisoryLocks: boolean;
   /** Shared advisory locks. */
   sharedAdvisoryLocks: boolean;
+  /**
+   * Sequences whose values are never rolled back and hold no lock until commit (PostgreSQL,
+   * MariaDB): the fencing tokens of database semaphores, drawn inside the caller's transaction.
+   */
+  tokenSequences: boolean;
 }
 
 /** Context an error converter may use to choose the right LockError subclass and fill it in. */
@@ -134,8 +139,15 @@ export interface FencingDialect {
    * moved apart under concurrency), MySQL/MariaDB one per key (plus the same catch-up).
    */
   nextToken(run: RunQuery, table: string, keys: readonly string[]): Promise<bigint>;
-  /** True when the error says the counter table does not exist (PG 42P01, MySQL 1146). */
+  /** True when the error says the counter table (or the token sequence) does not exist (PG 42P01, MySQL 1146). */
   isMissingTable(error: unknown): boolean;
+  /**
+   * With `capabilities.tokenSequences`: the statement that draws the next value (column `token`)
+   * of the token sequence `<table>_seq`, which `createTableSql` creates beside the table.
+   */
+  nextSequenceSql?(table: string): string;
+  /** The statement that drops the token sequence. */
+  dropSequenceSql?(table: string): string;
 }
 
 /** Reads the driver's own error code, whatever TypeORM wrapped it in. */

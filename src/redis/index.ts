@@ -5,6 +5,8 @@ export type { FencingOptions } from './fencing';
 export type { LeaseTransactionOptions } from './lease-transaction';
 export type { LeaseState } from './lease';
 export { withDistributedLock } from './with-distributed-lock';
+export { RedisSemaphore } from './semaphore';
+export type { RedisPermit, SemaphoreUsingOptions } from './semaphore';
 export type { DistributedLockCallOptions } from './with-distributed-lock';
 export { DistributedLock } from '../../decorators/DistributedLock';
 export type { DistributedLockOptions, DistributedLockKey } from '../../decorators/DistributedLock';

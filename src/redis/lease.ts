@@ -1,4 +1,5 @@
 import { LockLostError } from '../errors';
+import type { LuaScript } from './scripts';
 
 /** What a lease asks of the Redlock that issued it (implemented by `Redlock`). */
 export interface LeaseDriver {
@@ -12,6 +13,17 @@ export interface LeaseDriver {
 
 export type LeaseState = 'held' | 'released' | 'lost';
 
+/**
+ * How the driver extends and releases a lease, and on how many nodes it must succeed: a
+ * Redlock's own leases use its EXTEND/RELEASE scripts and majority; a semaphore's permits
+ * bring their own scripts and quorum.
+ */
+export interface LeaseProtocol {
+  readonly extend: LuaScript;
+  readonly release: LuaScript;
+  readonly quorum: number;
+}
+
 export interface LeaseInit {
   keys: readonly string[];
   resources: readonly string[];
@@ -21,6 +33,12 @@ export interface LeaseInit {
   ttlMs: number;
   acquiredAt: number;
   expiresAt: number;
+  /** Until when the lease is valid, on `clock` (monotonic ms). */
+  validUntil: number;
+  /** The driver's monotonic clock (performance.now(), or a test's). */
+  clock: () => number;
+  /** Scripts and quorum, when not the driver's own (a semaphore's permits). */
+  protocol?: LeaseProtocol;
 }
 
 /**
@@ -54,8 +72,15 @@ export class Lease {
   readonly acquiredAt: number;
   /** @internal The fencing counter key on each node. */
   readonly fenceKey: string;
+  /** @internal Scripts and quorum, when not the driver's own. */
+  readonly protocol: LeaseProtocol | undefined;
 
   private _expiresAt: number;
+  /** Validity end on the monotonic clock: what every decision uses (expiresAt is for display). */
+  private _validUntil: number;
+  /** The last reading of the clock: a later reading below it means the clock stepped back. */
+  private _lastRead: number;
+  private readonly clock: () => number;
   private _state: LeaseState = 'held';
   private _lostError: LockLostError | undefined;
   private _releasing: Promise<boolean> | undefined;
@@ -77,6 +102,10 @@ export class Lease {
     this.ttlMs = init.ttlMs;
     this.acquiredAt = init.acquiredAt;
     this._expiresAt = init.expiresAt;
+    this._validUntil = init.validUntil;
+    this.protocol = init.protocol;
+    this.clock = init.clock;
+    this._lastRead = init.clock();
   }
 
   /** Aborted (with a `LockLostError` as `reason`) when the lease is found lost. */
@@ -88,7 +117,9 @@ export class Lease {
 
   /**
    * Until when (ms since epoch, local clock) the lease is guaranteed valid: acquisition start
-   * + ttl − clock drift (ttl·driftFactor + 2 ms), i.e. ttl − elapsed − drift from now.
+   * + ttl − clock drift (ttl·driftFactor + 2 ms), i.e. ttl − elapsed − drift from now. For
+   * display: validity itself is measured on a monotonic clock (`remainingMs`, `isValid`), so a
+   * step of the wall clock changes nothing.
    */
   get expiresAt(): number {
     return this._expiresAt;
@@ -96,16 +127,16 @@ export class Lease {
 
   /** Milliseconds of guaranteed validity left (0 when expired, released or lost). */
   get remainingMs(): number {
-    return this._state === 'held' ? Math.max(0, this._expiresAt - Date.now()) : 0;
+    return this._state === 'held' ? Math.max(0, this._validUntil - this._now()) : 0;
   }
 
   get state(): LeaseState {
     return this._state;
   }
 
-  /** Held, and not past `expiresAt`. */
+  /** Held, and its validity (monotonic clock) not run out. */
   get isValid(): boolean {
-    return this._state === 'held' && Date.now() < this._expiresAt;
+    return this._state === 'held' && this._now() < this._validUntil;
   }
 
   /** Throws `LockLostError` unless the lease is held and not expired: call before a guarded write. */
@@ -147,9 +178,10 @@ export class Lease {
   }
 
   /** @internal Called by the driver after a successful extension. */
-  _extended(expiresAt: number, ttlMs: number): void {
+  _extended(expiresAt: number, validUntil: number, ttlMs: number): void {
     if (this._state !== 'held') return;
     this._expiresAt = expiresAt;
+    this._validUntil = validUntil;
     this.ttlMs = ttlMs;
   }
 
@@ -160,6 +192,7 @@ export class Lease {
     this._state = 'lost';
     this._lostError = error;
     this._expiresAt = Math.min(this._expiresAt, Date.now());
+    this._validUntil = -Infinity;
     this._controller?.abort(error);
     this.driver.cleanupLease(this);
     return error;
@@ -174,6 +207,23 @@ export class Lease {
   /** @internal Whether a release of this lease was sent to `node`. */
   _releaseSentTo(node: number): boolean {
     return node < 31 ? (this._sentMask & (1 << node)) !== 0 : this._sentMore?.has(node) === true;
+  }
+
+  /**
+   * @internal The clock now. A reading below an earlier one means the clock is not monotonic
+   * (a test's injected clock, or a broken one): the validity can no longer be measured, so it is
+   * treated as run out.
+   */
+  _now(): number {
+    const t = this.clock();
+    if (t < this._lastRead) this._validUntil = -Infinity;
+    this._lastRead = t;
+    return t;
+  }
+
+  /** @internal Monotonic ms of validity left (negative when run out), whatever the state. */
+  get _validForMs(): number {
+    return this._validUntil - this._now();
   }
 
   /** @internal The error the lease was lost with, if it was. */

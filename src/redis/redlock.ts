@@ -38,15 +38,19 @@
  * (a node restarted without persistence counts as a failure; use `appendonly yes` or restart
  * it only after the longest TTL has passed).
  */
+import { performance } from 'perf_hooks';
 import { checkOptions, describeValue } from '../arguments';
 import type { Redis } from 'ioredis';
 import { LockConfigError, LockLostError, LockNotAvailableError } from '../errors';
 import { emitTo, observerOptionProblems, observersOf, type LockEvent, type LockObserver } from '../observe/events';
-import { Deadlines, type Deadline } from './deadlines';
+import { Deadlines } from './deadlines';
 import { DatabaseFencing, type FencingOptions } from './fencing';
-import { describeKeys, keyDetail, Lease, LeaseDriver } from './lease';
+import { holdLeaseWhile } from './hold-lease';
+import { describeKeys, keyDetail, Lease, LeaseDriver, type LeaseProtocol } from './lease';
+import { RedisSemaphore, type SemaphoreHost } from './semaphore';
 import { checkLeaseTransaction, runInLeaseTransaction, type LeaseTransactionOptions } from './lease-transaction';
 import { leaseValue } from './lease-value';
+import { count, nodeAddress, runRound, SEND_STATUSES, type NodeCall } from './rounds';
 import { ACQUIRE, ACQUIRE_PLAIN, BUMP, EXTEND, LuaScript, RELEASE } from './scripts';
 
 /** What a Redlock node is: an ioredis client (not a Cluster) of an independent Redis node. */
@@ -83,6 +87,12 @@ export interface RedlockOptions {
   automaticExtensionThresholdMs?: number;
   /** Per-node timeout of one script call, ms (default ttl/10 clamped to 50…1000). A node slower than this votes against. */
   nodeTimeoutMs?: number;
+  /**
+   * The monotonic clock (ms) that validity, drift and extensions are measured with (default
+   * `performance.now`). For tests: a reading below an earlier one makes a lease's validity
+   * unknown, so it counts as run out.
+   */
+  clock?: () => number;
 }
 
 export interface AcquireOptions {
@@ -109,10 +119,6 @@ export interface NodeResult {
   error?: string;
 }
 
-type NodeCall<T> =
-  | { node: number; outcome: 'ok'; reply: T }
-  | { node: number; outcome: 'error' | 'timeout' | 'not_ready' | 'pending'; error: string };
-
 const DEFAULTS = {
   prefix: 'lock:',
   driftFactor: 0.01,
@@ -121,10 +127,6 @@ const DEFAULTS = {
   retryJitterMs: 100,
 };
 
-/** Statuses in which a client is alive: ready, or (re)connecting on its own. */
-const LIVE_STATUSES = new Set(['ready', 'connecting', 'connect', 'reconnecting', 'close']);
-/** Of the live statuses, those in which a command is sent (ioredis queues it until ready). */
-const SEND_STATUSES = new Set(['ready', 'connecting', 'connect']);
 
 export class Redlock implements LeaseDriver {
   readonly clients: readonly RedlockClient[];
@@ -139,6 +141,8 @@ export class Redlock implements LeaseDriver {
   readonly retryJitterMs: number;
   readonly automaticExtensionThresholdMs: number | undefined;
   readonly nodeTimeoutMs: number | undefined;
+  /** @internal The monotonic clock (see RedlockOptions.clock). */
+  readonly clock: () => number;
   private readonly allNodes: readonly number[];
   /** Highest fencing token this instance has seen (sent to nodes so a node that lost its data catches up). */
   private seen = 0n;
@@ -148,6 +152,10 @@ export class Redlock implements LeaseDriver {
   private readonly base: string;
   /** Sends a lease event to this Redlock's observers; null when there are none (so no event is built). */
   private readonly emit: ((event: LockEvent) => void) | null;
+  /** How this Redlock's own leases are extended and released. */
+  private readonly protocol: LeaseProtocol;
+  /** What its semaphores share with it (made on first use). */
+  private semaphoreHost: SemaphoreHost | undefined;
   /** The per-node timeouts of every round (one timer for all). */
   private readonly deadlines = new Deadlines();
 
@@ -177,6 +185,7 @@ export class Redlock implements LeaseDriver {
     this.clients = Object.freeze(list);
     this.assertClientsUsable();
     this.quorum = Math.floor(list.length / 2) + 1;
+    this.protocol = { extend: EXTEND, release: RELEASE, quorum: this.quorum };
     this.allNodes = Object.freeze(list.map((_, i) => i));
 
     const prefix = options.prefix ?? DEFAULTS.prefix;
@@ -204,6 +213,10 @@ export class Redlock implements LeaseDriver {
       checkNumber('nodeTimeoutMs', options.nodeTimeoutMs, (v) => v > 0, 'a positive number of ms');
     }
     this.nodeTimeoutMs = options.nodeTimeoutMs;
+    if (options.clock !== undefined && typeof options.clock !== 'function') {
+      throw new LockConfigError(`Redlock: clock must be a function returning monotonic ms, got ${describeValue(options.clock)}`);
+    }
+    this.clock = options.clock ?? (() => performance.now());
   }
 
   /**
@@ -277,54 +290,33 @@ export class Redlock implements LeaseDriver {
     const tx = options === EMPTY ? undefined : checkLeaseTransaction(options, this.fencing?.dataSource);
     const lease = await this.acquireRequest(req, options);
 
-    let done = false;
-    let timer: NodeJS.Timeout | undefined;
-    let extending: Promise<void> | undefined;
-    const schedule = (): void => {
-      if (done || lease.state !== 'held') return;
-      timer = setTimeout(() => {
-        timer = undefined;
-        // A failure marks the lease lost and aborts its signal (inside extendLease).
-        extending = lease.extend(ttlMs).then(schedule, () => undefined);
-      }, Math.max(0, lease.expiresAt - threshold - Date.now()));
+    // With { transaction: true }, fn runs in a database transaction that commits only after
+    // the lease was confirmed (extended) on a quorum; a lease lost before rolls it back.
+    return holdLeaseWhile(lease, ttlMs, threshold, tx ? (held) => runInLeaseTransaction(tx, held, ttlMs, fn) : fn);
+  }
+
+  /**
+   * A counting semaphore over these nodes: at most `permits` holders of `name` at once, each
+   * permit a lease with a TTL, a fencing token and a signal (see semaphore.ts).
+   *
+   * ```ts
+   * const exports = redlock.semaphore('report-export', 3);
+   * await exports.using(30_000, async (permit) => render(permit.signal));
+   * ```
+   */
+  semaphore(name: string, permits: number): RedisSemaphore {
+    this.semaphoreHost ??= {
+      redlock: this,
+      clients: this.clients,
+      deadlines: this.deadlines,
+      base: this.base,
+      drift: (ttlMs) => this.drift(ttlMs),
+      timeoutFor: (ttlMs) => this.timeoutFor(ttlMs),
+      checkTtl: (ttlMs) => checkTtl(ttlMs, typeof ttlMs === 'number' ? this.drift(ttlMs) : 0),
+      checkRetry: (options) => checkRetryOptions(options, this),
+      emit: this.emit,
     };
-    schedule();
-
-    let result: T | undefined;
-    let failed = false;
-    let failure: unknown;
-    try {
-      // With { transaction: true }, fn runs in a database transaction that commits only after
-      // the lease was confirmed (extended) on a quorum; a lease lost before rolls it back.
-      result = tx ? await runInLeaseTransaction(tx, lease, ttlMs, fn) : await fn(lease);
-    } catch (error) {
-      failed = true;
-      failure = error;
-    }
-    done = true;
-    if (timer) clearTimeout(timer);
-    if (extending) await extending;
-
-    const finishedAt = Date.now();
-    const heldToTheEnd = lease.state === 'held' && finishedAt <= lease.expiresAt;
-    const lostBefore = lease._lost;
-    const stillHeld = await lease.release();
-    if (lostBefore || (!heldToTheEnd && !stillHeld)) {
-      // Lost during fn, or fn outlived the lease's validity and the lease was no longer on a
-      // quorum at release: someone else may have held it meanwhile.
-      const lost =
-        lostBefore ??
-        new LockLostError(
-          `Redis lease on ${describeKeys(lease.keys)} expired while the function ran (${finishedAt - lease.acquiredAt} ms; the event loop may have been blocked past the automatic extension)`,
-          { key: keyDetail(lease.keys), fencingToken: lease.fencingToken, expiresAt: lease.expiresAt },
-        );
-      if (failed && failure !== lost) {
-        throw new LockLostError(lost.message, { ...lost.details, cause: failure });
-      }
-      throw lost;
-    }
-    if (failed) throw failure;
-    return result as T;
+    return new RedisSemaphore(this.semaphoreHost, name, permits);
   }
 
   // ---- LeaseDriver ----------------------------------------------------------------------
@@ -333,26 +325,29 @@ export class Redlock implements LeaseDriver {
   async extendLease(lease: Lease, ttlMs: number): Promise<number> {
     checkTtl(ttlMs, this.drift(ttlMs));
     const timeoutMs = this.timeoutFor(ttlMs);
+    const { extend, quorum } = lease.protocol ?? this.protocol;
     for (;;) {
-      const start = Date.now();
+      const start = lease._now();
+      const wallStart = Date.now();
       const isExtended = (c: NodeCall<number>) => c.outcome === 'ok' && Number(c.reply) === 1;
       const isMismatch = (c: NodeCall<number>) => c.outcome === 'ok' && Number(c.reply) !== 1;
-      const calls = await this.round<number>(this.allNodes, EXTEND, lease.resources, [lease.value, String(ttlMs)], timeoutMs, (answered) => {
-        return count(answered, isExtended) >= this.quorum || count(answered, isMismatch) > this.clients.length - this.quorum;
+      const calls = await this.round<number>(this.allNodes, extend, lease.resources, [lease.value, String(ttlMs)], timeoutMs, (answered) => {
+        return count(answered, isExtended) >= quorum || count(answered, isMismatch) > this.clients.length - quorum;
       });
       if (lease.state !== 'held') {
         throw lease._lost ?? new LockLostError(`Redis lease on ${describeKeys(lease.keys)} was released while being extended`, { key: keyDetail(lease.keys) });
       }
       const extended = count(calls, isExtended);
       const mismatched = count(calls, isMismatch);
-      if (extended >= this.quorum) {
-        const expiresAt = start + ttlMs - this.drift(ttlMs);
-        lease._extended(expiresAt, ttlMs);
+      if (extended >= quorum) {
+        const validity = ttlMs - this.drift(ttlMs);
+        const expiresAt = wallStart + validity;
+        lease._extended(expiresAt, start + validity, ttlMs);
         return expiresAt;
       }
-      const now = Date.now();
-      const definitelyLost = mismatched > this.clients.length - this.quorum;
-      if (definitelyLost || now >= lease.expiresAt) {
+      const left = lease._validForMs;
+      const definitelyLost = mismatched > this.clients.length - quorum;
+      if (definitelyLost || left <= 0) {
         const why = definitelyLost
           ? `the key is gone or belongs to another lease on ${mismatched} of ${this.clients.length} nodes`
           : `a quorum could not be reached before it expired (${calls.map((c) => `node ${c.node}: ${c.outcome === 'ok' ? 'extended' : c.outcome}`).join('; ')})`;
@@ -366,7 +361,7 @@ export class Redlock implements LeaseDriver {
         throw lease._markLost(error);
       }
       // Some nodes unreachable but the lease is still valid: try again shortly.
-      await sleep(Math.max(1, Math.min(this.retryDelayMs, Math.floor((lease.expiresAt - now) / 2))));
+      await sleep(Math.max(1, Math.min(this.retryDelayMs, Math.floor(left / 2))));
     }
   }
 
@@ -375,17 +370,18 @@ export class Redlock implements LeaseDriver {
     this.noteReleaseSent(lease);
     // Resolves once a quorum confirms; the other nodes' deletes go on (each client keeps
     // its commands in order, so a following acquire on that node runs after the delete).
+    const { release, quorum } = lease.protocol ?? this.protocol;
     const wasHeld = (c: NodeCall<number>) => c.outcome === 'ok' && Number(c.reply) === lease.resources.length;
-    const calls = await this.releaseOn(this.allNodes, lease.resources, lease.value, this.timeoutFor(lease.ttlMs), (answered) => count(answered, wasHeld) >= this.quorum);
+    const calls = await this.releaseOn(this.allNodes, lease.resources, lease.value, this.timeoutFor(lease.ttlMs), (answered) => count(answered, wasHeld) >= quorum, release);
     const held = count(calls, wasHeld);
     this.emit?.({ type: 'released', kind: 'lease', target: describeKeys(lease.keys), heldMs: Date.now() - lease.acquiredAt });
-    return held >= this.quorum;
+    return held >= quorum;
   }
 
   /** @internal */
   cleanupLease(lease: Lease): void {
     this.noteReleaseSent(lease);
-    void this.releaseOn(this.allNodes, lease.resources, lease.value, this.timeoutFor(lease.ttlMs));
+    void this.releaseOn(this.allNodes, lease.resources, lease.value, this.timeoutFor(lease.ttlMs), undefined, (lease.protocol ?? this.protocol).release);
   }
 
   // ---- internals -----------------------------------------------------------------------
@@ -420,7 +416,8 @@ export class Redlock implements LeaseDriver {
     const { resources, ttlMs } = req;
     const value = leaseValue();
     const timeoutMs = this.timeoutFor(ttlMs);
-    const start = Date.now();
+    const start = this.clock();
+    const wallStart = Date.now();
     const plain = this.fencing !== undefined;
     let lease: Lease | null = null;
     let settled = false;
@@ -488,9 +485,13 @@ export class Redlock implements LeaseDriver {
       }
     }
 
-    const expiresAt = start + ttlMs - this.drift(ttlMs);
-    if (ok && Date.now() < expiresAt) {
-      lease = new Lease(this, { keys: req.keys, resources, fenceKey: req.fenceKey, value, fencingToken: token, ttlMs, acquiredAt: start, expiresAt });
+    const validity = ttlMs - this.drift(ttlMs);
+    const now = this.clock();
+    if (ok && now >= start && now < start + validity) {
+      lease = new Lease(this, {
+        keys: req.keys, resources, fenceKey: req.fenceKey, value, fencingToken: token, ttlMs,
+        acquiredAt: wallStart, expiresAt: wallStart + validity, validUntil: start + validity, clock: this.clock,
+      });
     } else if (granted.length > 0) {
       await this.releaseOn(
         granted.map((g) => g.node),
@@ -536,17 +537,11 @@ export class Redlock implements LeaseDriver {
     value: string,
     timeoutMs: number,
     decided?: (answered: Array<NodeCall<number>>) => boolean,
+    script: LuaScript = RELEASE,
   ): Promise<Array<NodeCall<number>>> {
-    return this.round<number>(nodes, RELEASE, resources, [value], timeoutMs, decided);
+    return this.round<number>(nodes, script, resources, [value], timeoutMs, decided);
   }
 
-  /**
-   * Runs a script on the given nodes in parallel and never rejects. Resolves with one NodeCall
-   * per node (in `nodes` order) as soon as every node answered, or `decided(answers so far)` is
-   * true, or `timeoutMs` passed (a deadline of `this.deadlines`). A node that is down (reconnecting) or
-   * closed is sent nothing (`not_ready`); one that has not answered when the round resolves is
-   * `pending` (decided early) or `timeout`, and its answer, when it comes, goes to `onLate`.
-   */
   private round<T>(
     nodes: readonly number[],
     script: LuaScript,
@@ -556,72 +551,30 @@ export class Redlock implements LeaseDriver {
     decided?: (answered: Array<NodeCall<T>>) => boolean,
     onLate?: (call: NodeCall<T>) => void,
   ): Promise<Array<NodeCall<T>>> {
-    return new Promise((resolve) => {
-      const results: Array<NodeCall<T> | undefined> = new Array(nodes.length);
-      const answered: Array<NodeCall<T>> = [];
-      let settled = false;
-      let deadline: Deadline | undefined;
-      const finish = (unanswered: 'pending' | 'timeout'): void => {
-        settled = true;
-        deadline?.cancel();
-        const error = unanswered === 'timeout' ? `no answer within ${timeoutMs} ms` : 'no answer yet when the quorum decided';
-        resolve(nodes.map((node, i) => results[i] ?? { node, outcome: unanswered, error }));
-      };
-      const record = (i: number, call: NodeCall<T>): void => {
-        if (settled) return onLate?.(call);
-        results[i] = call;
-        answered.push(call);
-        if (answered.length === nodes.length || decided?.(answered)) finish('pending');
-      };
-      // One argument list for every node (ioredis flattens and copies it): EVALSHA sha numkeys keys… args…
-      const argv: Array<string | number> = [script.sha, keys.length];
-      for (const k of keys) argv.push(k);
-      for (const a of args) argv.push(a);
-      for (let i = 0; i < nodes.length; i++) {
-        const node = nodes[i];
-        const client = this.clients[node];
-        if (!SEND_STATUSES.has(client.status)) {
-          record(i, { node, outcome: 'not_ready', error: `not connected (status ${client.status})` });
-          continue;
-        }
-        const answered = (reply: unknown) => record(i, { node, outcome: 'ok', reply: reply as T });
-        const failed = (error: unknown) => {
-          // once more with EVAL when the node does not have the script cached (restarted)
-          if (error instanceof Error && error.message.startsWith('NOSCRIPT')) {
-            (client.eval as unknown as SendArgv).call(client, [script.source, ...argv.slice(1)]).then(answered, (again: unknown) => record(i, { node, outcome: 'error', error: again instanceof Error ? again.message : String(again) }));
-          } else record(i, { node, outcome: 'error', error: error instanceof Error ? error.message : String(error) });
-        };
-        (client.evalsha as unknown as SendArgv).call(client, argv).then(answered, failed);
-      }
-      if (!settled) deadline = this.deadlines.add(timeoutMs, () => finish('timeout'));
-    });
+    return runRound(this.clients, this.deadlines, nodes, script, keys, args, timeoutMs, decided, onLate);
   }
 
   private address(node: number): string {
-    const options = (this.clients[node] as unknown as { options?: { host?: string; port?: number; path?: string } }).options;
-    if (!options) return `#${node}`;
-    return options.path ?? `${options.host ?? '127.0.0.1'}:${options.port ?? 6379}`;
+    return nodeAddress(this.clients[node], node);
   }
 
-  /** A client that was quit or never connected is a configuration error, not a node that is down. */
+  /**
+   * A client that was never connected (lazyConnect) is a configuration error. One that was
+   * closed, ended or fails is a node that is down: a failed vote in every round (not_ready or
+   * error), named in the error only when the quorum is not reached.
+   */
   private assertClientsUsable(): void {
     this.clients.forEach((client, i) => {
-      if (LIVE_STATUSES.has(client.status)) return;
-      const hint =
-        client.status === 'wait'
-          ? 'it was created with lazyConnect and never connected: call client.connect() first'
-          : client.status === 'end'
-            ? 'it was closed (quit/disconnect) and will not reconnect'
-            : `status '${client.status}' cannot run scripts`;
-      throw new LockConfigError(`Redlock: clients[${i}] (${this.address(i)}) is not usable: ${hint}`, { node: i, status: client.status });
+      if (client.status !== 'wait') return;
+      throw new LockConfigError(
+        `Redlock: clients[${i}] (${this.address(i)}) is not usable: it was created with lazyConnect and never connected: call client.connect() first`,
+        { node: i, status: client.status },
+      );
     });
   }
 }
 
 // ---- helpers ---------------------------------------------------------------------------------
-
-/** An ioredis command called with one array of arguments (ioredis flattens its arguments). */
-type SendArgv = (argv: ReadonlyArray<string | number>) => Promise<unknown>;
 
 interface AcquireRequest {
   keys: string[];
@@ -639,12 +592,6 @@ const isPlainGrant = (c: NodeCall<AcquireReply>): c is OkCall => c.outcome === '
 
 /** The default options object: recognised by identity, so the hot path skips re-validating defaults. */
 const EMPTY: UsingOptions = Object.freeze({});
-
-function count<T>(items: readonly T[], predicate: (item: T) => boolean): number {
-  let n = 0;
-  for (const item of items) if (predicate(item)) n++;
-  return n;
-}
 
 const hasIsWellFormed = typeof (String.prototype as { isWellFormed?: unknown }).isWellFormed === 'function';
 

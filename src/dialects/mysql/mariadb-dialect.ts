@@ -1,6 +1,7 @@
 import type { PortConnection } from '../../orm/port';
 import type { RowLockSpec } from '../../locks/row-lock-options';
-import type { DialectCapabilities } from '../dialect';
+import type { DialectCapabilities, FencingDialect } from '../dialect';
+import { MariaDbFencing } from './mariadb-fencing';
 import type { LockInspector } from '../inspect';
 import { MysqlInspector } from './inspect';
 import { MysqlDialect } from './mysql-dialect';
@@ -18,7 +19,10 @@ export class MariaDbDialect extends MysqlDialect {
     ...this.capabilities,
     lockOf: false,
     lockWaitClause: true,
+    tokenSequences: true,
   };
+  /** The counters of MySQL, and a token sequence beside them (MariaDB 10.3+). */
+  override readonly fencing: FencingDialect = new MariaDbFencing();
   /** information_schema.INNODB_LOCK_WAITS / INNODB_LOCKS and PROCESSLIST.TIME_MS. */
   override readonly inspector: LockInspector = new MysqlInspector('mariadb');
 

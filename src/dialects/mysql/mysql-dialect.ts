@@ -20,6 +20,7 @@ export class MysqlDialect implements LockDialect {
     lockWaitClause: false,
     transactionAdvisoryLocks: false,
     sharedAdvisoryLocks: false,
+    tokenSequences: false,
   };
   readonly connectionIdSql = 'SELECT CONNECTION_ID() AS connectionId';
   /** GET_LOCK / RELEASE_LOCK (MariaDB inherits it unchanged). */

@@ -10,7 +10,19 @@ const quote = (table: string) => `"${table}"`;
  */
 export class PostgresFencing implements FencingDialect {
   createTableSql(table: string): string[] {
-    return [`CREATE TABLE IF NOT EXISTS ${quote(table)} (lock_key text PRIMARY KEY, token bigint NOT NULL)`];
+    return [
+      `CREATE TABLE IF NOT EXISTS ${quote(table)} (lock_key text PRIMARY KEY, token bigint NOT NULL)`,
+      `CREATE SEQUENCE IF NOT EXISTS ${quote(`${table}_seq`)}`,
+    ];
+  }
+
+  /** nextval is never rolled back and locks nothing until commit: safe inside any transaction. */
+  nextSequenceSql(table: string): string {
+    return `SELECT nextval('${quote(`${table}_seq`)}')::text AS token`;
+  }
+
+  dropSequenceSql(table: string): string {
+    return `DROP SEQUENCE IF EXISTS ${quote(`${table}_seq`)}`;
   }
 
   dropTableSql(table: string): string {

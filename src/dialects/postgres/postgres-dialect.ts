@@ -30,6 +30,7 @@ export class PostgresDialect implements LockDialect {
     lockWaitClause: false,
     transactionAdvisoryLocks: true,
     sharedAdvisoryLocks: true,
+    tokenSequences: true,
   };
   readonly connectionIdSql = 'SELECT pg_backend_pid() AS "connectionId", txid_current()::text AS "txId"';
   readonly advisory: AdvisoryDialect = new PostgresAdvisory();

@@ -12,7 +12,9 @@ export interface FencingTableOptions {
 
 /**
  * Creates the fencing-token counter table of `new Redlock(clients, { fencing: { dataSource } })`
- * if it does not exist: `lock_key` (primary key) and `token` (bigint), one row per lock key.
+ * if it does not exist: `lock_key` (primary key) and `token` (bigint), one row per lock key;
+ * on PostgreSQL and MariaDB also the sequence `<table>_seq` that database semaphores draw their
+ * fencing tokens from.
  * Takes a DataSource (at start-up) or a migration's QueryRunner:
  *
  * ```ts
@@ -31,6 +33,7 @@ export async function createFencingTable(target: DataSource | QueryRunner, optio
 export async function dropFencingTable(target: DataSource | QueryRunner, options: FencingTableOptions = {}): Promise<void> {
   const { run, fencing, table } = await resolve(target, options, 'dropFencingTable');
   await run(fencing.dropTableSql(table));
+  if (fencing.dropSequenceSql) await run(fencing.dropSequenceSql(table));
 }
 
 async function resolve(target: DataSource | QueryRunner, options: FencingTableOptions, where: string) {

@@ -1,0 +1,151 @@
+/**
+ * Counting semaphores on the database (the strategy behind `withSemaphore` and `@Semaphore`):
+ * at most `permits` bodies of one name at once, across processes.
+ *
+ * A semaphore of N permits is N advisory locks, its slots (`[namespace] semaphore:<name>#<i>`),
+ * taken through the advisory strategy with `timeoutMs: 0` (PostgreSQL
+ * `pg_try_advisory_xact_lock`, MySQL/MariaDB `GET_LOCK(name, 0)`), so scopes, pooler rules,
+ * lost connections and MySQL's release at transaction end are the advisory locks' own. A caller
+ * tries every slot once, starting at a random one; when all are held it sleeps (5 ms doubling
+ * to 200 ms, with jitter, never past its deadline) and tries again. So waiters are NOT served
+ * in arrival order: a newcomer may take a slot freed while an older waiter sleeps.
+ *
+ * Once a slot is held, the permit's fencing token is drawn from the database's token sequence
+ * (`<fencing table>_seq`, created by `createFencingTable`; never rolled back, no lock until
+ * commit), on the slot's own connection. Every token is distinct, and a grant made after a
+ * permit was handed out draws a larger one.
+ */
+import { runWithLockSignal } from '../context/lock-signal';
+import { transaction } from '../context/transaction';
+import { checkFunction } from '../arguments';
+import { LockConfigError, LockLostError, LockNotAvailableError, LockTimeoutError } from '../errors';
+import { resolveInstallation, type Installation } from '../orm/installations';
+import { DEFAULT_FENCING_TABLE } from '../redis/fencing';
+import { runWithAdvisoryLock } from './advisory';
+import type { AdvisoryLockContext, AdvisorySubject } from './advisory-options';
+import {
+  checkPermits, checkSemaphoreName, semaphoreOptionProblems,
+  type SemaphoreOptions, type SemaphorePermit, type SemaphoreSkipOptions,
+} from './semaphore-options';
+
+export type { SemaphoreOptions, SemaphorePermit, SemaphoreSkipOptions } from './semaphore-options';
+
+const FIRST_BACKOFF_MS = 5;
+const MAX_BACKOFF_MS = 200;
+
+/**
+ * Runs `fn` holding one of `permits` permits of the semaphore `name` (at most `permits` bodies
+ * at once, in every process on this database). The body receives `{ token, signal, slot }`.
+ *
+ * ```ts
+ * await withSemaphore('report-export', 3, async (permit) => exportReport(id, permit.signal));
+ * await withSemaphore('geo-api', 5, call, { timeoutMs: 2000, onTimeout: 'skip' }); // undefined when none came free
+ * ```
+ */
+export function withSemaphore<T>(name: string, permits: number, fn: (permit: SemaphorePermit) => Promise<T> | T, options: SemaphoreSkipOptions): Promise<T | undefined>;
+export function withSemaphore<T>(name: string, permits: number, fn: (permit: SemaphorePermit) => Promise<T> | T, options?: SemaphoreOptions): Promise<T>;
+export function withSemaphore<T>(
+  name: string,
+  permits: number,
+  fn: (permit: SemaphorePermit) => Promise<T> | T,
+  options: SemaphoreOptions = {},
+): Promise<T | undefined> {
+  return runWithSemaphore(name, permits, fn, options, { label: `withSemaphore(${JSON.stringify(String(name))})` });
+}
+
+/** The one implementation behind `withSemaphore` and `@Semaphore`. */
+export async function runWithSemaphore<T>(
+  name: string,
+  permits: number,
+  fn: (permit: SemaphorePermit) => Promise<T> | T,
+  options: SemaphoreOptions | undefined,
+  subject: AdvisorySubject,
+): Promise<T | undefined> {
+  checkSemaphoreName(name, subject.label);
+  checkPermits(permits, subject.label, name);
+  checkFunction(subject.label, fn, 'the body', { method: subject.method });
+  const problems = semaphoreOptionProblems(options);
+  if (problems.length) throw new LockConfigError(`${subject.label}: ${problems.join('; ')}`, { key: name, method: subject.method });
+  const opts = options ?? {};
+  const inst = resolveInstallation(subject.label, { explicit: opts.dataSource });
+  const fencing = inst.dialect.fencing;
+  if (!inst.dialect.capabilities.tokenSequences || !fencing?.nextSequenceSql) {
+    throw new LockConfigError(
+      `${subject.label}: database semaphores draw their fencing tokens from a sequence, which ${inst.dialect.name} does not have (PostgreSQL and MariaDB do); use redlock.semaphore(name, permits) on Redis`,
+      { key: name, method: subject.method },
+    );
+  }
+  const scope = opts.scope ?? 'transaction';
+  const timeoutMs = opts.timeoutMs ?? inst.settings.advisoryTimeoutMs;
+  const startedAt = Date.now();
+  const deadline = timeoutMs === undefined ? Infinity : startedAt + timeoutMs;
+  const nextTokenSql = fencing.nextSequenceSql(DEFAULT_FENCING_TABLE);
+
+  const waitForPermit = async (): Promise<{ got: boolean; result?: T }> => {
+    let backoff = FIRST_BACKOFF_MS;
+    for (;;) {
+      const first = Math.floor(Math.random() * permits);
+      for (let k = 0; k < permits; k++) {
+        const slot = (first + k) % permits;
+        let got = false;
+        const result = await runWithAdvisoryLock(
+          [`semaphore:${name}`, slot],
+          undefined,
+          [],
+          async (ctx: AdvisoryLockContext) => {
+            got = true;
+            const token = await drawToken(inst, ctx, nextTokenSql, subject, name);
+            return runBody(fn, token, slot);
+          },
+          { scope, timeoutMs: 0, onTimeout: 'skip', dataSource: opts.dataSource },
+          subject,
+        );
+        if (got) return { got, result: result as T };
+      }
+      const left = deadline - Date.now();
+      if (left <= 0) return { got: false };
+      await new Promise((resolve) => setTimeout(resolve, Math.min(left, backoff * (0.5 + Math.random()))));
+      backoff = Math.min(MAX_BACKOFF_MS, backoff * 2);
+    }
+  };
+
+  // Transaction scope: every try runs in one transaction (the ambient one, or one opened here),
+  // so a slot taken is held until it ends and a failed try costs one statement.
+  const outcome = scope === 'transaction' ? await transaction(waitForPermit, { dataSource: inst.port.target }) : await waitForPermit();
+  if (outcome.got) return outcome.result;
+  const waitedMs = Date.now() - startedAt;
+  if (opts.onTimeout === 'skip') return undefined;
+  const details = { key: name, permits, method: subject.method, waitedMs };
+  if (timeoutMs === 0) {
+    throw new LockNotAvailableError(`${subject.label}: all ${permits} permit(s) of semaphore ${JSON.stringify(name)} are held (timeoutMs: 0)`, details);
+  }
+  throw new LockTimeoutError(`${subject.label}: no permit of semaphore ${JSON.stringify(name)} (${permits} permit(s)) came free within ${timeoutMs} ms`, details);
+}
+
+/** The permit's fencing token, from the token sequence, on the slot's own connection. */
+async function drawToken(inst: Installation, ctx: AdvisoryLockContext, sql: string, subject: AdvisorySubject, name: string): Promise<bigint> {
+  try {
+    const rows = await ctx.queryRunner.query(sql);
+    return BigInt(rows[0].token);
+  } catch (error) {
+    if (inst.dialect.fencing!.isMissingTable(error)) {
+      throw new LockConfigError(
+        `${subject.label}: the token sequence "${DEFAULT_FENCING_TABLE}_seq" does not exist; create it once with \`await createFencingTable(dataSource)\` (or in a migration)`,
+        { key: name, method: subject.method, cause: error },
+      );
+    }
+    throw inst.dialect.convertError(error, { key: name, method: subject.method }) ?? error;
+  }
+}
+
+/** Runs the body as a lock scope whose signal aborts when the permit is found lost. */
+async function runBody<T>(fn: (permit: SemaphorePermit) => Promise<T> | T, token: bigint, slot: number): Promise<T> {
+  const controller = new AbortController();
+  try {
+    // the signal the body sees also aborts with an enclosing lock scope's (the slot lock's, where it has one)
+    return await runWithLockSignal(controller.signal, (signal) => fn({ token, signal, slot }));
+  } catch (error) {
+    if (error instanceof LockLostError) controller.abort(error);
+    throw error;
+  }
+}

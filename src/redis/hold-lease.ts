@@ -1,0 +1,67 @@
+/**
+ * Holding a lease (or a semaphore permit) while a function runs: the part of `using()` after
+ * the acquisition, shared by Redlock.using and the Redis semaphore's using. Extends the lease
+ * when `thresholdMs` of validity are left, runs `fn` as a lock scope (currentLockSignal() is the
+ * lease's signal), always releases, and rejects with LockLostError when the lease was lost
+ * during `fn`, ran out of validity (monotonic clock) or was not found on a quorum at release.
+ */
+import { runWithLockSignal } from '../context/lock-signal';
+import { LockLostError } from '../errors';
+import { describeKeys, keyDetail, type Lease } from './lease';
+
+export async function holdLeaseWhile<L extends Lease, T>(
+  lease: L,
+  ttlMs: number,
+  thresholdMs: number,
+  fn: (lease: L) => Promise<T> | T,
+  what = 'Redis lease on',
+): Promise<T> {
+  let done = false;
+  let timer: NodeJS.Timeout | undefined;
+  let extending: Promise<void> | undefined;
+  const schedule = (): void => {
+    if (done || lease.state !== 'held') return;
+    timer = setTimeout(() => {
+      timer = undefined;
+      // A failure marks the lease lost and aborts its signal (inside the driver's extend).
+      extending = lease.extend(ttlMs).then(schedule, () => undefined);
+    }, Math.max(0, lease._validForMs - thresholdMs));
+  };
+  schedule();
+
+  let result: T | undefined;
+  let failed = false;
+  let failure: unknown;
+  try {
+    result = await runWithLockSignal(lease.signal, () => fn(lease));
+  } catch (error) {
+    failed = true;
+    failure = error;
+  }
+  done = true;
+  if (timer) clearTimeout(timer);
+  if (extending) await extending;
+
+  const finishedAt = Date.now();
+  const heldToTheEnd = lease.state === 'held' && lease._validForMs > 0;
+  const lostBefore = lease._lost;
+  const stillHeld = await lease.release();
+  if (lostBefore || !heldToTheEnd || !stillHeld) {
+    // Lost during fn, or fn outlived the lease's validity (measured on the monotonic clock),
+    // or the release did not find the lease on a quorum: someone else may have held it meanwhile.
+    const lost =
+      lostBefore ??
+      new LockLostError(
+        !heldToTheEnd
+          ? `${what} ${describeKeys(lease.keys)} expired while the function ran (${finishedAt - lease.acquiredAt} ms; the event loop may have been blocked past the automatic extension)`
+          : `${what} ${describeKeys(lease.keys)} was not found on a quorum of nodes at release: it expired or was taken while the function ran`,
+        { key: keyDetail(lease.keys), fencingToken: lease.fencingToken, expiresAt: lease.expiresAt },
+      );
+    if (failed && failure !== lost) {
+      throw new LockLostError(lost.message, { ...lost.details, cause: failure });
+    }
+    throw lost;
+  }
+  if (failed) throw failure;
+  return result as T;
+}

@@ -1,0 +1,100 @@
+/**
+ * The Lua scripts of the Redis counting semaphore. Each runs atomically on ONE node; the quorum
+ * logic lives in semaphore.ts.
+ *
+ * Per semaphore and node: a sorted set of holders (member = the permit's 128-bit random value,
+ * score = when it expires, in ms of that node's own clock, read with TIME as PX would) and a
+ * fencing counter hash { t = last token, o = value of the permit that took it }. Expired
+ * holders are dropped at each acquisition; the set's own expiry follows its longest holder.
+ */
+import { script } from './scripts';
+
+const NOW = `
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+`;
+
+/**
+ * KEYS[1] = holders, KEYS[2] = counter. ARGV[1] = value, ARGV[2] = ttl ms, ARGV[3] = permits,
+ * ARGV[4] = highest token the client has seen for this semaphore.
+ * Returns the node's token t = max(counter, seen) + 1 (stored, with this permit as its owner)
+ * when a place was free (or this value already holds one: a late retry), 0 when full.
+ */
+export const SEM_ACQUIRE = script(
+  'semaphore-acquire',
+  `${NOW}
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then
+  if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then
+    return 0
+  end
+end
+local ttl = tonumber(ARGV[2])
+redis.call('ZADD', KEYS[1], string.format('%.0f', now + ttl), ARGV[1])
+if redis.call('PTTL', KEYS[1]) < ttl then
+  redis.call('PEXPIRE', KEYS[1], ttl)
+end
+local t = tonumber(redis.call('HGET', KEYS[2], 't') or '0') + 1
+local seen = tonumber(ARGV[4])
+if t <= seen then
+  t = seen + 1
+end
+redis.call('HSET', KEYS[2], 't', string.format('%.0f', t), 'o', ARGV[1])
+return t
+`,
+);
+
+/**
+ * Claims token ARGV[1] for the permit ARGV[2] on a node that answered a lower one: raises the
+ * counter to it (owned by this permit) when below, confirms when it is already there with this
+ * owner, refuses otherwise (another permit owns that token here). KEYS[1] = counter.
+ * Returns 1 (claimed) or 0.
+ */
+export const SEM_CLAIM = script(
+  'semaphore-claim',
+  `
+local t = tonumber(redis.call('HGET', KEYS[1], 't') or '0')
+local want = tonumber(ARGV[1])
+if t < want then
+  redis.call('HSET', KEYS[1], 't', ARGV[1], 'o', ARGV[2])
+  return 1
+end
+if t == want and redis.call('HGET', KEYS[1], 'o') == ARGV[2] then
+  return 1
+end
+return 0
+`,
+);
+
+/** Removes holder ARGV[1] from KEYS[1]; returns 1 when it held a place that had not expired, else 0. */
+export const SEM_RELEASE = script(
+  'semaphore-release',
+  `${NOW}
+local expires = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not expires then
+  return 0
+end
+redis.call('ZREM', KEYS[1], ARGV[1])
+if tonumber(expires) <= now then
+  return 0
+end
+return 1
+`,
+);
+
+/** Moves holder ARGV[1]'s expiry to now + ARGV[2] ms if it still holds an unexpired place: 1, else 0. */
+export const SEM_EXTEND = script(
+  'semaphore-extend',
+  `${NOW}
+local expires = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not expires or tonumber(expires) <= now then
+  return 0
+end
+local ttl = tonumber(ARGV[2])
+redis.call('ZADD', KEYS[1], 'XX', string.format('%.0f', now + ttl), ARGV[1])
+if redis.call('PTTL', KEYS[1]) < ttl then
+  redis.call('PEXPIRE', KEYS[1], ttl)
+end
+return 1
+`,
+);

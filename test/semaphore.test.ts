@@ -1,0 +1,167 @@
+import { expect } from 'chai';
+import {
+  advisoryLockExists, createFencingTable, dropFencingTable, currentLockSignal, LockConfigError, LockNotAvailableError, LockTimeoutError, Semaphore, transaction, withSemaphore,
+} from '../src';
+import { race } from '../src/testing';
+import { rejection } from './support/rejection';
+import { startSemaphoreHolder } from './support/semaphore-holder';
+import { concurrencyMeter } from './support/concurrency-meter';
+import { describeEachBackend, sleep } from './support/suite';
+
+let seq = 0;
+const name = (what: string) => `${what}-${process.pid}-${++seq}`;
+
+describeEachBackend('withSemaphore / @Semaphore (database)', [], (env) => {
+  before(async () => {
+    await createFencingTable(env.ds);
+  });
+
+  /** 50 racing calls of a 30 ms body, with or without the semaphore (permits 3). */
+  async function run(locked: boolean, scope: 'transaction' | 'session' = 'transaction') {
+    const sem = name('race');
+    const meter = concurrencyMeter();
+    const grants: Array<{ token: bigint; calledAt: number; bodyAt: number }> = [];
+    const body = () => meter.run(30);
+    const results = await race(50, async () => {
+      const calledAt = performance.now();
+      if (!locked) return body();
+      await withSemaphore(
+        sem,
+        3,
+        async (permit) => {
+          grants.push({ token: permit.token, calledAt, bodyAt: performance.now() });
+          expect(currentLockSignal()).to.equal(permit.signal);
+          await body();
+        },
+        { scope },
+      );
+    });
+    for (const r of results) if (r.status === 'rejected') throw r.reason;
+    return { sem, maxInside: meter.max, grants };
+  }
+
+  const slotsHeld = async (sem: string, permits: number) => {
+    let n = 0;
+    for (let i = 0; i < permits; i++) if (await advisoryLockExists([`semaphore:${sem}`, i])) n++;
+    return n;
+  };
+
+  it('control: without the semaphore more than 3 of 50 racing bodies run at once', async () => {
+    expect((await run(false)).maxInside).to.be.above(3);
+  });
+
+  for (const scope of ['transaction', 'session'] as const) {
+    it(`${scope} scope: at most 3 of 50 racing bodies at once; every permit released; tokens distinct and growing`, async function () {
+      this.timeout(60_000);
+      const { sem, maxInside, grants } = await run(true, scope);
+      expect(maxInside).to.be.at.most(3);
+      expect(maxInside, 'three run together').to.be.at.least(2);
+      expect(grants).to.have.length(50);
+      expect(new Set(grants.map((g) => g.token)).size, 'distinct tokens').to.equal(50);
+      for (const a of grants) for (const b of grants) if (b.calledAt > a.bodyAt) expect(b.token > a.token, `${b.token} after ${a.token}`).to.equal(true);
+      expect(await slotsHeld(sem, 3), 'no slot held afterwards').to.equal(0);
+    });
+  }
+
+  it('timeoutMs: 0 when all permits are held: LockNotAvailableError, or undefined with onTimeout skip; a wait: LockTimeoutError', async () => {
+    const sem = name('full');
+    let release!: () => void;
+    const holding = new Promise<void>((r) => (release = r));
+    let entered!: () => void;
+    const inside = new Promise<void>((r) => (entered = r));
+    const holder = withSemaphore(sem, 1, async () => {
+      entered();
+      await holding;
+    });
+    await inside;
+    const none = await rejection(withSemaphore(sem, 1, async () => 1, { timeoutMs: 0 }));
+    expect(none).to.be.instanceOf(LockNotAvailableError);
+    expect(none.message).to.match(/all 1 permit\(s\) of semaphore .* are held/);
+    expect(await withSemaphore(sem, 1, async () => 1, { timeoutMs: 0, onTimeout: 'skip' })).to.equal(undefined);
+    const started = Date.now();
+    const late = await rejection(withSemaphore(sem, 1, async () => 1, { timeoutMs: 150 }));
+    expect(late).to.be.instanceOf(LockTimeoutError);
+    expect(Date.now() - started).to.be.within(140, 2000);
+    release();
+    await holder;
+    expect(await withSemaphore(sem, 1, async () => 'free again', { timeoutMs: 0 })).to.equal('free again');
+  });
+
+  it('in transaction scope inside a transaction, the permit is held until that transaction ends', async () => {
+    const sem = name('tx');
+    await transaction(
+      async () => {
+        await withSemaphore(sem, 1, async () => undefined);
+        expect(await slotsHeld(sem, 1)).to.equal(1);
+      },
+      { dataSource: env.ds },
+    );
+    expect(await slotsHeld(sem, 1)).to.equal(0);
+  });
+
+  it('@Semaphore runs the method under a permit, and rejects a non-async method at class definition', async () => {
+    const sem = name('decorated');
+    class Reports {
+      meter = concurrencyMeter();
+      @Semaphore(sem, 2)
+      async export(id: number): Promise<number> {
+        expect(currentLockSignal()).to.not.equal(undefined);
+        await this.meter.run(20);
+        return id;
+      }
+    }
+    const reports = new Reports();
+    const results = await race(10, (i) => reports.export(i));
+    expect(results.map((r) => (r as PromiseFulfilledResult<number>).value)).to.deep.equal([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    expect(reports.meter.max).to.be.within(1, 2);
+    expect(() => {
+      class Bad {
+        @Semaphore(sem, 2)
+        sync(): number {
+          return 1;
+        }
+      }
+      return Bad;
+    }).to.throw(LockConfigError, /@Semaphore on Bad.sync: the method must be async/);
+  });
+
+  it('a holder killed with SIGKILL frees its permit at once', async function () {
+    this.timeout(90_000); // starting the holder (ts-node) takes 10-15 s on a loaded machine
+    const sem = name('killed');
+    const config = { backend: env.name, name: sem, permits: 1, scope: 'transaction' };
+    const child = await startSemaphoreHolder(config);
+    expect(await rejection(withSemaphore(sem, 1, async () => 1, { timeoutMs: 0 }))).to.be.instanceOf(LockNotAvailableError);
+    const killedAt = Date.now();
+    child.kill('SIGKILL');
+    const result = await withSemaphore(sem, 1, async () => 'mine', { timeoutMs: 5000 });
+    expect(result).to.equal('mine');
+    expect(Date.now() - killedAt, 'freed when the connection closed, not after a TTL').to.be.below(1500);
+  });
+
+  it('rejects bad permits, names and options with LockConfigError naming the semaphore', async () => {
+    for (const permits of [0, -1, 1.5, NaN, '3', undefined] as any[]) {
+      const err = await rejection(withSemaphore('reports', permits, async () => 1));
+      expect(err, `permits ${String(permits)}`).to.be.instanceOf(LockConfigError);
+      expect(err.message).to.match(/withSemaphore\("reports"\): permits of semaphore "reports" must be a positive integer/);
+    }
+    for (const bad of ['', 5, null, {}, '\ud800'] as any[]) {
+      expect(await rejection(withSemaphore(bad, 3, async () => 1)), `name ${JSON.stringify(bad)}`).to.be.instanceOf(LockConfigError);
+    }
+    expect((await rejection(withSemaphore('reports', 3, async () => 1, { shared: true } as any))).message).to.match(/unknown option 'shared'/);
+    expect((await rejection(withSemaphore('reports', 3, async () => 1, { scope: 'forever' } as any))).message).to.match(/scope 'forever'/);
+    expect((await rejection(withSemaphore('reports', 3, async () => 1, { timeoutMs: -1 })))).to.be.instanceOf(LockConfigError);
+    expect((await rejection(withSemaphore('reports', 3, 'nope' as any)))).to.be.instanceOf(LockConfigError);
+    expect(() => Semaphore('reports', 0)({}, 'm', { value: async () => 1 })).to.throw(LockConfigError, /@Semaphore on Object.m: permits/);
+  });
+
+  it('without the token sequence: LockConfigError saying to call createFencingTable', async () => {
+    await dropFencingTable(env.ds);
+    try {
+      const err = await rejection(withSemaphore(name('no-seq'), 2, async () => 1));
+      expect(err).to.be.instanceOf(LockConfigError);
+      expect(err.message).to.match(/token sequence "ormlock_fencing_seq" does not exist; create it once with `await createFencingTable\(dataSource\)`/);
+    } finally {
+      await createFencingTable(env.ds);
+    }
+  });
+});
