@@ -13,6 +13,7 @@ export type { LockEventType, LockEventKind, LockEventDb } from './observe/events
 export { transaction, currentManager, inTransaction, type TransactionOptions, type Propagation, type IsolationLevel } from './context/transaction';
 export { Current, defineCurrent, type TypedCurrent } from './context/current';
 export { currentLockSignal } from './context/lock-signal';
+export { afterCommit, afterRollback, afterCompletion, type CompletionOutcome, type CommitHookOptions } from './context/commit-hooks';
 export { Transactional } from '../decorators/Transactional';
 // row locks
 export { lock, withLock, withPessimistic, type PessimisticMethodOptions, type RowLockOptions, type RowLockMode, type OnLocked } from './locks/pessimistic';
