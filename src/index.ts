@@ -63,6 +63,11 @@ export type {
 export { createFencingTable, dropFencingTable } from './orm/typeorm/lazy';
 export type { FencingTableOptions } from './orm/typeorm/fencing-table';
 export { DistributedLock, type DistributedLockOptions, type DistributedLockKey } from '../decorators/DistributedLock';
+
+export { withScheduledLock, type ScheduledLockOptions, type ScheduledRun, type ScheduledRunContext } from './locks/scheduled';
+export { ScheduledLock, type ScheduledLockDecoratorOptions } from '../decorators/ScheduledLock';
+export { createScheduledLockTable, dropScheduledLockTable } from './orm/typeorm/lazy';
+export type { ScheduledLockTableOptions } from './orm/typeorm/scheduled-table';
 // observability: who waits on whom
 export { inspectLocks, inspectWith, type InspectLocksOptions, type InspectTarget, type LockWait } from './observe/inspect-locks';
 export type { ConnectionTarget } from './observe/connect';

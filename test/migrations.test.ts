@@ -8,7 +8,7 @@ import { scenario as nestedSet } from '../examples/scenarios/nested-set';
 import { BACKENDS, backendUrl, type BackendName } from './support/backends';
 
 const ROOT = path.join(__dirname, '..');
-const EXAMPLE_TABLES = ['sites', 'pages', 'pages_unlocked', 'users', 'orders', 'legacy_accounts', 'categories', 'categories_unlocked'];
+const EXAMPLE_TABLES = ['sites', 'pages', 'pages_unlocked', 'users', 'orders', 'legacy_accounts', 'categories', 'categories_unlocked', 'ormlock_scheduled_locks'];
 
 /** A scratch database of this test on the backend's server: its URL and a drop function. */
 async function scratchDatabase(name: BackendName, base: string): Promise<{ url: string; drop(): Promise<void> }> {
