@@ -55,6 +55,7 @@ export {
 } from './locks/advisory';
 // Redis leases
 export { Redlock, Lease, withDistributedLock } from './redis';
+export { releaseAfterCommit } from './redis/release-after-commit';
 export type {
   RedlockOptions, AcquireOptions, UsingOptions, NodeResult, LockKey, LockKeys, RedlockClient, LeaseState, DistributedLockCallOptions,
   FencingOptions, LeaseTransactionOptions,

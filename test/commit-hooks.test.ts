@@ -1,5 +1,8 @@
 import { expect } from 'chai';
-import { TransactionRequiredError, afterCommit, afterCompletion, afterRollback, transaction, type LockEvent } from '../src';
+import Redis from 'ioredis';
+import { Redlock, TransactionRequiredError, afterCommit, afterCompletion, afterRollback, releaseAfterCommit, transaction, type LockEvent } from '../src';
+import { requireRedis } from './support/redis-answers';
+import { redisUrls } from './support/redis-servers';
 import { BillUser } from './fixtures/billing';
 import { MkOrder, MkUser } from './fixtures/mikro-billing';
 import { describeEachMikroBackend } from './support/mikro-suite';
@@ -133,6 +136,43 @@ describeEachBackend('commit hooks', [BillUser], (env) => {
     insert: async (name) => void (await repo().save(repo().create({ credits: 1, name }))),
     ormTransaction: (fn) => env.ds.transaction(() => fn()),
     ormNested: (fn) => env.ds.manager.transaction(() => fn()),
+  });
+
+  it('releaseAfterCommit(lease): the Redis lease is held through the COMMIT and released after it (and after a rollback)', async function () {
+    await requireRedis(this, 'releaseAfterCommit');
+    const client = new Redis(redisUrls()[0], { maxRetriesPerRequest: 2 });
+    const redlock = new Redlock([client], { namespace: `hooks${process.pid}` });
+    try {
+      const key = `invoice-${env.name}-${Date.now()}`;
+      let heldAtCommit: boolean | undefined;
+      let heldAfterCommit: boolean | undefined;
+      await transaction(async () => {
+        const lease = await redlock.acquire(key, 10_000);
+        afterCommit(async () => {
+          // registered before releaseAfterCommit: runs after the COMMIT, before the release
+          heldAtCommit = (await redlock.tryAcquire(key, 1_000)) === null;
+        });
+        releaseAfterCommit(lease);
+        afterCommit(async () => {
+          // registered after releaseAfterCommit: runs after the release
+          heldAfterCommit = await redlock.tryAcquire(key, 1_000).then(async (other) => (other ? (await other.release(), false) : true));
+        });
+        expect(await redlock.tryAcquire(key, 1_000)).to.equal(null); // held inside the transaction
+        await repo().save(repo().create({ credits: 1, name: 'lease-commit' }));
+      });
+      expect(heldAtCommit).to.equal(true); // still held after the COMMIT …
+      expect(heldAfterCommit).to.equal(false); // … until releaseAfterCommit's hook released it
+      const err = await transaction(async () => {
+        releaseAfterCommit(await redlock.acquire(key, 10_000));
+        throw new Error('boom');
+      }).then(() => null, (e) => e);
+      expect(err.message).to.equal('boom');
+      const again = await redlock.tryAcquire(key, 1_000);
+      expect(again).to.not.equal(null);
+      await again!.release();
+    } finally {
+      client.disconnect();
+    }
   });
 }, { install: { observers: [{ onLockEvent: (e) => typeormEvents.push(e) }] } });
 

@@ -64,7 +64,7 @@ async function tablesOf(ds: DataSource): Promise<string[]> {
 
 for (const name of BACKENDS) {
   describe(`migrations of the example schema [${name}]`, function () {
-    this.timeout(120_000); // the CLI cases start ts-node four times
+    this.timeout(300_000); // the CLI cases start ts-node once per migration and once more
     let scratch: { url: string; drop(): Promise<void> } | undefined;
 
     before(async function () {

@@ -1,69 +1,26 @@
 import { expect } from 'chai';
-import Redis from 'ioredis';
-import type { DataSource } from 'typeorm';
 import {
-  LockConfigError, LockLostError, Redlock, ScheduledLock, createScheduledLockTable, currentLockSignal, installLocking, withScheduledLock, type LockingHandle,
+  LockConfigError, LockLostError, ScheduledLock, currentLockSignal, withScheduledLock,
 } from '../src';
-import { createDataSource, type BackendName } from './support/backends';
-import { redisAnswers } from './support/redis-answers';
-import { redisUrls } from './support/redis-servers';
 import {
-  RUNS_TABLE_SQL, runTicks, runsPerTick, startSchedWorker, stopSchedWorkers, type SchedStorage, type SchedWorker,
+  runTicks, schedParent, ticksRunOnce, startSchedWorker, stopSchedWorkers, type SchedParent, type SchedStorage, type SchedWorker,
 } from './support/scheduled-workers';
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 const STORAGES: SchedStorage[] = ['postgres', 'mariadb', 'redis'];
 const NS = `sched${process.pid}`;
 
-/** The parent's side: a DataSource per database (installed), a Redlock, and where each storage's run log is. */
-const sources = new Map<BackendName, DataSource>();
-const handles: LockingHandle[] = [];
-let redis: Redis | undefined;
-let redlock: Redlock | undefined;
-let redisUp = false;
-
-function storageOptions(storage: SchedStorage) {
-  return storage === 'redis' ? { redlock } : { dataSource: sources.get(storage) };
-}
-
-function runsOf(storage: SchedStorage, job: string) {
-  const db: BackendName = storage === 'redis' ? 'postgres' : storage;
-  const ds = sources.get(db)!;
-  return runsPerTick((sql, params) => ds.query(sql, params), db === 'postgres', job);
-}
-
-function available(storage: SchedStorage): boolean {
-  return storage === 'redis' ? redisUp && sources.has('postgres') : sources.has(storage);
-}
+let parent: SchedParent;
+const storageOptions = (storage: SchedStorage) => parent.storageOptions(storage);
+const runsOf = (storage: SchedStorage, job: string) => parent.runsOf(storage, job);
+const available = (storage: SchedStorage) => parent.available(storage);
 
 describe('scheduled locks', () => {
-  before(async function () {
-    for (const name of ['postgres', 'mariadb'] as BackendName[]) {
-      const ds = await createDataSource(name, [], { fresh: false, poolSize: 10 });
-      if (!ds) continue;
-      handles.push(await installLocking(ds));
-      await ds.query('DROP TABLE IF EXISTS sched_runs');
-      await ds.query(RUNS_TABLE_SQL[name]);
-      await createScheduledLockTable(ds);
-      sources.set(name, ds);
-    }
-    redisUp = await redisAnswers();
-    if (redisUp) {
-      redis = new Redis(redisUrls()[0], { maxRetriesPerRequest: 2 });
-      redlock = new Redlock([redis], { namespace: NS });
-    } else if (process.env.CI) {
-      throw new Error('scheduled locks: Redis does not answer and CI is set');
-    } else {
-      console.warn('\n  !!! SKIPPING the Redis storage of scheduled locks: no Redis answering\n');
-    }
+  before(async () => {
+    parent = await schedParent(NS);
   });
 
-  after(async () => {
-    redis?.disconnect();
-    for (const h of handles) h.uninstall();
-    for (const ds of sources.values()) if (ds.isInitialized) await ds.destroy();
-    sources.clear();
-  });
+  after(() => parent?.close());
 
   describe('withScheduledLock / @ScheduledLock (in one process)', () => {
     for (const storage of STORAGES) {
@@ -144,7 +101,7 @@ describe('scheduled locks', () => {
         ['job', { lockAtMostFor: 1000, lockAtLeastFor: 2000 }],
         ['job', { lockAtMostFor: 1000, lockAtMostfor: 5 }],
         ['job', { lockAtMostFor: 1000, redlock: {} }],
-        ['job', { lockAtMostFor: 1000, dataSource: sources.get('postgres'), table: 'no such; table' }],
+        ['job', { lockAtMostFor: 1000, dataSource: parent.sources.get('postgres'), table: 'no such; table' }],
       ];
       for (const [name, opts] of bad) {
         const err = await withScheduledLock(name, opts, () => 1).then(() => null, (e) => e);
@@ -154,8 +111,8 @@ describe('scheduled locks', () => {
     });
 
     it('a missing lock table is a LockConfigError that says how to create it', async function () {
-      if (!sources.has('postgres')) this.skip();
-      const err = await withScheduledLock('job', { lockAtMostFor: 1000, dataSource: sources.get('postgres'), table: 'no_such_scheduled_table' }, () => 1).then(() => null, (e) => e);
+      if (!parent.sources.has('postgres')) this.skip();
+      const err = await withScheduledLock('job', { lockAtMostFor: 1000, dataSource: parent.sources.get('postgres'), table: 'no_such_scheduled_table' }, () => 1).then(() => null, (e) => e);
       expect(err).to.be.instanceOf(LockConfigError);
       expect(err.message).to.match(/createScheduledLockTable/);
     });
@@ -166,7 +123,7 @@ describe('scheduled locks', () => {
 
     before(async function () {
       this.timeout(300_000); // five ts-node processes starting at once on a loaded machine
-      if (!sources.size) this.skip();
+      if (!parent.sources.size) this.skip();
       for (let i = 0; i < 5; i++) workers.push(startSchedWorker(i, NS));
       await Promise.all(workers.map((w) => w.next((m) => m.ready)));
     });
@@ -182,40 +139,7 @@ describe('scheduled locks', () => {
         it('5 processes fire one job every 200 ms (12 ticks): each tick runs exactly once; the control without the lock runs ticks several times', async function () {
           this.timeout(300_000);
           const ticks = 12;
-          // The guarantee holds while every fire reaches the storage less than lockAtLeastFor (100 ms)
-          // late and every run is shorter than that. On an overloaded machine a process can stall for
-          // longer; an attempt whose wrong ticks such a stall explains is reported and the scenario
-          // runs again (at most 5 times); an unexplained wrong tick fails at once.
-          for (let attempt = 1; ; attempt++) {
-            const locked = `ticks-${storage}-${Date.now()}`;
-            const control = `${locked}-control`;
-            const answers = await runTicks(workers, {
-              storage,
-              jobs: [{ name: locked, locked: true }, { name: control, locked: false }],
-              periodMs: 200,
-              ticks,
-              lockAtMostFor: 10_000,
-              lockAtLeastFor: 100,
-              jobMs: 0,
-              startAt: Date.now() + 2_000,
-            });
-            const trace = answers.flatMap((a: any) => a.trace as Array<[number, number, boolean, number, number]>);
-            const runs = await runsOf(storage, locked);
-            const wrong = [...Array(ticks).keys()].filter((k) => runs.get(k) !== 1);
-            // a wrong tick is explained by a stall when a fire of it or of the tick before landed 90 ms or more late, or a run took that long
-            const stalled = (k: number) => trace.some(([t, late, , runMs, lockMs]) => (t === k || t === k - 1) && (late + lockMs >= 90 || runMs >= 90));
-            if (wrong.length && wrong.every(stalled) && attempt < 5) {
-              console.log(`    attempt ${attempt}: ticks ${wrong.join(', ')} ran ${wrong.map((k) => runs.get(k) ?? 0).join(', ')} times after fires stalled beyond the tolerance; again`);
-              continue;
-            }
-            const controlRuns = await runsOf(storage, control);
-            expect([...runs.keys()].sort((a, b) => a - b), JSON.stringify(trace)).to.deep.equal([...Array(ticks).keys()]);
-            for (const [tick, n] of runs) expect(n, `tick ${tick}`).to.equal(1);
-            // the control: every process runs every tick
-            expect([...controlRuns.values()]).to.deep.equal(Array(ticks).fill(5));
-            expect(answers.reduce((s, a) => s + a.ran, 0)).to.equal(ticks + ticks * 5); // the locked runs + every control run
-            return;
-          }
+          await ticksRunOnce(workers, parent, storage, ticks);
         });
 
         it('a holder killed with SIGKILL frees the job after lockAtMostFor (2 s), within 600 ms', async function () {
