@@ -78,7 +78,7 @@ export function savepointEnded(connection: object, outcome: CompletionOutcome): 
   if (outcome === 'commit') stack[stack.length - 1].push(...top);
 }
 
-/** Drops every savepoint level of `connection` whose hooks were registered after it started (used by a whole-savepoint drop). */
+/** Drops every hook registered on `connection` (a savepoint with a connection of its own, as MikroORM's nested transactions have, rolled back). */
 export function dropHooks(connection: object): void {
   levels.delete(connection);
 }
