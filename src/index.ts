@@ -14,6 +14,7 @@ export type { PoolerMode } from './orm/pooler';
 export { transaction, currentManager, inTransaction, type TransactionOptions, type Propagation, type IsolationLevel } from './context/transaction';
 export { Current, defineCurrent, type TypedCurrent } from './context/current';
 export { currentLockSignal } from './context/lock-signal';
+export { afterCommit, afterRollback, afterCompletion, type CompletionOutcome, type CommitHookOptions } from './context/commit-hooks';
 export { Transactional } from '../decorators/Transactional';
 // row locks
 export { lock, withLock, withPessimistic, type PessimisticMethodOptions, type RowLockOptions, type RowLockMode, type OnLocked } from './locks/pessimistic';
@@ -55,6 +56,7 @@ export {
 } from './locks/advisory';
 // Redis leases
 export { Redlock, Lease, withDistributedLock } from './redis';
+export { releaseAfterCommit } from './redis/release-after-commit';
 export type {
   RedlockOptions, AcquireOptions, UsingOptions, NodeResult, LockKey, LockKeys, RedlockClient, LeaseState, DistributedLockCallOptions,
   FencingOptions, LeaseTransactionOptions,
@@ -70,6 +72,11 @@ export type { RedisPermit, SemaphoreUsingOptions } from './redis';
 export { createFencingTable, dropFencingTable } from './orm/typeorm/lazy';
 export type { FencingTableOptions } from './orm/typeorm/fencing-table';
 export { DistributedLock, type DistributedLockOptions, type DistributedLockKey } from '../decorators/DistributedLock';
+
+export { withScheduledLock, type ScheduledLockOptions, type ScheduledRun, type ScheduledRunContext } from './locks/scheduled';
+export { ScheduledLock, type ScheduledLockDecoratorOptions } from '../decorators/ScheduledLock';
+export { createScheduledLockTable, dropScheduledLockTable } from './orm/typeorm/lazy';
+export type { ScheduledLockTableOptions } from './orm/typeorm/scheduled-table';
 // observability: who waits on whom
 export { inspectLocks, inspectWith, type InspectLocksOptions, type InspectTarget, type LockWait } from './observe/inspect-locks';
 export type { ConnectionTarget } from './observe/connect';

@@ -100,7 +100,7 @@ describeEachBackend('transaction context', [BillUser], (env) => {
   });
 
   it('rejects bad options with LockConfigError', async () => {
-    for (const opts of [{ propagation: 'nested' }, { isolation: 'SNAPSHOT' }] as any[]) {
+    for (const opts of [{ propagation: 'nested_new' }, { isolation: 'SNAPSHOT' }] as any[]) {
       const err = await transaction(async () => 1, opts).then(() => null, (e) => e);
       expect(err).to.be.instanceOf(LockConfigError);
     }

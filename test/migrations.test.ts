@@ -8,7 +8,7 @@ import { scenario as nestedSet } from '../examples/scenarios/nested-set';
 import { BACKENDS, backendUrl, type BackendName } from './support/backends';
 
 const ROOT = path.join(__dirname, '..');
-const EXAMPLE_TABLES = ['sites', 'pages', 'pages_unlocked', 'users', 'orders', 'legacy_accounts', 'categories', 'categories_unlocked'];
+const EXAMPLE_TABLES = ['sites', 'pages', 'pages_unlocked', 'users', 'orders', 'legacy_accounts', 'categories', 'categories_unlocked', 'ormlock_scheduled_locks'];
 
 /** A scratch database of this test on the backend's server: its URL and a drop function. */
 async function scratchDatabase(name: BackendName, base: string): Promise<{ url: string; drop(): Promise<void> }> {
@@ -64,7 +64,7 @@ async function tablesOf(ds: DataSource): Promise<string[]> {
 
 for (const name of BACKENDS) {
   describe(`migrations of the example schema [${name}]`, function () {
-    this.timeout(120_000); // the CLI cases start ts-node four times
+    this.timeout(300_000); // the CLI cases start ts-node once per migration and once more
     let scratch: { url: string; drop(): Promise<void> } | undefined;
 
     before(async function () {

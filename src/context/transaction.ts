@@ -2,10 +2,12 @@ import { checkFunction, optionsProblems } from '../arguments';
 import { LockConfigError } from '../errors';
 import { resolveInstallation, type Installation } from '../orm/installations';
 import type { IsolationLevel, PoolWait, PortConnection, PortTransaction } from '../orm/port';
+import { transactionCompleted } from './commit-hooks';
 import { transactionEnded } from './held';
+import { propagate, PROPAGATIONS, type Propagation } from './propagation';
 import { ambientTx, childFrame, currentFrame, liveTxs, pinnedConnection, runInFrame, type TxState } from './store';
 
-export type Propagation = 'required' | 'requires_new';
+export type { Propagation } from './propagation';
 export type { IsolationLevel } from '../orm/port';
 
 export interface TransactionOptions {
@@ -14,13 +16,13 @@ export interface TransactionOptions {
   /**
    * `required` (default): join the ambient transaction or open one.
    * `requires_new`: always open a new one on a second connection (it commits on its own).
+   * `nested`, `mandatory`, `never`, `supports`, `not_supported`: see src/context/propagation.ts.
    */
   propagation?: Propagation;
   /** Which installation (a DataSource, a MikroORM instance, or one of their managers), when several are installed. */
   dataSource?: unknown;
 }
 
-const PROPAGATIONS: readonly Propagation[] = ['required', 'requires_new'];
 const TRANSACTION_OPTIONS = ['isolation', 'propagation', 'dataSource'];
 const ISOLATIONS: readonly string[] = ['READ UNCOMMITTED', 'READ COMMITTED', 'REPEATABLE READ', 'SERIALIZABLE'];
 let nextTxId = 1;
@@ -54,6 +56,10 @@ export async function transaction<T>(fn: () => Promise<T> | T, options: Transact
   const inst = resolveInstallation('transaction()', { explicit: options.dataSource });
   if (namedConnection(inst, options.dataSource, 'transaction()')) {
     return onNamedConnection(inst, options.dataSource, 'transaction()', () => transaction(fn, { ...options, dataSource: inst.port.target }));
+  }
+  // ---- propagation: the modes beyond required/requires_new (src/context/propagation.ts) ----
+  if (propagation !== 'required' && propagation !== 'requires_new') {
+    return propagate(inst, propagation, options.isolation, fn, () => transaction(fn, { ...options, propagation: 'required' }));
   }
   const joined = ambientTx(inst);
   if (joined && propagation === 'required') {
@@ -120,9 +126,12 @@ async function runInTransaction<T>(inst: Installation, unit: PortTransaction, is
       tx.scope.live = false;
     }
     await unit.commit();
+    // ---- commit hooks: after the outermost COMMIT (src/context/commit-hooks.ts) ----
+    await transactionCompleted([connection], 'commit');
     return result;
   } catch (error) {
     if (connection.isTransactionActive) await unit.rollback().catch(() => undefined);
+    await transactionCompleted([connection], 'rollback');
     throw inst.dialect.convertError(error) ?? error;
   } finally {
     tx.scope.live = false;

@@ -83,6 +83,35 @@ export interface LockDialect {
   readonly fencing?: FencingDialect;
   /** Who waits on whom now (src/dialects/<db>/inspect.ts), used by inspectLocks and the `ormlock` command. */
   readonly inspector?: LockInspector;
+  /** The lock table of scheduled jobs (src/dialects/<db>/scheduled.ts), used by src/locks/scheduled-database.ts. */
+  readonly scheduled?: ScheduledLockDialect;
+}
+
+/**
+ * The database part of scheduled-job locks (`withScheduledLock` with database storage): one row
+ * per job name in a table of its own (`name`, `locked_until`, `locked_at`, `locked_by`, `runs`).
+ * Every time is the DATABASE's clock, never a client's; each call is one statement in autocommit
+ * on any pooled connection (no session state: safe behind a transaction-mode pooler).
+ * `table` is a validated identifier; `name` at most 190 UTF-8 bytes; `holder` unique per run.
+ */
+export interface ScheduledLockDialect {
+  /** Statements that create the lock table if it does not exist. */
+  createTableSql(table: string): string[];
+  /** The statement that drops it. */
+  dropTableSql(table: string): string;
+  /**
+   * One statement: when the row of `name` is missing or its `locked_until` has passed, sets it to
+   * now + `lockAtMostForMs` for `holder` and counts the run. Resolves the run's number (≥ 1,
+   * growing with every run of `name`) when this call took the lock, or 0 when it is held.
+   */
+  tryAcquire(run: RunQuery, table: string, name: string, holder: string, lockAtMostForMs: number): Promise<number>;
+  /**
+   * Ends `holder`'s run of `name`: `locked_until` becomes max(now, locked_at + `lockAtLeastForMs`).
+   * A row that another holder took since (lockAtMostFor passed) is left alone.
+   */
+  release(run: RunQuery, table: string, name: string, holder: string, lockAtLeastForMs: number): Promise<void>;
+  /** True when the error says the lock table does not exist. */
+  isMissingTable(error: unknown): boolean;
 }
 
 /** Runs one statement on some connection and returns its rows. */

@@ -3,8 +3,9 @@
  * installation emits to its own list, so two installations never see each other's events.
  */
 
-export type LockEventType = 'acquired' | 'released' | 'timeout' | 'not_available' | 'lost';
-export type LockEventKind = 'row' | 'advisory' | 'parent' | 'tree' | 'lease';
+export type LockEventType = 'acquired' | 'released' | 'timeout' | 'not_available' | 'lost' | 'hook_failed';
+/** `transaction`: a commit hook's event (`hook_failed`); `scheduled`: a scheduled job's lock. */
+export type LockEventKind = 'row' | 'advisory' | 'parent' | 'tree' | 'lease' | 'transaction' | 'scheduled';
 /** The database an event happened on (OpenTelemetry `db.system.name` values). */
 export type LockEventDb = 'postgresql' | 'mysql' | 'mariadb';
 
@@ -21,6 +22,8 @@ export interface LockEvent {
   heldMs?: number;
   /** The database (absent for leases). */
   db?: LockEventDb;
+  /** What a commit hook threw (`hook_failed`). */
+  error?: unknown;
 }
 
 /** Receives lock events. Errors it throws are swallowed: an observer never breaks locking. */

@@ -151,6 +151,12 @@ export interface OrmPort {
    * Optional: TypeORM needs none (ormlock binds its managers itself).
    */
   enter?<T>(connection: PortConnection, fn: () => Promise<T> | T): Promise<T> | T;
+  /**
+   * Runs `fn` outside any transaction as the ORM's own context sees it (propagation
+   * `not_supported`; MikroORM: the global `orm.em` resolves to a manager without a transaction).
+   * Optional: TypeORM needs none.
+   */
+  leave?<T>(fn: () => Promise<T> | T): Promise<T> | T;
 
   /**
    * The backend id the server announced when `connection` was opened (PostgreSQL's BackendKeyData

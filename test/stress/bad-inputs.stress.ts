@@ -238,7 +238,7 @@ const DB_ROWS: Array<Row<Env>> = [
   { api: '@Pessimistic (entity)', input: "mode 'key_share'", expect: (env) => (env.backend === 'postgres' ? 'works' : config('KeyShareEntity')), run: (env) => installWith(env.backend, [KeyShareEntity]) },
 
   // ---- transactions and context ---------------------------------------------------------------
-  { api: 'transaction', input: "propagation 'nested'", expect: config("propagation 'nested' is not one of"), run: () => transaction(noop, { propagation: 'nested' as any }) },
+  { api: 'transaction', input: "propagation 'nested_new'", expect: config("propagation 'nested_new' is not one of"), run: () => transaction(noop, { propagation: 'nested_new' as any }) },
   { api: 'transaction', input: "isolation 'SNAPSHOT'", expect: config("isolation 'SNAPSHOT' is not one of"), run: () => transaction(noop, { isolation: 'SNAPSHOT' as any }) },
   { api: 'transaction', input: 'a different isolation when joining', expect: config('asked for isolation SERIALIZABLE inside a READ COMMITTED transaction'), run: () =>
     transaction(() => transaction(noop, { isolation: 'SERIALIZABLE' }), { isolation: 'READ COMMITTED' }) },

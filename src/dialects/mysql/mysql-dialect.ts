@@ -1,12 +1,13 @@
 import type { PortConnection } from '../../orm/port';
 import type { RowLockSpec } from '../../locks/row-lock-options';
 import { checkRowLockAgainst } from '../check-row-lock';
-import type { AdvisoryDialect, DialectCapabilities, ErrorContext, FencingDialect, LockDialect } from '../dialect';
+import type { AdvisoryDialect, DialectCapabilities, ErrorContext, FencingDialect, ScheduledLockDialect, LockDialect } from '../dialect';
 import type { LockInspector } from '../inspect';
 import { MysqlAdvisory } from './advisory';
 import { convertMysqlError, isMysqlUniqueViolation } from './errors';
 import { MysqlInspector } from './inspect';
 import { MysqlFencing } from './fencing';
+import { MysqlScheduled } from './scheduled';
 
 /** MySQL 8: FOR UPDATE / FOR SHARE [OF t] [NOWAIT | SKIP LOCKED], waits limited by innodb_lock_wait_timeout. */
 export class MysqlDialect implements LockDialect {
@@ -27,6 +28,8 @@ export class MysqlDialect implements LockDialect {
   readonly advisory: AdvisoryDialect = new MysqlAdvisory();
   /** Fencing-token counters (MariaDB inherits it unchanged). */
   readonly fencing: FencingDialect = new MysqlFencing();
+  /** Scheduled-job locks (MariaDB inherits it unchanged). */
+  readonly scheduled: ScheduledLockDialect = new MysqlScheduled();
   /** MySQL 8's performance_schema lock-wait tables. */
   readonly inspector: LockInspector = new MysqlInspector('mysql');
 

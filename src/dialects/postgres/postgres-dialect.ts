@@ -1,13 +1,14 @@
 import type { PortConnection } from '../../orm/port';
 import type { RowLockSpec } from '../../locks/row-lock-options';
 import { checkRowLockAgainst } from '../check-row-lock';
-import type { AdvisoryDialect, DialectCapabilities, ErrorContext, FencingDialect, LockDialect } from '../dialect';
+import type { AdvisoryDialect, DialectCapabilities, ErrorContext, FencingDialect, ScheduledLockDialect, LockDialect } from '../dialect';
 import type { LockInspector } from '../inspect';
 import { PostgresAdvisory } from './advisory';
 import { describePostgresRowLockHolder } from './blockers';
 import { convertPostgresError, isPostgresUniqueViolation } from './errors';
 import { PostgresInspector } from './inspect';
 import { PostgresFencing } from './fencing';
+import { PostgresScheduled } from './scheduled';
 
 /** Transaction memo key: the lock_timeout in force before ormlock first changed it. */
 const LOCK_TIMEOUT_MEMO = 'postgres.lock_timeout.original';
@@ -35,6 +36,8 @@ export class PostgresDialect implements LockDialect {
   readonly connectionIdSql = 'SELECT pg_backend_pid() AS "connectionId", txid_current()::text AS "txId"';
   readonly advisory: AdvisoryDialect = new PostgresAdvisory();
   readonly fencing: FencingDialect = new PostgresFencing();
+  /** Scheduled-job locks. */
+  readonly scheduled: ScheduledLockDialect = new PostgresScheduled();
   readonly inspector: LockInspector = new PostgresInspector();
 
   checkRowLock(spec: RowLockSpec, subject: string, hasJoins = false): void {

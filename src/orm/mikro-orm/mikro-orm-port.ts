@@ -1,4 +1,4 @@
-import { helper, LockMode, Reference, ReferenceKind, TransactionContext, Utils, type EntityManager, type EntityMetadata, type MikroORM } from '@mikro-orm/core';
+import { helper, LockMode, Reference, ReferenceKind, RequestContext, TransactionContext, Utils, type EntityManager, type EntityMetadata, type MikroORM } from '@mikro-orm/core';
 import { dialectFor, needsServerVersion } from '../../dialects';
 import type { LockDialect, ServerAddress } from '../../dialects/dialect';
 import { LockConfigError, PoolExhaustedError } from '../../errors';
@@ -187,6 +187,12 @@ export class MikroOrmPort implements OrmPort {
   /** Runs `fn` with the transaction's EntityManager as MikroORM's TransactionContext (global `orm.em`, `@Transactional`). */
   enter<T>(connection: PortConnection, fn: () => Promise<T> | T): Promise<T> | T {
     const em = (connection as MikroOrmConnection).manager;
+    return TransactionContext.create(em, fn as () => Promise<T>);
+  }
+
+  /** Runs `fn` with a TransactionContext that has no transaction: the request's EntityManager, or a fresh fork. */
+  leave<T>(fn: () => Promise<T> | T): Promise<T> | T {
+    const em = RequestContext.getEntityManager(this.mikro.em.name) ?? this.mikro.em.fork();
     return TransactionContext.create(em, fn as () => Promise<T>);
   }
 

@@ -1,11 +1,13 @@
-import type { EntitySubscriberInterface, InsertEvent, TransactionCommitEvent, TransactionRollbackEvent, UpdateEvent } from 'typeorm';
+import type { EntitySubscriberInterface, InsertEvent, TransactionCommitEvent, TransactionRollbackEvent, TransactionStartEvent, UpdateEvent } from 'typeorm';
+import { savepointEnded, savepointStarted, transactionCompleted } from '../../context/commit-hooks';
 import { transactionEnded } from '../../context/held';
 import { noteOrigin, type Installation } from '../installations';
 
 /**
  * The subscriber every installation has: remembers which DataSource an entity object was loaded
- * through or saved by (so `lock(entity)` and `withLock(entity)` go to its database), and reports
- * the locks a transaction held as released when TypeORM ends it.
+ * through or saved by (so `lock(entity)` and `withLock(entity)` go to its database), reports
+ * the locks a transaction held as released when TypeORM ends it, and runs its commit hooks
+ * (a nested TypeORM transaction is a savepoint: its rollback drops the hooks registered in it).
  */
 export class CoreSubscriber implements EntitySubscriberInterface {
   constructor(private readonly inst: Installation) {}
@@ -22,11 +24,19 @@ export class CoreSubscriber implements EntitySubscriberInterface {
     noteOrigin(event.entity, this.inst);
   }
 
+  afterTransactionStart(event: TransactionStartEvent) {
+    if (((event.queryRunner as { transactionDepth?: number }).transactionDepth ?? 1) > 1) savepointStarted(event.queryRunner);
+  }
+
   afterTransactionCommit(event: TransactionCommitEvent) {
-    if (!event.queryRunner.isTransactionActive) transactionEnded(event.queryRunner);
+    if (event.queryRunner.isTransactionActive) return savepointEnded(event.queryRunner, 'commit');
+    transactionEnded(event.queryRunner);
+    return transactionCompleted([event.queryRunner], 'commit');
   }
 
   afterTransactionRollback(event: TransactionRollbackEvent) {
-    if (!event.queryRunner.isTransactionActive) transactionEnded(event.queryRunner);
+    if (event.queryRunner.isTransactionActive) return savepointEnded(event.queryRunner, 'rollback');
+    transactionEnded(event.queryRunner);
+    return transactionCompleted([event.queryRunner], 'rollback');
   }
 }

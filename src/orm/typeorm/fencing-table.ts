@@ -1,9 +1,7 @@
 import type { DataSource, QueryRunner } from 'typeorm';
 import { LockConfigError } from '../../errors';
-import { installationOf } from '../installations';
 import { checkFencingTable, DEFAULT_FENCING_TABLE } from '../../redis/fencing';
-import { dataSourceOf } from './compat';
-import { TypeOrmPort } from './typeorm-port';
+import { tableTarget } from './table-target';
 
 export interface FencingTableOptions {
   /** Table name (default `ormlock_fencing`); give the same to `new Redlock(clients, { fencing: { dataSource, table } })`. */
@@ -38,27 +36,7 @@ export async function dropFencingTable(target: DataSource | QueryRunner, options
 
 async function resolve(target: DataSource | QueryRunner, options: FencingTableOptions, where: string) {
   const table = checkFencingTable(options?.table ?? DEFAULT_FENCING_TABLE, where);
-  const t = target as Partial<DataSource & QueryRunner> | undefined;
-  let ds: DataSource | undefined;
-  let run: (sql: string) => Promise<unknown>;
-  if (t && typeof t.createQueryRunner === 'function') {
-    ds = target as DataSource;
-    run = async (sql) => {
-      const qr = ds!.createQueryRunner();
-      try {
-        return await qr.query(sql);
-      } finally {
-        await qr.release();
-      }
-    };
-  } else if (t && typeof t.query === 'function' && dataSourceOf(t)) {
-    ds = dataSourceOf(t) as DataSource;
-    run = (sql) => (target as QueryRunner).query(sql);
-  } else {
-    throw new LockConfigError(`${where}: expected a TypeORM DataSource or a migration's QueryRunner`);
-  }
-  if (!ds.isInitialized) throw new LockConfigError(`${where}: call \`await dataSource.initialize()\` first`);
-  const dialect = installationOf(ds)?.dialect ?? (await new TypeOrmPort(ds).detectDialect());
+  const { run, dialect } = await tableTarget(target, where);
   if (!dialect.fencing) throw new LockConfigError(`${where}: the ${dialect.name} dialect has no fencing counters`);
   return { run, fencing: dialect.fencing, table };
 }

@@ -7,12 +7,14 @@ import type * as Install from './install';
 import type * as LockRow from './lock-row-on';
 import type * as VersionedMigration from './versioned-migration';
 import type * as FencingTable from './fencing-table';
+import type * as ScheduledTable from './scheduled-table';
 
 /* eslint-disable @typescript-eslint/no-var-requires */
 const install = (): typeof Install => require('./install');
 const lockRow = (): typeof LockRow => require('./lock-row-on');
 const migration = (): typeof VersionedMigration => require('./versioned-migration');
 const fencing = (): typeof FencingTable => require('./fencing-table');
+const scheduledTable = (): typeof ScheduledTable => require('./scheduled-table');
 
 /** See `installLocking` in src/orm/typeorm/install.ts: sets ormlock up on an initialized TypeORM DataSource. */
 export const installLocking: typeof Install.installLocking = (...args) => install().installLocking(...args);
@@ -26,3 +28,7 @@ export const dropVersionColumn: typeof VersionedMigration.dropVersionColumn = (.
 export const createFencingTable: typeof FencingTable.createFencingTable = (...args) => fencing().createFencingTable(...args);
 /** See src/orm/typeorm/fencing-table.ts. */
 export const dropFencingTable: typeof FencingTable.dropFencingTable = (...args) => fencing().dropFencingTable(...args);
+/** See src/orm/typeorm/scheduled-table.ts. */
+export const createScheduledLockTable: typeof ScheduledTable.createScheduledLockTable = (...args) => scheduledTable().createScheduledLockTable(...args);
+/** See src/orm/typeorm/scheduled-table.ts. */
+export const dropScheduledLockTable: typeof ScheduledTable.dropScheduledLockTable = (...args) => scheduledTable().dropScheduledLockTable(...args);

@@ -1,8 +1,9 @@
 import type { EntityManager } from '@mikro-orm/core';
+import { dropHooks, transactionCompleted, type CompletionOutcome } from '../../../context/commit-hooks';
 import { transactionEnded } from '../../../context/held';
 import { runWithAmbientConnection } from '../../../context/transaction';
 import { afterAdvisoryTransactionEnd } from '../../../locks/advisory';
-import { connectionFor, newRootState, registerTransaction, rootStateOf, type RootState } from '../connection';
+import { connectionFor, knownConnection, newRootState, registerTransaction, rootStateOf, type RootState } from '../connection';
 import { installationFor } from '../registry';
 import { expectMethod, ownerOf, replaceMethod, type MikroPatch } from './patch';
 
@@ -58,10 +59,10 @@ export function connectionPatches(connection: object): MikroPatch[] {
             }
           }),
           replaceMethod(owner!, 'commit', (base) => function (this: any, ctx: any, ...rest: unknown[]) {
-            return endingRoot(this, ctx, () => base.call(this, ctx, ...rest));
+            return endingRoot(this, ctx, 'commit', () => base.call(this, ctx, ...rest));
           }),
           replaceMethod(owner!, 'rollback', (base) => function (this: any, ctx: any, ...rest: unknown[]) {
-            return endingRoot(this, ctx, () => base.call(this, ctx, ...rest));
+            return endingRoot(this, ctx, 'rollback', () => base.call(this, ctx, ...rest));
           }),
         ];
         return () => undo.reverse().forEach((u) => u());
@@ -70,22 +71,29 @@ export function connectionPatches(connection: object): MikroPatch[] {
   ];
 }
 
-/** Runs the COMMIT/ROLLBACK of `ctx`; for a pinned root, then ends what it held and gives its connection back. */
-async function endingRoot(connection: any, ctx: any, end: () => Promise<unknown>): Promise<unknown> {
+/**
+ * Runs the COMMIT/ROLLBACK of `ctx`; for a pinned root, then ends what it held (commit hooks
+ * included) and gives its connection back. A savepoint rolled back drops its commit hooks.
+ */
+async function endingRoot(connection: any, ctx: any, outcome: CompletionOutcome, end: () => Promise<unknown>): Promise<unknown> {
   const root = ctx && (typeof ctx === 'object' || typeof ctx === 'function') ? rootStateOf(ctx) : undefined;
+  if (root && 'savepointName' in ctx && outcome === 'rollback') {
+    const savepoint = knownConnection(ctx);
+    if (savepoint) dropHooks(savepoint);
+  }
   if (!root || 'savepointName' in ctx || root.released) return end();
   let result: unknown;
   try {
     result = await end();
   } catch (error) {
-    await finishRoot(connection, root).catch(() => undefined);
+    await finishRoot(connection, root, 'rollback').catch(() => undefined);
     throw error;
   }
-  await finishRoot(connection, root);
+  await finishRoot(connection, root, outcome);
   return result;
 }
 
-async function finishRoot(connection: any, root: RootState): Promise<void> {
+async function finishRoot(connection: any, root: RootState, outcome: CompletionOutcome): Promise<void> {
   const members = [...root.members];
   let failure: unknown;
   try {
@@ -97,6 +105,7 @@ async function finishRoot(connection: any, root: RootState): Promise<void> {
         failure ??= error;
       }
     }
+    await transactionCompleted(members, outcome);
   } finally {
     if (root.ownsRaw && !root.released) {
       root.released = true;

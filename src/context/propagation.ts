@@ -1,0 +1,118 @@
+import { LockConfigError, TransactionNotAllowedError, TransactionRequiredError } from '../errors';
+import { inSavepoint } from '../locks/savepoint';
+import type { Installation } from '../orm/installations';
+import type { IsolationLevel } from '../orm/port';
+import { savepointEnded, savepointStarted } from './commit-hooks';
+import { ambientTx, childFrame, currentFrame, runInFrame, type TxState } from './store';
+
+/**
+ * Propagation modes of `transaction()` and `@Transactional`, named as Spring and the Node peers
+ * name them:
+ * - `required` (default): join the ambient transaction, or open one;
+ * - `requires_new`: always open a new one on a connection of its own (it commits on its own);
+ * - `nested`: inside a transaction, a savepoint on its connection (a throw rolls back to it, and
+ *   the locks and commit hooks taken inside go with it); outside, as `required`;
+ * - `mandatory`: join the ambient transaction; outside one, TransactionRequiredError;
+ * - `never`: run without a transaction; inside one, TransactionNotAllowedError;
+ * - `supports`: join the ambient transaction if there is one, else run without;
+ * - `not_supported`: run outside the ambient transaction (it is suspended, not ended: the locks
+ *   it holds stay held until it ends).
+ */
+export type Propagation = 'required' | 'requires_new' | 'nested' | 'mandatory' | 'never' | 'supports' | 'not_supported';
+
+export const PROPAGATIONS: readonly Propagation[] = ['required', 'requires_new', 'nested', 'mandatory', 'never', 'supports', 'not_supported'];
+
+/**
+ * Runs `fn` under one of the modes that `transaction()` does not handle itself (all but `required`
+ * and `requires_new`). `required` is `transaction()` joining or opening as it does by default.
+ */
+export async function propagate<T>(
+  inst: Installation,
+  propagation: Propagation,
+  isolation: IsolationLevel | undefined,
+  fn: () => Promise<T> | T,
+  required: () => Promise<T>,
+): Promise<T> {
+  const joined = ambientTx(inst);
+  switch (propagation) {
+    case 'mandatory':
+      if (!joined) {
+        throw new TransactionRequiredError(`transaction({ propagation: 'mandatory' }): no transaction is open on ${inst.label}; call it inside transaction() or @Transactional.`);
+      }
+      return required();
+    case 'never':
+      if (joined) {
+        throw new TransactionNotAllowedError(`transaction({ propagation: 'never' }): called inside a transaction on ${inst.label}; call it outside one, or use 'not_supported' to suspend it.`);
+      }
+      return fn();
+    case 'supports':
+      return joined ? required() : fn();
+    case 'not_supported':
+      return joined ? suspended(inst, joined, fn) : fn();
+    case 'nested':
+      if (!joined) return required();
+      if (isolation && isolation !== (joined.isolation ?? isolation)) {
+        throw new LockConfigError(`transaction({ propagation: 'nested' }): asked for isolation ${isolation} inside a ${joined.isolation} transaction; a savepoint keeps its transaction's isolation.`);
+      }
+      return nested(inst, joined, fn);
+    default:
+      return required();
+  }
+}
+
+/**
+ * `nested` inside a transaction: a savepoint on its connection. The body sees a transaction state
+ * of its own (advisory keys held, dialect settings) that joins the outer one when the savepoint
+ * is released, and is dropped with it when the savepoint is rolled back to.
+ */
+async function nested<T>(inst: Installation, outer: TxState, fn: () => Promise<T> | T): Promise<T> {
+  const connection = outer.connection;
+  const inner: TxState = { ...outer, heldKeys: new Set(outer.heldKeys), memo: new Map(outer.memo), scope: { live: true } };
+  return inSavepoint(inst, connection, 'ormlock_nested', async () => {
+    savepointStarted(connection);
+    let result: T;
+    try {
+      result = await runInFrame(frameWithTx(inner), fn);
+    } catch (error) {
+      savepointEnded(connection, 'rollback');
+      // advisory locks that are not transaction-scoped in the database (MySQL GET_LOCK standing in
+      // for them) survive the rollback to the savepoint: they stay noted as held, to be released at the end
+      if (!inst.dialect.capabilities.transactionAdvisoryLocks) for (const key of inner.heldKeys) outer.heldKeys.add(key);
+      throw error;
+    } finally {
+      inner.scope.live = false;
+    }
+    savepointEnded(connection, 'commit');
+    for (const key of inner.heldKeys) outer.heldKeys.add(key);
+    for (const [key, value] of inner.memo) outer.memo.set(key, value);
+    return result;
+  });
+}
+
+/**
+ * `not_supported` inside a transaction: `fn` runs as outside it — the ORM's calls go to the pool
+ * (MikroORM's global `em` too), ormlock calls open their own transactions. The suspended
+ * transaction stays open on its connection, with every lock it holds, until its own scope ends.
+ */
+function suspended<T>(inst: Installation, tx: TxState, fn: () => Promise<T> | T): Promise<T> {
+  const frame = currentFrame();
+  const txs = new Map(frame?.txs ?? []);
+  txs.delete(inst);
+  let pinned = frame?.pinned;
+  if (pinned?.get(inst)?.connection === tx.connection) {
+    const rest = new Map(pinned);
+    rest.delete(inst);
+    pinned = rest;
+  }
+  const readLock = frame?.readLock?.inst === inst ? undefined : frame?.readLock;
+  const body = inst.port.leave ? () => inst.port.leave!(fn) : fn;
+  return Promise.resolve(runInFrame(childFrame({ txs, pinned, readLock }), body));
+}
+
+/** The current frame with `tx` as the innermost transaction of its installation. */
+function frameWithTx(tx: TxState) {
+  const txs = new Map(currentFrame()?.txs ?? []);
+  txs.delete(tx.inst);
+  txs.set(tx.inst, tx);
+  return childFrame({ txs });
+}
