@@ -67,6 +67,25 @@ export function removeInstallation(inst: Installation): void {
   if (live.get(inst.port.target) === inst) live.delete(inst.port.target);
 }
 
+/** ORM instances whose installLocking is under way (it awaits the database before it registers). */
+const installing = new WeakSet<object>();
+
+/**
+ * Runs one installLocking on `target`; a second call while it is under way gets LockConfigError
+ * (exactly one of two concurrent calls installs).
+ */
+export async function installOnce<T>(target: object, label: string, fn: () => Promise<T>): Promise<T> {
+  if (installing.has(target)) {
+    throw new LockConfigError(`installLocking: another installLocking call on ${label} is under way; install once per instance and share the handle it returns.`);
+  }
+  installing.add(target);
+  try {
+    return await fn();
+  } finally {
+    installing.delete(target);
+  }
+}
+
 /** The installation made for exactly this ORM instance (DataSource / MikroORM). */
 export function installationOf(target: unknown): Installation | undefined {
   return target !== null && typeof target === 'object' ? live.get(target) : undefined;

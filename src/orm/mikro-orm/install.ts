@@ -3,7 +3,7 @@ import type { LockDialect } from '../../dialects/dialect';
 import { LockConfigError } from '../../errors';
 import { observersOf } from '../../observe/events';
 import { checkInstallOptions, type InstallLockingOptions } from '../install-options';
-import { addInstallation, installationOf, Installation, noteOrigin, removeInstallation } from '../installations';
+import { addInstallation, installationOf, installOnce, Installation, noteOrigin, removeInstallation } from '../installations';
 import { withMikroOrmErrors } from './errors';
 import { acquirePatches, neededPatches } from './internals';
 import { MikroOrmPort } from './mikro-orm-port';
@@ -41,6 +41,10 @@ export async function installLocking(orm: MikroORM, options: InstallLockingOptio
     throw new LockConfigError(`installLocking(orm, options?) from ormlock/mikro-orm: expected a MikroORM instance (got ${orm === null ? 'null' : typeof orm}); for a TypeORM DataSource import installLocking from 'ormlock'.`);
   }
   const name = orm.config.get('contextName') ?? 'default';
+  return installOnce(orm, `MikroORM '${name}'`, () => install(orm, options, name));
+}
+
+async function install(orm: MikroORM, options: InstallLockingOptions, name: string): Promise<MikroOrmLockingHandle> {
   if ((orm as any)[CLOSED] || !(await orm.isConnected())) {
     throw new LockConfigError(
       `installLocking(orm): MikroORM '${name}' is not connected (not initialized, or closed): call it after \`await MikroORM.init(…)\`, before \`orm.close()\`.`,

@@ -8,7 +8,7 @@ import { lockMetadataOf } from '../../metadata/registry';
 import type { Installation } from '../installations';
 
 /**
- * The advisory subscriber (placed first on the DataSource by installLocking):
+ * The advisory subscriber (added to the DataSource's subscribers by installLocking):
  *
  * - beforeInsert / beforeUpdate / beforeRemove (and soft-remove / recover) of an entity whose
  *   class carries `@AdvisoryLock(entity => key)`: takes the lock on `event.queryRunner`, inside

@@ -5,7 +5,7 @@ import { LockConfigError } from '../../errors';
 import { lockMetadataOf } from '../../metadata/registry';
 import { observersOf } from '../../observe/events';
 import { checkInstallOptions, type InstallLockingOptions } from '../install-options';
-import { addInstallation, installationOf, Installation, removeInstallation, type InstallationSettings } from '../installations';
+import { addInstallation, installationOf, installOnce, Installation, removeInstallation, type InstallationSettings } from '../installations';
 import { bindDataSource } from './bind-data-source';
 import { dataSourceName } from './compat';
 import { CoreSubscriber } from './core-subscriber';
@@ -50,6 +50,10 @@ export async function installLocking(dataSource: DataSource, options: InstallLoc
     throw new LockConfigError(`installLocking(dataSource): already installed on DataSource '${dataSourceName(dataSource)}'; call uninstall() on its handle first.`);
   }
   const settings = checkOptions(options);
+  return installOnce(dataSource, `DataSource '${dataSourceName(dataSource)}'`, () => install(dataSource, options, settings));
+}
+
+async function install(dataSource: DataSource, options: InstallLockingOptions, settings: InstallationSettings): Promise<LockingHandle> {
   const port = new TypeOrmPort(dataSource);
   const dialect = await port.detectDialect();
   const ctx: InstallContext = { dataSource, dialect, settings };
@@ -74,7 +78,9 @@ export async function installLocking(dataSource: DataSource, options: InstallLoc
     releasePatches();
     throw error;
   }
-  (dataSource.subscribers as EntitySubscriberInterface[]).unshift(...subscribers);
+  // after the user's own: installing changes no index a program reads (TypeORM starts every
+  // subscriber's before-hook at once, so ormlock's order among the user's is not what orders its locks)
+  (dataSource.subscribers as EntitySubscriberInterface[]).push(...subscribers);
   addInstallation(inst);
 
   let installed = true;

@@ -1,4 +1,5 @@
 import { lockMetadataOf, decoratedClasses } from '../../../metadata/registry';
+import { aggregateReadPatches } from './aggregate-reads';
 import { writePatches } from './around-create';
 import { entityManagerTransactionPatch } from './entity-manager';
 import { probeError, type InternalPatch } from './patch';
@@ -21,6 +22,7 @@ export function neededPatches(): InternalPatch[] {
   const writes = versioned || declared.some((d) => d.aroundCreate.length > 0) || declared.some((d) => d.advisory.length > 0 || d.lockedTree !== undefined);
   return [
     ...queryBuilderPatches,
+    ...aggregateReadPatches,
     repositoryManagerPatch,
     entityManagerTransactionPatch,
     ...(writes ? writePatches : []),
