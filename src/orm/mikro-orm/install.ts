@@ -9,6 +9,7 @@ import { acquirePatches, neededPatches } from './internals';
 import { MikroOrmPort } from './mikro-orm-port';
 import { bindConfig, unbindConfig } from './registry';
 import { validateEntities } from './validate';
+import { onDeclaration } from '../../metadata/registry';
 
 export type { InstallLockingOptions } from '../install-options';
 
@@ -57,11 +58,16 @@ async function install(orm: MikroORM, options: InstallLockingOptions, name: stri
   const port = new MikroOrmPort(orm);
   const dialect = withMikroOrmErrors(await port.detectDialect());
   validateEntities(orm, dialect, settings);
-  const release = acquirePatches(neededPatches(orm), port.ormVersion); // probes first: throws naming the internal, having patched nothing
+  const releases = [acquirePatches(neededPatches(orm), port.ormVersion)]; // probes first: throws naming the internal, having patched nothing
 
   const inst = new Installation(port, dialect, settings, observersOf(options));
   bindConfig(orm.config, inst);
   addInstallation(inst);
+  lateDeclarations.set(inst, (cls) => {
+    if (!orm.getMetadata().find(cls.name)) return;
+    validateEntities(orm, dialect, settings);
+    releases.push(acquirePatches(neededPatches(orm), port.ormVersion));
+  });
   let installed = true;
   // entities loaded or created through this instance belong to it (lock(entity) goes to its database)
   orm.em.getEventManager().registerSubscriber({
@@ -77,13 +83,24 @@ async function install(orm: MikroORM, options: InstallLockingOptions, name: stri
     restoreClose();
     unbindConfig(orm.config, inst);
     removeInstallation(inst);
-    release();
+    lateDeclarations.delete(inst);
+    for (const release of releases.splice(0).reverse()) release();
   };
   const restoreClose = uninstallOnClose(orm, uninstall);
   return { orm, dialect, installation: inst, uninstall };
 }
 
 const CLOSED = Symbol('ormlock.closed');
+
+/**
+ * A declaration made after installLocking (`versioned(X)`, a decorated class loaded late) takes
+ * effect on every installed MikroORM instance that has the entity: validated (LockConfigError,
+ * and the declaration is undone, when it is misdeclared there), then the patches it needs applied.
+ */
+const lateDeclarations = new Map<Installation, (cls: Function) => void>();
+onDeclaration((cls) => {
+  for (const apply of lateDeclarations.values()) apply(cls);
+});
 
 /** `orm.close()` first uninstalls (a closed MikroORM never stays installed). */
 function uninstallOnClose(orm: MikroORM, uninstall: () => void): () => void {

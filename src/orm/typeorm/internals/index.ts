@@ -45,6 +45,21 @@ export function acquirePatches(patches: readonly InternalPatch[]): void {
   users++;
 }
 
+/**
+ * Applies what a declaration made after installLocking needs (while installations use the
+ * patches): probes the fresh ones first, throwing LockConfigError having applied nothing.
+ */
+export function extendPatches(patches: readonly InternalPatch[]): void {
+  if (users === 0) return;
+  const fresh = patches.filter((p) => !applied.has(p));
+  const problems = fresh.flatMap((p) => p.probe().map((problem) => ({ patch: p.name, problem })));
+  if (problems.length) throw probeError(problems);
+  for (const p of fresh) {
+    p.apply();
+    applied.add(p);
+  }
+}
+
 /** One installation fewer; the last one restores every patched internal. */
 export function releasePatches(): void {
   users = Math.max(0, users - 1);
