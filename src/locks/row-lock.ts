@@ -34,7 +34,7 @@ export function entityTarget(entity: unknown, caller: string, dataSource?: unkno
     throw new LockConfigError(`${caller}: expected an entity instance, got ${describeValue(entity)}`);
   }
   const inst = resolveInstallation(caller, { explicit: dataSource, entity });
-  return { inst, desc: inst.entity((entity as object).constructor, caller) };
+  return { inst, desc: inst.entityOf(entity as object, caller) };
 }
 
 /** The spec a row lock of `entity` uses: installed default < the class's @Pessimistic < the call's options. */

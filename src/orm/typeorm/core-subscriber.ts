@@ -1,6 +1,7 @@
-import type { EntitySubscriberInterface, InsertEvent, TransactionCommitEvent, TransactionRollbackEvent, UpdateEvent } from 'typeorm';
+import type { EntitySubscriberInterface, InsertEvent, LoadEvent, TransactionCommitEvent, TransactionRollbackEvent, UpdateEvent } from 'typeorm';
 import { transactionEnded } from '../../context/held';
 import { noteOrigin, type Installation } from '../installations';
+import { noteSchemaEntity } from './typeorm-port';
 
 /**
  * The subscriber every installation has: remembers which DataSource an entity object was loaded
@@ -10,12 +11,14 @@ import { noteOrigin, type Installation } from '../installations';
 export class CoreSubscriber implements EntitySubscriberInterface {
   constructor(private readonly inst: Installation) {}
 
-  afterLoad(entity: unknown) {
+  afterLoad(entity: unknown, event?: LoadEvent<any>) {
     noteOrigin(entity, this.inst);
+    noteSchemaEntity(entity, event?.metadata);
   }
 
   afterInsert(event: InsertEvent<any>) {
     noteOrigin(event.entity, this.inst);
+    noteSchemaEntity(event.entity, event.metadata);
   }
 
   afterUpdate(event: UpdateEvent<any>) {
