@@ -48,7 +48,7 @@ describeEachBackend('coverage: TypeORM EntitySchema entities, with and without t
       expect(await increments(schema, (body) => withPessimistic(body), readModifyWrite)).to.equal(N);
     });
 
-    it(`[coverage typeorm-entityschema withLock locked] ${name}: withLock(loaded row) is exact (also with { dataSource }); the control loses`, async () => {
+    it(`[coverage typeorm-entityschema lock() withLock locked] ${name}: withLock(loaded row) is exact (also with { dataSource }); the control loses`, async () => {
       const unlocked = async (repo: Repository<Counter>, id: number) => {
         const row = await repo.findOneByOrFail({ id });
         await sleep(40);
@@ -78,7 +78,7 @@ describeEachBackend('coverage: TypeORM EntitySchema entities, with and without t
     });
   }
 
-  it('[coverage typeorm-entityschema lock(plain object never loaded) refused] a plain object TypeORM never loaded or saved: LockConfigError saying to load it first or to give the schema a target', async () => {
+  it('[coverage typeorm-entityschema lock() lock(never-loaded-plain-object) refused] a plain object TypeORM never loaded or saved: LockConfigError saying to load it first or to give the schema a target', async () => {
     const error = await rejection(transaction(() => lock({ id: 1, value: 0 }, { dataSource: env.ds })));
     expect(error).to.be.instanceOf(LockConfigError);
     expect(error.message).to.contain('plain object').and.to.contain('give the EntitySchema a `target` class');

@@ -57,15 +57,15 @@ const LOCKED: Array<{ tag: string; method?: string; write: Write }> = [
   { tag: '[coverage typeorm @AdvisoryLock repository.update({pk}) locked]', write: (r, row) => r.update({ id: row.id }, { title: 'by pk' }) },
   { tag: '[coverage typeorm @AdvisoryLock repository.increment locked]', write: (r, row) => r.increment({ id: row.id }, 'hits', 1) },
   { tag: '[coverage typeorm @AdvisoryLock repository.decrement locked]', write: (r, row) => r.decrement({ id: row.id }, 'hits', 1) },
-  { tag: '[coverage typeorm @AdvisoryLock qb.update(where pk string) locked]', write: (r, row) => r.createQueryBuilder().update().set({ title: 'qb' }).where('id = :id', { id: row.id }).execute() },
-  { tag: '[coverage typeorm @AdvisoryLock qb.update(where pk object) locked]', write: (r, row) => r.createQueryBuilder().update().set({ title: 'qb' }).where({ id: row.id }).execute() },
+  { tag: '[coverage typeorm @AdvisoryLock qb.update(where-pk-string) locked]', write: (r, row) => r.createQueryBuilder().update().set({ title: 'qb' }).where('id = :id', { id: row.id }).execute() },
+  { tag: '[coverage typeorm @AdvisoryLock qb.update(where-pk-object) locked]', write: (r, row) => r.createQueryBuilder().update().set({ title: 'qb' }).where({ id: row.id }).execute() },
   { tag: '[coverage typeorm @AdvisoryLock qb.insert locked]', write: (r, row) => r.createQueryBuilder().insert().values({ section: row.section, title: 'qb' }).execute() },
 ];
 
 /** Writes whose rows cannot be known before they run: refused with the documented LockConfigError. */
 const REFUSED: Array<{ tag: string; method?: string; write: Write }> = [
   { tag: '[coverage typeorm @AdvisoryLock repository.update(criteria) refused]', write: (r, row) => r.update({ title: row.title }, { title: 'criteria' }) },
-  { tag: '[coverage typeorm @AdvisoryLock qb.update(where criteria) refused]', write: (r, row) => r.createQueryBuilder().update().set({ title: 'x' }).where('title = :t', { t: row.title }).execute() },
+  { tag: '[coverage typeorm @AdvisoryLock qb.update(where-criteria) refused]', write: (r, row) => r.createQueryBuilder().update().set({ title: 'x' }).where('title = :t', { t: row.title }).execute() },
   { tag: '[coverage typeorm @AdvisoryLock repository.delete refused]', write: (r, row) => r.delete(row.id) },
   { tag: '[coverage typeorm @AdvisoryLock qb.delete refused]', write: (r, row) => r.createQueryBuilder().delete().where('id = :id', { id: row.id }).execute() },
   { tag: '[coverage typeorm @AdvisoryLock repository.softDelete refused]', write: (r, row) => r.softDelete(row.id) },
@@ -116,7 +116,7 @@ describeEachBackend('coverage: entity @AdvisoryLock writes', [CovDoc, CovPairDoc
     });
   }
 
-  it('[coverage typeorm @AdvisoryLock update(array key) refused] an array key on a criteria update gives the documented refusal, not a key validation error; by primary key it locks', async () => {
+  it('[coverage typeorm @AdvisoryLock repository.update(criteria,array-key) refused] an array key on a criteria update gives the documented refusal, not a key validation error; by primary key it locks', async () => {
     const repo = env.ds.getRepository(CovPairDoc);
     const doc = await repo.save(repo.create({ section: 7, title: 'pair' }));
     const error = await rejection(transaction(() => repo.update({ title: 'pair' }, { title: 'x' })));
