@@ -142,3 +142,12 @@ async function withBlockers(error: LockError, inst: Installation, entity: Entity
   const who = blockers.map((b) => `pid ${b.pid} (${(b.query ?? '').slice(0, 200)})`).join(', ');
   return new LockTimeoutError(`${error.message}; held by ${who}`, { ...error.details, id: error.details.id ?? where, blockers });
 }
+
+/** The refusal of a read a `@Pessimistic` method covers but no row lock can make exact. */
+export function unlockableRead(source: string, call: string, entity: string, why: string): LockConfigError {
+  return new LockConfigError(
+    `${source}: ${call} on ${entity} cannot be locked (${why}). Read the rows with find()/getMany() (they are locked), ` +
+      'or serialize the whole check with lock(parent) or withAdvisoryLock(key).',
+    { entity, method: source, call },
+  );
+}

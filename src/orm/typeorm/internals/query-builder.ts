@@ -1,7 +1,9 @@
 import { SelectQueryBuilder } from 'typeorm';
 import { ambientTx, readLockPolicy } from '../../../context/store';
 import { LockConfigError, TransactionRequiredError } from '../../../errors';
-import { runLockedRead } from '../../../locks/row-lock';
+import { runLockedRead, unlockableRead } from '../../../locks/row-lock';
+
+export { unlockableRead } from '../../../locks/row-lock';
 import { resolveRowLockSpec, type RowLockSpec } from '../../../locks/row-lock-options';
 import { lockMetadataOf } from '../../../metadata/registry';
 import { installationOf, noteForeignOrigin, type Installation } from '../../installations';
@@ -127,15 +129,6 @@ const refusedReads: InternalPatch[] = (['getCount', 'getExists', 'stream'] as co
 
 const COUNT_WHY = 'a count or an existence test reads no row it could lock, and rows inserted meanwhile would not be counted';
 const STREAM_WHY = 'a stream is read after the call returns, outside the lock scope';
-
-/** The refusal of a read a `@Pessimistic` method covers but no row lock can make exact. */
-export function unlockableRead(source: string, call: string, entity: string, why: string): LockConfigError {
-  return new LockConfigError(
-    `${source}: ${call} on ${entity} cannot be locked (${why}). Read the rows with find()/getMany() (they are locked), ` +
-      'or serialize the whole check with lock(parent) or withAdvisoryLock(key).',
-    { entity, method: source, call },
-  );
-}
 
 /** What makes a raw read unlockable, or undefined. */
 function aggregateOf(qb: SelectQueryBuilder<any>): string | undefined {
