@@ -6,6 +6,7 @@ import { probeError, type InternalPatch } from './patch';
 import { persistencePatches } from './persistence';
 import { queryBuilderPatches } from './query-builder';
 import { repositoryManagerPatch } from './repository';
+import { updateRowsPatch } from './update-rows';
 import { upsertVersionPatch } from './upsert';
 
 /**
@@ -26,6 +27,7 @@ export function neededPatches(): InternalPatch[] {
     repositoryManagerPatch,
     entityManagerTransactionPatch,
     ...(writes ? writePatches : []),
+    ...(declared.some((d) => d.advisory.length > 0) ? [updateRowsPatch] : []),
     ...(versioned ? [...persistencePatches, upsertVersionPatch] : []),
   ];
 }
