@@ -1,7 +1,7 @@
 import { LockConfigError } from '../src/errors';
 import { AdvisoryKeySet, canonicalAdvisoryKey, STATIC_ADVISORY_KEY, type AdvisoryKey } from '../src/locks/advisory-key';
 import { advisoryOptionProblems, runWithAdvisoryLock, type AdvisoryLockOptions } from '../src/locks/advisory';
-import { entityRecord } from '../src/metadata/registry';
+import { declare } from '../src/metadata/registry';
 import { checkDecoratorOptions, rejectStandardDecorator, withDataSourceOf, wrapAsyncMethod, type ClassOrMethodDecorator } from './wrap-method';
 
 /** A key, or a function returning one: of the method's arguments (with the instance as `this`), or of the entity being written. */
@@ -43,7 +43,7 @@ export function AdvisoryLock(key: AdvisoryLockKey, options: AdvisoryLockOptions 
       // Entity class: record only; installLocking validates against the database.
       const keyFn =
         typeof key === 'function' ? (key as (entity: unknown) => unknown) : Object.assign(() => key, { [STATIC_ADVISORY_KEY]: key });
-      entityRecord(target).advisory.push({ key: keyFn, options: (options ?? {}) as Record<string, unknown> });
+      declare(target, (rec) => rec.advisory.push({ key: keyFn, options: (options ?? {}) as Record<string, unknown> }));
       return;
     }
     return wrapAsyncMethod('AdvisoryLock', target, propertyKey, descriptor!, (original, methodName) => {

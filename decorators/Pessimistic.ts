@@ -1,5 +1,5 @@
 import { withPessimistic, type PessimisticMethodOptions } from '../src/locks/pessimistic';
-import { entityRecord } from '../src/metadata/registry';
+import { declare } from '../src/metadata/registry';
 import { checkDecoratorOptions, rejectStandardDecorator, withDataSourceOf, wrapAsyncMethod, type ClassOrMethodDecorator } from './wrap-method';
 
 /**
@@ -27,7 +27,7 @@ export function Pessimistic(options: PessimisticMethodOptions = {}): ClassOrMeth
     rejectStandardDecorator('Pessimistic', target, propertyKey);
     if (propertyKey === undefined) {
       const { entities: _e, dataSource: _d, ...policy } = options;
-      entityRecord(target).pessimistic = policy;
+      declare(target, (rec) => (rec.pessimistic = policy));
       return;
     }
     return wrapAsyncMethod('Pessimistic', target, propertyKey, descriptor!, (original, methodName) =>

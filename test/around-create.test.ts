@@ -67,7 +67,7 @@ describeEachBackend(
       expect(treeProblems(rows).length).to.be.greaterThan(0);
     });
 
-    it(`@AroundCreate(lockParent('site')): ${WORKERS} × ${PER_WORKER} creations give distinct, nested-or-disjoint intervals`, async () => {
+    it(`[coverage typeorm @AroundCreate repository.save(insert) locked] @AroundCreate(lockParent('site')): ${WORKERS} × ${PER_WORKER} creations give distinct, nested-or-disjoint intervals`, async () => {
       const site = await sites.save(sites.create({ name: 'locked' }));
       const { failures, rows } = await createPages(NsPage, site.id);
       expect(failures).to.deep.equal([]);
@@ -76,7 +76,7 @@ describeEachBackend(
       expect(rows.map((r) => r.lft)).to.deep.equal(Array.from({ length: rows.length }, (_, i) => 2 * i + 1));
     });
 
-    it('repository.insert() outside a transaction is protected too (the hook opens one)', async () => {
+    it('[coverage typeorm @AroundCreate repository.insert locked] repository.insert() outside a transaction is protected too (the hook opens one)', async () => {
       const site = await sites.save(sites.create({ name: 'insert' }));
       const pages = env.ds.getRepository(NsPage);
       const results = await race(4, async (w) => {

@@ -110,7 +110,7 @@ describeEachBackend(
         expect(seen.length, 'the control must show the anomaly').to.be.greaterThan(0);
       });
 
-      it('@LockedTree(): 3 rounds of root + 15 concurrent inserts give a valid nested set, no failed insert', async () => {
+      it('[coverage typeorm @LockedTree repository.save(insert) locked] @LockedTree(): 3 rounds of root + 15 concurrent inserts give a valid nested set, no failed insert', async () => {
         for (let round = 0; round < 3; round++) {
           const { failed, problems, rows } = await nestedSetRound(LockedNs);
           expect(failed, `round ${round}`).to.deep.equal([]);
@@ -148,7 +148,7 @@ describeEachBackend(
         expect(seen.length, 'the control must show the anomaly').to.be.greaterThan(0);
       });
 
-      it('@LockedTree(): concurrent moves, removals and inserts keep the tree valid (3 rounds)', async () => {
+      it('[coverage typeorm @LockedTree repository.save(move)/remove locked] @LockedTree(): concurrent moves, removals and inserts keep the tree valid (3 rounds)', async () => {
         for (let round = 0; round < 3; round++) {
           const { failed, problems, rows } = await movesAndRemovals(LockedNs);
           expect(failed, `round ${round}`).to.deep.equal([]);

@@ -14,7 +14,7 @@ describe('loading without TypeORM', () => {
       if (request === 'typeorm' || request.startsWith('typeorm/')) throw new Error('typeorm required by ' + (parent && parent.filename));
       return resolve.call(this, request, parent, ...rest);
     };`;
-  for (const entry of ['src/index.ts', 'src/orm/mikro-orm/index.ts']) {
+  for (const entry of ['src/index.ts', 'src/orm/mikro-orm/index.ts', 'src/nestjs/index.ts']) {
     it(`${entry} loads with every require('typeorm') refused`, function () {
       this.timeout(60_000);
       const root = path.join(__dirname, '..');

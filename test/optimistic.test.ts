@@ -171,7 +171,7 @@ describeEachBackend('@Versioned', [Counter, PlainCounter, BareCounter, Board, Ca
     expect(await cards.countBy({ board: { id: board.id } })).to.equal(1);
   });
 
-  it('remove() of a stale entity throws StaleEntityError and the row stays', async () => {
+  it('[coverage typeorm @Versioned repository.remove checked] remove() of a stale entity throws StaleEntityError and the row stays', async () => {
     const { id } = await seed(0);
     const a = await counters().findOneByOrFail({ id });
     const b = await counters().findOneByOrFail({ id });
@@ -271,7 +271,7 @@ describeEachBackend('@Versioned', [Counter, PlainCounter, BareCounter, Board, Ca
     expect(inTx, inTx.join(' | ')).to.have.length(2);
   });
 
-  it('20 concurrent increments with @Versioned + @RetryOnConflict: the count is exact', async () => {
+  it('[coverage typeorm @Versioned repository.save(update) checked] 20 concurrent increments with @Versioned + @RetryOnConflict: the count is exact', async () => {
     const N = 20;
     const { id } = await seed(0);
     const service = new CounterService(counters() as never);

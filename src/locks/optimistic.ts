@@ -1,6 +1,6 @@
 import { describeValue, optionsProblems } from '../arguments';
 import { LockConfigError } from '../errors';
-import { entityRecord, type VersionedOptions } from '../metadata/registry';
+import { declare, type VersionedOptions } from '../metadata/registry';
 
 export type { VersionedOptions } from '../metadata/registry';
 
@@ -12,7 +12,7 @@ export type { VersionedOptions } from '../metadata/registry';
  * `StaleEntityError` having written nothing.
  *
  * ```ts
- * versioned(Counter);   // same as @Versioned() on the class; call it before installLocking
+ * versioned(Counter);   // same as @Versioned() on the class (after installLocking too: validated then)
  * ```
  */
 export function versioned(entityClass: Function, options: VersionedOptions = {}): void {
@@ -21,7 +21,7 @@ export function versioned(entityClass: Function, options: VersionedOptions = {})
   }
   const problems = optionsProblems(options);
   if (problems.length) throw new LockConfigError(`@Versioned on ${entityClass.name}: ${problems.join('; ')}`, { entity: entityClass.name });
-  entityRecord(entityClass).versioned = { ...options };
+  declare(entityClass, (rec) => (rec.versioned = { ...options }));
 }
 
 /**

@@ -1,6 +1,6 @@
 import { describeValue, optionsProblems } from '../arguments';
 import { LockConfigError, StaleEntityError } from '../errors';
-import { entityRecord, type AroundCreateContext, type AroundCreateHook } from '../metadata/registry';
+import { declare, type AroundCreateContext, type AroundCreateHook } from '../metadata/registry';
 import type { Installation } from '../orm/installations';
 import type { EntityDescriptor, PortConnection } from '../orm/port';
 import { lockRowOn } from './row-lock';
@@ -103,13 +103,13 @@ export function isParentLockHook(hook: unknown): hook is ParentLockHook {
  */
 export function addAroundCreate(entityClass: Function, ...hooks: AroundCreateHook[]): void {
   checkHooks(entityClass, hooks);
-  entityRecord(entityClass).aroundCreate.push(...hooks);
+  declare(entityClass, (rec) => rec.aroundCreate.push(...hooks));
 }
 
 /** @internal The decorator's registration: class decorators apply bottom-up, so it prepends. */
 export function prependAroundCreate(entityClass: Function, hooks: AroundCreateHook[]): void {
   checkHooks(entityClass, hooks);
-  entityRecord(entityClass).aroundCreate.unshift(...hooks);
+  declare(entityClass, (rec) => rec.aroundCreate.unshift(...hooks));
 }
 
 function checkHooks(entityClass: Function, hooks: AroundCreateHook[]): void {

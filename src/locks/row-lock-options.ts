@@ -22,7 +22,8 @@ const MODES: readonly RowLockMode[] = ['write', 'read', 'no_key_update', 'key_sh
 const ON_LOCKED: readonly OnLocked[] = ['wait', 'nowait', 'skip_locked'];
 
 /**
- * Merges call options over the entity policy over the installed defaults and checks
+ * Merges call options over the entity policy over the installed defaults (a later layer's
+ * onLocked/timeoutMs replaces an earlier layer's value that cannot go with it) and checks
  * the values' shapes (not the database's capabilities: that is the dialect's job).
  * Returns a list of problems instead of throwing, so callers can name what is wrong.
  */
@@ -32,6 +33,10 @@ export function resolveRowLockSpec(
   const merged: RowLockOptions = {};
   for (const layer of layers) {
     if (!layer) continue;
+    // a layer's onLocked or timeoutMs overrides the other's lower-layer value too, where the two
+    // cannot go together: an installed lockTimeoutMs does not forbid a call's onLocked 'nowait'
+    if (layer.onLocked !== undefined && layer.onLocked !== 'wait' && layer.timeoutMs === undefined) delete merged.timeoutMs;
+    if (layer.timeoutMs !== undefined && layer.timeoutMs !== 0 && layer.onLocked === undefined && merged.onLocked !== undefined) delete merged.onLocked;
     for (const [k, v] of Object.entries(layer)) if (v !== undefined) (merged as Record<string, unknown>)[k] = v;
   }
   const problems: string[] = [];

@@ -34,7 +34,7 @@ export function entityTarget(entity: unknown, caller: string, dataSource?: unkno
     throw new LockConfigError(`${caller}: expected an entity instance, got ${describeValue(entity)}`);
   }
   const inst = resolveInstallation(caller, { explicit: dataSource, entity });
-  return { inst, desc: inst.entity((entity as object).constructor, caller) };
+  return { inst, desc: inst.entityOf(entity as object, caller) };
 }
 
 /** The spec a row lock of `entity` uses: installed default < the class's @Pessimistic < the call's options. */
@@ -141,4 +141,13 @@ async function withBlockers(error: LockError, inst: Installation, entity: Entity
   if (!blockers.length) return error;
   const who = blockers.map((b) => `pid ${b.pid} (${(b.query ?? '').slice(0, 200)})`).join(', ');
   return new LockTimeoutError(`${error.message}; held by ${who}`, { ...error.details, id: error.details.id ?? where, blockers });
+}
+
+/** The refusal of a read a `@Pessimistic` method covers but no row lock can make exact. */
+export function unlockableRead(source: string, call: string, entity: string, why: string): LockConfigError {
+  return new LockConfigError(
+    `${source}: ${call} on ${entity} cannot be locked (${why}). Read the rows with find()/getMany() (they are locked), ` +
+      'or serialize the whole check with lock(parent) or withAdvisoryLock(key).',
+    { entity, method: source, call },
+  );
 }

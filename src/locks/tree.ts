@@ -1,6 +1,6 @@
 import { describeValue } from '../arguments';
 import { LockConfigError } from '../errors';
-import { entityRecord } from '../metadata/registry';
+import { declare } from '../metadata/registry';
 import { lockedTreeOptionProblems, type LockedTreeOptions } from './tree-options';
 
 export { treeLockKey, treeLockTimeoutMs, lockedTreeOptionProblems, type LockedTreeOptions } from './tree-options';
@@ -25,5 +25,5 @@ export function lockedTree(entityClass: Function, options: LockedTreeOptions = {
   if (problems.length) {
     throw new LockConfigError(`@LockedTree on ${entityClass.name}: ${problems.join('; ')}`, { entity: entityClass.name });
   }
-  entityRecord(entityClass).lockedTree = { ...options };
+  declare(entityClass, (rec) => (rec.lockedTree = { ...options }));
 }

@@ -75,3 +75,32 @@ export function lockMetadataOf(cls: Function | undefined): EntityLockMetadata | 
 export function decoratedClasses(): Function[] {
   return [...byClass.keys()];
 }
+
+/** Called after a declaration changed a class's record (installed adapters validate it and apply what it needs). */
+export type DeclarationListener = (cls: Function) => void;
+const listeners = new Set<DeclarationListener>();
+
+/** Adds a listener of declarations (adapters: a declaration made after installLocking takes effect); returns the undo. */
+export function onDeclaration(listener: DeclarationListener): () => void {
+  listeners.add(listener);
+  return () => {
+    listeners.delete(listener);
+  };
+}
+
+/**
+ * Changes `cls`'s record with `change`, then tells the listeners; when one throws (a declaration
+ * an installed ORM instance refuses), the record is put back as it was and the error thrown.
+ */
+export function declare(cls: Function, change: (rec: EntityLockMetadata) => void): void {
+  const rec = entityRecord(cls);
+  const before: EntityLockMetadata = { ...rec, aroundCreate: [...rec.aroundCreate], advisory: [...rec.advisory] };
+  change(rec);
+  try {
+    for (const listener of listeners) listener(cls);
+  } catch (error) {
+    for (const key of Object.keys(rec) as Array<keyof EntityLockMetadata>) if (!(key in before)) delete rec[key];
+    Object.assign(rec, before);
+    throw error;
+  }
+}

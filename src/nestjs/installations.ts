@@ -1,8 +1,8 @@
 import type { LockDialect } from '../dialects/dialect';
 import { LockConfigError } from '../errors';
 import { installationOf, type Installation } from '../orm/installations';
-import { installLocking, type LockingHandle } from '../orm/typeorm/install';
-import { dataSourceToken, mikroOrmAdapter, mikroOrmToken } from './optional-packages';
+import type { LockingHandle } from '../orm/typeorm/install';
+import { dataSourceToken, mikroOrmAdapter, mikroOrmToken, typeOrmAdapter } from './optional-packages';
 import type { InstallTarget } from './options';
 
 /** One installation the module made. */
@@ -109,7 +109,7 @@ export class OrmlockInstallations {
       if (ds.isInitialized === false) {
         throw new LockConfigError(`OrmlockModule: ${label(target)} is not initialized when locking is installed; let TypeOrmModule initialize it (do not set manualInitialization).`);
       }
-      const handle = await installLocking(instance as never, target.options);
+      const handle = await typeOrmAdapter().installLocking(instance, target.options);
       this.made.push({ kind: 'typeorm', name: target.name, target: instance, handle });
     } else {
       const handle = await mikroOrmAdapter().installLocking(instance, target.options);

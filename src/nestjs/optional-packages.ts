@@ -4,14 +4,15 @@
  */
 import { LockConfigError } from '../errors';
 import type { OrmlockHandle } from './installations';
+import type { LockingHandle } from '../orm/typeorm/install';
 
-function load<T>(id: string, why: string): T {
+function load<T>(id: string, why: string, pkg = id): T {
   try {
     // eslint-disable-next-line @typescript-eslint/no-var-requires
     return require(id) as T;
   } catch (error) {
-    if ((error as { code?: string })?.code === 'MODULE_NOT_FOUND' && String((error as Error).message).includes(`'${id}'`)) {
-      throw new LockConfigError(`OrmlockModule: ${why} needs the package '${id}': npm install ${id}`);
+    if ((error as { code?: string })?.code === 'MODULE_NOT_FOUND' && String((error as Error).message).includes(`'${pkg}'`)) {
+      throw new LockConfigError(`OrmlockModule: ${why} needs the package '${pkg}': npm install ${pkg}`);
     }
     throw error;
   }
@@ -42,6 +43,15 @@ export interface MikroOrmAdapter {
 /** ormlock's MikroORM adapter (`ormlock/mikro-orm`), loaded at the first `mikroOrm: true`. */
 export function mikroOrmAdapter(): MikroOrmAdapter {
   return load<MikroOrmAdapter>('../orm/mikro-orm', 'mikroOrm: true');
+}
+
+export interface TypeOrmAdapter {
+  installLocking(dataSource: unknown, options?: object): Promise<LockingHandle>;
+}
+
+/** ormlock's TypeORM adapter, loaded at the first DataSource to install on (a MikroORM-only application never loads typeorm). */
+export function typeOrmAdapter(): TypeOrmAdapter {
+  return load<TypeOrmAdapter>('../orm/typeorm/install', 'installing on a TypeORM DataSource', 'typeorm');
 }
 
 export interface IoRedisModule {

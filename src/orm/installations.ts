@@ -46,6 +46,14 @@ export class Installation {
     if (this.observers.length) emitTo(this.observers, { db: this.dialect.dbSystem as LockEvent['db'], ...event });
   }
 
+  /** The descriptor of an entity object (its class's, or the one the adapter saw it loaded as); LockConfigError when unknown. */
+  entityOf(object: object, caller: string): EntityDescriptor {
+    const seen = this.port.describeObject?.(object);
+    if (seen) return seen;
+    if (object.constructor === Object || object.constructor === undefined) throw plainObject(caller, this.label);
+    return this.entity(object.constructor, caller);
+  }
+
   /** The entity class's descriptor; LockConfigError naming the entity and this ORM instance when unknown. */
   entity(target: Function, caller: string): EntityDescriptor {
     const desc = this.port.describe(target);
@@ -70,6 +78,25 @@ export function addInstallation(inst: Installation): void {
 
 export function removeInstallation(inst: Installation): void {
   if (live.get(inst.port.target) === inst) live.delete(inst.port.target);
+}
+
+/** ORM instances whose installLocking is under way (it awaits the database before it registers). */
+const installing = new WeakSet<object>();
+
+/**
+ * Runs one installLocking on `target`; a second call while it is under way gets LockConfigError
+ * (exactly one of two concurrent calls installs).
+ */
+export async function installOnce<T>(target: object, label: string, fn: () => Promise<T>): Promise<T> {
+  if (installing.has(target)) {
+    throw new LockConfigError(`installLocking: another installLocking call on ${label} is under way; install once per instance and share the handle it returns.`);
+  }
+  installing.add(target);
+  try {
+    return await fn();
+  } finally {
+    installing.delete(target);
+  }
 }
 
 /** The installation made for exactly this ORM instance (DataSource / MikroORM). */
@@ -143,6 +170,7 @@ export function resolveInstallation(caller: string, request: ResolveRequest = {}
       );
     }
   }
+  if (entity !== undefined && (cls === Object || cls === undefined)) throw plainObject(caller, 'an installed DataSource');
   const knows = (inst: Installation) => !cls || inst.port.describe(cls) !== undefined;
   const ambient = liveTxs(currentFrame()).filter((tx) => knows(tx.inst));
   if (ambient.length) return ambient[ambient.length - 1].inst;
@@ -162,6 +190,15 @@ export function resolveInstallation(caller: string, request: ResolveRequest = {}
     `${caller}: ormlock is installed on ${candidates.length} ORM instances (${candidates.map((i) => i.label).join('; ')}) and nothing ` +
       `in this call says which one to use: pass { dataSource } (the DataSource or MikroORM instance), or call it inside a transaction of that one.`,
     { entity: cls?.name, candidates: candidates.map((i) => i.label) },
+  );
+}
+
+/** A plain object ormlock has not seen loaded or saved: which entity it is cannot be known. */
+function plainObject(caller: string, where: string): LockConfigError {
+  return new LockConfigError(
+    `${caller}: this is a plain object, not an instance of an entity class, and it was not loaded or saved through ${where}: ` +
+      'ormlock knows the entity of a plain object (an EntitySchema without `target`) only once TypeORM has loaded or saved it. ' +
+      'Load it through a repository of the installed DataSource first (repository.findOneBy(…)), or give the EntitySchema a `target` class.',
   );
 }
 

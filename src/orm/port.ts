@@ -113,6 +113,8 @@ export interface OrmPort {
 
   /** The entity class's descriptor, or undefined when the ORM instance does not know it. */
   describe(target: Function): EntityDescriptor | undefined;
+  /** The descriptor of an entity object whose class does not name its entity (a TypeORM EntitySchema without `target`), when known. */
+  describeObject?(object: object): EntityDescriptor | undefined;
   /** Primary-key values of an entity object (undefined where unset). */
   idOf(entity: EntityDescriptor, object: object): Record<string, unknown>;
   /**

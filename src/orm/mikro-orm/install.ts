@@ -3,12 +3,13 @@ import type { LockDialect } from '../../dialects/dialect';
 import { LockConfigError } from '../../errors';
 import { observersOf } from '../../observe/events';
 import { checkInstallOptions, withPoolerMode, type InstallLockingOptions } from '../install-options';
-import { addInstallation, installationOf, Installation, noteOrigin, removeInstallation } from '../installations';
+import { addInstallation, installationOf, installOnce, Installation, noteOrigin, removeInstallation } from '../installations';
 import { withMikroOrmErrors } from './errors';
 import { acquirePatches, neededPatches } from './internals';
 import { MikroOrmPort } from './mikro-orm-port';
 import { bindConfig, unbindConfig } from './registry';
 import { validateEntities } from './validate';
+import { onDeclaration } from '../../metadata/registry';
 
 export type { InstallLockingOptions } from '../install-options';
 
@@ -41,6 +42,10 @@ export async function installLocking(orm: MikroORM, options: InstallLockingOptio
     throw new LockConfigError(`installLocking(orm, options?) from ormlock/mikro-orm: expected a MikroORM instance (got ${orm === null ? 'null' : typeof orm}); for a TypeORM DataSource import installLocking from 'ormlock'.`);
   }
   const name = orm.config.get('contextName') ?? 'default';
+  return installOnce(orm, `MikroORM '${name}'`, () => install(orm, options, name));
+}
+
+async function install(orm: MikroORM, options: InstallLockingOptions, name: string): Promise<MikroOrmLockingHandle> {
   if ((orm as any)[CLOSED] || !(await orm.isConnected())) {
     throw new LockConfigError(
       `installLocking(orm): MikroORM '${name}' is not connected (not initialized, or closed): call it after \`await MikroORM.init(…)\`, before \`orm.close()\`.`,
@@ -54,11 +59,16 @@ export async function installLocking(orm: MikroORM, options: InstallLockingOptio
   const dialect = withMikroOrmErrors(await port.detectDialect());
   const settings = await withPoolerMode(checked, options.pooler, port, dialect);
   validateEntities(orm, dialect, settings);
-  const release = acquirePatches(neededPatches(orm), port.ormVersion); // probes first: throws naming the internal, having patched nothing
+  const releases = [acquirePatches(neededPatches(orm), port.ormVersion)]; // probes first: throws naming the internal, having patched nothing
 
   const inst = new Installation(port, dialect, settings, observersOf(options));
   bindConfig(orm.config, inst);
   addInstallation(inst);
+  lateDeclarations.set(inst, (cls) => {
+    if (!orm.getMetadata().find(cls.name)) return;
+    validateEntities(orm, dialect, settings);
+    releases.push(acquirePatches(neededPatches(orm), port.ormVersion));
+  });
   let installed = true;
   // entities loaded or created through this instance belong to it (lock(entity) goes to its database)
   orm.em.getEventManager().registerSubscriber({
@@ -74,13 +84,24 @@ export async function installLocking(orm: MikroORM, options: InstallLockingOptio
     restoreClose();
     unbindConfig(orm.config, inst);
     removeInstallation(inst);
-    release();
+    lateDeclarations.delete(inst);
+    for (const release of releases.splice(0).reverse()) release();
   };
   const restoreClose = uninstallOnClose(orm, uninstall);
   return { orm, dialect, installation: inst, uninstall };
 }
 
 const CLOSED = Symbol('ormlock.closed');
+
+/**
+ * A declaration made after installLocking (`versioned(X)`, a decorated class loaded late) takes
+ * effect on every installed MikroORM instance that has the entity: validated (LockConfigError,
+ * and the declaration is undone, when it is misdeclared there), then the patches it needs applied.
+ */
+const lateDeclarations = new Map<Installation, (cls: Function) => void>();
+onDeclaration((cls) => {
+  for (const apply of lateDeclarations.values()) apply(cls);
+});
 
 /** `orm.close()` first uninstalls (a closed MikroORM never stays installed). */
 function uninstallOnClose(orm: MikroORM, uninstall: () => void): () => void {

@@ -5,10 +5,12 @@ import type {
 import { LockConfigError } from '../../errors';
 import { afterAdvisoryTransactionEnd, evaluateAdvisoryKey, lockForEntityWrite, type AdvisoryLockOptions } from '../../locks/advisory';
 import { lockMetadataOf } from '../../metadata/registry';
+import { childFrame, runInFrame } from '../../context/store';
 import type { Installation } from '../installations';
+import { rowsOfUpdate } from './internals/update-rows';
 
 /**
- * The advisory subscriber (placed first on the DataSource by installLocking):
+ * The advisory subscriber (added to the DataSource's subscribers by installLocking):
  *
  * - beforeInsert / beforeUpdate / beforeRemove (and soft-remove / recover) of an entity whose
  *   class carries `@AdvisoryLock(entity => key)`: takes the lock on `event.queryRunner`, inside
@@ -27,8 +29,12 @@ export class AdvisoryEntitySubscriber implements EntitySubscriberInterface {
   }
 
   beforeUpdate(event: UpdateEvent<any>) {
-    const entity = event.entity && event.databaseEntity ? mergeOver(event.databaseEntity, event.entity) : event.entity ?? event.databaseEntity;
-    return this.lock(event.metadata, event.queryRunner, entity, 'update');
+    if (event.entity && event.databaseEntity) return this.lock(event.metadata, event.queryRunner, mergeOver(event.databaseEntity, event.entity), 'update');
+    const rows = rowsOfUpdate(event.entity);
+    if (rows === undefined) return this.lock(event.metadata, event.queryRunner, event.entity ?? event.databaseEntity, 'update');
+    // a query-builder UPDATE (repository.update(), increment(), qb.update()): event.entity is its SET
+    // object; the keys come from the rows it writes, found by the primary key its WHERE names
+    return this.lockRows(event.metadata, event.queryRunner, rows, event.entity as object);
   }
 
   beforeRemove(event: RemoveEvent<any>) {
@@ -52,31 +58,60 @@ export class AdvisoryEntitySubscriber implements EntitySubscriberInterface {
   }
 
   private lock(metadata: EntityMetadata | undefined, qr: QueryRunner, entity: unknown, write: string): Promise<void> | undefined {
-    const target = metadata?.target;
-    if (typeof target !== 'function') return undefined;
-    const declarations = lockMetadataOf(target)?.advisory;
-    if (!declarations?.length) return undefined;
-    const inst = this.inst;
-    const subject = { label: `@AdvisoryLock on ${metadata!.name}`, entity: metadata!.name };
-    if (entity === undefined || entity === null) {
-      return Promise.reject(
-        new LockConfigError(
-          `${subject.label}: this ${write} has no entity to compute the lock key from (a query-builder or repository.delete/update ` +
-            `by criteria); use save()/remove() on the entity, or take the lock yourself with withAdvisoryLock()`,
-          { entity: metadata!.name },
-        ),
-      );
-    }
+    const declarations = declarationsOf(metadata);
+    if (!declarations) return undefined;
+    if (entity === undefined || entity === null) return Promise.reject(noRow(metadata!, write));
     try {
-      const requests = declarations.map((decl) => ({
-        key: evaluateAdvisoryKey(decl.key, undefined, [entity], subject),
-        options: decl.options as AdvisoryLockOptions,
-      }));
-      return lockForEntityWrite(inst, qr, requests, subject);
+      return lockForEntityWrite(this.inst, qr, requestsFor(metadata!, declarations, [entity]), subjectOf(metadata!));
     } catch (error) {
       return Promise.reject(error);
     }
   }
+
+  /** The lock of a query-builder UPDATE: keys from each row it writes (loaded by primary key, the SET values over it). */
+  private async lockRows(metadata: EntityMetadata, qr: QueryRunner, rows: Array<Record<string, unknown>> | null, set: object): Promise<void> {
+    const declarations = declarationsOf(metadata);
+    if (!declarations) return;
+    if (rows === null) throw noRow(metadata, 'update');
+    const subject = subjectOf(metadata);
+    if (!qr.isTransactionActive) return lockForEntityWrite(this.inst, qr, [], subject); // its TransactionRequiredError
+    // read without a @Pessimistic method's row lock: the advisory lock is taken before the row's, as save() does
+    const loaded = await runInFrame(childFrame({ readLock: undefined }), () =>
+      qr.manager.find(metadata.target, { where: rows as never, withDeleted: true }),
+    );
+    if (!loaded.length) return; // the UPDATE writes no row
+    const values = Object.fromEntries(Object.entries(set).filter(([, v]) => typeof v !== 'function'));
+    const entities = loaded.map((row: object) => Object.assign(row, values));
+    return lockForEntityWrite(this.inst, qr, requestsFor(metadata, declarations, entities), subject);
+  }
+}
+
+function declarationsOf(metadata: EntityMetadata | undefined) {
+  const target = metadata?.target;
+  if (typeof target !== 'function') return undefined;
+  const declarations = lockMetadataOf(target)?.advisory;
+  return declarations?.length ? declarations : undefined;
+}
+
+function subjectOf(metadata: EntityMetadata) {
+  return { label: `@AdvisoryLock on ${metadata.name}`, entity: metadata.name };
+}
+
+function requestsFor(metadata: EntityMetadata, declarations: NonNullable<ReturnType<typeof declarationsOf>>, entities: unknown[]) {
+  const subject = subjectOf(metadata);
+  return entities.flatMap((entity) =>
+    declarations.map((decl) => ({ key: evaluateAdvisoryKey(decl.key, undefined, [entity], subject), options: decl.options as AdvisoryLockOptions })),
+  );
+}
+
+/** The documented refusal of a write whose row cannot be known. */
+function noRow(metadata: EntityMetadata, write: string): LockConfigError {
+  return new LockConfigError(
+    `@AdvisoryLock on ${metadata.name}: this ${write} has no entity to compute the lock key from (a query-builder or repository.delete/update ` +
+      `by criteria); use save()/remove() on the entity, update by primary key (repository.update(id, …), .where('id = :id')), ` +
+      'or take the lock yourself with withAdvisoryLock()',
+    { entity: metadata.name },
+  );
 }
 
 /** The row as it will be after the update: the loaded row with the changed values over it. */

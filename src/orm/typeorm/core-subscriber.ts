@@ -1,7 +1,8 @@
-import type { EntitySubscriberInterface, InsertEvent, TransactionCommitEvent, TransactionRollbackEvent, TransactionStartEvent, UpdateEvent } from 'typeorm';
+import type { EntitySubscriberInterface, InsertEvent, LoadEvent, TransactionCommitEvent, TransactionRollbackEvent, TransactionStartEvent, UpdateEvent } from 'typeorm';
 import { savepointEnded, savepointStarted, transactionCompleted } from '../../context/commit-hooks';
 import { transactionEnded } from '../../context/held';
 import { noteOrigin, type Installation } from '../installations';
+import { noteSchemaEntity } from './typeorm-port';
 
 /**
  * The subscriber every installation has: remembers which DataSource an entity object was loaded
@@ -12,12 +13,14 @@ import { noteOrigin, type Installation } from '../installations';
 export class CoreSubscriber implements EntitySubscriberInterface {
   constructor(private readonly inst: Installation) {}
 
-  afterLoad(entity: unknown) {
+  afterLoad(entity: unknown, event?: LoadEvent<any>) {
     noteOrigin(entity, this.inst);
+    noteSchemaEntity(entity, event?.metadata);
   }
 
   afterInsert(event: InsertEvent<any>) {
     noteOrigin(event.entity, this.inst);
+    noteSchemaEntity(event.entity, event.metadata);
   }
 
   afterUpdate(event: UpdateEvent<any>) {

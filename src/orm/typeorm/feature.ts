@@ -18,6 +18,6 @@ export interface InstallContext {
 export interface TypeOrmFeature {
   readonly name: string;
   validate?(entity: EntityMetadata, declared: EntityLockMetadata, ctx: InstallContext): void;
-  /** Subscribers placed before all others on the DataSource, in feature order. */
+  /** Subscribers appended to the DataSource's (after the user's own), in feature order. */
   subscribers?(inst: Installation): EntitySubscriberInterface[];
 }

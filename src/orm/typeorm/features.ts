@@ -7,7 +7,7 @@ import { lockedTreeFeature } from './locked-tree-feature';
 
 /**
  * Every strategy that takes part in installLocking. Their subscribers run in this order,
- * before any other subscriber: @AroundCreate first (its lock must precede everything that
+ * after the user's own (TypeORM starts them all at once): @AroundCreate first (its lock must precede everything that
  * computes values under it), then entity advisory locks, then the version check.
  */
 export const features: TypeOrmFeature[] = [lockedTreeFeature, aroundCreateFeature, advisoryFeature, versionedFeature, pessimisticFeature];

@@ -2,16 +2,16 @@ import { describeValue, optionsProblems } from '../../arguments';
 import type { DataSource, EntitySubscriberInterface } from 'typeorm';
 import type { LockDialect } from '../../dialects/dialect';
 import { LockConfigError } from '../../errors';
-import { lockMetadataOf } from '../../metadata/registry';
+import { lockMetadataOf, onDeclaration } from '../../metadata/registry';
 import { observersOf } from '../../observe/events';
 import { checkInstallOptions, withPoolerMode, type InstallLockingOptions } from '../install-options';
-import { addInstallation, installationOf, Installation, removeInstallation, type InstallationSettings } from '../installations';
+import { addInstallation, installationOf, installOnce, Installation, liveInstallations, removeInstallation, type InstallationSettings } from '../installations';
 import { bindDataSource } from './bind-data-source';
 import { dataSourceName } from './compat';
 import { CoreSubscriber } from './core-subscriber';
 import type { InstallContext } from './feature';
 import { features } from './features';
-import { acquirePatches, neededPatches, releasePatches } from './internals';
+import { acquirePatches, extendPatches, neededPatches, releasePatches } from './internals';
 import { bindExistingRepositories } from './internals/repository';
 import { TypeOrmPort } from './typeorm-port';
 
@@ -50,6 +50,10 @@ export async function installLocking(dataSource: DataSource, options: InstallLoc
     throw new LockConfigError(`installLocking(dataSource): already installed on DataSource '${dataSourceName(dataSource)}'; call uninstall() on its handle first.`);
   }
   const checked = checkOptions(options);
+  return installOnce(dataSource, `DataSource '${dataSourceName(dataSource)}'`, () => install(dataSource, options, checked));
+}
+
+async function install(dataSource: DataSource, options: InstallLockingOptions, checked: InstallationSettings): Promise<LockingHandle> {
   const port = new TypeOrmPort(dataSource);
   const dialect = await port.detectDialect();
   const settings = await withPoolerMode(checked, options.pooler, port, dialect);
@@ -75,7 +79,9 @@ export async function installLocking(dataSource: DataSource, options: InstallLoc
     releasePatches();
     throw error;
   }
-  (dataSource.subscribers as EntitySubscriberInterface[]).unshift(...subscribers);
+  // after the user's own: installing changes no index a program reads (TypeORM starts every
+  // subscriber's before-hook at once, so ormlock's order among the user's is not what orders its locks)
+  (dataSource.subscribers as EntitySubscriberInterface[]).push(...subscribers);
   addInstallation(inst);
 
   let installed = true;
@@ -114,3 +120,22 @@ function uninstallOnDestroy(dataSource: DataSource, uninstall: () => void): () =
 function checkOptions(options: InstallLockingOptions): InstallationSettings {
   return checkInstallOptions(options);
 }
+
+/**
+ * A declaration made after installLocking (`versioned(X)`, `lockedTree(X)`, a decorated class
+ * loaded late) takes effect: it is validated against every installed DataSource that has the
+ * entity (LockConfigError, and the declaration is undone, when it is misdeclared there), and
+ * the patches it needs are applied.
+ */
+onDeclaration((cls) => {
+  const installed = liveInstallations().filter((inst) => inst.port instanceof TypeOrmPort);
+  if (!installed.length) return;
+  const declared = lockMetadataOf(cls);
+  for (const inst of installed) {
+    const dataSource = inst.port.target as DataSource;
+    if (!declared || !dataSource.hasMetadata(cls)) continue;
+    const entity = dataSource.getMetadata(cls);
+    for (const feature of features) feature.validate?.(entity, declared, { dataSource, dialect: inst.dialect, settings: inst.settings });
+  }
+  extendPatches(neededPatches());
+});

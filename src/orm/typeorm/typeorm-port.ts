@@ -149,6 +149,11 @@ export class TypeOrmPort implements OrmPort {
     return this.descriptorOf(this.dataSource.getMetadata(target));
   }
 
+  describeObject(object: object): EntityDescriptor | undefined {
+    const meta = schemaEntityOf(object);
+    return meta && this.dataSource.hasMetadata(meta.target) && this.dataSource.getMetadata(meta.target) === meta ? this.descriptorOf(meta) : undefined;
+  }
+
   /** The descriptor of TypeORM metadata (cached). */
   descriptorOf(meta: EntityMetadata): EntityDescriptor {
     let desc = this.descriptors.get(meta);
@@ -400,4 +405,16 @@ function whereColumns(metadata: EntityMetadata, where: ObjectLiteral, caller: st
     throw new LockConfigError(`${caller}: ${metadata.name} has no column or relation '${path}'`, { entity: metadata.name });
   }
   return out;
+}
+
+/** Objects of EntitySchema entities without `target` (plain objects) → the metadata TypeORM loaded or saved them as. */
+const schemaEntities = new WeakMap<object, EntityMetadata>();
+
+/** Remembers the entity of a plain object TypeORM loaded or saved (the core subscriber calls this). */
+export function noteSchemaEntity(object: unknown, meta: EntityMetadata | undefined): void {
+  if (meta && typeof meta.target !== 'function' && object !== null && typeof object === 'object') schemaEntities.set(object, meta);
+}
+
+function schemaEntityOf(object: object): EntityMetadata | undefined {
+  return schemaEntities.get(object);
 }

@@ -2,7 +2,7 @@ import type { MikroORM } from '@mikro-orm/core';
 import { decoratedClasses, lockMetadataOf } from '../../../metadata/registry';
 import { connectionPatches, transactionalPatch } from './connection';
 import { expectMethod, ownerOf, probeError, type MikroPatch } from './patch';
-import { driverFindPatch, queryBuilderPatch } from './reads';
+import { driverCountPatch, driverFindPatch, findAndCountPatch, queryBuilderPatch } from './reads';
 import { unitOfWorkPatch } from './unit-of-work';
 import { versionedPatches } from './versioned';
 
@@ -33,6 +33,8 @@ export function neededPatches(orm: MikroORM): Array<{ owner: object; patch: Mikr
   add(ownerOf(connection, 'execute'), portShapeProbe(connection, uow));
   add(ownerOf(em, 'transactional'), transactionalPatch(em));
   add(ownerOf(driver, 'find'), driverFindPatch(driver));
+  add(ownerOf(driver, 'count'), driverCountPatch(driver));
+  add(ownerOf(em, 'findAndCount'), findAndCountPatch(em));
   const entity = Object.values(orm.getMetadata().getAll()).find((m: any) => !m.virtual && !m.embeddable && typeof m.class === 'function') as any;
   if (entity && typeof em.createQueryBuilder === 'function') {
     const qb = em.createQueryBuilder(entity.className);

@@ -1,7 +1,8 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { LockMode } from '@mikro-orm/core';
 import { ambientTx, readLockPolicy } from '../../../context/store';
 import { LockConfigError, TransactionRequiredError } from '../../../errors';
-import { runLockedRead } from '../../../locks/row-lock';
+import { runLockedRead, unlockableRead } from '../../../locks/row-lock';
 import { resolveRowLockSpec, type RowLockSpec } from '../../../locks/row-lock-options';
 import { lockMetadataOf } from '../../../metadata/registry';
 import type { Installation } from '../../installations';
@@ -115,4 +116,50 @@ function escapedRead(source: string, entity: string, inst: Installation | undefi
       ? `it went through ${inst.label}, where no ormlock transaction is open (pass { dataSource: orm } to ${source.startsWith('@') ? 'the decorator' : 'the call'}, or open one with transaction())`
       : "it ran on an EntityManager outside the method's transaction (a fork of your own, or one bound to another transaction); use orm.em, currentManager() or an injected EntityManager/repository";
   return new LockConfigError(`${source}: a read of ${entity} would not be locked: ${why}.`, { entity, method: source });
+}
+
+/** Set while `em.findAndCount` runs: its total is counted unlocked (its rows are locked). */
+const countingTotal = new AsyncLocalStorage<boolean>();
+
+/**
+ * `AbstractSqlDriver.prototype.count` (em.count, repository.count): inside a `@Pessimistic` method
+ * a count of a covered entity is refused by name — it reads no row it could lock, and rows
+ * inserted meanwhile would not be counted. `em.findAndCount`'s total is not refused.
+ */
+export function driverCountPatch(driver: object): MikroPatch {
+  const owner = ownerOf(driver, 'count');
+  const label = 'AbstractSqlDriver.prototype';
+  return {
+    name: `${label}.count`,
+    probe: () => expectMethod(owner, label, 'count'),
+    apply() {
+      return replaceMethod(owner!, 'count', (base) => function (this: any, entityName: string, ...rest: unknown[]) {
+        const policy = readLockPolicy();
+        if (policy && !countingTotal.getStore()) {
+          const meta = this.metadata.find(entityName);
+          const target = meta?.class;
+          const covered = typeof target === 'function' && !meta.virtual && (!policy.entities || policy.entities.some((cls) => cls === target || target.prototype instanceof cls));
+          if (covered) {
+            return Promise.reject(unlockableRead(policy.source, 'count()', meta.className, 'a count reads no row it could lock, and rows inserted meanwhile would not be counted'));
+          }
+        }
+        return base.call(this, entityName, ...rest);
+      });
+    },
+  };
+}
+
+/** `EntityManager.prototype.findAndCount`: marks its count as the total of a locked read (see driverCountPatch). */
+export function findAndCountPatch(em: object): MikroPatch {
+  const owner = ownerOf(em, 'findAndCount');
+  const label = 'EntityManager.prototype';
+  return {
+    name: `${label}.findAndCount`,
+    probe: () => expectMethod(owner, label, 'findAndCount', ['count']),
+    apply() {
+      return replaceMethod(owner!, 'findAndCount', (base) => function (this: any, ...args: unknown[]) {
+        return countingTotal.run(true, () => base.apply(this, args));
+      });
+    },
+  };
 }

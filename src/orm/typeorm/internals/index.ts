@@ -1,10 +1,12 @@
 import { lockMetadataOf, decoratedClasses } from '../../../metadata/registry';
+import { aggregateReadPatches } from './aggregate-reads';
 import { writePatches } from './around-create';
 import { entityManagerTransactionPatch } from './entity-manager';
 import { probeError, type InternalPatch } from './patch';
 import { persistencePatches } from './persistence';
 import { queryBuilderPatches } from './query-builder';
 import { repositoryManagerPatch } from './repository';
+import { updateRowsPatch } from './update-rows';
 import { upsertVersionPatch } from './upsert';
 
 /**
@@ -21,9 +23,11 @@ export function neededPatches(): InternalPatch[] {
   const writes = versioned || declared.some((d) => d.aroundCreate.length > 0) || declared.some((d) => d.advisory.length > 0 || d.lockedTree !== undefined);
   return [
     ...queryBuilderPatches,
+    ...aggregateReadPatches,
     repositoryManagerPatch,
     entityManagerTransactionPatch,
     ...(writes ? writePatches : []),
+    ...(declared.some((d) => d.advisory.length > 0) ? [updateRowsPatch] : []),
     ...(versioned ? [...persistencePatches, upsertVersionPatch] : []),
   ];
 }
@@ -41,6 +45,21 @@ export function acquirePatches(patches: readonly InternalPatch[]): void {
     applied.add(p);
   }
   users++;
+}
+
+/**
+ * Applies what a declaration made after installLocking needs (while installations use the
+ * patches): probes the fresh ones first, throwing LockConfigError having applied nothing.
+ */
+export function extendPatches(patches: readonly InternalPatch[]): void {
+  if (users === 0) return;
+  const fresh = patches.filter((p) => !applied.has(p));
+  const problems = fresh.flatMap((p) => p.probe().map((problem) => ({ patch: p.name, problem })));
+  if (problems.length) throw probeError(problems);
+  for (const p of fresh) {
+    p.apply();
+    applied.add(p);
+  }
 }
 
 /** One installation fewer; the last one restores every patched internal. */

@@ -1,7 +1,9 @@
 import { SelectQueryBuilder } from 'typeorm';
 import { ambientTx, readLockPolicy } from '../../../context/store';
 import { LockConfigError, TransactionRequiredError } from '../../../errors';
-import { runLockedRead } from '../../../locks/row-lock';
+import { runLockedRead, unlockableRead } from '../../../locks/row-lock';
+
+export { unlockableRead } from '../../../locks/row-lock';
 import { resolveRowLockSpec, type RowLockSpec } from '../../../locks/row-lock-options';
 import { lockMetadataOf } from '../../../metadata/registry';
 import { installationOf, noteForeignOrigin, type Installation } from '../../installations';
@@ -53,35 +55,147 @@ const entityReads: InternalPatch = {
   apply() {
     this.restore = replaceMethod(proto, 'executeEntitiesAndRawResults', (base) =>
       async function (this: SelectQueryBuilder<any>, queryRunner: any) {
-        const map = this.expressionMap as any;
-        const foreign = !installationOf(dataSourceOf(this));
-        const plain = () => (foreign ? base.call(this, queryRunner).then((r: any) => noteForeign(this, r)) : base.call(this, queryRunner));
-        if (map[LOCK_SPEC] || !map.mainAlias?.hasMetadata || map.lockMode || map.subQuery) return plain();
-        const policy = readLockPolicy();
-        if (!policy) return plain();
-        const target = map.mainAlias.metadata.target;
-        if (typeof target !== 'function') return plain();
-        if (policy.entities && !policy.entities.some((cls) => cls === target || target.prototype instanceof cls)) return plain();
-        const ds = dataSourceOf(this);
-        const inst = installationOf(ds);
-        const entity = map.mainAlias.metadata.name as string;
-        const tx = inst && ambientTx(inst);
-        if (!inst || !tx || tx.connection !== queryRunner) {
-          throw escapedRead(policy.source, entity, inst, ds, Boolean(tx));
-        }
-        const spec = policySpec(inst, target, policy);
-        inst.dialect.checkRowLock(spec, entity, map.joinAttributes.length > 0);
-        if (!queryRunner.isTransactionActive) {
-          throw new TransactionRequiredError(`A locked read of ${entity} needs a transaction: use transaction(), withLock() or @Transactional().`, { entity });
-        }
-        map[LOCK_SPEC] = spec;
-        const desc = (inst.port as { descriptorOf?(m: unknown): any }).descriptorOf!(map.mainAlias.metadata);
-        return runLockedRead(inst, queryRunner, desc, spec, 'row', () => base.call(this, queryRunner));
+        const plan = lockedReadPlan(this, queryRunner);
+        if (!plan) return plainRead(this, () => base.call(this, queryRunner));
+        return runPlan(this, queryRunner, plan, () => base.call(this, queryRunner));
       },
     );
   },
   restore() {},
 };
+
+/**
+ * `loadRawResults` (the path of getRawOne/getRawMany, and of TypeORM's own sub-reads): inside a
+ * `@Pessimistic` method, a raw read of a covered entity gets the lock clause too. One whose rows
+ * cannot be locked (an aggregate, GROUP BY, DISTINCT, HAVING: PostgreSQL refuses FOR UPDATE there,
+ * and counting rows is no row lock) is refused by name.
+ */
+const rawReads: InternalPatch = {
+  name: `${LABEL}.loadRawResults`,
+  probe: () => expectMethod(proto, LABEL, 'loadRawResults', ['getQueryAndParameters']),
+  apply() {
+    this.restore = replaceMethod(proto, 'loadRawResults', (base) =>
+      async function (this: SelectQueryBuilder<any>, queryRunner: any) {
+        const plan = countingTotal ? undefined : lockedReadPlan(this, queryRunner);
+        if (!plan) return base.call(this, queryRunner);
+        const aggregate = aggregateOf(this);
+        if (aggregate) throw unlockableRead(plan.source, 'getRawOne()/getRawMany()', plan.entity, `it has ${aggregate}`);
+        return runPlan(this, queryRunner, plan, () => base.call(this, queryRunner));
+      },
+    );
+  },
+  restore() {},
+};
+
+/** True while `executeCountQuery` builds and starts its query: getManyAndCount's total is counted unlocked (its rows are locked). */
+let countingTotal = false;
+
+const totalCount: InternalPatch = {
+  name: `${LABEL}.executeCountQuery`,
+  probe: () => expectMethod(proto, LABEL, 'executeCountQuery', ['loadRawResults']),
+  apply() {
+    this.restore = replaceMethod(proto, 'executeCountQuery', (base) =>
+      function (this: SelectQueryBuilder<any>, queryRunner: unknown) {
+        countingTotal = true;
+        try {
+          return base.call(this, queryRunner); // calls loadRawResults before its first await
+        } finally {
+          countingTotal = false;
+        }
+      },
+    );
+  },
+  restore() {},
+};
+
+/** getCount(), getExists() and stream() inside a `@Pessimistic` method: refused by name (see `unlockableRead`). */
+const refusedReads: InternalPatch[] = (['getCount', 'getExists', 'stream'] as const).map((method) => ({
+  name: `${LABEL}.${method}`,
+  probe: () => expectMethod(proto, LABEL, method, ['obtainQueryRunner']),
+  apply() {
+    this.restore = replaceMethod(proto, method, (base) =>
+      function (this: SelectQueryBuilder<any>, ...args: unknown[]) {
+        const policy = coveringPolicy(this);
+        if (policy) {
+          const entity = this.expressionMap.mainAlias!.metadata.name;
+          return Promise.reject(unlockableRead(policy.source, `${method}()`, entity, method === 'stream' ? STREAM_WHY : COUNT_WHY));
+        }
+        return base.apply(this, args);
+      },
+    );
+  },
+  restore() {},
+}));
+
+const COUNT_WHY = 'a count or an existence test reads no row it could lock, and rows inserted meanwhile would not be counted';
+const STREAM_WHY = 'a stream is read after the call returns, outside the lock scope';
+
+/** What makes a raw read unlockable, or undefined. */
+function aggregateOf(qb: SelectQueryBuilder<any>): string | undefined {
+  const map = qb.expressionMap as any;
+  if (map.groupBys?.length) return 'GROUP BY';
+  if (map.havings?.length) return 'HAVING';
+  if (map.selectDistinct) return 'DISTINCT';
+  for (const s of map.selects ?? []) {
+    const m = typeof s.selection === 'string' && /\b(count|sum|avg|min|max|array_agg|string_agg|group_concat|json_agg|jsonb_agg|bool_and|bool_or|every)\s*\(/i.exec(s.selection);
+    if (m) return `an aggregate (${m[1].toUpperCase()})`;
+  }
+  return undefined;
+}
+
+/** The `@Pessimistic` policy covering this builder's main entity (undefined when none applies). */
+export function coveringPolicy(qb: SelectQueryBuilder<any>) {
+  const map = qb.expressionMap as any;
+  if (map[LOCK_SPEC] || !map.mainAlias?.hasMetadata || map.lockMode || map.subQuery) return undefined;
+  return policyCovering(map.mainAlias.metadata);
+}
+
+/** The `@Pessimistic` policy covering reads of `metadata`'s entity (class or EntitySchema). */
+export function policyCovering(metadata: { target: unknown }) {
+  const policy = readLockPolicy();
+  if (!policy) return undefined;
+  const target = metadata.target;
+  if (policy.entities && !(typeof target === 'function' && policy.entities.some((cls) => cls === target || target.prototype instanceof cls))) return undefined;
+  return policy;
+}
+
+interface ReadPlan {
+  inst: Installation;
+  spec: RowLockSpec;
+  entity: string;
+  source: string;
+}
+
+/** How a read this builder is about to run must be locked, or undefined (a plain read); throws when it would escape. */
+function lockedReadPlan(qb: SelectQueryBuilder<any>, queryRunner: any): ReadPlan | undefined {
+  const policy = coveringPolicy(qb);
+  if (!policy) return undefined;
+  const map = qb.expressionMap as any;
+  const ds = dataSourceOf(qb);
+  const inst = installationOf(ds);
+  const entity = map.mainAlias.metadata.name as string;
+  const tx = inst && ambientTx(inst);
+  if (!inst || !tx || tx.connection !== queryRunner) {
+    throw escapedRead(policy.source, entity, inst, ds, Boolean(tx));
+  }
+  const spec = policySpec(inst, map.mainAlias.metadata.target, policy);
+  inst.dialect.checkRowLock(spec, entity, map.joinAttributes.length > 0);
+  if (!queryRunner.isTransactionActive) {
+    throw new TransactionRequiredError(`A locked read of ${entity} needs a transaction: use transaction(), withLock() or @Transactional().`, { entity });
+  }
+  return { inst, spec, entity, source: policy.source };
+}
+
+function runPlan<T>(qb: SelectQueryBuilder<any>, queryRunner: any, plan: ReadPlan, work: () => Promise<T>): Promise<T> {
+  const map = qb.expressionMap as any;
+  map[LOCK_SPEC] = plan.spec;
+  const desc = (plan.inst.port as { descriptorOf?(m: unknown): any }).descriptorOf!(map.mainAlias.metadata);
+  return runLockedRead(plan.inst, queryRunner, desc, plan.spec, 'row', work);
+}
+
+function plainRead<R>(qb: SelectQueryBuilder<any>, work: () => Promise<R>): Promise<R> {
+  return installationOf(dataSourceOf(qb)) ? work() : work().then((r: any) => noteForeign(qb, r));
+}
 
 /** Entities read through a DataSource without ormlock are remembered as such: lock(entity) must not pick another database. */
 function noteForeign<R extends { entities?: unknown[] }>(qb: SelectQueryBuilder<any>, result: R): R {
@@ -92,8 +206,8 @@ function noteForeign<R extends { entities?: unknown[] }>(qb: SelectQueryBuilder<
   return result;
 }
 
-function policySpec(inst: Installation, target: Function, policy: { options: object; source: string }): RowLockSpec {
-  const { spec, problems } = resolveRowLockSpec({ timeoutMs: inst.settings.lockTimeoutMs }, lockMetadataOf(target)?.pessimistic, policy.options);
+function policySpec(inst: Installation, target: unknown, policy: { options: object; source: string }): RowLockSpec {
+  const { spec, problems } = resolveRowLockSpec({ timeoutMs: inst.settings.lockTimeoutMs }, lockMetadataOf(typeof target === 'function' ? target : undefined)?.pessimistic, policy.options);
   if (problems.length) throw new LockConfigError(`${policy.source}: ${problems.join('; ')}`, { method: policy.source });
   return spec;
 }
@@ -108,4 +222,4 @@ function escapedRead(source: string, entity: string, inst: Installation | undefi
   return new LockConfigError(`${source}: a read of ${entity} would not be locked: ${why}.`, { entity, method: source });
 }
 
-export const queryBuilderPatches: readonly InternalPatch[] = [lockExpression, entityReads];
+export const queryBuilderPatches: readonly InternalPatch[] = [lockExpression, entityReads, rawReads, totalCount, ...refusedReads];

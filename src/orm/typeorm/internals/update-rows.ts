@@ -1,0 +1,95 @@
+import { UpdateQueryBuilder, type EntityMetadata } from 'typeorm';
+import { lockMetadataOf } from '../../../metadata/registry';
+import { installationOf } from '../../installations';
+import { dataSourceOf } from '../compat';
+import { expectMethod, replaceMethod, type InternalPatch } from './patch';
+
+/**
+ * The rows a query-builder UPDATE (repository.update(), manager.update(), increment(), a query
+ * builder's update()) writes, as primary-key objects, when its WHERE names them by primary key;
+ * `null` when it does not (a criteria update). Keyed by the builder's SET object, which TypeORM
+ * hands to the beforeUpdate subscribers as `event.entity`.
+ */
+const updateRows = new WeakMap<object, Array<Record<string, unknown>> | null>();
+
+/** The rows an UPDATE whose SET object is `valuesSet` writes (see updateRows); undefined when it was not a query-builder UPDATE. */
+export function rowsOfUpdate(valuesSet: unknown): Array<Record<string, unknown>> | null | undefined {
+  return valuesSet !== null && typeof valuesSet === 'object' ? updateRows.get(valuesSet) : undefined;
+}
+
+const proto = UpdateQueryBuilder.prototype as any;
+const LABEL = 'UpdateQueryBuilder.prototype';
+
+/** Notes the rows of an UPDATE of an entity with `@AdvisoryLock(entity => key)`, before TypeORM broadcasts beforeUpdate. */
+export const updateRowsPatch: InternalPatch = {
+  name: `${LABEL}.execute`,
+  probe: () => expectMethod(proto, LABEL, 'execute', ['valuesSet', 'callListeners']),
+  apply() {
+    this.restore = replaceMethod(proto, 'execute', (base) =>
+      function (this: UpdateQueryBuilder<any>, ...args: unknown[]) {
+        const map = this.expressionMap as any;
+        const target = map.mainAlias?.hasMetadata ? map.mainAlias.metadata.target : undefined;
+        if (
+          map.callListeners === true && map.valuesSet && typeof map.valuesSet === 'object' && typeof target === 'function' &&
+          lockMetadataOf(target)?.advisory.length && installationOf(dataSourceOf(this))
+        ) {
+          updateRows.set(map.valuesSet, primaryKeysOfWhere(map.mainAlias.metadata, map.mainAlias.name, map.wheres, map.parameters));
+        }
+        return base.apply(this, args);
+      },
+    );
+  },
+  restore() {},
+};
+
+/**
+ * The primary keys a WHERE names: every top-level condition is AND-ed, and the primary-key
+ * columns are each constrained by `=` (or a single-column key by `IN (…)`) to parameters.
+ * Other AND-ed conditions only narrow the rows. null when the rows cannot be known this way.
+ */
+export function primaryKeysOfWhere(
+  meta: EntityMetadata,
+  alias: string,
+  wheres: Array<{ type: string; condition: unknown }>,
+  parameters: Record<string, unknown>,
+): Array<Record<string, unknown>> | null {
+  if (!Array.isArray(wheres) || wheres.length === 0 || wheres.some((w) => w.type === 'or')) return null;
+  const primaries = meta.primaryColumns;
+  const found = new Map<string, unknown[]>();
+  const column = (path: string) => {
+    const bare = path.replace(/["`[\]]/g, '');
+    const name = bare.startsWith(`${alias}.`) ? bare.slice(alias.length + 1) : bare.includes('.') ? undefined : bare;
+    return name === undefined ? undefined : primaries.find((c) => c.propertyPath === name || c.databaseName === name);
+  };
+  const param = (p: unknown) => (typeof p === 'string' && p.startsWith(':') && p.slice(1) in parameters ? { value: parameters[p.slice(1)] } : undefined);
+  const note = (path: string, values: unknown[]) => {
+    const col = column(path);
+    if (col && !found.has(col.propertyPath)) found.set(col.propertyPath, values);
+  };
+  const visit = (condition: unknown): boolean => {
+    if (typeof condition === 'string') {
+      const m = /^\s*\(?\s*((?:[\w"`]+\.)?[\w"`]+)\s*=\s*:(\w+)\s*\)?\s*$/.exec(condition);
+      if (m && m[2] in parameters) note(m[1], [parameters[m[2]]]);
+      return true;
+    }
+    if (Array.isArray(condition)) {
+      if (condition.some((c) => c?.type === 'or')) return false;
+      return condition.every((c) => visit(c?.condition));
+    }
+    const op = condition as { operator?: string; parameters?: unknown[] } | undefined;
+    if (op && (op.operator === 'equal' || op.operator === 'in') && Array.isArray(op.parameters) && typeof op.parameters[0] === 'string') {
+      const values = op.parameters.slice(1).map(param);
+      if (values.every(Boolean) && values.length && (op.operator === 'in' ? primaries.length === 1 : values.length === 1)) {
+        note(op.parameters[0], values.map((v) => v!.value));
+      }
+    }
+    return true;
+  };
+  if (!wheres.every((w) => visit(w.condition))) return null;
+  if (primaries.some((c) => !found.has(c.propertyPath))) return null;
+  if (primaries.length === 1) {
+    const [col] = primaries;
+    return found.get(col.propertyPath)!.map((v) => ({ [col.propertyPath]: v }));
+  }
+  return [Object.fromEntries(primaries.map((c) => [c.propertyPath, found.get(c.propertyPath)![0]]))];
+}
