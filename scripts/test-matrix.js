@@ -33,6 +33,7 @@ const ONCE = [
   /^test\/import-rule\.test\.ts$/,
   /^test\/no-cycles\.test\.ts$/,
   /^test\/docs\.test\.ts$/,
+  /^test\/nestjs-exception-filter\.test\.ts$/,
 ];
 const mocha = path.join(ROOT, 'node_modules', 'mocha', 'bin', 'mocha.js');
 
