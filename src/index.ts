@@ -4,7 +4,8 @@
  */
 // setup
 export { installLocking } from './orm/typeorm/lazy';
-export type { InstallLockingOptions, LockingHandle } from './orm/typeorm/install';
+export type { InstallLockingOptions } from './orm/install-options';
+export type { LockingHandle } from './orm/typeorm/public-types';
 export type { LockEvent, LockObserver } from './observe/events';
 export type { Installation, InstallationSettings } from './orm/installations';
 export type { OrmPort, PortConnection, EntityDescriptor, OrmManager, OrmConnection } from './orm/port';
@@ -44,7 +45,7 @@ export { versioned, type VersionedOptions } from './locks/optimistic';
 export { retryOnConflict, isRetryableConflict, type RetryOptions, type RetryInfo, type RetryMatcher } from './locks/retry';
 export { createOrFind } from './locks/create-or-find';
 export { addVersionColumn, dropVersionColumn } from './orm/typeorm/lazy';
-export type { AddVersionColumnOptions } from './orm/typeorm/versioned-migration';
+export type { AddVersionColumnOptions } from './orm/typeorm/public-types';
 // advisory locks
 export { AdvisoryLock, type AdvisoryLockKey } from '../decorators/AdvisoryLock';
 export {
@@ -60,7 +61,7 @@ export type {
 } from './redis';
 // Redis leases bound to the database: the fencing counter table
 export { createFencingTable, dropFencingTable } from './orm/typeorm/lazy';
-export type { FencingTableOptions } from './orm/typeorm/fencing-table';
+export type { FencingTableOptions } from './orm/typeorm/public-types';
 export { DistributedLock, type DistributedLockOptions, type DistributedLockKey } from '../decorators/DistributedLock';
 // observability: who waits on whom
 export { inspectLocks, inspectWith, type InspectLocksOptions, type InspectTarget, type LockWait } from './observe/inspect-locks';

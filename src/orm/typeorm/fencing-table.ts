@@ -3,12 +3,10 @@ import { LockConfigError } from '../../errors';
 import { installationOf } from '../installations';
 import { checkFencingTable, DEFAULT_FENCING_TABLE } from '../../redis/fencing';
 import { dataSourceOf } from './compat';
+import type { FencingTableOptions } from './public-types';
 import { TypeOrmPort } from './typeorm-port';
 
-export interface FencingTableOptions {
-  /** Table name (default `ormlock_fencing`); give the same to `new Redlock(clients, { fencing: { dataSource, table } })`. */
-  table?: string;
-}
+export type { FencingTableOptions } from './public-types';
 
 /**
  * Creates the fencing-token counter table of `new Redlock(clients, { fencing: { dataSource } })`
