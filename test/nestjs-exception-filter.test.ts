@@ -4,8 +4,17 @@ import { APP_FILTER, HttpAdapterHost } from '@nestjs/core';
 import { Test } from '@nestjs/testing';
 import { expect } from 'chai';
 import {
-  DeadlockError, LockConfigError, LockError, LockLostError, LockNotAvailableError, LockTimeoutError, PoolExhaustedError, SerializationError,
-  StaleEntityError, TransactionRequiredError, UniqueViolationError,
+  DeadlockError,
+  LockConfigError,
+  LockError,
+  LockLostError,
+  LockNotAvailableError,
+  LockTimeoutError,
+  PoolExhaustedError,
+  SerializationError,
+  StaleEntityError,
+  TransactionRequiredError,
+  UniqueViolationError,
 } from '../src';
 import { ORMLOCK_EXCEPTION_FILTER_OPTIONS, OrmlockExceptionFilter, ormlockHttpStatus } from '../src/nestjs';
 
@@ -61,7 +70,10 @@ describe('ormlock/nestjs OrmlockExceptionFilter', () => {
         const stale = await fetch(`${url}/fail/stale`);
         expect(stale.status).to.equal(409);
         expect(await stale.json()).to.deep.equal({
-          statusCode: 409, error: 'Conflict', code: 'STALE_ENTITY', message: 'Account 1 was changed since it was loaded (version 3, now 4)',
+          statusCode: 409,
+          error: 'Conflict',
+          code: 'STALE_ENTITY',
+          message: 'Account 1 was changed since it was loaded (version 3, now 4)',
         });
         expect(stale.headers.get('retry-after')).to.equal(null);
         for (const k of ['unavailable', 'unique', 'deadlock', 'serialization']) expect((await fetch(`${url}/fail/${k}`)).status, k).to.equal(409);

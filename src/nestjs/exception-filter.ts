@@ -16,7 +16,14 @@
 import { Catch, Inject, Optional, type ArgumentsHost, type ExceptionFilter } from '@nestjs/common';
 import { HttpAdapterHost } from '@nestjs/core';
 import {
-  DeadlockError, LockError, LockLostError, LockNotAvailableError, LockTimeoutError, PoolExhaustedError, SerializationError, StaleEntityError,
+  DeadlockError,
+  LockError,
+  LockLostError,
+  LockNotAvailableError,
+  LockTimeoutError,
+  PoolExhaustedError,
+  SerializationError,
+  StaleEntityError,
   UniqueViolationError,
 } from '../errors';
 

@@ -50,5 +50,5 @@ export function managers(ds: DataSource, orm: MikroORM): void {
   const mikro: MikroORM['em'] = currentManager(orm);
   const ambient = currentManager();
   const notAny: IsAny<typeof ambient> = false;
-  void [typeorm, mikro, notAny];
+  void [typeorm, mikro, ambient, notAny];
 }

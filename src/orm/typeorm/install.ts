@@ -1,6 +1,5 @@
-import { describeValue, optionsProblems } from '../../arguments';
+import { describeValue } from '../../arguments';
 import type { DataSource, EntitySubscriberInterface } from 'typeorm';
-import type { LockDialect } from '../../dialects/dialect';
 import { LockConfigError } from '../../errors';
 import { lockMetadataOf } from '../../metadata/registry';
 import { observersOf } from '../../observe/events';
