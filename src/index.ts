@@ -1,6 +1,6 @@
 /**
  * ormlock: declarative concurrency control for TypeORM. The exported names are a contract
- * (see DESIGN.md); add freely, rename only with a written reason.
+ * (docs/api.md); add freely, rename only with a written reason.
  */
 // setup
 export { installLocking } from './orm/typeorm/lazy';
