@@ -52,7 +52,9 @@ function main(argv) {
     return 0;
   }
   fs.writeFileSync(pageFile, next);
-  console.log(`perf-doc: wrote the figures of ${path.relative(ROOT, pageFile)} from ${results ? path.relative(ROOT, resultsFile) : 'no results (none recorded)'}`);
+  console.log(
+    `perf-doc: wrote the figures of ${path.relative(ROOT, pageFile)} from ${results ? path.relative(ROOT, resultsFile) : 'no results (none recorded)'}`,
+  );
   return 0;
 }
 
