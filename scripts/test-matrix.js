@@ -28,7 +28,6 @@ const ONCE = [
   /^test\/redlock\.test\.ts$/,
   /^test\/deadlines\.test\.ts$/,
   /^test\/package\.test\.ts$/,
-  /^test\/consumers\.test\.ts$/,
   /^test\/first-command\.test\.ts$/,
   /^test\/import-rule\.test\.ts$/,
   /^test\/no-cycles\.test\.ts$/,
