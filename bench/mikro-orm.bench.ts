@@ -11,7 +11,7 @@
  * - version: MikroORM's `@Property({ version: true })` vs `@Versioned()` on the entity (single-row flushes);
  * - advisory: `em.transactional` + a hand-written `pg_advisory_xact_lock` / `GET_LOCK … RELEASE_LOCK` vs `@AdvisoryLock(key)`.
  * Round trips per operation are counted at knex (every statement sent, BEGIN/COMMIT included) and
- * checked against DESIGN.md's budget: a lock costs at most one statement more than the same work
+ * checked against the round-trip budget: a lock costs at most one statement more than the same work
  * unlocked (two where the database has no transaction-scoped advisory lock: the release after COMMIT),
  * and @Versioned none more than MikroORM's own version check. The exit code is non-zero only when
  * a budget is exceeded, never because of timings.

@@ -9,7 +9,7 @@
  *
  * Each cell is time-bounded: 1.5 s per variant, taken in 3 interleaved rounds of 0.5 s (0.1 s,
  * one round, with --quick; --quick also skips the client-CPU probe). The exit code is
- * non-zero ONLY when a gating round-trip budget (DESIGN.md "Budgets") is exceeded — never
+ * non-zero ONLY when a gating round-trip budget (docs/performance.md) is exceeded — never
  * because of timings (a crash, e.g. an unreachable database, exits 2).
  */
 import 'reflect-metadata';
@@ -388,7 +388,7 @@ function printSummary(print: Print, all: BackendRecord[]): void {
 
 function printBudgets(print: Print, all: BackendRecord[]): string[] {
   print('');
-  print('== Round trips per operation vs the budget (DESIGN.md: a lock ≤ 1 statement over the unlocked work; decorators add none) ==');
+  print('== Round trips per operation vs the budget (a lock ≤ 1 statement over the unlocked work; decorators add none) ==');
   const failures: string[] = [];
   const head = ['db', 'process', 'tag', 'variant', 'unlocked work', '+allowed', 'allowed', 'measured', 'verdict'];
   const align: Align[] = ['l', 'l', 'l', 'l', 'r', 'r', 'r', 'r', 'l'];

@@ -2,7 +2,8 @@ import { LockConfigError } from '../src/errors';
 import { AdvisoryKeySet, canonicalAdvisoryKey, STATIC_ADVISORY_KEY, type AdvisoryKey } from '../src/locks/advisory-key';
 import { advisoryOptionProblems, runWithAdvisoryLock, type AdvisoryLockOptions } from '../src/locks/advisory';
 import { declare } from '../src/metadata/registry';
-import { checkDecoratorOptions, rejectStandardDecorator, withDataSourceOf, wrapAsyncMethod, type ClassOrMethodDecorator } from './wrap-method';
+import type { KeyFunctionArgs, KeyedClassOrMethodDecorator } from './keyed-decorator';
+import { checkDecoratorOptions, rejectStandardDecorator, withDataSourceOf, wrapAsyncMethod } from './wrap-method';
 
 /** A key, or a function returning one: of the method's arguments (with the instance as `this`), or of the entity being written. */
 export type AdvisoryLockKey = AdvisoryKey | ((...args: any[]) => AdvisoryKey);
@@ -32,7 +33,7 @@ export type AdvisoryLockKey = AdvisoryKey | ((...args: any[]) => AdvisoryKey);
  * `Class.method` when the class is defined; a key function that throws or returns nothing
  * is one at the call.
  */
-export function AdvisoryLock(key: AdvisoryLockKey, options: AdvisoryLockOptions = {}): ClassOrMethodDecorator {
+export function AdvisoryLock<K extends AdvisoryLockKey>(key: K, options: AdvisoryLockOptions = {}): KeyedClassOrMethodDecorator<KeyFunctionArgs<K>> {
   checkDecoratorOptions('AdvisoryLock', options, 'key, options?');
   if (key === undefined || key === null) {
     throw new LockConfigError(`@AdvisoryLock(key, options?): the key is ${String(key)}; give a key, or a function of the method's arguments returning one`);
@@ -64,5 +65,5 @@ export function AdvisoryLock(key: AdvisoryLockKey, options: AdvisoryLockOptions 
         return runWithAdvisoryLock(key, this, args, () => original.apply(this, args), withDataSourceOf(options, this, methodName, 'AdvisoryLock'), subject);
       };
     });
-  }) as ClassOrMethodDecorator;
+  }) as KeyedClassOrMethodDecorator<KeyFunctionArgs<K>>;
 }

@@ -1,4 +1,5 @@
 import { LockConfigError } from '../src/errors';
+import type { KeyFunctionArgs, KeyedMethodDecorator } from './keyed-decorator';
 import { rejectStandardDecorator } from './wrap-method';
 import { Redlock } from '../src/redis/redlock';
 import type { LockKeys } from '../src/redis/redlock';
@@ -32,8 +33,8 @@ export interface DistributedLockOptions extends DistributedLockCallOptions {
  * A non-async method, a bad TTL or a missing `redlock` is a `LockConfigError` naming
  * `Class.method` when the class is defined.
  */
-export function DistributedLock(key: DistributedLockKey, options: DistributedLockOptions): MethodDecorator {
-  return (target: object, propertyKey: string | symbol, descriptor: PropertyDescriptor): PropertyDescriptor => {
+export function DistributedLock<K extends DistributedLockKey>(key: K, options: DistributedLockOptions): KeyedMethodDecorator<KeyFunctionArgs<K>> {
+  return ((target: object, propertyKey: string | symbol, descriptor: PropertyDescriptor): PropertyDescriptor => {
     rejectStandardDecorator('DistributedLock', target, propertyKey);
     const owner = typeof target === 'function' ? (target as { name: string }).name : target.constructor.name;
     const method = `${owner}.${String(propertyKey)}`;
@@ -74,7 +75,7 @@ export function DistributedLock(key: DistributedLockKey, options: DistributedLoc
       return withDistributedLock(instance, lockKey, ttlMs, () => fn.apply(this, args), callOptions);
     };
     return descriptor;
-  };
+  }) as KeyedMethodDecorator<KeyFunctionArgs<K>>;
 }
 
 /** Native async functions, and async methods down-levelled by TypeScript or Babel. */

@@ -1,10 +1,11 @@
 /**
  * ormlock: declarative concurrency control for TypeORM. The exported names are a contract
- * (see DESIGN.md); add freely, rename only with a written reason.
+ * (docs/api.md); add freely, rename only with a written reason.
  */
 // setup
 export { installLocking } from './orm/typeorm/lazy';
-export type { InstallLockingOptions, LockingHandle } from './orm/typeorm/install';
+export type { InstallLockingOptions } from './orm/install-options';
+export type { LockingHandle } from './orm/typeorm/public-types';
 export type { LockEvent, LockObserver } from './observe/events';
 export type { Installation, InstallationSettings } from './orm/installations';
 export type { OrmPort, PortConnection, EntityDescriptor, OrmManager, OrmConnection } from './orm/port';
@@ -46,7 +47,7 @@ export { versioned, type VersionedOptions } from './locks/optimistic';
 export { retryOnConflict, isRetryableConflict, type RetryOptions, type RetryInfo, type RetryMatcher } from './locks/retry';
 export { createOrFind } from './locks/create-or-find';
 export { addVersionColumn, dropVersionColumn } from './orm/typeorm/lazy';
-export type { AddVersionColumnOptions } from './orm/typeorm/versioned-migration';
+export type { AddVersionColumnOptions } from './orm/typeorm/public-types';
 // advisory locks
 export { AdvisoryLock, type AdvisoryLockKey } from '../decorators/AdvisoryLock';
 export {
@@ -70,7 +71,7 @@ export { RedisSemaphore } from './redis';
 export type { RedisPermit, SemaphoreUsingOptions } from './redis';
 // Redis leases bound to the database: the fencing counter table
 export { createFencingTable, dropFencingTable } from './orm/typeorm/lazy';
-export type { FencingTableOptions } from './orm/typeorm/fencing-table';
+export type { FencingTableOptions } from './orm/typeorm/public-types';
 export { DistributedLock, type DistributedLockOptions, type DistributedLockKey } from '../decorators/DistributedLock';
 
 export { withScheduledLock, type ScheduledLockOptions, type ScheduledRun, type ScheduledRunContext } from './locks/scheduled';

@@ -1,5 +1,5 @@
 /**
- * Bad input (issue 11, item 7): every public function and decorator rejects bad arguments — null
+ * Bad input: every public function and decorator rejects bad arguments — null
  * or wrongly typed options, missing or wrong callbacks, unknown options — with a LockConfigError
  * that names the argument, before anything is sent to the database. Standard (TC39) decorators
  * (tsx / esbuild without `experimentalDecorators`) are recognised and the message says so.

@@ -30,7 +30,7 @@ describeEachBackend('transaction context', [BillUser], (env) => {
         expect((env.ds.createQueryBuilder(BillUser, 'u') as any).obtainQueryRunner()).to.equal(qbRunner);
         const saved = await repoBefore.save(repoBefore.create({ credits: 7, name: 'in-tx' }));
         // invisible to another connection until commit
-        const outside = await env.ds.createQueryRunner();
+        const outside = env.ds.createQueryRunner();
         const visible = await outside.query(`SELECT COUNT(*) AS n FROM bill_users WHERE id = ${saved.id}`);
         await outside.release();
         return { viaManager, seen, invisible: Number(visible[0].n) === 0, id: saved.id };

@@ -1,5 +1,5 @@
 /**
- * createOrFind while the first inserter rolls back (issue 11, item 5): 29 callers wait on the
+ * createOrFind while the first inserter rolls back: 29 callers wait on the
  * unique key behind an uncommitted INSERT; it rolls back. On MariaDB the waiting INSERTs then
  * deadlock among themselves (InnoDB 1213 ends the whole transaction). Outside a transaction a
  * deadlocked autocommit INSERT is simply retried by createOrFind itself; inside one (a savepoint),

@@ -1,5 +1,5 @@
 /**
- * Pool exhaustion (issue 11, item 4): a call that already holds a connection and needs a second
+ * Pool exhaustion: a call that already holds a connection and needs a second
  * one (`requires_new`, a session lock outside a transaction) never waits forever for the pool:
  * past `connectionTimeoutMs` it fails with PoolExhaustedError naming the pool size and how many
  * connections the caller's own scopes hold. At pool 1, and at pool 3 with 3 concurrent outer

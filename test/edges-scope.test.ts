@@ -1,5 +1,5 @@
 /**
- * A scope ends with its call (issue 11, item 2): a timer scheduled inside a transaction, a row
+ * A scope ends with its call: a timer scheduled inside a transaction, a row
  * lock or an advisory lock that runs after the call returned runs as outside — it takes the lock
  * afresh (so it never overlaps another holder) and uses the pool (save() works).
  *

@@ -1,5 +1,5 @@
 /**
- * Siblings in one transaction (issue 11, item 3): the README's Billing example — two
+ * Siblings in one transaction: the README's Billing example — two
  * `@AdvisoryLock` charges for one user as `Promise.all` siblings inside one `@Transactional`
  * batch — runs the bodies one after the other, so the credits are exact; the control (the same
  * batch without the lock) loses a charge. Nested re-entry stays a no-op. Row locks of siblings on

@@ -1,5 +1,5 @@
 /**
- * TypeORM's own transactions are ambient transactions (issue 11, item 1): ormlock's
+ * TypeORM's own transactions are ambient transactions: ormlock's
  * transaction(), lock(), withLock() and withAdvisoryLock() inside `dataSource.transaction(cb)` /
  * `manager.transaction(cb)` join them on their connection — one connection, the outer rollback
  * undoes everything, no hang — and a QueryRunner's manual startTransaction() is joined when the

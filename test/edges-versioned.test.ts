@@ -1,5 +1,5 @@
 /**
- * `@Versioned` gaps (issue 11, item 6): a `save()` that changes an owned ManyToMany of a versioned
+ * `@Versioned` gaps: a `save()` that changes an owned ManyToMany of a versioned
  * entity moves its version and is checked (as Hibernate does for owned collections), so a stale
  * object can no longer remove a tag someone else added. `upsert()`, `update()` and query-builder
  * updates move the version too (they are unconditional writes: not checked, as the README says).

@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import * as ts from 'typescript';
 
 /**
- * The import rule (DESIGN.md "Architecture", issue 10): the strategies (src/locks), the context
+ * The import rule (docs/architecture.md): the strategies (src/locks), the context
  * (src/context), the dialects (src/dialects) and src/redis talk to the ORM port and LockDialect
  * only. No file there imports an ORM package or an adapter — type-only imports count, and so do
  * `require()`, `import()`, `import x = require()`, `export … from` and `import('…').Type`.

@@ -12,7 +12,7 @@ import { main } from '../src/observe/cli';
 import { formatLockTable } from '../src/observe/format';
 import { race } from '../src/testing';
 import { InspectAccount } from './fixtures/inspect-account';
-import { describeEachBackend, sleep, type SuiteEnv } from './support/suite';
+import { describeEachBackend, sleep } from './support/suite';
 
 /** This process's namespace: GET_LOCK names are server-wide, and other test runs share the MariaDB server. */
 const NS = `inspect-${process.env.ORMLOCK_TEST_DB}`;

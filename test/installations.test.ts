@@ -12,7 +12,7 @@ import { makeTwoBilling, onlyOneJob, openDataSource, Overlap, recorder, TWO_ENTI
 import { BACKENDS, backendUrl, dataSourceOptions, type BackendName } from './support/backends';
 
 /**
- * Installations (issue 10, DESIGN.md "Setup and installations"): two live DataSources with the
+ * Installations (docs/setup.md): two live DataSources with the
  * same entity classes, a DataSource destroyed without uninstall() and a new one, and decorated
  * entities written through a DataSource where ormlock is not installed.
  */

@@ -328,7 +328,7 @@ describe('OrmlockModule redis: { nodes } without an ORM (dataSources: [])', () =
       expect(app.get(OrmlockInstallations).all).to.deep.equal([]);
       await app.close();
       // quit() was answered: the connections end (a client never quit would hang here until mocha's timeout)
-      await Promise.all(redlock.clients.slice(1).map((c) => (c.status === 'end' ? undefined : new Promise((r) => c.once('end', r)))));
+      await Promise.all(redlock.clients.slice(1).map((c) => (c.status === 'end' ? undefined : new Promise((r) => (c as import('ioredis').Redis).once('end', r)))));
       expect(mine.status).to.equal('ready');
       expect(await mine.ping()).to.equal('PONG');
     } finally {

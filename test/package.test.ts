@@ -118,6 +118,72 @@ describe('the packed package', function () {
     });
   }
 
+  /**
+   * Apps that install only one ORM's packages: ormlock's .d.ts must not need the others
+   * (skipLibCheck false), and currentManager() must not silently become `any`.
+   */
+  const standalone = [
+    {
+      name: 'a TypeORM-only app (no ioredis, no MikroORM, no Nest)',
+      deps: ['typeorm', 'reflect-metadata', 'pg'],
+      source: [
+        "import 'reflect-metadata';",
+        "import type { DataSource, EntityManager } from 'typeorm';",
+        `import { installLocking, currentManager, Pessimistic, Transactional, AdvisoryLock, createFencingTable, type LockingHandle } from '${pkg.name}';`,
+        `import { race } from '${pkg.name}/testing';`,
+        'type IsAny<T> = 0 extends 1 & T ? true : false;',
+        'const ambient = currentManager();',
+        'export const notAny: IsAny<typeof ambient> = false;',
+        'export const manager = (ds: DataSource): EntityManager => currentManager(ds);',
+        'export const setup = (ds: DataSource): Promise<LockingHandle<DataSource>> => installLocking(ds);',
+        'export const fencing = (ds: DataSource): Promise<void> => createFencingTable(ds);',
+        'export const settled = race(2, async (i: number) => i);',
+        'export class Billing {',
+        '  @Transactional() @Pessimistic() @AdvisoryLock((id: number) => `charge:${id}`)',
+        '  async charge(id: number): Promise<number> { return id; }',
+        '}',
+      ],
+    },
+    {
+      name: 'a MikroORM-only app (no typeorm, no ioredis, no Nest)',
+      deps: ['@mikro-orm/core', '@mikro-orm/postgresql', '@mikro-orm/knex', 'reflect-metadata'],
+      source: [
+        "import 'reflect-metadata';",
+        "import type { MikroORM } from '@mikro-orm/postgresql';",
+        `import { currentManager, Transactional, AdvisoryLock } from '${pkg.name}';`,
+        `import { installLocking } from '${pkg.name}/mikro-orm';`,
+        'type IsAny<T> = 0 extends 1 & T ? true : false;',
+        'const ambient = currentManager();',
+        'export const notAny: IsAny<typeof ambient> = false;',
+        "export const manager = (orm: MikroORM): MikroORM['em'] => currentManager(orm);",
+        'export const setup = (orm: MikroORM) => installLocking(orm);',
+        'export class Billing {',
+        '  @Transactional() @AdvisoryLock((id: number) => `charge:${id}`)',
+        '  async charge(id: number): Promise<number> { return id; }',
+        '}',
+      ],
+    },
+  ];
+  for (const app of standalone) {
+    it(`${app.name} type-checks with skipLibCheck false`, () => {
+      const dir = path.join(work, app.name.replace(/\W+/g, '-'));
+      fs.mkdirSync(path.join(dir, 'node_modules', '@types'), { recursive: true });
+      fs.cpSync(path.join(consumer, 'node_modules', pkg.name), path.join(dir, 'node_modules', pkg.name), { recursive: true });
+      for (const dep of [...app.deps, '@types/node']) {
+        fs.mkdirSync(path.dirname(path.join(dir, 'node_modules', dep)), { recursive: true });
+        fs.symlinkSync(path.join(root, 'node_modules', dep), path.join(dir, 'node_modules', dep));
+      }
+      fs.writeFileSync(path.join(dir, 'app.ts'), app.source.join('\n') + '\n');
+      const args = [tsc, '--noEmit', '--strict', '--skipLibCheck', 'false', '--target', 'ES2022', '--experimentalDecorators', '--types', 'node'];
+      try {
+        execFileSync(process.execPath, [...args, '--module', 'node16', '--moduleResolution', 'node16', 'app.ts'], { cwd: dir, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+      } catch (error) {
+        const e = error as { stdout?: string; stderr?: string };
+        expect.fail(`${app.name}:\n${e.stdout ?? ''}${e.stderr ?? ''}`);
+      }
+    });
+  }
+
   it('can be required (CommonJS) by its name, every subpath, with the contract names', () => {
     const out = node(['-e', `
       const m = require('ormlock'); const t = require('ormlock/testing');

@@ -238,7 +238,7 @@ describe('production set-ups: a master and a read replica (a second PostgreSQL c
       const name = await withLock(tally, (locked) => locked.name);
       expect(name).to.equal('master');
       const port = await withAdvisoryLock('mk-rep', async () => {
-        const [row] = await currentManager(orm).execute('SELECT inet_server_port() AS port');
+        const [row] = await (currentManager(orm) as any).execute('SELECT inet_server_port() AS port');
         return Number(row.port);
       }, { dataSource: orm });
       expect(port).to.equal(masterPort);

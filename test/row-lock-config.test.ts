@@ -30,7 +30,9 @@ describeEachBackend('row locks: bad input and policies', [BillUser, NowaitItem],
     expect(err).to.be.instanceOf(LockConfigError);
     expect(err.message).to.contain('BillUser').and.contain('primary-key');
     expect(await repo.countBy({ name: 'half-written' })).to.equal(0);
-    expect(await reject(withLock({ id: 1 } as object, async () => 1))).to.be.instanceOf(LockConfigError);
+    const plain = await reject(withLock({ id: 1 } as object, async () => 1));
+    expect(plain).to.be.instanceOf(LockConfigError);
+    expect(plain.message, 'a plain object: says to create it from the repository').to.contain('a plain object').and.contain('repository.create(');
     expect(await reject(withLock(null as any, async () => 1))).to.be.instanceOf(LockConfigError);
   });
 

@@ -14,7 +14,7 @@ import { BACKENDS, createDataSource, dataSourceOptions } from './support/backend
 import { DataSource as TypeOrmDataSource } from 'typeorm';
 
 /**
- * The TypeORM adapter's lifecycle (issue 10): repositories obtained before installLocking run on
+ * The TypeORM adapter's lifecycle: repositories obtained before installLocking run on
  * the ambient transaction, and every patch of TypeORM internals is probed first (a reshaped
  * internal → LockConfigError naming it and the version, nothing installed) and undone by the last
  * uninstall().

@@ -1,7 +1,7 @@
 import { checkFunction, optionsProblems } from '../arguments';
 import { LockConfigError } from '../errors';
 import { resolveInstallation, type Installation } from '../orm/installations';
-import type { IsolationLevel, PoolWait, PortConnection, PortTransaction } from '../orm/port';
+import type { IsolationLevel, OrmManager, PoolWait, PortConnection, PortTransaction } from '../orm/port';
 import { transactionCompleted } from './commit-hooks';
 import { transactionEnded } from './held';
 import { propagate, PROPAGATIONS, type Propagation } from './propagation';
@@ -214,11 +214,22 @@ export async function onNamedConnection<T>(inst: Installation, explicit: unknown
   }
 }
 
-/** The ambient transaction's manager, or the default one outside a transaction. */
+/**
+ * The ambient transaction's manager, or the default one outside a transaction. Typed from what
+ * you pass (a TypeORM DataSource: its EntityManager; a MikroORM instance: its EntityManager);
+ * without one, the ORM's manager type where the adapter declares it, else `unknown` (never a
+ * silent `any`): `currentManager<EntityManager>()`.
+ */
+export function currentManager<S extends { readonly manager: object }>(dataSource: S): S['manager'];
+export function currentManager<S extends { readonly em: object }>(orm: S): S['em'];
+export function currentManager<M = KnownOr<OrmManager>>(dataSource?: unknown): M;
 export function currentManager(dataSource?: unknown): any {
   const inst = resolveInstallation('currentManager()', { explicit: dataSource });
   return ambientTx(inst)?.manager ?? inst.port.defaultManager;
 }
+
+/** `unknown` for `any` (an ORM manager type nobody declared). */
+type KnownOr<T> = 0 extends 1 & T ? unknown : T;
 
 /** True when a transaction is open on the installation in this async context. */
 export function inTransaction(dataSource?: unknown): boolean {

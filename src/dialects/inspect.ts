@@ -1,7 +1,7 @@
 import type { RunQuery } from './dialect';
 
 /**
- * One wait, now: who waits, who blocks it, and on what (DESIGN.md "Observability").
+ * One wait, now: who waits, who blocks it, and on what.
  * `pid` is the database's connection id: the PostgreSQL backend pid, the MySQL/MariaDB
  * `CONNECTION_ID()`. A waiter blocked by several connections gives one row per blocker.
  */

@@ -35,9 +35,9 @@ export interface EntityRepositoryLike<T> {
  * const user = await createOrFind(users, { email }, { name: 'New user' });
  * ```
  */
-export function createOrFind<T extends object>(repository: EntityRepositoryLike<T>, where: Partial<T>, defaults?: { [K in keyof T]?: unknown }): Promise<T>;
-export function createOrFind<T extends object>(repository: RepositoryLike<T>, where: Partial<T>, defaults?: { [K in keyof T]?: unknown }): Promise<T>;
-export async function createOrFind<T extends object>(repository: RepositoryLike<T> | EntityRepositoryLike<T>, where: Partial<T>, defaults: { [K in keyof T]?: unknown } = {}): Promise<T> {
+export function createOrFind<T extends object>(repository: EntityRepositoryLike<T>, where: Partial<T>, defaults?: Partial<T>): Promise<T>;
+export function createOrFind<T extends object>(repository: RepositoryLike<T>, where: Partial<T>, defaults?: Partial<T>): Promise<T>;
+export async function createOrFind<T extends object>(repository: RepositoryLike<T> | EntityRepositoryLike<T>, where: Partial<T>, defaults: Partial<T> = {}): Promise<T> {
   if (!repository || typeof repository !== 'object') {
     throw new LockConfigError('createOrFind(repository, where, defaults?): expected a repository (TypeORM Repository or MikroORM EntityRepository) as the first argument');
   }

@@ -33,6 +33,12 @@ export function entityTarget(entity: unknown, caller: string, dataSource?: unkno
   if (entity === null || typeof entity !== 'object' || Array.isArray(entity)) {
     throw new LockConfigError(`${caller}: expected an entity instance, got ${describeValue(entity)}`);
   }
+  const proto: unknown = Object.getPrototypeOf(entity);
+  if (proto === Object.prototype || proto === null) {
+    throw new LockConfigError(
+      `${caller}: a plain object is not an entity of any ORM instance (it is no instance of an entity class); make it with repository.create({ … }) or new Entity(), or load it with find*().`,
+    );
+  }
   const inst = resolveInstallation(caller, { explicit: dataSource, entity });
   return { inst, desc: inst.entityOf(entity as object, caller) };
 }

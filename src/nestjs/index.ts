@@ -11,3 +11,6 @@ export { ORMLOCK_MODULE_OPTIONS, ORMLOCK_REDLOCK } from './tokens';
 export type {
   OrmlockModuleOptions, OrmlockModuleAsyncOptions, OrmlockDataSourceEntry, OrmlockRedisOptions, OrmlockRedisNode, OrmlockMikroOrmOptions,
 } from './options';
+export {
+  OrmlockExceptionFilter, ormlockHttpStatus, ORMLOCK_EXCEPTION_FILTER_OPTIONS, type OrmlockExceptionFilterOptions,
+} from './exception-filter';

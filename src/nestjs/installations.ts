@@ -1,8 +1,8 @@
-import type { LockDialect } from '../dialects/dialect';
 import { LockConfigError } from '../errors';
 import { installationOf, type Installation } from '../orm/installations';
 import type { LockingHandle } from '../orm/typeorm/install';
 import { dataSourceToken, mikroOrmAdapter, mikroOrmToken, typeOrmAdapter } from './optional-packages';
+import type { OrmlockHandle } from './handle';
 import type { InstallTarget } from './options';
 
 /** One installation the module made. */
@@ -16,13 +16,7 @@ export interface OrmlockModuleInstallation {
   readonly handle: OrmlockHandle;
 }
 
-/** What both adapters' installLocking return. */
-export interface OrmlockHandle {
-  readonly dialect: LockDialect;
-  /** The installation: its settings and observers. */
-  readonly installation: Installation;
-  uninstall(): void | Promise<void>;
-}
+export type { OrmlockHandle } from './handle';
 
 /** Looks a provider up in the Nest container: the instance, or undefined when there is none. */
 export type ProviderLookup = (token: string | Function) => unknown;

@@ -3,7 +3,7 @@
  * application without TypeORM, MikroORM or Redis never needs their packages.
  */
 import { LockConfigError } from '../errors';
-import type { OrmlockHandle } from './installations';
+import type { OrmlockHandle } from './handle';
 import type { LockingHandle } from '../orm/typeorm/install';
 
 function load<T>(id: string, why: string, pkg = id): T {

@@ -1,5 +1,4 @@
 import type { DynamicModule, FactoryProvider, ModuleMetadata } from '@nestjs/common';
-import type { RedisOptions } from 'ioredis';
 import { LockConfigError } from '../errors';
 import type { InstallLockingOptions } from '../orm/typeorm/install';
 import type { RedlockClient, RedlockOptions } from '../redis/redlock';
@@ -8,7 +7,21 @@ import type { RedlockClient, RedlockOptions } from '../redis/redlock';
 export type OrmlockDataSourceEntry = string | ({ name: string } & InstallLockingOptions);
 
 /** A Redis node of the module's Redlock: a redis:// URL, ioredis options, or an ioredis client of yours. */
-export type OrmlockRedisNode = string | RedisOptions | RedlockClient;
+export type OrmlockRedisNode = string | OrmlockRedisConnectionOptions | RedlockClient;
+
+/**
+ * ioredis' constructor options, passed to `new Redis(options)` as they are (written structurally,
+ * so that these types need no `ioredis` to type-check).
+ */
+export interface OrmlockRedisConnectionOptions {
+  host?: string;
+  port?: number;
+  path?: string;
+  username?: string;
+  password?: string;
+  db?: number;
+  [option: string]: unknown;
+}
 
 export interface OrmlockRedisOptions extends RedlockOptions {
   /**

@@ -1,6 +1,7 @@
 /**
  * The `ormlock` command: `ormlock locks --url <postgres:// or mysql:// URL> [--json] [--watch] [--interval ms]`.
- * Connects with `pg` / `mysql2` directly (no DataSource), prints who waits on whom.
+ * Connects with `pg` / `mysql2` directly (no DataSource, whatever the ORM), prints who waits on
+ * whom. Redis leases are not database locks and are not shown.
  */
 import { LockConfigError } from '../errors';
 import { openConnection, targetFromUrl } from './connect';
@@ -13,7 +14,17 @@ const USAGE = `usage: ormlock locks --url <postgres://… | mysql://…> [--json
   --url        the database to look at (default: $DATABASE_URL)
   --json       print the waits as JSON (with --watch: one JSON array per line)
   --watch      print again every --interval ms (default 1000) until interrupted
+  --help, -h   print this help
+
+It connects with the 'pg' driver (postgres://) or 'mysql2' (mysql:// and mariadb://), which must
+be installed, whatever ORM the application uses. It shows database locks only: Redis leases
+(Redlock) are not in the database and are not shown.
 `;
+
+/** `--help` / `-h` anywhere (or `help`): print the usage on stdout and exit 0. */
+export function wantsHelp(argv: readonly string[]): boolean {
+  return argv.some((a) => a === '--help' || a === '-h') || argv[0] === 'help';
+}
 
 interface Args {
   url?: string;
@@ -51,6 +62,10 @@ export function parseArgs(argv: readonly string[]): Args {
 export async function main(argv: readonly string[], out: NodeJS.WritableStream = process.stdout, err: NodeJS.WritableStream = process.stderr): Promise<number> {
   let args: Args;
   let target;
+  if (wantsHelp(argv)) {
+    out.write(USAGE);
+    return 0;
+  }
   try {
     args = parseArgs(argv);
     target = targetFromUrl(args.url!, '--url');
@@ -89,5 +104,11 @@ export async function main(argv: readonly string[], out: NodeJS.WritableStream =
 }
 
 if (require.main === module) {
-  main(process.argv.slice(2)).then((code) => process.exit(code));
+  main(process.argv.slice(2)).then(
+    (code) => process.exit(code),
+    (error: unknown) => {
+      process.stderr.write(`ormlock: ${error instanceof Error ? error.message : String(error)}\n`);
+      process.exit(1);
+    },
+  );
 }

@@ -1,4 +1,3 @@
-import type { DataSource } from 'typeorm';
 import type { LockDialect, RunQuery } from '../dialects/dialect';
 import { dialectForServer } from '../dialects';
 import type { LockWait } from '../dialects/inspect';
@@ -19,7 +18,7 @@ export interface InspectLocksOptions {
 }
 
 /** What `inspectLocks` can look at: an installed DataSource or MikroORM instance, a TypeORM DataSource, a database URL or connection settings. */
-export type InspectTarget = DataSource | object | string | ConnectionTarget;
+export type InspectTarget = object | string | ConnectionTarget;
 
 /**
  * Who waits on whom, now: one row per (waiting connection, blocking connection), with both

@@ -237,6 +237,11 @@ export function describeKeys(keys: readonly string[]): string {
   return keys.length === 1 ? JSON.stringify(keys[0]) : JSON.stringify(keys);
 }
 
+/** The `target` of a lease's LockEvent: its keys as they are, unquoted and comma-separated, as an advisory lock's target. */
+export function leaseTarget(keys: readonly string[]): string {
+  return keys.join(', ');
+}
+
 /** The `key` detail of errors: the single key, or the array. */
 export function keyDetail(keys: readonly string[]): string | string[] {
   return keys.length === 1 ? keys[0] : [...keys];

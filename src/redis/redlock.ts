@@ -40,13 +40,13 @@
  */
 import { performance } from 'perf_hooks';
 import { checkOptions, describeValue } from '../arguments';
-import type { Redis } from 'ioredis';
+import type { Redis } from './redis-client';
 import { LockConfigError, LockLostError, LockNotAvailableError } from '../errors';
 import { emitTo, observerOptionProblems, observersOf, type LockEvent, type LockObserver } from '../observe/events';
 import { Deadlines } from './deadlines';
 import { DatabaseFencing, type FencingOptions } from './fencing';
 import { holdLeaseWhile } from './hold-lease';
-import { describeKeys, keyDetail, Lease, LeaseDriver, type LeaseProtocol } from './lease';
+import { describeKeys, keyDetail, Lease, LeaseDriver, leaseTarget, type LeaseProtocol } from './lease';
 import { RedisSemaphore, type SemaphoreHost } from './semaphore';
 import { checkLeaseTransaction, runInLeaseTransaction, type LeaseTransactionOptions } from './lease-transaction';
 import { leaseValue } from './lease-value';
@@ -230,7 +230,7 @@ export class Redlock implements LeaseDriver {
     const { lease } = await this.attempt(req);
     if (this.emit) {
       if (lease) this.acquired(lease, started);
-      else this.emit({ type: 'not_available', kind: 'lease', target: describeKeys(req.keys), waitedMs: Date.now() - started });
+      else this.emit({ type: 'not_available', kind: 'lease', target: leaseTarget(req.keys), waitedMs: Date.now() - started });
     }
     return lease;
   }
@@ -258,7 +258,7 @@ export class Redlock implements LeaseDriver {
       nodes = result.nodes;
       if (attempt > retry.retryCount) {
         const waitedMs = Date.now() - started;
-        this.emit?.({ type: 'not_available', kind: 'lease', target: describeKeys(req.keys), waitedMs });
+        this.emit?.({ type: 'not_available', kind: 'lease', target: leaseTarget(req.keys), waitedMs });
         throw new LockNotAvailableError(
           `Redis lease on ${describeKeys(req.keys)} not acquired after ${attempt} attempt(s) in ${waitedMs} ms: ` +
             `quorum ${this.quorum} of ${this.clients.length} not reached (${nodes.map(describeNode).join('; ')})`,
@@ -357,7 +357,7 @@ export class Redlock implements LeaseDriver {
           expiresAt: lease.expiresAt,
           nodes: calls.map((c) => ({ node: c.node, result: c.outcome === 'ok' ? (Number(c.reply) === 1 ? 'extended' : 'lost') : c.outcome })),
         });
-        this.emit?.({ type: 'lost', kind: 'lease', target: describeKeys(lease.keys), heldMs: Date.now() - lease.acquiredAt });
+        this.emit?.({ type: 'lost', kind: 'lease', target: leaseTarget(lease.keys), heldMs: Date.now() - lease.acquiredAt });
         throw lease._markLost(error);
       }
       // Some nodes unreachable but the lease is still valid: try again shortly.
@@ -374,7 +374,7 @@ export class Redlock implements LeaseDriver {
     const wasHeld = (c: NodeCall<number>) => c.outcome === 'ok' && Number(c.reply) === lease.resources.length;
     const calls = await this.releaseOn(this.allNodes, lease.resources, lease.value, this.timeoutFor(lease.ttlMs), (answered) => count(answered, wasHeld) >= quorum, release);
     const held = count(calls, wasHeld);
-    this.emit?.({ type: 'released', kind: 'lease', target: describeKeys(lease.keys), heldMs: Date.now() - lease.acquiredAt });
+    this.emit?.({ type: 'released', kind: 'lease', target: leaseTarget(lease.keys), heldMs: Date.now() - lease.acquiredAt });
     return held >= quorum;
   }
 
@@ -408,7 +408,7 @@ export class Redlock implements LeaseDriver {
   }
 
   private acquired(lease: Lease, started: number): void {
-    this.emit?.({ type: 'acquired', kind: 'lease', target: describeKeys(lease.keys), waitedMs: Date.now() - started });
+    this.emit?.({ type: 'acquired', kind: 'lease', target: leaseTarget(lease.keys), waitedMs: Date.now() - started });
   }
 
   /** One Redlock attempt; see the file comment. */

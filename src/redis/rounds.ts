@@ -4,7 +4,7 @@
  * rule has decided, every node answered, or the round's deadline passed. Never rejects: a node
  * that is down, closed or failing is a vote that did not grant.
  */
-import type { Redis } from 'ioredis';
+import type { Redis } from './redis-client';
 import type { Deadline, Deadlines } from './deadlines';
 import type { LuaScript } from './scripts';
 

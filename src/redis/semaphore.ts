@@ -29,7 +29,7 @@
  * Not guaranteed: waiters poll (`retryDelayMs` ± `retryJitterMs`), so a newcomer can take a
  * permit that was freed while an older waiter slept.
  */
-import type { Redis } from 'ioredis';
+import type { Redis } from './redis-client';
 import { checkOptions, describeValue } from '../arguments';
 import { LockConfigError, LockNotAvailableError } from '../errors';
 import type { LockEvent } from '../observe/events';

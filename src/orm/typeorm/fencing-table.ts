@@ -2,11 +2,11 @@ import type { DataSource, QueryRunner } from 'typeorm';
 import { LockConfigError } from '../../errors';
 import { checkFencingTable, DEFAULT_FENCING_TABLE } from '../../redis/fencing';
 import { tableTarget } from './table-target';
+import { dataSourceOf } from './compat';
+import type { FencingTableOptions } from './public-types';
+import { TypeOrmPort } from './typeorm-port';
 
-export interface FencingTableOptions {
-  /** Table name (default `ormlock_fencing`); give the same to `new Redlock(clients, { fencing: { dataSource, table } })`. */
-  table?: string;
-}
+export type { FencingTableOptions } from './public-types';
 
 /**
  * Creates the fencing-token counter table of `new Redlock(clients, { fencing: { dataSource } })`

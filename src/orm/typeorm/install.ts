@@ -1,6 +1,5 @@
-import { describeValue, optionsProblems } from '../../arguments';
+import { describeValue } from '../../arguments';
 import type { DataSource, EntitySubscriberInterface } from 'typeorm';
-import type { LockDialect } from '../../dialects/dialect';
 import { LockConfigError } from '../../errors';
 import { lockMetadataOf, onDeclaration } from '../../metadata/registry';
 import { observersOf } from '../../observe/events';
@@ -15,17 +14,12 @@ import { acquirePatches, extendPatches, neededPatches, releasePatches } from './
 import { bindExistingRepositories } from './internals/repository';
 import { TypeOrmPort } from './typeorm-port';
 
+import type { LockingHandle as Handle } from './public-types';
+
 export type { InstallLockingOptions } from '../install-options';
 
-
-export interface LockingHandle {
-  readonly dataSource: DataSource;
-  readonly dialect: LockDialect;
-  /** The installation (settings, observers) this handle stands for. */
-  readonly installation: Installation;
-  /** Removes the subscribers and the transaction binding of this DataSource; the last one restores TypeORM's internals. */
-  uninstall(): void;
-}
+/** What `installLocking(dataSource)` returns (the DataSource typed as TypeORM's own here). */
+export type LockingHandle = Handle<DataSource>;
 
 /**
  * Sets ormlock up on an initialized DataSource: picks the dialect, validates every decorated

@@ -8,6 +8,11 @@ import type * as LockRow from './lock-row-on';
 import type * as VersionedMigration from './versioned-migration';
 import type * as FencingTable from './fencing-table';
 import type * as ScheduledTable from './scheduled-table';
+import type { InstallLockingOptions } from '../install-options';
+import type { RowLockOptions } from '../../locks/row-lock-options';
+import type {
+  AddVersionColumnOptions, FencingTableOptions, LockingHandle, TypeOrmDataSourceLike, TypeOrmEntityMetadataLike, TypeOrmQueryRunnerLike, TypeOrmTableLike,
+} from './public-types';
 
 /* eslint-disable @typescript-eslint/no-var-requires */
 const install = (): typeof Install => require('./install');
@@ -16,19 +21,40 @@ const migration = (): typeof VersionedMigration => require('./versioned-migratio
 const fencing = (): typeof FencingTable => require('./fencing-table');
 const scheduledTable = (): typeof ScheduledTable => require('./scheduled-table');
 
+/*
+ * The signatures name TypeORM's types structurally (./public-types), so that the barrel's .d.ts
+ * need no `typeorm`: a MikroORM application type-checks without it.
+ */
+
 /** See `installLocking` in src/orm/typeorm/install.ts: sets ormlock up on an initialized TypeORM DataSource. */
-export const installLocking: typeof Install.installLocking = (...args) => install().installLocking(...args);
+export const installLocking = <D extends TypeOrmDataSourceLike>(dataSource: D, options?: InstallLockingOptions): Promise<LockingHandle<D>> =>
+  install().installLocking(dataSource as unknown as Parameters<typeof Install.installLocking>[0], options) as unknown as Promise<LockingHandle<D>>;
 /** See src/orm/typeorm/lock-row-on.ts. */
-export const lockRowOn: typeof LockRow.lockRowOn = (...args) => lockRow().lockRowOn(...args);
+export const lockRowOn = <T = object>(
+  queryRunner: TypeOrmQueryRunnerLike,
+  meta: TypeOrmEntityMetadataLike,
+  where: Record<string, unknown>,
+  options: RowLockOptions,
+  subject: string,
+): Promise<T | null> => lockRow().lockRowOn<T>(queryRunner as unknown as QueryRunnerOf, meta as unknown as MetadataOf, where, options, subject);
 /** See src/orm/typeorm/versioned-migration.ts. */
-export const addVersionColumn: typeof VersionedMigration.addVersionColumn = (...args) => migration().addVersionColumn(...args);
+export const addVersionColumn = (queryRunner: TypeOrmQueryRunnerLike, table: string | TypeOrmTableLike, column?: string, options?: AddVersionColumnOptions): Promise<void> =>
+  migration().addVersionColumn(queryRunner as unknown as QueryRunnerOf, table as unknown as TableOf, column, options);
 /** See src/orm/typeorm/versioned-migration.ts. */
-export const dropVersionColumn: typeof VersionedMigration.dropVersionColumn = (...args) => migration().dropVersionColumn(...args);
+export const dropVersionColumn = (queryRunner: TypeOrmQueryRunnerLike, table: string | TypeOrmTableLike, column?: string): Promise<void> =>
+  migration().dropVersionColumn(queryRunner as unknown as QueryRunnerOf, table as unknown as TableOf, column);
 /** See src/orm/typeorm/fencing-table.ts. */
-export const createFencingTable: typeof FencingTable.createFencingTable = (...args) => fencing().createFencingTable(...args);
+export const createFencingTable = (target: TypeOrmDataSourceLike | TypeOrmQueryRunnerLike, options?: FencingTableOptions): Promise<void> =>
+  fencing().createFencingTable(target as unknown as FencingTargetOf, options);
 /** See src/orm/typeorm/fencing-table.ts. */
-export const dropFencingTable: typeof FencingTable.dropFencingTable = (...args) => fencing().dropFencingTable(...args);
+export const dropFencingTable = (target: TypeOrmDataSourceLike | TypeOrmQueryRunnerLike, options?: FencingTableOptions): Promise<void> =>
+  fencing().dropFencingTable(target as unknown as FencingTargetOf, options);
 /** See src/orm/typeorm/scheduled-table.ts. */
 export const createScheduledLockTable: typeof ScheduledTable.createScheduledLockTable = (...args) => scheduledTable().createScheduledLockTable(...args);
 /** See src/orm/typeorm/scheduled-table.ts. */
 export const dropScheduledLockTable: typeof ScheduledTable.dropScheduledLockTable = (...args) => scheduledTable().dropScheduledLockTable(...args);
+
+type QueryRunnerOf = Parameters<typeof LockRow.lockRowOn>[0];
+type MetadataOf = Parameters<typeof LockRow.lockRowOn>[1];
+type TableOf = Parameters<typeof VersionedMigration.addVersionColumn>[1];
+type FencingTargetOf = Parameters<typeof FencingTable.createFencingTable>[0];

@@ -37,8 +37,8 @@ function carriesParent(subject: SubjectLike): boolean {
 /**
  * The `@LockedTree` step of the SubjectExecutor hook: before TypeORM computes anything, every
  * tree this save()/remove() inserts into, moves within or removes from is locked on the write's
- * own connection, in its transaction, until it ends. A tree is a table (see DESIGN.md "Trees"
- * and docs/trees.md for why materialized paths and closure tables are locked per table too):
+ * own connection, in its transaction, until it ends. A tree is a table (see
+ * docs/trees.md for why materialized paths and closure tables are locked per table too):
  * one transaction-scoped advisory lock per table — PostgreSQL `pg_advisory_xact_lock`, one
  * statement; MySQL/MariaDB `GET_LOCK` and a `RELEASE_LOCK` right after COMMIT/ROLLBACK.
  * Several tables are taken in one canonical order, so two writes can never deadlock on them.

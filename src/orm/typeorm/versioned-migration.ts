@@ -1,20 +1,8 @@
 import { Table, TableColumn, type QueryRunner } from 'typeorm';
 import { LockConfigError } from '../../errors';
+import type { AddVersionColumnOptions } from './public-types';
 
-export interface AddVersionColumnOptions {
-  /** Version given to every existing row, and the column's default (an integer; default 1). */
-  default?: number;
-  /** Column type (default 'int'; 'bigint' for very hot rows). */
-  type?: 'int' | 'integer' | 'bigint';
-  /**
-   * Keep the DEFAULT on the column after the existing rows were filled (default true), so that
-   * writers that do not know the column (other services, raw SQL) can still insert. TypeORM always
-   * writes the version itself. Declare `@VersionColumn({ default: 1 })` so that schema diffs agree,
-   * or pass `false` to drop the default and match a plain `@VersionColumn()`.
-   */
-  keepDefault?: boolean;
-}
-
+export type { AddVersionColumnOptions } from './public-types';
 /**
  * For a table that already has rows, adopting `@Versioned`: adds a NOT NULL integer version
  * column whose existing rows all get `options.default` (1), in one `ALTER TABLE … ADD … DEFAULT`
