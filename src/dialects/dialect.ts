@@ -30,6 +30,14 @@ export interface DialectCapabilities {
   transactionAdvisoryLocks: boolean;
   /** Shared advisory locks. */
   sharedAdvisoryLocks: boolean;
+  /**
+   * ROLLBACK TO SAVEPOINT releases the row locks and transaction-scoped advisory locks taken after
+   * the savepoint (PostgreSQL). InnoDB keeps row locks, and session locks (GET_LOCK) are never
+   * touched by a rollback.
+   */
+  rollbackToSavepointReleasesLocks: boolean;
+  /** The isolation a transaction gets when nobody names one (the server's default). */
+  defaultIsolation: 'READ UNCOMMITTED' | 'READ COMMITTED' | 'REPEATABLE READ' | 'SERIALIZABLE';
 }
 
 /** Context an error converter may use to choose the right LockError subclass and fill it in. */

@@ -20,6 +20,8 @@ export class MysqlDialect implements LockDialect {
     lockWaitClause: false,
     transactionAdvisoryLocks: false,
     sharedAdvisoryLocks: false,
+    rollbackToSavepointReleasesLocks: false,
+    defaultIsolation: 'REPEATABLE READ',
   };
   readonly connectionIdSql = 'SELECT CONNECTION_ID() AS connectionId';
   /** GET_LOCK / RELEASE_LOCK (MariaDB inherits it unchanged). */

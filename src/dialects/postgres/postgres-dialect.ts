@@ -30,6 +30,8 @@ export class PostgresDialect implements LockDialect {
     lockWaitClause: false,
     transactionAdvisoryLocks: true,
     sharedAdvisoryLocks: true,
+    rollbackToSavepointReleasesLocks: true,
+    defaultIsolation: 'READ COMMITTED',
   };
   readonly connectionIdSql = 'SELECT pg_backend_pid() AS "connectionId", txid_current()::text AS "txId"';
   readonly advisory: AdvisoryDialect = new PostgresAdvisory();

@@ -1,11 +1,10 @@
-import type { EntitySubscriberInterface, InsertEvent, TransactionCommitEvent, TransactionRollbackEvent, UpdateEvent } from 'typeorm';
-import { transactionEnded } from '../../context/held';
+import type { EntitySubscriberInterface, InsertEvent, UpdateEvent } from 'typeorm';
 import { noteOrigin, type Installation } from '../installations';
 
 /**
  * The subscriber every installation has: remembers which DataSource an entity object was loaded
- * through or saved by (so `lock(entity)` and `withLock(entity)` go to its database), and reports
- * the locks a transaction held as released when TypeORM ends it.
+ * through or saved by (so `lock(entity)` and `withLock(entity)` go to its database). (The locks a
+ * transaction held are reported released by the connection model, which follows every QueryRunner.)
  */
 export class CoreSubscriber implements EntitySubscriberInterface {
   constructor(private readonly inst: Installation) {}
@@ -20,13 +19,5 @@ export class CoreSubscriber implements EntitySubscriberInterface {
 
   afterUpdate(event: UpdateEvent<any>) {
     noteOrigin(event.entity, this.inst);
-  }
-
-  afterTransactionCommit(event: TransactionCommitEvent) {
-    if (!event.queryRunner.isTransactionActive) transactionEnded(event.queryRunner);
-  }
-
-  afterTransactionRollback(event: TransactionRollbackEvent) {
-    if (!event.queryRunner.isTransactionActive) transactionEnded(event.queryRunner);
   }
 }

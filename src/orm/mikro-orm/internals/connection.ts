@@ -1,7 +1,6 @@
 import type { EntityManager } from '@mikro-orm/core';
-import { transactionEnded } from '../../../context/held';
+import { began, finishTransaction, rolledBackTo, savepointOpened, savepointReleased } from '../../../context/connection-model';
 import { runWithAmbientConnection } from '../../../context/transaction';
-import { afterAdvisoryTransactionEnd } from '../../../locks/advisory';
 import { connectionFor, newRootState, registerTransaction, rootStateOf, type RootState } from '../connection';
 import { installationFor } from '../registry';
 import { expectMethod, ownerOf, replaceMethod, type MikroPatch } from './patch';
@@ -37,7 +36,10 @@ export function connectionPatches(connection: object): MikroPatch[] {
             if (options.ctx) {
               const trx = await base.call(this, options);
               const root = rootStateOf(options.ctx);
-              if (root) registerTransaction(trx, root);
+              if (root) {
+                registerTransaction(trx, root);
+                savepointOpened(root); // a nested transaction: a savepoint of its root
+              }
               return trx;
             }
             if (!installationFor(this)) return base.call(this, options);
@@ -50,7 +52,9 @@ export function connectionPatches(connection: object): MikroPatch[] {
               });
               const self = Object.create(this, { getKnex: { value: () => pinned } });
               const trx = await base.call(self, options);
-              registerTransaction(trx, newRootState(raw, given ? options[OWNS_RAW] === true : true));
+              const root = newRootState(raw, given ? options[OWNS_RAW] === true : true);
+              registerTransaction(trx, root);
+              began(root, options.isolationLevel);
               return trx;
             } catch (error) {
               if (!given) await knex.client.releaseConnection(raw);
@@ -58,10 +62,10 @@ export function connectionPatches(connection: object): MikroPatch[] {
             }
           }),
           replaceMethod(owner!, 'commit', (base) => function (this: any, ctx: any, ...rest: unknown[]) {
-            return endingRoot(this, ctx, () => base.call(this, ctx, ...rest));
+            return endingRoot(this, ctx, 'commit', () => base.call(this, ctx, ...rest));
           }),
           replaceMethod(owner!, 'rollback', (base) => function (this: any, ctx: any, ...rest: unknown[]) {
-            return endingRoot(this, ctx, () => base.call(this, ctx, ...rest));
+            return endingRoot(this, ctx, 'rollback', () => base.call(this, ctx, ...rest));
           }),
         ];
         return () => undo.reverse().forEach((u) => u());
@@ -71,32 +75,35 @@ export function connectionPatches(connection: object): MikroPatch[] {
 }
 
 /** Runs the COMMIT/ROLLBACK of `ctx`; for a pinned root, then ends what it held and gives its connection back. */
-async function endingRoot(connection: any, ctx: any, end: () => Promise<unknown>): Promise<unknown> {
+async function endingRoot(connection: any, ctx: any, how: 'commit' | 'rollback', end: () => Promise<unknown>): Promise<unknown> {
   const root = ctx && (typeof ctx === 'object' || typeof ctx === 'function') ? rootStateOf(ctx) : undefined;
-  if (!root || 'savepointName' in ctx || root.released) return end();
+  if (!root || root.released) return end();
+  if ('savepointName' in ctx) {
+    // a nested transaction: RELEASE / ROLLBACK TO its savepoint (the connection model follows)
+    const result = await end();
+    if (how === 'commit') savepointReleased(root);
+    else rolledBackTo(root);
+    return result;
+  }
   let result: unknown;
   try {
     result = await end();
   } catch (error) {
-    await finishRoot(connection, root).catch(() => undefined);
+    await finishRoot(connection, root, how).catch(() => undefined);
     throw error;
   }
-  await finishRoot(connection, root);
+  await finishRoot(connection, root, how);
   return result;
 }
 
-async function finishRoot(connection: any, root: RootState): Promise<void> {
-  const members = [...root.members];
+async function finishRoot(connection: any, root: RootState, how: 'commit' | 'rollback'): Promise<void> {
+  const [member] = root.members;
   let failure: unknown;
   try {
-    for (const m of members) transactionEnded(m);
-    for (const m of members) {
-      try {
-        await afterAdvisoryTransactionEnd(m);
-      } catch (error) {
-        failure ??= error;
-      }
-    }
+    // the model ends the transaction; its end handlers run on this connection (stand-in locks released)
+    await finishTransaction(member ?? root, how);
+  } catch (error) {
+    failure = error;
   } finally {
     if (root.ownsRaw && !root.released) {
       root.released = true;

@@ -4,6 +4,7 @@ import { entityManagerTransactionPatch } from './entity-manager';
 import { probeError, type InternalPatch } from './patch';
 import { persistencePatches } from './persistence';
 import { queryBuilderPatches } from './query-builder';
+import { queryRunnerModelPatch } from './query-runner';
 import { repositoryManagerPatch } from './repository';
 import { upsertVersionPatch } from './upsert';
 
@@ -23,6 +24,7 @@ export function neededPatches(): InternalPatch[] {
     ...queryBuilderPatches,
     repositoryManagerPatch,
     entityManagerTransactionPatch,
+    queryRunnerModelPatch,
     ...(writes ? writePatches : []),
     ...(versioned ? [...persistencePatches, upsertVersionPatch] : []),
   ];
