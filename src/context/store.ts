@@ -64,8 +64,8 @@ export interface Frame {
   readonly pinned?: ReadonlyMap<Installation, PinnedConnection>;
   /** The AbortSignal of the innermost lock scope (see src/context/lock-signal.ts). */
   readonly lockSignal?: AbortSignal;
-  /** Connections whose turn this async context holds (see src/context/turns.ts): nested units run at once. */
-  readonly turns?: ReadonlySet<object>;
+  /** Per connection, the unit of work whose turn this async context runs in (see src/context/turns.ts). */
+  readonly turns?: ReadonlyMap<object, object>;
 }
 
 /** One advisory lock held by an async context (see `Frame.advisoryHeld`). */

@@ -4,7 +4,7 @@ import { resolveInstallation, type Installation } from '../orm/installations';
 import type { IsolationLevel, PoolWait, PortConnection, PortTransaction } from '../orm/port';
 import { stateOf } from './connection-model';
 import { ambientTx, childFrame, currentFrame, liveTxs, pinnedConnection, runInFrame, type TxState } from './store';
-import { holdsTurn, runWithTurn } from './turns';
+import { runWithTurn } from './turns';
 
 export type Propagation = 'required' | 'requires_new';
 export type { IsolationLevel } from '../orm/port';
@@ -212,7 +212,7 @@ export function namedConnection(inst: Installation, explicit: unknown, caller: s
 export async function onNamedConnection<T>(inst: Installation, explicit: unknown, caller: string, fn: () => Promise<T>): Promise<T> {
   const connection = namedConnection(inst, explicit, caller);
   if (!connection) return fn();
-  if (ambientTx(inst)?.connection === connection || holdsTurn(connection)) return fn();
+  if (ambientTx(inst)?.connection === connection) return fn();
   // a named connection is one unit of work at a time: a sibling's transaction on it is never joined
   return runWithTurn(connection, async () => {
     if (connection.isTransactionActive) return runWithAmbientConnection(inst, connection, fn); // its owner's own transaction

@@ -4,20 +4,18 @@ import { childFrame, currentFrame, runInFrame } from './store';
 /** What `runWithTurn` resolves when the wait for the connection outlasted its limit. */
 export const TURN_TIMED_OUT: unique symbol = Symbol('ormlock.turnTimedOut');
 
-/** True when this async context holds `connection`'s turn (it runs inside the unit of work that has it). */
-export function holdsTurn(connection: object): boolean {
-  return currentFrame()?.turns?.has(physical(connection)) === true;
-}
-
 /**
- * Runs `fn` as the one unit of work on `connection` (a pinned connection several calls may land
- * on): concurrent units wait for it in call order; a unit nested inside it (this context holds the
- * turn) runs at once. `waitMs`: the most to wait for the turn (TURN_TIMED_OUT past it; 0 = only if free).
+ * Runs `fn` as one unit of work on `connection` (a pinned connection several calls may land on):
+ * concurrent units wait for it in call order. Units started inside a unit's body (its siblings'
+ * children) queue among themselves behind that unit's turn, never behind the unit itself (which
+ * would wait for its own body). `waitMs`: the most to wait (TURN_TIMED_OUT past it; 0 = only if free).
  */
 export async function runWithTurn<T>(connection: object, fn: () => Promise<T>, waitMs?: number): Promise<T | typeof TURN_TIMED_OUT> {
   const key = physical(connection);
-  if (holdsTurn(key)) return fn();
-  const { ready, giveUp } = takeTurn(key, {});
+  const frame = currentFrame();
+  const domain = frame?.turns?.get(key) ?? key; // the enclosing unit's children queue on its token
+  const token = {};
+  const { ready, giveUp } = takeTurn(domain, token);
   if (waitMs !== undefined) {
     let timer: NodeJS.Timeout | undefined;
     const late = Symbol('late');
@@ -29,7 +27,7 @@ export async function runWithTurn<T>(connection: object, fn: () => Promise<T>, w
       return TURN_TIMED_OUT;
     }
   } else await ready;
-  const turns = new Set(currentFrame()?.turns ?? []).add(key);
+  const turns = new Map(frame?.turns ?? []).set(key, token);
   try {
     return await runInFrame(childFrame({ turns }), fn);
   } finally {

@@ -142,8 +142,13 @@ function toAcquire(plan: Plan, qr: QueryRunner | undefined): LockItem[] {
 function withHeld(plan: Plan, items: readonly LockItem[], scope: AdvisoryScope, live: Scope, connection: QueryRunner, pinned?: QueryRunner) {
   const frame = currentFrame();
   const advisoryHeld = new Map(frame?.advisoryHeld ?? []);
-  for (const item of items) {
-    advisoryHeld.set(heldKey(plan.inst, item.id), { scope, shared: plan.shared, display: item.key.display, live, connection: physical(connection) });
+  // every lock of the plan: those taken now, and those the connection already held (the body is
+  // their holder too, so its own children never queue behind it as siblings)
+  for (const item of plan.locks) {
+    const key = heldKey(plan.inst, item.id);
+    if (!items.includes(item) && advisoryHeld.get(key)?.live.live) continue;
+    const shared = items.includes(item) ? plan.shared : heldOn(connection, item.id)?.shared ?? plan.shared;
+    advisoryHeld.set(key, { scope, shared, display: item.key.display, live, connection: physical(connection) });
   }
   return childFrame({
     advisoryHeld,
@@ -450,7 +455,8 @@ function afterSiblings(plan: Plan, memo: Map<string, unknown>): SiblingTurn {
   }
   const done = () => {
     release();
-    for (const [slot, next] of tails) if (memo.get(slot) === next) memo.delete(slot); // the last in line: nothing to keep
+    // the last in line leaves nothing to keep — once the bodies ahead (a call that gave up waiting) are done too
+    for (const [slot, next] of tails) void next.then(() => memo.get(slot) === next && memo.delete(slot));
   };
   return { ready: before.length ? Promise.all(before) : undefined, done };
 }
