@@ -267,6 +267,25 @@ describeEachBackend('compositions', EDGE_ENTITIES, (env) => {
     });
   });
 
+  describe('a transaction begun by hand on a QueryRunner', () => {
+    it('is ambient for the rest of the function: ormlock calls join it, its rollback undoes them', async () => {
+      const qr = env.ds.createQueryRunner();
+      await qr.connect();
+      try {
+        await qr.startTransaction();
+        const [own] = await qr.query(env.handle.dialect.connectionIdSql);
+        const [inner] = await transaction(() => currentManager().query(env.handle.dialect.connectionIdSql));
+        expect(String(inner.connectionId)).to.equal(String(own.connectionId));
+        await withAdvisoryLock('cmp-hand-1', () => transaction(() => insert('hand-A')));
+        await qr.rollbackTransaction();
+        expect(await names('hand-')).to.deep.equal([]);
+        expect(await freeElsewhere('cmp-hand-1'), 'the lock ended with the transaction').to.equal(true);
+      } finally {
+        await qr.release();
+      }
+    });
+  });
+
   describe('a connection given back inside a transaction', () => {
     it('is destroyed, not pooled, and the event is reported', async () => {
       const warnings: string[] = [];

@@ -31,11 +31,12 @@ export interface DialectCapabilities {
   /** Shared advisory locks. */
   sharedAdvisoryLocks: boolean;
   /**
-   * ROLLBACK TO SAVEPOINT releases the row locks and transaction-scoped advisory locks taken after
-   * the savepoint (PostgreSQL). InnoDB keeps row locks, and session locks (GET_LOCK) are never
-   * touched by a rollback.
+   * ROLLBACK TO SAVEPOINT releases the transaction-scoped advisory locks taken after the savepoint
+   * (PostgreSQL). Session locks (GET_LOCK, pg_advisory_lock) are never touched by a rollback.
    */
   rollbackToSavepointReleasesLocks: boolean;
+  /** ROLLBACK TO SAVEPOINT releases the row locks taken after the savepoint (PostgreSQL, MariaDB; MySQL's InnoDB keeps them). */
+  rollbackToSavepointReleasesRowLocks: boolean;
   /** The isolation a transaction gets when nobody names one (the server's default). */
   defaultIsolation: 'READ UNCOMMITTED' | 'READ COMMITTED' | 'REPEATABLE READ' | 'SERIALIZABLE';
 }

@@ -123,7 +123,7 @@ export async function runLockedRead<T>(
   try {
     const result = await inst.dialect.withRowLockTimeout(connection, spec.timeoutMs, work, memo);
     inst.emit({ type: 'acquired', kind, target: entity.name, waitedMs: Date.now() - startedAt });
-    noteLock(connection, { inst, kind, id: `${entity.name}:${JSON.stringify(where ?? {})}`, display: entity.name }, 'transaction', inst.dialect.capabilities.rollbackToSavepointReleasesLocks);
+    noteLock(connection, { inst, kind, id: `${entity.name}:${JSON.stringify(where ?? {})}`, display: entity.name }, 'transaction', inst.dialect.capabilities.rollbackToSavepointReleasesRowLocks);
     return result;
   } catch (error) {
     const converted = inst.dialect.convertError(error, { entity: entity.name, onLocked: spec.onLocked, timeoutMs: spec.timeoutMs, startedAt });

@@ -18,6 +18,7 @@ export class MariaDbDialect extends MysqlDialect {
     ...this.capabilities,
     lockOf: false,
     lockWaitClause: true,
+    rollbackToSavepointReleasesRowLocks: true, // measured on 10.11 (the model-based tests check it)
   };
   /** information_schema.INNODB_LOCK_WAITS / INNODB_LOCKS and PROCESSLIST.TIME_MS. */
   override readonly inspector: LockInspector = new MysqlInspector('mariadb');

@@ -21,6 +21,7 @@ export class MysqlDialect implements LockDialect {
     transactionAdvisoryLocks: false,
     sharedAdvisoryLocks: false,
     rollbackToSavepointReleasesLocks: false,
+    rollbackToSavepointReleasesRowLocks: false,
     defaultIsolation: 'REPEATABLE READ',
   };
   readonly connectionIdSql = 'SELECT CONNECTION_ID() AS connectionId';

@@ -31,6 +31,7 @@ export class PostgresDialect implements LockDialect {
     transactionAdvisoryLocks: true,
     sharedAdvisoryLocks: true,
     rollbackToSavepointReleasesLocks: true,
+    rollbackToSavepointReleasesRowLocks: true,
     defaultIsolation: 'READ COMMITTED',
   };
   readonly connectionIdSql = 'SELECT pg_backend_pid() AS "connectionId", txid_current()::text AS "txId"';
