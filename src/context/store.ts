@@ -90,15 +90,6 @@ export function runInFrame<T>(frame: Frame, fn: () => T): T {
   return storage.run(frame, fn);
 }
 
-/**
- * Makes `frame` the current one for the rest of the calling async function (and what it calls and
- * awaits from now on); its caller keeps its own. For a scope with no callback to run inside (a
- * QueryRunner's `startTransaction()` called by hand).
- */
-export function enterFrame(frame: Frame): void {
-  storage.enterWith(frame);
-}
-
 /** A child frame of the current one with some fields replaced. */
 export function childFrame(patch: Partial<Frame>): Frame {
   const parent = storage.getStore();

@@ -3,7 +3,7 @@ import { LockConfigError } from '../errors';
 import { resolveInstallation, type Installation } from '../orm/installations';
 import type { IsolationLevel, PoolWait, PortConnection, PortTransaction } from '../orm/port';
 import { stateOf } from './connection-model';
-import { ambientTx, childFrame, currentFrame, enterFrame, liveTxs, pinnedConnection, runInFrame, type Scope, type TxState } from './store';
+import { ambientTx, childFrame, currentFrame, liveTxs, pinnedConnection, runInFrame, type TxState } from './store';
 import { runWithTurn } from './turns';
 
 export type Propagation = 'required' | 'requires_new';
@@ -185,19 +185,6 @@ export async function runWithAmbientConnection<T>(inst: Installation, connection
   } finally {
     tx.scope.live = false;
   }
-}
-
-/**
- * A transaction begun by hand on `connection` (`queryRunner.startTransaction()`, no callback to run
- * inside) becomes the ambient transaction of `inst` for the rest of the calling async function:
- * ormlock calls after it join it on that connection. Resolves its scope (ended when the
- * transaction ends), or undefined when it already was the ambient one.
- */
-export function enterAmbientConnection(inst: Installation, connection: PortConnection): Scope | undefined {
-  if (ambientTx(inst)?.connection === connection) return undefined;
-  const tx = newTxState(inst, connection);
-  enterFrame(frameWith(tx));
-  return tx.scope;
 }
 
 /**

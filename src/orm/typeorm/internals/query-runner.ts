@@ -2,8 +2,6 @@ import { DataSource, type QueryRunner } from 'typeorm';
 import {
   began, discarded, dueStandIns, finishTransaction, knownState, notPoolableReason, rolledBackTo, runEndHandlers, savepointOpened, savepointReleased,
 } from '../../../context/connection-model';
-import { enterAmbientConnection } from '../../../context/transaction';
-import type { Scope } from '../../../context/store';
 import type { IsolationLevel } from '../../port';
 import { installationOf } from '../../installations';
 import { expectMethod, replaceMethod, type InternalPatch } from './patch';
@@ -44,26 +42,11 @@ function route(qr: Routed, ds: DataSource): void {
   const commit = qr.commitTransaction;
   const rollback = qr.rollbackTransaction;
   const release = qr.release;
-  let ambient: Scope | undefined;
-  // not async: the ambient transaction is entered in the caller's own async context
-  qr.startTransaction = function (isolation?: IsolationLevel) {
+  qr.startTransaction = async function (isolation?: IsolationLevel) {
     const opened = !qr.isTransactionActive;
-    const inst = opened ? installationOf(ds) : undefined;
-    if (inst) ambient = enterAmbientConnection(inst, qr);
-    return start.call(this, isolation).then(
-      () => {
-        if (opened) began(qr, isolation ?? (ds.options as { isolationLevel?: IsolationLevel }).isolationLevel);
-        else savepointOpened(qr, depthName(qr));
-      },
-      (error: unknown) => {
-        if (opened) endAmbient();
-        throw error;
-      },
-    );
-  };
-  const endAmbient = () => {
-    if (ambient) ambient.live = false;
-    ambient = undefined;
+    await start.call(this, isolation);
+    if (opened) began(qr, isolation ?? (ds.options as { isolationLevel?: IsolationLevel }).isolationLevel);
+    else savepointOpened(qr, depthName(qr));
   };
   const ending = (how: 'commit' | 'rollback', base: () => Promise<void>) =>
     async function (this: QueryRunner) {
@@ -71,7 +54,6 @@ function route(qr: Routed, ds: DataSource): void {
       try {
         await base.call(this);
       } finally {
-        if (!qr.isTransactionActive) endAmbient();
         await settle(qr, how, depth);
       }
     };
