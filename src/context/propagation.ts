@@ -62,28 +62,25 @@ export async function propagate<T>(
 
 /**
  * `nested` inside a transaction: a savepoint on its connection. The body sees a transaction state
- * of its own (advisory keys held, dialect settings) that joins the outer one when the savepoint
+ * of its own (dialect settings) that joins the outer one when the savepoint
  * is released, and is dropped with it when the savepoint is rolled back to.
  */
 async function nested<T>(inst: Installation, outer: TxState, fn: () => Promise<T> | T): Promise<T> {
   const connection = outer.connection;
-  const inner: TxState = { ...outer, heldKeys: new Set(outer.heldKeys), memo: new Map(outer.memo), scope: { live: true } };
+  const inner: TxState = { ...outer, memo: new Map(outer.memo), scope: { live: true } };
   return inSavepoint(inst, connection, 'ormlock_nested', async () => {
     savepointStarted(connection);
     let result: T;
     try {
       result = await runInFrame(frameWithTx(inner), fn);
     } catch (error) {
+      // what the savepoint's rollback drops (locks, by the dialect's flags) the connection model drops
       savepointEnded(connection, 'rollback');
-      // advisory locks that are not transaction-scoped in the database (MySQL GET_LOCK standing in
-      // for them) survive the rollback to the savepoint: they stay noted as held, to be released at the end
-      if (!inst.dialect.capabilities.transactionAdvisoryLocks) for (const key of inner.heldKeys) outer.heldKeys.add(key);
       throw error;
     } finally {
       inner.scope.live = false;
     }
     savepointEnded(connection, 'commit');
-    for (const key of inner.heldKeys) outer.heldKeys.add(key);
     for (const [key, value] of inner.memo) outer.memo.set(key, value);
     return result;
   });

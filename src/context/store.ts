@@ -13,8 +13,6 @@ export interface TxState {
   readonly manager: any;
   readonly dialect: LockDialect;
   readonly isolation?: IsolationLevel;
-  /** Advisory keys held in this transaction (re-entry is a no-op). */
-  readonly heldKeys: Set<string>;
   /** What dialects remember for the rest of this transaction (e.g. a lock_timeout they set). */
   readonly memo: Map<string, unknown>;
   /**
@@ -66,6 +64,8 @@ export interface Frame {
   readonly pinned?: ReadonlyMap<Installation, PinnedConnection>;
   /** The AbortSignal of the innermost lock scope (see src/context/lock-signal.ts). */
   readonly lockSignal?: AbortSignal;
+  /** Per connection, the unit of work whose turn this async context runs in (see src/context/turns.ts). */
+  readonly turns?: ReadonlyMap<object, object>;
 }
 
 /** One advisory lock held by an async context (see `Frame.advisoryHeld`). */
@@ -76,6 +76,8 @@ export interface HeldAdvisoryLock {
   readonly display: string;
   /** False once the call that took it has returned. */
   readonly live: Scope;
+  /** The connection it is held on (the connection model says whether it still is). */
+  readonly connection?: object;
 }
 
 const storage = new AsyncLocalStorage<Frame>();
@@ -98,6 +100,7 @@ export function childFrame(patch: Partial<Frame>): Frame {
     advisoryHeld: parent?.advisoryHeld,
     pinned: parent?.pinned,
     lockSignal: parent?.lockSignal,
+    turns: parent?.turns,
     ...patch,
   };
 }

@@ -3,9 +3,10 @@ import { LockConfigError } from '../errors';
 import { resolveInstallation, type Installation } from '../orm/installations';
 import type { IsolationLevel, OrmManager, PoolWait, PortConnection, PortTransaction } from '../orm/port';
 import { transactionCompleted } from './commit-hooks';
-import { transactionEnded } from './held';
+import { stateOf } from './connection-model';
 import { propagate, PROPAGATIONS, type Propagation } from './propagation';
 import { ambientTx, childFrame, currentFrame, liveTxs, pinnedConnection, runInFrame, type TxState } from './store';
+import { runWithTurn } from './turns';
 
 export type { Propagation } from './propagation';
 export type { IsolationLevel } from '../orm/port';
@@ -63,24 +64,43 @@ export async function transaction<T>(fn: () => Promise<T> | T, options: Transact
   }
   const joined = ambientTx(inst);
   if (joined && propagation === 'required') {
-    if (options.isolation && options.isolation !== (joined.isolation ?? options.isolation)) {
-      throw new LockConfigError(
-        `transaction(): asked for isolation ${options.isolation} inside a ${joined.isolation} transaction; ` +
-          `use propagation 'requires_new' or set the isolation on the outer transaction.`,
-      );
-    }
+    if (options.isolation) requireIsolation(inst, joined, options.isolation, 'transaction()');
     return fn();
   }
   // Inside a session-scoped lock, the transaction opens on the connection that lock pinned:
   // no second pool connection, and the lock's connection sees the transaction's writes.
   const pinned = propagation === 'required' ? pinnedConnection(inst) : undefined;
-  let unit: PortTransaction;
-  try {
-    unit = await beginBounded(inst, { isolation: options.isolation, connection: pinned }, 'transaction()');
-  } catch (error) {
-    throw inst.dialect.convertError(error) ?? error;
-  }
-  return runInTransaction(inst, unit, options.isolation, fn);
+  const open = async () => {
+    let unit: PortTransaction;
+    try {
+      unit = await beginBounded(inst, { isolation: options.isolation, connection: pinned }, 'transaction()');
+    } catch (error) {
+      throw inst.dialect.convertError(error) ?? error;
+    }
+    return runInTransaction(inst, unit, options.isolation, fn);
+  };
+  // siblings landing on one pinned connection: one transaction at a time, in call order
+  return pinned ? (runWithTurn(pinned, open) as Promise<T>) : open();
+}
+
+/** The isolation of the transaction `tx` runs in: as begun (the model knows it), else the server's default. */
+export function runningIsolation(inst: Installation, tx: TxState): IsolationLevel {
+  return stateOf(tx.connection).isolation ?? tx.isolation ?? inst.dialect.capabilities.defaultIsolation;
+}
+
+/**
+ * A call asking for `wanted` inside the running transaction `tx` (whose level, asked for or the
+ * server's default, cannot change any more): joins when it is that level, else LockConfigError
+ * (the one wording of this fault).
+ */
+export function requireIsolation(inst: Installation, tx: TxState, wanted: IsolationLevel, caller: string): void {
+  const running = runningIsolation(inst, tx);
+  if (running === wanted) return;
+  throw new LockConfigError(
+    `${caller}: asked for isolation ${wanted} inside a ${running} transaction on ${inst.label}; ` +
+      `use propagation 'requires_new' or set the isolation on the outer transaction.`,
+    { isolation: wanted, running },
+  );
 }
 
 /**
@@ -135,7 +155,6 @@ async function runInTransaction<T>(inst: Installation, unit: PortTransaction, is
     throw inst.dialect.convertError(error) ?? error;
   } finally {
     tx.scope.live = false;
-    transactionEnded(connection);
     await unit.release();
   }
 }
@@ -148,7 +167,6 @@ function newTxState(inst: Installation, connection: PortConnection, isolation?: 
     manager: connection.manager,
     dialect: inst.dialect,
     isolation,
-    heldKeys: new Set(),
     memo: new Map(),
     scope: { live: true },
   };
@@ -203,15 +221,19 @@ export function namedConnection(inst: Installation, explicit: unknown, caller: s
 export async function onNamedConnection<T>(inst: Installation, explicit: unknown, caller: string, fn: () => Promise<T>): Promise<T> {
   const connection = namedConnection(inst, explicit, caller);
   if (!connection) return fn();
-  if (connection.isTransactionActive) return runWithAmbientConnection(inst, connection, fn);
-  if (ambientTx(inst)?.connection === connection || pinnedConnection(inst) === connection) return fn();
-  const scope = { live: true };
-  const pinned = new Map(currentFrame()?.pinned ?? []).set(inst, { connection, scope });
-  try {
-    return await runInFrame(childFrame({ pinned }), fn);
-  } finally {
-    scope.live = false;
-  }
+  if (ambientTx(inst)?.connection === connection) return fn();
+  // a named connection is one unit of work at a time: a sibling's transaction on it is never joined
+  return runWithTurn(connection, async () => {
+    if (connection.isTransactionActive) return runWithAmbientConnection(inst, connection, fn); // its owner's own transaction
+    if (pinnedConnection(inst) === connection) return fn();
+    const scope = { live: true };
+    const pinned = new Map(currentFrame()?.pinned ?? []).set(inst, { connection, scope });
+    try {
+      return await runInFrame(childFrame({ pinned }), fn);
+    } finally {
+      scope.live = false;
+    }
+  }) as Promise<T>;
 }
 
 /**

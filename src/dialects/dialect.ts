@@ -35,6 +35,15 @@ export interface DialectCapabilities {
    * MariaDB): the fencing tokens of database semaphores, drawn inside the caller's transaction.
    */
   tokenSequences: boolean;
+  /**
+   * ROLLBACK TO SAVEPOINT releases the transaction-scoped advisory locks taken after the savepoint
+   * (PostgreSQL). Session locks (GET_LOCK, pg_advisory_lock) are never touched by a rollback.
+   */
+  rollbackToSavepointReleasesLocks: boolean;
+  /** ROLLBACK TO SAVEPOINT releases the row locks taken after the savepoint (PostgreSQL, MariaDB; MySQL's InnoDB keeps them). */
+  rollbackToSavepointReleasesRowLocks: boolean;
+  /** The isolation a transaction gets when nobody names one (the server's default). */
+  defaultIsolation: 'READ UNCOMMITTED' | 'READ COMMITTED' | 'REPEATABLE READ' | 'SERIALIZABLE';
 }
 
 /** Context an error converter may use to choose the right LockError subclass and fill it in. */

@@ -9,6 +9,10 @@ import {
 } from '../errors';
 import { resolveInstallation, type Installation } from '../orm/installations';
 import { inSavepoint } from './savepoint';
+import {
+  dueStandIns, forgetLock, heldHere, knownState, noteLock, onTransactionEnd, physical, type HeldLock,
+} from '../context/connection-model';
+import { runWithTurn, TURN_TIMED_OUT } from '../context/turns';
 import { refuseUnderTransactionPooler } from './pooler-guard';
 import { checkFunction, optionsProblems } from '../arguments';
 import { namedConnection, onNamedConnection, poolWait } from '../context/transaction';
@@ -115,22 +119,21 @@ function refuseSessionLocksUnderPooler(inst: Installation, scope: AdvisoryScope,
 function heldKey(inst: Installation, id: string): string {
   return `${inst.id}|${id}`;
 }
-const txHeldKey = (id: string, shared: boolean) => `advisory:${shared ? 's' : 'x'}:${id}`;
 
-/** Transaction-scoped locks held by the open transaction of each connection (cleared when it ends). */
-const runnerHeld = new WeakMap<QueryRunner, Map<string, { shared: boolean; display: string; inst: Installation; at: number; kind: 'advisory' | 'tree' }>>();
-/** Session locks to release when the connection's transaction ends (MySQL transaction scope; unlocks refused by an aborted PostgreSQL transaction). */
-const afterEnd = new WeakMap<QueryRunner, Array<{ plan: Plan; item: LockItem; shared: boolean }>>();
+/** The advisory (or tree) lock `id` as the connection model has it on `qr`. */
+function heldOn(qr: object, id: string): HeldLock | undefined {
+  return heldHere(qr, 'advisory', id) ?? heldHere(qr, 'tree', id);
+}
 
+/**
+ * Whether this context holds `item` already: a lock scope of this async context that still runs
+ * and whose connection still holds it (per the connection model), or the connection `qr` itself.
+ */
 function heldBy(plan: Plan, item: LockItem, qr: QueryRunner | undefined): { shared: boolean } | undefined {
   const frameHeld = currentFrame()?.advisoryHeld?.get(heldKey(plan.inst, item.id));
-  if (frameHeld && frameHeld.live.live) return { shared: frameHeld.shared };
-  const tx = ambientTx(plan.inst);
-  if (tx?.heldKeys.has(txHeldKey(item.id, false))) return { shared: false };
-  const onRunner = qr ? runnerHeld.get(qr)?.get(item.id) : undefined;
-  if (onRunner !== undefined) return { shared: onRunner.shared };
-  if (tx?.heldKeys.has(txHeldKey(item.id, true))) return { shared: true };
-  return undefined;
+  if (frameHeld && frameHeld.live.live && (!frameHeld.connection || heldOn(frameHeld.connection, item.id))) return { shared: frameHeld.shared };
+  const onRunner = qr ? heldOn(qr, item.id) : undefined;
+  return onRunner ? { shared: onRunner.shared } : undefined;
 }
 
 /** The locks of the plan this context does not hold yet (a held shared lock cannot be upgraded). */
@@ -150,11 +153,16 @@ function toAcquire(plan: Plan, qr: QueryRunner | undefined): LockItem[] {
   });
 }
 
-function withHeld(plan: Plan, items: readonly LockItem[], scope: AdvisoryScope, live: Scope, pinned?: QueryRunner) {
+function withHeld(plan: Plan, items: readonly LockItem[], scope: AdvisoryScope, live: Scope, connection: QueryRunner, pinned?: QueryRunner) {
   const frame = currentFrame();
   const advisoryHeld = new Map(frame?.advisoryHeld ?? []);
-  for (const item of items) {
-    advisoryHeld.set(heldKey(plan.inst, item.id), { scope, shared: plan.shared, display: item.key.display, live });
+  // every lock of the plan: those taken now, and those the connection already held (the body is
+  // their holder too, so its own children never queue behind it as siblings)
+  for (const item of plan.locks) {
+    const key = heldKey(plan.inst, item.id);
+    if (!items.includes(item) && advisoryHeld.get(key)?.live.live) continue;
+    const shared = items.includes(item) ? plan.shared : heldOn(connection, item.id)?.shared ?? plan.shared;
+    advisoryHeld.set(key, { scope, shared, display: item.key.display, live, connection: physical(connection) });
   }
   return childFrame({
     advisoryHeld,
@@ -186,15 +194,28 @@ async function acquireAll(
   items: readonly LockItem[],
   kind: 'transaction' | 'session',
   protect: boolean,
+  standIn = false,
+  records?: Map<string, HeldLock>,
 ): Promise<LockItem | undefined> {
   const { adv, timeoutMs } = plan;
   const savepoint = protect && adv.failedStatementAbortsTransaction && timeoutMs !== undefined && (timeoutMs > 0 || items.length > 1);
-  const taken: LockItem[] = [];
+  const taken: Array<{ item: LockItem; held: HeldLock }> = [];
   const deadline = timeoutMs === undefined ? undefined : Date.now() + timeoutMs;
   const releaseTaken = async () => {
-    if (kind !== 'session') return; // transaction locks end with the savepoint or the transaction
-    for (const item of [...taken].reverse()) await adv.unlockSession(qr, item.id, plan.shared).catch(() => undefined);
+    // transaction locks end with the savepoint (the model dropped them) or with the transaction
+    if (kind !== 'session') return;
+    for (const { item, held } of [...taken].reverse()) {
+      try {
+        await adv.unlockSession(qr, item.id, plan.shared);
+        forgetLock(qr, held);
+      } catch (error) {
+        // an aborted transaction refuses the unlock: it is released right after that transaction ends
+        if (qr.isTransactionActive && adv.isAbortedTransaction(error)) keepUntilTransactionEnd(qr, held);
+        else forgetLock(qr, held);
+      }
+    }
   };
+  if (timeoutMs === undefined) await restoreLockTimeout(plan, qr); // never wait under another call's limit
   const takeAll = async () => {
     for (const item of items) {
       const remaining = deadline === undefined ? undefined : Math.max(0, deadline - Date.now());
@@ -202,7 +223,9 @@ async function acquireAll(
         ? await adv.lockForTransaction!(qr, item.id, plan.shared, remaining, item.key)
         : await adv.lockForSession(qr, item.id, plan.shared, remaining, item.key);
       if (!got) throw new NotObtained(item);
-      taken.push(item);
+      const held = noteLock(qr, lockRecord(plan, item), kind === 'transaction' ? 'transaction' : standIn ? 'until-end' : 'session', plan.dialect.capabilities.rollbackToSavepointReleasesLocks);
+      taken.push({ item, held });
+      records?.set(item.id, held);
     }
   };
   try {
@@ -275,76 +298,72 @@ function heldFor(item: LockItem): number | undefined {
  * that transaction (and, for databases without transaction locks, to be released when it ends).
  * Resolves the item not obtained in time, or undefined.
  */
-async function acquireForTransaction(plan: Plan, qr: QueryRunner, tx: TxState | undefined, items: readonly LockItem[], protect: boolean) {
+async function acquireForTransaction(plan: Plan, qr: QueryRunner, items: readonly LockItem[], protect: boolean) {
   const native = plan.dialect.capabilities.transactionAdvisoryLocks && typeof plan.adv.lockForTransaction === 'function';
-  const failed = await acquireAll(plan, qr, items, native ? 'transaction' : 'session', protect);
-  if (failed) return failed;
-  let held = runnerHeld.get(qr);
-  if (!held) runnerHeld.set(qr, (held = new Map()));
-  for (const item of items) {
-    held.set(item.id, { shared: plan.shared, display: item.key.display, inst: plan.inst, at: Date.now(), kind: kindOf(plan) });
-    if (tx?.connection === qr) tx.heldKeys.add(txHeldKey(item.id, plan.shared));
-    if (!native) releaseWhenTransactionEnds(qr, { plan, item, shared: plan.shared });
-  }
-  return undefined;
+  return acquireAll(plan, qr, items, native ? 'transaction' : 'session', protect, !native);
 }
 
-const GUARDED = Symbol('ormlock.advisoryReleaseGuard');
+/** What the connection model records of one advisory lock. */
+function lockRecord(plan: Plan, item: LockItem) {
+  return { inst: plan.inst, kind: kindOf(plan), id: item.id, shared: plan.shared, display: item.key.display };
+}
+
+/** A session lock whose unlock the open transaction refused: released on this connection right after it ends. */
+function keepUntilTransactionEnd(qr: QueryRunner, held: HeldLock): void {
+  held.untilTransactionEnd = true;
+  held.level = Math.max(0, held.level);
+}
+
+/** Any lock_timeout an earlier call left in force on `qr`'s transaction is put back first (PostgreSQL; no statement otherwise). */
+async function restoreLockTimeout(plan: Plan, qr: QueryRunner): Promise<void> {
+  if (!qr.isTransactionActive) return;
+  const settings = knownState(qr)?.settings;
+  if (settings?.size) await plan.dialect.withRowLockTimeout(qr, undefined, () => Promise.resolve(), settings);
+}
 
 /**
- * Queues a session lock to be released, on `qr`, right after its transaction ends. As a safety
- * net, `qr.release()` of that QueryRunner first releases whatever is still queued (a
- * transaction ended without TypeORM's commit/rollback events), so no lock ever goes back into
- * the pool with its connection.
+ * After a transaction on `qr` ended (the connection model's end handler): releases, on the same
+ * connection, the session locks that stood in for transaction locks. A lock that was no longer
+ * held is a LockLostError.
  */
-function releaseWhenTransactionEnds(qr: QueryRunner, entry: { plan: Plan; item: LockItem; shared: boolean }): void {
-  let list = afterEnd.get(qr);
-  if (!list) afterEnd.set(qr, (list = []));
-  list.push(entry);
-  const guarded = qr as QueryRunner & { [GUARDED]?: true; release?: () => Promise<void> };
-  if (guarded[GUARDED]) return;
-  guarded[GUARDED] = true;
-  const baseRelease = guarded.release;
-  if (typeof baseRelease !== 'function') return; // the adapter releases through releaseQueued itself
-  guarded.release = async function (this: QueryRunner) {
-    if (afterEnd.get(qr)?.length && !(qr as { isReleased?: boolean }).isReleased) {
-      await releaseQueued(qr).catch(() => undefined);
+async function releaseStandIns(qr: object, ended: readonly HeldLock[]): Promise<void> {
+  const conn = qr as QueryRunner;
+  const standIns = ended.filter((l) => l.untilTransactionEnd && (l.kind === 'advisory' || l.kind === 'tree'));
+  if (!standIns.length) return;
+  const lost: HeldLock[] = [];
+  let cause: unknown;
+  for (const held of [...standIns].reverse()) {
+    try {
+      if (conn.isReleased) lost.push(held);
+      else if (await held.inst.dialect.advisory.unlockSession(conn, held.id, held.shared)) {
+        held.inst.emit({ type: 'released', kind: held.kind, target: held.display, heldMs: Date.now() - held.at });
+      } else lost.push(held);
+    } catch (error) {
+      lost.push(held);
+      cause ??= error;
+    } finally {
+      forgetLock(conn, held);
     }
-    return baseRelease.call(this);
-  };
+  }
+  if (lost.length) {
+    const now = Date.now();
+    for (const l of lost) l.inst.emit({ type: 'lost', kind: l.kind, target: l.display, heldMs: now - l.at });
+    throw new LockLostError(
+      `${lost[0].kind === 'tree' ? 'tree lock' : 'advisory lock'}: the connection holding ${lost.map((l) => l.display).join(', ')} was lost; the lock was not held to the end`,
+      { key: lost.length === 1 ? lost[0].display : lost.map((l) => l.display), cause },
+    );
+  }
 }
+onTransactionEnd(releaseStandIns);
 
 /**
- * Called when a transaction on `qr` has ended (the advisory subscriber's afterTransactionCommit
- * and afterTransactionRollback): releases the session locks that stood in for transaction
- * locks, on the same connection. A lock that was no longer held is a LockLostError.
+ * Kept for the adapters that call it after a transaction ended on `qr`: releases the stand-ins
+ * still due (the connection model's end handlers normally did so already).
  */
 export function afterAdvisoryTransactionEnd(qr: QueryRunner): Promise<void> | undefined {
   if (qr.isTransactionActive) return undefined; // a savepoint ended, not the transaction
-  if (!runnerHeld.has(qr) && !afterEnd.has(qr)) return undefined; // nothing to do: no promise for TypeORM to await
-  const held = runnerHeld.get(qr);
-  runnerHeld.delete(qr);
-  const queued = new Set((afterEnd.get(qr) ?? []).map((e) => e.item.id));
-  // transaction-scoped locks of the database itself ended with the transaction
-  const now = Date.now();
-  for (const [id, { display, inst, at, kind }] of held ?? []) if (!queued.has(id)) inst.emit({ type: 'released', kind, target: display, heldMs: now - at });
-  return releaseQueued(qr);
-}
-
-async function releaseQueued(qr: QueryRunner): Promise<void> {
-  const list = afterEnd.get(qr);
-  if (!list?.length) return;
-  afterEnd.delete(qr);
-  const lost: Array<{ plan: Plan; item: LockItem; cause?: unknown }> = [];
-  for (const { plan, item, shared } of [...list].reverse()) {
-    try {
-      if (await plan.adv.unlockSession(qr, item.id, shared)) plan.inst.emit({ type: 'released', kind: kindOf(plan), target: item.key.display, heldMs: heldFor(item) });
-      else lost.push({ plan, item });
-    } catch (error) {
-      lost.push({ plan, item, cause: error });
-    }
-  }
-  if (lost.length) throw lostError(lost[0].plan, lost.map((l) => l.item), lost[0].cause);
+  const due = dueStandIns(qr);
+  return due.length ? releaseStandIns(qr, due) : undefined;
 }
 
 class Skipped extends Error {
@@ -384,12 +403,45 @@ async function lockInTransaction<T>(
   fn: (ctx: AdvisoryLockContext) => Promise<T> | T,
 ): Promise<T | undefined> {
   const qr = tx.connection;
-  const sibling = await afterSiblings(plan, tx.memo);
+  const startedAt = Date.now();
+  const sibling = afterSiblings(plan, tx.memo);
   try {
+    if (!(await siblingsDone(plan, sibling))) {
+      // a sibling's body holds the key on this connection: the call's own time limit applies to that wait too
+      if (plan.onTimeout === 'skip') {
+        await notObtained(plan, plan.locks[0], startedAt, false);
+        if (joined) return undefined;
+        throw new Skipped();
+      }
+      throw await notObtained(plan, plan.locks[0], startedAt, false);
+    }
     return await lockAndRun(plan, tx, qr, joined, fn);
   } finally {
     sibling.done();
   }
+}
+
+/** Waits for the sibling bodies ahead of this call, within the call's time limit; false when the limit passed first. */
+async function siblingsDone(plan: Plan, sibling: SiblingTurn): Promise<boolean> {
+  if (!sibling.ready) return true;
+  if (plan.timeoutMs === undefined) {
+    await sibling.ready;
+    return true;
+  }
+  let timer: NodeJS.Timeout | undefined;
+  const late = Symbol('late');
+  const outcome = await Promise.race([
+    sibling.ready,
+    new Promise<symbol>((resolve) => (timer = setTimeout(() => resolve(late), plan.timeoutMs))),
+  ]).finally(() => clearTimeout(timer));
+  return outcome !== late;
+}
+
+interface SiblingTurn {
+  /** Settles when the sibling bodies ahead are done; undefined when none is ahead. */
+  readonly ready?: Promise<unknown>;
+  /** This call's body is done (or it gave up waiting): the next sibling may go. */
+  readonly done: () => void;
 }
 
 /**
@@ -400,7 +452,7 @@ async function lockInTransaction<T>(
  * is re-entry and never waits for its own outer body. Registered before the first await, so two
  * siblings never both see the key as free. `memo`: the transaction's, or the connection's.
  */
-function afterSiblings(plan: Plan, memo: Map<string, unknown>): Promise<{ done: () => void }> {
+function afterSiblings(plan: Plan, memo: Map<string, unknown>): SiblingTurn {
   const frame = currentFrame();
   const ids = plan.locks.map((l) => l.id).filter((id) => !frame?.advisoryHeld?.get(heldKey(plan.inst, id))?.live.live);
   let release!: () => void;
@@ -417,19 +469,10 @@ function afterSiblings(plan: Plan, memo: Map<string, unknown>): Promise<{ done: 
   }
   const done = () => {
     release();
-    for (const [slot, next] of tails) if (memo.get(slot) === next) memo.delete(slot); // the last in line: nothing to keep
+    // the last in line leaves nothing to keep — once the bodies ahead (a call that gave up waiting) are done too
+    for (const [slot, next] of tails) void next.then(() => memo.get(slot) === next && memo.delete(slot));
   };
-  return before.length ? Promise.all(before).then(() => ({ done })) : Promise.resolve({ done });
-}
-
-/** Sibling bookkeeping of connections shared outside a transaction (a session lock's pinned one). */
-const connectionSiblings = new WeakMap<QueryRunner, Map<string, unknown>>();
-
-function siblingMemo(qr: QueryRunner, tx: TxState | undefined): Map<string, unknown> {
-  if (tx?.connection === qr) return tx.memo;
-  let memo = connectionSiblings.get(qr);
-  if (!memo) connectionSiblings.set(qr, (memo = new Map()));
-  return memo;
+  return { ready: before.length ? Promise.all(before) : undefined, done };
 }
 
 async function lockAndRun<T>(
@@ -442,7 +485,7 @@ async function lockAndRun<T>(
   const items = toAcquire(plan, qr);
   const startedAt = Date.now();
   if (items.length) {
-    const failed = await acquireForTransaction(plan, qr, tx, items, joined);
+    const failed = await acquireForTransaction(plan, qr, items, joined);
     if (failed) {
       if (plan.onTimeout === 'skip') {
         await notObtained(plan, failed, startedAt, false);
@@ -455,7 +498,7 @@ async function lockAndRun<T>(
   }
   const live: Scope = { live: true };
   try {
-    return await runInFrame(withHeld(plan, items, 'transaction', live), () => fn(context(qr, plan, items.length > 0)));
+    return await runInFrame(withHeld(plan, items, 'transaction', live, qr), () => fn(context(qr, plan, items.length > 0)));
   } catch (error) {
     if (plan.adv.isConnectionLost(error) || ((qr as { isReleased?: boolean }).isReleased && isReleasedError(error))) {
       throw lostError(plan, plan.locks, error);
@@ -468,15 +511,28 @@ async function lockAndRun<T>(
 
 async function runSessionScoped<T>(plan: Plan, fn: (ctx: AdvisoryLockContext) => Promise<T> | T): Promise<T | undefined> {
   const tx = ambientTx(plan.inst);
-  const shared = tx?.connection ?? pinnedConnection(plan.inst);
-  // siblings on a shared connection take turns (registered before the first await)
-  const turn = shared ? afterSiblings(plan, siblingMemo(shared, tx)) : undefined;
-  const sibling = turn ? await turn : undefined;
-  try {
-    return await runSessionOn(plan, tx, shared, fn);
-  } finally {
-    sibling?.done();
+  const startedAt = Date.now();
+  if (tx) {
+    // siblings in one transaction: bodies for one key take turns (registered before the first await)
+    const sibling = afterSiblings(plan, tx.memo);
+    try {
+      if (!(await siblingsDone(plan, sibling))) return siblingTimedOut(plan, startedAt);
+      return await runSessionOn(plan, tx, tx.connection, fn);
+    } finally {
+      sibling.done();
+    }
   }
+  const pinned = pinnedConnection(plan.inst);
+  if (!pinned) return runSessionOn(plan, undefined, undefined, fn);
+  // a pinned connection outside a transaction: one unit of work at a time, in call order
+  const outcome = await runWithTurn(pinned, () => runSessionOn(plan, undefined, pinned, fn), plan.timeoutMs);
+  return outcome === TURN_TIMED_OUT ? siblingTimedOut(plan, startedAt) : outcome;
+}
+
+async function siblingTimedOut(plan: Plan, startedAt: number): Promise<undefined> {
+  const error = await notObtained(plan, plan.locks[0], startedAt, false);
+  if (plan.onTimeout === 'skip') return undefined;
+  throw error;
 }
 
 async function runSessionOn<T>(
@@ -498,10 +554,11 @@ async function runSessionOn<T>(
   }
   const conn: QueryRunner = qr;
   const live: Scope = { live: true };
+  const records = new Map<string, HeldLock>();
   try {
     const startedAt = Date.now();
     if (items.length) {
-      const failed = await acquireAll(plan, conn, items, 'session', tx !== undefined);
+      const failed = await acquireAll(plan, conn, items, 'session', tx !== undefined, false, records);
       if (failed) {
         if (plan.onTimeout === 'skip') {
           await notObtained(plan, failed, startedAt, false);
@@ -516,13 +573,13 @@ async function runSessionOn<T>(
     let failed = false;
     try {
       const held = conn;
-      result = await runInFrame(withHeld(plan, items, 'session', live, own ? conn : undefined), () => fn(context(held, plan, items.length > 0)));
+      result = await runInFrame(withHeld(plan, items, 'session', live, conn, own ? conn : undefined), () => fn(context(held, plan, items.length > 0)));
     } catch (error) {
       failed = true;
       bodyError = error;
     }
     live.live = false;
-    const lost = await releaseSession(plan, conn, items, tx);
+    const lost = await releaseSession(plan, conn, items, records);
     if (lost.length) throw lostError(plan, lost, failed ? bodyError : undefined);
     if (failed) {
       if (items.length && plan.adv.isConnectionLost(bodyError)) throw lostError(plan, items, bodyError);
@@ -536,23 +593,27 @@ async function runSessionOn<T>(
 }
 
 /** Releases session locks on their connection (last taken first); resolves those found lost. */
-async function releaseSession(plan: Plan, qr: QueryRunner, items: readonly LockItem[], tx: TxState | undefined): Promise<LockItem[]> {
+async function releaseSession(plan: Plan, qr: QueryRunner, items: readonly LockItem[], records: Map<string, HeldLock>): Promise<LockItem[]> {
   const lost: LockItem[] = [];
   for (const item of [...items].reverse()) {
+    const held = records.get(item.id);
     if ((qr as { isReleased?: boolean }).isReleased) {
       lost.push(item);
+      if (held) forgetLock(qr, held);
       continue;
     }
     try {
       if (await plan.adv.unlockSession(qr, item.id, plan.shared)) plan.inst.emit({ type: 'released', kind: kindOf(plan), target: item.key.display, heldMs: heldFor(item) });
       else lost.push(item);
+      if (held) forgetLock(qr, held);
     } catch (error) {
-      if (tx && tx.connection === qr && qr.isTransactionActive && plan.adv.isAbortedTransaction(error)) {
+      if (qr.isTransactionActive && plan.adv.isAbortedTransaction(error) && held) {
         // The body's failure aborted the caller's transaction, which refuses every statement
-        // until it ends: release right after it ends, on this connection.
-        releaseWhenTransactionEnds(qr, { plan, item, shared: plan.shared });
+        // until it ends: released right after it ends, on this connection (the model's end handler).
+        keepUntilTransactionEnd(qr, held);
         continue;
       }
+      if (held) forgetLock(qr, held);
       lost.push(item);
     }
   }
@@ -696,7 +757,7 @@ export async function lockForEntityWrite(
     if (!items.length) continue;
     const startedAt = Date.now();
     // a caller's transaction stays usable if the lock times out (savepoint where needed)
-    const failed = await acquireForTransaction(plan, qr, callerTx, items, callerTx !== undefined);
+    const failed = await acquireForTransaction(plan, qr, items, callerTx !== undefined);
     if (failed) throw await notObtained(plan, failed, startedAt, true);
     acquired(plan, items, startedAt);
   }

@@ -1,4 +1,4 @@
-import { noteHeldUntilEnd } from '../context/held';
+import { noteLock, settingOf } from '../context/connection-model';
 import { ambientTx } from '../context/store';
 import { namedConnection, onNamedConnection } from '../context/transaction';
 import { describeValue, optionsProblems } from '../arguments';
@@ -123,12 +123,13 @@ export async function runLockedRead<T>(
   where?: Record<string, unknown>,
 ): Promise<T> {
   const startedAt = Date.now();
-  const tx = ambientTx(inst);
-  const memo = tx && tx.connection === connection ? tx.memo : undefined;
+  // a limit may stay set for the rest of the transaction (one statement saved); the connection model
+  // remembers it, and every later ormlock lock without a limit puts the original back first
+  const memo = connection.isTransactionActive ? settingOf(connection) : undefined;
   try {
     const result = await inst.dialect.withRowLockTimeout(connection, spec.timeoutMs, work, memo);
     inst.emit({ type: 'acquired', kind, target: entity.name, waitedMs: Date.now() - startedAt });
-    noteHeldUntilEnd(inst, connection, kind, entity.name);
+    noteLock(connection, { inst, kind, id: `${entity.name}:${JSON.stringify(where ?? {})}`, display: entity.name }, 'transaction', inst.dialect.capabilities.rollbackToSavepointReleasesRowLocks);
     return result;
   } catch (error) {
     const converted = inst.dialect.convertError(error, { entity: entity.name, onLocked: spec.onLocked, timeoutMs: spec.timeoutMs, startedAt });

@@ -1,3 +1,4 @@
+import { rolledBackTo, savepointOpened, savepointReleased } from '../context/connection-model';
 import type { Installation } from '../orm/installations';
 import type { PortConnection } from '../orm/port';
 
@@ -13,6 +14,7 @@ let nextSavepoint = 1;
 export async function inSavepoint<T>(inst: Installation, connection: PortConnection, prefix: string, work: () => Promise<T>): Promise<T> {
   const name = `${prefix}_${nextSavepoint++}`;
   await connection.query(`SAVEPOINT ${name}`);
+  savepointOpened(connection, name);
   let result: T;
   try {
     result = await work();
@@ -20,11 +22,13 @@ export async function inSavepoint<T>(inst: Installation, connection: PortConnect
     const converted = inst.dialect.convertError(error);
     try {
       await connection.query(`ROLLBACK TO SAVEPOINT ${name}`);
+      rolledBackTo(connection, name);
     } catch {
       throw converted ?? error; // the transaction itself is gone: report why, not the savepoint
     }
     throw error;
   }
   await connection.query(`RELEASE SAVEPOINT ${name}`);
+  savepointReleased(connection, name);
   return result;
 }

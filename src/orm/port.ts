@@ -33,6 +33,11 @@ export interface PortConnection {
   readonly isReleased: boolean;
   /** The ORM's manager bound to this connection: what user code inside the scope gets. */
   readonly manager: any;
+  /**
+   * The object that stands for the database connection itself, when several of these wrap one
+   * (MikroORM's savepoint contexts share their root's); the connection model keys on it. Default: this object.
+   */
+  readonly physical?: object;
 }
 
 /** Transaction isolation, as both ORMs spell it. */

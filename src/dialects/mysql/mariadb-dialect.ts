@@ -20,6 +20,7 @@ export class MariaDbDialect extends MysqlDialect {
     lockOf: false,
     lockWaitClause: true,
     tokenSequences: true,
+    rollbackToSavepointReleasesRowLocks: true, // measured on 10.11 (the model-based tests check it)
   };
   /** The counters of MySQL, and a token sequence beside them (MariaDB 10.3+). */
   override readonly fencing: FencingDialect = new MariaDbFencing();

@@ -22,6 +22,9 @@ export class MysqlDialect implements LockDialect {
     transactionAdvisoryLocks: false,
     sharedAdvisoryLocks: false,
     tokenSequences: false,
+    rollbackToSavepointReleasesLocks: false,
+    rollbackToSavepointReleasesRowLocks: false,
+    defaultIsolation: 'REPEATABLE READ',
   };
   readonly connectionIdSql = 'SELECT CONNECTION_ID() AS connectionId';
   /** GET_LOCK / RELEASE_LOCK (MariaDB inherits it unchanged). */

@@ -32,6 +32,9 @@ export class PostgresDialect implements LockDialect {
     transactionAdvisoryLocks: true,
     sharedAdvisoryLocks: true,
     tokenSequences: true,
+    rollbackToSavepointReleasesLocks: true,
+    rollbackToSavepointReleasesRowLocks: true,
+    defaultIsolation: 'READ COMMITTED',
   };
   readonly connectionIdSql = 'SELECT pg_backend_pid() AS "connectionId", txid_current()::text AS "txId"';
   readonly advisory: AdvisoryDialect = new PostgresAdvisory();

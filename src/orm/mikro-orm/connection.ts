@@ -41,6 +41,11 @@ export class MikroOrmConnection implements PortConnection {
     return this.root.released;
   }
 
+  /** The physical connection (the root's state): a savepoint's wrapper shares its root's (see the connection model). */
+  get physical(): object {
+    return this.root;
+  }
+
   /**
    * Runs one statement: inside the transaction while it is open (through MikroORM, so it is logged
    * like the ORM's own), else on the pinned connection itself. PostgreSQL placeholders (`$1`) are

@@ -1,9 +1,9 @@
 import type {
   EntityMetadata, EntitySubscriberInterface, InsertEvent, QueryRunner, RemoveEvent, SoftRemoveEvent, RecoverEvent,
-  TransactionCommitEvent, TransactionRollbackEvent, UpdateEvent,
+  UpdateEvent,
 } from 'typeorm';
 import { LockConfigError } from '../../errors';
-import { afterAdvisoryTransactionEnd, evaluateAdvisoryKey, lockForEntityWrite, type AdvisoryLockOptions } from '../../locks/advisory';
+import { evaluateAdvisoryKey, lockForEntityWrite, type AdvisoryLockOptions } from '../../locks/advisory';
 import { lockMetadataOf } from '../../metadata/registry';
 import { childFrame, runInFrame } from '../../context/store';
 import type { Installation } from '../installations';
@@ -17,9 +17,8 @@ import { rowsOfUpdate } from './internals/update-rows';
  *   the write's transaction, before TypeORM sends the write; it is held until that transaction
  *   ends. (TypeORM starts entity listeners and all subscribers' before-hooks at once, so the
  *   lock is guaranteed before the write statement, not before other before-hooks.)
- * - afterTransactionCommit / afterTransactionRollback: releases, on the same connection, the
- *   session locks that stand in for transaction-scoped ones where the database has none
- *   (MySQL/MariaDB).
+ * (The session locks standing in for transaction-scoped ones where the database has none —
+ * MySQL/MariaDB — are released after the transaction by the connection model's end handler.)
  */
 export class AdvisoryEntitySubscriber implements EntitySubscriberInterface {
   constructor(private readonly inst: Installation) {}
@@ -47,14 +46,6 @@ export class AdvisoryEntitySubscriber implements EntitySubscriberInterface {
 
   beforeRecover(event: RecoverEvent<any>) {
     return this.lock(event.metadata, event.queryRunner, event.entity ?? event.databaseEntity, 'recover');
-  }
-
-  afterTransactionCommit(event: TransactionCommitEvent) {
-    return afterAdvisoryTransactionEnd(event.queryRunner);
-  }
-
-  afterTransactionRollback(event: TransactionRollbackEvent) {
-    return afterAdvisoryTransactionEnd(event.queryRunner);
   }
 
   private lock(metadata: EntityMetadata | undefined, qr: QueryRunner, entity: unknown, write: string): Promise<void> | undefined {

@@ -1,14 +1,13 @@
 import type { EntitySubscriberInterface, InsertEvent, LoadEvent, TransactionCommitEvent, TransactionRollbackEvent, TransactionStartEvent, UpdateEvent } from 'typeorm';
 import { savepointEnded, savepointStarted, transactionCompleted } from '../../context/commit-hooks';
-import { transactionEnded } from '../../context/held';
 import { noteOrigin, type Installation } from '../installations';
 import { noteSchemaEntity } from './typeorm-port';
 
 /**
  * The subscriber every installation has: remembers which DataSource an entity object was loaded
- * through or saved by (so `lock(entity)` and `withLock(entity)` go to its database), reports
- * the locks a transaction held as released when TypeORM ends it, and runs its commit hooks
- * (a nested TypeORM transaction is a savepoint: its rollback drops the hooks registered in it).
+ * through or saved by (so `lock(entity)` and `withLock(entity)` go to its database), and runs
+ * its commit hooks (a nested TypeORM transaction is a savepoint: its rollback drops the hooks
+ * registered in it). The locks a transaction held are reported released by the connection model.
  */
 export class CoreSubscriber implements EntitySubscriberInterface {
   constructor(private readonly inst: Installation) {}
@@ -33,13 +32,11 @@ export class CoreSubscriber implements EntitySubscriberInterface {
 
   afterTransactionCommit(event: TransactionCommitEvent) {
     if (event.queryRunner.isTransactionActive) return savepointEnded(event.queryRunner, 'commit');
-    transactionEnded(event.queryRunner);
     return transactionCompleted([event.queryRunner], 'commit');
   }
 
   afterTransactionRollback(event: TransactionRollbackEvent) {
     if (event.queryRunner.isTransactionActive) return savepointEnded(event.queryRunner, 'rollback');
-    transactionEnded(event.queryRunner);
     return transactionCompleted([event.queryRunner], 'rollback');
   }
 }

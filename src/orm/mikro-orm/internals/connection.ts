@@ -1,8 +1,7 @@
 import type { EntityManager } from '@mikro-orm/core';
 import { dropHooks, transactionCompleted, type CompletionOutcome } from '../../../context/commit-hooks';
-import { transactionEnded } from '../../../context/held';
+import { began, finishTransaction, rolledBackTo, savepointOpened, savepointReleased } from '../../../context/connection-model';
 import { runWithAmbientConnection } from '../../../context/transaction';
-import { afterAdvisoryTransactionEnd } from '../../../locks/advisory';
 import { connectionFor, knownConnection, newRootState, registerTransaction, rootStateOf, type RootState } from '../connection';
 import { installationFor } from '../registry';
 import { expectMethod, ownerOf, replaceMethod, type MikroPatch } from './patch';
@@ -38,7 +37,10 @@ export function connectionPatches(connection: object): MikroPatch[] {
             if (options.ctx) {
               const trx = await base.call(this, options);
               const root = rootStateOf(options.ctx);
-              if (root) registerTransaction(trx, root);
+              if (root) {
+                registerTransaction(trx, root);
+                savepointOpened(root); // a nested transaction: a savepoint of its root
+              }
               return trx;
             }
             if (!installationFor(this)) return base.call(this, options);
@@ -51,7 +53,9 @@ export function connectionPatches(connection: object): MikroPatch[] {
               });
               const self = Object.create(this, { getKnex: { value: () => pinned } });
               const trx = await base.call(self, options);
-              registerTransaction(trx, newRootState(raw, given ? options[OWNS_RAW] === true : true));
+              const root = newRootState(raw, given ? options[OWNS_RAW] === true : true);
+              registerTransaction(trx, root);
+              began(root, options.isolationLevel);
               return trx;
             } catch (error) {
               if (!given) await knex.client.releaseConnection(raw);
@@ -81,7 +85,14 @@ async function endingRoot(connection: any, ctx: any, outcome: CompletionOutcome,
     const savepoint = knownConnection(ctx);
     if (savepoint) dropHooks(savepoint);
   }
-  if (!root || 'savepointName' in ctx || root.released) return end();
+  if (!root || root.released) return end();
+  if ('savepointName' in ctx) {
+    // a nested transaction: RELEASE / ROLLBACK TO its savepoint (the connection model follows)
+    const result = await end();
+    if (outcome === 'commit') savepointReleased(root);
+    else rolledBackTo(root);
+    return result;
+  }
   let result: unknown;
   try {
     result = await end();
@@ -97,13 +108,11 @@ async function finishRoot(connection: any, root: RootState, outcome: CompletionO
   const members = [...root.members];
   let failure: unknown;
   try {
-    for (const m of members) transactionEnded(m);
-    for (const m of members) {
-      try {
-        await afterAdvisoryTransactionEnd(m);
-      } catch (error) {
-        failure ??= error;
-      }
+    // the model ends the transaction; its end handlers run on this connection (stand-in locks released)
+    try {
+      await finishTransaction(members[0] ?? root, outcome);
+    } catch (error) {
+      failure = error;
     }
     await transactionCompleted(members, outcome);
   } finally {

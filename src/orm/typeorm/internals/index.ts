@@ -5,6 +5,7 @@ import { entityManagerTransactionPatch } from './entity-manager';
 import { probeError, type InternalPatch } from './patch';
 import { persistencePatches } from './persistence';
 import { queryBuilderPatches } from './query-builder';
+import { queryRunnerModelPatch } from './query-runner';
 import { repositoryManagerPatch } from './repository';
 import { updateRowsPatch } from './update-rows';
 import { upsertVersionPatch } from './upsert';
@@ -26,6 +27,7 @@ export function neededPatches(): InternalPatch[] {
     ...aggregateReadPatches,
     repositoryManagerPatch,
     entityManagerTransactionPatch,
+    queryRunnerModelPatch,
     ...(writes ? writePatches : []),
     ...(declared.some((d) => d.advisory.length > 0) ? [updateRowsPatch] : []),
     ...(versioned ? [...persistencePatches, upsertVersionPatch] : []),

@@ -1,0 +1,108 @@
+import { DataSource, type QueryRunner } from 'typeorm';
+import {
+  began, discarded, dueStandIns, finishTransaction, knownState, notPoolableReason, rolledBackTo, runEndHandlers, savepointOpened, savepointReleased,
+} from '../../../context/connection-model';
+import type { IsolationLevel } from '../../port';
+import { installationOf } from '../../installations';
+import { expectMethod, replaceMethod, type InternalPatch } from './patch';
+
+const LABEL = 'DataSource.prototype';
+const ROUTED = Symbol('ormlock.routedQueryRunner');
+
+/**
+ * Every QueryRunner of an installed DataSource reports its transactions to the connection model:
+ * `startTransaction` (a BEGIN, or a savepoint when one is open — TypeORM's nested transactions),
+ * `commitTransaction` (COMMIT or RELEASE SAVEPOINT), `rollbackTransaction` (ROLLBACK or ROLLBACK TO
+ * SAVEPOINT) — whoever calls them: ormlock, `manager.transaction`, `dataSource.transaction`, or user
+ * code on a QueryRunner of its own. `release` gives the connection back to the pool only outside a
+ * transaction and holding no lock ormlock took (the model knows it without a query); otherwise the
+ * connection is destroyed and the event reported.
+ */
+export const queryRunnerModelPatch: InternalPatch = {
+  name: `${LABEL}.createQueryRunner`,
+  probe: () => expectMethod(DataSource.prototype, LABEL, 'createQueryRunner', ['createQueryRunner']),
+  apply() {
+    this.restore = replaceMethod(DataSource.prototype, 'createQueryRunner', (base) =>
+      function (this: DataSource, ...args: unknown[]) {
+        const qr = base.apply(this, args) as QueryRunner;
+        if (installationOf(this)) route(qr, this);
+        return qr;
+      },
+    );
+  },
+  restore() {},
+};
+
+type Routed = QueryRunner & { [ROUTED]?: true; transactionDepth?: number };
+
+function route(qr: Routed, ds: DataSource): void {
+  if (qr[ROUTED]) return;
+  qr[ROUTED] = true;
+  const start = qr.startTransaction;
+  const commit = qr.commitTransaction;
+  const rollback = qr.rollbackTransaction;
+  const release = qr.release;
+  qr.startTransaction = async function (isolation?: IsolationLevel) {
+    const opened = !qr.isTransactionActive;
+    await start.call(this, isolation);
+    if (opened) began(qr, isolation ?? (ds.options as { isolationLevel?: IsolationLevel }).isolationLevel);
+    else savepointOpened(qr, depthName(qr));
+  };
+  const ending = (how: 'commit' | 'rollback', base: () => Promise<void>) =>
+    async function (this: QueryRunner) {
+      const depth = qr.transactionDepth;
+      try {
+        await base.call(this);
+      } finally {
+        await settle(qr, how, depth);
+      }
+    };
+  qr.commitTransaction = ending('commit', commit);
+  qr.rollbackTransaction = ending('rollback', rollback);
+  qr.release = async function () {
+    if (!qr.isReleased) {
+      const due = dueStandIns(qr);
+      if (due.length) await runEndHandlers(qr, due).catch(() => undefined);
+      const reason = notPoolableReason(qr);
+      if (reason) return discard(qr, ds, reason);
+    }
+    return release.call(this);
+  };
+}
+
+/** TypeORM's name of its innermost savepoint (`typeorm_<depth - 1>`), or of `depth`'s. */
+function depthName(qr: Routed, depth = qr.transactionDepth): string | undefined {
+  return typeof depth === 'number' ? `typeorm_${depth - 1}` : undefined;
+}
+
+/** After COMMIT/ROLLBACK (or RELEASE / ROLLBACK TO SAVEPOINT): what the model must follow. */
+async function settle(qr: Routed, how: 'commit' | 'rollback', before: number | undefined): Promise<void> {
+  const state = knownState(qr);
+  if (!state?.inTransaction) return;
+  if (!qr.isTransactionActive) return finishTransaction(qr, how);
+  if (before === undefined || qr.transactionDepth === before || before < 2) return; // the statement failed: nothing changed
+  const savepoint = depthName(qr, before);
+  if (how === 'commit') savepointReleased(qr, state.savepoints.includes(savepoint) ? savepoint : undefined);
+  else rolledBackTo(qr, state.savepoints.includes(savepoint) ? savepoint : undefined);
+}
+
+/** Destroys the connection instead of pooling it, and reports why. */
+async function discard(qr: Routed, ds: DataSource, reason: string): Promise<void> {
+  discarded(qr, reason);
+  const inst = installationOf(ds);
+  process.emitWarning(`ormlock: a connection of ${inst?.label ?? 'a DataSource'} was destroyed instead of going back to the pool: ${reason}`, {
+    code: 'ORMLOCK_CONNECTION_DISCARDED',
+  });
+  const runner = qr as unknown as {
+    releasePostgresConnection?: (err?: Error) => Promise<void>;
+    databaseConnection?: { destroy?: () => void };
+    isReleased: boolean;
+    driver?: { connectedQueryRunners?: unknown[] };
+  };
+  if (typeof runner.releasePostgresConnection === 'function') return runner.releasePostgresConnection(new Error(`ormlock: ${reason}`));
+  runner.isReleased = true;
+  runner.databaseConnection?.destroy?.();
+  const list = runner.driver?.connectedQueryRunners;
+  const i = list ? list.indexOf(qr) : -1;
+  if (i >= 0) list!.splice(i, 1);
+}
