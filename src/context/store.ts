@@ -108,14 +108,26 @@ export function liveTxs(frame: Frame | undefined): TxState[] {
   return [...frame.txs.values()].filter((tx) => tx.scope.live);
 }
 
+/**
+ * A body whose lock was lost (its scope's signal aborted) reaches the database no more: every
+ * ormlock call, and every ORM call ormlock routes, throws the signal's LockLostError instead of
+ * falling back to another pool connection once the lock's connection is gone.
+ */
+export function throwIfLockLost(): void {
+  const signal = storage.getStore()?.lockSignal;
+  if (signal?.aborted) throw signal.reason;
+}
+
 /** The transaction open on `inst` in this async context, if any (and if its scope still runs). */
 export function ambientTx(inst: Installation): TxState | undefined {
+  throwIfLockLost();
   const tx = storage.getStore()?.txs.get(inst);
   return tx && tx.scope.live ? tx : undefined;
 }
 
 /** The connection pinned by a session-scoped lock on `inst` in this async context, if any. */
 export function pinnedConnection(inst: Installation): PortConnection | undefined {
+  throwIfLockLost();
   const pinned = storage.getStore()?.pinned?.get(inst);
   return pinned && pinned.scope.live ? pinned.connection : undefined;
 }

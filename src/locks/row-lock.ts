@@ -125,7 +125,7 @@ export async function runLockedRead<T>(
     noteHeldUntilEnd(inst, connection, kind, entity.name);
     return result;
   } catch (error) {
-    const converted = inst.dialect.convertError(error, { entity: entity.name, onLocked: spec.onLocked, timeoutMs: spec.timeoutMs, startedAt });
+    const converted = inst.dialect.convertError(error, { entity: entity.name, onLocked: spec.onLocked, timeoutMs: spec.timeoutMs, startedAt, lockWait: true });
     if (converted instanceof LockTimeoutError || converted instanceof LockNotAvailableError) {
       inst.emit({ type: converted instanceof LockTimeoutError ? 'timeout' : 'not_available', kind, target: entity.name, waitedMs: Date.now() - startedAt });
     }

@@ -1,5 +1,6 @@
 import type { EntityManager } from '@mikro-orm/core';
 import { transactionEnded } from '../../../context/held';
+import { throwIfLockLost } from '../../../context/store';
 import { runWithAmbientConnection } from '../../../context/transaction';
 import { afterAdvisoryTransactionEnd } from '../../../locks/advisory';
 import { connectionFor, newRootState, registerTransaction, rootStateOf, type RootState } from '../connection';
@@ -34,6 +35,7 @@ export function connectionPatches(connection: object): MikroPatch[] {
       apply() {
         const undo = [
           replaceMethod(owner!, 'begin', (base) => async function (this: any, options: any = {}) {
+            throwIfLockLost(); // a body whose lock was lost (a flush after it) never opens a transaction elsewhere
             if (options.ctx) {
               const trx = await base.call(this, options);
               const root = rootStateOf(options.ctx);
