@@ -14,8 +14,10 @@
 import type { EntityManager } from '@mikro-orm/core';
 import { expect } from 'chai';
 import {
-  currentLockSignal, currentManager, lock, LockLostError, LockTimeoutError, transaction, withAdvisoryLock, withLock, withPessimistic,
+  AdvisoryLock, currentLockSignal, currentManager, lock, LockLostError, LockTimeoutError, transaction, withAdvisoryLock, withLock, withPessimistic,
 } from '../src';
+import { ambientConnection } from '../src/context/store';
+import { resolveInstallation } from '../src/orm/installations';
 import { LcRow, MkLcRow } from './fixtures/lost-connection';
 import type { BackendName } from './support/backends';
 import { cancelStatement, connectionIdOn, killConnection, lockWaiters } from './support/kill-connection';
@@ -35,10 +37,17 @@ interface Harness {
   read(id: number): Promise<unknown>;
   /** Inside a body: inserts a row through the ORM, in the ambient transaction (transaction() joins it or opens one). */
   write(note: string): Promise<void>;
-  /** Inside a row-lock body: the id of the ambient transaction's connection. */
+  /** Inside a body: the id of the connection its lock is held on (the ambient transaction's, or the one a session lock pinned). */
   connectionId(): Promise<number>;
   /** Rows with `note`, counted outside. */
   count(note: string): Promise<number>;
+}
+
+/** The id of the connection ormlock runs the current body on (the ambient transaction's, or the pinned one). */
+function connectionOfBody(name: BackendName, target: object): Promise<number> {
+  const connection = ambientConnection(resolveInstallation('test', { explicit: target }));
+  if (!connection) throw new Error('no ambient connection in this body');
+  return connectionIdOn(name, (sql) => connection.query(sql));
 }
 
 const rejection = (p: Promise<unknown>) => p.then(() => null, (e) => e);
@@ -60,6 +69,17 @@ interface Kind {
   readonly message: RegExp;
   hold(h: Harness, target: number, key: string, body: (connectionId: () => Promise<number>) => Promise<void>): Promise<unknown>;
   wait(h: Harness, target: number, key: string, got: () => void): Promise<unknown>;
+}
+
+/** A service whose method holds an advisory lock on its first argument (the @AdvisoryLock twin of withAdvisoryLock). */
+function sweeperFor(scope: 'transaction' | 'session') {
+  class Sweeper {
+    @AdvisoryLock((key: string) => key, { scope })
+    async sweep(_key: string, h: Harness, body: (connectionId: () => Promise<number>) => Promise<void>): Promise<void> {
+      await body(() => h.connectionId());
+    }
+  }
+  return Sweeper;
 }
 
 const waitForRow = async (h: Harness, target: number, got: () => void) => withLock(await h.load(target), async () => got());
@@ -97,6 +117,13 @@ const KINDS: Kind[] = [
       }),
     wait: (h, target, _key, got) => waitForRow(h, target, got),
   },
+  ...(['transaction', 'session'] as const).map((scope): Kind => ({
+    title: `@AdvisoryLock on a method, ${scope} scope`,
+    transactional: scope === 'transaction',
+    message: /^@AdvisoryLock on Sweeper\.sweep: the connection holding advisory lock "lost-[\w-]+" was lost/,
+    hold: (h, _target, key, body) => new (sweeperFor(scope))().sweep(key, h, body),
+    wait: (_h, _target, key, got) => waitForKey(key, got),
+  })),
   ...(['transaction', 'session'] as const).map((scope): Kind => ({
     title: `withAdvisoryLock, ${scope} scope`,
     transactional: scope === 'transaction',
@@ -169,12 +196,19 @@ async function killHolder(h: Harness, kind: Kind, heed: boolean, tag: string): P
   return seen as Observed;
 }
 
+/** ORMLOCK_SIGNAL_TIMINGS=1 prints the measured ms from the kill to the abort and to the rejection. */
+const timings: string[] = [];
+after(() => {
+  if (process.env.ORMLOCK_SIGNAL_TIMINGS && timings.length) console.log(timings.join('\n'));
+});
+
 function scenarios(h: () => Harness) {
   for (const kind of KINDS) {
     describe(kind.title, () => {
       it('killed holder: the signal aborts within 2 s, the call rejects with LockLostError (cause kept), nothing commits, no overlap with the next holder', async function () {
         const tag = `${kind.title.replace(/\W+/g, '')}-heed`.slice(0, 40);
         const seen = await killHolder(h(), kind, true, tag);
+        timings.push(`${h().orm} ${h().name} ${kind.title}: abort ${seen.abortedAt! - seen.killStartedAt} ms, rejection ${seen.rejectedAt! - seen.killStartedAt} ms after the kill was sent`);
         // (a) the signal aborted promptly, with the LockLostError as its reason
         expect(seen.abortedAt, 'the signal aborted').to.be.a('number');
         expect(seen.abortedAt! - seen.killStartedAt, 'ms from kill to abort').to.be.below(2000);
@@ -265,7 +299,7 @@ describeEachBackend('a lost connection (TypeORM)', [LcRow], (env) => {
     write: async (note) => {
       await env.ds.getRepository(LcRow).insert({ note });
     },
-    connectionId: () => connectionIdOn(env.name, (sql) => env.ds.query(sql)),
+    connectionId: () => connectionOfBody(env.name, env.ds),
     count: (note) => env.ds.getRepository(LcRow).countBy({ note }),
   };
   scenarios(() => harness);
@@ -289,7 +323,7 @@ describeEachMikroBackend('a lost connection', [MkLcRow], (env) => {
     write: async (note) => {
       await em().insert(MkLcRow, { note });
     },
-    connectionId: () => connectionIdOn(env.name, (sql) => em().getConnection().execute(sql, [], 'all', em().getTransactionContext())),
+    connectionId: () => connectionOfBody(env.name, env.orm),
     count: (note) => env.orm.em.fork().count(MkLcRow, { note }),
   };
   scenarios(() => harness);

@@ -1,7 +1,7 @@
 import { LockLostError, type LockErrorDetails } from '../errors';
 import type { Installation } from '../orm/installations';
 import type { PortConnection } from '../orm/port';
-import { runWithLockSignal } from './lock-signal';
+import { LockScope, runInLockScope } from './lock-signal';
 
 /**
  * A locked body and its connection: the body runs as a lock scope (`currentLockSignal()`) whose
@@ -45,35 +45,33 @@ function watch(dead: AbortSignal, watcher: Watcher): () => void {
   return () => set!.delete(watcher);
 }
 
-/** Runs `fn` as the lock scope of `body` (see LockedBody). */
-export async function runLockedBody<T>(body: LockedBody, fn: (signal: AbortSignal) => Promise<T> | T): Promise<T> {
+/** Runs `fn` as the lock scope of `body` (see LockedBody); `fn` gets the scope (its `.signal` is made on demand). */
+export async function runLockedBody<T>(body: LockedBody, fn: (scope: LockScope) => Promise<T> | T): Promise<T> {
   const dead = body.inst.port.lostSignal?.(body.connection);
-  const controller = new AbortController();
+  const own = new LockScope();
   const onDead: Watcher = (cause, inner) => {
-    if (!controller.signal.aborted) controller.abort(body.adopt && inner ? inner : body.lost(cause));
-    return controller.signal.reason;
+    own.abort(body.adopt && inner ? inner : body.lost(cause));
+    return own.reason as LockLostError;
   };
   const unwatch = dead ? watch(dead, onDead) : undefined;
   if (dead?.aborted) onDead(dead.reason, undefined);
   try {
-    return await runWithLockSignal(controller.signal, (signal) => {
-      if (signal.aborted) throw signal.reason;
+    return await runInLockScope(own, (scope) => {
+      if (scope.aborted) throw scope.reason;
       return new Promise<T>((resolve, reject) => {
-        const onAbort = () => reject(signal.reason);
-        signal.addEventListener('abort', onAbort, { once: true });
-        const settle = () => signal.removeEventListener('abort', onAbort);
+        const settle = scope.onAbort(reject);
         Promise.resolve()
-          .then(() => fn(signal))
+          .then(() => fn(scope))
           .then(
             (value) => {
               settle();
               // resolved after the loss (the body ignored the signal): the lock did not last
-              if (signal.aborted) reject(signal.reason);
+              if (scope.aborted) reject(scope.reason);
               else resolve(value);
             },
             (error) => {
               settle();
-              if (signal.aborted) reject(signal.reason);
+              if (scope.aborted) reject(scope.reason);
               else if (isConnectionLost(body.inst, error)) reject(body.lost(error));
               else reject(error);
             },

@@ -3,6 +3,7 @@ import type { LockDialect } from '../dialects/dialect';
 import type { RowLockOptions } from '../locks/row-lock-options';
 import type { Installation } from '../orm/installations';
 import type { IsolationLevel, PortConnection } from '../orm/port';
+import type { LockScope } from './lock-signal';
 
 /** One open transaction, as the context carries it. */
 export interface TxState {
@@ -64,8 +65,8 @@ export interface Frame {
   readonly advisoryHeld?: ReadonlyMap<string, HeldAdvisoryLock>;
   /** Connections pinned by session-scoped advisory locks, per installation. */
   readonly pinned?: ReadonlyMap<Installation, PinnedConnection>;
-  /** The AbortSignal of the innermost lock scope (see src/context/lock-signal.ts). */
-  readonly lockSignal?: AbortSignal;
+  /** The innermost lock scope, whose signal `currentLockSignal()` gives (see src/context/lock-signal.ts). */
+  readonly lockScope?: LockScope;
 }
 
 /** One advisory lock held by an async context (see `Frame.advisoryHeld`). */
@@ -97,7 +98,7 @@ export function childFrame(patch: Partial<Frame>): Frame {
     readLock: parent?.readLock,
     advisoryHeld: parent?.advisoryHeld,
     pinned: parent?.pinned,
-    lockSignal: parent?.lockSignal,
+    lockScope: parent?.lockScope,
     ...patch,
   };
 }
@@ -114,8 +115,8 @@ export function liveTxs(frame: Frame | undefined): TxState[] {
  * falling back to another pool connection once the lock's connection is gone.
  */
 export function throwIfLockLost(): void {
-  const signal = storage.getStore()?.lockSignal;
-  if (signal?.aborted) throw signal.reason;
+  const scope = storage.getStore()?.lockScope;
+  if (scope?.aborted) throw scope.reason;
 }
 
 /** The transaction open on `inst` in this async context, if any (and if its scope still runs). */

@@ -117,7 +117,7 @@ async function runInTransaction<T>(inst: Installation, unit: PortTransaction, is
     let result: T;
     try {
       // a lock scope too (lock() holds row locks until COMMIT): a dead connection rejects at once
-      result = await runInFrame(frameWith(tx), () => runLockedBody({ inst, connection, lost: (cause) => transactionLost(inst, cause), adopt: true }, body));
+      result = await runInFrame(frameWith(tx), () => runLockedBody({ inst, connection, lost: (cause) => transactionLost(inst, cause), adopt: true }, () => body()));
     } finally {
       // the scope ends with the body: work it scheduled that runs during COMMIT runs as outside
       tx.scope.live = false;

@@ -10,6 +10,7 @@ import {
 import { resolveInstallation, type Installation } from '../orm/installations';
 import { inSavepoint } from './savepoint';
 import { lockLostError, runLockedBody, type LockedBody } from '../context/lock-scope';
+import type { LockScope } from '../context/lock-signal';
 import { isReleasedRunnerError as isReleasedError } from '../dialects/lost-connection';
 import { checkFunction, optionsProblems } from '../arguments';
 import { namedConnection, onNamedConnection, poolWait } from '../context/transaction';
@@ -339,8 +340,13 @@ class Skipped extends Error {
 // ---------------------------------------------------------------------------------------------
 // scopes
 
-function context(qr: QueryRunner, plan: Plan, acquiredNow: boolean, signal: AbortSignal): AdvisoryLockContext {
-  return { queryRunner: qr as any, manager: qr.manager, scope: plan.scope, keys: plan.locks.map((l) => l.key.display), acquired: acquiredNow, signal };
+function context(qr: QueryRunner, plan: Plan, acquiredNow: boolean, lockScope: LockScope): AdvisoryLockContext {
+  return {
+    queryRunner: qr as any, manager: qr.manager, scope: plan.scope, keys: plan.locks.map((l) => l.key.display), acquired: acquiredNow,
+    get signal() {
+      return lockScope.signal; // made on first use
+    },
+  };
 }
 
 /** The lock scope of a body holding `items` on `qr` (its signal aborts, and the call rejects, when `qr` dies). */
@@ -443,7 +449,7 @@ async function lockAndRun<T>(
   }
   const live: Scope = { live: true };
   try {
-    return await runInFrame(withHeld(plan, items, 'transaction', live), () => runLockedBody(lockedBody(plan, qr, items), (signal) => fn(context(qr, plan, items.length > 0, signal))));
+    return await runInFrame(withHeld(plan, items, 'transaction', live), () => runLockedBody(lockedBody(plan, qr, items), (lockScope) => fn(context(qr, plan, items.length > 0, lockScope))));
   } catch (error) {
     if (plan.adv.isConnectionLost(error) || ((qr as { isReleased?: boolean }).isReleased && isReleasedError(error))) {
       throw lostError(plan, plan.locks, error);
@@ -505,7 +511,7 @@ async function runSessionOn<T>(
     try {
       const held = conn;
       result = await runInFrame(withHeld(plan, items, 'session', live, own ? conn : undefined), () =>
-        runLockedBody(lockedBody(plan, held, items), (signal) => fn(context(held, plan, items.length > 0, signal))),
+        runLockedBody(lockedBody(plan, held, items), (lockScope) => fn(context(held, plan, items.length > 0, lockScope))),
       );
     } catch (error) {
       failed = true;

@@ -96,7 +96,7 @@ export async function withPessimistic<R>(fn: () => Promise<R> | R, options: Pess
     const scope = { live: true };
     try {
       const body: LockedBody = { inst, connection: ambientTx(inst)!.connection, lost: (cause) => lockLostError(source, 'its row locks', { method: source, cause }) };
-      return await runInFrame(childFrame({ readLock: { options: lockOptions, entities, source, inst, scope } }), () => runLockedBody(body, fn));
+      return await runInFrame(childFrame({ readLock: { options: lockOptions, entities, source, inst, scope } }), () => runLockedBody(body, () => fn()));
     } finally {
       scope.live = false;
     }

@@ -39,6 +39,7 @@
  * it only after the longest TTL has passed).
  */
 import { checkOptions, describeValue } from '../arguments';
+import { runWithLockSignal } from '../context/lock-signal';
 import type { Redis } from 'ioredis';
 import { LockConfigError, LockLostError, LockNotAvailableError } from '../errors';
 import { emitTo, observerOptionProblems, observersOf, type LockEvent, type LockObserver } from '../observe/events';
@@ -296,7 +297,8 @@ export class Redlock implements LeaseDriver {
     try {
       // With { transaction: true }, fn runs in a database transaction that commits only after
       // the lease was confirmed (extended) on a quorum; a lease lost before rolls it back.
-      result = tx ? await runInLeaseTransaction(tx, lease, ttlMs, fn) : await fn(lease);
+      // the body is a lock scope: currentLockSignal() inside is lease.signal
+      result = await runWithLockSignal(lease.signal, () => (tx ? runInLeaseTransaction(tx, lease, ttlMs, fn) : fn(lease)));
     } catch (error) {
       failed = true;
       failure = error;
