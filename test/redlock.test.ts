@@ -3,6 +3,7 @@ import path from 'path';
 import { performance } from 'perf_hooks';
 import { expect } from 'chai';
 import Redis from 'ioredis';
+import { currentLockSignal } from '../src';
 import { LockConfigError, LockLostError, LockNotAvailableError } from '../src/errors';
 import { DistributedLock, Lease, Redlock, withDistributedLock } from '../src/redis';
 import { clientFor, RedisNodes, startRedisNodes, unavailable } from './support/redis-servers';
@@ -309,6 +310,7 @@ describe('Redlock (Redis leases)', function () {
           });
           abortedAfter = lease.signal.aborted ? Date.now() - started : -1;
           expect(lease.signal.reason).to.be.instanceOf(LockLostError);
+          expect(currentLockSignal(), 'the body\'s lock signal is the lease\'s').to.equal(lease.signal);
         }),
       );
       expect(err).to.be.instanceOf(LockLostError);

@@ -23,6 +23,9 @@ export class LockScope {
   private _hooks: Set<Hook> | undefined;
   private _controller: AbortController | undefined;
 
+  /** `given`: the signal the scope is lost with, which it then hands out as its own (runWithLockSignal outside any scope). */
+  constructor(private readonly _given?: AbortSignal) {}
+
   get aborted(): boolean {
     return this._aborted;
   }
@@ -34,6 +37,7 @@ export class LockScope {
 
   /** The AbortSignal of the scope (made on first use, already aborted when the scope is). */
   get signal(): AbortSignal {
+    if (this._given) return this._given;
     if (!this._controller) {
       this._controller = new AbortController();
       if (this._aborted) this._controller.abort(this._reason);
@@ -79,7 +83,7 @@ export function currentLockScope(): LockScope | undefined {
  * sees (`signal` joined with the enclosing scope's) through `fn`'s argument.
  */
 export function runWithLockSignal<T>(signal: AbortSignal, fn: (signal: AbortSignal) => T): T {
-  const scope = new LockScope();
+  const scope = new LockScope(currentFrame()?.lockScope ? undefined : signal);
   const heard = () => scope.abort(signal.reason);
   if (signal.aborted) heard();
   else signal.addEventListener('abort', heard, { once: true });
