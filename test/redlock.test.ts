@@ -3,12 +3,12 @@ import path from 'path';
 import { performance } from 'perf_hooks';
 import { expect } from 'chai';
 import Redis from 'ioredis';
+import { currentLockSignal } from '../src';
 import { LockConfigError, LockLostError, LockNotAvailableError } from '../src/errors';
 import { DistributedLock, Lease, Redlock, withDistributedLock } from '../src/redis';
 import { clientFor, RedisNodes, startRedisNodes, unavailable } from './support/redis-servers';
 import { settled } from './support/settled';
 import { race } from '../src/testing';
-import { currentLockSignal } from '../src/context/lock-signal';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -311,6 +311,7 @@ describe('Redlock (Redis leases)', function () {
           });
           abortedAfter = lease.signal.aborted ? Date.now() - started : -1;
           expect(lease.signal.reason).to.be.instanceOf(LockLostError);
+          expect(currentLockSignal(), 'the body\'s lock signal is the lease\'s').to.equal(lease.signal);
         }),
       );
       expect(err).to.be.instanceOf(LockLostError);

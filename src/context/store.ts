@@ -3,6 +3,7 @@ import type { LockDialect } from '../dialects/dialect';
 import type { RowLockOptions } from '../locks/row-lock-options';
 import type { Installation } from '../orm/installations';
 import type { IsolationLevel, PortConnection } from '../orm/port';
+import type { LockScope } from './lock-signal';
 
 /** One open transaction, as the context carries it. */
 export interface TxState {
@@ -62,8 +63,8 @@ export interface Frame {
   readonly advisoryHeld?: ReadonlyMap<string, HeldAdvisoryLock>;
   /** Connections pinned by session-scoped advisory locks, per installation. */
   readonly pinned?: ReadonlyMap<Installation, PinnedConnection>;
-  /** The AbortSignal of the innermost lock scope (see src/context/lock-signal.ts). */
-  readonly lockSignal?: AbortSignal;
+  /** The innermost lock scope, whose signal `currentLockSignal()` gives (see src/context/lock-signal.ts). */
+  readonly lockScope?: LockScope;
   /** Per connection, the unit of work whose turn this async context runs in (see src/context/turns.ts). */
   readonly turns?: ReadonlyMap<object, object>;
 }
@@ -99,7 +100,7 @@ export function childFrame(patch: Partial<Frame>): Frame {
     readLock: parent?.readLock,
     advisoryHeld: parent?.advisoryHeld,
     pinned: parent?.pinned,
-    lockSignal: parent?.lockSignal,
+    lockScope: parent?.lockScope,
     turns: parent?.turns,
     ...patch,
   };
@@ -111,14 +112,26 @@ export function liveTxs(frame: Frame | undefined): TxState[] {
   return [...frame.txs.values()].filter((tx) => tx.scope.live);
 }
 
+/**
+ * A body whose lock was lost (its scope's signal aborted) reaches the database no more: every
+ * ormlock call, and every ORM call ormlock routes, throws the signal's LockLostError instead of
+ * falling back to another pool connection once the lock's connection is gone.
+ */
+export function throwIfLockLost(): void {
+  const scope = storage.getStore()?.lockScope;
+  if (scope?.aborted) throw scope.reason;
+}
+
 /** The transaction open on `inst` in this async context, if any (and if its scope still runs). */
 export function ambientTx(inst: Installation): TxState | undefined {
+  throwIfLockLost();
   const tx = storage.getStore()?.txs.get(inst);
   return tx && tx.scope.live ? tx : undefined;
 }
 
 /** The connection pinned by a session-scoped lock on `inst` in this async context, if any. */
 export function pinnedConnection(inst: Installation): PortConnection | undefined {
+  throwIfLockLost();
   const pinned = storage.getStore()?.pinned?.get(inst);
   return pinned && pinned.scope.live ? pinned.connection : undefined;
 }

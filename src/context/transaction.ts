@@ -1,9 +1,11 @@
 import { checkFunction, optionsProblems } from '../arguments';
-import { LockConfigError } from '../errors';
+import { connectionLostError } from '../dialects/lost-connection';
+import { LockConfigError, LockLostError } from '../errors';
 import { resolveInstallation, type Installation } from '../orm/installations';
 import type { IsolationLevel, OrmManager, PoolWait, PortConnection, PortTransaction } from '../orm/port';
 import { transactionCompleted } from './commit-hooks';
 import { stateOf } from './connection-model';
+import { runLockedBody } from './lock-scope';
 import { propagate, PROPAGATIONS, type Propagation } from './propagation';
 import { ambientTx, childFrame, currentFrame, liveTxs, pinnedConnection, runInFrame, type TxState } from './store';
 import { runWithTurn } from './turns';
@@ -140,7 +142,8 @@ async function runInTransaction<T>(inst: Installation, unit: PortTransaction, is
     const body = inst.port.enter ? () => inst.port.enter!(connection, fn) : fn;
     let result: T;
     try {
-      result = await runInFrame(frameWith(tx), body);
+      // a lock scope too (lock() holds row locks until COMMIT): a dead connection rejects at once
+      result = await runInFrame(frameWith(tx), () => runLockedBody({ inst, connection, lost: (cause) => transactionLost(inst, cause), adopt: true }, () => body()));
     } finally {
       // the scope ends with the body: work it scheduled that runs during COMMIT runs as outside
       tx.scope.live = false;
@@ -157,6 +160,12 @@ async function runInTransaction<T>(inst: Installation, unit: PortTransaction, is
     tx.scope.live = false;
     await unit.release();
   }
+}
+
+/** A transaction's connection died: the converter's LockLostError for the driver's reason. */
+function transactionLost(inst: Installation, cause: unknown): LockLostError {
+  const converted = inst.dialect.convertError(cause);
+  return converted instanceof LockLostError ? converted : connectionLostError(cause, String((cause as Error)?.message ?? cause), '', { cause });
 }
 
 function newTxState(inst: Installation, connection: PortConnection, isolation?: IsolationLevel): TxState {

@@ -55,6 +55,8 @@ export interface ErrorContext {
   onLocked?: RowLockSpec['onLocked'];
   timeoutMs?: number;
   startedAt?: number;
+  /** The statement was waiting for a lock (a cancel of it means the lock was not obtained). */
+  lockWait?: boolean;
 }
 
 /**

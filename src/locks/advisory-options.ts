@@ -39,6 +39,11 @@ export interface AdvisoryLockContext {
   readonly keys: readonly string[];
   /** False when every key was already held by this async context (a re-entrant call). */
   readonly acquired: boolean;
+  /**
+   * Aborts when the lock is lost (its connection died); the reason is the LockLostError the call
+   * rejects with. The same signal as `currentLockSignal()` inside the body.
+   */
+  readonly signal: AbortSignal;
 }
 
 export interface AdvisoryLockExistsOptions {

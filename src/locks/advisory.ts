@@ -14,6 +14,9 @@ import {
 } from '../context/connection-model';
 import { runWithTurn, TURN_TIMED_OUT } from '../context/turns';
 import { refuseUnderTransactionPooler } from './pooler-guard';
+import { lockLostError, runLockedBody, type LockedBody } from '../context/lock-scope';
+import type { LockScope } from '../context/lock-signal';
+import { isReleasedRunnerError as isReleasedError } from '../dialects/lost-connection';
 import { checkFunction, optionsProblems } from '../arguments';
 import { namedConnection, onNamedConnection, poolWait } from '../context/transaction';
 import {
@@ -234,30 +237,25 @@ async function acquireAll(
   } catch (error) {
     await releaseTaken();
     if (error instanceof NotObtained) return error.item;
-    throw convert(plan, error, qr);
+    throw convert(plan, error, qr, true);
   }
 }
 
 /** A driver error as an ormlock error; a lost connection is LockLostError. */
-function convert(plan: Plan, error: unknown, qr: QueryRunner | undefined): unknown {
+function convert(plan: Plan, error: unknown, qr: QueryRunner | undefined, lockWait = false): unknown {
   if (error instanceof LockError) return error;
   if (plan.adv.isConnectionLost(error) || (qr && (qr as { isReleased?: boolean }).isReleased && isReleasedError(error))) {
     return lostError(plan, plan.locks, error);
   }
-  return plan.dialect.convertError(error, { key: plan.locks[0]?.key.key, method: plan.subject.method, timeoutMs: plan.timeoutMs }) ?? error;
-}
-
-function isReleasedError(error: unknown): boolean {
-  return /^QueryRunner(Provider)?AlreadyReleasedError$/.test(String((error as { name?: string })?.name));
+  return plan.dialect.convertError(error, { key: plan.locks[0]?.key.key, method: plan.subject.method, timeoutMs: plan.timeoutMs, lockWait }) ?? error;
 }
 
 function lostError(plan: Plan, items: readonly LockItem[], cause: unknown): LockLostError {
   for (const item of items) plan.inst.emit({ type: 'lost', kind: kindOf(plan), target: item.key.display, heldMs: heldFor(item) });
   const keys = items.map((i) => describeKey(i.key.key)).join(', ');
-  return new LockLostError(
-    `${plan.subject.label}: the connection holding advisory lock ${keys} was lost; the lock was not held to the end`,
-    { key: items.length === 1 ? items[0].key.key : items.map((i) => i.key.key), method: plan.subject.method, entity: plan.subject.entity, cause },
-  );
+  return lockLostError(plan.subject.label, `advisory lock ${keys}`, {
+    key: items.length === 1 ? items[0].key.key : items.map((i) => i.key.key), method: plan.subject.method, entity: plan.subject.entity, cause,
+  });
 }
 
 async function notObtained(plan: Plan, item: LockItem, startedAt: number, describe: boolean): Promise<LockError> {
@@ -375,8 +373,18 @@ class Skipped extends Error {
 // ---------------------------------------------------------------------------------------------
 // scopes
 
-function context(qr: QueryRunner, plan: Plan, acquiredNow: boolean): AdvisoryLockContext {
-  return { queryRunner: qr as any, manager: qr.manager, scope: plan.scope, keys: plan.locks.map((l) => l.key.display), acquired: acquiredNow };
+function context(qr: QueryRunner, plan: Plan, acquiredNow: boolean, lockScope: LockScope): AdvisoryLockContext {
+  return {
+    queryRunner: qr as any, manager: qr.manager, scope: plan.scope, keys: plan.locks.map((l) => l.key.display), acquired: acquiredNow,
+    get signal() {
+      return lockScope.signal; // made on first use
+    },
+  };
+}
+
+/** The lock scope of a body holding `items` on `qr` (its signal aborts, and the call rejects, when `qr` dies). */
+function lockedBody(plan: Plan, qr: QueryRunner, items: readonly LockItem[]): LockedBody {
+  return { inst: plan.inst, connection: qr, lost: (cause) => lostError(plan, items.length ? items : plan.locks, cause) };
 }
 
 async function runTransactionScoped<T>(plan: Plan, fn: (ctx: AdvisoryLockContext) => Promise<T> | T): Promise<T | undefined> {
@@ -498,7 +506,7 @@ async function lockAndRun<T>(
   }
   const live: Scope = { live: true };
   try {
-    return await runInFrame(withHeld(plan, items, 'transaction', live, qr), () => fn(context(qr, plan, items.length > 0)));
+    return await runInFrame(withHeld(plan, items, 'transaction', live, qr), () => runLockedBody(lockedBody(plan, qr, items), (lockScope) => fn(context(qr, plan, items.length > 0, lockScope))));
   } catch (error) {
     if (plan.adv.isConnectionLost(error) || ((qr as { isReleased?: boolean }).isReleased && isReleasedError(error))) {
       throw lostError(plan, plan.locks, error);
@@ -573,14 +581,16 @@ async function runSessionOn<T>(
     let failed = false;
     try {
       const held = conn;
-      result = await runInFrame(withHeld(plan, items, 'session', live, conn, own ? conn : undefined), () => fn(context(held, plan, items.length > 0)));
+      result = await runInFrame(withHeld(plan, items, 'session', live, conn, own ? conn : undefined), () =>
+        runLockedBody(lockedBody(plan, held, items), (lockScope) => fn(context(held, plan, items.length > 0, lockScope))),
+      );
     } catch (error) {
       failed = true;
       bodyError = error;
     }
     live.live = false;
     const lost = await releaseSession(plan, conn, items, records);
-    if (lost.length) throw lostError(plan, lost, failed ? bodyError : undefined);
+    if (lost.length) throw bodyError instanceof LockLostError ? bodyError : lostError(plan, lost, failed ? bodyError : undefined);
     if (failed) {
       if (items.length && plan.adv.isConnectionLost(bodyError)) throw lostError(plan, items, bodyError);
       throw bodyError;

@@ -1,7 +1,8 @@
-import { childFrame, runInFrame } from '../context/store';
+import { lockLostError, runLockedBody, type LockedBody } from '../context/lock-scope';
+import { ambientTx, childFrame, runInFrame } from '../context/store';
 import { onNamedConnection, transaction, type TransactionOptions } from '../context/transaction';
 import { LockConfigError } from '../errors';
-import { resolveInstallation } from '../orm/installations';
+import { resolveInstallation, type Installation } from '../orm/installations';
 import { checkFunction, checkOptions } from '../arguments';
 import { entityTarget, LOCK_CALL_OPTIONS, lockCallProblems, lockEntity, type LockCallOptions } from './row-lock';
 import { resolveRowLockSpec, type RowLockOptions } from './row-lock-options';
@@ -43,7 +44,22 @@ export async function withLock<T extends object, R>(
   const { isolation, ...lockOptions } = options;
   // the entity's own installation: it is where its row lives
   const { inst } = entityTarget(entity, 'withLock()', options.dataSource);
-  return onNamedConnection(inst, options.dataSource, 'withLock()', () => transaction(async () => fn(await lockEntity(entity, { ...lockOptions, dataSource: inst.port.target })), { isolation, dataSource: inst.port.target }));
+  return onNamedConnection(inst, options.dataSource, 'withLock()', () => transaction(async () => {
+    const locked = await lockEntity(entity, { ...lockOptions, dataSource: inst.port.target });
+    return runLockedBody(rowLockBody(inst, 'withLock()', entity), () => fn(locked));
+  }, { isolation, dataSource: inst.port.target }));
+}
+
+/** The lock scope of a body holding `entity`'s row lock in the ambient transaction (its signal, its LockLostError). */
+function rowLockBody(inst: Installation, label: string, entity: object): LockedBody {
+  const desc = inst.entity(entity.constructor, label);
+  const id = inst.port.idOf(desc, entity);
+  const shown = Object.keys(id).length === 1 ? Object.values(id)[0] : id;
+  return {
+    inst,
+    connection: ambientTx(inst)!.connection,
+    lost: (cause) => lockLostError(label, `the row lock on ${desc.name} ${JSON.stringify(shown)}`, { entity: desc.name, id: shown, cause }),
+  };
 }
 
 /** The options of `@Pessimistic()` on a method and of `withPessimistic()`. */
@@ -79,7 +95,8 @@ export async function withPessimistic<R>(fn: () => Promise<R> | R, options: Pess
   return onNamedConnection(inst, dataSource, source, () => transaction(async () => {
     const scope = { live: true };
     try {
-      return await runInFrame(childFrame({ readLock: { options: lockOptions, entities, source, inst, scope } }), fn);
+      const body: LockedBody = { inst, connection: ambientTx(inst)!.connection, lost: (cause) => lockLostError(source, 'its row locks', { method: source, cause }) };
+      return await runInFrame(childFrame({ readLock: { options: lockOptions, entities, source, inst, scope } }), () => runLockedBody(body, () => fn()));
     } finally {
       scope.live = false;
     }

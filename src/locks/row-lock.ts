@@ -132,7 +132,7 @@ export async function runLockedRead<T>(
     noteLock(connection, { inst, kind, id: `${entity.name}:${JSON.stringify(where ?? {})}`, display: entity.name }, 'transaction', inst.dialect.capabilities.rollbackToSavepointReleasesRowLocks);
     return result;
   } catch (error) {
-    const converted = inst.dialect.convertError(error, { entity: entity.name, onLocked: spec.onLocked, timeoutMs: spec.timeoutMs, startedAt });
+    const converted = inst.dialect.convertError(error, { entity: entity.name, onLocked: spec.onLocked, timeoutMs: spec.timeoutMs, startedAt, lockWait: true });
     if (converted instanceof LockTimeoutError || converted instanceof LockNotAvailableError) {
       inst.emit({ type: converted instanceof LockTimeoutError ? 'timeout' : 'not_available', kind, target: entity.name, waitedMs: Date.now() - startedAt });
     }

@@ -172,6 +172,13 @@ export interface OrmPort {
    */
   handshakeBackendId?(connection: PortConnection): number | undefined;
 
+  /**
+   * A signal that aborts when `connection`'s driver connection dies (a killed backend, a closed
+   * socket), its reason the driver's error — from the driver's own events, no statement sent.
+   * Undefined when the adapter cannot tell (then a loss shows at the next statement).
+   */
+  lostSignal?(connection: PortConnection): AbortSignal | undefined;
+
   /** Detects the dialect of this database (called once, at installation). */
   detectDialect(): Promise<LockDialect>;
 }

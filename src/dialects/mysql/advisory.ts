@@ -1,9 +1,10 @@
 import type { PortConnection } from '../../orm/port';
-import { LockNotAvailableError } from '../../errors';
 import { boundedLockName, type ResolvedAdvisoryKey } from '../../locks/advisory-key';
 import { advisoryComment } from '../advisory-comment';
-import { driverCode, type AdvisoryDialect, type RunQuery } from '../dialect';
-import { convertMysqlError } from './errors';
+import type { AdvisoryDialect, RunQuery } from '../dialect';
+import { cancelledError } from '../lost-connection';
+import { describeErrorContext } from '../postgres/errors';
+import { convertMysqlError, isMysqlConnectionLost } from './errors';
 
 /** GET_LOCK's "wait forever": MariaDB answers a negative timeout with NULL, so one year. */
 const FOREVER_SECONDS = 365 * 24 * 3600;
@@ -29,11 +30,12 @@ export class MysqlAdvisory implements AdvisoryDialect {
     try {
       [row] = await qr.query(`${advisoryComment(key)}SELECT GET_LOCK(?, ?) AS acquired`, [id, seconds]);
     } catch (error) {
-      throw convertMysqlError(error, { key: id, timeoutMs }) ?? error;
+      throw convertMysqlError(error, { key: id, timeoutMs, lockWait: true }) ?? error;
     }
     const acquired = row?.acquired === null || row?.acquired === undefined ? null : Number(row.acquired);
     if (acquired === null) {
-      throw new LockNotAvailableError(`GET_LOCK(${JSON.stringify(id)}) returned NULL: the server reported an error (connection killed?)`, { key: id });
+      // the wait was interrupted (KILL QUERY; a killed connection fails the statement instead)
+      throw cancelledError({ lockWait: true }, `GET_LOCK(${JSON.stringify(id)}) returned NULL`, describeErrorContext({ key: id }), 'MySQL GET_LOCK', { key: id });
     }
     return acquired === 1;
   }
@@ -49,12 +51,7 @@ export class MysqlAdvisory implements AdvisoryDialect {
   }
 
   isConnectionLost(error: unknown): boolean {
-    const e = (error as { driverError?: { fatal?: unknown }; fatal?: unknown }) ?? {};
-    if (e.fatal === true || e.driverError?.fatal === true) return true;
-    const { code, errno, message } = driverCode(error);
-    if (errno !== undefined && [1927, 2006, 2013, 1053].includes(errno)) return true;
-    if (code && /^(PROTOCOL_CONNECTION_LOST|ECONNRESET|EPIPE|ECONNREFUSED|ER_CONNECTION_KILLED|ER_SERVER_SHUTDOWN)$/.test(code)) return true;
-    return /closed state|connection lost|server has gone away|connection was killed/i.test(message);
+    return isMysqlConnectionLost(error);
   }
 
   isAbortedTransaction(): boolean {

@@ -1,6 +1,7 @@
 import { DeadlockError, LockError, LockNotAvailableError, LockTimeoutError } from '../../errors';
 import { driverCode, type ErrorContext } from '../dialect';
 import { describeErrorContext } from '../postgres/errors';
+import { cancelledError, connectionLostError, isReleasedRunnerError } from '../lost-connection';
 
 /** The one place where MySQL/MariaDB error numbers become ormlock errors. */
 export function convertMysqlError(error: unknown, ctx: ErrorContext = {}): LockError | undefined {
@@ -22,9 +23,24 @@ export function convertMysqlError(error: unknown, ctx: ErrorContext = {}): LockE
         `Lock wait timed out${what}${ctx.timeoutMs !== undefined ? ` after ${ctx.timeoutMs} ms` : ''} (MySQL 1205)`,
         base,
       );
+    case 1317: // ER_QUERY_INTERRUPTED (KILL QUERY)
+    case 1969: // MariaDB ER_STATEMENT_TIMEOUT (max_statement_time)
+    case 3024: // MySQL ER_QUERY_TIMEOUT (max_execution_time)
+      return cancelledError(ctx, message, what, `MySQL ${errno}`, base);
     default:
-      return undefined;
+      return isMysqlConnectionLost(error) ? connectionLostError(error, message, what, base) : undefined;
   }
+}
+
+/** True when the error means the connection, and everything held on it, is gone. */
+export function isMysqlConnectionLost(error: unknown): boolean {
+  if (isReleasedRunnerError(error)) return true;
+  const e = (error as { driverError?: { fatal?: unknown }; fatal?: unknown }) ?? {};
+  if (e.fatal === true || e.driverError?.fatal === true) return true;
+  const { code, errno, message } = driverCode(error);
+  if (errno !== undefined && [1927, 2006, 2013, 1053].includes(errno)) return true;
+  if (code && /^(PROTOCOL_CONNECTION_LOST|ECONNRESET|EPIPE|ECONNREFUSED|ER_CONNECTION_KILLED|ER_SERVER_SHUTDOWN)$/.test(code)) return true;
+  return /closed state|connection lost|server has gone away|connection was killed/i.test(message);
 }
 
 export function isMysqlUniqueViolation(error: unknown): boolean {

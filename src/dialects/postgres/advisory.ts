@@ -4,7 +4,7 @@ import { withOutsideClient } from './outside-client';
 import { splitInt64, type ResolvedAdvisoryKey } from '../../locks/advisory-key';
 import { advisoryComment } from '../advisory-comment';
 import { driverCode, type AdvisoryDialect, type RunQuery } from '../dialect';
-import { convertPostgresError } from './errors';
+import { convertPostgresError, isPostgresConnectionLost } from './errors';
 
 /**
  * PostgreSQL advisory locks on ONE 64-bit key (`pg_advisory_*(bigint)`), passed as a text
@@ -57,9 +57,7 @@ export class PostgresAdvisory implements AdvisoryDialect {
   }
 
   isConnectionLost(error: unknown): boolean {
-    const { code, message } = driverCode(error);
-    if (code && /^(57P0[123]|08\w{3}|ECONNRESET|EPIPE|ECONNREFUSED)$/.test(code)) return true;
-    return /Connection terminated|not queryable|connection is closed|terminating connection|Client was closed/i.test(message);
+    return isPostgresConnectionLost(error);
   }
 
   isAbortedTransaction(error: unknown): boolean {
@@ -112,7 +110,7 @@ export class PostgresAdvisory implements AdvisoryDialect {
       return await qr.query(sql, params);
     } catch (error) {
       if (driverCode(error).code === '55P03') throw error; // a timeout: the caller decides
-      throw this.convert(error, { timeoutMs }) ?? error;
+      throw this.convert(error, { timeoutMs, lockWait: true }) ?? error;
     }
   }
 }

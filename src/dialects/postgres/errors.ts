@@ -2,6 +2,7 @@ import {
   DeadlockError, LockError, LockNotAvailableError, LockTimeoutError, SerializationError,
 } from '../../errors';
 import { driverCode, type ErrorContext } from '../dialect';
+import { cancelledError, connectionLostError, isReleasedRunnerError } from '../lost-connection';
 
 /** The one place where PostgreSQL SQLSTATEs become ormlock errors. */
 export function convertPostgresError(error: unknown, ctx: ErrorContext = {}): LockError | undefined {
@@ -23,9 +24,19 @@ export function convertPostgresError(error: unknown, ctx: ErrorContext = {}): Lo
         `Lock wait timed out${what}${ctx.timeoutMs !== undefined ? ` after ${ctx.timeoutMs} ms` : ''} (PG 55P03)`,
         base,
       );
+    case '57014':
+      return cancelledError(ctx, message, what, 'PG 57014', base);
     default:
-      return undefined;
+      return isPostgresConnectionLost(error) ? connectionLostError(error, message, what, base) : undefined;
   }
+}
+
+/** True when the error means the connection, and everything held on it, is gone. */
+export function isPostgresConnectionLost(error: unknown): boolean {
+  if (isReleasedRunnerError(error)) return true;
+  const { code, message } = driverCode(error);
+  if (code && /^(57P0[123]|08\w{3}|ECONNRESET|EPIPE|ECONNREFUSED)$/.test(code)) return true;
+  return /Connection terminated|not queryable|connection is closed|terminating connection|Client was closed/i.test(message);
 }
 
 export function isPostgresUniqueViolation(error: unknown): boolean {

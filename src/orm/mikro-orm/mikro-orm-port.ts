@@ -10,6 +10,7 @@ import { handshakeIdOf } from '../pooler';
 import { markedAliases } from './internals/reads';
 import { installationFor } from './registry';
 import { requireUniqueCover } from './unique-cover';
+import { lostSignalOf } from '../lost-signal';
 
 // No `declare module '../port'` augmentation of OrmManagerTypes here (yet): in a program that also
 // loads the TypeORM adapter it turns OrmManager into a union, and currentManager().query(...) in
@@ -120,6 +121,10 @@ export class MikroOrmPort implements OrmPort {
         await this.releaseRaw(raw);
       },
     };
+  }
+
+  lostSignal(connection: PortConnection): AbortSignal | undefined {
+    return connection instanceof MikroOrmConnection ? lostSignalOf(connection.root.raw) : undefined;
   }
 
   /** A driver connection of the pool; with `waitMs`, the wait is bounded (PoolExhaustedError). */

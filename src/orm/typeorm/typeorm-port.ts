@@ -11,6 +11,7 @@ import { connectionTargetOf } from './connection-target';
 import { markLocked } from './internals/query-builder';
 import { handshakeIdOf } from '../pooler';
 import { onPrimary } from './primary';
+import { lostSignalOf } from '../lost-signal';
 
 declare module '../port' {
   interface OrmManagerTypes {
@@ -83,6 +84,11 @@ export class TypeOrmPort implements OrmPort {
     const qr = await this.connectRunner(wait);
     const none = () => Promise.resolve();
     return { connection: qr, commit: none, rollback: none, release: () => qr.release() };
+  }
+
+  lostSignal(connection: PortConnection): AbortSignal | undefined {
+    // the driver connection of a connected QueryRunner (pg Client, mysql2 Connection): public on each driver's runner
+    return lostSignalOf((connection as { databaseConnection?: unknown }).databaseConnection);
   }
 
   /** A connected QueryRunner; with `waitMs`, the wait for the pool is bounded (PoolExhaustedError). */

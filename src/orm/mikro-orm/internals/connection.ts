@@ -1,6 +1,7 @@
 import type { EntityManager } from '@mikro-orm/core';
 import { dropHooks, transactionCompleted, type CompletionOutcome } from '../../../context/commit-hooks';
 import { began, finishTransaction, rolledBackTo, savepointOpened, savepointReleased } from '../../../context/connection-model';
+import { throwIfLockLost } from '../../../context/store';
 import { runWithAmbientConnection } from '../../../context/transaction';
 import { connectionFor, knownConnection, newRootState, registerTransaction, rootStateOf, type RootState } from '../connection';
 import { installationFor } from '../registry';
@@ -34,6 +35,7 @@ export function connectionPatches(connection: object): MikroPatch[] {
       apply() {
         const undo = [
           replaceMethod(owner!, 'begin', (base) => async function (this: any, options: any = {}) {
+            throwIfLockLost(); // a body whose lock was lost (a flush after it) never opens a transaction elsewhere
             if (options.ctx) {
               const trx = await base.call(this, options);
               const root = rootStateOf(options.ctx);

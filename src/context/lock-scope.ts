@@ -1,0 +1,94 @@
+import { LockLostError, type LockErrorDetails } from '../errors';
+import type { Installation } from '../orm/installations';
+import type { PortConnection } from '../orm/port';
+import { LockScope, runInLockScope } from './lock-signal';
+
+/**
+ * A locked body and its connection: the body runs as a lock scope (`currentLockSignal()`) whose
+ * signal aborts as soon as the driver reports the connection dead (the port's `lostSignal`, from
+ * the driver's own events — no statement). The call then rejects at once with the scope's
+ * LockLostError (the driver's error as `cause`), whether or not the body is still running, and
+ * nothing of its transaction commits: the caller rolls back (or finds the connection gone). The
+ * body's later ormlock and ORM calls fail with the same error (src/context/store.ts), so it never
+ * carries on silently on another pool connection.
+ */
+export interface LockedBody {
+  readonly inst: Installation;
+  readonly connection: PortConnection;
+  /** The error the call rejects with; `cause` is the driver's error. */
+  lost(cause: unknown): LockLostError;
+  /**
+   * A transaction rather than a lock: when a lock scope inside it on the same connection names
+   * the loss, its signal and rejection carry that scope's error (which names the lock).
+   */
+  readonly adopt?: boolean;
+}
+
+/** What one scope does when its connection dies: aborts with its error, given the error of the scope inside it, if any. */
+type Watcher = (cause: unknown, inner: LockLostError | undefined) => LockLostError;
+
+/** The scopes watching each connection's death, innermost (latest) last. */
+const watchers = new WeakMap<AbortSignal, Set<Watcher>>();
+
+/** Runs `watcher` when `dead` aborts, after every scope that started later (innermost first); returns the undo. */
+function watch(dead: AbortSignal, watcher: Watcher): () => void {
+  let set = watchers.get(dead);
+  if (!set) {
+    const scopes = (set = new Set());
+    watchers.set(dead, scopes);
+    dead.addEventListener('abort', () => {
+      let inner: LockLostError | undefined;
+      for (const w of [...scopes].reverse()) inner = w(dead.reason, inner);
+    }, { once: true });
+  }
+  set.add(watcher);
+  return () => set!.delete(watcher);
+}
+
+/** Runs `fn` as the lock scope of `body` (see LockedBody); `fn` gets the scope (its `.signal` is made on demand). */
+export async function runLockedBody<T>(body: LockedBody, fn: (scope: LockScope) => Promise<T> | T): Promise<T> {
+  const dead = body.inst.port.lostSignal?.(body.connection);
+  const own = new LockScope();
+  const onDead: Watcher = (cause, inner) => {
+    own.abort(body.adopt && inner ? inner : body.lost(cause));
+    return own.reason as LockLostError;
+  };
+  const unwatch = dead ? watch(dead, onDead) : undefined;
+  if (dead?.aborted) onDead(dead.reason, undefined);
+  try {
+    return await runInLockScope(own, (scope) => {
+      if (scope.aborted) throw scope.reason;
+      return new Promise<T>((resolve, reject) => {
+        const settle = scope.onAbort(reject);
+        Promise.resolve()
+          .then(() => fn(scope))
+          .then(
+            (value) => {
+              settle();
+              // resolved after the loss (the body ignored the signal): the lock did not last
+              if (scope.aborted) reject(scope.reason);
+              else resolve(value);
+            },
+            (error) => {
+              settle();
+              if (scope.aborted) reject(scope.reason);
+              else if (isConnectionLost(body.inst, error)) reject(body.lost(error));
+              else reject(error);
+            },
+          );
+      });
+    });
+  } finally {
+    unwatch?.();
+  }
+}
+
+/** True when the dialect's converter names `error` a lost connection. */
+export function isConnectionLost(inst: Installation, error: unknown): boolean {
+  return !(error instanceof LockLostError) && inst.dialect.convertError(error) instanceof LockLostError;
+}
+
+/** The one wording of a lock lost with its connection: `<label>: the connection holding <what> was lost; …`. */
+export function lockLostError(label: string, what: string, details: LockErrorDetails): LockLostError {
+  return new LockLostError(`${label}: the connection holding ${what} was lost; the lock was not held to the end`, details);
+}
