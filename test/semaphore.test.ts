@@ -6,7 +6,7 @@ import { race } from '../src/testing';
 import { rejection } from './support/rejection';
 import { startSemaphoreHolder } from './support/semaphore-holder';
 import { concurrencyMeter } from './support/concurrency-meter';
-import { describeEachBackend, sleep } from './support/suite';
+import { describeEachBackend } from './support/suite';
 
 let seq = 0;
 const name = (what: string) => `${what}-${process.pid}-${++seq}`;

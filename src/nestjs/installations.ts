@@ -1,5 +1,5 @@
 import { LockConfigError } from '../errors';
-import { installationOf, type Installation } from '../orm/installations';
+import { installationOf } from '../orm/installations';
 import type { LockingHandle } from '../orm/typeorm/install';
 import { dataSourceToken, mikroOrmAdapter, mikroOrmToken, typeOrmAdapter } from './optional-packages';
 import type { OrmlockHandle } from './handle';

@@ -3,7 +3,6 @@ import { Column, Entity, PrimaryGeneratedColumn, VersionColumn } from 'typeorm';
 import { LockConfigError, StaleEntityError, transaction, versioned } from '../../src';
 import { lockMetadataOf } from '../../src/metadata/registry';
 import { describeEachBackend } from '../support/suite';
-import { rejection } from './support';
 
 /** Declared @Versioned only after installLocking ran (no other class here is @Versioned at install). */
 @Entity('cov_late_counters')

@@ -2,9 +2,7 @@ import type { DataSource, QueryRunner } from 'typeorm';
 import { LockConfigError } from '../../errors';
 import { checkFencingTable, DEFAULT_FENCING_TABLE } from '../../redis/fencing';
 import { tableTarget } from './table-target';
-import { dataSourceOf } from './compat';
 import type { FencingTableOptions } from './public-types';
-import { TypeOrmPort } from './typeorm-port';
 
 export type { FencingTableOptions } from './public-types';
 

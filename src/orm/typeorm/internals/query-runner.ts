@@ -38,10 +38,12 @@ type Routed = QueryRunner & { [ROUTED]?: true; transactionDepth?: number };
 function route(qr: Routed, ds: DataSource): void {
   if (qr[ROUTED]) return;
   qr[ROUTED] = true;
+  /* eslint-disable @typescript-eslint/unbound-method -- the originals are called with .call(qr, …) */
   const start = qr.startTransaction;
   const commit = qr.commitTransaction;
   const rollback = qr.rollbackTransaction;
   const release = qr.release;
+  /* eslint-enable @typescript-eslint/unbound-method */
   qr.startTransaction = async function (isolation?: IsolationLevel) {
     const opened = !qr.isTransactionActive;
     await start.call(this, isolation);
