@@ -52,7 +52,7 @@ export async function withLock<T extends object, R>(
 
 /** The lock scope of a body holding `entity`'s row lock in the ambient transaction (its signal, its LockLostError). */
 function rowLockBody(inst: Installation, label: string, entity: object): LockedBody {
-  const desc = inst.entity(entity.constructor, label);
+  const desc = inst.entityOf(entity, label);
   const id = inst.port.idOf(desc, entity);
   const shown = Object.keys(id).length === 1 ? Object.values(id)[0] : id;
   return {

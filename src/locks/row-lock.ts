@@ -34,13 +34,17 @@ export function entityTarget(entity: unknown, caller: string, dataSource?: unkno
     throw new LockConfigError(`${caller}: expected an entity instance, got ${describeValue(entity)}`);
   }
   const proto: unknown = Object.getPrototypeOf(entity);
-  if (proto === Object.prototype || proto === null) {
+  const plain = proto === Object.prototype || proto === null;
+  try {
+    const inst = resolveInstallation(caller, { explicit: dataSource, entity });
+    return { inst, desc: inst.entityOf(entity as object, caller) };
+  } catch (error) {
+    // a plain object is an entity only when TypeORM loaded it for an EntitySchema without a target
+    if (!plain || !(error instanceof LockConfigError)) throw error;
     throw new LockConfigError(
-      `${caller}: a plain object is not an entity of any ORM instance (it is no instance of an entity class); make it with repository.create({ … }) or new Entity(), or load it with find*().`,
+      `${caller}: a plain object is not an entity of any ORM instance (it is no instance of an entity class); make it with repository.create({ … }) or new Entity(), or load it with find*(). ${error.message}`,
     );
   }
-  const inst = resolveInstallation(caller, { explicit: dataSource, entity });
-  return { inst, desc: inst.entityOf(entity as object, caller) };
 }
 
 /** The spec a row lock of `entity` uses: installed default < the class's @Pessimistic < the call's options. */
