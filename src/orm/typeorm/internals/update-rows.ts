@@ -1,4 +1,4 @@
-import { UpdateQueryBuilder, type EntityMetadata } from 'typeorm';
+import type { EntityMetadata, UpdateQueryBuilder } from 'typeorm';
 import { lockMetadataOf } from '../../../metadata/registry';
 import { installationOf } from '../../installations';
 import { dataSourceOf } from '../compat';
@@ -17,15 +17,17 @@ export function rowsOfUpdate(valuesSet: unknown): Array<Record<string, unknown>>
   return valuesSet !== null && typeof valuesSet === 'object' ? updateRows.get(valuesSet) : undefined;
 }
 
-const proto = UpdateQueryBuilder.prototype as any;
+// loaded when the patch is probed, so that the MikroORM adapter (which reads rowsOfUpdate's module) needs no typeorm
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const proto = (): any => (require('typeorm') as typeof import('typeorm')).UpdateQueryBuilder.prototype;
 const LABEL = 'UpdateQueryBuilder.prototype';
 
 /** Notes the rows of an UPDATE of an entity with `@AdvisoryLock(entity => key)`, before TypeORM broadcasts beforeUpdate. */
 export const updateRowsPatch: InternalPatch = {
   name: `${LABEL}.execute`,
-  probe: () => expectMethod(proto, LABEL, 'execute', ['valuesSet', 'callListeners']),
+  probe: () => expectMethod(proto(), LABEL, 'execute', ['valuesSet', 'callListeners']),
   apply() {
-    this.restore = replaceMethod(proto, 'execute', (base) =>
+    this.restore = replaceMethod(proto(), 'execute', (base) =>
       function (this: UpdateQueryBuilder<any>, ...args: unknown[]) {
         const map = this.expressionMap as any;
         const target = map.mainAlias?.hasMetadata ? map.mainAlias.metadata.target : undefined;
