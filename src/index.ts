@@ -77,7 +77,7 @@ export { DistributedLock, type DistributedLockOptions, type DistributedLockKey }
 export { withScheduledLock, type ScheduledLockOptions, type ScheduledRun, type ScheduledRunContext } from './locks/scheduled';
 export { ScheduledLock, type ScheduledLockDecoratorOptions } from '../decorators/ScheduledLock';
 export { createScheduledLockTable, dropScheduledLockTable } from './orm/typeorm/lazy';
-export type { ScheduledLockTableOptions } from './orm/typeorm/scheduled-table';
+export type { ScheduledLockTableOptions } from './orm/typeorm/scheduled-options-type';
 // observability: who waits on whom
 export { inspectLocks, inspectWith, type InspectLocksOptions, type InspectTarget, type LockWait } from './observe/inspect-locks';
 export type { ConnectionTarget } from './observe/connect';

@@ -8,6 +8,7 @@ import type * as LockRow from './lock-row-on';
 import type * as VersionedMigration from './versioned-migration';
 import type * as FencingTable from './fencing-table';
 import type * as ScheduledTable from './scheduled-table';
+import type { ScheduledLockTableOptions } from './scheduled-options-type';
 import type { InstallLockingOptions } from '../install-options';
 import type { RowLockOptions } from '../../locks/row-lock-options';
 import type {
@@ -50,9 +51,11 @@ export const createFencingTable = (target: TypeOrmDataSourceLike | TypeOrmQueryR
 export const dropFencingTable = (target: TypeOrmDataSourceLike | TypeOrmQueryRunnerLike, options?: FencingTableOptions): Promise<void> =>
   fencing().dropFencingTable(target as unknown as FencingTargetOf, options);
 /** See src/orm/typeorm/scheduled-table.ts. */
-export const createScheduledLockTable: typeof ScheduledTable.createScheduledLockTable = (...args) => scheduledTable().createScheduledLockTable(...args);
+export const createScheduledLockTable = (target: TypeOrmDataSourceLike | TypeOrmQueryRunnerLike | object, options?: ScheduledLockTableOptions): Promise<void> =>
+  scheduledTable().createScheduledLockTable(target, options);
 /** See src/orm/typeorm/scheduled-table.ts. */
-export const dropScheduledLockTable: typeof ScheduledTable.dropScheduledLockTable = (...args) => scheduledTable().dropScheduledLockTable(...args);
+export const dropScheduledLockTable = (target: TypeOrmDataSourceLike | TypeOrmQueryRunnerLike | object, options?: ScheduledLockTableOptions): Promise<void> =>
+  scheduledTable().dropScheduledLockTable(target, options);
 
 type QueryRunnerOf = Parameters<typeof LockRow.lockRowOn>[0];
 type MetadataOf = Parameters<typeof LockRow.lockRowOn>[1];

@@ -4,10 +4,8 @@ import { DEFAULT_SCHEDULED_TABLE } from '../../locks/scheduled-options';
 import { checkFencingTable } from '../../redis/fencing';
 import { tableTarget } from './table-target';
 
-export interface ScheduledLockTableOptions {
-  /** Table name (default `ormlock_scheduled_locks`); give the same to `withScheduledLock(name, { table })`. */
-  table?: string;
-}
+export type { ScheduledLockTableOptions } from './scheduled-options-type';
+import type { ScheduledLockTableOptions } from './scheduled-options-type';
 
 /**
  * Creates the lock table of scheduled jobs (`withScheduledLock` / `@ScheduledLock` with database
