@@ -1,9 +1,15 @@
 'use strict';
 /**
- * Writes the figures of docs/performance.md from bench/results.json (what `npm run bench`
- * writes), between the markers `<!-- perf:begin -->` and `<!-- perf:end -->`: figures are
- * generated, never copied by hand. `node scripts/perf-doc.js [results.json] [page.md]`;
- * `--check` exits 1 when the page is not what the results give (nothing written).
+ * Writes the figures of docs/performance.md from a bench run, between the markers
+ * `<!-- perf:begin -->` and `<!-- perf:end -->`: figures are generated, never copied by hand.
+ *
+ *   node scripts/perf-doc.js [results.json]   (`npm run perf:doc`): records the run `npm run bench`
+ *       wrote (bench/results.json, not committed) as docs/performance-run.json (committed), then
+ *       renders the page from the recorded run.
+ *   node scripts/perf-doc.js --check          the page is what the recorded run gives (exit 1 if not).
+ *
+ * The page and the test that checks it depend only on committed files, so a local bench run
+ * changes nothing until it is recorded.
  */
 const fs = require('node:fs');
 const path = require('node:path');
@@ -38,25 +44,38 @@ function render(page, results) {
   return `${page.slice(0, start + BEGIN.length)}\n${block(results)}\n${page.slice(end)}`;
 }
 
+/** The committed record of the run the page shows. */
+const RECORDED = path.join(ROOT, 'docs', 'performance-run.json');
+const PAGE = path.join(ROOT, 'docs', 'performance.md');
+
+/** The recorded run, or undefined when none is recorded. */
+function recorded() {
+  return fs.existsSync(RECORDED) ? JSON.parse(fs.readFileSync(RECORDED, 'utf8')) : undefined;
+}
+
 function main(argv) {
-  const check = argv.includes('--check');
-  const [resultsFile = path.join(ROOT, 'bench', 'results.json'), pageFile = path.join(ROOT, 'docs', 'performance.md')] = argv.filter((a) => a !== '--check');
-  const results = fs.existsSync(resultsFile) ? JSON.parse(fs.readFileSync(resultsFile, 'utf8')) : undefined;
-  const page = fs.readFileSync(pageFile, 'utf8');
-  const next = render(page, results);
-  if (check) {
-    if (next !== page) {
-      console.error(`perf-doc: ${path.relative(ROOT, pageFile)} is not what ${path.relative(ROOT, resultsFile)} gives: run npm run perf:doc`);
+  const page = fs.readFileSync(PAGE, 'utf8');
+  if (argv.includes('--check')) {
+    if (render(page, recorded()) !== page) {
+      console.error('perf-doc: docs/performance.md is not what docs/performance-run.json gives: run npm run perf:doc');
       return 1;
     }
     return 0;
   }
-  fs.writeFileSync(pageFile, next);
-  console.log(
-    `perf-doc: wrote the figures of ${path.relative(ROOT, pageFile)} from ${results ? path.relative(ROOT, resultsFile) : 'no results (none recorded)'}`,
-  );
+  const [resultsFile = path.join(ROOT, 'bench', 'results.json')] = argv;
+  if (fs.existsSync(resultsFile)) {
+    const results = JSON.parse(fs.readFileSync(resultsFile, 'utf8'));
+    if (results.quick) {
+      console.error(`perf-doc: ${path.relative(ROOT, resultsFile)} is a quick run (budgets only, its times mean nothing): run the full npm run bench`);
+      return 1;
+    }
+    fs.writeFileSync(RECORDED, `${JSON.stringify(results, null, 2)}\n`);
+    console.log(`perf-doc: recorded ${path.relative(ROOT, resultsFile)} as ${path.relative(ROOT, RECORDED)}`);
+  }
+  fs.writeFileSync(PAGE, render(page, recorded()));
+  console.log(`perf-doc: wrote the figures of ${path.relative(ROOT, PAGE)} from ${fs.existsSync(RECORDED) ? path.relative(ROOT, RECORDED) : 'no recorded run'}`);
   return 0;
 }
 
-module.exports = { render, block, BEGIN, END };
+module.exports = { render, block, recorded, BEGIN, END };
 if (require.main === module) process.exit(main(process.argv.slice(2)));

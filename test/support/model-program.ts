@@ -22,6 +22,11 @@ import type { SuiteEnv } from './suite';
 
 export const KEYS = ['mb-a', 'mb-b'] as const;
 export type Key = (typeof KEYS)[number];
+/**
+ * The advisory key a program's key names: the process id keeps concurrent test processes (the
+ * version matrix runs at once; MariaDB's GET_LOCK names are server-wide) off each other's keys.
+ */
+export const lockKey = (k: Key): string => `${k}:${process.pid}`;
 
 /**
  * One step: `tx` (a transaction — nested: TypeORM's savepoint), `xlock`/`slock` (withAdvisoryLock of
@@ -101,7 +106,7 @@ export async function worldOf(env: SuiteEnv): Promise<World> {
     backend: env.name,
     row,
     rowLockedElsewhere: () =>
-      outside(() => transaction(() => lock(probe, { onLocked: 'nowait' }), { propagation: 'requires_new' })).then(
+      outside(() => transaction(() => lock(probe, { dataSource: env.ds, onLocked: 'nowait' }), { dataSource: env.ds, propagation: 'requires_new' })).then(
         () => false,
         (e) => {
           if (e instanceof LockNotAvailableError) return true;
@@ -143,7 +148,7 @@ export async function runProgram(program: readonly Step[], world: World): Promis
   const stack: Scope[] = [];
   const seen = new Map<object, string>(); // connection → its database id
   const failures: string[] = [];
-  const lockIds = new Map<Key, string>(KEYS.map((k) => [k, advisoryLockId(k)[0]]));
+  const lockIds = new Map<Key, string>(KEYS.map((k) => [k, advisoryLockId(lockKey(k), { dataSource: world.ds })[0]]));
 
   const send = (scope: Scope, step: Step) =>
     new Promise<{ p?: Promise<unknown>; child?: Scope }>((resolve) => {
@@ -172,10 +177,10 @@ export async function runProgram(program: readonly Step[], world: World): Promis
       await loop(child);
     };
     let call: Promise<unknown>;
-    if (step.t === 'tx') call = parentInTx ? currentManager(world.ds).transaction(() => body()) : transaction(() => body());
+    if (step.t === 'tx') call = parentInTx ? currentManager(world.ds).transaction(() => body()) : transaction(() => body(), { dataSource: world.ds });
     else {
-      const options = { timeoutMs: step.timeoutMs as number | undefined, onTimeout: 'skip' as const, ...(step.t === 'slock' ? { scope: 'session' as const } : {}) };
-      call = withAdvisoryLock(step.key as Key, ({ queryRunner }) => body(queryRunner), options);
+      const options = { dataSource: world.ds, timeoutMs: step.timeoutMs as number | undefined, onTimeout: 'skip' as const, ...(step.t === 'slock' ? { scope: 'session' as const } : {}) };
+      call = withAdvisoryLock(lockKey(step.key as Key), ({ queryRunner }) => body(queryRunner), options);
     }
     return { child, call, started };
   };
@@ -212,7 +217,7 @@ export async function runProgram(program: readonly Step[], world: World): Promis
     if (step.t === 'row') {
       if (!scope.inTx) return;
       try {
-        await lock(world.row, { timeoutMs: step.timeoutMs as number | undefined });
+        await lock(world.row, { dataSource: world.ds, timeoutMs: step.timeoutMs as number | undefined });
       } catch (e) {
         failures.push(`row lock failed: ${(e as Error).message}`);
       }
@@ -231,8 +236,8 @@ export async function runProgram(program: readonly Step[], world: World): Promis
       };
       const started = Date.now();
       const results = await Promise.allSettled([
-        withAdvisoryLock(k, body),
-        sleep(3).then(() => withAdvisoryLock(k, body, { timeoutMs: step.secondTimeoutMs as number, onTimeout: 'skip' })),
+        withAdvisoryLock(lockKey(k), body, { dataSource: world.ds }),
+        sleep(3).then(() => withAdvisoryLock(lockKey(k), body, { dataSource: world.ds, timeoutMs: step.secondTimeoutMs as number, onTimeout: 'skip' })),
       ]);
       for (const r of results) if (r.status === 'rejected') failures.push(`a sibling failed: ${(r.reason as Error).message}`);
       if (overlap && !reentrant) failures.push(`sibling bodies for ${k} overlapped`);
@@ -320,7 +325,7 @@ export async function runProgram(program: readonly Step[], world: World): Promis
       }
     } else if (step.t === 'worker') {
       const k = step.key as Key;
-      const got = await outside(() => withAdvisoryLock(k, async () => true, { timeoutMs: 0, onTimeout: 'skip' })).catch((e: Error) => {
+      const got = await outside(() => withAdvisoryLock(lockKey(k), async () => true, { dataSource: world.ds, timeoutMs: 0, onTimeout: 'skip' })).catch((e: Error) => {
         failures.push(`the worker failed: ${e.message}`);
         return undefined;
       });
@@ -342,7 +347,7 @@ export async function runProgram(program: readonly Step[], world: World): Promis
   if (!failures.length) await check('at the end');
   if (!failures.length) {
     for (const k of KEYS) {
-      const got = await outside(() => withAdvisoryLock(k, async () => true, { timeoutMs: 0, onTimeout: 'skip' }));
+      const got = await outside(() => withAdvisoryLock(lockKey(k), async () => true, { dataSource: world.ds, timeoutMs: 0, onTimeout: 'skip' }));
       if (got !== true) failures.push(`at the end: ${k} is still held somewhere`);
     }
   }
