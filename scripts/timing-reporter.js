@@ -1,0 +1,36 @@
+'use strict';
+/**
+ * mocha's spec reporter, plus the wall time of each test file at the end of the run (the slowest
+ * first), so a slow `npm test` shows where its time goes. Time is counted from a file's first
+ * top-level suite's start to its last one's end, hooks included.
+ */
+const Mocha = require('mocha');
+const path = require('node:path');
+
+const { EVENT_SUITE_BEGIN, EVENT_SUITE_END, EVENT_RUN_END } = Mocha.Runner.constants;
+const SHOWN = 15;
+
+class TimingReporter extends Mocha.reporters.Spec {
+  constructor(runner, options) {
+    super(runner, options);
+    const files = new Map();
+    runner.on(EVENT_SUITE_BEGIN, (suite) => {
+      if (!suite.file || suite.parent?.file) return;
+      const t = files.get(suite.file) ?? { ms: 0 };
+      t.started = Date.now();
+      files.set(suite.file, t);
+    });
+    runner.on(EVENT_SUITE_END, (suite) => {
+      const t = suite.file && !suite.parent?.file ? files.get(suite.file) : undefined;
+      if (t?.started) t.ms += Date.now() - t.started;
+    });
+    runner.once(EVENT_RUN_END, () => {
+      const rows = [...files].sort((a, b) => b[1].ms - a[1].ms);
+      const total = rows.reduce((n, [, t]) => n + t.ms, 0);
+      console.log(`\n  time per file (${rows.length} files, ${Math.round(total / 1000)} s; the ${Math.min(SHOWN, rows.length)} slowest):`);
+      for (const [file, t] of rows.slice(0, SHOWN)) console.log(`    ${String(Math.round(t.ms / 100) / 10).padStart(6)} s  ${path.relative(process.cwd(), file)}`);
+    });
+  }
+}
+
+module.exports = TimingReporter;
