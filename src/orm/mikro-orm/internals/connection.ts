@@ -5,6 +5,7 @@ import { throwIfLockLost } from '../../../context/store';
 import { runWithAmbientConnection } from '../../../context/transaction';
 import { connectionFor, knownConnection, newRootState, registerTransaction, rootStateOf, type RootState } from '../connection';
 import { installationFor } from '../registry';
+import { giveBack, knexDisposalProblems } from './give-back';
 import { expectMethod, ownerOf, replaceMethod, type MikroPatch } from './patch';
 
 /** Options key of `connection.begin()`: the driver connection to run the transaction on (ormlock's own begin). */
@@ -30,7 +31,7 @@ export function connectionPatches(connection: object): MikroPatch[] {
         ...expectMethod(owner, label, 'begin', ['getKnex', 'transaction', 'ctx']),
         ...expectMethod(owner, label, 'commit', ['commit']),
         ...expectMethod(owner, label, 'rollback', ['rollback']),
-        ...(typeof (connection as any).getKnex?.()?.client?.acquireConnection === 'function' ? [] : [`${label}.getKnex().client.acquireConnection is not a function`]),
+        ...knexDisposalProblems((connection as any).getKnex?.()?.client, `${label}.getKnex()`),
       ],
       apply() {
         const undo = [
@@ -120,7 +121,7 @@ async function finishRoot(connection: any, root: RootState, outcome: CompletionO
   } finally {
     if (root.ownsRaw && !root.released) {
       root.released = true;
-      await connection.getKnex().client.releaseConnection(root.raw);
+      await giveBack(connection, connection.getKnex().client, root.raw, root);
     } else {
       root.released = true;
     }
