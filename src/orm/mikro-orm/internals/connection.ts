@@ -4,6 +4,7 @@ import { began, finishTransaction, rolledBackTo, savepointOpened, savepointRelea
 import { throwIfLockLost } from '../../../context/store';
 import { runWithAmbientConnection } from '../../../context/transaction';
 import { connectionFor, knownConnection, newRootState, registerTransaction, rootStateOf, type RootState } from '../connection';
+import type { IsolationLevel } from '../../port';
 import { installationFor } from '../registry';
 import { giveBack, knexDisposalProblems } from './give-back';
 import { expectMethod, ownerOf, replaceMethod, type MikroPatch } from './patch';
@@ -58,7 +59,8 @@ export function connectionPatches(connection: object): MikroPatch[] {
               const trx = await base.call(self, options);
               const root = newRootState(raw, given ? options[OWNS_RAW] === true : true);
               registerTransaction(trx, root);
-              began(root, options.isolationLevel);
+              // MikroORM spells levels in lower case ('read committed'); the model keeps ormlock's (READ COMMITTED)
+              began(root, typeof options.isolationLevel === 'string' ? (options.isolationLevel.toUpperCase() as IsolationLevel) : undefined);
               return trx;
             } catch (error) {
               if (!given) await knex.client.releaseConnection(raw);
