@@ -208,6 +208,21 @@ describeEachBackend('compositions', EDGE_ENTITIES, (env) => {
       expect(await env.ds.transaction('SERIALIZABLE', () => transaction(async () => 'joined', { isolation: 'SERIALIZABLE' }))).to.equal('joined');
     });
 
+    it('a QueryRunner the user began (startTransaction) and names as { dataSource }: its level counts, the server default included', async () => {
+      for (const begun of [undefined, 'READ COMMITTED'] as const) {
+        const qr = env.ds.createQueryRunner();
+        await qr.connect();
+        try {
+          await qr.startTransaction(begun);
+          await expectConfigError(transaction(async () => 'ran', { dataSource: qr, isolation: 'SERIALIZABLE' }));
+          expect(await transaction(async () => 'joined', { dataSource: qr, isolation: begun ?? env.handle.dialect.capabilities.defaultIsolation })).to.equal('joined');
+          await qr.rollbackTransaction();
+        } finally {
+          await qr.release();
+        }
+      }
+    });
+
     async function expectConfigError(p: Promise<unknown>) {
       const e = await p.then(() => undefined, (err: unknown) => err);
       expect(e).to.be.instanceOf(LockConfigError);

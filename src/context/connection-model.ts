@@ -50,6 +50,8 @@ export interface ConnectionState {
   /** The unit of work that holds the connection now (see `takeTurn`), and those waiting, in call order. */
   turn?: object;
   readonly waiting: Array<{ owner: object; go: () => void }>;
+  /** The driver reported the connection dead (see `died`): it never goes back to the pool. */
+  dead?: boolean;
 }
 
 /** A change of a connection's state, for whoever wants to follow it (commit hooks, propagation, the lock signal). */
@@ -278,10 +280,10 @@ export function locksOn(connection: object): HeldLock[] {
   return [...(knownState(connection)?.locks ?? [])];
 }
 
-/** True when `connection` may go back to the pool: no transaction open, no lock ormlock took still held. */
+/** True when `connection` may go back to the pool: alive, no transaction open, no lock ormlock took still held. */
 export function poolable(connection: object): boolean {
   const s = knownState(connection);
-  return !s || (!s.inTransaction && s.locks.length === 0);
+  return !s || (!s.inTransaction && s.locks.length === 0 && !s.dead);
 }
 
 /** Why `connection` may not go back to the pool, or undefined when it may. */
@@ -289,6 +291,7 @@ export function notPoolableReason(connection: object): string | undefined {
   const s = knownState(connection);
   if (!s || poolable(connection)) return undefined;
   const parts: string[] = [];
+  if (s.dead) parts.push('the connection died');
   if (s.inTransaction) parts.push('a transaction is still open on it');
   if (s.locks.length) parts.push(`it still holds ${s.locks.map((l) => `${l.kind} lock ${l.display}`).join(', ')}`);
   return parts.join(' and ');
@@ -302,14 +305,36 @@ export function discarded(connection: object, reason: string): void {
   const s = knownState(connection);
   const locks = s ? [...s.locks] : [];
   if (s) {
-    s.locks.length = 0;
-    s.inTransaction = false;
-    s.savepoints.length = 0;
-    s.settings.clear();
+    forget(s);
+    s.dead = false; // gone for good
   }
   const now = Date.now();
   for (const l of locks) l.inst.emit({ type: 'lost', kind: l.kind, target: l.display, heldMs: now - l.at });
   publish(connection, { type: 'discarded', reason, locks });
+}
+
+/**
+ * The driver reported `connection` dead (its server process killed, the socket closed): the server
+ * ended its transaction and freed its locks, so the model forgets them at once — a second worker
+ * may already hold them. The lock scopes on it report the loss (`lost` events, LockLostError); the
+ * connection stays marked dead, so it is destroyed, never pooled (`poolable`), and `discarded`
+ * forgets it for good.
+ */
+export function died(connection: object, reason: string): void {
+  const s = stateOf(connection);
+  if (s.dead) return;
+  const locks = [...s.locks];
+  forget(s);
+  s.dead = true;
+  publish(connection, { type: 'discarded', reason, locks });
+}
+
+function forget(s: ConnectionState): void {
+  s.locks.length = 0;
+  s.inTransaction = false;
+  s.isolation = undefined;
+  s.savepoints.length = 0;
+  s.settings.clear();
 }
 
 // ---------------------------------------------------------------------------------------------

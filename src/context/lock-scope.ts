@@ -1,6 +1,7 @@
 import { LockLostError, type LockErrorDetails } from '../errors';
 import type { Installation } from '../orm/installations';
 import type { PortConnection } from '../orm/port';
+import { died } from './connection-model';
 import { LockScope, runInLockScope } from './lock-signal';
 
 /**
@@ -27,22 +28,31 @@ export interface LockedBody {
 /** What one scope does when its connection dies: aborts with its error, given the error of the scope inside it, if any. */
 type Watcher = (cause: unknown, inner: LockLostError | undefined) => LockLostError;
 
-/** The scopes watching each connection's death, innermost (latest) last. */
-const watchers = new WeakMap<AbortSignal, Set<Watcher>>();
+/** The scopes watching each connection's death, innermost (latest) last, and the connections they run on. */
+const watchers = new WeakMap<AbortSignal, { scopes: Set<Watcher>; connections: Set<object> }>();
 
-/** Runs `watcher` when `dead` aborts, after every scope that started later (innermost first); returns the undo. */
-function watch(dead: AbortSignal, watcher: Watcher): () => void {
-  let set = watchers.get(dead);
-  if (!set) {
-    const scopes = (set = new Set());
-    watchers.set(dead, scopes);
+/**
+ * Runs `watcher` when `dead` aborts, after every scope that started later (innermost first); returns
+ * the undo. First the connection model forgets what `connection` held (the server freed it).
+ */
+function watch(dead: AbortSignal, connection: object, watcher: Watcher): () => void {
+  let entry = watchers.get(dead);
+  if (!entry) {
+    const watched = (entry = { scopes: new Set<Watcher>(), connections: new Set<object>() });
+    watchers.set(dead, watched);
     dead.addEventListener('abort', () => {
+      for (const c of watched.connections) died(c, 'the connection died');
       let inner: LockLostError | undefined;
-      for (const w of [...scopes].reverse()) inner = w(dead.reason, inner);
+      for (const w of [...watched.scopes].reverse()) inner = w(dead.reason, inner);
     }, { once: true });
   }
-  set.add(watcher);
-  return () => set!.delete(watcher);
+  const { scopes, connections } = entry;
+  scopes.add(watcher);
+  connections.add(connection);
+  return () => {
+    scopes.delete(watcher);
+    if (!scopes.size) connections.clear();
+  };
 }
 
 /** Runs `fn` as the lock scope of `body` (see LockedBody); `fn` gets the scope (its `.signal` is made on demand). */
@@ -53,8 +63,11 @@ export async function runLockedBody<T>(body: LockedBody, fn: (scope: LockScope) 
     own.abort(body.adopt && inner ? inner : body.lost(cause));
     return own.reason as LockLostError;
   };
-  const unwatch = dead ? watch(dead, onDead) : undefined;
-  if (dead?.aborted) onDead(dead.reason, undefined);
+  const unwatch = dead ? watch(dead, body.connection, onDead) : undefined;
+  if (dead?.aborted) {
+    died(body.connection, 'the connection died');
+    onDead(dead.reason, undefined);
+  }
   try {
     return await runInLockScope(own, (scope) => {
       if (scope.aborted) throw scope.reason;

@@ -50,6 +50,27 @@ describeEachMikroBackend('compositions', [MkUser, MkOrder], (env) => {
     expect(inEm).to.be.instanceOf(LockConfigError);
   });
 
+  it('a fork the user began (em.begin) and names as { dataSource }: ormlock calls join its transaction — its level counts, its locks end with its rollback', async () => {
+    for (const begun of [undefined, 'read committed'] as const) {
+      const fork = env.orm.em.fork();
+      await fork.begin(begun ? { isolationLevel: begun as never } : {});
+      try {
+        const refused = await transaction(async () => 'ran', { dataSource: fork, isolation: 'SERIALIZABLE' }).then(() => undefined, (e) => e);
+        expect(refused).to.be.instanceOf(LockConfigError);
+        const level = begun ? 'READ COMMITTED' : env.handle.dialect.capabilities.defaultIsolation;
+        expect(await transaction(async () => 'joined', { dataSource: fork, isolation: level })).to.equal('joined');
+        await withAdvisoryLock(`mk-cmp-begun-${process.pid}`, async () => {
+          const em = currentManager(env.orm) as EntityManager;
+          expect(em.getTransactionContext(), 'the body runs in the fork\'s transaction').to.equal(fork.getTransactionContext());
+        }, { dataSource: fork });
+        expect(await freeElsewhere(`mk-cmp-begun-${process.pid}`), 'a transaction-scope lock: held until the fork\'s transaction ends').to.equal(false);
+      } finally {
+        await fork.rollback();
+      }
+      expect(await freeElsewhere(`mk-cmp-begun-${process.pid}`)).to.equal(true);
+    }
+  });
+
   it('inside a session lock, Promise.all of two transaction(): one after another; A commits, B rolls back alone', async () => {
     const order: string[] = [];
     const results = await withAdvisoryLock('mk-cmp-pin', () =>

@@ -1,24 +1,23 @@
 /**
  * Model-based tests of the connection model: generated programs of nested transactions,
- * savepoints (TypeORM's nested `manager.transaction`), advisory locks of both scopes, row locks,
- * time limits, sibling calls and throws, run against a real database. After every step the
- * library's model of each connection it used is compared with the database's truth (PostgreSQL
- * `pg_locks` for the backend pid, MariaDB `IS_USED_LOCK`), and a second worker's try-lock checks
- * mutual exclusion.
+ * savepoints (the ORM's own nested transactions), advisory locks of both scopes, row locks, time
+ * limits, sibling calls, throws and killed connections, run against a real database through
+ * TypeORM or MikroORM (a `World`, test/support/model-worlds.ts). After every step the library's
+ * model of each connection it used is compared with the database's truth (PostgreSQL `pg_locks`
+ * for the backend pid, MariaDB `IS_USED_LOCK`), and a second worker's try-lock checks mutual
+ * exclusion.
  *
- * A program is a flat list of steps; scopes (transaction, lock bodies) stay open until an `end` or
+ * A program is a flat list of steps; scopes (transactions, lock bodies) stay open until an `end` or
  * `throw` step closes the innermost one (a throw is caught by the enclosing scope, as user code
  * would). Steps that do not apply where they land (an `end` with nothing open) do nothing, so every
  * list is a valid program and fast-check can shrink freely.
  */
 import * as fc from 'fast-check';
-import type { DataSource } from 'typeorm';
-import { LockNotAvailableError, advisoryLockId, currentManager, lock, transaction, withAdvisoryLock } from '../../src';
-import { locksOn, poolable } from '../../src/context/connection-model';
+import { LockLostError, advisoryLockId, lock, transaction, withAdvisoryLock } from '../../src';
+import { knownState, locksOn, physical, poolable } from '../../src/context/connection-model';
 import { runInFrame } from '../../src/context/store';
 import type { LockDialect } from '../../src/dialects/dialect';
-import { EdgeAccount } from '../fixtures/edges';
-import type { SuiteEnv } from './suite';
+import type { BackendName } from './backends';
 
 export const KEYS = ['mb-a', 'mb-b'] as const;
 export type Key = (typeof KEYS)[number];
@@ -29,10 +28,11 @@ export type Key = (typeof KEYS)[number];
 export const lockKey = (k: Key): string => `${k}:${process.pid}`;
 
 /**
- * One step: `tx` (a transaction — nested: TypeORM's savepoint), `xlock`/`slock` (withAdvisoryLock of
- * transaction/session scope, skipping past its `timeoutMs`), `end`/`throw` (closes the innermost
- * scope), `row` (lock() of the row), `siblings` (two withAdvisoryLock calls at once, the second with
- * a limit), `worker` (another connection tries the key); more kinds come from `extraSteps`.
+ * One step: `tx` (a transaction — nested: the ORM's own nested transaction, a savepoint),
+ * `xlock`/`slock` (withAdvisoryLock of transaction/session scope, skipping past its `timeoutMs`),
+ * `end`/`throw` (closes the innermost scope), `row` (lock() of the row), `siblings` (two
+ * withAdvisoryLock calls at once, the second with a limit), `worker` (another connection tries the
+ * key); the world's own scope kinds (`World.scopes`) and the options' extra steps (a killed connection).
  */
 export interface Step {
   readonly t: string;
@@ -42,17 +42,95 @@ export interface Step {
   readonly [more: string]: unknown;
 }
 
-/** Steps other test files add (the lost-connection steps): how to generate one and how to run it in the innermost scope. */
+/** What a step runs against: one ORM instance on one database. */
+export interface World {
+  readonly orm: 'typeorm' | 'mikro-orm';
+  /** What ormlock calls name as `{ dataSource }` by default (the DataSource, the MikroORM instance). */
+  readonly target: object;
+  readonly dialect: LockDialect;
+  readonly backend: BackendName;
+  /** A row to lock (an entity loaded through the ORM). */
+  readonly row: object;
+  /** Re-reads `row` on another connection with NOWAIT: true when it is locked. */
+  rowLockedElsewhere(): Promise<boolean>;
+  /** The connection (as the model keys it) of the transaction or pinned connection of this async context, for calls naming `target`. */
+  connectionHere(target: object): object | undefined;
+  /**
+   * The ORM's own nested transaction (a savepoint) around `body`, inside the transaction of this
+   * context; `body` gets what calls inside name as `{ dataSource }` when that changes (MikroORM: the
+   * nested transaction's EntityManager, when `target` was one).
+   */
+  nested(target: object, body: (inner?: object) => Promise<void>): Promise<unknown>;
+  /** Scope kinds of the ORM's own (a user's QueryRunner.startTransaction, em.begin, em.transactional on a fork), opened at the top level only. */
+  readonly scopes: Readonly<Record<string, OwnScope>>;
+  /** A statement outside any transaction, on a pool connection. */
+  queryOutside(sql: string, params?: unknown[]): Promise<any[]>;
+  /** Inserts a row marked `note` through the ORM, in this context's transaction (calls naming `target`). */
+  write(target: object, note: string): Promise<void>;
+  /** Rows marked `note`, counted outside. */
+  count(note: string): Promise<number>;
+}
+
+/** A scope kind of the ORM's own: runs `body` inside it, giving the target its calls name and the connection it runs on. */
+export interface OwnScope {
+  readonly weight: number;
+  /** True when the scope is a transaction. */
+  readonly transactional: boolean;
+  open(body: (target: object, connection: object) => Promise<void>): Promise<unknown>;
+}
+
+/** A step the driver runs itself (from outside every scope) — the killed connection. */
 export interface ExtraStep {
   readonly arbitrary: fc.Arbitrary<Step>;
-  run(step: Step, world: World): Promise<void>;
+  /** Runs in the innermost scope's body first (when one is open), as user code there would. */
+  inScope?(step: Step, world: World, target: object): Promise<void>;
+  /** Then from outside, with the open scopes in hand. */
+  drive(step: Step, control: ProgramControl): Promise<void>;
 }
-export const extraSteps = new Map<string, ExtraStep>();
+
+/** What an extra step sees of a running program. */
+export interface ProgramControl {
+  readonly world: World;
+  /** The open scopes, outermost first. */
+  readonly scopes: readonly OpenScope[];
+  /** The database id of a connection the program used. */
+  idOf(connection: object): string | undefined;
+  fail(message: string): void;
+  /** Marks the open scopes from `index` up as expected to fail (their connection is about to be killed). */
+  doom(index: number): void;
+  /** Ends the open scopes from `index` up (innermost first; `end` to each), resolving each call's outcome, innermost first. */
+  closeFrom(index: number, expectFailure: boolean): Promise<Array<{ scope: OpenScope; error?: unknown }>>;
+  /** True when the model has `k` held on a connection the program used. */
+  modelHolds(k: Key): boolean;
+  /** A second worker tries `k` at once (outside): true when it got it. */
+  workerTakes(k: Key): Promise<boolean | undefined>;
+}
+
+/** One open scope as an extra step sees it. */
+export interface OpenScope {
+  readonly step: Step;
+  readonly inTx: boolean;
+  /** The key its body holds (lock scopes). */
+  readonly holds?: Key;
+  /** What its calls name as `{ dataSource }`. */
+  readonly target: object;
+  readonly connection?: object;
+  /** An ormlock call (transaction(), withAdvisoryLock) rather than the ORM's own. */
+  readonly ormlock: boolean;
+  /** The call's outcome: its error, or undefined when it resolved (settles with the call). */
+  readonly outcome: Promise<{ error?: unknown }>;
+}
+
+export interface ProgramOptions {
+  /** Steps added to the generated programs, with their weights. */
+  readonly extra?: ReadonlyArray<{ weight: number; step: ExtraStep & { name: string } }>;
+  readonly maxLength?: number;
+}
 
 const key = fc.constantFrom(...KEYS);
 const limit = fc.constantFrom<number | undefined>(undefined, undefined, 0, 50);
 
-export function stepArbitrary(): fc.Arbitrary<Step> {
+export function stepArbitrary(world: World, options: ProgramOptions = {}): fc.Arbitrary<Step> {
   const w = (weight: number, arbitrary: fc.Arbitrary<Step>) => ({ weight, arbitrary });
   return fc.oneof(
     w(3, fc.constant<Step>({ t: 'tx' })),
@@ -63,57 +141,29 @@ export function stepArbitrary(): fc.Arbitrary<Step> {
     w(1, fc.record({ t: fc.constant('row'), timeoutMs: fc.constantFrom<number | undefined>(undefined, 200) })),
     w(1, fc.record({ t: fc.constant('siblings'), key, secondTimeoutMs: fc.constantFrom<0 | 20>(0, 20) })),
     w(1, fc.record({ t: fc.constant('worker'), key })),
-    ...[...extraSteps.values()].map((e) => w(1, e.arbitrary)),
+    ...Object.entries(world.scopes).map(([t, s]) => w(s.weight, fc.constant<Step>({ t }))),
+    ...(options.extra ?? []).map((e) => w(e.weight, e.step.arbitrary)),
   );
 }
 
-export function programArbitrary(maxLength = 10): fc.Arbitrary<Step[]> {
-  return fc.array(stepArbitrary(), { minLength: 1, maxLength, size: 'max' });
+export function programArbitrary(world: World, options: ProgramOptions = {}): fc.Arbitrary<Step[]> {
+  return fc.array(stepArbitrary(world, options), { minLength: 1, maxLength: options.maxLength ?? 10, size: 'max' });
 }
 
-/** Runs `numRuns` generated programs from `seed` (fast-check shrinks a failure and throws it); resolves the steps run. */
-export async function runPrograms(world: World, seed: number, numRuns: number): Promise<number> {
+/** Runs `numRuns` generated programs from `seed` (fast-check shrinks a failure and throws it); resolves the programs' and steps' counts. */
+export async function runPrograms(world: World, seed: number, numRuns: number, options: ProgramOptions = {}): Promise<{ steps: number; counts: Map<string, number> }> {
   let steps = 0;
+  const counts = new Map<string, number>();
   await fc.assert(
-    fc.asyncProperty(programArbitrary(), async (program) => {
+    fc.asyncProperty(programArbitrary(world, options), async (program) => {
+      if (process.env.MODEL_TRACE) console.log(`      program: ${program.map(describeStep).join(", ")}`);
       steps += program.length;
-      await runProgram(program, world);
+      for (const s of program) counts.set(s.t, (counts.get(s.t) ?? 0) + 1);
+      await runProgram(program, world, options);
     }),
     { seed, numRuns },
   );
-  return steps;
-}
-
-/** What a step runs against. */
-export interface World {
-  readonly ds: DataSource;
-  readonly dialect: LockDialect;
-  readonly backend: 'postgres' | 'mariadb' | string;
-  /** A row to lock (an entity object loaded through `ds`). */
-  readonly row: object;
-  /** Re-reads `row` on another connection with NOWAIT: true when it is locked. */
-  rowLockedElsewhere(): Promise<boolean>;
-}
-
-/** The world of a suite (its DataSource has the edge entities): one row to lock, probed from another connection with NOWAIT. */
-export async function worldOf(env: SuiteEnv): Promise<World> {
-  const repo = env.ds.getRepository(EdgeAccount);
-  const row = await repo.save(repo.create({ name: 'model-row', credits: 1 }));
-  const probe = repo.create({ id: row.id, name: row.name, credits: row.credits });
-  return {
-    ds: env.ds,
-    dialect: env.handle.dialect,
-    backend: env.name,
-    row,
-    rowLockedElsewhere: () =>
-      outside(() => transaction(() => lock(probe, { dataSource: env.ds, onLocked: 'nowait' }), { dataSource: env.ds, propagation: 'requires_new' })).then(
-        () => false,
-        (e) => {
-          if (e instanceof LockNotAvailableError) return true;
-          throw e;
-        },
-      ),
-  };
+  return { steps, counts };
 }
 
 class Thrown extends Error {
@@ -122,15 +172,14 @@ class Thrown extends Error {
   }
 }
 
-interface Scope {
-  readonly step: Step;
-  readonly inTx: boolean;
-  /** The key this scope's body holds (lock scopes). */
-  readonly holds?: Key;
+interface Scope extends OpenScope {
   readonly inbox: Array<(cmd: Command) => void>;
-  pending: Command[];
+  readonly pending: Command[];
   settled?: Promise<unknown>;
   connection?: object;
+  outcome: Promise<{ error?: unknown }>;
+  /** Its call is expected to fail (its connection was killed): a rejection is not a failure by itself. */
+  doomed?: boolean;
 }
 
 interface Command {
@@ -138,17 +187,20 @@ interface Command {
   readonly done: (p?: Promise<unknown>, child?: Scope) => void;
 }
 
-const outside = <T>(fn: () => Promise<T>) => runInFrame({ txs: new Map(), values: new Map() }, fn);
+export const outside = <T>(fn: () => Promise<T>) => runInFrame({ txs: new Map(), values: new Map() }, fn);
 
 /** The failure of a program: which step, what differed. */
 export class ModelMismatch extends Error {}
 
+const opensScope = (world: World, t: string) => t === 'tx' || t === 'xlock' || t === 'slock' || t in world.scopes;
+
 /** Runs `program` in `world`; throws ModelMismatch at the first step where the model and the database disagree. */
-export async function runProgram(program: readonly Step[], world: World): Promise<void> {
+export async function runProgram(program: readonly Step[], world: World, options: ProgramOptions = {}): Promise<void> {
   const stack: Scope[] = [];
   const seen = new Map<object, string>(); // connection → its database id
   const failures: string[] = [];
-  const lockIds = new Map<Key, string>(KEYS.map((k) => [k, advisoryLockId(lockKey(k), { dataSource: world.ds })[0]]));
+  const extras = new Map((options.extra ?? []).map((e) => [e.step.name, e.step]));
+  const lockIds = new Map<Key, string>(KEYS.map((k) => [k, advisoryLockId(lockKey(k), { dataSource: world.target })[0]]));
 
   const send = (scope: Scope, step: Step) =>
     new Promise<{ p?: Promise<unknown>; child?: Scope }>((resolve) => {
@@ -165,24 +217,55 @@ export async function runProgram(program: readonly Step[], world: World): Promis
       else scope.inbox.push(resolve);
     });
 
-  /** Opens the scope `step` asks for, from the current async context; resolves once its body runs (or the call settled without running it). */
-  const open = (step: Step, parentInTx: boolean): { child: Scope; call: Promise<unknown>; started: Promise<void> } => {
+  /**
+   * Opens the scope `step` asks for inside `parent`, from the current async context; resolves once
+   * its body runs (or the call settled without running it). Undefined when the step does not apply.
+   */
+  const open = async (step: Step, parent: Scope): Promise<Scope | undefined> => {
+    const own = world.scopes[step.t];
+    if (own && parent !== root) return undefined; // the ORM's own scopes open at the top level
     let start!: () => void;
     const started = new Promise<void>((r) => (start = r));
     const holds = step.t === 'xlock' || step.t === 'slock' ? (step.key as Key) : undefined;
-    const child: Scope = { step, inTx: parentInTx || step.t === 'tx' || step.t === 'xlock', holds, inbox: [], pending: [] };
-    const body = async (connection?: object) => {
-      child.connection = connection ?? currentManager(world.ds).queryRunner;
+    const child: Scope = {
+      step,
+      inTx: parent.inTx || step.t === 'tx' || step.t === 'xlock' || (own?.transactional ?? false),
+      holds,
+      target: parent.target,
+      ormlock: !own && !(step.t === 'tx' && parent.inTx),
+      inbox: [],
+      pending: [],
+      outcome: undefined as never,
+    };
+    const body = async (connection?: object, target?: object) => {
+      if (target) (child as { target: object }).target = target;
+      child.connection = connection ?? world.connectionHere(child.target);
       start();
       await loop(child);
     };
     let call: Promise<unknown>;
-    if (step.t === 'tx') call = parentInTx ? currentManager(world.ds).transaction(() => body()) : transaction(() => body(), { dataSource: world.ds });
+    if (own) call = own.open((target, connection) => body(connection, target));
+    else if (step.t === 'tx') call = parent.inTx ? world.nested(parent.target, (inner) => body(undefined, inner)) : transaction(() => body(), { dataSource: parent.target });
     else {
-      const options = { dataSource: world.ds, timeoutMs: step.timeoutMs as number | undefined, onTimeout: 'skip' as const, ...(step.t === 'slock' ? { scope: 'session' as const } : {}) };
+      const options = { dataSource: parent.target, timeoutMs: step.timeoutMs as number | undefined, onTimeout: 'skip' as const, ...(step.t === 'slock' ? { scope: 'session' as const } : {}) };
       call = withAdvisoryLock(lockKey(step.key as Key), ({ queryRunner }) => body(queryRunner), options);
     }
-    return { child, call, started };
+    child.outcome = call.then(
+      () => ({}),
+      (error: unknown) => ({ error }),
+    );
+    child.settled = child.outcome.then(({ error }) => {
+      if (error === undefined || error instanceof Thrown || child.doomed) return;
+      failures.push(`step ${step.t} failed: ${(error as Error).stack ?? String(error)}`);
+    });
+    await Promise.race([started, child.settled]);
+    if (!child.connection) return undefined;
+    const parentConnection = parent.connection && physical(parent.connection);
+    if (parentConnection && physical(child.connection) !== parentConnection) {
+      failures.push(`${describeStep(step)} inside ${describeStep(parent.step)} runs on another connection than its transaction's`);
+    }
+    if (child.inTx && !knownState(child.connection)?.inTransaction) failures.push(`${describeStep(step)}: the model does not know the transaction its body runs in`);
+    return child;
   };
 
   /** The body of a scope: runs the commands sent to it until `end` or `throw`. */
@@ -194,16 +277,10 @@ export async function runProgram(program: readonly Step[], world: World): Promis
         done();
         throw new Thrown();
       }
-      if (step.t === 'tx' || step.t === 'xlock' || step.t === 'slock') {
-        const { child, call, started } = open(step, scope.inTx);
-        const settled = call.then(
-          () => undefined,
-          (e) => (e instanceof Thrown ? undefined : failures.push(`step ${step.t} failed: ${(e as Error).stack ?? e}`)),
-        );
-        await Promise.race([started, settled]);
-        child.settled = settled;
-        done(settled, child.connection ? child : undefined);
-        await settled;
+      if (opensScope(world, step.t)) {
+        const child = await open(step, scope);
+        done(child?.settled, child);
+        await child?.settled;
         continue;
       }
       await immediate(step, scope);
@@ -212,12 +289,12 @@ export async function runProgram(program: readonly Step[], world: World): Promis
   };
 
   const immediate = async (step: Step, scope: Scope): Promise<void> => {
-    const extra = extraSteps.get(step.t);
-    if (extra) return extra.run(step, world);
+    const extra = extras.get(step.t);
+    if (extra) return extra.inScope?.(step, world, scope.target);
     if (step.t === 'row') {
       if (!scope.inTx) return;
       try {
-        await lock(world.row, { dataSource: world.ds, timeoutMs: step.timeoutMs as number | undefined });
+        await lock(world.row, { dataSource: scope.target, timeoutMs: step.timeoutMs as number | undefined });
       } catch (e) {
         failures.push(`row lock failed: ${(e as Error).message}`);
       }
@@ -236,8 +313,8 @@ export async function runProgram(program: readonly Step[], world: World): Promis
       };
       const started = Date.now();
       const results = await Promise.allSettled([
-        withAdvisoryLock(lockKey(k), body, { dataSource: world.ds }),
-        sleep(3).then(() => withAdvisoryLock(lockKey(k), body, { dataSource: world.ds, timeoutMs: step.secondTimeoutMs as number, onTimeout: 'skip' })),
+        withAdvisoryLock(lockKey(k), body, { dataSource: scope.target }),
+        sleep(3).then(() => withAdvisoryLock(lockKey(k), body, { dataSource: scope.target, timeoutMs: step.secondTimeoutMs as number, onTimeout: 'skip' })),
       ]);
       for (const r of results) if (r.status === 'rejected') failures.push(`a sibling failed: ${(r.reason as Error).message}`);
       if (overlap && !reentrant) failures.push(`sibling bodies for ${k} overlapped`);
@@ -247,9 +324,19 @@ export async function runProgram(program: readonly Step[], world: World): Promis
     if (step.t === 'worker') return; // checked by the driver, outside any scope
   };
 
+  const modelHolds = (k: Key) => [...seen.keys()].some((c) => locksOn(c).some((l) => l.kind === 'advisory' && l.id === lockIds.get(k)));
+  const workerTakes = (k: Key) =>
+    outside(() => withAdvisoryLock(lockKey(k), async () => true, { dataSource: world.target, timeoutMs: 0, onTimeout: 'skip' })).then(
+      (got) => got === true,
+      (e: Error) => {
+        failures.push(`the worker failed: ${e.message}`);
+        return undefined;
+      },
+    );
+
   /** Compares the model with the database for every connection seen, and the worker's view. */
   const check = async (label: string): Promise<void> => {
-    // one backend may serve several QueryRunners over time (the pool): the model of a backend is its runners' together
+    // one backend may serve several connections over time (the pool): the model of a backend is its connections' together
     const byBackend = new Map<string, Set<string>>();
     for (const [conn, id] of seen) {
       const ids = byBackend.get(id) ?? new Set<string>();
@@ -270,6 +357,9 @@ export async function runProgram(program: readonly Step[], world: World): Promis
       const truth = await world.rowLockedElsewhere();
       if (modelRow !== truth) failures.push(`${label}: the model says the row is ${modelRow ? 'locked' : 'free'}, another connection finds it ${truth ? 'locked' : 'free'}`);
     }
+    for (const s of stack) {
+      if (s.inTx && s.connection && !knownState(s.connection)?.inTransaction && !s.doomed) failures.push(`${label}: the model lost the transaction of ${describeStep(s.step)}`);
+    }
     if (!stack.length) {
       for (const conn of seen.keys()) if (!poolable(conn)) failures.push(`${label}: a connection back in the pool is not clean per the model`);
     }
@@ -278,7 +368,7 @@ export async function runProgram(program: readonly Step[], world: World): Promis
   const heldBy = async (id: string): Promise<Set<string>> => {
     if (world.backend === 'postgres') {
       const rows = await outside(() =>
-        world.ds.query(
+        world.queryOutside(
           `SELECT ((classid::bigint << 32) | objid::bigint)::text AS id FROM pg_locks WHERE locktype = 'advisory' AND granted AND pid = $1 AND objsubid = 1`,
           [Number(id)],
         ),
@@ -286,11 +376,34 @@ export async function runProgram(program: readonly Step[], world: World): Promis
       return new Set(rows.map((r: { id: string }) => r.id));
     }
     const ids = KEYS.map((k) => lockIds.get(k)!);
-    const [row] = await outside(() => world.ds.query(`SELECT ${ids.map((_, i) => `IS_USED_LOCK(?) AS k${i}`).join(', ')}`, ids));
+    const [row] = await outside(() => world.queryOutside(`SELECT ${ids.map((_, i) => `IS_USED_LOCK(?) AS k${i}`).join(', ')}`, ids));
     return new Set(ids.filter((_, i) => row[`k${i}`] !== null && String(row[`k${i}`]) === id));
   };
 
-  const root: Scope = { step: { t: 'root' }, inTx: false, inbox: [], pending: [] };
+  const closeFrom = async (index: number, expectFailure: boolean) => {
+    const out: Array<{ scope: OpenScope; error?: unknown }> = [];
+    while (stack.length > index) {
+      const top = stack.pop()!;
+      if (expectFailure) top.doomed = true;
+      await send(top, { t: 'end' });
+      out.push({ scope: top, error: (await top.outcome).error });
+      await top.settled;
+    }
+    return out;
+  };
+
+  const control: ProgramControl = {
+    world,
+    scopes: stack,
+    idOf: (connection) => seen.get(connection),
+    fail: (message) => failures.push(message),
+    closeFrom,
+    doom: (index) => stack.slice(index).forEach((s) => (s.doomed = true)),
+    modelHolds,
+    workerTakes,
+  };
+
+  const root: Scope = { step: { t: 'root' }, inTx: false, target: world.target, ormlock: false, inbox: [], pending: [], outcome: Promise.resolve({}) };
   for (let i = 0; i < program.length; i++) {
     const step = program[i];
     const label = `after step ${i + 1} (${describeStep(step)})`;
@@ -300,64 +413,44 @@ export async function runProgram(program: readonly Step[], world: World): Promis
 
   async function runStep(step: Step, label: string): Promise<void> {
     const top = stack[stack.length - 1];
+    const extra = extras.get(step.t);
     if (step.t === 'end' || step.t === 'throw') {
       if (!top) return;
       await send(top, step);
       await top.settled;
       stack.pop();
-    } else if (step.t === 'tx' || step.t === 'xlock' || step.t === 'slock') {
+    } else if (opensScope(world, step.t)) {
       let child: Scope | undefined;
       if (top) ({ child } = await send(top, step));
-      else {
-        const opened = outside(async () => open(step, false));
-        const { child: c, call, started } = await opened;
-        const settled = call.then(
-          () => undefined,
-          (e) => (e instanceof Thrown ? undefined : failures.push(`step ${step.t} failed: ${(e as Error).stack ?? e}`)),
-        );
-        await Promise.race([started, settled]);
-        c.settled = settled;
-        child = c.connection ? c : undefined;
-      }
+      else child = await outside(() => open(step, root));
       if (child) {
         stack.push(child);
         if (child.connection && !seen.has(child.connection)) seen.set(child.connection, await connectionIdOf(child.connection));
       }
     } else if (step.t === 'worker') {
       const k = step.key as Key;
-      const got = await outside(() => withAdvisoryLock(lockKey(k), async () => true, { dataSource: world.ds, timeoutMs: 0, onTimeout: 'skip' })).catch((e: Error) => {
-        failures.push(`the worker failed: ${e.message}`);
-        return undefined;
-      });
-      const heldByUs = [...seen.keys()].some((c) => locksOn(c).some((l) => l.kind === 'advisory' && l.id === lockIds.get(k)));
-      if ((got === true) === heldByUs) failures.push(`${label}: the worker ${got ? 'took' : 'could not take'} ${k} while the model says it is ${heldByUs ? 'held' : 'free'}`);
+      const got = await workerTakes(k);
+      const heldByUs = modelHolds(k);
+      if (got !== undefined && got === heldByUs) failures.push(`${label}: the worker ${got ? 'took' : 'could not take'} ${k} while the model says it is ${heldByUs ? 'held' : 'free'}`);
+    } else if (extra) {
+      if (top && extra.inScope) await send(top, step);
+      await extra.drive(step, control);
     } else if (top) {
       await send(top, step);
-    } else if (step.t === 'siblings' || extraSteps.has(step.t)) {
+    } else if (step.t === 'siblings') {
       await outside(() => immediate(step, root));
     }
     await check(label);
   }
   // close whatever is still open, then everything must be free
-  while (!failures.length && stack.length) {
-    const top = stack.pop()!;
-    await send(top, { t: 'end' });
-    await top.settled;
-  }
+  if (!failures.length) await closeFrom(0, false);
   if (!failures.length) await check('at the end');
   if (!failures.length) {
-    for (const k of KEYS) {
-      const got = await outside(() => withAdvisoryLock(lockKey(k), async () => true, { dataSource: world.ds, timeoutMs: 0, onTimeout: 'skip' }));
-      if (got !== true) failures.push(`at the end: ${k} is still held somewhere`);
-    }
+    for (const k of KEYS) if ((await workerTakes(k)) !== true) failures.push(`at the end: ${k} is still held somewhere`);
   }
   if (failures.length) {
     // leave nothing open for the next program
-    while (stack.length) {
-      const top = stack.pop()!;
-      await send(top, { t: 'end' });
-      await top.settled;
-    }
+    await within(STEP_LIMIT_MS, closeFrom(0, true), () => 'closing the scopes of a failed program hung').catch((e: Error) => failures.push(e.message));
     throw new ModelMismatch(`${failures.join('\n')}\nprogram: ${program.map(describeStep).join(', ')}`);
   }
 
@@ -367,18 +460,23 @@ export async function runProgram(program: readonly Step[], world: World): Promis
   }
 }
 
+/** True when `error` is a LockLostError that kept the driver's error as its cause. */
+export function isLockLost(error: unknown): boolean {
+  return error instanceof LockLostError && (error as { cause?: unknown }).cause !== undefined;
+}
+
 export function describeStep(step: Step): string {
   const { t, ...rest } = step;
   const args = Object.entries(rest).filter(([, v]) => v !== undefined).map(([k, v]) => `${k}=${String(v)}`);
   return args.length ? `${t}(${args.join(' ')})` : t;
 }
 
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /** The most one step may take (a hang is a failure, never a stuck run). */
 const STEP_LIMIT_MS = 10_000;
 
-async function within<T>(ms: number, work: Promise<T>, message: () => string): Promise<T> {
+export async function within<T>(ms: number, work: Promise<T>, message: () => string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const limit = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new ModelMismatch(message())), ms)));
   try {

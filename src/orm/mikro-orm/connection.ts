@@ -18,6 +18,12 @@ export interface RootState {
   released: boolean;
   /** Wrappers of this root's transaction and of its savepoints (nested transactions). */
   readonly members: Set<MikroOrmConnection>;
+  /**
+   * What the connection model keys this root by: the driver connection (`raw`) when there is one,
+   * so that a transaction begun on a pinned connection (a session lock's) and the pinned connection
+   * itself are one connection to the model, as they are one to the database.
+   */
+  readonly physical?: object;
 }
 
 type Trx = { isCompleted(): boolean };
@@ -41,9 +47,9 @@ export class MikroOrmConnection implements PortConnection {
     return this.root.released;
   }
 
-  /** The physical connection (the root's state): a savepoint's wrapper shares its root's (see the connection model). */
+  /** The physical connection (the driver connection, else the root's state): a savepoint's wrapper shares its root's (see the connection model). */
   get physical(): object {
-    return this.root;
+    return this.root.physical ?? this.root;
   }
 
   /**
@@ -90,7 +96,7 @@ export function rootStateOf(trx: object): RootState | undefined {
 }
 
 export function newRootState(raw: unknown, ownsRaw: boolean): RootState {
-  return { raw, ownsRaw, released: false, members: new Set() };
+  return { raw, ownsRaw, released: false, members: new Set(), physical: raw !== null && typeof raw === 'object' ? raw : undefined };
 }
 
 /** The one PortConnection of a transaction context (created on first use, bound to `em`). */

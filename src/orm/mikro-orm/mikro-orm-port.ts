@@ -6,6 +6,7 @@ import type { RowLockSpec } from '../../locks/row-lock-options';
 import type { EntityDescriptor, IsolationLevel, OrmPort, ParentLocation, PoolWait, PortConnection, PortTransaction } from '../port';
 import { connectionFor, MikroOrmConnection, newRootState } from './connection';
 import { OWNS_RAW, PINNED_RAW } from './internals/connection';
+import { giveBack } from './internals/give-back';
 import { handshakeIdOf } from '../pooler';
 import { markedAliases } from './internals/reads';
 import { installationFor } from './registry';
@@ -62,6 +63,18 @@ export class MikroOrmPort implements OrmPort {
     return false;
   }
 
+  /**
+   * The connection `x` names when it is one: an EntityManager of this instance with a transaction
+   * of its own (a fork after `em.begin()`, or the `em` inside `em.transactional()`), or a
+   * MikroOrmConnection. A `{ dataSource }` option naming it makes the call join that transaction.
+   */
+  connectionOf(x: unknown): PortConnection | undefined {
+    if (x instanceof MikroOrmConnection) return this.owns(x) ? x : undefined;
+    if (x === null || typeof x !== 'object' || x === this.mikro || !this.owns(x)) return undefined;
+    const trx = typeof (x as EntityManager).getTransactionContext === 'function' ? (x as EntityManager).getTransactionContext() : undefined;
+    return trx ? connectionFor(x as EntityManager, trx) : undefined;
+  }
+
   private family(): string {
     const name = this.mikro.config.getDriver().constructor.name; // PostgreSqlDriver, MySqlDriver, MariaDbDriver
     if (/postgre/i.test(name)) return 'postgresql';
@@ -100,7 +113,7 @@ export class MikroOrmPort implements OrmPort {
         // the patched commit/rollback gave the connection back; a transaction never ended gives it back here
         if (!connection.root.released && connection.root.ownsRaw) {
           connection.root.released = true;
-          await this.releaseRaw(raw);
+          await this.giveBack(raw, connection.root);
         }
       },
     };
@@ -118,7 +131,7 @@ export class MikroOrmPort implements OrmPort {
       release: async () => {
         if (root.released) return;
         root.released = true;
-        await this.releaseRaw(raw);
+        await this.giveBack(raw, root);
       },
     };
   }
@@ -150,6 +163,12 @@ export class MikroOrmPort implements OrmPort {
 
   private releaseRaw(raw: unknown): Promise<void> {
     return this.sqlConnection().getKnex().client.releaseConnection(raw);
+  }
+
+  /** Back to the pool when the connection model says it is clean, else destroyed (internals/give-back.ts). */
+  private giveBack(raw: unknown, root: object): Promise<void> {
+    const connection = this.sqlConnection();
+    return giveBack(connection, connection.getKnex().client, raw, root);
   }
 
   query(sql: string, parameters: unknown[] = []): Promise<any> {

@@ -4,7 +4,9 @@ import { began, finishTransaction, rolledBackTo, savepointOpened, savepointRelea
 import { throwIfLockLost } from '../../../context/store';
 import { runWithAmbientConnection } from '../../../context/transaction';
 import { connectionFor, knownConnection, newRootState, registerTransaction, rootStateOf, type RootState } from '../connection';
+import type { IsolationLevel } from '../../port';
 import { installationFor } from '../registry';
+import { giveBack, knexDisposalProblems } from './give-back';
 import { expectMethod, ownerOf, replaceMethod, type MikroPatch } from './patch';
 
 /** Options key of `connection.begin()`: the driver connection to run the transaction on (ormlock's own begin). */
@@ -30,7 +32,7 @@ export function connectionPatches(connection: object): MikroPatch[] {
         ...expectMethod(owner, label, 'begin', ['getKnex', 'transaction', 'ctx']),
         ...expectMethod(owner, label, 'commit', ['commit']),
         ...expectMethod(owner, label, 'rollback', ['rollback']),
-        ...(typeof (connection as any).getKnex?.()?.client?.acquireConnection === 'function' ? [] : [`${label}.getKnex().client.acquireConnection is not a function`]),
+        ...knexDisposalProblems((connection as any).getKnex?.()?.client, `${label}.getKnex()`),
       ],
       apply() {
         const undo = [
@@ -57,7 +59,8 @@ export function connectionPatches(connection: object): MikroPatch[] {
               const trx = await base.call(self, options);
               const root = newRootState(raw, given ? options[OWNS_RAW] === true : true);
               registerTransaction(trx, root);
-              began(root, options.isolationLevel);
+              // MikroORM spells levels in lower case ('read committed'); the model keeps ormlock's (READ COMMITTED)
+              began(root, typeof options.isolationLevel === 'string' ? (options.isolationLevel.toUpperCase() as IsolationLevel) : undefined);
               return trx;
             } catch (error) {
               if (!given) await knex.client.releaseConnection(raw);
@@ -120,7 +123,7 @@ async function finishRoot(connection: any, root: RootState, outcome: CompletionO
   } finally {
     if (root.ownsRaw && !root.released) {
       root.released = true;
-      await connection.getKnex().client.releaseConnection(root.raw);
+      await giveBack(connection, connection.getKnex().client, root.raw, root);
     } else {
       root.released = true;
     }

@@ -1,6 +1,6 @@
 import { DataSource, type QueryRunner } from 'typeorm';
 import {
-  began, discarded, dueStandIns, finishTransaction, knownState, notPoolableReason, rolledBackTo, runEndHandlers, savepointOpened, savepointReleased,
+  began, discarded, dueStandIns, finishTransaction, knownState, notPoolableReason, poolable, rolledBackTo, runEndHandlers, savepointOpened, savepointReleased,
 } from '../../../context/connection-model';
 import type { IsolationLevel } from '../../port';
 import { installationOf } from '../../installations';
@@ -62,6 +62,8 @@ function route(qr: Routed, ds: DataSource): void {
   qr.commitTransaction = ending('commit', commit);
   qr.rollbackTransaction = ending('rollback', rollback);
   qr.release = async function () {
+    // the driver gave a dead connection up already (node-postgres' error handler): the model forgets it
+    if (qr.isReleased && !poolable(qr)) discarded(qr, 'the connection died');
     if (!qr.isReleased) {
       const due = dueStandIns(qr);
       if (due.length) await runEndHandlers(qr, due).catch(() => undefined);
