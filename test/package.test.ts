@@ -1,8 +1,8 @@
 import { expect } from 'chai';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
+import { consumerProject, packOnce } from './support/packed';
 
 /**
  * The package as users get it: `npm pack` of an unbuilt checkout (prepack builds it), unpacked
@@ -59,29 +59,13 @@ describe('the packed package', function () {
   let packed: string[];
 
   before(() => {
-    // An unbuilt checkout: `npm pack` must build it first (prepack).
-    fs.rmSync(path.join(root, 'dist'), { recursive: true, force: true });
-    work = fs.mkdtempSync(path.join(os.tmpdir(), 'ormlock-pack-'));
-    const out = execFileSync('npm', ['pack', '--json', '--pack-destination', work], { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-    const [info] = JSON.parse(out.slice(out.indexOf('[')));
-    packed = (info.files as Array<{ path: string }>).map((f) => f.path);
-
+    const pack = packOnce();
+    work = pack.work;
+    packed = pack.files;
     // The consumer: the tarball unpacked as node_modules/ormlock (it has no dependencies of its
     // own); its peers and @types are this checkout's, linked.
-    consumer = path.join(work, 'consumer');
-    const installed = path.join(consumer, 'node_modules', pkg.name);
-    fs.mkdirSync(installed, { recursive: true });
-    execFileSync('tar', ['-xzf', path.join(work, info.filename), '-C', installed, '--strip-components=1']);
-    for (const dep of fs.readdirSync(path.join(root, 'node_modules'))) {
-      if (dep.startsWith('.') || dep === pkg.name) continue;
-      fs.symlinkSync(path.join(root, 'node_modules', dep), path.join(consumer, 'node_modules', dep));
-    }
-    fs.writeFileSync(path.join(consumer, 'package.json'), JSON.stringify({ name: 'consumer', private: true }));
+    consumer = consumerProject(path.join(work, 'consumer'), () => true);
     for (const ext of ['ts', 'mts', 'cts']) fs.writeFileSync(path.join(consumer, `consumer.${ext}`), consumerSource());
-  });
-
-  after(() => {
-    if (work) fs.rmSync(work, { recursive: true, force: true });
   });
 
   const node = (args: string[]) => execFileSync(process.execPath, args, { cwd: consumer, encoding: 'utf8' });
@@ -166,13 +150,7 @@ describe('the packed package', function () {
   ];
   for (const app of standalone) {
     it(`${app.name} type-checks with skipLibCheck false`, () => {
-      const dir = path.join(work, app.name.replace(/\W+/g, '-'));
-      fs.mkdirSync(path.join(dir, 'node_modules', '@types'), { recursive: true });
-      fs.cpSync(path.join(consumer, 'node_modules', pkg.name), path.join(dir, 'node_modules', pkg.name), { recursive: true });
-      for (const dep of [...app.deps, '@types/node']) {
-        fs.mkdirSync(path.dirname(path.join(dir, 'node_modules', dep)), { recursive: true });
-        fs.symlinkSync(path.join(root, 'node_modules', dep), path.join(dir, 'node_modules', dep));
-      }
+      const dir = consumerProject(path.join(work, app.name.replace(/\W+/g, '-')), (dep) => [...app.deps, '@types/node'].includes(dep));
       fs.writeFileSync(path.join(dir, 'app.ts'), app.source.join('\n') + '\n');
       const args = [tsc, '--noEmit', '--strict', '--skipLibCheck', 'false', '--target', 'ES2022', '--experimentalDecorators', '--types', 'node'];
       try {
