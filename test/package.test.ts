@@ -103,7 +103,7 @@ describe('the packed package', function () {
   }
 
   /**
-   * Apps that install only one ORM's packages: ormlock's .d.ts must not need the others
+   * Apps that install only one ORM's packages (and Nest's, for ormlock/nestjs): ormlock's .d.ts must not need the others
    * (skipLibCheck false), and currentManager() must not silently become `any`.
    */
   const standalone = [
@@ -147,12 +147,41 @@ describe('the packed package', function () {
         '}',
       ],
     },
+    {
+      name: 'a NestJS + MikroORM app (no typeorm, no @nestjs/typeorm, no ioredis)',
+      deps: ['@mikro-orm/core', '@mikro-orm/postgresql', '@mikro-orm/knex', '@mikro-orm/nestjs', '@nestjs/common', '@nestjs/core', 'reflect-metadata', 'rxjs'],
+      source: [
+        "import 'reflect-metadata';",
+        "import { Injectable, Module } from '@nestjs/common';",
+        "import { APP_FILTER } from '@nestjs/core';",
+        "import { MikroOrmModule } from '@mikro-orm/nestjs';",
+        "import type { MikroORM } from '@mikro-orm/postgresql';",
+        `import { Pessimistic, currentManager } from '${pkg.name}';`,
+        `import { OrmlockModule, OrmlockExceptionFilter, OrmlockInstallations, type OrmlockModuleOptions } from '${pkg.name}/nestjs';`,
+        'type IsAny<T> = 0 extends 1 & T ? true : false;',
+        'export const optionsNotAny: IsAny<OrmlockModuleOptions> = false;',
+        "export const options: OrmlockModuleOptions = { mikroOrm: { contextName: 'main' }, namespace: 'shop' };",
+        "export const kinds = (installations: OrmlockInstallations): Array<'typeorm' | 'mikro-orm'> => installations.all.map((i) => i.kind);",
+        'export const namespaceOf = (installations: OrmlockInstallations): string | undefined => installations.dataSource()?.installation.settings.namespace;',
+        '@Injectable()',
+        'export class Billing {',
+        '  constructor(private readonly orm: MikroORM) {}',
+        '  @Pessimistic()',
+        "  async charge(id: number): Promise<MikroORM['em']> { await this.orm.em.findOne('User', id); return currentManager(this.orm); }",
+        '}',
+        '@Module({',
+        "  imports: [MikroOrmModule.forRoot({ contextName: 'main' }), OrmlockModule.forRoot(options)],",
+        '  providers: [Billing, { provide: APP_FILTER, useClass: OrmlockExceptionFilter }],',
+        '})',
+        'export class AppModule {}',
+      ],
+    },
   ];
   for (const app of standalone) {
     it(`${app.name} type-checks with skipLibCheck false`, () => {
       const dir = consumerProject(path.join(work, app.name.replace(/\W+/g, '-')), (dep) => [...app.deps, '@types/node'].includes(dep));
       fs.writeFileSync(path.join(dir, 'app.ts'), app.source.join('\n') + '\n');
-      const args = [tsc, '--noEmit', '--strict', '--skipLibCheck', 'false', '--target', 'ES2022', '--experimentalDecorators', '--types', 'node'];
+      const args = [tsc, '--noEmit', '--strict', '--skipLibCheck', 'false', '--target', 'ES2022', '--experimentalDecorators', '--emitDecoratorMetadata', '--types', 'node'];
       try {
         execFileSync(process.execPath, [...args, '--module', 'node16', '--moduleResolution', 'node16', 'app.ts'], { cwd: dir, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
       } catch (error) {

@@ -1,6 +1,6 @@
 import { LockConfigError } from '../errors';
 import { installationOf } from '../orm/installations';
-import type { LockingHandle } from '../orm/typeorm/install';
+import type { LockingHandle, TypeOrmDataSourceLike } from '../orm/typeorm/public-types';
 import { dataSourceToken, mikroOrmAdapter, mikroOrmToken, typeOrmAdapter } from './optional-packages';
 import type { OrmlockHandle } from './handle';
 import type { InstallTarget } from './options';
@@ -54,9 +54,12 @@ export class OrmlockInstallations {
     return this.made;
   }
 
-  /** The handle of the TypeORM DataSource named `name` (`'default'` unless given), if the module installed on it. */
-  dataSource(name = 'default'): LockingHandle | undefined {
-    return this.made.find((m) => m.kind === 'typeorm' && m.name === name)?.handle as LockingHandle | undefined;
+  /**
+   * The handle of the TypeORM DataSource named `name` (`'default'` unless given), if the module
+   * installed on it; `dataSource<DataSource>()` types its `dataSource` as TypeORM's own.
+   */
+  dataSource<D extends TypeOrmDataSourceLike = TypeOrmDataSourceLike>(name = 'default'): LockingHandle<D> | undefined {
+    return this.made.find((m) => m.kind === 'typeorm' && m.name === name)?.handle as LockingHandle<D> | undefined;
   }
 
   /** The handle of the MikroORM instance, if the module installed on it. */

@@ -4,7 +4,7 @@
  */
 import { LockConfigError } from '../errors';
 import type { OrmlockHandle } from './handle';
-import type { LockingHandle } from '../orm/typeorm/install';
+import type { LockingHandle } from '../orm/typeorm/public-types';
 
 function load<T>(id: string, why: string, pkg = id): T {
   try {

@@ -1,6 +1,6 @@
 import type { DynamicModule, FactoryProvider, ModuleMetadata } from '@nestjs/common';
 import { LockConfigError } from '../errors';
-import type { InstallLockingOptions } from '../orm/typeorm/install';
+import type { InstallLockingOptions } from '../orm/install-options';
 import type { RedlockClient, RedlockOptions } from '../redis/redlock';
 
 /** A TypeORM DataSource of `@nestjs/typeorm`, by its name (`'default'` for the unnamed one), with its own settings if wanted. */
