@@ -5,12 +5,13 @@ import { lockMetadataOf, onDeclaration } from '../../metadata/registry';
 import { observersOf } from '../../observe/events';
 import { checkInstallOptions, withPoolerMode, type InstallLockingOptions } from '../install-options';
 import { addInstallation, installationOf, installOnce, Installation, liveInstallations, removeInstallation, type InstallationSettings } from '../installations';
-import { bindDataSource } from './bind-data-source';
+import { bindDataSource, dataSourceBindingProblems } from './bind-data-source';
 import { dataSourceName } from './compat';
 import { CoreSubscriber } from './core-subscriber';
 import type { InstallContext } from './feature';
 import { features } from './features';
 import { acquirePatches, extendPatches, neededPatches, releasePatches } from './internals';
+import { probeError } from './internals/patch';
 import { bindExistingRepositories } from './internals/repository';
 import { TypeOrmPort } from './typeorm-port';
 
@@ -60,6 +61,8 @@ async function install(dataSource: DataSource, options: InstallLockingOptions, c
     for (const feature of features) feature.validate?.(entity, declared, ctx);
   }
 
+  const bindingProblems = dataSourceBindingProblems(dataSource);
+  if (bindingProblems.length) throw probeError(bindingProblems);
   acquirePatches(neededPatches()); // probes first: throws naming the internal, having patched nothing
   const inst = new Installation(port, dialect, settings, observersOf(options));
   let unbind: (() => void) | undefined;
