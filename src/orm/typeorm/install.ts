@@ -10,6 +10,7 @@ import { dataSourceName } from './compat';
 import { CoreSubscriber } from './core-subscriber';
 import type { InstallContext } from './feature';
 import { features } from './features';
+import { notInitialized } from '../../faults/options';
 import { acquirePatches, extendPatches, neededPatches, releasePatches } from './internals';
 import { probeError } from './internals/patch';
 import { bindExistingRepositories } from './internals/repository';
@@ -39,7 +40,7 @@ export async function installLocking(dataSource: DataSource, options: InstallLoc
     throw new LockConfigError(`installLocking(dataSource, options?): expected a TypeORM DataSource (got ${describeValue(dataSource)})`);
   }
   if (!dataSource.isInitialized) {
-    throw new LockConfigError(`installLocking(dataSource): DataSource '${dataSourceName(dataSource)}' is not initialized: call \`await dataSource.initialize()\` first.`);
+    throw notInitialized('installLocking(dataSource)', `DataSource '${dataSourceName(dataSource)}'`);
   }
   if (installationOf(dataSource)?.port.isLive) {
     throw new LockConfigError(`installLocking(dataSource): already installed on DataSource '${dataSourceName(dataSource)}'; call uninstall() on its handle first.`);
