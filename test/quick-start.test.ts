@@ -14,7 +14,9 @@ import { consumerProject, packOnce } from './support/packed';
  * its import comment says). What a user brings is added around it, never inside: before it, the
  * `User` and `Order` entities (and the Nest app's `BillingService`); after it, ten concurrent
  * `charge(1, 1)` calls and a print of the user's credits. The tables are made here beforehand:
- * user 1 has 1000 credits, order 1 costs 7.
+ * user 1 has 1000 credits, order 1 costs 7. The credits left check that the quick start's code ran
+ * as written (its withLock and each charge once); that the lock is what keeps concurrent charges
+ * exact is shown, with a control that loses charges, by the strategies' own tests.
  * Time: packing builds the package once per process (shared with test/package.test.ts, about a
  * minute on a loaded machine); then about 15 s per project (tsc, then the run).
  */
