@@ -28,6 +28,7 @@ const ONCE = [
   /^test\/redlock\.test\.ts$/,
   /^test\/deadlines\.test\.ts$/,
   /^test\/package\.test\.ts$/,
+  /^test\/quick-start\.test\.ts$/,
   /^test\/first-command\.test\.ts$/,
   /^test\/import-rule\.test\.ts$/,
   /^test\/no-cycles\.test\.ts$/,

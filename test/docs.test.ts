@@ -98,9 +98,13 @@ describe('the docs: one source per topic, live links, generated figures', () => 
     expect(render(page, recorded()), 'run npm run perf:doc').to.equal(page);
   });
 
-  it('the package ships docs/ and names its repository, so the links work on npm too', () => {
-    const pkg = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { files: string[]; repository?: { url?: string } };
-    expect(pkg.files).to.include('docs');
-    expect(pkg.repository?.url).to.be.a('string');
+  it('the package ships docs/ and CONTRIBUTING.md, and the README links to them relatively, so the links work in the installed package', () => {
+    const pkg = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { files: string[] };
+    expect(pkg.files).to.include.members(['docs', 'README.md', 'CONTRIBUTING.md']);
+    const readme = fs.readFileSync(path.join(ROOT, 'README.md'), 'utf8');
+    const links = [...readme.replace(/```[\s\S]*?```/g, '').matchAll(/\[[^\]]*\]\(([^)\s]+)\)/g)].map((m) => m[1]);
+    const absolute = links.filter((l) => /^[a-z][a-z0-9+.-]*:/i.test(l) && /docs\/|CONTRIBUTING/.test(l));
+    expect(absolute, 'README links to the docs by URL').to.deep.equal([]);
+    expect(links.filter((l) => l.startsWith('docs/')).length).to.be.greaterThan(10);
   });
 });

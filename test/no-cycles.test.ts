@@ -18,8 +18,6 @@ const FOLDERS = ['src', 'decorators'];
 const KNOWN: string[][] = [
   // the dialect names the port's connection; the port names the dialect (types only; after the merge)
   ['src/dialects/dialect.ts', 'src/dialects/inspect.ts', 'src/orm/port.ts'],
-  // the context's frames hold installations and name the lock scope's type; installations and the lock signal read the context (to break after the merge)
-  ['src/context/lock-signal.ts', 'src/context/store.ts', 'src/orm/installations.ts'],
   // the semaphore names the Redlock's types; the Redlock makes semaphores (types only; with the redlock.ts split)
   ['src/redis/redlock.ts', 'src/redis/semaphore.ts'],
 ];

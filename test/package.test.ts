@@ -1,8 +1,8 @@
 import { expect } from 'chai';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
+import { consumerProject, packOnce } from './support/packed';
 
 /**
  * The package as users get it: `npm pack` of an unbuilt checkout (prepack builds it), unpacked
@@ -59,29 +59,13 @@ describe('the packed package', function () {
   let packed: string[];
 
   before(() => {
-    // An unbuilt checkout: `npm pack` must build it first (prepack).
-    fs.rmSync(path.join(root, 'dist'), { recursive: true, force: true });
-    work = fs.mkdtempSync(path.join(os.tmpdir(), 'ormlock-pack-'));
-    const out = execFileSync('npm', ['pack', '--json', '--pack-destination', work], { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-    const [info] = JSON.parse(out.slice(out.indexOf('[')));
-    packed = (info.files as Array<{ path: string }>).map((f) => f.path);
-
+    const pack = packOnce();
+    work = pack.work;
+    packed = pack.files;
     // The consumer: the tarball unpacked as node_modules/ormlock (it has no dependencies of its
     // own); its peers and @types are this checkout's, linked.
-    consumer = path.join(work, 'consumer');
-    const installed = path.join(consumer, 'node_modules', pkg.name);
-    fs.mkdirSync(installed, { recursive: true });
-    execFileSync('tar', ['-xzf', path.join(work, info.filename), '-C', installed, '--strip-components=1']);
-    for (const dep of fs.readdirSync(path.join(root, 'node_modules'))) {
-      if (dep.startsWith('.') || dep === pkg.name) continue;
-      fs.symlinkSync(path.join(root, 'node_modules', dep), path.join(consumer, 'node_modules', dep));
-    }
-    fs.writeFileSync(path.join(consumer, 'package.json'), JSON.stringify({ name: 'consumer', private: true }));
+    consumer = consumerProject(path.join(work, 'consumer'), () => true);
     for (const ext of ['ts', 'mts', 'cts']) fs.writeFileSync(path.join(consumer, `consumer.${ext}`), consumerSource());
-  });
-
-  after(() => {
-    if (work) fs.rmSync(work, { recursive: true, force: true });
   });
 
   const node = (args: string[]) => execFileSync(process.execPath, args, { cwd: consumer, encoding: 'utf8' });
@@ -119,7 +103,7 @@ describe('the packed package', function () {
   }
 
   /**
-   * Apps that install only one ORM's packages: ormlock's .d.ts must not need the others
+   * Apps that install only one ORM's packages (and Nest's, for ormlock/nestjs): ormlock's .d.ts must not need the others
    * (skipLibCheck false), and currentManager() must not silently become `any`.
    */
   const standalone = [
@@ -163,18 +147,41 @@ describe('the packed package', function () {
         '}',
       ],
     },
+    {
+      name: 'a NestJS + MikroORM app (no typeorm, no @nestjs/typeorm, no ioredis)',
+      deps: ['@mikro-orm/core', '@mikro-orm/postgresql', '@mikro-orm/knex', '@mikro-orm/nestjs', '@nestjs/common', '@nestjs/core', 'reflect-metadata', 'rxjs'],
+      source: [
+        "import 'reflect-metadata';",
+        "import { Injectable, Module } from '@nestjs/common';",
+        "import { APP_FILTER } from '@nestjs/core';",
+        "import { MikroOrmModule } from '@mikro-orm/nestjs';",
+        "import type { MikroORM } from '@mikro-orm/postgresql';",
+        `import { Pessimistic, currentManager } from '${pkg.name}';`,
+        `import { OrmlockModule, OrmlockExceptionFilter, OrmlockInstallations, type OrmlockModuleOptions } from '${pkg.name}/nestjs';`,
+        'type IsAny<T> = 0 extends 1 & T ? true : false;',
+        'export const optionsNotAny: IsAny<OrmlockModuleOptions> = false;',
+        "export const options: OrmlockModuleOptions = { mikroOrm: { contextName: 'main' }, namespace: 'shop' };",
+        "export const kinds = (installations: OrmlockInstallations): Array<'typeorm' | 'mikro-orm'> => installations.all.map((i) => i.kind);",
+        'export const namespaceOf = (installations: OrmlockInstallations): string | undefined => installations.dataSource()?.installation.settings.namespace;',
+        '@Injectable()',
+        'export class Billing {',
+        '  constructor(private readonly orm: MikroORM) {}',
+        '  @Pessimistic()',
+        "  async charge(id: number): Promise<MikroORM['em']> { await this.orm.em.findOne('User', id); return currentManager(this.orm); }",
+        '}',
+        '@Module({',
+        "  imports: [MikroOrmModule.forRoot({ contextName: 'main' }), OrmlockModule.forRoot(options)],",
+        '  providers: [Billing, { provide: APP_FILTER, useClass: OrmlockExceptionFilter }],',
+        '})',
+        'export class AppModule {}',
+      ],
+    },
   ];
   for (const app of standalone) {
     it(`${app.name} type-checks with skipLibCheck false`, () => {
-      const dir = path.join(work, app.name.replace(/\W+/g, '-'));
-      fs.mkdirSync(path.join(dir, 'node_modules', '@types'), { recursive: true });
-      fs.cpSync(path.join(consumer, 'node_modules', pkg.name), path.join(dir, 'node_modules', pkg.name), { recursive: true });
-      for (const dep of [...app.deps, '@types/node']) {
-        fs.mkdirSync(path.dirname(path.join(dir, 'node_modules', dep)), { recursive: true });
-        fs.symlinkSync(path.join(root, 'node_modules', dep), path.join(dir, 'node_modules', dep));
-      }
+      const dir = consumerProject(path.join(work, app.name.replace(/\W+/g, '-')), (dep) => [...app.deps, '@types/node'].includes(dep));
       fs.writeFileSync(path.join(dir, 'app.ts'), app.source.join('\n') + '\n');
-      const args = [tsc, '--noEmit', '--strict', '--skipLibCheck', 'false', '--target', 'ES2022', '--experimentalDecorators', '--types', 'node'];
+      const args = [tsc, '--noEmit', '--strict', '--skipLibCheck', 'false', '--target', 'ES2022', '--experimentalDecorators', '--emitDecoratorMetadata', '--types', 'node'];
       try {
         execFileSync(process.execPath, [...args, '--module', 'node16', '--moduleResolution', 'node16', 'app.ts'], { cwd: dir, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
       } catch (error) {

@@ -516,7 +516,7 @@ describe("installLocking's pooler option on direct connections", () => {
         }
         const err = await rejection(installLocking(ds!, { pooler: 'statement' as never }));
         expect(err).to.be.instanceOf(LockConfigError);
-        expect(err.message).to.equal("installLocking: pooler must be one of 'transaction', 'session', 'none' (got statement)");
+        expect(err.message).to.equal("installLocking: pooler must be one of 'transaction', 'session', 'none' (got a string ('statement'))");
       });
     });
   }

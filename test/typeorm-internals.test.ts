@@ -192,6 +192,16 @@ function differences(before: Snapshot, after: Snapshot): string[] {
   return diff;
 }
 
+/** Sets `owner[key]` to `value`; returns the undo (the original descriptor, or none). */
+function swap(owner: object, key: string, value: unknown): () => void {
+  const own = Object.getOwnPropertyDescriptor(owner, key);
+  Object.defineProperty(owner, key, { configurable: true, writable: true, value });
+  return () => {
+    if (own) Object.defineProperty(owner, key, own);
+    else delete (owner as Record<string, unknown>)[key];
+  };
+}
+
 /** A reshaped method: the same name, but its source no longer mentions what ormlock relies on. */
 function reshapedFunction() {
   return function reshaped(this: unknown) {
@@ -302,6 +312,41 @@ for (const name of BACKENDS) {
       expect(err.details.internals).to.include.members(['SelectQueryBuilder.prototype.createLockExpression', 'EntityManager.prototype.transaction']);
       await expectNothingInstalled(ds.subscribers.length);
     });
+
+    /** The DataSource's binding to the context (bind-data-source.ts) is probed like the prototypes' patches. */
+    const BINDING: Array<{ label: string; reshape(): () => void }> = [
+      { label: 'DataSource.prototype.query', reshape: () => swap(TypeOrmDataSource.prototype, 'query', reshapedFunction()) },
+      { label: 'DataSource.prototype.createQueryBuilder', reshape: () => swap(TypeOrmDataSource.prototype, 'createQueryBuilder', reshapedFunction()) },
+      { label: 'EntityManager.prototype.save', reshape: () => swap(EntityManager.prototype, 'save', reshapedFunction()) },
+      {
+        label: 'DataSource.manager',
+        reshape: () => {
+          const own = Object.getOwnPropertyDescriptor(ds, 'manager')!;
+          Object.defineProperty(ds, 'manager', { configurable: true, get: () => own.value }); // an accessor, not the manager itself
+          return () => Object.defineProperty(ds, 'manager', own);
+        },
+      },
+    ];
+    for (const { label, reshape } of BINDING) {
+      it(`the DataSource binding's probe: ${label} reshaped → installLocking throws LockConfigError naming it, binds and installs nothing; restored, it installs`, async () => {
+        const subscribersBefore = ds.subscribers.length;
+        const undo = reshape();
+        let err: any;
+        try {
+          err = await rejection(installLocking(ds));
+        } finally {
+          undo();
+        }
+        expect(err).to.be.instanceOf(LockConfigError);
+        expect(err.message).to.include(label).and.include(`TypeORM ${typeormVersion()}`).and.include('Nothing was installed');
+        expect(err.details.internals).to.deep.equal([label]);
+        await expectNothingInstalled(subscribersBefore);
+        const handle = await installLocking(ds);
+        expect(Object.getOwnPropertyDescriptor(ds, 'manager')?.get, 'bound while installed').to.be.a('function');
+        handle.uninstall();
+        expect(differences(dsOriginal, snapshot({ dataSource: ds }))).to.deep.equal([]);
+      });
+    }
 
     it("a second installation reuses the applied patches, and its uninstall() leaves the first's working", async () => {
       const handle = await installLocking(ds);

@@ -1,7 +1,7 @@
 import { checkFunction } from '../arguments';
-import { TransactionRequiredError } from '../errors';
 import { resolveInstallation, type Installation } from '../orm/installations';
 import { ambientTx, currentFrame, liveTxs } from './store';
+import { hookOutsideTransaction } from '../faults/context';
 
 /**
  * Commit hooks: work registered on the ambient transaction that runs once it has ended —
@@ -53,7 +53,7 @@ function register(name: string, on: Hook['on'], fn: (outcome: CompletionOutcome)
       ? ambientTx(resolveInstallation(`${name}()`, { explicit: options.dataSource }))
       : liveTxs(currentFrame()).pop();
   if (!tx) {
-    throw new TransactionRequiredError(`${name}(fn) must be called inside a transaction (transaction(), @Transactional, or the ORM's own); outside one there is nothing to wait for.`);
+    throw hookOutsideTransaction(name);
   }
   let stack = levels.get(tx.connection);
   if (!stack) levels.set(tx.connection, (stack = [[]]));

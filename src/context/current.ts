@@ -1,6 +1,7 @@
-import { checkFunction, describeValue, isPlainObject } from '../arguments';
-import { LockConfigError } from '../errors';
+import { checkFunction, isPlainObject } from '../arguments';
 import { childFrame, currentFrame, runInFrame } from './store';
+import { currentOutsideRun } from '../faults/context';
+import { badOption } from '../faults/options';
 
 /**
  * Request-scoped values (Ruby's `Thread.current`): `Current.run({ ip }, handler)` gives the
@@ -10,7 +11,7 @@ export const Current = {
   /** Runs `fn` with `values` layered over the enclosing ones (the enclosing scope is not changed). */
   run<T>(values: Record<PropertyKey, unknown>, fn: () => T): T {
     if (!isPlainObject(values)) {
-      throw new LockConfigError(`Current.run(values, fn): values must be an object of values, e.g. { userId } (got ${describeValue(values)})`);
+      throw badOption('Current.run(values, fn)', 'values', 'an object of values, e.g. { userId }', values);
     }
     checkFunction('Current.run(values, fn)', fn, 'fn');
     const merged = new Map(currentFrame()?.values ?? []);
@@ -27,10 +28,7 @@ export const Current = {
     checkKey('Current.set(key, value)', key);
     const frame = currentFrame();
     if (!frame) {
-      throw new LockConfigError(
-        `Current.set('${String(key)}') outside Current.run(): the value would be global and leak between requests. ` +
-          'Wrap the request in Current.run({}, handler).',
-      );
+      throw currentOutsideRun(key);
     }
     frame.values.set(key, value);
   },
@@ -42,7 +40,7 @@ export const Current = {
 
 function checkKey(caller: string, key: unknown): void {
   if (typeof key !== 'string' && typeof key !== 'symbol' && typeof key !== 'number') {
-    throw new LockConfigError(`${caller}: key must be a string, symbol or number (got ${describeValue(key)})`);
+    throw badOption(caller, 'key', 'a string, symbol or number', key);
   }
 }
 

@@ -1,4 +1,4 @@
-import { LockLostError, type LockErrorDetails } from '../errors';
+import { LockLostError } from '../errors';
 import type { Installation } from '../orm/installations';
 import type { PortConnection } from '../orm/port';
 import { died } from './connection-model';
@@ -101,7 +101,5 @@ export function isConnectionLost(inst: Installation, error: unknown): boolean {
   return !(error instanceof LockLostError) && inst.dialect.convertError(error) instanceof LockLostError;
 }
 
-/** The one wording of a lock lost with its connection: `<label>: the connection holding <what> was lost; …`. */
-export function lockLostError(label: string, what: string, details: LockErrorDetails): LockLostError {
-  return new LockLostError(`${label}: the connection holding ${what} was lost; the lock was not held to the end`, details);
-}
+/** The one wording of a lock lost with its connection (its factory is in src/faults/context.ts). */
+export { lockLostError } from '../faults/context';

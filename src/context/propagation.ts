@@ -1,9 +1,9 @@
-import { LockConfigError, TransactionNotAllowedError, TransactionRequiredError } from '../errors';
 import { inSavepoint } from '../locks/savepoint';
 import type { Installation } from '../orm/installations';
 import type { IsolationLevel } from '../orm/port';
 import { savepointEnded, savepointStarted } from './commit-hooks';
 import { ambientTx, childFrame, currentFrame, runInFrame, type TxState } from './store';
+import { isolationInside, mandatoryWithoutTransaction, neverInsideTransaction } from '../faults/context';
 
 /**
  * Propagation modes of `transaction()` and `@Transactional`, named as Spring and the Node peers
@@ -37,12 +37,12 @@ export async function propagate<T>(
   switch (propagation) {
     case 'mandatory':
       if (!joined) {
-        throw new TransactionRequiredError(`transaction({ propagation: 'mandatory' }): no transaction is open on ${inst.label}; call it inside transaction() or @Transactional.`);
+        throw mandatoryWithoutTransaction(inst.label);
       }
       return required();
     case 'never':
       if (joined) {
-        throw new TransactionNotAllowedError(`transaction({ propagation: 'never' }): called inside a transaction on ${inst.label}; call it outside one, or use 'not_supported' to suspend it.`);
+        throw neverInsideTransaction(inst.label);
       }
       return fn();
     case 'supports':
@@ -52,7 +52,7 @@ export async function propagate<T>(
     case 'nested':
       if (!joined) return required();
       if (isolation && isolation !== (joined.isolation ?? isolation)) {
-        throw new LockConfigError(`transaction({ propagation: 'nested' }): asked for isolation ${isolation} inside a ${joined.isolation} transaction; a savepoint keeps its transaction's isolation.`);
+        throw isolationInside("transaction({ propagation: 'nested' })", isolation, String(joined.isolation), inst.label, true);
       }
       return nested(inst, joined, fn);
     default:

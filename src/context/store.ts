@@ -1,9 +1,9 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import type { LockDialect } from '../dialects/dialect';
 import type { RowLockOptions } from '../locks/row-lock-options';
-import type { Installation } from '../orm/installations';
+import type { Installation } from '../orm/installation';
 import type { IsolationLevel, PortConnection } from '../orm/port';
-import type { LockScope } from './lock-signal';
+import type { LockScope } from './scope';
 
 /** One open transaction, as the context carries it. */
 export interface TxState {

@@ -1,6 +1,6 @@
 import { checkFunction, optionsProblems } from '../arguments';
 import { connectionLostError } from '../dialects/lost-connection';
-import { LockConfigError, LockLostError } from '../errors';
+import { LockLostError } from '../errors';
 import { resolveInstallation, type Installation } from '../orm/installations';
 import type { IsolationLevel, OrmManager, PoolWait, PortConnection, PortTransaction } from '../orm/port';
 import { transactionCompleted } from './commit-hooks';
@@ -9,6 +9,8 @@ import { runLockedBody } from './lock-scope';
 import { propagate, PROPAGATIONS, type Propagation } from './propagation';
 import { ambientTx, childFrame, currentFrame, liveTxs, pinnedConnection, runInFrame, type TxState } from './store';
 import { runWithTurn } from './turns';
+import { isolationInside, releasedQueryRunner } from '../faults/context';
+import { badOptions } from '../faults/options';
 
 export type { Propagation } from './propagation';
 export type { IsolationLevel } from '../orm/port';
@@ -54,7 +56,7 @@ export function transactionOptionProblems(options: unknown): string[] {
 export async function transaction<T>(fn: () => Promise<T> | T, options: TransactionOptions = {}): Promise<T> {
   checkFunction('transaction(fn, options?)', fn, 'fn');
   const problems = transactionOptionProblems(options);
-  if (problems.length) throw new LockConfigError(`transaction(): ${problems.join('; ')}`);
+  if (problems.length) throw badOptions('transaction()', problems);
   const propagation = options.propagation ?? 'required';
   const inst = resolveInstallation('transaction()', { explicit: options.dataSource });
   if (namedConnection(inst, options.dataSource, 'transaction()')) {
@@ -98,11 +100,7 @@ export function runningIsolation(inst: Installation, tx: TxState): IsolationLeve
 export function requireIsolation(inst: Installation, tx: TxState, wanted: IsolationLevel, caller: string): void {
   const running = runningIsolation(inst, tx);
   if (running === wanted) return;
-  throw new LockConfigError(
-    `${caller}: asked for isolation ${wanted} inside a ${running} transaction on ${inst.label}; ` +
-      `use propagation 'requires_new' or set the isolation on the outer transaction.`,
-    { isolation: wanted, running },
-  );
+  throw isolationInside(caller, wanted, running, inst.label);
 }
 
 /**
@@ -213,9 +211,7 @@ export function namedConnection(inst: Installation, explicit: unknown, caller: s
   if (explicit === undefined || explicit === null) return undefined;
   const connection = inst.port.connectionOf?.(explicit);
   if (connection?.isReleased) {
-    throw new LockConfigError(
-      `${caller}: the QueryRunner given as { dataSource } was already released; pass a connected QueryRunner (or its manager), or the DataSource itself.`,
-    );
+    throw releasedQueryRunner(caller);
   }
   return connection;
 }

@@ -1,9 +1,10 @@
-import { LockConfigError } from '../errors';
+import type { LockConfigError } from '../errors';
 import { installationOf } from '../orm/installations';
-import type { LockingHandle } from '../orm/typeorm/install';
+import type { LockingHandle, TypeOrmDataSourceLike } from '../orm/typeorm/public-types';
 import { dataSourceToken, mikroOrmAdapter, mikroOrmToken, typeOrmAdapter } from './optional-packages';
 import type { OrmlockHandle } from './handle';
 import type { InstallTarget } from './options';
+import { installedTwice, noInstallTarget, notInitializedByNest } from '../faults/nestjs';
 
 /** One installation the module made. */
 export interface OrmlockModuleInstallation {
@@ -37,7 +38,7 @@ function missing(target: InstallTarget): LockConfigError {
         ? 'import TypeOrmModule.forRoot({ … }) (or forRootAsync) in the application, or list the DataSources to install on in dataSources: [...]'
         : `import TypeOrmModule.forRoot({ name: '${target.name}', … }), or remove '${target.name}' from dataSources`
       : `import MikroOrmModule.forRoot({ …${target.contextName ? ` contextName: '${target.contextName}'` : ''} }) from @mikro-orm/nestjs, or drop mikroOrm`;
-  return new LockConfigError(`OrmlockModule: there is no ${label(target)} in the application to install locking on: ${fix}.`);
+  return noInstallTarget(label(target), fix);
 }
 
 /**
@@ -54,9 +55,12 @@ export class OrmlockInstallations {
     return this.made;
   }
 
-  /** The handle of the TypeORM DataSource named `name` (`'default'` unless given), if the module installed on it. */
-  dataSource(name = 'default'): LockingHandle | undefined {
-    return this.made.find((m) => m.kind === 'typeorm' && m.name === name)?.handle as LockingHandle | undefined;
+  /**
+   * The handle of the TypeORM DataSource named `name` (`'default'` unless given), if the module
+   * installed on it; `dataSource<DataSource>()` types its `dataSource` as TypeORM's own.
+   */
+  dataSource<D extends TypeOrmDataSourceLike = TypeOrmDataSourceLike>(name = 'default'): LockingHandle<D> | undefined {
+    return this.made.find((m) => m.kind === 'typeorm' && m.name === name)?.handle as LockingHandle<D> | undefined;
   }
 
   /** The handle of the MikroORM instance, if the module installed on it. */
@@ -93,15 +97,12 @@ export class OrmlockInstallations {
 
   private async installOne(target: InstallTarget, instance: object): Promise<void> {
     if (installationOf(instance)?.port.isLive) {
-      throw new LockConfigError(
-        `OrmlockModule: the ${label(target)} is already installed — installLocking() was called by the application as well ` +
-          '(in a dataSourceFactory, an onModuleInit, a provider): OrmlockModule installs it; drop the other installLocking call.',
-      );
+      throw installedTwice(label(target));
     }
     if (target.kind === 'typeorm') {
       const ds = instance as { isInitialized?: boolean };
       if (ds.isInitialized === false) {
-        throw new LockConfigError(`OrmlockModule: ${label(target)} is not initialized when locking is installed; let TypeOrmModule initialize it (do not set manualInitialization).`);
+        throw notInitializedByNest(label(target));
       }
       const handle = await typeOrmAdapter().installLocking(instance, target.options);
       this.made.push({ kind: 'typeorm', name: target.name, target: instance, handle });

@@ -2,9 +2,10 @@
  * The optional peers of `ormlock/nestjs`, loaded only when the options ask for them, so that an
  * application without TypeORM, MikroORM or Redis never needs their packages.
  */
-import { LockConfigError } from '../errors';
 import type { OrmlockHandle } from './handle';
-import type { LockingHandle } from '../orm/typeorm/install';
+import type { LockingHandle } from '../orm/typeorm/public-types';
+import { mikroOrmNestTooOld } from '../faults/nestjs';
+import { missingPackage } from '../faults/options';
 
 function load<T>(id: string, why: string, pkg = id): T {
   try {
@@ -12,7 +13,7 @@ function load<T>(id: string, why: string, pkg = id): T {
     return require(id) as T;
   } catch (error) {
     if ((error as { code?: string })?.code === 'MODULE_NOT_FOUND' && String((error as Error).message).includes(`'${pkg}'`)) {
-      throw new LockConfigError(`OrmlockModule: ${why} needs the package '${pkg}': npm install ${pkg}`);
+      throw missingPackage(`OrmlockModule: ${why}`, pkg);
     }
     throw error;
   }
@@ -29,7 +30,7 @@ export function mikroOrmToken(contextName?: string): string | Function {
   const nest = load<{ getMikroORMToken?(name: string): string }>('@mikro-orm/nestjs', 'mikroOrm: true');
   if (contextName !== undefined) {
     if (typeof nest.getMikroORMToken !== 'function') {
-      throw new LockConfigError(`OrmlockModule: this @mikro-orm/nestjs has no getMikroORMToken(); mikroOrm.contextName needs @mikro-orm/nestjs 6.1 or later`);
+      throw mikroOrmNestTooOld();
     }
     return nest.getMikroORMToken(contextName);
   }

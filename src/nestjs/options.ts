@@ -1,7 +1,8 @@
 import type { DynamicModule, FactoryProvider, ModuleMetadata } from '@nestjs/common';
-import { LockConfigError } from '../errors';
-import type { InstallLockingOptions } from '../orm/typeorm/install';
+import type { InstallLockingOptions } from '../orm/install-options';
 import type { RedlockClient, RedlockOptions } from '../redis/redlock';
+import { dataSourceTwice } from '../faults/nestjs';
+import { badOption, unknownOptions } from '../faults/options';
 
 /** A TypeORM DataSource of `@nestjs/typeorm`, by its name (`'default'` for the unnamed one), with its own settings if wanted. */
 export type OrmlockDataSourceEntry = string | ({ name: string } & InstallLockingOptions);
@@ -90,38 +91,36 @@ const where = (caller: string) => `OrmlockModule.${caller}`;
  */
 export function installTargets(options: OrmlockModuleOptions, caller = 'forRoot'): InstallTarget[] {
   if (options === null || typeof options !== 'object' || Array.isArray(options)) {
-    throw new LockConfigError(`${where(caller)}: options must be an object (got ${options === null ? 'null' : Array.isArray(options) ? 'an array' : typeof options})`);
+    throw badOption(where(caller), 'options', 'an object', options);
   }
   const unknown = Object.keys(options).filter((k) => !MODULE_KEYS.has(k));
   if (unknown.length) {
-    throw new LockConfigError(
-      `${where(caller)}: unknown option${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => `'${k}'`).join(', ')} (known: ${[...MODULE_KEYS].join(', ')})`,
-    );
+    throw unknownOptions(where(caller), unknown, [...MODULE_KEYS]);
   }
   const base = installOptionsOf(options);
   const targets: InstallTarget[] = [];
   const { dataSources, mikroOrm } = options;
   if (dataSources !== undefined && !Array.isArray(dataSources)) {
-    throw new LockConfigError(`${where(caller)}: dataSources must be an array of DataSource names, e.g. ['default', 'analytics'] (got ${typeof dataSources})`);
+    throw badOption(where(caller), 'dataSources', "an array of DataSource names, e.g. ['default', 'analytics']", dataSources);
   }
   if (mikroOrm !== undefined && typeof mikroOrm !== 'boolean' && (mikroOrm === null || typeof mikroOrm !== 'object' || Array.isArray(mikroOrm))) {
-    throw new LockConfigError(`${where(caller)}: mikroOrm must be true, false or { contextName?, ...installLocking options } (got ${mikroOrm === null ? 'null' : typeof mikroOrm})`);
+    throw badOption(where(caller), 'mikroOrm', 'true, false or { contextName?, ...installLocking options }', mikroOrm);
   }
   const names = dataSources ?? (mikroOrm ? [] : ['default']);
   const seen = new Set<string>();
   names.forEach((entry, i) => {
     const name = typeof entry === 'string' ? entry : entry !== null && typeof entry === 'object' ? entry.name : undefined;
     if (typeof name !== 'string' || name.length === 0) {
-      throw new LockConfigError(`${where(caller)}: dataSources[${i}] must be a DataSource name (the \`name\` given to TypeOrmModule.forRoot, 'default' for the unnamed one) or { name, ...options }`);
+      throw badOption(where(caller), `dataSources[${i}]`, "a DataSource name (the `name` given to TypeOrmModule.forRoot, 'default' for the unnamed one) or { name, ...options }", entry);
     }
-    if (seen.has(name)) throw new LockConfigError(`${where(caller)}: dataSources names '${name}' twice`);
+    if (seen.has(name)) throw dataSourceTwice(where(caller), name);
     seen.add(name);
     targets.push({ kind: 'typeorm', name, options: typeof entry === 'string' ? base : { ...base, ...installOptionsOf(entry) } });
   });
   if (mikroOrm) {
     const own = typeof mikroOrm === 'object' ? mikroOrm : {};
     if (own.contextName !== undefined && (typeof own.contextName !== 'string' || own.contextName.length === 0)) {
-      throw new LockConfigError(`${where(caller)}: mikroOrm.contextName must be the non-empty contextName given to MikroOrmModule.forRoot`);
+      throw badOption(where(caller), 'mikroOrm.contextName', 'the non-empty contextName given to MikroOrmModule.forRoot', own.contextName);
     }
     targets.push({ kind: 'mikro-orm', contextName: own.contextName, options: { ...base, ...installOptionsOf(own) } });
   }
@@ -131,13 +130,13 @@ export function installTargets(options: OrmlockModuleOptions, caller = 'forRoot'
 
 function redisProblems(redis: OrmlockRedisOptions, caller: string): void {
   if (redis === null || typeof redis !== 'object' || !Array.isArray(redis.nodes) || redis.nodes.length === 0) {
-    throw new LockConfigError(`${where(caller)}: redis must be { nodes: [...] } with at least one redis:// URL, ioredis options object or client`);
+    throw badOption(where(caller), 'redis', '{ nodes: [...] } with at least one redis:// URL, ioredis options object or client', redis);
   }
   redis.nodes.forEach((node, i) => {
     if (typeof node === 'string') {
-      if (!/^rediss?:\/\//.test(node)) throw new LockConfigError(`${where(caller)}: redis.nodes[${i}] must be a redis:// or rediss:// URL (got '${node}')`);
+      if (!/^rediss?:\/\//.test(node)) throw badOption(where(caller), `redis.nodes[${i}]`, 'a redis:// or rediss:// URL', node);
     } else if (node === null || typeof node !== 'object') {
-      throw new LockConfigError(`${where(caller)}: redis.nodes[${i}] must be a URL, ioredis options or an ioredis client (got ${node === null ? 'null' : typeof node})`);
+      throw badOption(where(caller), `redis.nodes[${i}]`, 'a URL, ioredis options or an ioredis client', node);
     }
   });
 }

@@ -1,11 +1,11 @@
 import { Global, Inject, Module, type DynamicModule, type OnApplicationShutdown, type OnModuleInit, type Provider } from '@nestjs/common';
 import { ModuleRef } from '@nestjs/core';
-import { LockConfigError } from '../errors';
 import { Redlock } from '../redis/redlock';
 import { OrmlockInstallations, tokenOf, type ProviderLookup } from './installations';
 import { installTargets, type InstallTarget, type OrmlockModuleAsyncOptions, type OrmlockModuleOptions } from './options';
 import { OrmlockRedis } from './redis';
 import { ORMLOCK_MODULE_OPTIONS, ORMLOCK_REDLOCK } from './tokens';
+import { badOption } from '../faults/options';
 
 /**
  * Installs ormlock on the TypeORM DataSources of `@nestjs/typeorm` and/or the MikroORM instance
@@ -52,10 +52,10 @@ export class OrmlockModule implements OnModuleInit, OnApplicationShutdown {
    */
   static forRootAsync(options: OrmlockModuleAsyncOptions): DynamicModule {
     if (!options || typeof options.useFactory !== 'function') {
-      throw new LockConfigError('OrmlockModule.forRootAsync: useFactory must be a function returning the options (or a Promise of them)');
+      throw badOption('OrmlockModule.forRootAsync', 'useFactory', 'a function returning the options (or a Promise of them)', options?.useFactory);
     }
     if (options.inject !== undefined && !Array.isArray(options.inject)) {
-      throw new LockConfigError('OrmlockModule.forRootAsync: inject must be an array of the tokens useFactory receives');
+      throw badOption('OrmlockModule.forRootAsync', 'inject', 'an array of the tokens useFactory receives', options.inject);
     }
     return build(
       'forRootAsync',

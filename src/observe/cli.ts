@@ -3,11 +3,11 @@
  * Connects with `pg` / `mysql2` directly (no DataSource, whatever the ORM), prints who waits on
  * whom. Redis leases are not database locks and are not shown.
  */
-import { LockConfigError } from '../errors';
 import { openConnection, targetFromUrl } from './connect';
 import { dialectForServer } from '../dialects';
 import { formatLockTable } from './format';
 import { inspectWith } from './inspect-locks';
+import { badCommandLine } from '../faults/observe';
 
 const USAGE = `usage: ormlock locks --url <postgres://… | mysql://…> [--json] [--watch] [--interval <ms>]
 
@@ -35,13 +35,13 @@ interface Args {
 
 export function parseArgs(argv: readonly string[]): Args {
   const [command, ...rest] = argv;
-  if (command !== 'locks') throw new LockConfigError(command ? `unknown command '${command}'\n${USAGE}` : USAGE);
+  if (command !== 'locks') throw badCommandLine(command ? `unknown command '${command}'` : '', USAGE);
   const args: Args = { json: false, watch: false, intervalMs: 1000, url: process.env.DATABASE_URL };
   for (let i = 0; i < rest.length; i++) {
     const a = rest[i];
     const value = (name: string) => {
       const v = a.includes('=') ? a.slice(a.indexOf('=') + 1) : rest[++i];
-      if (v === undefined || v === '') throw new LockConfigError(`${name} needs a value\n${USAGE}`);
+      if (v === undefined || v === '') throw badCommandLine(`${name} needs a value`, USAGE);
       return v;
     };
     if (a === '--json') args.json = true;
@@ -49,12 +49,12 @@ export function parseArgs(argv: readonly string[]): Args {
     else if (a === '--url' || a.startsWith('--url=')) args.url = value('--url');
     else if (a === '--interval' || a.startsWith('--interval=')) {
       const n = Number(value('--interval'));
-      if (!Number.isInteger(n) || n < 250) throw new LockConfigError(`--interval: expected whole milliseconds ≥ 250 (MariaDB refreshes its lock tables only when unread for 0.1 s), got ${JSON.stringify(rest[i])}`);
+      if (!Number.isInteger(n) || n < 250) throw badCommandLine(`--interval: expected whole milliseconds ≥ 250 (MariaDB refreshes its lock tables only when unread for 0.1 s), got ${JSON.stringify(rest[i])}`, USAGE);
       args.intervalMs = n;
-    } else if (a === '--help' || a === '-h') throw new LockConfigError(USAGE);
-    else throw new LockConfigError(`unknown option '${a}'\n${USAGE}`);
+    } else if (a === '--help' || a === '-h') throw badCommandLine('', USAGE);
+    else throw badCommandLine(`unknown option '${a}'`, USAGE);
   }
-  if (!args.url) throw new LockConfigError(`--url is required (or set DATABASE_URL)\n${USAGE}`);
+  if (!args.url) throw badCommandLine('--url is required (or set DATABASE_URL)', USAGE);
   return args;
 }
 

@@ -1,5 +1,6 @@
-import { LockConfigError } from '../errors';
 import type { RunQuery } from '../dialects/dialect';
+import { unsupportedUrl } from '../faults/observe';
+import { missingPackage } from '../faults/options';
 
 /** Where to connect: a URL (`postgres://…`, `mysql://…`, `mariadb://…`) or driver settings. */
 export interface ConnectionTarget {
@@ -28,9 +29,7 @@ export function targetFromUrl(url: string, argument = 'url'): ConnectionTarget {
   const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(url)?.[1]?.toLowerCase();
   if (scheme === 'postgres' || scheme === 'postgresql') return { family: 'postgres', url };
   if (scheme === 'mysql' || scheme === 'mariadb') return { family: 'mysql', url: url.replace(/^mariadb:/i, 'mysql:') };
-  throw new LockConfigError(
-    `${argument}: expected a postgres://, postgresql://, mysql:// or mariadb:// URL, got ${scheme ? `'${scheme}://…'` : 'no URL scheme'}`,
-  );
+  throw unsupportedUrl(argument, scheme);
 }
 
 /**
@@ -79,6 +78,6 @@ function requireDriver<T>(name: string): T {
     // eslint-disable-next-line @typescript-eslint/no-var-requires
     return require(name) as T;
   } catch {
-    throw new LockConfigError(`inspecting locks needs the '${name.split('/')[0]}' package: npm install ${name.split('/')[0]}`);
+    throw missingPackage('inspecting locks', name.split('/')[0]);
   }
 }

@@ -1,10 +1,11 @@
 import type { LockDialect, RunQuery } from '../dialects/dialect';
 import { dialectForServer } from '../dialects';
 import type { LockWait } from '../dialects/inspect';
-import { LockConfigError } from '../errors';
 import { installationOwning } from '../orm/installations';
 import { connectionTargetOf, isTypeormDataSource } from '../orm/typeorm/connection-target';
 import { openConnection, targetFromUrl, type ConnectionTarget } from './connect';
+import { notInspectable } from '../faults/observe';
+import { badOption, dialectLacks, notInitialized } from '../faults/options';
 
 export type { LockWait } from '../dialects/inspect';
 
@@ -34,7 +35,7 @@ export type InspectTarget = object | string | ConnectionTarget;
  */
 export async function inspectLocks(target: InspectTarget, options: InspectLocksOptions = {}): Promise<LockWait[]> {
   if (options.via !== undefined && options.via !== 'own-connection' && options.via !== 'pool') {
-    throw new LockConfigError(`inspectLocks: options.via must be 'own-connection' or 'pool', got ${JSON.stringify(options.via)}`);
+    throw badOption('inspectLocks', 'options.via', "'own-connection' or 'pool'", options.via);
   }
   const inst = installationOwning(target);
   if (inst && inst.port.isLive) {
@@ -44,7 +45,7 @@ export async function inspectLocks(target: InspectTarget, options: InspectLocksO
     if (server.family) return inspectTarget({ ...server, family: server.family });
   }
   if (isTypeormDataSource(target)) {
-    if (!target.isInitialized) throw new LockConfigError('inspectLocks: the DataSource is not initialized; call dataSource.initialize() first');
+    if (!target.isInitialized) throw notInitialized('inspectLocks', 'the DataSource');
     const target2 = connectionTargetOf(target);
     if (options.via === 'pool') {
       const run: RunQuery = (sql, params) => target.query(sql, params);
@@ -56,9 +57,7 @@ export async function inspectLocks(target: InspectTarget, options: InspectLocksO
   if (target && typeof target === 'object' && ((target as ConnectionTarget).family === 'postgres' || (target as ConnectionTarget).family === 'mysql')) {
     return inspectTarget(target as ConnectionTarget);
   }
-  throw new LockConfigError(
-    'inspectLocks: expected an initialized TypeORM DataSource, a postgres:// or mysql:// URL, or { family, host, … } connection settings',
-  );
+  throw notInspectable();
 }
 
 async function inspectTarget(target: ConnectionTarget): Promise<LockWait[]> {
@@ -72,7 +71,7 @@ async function inspectTarget(target: ConnectionTarget): Promise<LockWait[]> {
 
 /** The ORM-free core: the dialect's inspector over any way of running a statement. */
 export async function inspectWith(run: RunQuery, dialect: LockDialect): Promise<LockWait[]> {
-  if (!dialect.inspector) throw new LockConfigError(`inspectLocks: the '${dialect.name}' dialect has no lock inspector`);
+  if (!dialect.inspector) throw dialectLacks('inspectLocks', dialect.name, 'lock inspector');
   const waits = await dialect.inspector.inspect(run);
   // The real holders first (blockers that do not wait themselves), then the longest waits.
   return waits.sort((a, b) => Number(a.blocking.waiting) - Number(b.blocking.waiting) || b.waiting.waitedMs - a.waiting.waitedMs);

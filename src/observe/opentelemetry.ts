@@ -17,8 +17,8 @@
  * while the lock is held. Span times are the events' own, so a batch changes no duration.
  */
 import type { Counter, Histogram, MeterProvider, Tracer, TracerProvider } from '@opentelemetry/api';
-import { LockConfigError } from '../errors';
 import type { LockEvent, LockObserver } from './events';
+import { badOption, missingPackage } from '../faults/options';
 
 export interface OpenTelemetryOptions {
   /** Default: the global tracer provider (`trace.getTracerProvider()`). */
@@ -73,7 +73,7 @@ function loadApi(): Api {
     // eslint-disable-next-line @typescript-eslint/no-var-requires
     return require('@opentelemetry/api') as Api;
   } catch {
-    throw new LockConfigError("ormlock/opentelemetry needs the '@opentelemetry/api' package: npm install @opentelemetry/api");
+    throw missingPackage('ormlock/opentelemetry', '@opentelemetry/api');
   }
 }
 
@@ -82,17 +82,17 @@ function loadApi(): Api {
  * (or `{ onLockEvent: (e) => otel.onLockEvent(e) }`). It never throws.
  */
 export function openTelemetry(options: OpenTelemetryOptions = {}): OpenTelemetryObserver {
-  if (options === null || typeof options !== 'object') throw new LockConfigError('openTelemetry: options must be an object');
+  if (options === null || typeof options !== 'object') throw badOption('openTelemetry', 'options', 'an object', options);
   for (const name of ['tracerProvider', 'meterProvider'] as const) {
     const p = options[name] as unknown as Record<string, unknown> | undefined;
     const method = name === 'tracerProvider' ? 'getTracer' : 'getMeter';
     if (p !== undefined && typeof p?.[method] !== 'function') {
-      throw new LockConfigError(`openTelemetry: options.${name} must be an OpenTelemetry ${name === 'tracerProvider' ? 'TracerProvider' : 'MeterProvider'} (with ${method}())`);
+      throw badOption('openTelemetry', `options.${name}`, `an OpenTelemetry ${name === 'tracerProvider' ? 'TracerProvider' : 'MeterProvider'} (with ${method}())`, p);
     }
   }
   const batchMs = options.batchMs ?? DEFAULT_BATCH_MS;
   if (typeof batchMs !== 'number' || !Number.isFinite(batchMs) || batchMs < 0) {
-    throw new LockConfigError(`openTelemetry: options.batchMs must be a non-negative number of ms, got ${String(options.batchMs)}`);
+    throw badOption('openTelemetry', 'options.batchMs', 'a non-negative number of ms', options.batchMs);
   }
   const api = loadApi();
   const tracer: Tracer = (options.tracerProvider ?? api.trace.getTracerProvider()).getTracer(SCOPE);

@@ -1,10 +1,10 @@
 import { optionsProblems } from '../arguments';
-import { LockConfigError } from '../errors';
 import { observerOptionProblems, type LockEvent, type LockObserver } from '../observe/events';
 import type { InstallationSettings } from './installations';
 import { detectPooler, POOLER_MODES, resolvePoolerMode, type PoolerMode } from './pooler';
 import type { OrmPort } from './port';
 import type { LockDialect } from '../dialects/dialect';
+import { badOption, badOptions } from '../faults/options';
 
 /** The options of `installLocking`, the same for every ORM adapter. */
 export interface InstallLockingOptions {
@@ -39,21 +39,21 @@ const INSTALL_OPTIONS = ['namespace', 'lockTimeoutMs', 'advisoryTimeoutMs', 'con
 /** Checks installLocking's options (LockConfigError naming the option) and returns the installation's settings. */
 export function checkInstallOptions(options: InstallLockingOptions, signature = 'installLocking(dataSource, options?)'): InstallationSettings {
   const shape = optionsProblems(options, INSTALL_OPTIONS);
-  if (shape.length) throw new LockConfigError(`${signature}: ${shape.join('; ')}`);
+  if (shape.length) throw badOptions(signature, shape);
   if (options.namespace !== undefined && typeof options.namespace !== 'string') {
-    throw new LockConfigError(`installLocking: namespace must be a string (got ${typeof options.namespace})`);
+    throw badOption('installLocking', 'namespace', 'a string', options.namespace);
   }
   for (const key of ['lockTimeoutMs', 'advisoryTimeoutMs', 'connectionTimeoutMs'] as const) {
     const v = options[key];
     if (v !== undefined && (typeof v !== 'number' || !Number.isFinite(v) || v < 0)) {
-      throw new LockConfigError(`installLocking: ${key} must be a number ≥ 0 (got ${String(v)})`);
+      throw badOption('installLocking', key, 'a number ≥ 0', v);
     }
   }
   if (options.pooler !== undefined && !POOLER_MODES.includes(options.pooler)) {
-    throw new LockConfigError(`installLocking: pooler must be one of ${POOLER_MODES.map((m) => `'${m}'`).join(', ')} (got ${String(options.pooler)})`);
+    throw badOption('installLocking', 'pooler', `one of ${POOLER_MODES.map((m) => `'${m}'`).join(', ')}`, options.pooler);
   }
   const problems = observerOptionProblems(options);
-  if (problems.length) throw new LockConfigError(`installLocking: ${problems.join('; ')}`);
+  if (problems.length) throw badOptions('installLocking', problems);
   return {
     namespace: options.namespace ?? '',
     lockTimeoutMs: options.lockTimeoutMs,

@@ -4,68 +4,10 @@
  * call uses. ORM-neutral: adapters register here; strategies resolve here.
  */
 import { currentFrame, liveTxs } from '../context/store';
-import type { LockDialect } from '../dialects/dialect';
-import { LockConfigError } from '../errors';
-import { emitTo, type LockEvent, type LockObserver } from '../observe/events';
-import type { EntityDescriptor, OrmPort } from './port';
-import type { PoolerMode } from './pooler';
+import { ambiguousInstallation, installUnderWay, loadedElsewhere, notAnEntityOfAny, notInstalled, plainObject } from '../faults/installations';
+import { Installation } from './installation';
 
-/** What an installation was given (installLocking's options, checked). */
-export interface InstallationSettings {
-  /** Prefix of advisory keys, so that two applications on one database never collide. */
-  readonly namespace: string;
-  /** Default `timeoutMs` of row locks. */
-  readonly lockTimeoutMs?: number;
-  /** Default `timeoutMs` of advisory locks. */
-  readonly advisoryTimeoutMs?: number;
-  /** Longest wait for a second pool connection (requires_new, session locks), in ms. */
-  readonly connectionTimeoutMs: number;
-  /** What sits between the application and the database: 'transaction' refuses what needs session state. */
-  readonly pooler: PoolerMode;
-  /** True when installLocking saw a pooler (the server's handshake id is not the backend's). */
-  readonly poolerDetected: boolean;
-}
-
-let nextId = 1;
-
-export class Installation {
-  readonly id = nextId++;
-  constructor(
-    readonly port: OrmPort,
-    readonly dialect: LockDialect,
-    readonly settings: InstallationSettings,
-    readonly observers: readonly LockObserver[],
-  ) {}
-
-  get label(): string {
-    return this.port.label;
-  }
-
-  /** Sends a lock event to this installation's observers (never throws). */
-  emit(event: LockEvent): void {
-    if (this.observers.length) emitTo(this.observers, { db: this.dialect.dbSystem as LockEvent['db'], ...event });
-  }
-
-  /** The descriptor of an entity object (its class's, or the one the adapter saw it loaded as); LockConfigError when unknown. */
-  entityOf(object: object, caller: string): EntityDescriptor {
-    const seen = this.port.describeObject?.(object);
-    if (seen) return seen;
-    if (object.constructor === Object || object.constructor === undefined) throw plainObject(caller, this.label);
-    return this.entity(object.constructor, caller);
-  }
-
-  /** The entity class's descriptor; LockConfigError naming the entity and this ORM instance when unknown. */
-  entity(target: Function, caller: string): EntityDescriptor {
-    const desc = this.port.describe(target);
-    if (!desc) {
-      throw new LockConfigError(
-        `${caller}: ${target?.name ?? 'this class'} is not an entity of ${this.label}; add it to its entities, or pass { dataSource } naming the one it belongs to.`,
-        { entity: target?.name },
-      );
-    }
-    return desc;
-  }
-}
+export { Installation, type InstallationSettings } from './installation';
 
 /** Live installations in the order they were made. */
 const live = new Map<object, Installation>();
@@ -89,7 +31,7 @@ const installing = new WeakSet<object>();
  */
 export async function installOnce<T>(target: object, label: string, fn: () => Promise<T>): Promise<T> {
   if (installing.has(target)) {
-    throw new LockConfigError(`installLocking: another installLocking call on ${label} is under way; install once per instance and share the handle it returns.`);
+    throw installUnderWay(label);
   }
   installing.add(target);
   try {
@@ -162,13 +104,7 @@ export function resolveInstallation(caller: string, request: ResolveRequest = {}
     const origin = origins.get(entity);
     if (origin && origin.port.isLive && live.get(origin.port.target) === origin) return origin;
     const elsewhere = origin ? undefined : foreign.get(entity);
-    if (elsewhere) {
-      throw new LockConfigError(
-        `${caller}: this ${cls?.name ?? 'entity'} was loaded through ${elsewhere}, where ormlock is not installed: its row is in that ` +
-          'database, so no other installation can lock it. Call installLocking on that DataSource, or load the entity through an installed one.',
-        { entity: cls?.name },
-      );
-    }
+    if (elsewhere) throw loadedElsewhere(caller, cls, elsewhere);
   }
   if (entity !== undefined && (cls === Object || cls === undefined)) throw plainObject(caller, 'an installed DataSource');
   const knows = (inst: Installation) => !cls || inst.port.describe(cls) !== undefined;
@@ -178,41 +114,14 @@ export function resolveInstallation(caller: string, request: ResolveRequest = {}
   const candidates = all.filter(knows);
   if (candidates.length === 1) return candidates[0];
   if (candidates.length === 0) {
-    if (all.length && cls) {
-      throw new LockConfigError(
-        `${caller}: ${cls.name} is not an entity of any installed ORM instance (installed: ${all.map((i) => i.label).join('; ')}).`,
-        { entity: cls.name },
-      );
-    }
+    if (all.length && cls) throw notAnEntityOfAny(caller, cls, all.map((i) => i.label));
     throw notInstalled(caller, undefined, cls);
   }
-  throw new LockConfigError(
-    `${caller}: ormlock is installed on ${candidates.length} ORM instances (${candidates.map((i) => i.label).join('; ')}) and nothing ` +
-      `in this call says which one to use: pass { dataSource } (the DataSource or MikroORM instance), or call it inside a transaction of that one.`,
-    { entity: cls?.name, candidates: candidates.map((i) => i.label) },
-  );
-}
-
-/** A plain object ormlock has not seen loaded or saved: which entity it is cannot be known. */
-function plainObject(caller: string, where: string): LockConfigError {
-  return new LockConfigError(
-    `${caller}: this is a plain object, not an instance of an entity class, and it was not loaded or saved through ${where}: ` +
-      'ormlock knows the entity of a plain object (an EntitySchema without `target`) only once TypeORM has loaded or saved it. ' +
-      'Load it through a repository of the installed DataSource first (repository.findOneBy(…)), or give the EntitySchema a `target` class.',
-  );
+  throw ambiguousInstallation(caller, candidates.map((i) => i.label), cls);
 }
 
 function describeTarget(x: unknown): string {
   const ctor = x !== null && typeof x === 'object' ? (x as object).constructor?.name : typeof x;
   const name = (x as { name?: unknown; options?: { name?: unknown } } | null)?.options?.name ?? (x as { name?: unknown } | null)?.name;
   return `${ctor ?? 'object'}${typeof name === 'string' ? ` '${name}'` : ''}`;
-}
-
-function notInstalled(caller: string, what: string | undefined, cls: Function | undefined): LockConfigError {
-  return new LockConfigError(
-    `${caller}: ormlock is not installed on ${what ?? 'any DataSource or MikroORM instance'}` +
-      `${cls ? ` (entity ${cls.name})` : ''}: call \`await installLocking(dataSource)\` after \`dataSource.initialize()\` ` +
-      '(or `installLocking(orm)` from ormlock/mikro-orm).',
-    { entity: cls?.name },
-  );
 }

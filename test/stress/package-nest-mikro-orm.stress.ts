@@ -1,8 +1,8 @@
 import { expect } from 'chai';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
+import { consumerProject, packOnce } from '../support/packed';
 import { BACKENDS, dataSourceOptions } from '../support/backends';
 
 /**
@@ -15,39 +15,16 @@ import { BACKENDS, dataSourceOptions } from '../support/backends';
  * Alone: npx mocha test/stress/package-nest-mikro-orm.stress.ts
  */
 const root = path.join(__dirname, '..', '..');
-const WITHOUT = new Set(['typeorm', '@nestjs/typeorm', 'typeorm-transactional', '.bin', '.package-lock.json']);
+const WITHOUT = new Set(['typeorm', '@nestjs/typeorm', 'typeorm-transactional']);
 
 describe('the packed package in a MikroORM-only NestJS application (no typeorm installed)', function () {
   this.timeout(240_000);
-  let work: string;
   let consumer: string;
 
   before(() => {
-    work = fs.mkdtempSync(path.join(os.tmpdir(), 'ormlock-nest-mikro-'));
-    const out = execFileSync('npm', ['pack', '--json', '--pack-destination', work], { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-    const [info] = JSON.parse(out.slice(out.indexOf('[')));
-    consumer = path.join(work, 'consumer');
-    const installed = path.join(consumer, 'node_modules', 'ormlock');
-    fs.mkdirSync(installed, { recursive: true });
-    execFileSync('tar', ['-xzf', path.join(work, info.filename), '-C', installed, '--strip-components=1']);
-    for (const dep of fs.readdirSync(path.join(root, 'node_modules'))) {
-      if (WITHOUT.has(dep) || dep.startsWith('typeorm-') || dep === 'ormlock') continue;
-      if (dep.startsWith('@')) {
-        fs.mkdirSync(path.join(consumer, 'node_modules', dep), { recursive: true });
-        for (const sub of fs.readdirSync(path.join(root, 'node_modules', dep))) {
-          if (WITHOUT.has(`${dep}/${sub}`)) continue;
-          fs.symlinkSync(path.join(root, 'node_modules', dep, sub), path.join(consumer, 'node_modules', dep, sub));
-        }
-        continue;
-      }
-      fs.symlinkSync(path.join(root, 'node_modules', dep), path.join(consumer, 'node_modules', dep));
-    }
-    fs.writeFileSync(path.join(consumer, 'package.json'), JSON.stringify({ name: 'consumer', private: true }));
+    const without = (dep: string) => WITHOUT.has(dep) || dep.startsWith('typeorm-');
+    consumer = consumerProject(fs.mkdtempSync(path.join(packOnce().work, 'nest-mikro-')), (dep) => !without(dep));
     fs.copyFileSync(path.join(root, 'test', 'fixtures', 'packed-nest-mikro-app.js'), path.join(consumer, 'app.js'));
-  });
-
-  after(() => {
-    if (work) fs.rmSync(work, { recursive: true, force: true });
   });
 
   it('typeorm is not installed in the consumer', () => {

@@ -1,4 +1,5 @@
 import { driverCode, type RunQuery, type ScheduledLockDialect } from '../dialect';
+import { unexpectedResult } from '../../faults/scheduled';
 
 const quote = (table: string) => `\`${table}\``;
 
@@ -35,7 +36,7 @@ export class MysqlScheduled implements ScheduledLockDialect {
       [name, String(lockAtMostForMs), holder],
     )) as unknown as { insertId?: number | string | bigint };
     if (result?.insertId === undefined || result.insertId === null) {
-      throw new Error(`scheduled lock: the upsert into ${table} returned no insert id (got ${JSON.stringify(result)})`);
+      throw unexpectedResult(`the scheduled lock's upsert into ${table}`, 'no insert id', result);
     }
     return Number(result.insertId);
   }

@@ -1,26 +1,42 @@
 import type { DataSource, QueryRunner } from 'typeorm';
 import { ambientConnection } from '../../context/store';
-import { LockConfigError } from '../../errors';
 import type { Installation } from '../installations';
+import { expectMethod } from './internals/patch';
 
 /**
- * Binds `dataSource.manager`, `dataSource.query` and `dataSource.createQueryBuilder` to the
- * ambient transaction of `inst` (or the connection pinned by a session lock). Returns the undo.
+ * The binding of a DataSource to the context: `dataSource.manager`, `dataSource.query` and
+ * `dataSource.createQueryBuilder` (and the base manager's `queryRunner`) follow the ambient
+ * transaction of the installation (or the connection pinned by a session lock). Like every patch
+ * of TypeORM internals, it has a probe: installLocking runs it before anything is applied and
+ * throws the probe error naming what differs (src/orm/typeorm/internals/patch.ts).
  */
+
+/** The problems with the shape the binding relies on (empty when it is as expected), each named by what it concerns. */
+export function dataSourceBindingProblems(ds: DataSource): Array<{ patch: string; problem: string }> {
+  const problems: Array<{ patch: string; problem: string }> = [];
+  const note = (patch: string, found: string[]) => found.forEach((problem) => problems.push({ patch, problem }));
+  const managerProperty = Object.getOwnPropertyDescriptor(ds, 'manager');
+  if (!managerProperty || !managerProperty.configurable || !('value' in managerProperty)) {
+    note('DataSource.manager', ['is not a configurable own property holding the EntityManager']);
+  } else {
+    const manager = managerProperty.value as object;
+    const runnerProperty = Object.getOwnPropertyDescriptor(manager, 'queryRunner');
+    if (runnerProperty && !runnerProperty.configurable) note('EntityManager.queryRunner', ['is not configurable']);
+    // a manager captured before the transaction: its save()/remove() run on `this.queryRunner`, bound to the ambient one
+    note('EntityManager.prototype.save', expectMethod(manager, 'EntityManager', 'save', ['this.queryRunner']));
+  }
+  note('DataSource.prototype.query', expectMethod(ds, 'DataSource', 'query', ['queryRunner', 'createQueryRunner']));
+  note('DataSource.prototype.createQueryBuilder', expectMethod(ds, 'DataSource', 'createQueryBuilder', ['alias', 'queryRunner', 'SelectQueryBuilder']));
+  return problems;
+}
+
+/** Binds `ds` to the context of `inst` (dataSourceBindingProblems(ds) must be empty). Returns the undo. */
 export function bindDataSource(ds: DataSource, inst: Installation): () => void {
   const target = ds as any;
-  const managerProperty = Object.getOwnPropertyDescriptor(target, 'manager');
-  if (!managerProperty || !managerProperty.configurable) {
-    throw new LockConfigError(`installLocking: ${inst.label}.manager is not a configurable own property in this TypeORM version; ormlock cannot bind it to the context.`);
-  }
+  const managerProperty = Object.getOwnPropertyDescriptor(target, 'manager')!;
   const baseManager = ds.manager;
-  // a manager captured before the transaction (`const em = ds.manager`, @InjectEntityManager):
-  // TypeORM's save()/remove() run on `this.queryRunner ?? createQueryRunner()`, so its runner is the ambient one
   const managerTarget = baseManager as any;
   const runnerProperty = Object.getOwnPropertyDescriptor(managerTarget, 'queryRunner');
-  if (runnerProperty && !runnerProperty.configurable) {
-    throw new LockConfigError(`installLocking: ${inst.label}.manager.queryRunner is not configurable in this TypeORM version; ormlock cannot bind it to the context.`);
-  }
   Object.defineProperty(managerTarget, 'queryRunner', {
     configurable: true,
     enumerable: true,

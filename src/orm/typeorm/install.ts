@@ -5,12 +5,14 @@ import { lockMetadataOf, onDeclaration } from '../../metadata/registry';
 import { observersOf } from '../../observe/events';
 import { checkInstallOptions, withPoolerMode, type InstallLockingOptions } from '../install-options';
 import { addInstallation, installationOf, installOnce, Installation, liveInstallations, removeInstallation, type InstallationSettings } from '../installations';
-import { bindDataSource } from './bind-data-source';
+import { bindDataSource, dataSourceBindingProblems } from './bind-data-source';
 import { dataSourceName } from './compat';
 import { CoreSubscriber } from './core-subscriber';
 import type { InstallContext } from './feature';
 import { features } from './features';
+import { notInitialized } from '../../faults/options';
 import { acquirePatches, extendPatches, neededPatches, releasePatches } from './internals';
+import { probeError } from './internals/patch';
 import { bindExistingRepositories } from './internals/repository';
 import { TypeOrmPort } from './typeorm-port';
 
@@ -38,7 +40,7 @@ export async function installLocking(dataSource: DataSource, options: InstallLoc
     throw new LockConfigError(`installLocking(dataSource, options?): expected a TypeORM DataSource (got ${describeValue(dataSource)})`);
   }
   if (!dataSource.isInitialized) {
-    throw new LockConfigError(`installLocking(dataSource): DataSource '${dataSourceName(dataSource)}' is not initialized: call \`await dataSource.initialize()\` first.`);
+    throw notInitialized('installLocking(dataSource)', `DataSource '${dataSourceName(dataSource)}'`);
   }
   if (installationOf(dataSource)?.port.isLive) {
     throw new LockConfigError(`installLocking(dataSource): already installed on DataSource '${dataSourceName(dataSource)}'; call uninstall() on its handle first.`);
@@ -60,6 +62,8 @@ async function install(dataSource: DataSource, options: InstallLockingOptions, c
     for (const feature of features) feature.validate?.(entity, declared, ctx);
   }
 
+  const bindingProblems = dataSourceBindingProblems(dataSource);
+  if (bindingProblems.length) throw probeError(bindingProblems);
   acquirePatches(neededPatches()); // probes first: throws naming the internal, having patched nothing
   const inst = new Installation(port, dialect, settings, observersOf(options));
   let unbind: (() => void) | undefined;

@@ -1,11 +1,11 @@
 import type { DataSource, QueryRunner } from 'typeorm';
-import { LockConfigError } from '../../errors';
 import { DEFAULT_SCHEDULED_TABLE } from '../../locks/scheduled-options';
 import { checkFencingTable } from '../../redis/fencing';
 import { tableTarget } from './table-target';
 
 export type { ScheduledLockTableOptions } from './scheduled-options-type';
 import type { ScheduledLockTableOptions } from './scheduled-options-type';
+import { dialectLacks } from '../../faults/options';
 
 /**
  * Creates the lock table of scheduled jobs (`withScheduledLock` / `@ScheduledLock` with database
@@ -34,6 +34,6 @@ export async function dropScheduledLockTable(target: DataSource | QueryRunner | 
 async function resolve(target: unknown, options: ScheduledLockTableOptions, where: string) {
   const table = checkFencingTable(options?.table ?? DEFAULT_SCHEDULED_TABLE, where);
   const { run, dialect } = await tableTarget(target, where);
-  if (!dialect.scheduled) throw new LockConfigError(`${where}: the ${dialect.name} dialect has no scheduled-job locks`);
+  if (!dialect.scheduled) throw dialectLacks(where, dialect.name, 'scheduled-job locks');
   return { run, scheduled: dialect.scheduled, table };
 }
