@@ -2,7 +2,7 @@ import { expect } from 'chai';
 import { Column, DeleteDateColumn, Entity, PrimaryGeneratedColumn, type Repository } from 'typeorm';
 import { AdvisoryLock, LockConfigError, transaction, withAdvisoryLock } from '../../src';
 import { describeEachBackend } from '../support/suite';
-import { rejection, repositoryHas, sleep } from './support';
+import { orderAgainstHolder, rejection, repositoryHas } from './support';
 
 /** Keys come from a column that is neither in an update's WHERE nor in its SET: only the row knows it. */
 @AdvisoryLock((d: CovDoc) => `section:${d.section}`)
@@ -77,40 +77,18 @@ const REFUSED: Array<{ tag: string; method?: string; write: Write }> = [
 describeEachBackend('coverage: entity @AdvisoryLock writes', [CovDoc, CovPairDoc, CovPlainDoc], (env) => {
   let section = 1000;
 
-  /**
-   * Holds `section:<n>` until the write is done or `holdMs` passed; returns the order in which the
-   * holder released and the write finished (a write that does not wait finishes first however
-   * slow the machine is, as long as it takes less than `holdMs`).
-   */
-  async function orderAgainstHolder(entity: typeof CovDoc | typeof CovPlainDoc, write: Write, holdMs: number): Promise<string[]> {
+  /** The order of "holder released" and "write done" when the write runs while `section:<n>` is held (see orderAgainstHolder). */
+  async function orderAgainstKey(entity: typeof CovDoc | typeof CovPlainDoc, write: Write, holdMs: number): Promise<string[]> {
     const repo = env.ds.getRepository<Doc>(entity);
     const row = await repo.save(repo.create({ section: ++section, title: `t${section}` }));
-    const order: string[] = [];
-    let held!: () => void;
-    const isHeld = new Promise<void>((r) => (held = r));
-    let written!: () => void;
-    const writeDone = new Promise<void>((r) => (written = r));
-    const holder = withAdvisoryLock(`section:${row.section}`, async () => {
-      held();
-      await Promise.race([writeDone, sleep(holdMs)]);
-      order.push('holder released');
-    });
-    await isHeld;
-    try {
-      await transaction(() => write(repo, row));
-      order.push('write done');
-    } finally {
-      written();
-      await holder;
-    }
-    return order;
+    return orderAgainstHolder((body) => withAdvisoryLock(`section:${row.section}`, body), () => transaction(() => write(repo, row)), holdMs);
   }
 
   for (const row of LOCKED) {
     if (row.method && !repositoryHas(row.method)) continue;
     it(`${row.tag} waits for the holder of the row's key; the control without the declaration does not`, async () => {
-      expect(await orderAgainstHolder(CovPlainDoc, row.write, 5000), 'control').to.deep.equal(['write done', 'holder released']);
-      expect(await orderAgainstHolder(CovDoc, row.write, 400)).to.deep.equal(['holder released', 'write done']);
+      expect(await orderAgainstKey(CovPlainDoc, row.write, 5000), 'control').to.deep.equal(['write done', 'holder released']);
+      expect(await orderAgainstKey(CovDoc, row.write, 400)).to.deep.equal(['holder released', 'write done']);
     });
   }
 

@@ -1,6 +1,7 @@
 import { LockMode } from '@mikro-orm/core';
 import { readLockPolicy } from '../../../context/store';
 import { runLockedRead, unlockableRead } from '../../../locks/row-lock';
+import { beforeNativeWrite, queryBuilderWrite } from './native-writes';
 import { expectMethod, ownerOf, replaceMethod, type MikroPatch } from './patch';
 import { countingTotal, covers, isMarked, markOf, planLockedRead, withLockClause } from './reads';
 
@@ -9,15 +10,17 @@ const COUNT_WHY = 'a count reads no row it could lock, and rows inserted meanwhi
 const AGGREGATE = /\b(count|sum|avg|min|max|array_agg|string_agg|group_concat|json_agg|jsonb_agg|json_arrayagg|bool_and|bool_or|every)\s*\(/i;
 
 /**
- * `QueryBuilder.prototype.execute` — where every read of a query builder an EntityManager made
+ * `QueryBuilder.prototype.execute` — where every statement of a query builder an EntityManager made
+ * is sent. Its writes (insert/update/delete/truncate) first take what their entity's declarations
+ * lock (native-writes.ts). Its reads
  * (`em.createQueryBuilder(E)` / `em.qb(E)`: getResult, getResultList, getSingleResult, execute,
- * getCount, awaiting the builder) is sent. Inside a `@Pessimistic` method, a SELECT of a covered
+ * getCount, awaiting the builder): inside a `@Pessimistic` method, a SELECT of a covered
  * entity gets the lock clause, on the method's transaction (a builder bound to no transaction or
  * to another one is refused, as an EntityManager read is); a count, an aggregate, GROUP BY, HAVING
  * or DISTINCT is refused by name. Builders MikroORM makes for itself (em.find, populate, …) have
  * no EntityManager and are left to the driver's patches.
  */
-export function queryBuilderReadPatch(qb: object): MikroPatch {
+export function queryBuilderExecutePatch(qb: object): MikroPatch {
   const owner = ownerOf(qb, 'execute');
   return {
     name: `${LABEL}.execute`,
@@ -27,8 +30,11 @@ export function queryBuilderReadPatch(qb: object): MikroPatch {
     ],
     apply() {
       return replaceMethod(owner!, 'execute', (base) => function (this: any, ...args: unknown[]) {
+        if (!this.em) return base.apply(this, args);
+        const write = queryBuilderWrite(this);
+        if (write) return beforeNativeWrite(write).then(() => base.apply(this, args));
         const policy = readLockPolicy();
-        if (!policy || !this.em || this.lockMode || isMarked(this.lockTables)) return base.apply(this, args);
+        if (!policy || this.lockMode || isMarked(this.lockTables)) return base.apply(this, args);
         const type = this.type ?? 'SELECT';
         const meta = this.mainAlias?.metadata;
         if ((type !== 'SELECT' && type !== 'COUNT') || !covers(policy, meta)) return base.apply(this, args);
@@ -70,7 +76,7 @@ export function resultAndCountPatch(qb: object): MikroPatch {
 
 /** The builder's fields the patch reads, as a fresh builder has them. */
 function qbShapeProblems(qb: any): string[] {
-  const missing = ['mainAlias', 'flags', '_joins', 'platform', 'knex', 'driver', 'em'].filter((f) => !(f in qb));
+  const missing = ['mainAlias', 'flags', '_joins', '_cond', 'platform', 'knex', 'driver', 'em', 'context'].filter((f) => !(f in qb));
   return missing.length ? [`a QueryBuilder has no ${missing.join(', ')}`] : [];
 }
 
