@@ -59,6 +59,9 @@ const LOCKED: Array<{ tag: string; method?: string; write: Write }> = [
   { tag: '[coverage typeorm @AdvisoryLock repository.decrement locked]', write: (r, row) => r.decrement({ id: row.id }, 'hits', 1) },
   { tag: '[coverage typeorm @AdvisoryLock qb.update(where-pk-string) locked]', write: (r, row) => r.createQueryBuilder().update().set({ title: 'qb' }).where('id = :id', { id: row.id }).execute() },
   { tag: '[coverage typeorm @AdvisoryLock qb.update(where-pk-object) locked]', write: (r, row) => r.createQueryBuilder().update().set({ title: 'qb' }).where({ id: row.id }).execute() },
+  { tag: '[coverage typeorm @AdvisoryLock repository.delete(id) locked]', write: (r, row) => r.delete(row.id) },
+  { tag: '[coverage typeorm @AdvisoryLock repository.delete({pk}) locked]', write: (r, row) => r.delete({ id: row.id }) },
+  { tag: '[coverage typeorm @AdvisoryLock qb.delete(where-pk) locked]', write: (r, row) => r.createQueryBuilder().delete().where('id = :id', { id: row.id }).execute() },
   { tag: '[coverage typeorm @AdvisoryLock qb.insert locked]', write: (r, row) => r.createQueryBuilder().insert().values({ section: row.section, title: 'qb' }).execute() },
 ];
 
@@ -66,8 +69,8 @@ const LOCKED: Array<{ tag: string; method?: string; write: Write }> = [
 const REFUSED: Array<{ tag: string; method?: string; write: Write }> = [
   { tag: '[coverage typeorm @AdvisoryLock repository.update(criteria) refused]', write: (r, row) => r.update({ title: row.title }, { title: 'criteria' }) },
   { tag: '[coverage typeorm @AdvisoryLock qb.update(where-criteria) refused]', write: (r, row) => r.createQueryBuilder().update().set({ title: 'x' }).where('title = :t', { t: row.title }).execute() },
-  { tag: '[coverage typeorm @AdvisoryLock repository.delete refused]', write: (r, row) => r.delete(row.id) },
-  { tag: '[coverage typeorm @AdvisoryLock qb.delete refused]', write: (r, row) => r.createQueryBuilder().delete().where('id = :id', { id: row.id }).execute() },
+  { tag: '[coverage typeorm @AdvisoryLock repository.delete(criteria) refused]', write: (r, row) => r.delete({ title: row.title }) },
+  { tag: '[coverage typeorm @AdvisoryLock qb.delete(where-criteria) refused]', write: (r, row) => r.createQueryBuilder().delete().where('title = :t', { t: row.title }).execute() },
   { tag: '[coverage typeorm @AdvisoryLock repository.softDelete refused]', write: (r, row) => r.softDelete(row.id) },
   { tag: '[coverage typeorm @AdvisoryLock repository.restore refused]', write: (r, row) => r.restore(row.id) },
   { tag: '[coverage typeorm@>=0.3.31 @AdvisoryLock repository.updateAll refused]', method: 'updateAll', write: (r) => (r as any).updateAll({ title: 'all' }) },
@@ -100,6 +103,7 @@ describeEachBackend('coverage: entity @AdvisoryLock writes', [CovDoc, CovPairDoc
       const error = await rejection(transaction(() => row.write(repo, doc)));
       expect(error).to.be.instanceOf(LockConfigError);
       expect(error.message).to.contain('@AdvisoryLock on CovDoc: this').and.to.contain('has no entity to compute the lock key from');
+      if (row.tag.includes('criteria')) expect(error.message, 'says why').to.contain('its WHERE does not name the rows by primary key');
       expect(await repo.findOne({ where: { id: doc.id }, withDeleted: true })).to.deep.include({ title: doc.title, deletedAt: null });
     });
   }
