@@ -5,7 +5,7 @@ import { describeEachBackend } from '../support/suite';
 import { orderAgainstHolder, rejection, repositoryHas } from './support';
 
 /** Keys come from a column that is neither in an update's WHERE nor in its SET: only the row knows it. */
-@AdvisoryLock((d: CovDoc) => `section:${d.section}`)
+@AdvisoryLock((d: CovDoc) => `section:${process.pid}:${d.section}`)
 @Entity('cov_adv_docs')
 class CovDoc {
   @PrimaryGeneratedColumn() id!: number;
@@ -16,7 +16,7 @@ class CovDoc {
 }
 
 /** An array key: its refusal is the documented one, never a key validation error. */
-@AdvisoryLock((d: CovPairDoc) => ['pair', d.section])
+@AdvisoryLock((d: CovPairDoc) => ['pair', process.pid, d.section])
 @Entity('cov_adv_pairs')
 class CovPairDoc {
   @PrimaryGeneratedColumn() id!: number;
@@ -37,7 +37,7 @@ class CovPlainDoc {
 type Doc = CovDoc | CovPlainDoc;
 type Write = (repo: Repository<Doc>, row: Doc) => Promise<unknown>;
 
-/** Writes that take the row's key: each must wait for the holder of `section:<n>`. */
+/** Writes that take the row's key: each must wait for the holder of `section:<pid>:<n>`. */
 const LOCKED: Array<{ tag: string; method?: string; write: Write }> = [
   { tag: '[coverage typeorm @AdvisoryLock repository.save(insert) locked]', write: (r, row) => r.save(r.create({ section: row.section, title: 'new' })) },
   { tag: '[coverage typeorm @AdvisoryLock repository.save(update) locked]', write: async (r, row) => r.save(Object.assign(await r.findOneByOrFail({ id: row.id }), { title: 'saved' })) },
@@ -80,11 +80,11 @@ const REFUSED: Array<{ tag: string; method?: string; write: Write }> = [
 describeEachBackend('coverage: entity @AdvisoryLock writes', [CovDoc, CovPairDoc, CovPlainDoc], (env) => {
   let section = 1000;
 
-  /** The order of "holder released" and "write done" when the write runs while `section:<n>` is held (see orderAgainstHolder). */
+  /** The order of "holder released" and "write done" when the write runs while `section:<pid>:<n>` is held (see orderAgainstHolder). */
   async function orderAgainstKey(entity: typeof CovDoc | typeof CovPlainDoc, write: Write, holdMs: number): Promise<string[]> {
     const repo = env.ds.getRepository<Doc>(entity);
     const row = await repo.save(repo.create({ section: ++section, title: `t${section}` }));
-    return orderAgainstHolder((body) => withAdvisoryLock(`section:${row.section}`, body), () => transaction(() => write(repo, row)), holdMs);
+    return orderAgainstHolder((body) => withAdvisoryLock(`section:${process.pid}:${row.section}`, body), () => transaction(() => write(repo, row)), holdMs);
   }
 
   for (const row of LOCKED) {

@@ -76,7 +76,7 @@ export function resultAndCountPatch(qb: object): MikroPatch {
 
 /** The builder's fields the patch reads, as a fresh builder has them. */
 function qbShapeProblems(qb: any): string[] {
-  const missing = ['mainAlias', 'flags', '_joins', '_cond', 'platform', 'knex', 'driver', 'em', 'context'].filter((f) => !(f in qb));
+  const missing = ['mainAlias', 'flags', '_joins', '_cond', '_data', '_onConflict', '_fields', '_groupBy', '_having', 'platform', 'knex', 'driver', 'em', 'context'].filter((f) => !(f in qb));
   return missing.length ? [`a QueryBuilder has no ${missing.join(', ')}`] : [];
 }
 
