@@ -9,7 +9,7 @@ import { orderAgainstHolder, rejection, repositoryHas } from './support';
 @Entity('cov_adv_docs')
 class CovDoc {
   @PrimaryGeneratedColumn() id!: number;
-  @Column({ type: 'int' }) section!: number;
+  @Column({ type: 'int', default: 0 }) section!: number;
   @Column({ type: 'varchar', length: 40, default: '' }) title!: string;
   @Column({ type: 'int', default: 0 }) hits!: number;
   @DeleteDateColumn({ nullable: true }) deletedAt?: Date | null;
@@ -28,7 +28,7 @@ class CovPairDoc {
 @Entity('cov_adv_plain_docs')
 class CovPlainDoc {
   @PrimaryGeneratedColumn() id!: number;
-  @Column({ type: 'int' }) section!: number;
+  @Column({ type: 'int', default: 0 }) section!: number;
   @Column({ type: 'varchar', length: 40, default: '' }) title!: string;
   @Column({ type: 'int', default: 0 }) hits!: number;
   @DeleteDateColumn({ nullable: true }) deletedAt?: Date | null;
@@ -116,6 +116,12 @@ describeEachBackend('coverage: entity @AdvisoryLock writes', [CovDoc, CovPairDoc
     expect(error.message).to.contain('has no entity to compute the lock key from').and.not.to.contain('undefined');
     await transaction(() => repo.update(doc.id, { title: 'y' }));
     expect((await repo.findOneByOrFail({ id: doc.id })).title).to.equal('y');
+  });
+
+  it("an upsert of an existing row whose values leave out the key column takes the row's key", async () => {
+    const partial: Write = (r, row) => r.upsert({ id: row.id, title: 'partial' }, ['id']);
+    expect(await orderAgainstKey(CovPlainDoc, partial, 5000), 'control').to.deep.equal(['write done', 'holder released']);
+    expect(await orderAgainstKey(CovDoc, partial, 400)).to.deep.equal(['holder released', 'write done']);
   });
 
   it('an update by primary key outside a transaction is refused (TransactionRequiredError), as for a query builder without useTransaction', async () => {

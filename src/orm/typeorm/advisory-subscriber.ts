@@ -6,7 +6,7 @@ import { evaluateAdvisoryKey, lockForEntityWrite, type AdvisoryLockOptions } fro
 import { lockMetadataOf } from '../../metadata/registry';
 import { childFrame, runInFrame } from '../../context/store';
 import type { Installation } from '../installations';
-import { rowsOfDelete, rowsOfUpdate } from './internals/update-rows';
+import { isUpsertOf, rowsOfDelete, rowsOfUpdate } from './internals/update-rows';
 import { advisoryKeyUnknown } from '../entity-write-refusals';
 
 /**
@@ -24,6 +24,7 @@ export class AdvisoryEntitySubscriber implements EntitySubscriberInterface {
   constructor(private readonly inst: Installation) {}
 
   beforeInsert(event: InsertEvent<any>) {
+    if (isUpsertOf(event.metadata) && declarationsOf(event.metadata)) return this.lockUpsert(event.metadata, event.queryRunner, event.entity);
     return this.lock(event.metadata, event.queryRunner, event.entity, 'insert');
   }
 
@@ -62,6 +63,15 @@ export class AdvisoryEntitySubscriber implements EntitySubscriberInterface {
     } catch (error) {
       return Promise.reject(error);
     }
+  }
+
+  /** The lock of an upsert's row: its values over the row it updates when that row exists (found by the primary key the values carry). */
+  private async lockUpsert(metadata: EntityMetadata, qr: QueryRunner, values: Record<string, unknown> | undefined): Promise<void> {
+    const id = values ? metadata.getEntityIdMap(values) : undefined;
+    if (!values || !id || !qr.isTransactionActive) return this.lock(metadata, qr, values, 'upsert');
+    const row = await runInFrame(childFrame({ readLock: undefined }), () => qr.manager.findOne(metadata.target, { where: id as never, withDeleted: true }));
+    const defined = Object.fromEntries(Object.entries(values).filter(([, v]) => v !== undefined && typeof v !== 'function'));
+    return this.lock(metadata, qr, row ? Object.assign(row, defined) : values, 'upsert');
   }
 
   /** The lock of a query-builder UPDATE or DELETE: keys from each row it writes (loaded by primary key, an update's SET values over it). */

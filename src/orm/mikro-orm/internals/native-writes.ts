@@ -15,8 +15,8 @@ import { expectMethod, ownerOf, replaceMethod, type MikroPatch } from './patch';
  * (and the same on a repository), and a query builder's `insert/update/delete/truncate` — for
  * entities that declare write-time locks, on the write's own transaction, before it is sent:
  *
- * - entity `@AdvisoryLock(entity => key)`: the keys of the rows written. An insert or upsert has
- *   them in its values; an update or delete by primary key loads the rows' current values in the
+ * - entity `@AdvisoryLock(entity => key)`: the keys of the rows written. An insert has them in its
+ *   values; an upsert in its values over the row it updates (loaded by primary key); an update or delete by primary key loads the rows' current values in the
  *   same transaction (an update's new values over them), then takes the keys, then writes. A
  *   write by other criteria, whose rows are unknown before it runs, is refused by name.
  * - `@AroundCreate` hooks (`lockParent`): run on each inserted (or upserted) row's values; what a
@@ -89,11 +89,33 @@ async function runHooks(inst: Installation, connection: MikroOrmConnection, writ
 async function takeKeys(inst: Installation, connection: MikroOrmConnection, write: NativeWrite): Promise<void> {
   const name: string = write.meta.className;
   const subject = { label: `@AdvisoryLock on ${name}`, entity: name };
-  const rows = write.values ?? (await currentRows(write));
+  const rows = write.kind === 'upsert' ? await upsertedRows(write) : write.values ?? (await currentRows(write));
   const requests = rows.flatMap((row) =>
     lockMetadataOf(write.meta.class)!.advisory.map((decl) => ({ key: evaluateAdvisoryKey(decl.key, undefined, [row], subject), options: decl.options as AdvisoryLockOptions })),
   );
   if (requests.length) await lockForEntityWrite(inst, connection, requests, subject);
+}
+
+/**
+ * The rows an upsert writes: its values, over the row it updates when that row exists (found by the
+ * primary key the values carry), so that a key column the values leave out comes from the row.
+ */
+async function upsertedRows(write: NativeWrite): Promise<object[]> {
+  const meta = write.meta;
+  const pk: string[] = meta.primaryKeys;
+  const values = (write.values ?? []) as Array<Record<string, unknown>>;
+  const withKey = values.filter((v) => pk.every((p) => v[p] !== undefined && v[p] !== null));
+  if (withKey.length === 0) return values;
+  const where = { $or: withKey.map((v) => Object.fromEntries(pk.map((p) => [p, v[p]]))) };
+  const loaded: Array<Record<string, unknown>> = await runInFrame(childFrame({ readLock: undefined }), () =>
+    write.em.getDriver().find(meta.className, where, { ctx: write.ctx, connectionType: 'write' }),
+  );
+  const id = (r: Record<string, unknown>) => JSON.stringify(pk.map((p) => String(r[p])));
+  const existing = new Map(loaded.map((r) => [id(r), r]));
+  return values.map((v) => {
+    const row = existing.get(id(v));
+    return row ? { ...row, ...Object.fromEntries(Object.entries(v).filter(([, x]) => x !== undefined)) } : v;
+  });
 }
 
 /** The rows an update or delete by primary key writes, as they are now (an update's new values over them). */

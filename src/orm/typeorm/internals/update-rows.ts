@@ -81,6 +81,40 @@ export const deleteRowsPatch: InternalPatch = {
   restore() {},
 };
 
+/** The entity of the upsert (an INSERT … ON CONFLICT UPDATE) running now. */
+const upserts = new AsyncLocalStorage<unknown>();
+
+/** True while an upsert of `metadata`'s entity broadcasts its beforeInsert events. */
+export function isUpsertOf(metadata: unknown): boolean {
+  return metadata !== undefined && upserts.getStore() === metadata;
+}
+
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const insertProto = (): any => (require('typeorm') as typeof import('typeorm')).InsertQueryBuilder.prototype;
+const INSERT_LABEL = 'InsertQueryBuilder.prototype';
+
+/** Marks an upsert of an entity with `@AdvisoryLock(entity => key)` while it runs: its key may need the row it updates. */
+export const upsertRowsPatch: InternalPatch = {
+  name: `${INSERT_LABEL}.execute (upserts)`,
+  probe: () => [
+    ...expectMethod(insertProto(), INSERT_LABEL, 'execute', ['callListeners', 'BeforeInsert']),
+    ...expectMethod(insertProto(), INSERT_LABEL, 'orUpdate', ['onUpdate']),
+  ],
+  apply() {
+    this.restore = replaceMethod(insertProto(), 'execute', (base) =>
+      function (this: any, ...args: unknown[]) {
+        const map = this.expressionMap;
+        const target = map.mainAlias?.hasMetadata ? map.mainAlias.metadata.target : undefined;
+        if (!map.onUpdate || map.callListeners !== true || typeof target !== 'function' || !lockMetadataOf(target)?.advisory.length || !installationOf(dataSourceOf(this))) {
+          return base.apply(this, args);
+        }
+        return upserts.run(map.mainAlias.metadata, () => base.apply(this, args));
+      },
+    );
+  },
+  restore() {},
+};
+
 /**
  * The primary keys a WHERE names: every top-level condition is AND-ed, and the primary-key
  * columns are each constrained by `=` (or a single-column key by `IN (…)`) to parameters.
