@@ -30,3 +30,30 @@ export async function raceIncrements(n: number, wrap: (body: () => Promise<void>
 }
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/**
+ * Runs `write` while `hold` holds a lock (hold(body) runs body inside it) until the write is done or
+ * `holdMs` passed; returns the order in which the holder released and the write finished. A write
+ * that does not wait finishes first however slow the machine is, as long as it takes less than `holdMs`.
+ */
+export async function orderAgainstHolder(hold: (body: () => Promise<void>) => Promise<unknown>, write: () => Promise<unknown>, holdMs: number): Promise<string[]> {
+  const order: string[] = [];
+  let held!: () => void;
+  const isHeld = new Promise<void>((r) => (held = r));
+  let written!: () => void;
+  const writeDone = new Promise<void>((r) => (written = r));
+  const holder = hold(async () => {
+    held();
+    await Promise.race([writeDone, sleep(holdMs)]);
+    order.push('holder released');
+  });
+  await isHeld;
+  try {
+    await write();
+    order.push('write done');
+  } finally {
+    written();
+    await holder;
+  }
+  return order;
+}

@@ -2,21 +2,21 @@ import { expect } from 'chai';
 import { Column, DeleteDateColumn, Entity, PrimaryGeneratedColumn, type Repository } from 'typeorm';
 import { AdvisoryLock, LockConfigError, transaction, withAdvisoryLock } from '../../src';
 import { describeEachBackend } from '../support/suite';
-import { rejection, repositoryHas, sleep } from './support';
+import { orderAgainstHolder, rejection, repositoryHas } from './support';
 
 /** Keys come from a column that is neither in an update's WHERE nor in its SET: only the row knows it. */
-@AdvisoryLock((d: CovDoc) => `section:${d.section}`)
+@AdvisoryLock((d: CovDoc) => `section:${process.pid}:${d.section}`)
 @Entity('cov_adv_docs')
 class CovDoc {
   @PrimaryGeneratedColumn() id!: number;
-  @Column({ type: 'int' }) section!: number;
+  @Column({ type: 'int', default: 0 }) section!: number;
   @Column({ type: 'varchar', length: 40, default: '' }) title!: string;
   @Column({ type: 'int', default: 0 }) hits!: number;
   @DeleteDateColumn({ nullable: true }) deletedAt?: Date | null;
 }
 
 /** An array key: its refusal is the documented one, never a key validation error. */
-@AdvisoryLock((d: CovPairDoc) => ['pair', d.section])
+@AdvisoryLock((d: CovPairDoc) => ['pair', process.pid, d.section])
 @Entity('cov_adv_pairs')
 class CovPairDoc {
   @PrimaryGeneratedColumn() id!: number;
@@ -28,7 +28,7 @@ class CovPairDoc {
 @Entity('cov_adv_plain_docs')
 class CovPlainDoc {
   @PrimaryGeneratedColumn() id!: number;
-  @Column({ type: 'int' }) section!: number;
+  @Column({ type: 'int', default: 0 }) section!: number;
   @Column({ type: 'varchar', length: 40, default: '' }) title!: string;
   @Column({ type: 'int', default: 0 }) hits!: number;
   @DeleteDateColumn({ nullable: true }) deletedAt?: Date | null;
@@ -37,7 +37,7 @@ class CovPlainDoc {
 type Doc = CovDoc | CovPlainDoc;
 type Write = (repo: Repository<Doc>, row: Doc) => Promise<unknown>;
 
-/** Writes that take the row's key: each must wait for the holder of `section:<n>`. */
+/** Writes that take the row's key: each must wait for the holder of `section:<pid>:<n>`. */
 const LOCKED: Array<{ tag: string; method?: string; write: Write }> = [
   { tag: '[coverage typeorm @AdvisoryLock repository.save(insert) locked]', write: (r, row) => r.save(r.create({ section: row.section, title: 'new' })) },
   { tag: '[coverage typeorm @AdvisoryLock repository.save(update) locked]', write: async (r, row) => r.save(Object.assign(await r.findOneByOrFail({ id: row.id }), { title: 'saved' })) },
@@ -59,6 +59,9 @@ const LOCKED: Array<{ tag: string; method?: string; write: Write }> = [
   { tag: '[coverage typeorm @AdvisoryLock repository.decrement locked]', write: (r, row) => r.decrement({ id: row.id }, 'hits', 1) },
   { tag: '[coverage typeorm @AdvisoryLock qb.update(where-pk-string) locked]', write: (r, row) => r.createQueryBuilder().update().set({ title: 'qb' }).where('id = :id', { id: row.id }).execute() },
   { tag: '[coverage typeorm @AdvisoryLock qb.update(where-pk-object) locked]', write: (r, row) => r.createQueryBuilder().update().set({ title: 'qb' }).where({ id: row.id }).execute() },
+  { tag: '[coverage typeorm @AdvisoryLock repository.delete(id) locked]', write: (r, row) => r.delete(row.id) },
+  { tag: '[coverage typeorm @AdvisoryLock repository.delete({pk}) locked]', write: (r, row) => r.delete({ id: row.id }) },
+  { tag: '[coverage typeorm @AdvisoryLock qb.delete(where-pk) locked]', write: (r, row) => r.createQueryBuilder().delete().where('id = :id', { id: row.id }).execute() },
   { tag: '[coverage typeorm @AdvisoryLock qb.insert locked]', write: (r, row) => r.createQueryBuilder().insert().values({ section: row.section, title: 'qb' }).execute() },
 ];
 
@@ -66,8 +69,8 @@ const LOCKED: Array<{ tag: string; method?: string; write: Write }> = [
 const REFUSED: Array<{ tag: string; method?: string; write: Write }> = [
   { tag: '[coverage typeorm @AdvisoryLock repository.update(criteria) refused]', write: (r, row) => r.update({ title: row.title }, { title: 'criteria' }) },
   { tag: '[coverage typeorm @AdvisoryLock qb.update(where-criteria) refused]', write: (r, row) => r.createQueryBuilder().update().set({ title: 'x' }).where('title = :t', { t: row.title }).execute() },
-  { tag: '[coverage typeorm @AdvisoryLock repository.delete refused]', write: (r, row) => r.delete(row.id) },
-  { tag: '[coverage typeorm @AdvisoryLock qb.delete refused]', write: (r, row) => r.createQueryBuilder().delete().where('id = :id', { id: row.id }).execute() },
+  { tag: '[coverage typeorm @AdvisoryLock repository.delete(criteria) refused]', write: (r, row) => r.delete({ title: row.title }) },
+  { tag: '[coverage typeorm @AdvisoryLock qb.delete(where-criteria) refused]', write: (r, row) => r.createQueryBuilder().delete().where('title = :t', { t: row.title }).execute() },
   { tag: '[coverage typeorm @AdvisoryLock repository.softDelete refused]', write: (r, row) => r.softDelete(row.id) },
   { tag: '[coverage typeorm @AdvisoryLock repository.restore refused]', write: (r, row) => r.restore(row.id) },
   { tag: '[coverage typeorm@>=0.3.31 @AdvisoryLock repository.updateAll refused]', method: 'updateAll', write: (r) => (r as any).updateAll({ title: 'all' }) },
@@ -77,40 +80,18 @@ const REFUSED: Array<{ tag: string; method?: string; write: Write }> = [
 describeEachBackend('coverage: entity @AdvisoryLock writes', [CovDoc, CovPairDoc, CovPlainDoc], (env) => {
   let section = 1000;
 
-  /**
-   * Holds `section:<n>` until the write is done or `holdMs` passed; returns the order in which the
-   * holder released and the write finished (a write that does not wait finishes first however
-   * slow the machine is, as long as it takes less than `holdMs`).
-   */
-  async function orderAgainstHolder(entity: typeof CovDoc | typeof CovPlainDoc, write: Write, holdMs: number): Promise<string[]> {
+  /** The order of "holder released" and "write done" when the write runs while `section:<pid>:<n>` is held (see orderAgainstHolder). */
+  async function orderAgainstKey(entity: typeof CovDoc | typeof CovPlainDoc, write: Write, holdMs: number): Promise<string[]> {
     const repo = env.ds.getRepository<Doc>(entity);
     const row = await repo.save(repo.create({ section: ++section, title: `t${section}` }));
-    const order: string[] = [];
-    let held!: () => void;
-    const isHeld = new Promise<void>((r) => (held = r));
-    let written!: () => void;
-    const writeDone = new Promise<void>((r) => (written = r));
-    const holder = withAdvisoryLock(`section:${row.section}`, async () => {
-      held();
-      await Promise.race([writeDone, sleep(holdMs)]);
-      order.push('holder released');
-    });
-    await isHeld;
-    try {
-      await transaction(() => write(repo, row));
-      order.push('write done');
-    } finally {
-      written();
-      await holder;
-    }
-    return order;
+    return orderAgainstHolder((body) => withAdvisoryLock(`section:${process.pid}:${row.section}`, body), () => transaction(() => write(repo, row)), holdMs);
   }
 
   for (const row of LOCKED) {
     if (row.method && !repositoryHas(row.method)) continue;
     it(`${row.tag} waits for the holder of the row's key; the control without the declaration does not`, async () => {
-      expect(await orderAgainstHolder(CovPlainDoc, row.write, 5000), 'control').to.deep.equal(['write done', 'holder released']);
-      expect(await orderAgainstHolder(CovDoc, row.write, 400)).to.deep.equal(['holder released', 'write done']);
+      expect(await orderAgainstKey(CovPlainDoc, row.write, 5000), 'control').to.deep.equal(['write done', 'holder released']);
+      expect(await orderAgainstKey(CovDoc, row.write, 400)).to.deep.equal(['holder released', 'write done']);
     });
   }
 
@@ -122,6 +103,7 @@ describeEachBackend('coverage: entity @AdvisoryLock writes', [CovDoc, CovPairDoc
       const error = await rejection(transaction(() => row.write(repo, doc)));
       expect(error).to.be.instanceOf(LockConfigError);
       expect(error.message).to.contain('@AdvisoryLock on CovDoc: this').and.to.contain('has no entity to compute the lock key from');
+      if (row.tag.includes('criteria')) expect(error.message, 'says why').to.contain('its WHERE does not name the rows by primary key');
       expect(await repo.findOne({ where: { id: doc.id }, withDeleted: true })).to.deep.include({ title: doc.title, deletedAt: null });
     });
   }
@@ -134,6 +116,12 @@ describeEachBackend('coverage: entity @AdvisoryLock writes', [CovDoc, CovPairDoc
     expect(error.message).to.contain('has no entity to compute the lock key from').and.not.to.contain('undefined');
     await transaction(() => repo.update(doc.id, { title: 'y' }));
     expect((await repo.findOneByOrFail({ id: doc.id })).title).to.equal('y');
+  });
+
+  it("an upsert of an existing row whose values leave out the key column takes the row's key", async () => {
+    const partial: Write = (r, row) => r.upsert({ id: row.id, title: 'partial' }, ['id']);
+    expect(await orderAgainstKey(CovPlainDoc, partial, 5000), 'control').to.deep.equal(['write done', 'holder released']);
+    expect(await orderAgainstKey(CovDoc, partial, 400)).to.deep.equal(['holder released', 'write done']);
   });
 
   it('an update by primary key outside a transaction is refused (TransactionRequiredError), as for a query builder without useTransaction', async () => {

@@ -2,12 +2,12 @@ import type {
   EntityMetadata, EntitySubscriberInterface, InsertEvent, QueryRunner, RemoveEvent, SoftRemoveEvent, RecoverEvent,
   UpdateEvent,
 } from 'typeorm';
-import { LockConfigError } from '../../errors';
 import { evaluateAdvisoryKey, lockForEntityWrite, type AdvisoryLockOptions } from '../../locks/advisory';
 import { lockMetadataOf } from '../../metadata/registry';
 import { childFrame, runInFrame } from '../../context/store';
 import type { Installation } from '../installations';
-import { rowsOfUpdate } from './internals/update-rows';
+import { isUpsertOf, rowsOfDelete, rowsOfUpdate } from './internals/update-rows';
+import { advisoryKeyUnknown } from '../entity-write-refusals';
 
 /**
  * The advisory subscriber (added to the DataSource's subscribers by installLocking):
@@ -24,6 +24,7 @@ export class AdvisoryEntitySubscriber implements EntitySubscriberInterface {
   constructor(private readonly inst: Installation) {}
 
   beforeInsert(event: InsertEvent<any>) {
+    if (isUpsertOf(event.metadata) && declarationsOf(event.metadata)) return this.lockUpsert(event.metadata, event.queryRunner, event.entity);
     return this.lock(event.metadata, event.queryRunner, event.entity, 'insert');
   }
 
@@ -33,11 +34,16 @@ export class AdvisoryEntitySubscriber implements EntitySubscriberInterface {
     if (rows === undefined) return this.lock(event.metadata, event.queryRunner, event.entity ?? event.databaseEntity, 'update');
     // a query-builder UPDATE (repository.update(), increment(), qb.update()): event.entity is its SET
     // object; the keys come from the rows it writes, found by the primary key its WHERE names
-    return this.lockRows(event.metadata, event.queryRunner, rows, event.entity as object);
+    return this.lockRows(event.metadata, event.queryRunner, rows, event.entity as object, 'update');
   }
 
   beforeRemove(event: RemoveEvent<any>) {
-    return this.lock(event.metadata, event.queryRunner, event.entity ?? event.databaseEntity, 'remove');
+    const entity = event.entity ?? event.databaseEntity;
+    const rows = entity === undefined ? rowsOfDelete(event.metadata) : undefined;
+    // a query-builder DELETE (repository.delete(), qb.delete()) has no entity: the keys come from the
+    // rows it deletes, found by the primary key its WHERE names, loaded in its transaction first
+    if (rows !== undefined) return this.lockRows(event.metadata, event.queryRunner, rows, {}, 'delete');
+    return this.lock(event.metadata, event.queryRunner, entity, 'remove');
   }
 
   beforeSoftRemove(event: SoftRemoveEvent<any>) {
@@ -59,11 +65,20 @@ export class AdvisoryEntitySubscriber implements EntitySubscriberInterface {
     }
   }
 
-  /** The lock of a query-builder UPDATE: keys from each row it writes (loaded by primary key, the SET values over it). */
-  private async lockRows(metadata: EntityMetadata, qr: QueryRunner, rows: Array<Record<string, unknown>> | null, set: object): Promise<void> {
+  /** The lock of an upsert's row: its values over the row it updates when that row exists (found by the primary key the values carry). */
+  private async lockUpsert(metadata: EntityMetadata, qr: QueryRunner, values: Record<string, unknown> | undefined): Promise<void> {
+    const id = values ? metadata.getEntityIdMap(values) : undefined;
+    if (!values || !id || !qr.isTransactionActive) return this.lock(metadata, qr, values, 'upsert');
+    const row = await runInFrame(childFrame({ readLock: undefined }), () => qr.manager.findOne(metadata.target, { where: id as never, withDeleted: true }));
+    const defined = Object.fromEntries(Object.entries(values).filter(([, v]) => v !== undefined && typeof v !== 'function'));
+    return this.lock(metadata, qr, row ? Object.assign(row, defined) : values, 'upsert');
+  }
+
+  /** The lock of a query-builder UPDATE or DELETE: keys from each row it writes (loaded by primary key, an update's SET values over it). */
+  private async lockRows(metadata: EntityMetadata, qr: QueryRunner, rows: Array<Record<string, unknown>> | null, set: object, write: 'update' | 'delete'): Promise<void> {
     const declarations = declarationsOf(metadata);
     if (!declarations) return;
-    if (rows === null) throw noRow(metadata, 'update');
+    if (rows === null) throw advisoryKeyUnknown(metadata.name, write, CRITERIA, INSTEAD);
     const subject = subjectOf(metadata);
     if (!qr.isTransactionActive) return lockForEntityWrite(this.inst, qr, [], subject); // its TransactionRequiredError
     // read without a @Pessimistic method's row lock: the advisory lock is taken before the row's, as save() does
@@ -95,14 +110,12 @@ function requestsFor(metadata: EntityMetadata, declarations: NonNullable<ReturnT
   );
 }
 
+const CRITERIA = 'its WHERE does not name the rows by primary key, so which rows it writes is known only once it runs';
+const INSTEAD = "save()/remove() on the entity, update or delete by primary key (repository.update(id, …), repository.delete(id), .where('id = :id'))";
+
 /** The documented refusal of a write whose row cannot be known. */
-function noRow(metadata: EntityMetadata, write: string): LockConfigError {
-  return new LockConfigError(
-    `@AdvisoryLock on ${metadata.name}: this ${write} has no entity to compute the lock key from (a query-builder or repository.delete/update ` +
-      `by criteria); use save()/remove() on the entity, update by primary key (repository.update(id, …), .where('id = :id')), ` +
-      'or take the lock yourself with withAdvisoryLock()',
-    { entity: metadata.name },
-  );
+function noRow(metadata: EntityMetadata, write: string) {
+  return advisoryKeyUnknown(metadata.name, write, 'a query-builder or repository write by criteria', INSTEAD);
 }
 
 /** The row as it will be after the update: the loaded row with the changed values over it. */

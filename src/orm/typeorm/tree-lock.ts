@@ -1,6 +1,6 @@
 import type { EntityMetadata, QueryRunner } from 'typeorm';
 import {
-  DeadlockError, LockError, LockNotAvailableError, LockTimeoutError, SerializationError, TransactionRequiredError,
+  DeadlockError, LockConfigError, LockError, LockNotAvailableError, LockTimeoutError, SerializationError, TransactionRequiredError,
 } from '../../errors';
 import { advisoryKeys, lockForEntityWrite, type EntityAdvisoryRequest } from '../../locks/advisory';
 import { treeLockKey, treeLockTimeoutMs, type LockedTreeOptions } from '../../locks/tree-options';
@@ -19,6 +19,19 @@ interface SubjectLike {
 export function lockedTreeOf(meta: EntityMetadata): LockedTreeOptions | undefined {
   if (!meta.treeType || typeof meta.target !== 'function') return undefined;
   return lockMetadataOf(meta.target)?.lockedTree;
+}
+
+/**
+ * An INSERT of a `@LockedTree` entity that bypasses TypeORM's tree bookkeeping (repository.insert(),
+ * upsert(), a query-builder insert): TypeORM computes no nested-set bounds, materialized path or
+ * closure rows there, so no tree lock could keep the tree whole. Refused by name.
+ */
+export function treeInsertBypassed(entity: string, call: string): LockConfigError {
+  return new LockConfigError(
+    `@LockedTree on ${entity}: ${call} bypasses TypeORM's tree bookkeeping (nested-set bounds, materialized path, closure rows), ` +
+      'so the tree lock cannot keep the tree whole; insert nodes with save() (the node with its parent set), which takes the tree lock.',
+    { entity, call },
+  );
 }
 
 /**

@@ -2,7 +2,9 @@ import type { MikroORM } from '@mikro-orm/core';
 import { decoratedClasses, lockMetadataOf } from '../../../metadata/registry';
 import { connectionPatches, transactionalPatch } from './connection';
 import { expectMethod, ownerOf, probeError, type MikroPatch } from './patch';
+import { queryBuilderExecutePatch, resultAndCountPatch } from './query-builder-execute';
 import { driverCountPatch, driverFindPatch, findAndCountPatch, queryBuilderPatch } from './reads';
+import { entityManagerWritesPatch } from './native-writes';
 import { unitOfWorkPatch } from './unit-of-work';
 import { versionedPatches } from './versioned';
 
@@ -39,8 +41,11 @@ export function neededPatches(orm: MikroORM): Array<{ owner: object; patch: Mikr
   if (entity && typeof em.createQueryBuilder === 'function') {
     const qb = em.createQueryBuilder(entity.className);
     add(ownerOf(qb, 'getKnexQuery'), queryBuilderPatch(qb));
+    add(ownerOf(qb, 'execute'), queryBuilderExecutePatch(qb));
+    add(ownerOf(qb, 'getResultAndCount'), resultAndCountPatch(qb));
   }
   if (writes) add(ownerOf(uow, 'commitCreateChangeSets'), unitOfWorkPatch(uow));
+  if (writes) add(ownerOf(em, 'nativeUpdate'), entityManagerWritesPatch(em));
   if (versioned) for (const p of versionedPatches(uow.changeSetPersister, driver)) add(ownerOf(uow.changeSetPersister, 'persistManagedEntitiesBatch'), p); // (its nativeUpdateMany patch sits on the driver's base class, shared too)
   return out;
 }

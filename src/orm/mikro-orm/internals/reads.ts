@@ -47,7 +47,7 @@ export function queryBuilderPatch(qb: object): MikroPatch {
     ],
     apply() {
       return replaceMethod(owner!, 'getKnexQuery', (base) => function (this: any, ...args: unknown[]) {
-        const mark: LockMark | undefined = Array.isArray(this.lockTables) ? this.lockTables[LOCK_SPEC] : undefined;
+        const mark = markOf(this.lockTables);
         if (!mark || this._query?.qb) return base.apply(this, args);
         const mode = this.lockMode;
         this.lockMode = undefined;
@@ -57,15 +57,25 @@ export function queryBuilderPatch(qb: object): MikroPatch {
         } finally {
           this.lockMode = mode;
         }
-        const hasJoins = Object.keys(this._joins ?? {}).length > 0;
-        mark.inst.dialect.checkRowLock(mark.spec, mark.subject, hasJoins);
-        const clause = mark.inst.dialect.rowLockClause(mark.spec, this.platform.quoteIdentifier(this.mainAlias.aliasName), hasJoins);
-        const { sql, bindings } = qb.toSQL();
-        this._query.qb = this.knex.raw(sql + clause, bindings);
+        this._query.qb = withLockClause(this, qb, mark);
         return this._query.qb;
       });
     },
   };
+}
+
+/** `built` (a finished knex SELECT of the QueryBuilder `qb`) with the dialect's lock clause appended. */
+export function withLockClause(qb: any, built: any, mark: LockMark): unknown {
+  const hasJoins = Object.keys(qb._joins ?? {}).length > 0;
+  mark.inst.dialect.checkRowLock(mark.spec, mark.subject, hasJoins);
+  const clause = mark.inst.dialect.rowLockClause(mark.spec, qb.platform.quoteIdentifier(qb.mainAlias.aliasName), hasJoins);
+  const { sql, bindings } = built.toSQL();
+  return qb.knex.raw(sql + clause, bindings);
+}
+
+/** The mark `markedAliases` put on an aliases array. */
+export function markOf(aliases: unknown): LockMark | undefined {
+  return Array.isArray(aliases) ? (aliases as any)[LOCK_SPEC] : undefined;
 }
 
 /**
@@ -85,28 +95,52 @@ export function driverFindPatch(driver: object): MikroPatch {
         const policy = readLockPolicy();
         if (!policy || options.lockMode || isMarked(options.lockTableAliases)) return base.call(this, entityName, where, options);
         const meta = this.metadata.find(entityName);
-        const target = meta?.class;
-        if (typeof target !== 'function' || meta.virtual || meta.embeddable) return base.call(this, entityName, where, options);
-        if (policy.entities && !policy.entities.some((cls) => cls === target || target.prototype instanceof cls)) return base.call(this, entityName, where, options);
-        const inst = installationFor(this);
-        const tx = inst && ambientTx(inst);
-        const conn = tx?.connection as MikroOrmConnection | undefined;
-        const ctx = options.ctx;
-        const sameRoot = ctx && conn && rootStateOf(ctx) !== undefined && rootStateOf(ctx) === conn.root;
-        if (!inst || !tx || !sameRoot) throw escapedRead(policy.source, meta.className, inst, Boolean(tx));
-        const { spec, problems } = resolveRowLockSpec({ timeoutMs: inst.settings.lockTimeoutMs }, lockMetadataOf(target)?.pessimistic, policy.options);
-        if (problems.length) throw new LockConfigError(`${policy.source}: ${problems.join('; ')}`, { method: policy.source });
-        inst.dialect.checkRowLock(spec, meta.className);
-        const connection = knownConnection(ctx) ?? conn!;
-        if (!connection.isTransactionActive) {
-          throw new TransactionRequiredError(`A locked read of ${meta.className} needs a transaction: use transaction(), withLock() or @Transactional().`, { entity: meta.className });
-        }
-        const locked = { ...options, lockMode: LockMode.PESSIMISTIC_WRITE, lockTableAliases: markedAliases(inst, spec, meta.className) };
-        const desc = inst.port.describe(target)!;
-        return runLockedRead(inst, connection, desc, spec, 'row', () => base.call(this, entityName, where, locked));
+        if (!covers(policy, meta)) return base.call(this, entityName, where, options);
+        const plan = planLockedRead(this, meta, options.ctx, policy);
+        const locked = { ...options, lockMode: LockMode.PESSIMISTIC_WRITE, lockTableAliases: plan.aliases };
+        return runLockedRead(plan.inst, plan.connection, plan.desc, plan.spec, 'row', () => base.call(this, entityName, where, locked));
       });
     },
   };
+}
+
+type Policy = NonNullable<ReturnType<typeof readLockPolicy>>;
+
+/** True when `policy` covers reads of the entity `meta` describes (a class entity, not virtual nor embeddable). */
+export function covers(policy: Policy, meta: any): boolean {
+  const target = meta?.class;
+  if (typeof target !== 'function' || meta.virtual || meta.embeddable) return false;
+  return !policy.entities || policy.entities.some((cls) => cls === target || target.prototype instanceof cls);
+}
+
+export interface MikroReadPlan {
+  readonly inst: Installation;
+  readonly spec: RowLockSpec;
+  readonly connection: MikroOrmConnection;
+  readonly desc: NonNullable<ReturnType<Installation['port']['describe']>>;
+  /** The `lockTableAliases` value that makes MikroORM's QueryBuilder write the dialect's clause. */
+  readonly aliases: string[];
+}
+
+/**
+ * How a read of `meta`'s entity inside `policy`'s method is locked, on the transaction `ctx` (the
+ * knex transaction the read runs in). Throws LockConfigError when the read would escape the
+ * method's transaction, TransactionRequiredError when that transaction is over.
+ */
+export function planLockedRead(owner: unknown, meta: any, ctx: object | undefined, policy: Policy): MikroReadPlan {
+  const inst = installationFor(owner);
+  const tx = inst && ambientTx(inst);
+  const conn = tx?.connection as MikroOrmConnection | undefined;
+  const sameRoot = ctx && conn && rootStateOf(ctx) !== undefined && rootStateOf(ctx) === conn.root;
+  if (!inst || !tx || !sameRoot) throw escapedRead(policy.source, meta.className, inst, Boolean(tx));
+  const { spec, problems } = resolveRowLockSpec({ timeoutMs: inst.settings.lockTimeoutMs }, lockMetadataOf(meta.class)?.pessimistic, policy.options);
+  if (problems.length) throw new LockConfigError(`${policy.source}: ${problems.join('; ')}`, { method: policy.source });
+  inst.dialect.checkRowLock(spec, meta.className);
+  const connection = knownConnection(ctx!) ?? conn!;
+  if (!connection.isTransactionActive) {
+    throw new TransactionRequiredError(`A locked read of ${meta.className} needs a transaction: use transaction(), withLock() or @Transactional().`, { entity: meta.className });
+  }
+  return { inst, spec, connection, desc: inst.port.describe(meta.class)!, aliases: markedAliases(inst, spec, meta.className) };
 }
 
 function escapedRead(source: string, entity: string, inst: Installation | undefined, hasTx: boolean): LockConfigError {
@@ -118,8 +152,8 @@ function escapedRead(source: string, entity: string, inst: Installation | undefi
   return new LockConfigError(`${source}: a read of ${entity} would not be locked: ${why}.`, { entity, method: source });
 }
 
-/** Set while `em.findAndCount` runs: its total is counted unlocked (its rows are locked). */
-const countingTotal = new AsyncLocalStorage<boolean>();
+/** Set while `em.findAndCount` / `qb.getResultAndCount` run: their total is counted unlocked (their rows are locked). */
+export const countingTotal = new AsyncLocalStorage<boolean>();
 
 /**
  * `AbstractSqlDriver.prototype.count` (em.count, repository.count): inside a `@Pessimistic` method
@@ -137,9 +171,7 @@ export function driverCountPatch(driver: object): MikroPatch {
         const policy = readLockPolicy();
         if (policy && !countingTotal.getStore()) {
           const meta = this.metadata.find(entityName);
-          const target = meta?.class;
-          const covered = typeof target === 'function' && !meta.virtual && (!policy.entities || policy.entities.some((cls) => cls === target || target.prototype instanceof cls));
-          if (covered) {
+          if (covers(policy, meta)) {
             return Promise.reject(unlockableRead(policy.source, 'count()', meta.className, 'a count reads no row it could lock, and rows inserted meanwhile would not be counted'));
           }
         }

@@ -6,6 +6,7 @@ import type { AroundCreateRunContext } from '../../../locks/parent';
 import { lockMetadataOf, type AroundCreateHook } from '../../../metadata/registry';
 import { installationOf, type Installation } from '../../installations';
 import { dataSourceName, dataSourceOf, describeDataSource } from '../compat';
+import { lockedTreeOf, treeInsertBypassed } from '../tree-lock';
 import type { TypeOrmPort } from '../typeorm-port';
 import { expectMethod, replaceMethod, type InternalPatch } from './patch';
 
@@ -160,8 +161,10 @@ function insertWithHooks(baseInsert: (this: any) => Promise<unknown>) {
     const inst = installationOf(ds);
     if (!inst && map.mainAlias?.hasMetadata && map.callListeners === true) refuseUninstalled(ds, [map.mainAlias.metadata]);
     // TypeORM's persistence inserts with callListeners(false): the SubjectExecutor hook covered those
-    if (!inst || map.callListeners !== true || map.insertFromSelect || !map.mainAlias?.hasMetadata) return baseInsert.call(this);
+    if (!inst || map.callListeners !== true || !map.mainAlias?.hasMetadata) return baseInsert.call(this);
     const metadata: EntityMetadata = map.mainAlias.metadata;
+    if (lockedTreeOf(metadata)) throw treeInsertBypassed(metadata.name, map.onUpdate ? 'upsert()' : 'insert() / a query-builder insert');
+    if (map.insertFromSelect) return baseInsert.call(this);
     if (aroundCreateHooksOf(metadata).length === 0) return baseInsert.call(this);
     const valueSets: object[] = this.getValueSets();
     if (valueSets.length === 0) return baseInsert.call(this);

@@ -7,7 +7,7 @@ import { persistencePatches } from './persistence';
 import { queryBuilderPatches } from './query-builder';
 import { queryRunnerModelPatch } from './query-runner';
 import { repositoryManagerPatch } from './repository';
-import { updateRowsPatch } from './update-rows';
+import { deleteRowsPatch, updateRowsPatch, upsertRowsPatch } from './update-rows';
 import { upsertVersionPatch } from './upsert';
 
 /**
@@ -29,7 +29,7 @@ export function neededPatches(): InternalPatch[] {
     entityManagerTransactionPatch,
     queryRunnerModelPatch,
     ...(writes ? writePatches : []),
-    ...(declared.some((d) => d.advisory.length > 0) ? [updateRowsPatch] : []),
+    ...(declared.some((d) => d.advisory.length > 0) ? [updateRowsPatch, deleteRowsPatch, upsertRowsPatch] : []),
     ...(versioned ? [...persistencePatches, upsertVersionPatch] : []),
   ];
 }

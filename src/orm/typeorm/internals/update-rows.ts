@@ -1,4 +1,5 @@
-import type { EntityMetadata, UpdateQueryBuilder } from 'typeorm';
+import { AsyncLocalStorage } from 'node:async_hooks';
+import type { DeleteQueryBuilder, EntityMetadata, UpdateQueryBuilder } from 'typeorm';
 import { lockMetadataOf } from '../../../metadata/registry';
 import { installationOf } from '../../installations';
 import { dataSourceOf } from '../compat';
@@ -38,6 +39,76 @@ export const updateRowsPatch: InternalPatch = {
           updateRows.set(map.valuesSet, primaryKeysOfWhere(map.mainAlias.metadata, map.mainAlias.name, map.wheres, map.parameters));
         }
         return base.apply(this, args);
+      },
+    );
+  },
+  restore() {},
+};
+
+/** The rows of the query-builder DELETE running now (repository.delete(), manager.delete(), a query builder's delete()), by its entity. */
+const deleteRows = new AsyncLocalStorage<{ metadata: unknown; rows: Array<Record<string, unknown>> | null }>();
+
+/**
+ * The rows the query-builder DELETE of `metadata` that is broadcasting beforeRemove deletes (see
+ * primaryKeysOfWhere); `null` when its WHERE does not name them; undefined when no such DELETE runs.
+ */
+export function rowsOfDelete(metadata: unknown): Array<Record<string, unknown>> | null | undefined {
+  const store = deleteRows.getStore();
+  return store && store.metadata === metadata ? store.rows : undefined;
+}
+
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const deleteProto = (): any => (require('typeorm') as typeof import('typeorm')).DeleteQueryBuilder.prototype;
+const DELETE_LABEL = 'DeleteQueryBuilder.prototype';
+
+/** Notes the rows of a DELETE of an entity with `@AdvisoryLock(entity => key)` while it runs (its beforeRemove has no entity). */
+export const deleteRowsPatch: InternalPatch = {
+  name: `${DELETE_LABEL}.execute`,
+  probe: () => expectMethod(deleteProto(), DELETE_LABEL, 'execute', ['callListeners', 'BeforeRemove']),
+  apply() {
+    this.restore = replaceMethod(deleteProto(), 'execute', (base) =>
+      function (this: DeleteQueryBuilder<any>, ...args: unknown[]) {
+        const map = this.expressionMap as any;
+        const target = map.mainAlias?.hasMetadata ? map.mainAlias.metadata.target : undefined;
+        if (map.callListeners !== true || typeof target !== 'function' || !lockMetadataOf(target)?.advisory.length || !installationOf(dataSourceOf(this))) {
+          return base.apply(this, args);
+        }
+        const rows = primaryKeysOfWhere(map.mainAlias.metadata, map.mainAlias.name, map.wheres, map.parameters);
+        return deleteRows.run({ metadata: map.mainAlias.metadata, rows }, () => base.apply(this, args));
+      },
+    );
+  },
+  restore() {},
+};
+
+/** The entity of the upsert (an INSERT … ON CONFLICT UPDATE) running now. */
+const upserts = new AsyncLocalStorage<unknown>();
+
+/** True while an upsert of `metadata`'s entity broadcasts its beforeInsert events. */
+export function isUpsertOf(metadata: unknown): boolean {
+  return metadata !== undefined && upserts.getStore() === metadata;
+}
+
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const insertProto = (): any => (require('typeorm') as typeof import('typeorm')).InsertQueryBuilder.prototype;
+const INSERT_LABEL = 'InsertQueryBuilder.prototype';
+
+/** Marks an upsert of an entity with `@AdvisoryLock(entity => key)` while it runs: its key may need the row it updates. */
+export const upsertRowsPatch: InternalPatch = {
+  name: `${INSERT_LABEL}.execute (upserts)`,
+  probe: () => [
+    ...expectMethod(insertProto(), INSERT_LABEL, 'execute', ['callListeners', 'BeforeInsert']),
+    ...expectMethod(insertProto(), INSERT_LABEL, 'orUpdate', ['onUpdate']),
+  ],
+  apply() {
+    this.restore = replaceMethod(insertProto(), 'execute', (base) =>
+      function (this: any, ...args: unknown[]) {
+        const map = this.expressionMap;
+        const target = map.mainAlias?.hasMetadata ? map.mainAlias.metadata.target : undefined;
+        if (!map.onUpdate || map.callListeners !== true || typeof target !== 'function' || !lockMetadataOf(target)?.advisory.length || !installationOf(dataSourceOf(this))) {
+          return base.apply(this, args);
+        }
+        return upserts.run(map.mainAlias.metadata, () => base.apply(this, args));
       },
     );
   },

@@ -1,0 +1,276 @@
+import { childFrame, runInFrame } from '../../../context/store';
+import { runWithAmbientConnection } from '../../../context/transaction';
+import { LockConfigError, TransactionRequiredError } from '../../../errors';
+import { evaluateAdvisoryKey, lockForEntityWrite, type AdvisoryLockOptions } from '../../../locks/advisory';
+import type { AroundCreateRunContext } from '../../../locks/parent';
+import { lockMetadataOf } from '../../../metadata/registry';
+import { advisoryKeyUnknown } from '../../entity-write-refusals';
+import type { Installation } from '../../installations';
+import { connectionFor, type MikroOrmConnection } from '../connection';
+import { installationFor } from '../registry';
+import { expectMethod, ownerOf, replaceMethod, type MikroPatch } from './patch';
+
+/**
+ * The writes that bypass a flush — `em.insert/insertMany/upsert/upsertMany/nativeUpdate/nativeDelete`
+ * (and the same on a repository), and a query builder's `insert/update/delete/truncate` — for
+ * entities that declare write-time locks, on the write's own transaction, before it is sent:
+ *
+ * - entity `@AdvisoryLock(entity => key)`: the keys of the rows written. An insert has them in its
+ *   values; an upsert in its values over the row it updates (loaded by primary key); an update or delete by primary key loads the rows' current values in the
+ *   same transaction (an update's new values over them), then takes the keys, then writes. A
+ *   write by other criteria, whose rows are unknown before it runs, is refused by name.
+ * - `@AroundCreate` hooks (`lockParent`): run on each inserted (or upserted) row's values; what a
+ *   hook changes goes into the INSERT.
+ *
+ * Outside a transaction these writes are refused (TransactionRequiredError), as a flush is: what
+ * they lock must be held until the write commits.
+ */
+
+type Kind = 'insert' | 'upsert' | 'update' | 'delete';
+interface Declared {
+  readonly advisory: boolean;
+  readonly aroundCreate: boolean;
+}
+
+function declaredOn(meta: any, kind: Kind): Declared | undefined {
+  const cls = meta?.class;
+  const d = typeof cls === 'function' ? lockMetadataOf(cls) : undefined;
+  if (!d) return undefined;
+  const advisory = d.advisory.length > 0;
+  const aroundCreate = (kind === 'insert' || kind === 'upsert') && d.aroundCreate.length > 0;
+  return advisory || aroundCreate ? { advisory, aroundCreate } : undefined;
+}
+
+/** One write about to be sent: what it writes, and on which EntityManager and transaction. */
+export interface NativeWrite {
+  readonly call: string;
+  readonly kind: Kind;
+  readonly meta: any;
+  readonly em: any;
+  readonly ctx: object | undefined;
+  /** insert / upsert: the rows' values (entities or plain objects, changed in place by hooks). */
+  readonly values?: readonly object[];
+  /** update / delete: the WHERE as given; update: the SET values. */
+  readonly where?: unknown;
+  readonly set?: object;
+  /** Called after the @AroundCreate hooks ran on `values`. */
+  readonly afterHooks?: () => void;
+}
+
+/** Takes what `write` must hold before it is sent (nothing when its entity declares no write-time lock). */
+export async function beforeNativeWrite(write: NativeWrite): Promise<void> {
+  const declared = declaredOn(write.meta, write.kind);
+  if (!declared) return;
+  const name: string = write.meta.className;
+  const inst = installationFor(write.em);
+  if (!inst) throw notInstalledWrite(name, write.call);
+  if (!write.ctx) {
+    throw new TransactionRequiredError(
+      `${name}: ${write.call} runs outside a transaction, so what ormlock locks for it could not be held until it commits; ` +
+        'run it inside transaction(…) or em.transactional(…).',
+      { entity: name },
+    );
+  }
+  const connection = connectionFor(write.em, write.ctx);
+  await runWithAmbientConnection(inst, connection, async () => {
+    if (declared.aroundCreate) await runHooks(inst, connection, write);
+    if (declared.advisory) await takeKeys(inst, connection, write);
+  });
+}
+
+async function runHooks(inst: Installation, connection: MikroOrmConnection, write: NativeWrite): Promise<void> {
+  const name: string = write.meta.className;
+  const hooks = lockMetadataOf(write.meta.class)!.aroundCreate;
+  const ctx: AroundCreateRunContext = { manager: write.em, queryRunner: connection as any, installation: inst, descriptor: inst.entity(write.meta.class, `@AroundCreate on ${name}`) };
+  for (const row of write.values ?? []) for (const hook of hooks) await hook(row, ctx);
+  write.afterHooks?.();
+}
+
+async function takeKeys(inst: Installation, connection: MikroOrmConnection, write: NativeWrite): Promise<void> {
+  const name: string = write.meta.className;
+  const subject = { label: `@AdvisoryLock on ${name}`, entity: name };
+  const rows = write.kind === 'upsert' ? await upsertedRows(write) : write.values ?? (await currentRows(write));
+  const requests = rows.flatMap((row) =>
+    lockMetadataOf(write.meta.class)!.advisory.map((decl) => ({ key: evaluateAdvisoryKey(decl.key, undefined, [row], subject), options: decl.options as AdvisoryLockOptions })),
+  );
+  if (requests.length) await lockForEntityWrite(inst, connection, requests, subject);
+}
+
+/**
+ * The rows an upsert writes: its values, over the row it updates when that row exists (found by the
+ * primary key the values carry), so that a key column the values leave out comes from the row.
+ */
+async function upsertedRows(write: NativeWrite): Promise<object[]> {
+  const meta = write.meta;
+  const pk: string[] = meta.primaryKeys;
+  const values = (write.values ?? []) as Array<Record<string, unknown>>;
+  const withKey = values.filter((v) => pk.every((p) => v[p] !== undefined && v[p] !== null));
+  if (withKey.length === 0) return values;
+  const where = { $or: withKey.map((v) => Object.fromEntries(pk.map((p) => [p, v[p]]))) };
+  const loaded: Array<Record<string, unknown>> = await runInFrame(childFrame({ readLock: undefined }), () =>
+    write.em.getDriver().find(meta.className, where, { ctx: write.ctx, connectionType: 'write' }),
+  );
+  const id = (r: Record<string, unknown>) => JSON.stringify(pk.map((p) => String(r[p])));
+  const existing = new Map(loaded.map((r) => [id(r), r]));
+  return values.map((v) => {
+    const row = existing.get(id(v));
+    return row ? { ...row, ...Object.fromEntries(Object.entries(v).filter(([, x]) => x !== undefined)) } : v;
+  });
+}
+
+/** The rows an update or delete by primary key writes, as they are now (an update's new values over them). */
+async function currentRows(write: NativeWrite): Promise<object[]> {
+  const meta = write.meta;
+  const keys = primaryKeysOf(meta, write.where);
+  if (!keys) throw advisoryKeyUnknown(meta.className, write.call, whyUnknown(write), INSTEAD);
+  if (keys.length === 0) return [];
+  const pk: string[] = meta.primaryKeys;
+  const where = pk.length === 1 ? { [pk[0]]: { $in: keys.map((k) => k[pk[0]]) } } : { $or: keys };
+  // the key columns of the rows, read without a @Pessimistic method's row lock (the advisory lock comes first, as for a flush)
+  const loaded: object[] = await runInFrame(childFrame({ readLock: undefined }), () =>
+    write.em.getDriver().find(meta.className, where, { ctx: write.ctx, connectionType: 'write' }),
+  );
+  const set = write.set ? Object.fromEntries(Object.entries(write.set).filter(([, v]) => typeof v !== 'function')) : undefined;
+  return loaded.map((row) => (set ? { ...row, ...set } : row));
+}
+
+const INSTEAD = 'em.persist()/em.remove() and flush on the loaded entity, or em.nativeUpdate()/nativeDelete() by primary key';
+
+function whyUnknown(write: NativeWrite): string {
+  if (write.kind === 'delete' && write.where === undefined) return `${write.call} writes every row`;
+  return `its WHERE does not name the rows by primary key, so which rows it writes is known only once it runs`;
+}
+
+/**
+ * The primary keys a WHERE names, as `{ pk: value }` objects: a bare key, an entity, `{ pk: v }`,
+ * `{ pk: { $eq: v } }`, `{ pk: { $in: [...] } }` (single-column keys), other top-level conditions
+ * AND-ed beside them (they only narrow the rows). null when the rows cannot be known this way.
+ */
+export function primaryKeysOf(meta: any, where: unknown): Array<Record<string, unknown>> | null {
+  const pk: string[] = meta.primaryKeys ?? [];
+  if (pk.length === 0) return null;
+  const scalar = (v: unknown) => typeof v === 'string' || typeof v === 'number' || typeof v === 'bigint';
+  if (scalar(where)) return pk.length === 1 ? [{ [pk[0]]: where }] : null;
+  if (where === null || typeof where !== 'object' || Array.isArray(where)) return null;
+  const cond = where as Record<string, unknown>;
+  const values = pk.map((p) => {
+    const v = cond[p];
+    if (scalar(v)) return [v];
+    if (v && typeof v === 'object' && !Array.isArray(v)) {
+      const ops = v as Record<string, unknown>;
+      const only = Object.keys(ops);
+      if (only.length === 1 && scalar(ops.$eq)) return [ops.$eq];
+      if (only.length === 1 && Array.isArray(ops.$in) && ops.$in.every(scalar) && pk.length === 1) return ops.$in;
+    }
+    return null;
+  });
+  if (values.some((v) => v === null)) return null;
+  if (pk.length === 1) return values[0]!.map((v) => ({ [pk[0]]: v }));
+  return [Object.fromEntries(pk.map((p, i) => [p, values[i]![0]]))];
+}
+
+function notInstalledWrite(entity: string, call: string): LockConfigError {
+  return new LockConfigError(
+    `${entity} declares ormlock locks, but ${call} went through a MikroORM instance where ormlock is not installed: call \`await installLocking(orm)\` ` +
+      '(from ormlock/mikro-orm) after MikroORM.init(); its locks are never silently skipped.',
+    { entity },
+  );
+}
+
+const LABEL = 'EntityManager.prototype';
+
+/** `EntityManager.prototype.insert / insertMany / upsert / upsertMany / nativeUpdate / nativeDelete`: see beforeNativeWrite. */
+export function entityManagerWritesPatch(em: object): MikroPatch {
+  const methods = ['insert', 'insertMany', 'upsert', 'upsertMany', 'nativeUpdate', 'nativeDelete'] as const;
+  return {
+    name: `${LABEL}.${methods.join(' / ')} (writes beside a flush)`,
+    probe: () => [
+      ...methods.flatMap((m) => expectMethod(ownerOf(em, m), LABEL, m, ['getContext'])),
+      ...expectMethod(ownerOf(em, 'getTransactionContext'), LABEL, 'getTransactionContext'),
+      ...expectMethod(ownerOf(em, 'getDriver'), LABEL, 'getDriver'),
+    ],
+    apply() {
+      const undo = methods.map((method) =>
+        replaceMethod(ownerOf(em, method)!, method, (base) => async function (this: any, ...args: any[]) {
+          const write = describeCall(this, method, args);
+          if (write) await beforeNativeWrite(write);
+          return base.apply(this, args);
+        }),
+      );
+      return () => undo.reverse().forEach((u) => u());
+    },
+  };
+}
+
+/** What a call of `method` with `args` writes (undefined when its entity declares no write-time lock). */
+function describeCall(self: any, method: string, args: any[]): NativeWrite | undefined {
+  const [first, second, third] = args;
+  const many = method === 'insertMany' || method === 'upsertMany';
+  const valueCall = method === 'insert' || method === 'upsert' || many;
+  // insert(entity) / insert(Entity, data); insertMany([entities]) / insertMany(Entity, [data])
+  const entityName = valueCall && second === undefined ? (many ? first?.[0]?.constructor : first?.constructor) : first;
+  const meta = metaOf(self, entityName);
+  const kind: Kind = method.startsWith('insert') ? 'insert' : method.startsWith('upsert') ? 'upsert' : method === 'nativeUpdate' ? 'update' : 'delete';
+  if (!meta || !declaredOn(meta, kind)) return undefined;
+  const em = self.getContext(false);
+  const base = { call: `em.${method}()`, kind, meta, em, ctx: em.getTransactionContext() };
+  if (valueCall) {
+    const data = second === undefined ? first : second;
+    return { ...base, values: many ? [...(data ?? [])] : [data] };
+  }
+  return method === 'nativeUpdate' ? { ...base, where: second, set: third } : { ...base, where: second };
+}
+
+function metaOf(self: any, entityName: unknown): any {
+  if (!entityName) return undefined;
+  const name = typeof entityName === 'function' ? entityName.name : typeof entityName === 'string' ? entityName : (entityName as any)?.constructor?.name;
+  try {
+    return self.getMetadata().find(name);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * A write of a query builder an EntityManager made (`em.createQueryBuilder(E).update(…).where(…)`,
+ * `.insert(…)`, `.delete(…)`, `.truncate()`), from `QueryBuilder.prototype.execute`: see beforeNativeWrite.
+ */
+export function queryBuilderWrite(qb: any): NativeWrite | undefined {
+  const type: string | undefined = qb.type;
+  const meta = qb.mainAlias?.metadata;
+  const kind: Kind | undefined = type === 'INSERT' ? (qb._onConflict?.length ? 'upsert' : 'insert') : type === 'UPSERT' ? 'upsert' : type === 'UPDATE' ? 'update' : type === 'DELETE' || type === 'TRUNCATE' ? 'delete' : undefined;
+  if (!kind || !qb.em || !declaredOn(meta, kind)) return undefined;
+  const call = `qb.${type === 'TRUNCATE' ? 'truncate' : kind === 'upsert' ? 'insert' : kind}()`;
+  const base = { call, kind, meta, em: qb.em, ctx: qb.context };
+  if (kind === 'insert' || kind === 'upsert') {
+    const rows: Array<Record<string, unknown>> = (Array.isArray(qb._data) ? qb._data : [qb._data]).filter(Boolean);
+    const values = rows.map((row) => byProperty(meta, row));
+    // what @AroundCreate hooks change on a row's properties goes back into the builder's (column-keyed) values
+    return { ...base, values, afterHooks: () => values.forEach((v, i) => writeBack(meta, v, rows[i])) };
+  }
+  if (type === 'TRUNCATE') return { ...base, where: undefined };
+  const alias: string = qb.mainAlias.aliasName;
+  return { ...base, where: byProperty(meta, qb._cond, alias), set: kind === 'update' && qb._data ? byProperty(meta, qb._data) : undefined };
+}
+
+/** A builder's column-keyed object (values, or a processed WHERE whose keys may carry `alias.`) keyed by property name. */
+function byProperty(meta: any, row: unknown, alias?: string): any {
+  if (!row || typeof row !== 'object' || Array.isArray(row)) return row;
+  const names = new Map<string, string>();
+  for (const p of Object.values(meta.properties ?? {}) as any[]) for (const f of p.fieldNames ?? []) if (p.fieldNames.length === 1) names.set(f, p.name);
+  return Object.fromEntries(
+    Object.entries(row).map(([k, v]) => {
+      const bare = alias && k.startsWith(`${alias}.`) ? k.slice(alias.length + 1) : k;
+      return [names.get(bare) ?? bare, v];
+    }),
+  );
+}
+
+/** Copies scalar changes of `values` (by property) back into the column-keyed `row`. */
+function writeBack(meta: any, values: Record<string, unknown>, row: Record<string, unknown>): void {
+  for (const [name, value] of Object.entries(values)) {
+    const prop = meta.properties?.[name];
+    const field: string | undefined = prop?.fieldNames?.length === 1 ? prop.fieldNames[0] : undefined;
+    if (field && (value === null || typeof value !== 'object') && row[field] !== value) row[field] = value;
+  }
+}
