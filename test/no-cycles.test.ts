@@ -20,8 +20,6 @@ const KNOWN: string[][] = [
   ['src/dialects/dialect.ts', 'src/dialects/inspect.ts', 'src/orm/port.ts'],
   // the context's frames hold installations and name the lock scope's type; installations and the lock signal read the context (to break after the merge)
   ['src/context/lock-signal.ts', 'src/context/store.ts', 'src/orm/installations.ts'],
-  // the semaphore names the Redlock's types; the Redlock makes semaphores (types only; with the redlock.ts split)
-  ['src/redis/redlock.ts', 'src/redis/semaphore.ts'],
 ];
 
 function tsFiles(dir: string): string[] {
