@@ -9,10 +9,12 @@
  *   waits for every node's grant (3 permits on 3 nodes need all three, see
  *   src/redis/semaphore.ts), RedlockSemaphore for a majority; so a second pair compares them
  *   with 1 permit, where both wait for 2 of 3;
- * - PostgreSQL and MariaDB: `withSemaphore(name, 3, noop)` (transaction scope) against a
- *   hand-written loop doing the same statements on a QueryRunner: BEGIN, a try-lock of one of 3
- *   slots, the token from the sequence, COMMIT (MariaDB: RELEASE_LOCK after it). A loop
- *   without the token (one statement fewer) shows what the fencing token costs.
+ * - PostgreSQL and MariaDB: `withSemaphore(name, 3, noop)` (transaction scope; BEGIN, one
+ *   statement that tries the slots and draws the token, COMMIT; MariaDB: RELEASE_LOCK after it)
+ *   against the same statements hand-written on a QueryRunner (equal round trips, equal work),
+ *   with its A/A row; and, for scale, against a hand-written per-slot loop (a try-lock per slot,
+ *   then the token: one round trip more) and that loop without the token (equal round trips, no
+ *   fencing).
  * Interleaved rounds (bench/interleaved.ts): each ratio is the median over the rounds of the
  * per-round ops/s ratio with a 95 % interval, and an A/A row (a second instance of the
  * reference against the first) shows the noise floor of the run.
@@ -43,14 +45,13 @@ export interface SemaphoreBenchRow {
   vs?: string;
   /** Median over the rounds of ops/s ÷ that case's ops/s in the same round, with its 95 % interval. */
   ratio?: string;
-  /** A second comparison, at unequal round trips (ormlock's fencing token against a loop without one). */
-  vsAlso?: string;
-  ratioAlso?: string;
+  /** Further comparisons, `case: ratio; …` (for scale: other round trips or no fencing token). */
+  alsoVs?: string;
 }
 
 const PERMITS = 3;
 
-/** The hand-written N-slot loop on one QueryRunner: the statements withSemaphore sends, in the same order (`token: false`: without the token). */
+/** The hand-written N-slot loop on one QueryRunner: a try-lock per slot until one is taken, then the token (`token: false`: without it). */
 function handWritten(ds: DataSource, backend: BackendName, name: string, token: boolean): Op {
   const slots = Array.from({ length: PERMITS }, (_, i) => `${name}#${i}`);
   const trySql = backend === 'postgres' ? 'SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0)) AS got' : 'SELECT GET_LOCK(?, 0) AS got';
@@ -77,7 +78,35 @@ function handWritten(ds: DataSource, backend: BackendName, name: string, token: 
   };
 }
 
-type Cell = Case & { where: string; clients?: Redis[]; also?: string };
+/**
+ * The hand-written equivalent of what withSemaphore sends: BEGIN, ONE statement that takes the
+ * first free of the slots (from a random one) and draws the token, COMMIT (MariaDB: then
+ * RELEASE_LOCK, its GET_LOCK being a session lock).
+ */
+function handOneStatement(ds: DataSource, backend: BackendName, name: string): Op {
+  const ids = Array.from({ length: PERMITS }, (_, i) => `${name}#${i}`);
+  const sql = backend === 'postgres'
+    ? `SELECT s.i AS slot, nextval('"ormlock_fencing_seq"')::text AS token FROM unnest($1::text[]) WITH ORDINALITY AS s(id, i)
+        WHERE pg_try_advisory_xact_lock(hashtextextended(s.id, 0)) LIMIT 1`
+    : `SELECT CASE${ids.map(() => ' WHEN GET_LOCK(?, 0) = 1 THEN ?').join('')} ELSE NULL END AS slot, CAST(NEXTVAL(\`ormlock_fencing_seq\`) AS CHAR) AS token`;
+  return async () => {
+    const first = Math.floor(Math.random() * PERMITS);
+    const order = [...ids.slice(first), ...ids.slice(0, first)];
+    const qr = ds.createQueryRunner();
+    try {
+      await qr.connect();
+      await qr.startTransaction();
+      const [row] = await qr.query(sql, backend === 'postgres' ? [order] : order.flatMap((id, i) => [id, i]));
+      if (row?.slot === null || row?.slot === undefined) throw new Error('hand-written: no slot free');
+      await qr.commitTransaction();
+      if (backend !== 'postgres') await qr.query('SELECT RELEASE_LOCK(?)', [order[Number(row.slot)]]);
+    } finally {
+      await qr.release();
+    }
+  };
+}
+
+type Cell = Case & { where: string; clients?: Redis[]; also?: string[] };
 
 export async function benchSemaphore(opts: { quick: boolean; ops?: number; rounds?: number }): Promise<{ rows: SemaphoreBenchRow[]; notes: string[] }> {
   const rounds = opts.rounds ?? (opts.quick ? 3 : 100);
@@ -142,16 +171,18 @@ export async function benchSemaphore(opts: { quick: boolean; ops?: number; round
       }
       closers.push(db.close);
       const where = backend === 'postgres' ? 'PostgreSQL' : 'MariaDB';
-      const hand = 'hand-written N-slot advisory loop';
-      const bare = 'hand-written loop without the token';
+      const hand = 'hand-written: the same statements';
+      const loop = 'hand-written per-slot loop + token';
+      const bare = 'hand-written per-slot loop, no token';
       const statements = db.statements;
       cells.push(
         {
-          where, nodes: 0, name: 'ormlock withSemaphore(noop)', vs: hand, also: bare, statements,
+          where, nodes: 0, name: 'ormlock withSemaphore(noop)', vs: hand, also: [loop, bare], statements,
           op: () => withSemaphore(`bench-${process.pid}`, PERMITS, async () => undefined, { dataSource: db.ds }),
         },
-        { where, nodes: 0, name: hand, op: handWritten(db.ds, backend, `bench-hand-${process.pid}`, true), statements },
-        { where, nodes: 0, name: `A/A: a 2nd ${hand}`, op: handWritten(db.ds, backend, `bench-hand2-${process.pid}`, true), vs: hand, statements },
+        { where, nodes: 0, name: hand, op: handOneStatement(db.ds, backend, `bench-one-${process.pid}`), statements },
+        { where, nodes: 0, name: `A/A: ${hand}, 2nd`, op: handOneStatement(db.ds, backend, `bench-one2-${process.pid}`), vs: hand, statements },
+        { where, nodes: 0, name: loop, op: handWritten(db.ds, backend, `bench-loop-${process.pid}`, true), statements },
         { where, nodes: 0, name: bare, op: handWritten(db.ds, backend, `bench-bare-${process.pid}`, false), statements },
       );
     }
@@ -170,8 +201,7 @@ export async function benchSemaphore(opts: { quick: boolean; ops?: number; round
       Object.assign(row, { opsPerSec: m.opsPerSec, p50Ms: m.p50Ms, p99Ms: m.p99Ms, cpuUsPerOp: m.cpuUsPerOp });
       const j = find(c.where, c.vs);
       if (j >= 0) Object.assign(row, { vs: c.vs, ratio: formatRatio(roundRatio(m, measured[j])) });
-      const a = find(c.where, c.also);
-      if (a >= 0) Object.assign(row, { vsAlso: c.also, ratioAlso: formatRatio(roundRatio(m, measured[a])) });
+      if (c.also) row.alsoVs = c.also.map((other) => `${other}: ${formatRatio(roundRatio(m, measured[find(c.where, other)]))}`).join('; ');
       rows.push(row);
     }
     notes.push(

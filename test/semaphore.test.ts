@@ -63,6 +63,57 @@ describeEachBackend('withSemaphore / @Semaphore (database)', [], (env) => {
     });
   }
 
+  it('opening its own transaction, one statement tries the slots and draws the token: BEGIN, that statement, COMMIT (MariaDB: and RELEASE_LOCK)', async () => {
+    const sem = name('one-statement');
+    const sent: string[] = [];
+    const original = env.ds.createQueryRunner;
+    env.ds.createQueryRunner = function (this: typeof env.ds, ...args: Parameters<typeof original>) {
+      const qr = original.apply(this, args);
+      const query = qr.query;
+      qr.query = function (this: typeof qr, sql: string, ...rest: unknown[]) {
+        sent.push(sql);
+        return (query as (...a: unknown[]) => Promise<unknown>).call(this, sql, ...rest);
+      } as typeof qr.query;
+      return qr;
+    } as typeof original;
+    const tokens: bigint[] = [];
+    try {
+      for (let i = 0; i < 3; i++) await withSemaphore(sem, 3, (permit) => void tokens.push(permit.token));
+    } finally {
+      env.ds.createQueryRunner = original;
+    }
+    const perCall = env.name === 'postgres' ? 3 : 4;
+    expect(sent, sent.join('\n')).to.have.length(3 * perCall);
+    expect(sent.filter((q) => /pg_try_advisory_xact_lock|GET_LOCK/.test(q) && /nextval|NEXTVAL/.test(q))).to.have.length(3);
+    expect(tokens[1] > tokens[0] && tokens[2] > tokens[1], 'tokens grow').to.equal(true);
+    expect(await slotsHeld(sem, 3), 'no slot held afterwards').to.equal(0);
+  });
+
+  it('the one statement takes the free slot when the others are held, whichever slot it starts at', async () => {
+    const sem = name('first-free');
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    const held: number[] = [];
+    let holding!: () => void;
+    const bothHeld = new Promise<void>((resolve) => (holding = resolve));
+    const holders = [0, 1].map(() =>
+      withSemaphore(sem, 3, async (permit) => {
+        held.push(permit.slot);
+        if (held.length === 2) holding();
+        await released;
+      }),
+    );
+    try {
+      await bothHeld;
+      const slots: number[] = [];
+      for (let i = 0; i < 8; i++) await withSemaphore(sem, 3, (permit) => void slots.push(permit.slot), { timeoutMs: 0 });
+      expect([...new Set(slots)], `held ${held}`).to.deep.equal([[0, 1, 2].find((s) => !held.includes(s))]);
+    } finally {
+      release();
+      await Promise.all(holders);
+    }
+  });
+
   it('timeoutMs: 0 when all permits are held: LockNotAvailableError, or undefined with onTimeout skip; a wait: LockTimeoutError', async () => {
     const sem = name('full');
     let release!: () => void;
