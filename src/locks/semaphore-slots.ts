@@ -38,11 +38,27 @@ export interface SlotPlan {
   readonly token: string;
 }
 
+/** Plans made, per installation and `name#permits` (a name's keys are hashed once, not per call); at most PLANS_KEPT each. */
+const plans = new WeakMap<Installation, Map<string, SlotPlan | null>>();
+const PLANS_KEPT = 1000;
+
 /** The plan, when the dialect can try every slot in one statement; undefined otherwise. */
 export function slotPlan(inst: Installation, name: string, permits: number, subject: AdvisorySubject): SlotPlan | undefined {
+  let known = plans.get(inst);
+  if (!known) plans.set(inst, (known = new Map()));
+  const id = `${permits}#${name}`;
+  let plan = known.get(id);
+  if (plan === undefined) {
+    if (known.size >= PLANS_KEPT) known.clear();
+    known.set(id, (plan = makePlan(inst, name, permits, subject)));
+  }
+  return plan === null ? undefined : { ...plan, subject };
+}
+
+function makePlan(inst: Installation, name: string, permits: number, subject: AdvisorySubject): SlotPlan | null {
   const adv = inst.dialect.advisory;
   const token = inst.dialect.fencing?.nextSequenceExpression?.(DEFAULT_FENCING_TABLE);
-  if (!adv.lockFirstFree || token === undefined) return undefined;
+  if (!adv.lockFirstFree || token === undefined) return null;
   const namespace = inst.settings.namespace;
   const keys = Array.from({ length: permits }, (_, i) => resolveAdvisoryKeys([`semaphore:${name}`, i], namespace, subject)[0]);
   const [display] = resolveAdvisoryKeys(`semaphore:${name}`, namespace, subject);
