@@ -5,6 +5,7 @@
  * `shop:lock:order:42`. The fencing counter of a Redlock lives at `{namespace}:{prefix}` itself
  * (the empty key, never a valid lock key, so it cannot collide with one).
  */
+import { isWellFormed } from '../arguments';
 import { LockConfigError } from '../errors';
 
 /** One key (a non-empty string; numbers and bigints are converted) or several (one lease on all). */
@@ -28,13 +29,6 @@ export function lockRequest(base: string, key: LockKeys, ttlMs: number): Acquire
   if (typeof key === 'string' && key.length > 0 && isWellFormed(key)) return { keys: [key], resources: [base + key], fenceKey: base, ttlMs };
   const keys = normalizeKeys(key);
   return { keys, resources: keys.map((k) => base + k), fenceKey: base, ttlMs };
-}
-
-const hasIsWellFormed = typeof (String.prototype as { isWellFormed?: unknown }).isWellFormed === 'function';
-
-function isWellFormed(s: string): boolean {
-  if (hasIsWellFormed) return (s as unknown as { isWellFormed(): boolean }).isWellFormed();
-  return Buffer.from(s, 'utf8').toString('utf8') === s;
 }
 
 function normalizeKeys(key: LockKeys): string[] {
