@@ -114,6 +114,33 @@ describeEachBackend('withSemaphore / @Semaphore (database)', [], (env) => {
     }
   });
 
+  it('the permit\'s connection killed mid-body: its signal aborts and withSemaphore rejects with LockLostError', async function () {
+    this.timeout(30_000);
+    const sem = name('killed');
+    const pg = env.name === 'postgres';
+    let reportPid!: (pid: number) => void;
+    const pidKnown = new Promise<number>((resolve) => (reportPid = resolve));
+    let aborted = false;
+    const call = withSemaphore(sem, 3, async (permit) => {
+      const [row] = await env.ds.query(pg ? 'SELECT pg_backend_pid() AS pid' : 'SELECT CONNECTION_ID() AS pid');
+      reportPid(Number(row.pid));
+      await new Promise<void>((resolve) => permit.signal.addEventListener('abort', () => resolve(), { once: true }));
+      aborted = permit.signal.aborted;
+    });
+    const rejected = rejection(call); // handled from the start: the call rejects while the killer is still busy
+    const pid = await pidKnown;
+    const killer = env.ds.createQueryRunner();
+    try {
+      await killer.query(pg ? 'SELECT pg_terminate_backend($1)' : `KILL ${pid}`, pg ? [pid] : []);
+    } finally {
+      await killer.release();
+    }
+    const error = await rejected;
+    expect(error?.constructor.name, String(error)).to.equal('LockLostError');
+    expect(aborted, 'the body saw its signal abort').to.equal(true);
+    expect(await slotsHeld(sem, 3), 'no slot held afterwards').to.equal(0);
+  });
+
   it('timeoutMs: 0 when all permits are held: LockNotAvailableError, or undefined with onTimeout skip; a wait: LockTimeoutError', async () => {
     const sem = name('full');
     let release!: () => void;

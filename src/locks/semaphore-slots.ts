@@ -102,7 +102,8 @@ export async function runOnFreeSlot<T>(
         inst.emit({ type: 'acquired', kind: 'advisory', target: key.display, waitedMs: Date.now() - startedAt });
         const body = { inst, connection: qr, lost: (cause: unknown) => lockLostError(subject.label, `semaphore ${JSON.stringify(plan.name)} slot ${slot}`, { key: plan.name, method: subject.method, cause }) };
         const token = BigInt(got.token ?? '0');
-        return { got: true, result: await runLockedBody(body, () => runPermitBody(fn, token, slot)) };
+        // the slot's lock scope is the permit's: its signal aborts when the connection dies, or when the body throws LockLostError
+        return { got: true, result: await runLockedBody(body, (scope) => permitBody(scope, fn, token, slot)) };
       }
       inst.emit({ type: 'not_available', kind: 'advisory', target: plan.display.display, waitedMs: Date.now() - startedAt });
       if (!(await wait())) return { got: false };
@@ -110,17 +111,20 @@ export async function runOnFreeSlot<T>(
   }, { dataSource: inst.port.target });
 }
 
-/** Runs the body as a lock scope of its own (its signal made only when asked for), aborted when the body throws LockLostError. */
+/** Runs the body under `scope` (its signal made only when asked for); a LockLostError the body throws aborts it. */
+async function permitBody<T>(scope: LockScope, fn: (permit: SemaphorePermit) => Promise<T> | T, token: bigint, slot: number): Promise<T> {
+  try {
+    return await fn({ token, slot, get signal() { return scope.signal; } });
+  } catch (error) {
+    if (error instanceof LockLostError) scope.abort(error);
+    throw error;
+  }
+}
+
+/** Runs the body as a lock scope of its own (inside the slot lock's scope, which it joins). */
 export function runPermitBody<T>(fn: (permit: SemaphorePermit) => Promise<T> | T, token: bigint, slot: number): Promise<T> {
   const scope = new LockScope();
-  return runInLockScope(scope, async () => {
-    try {
-      return await fn({ token, slot, get signal() { return scope.signal; } });
-    } catch (error) {
-      if (error instanceof LockLostError) scope.abort(error);
-      throw error;
-    }
-  });
+  return runInLockScope(scope, () => permitBody(scope, fn, token, slot));
 }
 
 /** The token sequence is missing (`createFencingTable` was never run). */
