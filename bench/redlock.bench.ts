@@ -9,14 +9,12 @@
  * Run: npx ts-node --transpile-only bench/redlock.bench.ts [--quick] [--rounds 200] [--ops 20000]
  *      npm run bench -- --only redis            (the same, from bench/run.ts)
  */
-import { performance } from 'perf_hooks';
 import type Redis from 'ioredis';
 import type { DataSource } from 'typeorm';
-import { createFencingTable, installLocking } from '../src';
 import { Redlock } from '../src/redis/redlock';
-import { createDataSource, teardownBackends, type BackendName } from '../test/support/backends';
+import { teardownBackends, type BackendName } from '../test/support/backends';
 import { startRedisNodes } from '../test/support/redis-servers';
-import { medianWithInterval, rng, shuffled } from './harness';
+import { commandsPerOp, fencingDataSource, measureAll, roundRatio, statementsPerOp, type Case, type Op } from './interleaved';
 
 export interface BenchRow {
   nodes: number;
@@ -37,104 +35,6 @@ export interface BenchRow {
   redisCommands?: number;
   /** Database statements per operation (fencing rows). */
   statements?: number;
-}
-
-export type Op = () => Promise<unknown>;
-
-export interface Case {
-  nodes: number;
-  name: string;
-  op: Op;
-  /** Which sesame case this one is compared with. */
-  vs?: string;
-  /** Statements per op, when the case talks to a database. */
-  statements?: () => number;
-}
-
-/**
- * Runs every case in `rounds` interleaved chunks (A B C … A B C …) so that warm-up, other
- * load on the machine and drift hit all libraries alike; per-op latencies are pooled.
- */
-export async function measureAll(cases: Case[], ops: number, rounds: number): Promise<Array<{ opsPerSec: number; p50Ms: number; p99Ms: number; cpuUsPerOp: number; perRound: number[] }>> {
-  for (const c of cases) for (let i = 0; i < 300; i++) await c.op(); // warm-up: script cache, JIT, pools
-  const times = cases.map(() => [] as number[]);
-  const totals = cases.map(() => 0);
-  const cpu = cases.map(() => 0);
-  /** ops/s of each case in each round (for ratios of neighbours in time). */
-  const perRound = cases.map(() => [] as number[]);
-  const chunk = Math.ceil(ops / rounds);
-  const random = rng(20261201);
-  for (let r = 0; r < rounds; r++) {
-    // A new random order each round: no case always runs right after another (what a case leaves
-    // behind, e.g. late replies or garbage, would otherwise always be paid by the same next case).
-    for (const k of shuffled(cases.map((_, k) => k), random)) {
-      const c = cases[k];
-      const cpu0 = process.cpuUsage();
-      const started = performance.now();
-      for (let i = 0; i < chunk; i++) {
-        const t0 = performance.now();
-        await c.op();
-        times[k].push(performance.now() - t0);
-      }
-      const took = performance.now() - started;
-      totals[k] += took;
-      perRound[k].push((chunk / took) * 1000);
-      const used = process.cpuUsage(cpu0);
-      cpu[k] += used.user + used.system;
-    }
-  }
-  return cases.map((_, k) => {
-    const sorted = times[k].sort((a, b) => a - b);
-    const at = (q: number) => sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)];
-    return { opsPerSec: Math.round((sorted.length / totals[k]) * 1000), p50Ms: round(at(0.5)), p99Ms: round(at(0.99)), cpuUsPerOp: Math.round((cpu[k] / sorted.length) * 10) / 10, perRound: perRound[k] };
-  });
-}
-
-function round(ms: number): number {
-  return Math.round(ms * 1000) / 1000;
-}
-
-/** Counts the commands ioredis sends on these clients while `op` runs `n` times. */
-export async function commandsPerOp(clients: Redis[], op: Op, n = 50): Promise<number> {
-  let sent = 0;
-  const originals = clients.map((c) => c.sendCommand);
-  clients.forEach((c, i) => {
-    c.sendCommand = function (this: Redis, ...args: Parameters<Redis['sendCommand']>) {
-      sent++;
-      return originals[i].apply(this, args);
-    } as Redis['sendCommand'];
-  });
-  try {
-    for (let i = 0; i < n; i++) await op();
-    await new Promise((r) => setTimeout(r, 20)); // late releases of the node that did not decide
-  } finally {
-    clients.forEach((c, i) => (c.sendCommand = originals[i]));
-  }
-  return Math.round((sent / n) * 100) / 100;
-}
-
-export async function fencingDataSource(backend: BackendName): Promise<{ ds: DataSource; statements: () => number; close: () => Promise<void> } | undefined> {
-  let count = 0;
-  const logger = {
-    logQuery: () => void count++,
-    logQueryError() {},
-    logQuerySlow() {},
-    logSchemaBuild() {},
-    logMigration() {},
-    log() {},
-  };
-  const ds = await createDataSource(backend, [], { fresh: false, poolSize: 4, logger, logging: true }).catch(() => null);
-  if (!ds) return undefined;
-  const handle = await installLocking(ds);
-  await createFencingTable(ds);
-  return {
-    ds,
-    statements: () => count,
-    close: async () => {
-      handle.uninstall();
-      await ds.destroy();
-    },
-  };
 }
 
 export async function benchRedlock(opts: { quick: boolean; ops?: number; rounds?: number }): Promise<{ rows: BenchRow[]; notes: string[] }> {
@@ -250,12 +150,7 @@ export async function benchRedlock(opts: { quick: boolean; ops?: number; rounds?
     const commands = new Map<string, number>();
     for (const c of counted) commands.set(`${c.nodes}|${c.name}`, await commandsPerOp(c.clients, c.op));
     const statements = new Map<string, number>();
-    for (const c of cases) {
-      if (!c.statements) continue;
-      const before = c.statements();
-      for (let i = 0; i < 50; i++) await c.op();
-      statements.set(`${c.nodes}|${c.name}`, (c.statements() - before) / 50);
-    }
+    for (const c of cases) if (c.statements) statements.set(`${c.nodes}|${c.name}`, await statementsPerOp(c.statements, c.op));
     const rows: BenchRow[] = cases.map((c, k) => {
       const { perRound: _perRound, ...figures } = measured[k];
       return { nodes: c.nodes, case: c.name, ...figures };
@@ -265,10 +160,10 @@ export async function benchRedlock(opts: { quick: boolean; ops?: number; rounds?
       const j = c.vs ? cases.findIndex((x) => x.nodes === c.nodes && x.name === c.vs) : -1;
       if (j >= 0) {
         row.vsSesame = Math.round((row.opsPerSec / rows[j].opsPerSec) * 100) / 100;
-        const ratios = medianWithInterval(measured[k].perRound.map((v, r) => v / measured[j].perRound[r]));
-        row.vsSesameMedian = Math.round(ratios.median * 100) / 100;
-        row.vsSesameLow = Math.round(ratios.low * 100) / 100;
-        row.vsSesameHigh = Math.round(ratios.high * 100) / 100;
+        const ratios = roundRatio(measured[k], measured[j]);
+        row.vsSesameMedian = ratios.median;
+        row.vsSesameLow = ratios.low;
+        row.vsSesameHigh = ratios.high;
       }
       const cmd = commands.get(`${row.nodes}|${row.case}`);
       if (cmd !== undefined) row.redisCommands = cmd;

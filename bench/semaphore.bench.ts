@@ -1,18 +1,23 @@
 /**
  * Counting semaphores (permits 3), uncontended, one operation at a time, so the figures are
- * round-trip latency plus library overhead:
+ * round-trip latency plus library overhead; each comparison is at equal round trips unless it
+ * says otherwise (the round trips of both sides are counted, not assumed):
  * - Redis, 1 node: ormlock's `redlock.semaphore(…).tryAcquire + release` against
- *   redis-semaphore's `Semaphore` (tryAcquire + release, no refresh timer);
+ *   redis-semaphore's `Semaphore` (tryAcquire + release, no refresh timer): one script call
+ *   each way on both sides;
  * - Redis, 3 nodes: against redis-semaphore's `RedlockSemaphore`. Note the quorums: ormlock
  *   waits for every node's grant (3 permits on 3 nodes need all three, see
  *   src/redis/semaphore.ts), RedlockSemaphore for a majority; so a second pair compares them
  *   with 1 permit, where both wait for 2 of 3;
- * - PostgreSQL and MariaDB: `withSemaphore(name, 3, noop)` (transaction scope) against a
- *   hand-written loop doing the same statements on a QueryRunner: BEGIN, a try-lock of one of 3
- *   slots, the token from the sequence, COMMIT (MariaDB: RELEASE_LOCK after it).
- * Each comparison is the median over the rounds of the per-round ops/s ratio with a 95 %
- * interval, and an A/A row (a second instance of the reference against the first) shows the
- * noise floor of the run.
+ * - PostgreSQL and MariaDB: `withSemaphore(name, 3, noop)` (transaction scope; BEGIN, one
+ *   statement that tries the slots and draws the token, COMMIT; MariaDB: RELEASE_LOCK after it)
+ *   against the same statements hand-written on a QueryRunner (equal round trips, equal work),
+ *   with its A/A row; and, for scale, against a hand-written per-slot loop (a try-lock per slot,
+ *   then the token: one round trip more) and that loop without the token (equal round trips, no
+ *   fencing).
+ * Interleaved rounds (bench/interleaved.ts): each ratio is the median over the rounds of the
+ * per-round ops/s ratio with a 95 % interval, and an A/A row (a second instance of the
+ * reference against the first) shows the noise floor of the run.
  *
  * Run: npx ts-node --transpile-only bench/semaphore.bench.ts [--quick] [--rounds 100] [--ops 10000]
  *      npm run bench                (the same, among the extras of bench/run.ts)
@@ -23,27 +28,34 @@ import { withSemaphore } from '../src';
 import { Redlock } from '../src/redis/redlock';
 import { teardownBackends, type BackendName } from '../test/support/backends';
 import { startRedisNodes } from '../test/support/redis-servers';
-import { medianWithInterval } from './harness';
-import { commandsPerOp, fencingDataSource, measureAll, type Case, type Op } from './redlock.bench';
+import { commandsPerOp, fencingDataSource, formatRatio, measureAll, roundRatio, statementsPerOp, type Case, type Op } from './interleaved';
 
 export interface SemaphoreBenchRow {
   where: string;
   case: string;
+  /** Sequential round trips per operation: SQL statements, or Redis commands ÷ nodes (every call goes to every node at once). */
+  roundTripsPerOp?: number;
+  /** Redis commands per operation, summed over the nodes. */
+  redisCmdsPerOp?: number;
   opsPerSec: number;
   p50Ms: number;
   p99Ms: number;
   cpuUsPerOp: number;
-  /** Median over the rounds of ops/s ÷ the reference's ops/s in the same round, with its 95 % interval. */
-  vsRef?: string;
-  redisCmdsPerOp?: number;
-  sqlPerOp?: number;
+  /** The case this row is compared with (same place). */
+  vs?: string;
+  /** Median over the rounds of ops/s ÷ that case's ops/s in the same round, with its 95 % interval. */
+  ratio?: string;
+  /** Further comparisons, `case: ratio; …` (for scale: other round trips or no fencing token). */
+  alsoVs?: string;
 }
 
 const PERMITS = 3;
 
-/** The hand-written N-slot loop on one QueryRunner: the statements withSemaphore sends, in the same order. */
-function handWritten(ds: DataSource, backend: BackendName, name: string): Op {
+/** The hand-written N-slot loop on one QueryRunner: a try-lock per slot until one is taken, then the token (`token: false`: without it). */
+function handWritten(ds: DataSource, backend: BackendName, name: string, token: boolean): Op {
   const slots = Array.from({ length: PERMITS }, (_, i) => `${name}#${i}`);
+  const trySql = backend === 'postgres' ? 'SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0)) AS got' : 'SELECT GET_LOCK(?, 0) AS got';
+  const tokenSql = backend === 'postgres' ? `SELECT nextval('"ormlock_fencing_seq"')::text AS token` : 'SELECT CAST(NEXTVAL(`ormlock_fencing_seq`) AS CHAR) AS token';
   return async () => {
     const qr = ds.createQueryRunner();
     try {
@@ -53,13 +65,11 @@ function handWritten(ds: DataSource, backend: BackendName, name: string): Op {
       let slot: string | undefined;
       for (let k = 0; k < PERMITS && !slot; k++) {
         const candidate = slots[(first + k) % PERMITS];
-        const [row] = backend === 'postgres'
-          ? await qr.query('SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0)) AS got', [candidate])
-          : await qr.query('SELECT GET_LOCK(?, 0) AS got', [candidate]);
+        const [row] = await qr.query(trySql, [candidate]);
         if (row.got === true || Number(row.got) === 1) slot = candidate;
       }
       if (!slot) throw new Error('hand-written: no slot free');
-      await qr.query(backend === 'postgres' ? `SELECT nextval('"ormlock_fencing_seq"')::text AS token` : 'SELECT CAST(NEXTVAL(`ormlock_fencing_seq`) AS CHAR) AS token');
+      if (token) await qr.query(tokenSql);
       await qr.commitTransaction();
       if (backend !== 'postgres') await qr.query('SELECT RELEASE_LOCK(?)', [slot]);
     } finally {
@@ -67,6 +77,36 @@ function handWritten(ds: DataSource, backend: BackendName, name: string): Op {
     }
   };
 }
+
+/**
+ * The hand-written equivalent of what withSemaphore sends: BEGIN, ONE statement that takes the
+ * first free of the slots (from a random one) and draws the token, COMMIT (MariaDB: then
+ * RELEASE_LOCK, its GET_LOCK being a session lock).
+ */
+function handOneStatement(ds: DataSource, backend: BackendName, name: string): Op {
+  const ids = Array.from({ length: PERMITS }, (_, i) => `${name}#${i}`);
+  const sql = backend === 'postgres'
+    ? `SELECT s.i AS slot, nextval('"ormlock_fencing_seq"')::text AS token FROM unnest($1::text[]) WITH ORDINALITY AS s(id, i)
+        WHERE pg_try_advisory_xact_lock(hashtextextended(s.id, 0)) LIMIT 1`
+    : `SELECT CASE${ids.map(() => ' WHEN GET_LOCK(?, 0) = 1 THEN ?').join('')} ELSE NULL END AS slot, CAST(NEXTVAL(\`ormlock_fencing_seq\`) AS CHAR) AS token`;
+  return async () => {
+    const first = Math.floor(Math.random() * PERMITS);
+    const order = [...ids.slice(first), ...ids.slice(0, first)];
+    const qr = ds.createQueryRunner();
+    try {
+      await qr.connect();
+      await qr.startTransaction();
+      const [row] = await qr.query(sql, backend === 'postgres' ? [order] : order.flatMap((id, i) => [id, i]));
+      if (row?.slot === null || row?.slot === undefined) throw new Error('hand-written: no slot free');
+      await qr.commitTransaction();
+      if (backend !== 'postgres') await qr.query('SELECT RELEASE_LOCK(?)', [order[Number(row.slot)]]);
+    } finally {
+      await qr.release();
+    }
+  };
+}
+
+type Cell = Case & { where: string; clients?: Redis[]; also?: string[] };
 
 export async function benchSemaphore(opts: { quick: boolean; ops?: number; rounds?: number }): Promise<{ rows: SemaphoreBenchRow[]; notes: string[] }> {
   const rounds = opts.rounds ?? (opts.quick ? 3 : 100);
@@ -78,7 +118,6 @@ export async function benchSemaphore(opts: { quick: boolean; ops?: number; round
   const nodes = await startRedisNodes((reason) => {
     throw new Error(`semaphore bench needs Redis: ${reason}`);
   });
-  type Cell = Case & { where: string; clients?: Redis[]; statements?: () => number };
   const cells: Cell[] = [];
   const closers: Array<() => Promise<void>> = [];
   try {
@@ -89,53 +128,40 @@ export async function benchSemaphore(opts: { quick: boolean; ops?: number; round
         await nodes.waitReady(clients);
         return clients;
       };
-      const oursClients = await fresh();
-      const ours = new Redlock(oursClients, { prefix: `${prefix}${n}:` }).semaphore('a', PERMITS);
-      const oursOp: Op = async () => {
-        const permit = await ours.tryAcquire(ttl);
-        if (!permit) throw new Error('ormlock: no permit');
-        await permit.release();
+      const ormlock = async (name: string, permits: number) => {
+        const clients = await fresh();
+        const sem = new Redlock(clients, { prefix: `${prefix}${n}:` }).semaphore(name, permits);
+        const op: Op = async () => {
+          const permit = await sem.tryAcquire(ttl);
+          if (!permit) throw new Error('ormlock: no permit');
+          await permit.release();
+        };
+        return { clients, op };
       };
       const ref = n === 1 ? 'redis-semaphore Semaphore' : 'redis-semaphore RedlockSemaphore';
-      const theirs = async (key: string) => {
+      const theirs = async (key: string, permits: number) => {
         const clients = await fresh();
         const options = { lockTimeout: ttl, acquireAttemptsLimit: 1, refreshInterval: 0 };
-        const sem = n === 1 ? new RsSemaphore(clients[0], `${prefix}${key}`, PERMITS, options) : new RedlockSemaphore(clients, `${prefix}${key}`, PERMITS, options);
+        const sem = n === 1 ? new RsSemaphore(clients[0], `${prefix}${key}`, permits, options) : new RedlockSemaphore(clients, `${prefix}${key}`, permits, options);
         const op: Op = async () => {
           if (!(await sem.tryAcquire())) throw new Error(`${ref}: no permit`);
           await sem.release();
         };
         return { clients, op };
       };
-      const first = await theirs(`rs${n}:a`);
-      const second = await theirs(`rs${n}:b`);
+      const refName = `${ref} tryAcquire+release`;
+      cells.push(
+        { where, nodes: n, name: 'ormlock semaphore tryAcquire+release', vs: refName, ...(await ormlock('a', PERMITS)) },
+        { where, nodes: n, name: refName, ...(await theirs(`rs${n}:a`, PERMITS)) },
+        { where, nodes: n, name: `A/A: a 2nd ${ref}`, vs: refName, ...(await theirs(`rs${n}:b`, PERMITS)) },
+      );
       if (n === 3) {
         // the same comparison at an equal quorum (2 of 3): 1 permit, where a majority is enough
-        const one = new Redlock(await fresh(), { prefix: `${prefix}${n}:` }).semaphore('one', 1);
-        const oneOp: Op = async () => {
-          const permit = await one.tryAcquire(ttl);
-          if (!permit) throw new Error('ormlock: no permit');
-          await permit.release();
-        };
-        const theirsOne = new RedlockSemaphore(await fresh(), `${prefix}rs-one`, 1, { lockTimeout: ttl, acquireAttemptsLimit: 1, refreshInterval: 0 });
         cells.push(
-          { where, nodes: n, name: 'ormlock semaphore, 1 permit (quorum 2)', op: oneOp, vs: `${ref}, 1 permit` },
-          {
-            where,
-            nodes: n,
-            name: `${ref}, 1 permit`,
-            op: async () => {
-              if (!(await theirsOne.tryAcquire())) throw new Error(`${ref}: no permit`);
-              await theirsOne.release();
-            },
-          },
+          { where, nodes: n, name: 'ormlock semaphore, 1 permit (quorum 2)', vs: `${ref}, 1 permit`, ...(await ormlock('one', 1)) },
+          { where, nodes: n, name: `${ref}, 1 permit`, ...(await theirs('rs-one', 1)) },
         );
       }
-      cells.push(
-        { where, nodes: n, name: 'ormlock semaphore tryAcquire+release', op: oursOp, vs: `${ref} tryAcquire+release`, clients: oursClients },
-        { where, nodes: n, name: `${ref} tryAcquire+release`, op: first.op, clients: first.clients },
-        { where, nodes: n, name: `A/A: a 2nd ${ref}`, op: second.op, vs: `${ref} tryAcquire+release` },
-      );
     }
     for (const backend of ['postgres', 'mariadb'] as BackendName[]) {
       const db = await fencingDataSource(backend);
@@ -145,33 +171,43 @@ export async function benchSemaphore(opts: { quick: boolean; ops?: number; round
       }
       closers.push(db.close);
       const where = backend === 'postgres' ? 'PostgreSQL' : 'MariaDB';
-      const hand = 'hand-written N-slot advisory loop';
+      const hand = 'hand-written: the same statements';
+      const loop = 'hand-written per-slot loop + token';
+      const bare = 'hand-written per-slot loop, no token';
+      const statements = db.statements;
       cells.push(
-        { where, nodes: 0, name: 'ormlock withSemaphore(noop)', op: () => withSemaphore(`bench-${process.pid}`, PERMITS, async () => undefined, { dataSource: db.ds }), vs: hand, statements: db.statements },
-        { where, nodes: 0, name: hand, op: handWritten(db.ds, backend, `bench-hand-${process.pid}`), statements: db.statements },
-        { where, nodes: 0, name: `A/A: a 2nd ${hand}`, op: handWritten(db.ds, backend, `bench-hand2-${process.pid}`), vs: hand },
+        {
+          where, nodes: 0, name: 'ormlock withSemaphore(noop)', vs: hand, also: [loop, bare], statements,
+          op: () => withSemaphore(`bench-${process.pid}`, PERMITS, async () => undefined, { dataSource: db.ds }),
+        },
+        { where, nodes: 0, name: hand, op: handOneStatement(db.ds, backend, `bench-one-${process.pid}`), statements },
+        { where, nodes: 0, name: `A/A: ${hand}, 2nd`, op: handOneStatement(db.ds, backend, `bench-one2-${process.pid}`), vs: hand, statements },
+        { where, nodes: 0, name: loop, op: handWritten(db.ds, backend, `bench-loop-${process.pid}`, true), statements },
+        { where, nodes: 0, name: bare, op: handWritten(db.ds, backend, `bench-bare-${process.pid}`, false), statements },
       );
     }
 
     const measured = await measureAll(cells, ops, rounds);
+    const find = (where: string, name: string | undefined) => (name ? cells.findIndex((x) => x.where === where && x.name === name) : -1);
     const rows: SemaphoreBenchRow[] = [];
     for (const [k, c] of cells.entries()) {
       const m = measured[k];
-      const row: SemaphoreBenchRow = { where: c.where, case: c.name, opsPerSec: m.opsPerSec, p50Ms: m.p50Ms, p99Ms: m.p99Ms, cpuUsPerOp: m.cpuUsPerOp };
-      const j = c.vs ? cells.findIndex((x) => x.where === c.where && x.name === c.vs) : -1;
-      if (j >= 0) {
-        const r = medianWithInterval(m.perRound.map((v, i) => v / measured[j].perRound[i]));
-        row.vsRef = `${r.median.toFixed(2)}x [${r.low.toFixed(2)}, ${r.high.toFixed(2)}]`;
+      const row = { where: c.where, case: c.name } as SemaphoreBenchRow; // the figures follow the round trips (column order of the table)
+      if (c.clients) {
+        row.redisCmdsPerOp = await commandsPerOp(c.clients, c.op);
+        row.roundTripsPerOp = Math.round((row.redisCmdsPerOp / c.nodes) * 100) / 100;
       }
-      if (c.clients) row.redisCmdsPerOp = await commandsPerOp(c.clients, c.op);
-      if (c.statements) {
-        const before = c.statements();
-        for (let i = 0; i < 50; i++) await c.op();
-        row.sqlPerOp = (c.statements() - before) / 50;
-      }
+      if (c.statements) row.roundTripsPerOp = await statementsPerOp(c.statements, c.op);
+      Object.assign(row, { opsPerSec: m.opsPerSec, p50Ms: m.p50Ms, p99Ms: m.p99Ms, cpuUsPerOp: m.cpuUsPerOp });
+      const j = find(c.where, c.vs);
+      if (j >= 0) Object.assign(row, { vs: c.vs, ratio: formatRatio(roundRatio(m, measured[j])) });
+      if (c.also) row.alsoVs = c.also.map((other) => `${other}: ${formatRatio(roundRatio(m, measured[find(c.where, other)]))}`).join('; ');
       rows.push(row);
     }
-    notes.push(`${rounds} rounds, ${ops} operations per case; vsRef: median of per-round ratios to the reference of the same place, 95 % interval`);
+    notes.push(
+      `${rounds} interleaved rounds, ${ops} operations per case; ratio: median of the per-round ops/s ratios to \`vs\` (same place), 95 % interval; ` +
+        'the A/A row is the noise floor of this run; round trips per op counted on the clients (Redis: commands ÷ nodes)',
+    );
     return { rows, notes };
   } finally {
     for (const close of closers) await close().catch(() => undefined);

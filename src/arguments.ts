@@ -71,3 +71,10 @@ export function checkFunction(caller: string, value: unknown, name: string, deta
     throw new LockConfigError(`${caller}: ${name} must be a function (got ${describeValue(value)})${hint}`, details);
   }
 }
+
+const hasIsWellFormed = typeof (String.prototype as { isWellFormed?: unknown }).isWellFormed === 'function';
+
+/** No lone surrogate (which UTF-8 would turn into U+FFFD, so two different texts would be one): `String.prototype.isWellFormed` where Node has it. */
+export function isWellFormed(s: string): boolean {
+  return hasIsWellFormed ? (s as unknown as { isWellFormed(): boolean }).isWellFormed() : Buffer.from(s, 'utf8').toString('utf8') === s;
+}

@@ -18,8 +18,6 @@ const FOLDERS = ['src', 'decorators'];
 const KNOWN: string[][] = [
   // the dialect names the port's connection; the port names the dialect (types only; after the merge)
   ['src/dialects/dialect.ts', 'src/dialects/inspect.ts', 'src/orm/port.ts'],
-  // the semaphore names the Redlock's types; the Redlock makes semaphores (types only; with the redlock.ts split)
-  ['src/redis/redlock.ts', 'src/redis/semaphore.ts'],
 ];
 
 function tsFiles(dir: string): string[] {

@@ -63,6 +63,84 @@ describeEachBackend('withSemaphore / @Semaphore (database)', [], (env) => {
     });
   }
 
+  it('opening its own transaction, one statement tries the slots and draws the token: BEGIN, that statement, COMMIT (MariaDB: and RELEASE_LOCK)', async () => {
+    const sem = name('one-statement');
+    const sent: string[] = [];
+    const original = env.ds.createQueryRunner;
+    env.ds.createQueryRunner = function (this: typeof env.ds, ...args: Parameters<typeof original>) {
+      const qr = original.apply(this, args);
+      const query = qr.query;
+      qr.query = function (this: typeof qr, sql: string, ...rest: unknown[]) {
+        sent.push(sql);
+        return (query as (...a: unknown[]) => Promise<unknown>).call(this, sql, ...rest);
+      } as typeof qr.query;
+      return qr;
+    } as typeof original;
+    const tokens: bigint[] = [];
+    try {
+      for (let i = 0; i < 3; i++) await withSemaphore(sem, 3, (permit) => void tokens.push(permit.token));
+    } finally {
+      env.ds.createQueryRunner = original;
+    }
+    const perCall = env.name === 'postgres' ? 3 : 4;
+    expect(sent, sent.join('\n')).to.have.length(3 * perCall);
+    expect(sent.filter((q) => /pg_try_advisory_xact_lock|GET_LOCK/.test(q) && /nextval|NEXTVAL/.test(q))).to.have.length(3);
+    expect(tokens[1] > tokens[0] && tokens[2] > tokens[1], 'tokens grow').to.equal(true);
+    expect(await slotsHeld(sem, 3), 'no slot held afterwards').to.equal(0);
+  });
+
+  it('the one statement takes the free slot when the others are held, whichever slot it starts at', async () => {
+    const sem = name('first-free');
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    const held: number[] = [];
+    let holding!: () => void;
+    const bothHeld = new Promise<void>((resolve) => (holding = resolve));
+    const holders = [0, 1].map(() =>
+      withSemaphore(sem, 3, async (permit) => {
+        held.push(permit.slot);
+        if (held.length === 2) holding();
+        await released;
+      }),
+    );
+    try {
+      await bothHeld;
+      const slots: number[] = [];
+      for (let i = 0; i < 8; i++) await withSemaphore(sem, 3, (permit) => void slots.push(permit.slot), { timeoutMs: 0 });
+      expect([...new Set(slots)], `held ${held}`).to.deep.equal([[0, 1, 2].find((s) => !held.includes(s))]);
+    } finally {
+      release();
+      await Promise.all(holders);
+    }
+  });
+
+  it('the permit\'s connection killed mid-body: its signal aborts and withSemaphore rejects with LockLostError', async function () {
+    this.timeout(30_000);
+    const sem = name('killed');
+    const pg = env.name === 'postgres';
+    let reportPid!: (pid: number) => void;
+    const pidKnown = new Promise<number>((resolve) => (reportPid = resolve));
+    let aborted = false;
+    const call = withSemaphore(sem, 3, async (permit) => {
+      const [row] = await env.ds.query(pg ? 'SELECT pg_backend_pid() AS pid' : 'SELECT CONNECTION_ID() AS pid');
+      reportPid(Number(row.pid));
+      await new Promise<void>((resolve) => permit.signal.addEventListener('abort', () => resolve(), { once: true }));
+      aborted = permit.signal.aborted;
+    });
+    const rejected = rejection(call); // handled from the start: the call rejects while the killer is still busy
+    const pid = await pidKnown;
+    const killer = env.ds.createQueryRunner();
+    try {
+      await killer.query(pg ? 'SELECT pg_terminate_backend($1)' : `KILL ${pid}`, pg ? [pid] : []);
+    } finally {
+      await killer.release();
+    }
+    const error = await rejected;
+    expect(error?.constructor.name, String(error)).to.equal('LockLostError');
+    expect(aborted, 'the body saw its signal abort').to.equal(true);
+    expect(await slotsHeld(sem, 3), 'no slot held afterwards').to.equal(0);
+  });
+
   it('timeoutMs: 0 when all permits are held: LockNotAvailableError, or undefined with onTimeout skip; a wait: LockTimeoutError', async () => {
     const sem = name('full');
     let release!: () => void;

@@ -150,6 +150,15 @@ export interface AdvisoryDialect {
   lockForSession(qr: PortConnection, id: string, shared: boolean, timeoutMs: number | undefined, key?: ResolvedAdvisoryKey): Promise<boolean>;
   /** Releases a session lock on `qr`: false when the connection did not hold it; throws when the connection is gone. */
   unlockSession(qr: PortConnection, id: string, shared: boolean): Promise<boolean>;
+  /**
+   * Takes the first free lock of `ids` (tried in that order, none waited for) in ONE statement,
+   * transaction-scoped where `capabilities.transactionAdvisoryLocks`, else a session lock; `token`,
+   * an SQL expression (a sequence's next value), is evaluated in the same statement (PostgreSQL:
+   * only when a lock was taken; MySQL/MariaDB: always). Resolves the index of the lock taken and
+   * the token as text, or null when every lock was held. Errors are the driver's, unconverted.
+   * For counting semaphores (src/locks/semaphore-slots.ts); `key` as for the other locks.
+   */
+  lockFirstFree?(qr: PortConnection, ids: readonly string[], token: string | undefined, key?: ResolvedAdvisoryKey): Promise<{ index: number; token: string | null } | null>;
   /** True when any connection (this one included) holds the lock. */
   isLocked(run: RunQuery, id: string): Promise<boolean>;
   /** True when the error means the connection, and every session lock on it, is gone. */
@@ -186,6 +195,8 @@ export interface FencingDialect {
    * of the token sequence `<table>_seq`, which `createTableSql` creates beside the table.
    */
   nextSequenceSql?(table: string): string;
+  /** The same as an SQL expression (text), to draw a token inside another statement. */
+  nextSequenceExpression?(table: string): string;
   /** The statement that drops the token sequence. */
   dropSequenceSql?(table: string): string;
 }

@@ -109,7 +109,7 @@ function makePlan(inst: Installation, key: unknown, options: AdvisoryLockOptions
  * so is transaction scope where the database has no transaction-scoped advisory locks (it is a
  * session lock released after COMMIT there).
  */
-function refuseSessionLocksUnderPooler(inst: Installation, scope: AdvisoryScope, subject: AdvisorySubject): void {
+export function refuseSessionLocksUnderPooler(inst: Installation, scope: AdvisoryScope, subject: AdvisorySubject): void {
   if (scope === 'session') refuseUnderTransactionPooler(inst, subject, 'session-scope advisory locks');
   else if (!inst.dialect.capabilities.transactionAdvisoryLocks) {
     refuseUnderTransactionPooler(inst, subject, `advisory locks on ${inst.dialect.name} (session locks, released after COMMIT)`, { scopeTransactionHelps: false });

@@ -1,4 +1,4 @@
-import { describeValue, optionsProblems } from '../arguments';
+import { describeValue, isWellFormed, optionsProblems } from '../arguments';
 import { LockConfigError } from '../errors';
 import { advisoryOptionProblems, type AdvisoryScope, type OnAdvisoryTimeout } from './advisory-options';
 
@@ -44,7 +44,7 @@ export function semaphoreOptionProblems(options: unknown): string[] {
 
 /** A semaphore name: a non-empty, well-formed string of at most 512 characters. */
 export function checkSemaphoreName(name: unknown, where: string): string {
-  if (typeof name !== 'string' || name.length === 0 || name.length > MAX_NAME_LENGTH || Buffer.from(name, 'utf8').toString('utf8') !== name) {
+  if (typeof name !== 'string' || name.length === 0 || name.length > MAX_NAME_LENGTH || !isWellFormed(name)) {
     throw new LockConfigError(`${where}: the name must be a non-empty, well-formed string of at most ${MAX_NAME_LENGTH} characters, got ${describeValue(name)}`, { key: name });
   }
   return name;

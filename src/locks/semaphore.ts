@@ -3,22 +3,24 @@
  * at most `permits` bodies of one name at once, across processes.
  *
  * A semaphore of N permits is N advisory locks, its slots (`[namespace] semaphore:<name>#<i>`),
- * taken through the advisory strategy with `timeoutMs: 0` (PostgreSQL
- * `pg_try_advisory_xact_lock`, MySQL/MariaDB `GET_LOCK(name, 0)`), so scopes, pooler rules,
- * lost connections and MySQL's release at transaction end are the advisory locks' own. A caller
- * tries every slot once, starting at a random one; when all are held it sleeps (5 ms doubling
- * to 200 ms, with jitter, never past its deadline) and tries again. So waiters are NOT served
- * in arrival order: a newcomer may take a slot freed while an older waiter sleeps.
+ * held until the transaction ends (transaction scope) or the body ends (session scope). When
+ * `withSemaphore` opens the transaction itself, each try is one statement over all the slots that
+ * also draws the token (semaphore-slots.ts). Otherwise (a caller's transaction, session scope) the
+ * slots are taken through the advisory strategy with `timeoutMs: 0` (PostgreSQL
+ * `pg_try_advisory_xact_lock`, MySQL/MariaDB `GET_LOCK(name, 0)`), one per statement, starting at
+ * a random one, so scopes, pooler rules, lost connections, MySQL's release at transaction end and
+ * the turns of sibling bodies on one connection are the advisory locks' own; the token is then
+ * drawn on the slot's own connection. When all slots are held a caller sleeps (5 ms doubling to
+ * 200 ms, with jitter, never past its deadline) and tries again. So waiters are NOT served in
+ * arrival order: a newcomer may take a slot freed while an older waiter sleeps.
  *
- * Once a slot is held, the permit's fencing token is drawn from the database's token sequence
- * (`<fencing table>_seq`, created by `createFencingTable`; never rolled back, no lock until
- * commit), on the slot's own connection. Every token is distinct, and a grant made after a
- * permit was handed out draws a larger one.
+ * Tokens come from the database's token sequence (`<fencing table>_seq`, created by
+ * `createFencingTable`; never rolled back, no lock until commit). Every token is distinct, and a
+ * grant made after a permit was handed out draws a larger one.
  */
-import { runWithLockSignal } from '../context/lock-signal';
 import { transaction } from '../context/transaction';
 import { checkFunction } from '../arguments';
-import { LockConfigError, LockLostError, LockNotAvailableError, LockTimeoutError } from '../errors';
+import { LockConfigError, LockNotAvailableError, LockTimeoutError } from '../errors';
 import { resolveInstallation, type Installation } from '../orm/installations';
 import { DEFAULT_FENCING_TABLE } from '../redis/fencing';
 import { runWithAdvisoryLock } from './advisory';
@@ -27,6 +29,7 @@ import {
   checkPermits, checkSemaphoreName, semaphoreOptionProblems,
   type SemaphoreOptions, type SemaphorePermit, type SemaphoreSkipOptions,
 } from './semaphore-options';
+import { missingTokenSequence, runOnFreeSlot, runPermitBody, slotPathApplies, slotPlan } from './semaphore-slots';
 
 export type { SemaphoreOptions, SemaphorePermit, SemaphoreSkipOptions } from './semaphore-options';
 
@@ -81,8 +84,18 @@ export async function runWithSemaphore<T>(
   const deadline = timeoutMs === undefined ? Infinity : startedAt + timeoutMs;
   const nextTokenSql = fencing.nextSequenceSql(DEFAULT_FENCING_TABLE);
 
+  // Between tries: 5 ms doubling to 200 ms, with jitter, never past the deadline; false once it passed.
+  let backoff = FIRST_BACKOFF_MS;
+  const wait = async (): Promise<boolean> => {
+    const left = deadline - Date.now();
+    if (left <= 0) return false;
+    await new Promise((resolve) => setTimeout(resolve, Math.min(left, backoff * (0.5 + Math.random()))));
+    backoff = Math.min(MAX_BACKOFF_MS, backoff * 2);
+    return true;
+  };
+
+  // One slot per statement, through the advisory strategy (scopes, siblings of a caller's transaction).
   const waitForPermit = async (): Promise<{ got: boolean; result?: T }> => {
-    let backoff = FIRST_BACKOFF_MS;
     for (;;) {
       const first = Math.floor(Math.random() * permits);
       for (let k = 0; k < permits; k++) {
@@ -95,23 +108,26 @@ export async function runWithSemaphore<T>(
           async (ctx: AdvisoryLockContext) => {
             got = true;
             const token = await drawToken(inst, ctx, nextTokenSql, subject, name);
-            return runBody(fn, token, slot);
+            return runPermitBody(fn, token, slot);
           },
           { scope, timeoutMs: 0, onTimeout: 'skip', dataSource: opts.dataSource },
           subject,
         );
         if (got) return { got, result: result as T };
       }
-      const left = deadline - Date.now();
-      if (left <= 0) return { got: false };
-      await new Promise((resolve) => setTimeout(resolve, Math.min(left, backoff * (0.5 + Math.random()))));
-      backoff = Math.min(MAX_BACKOFF_MS, backoff * 2);
+      if (!(await wait())) return { got: false };
     }
   };
 
+  // Transaction scope in a transaction opened here: every slot tried in one statement (semaphore-slots.ts).
+  const plan = scope === 'transaction' && slotPathApplies(inst, opts.dataSource, subject.label) ? slotPlan(inst, name, permits, subject) : undefined;
   // Transaction scope: every try runs in one transaction (the ambient one, or one opened here),
   // so a slot taken is held until it ends and a failed try costs one statement.
-  const outcome = scope === 'transaction' ? await transaction(waitForPermit, { dataSource: inst.port.target }) : await waitForPermit();
+  const outcome = plan
+    ? await runOnFreeSlot(plan, fn, wait)
+    : scope === 'transaction'
+      ? await transaction(waitForPermit, { dataSource: inst.port.target })
+      : await waitForPermit();
   if (outcome.got) return outcome.result;
   const waitedMs = Date.now() - startedAt;
   if (opts.onTimeout === 'skip') return undefined;
@@ -128,24 +144,7 @@ async function drawToken(inst: Installation, ctx: AdvisoryLockContext, sql: stri
     const rows = await ctx.queryRunner.query(sql);
     return BigInt(rows[0].token);
   } catch (error) {
-    if (inst.dialect.fencing!.isMissingTable(error)) {
-      throw new LockConfigError(
-        `${subject.label}: the token sequence "${DEFAULT_FENCING_TABLE}_seq" does not exist; create it once with \`await createFencingTable(dataSource)\` (or in a migration)`,
-        { key: name, method: subject.method, cause: error },
-      );
-    }
+    if (inst.dialect.fencing!.isMissingTable(error)) throw missingTokenSequence(subject, name, error);
     throw inst.dialect.convertError(error, { key: name, method: subject.method }) ?? error;
-  }
-}
-
-/** Runs the body as a lock scope whose signal aborts when the permit is found lost. */
-async function runBody<T>(fn: (permit: SemaphorePermit) => Promise<T> | T, token: bigint, slot: number): Promise<T> {
-  const controller = new AbortController();
-  try {
-    // the signal the body sees also aborts with an enclosing lock scope's (the slot lock's, where it has one)
-    return await runWithLockSignal(controller.signal, (signal) => fn({ token, signal, slot }));
-  } catch (error) {
-    if (error instanceof LockLostError) controller.abort(error);
-    throw error;
   }
 }

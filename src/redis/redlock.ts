@@ -8,12 +8,10 @@
  * retry, so an acquisition never blocks itself. All keys of a lease are taken on a node by one
  * script, all or nothing.
  *
- * Key layout: a lock key `k` is stored at `{namespace}:{prefix}{k}`: the Redlock's own
- * `namespace` option followed by `:` when it is not empty, then `prefix` (default `lock:`) used
- * verbatim, then the key. Example:
- * namespace `shop`, key `order:42` → `shop:lock:order:42`; no namespace → `lock:order:42`.
- * The fencing counter of a Redlock lives at `{namespace}:{prefix}` itself (the empty key,
- * which is never a valid lock key, so it cannot collide with one).
+ * Key layout: see lock-keys.ts. The parts of a Redlock, one job each: its options and checks
+ * (redlock-options.ts), its nodes (redlock-clients.ts), one round of a script over them
+ * (rounds.ts, with deadlines.ts), quorum voting (quorum.ts), the scripts (scripts.ts), the clock
+ * (clock.ts), the lease object (lease.ts) and `using` (hold-lease.ts); this file puts them together.
  *
  * ## Fencing tokens
  * With `fencing: { dataSource }` the token comes from a counter row in that database (see
@@ -38,95 +36,31 @@
  * (a node restarted without persistence counts as a failure; use `appendonly yes` or restart
  * it only after the longest TTL has passed).
  */
-import { performance } from 'perf_hooks';
 import { checkOptions, describeValue } from '../arguments';
-import type { Redis } from './redis-client';
 import { LockConfigError, LockLostError, LockNotAvailableError } from '../errors';
-import { emitTo, observerOptionProblems, observersOf, type LockEvent, type LockObserver } from '../observe/events';
+import { emitTo, observerOptionProblems, observersOf, type LockEvent } from '../observe/events';
+import { checkClock, driftOf, stillValid } from './clock';
 import { Deadlines } from './deadlines';
-import { DatabaseFencing, type FencingOptions } from './fencing';
+import { DatabaseFencing } from './fencing';
 import { holdLeaseWhile } from './hold-lease';
 import { describeKeys, keyDetail, Lease, LeaseDriver, leaseTarget, type LeaseProtocol } from './lease';
-import { RedisSemaphore, type SemaphoreHost } from './semaphore';
-import { checkLeaseTransaction, runInLeaseTransaction, type LeaseTransactionOptions } from './lease-transaction';
+import { checkLeaseTransaction, runInLeaseTransaction } from './lease-transaction';
 import { leaseValue } from './lease-value';
+import { lockRequest, type AcquireRequest, type LockKeys } from './lock-keys';
+import { isExtended, isMismatch, isTokenGrant, isZeroGrant, majority, sameHighestToken, tokenGrants, type NodeResult } from './quorum';
+import { assertClientsUsable, checkClients, type RedlockClient } from './redlock-clients';
+import {
+  checkNumber, checkRetryOptions, checkTtl, DEFAULTS, EMPTY, retryDelay, sleep,
+  type AcquireOptions, type RedlockOptions, type UsingOptions,
+} from './redlock-options';
 import { count, nodeAddress, runRound, SEND_STATUSES, type NodeCall } from './rounds';
 import { ACQUIRE, ACQUIRE_PLAIN, BUMP, EXTEND, LuaScript, RELEASE } from './scripts';
+import { RedisSemaphore, type SemaphoreHost } from './semaphore';
 
-/** What a Redlock node is: an ioredis client (not a Cluster) of an independent Redis node. */
-export type RedlockClient = Redis;
-
-/** One key (a non-empty string; numbers and bigints are converted) or several (one lease on all). */
-export type LockKey = string | number | bigint;
-export type LockKeys = LockKey | readonly LockKey[];
-
-export interface RedlockOptions {
-  /** Put before every key, followed by `:` (default none): e.g. your application's name. */
-  namespace?: string;
-  /** Prefix of every lock key after the namespace (default `'lock:'`), used verbatim. */
-  prefix?: string;
-  /**
-   * Mint fencing tokens in this database instead of Redis: one counter row per key, strictly
-   * increasing even after every Redis node lost its data. Costs one statement per acquisition.
-   * The DataSource must be installed (`installLocking`) and have the table (`createFencingTable`).
-   */
-  fencing?: FencingOptions;
-  /** Lock events of this Redlock's leases (kind 'lease': acquired, released with heldMs, not_available, lost); errors they throw are ignored. */
-  observers?: readonly LockObserver[];
-  /** Shorthand for one observer. */
-  onLockEvent?: (event: LockEvent) => void;
-  /** Clock drift allowance as a fraction of the TTL (default 0.01); validity = ttl − elapsed − (ttl·driftFactor + 2 ms). */
-  driftFactor?: number;
-  /** Default retries of `acquire`/`using` after the first attempt (default 10). */
-  retryCount?: number;
-  /** Default delay between attempts, ms (default 200). */
-  retryDelayMs?: number;
-  /** Default random ± jitter added to the delay, ms (default 100). */
-  retryJitterMs?: number;
-  /** `using()` extends the lease when this many ms of validity are left (default min(500, validity/2)). */
-  automaticExtensionThresholdMs?: number;
-  /** Per-node timeout of one script call, ms (default ttl/10 clamped to 50…1000). A node slower than this votes against. */
-  nodeTimeoutMs?: number;
-  /**
-   * The monotonic clock (ms) that validity, drift and extensions are measured with (default
-   * `performance.now`). For tests: a reading below an earlier one makes a lease's validity
-   * unknown, so it counts as run out.
-   */
-  clock?: () => number;
-}
-
-export interface AcquireOptions {
-  retryCount?: number;
-  retryDelayMs?: number;
-  retryJitterMs?: number;
-}
-
-export interface UsingOptions extends AcquireOptions, LeaseTransactionOptions {
-  automaticExtensionThresholdMs?: number;
-}
-
-/** What one node answered to one acquisition attempt (in `LockNotAvailableError.details.nodes`). */
-export interface NodeResult {
-  node: number;
-  address: string;
-  /** pending: no answer yet when the attempt was decided (its answer is handled when it comes). */
-  result: 'granted' | 'locked' | 'error' | 'timeout' | 'not_ready' | 'pending';
-  /** granted: the node's fencing counter answer. */
-  token?: string;
-  /** locked: which key was held by another lease. */
-  lockedKey?: string;
-  /** error / not_ready: why. */
-  error?: string;
-}
-
-const DEFAULTS = {
-  prefix: 'lock:',
-  driftFactor: 0.01,
-  retryCount: 10,
-  retryDelayMs: 200,
-  retryJitterMs: 100,
-};
-
+export type { LockKey, LockKeys } from './lock-keys';
+export type { NodeResult } from './quorum';
+export type { RedlockClient } from './redlock-clients';
+export type { AcquireOptions, RedlockOptions, UsingOptions } from './redlock-options';
 
 export class Redlock implements LeaseDriver {
   readonly clients: readonly RedlockClient[];
@@ -158,35 +92,17 @@ export class Redlock implements LeaseDriver {
   private semaphoreHost: SemaphoreHost | undefined;
   /** The per-node timeouts of every round (one timer for all). */
   private readonly deadlines = new Deadlines();
+  /** When an acquisition round is decided (made once): a quorum of grants, or a quorum at the same highest token. */
+  private readonly plainDecided = (answered: Array<NodeCall<number>>): boolean => count(answered, isZeroGrant) >= this.quorum;
+  private readonly tokenDecided = (answered: Array<NodeCall<number>>): boolean => sameHighestToken(answered, this.quorum);
 
   constructor(clients: RedlockClient | readonly RedlockClient[], options: RedlockOptions = {}) {
     checkOptions('new Redlock(clients, options?)', options);
-    const list: RedlockClient[] = Array.isArray(clients) ? [...clients] : clients == null ? [] : [clients as RedlockClient];
-    if (list.length === 0) {
-      throw new LockConfigError('Redlock needs at least one ioredis client (one per independent Redis node)');
-    }
-    const seenClients = new Set<unknown>();
-    list.forEach((client, i) => {
-      const c = client as unknown as Partial<Redis> & { isCluster?: boolean };
-      if (!c || typeof c.evalsha !== 'function' || typeof c.eval !== 'function' || typeof c.status !== 'string') {
-        throw new LockConfigError(`Redlock: clients[${i}] is not an ioredis client`, { node: i });
-      }
-      if (c.isCluster) {
-        throw new LockConfigError(
-          `Redlock: clients[${i}] is an ioredis Cluster; Redlock needs one client per independent node (a cluster is one node to Redlock, and its keys may sit on different shards)`,
-          { node: i },
-        );
-      }
-      if (seenClients.has(client)) {
-        throw new LockConfigError(`Redlock: clients[${i}] is given twice; each node must be a distinct client (a duplicate would vote twice)`, { node: i });
-      }
-      seenClients.add(client);
-    });
-    this.clients = Object.freeze(list);
-    this.assertClientsUsable();
-    this.quorum = Math.floor(list.length / 2) + 1;
+    this.clients = checkClients(clients);
+    assertClientsUsable(this.clients);
+    this.quorum = majority(this.clients.length);
     this.protocol = { extend: EXTEND, release: RELEASE, quorum: this.quorum };
-    this.allNodes = Object.freeze(list.map((_, i) => i));
+    this.allNodes = Object.freeze(this.clients.map((_, i) => i));
 
     const prefix = options.prefix ?? DEFAULTS.prefix;
     if (typeof prefix !== 'string') throw new LockConfigError('Redlock: prefix must be a string');
@@ -213,10 +129,7 @@ export class Redlock implements LeaseDriver {
       checkNumber('nodeTimeoutMs', options.nodeTimeoutMs, (v) => v > 0, 'a positive number of ms');
     }
     this.nodeTimeoutMs = options.nodeTimeoutMs;
-    if (options.clock !== undefined && typeof options.clock !== 'function') {
-      throw new LockConfigError(`Redlock: clock must be a function returning monotonic ms, got ${describeValue(options.clock)}`);
-    }
-    this.clock = options.clock ?? (() => performance.now());
+    this.clock = checkClock(options.clock);
   }
 
   /**
@@ -265,8 +178,7 @@ export class Redlock implements LeaseDriver {
           { key: keyDetail(req.keys), attempts: attempt, nodes, waitedMs, quorum: this.quorum },
         );
       }
-      const jitter = retry.retryJitterMs ? Math.floor((Math.random() * 2 - 1) * retry.retryJitterMs) : 0;
-      await sleep(Math.max(0, retry.retryDelayMs + jitter));
+      await sleep(retryDelay(retry));
     }
   }
 
@@ -306,7 +218,9 @@ export class Redlock implements LeaseDriver {
    */
   semaphore(name: string, permits: number): RedisSemaphore {
     this.semaphoreHost ??= {
-      redlock: this,
+      driver: this,
+      clock: this.clock,
+      automaticExtensionThresholdMs: this.automaticExtensionThresholdMs,
       clients: this.clients,
       deadlines: this.deadlines,
       base: this.base,
@@ -329,8 +243,6 @@ export class Redlock implements LeaseDriver {
     for (;;) {
       const start = lease._now();
       const wallStart = Date.now();
-      const isExtended = (c: NodeCall<number>) => c.outcome === 'ok' && Number(c.reply) === 1;
-      const isMismatch = (c: NodeCall<number>) => c.outcome === 'ok' && Number(c.reply) !== 1;
       const calls = await this.round<number>(this.allNodes, extend, lease.resources, [lease.value, String(ttlMs)], timeoutMs, (answered) => {
         return count(answered, isExtended) >= quorum || count(answered, isMismatch) > this.clients.length - quorum;
       });
@@ -387,20 +299,13 @@ export class Redlock implements LeaseDriver {
   // ---- internals -----------------------------------------------------------------------
 
   private request(key: LockKeys, ttlMs: number): AcquireRequest {
-    this.assertClientsUsable();
+    assertClientsUsable(this.clients);
     checkTtl(ttlMs, this.drift(ttlMs));
-    const base = this.base;
-    // The common case first: one non-empty, well-formed string key.
-    if (typeof key === 'string' && key.length > 0 && isWellFormed(key)) {
-      const resource = base + key;
-      return { keys: [key], resources: [resource], fenceKey: base, ttlMs };
-    }
-    const keys = normalizeKeys(key);
-    return { keys, resources: keys.map((k) => base + k), fenceKey: base, ttlMs };
+    return lockRequest(this.base, key, ttlMs);
   }
 
   private drift(ttlMs: number): number {
-    return Math.round(ttlMs * this.driftFactor) + 2;
+    return driftOf(ttlMs, this.driftFactor);
   }
 
   private timeoutFor(ttlMs: number): number {
@@ -425,10 +330,10 @@ export class Redlock implements LeaseDriver {
     // belongs to a lease that is live or whose release was sent to that node (each client keeps
     // its commands in order, so that release runs after this grant).
     const lateGrants: number[] = [];
-    const isGrant = plain ? isPlainGrant : isFencedGrant;
-    const onLate = (call: NodeCall<AcquireReply>): void => {
+    const isGrant = plain ? isZeroGrant : isTokenGrant;
+    const onLate = (call: NodeCall<number>): void => {
       if (!isGrant(call)) return;
-      if (!plain) this.see(BigInt(call.reply as number));
+      if (!plain) this.see(BigInt(call.reply));
       if (!settled) lateGrants.push(call.node);
       else if (!lease || (lease.state !== 'held' && !lease._releaseSentTo(call.node))) {
         void this.releaseOn([call.node], resources, value, timeoutMs);
@@ -437,27 +342,11 @@ export class Redlock implements LeaseDriver {
     // Decided early once a quorum granted (and, with Redis counters, a quorum answered the same
     // highest token, so no bump is needed); a refusal waits for every node's answer (the error
     // lists them all).
-    const decided = plain
-      ? (answered: Array<NodeCall<AcquireReply>>): boolean => count(answered, isPlainGrant) >= this.quorum
-      : (answered: Array<NodeCall<AcquireReply>>): boolean => {
-          let max = -1n;
-          let atMax = 0;
-          for (const c of answered) {
-            if (!isFencedGrant(c)) continue;
-            const t = BigInt(c.reply as number);
-            if (t > max) {
-              max = t;
-              atMax = 1;
-            } else if (t === max) atMax++;
-          }
-          return atMax >= this.quorum;
-        };
     const calls = plain
-      ? await this.round<AcquireReply>(this.allNodes, ACQUIRE_PLAIN, resources, [value, String(ttlMs)], timeoutMs, decided, onLate)
-      : await this.round<AcquireReply>(this.allNodes, ACQUIRE, [req.fenceKey, ...resources], [value, String(ttlMs), this.seenText], timeoutMs, decided, onLate);
+      ? await this.round<number>(this.allNodes, ACQUIRE_PLAIN, resources, [value, String(ttlMs)], timeoutMs, this.plainDecided, onLate)
+      : await this.round<number>(this.allNodes, ACQUIRE, [req.fenceKey, ...resources], [value, String(ttlMs), this.seenText], timeoutMs, this.tokenDecided, onLate);
 
-    const granted: Array<{ node: number; token: bigint }> = [];
-    for (const c of calls) if (isGrant(c)) granted.push({ node: c.node, token: plain ? 0n : BigInt(c.reply as number) });
+    const { granted, highest } = plain ? { granted: calls.filter(isZeroGrant).map((c) => ({ node: c.node, token: 0n })), highest: 0n } : tokenGrants(calls);
 
     let token = 0n;
     let ok = false;
@@ -472,7 +361,7 @@ export class Redlock implements LeaseDriver {
           failure = error;
         }
       } else {
-        token = granted.reduce((max, g) => (g.token > max ? g.token : max), 0n);
+        token = highest;
         const lagging = granted.filter((g) => g.token < token).map((g) => g.node);
         let confirmed = granted.length - lagging.length;
         if (lagging.length > 0) {
@@ -486,19 +375,13 @@ export class Redlock implements LeaseDriver {
     }
 
     const validity = ttlMs - this.drift(ttlMs);
-    const now = this.clock();
-    if (ok && now >= start && now < start + validity) {
+    if (ok && stillValid(start, validity, this.clock())) {
       lease = new Lease(this, {
         keys: req.keys, resources, fenceKey: req.fenceKey, value, fencingToken: token, ttlMs,
         acquiredAt: wallStart, expiresAt: wallStart + validity, validUntil: start + validity, clock: this.clock,
       });
     } else if (granted.length > 0) {
-      await this.releaseOn(
-        granted.map((g) => g.node),
-        resources,
-        value,
-        timeoutMs,
-      );
+      await this.releaseOn(granted.map((g) => g.node), resources, value, timeoutMs);
     }
     settled = true;
     if (!lease && lateGrants.length > 0) void this.releaseOn(lateGrants, resources, value, timeoutMs);
@@ -557,98 +440,12 @@ export class Redlock implements LeaseDriver {
   private address(node: number): string {
     return nodeAddress(this.clients[node], node);
   }
-
-  /**
-   * A client that was never connected (lazyConnect) is a configuration error. One that was
-   * closed, ended or fails is a node that is down: a failed vote in every round (not_ready or
-   * error), named in the error only when the quorum is not reached.
-   */
-  private assertClientsUsable(): void {
-    this.clients.forEach((client, i) => {
-      if (client.status !== 'wait') return;
-      throw new LockConfigError(
-        `Redlock: clients[${i}] (${this.address(i)}) is not usable: it was created with lazyConnect and never connected: call client.connect() first`,
-        { node: i, status: client.status },
-      );
-    });
-  }
 }
 
 // ---- helpers ---------------------------------------------------------------------------------
-
-interface AcquireRequest {
-  keys: string[];
-  resources: string[];
-  fenceKey: string;
-  ttlMs: number;
-}
-
-/** ACQUIRE (Redis counters): the token (≥ 1) or −(index of the held key); ACQUIRE_PLAIN: 0 or that index. */
-type AcquireReply = number;
-
-type OkCall = { node: number; outcome: 'ok'; reply: AcquireReply };
-const isFencedGrant = (c: NodeCall<AcquireReply>): c is OkCall => c.outcome === 'ok' && Number(c.reply) > 0;
-const isPlainGrant = (c: NodeCall<AcquireReply>): c is OkCall => c.outcome === 'ok' && Number(c.reply) === 0;
-
-/** The default options object: recognised by identity, so the hot path skips re-validating defaults. */
-const EMPTY: UsingOptions = Object.freeze({});
-
-const hasIsWellFormed = typeof (String.prototype as { isWellFormed?: unknown }).isWellFormed === 'function';
-
-function isWellFormed(s: string): boolean {
-  if (hasIsWellFormed) return (s as unknown as { isWellFormed(): boolean }).isWellFormed();
-  return Buffer.from(s, 'utf8').toString('utf8') === s;
-}
-
-function normalizeKeys(key: LockKeys): string[] {
-  const list = Array.isArray(key) ? (key as readonly LockKey[]) : [key as LockKey];
-  if (list.length === 0) throw new LockConfigError('Redlock: no key given (an empty array of keys)');
-  const out: string[] = [];
-  for (const k of list) {
-    if (typeof k === 'number' && !Number.isFinite(k)) throw new LockConfigError(`Redlock: lock key ${k} is not a finite number`, { key: k });
-    if (typeof k !== 'string' && typeof k !== 'number' && typeof k !== 'bigint') {
-      throw new LockConfigError(`Redlock: a lock key must be a string, number or bigint, got ${k === null ? 'null' : typeof k}`, { key: k });
-    }
-    const s = String(k);
-    if (s.length === 0) throw new LockConfigError('Redlock: a lock key must not be empty', { key: k });
-    // A lone surrogate would be sent as U+FFFD, so two different keys would be one lock.
-    if (!isWellFormed(s)) throw new LockConfigError('Redlock: a lock key must be well-formed UTF-16 (it has a lone surrogate)', { key: k });
-    // The same key twice in one lease is the same lock (e.g. a transfer from an account to itself).
-    if (!out.includes(s)) out.push(s);
-  }
-  return out;
-}
-
-function checkTtl(ttlMs: unknown, drift: number): void {
-  if (typeof ttlMs !== 'number' || !Number.isInteger(ttlMs) || ttlMs <= 0) {
-    throw new LockConfigError(`Redlock: ttlMs must be a positive integer number of milliseconds, got ${String(ttlMs)}`, { ttlMs });
-  }
-  if (ttlMs <= drift) {
-    throw new LockConfigError(`Redlock: ttlMs ${ttlMs} leaves no validity after the clock-drift allowance of ${drift} ms`, { ttlMs });
-  }
-}
-
-function checkNumber(name: string, value: unknown, ok: (v: number) => boolean, expected: string): number {
-  if (typeof value !== 'number' || Number.isNaN(value) || !ok(value)) {
-    throw new LockConfigError(`Redlock: ${name} must be ${expected}, got ${String(value)}`, { [name]: value });
-  }
-  return value;
-}
-
-function checkRetryOptions(options: AcquireOptions, defaults: Required<AcquireOptions>): Required<AcquireOptions> {
-  return {
-    retryCount: checkNumber('retryCount', options.retryCount ?? defaults.retryCount, (v) => Number.isInteger(v) && v >= 0, 'a non-negative integer'),
-    retryDelayMs: checkNumber('retryDelayMs', options.retryDelayMs ?? defaults.retryDelayMs, (v) => Number.isFinite(v) && v >= 0, 'a non-negative number of ms'),
-    retryJitterMs: checkNumber('retryJitterMs', options.retryJitterMs ?? defaults.retryJitterMs, (v) => Number.isFinite(v) && v >= 0, 'a non-negative number of ms'),
-  };
-}
 
 function describeNode(n: NodeResult): string {
   const what =
     n.result === 'granted' ? 'granted' : n.result === 'locked' ? `held by another lease${n.lockedKey !== undefined ? ` (${JSON.stringify(n.lockedKey)})` : ''}` : `${n.result}: ${n.error}`;
   return `node ${n.node} ${n.address} ${what}`;
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }

@@ -18,16 +18,15 @@ local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
  * KEYS[1] = holders, KEYS[2] = counter. ARGV[1] = value, ARGV[2] = ttl ms, ARGV[3] = permits,
  * ARGV[4] = highest token the client has seen for this semaphore.
  * Returns the node's token t = max(counter, seen) + 1 (stored, with this permit as its owner)
- * when a place was free (or this value already holds one: a late retry), 0 when full.
+ * when a place was free (or this value already holds one: a late retry, looked up only when the
+ * set is full), 0 when full.
  */
 export const SEM_ACQUIRE = script(
   'semaphore-acquire',
   `${NOW}
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then
-  if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then
-    return 0
-  end
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) and not redis.call('ZSCORE', KEYS[1], ARGV[1]) then
+  return 0
 end
 local ttl = tonumber(ARGV[2])
 redis.call('ZADD', KEYS[1], string.format('%.0f', now + ttl), ARGV[1])

@@ -33,18 +33,24 @@ import type { Redis } from './redis-client';
 import { checkOptions, describeValue } from '../arguments';
 import { LockConfigError, LockNotAvailableError } from '../errors';
 import type { LockEvent } from '../observe/events';
+import { stillValid, type Clock } from './clock';
 import type { Deadlines } from './deadlines';
 import { holdLeaseWhile } from './hold-lease';
-import { Lease, type LeaseProtocol } from './lease';
+import { Lease, type LeaseDriver, type LeaseProtocol } from './lease';
 import { leaseValue } from './lease-value';
-import type { AcquireOptions, NodeResult, Redlock } from './redlock';
+import { isTokenGrant, permitQuorum, sameHighestToken, tokenGrants, type NodeResult } from './quorum';
+import { retryDelay, sleep, type AcquireOptions } from './redlock-options';
 import { count, nodeAddress, runRound, type NodeCall } from './rounds';
 import { checkPermits, checkSemaphoreName } from '../locks/semaphore-options';
 import { SEM_ACQUIRE, SEM_CLAIM, SEM_EXTEND, SEM_RELEASE } from './semaphore-scripts';
 
 /** What a semaphore shares with its Redlock (made by `Redlock.semaphore`). */
 export interface SemaphoreHost {
-  readonly redlock: Redlock;
+  /** Extends and releases the permits (the Redlock). */
+  readonly driver: LeaseDriver;
+  readonly clock: Clock;
+  /** The Redlock's `automaticExtensionThresholdMs` option. */
+  readonly automaticExtensionThresholdMs: number | undefined;
   readonly clients: readonly Redis[];
   readonly deadlines: Deadlines;
   /** `namespace:` + prefix. */
@@ -80,16 +86,21 @@ export class RedisSemaphore {
   /** The KEYS of the acquire script and the permits as sent (made once). */
   private readonly acquireKeys: readonly string[];
   private readonly permitsText: string;
+  /** The KEYS of the release script. */
+  private readonly holdersKeys: readonly string[];
+  /** When an acquisition round is decided: a quorum of nodes answered the same highest token. */
+  private readonly decided = (answered: Array<NodeCall<number>>): boolean => sameHighestToken(answered, this.quorum);
 
   constructor(private readonly host: SemaphoreHost, name: string, permits: number) {
     this.name = checkSemaphoreName(name, 'Redlock.semaphore(name, permits)');
     this.permits = checkPermits(permits, 'Redlock.semaphore(name, permits)', name);
     const n = host.clients.length;
-    this.quorum = Math.min(n, Math.floor((n * permits) / (permits + 1)) + 1);
+    this.quorum = permitQuorum(n, permits);
     this.holders = `${host.base}{semaphore}:${name}`;
     this.counter = `${host.base}{semaphore-fence}:${name}`;
     this.protocol = { extend: SEM_EXTEND, release: SEM_RELEASE, quorum: this.quorum };
     this.acquireKeys = [this.holders, this.counter];
+    this.holdersKeys = [this.holders];
     this.permitsText = String(permits);
     this.allNodes = host.clients.map((_, i) => i);
     let seen = seenTokens.get(host);
@@ -127,8 +138,7 @@ export class RedisSemaphore {
           { key: this.name, permits: this.permits, attempts: attempt, nodes, waitedMs, quorum: this.quorum },
         );
       }
-      const jitter = retry.retryJitterMs ? Math.floor((Math.random() * 2 - 1) * retry.retryJitterMs) : 0;
-      await new Promise((resolve) => setTimeout(resolve, Math.max(0, retry.retryDelayMs + jitter)));
+      await sleep(retryDelay(retry));
     }
   }
 
@@ -143,7 +153,7 @@ export class RedisSemaphore {
     checkOptions('semaphore.using(ttlMs, fn, options?)', options);
     this.host.checkTtl(ttlMs);
     const validity = ttlMs - this.host.drift(ttlMs);
-    const threshold = options.automaticExtensionThresholdMs ?? this.host.redlock.automaticExtensionThresholdMs ?? Math.min(500, Math.floor(validity / 2));
+    const threshold = options.automaticExtensionThresholdMs ?? this.host.automaticExtensionThresholdMs ?? Math.min(500, Math.floor(validity / 2));
     if (typeof threshold !== 'number' || !(threshold > 0 && threshold < validity)) {
       throw new LockConfigError(
         `semaphore.using: automaticExtensionThresholdMs must be a positive number of ms below the permit validity (${validity} ms for a ttl of ${ttlMs} ms), got ${String(threshold)}`,
@@ -170,46 +180,29 @@ export class RedisSemaphore {
     const { host, quorum } = this;
     const value = leaseValue();
     const timeoutMs = host.timeoutFor(ttlMs);
-    const clock = host.redlock.clock;
+    const clock = host.clock;
     const start = clock();
     const wallStart = Date.now();
     let permit: RedisPermit | null = null;
     let settled = false;
     const lateGrants: number[] = [];
-    const release = (nodes: readonly number[]) => runRound<number>(host.clients, host.deadlines, nodes, SEM_RELEASE, [this.holders], [value], timeoutMs);
+    const release = (nodes: readonly number[]) => runRound<number>(host.clients, host.deadlines, nodes, SEM_RELEASE, this.holdersKeys, [value], timeoutMs);
     // A grant that arrives after the attempt was decided is undone unless the permit was
     // handed out (its release, sent later on the same client, runs after it).
     const onLate = (call: NodeCall<number>): void => {
-      if (!isGrant(call)) return;
+      if (!isTokenGrant(call)) return;
       this.see(BigInt(call.reply));
       if (!settled) lateGrants.push(call.node);
       else if (!permit) void release([call.node]);
     };
-    const decided = (answered: Array<NodeCall<number>>): boolean => {
-      let max = 0;
-      let atMax = 0;
-      for (const c of answered) {
-        if (!isGrant(c)) continue;
-        const t = Number(c.reply);
-        if (t > max) {
-          max = t;
-          atMax = 1;
-        } else if (t === max) atMax++;
-      }
-      return atMax >= quorum;
-    };
     const highest = this.seen.get(this.name);
     const seen = highest === undefined ? '0' : highest.toString();
     const calls = await runRound<number>(
-      host.clients, host.deadlines, this.allNodes, SEM_ACQUIRE, this.acquireKeys, [value, String(ttlMs), this.permitsText, seen], timeoutMs, decided, onLate,
+      host.clients, host.deadlines, this.allNodes, SEM_ACQUIRE, this.acquireKeys, [value, String(ttlMs), this.permitsText, seen], timeoutMs, this.decided, onLate,
     );
-    const granted: Array<{ node: number; token: bigint }> = [];
-    for (const c of calls) if (isGrant(c)) granted.push({ node: c.node, token: BigInt(c.reply) });
-
-    let token = 0n;
+    const { granted, highest: token } = tokenGrants(calls);
     let ok = false;
     if (granted.length >= quorum) {
-      for (const g of granted) if (g.token > token) token = g.token;
       const lagging = granted.filter((g) => g.token < token).map((g) => g.node);
       let owned = granted.length - lagging.length;
       if (owned < quorum) {
@@ -220,9 +213,8 @@ export class RedisSemaphore {
       for (const g of granted) this.see(g.token);
     }
     const validity = ttlMs - host.drift(ttlMs);
-    const now = clock();
-    if (ok && now >= start && now < start + validity) {
-      permit = new Lease(host.redlock, {
+    if (ok && stillValid(start, validity, clock())) {
+      permit = new Lease(host.driver, {
         keys: [this.name], resources: [this.holders], fenceKey: this.counter, value, fencingToken: token, ttlMs,
         acquiredAt: wallStart, expiresAt: wallStart + validity, validUntil: start + validity, clock, protocol: this.protocol,
       });
@@ -243,8 +235,6 @@ export class RedisSemaphore {
     };
   }
 }
-
-const isGrant = (c: NodeCall<number>): c is { node: number; outcome: 'ok'; reply: number } => c.outcome === 'ok' && Number(c.reply) > 0;
 
 function describeNode(n: NodeResult): string {
   const what = n.result === 'granted' ? 'granted' : n.result === 'locked' ? 'full' : `${n.result}: ${n.error}`;

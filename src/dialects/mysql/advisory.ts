@@ -40,6 +40,18 @@ export class MysqlAdvisory implements AdvisoryDialect {
     return acquired === 1;
   }
 
+  /** A CASE of `GET_LOCK(id, 0)` in order: MySQL/MariaDB evaluate its branches lazily, so it stops at the first taken (a session lock). */
+  async lockFirstFree(qr: PortConnection, ids: readonly string[], token: string | undefined, key?: ResolvedAdvisoryKey): Promise<{ index: number; token: string | null } | null> {
+    const params: unknown[] = [];
+    let cases = '';
+    ids.forEach((id, i) => {
+      cases += ' WHEN GET_LOCK(?, 0) = 1 THEN ?';
+      params.push(id, i);
+    });
+    const [row] = await qr.query(`${advisoryComment(key)}SELECT CASE${cases} ELSE NULL END AS slot, ${token ?? 'NULL'} AS token`, params);
+    return row?.slot === null || row?.slot === undefined ? null : { index: Number(row.slot), token: row.token === null || row.token === undefined ? null : String(row.token) };
+  }
+
   async unlockSession(qr: PortConnection, id: string): Promise<boolean> {
     const [row] = await qr.query('SELECT RELEASE_LOCK(?) AS released', [id]);
     return row?.released !== null && row?.released !== undefined && Number(row.released) === 1;

@@ -14,7 +14,11 @@ export class MariaDbFencing extends MysqlFencing {
   }
 
   nextSequenceSql(table: string): string {
-    return `SELECT CAST(NEXTVAL(${quote(`${table}_seq`)}) AS CHAR) AS token`;
+    return `SELECT ${this.nextSequenceExpression(table)} AS token`;
+  }
+
+  nextSequenceExpression(table: string): string {
+    return `CAST(NEXTVAL(${quote(`${table}_seq`)}) AS CHAR)`;
   }
 
   /** Also an unknown sequence (ER_UNKNOWN_SEQUENCES, 4091). */

@@ -36,6 +36,21 @@ export class PostgresAdvisory implements AdvisoryDialect {
     return this.lock(qr, id, shared ? 'pg_advisory_lock_shared' : 'pg_advisory_lock', timeoutMs, advisoryComment(key));
   }
 
+  /**
+   * `pg_try_advisory_xact_lock` over the ids in order under LIMIT 1: the scan stops at the first
+   * taken, and only that row draws the token. The ids (signed integers) travel as one text
+   * parameter, split on the server: an array parameter is expanded into a list by some drivers (knex).
+   */
+  async lockFirstFree(qr: PortConnection, ids: readonly string[], token: string | undefined, key?: ResolvedAdvisoryKey): Promise<{ index: number; token: string | null } | null> {
+    const [row] = await qr.query(
+      `${advisoryComment(key)}SELECT s.i AS "index", ${token ?? 'NULL::text'} AS "token"
+         FROM unnest(string_to_array($1, ',')::bigint[]) WITH ORDINALITY AS s(id, i)
+        WHERE pg_try_advisory_xact_lock(s.id) LIMIT 1`,
+      [ids.join(',')],
+    );
+    return row ? { index: Number(row.index) - 1, token: row.token ?? null } : null;
+  }
+
   async unlockSession(qr: PortConnection, id: string, shared: boolean): Promise<boolean> {
     const fn = shared ? 'pg_advisory_unlock_shared' : 'pg_advisory_unlock';
     const [row] = await qr.query(`SELECT ${fn}($1::bigint) AS "released"`, [id]);

@@ -18,7 +18,11 @@ export class PostgresFencing implements FencingDialect {
 
   /** nextval is never rolled back and locks nothing until commit: safe inside any transaction. */
   nextSequenceSql(table: string): string {
-    return `SELECT nextval('${quote(`${table}_seq`)}')::text AS token`;
+    return `SELECT ${this.nextSequenceExpression(table)} AS token`;
+  }
+
+  nextSequenceExpression(table: string): string {
+    return `nextval('${quote(`${table}_seq`)}')::text`;
   }
 
   dropSequenceSql(table: string): string {

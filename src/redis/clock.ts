@@ -1,0 +1,33 @@
+/**
+ * The clocks of leases and permits: validity, drift and extensions are measured on a monotonic
+ * clock (`performance.now()`, or a test's injected one), so a step of the wall clock moves no
+ * validity; the wall clock (`Date.now()`) is only for display (`expiresAt`) and events.
+ */
+import { performance } from 'perf_hooks';
+import { describeValue } from '../arguments';
+import { LockConfigError } from '../errors';
+
+/** Monotonic milliseconds. */
+export type Clock = () => number;
+
+const monotonic: Clock = () => performance.now();
+
+/** The `clock` option checked, or the default monotonic clock. */
+export function checkClock(clock: unknown): Clock {
+  if (clock === undefined) return monotonic;
+  if (typeof clock !== 'function') throw new LockConfigError(`Redlock: clock must be a function returning monotonic ms, got ${describeValue(clock)}`);
+  return clock as Clock;
+}
+
+/** The clock-drift allowance of a TTL: ttl·driftFactor + 2 ms (validity = ttl − elapsed − drift). */
+export function driftOf(ttlMs: number, driftFactor: number): number {
+  return Math.round(ttlMs * driftFactor) + 2;
+}
+
+/**
+ * Whether what was granted at `start` (clock reading) with `validity` ms is still valid at `now`;
+ * a reading below `start` means the clock is not monotonic, so the validity is unknown: no.
+ */
+export function stillValid(start: number, validity: number, now: number): boolean {
+  return now >= start && now < start + validity;
+}
