@@ -4,7 +4,8 @@ import { onNamedConnection, transaction, type TransactionOptions } from '../cont
 import { LockConfigError } from '../errors';
 import { resolveInstallation, type Installation } from '../orm/installations';
 import { checkFunction, checkOptions } from '../arguments';
-import { entityTarget, LOCK_CALL_OPTIONS, lockCallProblems, lockEntity, type LockCallOptions } from './row-lock';
+import type { EntityDescriptor, PortConnection } from '../orm/port';
+import { entityTarget, LOCK_CALL_OPTIONS, lockCallProblems, lockEntity, lockResolved, shownId, type LockCallOptions } from './row-lock';
 import { resolveRowLockSpec, type RowLockOptions } from './row-lock-options';
 
 export type { RowLockOptions, RowLockMode, OnLocked } from './row-lock-options';
@@ -39,26 +40,37 @@ export async function withLock<T extends object, R>(
   options: LockCallOptions & Pick<TransactionOptions, 'isolation'> = {},
 ): Promise<R> {
   checkFunction('withLock(entity, fn, options?)', fn, 'fn');
-  const problems = lockCallProblems(options, [...LOCK_CALL_OPTIONS, 'isolation']);
+  const problems = lockCallProblems(options, WITH_LOCK_OPTIONS);
   if (problems.length) throw new LockConfigError(`withLock(): ${problems.join('; ')}`);
-  const { isolation, ...lockOptions } = options;
   // the entity's own installation: it is where its row lives
-  const { inst } = entityTarget(entity, 'withLock()', options.dataSource);
-  return onNamedConnection(inst, options.dataSource, 'withLock()', () => transaction(async () => {
-    const locked = await lockEntity(entity, { ...lockOptions, dataSource: inst.port.target });
-    return runLockedBody(rowLockBody(inst, 'withLock()', entity), () => fn(locked));
-  }, { isolation, dataSource: inst.port.target }));
+  const { inst, desc } = entityTarget(entity, 'withLock()', options.dataSource);
+  const lockOptions = rowLockOptionsOf(options);
+  const body = () => transaction(async () => {
+    const connection = ambientTx(inst)!.connection;
+    const locked = await lockResolved(inst, desc, connection, entity, lockOptions);
+    return runLockedBody(rowLockBody(inst, desc, connection, entity), () => fn(locked));
+  }, options.isolation === undefined ? { dataSource: inst.port.target } : { isolation: options.isolation, dataSource: inst.port.target });
+  return options.dataSource === undefined ? body() : onNamedConnection(inst, options.dataSource, 'withLock()', body);
 }
 
-/** The lock scope of a body holding `entity`'s row lock in the ambient transaction (its signal, its LockLostError). */
-function rowLockBody(inst: Installation, label: string, entity: object): LockedBody {
-  const desc = inst.entityOf(entity, label);
-  const id = inst.port.idOf(desc, entity);
-  const shown = Object.keys(id).length === 1 ? Object.values(id)[0] : id;
+const WITH_LOCK_OPTIONS = [...LOCK_CALL_OPTIONS, 'isolation'];
+
+/** The row-lock options of a call's options (without dataSource and isolation). */
+function rowLockOptionsOf(options: LockCallOptions & Pick<TransactionOptions, 'isolation'>): RowLockOptions {
+  const { mode, onLocked, timeoutMs } = options;
+  return mode === undefined && onLocked === undefined && timeoutMs === undefined ? NO_OPTIONS : { mode, onLocked, timeoutMs };
+}
+const NO_OPTIONS: RowLockOptions = Object.freeze({});
+
+/** The lock scope of a body holding `entity`'s row lock on `connection` (its signal, its LockLostError). */
+function rowLockBody(inst: Installation, desc: EntityDescriptor, connection: PortConnection, entity: object): LockedBody {
   return {
     inst,
-    connection: ambientTx(inst)!.connection,
-    lost: (cause) => lockLostError(label, `the row lock on ${desc.name} ${JSON.stringify(shown)}`, { entity: desc.name, id: shown, cause }),
+    connection,
+    lost: (cause) => {
+      const shown = shownId(inst.port.idOf(desc, entity));
+      return lockLostError('withLock()', `the row lock on ${desc.name} ${JSON.stringify(shown)}`, { entity: desc.name, id: shown, cause });
+    },
   };
 }
 
