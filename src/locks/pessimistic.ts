@@ -96,21 +96,50 @@ export interface PessimisticMethodOptions extends RowLockOptions {
  */
 export async function withPessimistic<R>(fn: () => Promise<R> | R, options: PessimisticMethodOptions = {}, source = 'withPessimistic()'): Promise<R> {
   checkFunction(source, fn, 'fn', { method: source });
-  checkOptions(source, options, PESSIMISTIC_METHOD_OPTIONS, { method: source });
+  if (!alreadyValid(options)) checkPessimisticOptions(options, source);
   const { entities, dataSource, ...lockOptions } = options;
+  const inst = resolveInstallation(source, { explicit: dataSource });
+  const run = () => transaction(async () => {
+    const scope = { live: true };
+    try {
+      const connection = ambientTx(inst)!.connection;
+      const body: LockedBody = { inst, connection, lost: (cause) => lockLostError(source, 'its row locks', { method: source, cause }) };
+      return await runInFrame(childFrame({ readLock: { options: lockOptions, entities, source, inst, scope } }), () => runLockedBody(body, () => fn()));
+    } finally {
+      scope.live = false;
+    }
+  }, { dataSource: inst.port.target });
+  return dataSource === undefined ? run() : onNamedConnection(inst, dataSource, source, run);
+}
+
+/** Throws LockConfigError (naming `source`) unless `options` are valid options of withPessimistic / @Pessimistic. */
+function checkPessimisticOptions(options: PessimisticMethodOptions, source: string): void {
+  checkOptions(source, options, PESSIMISTIC_METHOD_OPTIONS, { method: source });
+  const { entities, dataSource: _ds, ...lockOptions } = options;
   const { problems } = resolveRowLockSpec(lockOptions);
   if (problems.length) throw new LockConfigError(`${source}: ${problems.join('; ')}`, { method: source });
   if (entities !== undefined && (!Array.isArray(entities) || entities.some((e) => typeof e !== 'function'))) {
     throw new LockConfigError(`${source}: entities must be an array of entity classes`, { method: source });
   }
-  const inst = resolveInstallation(source, { explicit: dataSource });
-  return onNamedConnection(inst, dataSource, source, () => transaction(async () => {
-    const scope = { live: true };
-    try {
-      const body: LockedBody = { inst, connection: ambientTx(inst)!.connection, lost: (cause) => lockLostError(source, 'its row locks', { method: source, cause }) };
-      return await runInFrame(childFrame({ readLock: { options: lockOptions, entities, source, inst, scope } }), () => runLockedBody(body, () => fn()));
-    } finally {
-      scope.live = false;
-    }
-  }, { dataSource: inst.port.target }));
+  if (options !== null && typeof options === 'object') validOptions.set(options, snapshot(options));
+}
+
+/**
+ * Options objects found valid, with what they held then: a decorator passes the same object on
+ * every call, which is checked once (again only when it changed since).
+ */
+const validOptions = new WeakMap<object, readonly unknown[]>();
+
+function snapshot(options: PessimisticMethodOptions): unknown[] {
+  let keys = 0;
+  for (const _ in options) keys++;
+  const entities = options.entities;
+  return [keys, options.mode, options.onLocked, options.timeoutMs, options.dataSource, entities, entities?.length, ...(entities ?? [])];
+}
+
+function alreadyValid(options: PessimisticMethodOptions): boolean {
+  const seen = options !== null && typeof options === 'object' ? validOptions.get(options) : undefined;
+  if (!seen) return false;
+  const now = snapshot(options);
+  return now.length === seen.length && now.every((v, i) => v === seen[i]);
 }

@@ -5,6 +5,7 @@ import { entityManagerTransactionPatch } from './entity-manager';
 import { probeError, type InternalPatch } from './patch';
 import { persistencePatches } from './persistence';
 import { pkReadPatch } from './pk-reads';
+import { versionedLoadPatch } from './versioned-snapshots';
 import { queryBuilderPatches } from './query-builder';
 import { queryRunnerModelPatch } from './query-runner';
 import { repositoryManagerPatch } from './repository';
@@ -32,7 +33,7 @@ export function neededPatches(): InternalPatch[] {
     queryRunnerModelPatch,
     ...(writes ? writePatches : []),
     ...(declared.some((d) => d.advisory.length > 0) ? [updateRowsPatch] : []),
-    ...(versioned ? [...persistencePatches, upsertVersionPatch] : []),
+    ...(versioned ? [...persistencePatches, versionedLoadPatch, upsertVersionPatch] : []),
   ];
 }
 

@@ -1,5 +1,5 @@
 import { EntityManager, SelectQueryBuilder, type EntityMetadata, type QueryRunner } from 'typeorm';
-import { ambientTx } from '../../../context/store';
+import { ambientTx, readLockPolicy } from '../../../context/store';
 import { runLockedRead } from '../../../locks/row-lock';
 import { installationOf } from '../../installations';
 import { dataSourceOf } from '../compat';
@@ -59,6 +59,7 @@ function onlyWhere(options: unknown): unknown {
 
 /** The prepared locked read of `where` (a primary key) when one applies, else undefined (TypeORM's own path). */
 function fastRead(manager: EntityManager, target: unknown, where: unknown): Promise<unknown> | undefined {
+  if (!readLockPolicy()) return undefined; // outside @Pessimistic: TypeORM's own read, untouched
   if (where === null || typeof where !== 'object' || Array.isArray(where) || Object.getPrototypeOf(where) !== Object.prototype) return undefined;
   const qr = manager.queryRunner as QueryRunner | undefined;
   if (!qr) return undefined;
