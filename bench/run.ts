@@ -539,6 +539,8 @@ function printLockPathCells(print: Print, all: BackendRecord[]): void {
 /** A short, readable shape of a statement: its verb and the part that matters for locking. */
 function shape(sql: string): string {
   const s = sql.replace(/\s+/g, ' ').trim();
+  // a locking SELECT that sets and restores its own wait limit (PostgreSQL's bounded read)
+  if (/set_config\('lock_timeout'/.test(s) && /\bFOR (NO KEY )?UPDATE|\bFOR (KEY )?SHARE/i.test(s)) return 'SELECT … FOR UPDATE (lock_timeout set and restored inside)';
   const fn = /\b(pg_advisory_xact_lock_shared|pg_advisory_xact_lock|pg_try_advisory_xact_lock|pg_advisory_lock|pg_advisory_unlock|GET_LOCK|RELEASE_LOCK|set_config|current_setting)\b/i.exec(s);
   if (fn) return `SELECT ${fn[1]}(…)`;
   const verb = (/^\w+(\s+TRANSACTION)?/i.exec(s)?.[0] ?? s.slice(0, 12)).toUpperCase();
