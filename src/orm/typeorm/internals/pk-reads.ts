@@ -1,4 +1,4 @@
-import { EntityManager, SelectQueryBuilder, type EntityMetadata, type QueryRunner } from 'typeorm';
+import { EntityManager, SelectQueryBuilder, type DataSource, type EntityMetadata, type QueryRunner } from 'typeorm';
 import { ambientTx, readLockPolicy } from '../../../context/store';
 import { runLockedRead } from '../../../locks/row-lock';
 import { installationOf } from '../../installations';
@@ -66,8 +66,8 @@ function fastRead(manager: EntityManager, target: unknown, where: unknown): Prom
   const ds = dataSourceOf(manager);
   const inst = installationOf(ds);
   if (!inst || ambientTx(inst)?.connection !== qr || !qr.isTransactionActive) return undefined;
-  if (!ds!.hasMetadata(target as Function)) return undefined;
-  const meta = ds!.getMetadata(target as Function);
+  const meta = metadataOf(ds!, target);
+  if (!meta) return undefined;
   const policy = policyCovering(meta);
   if (!policy) return undefined;
   const keys = pkValues(meta, where as Record<string, unknown>);
@@ -79,6 +79,22 @@ function fastRead(manager: EntityManager, target: unknown, where: unknown): Prom
   if (!plan) return undefined;
   const desc = port.descriptorOf(meta);
   return runLockedRead(inst, qr, desc, read.spec, 'row', () => port.lockedReads.run(plan, qr, keys), undefined, plan.bounded !== undefined);
+}
+
+/** Per DataSource: entity class → its metadata (TypeORM looks it up by a scan on every call). */
+const metadataByClass = new WeakMap<object, WeakMap<Function, EntityMetadata | null>>();
+
+/** The metadata of an entity class (undefined for a name, a schema, or a class the DataSource does not know: TypeORM's path). */
+function metadataOf(ds: DataSource, target: unknown): EntityMetadata | undefined {
+  if (typeof target !== 'function') return undefined;
+  let byClass = metadataByClass.get(ds);
+  if (!byClass) metadataByClass.set(ds, (byClass = new WeakMap()));
+  let meta = byClass.get(target);
+  if (meta === undefined) {
+    meta = ds.hasMetadata(target) ? ds.getMetadata(target) : null;
+    byClass.set(target, meta);
+  }
+  return meta ?? undefined;
 }
 
 /** The key values when `where` names exactly the primary columns with plain values (no operator, no transformer), else undefined. */

@@ -224,6 +224,9 @@ function policySpec(inst: Installation, target: unknown, policy: { options: obje
 
 const policySpecs = new WeakMap<Function, Map<string, { declared: unknown; installed: number | undefined; spec: RowLockSpec }>>();
 
+/** Specs (cached ones are shared) the dialect already accepted for a read without joins. */
+const checkedSpecs = new WeakMap<RowLockSpec, object>();
+
 /**
  * The spec of a read of `meta`'s entity by primary key (no joins) under `policy`, checked against
  * the dialect; undefined when the read must go TypeORM's way (which then refuses or locks it).
@@ -231,7 +234,10 @@ const policySpecs = new WeakMap<Function, Map<string, { declared: unknown; insta
 export function planFor(inst: Installation, meta: { target: unknown }, policy: { options: object; source: string }): { spec: RowLockSpec } | undefined {
   try {
     const spec = policySpec(inst, meta.target, policy);
-    inst.dialect.checkRowLock(spec, String((meta as { name?: string }).name));
+    if (checkedSpecs.get(spec) !== inst.dialect) {
+      inst.dialect.checkRowLock(spec, String((meta as { name?: string }).name));
+      checkedSpecs.set(spec, inst.dialect);
+    }
     return { spec };
   } catch {
     return undefined; // the builder's path throws the same error, worded there
