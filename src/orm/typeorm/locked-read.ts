@@ -1,4 +1,4 @@
-import type { DataSource, EntityMetadata, QueryRunner, SelectQueryBuilder } from 'typeorm';
+import { SelectQueryBuilder, type DataSource, type EntityMetadata, type QueryRunner } from 'typeorm';
 import type { BoundedRowLock } from '../../dialects/dialect';
 import type { RowLockSpec } from '../../locks/row-lock-options';
 import { markLocked } from './internals/query-builder';
@@ -70,8 +70,10 @@ export class LockedReads {
   }
 
   private build(meta: EntityMetadata, spec: RowLockSpec, bounded: BoundedRowLock | undefined): LockedReadPlan | null {
-    const alias = `ormlock_${meta.tableName.replace(/\W/g, '_')}`;
-    const qb = this.dataSource.createQueryBuilder(meta.target, alias);
+    const named = `ormlock_${meta.tableName.replace(/\W/g, '_')}`;
+    const alias = named.length <= 40 ? named : 'ormlock_row'; // short enough for every driver's alias limit
+    // what DataSource.createQueryBuilder(target, alias) builds, bound to no connection (the plan is shared by every call)
+    const qb = new SelectQueryBuilder<any>(this.dataSource).select(alias).from(meta.target, alias);
     if ((qb.expressionMap as { relationLoadStrategy?: string }).relationLoadStrategy === 'query') return null;
     const timeoutMs = spec.onLocked === 'wait' && bounded ? spec.timeoutMs : undefined;
     // a bounded read's "no row" is a row of NULLs: this column tells it from a row
