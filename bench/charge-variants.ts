@@ -262,6 +262,23 @@ export const HAND_LOCKED: VariantSpec = {
   prepare: hand(handLockedCharge),
 };
 
+/**
+ * The A/A control: the same hand-written code as (a), measured as if it were a decorator over
+ * (a). Its "overhead" and CPU share are the bench's noise: a decorator's figure means something
+ * only where it lies outside this one's interval.
+ */
+export const HAND_LOCKED_AA: VariantSpec = {
+  id: 'hand-locked-aa',
+  tag: 'a=',
+  label: 'A/A control: (a) again',
+  entity: BenchUser,
+  kind: 'hand',
+  ref: 'hand-locked',
+  twins: ['hand-locked'],
+  serializes: true,
+  prepare: hand(handLockedCharge),
+};
+
 export const HAND_RAW: VariantSpec = {
   id: 'hand-raw',
   tag: "a'",
@@ -469,6 +486,7 @@ export const TRANSACTIONAL: VariantSpec = {
 /** Everything measured in the ormlock process, in table order. */
 export const ORMLOCK_PROCESS_VARIANTS: VariantSpec[] = [
   HAND_LOCKED,
+  HAND_LOCKED_AA,
   HAND_RAW,
   PESSIMISTIC,
   PESSIMISTIC_TIMEOUT,

@@ -125,6 +125,7 @@ async function main(): Promise<number> {
   printSummary(print, allRecords);
   const budgetFailures = printBudgets(print, allRecords);
   printCpu(print, allRecords);
+  printLockPathCells(print, allRecords);
   printTraces(print, allRecords);
   printExtras(print, extras);
   const allNotes = [...notes, ...children.flatMap((c) => c.notes)];
@@ -328,7 +329,7 @@ function geomean(values: number[]): number {
   return Math.exp(ok.reduce((s, v) => s + Math.log(1 + v), 0) / ok.length) - 1;
 }
 
-const REF_TAG: Record<string, string> = { 'hand-locked': 'a', 'hand-tx': "e'", 'hand-advisory': "c'", 'hand-optimistic': "d'", 'hand-save': 'd0' };
+const REF_TAG: Record<string, string> = { 'hand-locked': 'a', 'hand-locked-aa': 'a=', 'hand-tx': "e'", 'hand-advisory': "c'", 'hand-optimistic': "d'", 'hand-save': 'd0' };
 
 /** Geometric-mean overhead of `v` over variant `refId` (same process) across the cells, and the worst cell. */
 function overheadOver(all: BackendRecord[], backend: BackendName, v: VariantRecord, refId: string | undefined) {
@@ -428,15 +429,45 @@ function printBudgets(print: Print, all: BackendRecord[]): string[] {
   return failures;
 }
 
+/** Two-sided 95 % quantile of Student's t for `df` degrees of freedom (1 … 30; beyond, the normal's). */
+function t95(df: number): number {
+  const table = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.16, 2.145, 2.131, 2.12, 2.11, 2.101, 2.093, 2.086, 2.08, 2.074, 2.069, 2.064, 2.06, 2.056, 2.052, 2.048, 2.045, 2.042];
+  return df >= 1 && df <= 30 ? table[df - 1] : 1.96;
+}
+
+/**
+ * The decorator's own CPU over its twin as a share of the twin's wall time per op, slice by slice
+ * (slice i of both ran next to each other), with the 95 % interval of the mean over the slices.
+ */
+function cpuShare(v: VariantRecord, twin: VariantRecord | undefined): { mean: number; lo: number; hi: number; n: number } | undefined {
+  const a = v.cpu?.slices;
+  const b = twin?.cpu?.slices;
+  if (!a || !b) return undefined;
+  const shares: number[] = [];
+  for (let i = 0; i < Math.min(a.length, b.length); i++) {
+    const x = a[i];
+    const y = b[i];
+    if (x && y && x.ops && y.ops && Number.isFinite(x.cpuUsPerOp) && Number.isFinite(y.cpuUsPerOp)) shares.push((x.cpuUsPerOp - y.cpuUsPerOp) / y.wallUsPerOp);
+  }
+  const n = shares.length;
+  if (n < 2) return undefined;
+  const mean = shares.reduce((sum, x) => sum + x, 0) / n;
+  const sd = Math.sqrt(shares.reduce((sum, x) => sum + (x - mean) ** 2, 0) / (n - 1));
+  const half = (t95(n - 1) * sd) / Math.sqrt(n);
+  return { mean, lo: mean - half, hi: mean + half, n };
+}
+
 function printCpu(print: Print, all: BackendRecord[]): void {
   const withCpu = all.filter((r) => r.variants.some((v) => v.cpu));
   if (!withCpu.length) return;
   print('');
   print('== Client cost per operation, uncontended (1 worker, 1,000 rows, interleaved slices) ==');
   print('   extra = CPU µs/op over the twin (hand-written code doing the same locking; the ref when none);');
-  print('   share = extra ÷ the twin\'s wall time per op: the decorator\'s own overhead with DB noise factored out.');
-  const head = ['db', 'process', 'tag', 'variant', 'ops', 'cpu µs/op', 'wall µs/op', 'vs', 'extra µs', 'share'];
-  const align: Align[] = ['l', 'l', 'l', 'l', 'r', 'r', 'r', 'l', 'r', 'r'];
+  print('   share = extra ÷ the twin\'s wall time per op: the decorator\'s own overhead with DB noise factored out;');
+  print('   95 % CI = interval of the mean share over the slices (paired: slice i of both ran back to back).');
+  print('   a= is the A/A control (the twin against itself): its interval is the noise a decorator\'s must be read against.');
+  const head = ['db', 'process', 'tag', 'variant', 'ops', 'cpu µs/op', 'wall µs/op', 'vs', 'extra µs', 'share', '95 % CI'];
+  const align: Align[] = ['l', 'l', 'l', 'l', 'r', 'r', 'r', 'l', 'r', 'r', 'l'];
   const rows: Row[] = [];
   for (const rec of withCpu) {
     if (rows.length) rows.push('sep');
@@ -444,12 +475,15 @@ function printCpu(print: Print, all: BackendRecord[]): void {
       if (!v.cpu) continue;
       const against = v.twins?.length ? v.twins : v.ref ? [v.ref] : [];
       const compare = (vsId: string | undefined) => {
-        const base = vsId ? rec.variants.find((x) => x.id === vsId)?.cpu : undefined;
+        const twin = vsId ? rec.variants.find((x) => x.id === vsId) : undefined;
+        const base = twin?.cpu;
         const extra = base ? v.cpu!.cpuUsPerOp - base.cpuUsPerOp : NaN;
+        const ci = cpuShare(v, twin);
         return [
           vsId ? REF_TAG[vsId] ?? vsId : '',
           base ? `${extra >= 0 ? '+' : ''}${extra.toFixed(0)}` : '',
           base ? pct(extra / base.wallUsPerOp) : '',
+          ci ? `[${pct(ci.lo)}, ${pct(ci.hi)}]` : '',
         ];
       };
       rows.push([
@@ -468,9 +502,45 @@ function printCpu(print: Print, all: BackendRecord[]): void {
   table(print, head, rows, align);
 }
 
+/**
+ * The cells the lock path is judged on: @Pessimistic against hand-written TypeORM
+ * findOne({ lock }) + update on the 1-worker and the 1,000-row cells (throughput ratio and
+ * statements), @Pessimistic({ timeoutMs })'s statements, @Versioned against the hand-written
+ * version loop on the uncontended cell.
+ */
+function printLockPathCells(print: Print, all: BackendRecord[]): void {
+  print('');
+  print('== Lock path: @Pessimistic vs hand-written findOne({ lock }) + update; @Versioned vs the hand-written version loop ==');
+  print('   × = ops/s ÷ the hand-written ops/s (above 1: faster); stmt = statements per operation (decorator / hand-written).');
+  const head = ['db', 'cell', 'b ÷ a', 'stmt b / a', 'b2 ÷ a', 'stmt b2', "d ÷ d'", "stmt d / d'"];
+  const align: Align[] = ['l', 'l', 'r', 'l', 'r', 'r', 'r', 'l'];
+  const rows: Row[] = [];
+  for (const rec of all.filter((r) => r.process === 'ormlock' && !r.skipped)) {
+    const cellOf = (id: string, distribution: Distribution, workers: number) =>
+      rec.variants.find((v) => v.id === id && v.status === 'ok')?.cells.find((c) => c.distribution === distribution && c.workers === workers);
+    const ratio = (x?: CellRecord, y?: CellRecord) => (x && y && y.opsPerSec ? `${(x.opsPerSec / y.opsPerSec).toFixed(2)}×` : '—');
+    const stmts = (...cells: Array<CellRecord | undefined>) => cells.map((c) => num(c?.stmtPerOp, 2)).join(' / ');
+    if (rows.length) rows.push('sep');
+    for (const distribution of DISTRIBUTIONS) {
+      for (const workers of WORKERS) {
+        if (workers !== 1 && distribution !== 'spread') continue; // the 1-worker cells and the 1,000-row cells
+        const a = cellOf('hand-locked', distribution, workers);
+        const b = cellOf('pessimistic', distribution, workers);
+        const b2 = cellOf('pessimistic-timeout', distribution, workers);
+        const d = cellOf('versioned', distribution, workers);
+        const d1 = cellOf('hand-optimistic', distribution, workers);
+        rows.push([DB_LABEL[rec.backend], `${DIST_LABEL[distribution]}, ${workers} wkr`, ratio(b, a), stmts(b, a), ratio(b2, a), num(b2?.stmtPerOp, 2), ratio(d, d1), stmts(d, d1)]);
+      }
+    }
+  }
+  table(print, head, rows, align);
+}
+
 /** A short, readable shape of a statement: its verb and the part that matters for locking. */
 function shape(sql: string): string {
   const s = sql.replace(/\s+/g, ' ').trim();
+  // a locking SELECT that sets and restores its own wait limit (PostgreSQL's bounded read)
+  if (/set_config\('lock_timeout'/.test(s) && /\bFOR (NO KEY )?UPDATE|\bFOR (KEY )?SHARE/i.test(s)) return 'SELECT … FOR UPDATE (lock_timeout set and restored inside)';
   const fn = /\b(pg_advisory_xact_lock_shared|pg_advisory_xact_lock|pg_try_advisory_xact_lock|pg_advisory_lock|pg_advisory_unlock|GET_LOCK|RELEASE_LOCK|set_config|current_setting)\b/i.exec(s);
   if (fn) return `SELECT ${fn[1]}(…)`;
   const verb = (/^\w+(\s+TRANSACTION)?/i.exec(s)?.[0] ?? s.slice(0, 12)).toUpperCase();

@@ -81,7 +81,14 @@ export interface VariantRecord {
   budget?: BudgetVerdict;
   cells: CellRecord[];
   /** Uncontended client cost (see SuiteConfig.cpuSlices). */
-  cpu?: { ops: number; cpuUsPerOp: number; wallUsPerOp: number };
+  cpu?: { ops: number; cpuUsPerOp: number; wallUsPerOp: number; slices?: CpuSlice[] };
+}
+
+/** One interleaved slice of the CPU probe (slice i of every variant ran close in time: pair them). */
+export interface CpuSlice {
+  ops: number;
+  cpuUsPerOp: number;
+  wallUsPerOp: number;
 }
 
 export interface BackendRecord {
@@ -260,7 +267,7 @@ export async function benchBackend(
 
     if (config.cpuSlices > 0 && live.length) {
       say(`[bench] ${backend}: client CPU per operation (1 worker, ${config.cpuSlices} × ${config.cpuSliceMs} ms per variant)`);
-      const acc = new Map(live.map(({ spec }) => [spec.id, { ops: 0, cpuMs: 0, wallMs: 0 }]));
+      const acc = new Map(live.map(({ spec }) => [spec.id, { ops: 0, cpuMs: 0, wallMs: 0, slices: [] as CpuSlice[] }]));
       for (let slice = 0; slice < config.cpuSlices; slice++) {
         const order = live.map((_, i) => live[(i + slice) % live.length]);
         for (const { spec, prepared } of order) {
@@ -270,11 +277,12 @@ export async function benchBackend(
           a.ops += r.ops;
           a.cpuMs += r.cpuMs;
           a.wallMs += r.elapsedMs;
+          a.slices[slice] = { ops: r.ops, cpuUsPerOp: r.ops ? (r.cpuMs * 1000) / r.ops : NaN, wallUsPerOp: r.ops ? (r.elapsedMs * 1000) / r.ops : NaN };
         }
       }
       for (const { spec, rec } of live) {
         const a = acc.get(spec.id)!;
-        rec.cpu = { ops: a.ops, cpuUsPerOp: a.ops ? (a.cpuMs * 1000) / a.ops : NaN, wallUsPerOp: a.ops ? (a.wallMs * 1000) / a.ops : NaN };
+        rec.cpu = { ops: a.ops, cpuUsPerOp: a.ops ? (a.cpuMs * 1000) / a.ops : NaN, wallUsPerOp: a.ops ? (a.wallMs * 1000) / a.ops : NaN, slices: a.slices };
       }
     }
 

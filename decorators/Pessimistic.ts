@@ -30,10 +30,11 @@ export function Pessimistic(options: PessimisticMethodOptions = {}): ClassOrMeth
       declare(target, (rec) => (rec.pessimistic = policy));
       return;
     }
-    return wrapAsyncMethod('Pessimistic', target, propertyKey, descriptor!, (original, methodName) =>
-      async function (this: unknown, ...args: unknown[]) {
-        return withPessimistic(() => original.apply(this, args), withDataSourceOf(options, this, methodName, 'Pessimistic'), `@Pessimistic ${methodName}`);
-      },
-    );
+    return wrapAsyncMethod('Pessimistic', target, propertyKey, descriptor!, (original, methodName) => {
+      const source = `@Pessimistic ${methodName}`;
+      return async function (this: unknown, ...args: unknown[]) {
+        return withPessimistic(() => original.apply(this, args), withDataSourceOf(options, this, methodName, 'Pessimistic'), source);
+      };
+    });
   }) as ClassOrMethodDecorator;
 }

@@ -178,10 +178,65 @@ describeEachBackend('row locks', [BillUser, BillOrder, BillJob], (env) => {
     expect(extra[0]).to.match(/FOR UPDATE/);
   });
 
-  it('round trips: a wait limit is free where the lock clause carries it (MariaDB WAIT n), one SET otherwise, and never a restore', async () => {
+  it('round trips: a wait limit adds no statement (MariaDB: WAIT n in the lock clause; PostgreSQL: set and restored inside the locking SELECT)', async () => {
     const { unlocked, locked } = await statementsUnlockedAndLocked({ timeoutMs: 500 });
-    const setStatement = env.handle.dialect.capabilities.lockWaitClause ? 0 : 1;
-    expect(locked.length, locked.join('\n')).to.equal(unlocked.length + 1 + setStatement);
+    expect(locked.length, locked.join('\n')).to.equal(unlocked.length + 1);
+  });
+
+  /** The wait limit of row locks in force on the ambient connection now, as the database has it. */
+  async function waitLimitNow(): Promise<string> {
+    const sql = env.name === 'postgres' ? `SELECT current_setting('lock_timeout') AS v` : 'SELECT @@SESSION.innodb_lock_wait_timeout AS v';
+    return String((await env.ds.query(sql))[0].v);
+  }
+
+  it('a wait limit lasts for its lock only: the setting is back right after, by lock(), withLock and a @Pessimistic read through the query builder', async () => {
+    const users = env.ds.getRepository(BillUser);
+    const orders = env.ds.getRepository(BillOrder);
+    const user = await users.save(users.create({ credits: 3 }));
+    await orders.save(orders.create({ userId: user.id, user, price: 1 }));
+    await transaction(async () => {
+      const before = await waitLimitNow();
+      await lock(users.create({ id: user.id }), { timeoutMs: 2500 });
+      expect(await waitLimitNow(), 'after lock()').to.equal(before);
+      await withLock(user, async () => {
+        expect(await waitLimitNow(), 'inside withLock').to.equal(before);
+      }, { timeoutMs: 3500 });
+      // a read the query builder issues (relations: the fast path falls back): the limit is set around it, then restored
+      await withPessimistic(() => orders.find({ where: { userId: user.id } }), { timeoutMs: 4500 });
+      expect(await waitLimitNow(), 'after a @Pessimistic read').to.equal(before);
+    });
+  });
+
+  it("after a lock with a wait limit, the user's own later statement in the transaction waits as long as it needs (control: the limit, left in force, would cut it)", async () => {
+    const users = env.ds.getRepository(BillUser);
+    const a = await users.save(users.create({ credits: 1 }));
+    const b = await users.save(users.create({ credits: 2 }));
+    const holder = await holdLock(b);
+    const releaseLater = sleep(1500).then(() => holder.release());
+    try {
+      await transaction(async () => {
+        await lock(users.create({ id: a.id }), { timeoutMs: 300 });
+        const started = Date.now();
+        await users.update({ id: b.id }, { credits: 20 }); // a plain UPDATE of the held row: no limit of ormlock's
+        expect(Date.now() - started).to.be.at.least(1000);
+      });
+    } finally {
+      await releaseLater;
+    }
+    expect((await users.findOneByOrFail({ id: b.id })).credits).to.equal(20);
+    // control: the same limit left in force by hand cuts the same statement short
+    if (env.name === 'postgres') {
+      const again = await holdLock(b);
+      try {
+        const err = await transaction(async () => {
+          await env.ds.query(`SELECT set_config('lock_timeout', '300ms', true)`);
+          await users.update({ id: b.id }, { credits: 21 });
+        }).then(() => null, (e) => e);
+        expect(err, 'a limit left in force cuts the later statement').to.be.instanceOf(Error);
+      } finally {
+        await again.release();
+      }
+    }
   });
 
   it('after a lock with a wait limit, a later lock without one in the same transaction waits as long as needed', async () => {

@@ -43,12 +43,18 @@ function wellFormed(text: string): string {
 /** The comment (with a trailing space) to put before an advisory lock statement. */
 export function advisoryComment(key: { display: string; namespace: string } | undefined): string {
   if (!key) return '';
+  const cached = comments.get(key);
+  if (cached !== undefined) return cached;
   const k = encode(key.display, MAX_VALUE);
   let text = `${PREFIX}key=${k.value}`;
   if (key.namespace) text += ` ns=${encode(key.namespace, 64).value}`;
   if (k.cut) text += ' cut=1';
-  return `${text} */ `;
+  const comment = `${text} */ `;
+  if (Object.isFrozen(key)) comments.set(key, comment); // resolved keys are frozen (and cached): one encoding per key
+  return comment;
 }
+
+const comments = new WeakMap<object, string>();
 
 /** Reads the comment back from a statement's text (pg_stat_activity.query, PROCESSLIST.INFO). */
 export function parseAdvisoryComment(sql: string | null | undefined): AdvisoryComment | undefined {

@@ -46,6 +46,18 @@ export interface DialectCapabilities {
   defaultIsolation: 'READ UNCOMMITTED' | 'READ COMMITTED' | 'REPEATABLE READ' | 'SERIALIZABLE';
 }
 
+/**
+ * A locking SELECT that bounds its own wait: `wrap(sql, n)` takes a SELECT with `n` positional
+ * parameters and returns one statement with one more (`value(timeoutMs)`, last) that sets the
+ * limit, runs the SELECT and restores the limit in force before it. Its rows are the SELECT's
+ * columns (plus ormlock's own, to be ignored); when the SELECT finds no row, one row whose
+ * columns are all NULL.
+ */
+export interface BoundedRowLock {
+  wrap(sql: string, parameterCount: number): string;
+  value(timeoutMs: number): unknown;
+}
+
 /** Context an error converter may use to choose the right LockError subclass and fill it in. */
 export interface ErrorContext {
   entity?: string;
@@ -75,11 +87,17 @@ export interface LockDialect {
   rowLockClause(spec: RowLockSpec, mainAlias: string, hasJoins: boolean): string;
   /**
    * Runs `work` (the locking SELECT) so that it waits at most `timeoutMs` for row locks, with
-   * as few extra statements as the database allows. `memo` lives as long as the transaction on
-   * `queryRunner`: with it, a limit may stay set for the rest of the transaction (and is reset
-   * only when a later lock wants another one); without it, the previous limit is restored at once.
+   * as few extra statements as the database allows. The limit lasts for this call only: a later
+   * statement on the connection is not limited by it. `memo` is no longer used (kept for adapters
+   * that pass it).
    */
   withRowLockTimeout<T>(queryRunner: PortConnection, timeoutMs: number | undefined, work: () => Promise<T>, memo?: Map<string, unknown>): Promise<T>;
+  /**
+   * Where the wait limit can ride in the locking SELECT itself, set before its row lock and put
+   * back after it (PostgreSQL's `set_config` in the same statement): the wrapping. Absent where
+   * the lock clause carries the limit (`capabilities.lockWaitClause`) or nothing can.
+   */
+  readonly boundedRowLock?: BoundedRowLock;
   /** Converts a driver error into a LockError, or returns undefined if it is not one of ours. */
   convertError(error: unknown, ctx?: ErrorContext): LockError | undefined;
   /** True for a unique-constraint violation (PG 23505, MySQL 1062). */

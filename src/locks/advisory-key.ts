@@ -109,17 +109,31 @@ export function describeKey(key: unknown): string {
 
 /** Validates `key` and computes its canonical text and 64-bit hash under `namespace`. */
 export function resolveAdvisoryKey(key: unknown, namespace: string, subject: KeySubject): ResolvedAdvisoryKey {
+  const type = typeof key;
+  // a scalar key resolves the same way every time: its hash is computed once (a bounded cache)
+  const cacheKey = type === 'string' || type === 'number' || type === 'bigint' ? `${type[0]}${namespace}\u0000${String(key)}` : undefined;
+  const cached = cacheKey === undefined ? undefined : resolvedScalars.get(cacheKey);
+  if (cached) return cached;
   const canonical = canonicalAdvisoryKey(key, subject);
   const digest = createHash('sha256').update(`${HASH_PREFIX}\u0000${namespace}\u0000${canonical}`, 'utf8').digest();
-  return {
+  const resolved: ResolvedAdvisoryKey = Object.freeze({
     key: key as AdvisoryKeyValue,
     namespace,
     canonical,
     display: typeof key === 'string' ? key : canonical,
     int64: digest.readBigInt64BE(0),
     hex: digest.subarray(0, 8).toString('hex'),
-  };
+  });
+  if (cacheKey !== undefined) {
+    if (resolvedScalars.size >= MAX_CACHED_KEYS) resolvedScalars.clear();
+    resolvedScalars.set(cacheKey, resolved);
+  }
+  return resolved;
 }
+
+/** Scalar keys resolved so far (type letter, namespace, NUL, the key's text), at most MAX_CACHED_KEYS. */
+const resolvedScalars = new Map<string, ResolvedAdvisoryKey>();
+const MAX_CACHED_KEYS = 4096;
 
 /** The keys of a key or key set, each resolved; a set must not be empty. */
 export function resolveAdvisoryKeys(key: unknown, namespace: string, subject: KeySubject): ResolvedAdvisoryKey[] {

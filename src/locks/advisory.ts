@@ -10,7 +10,7 @@ import {
 import { resolveInstallation, type Installation } from '../orm/installations';
 import { inSavepoint } from './savepoint';
 import {
-  dueStandIns, forgetLock, heldHere, knownState, noteLock, onTransactionEnd, physical, type HeldLock,
+  dueStandIns, forgetLock, heldHere, noteLock, onTransactionEnd, physical, type HeldLock,
 } from '../context/connection-model';
 import { runWithTurn, TURN_TIMED_OUT } from '../context/turns';
 import { refuseUnderTransactionPooler } from './pooler-guard';
@@ -79,8 +79,8 @@ interface Plan {
   readonly subject: AdvisorySubject;
 }
 
-function makePlan(inst: Installation, key: unknown, options: AdvisoryLockOptions, subject: AdvisorySubject): Plan {
-  const problems = advisoryOptionProblems(options);
+function makePlan(inst: Installation, key: unknown, options: AdvisoryLockOptions, subject: AdvisorySubject, checked = false): Plan {
+  const problems = checked ? [] : advisoryOptionProblems(options);
   if (problems.length) throw configError(subject, problems.join('; '));
   checkAdvisoryOptionsFor(inst.dialect, options, subject);
   refuseSessionLocksUnderPooler(inst, options.scope ?? 'transaction', subject);
@@ -218,7 +218,6 @@ async function acquireAll(
       }
     }
   };
-  if (timeoutMs === undefined) await restoreLockTimeout(plan, qr); // never wait under another call's limit
   const takeAll = async () => {
     for (const item of items) {
       const remaining = deadline === undefined ? undefined : Math.max(0, deadline - Date.now());
@@ -310,13 +309,6 @@ function lockRecord(plan: Plan, item: LockItem) {
 function keepUntilTransactionEnd(qr: QueryRunner, held: HeldLock): void {
   held.untilTransactionEnd = true;
   held.level = Math.max(0, held.level);
-}
-
-/** Any lock_timeout an earlier call left in force on `qr`'s transaction is put back first (PostgreSQL; no statement otherwise). */
-async function restoreLockTimeout(plan: Plan, qr: QueryRunner): Promise<void> {
-  if (!qr.isTransactionActive) return;
-  const settings = knownState(qr)?.settings;
-  if (settings?.size) await plan.dialect.withRowLockTimeout(qr, undefined, () => Promise.resolve(), settings);
 }
 
 /**
@@ -686,9 +678,10 @@ export async function runWithAdvisoryLock<T>(
   if (problems.length) throw configError(subject, problems.join('; '));
   const opts = options ?? {};
   const inst = resolveInstallation(subject.label, { explicit: opts.dataSource });
-  const plan = makePlan(inst, evaluateAdvisoryKey(key, thisArg, args, subject), opts, subject);
+  const plan = makePlan(inst, evaluateAdvisoryKey(key, thisArg, args, subject), opts, subject, true);
+  const run = () => (plan.scope === 'transaction' ? runTransactionScoped(plan, fn) : runSessionScoped(plan, fn));
   // a QueryRunner (or its manager) named as { dataSource }: the lock is taken on it
-  return onNamedConnection(inst, opts.dataSource, subject.label, () => (plan.scope === 'transaction' ? runTransactionScoped(plan, fn) : runSessionScoped(plan, fn)));
+  return opts.dataSource === undefined ? run() : onNamedConnection(inst, opts.dataSource, subject.label, run);
 }
 
 /**

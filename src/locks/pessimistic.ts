@@ -4,7 +4,8 @@ import { onNamedConnection, transaction, type TransactionOptions } from '../cont
 import { LockConfigError } from '../errors';
 import { resolveInstallation, type Installation } from '../orm/installations';
 import { checkFunction, checkOptions } from '../arguments';
-import { entityTarget, LOCK_CALL_OPTIONS, lockCallProblems, lockEntity, type LockCallOptions } from './row-lock';
+import type { EntityDescriptor, PortConnection } from '../orm/port';
+import { entityTarget, LOCK_CALL_OPTIONS, lockCallProblems, lockEntity, lockResolved, shownId, type LockCallOptions } from './row-lock';
 import { resolveRowLockSpec, type RowLockOptions } from './row-lock-options';
 
 export type { RowLockOptions, RowLockMode, OnLocked } from './row-lock-options';
@@ -39,26 +40,37 @@ export async function withLock<T extends object, R>(
   options: LockCallOptions & Pick<TransactionOptions, 'isolation'> = {},
 ): Promise<R> {
   checkFunction('withLock(entity, fn, options?)', fn, 'fn');
-  const problems = lockCallProblems(options, [...LOCK_CALL_OPTIONS, 'isolation']);
+  const problems = lockCallProblems(options, WITH_LOCK_OPTIONS);
   if (problems.length) throw new LockConfigError(`withLock(): ${problems.join('; ')}`);
-  const { isolation, ...lockOptions } = options;
   // the entity's own installation: it is where its row lives
-  const { inst } = entityTarget(entity, 'withLock()', options.dataSource);
-  return onNamedConnection(inst, options.dataSource, 'withLock()', () => transaction(async () => {
-    const locked = await lockEntity(entity, { ...lockOptions, dataSource: inst.port.target });
-    return runLockedBody(rowLockBody(inst, 'withLock()', entity), () => fn(locked));
-  }, { isolation, dataSource: inst.port.target }));
+  const { inst, desc } = entityTarget(entity, 'withLock()', options.dataSource);
+  const lockOptions = rowLockOptionsOf(options);
+  const body = () => transaction(async () => {
+    const connection = ambientTx(inst)!.connection;
+    const locked = await lockResolved(inst, desc, connection, entity, lockOptions);
+    return runLockedBody(rowLockBody(inst, desc, connection, entity), () => fn(locked));
+  }, options.isolation === undefined ? { dataSource: inst.port.target } : { isolation: options.isolation, dataSource: inst.port.target });
+  return options.dataSource === undefined ? body() : onNamedConnection(inst, options.dataSource, 'withLock()', body);
 }
 
-/** The lock scope of a body holding `entity`'s row lock in the ambient transaction (its signal, its LockLostError). */
-function rowLockBody(inst: Installation, label: string, entity: object): LockedBody {
-  const desc = inst.entityOf(entity, label);
-  const id = inst.port.idOf(desc, entity);
-  const shown = Object.keys(id).length === 1 ? Object.values(id)[0] : id;
+const WITH_LOCK_OPTIONS = [...LOCK_CALL_OPTIONS, 'isolation'];
+
+/** The row-lock options of a call's options (without dataSource and isolation). */
+function rowLockOptionsOf(options: LockCallOptions & Pick<TransactionOptions, 'isolation'>): RowLockOptions {
+  const { mode, onLocked, timeoutMs } = options;
+  return mode === undefined && onLocked === undefined && timeoutMs === undefined ? NO_OPTIONS : { mode, onLocked, timeoutMs };
+}
+const NO_OPTIONS: RowLockOptions = Object.freeze({});
+
+/** The lock scope of a body holding `entity`'s row lock on `connection` (its signal, its LockLostError). */
+function rowLockBody(inst: Installation, desc: EntityDescriptor, connection: PortConnection, entity: object): LockedBody {
   return {
     inst,
-    connection: ambientTx(inst)!.connection,
-    lost: (cause) => lockLostError(label, `the row lock on ${desc.name} ${JSON.stringify(shown)}`, { entity: desc.name, id: shown, cause }),
+    connection,
+    lost: (cause) => {
+      const shown = shownId(inst.port.idOf(desc, entity));
+      return lockLostError('withLock()', `the row lock on ${desc.name} ${JSON.stringify(shown)}`, { entity: desc.name, id: shown, cause });
+    },
   };
 }
 
@@ -84,21 +96,50 @@ export interface PessimisticMethodOptions extends RowLockOptions {
  */
 export async function withPessimistic<R>(fn: () => Promise<R> | R, options: PessimisticMethodOptions = {}, source = 'withPessimistic()'): Promise<R> {
   checkFunction(source, fn, 'fn', { method: source });
-  checkOptions(source, options, PESSIMISTIC_METHOD_OPTIONS, { method: source });
+  if (!alreadyValid(options)) checkPessimisticOptions(options, source);
   const { entities, dataSource, ...lockOptions } = options;
+  const inst = resolveInstallation(source, { explicit: dataSource });
+  const run = () => transaction(async () => {
+    const scope = { live: true };
+    try {
+      const connection = ambientTx(inst)!.connection;
+      const body: LockedBody = { inst, connection, lost: (cause) => lockLostError(source, 'its row locks', { method: source, cause }) };
+      return await runInFrame(childFrame({ readLock: { options: lockOptions, entities, source, inst, scope } }), () => runLockedBody(body, () => fn()));
+    } finally {
+      scope.live = false;
+    }
+  }, { dataSource: inst.port.target });
+  return dataSource === undefined ? run() : onNamedConnection(inst, dataSource, source, run);
+}
+
+/** Throws LockConfigError (naming `source`) unless `options` are valid options of withPessimistic / @Pessimistic. */
+function checkPessimisticOptions(options: PessimisticMethodOptions, source: string): void {
+  checkOptions(source, options, PESSIMISTIC_METHOD_OPTIONS, { method: source });
+  const { entities, dataSource: _ds, ...lockOptions } = options;
   const { problems } = resolveRowLockSpec(lockOptions);
   if (problems.length) throw new LockConfigError(`${source}: ${problems.join('; ')}`, { method: source });
   if (entities !== undefined && (!Array.isArray(entities) || entities.some((e) => typeof e !== 'function'))) {
     throw new LockConfigError(`${source}: entities must be an array of entity classes`, { method: source });
   }
-  const inst = resolveInstallation(source, { explicit: dataSource });
-  return onNamedConnection(inst, dataSource, source, () => transaction(async () => {
-    const scope = { live: true };
-    try {
-      const body: LockedBody = { inst, connection: ambientTx(inst)!.connection, lost: (cause) => lockLostError(source, 'its row locks', { method: source, cause }) };
-      return await runInFrame(childFrame({ readLock: { options: lockOptions, entities, source, inst, scope } }), () => runLockedBody(body, () => fn()));
-    } finally {
-      scope.live = false;
-    }
-  }, { dataSource: inst.port.target }));
+  if (options !== null && typeof options === 'object') validOptions.set(options, snapshot(options));
+}
+
+/**
+ * Options objects found valid, with what they held then: a decorator passes the same object on
+ * every call, which is checked once (again only when it changed since).
+ */
+const validOptions = new WeakMap<object, readonly unknown[]>();
+
+function snapshot(options: PessimisticMethodOptions): unknown[] {
+  let keys = 0;
+  for (const _ in options) keys++;
+  const entities = options.entities;
+  return [keys, options.mode, options.onLocked, options.timeoutMs, options.dataSource, entities, entities?.length, ...(entities ?? [])];
+}
+
+function alreadyValid(options: PessimisticMethodOptions): boolean {
+  const seen = options !== null && typeof options === 'object' ? validOptions.get(options) : undefined;
+  if (!seen) return false;
+  const now = snapshot(options);
+  return now.length === seen.length && now.every((v, i) => v === seen[i]);
 }

@@ -1,4 +1,4 @@
-import { noteLock, settingOf } from '../context/connection-model';
+import { noteLock } from '../context/connection-model';
 import { ambientTx } from '../context/store';
 import { namedConnection, onNamedConnection } from '../context/transaction';
 import { describeValue, optionsProblems } from '../arguments';
@@ -20,9 +20,19 @@ export interface LockCallOptions extends RowLockOptions {
 
 /** Problems with row-lock call options (empty when fine). */
 export function lockCallProblems(options: unknown, known: readonly string[] = LOCK_CALL_OPTIONS): string[] {
+  if (options === undefined || isEmptyPlainObject(options)) return NO_PROBLEMS;
   const shape = optionsProblems(options, known);
   if (options === undefined || shape.length) return shape;
   return resolveRowLockSpec(options as RowLockOptions).problems;
+}
+
+const NO_PROBLEMS: string[] = [];
+
+/** `{}` (the default options object): nothing to check. */
+function isEmptyPlainObject(x: unknown): boolean {
+  if (x === null || typeof x !== 'object' || Object.getPrototypeOf(x) !== Object.prototype) return false;
+  for (const _ in x) return false;
+  return true;
 }
 
 /** The options of `lock()`; `withLock()` adds `isolation`. */
@@ -48,11 +58,34 @@ export function entityTarget(entity: unknown, caller: string, dataSource?: unkno
 }
 
 /** The spec a row lock of `entity` uses: installed default < the class's @Pessimistic < the call's options. */
-export function rowLockSpecFor(inst: Pick<Installation, 'settings'>, entity: EntityDescriptor, options: RowLockOptions, subject: string): RowLockSpec {
+export function rowLockSpecFor(inst: Pick<Installation, 'settings'>, entity: EntityDescriptor, options: RowLockOptions, subject: string | (() => string)): RowLockSpec {
   const { mode, onLocked, timeoutMs } = options;
-  const { spec, problems } = resolveRowLockSpec({ timeoutMs: inst.settings.lockTimeoutMs }, lockMetadataOf(entity.target)?.pessimistic, { mode, onLocked, timeoutMs });
-  if (problems.length) throw new LockConfigError(`${subject}: ${problems.join('; ')}`, { entity: entity.name });
+  const declared = lockMetadataOf(entity.target)?.pessimistic;
+  const plain = mode === undefined && onLocked === undefined && timeoutMs === undefined;
+  const installed = inst.settings.lockTimeoutMs;
+  if (plain) {
+    // the same spec for every call without options: cached per entity, as long as the layers below stay the same
+    const cached = defaultSpecs.get(entity);
+    if (cached && cached.declared === declared && cached.installed === installed) return cached.spec;
+  }
+  const { spec, problems } = resolveRowLockSpec({ timeoutMs: installed }, declared, { mode, onLocked, timeoutMs });
+  if (problems.length) throw new LockConfigError(`${typeof subject === 'function' ? subject() : subject}: ${problems.join('; ')}`, { entity: entity.name });
+  if (plain) defaultSpecs.set(entity, { declared, installed, spec });
   return spec;
+}
+
+/** Per entity: the spec of a call without options, and the layers it was made of. */
+const defaultSpecs = new WeakMap<EntityDescriptor, { declared: unknown; installed: number | undefined; spec: RowLockSpec }>();
+
+/** A one-key id as people write it (`7`), several as an object. */
+export function shownId(where: Record<string, unknown>): unknown {
+  let only: unknown;
+  let n = 0;
+  for (const key in where) {
+    only = where[key];
+    if (++n > 1) return where;
+  }
+  return n === 1 ? only : where;
 }
 
 /**
@@ -63,28 +96,39 @@ export async function lockEntity<T extends object>(entity: T, options: LockCallO
   const problems = lockCallProblems(options);
   if (problems.length) throw new LockConfigError(`lock(): ${problems.join('; ')}`);
   const { inst, desc } = entityTarget(entity, 'lock()', options.dataSource);
-  const named = namedConnection(inst, options.dataSource, 'lock()');
-  if (named && named !== ambientTx(inst)?.connection) {
+  const tx = ambientTx(inst);
+  const named = options.dataSource === undefined ? undefined : namedConnection(inst, options.dataSource, 'lock()');
+  if (named && named !== tx?.connection) {
     // a QueryRunner (or its manager) named: lock on it, inside the transaction its owner opened
     return onNamedConnection(inst, named, 'lock()', () => lockEntity(entity, { ...options, dataSource: inst.port.target }));
   }
-  const tx = ambientTx(inst);
   if (!tx) {
     throw new TransactionRequiredError(
       `lock(${desc.name}) needs a transaction on ${inst.label}: a row lock ends with its transaction. Use withLock(entity, fn), transaction(fn) or @Transactional().`,
       { entity: desc.name },
     );
   }
+  return lockResolved(inst, desc, tx.connection, entity, options.dataSource === undefined ? options : withoutDataSource(options));
+}
+
+/** `lock()` once its installation, entity and transaction are known (withLock comes here directly). */
+export async function lockResolved<T extends object>(inst: Installation, desc: EntityDescriptor, connection: PortConnection, entity: T, options: RowLockOptions): Promise<T> {
   const where = inst.port.idOf(desc, entity);
-  if (Object.values(where).some((v) => v === undefined || v === null)) {
-    throw new LockConfigError(`lock(${desc.name}): the entity has no primary-key value; save or load it before locking.`, { entity: desc.name });
+  for (const key in where) {
+    if (where[key] === undefined || where[key] === null) {
+      throw new LockConfigError(`lock(${desc.name}): the entity has no primary-key value; save or load it before locking.`, { entity: desc.name });
+    }
   }
-  const { dataSource: _ds, ...callOptions } = options;
-  const subject = `lock(${desc.name} ${JSON.stringify(Object.keys(where).length === 1 ? Object.values(where)[0] : where)})`;
-  const fresh = await lockRowOn(inst, tx.connection, desc, where, callOptions, subject, 'row');
-  if (!fresh) throw new StaleEntityError(`${subject}: the row no longer exists`, { entity: desc.name, id: where });
+  const subject = () => `lock(${desc.name} ${JSON.stringify(shownId(where))})`;
+  const fresh = await lockRowOn(inst, connection, desc, where, options, subject, 'row');
+  if (!fresh) throw new StaleEntityError(`${subject()}: the row no longer exists`, { entity: desc.name, id: where });
   inst.port.refresh(desc, entity, fresh);
   return entity;
+}
+
+function withoutDataSource(options: LockCallOptions): RowLockOptions {
+  const { dataSource: _ds, ...rest } = options;
+  return rest;
 }
 
 /**
@@ -98,24 +142,32 @@ export async function lockRowOn(
   entity: EntityDescriptor,
   where: Record<string, unknown>,
   options: RowLockOptions,
-  subject: string,
+  subject: string | (() => string),
   kind: 'row' | 'parent',
 ): Promise<object | null> {
   const spec = rowLockSpecFor(inst, entity, options, subject);
-  inst.dialect.checkRowLock(spec, subject);
-  if (!connection.isTransactionActive) {
-    throw new TransactionRequiredError(`${subject}: locking ${entity.name} needs a transaction (the lock is released at commit).`, { entity: entity.name });
+  if (spec !== checkedSpecs.get(inst)) {
+    inst.dialect.checkRowLock(spec, typeof subject === 'function' ? subject() : subject);
+    checkedSpecs.set(inst, spec);
   }
-  const fresh = await runLockedRead(inst, connection, entity, spec, kind, () => inst.port.lockedRead(connection, entity, where, spec), where);
+  if (!connection.isTransactionActive) {
+    throw new TransactionRequiredError(`${typeof subject === 'function' ? subject() : subject}: locking ${entity.name} needs a transaction (the lock is released at commit).`, { entity: entity.name });
+  }
+  const bounded = spec.timeoutMs !== undefined && inst.port.boundsWait?.(entity, spec, where) === true;
+  const fresh = await runLockedRead(inst, connection, entity, spec, kind, () => inst.port.lockedRead(connection, entity, where, spec), where, bounded);
   if (!fresh && spec.onLocked === 'skip_locked') {
-    throw new LockNotAvailableError(`${subject}: the row is locked (skip_locked)`, { entity: entity.name, id: where });
+    throw new LockNotAvailableError(`${typeof subject === 'function' ? subject() : subject}: the row is locked (skip_locked)`, { entity: entity.name, id: where });
   }
   return fresh;
 }
 
+/** Per installation: the last spec the dialect accepted (a checked spec object is not checked again). */
+const checkedSpecs = new WeakMap<Installation, RowLockSpec>();
+
 /**
- * Runs one locking read (`work`) on `connection`: bounds its wait as the spec says, converts
- * lock errors (naming the holder on PostgreSQL when `where` is known), and reports the events.
+ * Runs one locking read (`work`) on `connection`: bounds its wait as the spec says (unless `work`
+ * bounds it itself: `bounded`), converts lock errors (naming the holder on PostgreSQL when `where`
+ * is known), and reports the events.
  */
 export async function runLockedRead<T>(
   inst: Installation,
@@ -125,15 +177,14 @@ export async function runLockedRead<T>(
   kind: 'row' | 'parent',
   work: () => Promise<T>,
   where?: Record<string, unknown>,
+  bounded = false,
 ): Promise<T> {
   const startedAt = Date.now();
-  // a limit may stay set for the rest of the transaction (one statement saved); the connection model
-  // remembers it, and every later ormlock lock without a limit puts the original back first
-  const memo = connection.isTransactionActive ? settingOf(connection) : undefined;
   try {
-    const result = await inst.dialect.withRowLockTimeout(connection, spec.timeoutMs, work, memo);
+    // the limit lasts for this read only: the dialect restores it (or it rides in the statement)
+    const result = await (bounded || spec.timeoutMs === undefined ? work() : inst.dialect.withRowLockTimeout(connection, spec.timeoutMs, work));
     inst.emit({ type: 'acquired', kind, target: entity.name, waitedMs: Date.now() - startedAt });
-    noteLock(connection, { inst, kind, id: `${entity.name}:${JSON.stringify(where ?? {})}`, display: entity.name }, 'transaction', inst.dialect.capabilities.rollbackToSavepointReleasesRowLocks);
+    noteLock(connection, { inst, kind, id: `${entity.name}:${where ? JSON.stringify(where) : '{}'}`, display: entity.name }, 'transaction', inst.dialect.capabilities.rollbackToSavepointReleasesRowLocks);
     return result;
   } catch (error) {
     const converted = inst.dialect.convertError(error, { entity: entity.name, onLocked: spec.onLocked, timeoutMs: spec.timeoutMs, startedAt, lockWait: true });

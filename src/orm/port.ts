@@ -128,6 +128,11 @@ export interface OrmPort {
    * entity, or null when no row matches.
    */
   lockedRead(connection: PortConnection, entity: EntityDescriptor, where: Record<string, unknown>, spec: RowLockSpec): Promise<object | null>;
+  /**
+   * True when `lockedRead` of this entity, spec and keys bounds its wait itself, in its one
+   * statement (the dialect's `boundedRowLock`): the strategy then sends no statement for the limit.
+   */
+  boundsWait?(entity: EntityDescriptor, spec: RowLockSpec, where: Record<string, unknown>): boolean;
   /** Copies the freshly read columns into the user's object (Rails' reload). */
   refresh(entity: EntityDescriptor, target: object, fresh: object): void;
 

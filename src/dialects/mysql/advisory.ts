@@ -17,11 +17,16 @@ const FOREVER_SECONDS = 365 * 24 * 3600;
  * (`boundedLockName`). GET_LOCK returns 1 when obtained, 0 on timeout and NULL on an error
  * (e.g. the thread was killed); the timeout is in seconds and may be fractional.
  */
+/** The GET_LOCK name of each resolved key (resolved keys are cached and frozen). */
+const lockNames = new WeakMap<ResolvedAdvisoryKey, string>();
+
 export class MysqlAdvisory implements AdvisoryDialect {
   readonly failedStatementAbortsTransaction = false;
 
   lockId(key: ResolvedAdvisoryKey): string {
-    return boundedLockName(key, 64);
+    let id = lockNames.get(key);
+    if (id === undefined) lockNames.set(key, (id = boundedLockName(key, 64)));
+    return id;
   }
 
   async lockForSession(qr: PortConnection, id: string, _shared: boolean, timeoutMs: number | undefined, key?: ResolvedAdvisoryKey): Promise<boolean> {

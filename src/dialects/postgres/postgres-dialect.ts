@@ -1,7 +1,7 @@
 import type { PortConnection } from '../../orm/port';
 import type { RowLockSpec } from '../../locks/row-lock-options';
 import { checkRowLockAgainst } from '../check-row-lock';
-import type { AdvisoryDialect, DialectCapabilities, ErrorContext, FencingDialect, ScheduledLockDialect, LockDialect } from '../dialect';
+import type { AdvisoryDialect, BoundedRowLock, DialectCapabilities, ErrorContext, FencingDialect, ScheduledLockDialect, LockDialect } from '../dialect';
 import type { LockInspector } from '../inspect';
 import { PostgresAdvisory } from './advisory';
 import { describePostgresRowLockHolder } from './blockers';
@@ -10,8 +10,23 @@ import { PostgresInspector } from './inspect';
 import { PostgresFencing } from './fencing';
 import { PostgresScheduled } from './scheduled';
 
-/** Transaction memo key: the lock_timeout in force before ormlock first changed it. */
-const LOCK_TIMEOUT_MEMO = 'postgres.lock_timeout.original';
+/** The limit as `lock_timeout` takes it. */
+const lockTimeoutValue = (timeoutMs: number) => `${Math.ceil(timeoutMs)}ms`;
+
+/**
+ * One statement: the outer row (`ormlock_t`) sets lock_timeout and keeps the previous value; the
+ * locking SELECT runs as the inner side of a nested loop (a LEFT JOIN LATERAL … ON true has no
+ * other plan), so after it; the outer projection puts the previous value back once the SELECT
+ * has its row (or found none: the NULL row). A timeout fails the statement, which aborts the
+ * transaction or rolls back to its savepoint: either way the setting is undone.
+ */
+const BOUNDED_ROW_LOCK: BoundedRowLock = {
+  wrap: (sql, n) =>
+    'SELECT ormlock_r.*, set_config(\'lock_timeout\', ormlock_t.prev, true) AS ormlock_restored ' +
+    `FROM (SELECT current_setting('lock_timeout') AS prev, set_config('lock_timeout', $${n + 1}, true) AS now) ormlock_t ` +
+    `LEFT JOIN LATERAL (${sql}) ormlock_r ON true`,
+  value: lockTimeoutValue,
+};
 
 const CLAUSE: Record<RowLockSpec['mode'], string> = {
   write: 'FOR UPDATE',
@@ -42,6 +57,7 @@ export class PostgresDialect implements LockDialect {
   /** Scheduled-job locks. */
   readonly scheduled: ScheduledLockDialect = new PostgresScheduled();
   readonly inspector: LockInspector = new PostgresInspector();
+  readonly boundedRowLock: BoundedRowLock = BOUNDED_ROW_LOCK;
 
   checkRowLock(spec: RowLockSpec, subject: string, hasJoins = false): void {
     checkRowLockAgainst(this.capabilities, this.name, spec, subject, hasJoins);
@@ -56,30 +72,20 @@ export class PostgresDialect implements LockDialect {
   }
 
   /**
-   * `set_config('lock_timeout', …, true)` is SET LOCAL: it ends with the transaction. With a
-   * transaction memo the limit is set in one statement before the locking SELECT and left in
-   * force for the rest of the transaction (one statement over the unlocked read, as the budget
-   * allows); a later lock without a limit first puts the original value back. Without a memo
-   * the previous value is restored right after the SELECT.
+   * `set_config('lock_timeout', …, true)` is SET LOCAL: with a limit, it is set in one statement
+   * before the locking SELECT and put back right after it, so the limit lasts for this lock only
+   * (a later statement of the transaction is not limited). Reads the port can issue in one
+   * statement use `boundedRowLock` instead, at no extra statement.
    */
-  async withRowLockTimeout<T>(qr: PortConnection, timeoutMs: number | undefined, work: () => Promise<T>, memo?: Map<string, unknown>): Promise<T> {
-    const wanted = timeoutMs ? `${Math.ceil(timeoutMs)}ms` : undefined;
-    const original = memo?.get(LOCK_TIMEOUT_MEMO) as string | undefined;
-    if (!wanted) {
-      if (original !== undefined) {
-        await qr.query(`SELECT set_config('lock_timeout', $1, true)`, [original]);
-        memo!.delete(LOCK_TIMEOUT_MEMO);
-      }
-      return work();
+  async withRowLockTimeout<T>(qr: PortConnection, timeoutMs: number | undefined, work: () => Promise<T>, _memo?: Map<string, unknown>): Promise<T> {
+    if (!timeoutMs) return work();
+    const [row] = await qr.query(`SELECT current_setting('lock_timeout') AS prev, set_config('lock_timeout', $1, true) AS now`, [lockTimeoutValue(timeoutMs)]);
+    try {
+      return await work();
+    } finally {
+      // after a failed statement the transaction (or savepoint) is rolled back with the setting: the restore may fail then
+      await qr.query(`SELECT set_config('lock_timeout', $1, true)`, [row.prev]).catch(() => undefined);
     }
-    const [row] = await qr.query(`SELECT current_setting('lock_timeout') AS prev, set_config('lock_timeout', $1, true) AS now`, [wanted]);
-    if (memo) {
-      if (original === undefined) memo.set(LOCK_TIMEOUT_MEMO, row.prev);
-      return work();
-    }
-    const result = await work();
-    await qr.query(`SELECT set_config('lock_timeout', $1, true)`, [row.prev]);
-    return result;
   }
 
   convertError(error: unknown, ctx?: ErrorContext) {

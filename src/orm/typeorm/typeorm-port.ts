@@ -9,6 +9,8 @@ import type { EntityDescriptor, IsolationLevel, OrmPort, ParentLocation, PoolWai
 import { dataSourceOf, describeDataSource, typeormVersion } from './compat';
 import { connectionTargetOf } from './connection-target';
 import { markLocked } from './internals/query-builder';
+import { LockedReads } from './locked-read';
+import { installationOf } from '../installations';
 import { handshakeIdOf } from '../pooler';
 import { onPrimary } from './primary';
 import { lostSignalOf } from '../lost-signal';
@@ -29,9 +31,12 @@ export class TypeOrmPort implements OrmPort {
   /** The manager and query function of the DataSource itself (before ormlock bound them to the context). */
   readonly defaultManager: EntityManager;
   private readonly descriptors = new WeakMap<EntityMetadata, EntityDescriptor>();
+  /** Locked reads by primary key, built once per entity and spec (src/orm/typeorm/locked-read.ts). */
+  readonly lockedReads: LockedReads;
 
   constructor(readonly dataSource: DataSource) {
     this.defaultManager = dataSource.manager;
+    this.lockedReads = new LockedReads(dataSource);
   }
 
   get target(): DataSource {
@@ -185,6 +190,8 @@ export class TypeOrmPort implements OrmPort {
   async lockedRead(connection: PortConnection, entity: EntityDescriptor, where: Record<string, unknown>, spec: RowLockSpec): Promise<object | null> {
     const meta = metaOf(entity);
     const qr = connection as QueryRunner;
+    const plan = this.pkPlan(meta, spec, where);
+    if (plan) return this.lockedReads.run(plan, qr, meta.primaryColumns.map((c) => where[c.propertyPath]));
     const alias = `ormlock_${meta.tableName.replace(/\W/g, '_')}`;
     const qb = qr.manager.createQueryBuilder(meta.target, alias);
     Object.entries(where).forEach(([path, value], i) => {
@@ -192,6 +199,22 @@ export class TypeOrmPort implements OrmPort {
     });
     markLocked(qb, spec);
     return qb.getOne();
+  }
+
+  boundsWait(entity: EntityDescriptor, spec: RowLockSpec, where: Record<string, unknown>): boolean {
+    return this.pkPlan(metaOf(entity), spec, where)?.bounded !== undefined;
+  }
+
+  /** The prepared read when `where` is exactly the primary key (see locked-read.ts). */
+  private pkPlan(meta: EntityMetadata, spec: RowLockSpec, where: Record<string, unknown>) {
+    const columns = meta.primaryColumns;
+    let n = 0;
+    for (const key in where) {
+      if (columns[n]?.propertyPath !== key) return undefined;
+      n++;
+    }
+    if (n !== columns.length) return undefined;
+    return this.lockedReads.plan(meta, spec, installationOf(this.dataSource)?.dialect.boundedRowLock);
   }
 
   refresh(entity: EntityDescriptor, target: object, fresh: object): void {

@@ -4,6 +4,8 @@ import { writePatches } from './around-create';
 import { entityManagerTransactionPatch } from './entity-manager';
 import { probeError, type InternalPatch } from './patch';
 import { persistencePatches } from './persistence';
+import { pkReadPatch } from './pk-reads';
+import { versionedLoadPatch } from './versioned-snapshots';
 import { queryBuilderPatches } from './query-builder';
 import { queryRunnerModelPatch } from './query-runner';
 import { repositoryManagerPatch } from './repository';
@@ -24,13 +26,14 @@ export function neededPatches(): InternalPatch[] {
   const writes = versioned || declared.some((d) => d.aroundCreate.length > 0) || declared.some((d) => d.advisory.length > 0 || d.lockedTree !== undefined);
   return [
     ...queryBuilderPatches,
+    pkReadPatch,
     ...aggregateReadPatches,
     repositoryManagerPatch,
     entityManagerTransactionPatch,
     queryRunnerModelPatch,
     ...(writes ? writePatches : []),
     ...(declared.some((d) => d.advisory.length > 0) ? [updateRowsPatch, deleteRowsPatch, upsertRowsPatch] : []),
-    ...(versioned ? [...persistencePatches, upsertVersionPatch] : []),
+    ...(versioned ? [...persistencePatches, versionedLoadPatch, upsertVersionPatch] : []),
   ];
 }
 

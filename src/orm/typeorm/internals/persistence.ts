@@ -10,6 +10,7 @@ import { installationOf } from '../../installations';
 import { dataSourceOf } from '../compat';
 import { onPrimary } from '../primary';
 import { expectMethod, replaceMethod, type InternalPatch } from './patch';
+import { forgetLoaded } from './versioned-snapshots';
 
 /**
  * The version check of `@Versioned` entities, in TypeORM's persistence layer.
@@ -162,8 +163,9 @@ function applyPersistence(): () => void {
     if (!mark) return baseUpdateExecute.call(this);
     // the persistence layer's builders always carry its query runner (the transaction's)
     const manager = managerOf(this);
-    const result = await baseUpdateExecute.call(this);
     const { check } = mark;
+    forgetLoaded(check.entity); // written (or found stale): its loaded values are no longer the row's
+    const result = await baseUpdateExecute.call(this);
     if (result.affected === undefined || result.affected === null) {
       throw new LockConfigError(`@Versioned ${check.metadata.name}: the database driver did not report affected rows; the version check cannot work.`, {
         entity: check.metadata.name,

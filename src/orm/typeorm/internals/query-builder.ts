@@ -4,7 +4,7 @@ import { LockConfigError, TransactionRequiredError } from '../../../errors';
 import { runLockedRead, unlockableRead } from '../../../locks/row-lock';
 
 export { unlockableRead } from '../../../locks/row-lock';
-import { resolveRowLockSpec, type RowLockSpec } from '../../../locks/row-lock-options';
+import { resolveRowLockSpec, type RowLockOptions, type RowLockSpec } from '../../../locks/row-lock-options';
 import { lockMetadataOf } from '../../../metadata/registry';
 import { installationOf, noteForeignOrigin, type Installation } from '../../installations';
 import { dataSourceOf, describeDataSource } from '../compat';
@@ -207,9 +207,41 @@ function noteForeign<R extends { entities?: unknown[] }>(qb: SelectQueryBuilder<
 }
 
 function policySpec(inst: Installation, target: unknown, policy: { options: object; source: string }): RowLockSpec {
-  const { spec, problems } = resolveRowLockSpec({ timeoutMs: inst.settings.lockTimeoutMs }, lockMetadataOf(typeof target === 'function' ? target : undefined)?.pessimistic, policy.options);
+  const cls = typeof target === 'function' ? target : undefined;
+  const declared = lockMetadataOf(cls)?.pessimistic;
+  const installed = inst.settings.lockTimeoutMs;
+  const { mode, onLocked, timeoutMs } = policy.options as RowLockOptions;
+  // the same layers give the same spec: cached per entity class and call options
+  const key = `${mode}|${onLocked}|${timeoutMs}`;
+  const perClass = cls ? (policySpecs.get(cls) ?? policySpecs.set(cls, new Map()).get(cls)!) : undefined;
+  const cached = perClass?.get(key);
+  if (cached && cached.declared === declared && cached.installed === installed) return cached.spec;
+  const { spec, problems } = resolveRowLockSpec({ timeoutMs: installed }, declared, policy.options);
   if (problems.length) throw new LockConfigError(`${policy.source}: ${problems.join('; ')}`, { method: policy.source });
+  if (perClass && perClass.size < 64) perClass.set(key, { declared, installed, spec });
   return spec;
+}
+
+const policySpecs = new WeakMap<Function, Map<string, { declared: unknown; installed: number | undefined; spec: RowLockSpec }>>();
+
+/** Specs (cached ones are shared) the dialect already accepted for a read without joins. */
+const checkedSpecs = new WeakMap<RowLockSpec, object>();
+
+/**
+ * The spec of a read of `meta`'s entity by primary key (no joins) under `policy`, checked against
+ * the dialect; undefined when the read must go TypeORM's way (which then refuses or locks it).
+ */
+export function planFor(inst: Installation, meta: { target: unknown }, policy: { options: object; source: string }): { spec: RowLockSpec } | undefined {
+  try {
+    const spec = policySpec(inst, meta.target, policy);
+    if (checkedSpecs.get(spec) !== inst.dialect) {
+      inst.dialect.checkRowLock(spec, String((meta as { name?: string }).name));
+      checkedSpecs.set(spec, inst.dialect);
+    }
+    return { spec };
+  } catch {
+    return undefined; // the builder's path throws the same error, worded there
+  }
 }
 
 function escapedRead(source: string, entity: string, inst: Installation | undefined, ds: unknown, hasTx: boolean): LockConfigError {
