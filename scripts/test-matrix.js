@@ -10,7 +10,9 @@
  *       checks) once. The runs are separate processes started at the same time (each test
  *       process has its own databases); each run's output is buffered and printed whole when it
  *       ends. Options: --versions=0.3.20,0.3.31 (default: all of MATRIX), --no-once (skip the
- *       TypeORM-independent files, e.g. after `npm test` ran them).
+ *       TypeORM-independent files, e.g. after `npm test` ran them), --serial (one run after
+ *       another: names that are server-wide — MariaDB's GET_LOCK names, Redis keys, PgBouncer's
+ *       port — are then never shared by two runs; CI uses it).
  *
  * Exits non-zero if any run failed.
  */
@@ -73,10 +75,12 @@ function once(args) {
 function matrix(argv) {
   let versions = MATRIX;
   let withOnce = true;
+  let serial = false;
   const args = [];
   for (const a of argv) {
     if (a.startsWith('--versions=')) versions = a.slice('--versions='.length).split(',').filter(Boolean);
     else if (a === '--no-once') withOnce = false;
+    else if (a === '--serial') serial = true;
     else args.push(a);
   }
   const files = testFiles();
@@ -85,23 +89,22 @@ function matrix(argv) {
   const runs = versions.map((v) => ({ name: `${label(v)}: ${dependent.length} TypeORM-dependent files`, version: v, files: dependent }));
   if (withOnce) runs.push({ name: `${label('default')}: ${independent.length} TypeORM-independent files`, version: 'default', files: independent });
   const started = Date.now();
-  console.log(`=== test matrix: ${runs.length} runs at once\n${runs.map((r) => `  - ${r.name}`).join('\n')}`);
-  const results = runs.map(
-    (r) =>
-      new Promise((resolve) => {
-        const child = spawn(process.execPath, [mocha, ...args, ...r.files], { env: envFor(r.version), cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-        const chunks = [];
-        child.stdout.on('data', (d) => chunks.push(d));
-        child.stderr.on('data', (d) => chunks.push(d));
-        child.on('close', (code, signal) => {
-          const seconds = Math.round((Date.now() - started) / 1000);
-          process.stdout.write(`\n=== ${r.name} (${seconds} s)\n`);
-          process.stdout.write(Buffer.concat(chunks));
-          resolve({ name: r.name, ok: code === 0, status: code ?? signal, seconds });
-        });
-      }),
-  );
-  Promise.all(results).then((done) => {
+  console.log(`=== test matrix: ${runs.length} runs ${serial ? 'one after another' : 'at once'}\n${runs.map((r) => `  - ${r.name}`).join('\n')}`);
+  const start = (r) =>
+    new Promise((resolve) => {
+      const child = spawn(process.execPath, [mocha, ...args, ...r.files], { env: envFor(r.version), cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+      const chunks = [];
+      child.stdout.on('data', (d) => chunks.push(d));
+      child.stderr.on('data', (d) => chunks.push(d));
+      child.on('close', (code, signal) => {
+        const seconds = Math.round((Date.now() - started) / 1000);
+        process.stdout.write(`\n=== ${r.name} (${seconds} s)\n`);
+        process.stdout.write(Buffer.concat(chunks));
+        resolve({ name: r.name, ok: code === 0, status: code ?? signal, seconds });
+      });
+    });
+  const all = serial ? runs.reduce((prev, r) => prev.then(async (done) => [...done, await start(r)]), Promise.resolve([])) : Promise.all(runs.map(start));
+  all.then((done) => {
     console.log(`\n=== test matrix (${Math.round((Date.now() - started) / 1000)} s wall)`);
     for (const r of done) console.log(`${r.ok ? 'ok  ' : 'FAIL'} ${r.name} (${r.seconds} s${r.ok ? '' : `, exit ${r.status}`})`);
     process.exit(done.every((r) => r.ok) ? 0 : 1);
