@@ -60,7 +60,9 @@ export function cancelStatement(name: BackendName, id: number): Promise<void> {
 /**
  * The ids of connections of this test process's database that wait for a lock now (PostgreSQL:
  * `pg_stat_activity.wait_event_type = 'Lock'`, advisory locks included; MariaDB: a GET_LOCK wait
- * in PROCESSLIST, or an InnoDB transaction in LOCK WAIT).
+ * in PROCESSLIST, an InnoDB transaction in LOCK WAIT, or a running `… FOR UPDATE`: a lock read by
+ * primary key waits in the optimizer's const-table read — PROCESSLIST state 'Statistics' — and its
+ * transaction is not listed in INNODB_TRX while it waits).
  */
 export function lockWaiters(name: BackendName): Promise<number[]> {
   const db = process.env.ORMLOCK_TEST_DB!;
@@ -71,7 +73,7 @@ export function lockWaiters(name: BackendName): Promise<number[]> {
         : await query(
             `SELECT p.ID AS id FROM information_schema.PROCESSLIST p
                LEFT JOIN information_schema.INNODB_TRX t ON t.trx_mysql_thread_id = p.ID
-              WHERE p.DB = ? AND (p.STATE = 'User lock' OR t.trx_state = 'LOCK WAIT')`,
+              WHERE p.DB = ? AND (p.STATE = 'User lock' OR t.trx_state = 'LOCK WAIT' OR (p.COMMAND = 'Query' AND p.INFO LIKE '%FOR UPDATE%'))`,
             [db],
           );
     return rows.map((r) => Number(r.id));
