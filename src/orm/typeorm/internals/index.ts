@@ -42,13 +42,7 @@ export function neededPatches(): InternalPatch[] {
  * them. Throws LockConfigError naming every internal whose shape differs, having applied nothing.
  */
 export function acquirePatches(patches: readonly InternalPatch[]): void {
-  const fresh = patches.filter((p) => !applied.has(p));
-  const problems = fresh.flatMap((p) => p.probe().map((problem) => ({ patch: p.name, problem })));
-  if (problems.length) throw probeError(problems);
-  for (const p of fresh) {
-    p.apply();
-    applied.add(p);
-  }
+  applyFresh(patches);
   users++;
 }
 
@@ -58,6 +52,11 @@ export function acquirePatches(patches: readonly InternalPatch[]): void {
  */
 export function extendPatches(patches: readonly InternalPatch[]): void {
   if (users === 0) return;
+  applyFresh(patches);
+}
+
+/** Probes the patches not applied yet, then applies them; throws LockConfigError having applied none when a shape differs. */
+function applyFresh(patches: readonly InternalPatch[]): void {
   const fresh = patches.filter((p) => !applied.has(p));
   const problems = fresh.flatMap((p) => p.probe().map((problem) => ({ patch: p.name, problem })));
   if (problems.length) throw probeError(problems);
