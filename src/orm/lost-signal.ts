@@ -39,3 +39,16 @@ export function lostSignalOf(raw: unknown): AbortSignal | undefined {
   });
   return signal;
 }
+
+/**
+ * True when the driver connection `raw` is known closed: its death signal aborted, or the driver's
+ * own state says so (node-postgres' Client: ending or no longer queryable; mysql2's Connection: a
+ * fatal error, closing, or its socket destroyed). Unknown shapes: false. Read only, to word what
+ * ormlock reports about a connection it destroys.
+ */
+export function driverConnectionClosed(raw: unknown): boolean {
+  if (raw === null || typeof raw !== 'object') return false;
+  if (signals.get(raw)?.aborted) return true;
+  const c = raw as { _ending?: unknown; _queryable?: unknown; _fatalError?: unknown; _closing?: unknown; stream?: { destroyed?: unknown } };
+  return c._ending === true || c._queryable === false || !!c._fatalError || c._closing === true || c.stream?.destroyed === true;
+}

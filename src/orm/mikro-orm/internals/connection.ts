@@ -6,6 +6,7 @@ import { runWithAmbientConnection } from '../../../context/transaction';
 import { connectionFor, knownConnection, newRootState, registerTransaction, rootStateOf, type RootState } from '../connection';
 import type { IsolationLevel } from '../../port';
 import { installationFor } from '../registry';
+import { lostInOwnScope, ownScopeBody } from '../../own-scope-lost';
 import { giveBack, knexDisposalProblems } from './give-back';
 import { expectMethod, ownerOf, replaceMethod, type MikroPatch } from './patch';
 
@@ -134,7 +135,8 @@ async function finishRoot(connection: any, root: RootState, outcome: CompletionO
 /**
  * `EntityManager.prototype.transactional`: MikroORM's own transactions (and its `@Transactional`)
  * are ambient transactions of ormlock too — ormlock calls inside join them, never open a second
- * connection beside them.
+ * connection beside them. When the connection dies while ormlock holds a lock taken inside, the
+ * call rejects with LockLostError (src/orm/own-scope-lost.ts).
  */
 export function transactionalPatch(em: EntityManager): MikroPatch {
   const owner = ownerOf(em, 'transactional');
@@ -149,10 +151,18 @@ export function transactionalPatch(em: EntityManager): MikroPatch {
       return replaceMethod(owner!, 'transactional', (base) => function (this: any, cb: (em: EntityManager) => unknown, options?: unknown) {
         const inst = installationFor(this);
         if (!inst || typeof cb !== 'function') return base.call(this, cb, options);
-        return base.call(this, (em: EntityManager) => {
+        let connection: object | undefined;
+        const run: Promise<unknown> = base.call(this, (em: EntityManager) => {
           const trx = em.getTransactionContext();
-          return trx ? runWithAmbientConnection(inst, connectionFor(em, trx), () => cb(em)) : cb(em);
+          if (!trx) return cb(em);
+          const own = connectionFor(em, trx);
+          connection = own;
+          return ownScopeBody(inst, own, () => runWithAmbientConnection(inst, own, async () => cb(em)));
         }, options);
+        // a lock ormlock took inside died with the connection: LockLostError, not the driver's error
+        return run.catch((error) => {
+          throw lostInOwnScope(inst, connection, error) ?? error;
+        });
       });
     },
   };

@@ -1,4 +1,5 @@
 import { discarded, notPoolableReason } from '../../../context/connection-model';
+import { driverConnectionClosed } from '../../lost-signal';
 import { installationFor } from '../registry';
 
 /**
@@ -17,9 +18,11 @@ import { installationFor } from '../registry';
 export async function giveBack(connection: object, client: KnexClient, raw: unknown, model: object): Promise<void> {
   const reason = notPoolableReason(model);
   if (!reason) return client.releaseConnection(raw);
-  discarded(model, reason);
+  // a connection the server closed is destroyed as a matter of course (no warning); one still open is news
+  const dead = driverConnectionClosed(raw);
+  discarded(model, dead ? 'the connection died' : reason);
   const inst = installationFor(connection);
-  process.emitWarning(`ormlock: a connection of ${inst?.label ?? 'a MikroORM instance'} was destroyed instead of going back to the pool: ${reason}`, {
+  if (!dead) process.emitWarning(`ormlock: a connection of ${inst?.label ?? 'a MikroORM instance'} was destroyed instead of going back to the pool: ${reason}`, {
     code: 'ORMLOCK_CONNECTION_DISCARDED',
   });
   if (raw !== null && typeof raw === 'object') (raw as { __knex__disposed?: string }).__knex__disposed = `ormlock: ${reason}`;

@@ -1,6 +1,7 @@
 import { EntityManager } from 'typeorm';
 import { runWithAmbientConnection } from '../../../context/transaction';
 import { installationOf } from '../../installations';
+import { lostInOwnScope, ownScopeBody } from '../../own-scope-lost';
 import { dataSourceOf } from '../compat';
 import { expectMethod, replaceMethod, type InternalPatch } from './patch';
 
@@ -9,7 +10,8 @@ const LABEL = 'EntityManager.prototype';
 /**
  * TypeORM's own transactions (`dataSource.transaction(cb)`, `manager.transaction(cb)`) become
  * ambient transactions: while `cb` runs, ormlock calls inside join them on their connection
- * instead of opening a second one beside them.
+ * instead of opening a second one beside them. When the connection dies while ormlock holds a lock
+ * taken inside, the call rejects with LockLostError (src/orm/own-scope-lost.ts).
  */
 export const entityManagerTransactionPatch: InternalPatch = {
   name: `${LABEL}.transaction`,
@@ -20,8 +22,17 @@ export const entityManagerTransactionPatch: InternalPatch = {
         const inst = installationOf(dataSourceOf(this));
         const fn = (typeof isolationOrFn === 'function' ? isolationOrFn : maybeFn) as ((em: EntityManager) => unknown) | undefined;
         if (!inst || typeof fn !== 'function') return base.apply(this, [isolationOrFn, maybeFn]);
-        const wrapped = (em: EntityManager) => (em.queryRunner ? runWithAmbientConnection(inst, em.queryRunner, () => fn(em)) : fn(em));
-        return typeof isolationOrFn === 'function' ? base.call(this, wrapped) : base.call(this, isolationOrFn, wrapped);
+        let connection: object | undefined;
+        const wrapped = (em: EntityManager) => {
+          connection = em.queryRunner;
+          const qr = em.queryRunner;
+          return qr ? ownScopeBody(inst, qr, () => runWithAmbientConnection(inst, qr, () => fn(em))) : fn(em);
+        };
+        const run: Promise<unknown> = typeof isolationOrFn === 'function' ? base.call(this, wrapped) : base.call(this, isolationOrFn, wrapped);
+        // a lock ormlock took inside died with the connection: LockLostError, not the driver's error
+        return run.catch((error) => {
+          throw lostInOwnScope(inst, connection, error) ?? error;
+        });
       },
     );
   },

@@ -4,6 +4,7 @@ import {
 } from '../../../context/connection-model';
 import type { IsolationLevel } from '../../port';
 import { installationOf } from '../../installations';
+import { driverConnectionClosed } from '../../lost-signal';
 import { expectMethod, replaceMethod, type InternalPatch } from './patch';
 
 const LABEL = 'DataSource.prototype';
@@ -92,9 +93,12 @@ async function settle(qr: Routed, how: 'commit' | 'rollback', before: number | u
 
 /** Destroys the connection instead of pooling it, and reports why. */
 async function discard(qr: Routed, ds: DataSource, reason: string): Promise<void> {
-  discarded(qr, reason);
+  // a connection the server closed (killed, reset) is destroyed as a matter of course: its locks
+  // were reported lost already, so no warning; one still open is news (a lock or transaction left)
+  const dead = driverConnectionClosed((qr as unknown as { databaseConnection?: unknown }).databaseConnection);
+  discarded(qr, dead ? 'the connection died' : reason);
   const inst = installationOf(ds);
-  process.emitWarning(`ormlock: a connection of ${inst?.label ?? 'a DataSource'} was destroyed instead of going back to the pool: ${reason}`, {
+  if (!dead) process.emitWarning(`ormlock: a connection of ${inst?.label ?? 'a DataSource'} was destroyed instead of going back to the pool: ${reason}`, {
     code: 'ORMLOCK_CONNECTION_DISCARDED',
   });
   const runner = qr as unknown as {
