@@ -28,12 +28,21 @@ const VERSIONS = {
   'typeorm-entityschema': 'TypeORM 0.3.20 – 1.x, EntitySchema entities',
   'mikro-orm': 'MikroORM 6.6',
 };
+/** A verdict may hold on one database only: `locked@postgres`, `refused@mariadb`. */
+const DATABASES = { postgres: 'PostgreSQL', mariadb: 'MariaDB' };
 const VERDICTS = {
   locked: 'locked',
   checked: 'checked',
   refused: 'refused (LockConfigError)',
   'cannot-be-seen': 'cannot be seen',
 };
+
+/** The rendered verdict of a tag's last part (`locked`, `refused@mariadb`, …), or undefined when it is none. */
+function verdictOf(part) {
+  const [verdict, db, ...rest] = part.split('@');
+  if (!VERDICTS[verdict] || rest.length || (db !== undefined && !DATABASES[db])) return undefined;
+  return db ? `${VERDICTS[verdict]} on ${DATABASES[db]}` : VERDICTS[verdict];
+}
 
 function collect() {
   const rows = new Map();
@@ -46,13 +55,13 @@ function collect() {
       const parts = tag.split(/\s+/);
       if (parts[0] === 'install' && parts.length === 2) {
         others.set(tag, { tag, file: rel });
-      } else if (parts.length === 4 && VERSIONS[parts[0]] && VERDICTS[parts[3]]) {
-        const [orm, feature, entry, verdict] = parts;
-        rows.set(tag, { orm, feature, entry, verdict, file: rel, tag });
+      } else if (parts.length === 4 && VERSIONS[parts[0]] && verdictOf(parts[3])) {
+        const [orm, feature, entry] = parts;
+        rows.set(tag, { orm, feature, entry, verdict: verdictOf(parts[3]), file: rel, tag });
       } else {
         throw new Error(
           `${rel}: the tag [coverage ${tag}] is neither '<orm> <feature> <entry point> <verdict>' (orm: ${Object.keys(VERSIONS).join(', ')}; ` +
-            `verdict: ${Object.keys(VERDICTS).join(', ')}; no spaces inside a part) nor 'install <guarantee>'`,
+            `verdict: ${Object.keys(VERDICTS).join(', ')}, optionally @${Object.keys(DATABASES).join('/@')}; no spaces inside a part) nor 'install <guarantee>'`,
         );
       }
     }
@@ -80,7 +89,8 @@ function render({ rows, others }) {
     '  ormlock neither locks nor refuses it. Its test shows that it is not locked.',
     '',
     'Each row names the test file; grep it for the row\'s tag (`[coverage typeorm @Pessimistic qb.getRawOne locked]`).',
-    'Rows marked for a TypeORM line exist only there (the method is missing elsewhere).',
+    'Rows marked for a TypeORM line exist only there (the method is missing elsewhere). A verdict',
+    '"on PostgreSQL" / "on MariaDB" holds on that database; the other has its own row.',
     '',
   ];
   for (const feature of features) {
@@ -88,7 +98,7 @@ function render({ rows, others }) {
     const mine = rows
       .filter((r) => r.feature === feature)
       .sort((a, b) => ormOrder.indexOf(a.orm) - ormOrder.indexOf(b.orm) || a.entry.localeCompare(b.entry));
-    for (const r of mine) lines.push(`| \`${r.entry}\` | ${VERDICTS[r.verdict]} | ${VERSIONS[r.orm]} | ${r.file} |`);
+    for (const r of mine) lines.push(`| \`${r.entry}\` | ${r.verdict} | ${VERSIONS[r.orm]} | ${r.file} |`);
     lines.push('');
   }
   if (others.length) {

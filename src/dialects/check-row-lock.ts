@@ -21,7 +21,8 @@ export function checkRowLockAgainst(
   if (hasJoins && !caps.lockOf) {
     refuse(
       'a locked read with joins (it would lock the joined tables too: the database has no FOR UPDATE OF)',
-      "Load relations with relationLoadStrategy: 'query', or lock the main entity with lock() and read relations after.",
+      "Read the entity without joins and its relations in reads of their own: a many-to-one by the related entity's key; " +
+        "a one-to-many with relationLoadStrategy: 'query' (TypeORM) or strategy: 'select-in' (MikroORM).",
     );
   }
 }

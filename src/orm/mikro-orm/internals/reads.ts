@@ -18,6 +18,8 @@ interface LockMark {
   readonly spec: RowLockSpec;
   readonly inst: Installation;
   readonly subject: string;
+  /** The refusal the dialect's check threw while the SELECT was built (MikroORM's driver wraps it in a DriverException). */
+  refusal?: unknown;
 }
 
 /** A `lockTableAliases` value carrying the spec: MikroORM hands it to its QueryBuilder untouched. */
@@ -67,7 +69,12 @@ export function queryBuilderPatch(qb: object): MikroPatch {
 /** `built` (a finished knex SELECT of the QueryBuilder `qb`) with the dialect's lock clause appended. */
 export function withLockClause(qb: any, built: any, mark: LockMark): unknown {
   const hasJoins = Object.keys(qb._joins ?? {}).length > 0;
-  mark.inst.dialect.checkRowLock(mark.spec, mark.subject, hasJoins);
+  try {
+    mark.inst.dialect.checkRowLock(mark.spec, mark.subject, hasJoins);
+  } catch (refusal) {
+    mark.refusal = refusal;
+    throw refusal;
+  }
   const clause = mark.inst.dialect.rowLockClause(mark.spec, qb.platform.quoteIdentifier(qb.mainAlias.aliasName), hasJoins);
   const { sql, bindings } = built.toSQL();
   return qb.knex.raw(sql + clause, bindings);
@@ -98,7 +105,12 @@ export function driverFindPatch(driver: object): MikroPatch {
         if (!covers(policy, meta)) return base.call(this, entityName, where, options);
         const plan = planLockedRead(this, meta, options.ctx, policy);
         const locked = { ...options, lockMode: LockMode.PESSIMISTIC_WRITE, lockTableAliases: plan.aliases };
-        return runLockedRead(plan.inst, plan.connection, plan.desc, plan.spec, 'row', () => base.call(this, entityName, where, locked));
+        // the driver converts what is thrown while it builds the SELECT: the refusal is rethrown as itself
+        const read = () =>
+          Promise.resolve(base.call(this, entityName, where, locked)).catch((error: unknown) => {
+            throw markOf(plan.aliases)?.refusal ?? error;
+          });
+        return runLockedRead(plan.inst, plan.connection, plan.desc, plan.spec, 'row', read);
       });
     },
   };
