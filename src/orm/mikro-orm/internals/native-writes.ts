@@ -1,3 +1,4 @@
+import * as mikroCore from '@mikro-orm/core';
 import { childFrame, runInFrame } from '../../../context/store';
 import { runWithAmbientConnection } from '../../../context/transaction';
 import { LockConfigError, TransactionRequiredError } from '../../../errors';
@@ -50,6 +51,8 @@ export interface NativeWrite {
   readonly ctx: object | undefined;
   /** insert / upsert: the rows' values (entities or plain objects, changed in place by hooks). */
   readonly values?: readonly object[];
+  /** upsert: the fields it matches an existing row on (`onConflictFields`), when given. */
+  readonly onConflictFields?: unknown;
   /** update / delete: the WHERE as given; update: the SET values. */
   readonly where?: unknown;
   readonly set?: object;
@@ -97,26 +100,42 @@ async function takeKeys(inst: Installation, connection: MikroOrmConnection, writ
 }
 
 /**
- * The rows an upsert writes: its values, over the row it updates when that row exists (found by the
- * primary key the values carry), so that a key column the values leave out comes from the row.
+ * The rows an upsert writes: its values, over the row it updates when that row exists, so that a
+ * key column the values leave out comes from the row. The row is the one MikroORM's upsert matches:
+ * by `onConflictFields` when given, else by the primary key the values carry, else by a unique
+ * property or unique constraint the values fill (MikroORM's own `getWhereCondition`). A match on
+ * values that are not plain (a reference, an embeddable) cannot be read back here: refused.
  */
 async function upsertedRows(write: NativeWrite): Promise<object[]> {
   const meta = write.meta;
-  const pk: string[] = meta.primaryKeys;
   const values = (write.values ?? []) as Array<Record<string, unknown>>;
-  const withKey = values.filter((v) => pk.every((p) => v[p] !== undefined && v[p] !== null));
-  if (withKey.length === 0) return values;
-  const where = { $or: withKey.map((v) => Object.fromEntries(pk.map((p) => [p, v[p]]))) };
+  const matches = values.map((v) => upsertMatch(meta, v, write.onConflictFields));
+  if (matches.some((m) => m !== undefined && !Object.values(m).every(isPlainValue))) {
+    throw advisoryKeyUnknown(meta.className, write.call, 'it matches the row it updates on a value that is not a plain column value', INSTEAD);
+  }
+  const wheres = matches.filter((m): m is Record<string, unknown> => m !== undefined);
+  if (wheres.length === 0) return values;
   const loaded: Array<Record<string, unknown>> = await runInFrame(childFrame({ readLock: undefined }), () =>
-    write.em.getDriver().find(meta.className, where, { ctx: write.ctx, connectionType: 'write' }),
+    write.em.getDriver().find(meta.className, { $or: wheres }, { ctx: write.ctx, connectionType: 'write' }),
   );
-  const id = (r: Record<string, unknown>) => JSON.stringify(pk.map((p) => String(r[p])));
-  const existing = new Map(loaded.map((r) => [id(r), r]));
-  return values.map((v) => {
-    const row = existing.get(id(v));
+  return values.map((v, i) => {
+    const match = matches[i];
+    const row = match && loaded.find((r) => Object.entries(match).every(([k, x]) => String(r[k]) === String(x)));
     return row ? { ...row, ...Object.fromEntries(Object.entries(v).filter(([, x]) => x !== undefined)) } : v;
   });
 }
+
+/** The WHERE MikroORM's upsert matches an existing row with for `values` (see upsertedRows), or undefined when it matches none. */
+function upsertMatch(meta: any, values: Record<string, unknown>, onConflictFields: unknown): Record<string, unknown> | undefined {
+  const pk: string[] = meta.primaryKeys;
+  const byKey = pk.every((p) => values[p] !== undefined && values[p] !== null) ? Object.fromEntries(pk.map((p) => [p, values[p]])) : undefined;
+  if (!Array.isArray(onConflictFields) && byKey) return byKey;
+  const { where } = mikroCore.getWhereCondition(meta, onConflictFields as any, values, byKey as any) as { where?: unknown };
+  if (where === null || typeof where !== 'object' || Object.keys(where).some((k) => !meta.properties[k])) return byKey;
+  return where as Record<string, unknown>;
+}
+
+const isPlainValue = (x: unknown) => x === null || ['string', 'number', 'bigint', 'boolean'].includes(typeof x);
 
 /** The rows an update or delete by primary key writes, as they are now (an update's new values over them). */
 async function currentRows(write: NativeWrite): Promise<object[]> {
@@ -188,6 +207,8 @@ export function entityManagerWritesPatch(em: object): MikroPatch {
       ...methods.flatMap((m) => expectMethod(ownerOf(em, m), LABEL, m, ['getContext'])),
       ...expectMethod(ownerOf(em, 'getTransactionContext'), LABEL, 'getTransactionContext'),
       ...expectMethod(ownerOf(em, 'getDriver'), LABEL, 'getDriver'),
+      // the row an upsert updates is found by MikroORM's own rule
+      ...(typeof (mikroCore as { getWhereCondition?: unknown }).getWhereCondition === 'function' ? [] : ["@mikro-orm/core's getWhereCondition is not a function"]),
     ],
     apply() {
       const undo = methods.map((method) =>
@@ -216,7 +237,7 @@ function describeCall(self: any, method: string, args: any[]): NativeWrite | und
   const base = { call: `em.${method}()`, kind, meta, em, ctx: em.getTransactionContext() };
   if (valueCall) {
     const data = second === undefined ? first : second;
-    return { ...base, values: many ? [...(data ?? [])] : [data] };
+    return { ...base, values: many ? [...(data ?? [])] : [data], onConflictFields: third?.onConflictFields };
   }
   return method === 'nativeUpdate' ? { ...base, where: second, set: third } : { ...base, where: second };
 }
@@ -246,7 +267,8 @@ export function queryBuilderWrite(qb: any): NativeWrite | undefined {
     const rows: Array<Record<string, unknown>> = (Array.isArray(qb._data) ? qb._data : [qb._data]).filter(Boolean);
     const values = rows.map((row) => byProperty(meta, row));
     // what @AroundCreate hooks change on a row's properties goes back into the builder's (column-keyed) values
-    return { ...base, values, afterHooks: () => values.forEach((v, i) => writeBack(meta, v, rows[i])) };
+    const onConflictFields = kind === 'upsert' ? conflictProperties(meta, qb._onConflict) : undefined;
+    return { ...base, values, onConflictFields, afterHooks: () => values.forEach((v, i) => writeBack(meta, v, rows[i])) };
   }
   if (type === 'TRUNCATE') return { ...base, where: undefined };
   const alias: string = qb.mainAlias.aliasName;
@@ -273,4 +295,11 @@ function writeBack(meta: any, values: Record<string, unknown>, row: Record<strin
     const field: string | undefined = prop?.fieldNames?.length === 1 ? prop.fieldNames[0] : undefined;
     if (field && (value === null || typeof value !== 'object') && row[field] !== value) row[field] = value;
   }
+}
+
+/** A query builder's `onConflict(fields)` (column names) as property names; undefined when it names none (or raw SQL). */
+function conflictProperties(meta: any, onConflict: Array<{ fields?: unknown }> | undefined): string[] | undefined {
+  const fields = onConflict?.[onConflict.length - 1]?.fields;
+  if (!Array.isArray(fields) || fields.length === 0) return undefined;
+  return fields.map((f: string) => (Object.values(meta.properties) as any[]).find((p) => p.fieldNames?.includes(f))?.name ?? f);
 }
