@@ -59,7 +59,7 @@ const WRITES: Array<{ tag: string; write: Write }> = [
   { tag: '[coverage mikro-orm @AdvisoryLock em.upsertMany(unique-property) locked]', write: (em, E, slug) => em.upsertMany(E as typeof MkUpDoc, [{ slug, title: 'up' } as MkUpDoc]) },
   {
     tag: '[coverage mikro-orm @AdvisoryLock qb.insert().onConflict(unique-property) locked]',
-    write: (em, E, slug) => em.createQueryBuilder(E).insert({ slug, title: 'up' }).onConflict('slug').merge(['title']).execute(),
+    write: (em, E, slug) => em.createQueryBuilder(E as typeof MkUpDoc).insert({ slug, title: 'up' } as MkUpDoc).onConflict('slug').merge(['title']).execute(),
   },
 ];
 

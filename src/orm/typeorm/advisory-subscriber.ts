@@ -6,7 +6,7 @@ import { evaluateAdvisoryKey, lockForEntityWrite, type AdvisoryLockOptions } fro
 import { lockMetadataOf } from '../../metadata/registry';
 import { childFrame, runInFrame } from '../../context/store';
 import type { Installation } from '../installations';
-import { isUpsertOf, rowsOfDelete, rowsOfUpdate } from './internals/update-rows';
+import { conflictOfUpsert, isUpsertOf, rowsOfDelete, rowsOfUpdate } from './internals/update-rows';
 import { advisoryKeyUnknown } from '../entity-write-refusals';
 
 /**
@@ -65,11 +65,15 @@ export class AdvisoryEntitySubscriber implements EntitySubscriberInterface {
     }
   }
 
-  /** The lock of an upsert's row: its values over the row it updates when that row exists (found by the primary key the values carry). */
+  /**
+   * The lock of an upsert's row: its values over the row it updates when that row exists — found by
+   * the upsert's conflict columns (`upsert(values, ['slug'])`) when the values fill them, else by the
+   * primary key the values carry.
+   */
   private async lockUpsert(metadata: EntityMetadata, qr: QueryRunner, values: Record<string, unknown> | undefined): Promise<void> {
-    const id = values ? metadata.getEntityIdMap(values) : undefined;
-    if (!values || !id || !qr.isTransactionActive) return this.lock(metadata, qr, values, 'upsert');
-    const row = await runInFrame(childFrame({ readLock: undefined }), () => qr.manager.findOne(metadata.target, { where: id as never, withDeleted: true }));
+    const match = values ? upsertMatch(metadata, values, conflictOfUpsert(metadata)) : undefined;
+    if (!values || !match || !qr.isTransactionActive) return this.lock(metadata, qr, values, 'upsert');
+    const row = await runInFrame(childFrame({ readLock: undefined }), () => qr.manager.findOne(metadata.target, { where: match as never, withDeleted: true }));
     const defined = Object.fromEntries(Object.entries(values).filter(([, v]) => v !== undefined && typeof v !== 'function'));
     return this.lock(metadata, qr, row ? Object.assign(row, defined) : values, 'upsert');
   }
@@ -121,4 +125,25 @@ function noRow(metadata: EntityMetadata, write: string) {
 /** The row as it will be after the update: the loaded row with the changed values over it. */
 function mergeOver(databaseEntity: object, entity: object): object {
   return Object.assign(Object.create(Object.getPrototypeOf(entity)), databaseEntity, entity);
+}
+
+/**
+ * The WHERE of the row an upsert with `values` updates: its conflict columns' values when it names
+ * columns and the values fill them all, else the primary key the values carry (undefined: none). A
+ * conflict column inside a relation or an embedded entity cannot be read back here: refused.
+ */
+function upsertMatch(metadata: EntityMetadata, values: Record<string, unknown>, conflict: readonly string[] | undefined): Record<string, unknown> | undefined {
+  const byKey = metadata.getEntityIdMap(values) ?? undefined;
+  if (!conflict?.length) return byKey;
+  const columns = conflict.map((name) => metadata.columns.find((c) => c.databaseName === name || c.propertyPath === name));
+  if (columns.some((c) => !c || c.relationMetadata || c.embeddedMetadata)) {
+    throw advisoryKeyUnknown(metadata.name, 'upsert', 'it matches the row it updates on a column of a relation or an embedded entity', INSTEAD);
+  }
+  const where: Record<string, unknown> = {};
+  for (const column of columns) {
+    const value = column!.getEntityValue(values);
+    if (value === undefined || value === null) return byKey;
+    where[column!.propertyName] = value;
+  }
+  return where;
 }

@@ -81,12 +81,18 @@ export const deleteRowsPatch: InternalPatch = {
   restore() {},
 };
 
-/** The entity of the upsert (an INSERT … ON CONFLICT UPDATE) running now. */
-const upserts = new AsyncLocalStorage<unknown>();
+/** The upsert (an INSERT … ON CONFLICT UPDATE) running now: its entity and the columns it matches an existing row on. */
+const upserts = new AsyncLocalStorage<{ metadata: unknown; conflict: readonly string[] | undefined }>();
 
 /** True while an upsert of `metadata`'s entity broadcasts its beforeInsert events. */
 export function isUpsertOf(metadata: unknown): boolean {
-  return metadata !== undefined && upserts.getStore() === metadata;
+  return metadata !== undefined && upserts.getStore()?.metadata === metadata;
+}
+
+/** The columns the running upsert of `metadata` matches an existing row on (its conflict target: `upsert(values, ['slug'])`), when it names them. */
+export function conflictOfUpsert(metadata: unknown): readonly string[] | undefined {
+  const store = upserts.getStore();
+  return store && store.metadata === metadata ? store.conflict : undefined;
 }
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -108,7 +114,9 @@ export const upsertRowsPatch: InternalPatch = {
         if (!map.onUpdate || map.callListeners !== true || typeof target !== 'function' || !lockMetadataOf(target)?.advisory.length || !installationOf(dataSourceOf(this))) {
           return base.apply(this, args);
         }
-        return upserts.run(map.mainAlias.metadata, () => base.apply(this, args));
+        const conflictTarget: unknown = map.onUpdate.conflict;
+        const conflict = Array.isArray(conflictTarget) ? conflictTarget : typeof conflictTarget === 'string' && conflictTarget ? [conflictTarget] : undefined;
+        return upserts.run({ metadata: map.mainAlias.metadata, conflict }, () => base.apply(this, args));
       },
     );
   },
