@@ -137,6 +137,44 @@ describe('Redis counting semaphores (redlock.semaphore)', function () {
       expect(await permit.release()).to.equal(true);
     });
 
+    it('release and extend share one script: only a live holder is extended; a released or expired one is neither extended nor brought back', async () => {
+      const redlock = new Redlock(clients, { prefix });
+      const sem = redlock.semaphore(name('hold'), 1);
+      const live = (await sem.tryAcquire(300))!;
+      await live.extend(1000);
+      expect(await holdersOn(sem, clients), 'extended on every node').to.deep.equal([1, 1, 1]);
+      expect(await live.release()).to.equal(true);
+      expect(await holdersOn(sem, clients), 'released on every node').to.deep.equal([0, 0, 0]);
+      expect(await rejection(live.extend(1000))).to.be.instanceOf(LockLostError);
+      const expired = (await sem.tryAcquire(200))!;
+      await sleep(260);
+      expect(await rejection(expired.extend(1000)), 'an expired holder is not extended').to.be.instanceOf(LockLostError);
+      expect(await holdersOn(sem, clients), 'and not brought back').to.deep.equal([0, 0, 0]);
+      const next = await sem.tryAcquire(1000);
+      expect(next, 'its place is free').to.not.equal(null);
+      expect(await next!.release()).to.equal(true);
+    });
+
+    it('each TTL gives its own validity and expiry (the figures of a TTL are kept per TTL), and permits name the semaphore', async () => {
+      const redlock = new Redlock(clients, { prefix });
+      const sem = redlock.semaphore(name('ttls'), 3);
+      const short = (await sem.tryAcquire(400))!;
+      const long = (await sem.tryAcquire(20_000))!;
+      const again = (await sem.tryAcquire(400))!;
+      expect(short.remainingMs).to.be.within(1, 400);
+      expect(long.remainingMs).to.be.within(10_000, 20_000);
+      expect(again.remainingMs).to.be.within(1, 400);
+      expect([short.ttlMs, long.ttlMs, again.ttlMs]).to.deep.equal([400, 20_000, 400]);
+      const scores = await clients[0].zrange(`${prefix}{semaphore}:${sem.name}`, 0, -1, 'WITHSCORES');
+      const expiry = (p: RedisPermit) => Number(scores[scores.indexOf(p.value) + 1]);
+      expect(expiry(long) - expiry(short), 'the long permit expires ~19.6 s after the short one').to.be.within(19_000, 20_000);
+      for (const p of [short, long, again]) {
+        expect(p.keys).to.deep.equal([sem.name]);
+        expect(Object.isFrozen(p.keys) && Object.isFrozen(p.resources)).to.equal(true);
+        expect(await p.release()).to.equal(true);
+      }
+    });
+
     it('using() keeps a 300 ms permit through 1 s of work', async () => {
       const redlock = new Redlock(clients, { prefix });
       const sem = redlock.semaphore(name('using-long'), 1);

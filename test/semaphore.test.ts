@@ -1,7 +1,8 @@
 import { expect } from 'chai';
 import {
-  advisoryLockExists, createFencingTable, dropFencingTable, currentLockSignal, LockConfigError, LockNotAvailableError, LockTimeoutError, Semaphore, transaction, withSemaphore,
+  advisoryLockExists, createFencingTable, dropFencingTable, currentLockSignal, LockConfigError, LockLostError, LockNotAvailableError, LockTimeoutError, Semaphore, transaction, withSemaphore,
 } from '../src';
+import { runWithLockSignal } from '../src/context/lock-signal';
 import { race } from '../src/testing';
 import { rejection } from './support/rejection';
 import { startSemaphoreHolder } from './support/semaphore-holder';
@@ -121,11 +122,13 @@ describeEachBackend('withSemaphore / @Semaphore (database)', [], (env) => {
     let reportPid!: (pid: number) => void;
     const pidKnown = new Promise<number>((resolve) => (reportPid = resolve));
     let aborted = false;
+    let reason: unknown;
     const call = withSemaphore(sem, 3, async (permit) => {
       const [row] = await env.ds.query(pg ? 'SELECT pg_backend_pid() AS pid' : 'SELECT CONNECTION_ID() AS pid');
       reportPid(Number(row.pid));
       await new Promise<void>((resolve) => permit.signal.addEventListener('abort', () => resolve(), { once: true }));
       aborted = permit.signal.aborted;
+      reason = permit.signal.reason;
     });
     const rejected = rejection(call); // handled from the start: the call rejects while the killer is still busy
     const pid = await pidKnown;
@@ -137,7 +140,10 @@ describeEachBackend('withSemaphore / @Semaphore (database)', [], (env) => {
     }
     const error = await rejected;
     expect(error?.constructor.name, String(error)).to.equal('LockLostError');
+    // the error names the permit (not only "the transaction's connection"), on the signal and on the call
+    expect(error.message).to.match(new RegExp(`withSemaphore\\("${sem}"\\): the connection holding semaphore "${sem}" slot [0-2] was lost`));
     expect(aborted, 'the body saw its signal abort').to.equal(true);
+    expect(reason, 'the signal\'s reason is the error the call rejects with').to.equal(error);
     expect(await slotsHeld(sem, 3), 'no slot held afterwards').to.equal(0);
   });
 
@@ -163,6 +169,39 @@ describeEachBackend('withSemaphore / @Semaphore (database)', [], (env) => {
     release();
     await holder;
     expect(await withSemaphore(sem, 1, async () => 'free again', { timeoutMs: 0 })).to.equal('free again');
+  });
+
+  it('a lost enclosing lock scope passes to the permit as it is: its signal aborts with that reason and the call rejects with it', async () => {
+    const sem = name('outer');
+    const outer = new AbortController();
+    const lostOuter = new LockLostError('the enclosing lease was lost');
+    let reason: unknown;
+    const call = runWithLockSignal(outer.signal, () =>
+      withSemaphore(sem, 3, async (permit) => {
+        setTimeout(() => outer.abort(lostOuter), 20);
+        await new Promise<void>((resolve) => permit.signal.addEventListener('abort', () => resolve(), { once: true }));
+        reason = permit.signal.reason;
+      }),
+    );
+    expect(await rejection(call)).to.equal(lostOuter);
+    expect(reason).to.equal(lostOuter);
+    expect(await slotsHeld(sem, 3), 'no slot held afterwards').to.equal(0);
+  });
+
+  it('a body that throws (also synchronously, or a LockLostError) rolls back, rejects with its error and frees the slot', async () => {
+    const sem = name('throws');
+    const boom = new Error('boom');
+    expect(await rejection(withSemaphore(sem, 2, () => { throw boom; }))).to.equal(boom);
+    expect(await rejection(withSemaphore(sem, 2, async () => { throw boom; }))).to.equal(boom);
+    const lost = new LockLostError('gone');
+    let aborted: unknown;
+    expect(await rejection(withSemaphore(sem, 2, async (permit) => {
+      permit.signal.addEventListener('abort', () => (aborted = permit.signal.reason), { once: true });
+      throw lost;
+    }))).to.equal(lost);
+    expect(aborted, 'a LockLostError thrown by the body aborts its signal').to.equal(lost);
+    expect(await slotsHeld(sem, 2), 'no slot held afterwards').to.equal(0);
+    expect(await withSemaphore(sem, 2, () => 'sync result')).to.equal('sync result');
   });
 
   it('in transaction scope inside a transaction, the permit is held until that transaction ends', async () => {
@@ -229,6 +268,12 @@ describeEachBackend('withSemaphore / @Semaphore (database)', [], (env) => {
     expect((await rejection(withSemaphore('reports', 3, async () => 1, { scope: 'forever' } as any))).message).to.match(/scope 'forever'/);
     expect((await rejection(withSemaphore('reports', 3, async () => 1, { timeoutMs: -1 })))).to.be.instanceOf(LockConfigError);
     expect((await rejection(withSemaphore('reports', 3, 'nope' as any)))).to.be.instanceOf(LockConfigError);
+    expect((await rejection(withSemaphore('reports', 3, async () => 1, { onTimeout: 'wait' } as any))).message).to.match(/onTimeout 'wait'/);
+    expect((await rejection(withSemaphore('reports', 3, async () => 1, { dataSource: 'default' } as any))).message).to.match(/dataSource must be/);
+    expect((await rejection(withSemaphore('reports', 3, async () => 1, [] as any))).message).to.match(/options must be an object/);
+    // options need not be an object literal: a null-prototype object is fine
+    const bare = Object.assign(Object.create(null), { timeoutMs: 0 });
+    expect(await withSemaphore(name('bare'), 3, async () => 'ok', bare)).to.equal('ok');
     expect(() => Semaphore('reports', 0)({}, 'm', { value: async () => 1 })).to.throw(LockConfigError, /@Semaphore on Object.m: permits/);
   });
 

@@ -42,6 +42,37 @@ export function semaphoreOptionProblems(options: unknown): string[] {
   return problems.length ? problems : advisoryOptionProblems(options);
 }
 
+/**
+ * The usual case, without building a problem list: undefined, or a plain object literal whose
+ * keys are known and whose values are fine. False only sends the caller to
+ * `semaphoreOptionProblems`, which has the last word (and the wording).
+ */
+export function semaphoreOptionsFine(options: unknown): boolean {
+  if (options === undefined) return true;
+  if (options === null || typeof options !== 'object' || Object.getPrototypeOf(options) !== Object.prototype) return false;
+  const o = options as Record<string, unknown>;
+  for (const key in o) {
+    const v = o[key];
+    switch (key) {
+      case 'scope':
+        if (v !== undefined && v !== 'transaction' && v !== 'session') return false;
+        break;
+      case 'timeoutMs':
+        if (v !== undefined && (typeof v !== 'number' || !Number.isFinite(v) || v < 0)) return false;
+        break;
+      case 'onTimeout':
+        if (v !== undefined && v !== 'throw' && v !== 'skip') return false;
+        break;
+      case 'dataSource':
+        if (v !== undefined && (v === null || typeof v !== 'object')) return false;
+        break;
+      default:
+        return false;
+    }
+  }
+  return true;
+}
+
 /** A semaphore name: a non-empty, well-formed string of at most 512 characters. */
 export function checkSemaphoreName(name: unknown, where: string): string {
   if (typeof name !== 'string' || name.length === 0 || name.length > MAX_NAME_LENGTH || !isWellFormed(name)) {

@@ -12,9 +12,9 @@
  * and the advisory strategy's sibling turns keep them apart.
  */
 import { namedConnection, transaction } from '../context/transaction';
-import { ambientTx } from '../context/store';
+import { ambientTx, childFrame, runInFrame } from '../context/store';
 import { noteLock } from '../context/connection-model';
-import { lockLostError, runLockedBody } from '../context/lock-scope';
+import { isConnectionLost, lockLostError } from '../context/lock-scope';
 import { LockConfigError, LockLostError } from '../errors';
 import type { Installation } from '../orm/installations';
 import { DEFAULT_FENCING_TABLE } from '../redis/fencing';
@@ -22,13 +22,12 @@ import { refuseSessionLocksUnderPooler } from './advisory';
 import { resolveAdvisoryKeys, type ResolvedAdvisoryKey } from './advisory-key';
 import type { AdvisorySubject } from './advisory-options';
 import type { SemaphorePermit } from './semaphore-options';
-import { LockScope, runInLockScope } from '../context/lock-signal';
+import { currentLockScope, LockScope, runInLockScope } from '../context/lock-signal';
 
-/** What one semaphore call needs to try its slots: made once per call. */
+/** What a semaphore's calls need to try its slots: made once per installation, name and permits. */
 export interface SlotPlan {
   readonly inst: Installation;
   readonly name: string;
-  readonly subject: AdvisorySubject;
   /** The slots' keys and the database's ids of them, in slot order. */
   readonly keys: readonly ResolvedAdvisoryKey[];
   readonly ids: readonly string[];
@@ -36,6 +35,9 @@ export interface SlotPlan {
   readonly display: ResolvedAdvisoryKey;
   /** The token expression (the sequence's next value). */
   readonly token: string;
+  /** How the connection model notes a slot taken: until the transaction ends (native) or just after it (MySQL stand-ins). */
+  readonly level: 'transaction' | 'until-end';
+  readonly dropsAtRollbackTo: boolean;
 }
 
 /** Plans made, per installation and `name#permits` (a name's keys are hashed once, not per call); at most PLANS_KEPT each. */
@@ -52,7 +54,7 @@ export function slotPlan(inst: Installation, name: string, permits: number, subj
     if (known.size >= PLANS_KEPT) known.clear();
     known.set(id, (plan = makePlan(inst, name, permits, subject)));
   }
-  return plan === null ? undefined : { ...plan, subject };
+  return plan ?? undefined;
 }
 
 function makePlan(inst: Installation, name: string, permits: number, subject: AdvisorySubject): SlotPlan | null {
@@ -62,7 +64,8 @@ function makePlan(inst: Installation, name: string, permits: number, subject: Ad
   const namespace = inst.settings.namespace;
   const keys = Array.from({ length: permits }, (_, i) => resolveAdvisoryKeys([`semaphore:${name}`, i], namespace, subject)[0]);
   const [display] = resolveAdvisoryKeys(`semaphore:${name}`, namespace, subject);
-  return { inst, name, subject, keys, ids: keys.map((k) => adv.lockId(k)), display, token };
+  const level = inst.dialect.capabilities.transactionAdvisoryLocks ? 'transaction' : 'until-end';
+  return { inst, name, keys, ids: keys.map((k) => adv.lockId(k)), display, token, level, dropsAtRollbackTo: inst.dialect.capabilities.rollbackToSavepointReleasesLocks };
 }
 
 /** Whether this call may take the one-statement path: it opens the transaction itself, on a pool (or pinned) connection, not on a named one. */
@@ -73,51 +76,82 @@ export function slotPathApplies(inst: Installation, explicit: unknown, label: st
 /**
  * In a transaction opened here: tries the slots (one statement per try; `wait()` between tries,
  * false when the caller's deadline passed) until one is taken, then runs `fn` holding it.
+ *
+ * The permit is a lock scope of its own inside the transaction's, which already watches the
+ * connection: when the connection dies, the permit's signal aborts with an error naming the
+ * semaphore and its slot, and the call rejects with that error; a loss of an enclosing scope
+ * passes as it is. So a permit costs no second connection watch and no second promise chain.
  */
-export async function runOnFreeSlot<T>(
+export function runOnFreeSlot<T>(
   plan: SlotPlan,
+  subject: AdvisorySubject,
   fn: (permit: SemaphorePermit) => Promise<T> | T,
   wait: () => Promise<boolean>,
 ): Promise<{ got: boolean; result?: T }> {
-  const { inst, subject } = plan;
+  const { inst } = plan;
   refuseSessionLocksUnderPooler(inst, 'transaction', subject);
-  const native = inst.dialect.capabilities.transactionAdvisoryLocks;
   const startedAt = Date.now();
-  return transaction(async () => {
+  let permit: LockScope | undefined;
+  const tryAll = async (): Promise<{ got: boolean; result?: T }> => {
     const qr = ambientTx(inst)!.connection;
     const n = plan.ids.length;
     for (;;) {
-      const first = Math.floor(Math.random() * n);
-      const order = first === 0 ? plan.ids : [...plan.ids.slice(first), ...plan.ids.slice(0, first)];
+      const first = n === 1 ? 0 : Math.floor(Math.random() * n);
       let got: { index: number; token: string | null } | null;
       try {
-        got = await inst.dialect.advisory.lockFirstFree!(qr, order, plan.token, plan.display);
+        got = await inst.dialect.advisory.lockFirstFree!(qr, first === 0 ? plan.ids : rotated(plan.ids, first), plan.token, plan.display);
       } catch (error) {
-        throw explain(plan, error);
+        throw explain(plan, subject, error);
       }
       if (got) {
         const slot = (got.index + first) % n;
         const key = plan.keys[slot];
-        noteLock(qr, { inst, kind: 'advisory', id: plan.ids[slot], display: key.display }, native ? 'transaction' : 'until-end', inst.dialect.capabilities.rollbackToSavepointReleasesLocks);
+        noteLock(qr, { inst, kind: 'advisory', id: plan.ids[slot], display: key.display }, plan.level, plan.dropsAtRollbackTo);
         inst.emit({ type: 'acquired', kind: 'advisory', target: key.display, waitedMs: Date.now() - startedAt });
-        const body = { inst, connection: qr, lost: (cause: unknown) => lockLostError(subject.label, `semaphore ${JSON.stringify(plan.name)} slot ${slot}`, { key: plan.name, method: subject.method, cause }) };
+        const lost = (cause: unknown) => lockLostError(subject.label, `semaphore ${JSON.stringify(plan.name)} slot ${slot}`, { key: plan.name, method: subject.method, cause });
+        const scope = (permit = new LockScope());
+        const dead = inst.port.lostSignal?.(qr);
+        currentLockScope()?.onAbort((reason) => scope.abort(dead?.aborted ? lost(dead.reason) : reason));
         const token = BigInt(got.token ?? '0');
-        // the slot's lock scope is the permit's: its signal aborts when the connection dies, or when the body throws LockLostError
-        return { got: true, result: await runLockedBody(body, (scope) => permitBody(scope, fn, token, slot)) };
+        const result = await runInFrame(childFrame({ lockScope: scope }), () => permitBody(scope, fn, token, slot, (error) => (isConnectionLost(inst, error) ? lost(error) : error)));
+        return { got: true, result };
       }
       inst.emit({ type: 'not_available', kind: 'advisory', target: plan.display.display, waitedMs: Date.now() - startedAt });
       if (!(await wait())) return { got: false };
     }
-  }, { dataSource: inst.port.target });
+  };
+  // the transaction rejects with its own loss: the permit's names the semaphore (or is the body's own LockLostError)
+  return transaction(tryAll, { dataSource: inst.port.target }).then(undefined, (error: unknown) => {
+    throw permit?.aborted ? permit.reason : error;
+  });
 }
 
-/** Runs the body under `scope` (its signal made only when asked for); a LockLostError the body throws aborts it. */
-async function permitBody<T>(scope: LockScope, fn: (permit: SemaphorePermit) => Promise<T> | T, token: bigint, slot: number): Promise<T> {
-  try {
-    return await fn({ token, slot, get signal() { return scope.signal; } });
-  } catch (error) {
+/** `ids` from index `first` on, then the ones before it. */
+function rotated(ids: readonly string[], first: number): string[] {
+  const out = new Array<string>(ids.length);
+  for (let k = 0; k < ids.length; k++) out[k] = ids[(first + k) % ids.length];
+  return out;
+}
+
+/**
+ * Runs the body under `scope` (its signal made only when asked for): a LockLostError the body
+ * throws aborts the scope; any other error goes through `convert` (default: as it is).
+ */
+function permitBody<T>(
+  scope: LockScope,
+  fn: (permit: SemaphorePermit) => Promise<T> | T,
+  token: bigint,
+  slot: number,
+  convert: (error: unknown) => unknown = (error) => error,
+): Promise<T> {
+  const failed = (error: unknown): never => {
     if (error instanceof LockLostError) scope.abort(error);
-    throw error;
+    throw convert(error);
+  };
+  try {
+    return Promise.resolve(fn({ token, slot, get signal() { return scope.signal; } })).then(undefined, failed);
+  } catch (error) {
+    return failed(error);
   }
 }
 
@@ -136,8 +170,8 @@ export function missingTokenSequence(subject: AdvisorySubject, name: string, cau
 }
 
 /** A failed try: the missing token sequence as a LockConfigError, a lost connection as LockLostError, else the dialect's conversion. */
-function explain(plan: SlotPlan, error: unknown): unknown {
-  const { inst, subject, name } = plan;
+function explain(plan: SlotPlan, subject: AdvisorySubject, error: unknown): unknown {
+  const { inst, name } = plan;
   if (inst.dialect.fencing!.isMissingTable(error)) return missingTokenSequence(subject, name, error);
   if (inst.dialect.advisory.isConnectionLost(error)) return lockLostError(subject.label, `semaphore ${JSON.stringify(name)}`, { key: name, method: subject.method, cause: error });
   return inst.dialect.convertError(error, { key: name, method: subject.method }) ?? error;

@@ -26,7 +26,7 @@ import { DEFAULT_FENCING_TABLE } from '../redis/fencing';
 import { runWithAdvisoryLock } from './advisory';
 import type { AdvisoryLockContext, AdvisorySubject } from './advisory-options';
 import {
-  checkPermits, checkSemaphoreName, semaphoreOptionProblems,
+  checkPermits, checkSemaphoreName, semaphoreOptionProblems, semaphoreOptionsFine,
   type SemaphoreOptions, type SemaphorePermit, type SemaphoreSkipOptions,
 } from './semaphore-options';
 import { missingTokenSequence, runOnFreeSlot, runPermitBody, slotPathApplies, slotPlan } from './semaphore-slots';
@@ -56,86 +56,92 @@ export function withSemaphore<T>(
   return runWithSemaphore(name, permits, fn, options, { label: `withSemaphore(${JSON.stringify(String(name))})` });
 }
 
-/** The one implementation behind `withSemaphore` and `@Semaphore`. */
-export async function runWithSemaphore<T>(
+/** The one implementation behind `withSemaphore` and `@Semaphore`; bad arguments reject (never a synchronous throw). */
+export function runWithSemaphore<T>(
   name: string,
   permits: number,
   fn: (permit: SemaphorePermit) => Promise<T> | T,
   options: SemaphoreOptions | undefined,
   subject: AdvisorySubject,
 ): Promise<T | undefined> {
-  checkSemaphoreName(name, subject.label);
-  checkPermits(permits, subject.label, name);
-  checkFunction(subject.label, fn, 'the body', { method: subject.method });
-  const problems = semaphoreOptionProblems(options);
-  if (problems.length) throw new LockConfigError(`${subject.label}: ${problems.join('; ')}`, { key: name, method: subject.method });
-  const opts = options ?? {};
-  const inst = resolveInstallation(subject.label, { explicit: opts.dataSource });
-  const fencing = inst.dialect.fencing;
-  if (!inst.dialect.capabilities.tokenSequences || !fencing?.nextSequenceSql) {
-    throw new LockConfigError(
-      `${subject.label}: database semaphores draw their fencing tokens from a sequence, which ${inst.dialect.name} does not have (PostgreSQL and MariaDB do); use redlock.semaphore(name, permits) on Redis`,
-      { key: name, method: subject.method },
-    );
-  }
-  const scope = opts.scope ?? 'transaction';
-  const timeoutMs = opts.timeoutMs ?? inst.settings.advisoryTimeoutMs;
-  const startedAt = Date.now();
-  const deadline = timeoutMs === undefined ? Infinity : startedAt + timeoutMs;
-  const nextTokenSql = fencing.nextSequenceSql(DEFAULT_FENCING_TABLE);
-
-  // Between tries: 5 ms doubling to 200 ms, with jitter, never past the deadline; false once it passed.
-  let backoff = FIRST_BACKOFF_MS;
-  const wait = async (): Promise<boolean> => {
-    const left = deadline - Date.now();
-    if (left <= 0) return false;
-    await new Promise((resolve) => setTimeout(resolve, Math.min(left, backoff * (0.5 + Math.random()))));
-    backoff = Math.min(MAX_BACKOFF_MS, backoff * 2);
-    return true;
-  };
-
-  // One slot per statement, through the advisory strategy (scopes, siblings of a caller's transaction).
-  const waitForPermit = async (): Promise<{ got: boolean; result?: T }> => {
-    for (;;) {
-      const first = Math.floor(Math.random() * permits);
-      for (let k = 0; k < permits; k++) {
-        const slot = (first + k) % permits;
-        let got = false;
-        const result = await runWithAdvisoryLock(
-          [`semaphore:${name}`, slot],
-          undefined,
-          [],
-          async (ctx: AdvisoryLockContext) => {
-            got = true;
-            const token = await drawToken(inst, ctx, nextTokenSql, subject, name);
-            return runPermitBody(fn, token, slot);
-          },
-          { scope, timeoutMs: 0, onTimeout: 'skip', dataSource: opts.dataSource },
-          subject,
-        );
-        if (got) return { got, result: result as T };
-      }
-      if (!(await wait())) return { got: false };
+  try {
+    checkSemaphoreName(name, subject.label);
+    checkPermits(permits, subject.label, name);
+    checkFunction(subject.label, fn, 'the body', { method: subject.method });
+    const problems = semaphoreOptionsFine(options) ? [] : semaphoreOptionProblems(options);
+    if (problems.length) throw new LockConfigError(`${subject.label}: ${problems.join('; ')}`, { key: name, method: subject.method });
+    const opts: SemaphoreOptions = options ?? {};
+    const inst = resolveInstallation(subject.label, { explicit: opts.dataSource });
+    const fencing = inst.dialect.fencing;
+    if (!inst.dialect.capabilities.tokenSequences || !fencing?.nextSequenceSql) {
+      throw new LockConfigError(
+        `${subject.label}: database semaphores draw their fencing tokens from a sequence, which ${inst.dialect.name} does not have (PostgreSQL and MariaDB do); use redlock.semaphore(name, permits) on Redis`,
+        { key: name, method: subject.method },
+      );
     }
-  };
+    const scope = opts.scope ?? 'transaction';
+    const timeoutMs = opts.timeoutMs ?? inst.settings.advisoryTimeoutMs;
+    const startedAt = Date.now();
+    const deadline = timeoutMs === undefined ? Infinity : startedAt + timeoutMs;
 
-  // Transaction scope in a transaction opened here: every slot tried in one statement (semaphore-slots.ts).
-  const plan = scope === 'transaction' && slotPathApplies(inst, opts.dataSource, subject.label) ? slotPlan(inst, name, permits, subject) : undefined;
-  // Transaction scope: every try runs in one transaction (the ambient one, or one opened here),
-  // so a slot taken is held until it ends and a failed try costs one statement.
-  const outcome = plan
-    ? await runOnFreeSlot(plan, fn, wait)
-    : scope === 'transaction'
-      ? await transaction(waitForPermit, { dataSource: inst.port.target })
-      : await waitForPermit();
-  if (outcome.got) return outcome.result;
-  const waitedMs = Date.now() - startedAt;
-  if (opts.onTimeout === 'skip') return undefined;
-  const details = { key: name, permits, method: subject.method, waitedMs };
-  if (timeoutMs === 0) {
-    throw new LockNotAvailableError(`${subject.label}: all ${permits} permit(s) of semaphore ${JSON.stringify(name)} are held (timeoutMs: 0)`, details);
+    // Between tries: 5 ms doubling to 200 ms, with jitter, never past the deadline; false once it passed.
+    let backoff = FIRST_BACKOFF_MS;
+    const wait = async (): Promise<boolean> => {
+      const left = deadline - Date.now();
+      if (left <= 0) return false;
+      await new Promise((resolve) => setTimeout(resolve, Math.min(left, backoff * (0.5 + Math.random()))));
+      backoff = Math.min(MAX_BACKOFF_MS, backoff * 2);
+      return true;
+    };
+
+    // One slot per statement, through the advisory strategy (scopes, siblings of a caller's transaction).
+    const waitForPermit = async (): Promise<{ got: boolean; result?: T }> => {
+      for (;;) {
+        const first = Math.floor(Math.random() * permits);
+        for (let k = 0; k < permits; k++) {
+          const slot = (first + k) % permits;
+          let got = false;
+          const result = await runWithAdvisoryLock(
+            [`semaphore:${name}`, slot],
+            undefined,
+            [],
+            async (ctx: AdvisoryLockContext) => {
+              got = true;
+              const token = await drawToken(inst, ctx, fencing.nextSequenceSql!(DEFAULT_FENCING_TABLE), subject, name);
+              return runPermitBody(fn, token, slot);
+            },
+            { scope, timeoutMs: 0, onTimeout: 'skip', dataSource: opts.dataSource },
+            subject,
+          );
+          if (got) return { got, result: result as T };
+        }
+        if (!(await wait())) return { got: false };
+      }
+    };
+
+    // Transaction scope in a transaction opened here: every slot tried in one statement (semaphore-slots.ts).
+    const plan = scope === 'transaction' && slotPathApplies(inst, opts.dataSource, subject.label) ? slotPlan(inst, name, permits, subject) : undefined;
+    // Transaction scope: every try runs in one transaction (the ambient one, or one opened here),
+    // so a slot taken is held until it ends and a failed try costs one statement.
+    const outcome = (o: { got: boolean; result?: T }): T | undefined => {
+      if (o.got) return o.result;
+      const waitedMs = Date.now() - startedAt;
+      if (opts.onTimeout === 'skip') return undefined;
+      const details = { key: name, permits, method: subject.method, waitedMs };
+      if (timeoutMs === 0) {
+        throw new LockNotAvailableError(`${subject.label}: all ${permits} permit(s) of semaphore ${JSON.stringify(name)} are held (timeoutMs: 0)`, details);
+      }
+      throw new LockTimeoutError(`${subject.label}: no permit of semaphore ${JSON.stringify(name)} (${permits} permit(s)) came free within ${timeoutMs} ms`, details);
+    };
+    const tries = plan
+      ? runOnFreeSlot(plan, subject, fn, wait)
+      : scope === 'transaction'
+        ? transaction(waitForPermit, { dataSource: inst.port.target })
+        : waitForPermit();
+    return tries.then(outcome);
+  } catch (error) {
+    return Promise.reject(error);
   }
-  throw new LockTimeoutError(`${subject.label}: no permit of semaphore ${JSON.stringify(name)} (${permits} permit(s)) came free within ${timeoutMs} ms`, details);
 }
 
 /** The permit's fencing token, from the token sequence, on the slot's own connection. */

@@ -65,35 +65,33 @@ return 0
 `,
 );
 
-/** Removes holder ARGV[1] from KEYS[1]; returns 1 when it held a place that had not expired, else 0. */
-export const SEM_RELEASE = script(
-  'semaphore-release',
-  `${NOW}
+/**
+ * Release and extend, one script (they share the lookup of the holder and of the node's clock):
+ * KEYS[1] = holders, ARGV[1] = the permit's value; ARGV[2] = ttl ms to extend, absent to release.
+ * - release (no ARGV[2]): removes the holder; 1 when it held a place that had not expired, else 0;
+ * - extend: moves its expiry to now + ttl if it still holds an unexpired place: 1, else 0.
+ * The clock is read only when the holder is there (a lost permit costs one ZSCORE).
+ */
+export const SEM_HOLD = script(
+  'semaphore-hold',
+  `
 local expires = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if not expires then
   return 0
+end${NOW}
+local live = tonumber(expires) > now
+if not ARGV[2] then
+  redis.call('ZREM', KEYS[1], ARGV[1])
+elseif live then
+  local ttl = tonumber(ARGV[2])
+  redis.call('ZADD', KEYS[1], 'XX', string.format('%.0f', now + ttl), ARGV[1])
+  if redis.call('PTTL', KEYS[1]) < ttl then
+    redis.call('PEXPIRE', KEYS[1], ttl)
+  end
 end
-redis.call('ZREM', KEYS[1], ARGV[1])
-if tonumber(expires) <= now then
-  return 0
+if live then
+  return 1
 end
-return 1
-`,
-);
-
-/** Moves holder ARGV[1]'s expiry to now + ARGV[2] ms if it still holds an unexpired place: 1, else 0. */
-export const SEM_EXTEND = script(
-  'semaphore-extend',
-  `${NOW}
-local expires = redis.call('ZSCORE', KEYS[1], ARGV[1])
-if not expires or tonumber(expires) <= now then
-  return 0
-end
-local ttl = tonumber(ARGV[2])
-redis.call('ZADD', KEYS[1], 'XX', string.format('%.0f', now + ttl), ARGV[1])
-if redis.call('PTTL', KEYS[1]) < ttl then
-  redis.call('PEXPIRE', KEYS[1], ttl)
-end
-return 1
+return 0
 `,
 );

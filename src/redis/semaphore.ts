@@ -42,7 +42,7 @@ import { isTokenGrant, permitQuorum, sameHighestToken, tokenGrants, type NodeRes
 import { retryDelay, sleep, type AcquireOptions } from './redlock-options';
 import { count, nodeAddress, runRound, type NodeCall } from './rounds';
 import { checkPermits, checkSemaphoreName } from '../locks/semaphore-options';
-import { SEM_ACQUIRE, SEM_CLAIM, SEM_EXTEND, SEM_RELEASE } from './semaphore-scripts';
+import { SEM_ACQUIRE, SEM_CLAIM, SEM_HOLD } from './semaphore-scripts';
 
 /** What a semaphore shares with its Redlock (made by `Redlock.semaphore`). */
 export interface SemaphoreHost {
@@ -88,6 +88,10 @@ export class RedisSemaphore {
   private readonly permitsText: string;
   /** The KEYS of the release script. */
   private readonly holdersKeys: readonly string[];
+  /** A permit's `keys` and `resources` (frozen, shared by every permit of this semaphore). */
+  private readonly permitKeys: readonly string[];
+  /** What a TTL comes to, for the last TTL asked for (callers use one TTL): its text, validity and node timeout. */
+  private ttl = { ms: NaN, text: '', validity: 0, timeoutMs: 0 };
   /** When an acquisition round is decided: a quorum of nodes answered the same highest token. */
   private readonly decided = (answered: Array<NodeCall<number>>): boolean => sameHighestToken(answered, this.quorum);
 
@@ -98,9 +102,10 @@ export class RedisSemaphore {
     this.quorum = permitQuorum(n, permits);
     this.holders = `${host.base}{semaphore}:${name}`;
     this.counter = `${host.base}{semaphore-fence}:${name}`;
-    this.protocol = { extend: SEM_EXTEND, release: SEM_RELEASE, quorum: this.quorum };
+    this.protocol = { extend: SEM_HOLD, release: SEM_HOLD, quorum: this.quorum };
     this.acquireKeys = [this.holders, this.counter];
-    this.holdersKeys = [this.holders];
+    this.holdersKeys = Object.freeze([this.holders]);
+    this.permitKeys = Object.freeze([name]);
     this.permitsText = String(permits);
     this.allNodes = host.clients.map((_, i) => i);
     let seen = seenTokens.get(host);
@@ -111,7 +116,7 @@ export class RedisSemaphore {
   /** One attempt: a permit, or `null` when no quorum of nodes had a free place (or answered). */
   async tryAcquire(ttlMs: number): Promise<RedisPermit | null> {
     this.host.checkTtl(ttlMs);
-    const started = Date.now();
+    const started = this.host.emit ? Date.now() : 0;
     const { permit } = await this.attempt(ttlMs);
     this.report(permit, started);
     return permit;
@@ -171,6 +176,15 @@ export class RedisSemaphore {
     emit({ type: permit ? 'acquired' : 'not_available', kind: 'lease', target, waitedMs: Date.now() - started });
   }
 
+  /** `ttlMs` as sent, the validity it gives and the node timeout of its rounds (worked out once per TTL). */
+  private ttlFigures(ttlMs: number): { ms: number; text: string; validity: number; timeoutMs: number } {
+    if (this.ttl.ms !== ttlMs) {
+      const { host } = this;
+      this.ttl = { ms: ttlMs, text: String(ttlMs), validity: ttlMs - host.drift(ttlMs), timeoutMs: host.timeoutFor(ttlMs) };
+    }
+    return this.ttl;
+  }
+
   private see(token: bigint): void {
     if (token > (this.seen.get(this.name) ?? 0n)) this.seen.set(this.name, token);
   }
@@ -179,14 +193,14 @@ export class RedisSemaphore {
   private async attempt(ttlMs: number): Promise<{ permit: RedisPermit | null; nodes: NodeResult[] }> {
     const { host, quorum } = this;
     const value = leaseValue();
-    const timeoutMs = host.timeoutFor(ttlMs);
+    const { text: ttlText, validity, timeoutMs } = this.ttlFigures(ttlMs);
     const clock = host.clock;
     const start = clock();
     const wallStart = Date.now();
     let permit: RedisPermit | null = null;
     let settled = false;
     const lateGrants: number[] = [];
-    const release = (nodes: readonly number[]) => runRound<number>(host.clients, host.deadlines, nodes, SEM_RELEASE, this.holdersKeys, [value], timeoutMs);
+    const release = (nodes: readonly number[]) => runRound<number>(host.clients, host.deadlines, nodes, SEM_HOLD, this.holdersKeys, [value], timeoutMs);
     // A grant that arrives after the attempt was decided is undone unless the permit was
     // handed out (its release, sent later on the same client, runs after it).
     const onLate = (call: NodeCall<number>): void => {
@@ -198,7 +212,7 @@ export class RedisSemaphore {
     const highest = this.seen.get(this.name);
     const seen = highest === undefined ? '0' : highest.toString();
     const calls = await runRound<number>(
-      host.clients, host.deadlines, this.allNodes, SEM_ACQUIRE, this.acquireKeys, [value, String(ttlMs), this.permitsText, seen], timeoutMs, this.decided, onLate,
+      host.clients, host.deadlines, this.allNodes, SEM_ACQUIRE, this.acquireKeys, [value, ttlText, this.permitsText, seen], timeoutMs, this.decided, onLate,
     );
     const { granted, highest: token } = tokenGrants(calls);
     let ok = false;
@@ -210,12 +224,11 @@ export class RedisSemaphore {
         owned += count(claims, (c) => c.outcome === 'ok' && Number(c.reply) === 1);
       }
       ok = owned >= quorum;
-      for (const g of granted) this.see(g.token);
+      this.see(token);
     }
-    const validity = ttlMs - host.drift(ttlMs);
     if (ok && stillValid(start, validity, clock())) {
       permit = new Lease(host.driver, {
-        keys: [this.name], resources: [this.holders], fenceKey: this.counter, value, fencingToken: token, ttlMs,
+        keys: this.permitKeys, resources: this.holdersKeys, fenceKey: this.counter, value, fencingToken: token, ttlMs,
         acquiredAt: wallStart, expiresAt: wallStart + validity, validUntil: start + validity, clock, protocol: this.protocol,
       });
     } else if (granted.length > 0) {
