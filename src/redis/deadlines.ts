@@ -17,13 +17,14 @@ class Entry implements Deadline {
   done = false;
   constructor(
     readonly at: number,
-    readonly onExpire: () => void,
+    public onExpire: (() => void) | null,
     private readonly owner: Deadlines,
   ) {}
 
   cancel(): void {
     if (this.done) return;
     this.done = true;
+    this.onExpire = null; // the round's state is not kept until the timer fires
     this.owner.settled();
   }
 }
@@ -49,6 +50,8 @@ export class Deadlines {
   /** @internal An entry was cancelled. */
   settled(): void {
     if (--this.live === 0) this.timer?.unref();
+    // settled entries wait for the timer to be dropped; drop them sooner when they pile up
+    if (this.entries.length > 64 && this.entries.length > 4 * this.live) this.entries = this.entries.filter((e) => !e.done);
   }
 
   private arm(at: number): void {
@@ -76,8 +79,9 @@ export class Deadlines {
     this.entries = keep;
     if (next < Infinity) this.arm(next);
     for (const e of due) {
+      const onExpire = e.onExpire;
       e.cancel();
-      e.onExpire();
+      onExpire?.();
     }
   }
 }
