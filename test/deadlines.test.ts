@@ -16,10 +16,13 @@ describe('Deadlines (the per-node timeouts of the Redis rounds)', () => {
     const cancelled = d.add(30, () => fired.push('never'));
     cancelled.cancel();
     cancelled.cancel(); // idempotent
-    await sleep(80);
+    while (fired.length < 2 && Date.now() - started < 2000) await sleep(10);
     expect(fired).to.deep.equal(['a', 'b']);
-    expect(at.a).to.be.within(19, 35);
-    expect(at.b).to.be.within(39, 60);
+    // never early; late only by what a loaded machine delays a timer
+    expect(at.a).to.be.at.least(19);
+    expect(at.b).to.be.at.least(39);
+    await sleep(50);
+    expect(fired, 'the cancelled one never runs').to.deep.equal(['a', 'b']);
   });
 
   it('thousands of rounds that settle in time cost one timer, which stops keeping the process alive once none is live', async () => {
