@@ -11,7 +11,7 @@ import type { AdvisoryLockContext } from './advisory-options';
 import { heldFor, kindOf, type LockItem, type Plan } from './advisory-plan';
 import { toAcquire, withHeld } from './advisory-held';
 import { acquireAll, acquired, acquireForTransaction, convert, keepUntilTransactionEnd, lostError, notObtained } from './advisory-acquire';
-import { afterSiblings, siblingsDone } from './advisory-siblings';
+import { afterSiblings, NO_SIBLINGS, siblingsDone } from './advisory-siblings';
 
 /**
  * The two scopes of an advisory lock: `transaction` (held until the transaction the body runs in
@@ -64,7 +64,9 @@ async function lockInTransaction<T>(
 ): Promise<T | undefined> {
   const qr = tx.connection;
   const startedAt = Date.now();
-  const sibling = afterSiblings(plan, tx.memo);
+  // a transaction opened for this call has no siblings: nothing else runs in it but this body and
+  // what it calls (which holds the key: re-entry, never a sibling's wait)
+  const sibling = joined ? afterSiblings(plan, tx.memo) : NO_SIBLINGS;
   try {
     if (!(await siblingsDone(plan, sibling))) {
       // a sibling's body holds the key on this connection: the call's own time limit applies to that wait too

@@ -27,6 +27,9 @@ export interface SiblingTurn {
   readonly done: () => void;
 }
 
+/** The turn of a call no sibling can share its connection with (nothing to wait for). */
+export const NO_SIBLINGS: SiblingTurn = Object.freeze({ done: () => undefined });
+
 /**
  * Sibling calls on one connection (`Promise.all` of two calls for one key inside one transaction
  * or one session lock's pinned connection) run their bodies one after the other: each waits for
