@@ -68,7 +68,7 @@ async function lockInTransaction<T>(
   // what it calls (which holds the key: re-entry, never a sibling's wait)
   const sibling = joined ? afterSiblings(plan, tx.memo) : NO_SIBLINGS;
   try {
-    if (!(await siblingsDone(plan, sibling))) {
+    if (sibling.ready && !(await siblingsDone(plan, sibling))) {
       // a sibling's body holds the key on this connection: the call's own time limit applies to that wait too
       if (plan.onTimeout === 'skip') {
         await notObtained(plan, plan.locks[0], startedAt, false);
@@ -124,7 +124,7 @@ export async function runSessionScoped<T>(plan: Plan, fn: (ctx: AdvisoryLockCont
     // siblings in one transaction: bodies for one key take turns (registered before the first await)
     const sibling = afterSiblings(plan, tx.memo);
     try {
-      if (!(await siblingsDone(plan, sibling))) return siblingTimedOut(plan, startedAt);
+      if (sibling.ready && !(await siblingsDone(plan, sibling))) return siblingTimedOut(plan, startedAt);
       return await runSessionOn(plan, tx, tx.connection, fn);
     } finally {
       sibling.done();
