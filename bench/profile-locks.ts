@@ -1,56 +1,77 @@
 /**
- * Profiles the uncontended lock paths: 2,000 sequential operations of each of @Pessimistic,
- * @AdvisoryLock, lock() (in transaction()) and withLock on one backend, 1,000 rows.
+ * Profiles the uncontended lock paths, one backend, 1,000 rows: the bench's variants (by id:
+ * pessimistic, advisory, transactional, versioned and their hand-written twins) and lock()/withLock,
+ * sequential operations taken in interleaved slices so that machine noise hits every path alike.
  *
- *   node --cpu-prof --cpu-prof-dir=/tmp/prof -r ts-node/register/transpile-only bench/profile-locks.ts [postgres|mariadb] [ops]
+ *   node --cpu-prof --cpu-prof-dir=/tmp/prof -r ts-node/register/transpile-only bench/profile-locks.ts [postgres|mariadb] [ops] [slices]
+ *   PROFILE_ONLY=pessimistic,hand-locked …   (only these paths)
  *
- * Prints the wall time per operation of each path; the .cpuprofile shows where the client CPU goes.
+ * Prints the wall and client CPU time per operation of each path (median over the slices, and the
+ * mean); the .cpuprofile shows where the client CPU goes.
  */
 import 'reflect-metadata';
 import { installLocking, lock, transaction, withLock } from '../src';
 import { createDataSource, teardownBackends, type BackendName } from '../test/support/backends';
 import { ORMLOCK_PROCESS_VARIANTS, applyRuntimeEntityDecorators } from './charge-variants';
-import { BENCH_ENTITIES, BenchUser, ROW_COUNT } from './entities';
+import { BENCH_ENTITIES, BenchHandVersionedUser, BenchUser, BenchVersionedUser, ROW_COUNT } from './entities';
+
+const VARIANTS = ['hand-locked', 'pessimistic', 'hand-advisory', 'advisory', 'hand-tx', 'transactional', 'hand-optimistic', 'versioned'];
 
 async function main(): Promise<void> {
   const backend = (process.argv[2] ?? 'postgres') as BackendName;
   const ops = Number(process.argv[3] ?? 2000);
+  const slices = Number(process.argv[4] ?? 10);
   applyRuntimeEntityDecorators();
   const ds = await createDataSource(backend, BENCH_ENTITIES, { poolSize: 10 });
   if (!ds) throw new Error(`${backend} is not reachable`);
   const handle = await installLocking(ds);
   try {
-    const repo = ds.getRepository(BenchUser);
-    if ((await repo.count()) < ROW_COUNT) {
-      await repo.clear();
-      await repo.insert(Array.from({ length: ROW_COUNT }, () => ({ credits: 1_000_000_000 })));
+    let ids: number[] = [];
+    for (const entity of [BenchUser, BenchVersionedUser, BenchHandVersionedUser]) {
+      const repo = ds.getRepository(entity);
+      if ((await repo.count()) !== ROW_COUNT) {
+        await repo.clear();
+        await repo.insert(Array.from({ length: ROW_COUNT }, () => ({ credits: 1_000_000_000 })));
+      }
+      ids = (await repo.find({ select: { id: true }, order: { id: 'ASC' } })).map((u) => u.id);
     }
-    const ids = (await repo.find({ select: { id: true } })).map((u) => u.id);
-    const byId = (id: string) => ORMLOCK_PROCESS_VARIANTS.find((v) => v.id === id)!;
+    const only = process.env.PROFILE_ONLY?.split(',');
     const paths: Array<[string, (id: number) => Promise<void>]> = [];
-    for (const id of ['pessimistic', 'advisory', 'hand-locked', 'hand-advisory']) {
-      const prepared = await byId(id).prepare({ ds, backend, ids });
+    for (const id of VARIANTS) {
+      if (only && !only.includes(id)) continue;
+      const prepared = await ORMLOCK_PROCESS_VARIANTS.find((v) => v.id === id)!.prepare({ ds, backend, ids });
       paths.push([id, (i) => prepared.charge(i)]);
     }
-    const users = await repo.findBy({});
-    const userOf = new Map(users.map((u) => [u.id, u]));
-    paths.push(['lock()', (i) => transaction(async () => {
-      const u = await lock(userOf.get(i)!);
-      await repo.update({ id: i }, { credits: u.credits - 1 });
-    })]);
-    paths.push(['withLock', (i) => withLock(userOf.get(i)!, async (u) => {
-      await repo.update({ id: i }, { credits: u.credits - 1 });
-    })]);
-    const only = process.env.PROFILE_ONLY?.split(',');
-    for (const [name, run] of paths) {
-      if (only && !only.includes(name)) continue;
-      for (let k = 0; k < 200; k++) await run(ids[k % ids.length]);
-      const started = process.hrtime.bigint();
-      const cpu0 = process.cpuUsage();
-      for (let k = 0; k < ops; k++) await run(ids[(k * 7919) % ids.length]);
-      const wall = Number(process.hrtime.bigint() - started) / 1e3 / ops;
-      const cpu = process.cpuUsage(cpu0);
-      console.log(`${backend} ${name.padEnd(14)} wall ${wall.toFixed(0)} µs/op, cpu ${((cpu.user + cpu.system) / ops).toFixed(0)} µs/op`);
+    const repo = ds.getRepository(BenchUser);
+    const userOf = new Map((await repo.findBy({})).map((u) => [u.id, u]));
+    if (!only || only.includes('lock()')) {
+      paths.push(['lock()', (i) => transaction(async () => {
+        const u = await lock(userOf.get(i)!);
+        await repo.update({ id: i }, { credits: u.credits - 1 });
+      })]);
+    }
+    if (!only || only.includes('withLock')) {
+      paths.push(['withLock', (i) => withLock(userOf.get(i)!, async (u) => {
+        await repo.update({ id: i }, { credits: u.credits - 1 });
+      })]);
+    }
+    for (const [, run] of paths) for (let k = 0; k < 200; k++) await run(ids[k % ids.length]);
+    const per = Math.max(1, Math.round(ops / slices));
+    const taken = new Map(paths.map(([name]) => [name, { cpu: [] as number[], wall: [] as number[] }]));
+    for (let s = 0; s < slices; s++) {
+      for (const [name, run] of paths) {
+        const started = process.hrtime.bigint();
+        const cpu0 = process.cpuUsage();
+        for (let k = 0; k < per; k++) await run(ids[((s * per + k) * 7919) % ids.length]);
+        const cpu = process.cpuUsage(cpu0);
+        taken.get(name)!.wall.push(Number(process.hrtime.bigint() - started) / 1e3 / per);
+        taken.get(name)!.cpu.push((cpu.user + cpu.system) / per);
+      }
+    }
+    const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[xs.length >> 1];
+    const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+    for (const [name, t] of taken) {
+      console.log(`${backend} ${name.padEnd(16)} wall ${median(t.wall).toFixed(0)} µs/op, cpu ${median(t.cpu).toFixed(0)} µs/op (median of ${slices}; mean ${mean(t.cpu).toFixed(0)})`);
     }
   } finally {
     await handle.uninstall();

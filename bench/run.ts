@@ -5,7 +5,12 @@
  * writes bench/results.json.
  *
  *   npx ts-node --transpile-only bench/run.ts [--quick] [--backends postgres,mariadb]
- *        [--cell-ms N] [--no-children] [--no-extras]
+ *        [--cell-ms N] [--no-children] [--no-extras] [--only <tags|ids>] [--cells <dist:workers,…>] [--out file]
+ *
+ * `--only a,a=,b,hand-advisory,c` measures only those variants (tags or ids, comma-separated;
+ * `--only redis`: the Redis-lease cells alone); `--cells spread:1,hot:8` only those cells
+ * (distribution `hot` or `spread`, workers). Both are for short before/after runs: keep the
+ * A/A control (`a=`) and each decorator's twin in the list, and read ratios within one run.
  *
  * Each cell is time-bounded: 1.5 s per variant, taken in 3 interleaved rounds of 0.5 s (0.1 s,
  * one round, with --quick; --quick also skips the client-CPU probe). The exit code is
@@ -20,7 +25,7 @@ import { installLocking } from '../src';
 import { BACKENDS, teardownBackends, type BackendName } from '../test/support/backends';
 import { ORMLOCK_PROCESS_VARIANTS, applyRuntimeEntityDecorators } from './charge-variants';
 import { ROW_COUNT } from './entities';
-import { processMaxRssMb } from './harness';
+import { medianWithInterval, processMaxRssMb } from './harness';
 import { benchBackend, type BackendRecord, type CellRecord, type Distribution, type SuiteConfig, type VariantRecord } from './suite';
 import { RESULT_MARKER, type WorkerConfig, type WorkerLib, type WorkerResult } from './typeorm-transactional-worker';
 
@@ -28,10 +33,18 @@ interface Args {
   quick: boolean;
   /** `--only redis`: only the Redis-lease cells (bench/redlock.bench.ts). */
   only?: 'redis';
+  /** `--only <tags|ids>`: only these variants of the ormlock process. */
+  variants?: string[];
+  /** `--cells hot:1,spread:8`: only these cells. */
+  cells?: Array<{ distribution: Distribution; workers: number }>;
   backends: BackendName[];
   cellMs?: number;
   children: boolean;
   extras: boolean;
+  /** `--rounds N`: interleaved rounds per cell (default 3, 1 with --quick). */
+  rounds?: number;
+  /** Where results.json goes (`--out`; default bench/results.json). */
+  out: string;
 }
 
 function parseArgs(argv: string[]): Args {
@@ -44,8 +57,20 @@ function parseArgs(argv: string[]): Args {
   const cellMs = value('--cell-ms') === undefined ? undefined : Number(value('--cell-ms'));
   if (cellMs !== undefined && !(cellMs > 0)) throw new Error('--cell-ms must be a positive number');
   const only = value('--only');
-  if (only !== undefined && only !== 'redis') throw new Error(`--only: unknown part '${only}' (redis)`);
-  return { quick: argv.includes('--quick'), only, backends, cellMs, children: !argv.includes('--no-children'), extras: !argv.includes('--no-extras') };
+  const known = new Set(ORMLOCK_PROCESS_VARIANTS.flatMap((v) => [v.tag, v.id]));
+  const variants = only === undefined || only === 'redis' ? undefined : only.split(',');
+  for (const v of variants ?? []) if (!known.has(v)) throw new Error(`--only: unknown variant '${v}' (redis, or tags/ids: ${[...known].join(' ')})`);
+  const cells = value('--cells')?.split(',').map((c) => {
+    const [distribution, workers] = c.split(':');
+    if (!DISTRIBUTIONS.includes(distribution as Distribution) || !(Number(workers) > 0)) throw new Error(`--cells: '${c}' is not <hot|spread>:<workers>`);
+    return { distribution: distribution as Distribution, workers: Number(workers) };
+  });
+  return {
+    quick: argv.includes('--quick'), only: only === 'redis' ? 'redis' : undefined, variants, cells, backends, cellMs,
+    children: !argv.includes('--no-children') && !variants, extras: !argv.includes('--no-extras') && !variants,
+    out: value('--out') ?? path.join(__dirname, 'results.json'),
+    rounds: value('--rounds') === undefined ? undefined : Number(value('--rounds')),
+  };
 }
 
 const DISTRIBUTIONS: Distribution[] = ['hot', 'spread'];
@@ -60,13 +85,15 @@ async function main(): Promise<number> {
   if (args.only === 'redis') return onlyRedis(args);
   const config: SuiteConfig = {
     durationMs: args.cellMs ?? (args.quick ? 100 : 1500),
-    rounds: args.quick ? 1 : 3,
+    rounds: args.rounds ?? (args.quick ? 1 : 3),
     cpuSlices: args.quick ? 0 : 8,
     cpuSliceMs: 150,
     warmupMs: args.quick ? 50 : 400,
     workers: WORKERS,
     distributions: DISTRIBUTIONS,
+    cells: args.cells,
   };
+  const specs = args.variants ? ORMLOCK_PROCESS_VARIANTS.filter((v) => args.variants!.includes(v.tag) || args.variants!.includes(v.id)) : ORMLOCK_PROCESS_VARIANTS;
   const startedAt = new Date();
   const notes: string[] = [...applyRuntimeEntityDecorators()];
 
@@ -75,7 +102,7 @@ async function main(): Promise<number> {
   for (const backend of args.backends) {
     progress(`[bench] ${DB_LABEL[backend]}: ormlock process`);
     records.push(
-      await benchBackend(backend, ORMLOCK_PROCESS_VARIANTS, config, {
+      await benchBackend(backend, specs, config, {
         process: 'ormlock',
         progress,
         install: async (ds) => {
@@ -126,6 +153,7 @@ async function main(): Promise<number> {
   const budgetFailures = printBudgets(print, allRecords);
   printCpu(print, allRecords);
   printLockPathCells(print, allRecords);
+  printRoundRatios(print, allRecords);
   printTraces(print, allRecords);
   printExtras(print, extras);
   const allNotes = [...notes, ...children.flatMap((c) => c.notes)];
@@ -160,8 +188,8 @@ async function main(): Promise<number> {
     notes: allNotes,
     table: out.join('\n'),
   };
-  fs.writeFileSync(path.join(__dirname, 'results.json'), JSON.stringify(results, (_k, x) => (typeof x === 'bigint' ? String(x) : x), 2));
-  console.log(`\nwrote ${path.relative(process.cwd(), path.join(__dirname, 'results.json'))}`);
+  fs.writeFileSync(args.out, JSON.stringify(results, (_k, x) => (typeof x === 'bigint' ? String(x) : x), 2));
+  console.log(`\nwrote ${path.relative(process.cwd(), args.out)}`);
   return budgetFailures.length ? 1 : 0;
 }
 
@@ -534,6 +562,45 @@ function printLockPathCells(print: Print, all: BackendRecord[]): void {
     }
   }
   table(print, head, rows, align);
+}
+
+/** The decorator ÷ twin throughput pairs of printRoundRatios (and the A/A control). */
+const ROUND_PAIRS: Array<[string, string]> = [
+  ['hand-locked-aa', 'hand-locked'],
+  ['pessimistic', 'hand-locked'],
+  ['pessimistic-timeout', 'hand-locked'],
+  ['advisory', 'hand-advisory'],
+  ['versioned', 'hand-optimistic'],
+  ['transactional', 'hand-tx'],
+];
+
+/**
+ * ops/s ratios of each decorator over its twin within each interleaved round (where the two ran
+ * close in time), median over the rounds with a distribution-free 95 % interval; the A/A row is
+ * the noise floor of the run. Worth reading with `--rounds 9` or more.
+ */
+function printRoundRatios(print: Print, all: BackendRecord[]): void {
+  const rows: Row[] = [];
+  for (const rec of all.filter((r) => r.process === 'ormlock' && !r.skipped)) {
+    const variant = (id: string) => rec.variants.find((v) => v.id === id && v.status === 'ok');
+    for (const distribution of DISTRIBUTIONS) {
+      for (const workers of WORKERS) {
+        for (const [x, y] of ROUND_PAIRS) {
+          const cx = variant(x)?.cells.find((c) => c.distribution === distribution && c.workers === workers);
+          const cy = variant(y)?.cells.find((c) => c.distribution === distribution && c.workers === workers);
+          if (!cx || !cy) continue;
+          const ratios = cx.roundOpsPerSec.map((v, i) => v / cy.roundOpsPerSec[i]);
+          const m = medianWithInterval(ratios);
+          rows.push([DB_LABEL[rec.backend], `${DIST_LABEL[distribution]}, ${workers} wkr`, `${variant(x)!.tag} ÷ ${variant(y)!.tag}`,
+            String(ratios.length), `${num(m.median, 3)}×`, `[${num(m.low, 3)}, ${num(m.high, 3)}]`]);
+        }
+      }
+    }
+  }
+  if (!rows.length) return;
+  print('');
+  print('== Throughput over the twin, per interleaved round (median of the rounds, distribution-free 95 % interval) ==');
+  table(print, ['db', 'cell', 'ratio', 'rounds', 'median', '95 % CI'], rows, ['l', 'l', 'l', 'r', 'r', 'l']);
 }
 
 /** A short, readable shape of a statement: its verb and the part that matters for locking. */

@@ -30,6 +30,8 @@ export interface SuiteConfig {
   warmupMs: number;
   workers: number[];
   distributions: Distribution[];
+  /** Only these cells (all of distributions × workers when undefined). */
+  cells?: Array<{ distribution: Distribution; workers: number }>;
 }
 
 export interface CellRecord
@@ -190,6 +192,10 @@ export async function benchBackend(
     let cellIndex = 0;
     for (const distribution of config.distributions) {
       for (const workers of config.workers) {
+        if (config.cells && !config.cells.some((c) => c.distribution === distribution && c.workers === workers)) {
+          cellIndex++; // the same seeds as in a full run
+          continue;
+        }
         const acc = new Map(live.map(({ spec }) => [spec.id, newAccumulator()]));
         const roundMs = config.durationMs / config.rounds;
         for (let round = 0; round < config.rounds; round++) {

@@ -3,7 +3,7 @@ import {
   AfterLoad, Column, In, CreateDateColumn, DeleteDateColumn, Entity, EventSubscriber, ManyToOne, PrimaryColumn, PrimaryGeneratedColumn,
   type EntitySubscriberInterface, type LoadEvent,
 } from 'typeorm';
-import { lock, transaction, withLock, withPessimistic } from '../src';
+import { lock, Pessimistic, transaction, withLock, withPessimistic } from '../src';
 import { describeEachBackend } from './support/suite';
 
 /**
@@ -113,6 +113,41 @@ describeEachBackend('locked reads by primary key (prepared) vs TypeORM\'s own', 
     expect(await withPessimistic(() => repo.findOneBy({ id: 987654 }))).to.equal(null);
     const err = await withPessimistic(() => repo.findOneByOrFail({ id: 987654 })).then(() => null, (e) => e);
     expect(err?.name).to.equal('EntityNotFoundError');
+  });
+
+  it('every common read shape by primary key takes the prepared read, and returns what TypeORM returns: repository and manager findOneBy / findOneByOrFail / findOne / findOneOrFail, and a @Pessimistic method on an injected repository', async () => {
+    const saved = await seedAccount();
+    const repo = env.ds.getRepository(FastAccount);
+    const own = await ormOwn(FastAccount, { id: saved.id });
+    const where = { id: saved.id };
+    const shapes: Array<[string, () => Promise<unknown>]> = [
+      ['repo.findOneBy', () => repo.findOneBy(where)],
+      ['repo.findOneByOrFail', () => repo.findOneByOrFail(where)],
+      ['repo.findOne({ where })', () => repo.findOne({ where })],
+      ['repo.findOneOrFail({ where })', () => repo.findOneOrFail({ where })],
+      ['manager.findOneBy', () => env.ds.manager.findOneBy(FastAccount, where)],
+      ['manager.findOneByOrFail', () => env.ds.manager.findOneByOrFail(FastAccount, where)],
+      ['manager.findOne({ where })', () => env.ds.manager.findOne(FastAccount, { where })],
+      ['manager.findOneOrFail({ where })', () => env.ds.manager.findOneOrFail(FastAccount, { where })],
+    ];
+    // the bench's shape: a service whose repository was obtained before the call
+    class Accounts {
+      constructor(private readonly accounts: typeof repo) {}
+      @Pessimistic()
+      async read(id: number) {
+        return this.accounts.findOneByOrFail({ id });
+      }
+    }
+    const service = new Accounts(repo);
+    for (const [name, read] of [...shapes.map(([n, r]): [string, () => Promise<unknown>] => [n, () => withPessimistic(r)]), ['@Pessimistic method', () => service.read(saved.id)] as [string, () => Promise<unknown>]]) {
+      const { value, sql } = await logged(read);
+      const selects = sql.filter((q) => /^\s*SELECT/i.test(q));
+      expect(selects, `${name}: one SELECT`).to.have.length(1);
+      expect(selects[0], `${name}: the prepared statement`).to.match(/ormlock_fast_accounts/);
+      expect(selects[0], `${name}: locked`).to.match(/FOR UPDATE/);
+      expect(value, name).to.be.instanceOf(FastAccount);
+      expect(value, name).to.deep.equal(own);
+    }
   });
 
   it('a soft-deleted row is not found by the prepared read either (TypeORM\'s own condition is in its statement)', async () => {

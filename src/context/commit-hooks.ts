@@ -88,7 +88,7 @@ export function dropHooks(connection: object): void {
  * ended with `outcome`: runs the hooks that apply, in registration order, each awaited; errors
  * go to the observers. Idempotent: a second call for the same end finds nothing to run.
  */
-export async function transactionCompleted(connections: Iterable<object>, outcome: CompletionOutcome): Promise<void> {
+export function transactionCompleted(connections: Iterable<object>, outcome: CompletionOutcome): Promise<void> {
   const hooks: Hook[] = [];
   for (const c of connections) {
     const stack = levels.get(c);
@@ -96,7 +96,13 @@ export async function transactionCompleted(connections: Iterable<object>, outcom
     levels.delete(c);
     for (const level of stack) hooks.push(...level);
   }
-  if (!hooks.length) return;
+  // the common case, nothing registered: no async function to run
+  return hooks.length ? runHooks(hooks, outcome) : NOTHING_TO_RUN;
+}
+
+const NOTHING_TO_RUN: Promise<void> = Promise.resolve();
+
+async function runHooks(hooks: Hook[], outcome: CompletionOutcome): Promise<void> {
   hooks.sort((a, b) => a.seq - b.seq);
   for (const hook of hooks) {
     if (hook.on !== 'completion' && hook.on !== outcome) continue;

@@ -3,6 +3,7 @@ import type { Installation } from '../orm/installations';
 import type { PortConnection } from '../orm/port';
 import { died } from './connection-model';
 import { LockScope, runInLockScope } from './lock-signal';
+import type { Frame } from './store';
 
 /**
  * A locked body and its connection: the body runs as a lock scope (`currentLockSignal()`) whose
@@ -55,8 +56,12 @@ function watch(dead: AbortSignal, connection: object, watcher: Watcher): () => v
   };
 }
 
-/** Runs `fn` as the lock scope of `body` (see LockedBody); `fn` gets the scope (its `.signal` is made on demand). */
-export async function runLockedBody<T>(body: LockedBody, fn: (scope: LockScope) => Promise<T> | T): Promise<T> {
+/**
+ * Runs `fn` as the lock scope of `body` (see LockedBody); `fn` gets the scope (its `.signal` is made
+ * on demand). `patch`: more fields of the frame `fn` runs in (the caller's context and the scope in
+ * one frame).
+ */
+export function runLockedBody<T>(body: LockedBody, fn: (scope: LockScope) => Promise<T> | T, patch?: Partial<Frame>): Promise<T> {
   const dead = body.inst.port.lostSignal?.(body.connection);
   const own = new LockScope();
   const onDead: Watcher = (cause, inner) => {
@@ -69,30 +74,34 @@ export async function runLockedBody<T>(body: LockedBody, fn: (scope: LockScope) 
     onDead(dead.reason, undefined);
   }
   try {
-    return await runInLockScope(own, (scope) => {
+    return runInLockScope(own, (scope) => {
       if (scope.aborted) throw scope.reason;
       return new Promise<T>((resolve, reject) => {
         const settle = scope.onAbort(reject);
-        Promise.resolve()
-          .then(() => fn(scope))
-          .then(
-            (value) => {
-              settle();
-              // resolved after the loss (the body ignored the signal): the lock did not last
-              if (scope.aborted) reject(scope.reason);
-              else resolve(value);
-            },
-            (error) => {
-              settle();
-              if (scope.aborted) reject(scope.reason);
-              else if (isConnectionLost(body.inst, error)) reject(body.lost(error));
-              else reject(error);
-            },
-          );
+        let result: Promise<T> | T;
+        try {
+          result = fn(scope);
+        } catch (error) {
+          result = Promise.reject(error);
+        }
+        Promise.resolve(result).then(
+          (value) => {
+            settle();
+            // resolved after the loss (the body ignored the signal): the lock did not last
+            if (scope.aborted) reject(scope.reason);
+            else resolve(value);
+          },
+          (error) => {
+            settle();
+            if (scope.aborted) reject(scope.reason);
+            else if (isConnectionLost(body.inst, error)) reject(body.lost(error));
+            else reject(error);
+          },
+        );
       });
-    });
-  } finally {
-    unwatch?.();
+    }, unwatch, patch);
+  } catch (error) {
+    return Promise.reject(error); // runInLockScope ran its `done` (the unwatch) already
   }
 }
 

@@ -1,5 +1,5 @@
 import { LockScope } from './scope';
-import { childFrame, currentFrame, runInFrame } from './store';
+import { childFrame, currentFrame, runInFrame, type Frame } from './store';
 
 export { LockScope } from './scope';
 
@@ -42,9 +42,10 @@ export function runWithLockSignal<T>(signal: AbortSignal, fn: (signal: AbortSign
 
 /**
  * Runs `fn` with `scope` as the innermost lock scope, joined to the enclosing one (lost when it
- * is). `done` runs when `fn` has settled.
+ * is). `done` runs when `fn` has settled. `patch`: more fields of the frame `fn` runs in (one
+ * frame for the caller's context and the scope, instead of one inside the other).
  */
-export function runInLockScope<T>(scope: LockScope, fn: (scope: LockScope) => T, done?: () => void): T {
+export function runInLockScope<T>(scope: LockScope, fn: (scope: LockScope) => T, done?: () => void, patch?: Partial<Frame>): T {
   const outer = currentFrame()?.lockScope;
   const unjoin = outer && outer !== scope ? outer.onAbort((reason) => scope.abort(reason)) : noop;
   const close = () => {
@@ -53,7 +54,7 @@ export function runInLockScope<T>(scope: LockScope, fn: (scope: LockScope) => T,
   };
   let result: T;
   try {
-    result = runInFrame(childFrame({ lockScope: scope }), () => fn(scope));
+    result = runInFrame(childFrame(patch ? { ...patch, lockScope: scope } : { lockScope: scope }), () => fn(scope));
   } catch (error) {
     close();
     throw error;

@@ -141,7 +141,7 @@ async function runInTransaction<T>(inst: Installation, unit: PortTransaction, is
     let result: T;
     try {
       // a lock scope too (lock() holds row locks until COMMIT): a dead connection rejects at once
-      result = await runInFrame(frameWith(tx), () => runLockedBody({ inst, connection, lost: (cause) => transactionLost(inst, cause), adopt: true }, () => body()));
+      result = await runLockedBody({ inst, connection, lost: (cause) => transactionLost(inst, cause), adopt: true }, () => body(), { txs: txsWith(tx) });
     } finally {
       // the scope ends with the body: work it scheduled that runs during COMMIT runs as outside
       tx.scope.live = false;
@@ -179,12 +179,17 @@ function newTxState(inst: Installation, connection: PortConnection, isolation?: 
   };
 }
 
-/** The current frame with `tx` as the innermost transaction. */
-function frameWith(tx: TxState) {
+/** The current frame's transactions with `tx` as the innermost. */
+function txsWith(tx: TxState): Map<Installation, TxState> {
   const txs = new Map(currentFrame()?.txs ?? []);
   txs.delete(tx.inst);
   txs.set(tx.inst, tx);
-  return childFrame({ txs });
+  return txs;
+}
+
+/** The current frame with `tx` as the innermost transaction. */
+function frameWith(tx: TxState) {
+  return childFrame({ txs: txsWith(tx) });
 }
 
 /**

@@ -1,5 +1,5 @@
 import { lockLostError, runLockedBody, type LockedBody } from '../context/lock-scope';
-import { ambientTx, childFrame, runInFrame } from '../context/store';
+import { ambientTx } from '../context/store';
 import { onNamedConnection, transaction, type TransactionOptions } from '../context/transaction';
 import { LockConfigError } from '../errors';
 import { resolveInstallation, type Installation } from '../orm/installations';
@@ -104,7 +104,7 @@ export async function withPessimistic<R>(fn: () => Promise<R> | R, options: Pess
     try {
       const connection = ambientTx(inst)!.connection;
       const body: LockedBody = { inst, connection, lost: (cause) => lockLostError(source, 'its row locks', { method: source, cause }) };
-      return await runInFrame(childFrame({ readLock: { options: lockOptions, entities, source, inst, scope } }), () => runLockedBody(body, () => fn()));
+      return await runLockedBody(body, () => fn(), { readLock: { options: lockOptions, entities, source, inst, scope } });
     } finally {
       scope.live = false;
     }

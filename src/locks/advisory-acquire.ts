@@ -1,0 +1,140 @@
+import type { PortConnection as QueryRunner } from '../orm/port';
+import { forgetLock, noteLock, type HeldLock } from '../context/connection-model';
+import { lockLostError } from '../context/lock-scope';
+import { isReleasedRunnerError as isReleasedError } from '../dialects/lost-connection';
+import { LockError, LockLostError, LockNotAvailableError, LockTimeoutError } from '../errors';
+import { describeKey } from './advisory-key';
+import { heldFor, kindOf, type LockItem, type Plan } from './advisory-plan';
+import { inSavepoint } from './savepoint';
+
+/**
+ * Taking a plan's advisory locks on a connection (in order, within the time budget, nothing left
+ * held on failure), and the errors and events of taking them.
+ */
+
+/** Thrown inside the savepoint when a lock was not obtained in time, so that it rolls back. */
+class NotObtained extends Error {
+  constructor(readonly item: LockItem) {
+    super('advisory lock not obtained');
+  }
+}
+
+/**
+ * Takes `items` in order on `qr` within the time budget. On failure (not obtained in time, or
+ * an error) nothing stays held: session locks taken so far are released, and where the
+ * database aborts a transaction on a failed statement, a caller's transaction (`protect`) is
+ * kept usable by a savepoint (`inSavepoint`, whose rollback also drops transaction locks taken
+ * in it; an error that ended the whole transaction comes out converted, never as a savepoint error).
+ * Resolves the item that was not obtained, or undefined when all were.
+ */
+export async function acquireAll(
+  plan: Plan,
+  qr: QueryRunner,
+  items: readonly LockItem[],
+  kind: 'transaction' | 'session',
+  protect: boolean,
+  standIn = false,
+  records?: Map<string, HeldLock>,
+): Promise<LockItem | undefined> {
+  const { adv, timeoutMs } = plan;
+  const savepoint = protect && adv.failedStatementAbortsTransaction && timeoutMs !== undefined && (timeoutMs > 0 || items.length > 1);
+  const taken: Array<{ item: LockItem; held: HeldLock }> = [];
+  const deadline = timeoutMs === undefined ? undefined : Date.now() + timeoutMs;
+  const releaseTaken = async () => {
+    // transaction locks end with the savepoint (the model dropped them) or with the transaction
+    if (kind !== 'session') return;
+    for (const { item, held } of [...taken].reverse()) {
+      try {
+        await adv.unlockSession(qr, item.id, plan.shared);
+        forgetLock(qr, held);
+      } catch (error) {
+        // an aborted transaction refuses the unlock: it is released right after that transaction ends
+        if (qr.isTransactionActive && adv.isAbortedTransaction(error)) keepUntilTransactionEnd(qr, held);
+        else forgetLock(qr, held);
+      }
+    }
+  };
+  const takeAll = async () => {
+    for (const item of items) {
+      const remaining = deadline === undefined ? undefined : Math.max(0, deadline - Date.now());
+      const got = kind === 'transaction'
+        ? await adv.lockForTransaction!(qr, item.id, plan.shared, remaining, item.key)
+        : await adv.lockForSession(qr, item.id, plan.shared, remaining, item.key);
+      if (!got) throw new NotObtained(item);
+      const held = noteLock(qr, lockRecord(plan, item), kind === 'transaction' ? 'transaction' : standIn ? 'until-end' : 'session', plan.dialect.capabilities.rollbackToSavepointReleasesLocks);
+      taken.push({ item, held });
+      records?.set(item.id, held);
+    }
+  };
+  try {
+    await (savepoint ? inSavepoint(plan.inst, qr, 'ormlock_advisory', takeAll) : takeAll());
+    return undefined;
+  } catch (error) {
+    await releaseTaken();
+    if (error instanceof NotObtained) return error.item;
+    throw convert(plan, error, qr, true);
+  }
+}
+
+/** A driver error as an ormlock error; a lost connection is LockLostError. */
+export function convert(plan: Plan, error: unknown, qr: QueryRunner | undefined, lockWait = false): unknown {
+  if (error instanceof LockError) return error;
+  if (plan.adv.isConnectionLost(error) || (qr && (qr as { isReleased?: boolean }).isReleased && isReleasedError(error))) {
+    return lostError(plan, plan.locks, error);
+  }
+  return plan.dialect.convertError(error, { key: plan.locks[0]?.key.key, method: plan.subject.method, timeoutMs: plan.timeoutMs, lockWait }) ?? error;
+}
+
+export function lostError(plan: Plan, items: readonly LockItem[], cause: unknown): LockLostError {
+  for (const item of items) plan.inst.emit({ type: 'lost', kind: kindOf(plan), target: item.key.display, heldMs: heldFor(item) });
+  const keys = items.map((i) => describeKey(i.key.key)).join(', ');
+  return lockLostError(plan.subject.label, `advisory lock ${keys}`, {
+    key: items.length === 1 ? items[0].key.key : items.map((i) => i.key.key), method: plan.subject.method, entity: plan.subject.entity, cause,
+  });
+}
+
+export async function notObtained(plan: Plan, item: LockItem, startedAt: number, describe: boolean): Promise<LockError> {
+  const waitedMs = Date.now() - startedAt;
+  const base = { key: item.key.key, method: plan.subject.method, entity: plan.subject.entity, waitedMs };
+  if (plan.timeoutMs === 0) {
+    plan.inst.emit({ type: 'not_available', kind: kindOf(plan), target: item.key.display, waitedMs });
+    return new LockNotAvailableError(`${plan.subject.label}: advisory lock ${describeKey(item.key.key)} is held elsewhere (timeoutMs: 0)`, base);
+  }
+  plan.inst.emit({ type: 'timeout', kind: kindOf(plan), target: item.key.display, waitedMs });
+  const blockers = describe && plan.adv.describeHolders ? await plan.adv.describeHolders(plan.inst.port.serverAddress(), item.id) : [];
+  const who = blockers.length ? `; held by ${blockers.map((b) => `pid ${b.pid} (${(b.query ?? '').slice(0, 200)})`).join(', ')}` : '';
+  return new LockTimeoutError(
+    `${plan.subject.label}: advisory lock ${describeKey(item.key.key)} not obtained within ${plan.timeoutMs} ms${who}`,
+    { ...base, blockers: blockers.length ? blockers : undefined },
+  );
+}
+
+export function acquired(plan: Plan, items: readonly LockItem[], startedAt: number): void {
+  const waitedMs = Date.now() - startedAt;
+  const now = Date.now();
+  for (const item of items) {
+    item.at = now;
+    plan.inst.emit({ type: 'acquired', kind: kindOf(plan), target: item.key.display, waitedMs });
+  }
+}
+
+/**
+ * Takes transaction-scoped locks on `qr`, whose transaction is open. Registers them as held by
+ * that transaction (and, for databases without transaction locks, to be released when it ends).
+ * Resolves the item not obtained in time, or undefined.
+ */
+export async function acquireForTransaction(plan: Plan, qr: QueryRunner, items: readonly LockItem[], protect: boolean) {
+  const native = plan.dialect.capabilities.transactionAdvisoryLocks && typeof plan.adv.lockForTransaction === 'function';
+  return acquireAll(plan, qr, items, native ? 'transaction' : 'session', protect, !native);
+}
+
+/** What the connection model records of one advisory lock. */
+function lockRecord(plan: Plan, item: LockItem) {
+  return { inst: plan.inst, kind: kindOf(plan), id: item.id, shared: plan.shared, display: item.key.display };
+}
+
+/** A session lock whose unlock the open transaction refused: released on this connection right after it ends. */
+export function keepUntilTransactionEnd(qr: QueryRunner, held: HeldLock): void {
+  held.untilTransactionEnd = true;
+  held.level = Math.max(0, held.level);
+}

@@ -1,0 +1,233 @@
+import type { PortConnection as QueryRunner, PortTransaction } from '../orm/port';
+import { ambientTx, pinnedConnection, type Scope, type TxState } from '../context/store';
+import { transaction, poolWait } from '../context/transaction';
+import { forgetLock, type HeldLock } from '../context/connection-model';
+import { runWithTurn, TURN_TIMED_OUT } from '../context/turns';
+import { runLockedBody, type LockedBody } from '../context/lock-scope';
+import type { LockScope } from '../context/lock-signal';
+import { isReleasedRunnerError as isReleasedError } from '../dialects/lost-connection';
+import { LockLostError } from '../errors';
+import type { AdvisoryLockContext } from './advisory-options';
+import { heldFor, kindOf, type LockItem, type Plan } from './advisory-plan';
+import { toAcquire, withHeld } from './advisory-held';
+import { acquireAll, acquired, acquireForTransaction, convert, keepUntilTransactionEnd, lostError, notObtained } from './advisory-acquire';
+import { afterSiblings, NO_SIBLINGS, siblingsDone } from './advisory-siblings';
+
+/**
+ * The two scopes of an advisory lock: `transaction` (held until the transaction the body runs in
+ * ends: the ambient one, or one opened for the call) and `session` (held for the body only, on
+ * the ambient transaction's connection, a pinned one, or one taken for the call).
+ */
+
+class Skipped extends Error {
+  constructor() {
+    super('advisory lock not obtained: skipped');
+  }
+}
+
+function context(qr: QueryRunner, plan: Plan, acquiredNow: boolean, lockScope: LockScope): AdvisoryLockContext {
+  return {
+    queryRunner: qr as any, manager: qr.manager, scope: plan.scope, keys: plan.locks.map((l) => l.key.display), acquired: acquiredNow,
+    get signal() {
+      return lockScope.signal; // made on first use
+    },
+  };
+}
+
+/** The lock scope of a body holding `items` on `qr` (its signal aborts, and the call rejects, when `qr` dies). */
+function lockedBody(plan: Plan, qr: QueryRunner, items: readonly LockItem[]): LockedBody {
+  return { inst: plan.inst, connection: qr, lost: (cause) => lostError(plan, items.length ? items : plan.locks, cause) };
+}
+
+export async function runTransactionScoped<T>(plan: Plan, fn: (ctx: AdvisoryLockContext) => Promise<T> | T): Promise<T | undefined> {
+  const joined = ambientTx(plan.inst);
+  if (joined) return lockInTransaction(plan, joined, true, fn);
+  let qr: QueryRunner | undefined;
+  const body = () => {
+    const tx = ambientTx(plan.inst)!;
+    qr = tx.connection;
+    return lockInTransaction(plan, tx, false, fn);
+  };
+  try {
+    return await transaction(body, { dataSource: plan.inst.port.target }); // on the pinned connection, if a session lock pinned one
+  } catch (error) {
+    if (error instanceof Skipped) return undefined;
+    throw convert(plan, error, qr);
+  }
+}
+
+async function lockInTransaction<T>(
+  plan: Plan,
+  tx: TxState,
+  joined: boolean,
+  fn: (ctx: AdvisoryLockContext) => Promise<T> | T,
+): Promise<T | undefined> {
+  const qr = tx.connection;
+  const startedAt = Date.now();
+  // a transaction opened for this call has no siblings: nothing else runs in it but this body and
+  // what it calls (which holds the key: re-entry, never a sibling's wait)
+  const sibling = joined ? afterSiblings(plan, tx.memo) : NO_SIBLINGS;
+  try {
+    if (sibling.ready && !(await siblingsDone(plan, sibling))) {
+      // a sibling's body holds the key on this connection: the call's own time limit applies to that wait too
+      if (plan.onTimeout === 'skip') {
+        await notObtained(plan, plan.locks[0], startedAt, false);
+        if (joined) return undefined;
+        throw new Skipped();
+      }
+      throw await notObtained(plan, plan.locks[0], startedAt, false);
+    }
+    return await lockAndRun(plan, tx, qr, joined, fn);
+  } finally {
+    sibling.done();
+  }
+}
+
+async function lockAndRun<T>(
+  plan: Plan,
+  tx: TxState,
+  qr: QueryRunner,
+  joined: boolean,
+  fn: (ctx: AdvisoryLockContext) => Promise<T> | T,
+): Promise<T | undefined> {
+  const items = toAcquire(plan, qr);
+  const startedAt = Date.now();
+  if (items.length) {
+    const failed = await acquireForTransaction(plan, qr, items, joined);
+    if (failed) {
+      if (plan.onTimeout === 'skip') {
+        await notObtained(plan, failed, startedAt, false);
+        if (joined) return undefined;
+        throw new Skipped(); // rolls back the transaction opened for this call
+      }
+      throw await notObtained(plan, failed, startedAt, true);
+    }
+    acquired(plan, items, startedAt);
+  }
+  const live: Scope = { live: true };
+  try {
+    return await runLockedBody(lockedBody(plan, qr, items), (lockScope) => fn(context(qr, plan, items.length > 0, lockScope)), withHeld(plan, items, 'transaction', live, qr));
+  } catch (error) {
+    if (plan.adv.isConnectionLost(error) || ((qr as { isReleased?: boolean }).isReleased && isReleasedError(error))) {
+      throw lostError(plan, plan.locks, error);
+    }
+    throw error;
+  } finally {
+    live.live = false;
+  }
+}
+
+export async function runSessionScoped<T>(plan: Plan, fn: (ctx: AdvisoryLockContext) => Promise<T> | T): Promise<T | undefined> {
+  const tx = ambientTx(plan.inst);
+  const startedAt = Date.now();
+  if (tx) {
+    // siblings in one transaction: bodies for one key take turns (registered before the first await)
+    const sibling = afterSiblings(plan, tx.memo);
+    try {
+      if (sibling.ready && !(await siblingsDone(plan, sibling))) return siblingTimedOut(plan, startedAt);
+      return await runSessionOn(plan, tx, tx.connection, fn);
+    } finally {
+      sibling.done();
+    }
+  }
+  const pinned = pinnedConnection(plan.inst);
+  if (!pinned) return runSessionOn(plan, undefined, undefined, fn);
+  // a pinned connection outside a transaction: one unit of work at a time, in call order
+  const outcome = await runWithTurn(pinned, () => runSessionOn(plan, undefined, pinned, fn), plan.timeoutMs);
+  return outcome === TURN_TIMED_OUT ? siblingTimedOut(plan, startedAt) : outcome;
+}
+
+async function siblingTimedOut(plan: Plan, startedAt: number): Promise<undefined> {
+  const error = await notObtained(plan, plan.locks[0], startedAt, false);
+  if (plan.onTimeout === 'skip') return undefined;
+  throw error;
+}
+
+async function runSessionOn<T>(
+  plan: Plan,
+  tx: TxState | undefined,
+  shared: QueryRunner | undefined,
+  fn: (ctx: AdvisoryLockContext) => Promise<T> | T,
+): Promise<T | undefined> {
+  let qr = shared;
+  const items = toAcquire(plan, qr);
+  let own: PortTransaction | undefined;
+  if (!qr) {
+    try {
+      own = await plan.inst.port.connect(poolWait(plan.inst, plan.subject.label));
+    } catch (error) {
+      throw convert(plan, error, undefined);
+    }
+    qr = own.connection;
+  }
+  const conn: QueryRunner = qr;
+  const live: Scope = { live: true };
+  const records = new Map<string, HeldLock>();
+  try {
+    const startedAt = Date.now();
+    if (items.length) {
+      const failed = await acquireAll(plan, conn, items, 'session', tx !== undefined, false, records);
+      if (failed) {
+        if (plan.onTimeout === 'skip') {
+          await notObtained(plan, failed, startedAt, false);
+          return undefined;
+        }
+        throw await notObtained(plan, failed, startedAt, true);
+      }
+      acquired(plan, items, startedAt);
+    }
+    let result: T | undefined;
+    let bodyError: unknown;
+    let failed = false;
+    try {
+      const held = conn;
+      result = await runLockedBody(
+        lockedBody(plan, held, items),
+        (lockScope) => fn(context(held, plan, items.length > 0, lockScope)),
+        withHeld(plan, items, 'session', live, conn, own ? conn : undefined),
+      );
+    } catch (error) {
+      failed = true;
+      bodyError = error;
+    }
+    live.live = false;
+    const lost = await releaseSession(plan, conn, items, records);
+    if (lost.length) throw bodyError instanceof LockLostError ? bodyError : lostError(plan, lost, failed ? bodyError : undefined);
+    if (failed) {
+      if (items.length && plan.adv.isConnectionLost(bodyError)) throw lostError(plan, items, bodyError);
+      throw bodyError;
+    }
+    return result;
+  } finally {
+    live.live = false;
+    if (own) await own.release().catch(() => undefined);
+  }
+}
+
+/** Releases session locks on their connection (last taken first); resolves those found lost. */
+async function releaseSession(plan: Plan, qr: QueryRunner, items: readonly LockItem[], records: Map<string, HeldLock>): Promise<LockItem[]> {
+  const lost: LockItem[] = [];
+  for (const item of [...items].reverse()) {
+    const held = records.get(item.id);
+    if ((qr as { isReleased?: boolean }).isReleased) {
+      lost.push(item);
+      if (held) forgetLock(qr, held);
+      continue;
+    }
+    try {
+      if (await plan.adv.unlockSession(qr, item.id, plan.shared)) plan.inst.emit({ type: 'released', kind: kindOf(plan), target: item.key.display, heldMs: heldFor(item) });
+      else lost.push(item);
+      if (held) forgetLock(qr, held);
+    } catch (error) {
+      if (qr.isTransactionActive && plan.adv.isAbortedTransaction(error) && held) {
+        // The body's failure aborted the caller's transaction, which refuses every statement
+        // until it ends: released right after it ends, on this connection (the model's end handler).
+        keepUntilTransactionEnd(qr, held);
+        continue;
+      }
+      if (held) forgetLock(qr, held);
+      lost.push(item);
+    }
+  }
+  return lost;
+}
