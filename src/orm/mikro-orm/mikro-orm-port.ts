@@ -12,6 +12,7 @@ import { markedAliases } from './internals/reads';
 import { installationFor } from './registry';
 import { requireUniqueCover } from './unique-cover';
 import { lostSignalOf } from '../lost-signal';
+import { bareIdForCompositeKey, noSuchRelation, notAParentRelation, parentNotSaved } from '../../faults/parents';
 
 // No `declare module '../port'` augmentation of OrmManagerTypes here (yet): in a program that also
 // loads the TypeORM adapter it turns OrmManager into a union, and currentManager().query(...) in
@@ -318,20 +319,14 @@ export class MikroOrmPort implements OrmPort {
       for (const pk of parentMeta.primaryKeys) where[pk] = primaryValue((value as any)[pk]);
       if (Object.values(where).some((v) => v === undefined || v === null)) {
         if (prop.cascade?.some((c: string) => c === 'persist' || c === 'all')) return { kind: 'new' };
-        throw new LockConfigError(
-          `lockParent('${name}') on ${meta.className}: the ${parentMeta.className} in '${name}' has no ${Object.keys(where).join(', ')}; persist it first (or let the relation cascade persist).`,
-          { entity: meta.className, relation: name },
-        );
+        throw parentNotSaved(`lockParent('${name}') on ${meta.className}`, meta.className, parentMeta.className, `in '${name}'`, Object.keys(where), 'persist', name);
       }
       if (!helper(value as any).__managed && !helper(value as any).hasPrimaryKey()) return { kind: 'new' };
       return { kind: 'row', parent, where, object: value };
     }
     if (value !== null && value !== undefined) {
       if (parentMeta.primaryKeys.length !== 1) {
-        throw new LockConfigError(`lockParent('${name}') on ${meta.className}: '${name}' holds a bare id but ${parentMeta.className} has a composite key; give an entity.`, {
-          entity: meta.className,
-          relation: name,
-        });
+        throw bareIdForCompositeKey(`lockParent('${name}') on ${meta.className}`, meta.className, `'${name}' holds`, parentMeta.className, name);
       }
       return { kind: 'row', parent, where: { [parentMeta.primaryKeys[0]]: value } };
     }
@@ -401,18 +396,11 @@ export function parentProperty(meta: EntityMetadata<any>, name: string): any {
     .filter((p) => p.kind === ReferenceKind.MANY_TO_ONE || (p.kind === ReferenceKind.ONE_TO_ONE && p.owner))
     .map((p) => `'${p.name}'`);
   if (!prop) {
-    throw new LockConfigError(`${subject}: ${meta.className} has no relation '${name}'` + (owners.length ? ` (its parent relations: ${owners.join(', ')})` : ''), {
-      entity: meta.className,
-      relation: name,
-    });
+    throw noSuchRelation(subject, meta.className, name, owners);
   }
   if (!(prop.kind === ReferenceKind.MANY_TO_ONE || (prop.kind === ReferenceKind.ONE_TO_ONE && prop.owner))) {
-    throw new LockConfigError(
-      `${subject}: '${name}' is ${prop.kind === ReferenceKind.SCALAR ? 'a scalar property' : `a ${prop.kind} relation${prop.kind === ReferenceKind.ONE_TO_ONE ? ' without the join column' : ''}`}; ` +
-        'lockParent needs a ManyToOne or owning OneToOne relation (the side with the join column)' +
-        (owners.length ? ` — ${meta.className}'s: ${owners.join(', ')}` : ''),
-      { entity: meta.className, relation: name },
-    );
+    const kind = prop.kind === ReferenceKind.SCALAR ? 'a scalar property' : `a ${prop.kind} relation${prop.kind === ReferenceKind.ONE_TO_ONE ? ' without the join column' : ''}`;
+    throw notAParentRelation(subject, meta.className, name, kind, owners);
   }
   return prop;
 }

@@ -14,6 +14,7 @@ import { installationOf } from '../installations';
 import { handshakeIdOf } from '../pooler';
 import { onPrimary } from './primary';
 import { lostSignalOf } from '../lost-signal';
+import { bareIdForCompositeKey, noSuchRelation, notAParentRelation, parentNotSaved } from '../../faults/parents';
 
 declare module '../port' {
   interface OrmManagerTypes {
@@ -251,19 +252,13 @@ export class TypeOrmPort implements OrmPort {
       for (const jc of relation.joinColumns) where[jc.referencedColumn!.propertyPath] = jc.referencedColumn!.getEntityValue(value);
       if (Object.values(where).some((v) => v === undefined || v === null)) {
         if (relation.isCascadeInsert) return { kind: 'new' };
-        throw new LockConfigError(
-          `lockParent('${name}') on ${meta.name}: the ${parentMeta.name} in '${name}' has no ${Object.keys(where).join(', ')}; save it first (or let the relation cascade inserts).`,
-          { entity: meta.name, relation: name },
-        );
+        throw parentNotSaved(`lockParent('${name}') on ${meta.name}`, meta.name, parentMeta.name, `in '${name}'`, Object.keys(where), 'save', name);
       }
       return { kind: 'row', parent, where, object: value };
     }
     if (value !== null && value !== undefined) {
       if (relation.joinColumns.length !== 1) {
-        throw new LockConfigError(`lockParent('${name}') on ${meta.name}: '${name}' holds a bare id but the relation has a composite key; give an object.`, {
-          entity: meta.name,
-          relation: name,
-        });
+        throw bareIdForCompositeKey(`lockParent('${name}') on ${meta.name}`, meta.name, `'${name}' holds`, parentMeta.name, name);
       }
       return { kind: 'row', parent, where: { [relation.joinColumns[0].referencedColumn!.propertyPath]: value } };
     }
@@ -338,19 +333,10 @@ function metaOf(entity: EntityDescriptor): EntityMetadata {
 export function parentRelation(meta: EntityMetadata, name: string): RelationMetadata {
   const subject = `lockParent('${name}') on ${meta.name}`;
   const relation = meta.findRelationWithPropertyPath(name);
-  if (!relation) {
-    const owners = meta.relations.filter((r) => r.isManyToOne || r.isOneToOneOwner).map((r) => `'${r.propertyPath}'`);
-    throw new LockConfigError(
-      `${subject}: ${meta.name} has no relation '${name}'` + (owners.length ? ` (its parent relations: ${owners.join(', ')})` : ''),
-      { entity: meta.name, relation: name },
-    );
-  }
+  const owners = () => meta.relations.filter((r) => r.isManyToOne || r.isOneToOneOwner).map((r) => `'${r.propertyPath}'`);
+  if (!relation) throw noSuchRelation(subject, meta.name, name, owners());
   if (!(relation.isManyToOne || relation.isOneToOneOwner) || relation.joinColumns.length === 0) {
-    throw new LockConfigError(
-      `${subject}: '${name}' is a ${relation.relationType} relation${relation.isOneToOne ? ' without the join column' : ''}; ` +
-        `lockParent needs a ManyToOne or owning OneToOne relation (the side with the join column).`,
-      { entity: meta.name, relation: name },
-    );
+    throw notAParentRelation(subject, meta.name, name, `a ${relation.relationType} relation${relation.isOneToOne ? ' without the join column' : ''}`, owners());
   }
   return relation;
 }
