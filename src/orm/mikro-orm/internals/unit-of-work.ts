@@ -1,5 +1,5 @@
 import { runWithAmbientConnection } from '../../../context/transaction';
-import { LockConfigError, TransactionRequiredError } from '../../../errors';
+import { LockConfigError } from '../../../errors';
 import { evaluateAdvisoryKey, lockForEntityWrite, type AdvisoryLockOptions } from '../../../locks/advisory';
 import type { AroundCreateRunContext } from '../../../locks/parent';
 import { lockMetadataOf, type EntityLockMetadata } from '../../../metadata/registry';
@@ -7,6 +7,7 @@ import type { Installation } from '../../installations';
 import { connectionFor, type MikroOrmConnection } from '../connection';
 import { installationFor } from '../registry';
 import { expectMethod, ownerOf, replaceMethod, type MikroPatch } from './patch';
+import { writeOutsideTransaction, writtenWhereNotInstalled } from '../../../faults/writes';
 
 type Write = 'insert' | 'update' | 'remove';
 
@@ -41,11 +42,8 @@ export function unitOfWorkPatch(uow: object): MikroPatch {
           const inst = installationFor(this.em);
           if (!inst) throw notInstalled(work[0].meta.className);
           if (!ctx || (typeof ctx !== 'object' && typeof ctx !== 'function')) {
-            throw new TransactionRequiredError(
-              `${work[0].meta.className}: this flush runs outside a transaction (implicitTransactions is off), so its locks could not be held until it commits; ` +
-                'flush inside transaction(…) or em.transactional(…).',
-              { entity: work[0].meta.className },
-            );
+            const entity = work[0].meta.className;
+            throw writeOutsideTransaction(entity, 'this flush (implicitTransactions is off)', 'its locks', 'flush inside transaction(…) or em.transactional(…)', { entity });
           }
           const connection = connectionFor(this.em, ctx);
           await runWithAmbientConnection(inst, connection, async () => {
@@ -113,9 +111,5 @@ function requireVersion(cs: any): void {
 }
 
 function notInstalled(entity: string): LockConfigError {
-  return new LockConfigError(
-    `${entity} declares ormlock locks, but it was written through a MikroORM instance where ormlock is not installed: call \`await installLocking(orm)\` ` +
-      '(from ormlock/mikro-orm) after MikroORM.init(); its locks are never silently skipped.',
-    { entity },
-  );
+  return writtenWhereNotInstalled(entity, 'with ormlock locks', 'a MikroORM instance', '`await installLocking(orm)` (from ormlock/mikro-orm) after MikroORM.init()', { entity });
 }
