@@ -1,7 +1,6 @@
 import { helper, LockMode, Reference, ReferenceKind, RequestContext, TransactionContext, Utils, type EntityManager, type EntityMetadata, type MikroORM } from '@mikro-orm/core';
 import { dialectFor, needsServerVersion } from '../../dialects';
 import type { LockDialect, ServerAddress } from '../../dialects/dialect';
-import { LockConfigError, PoolExhaustedError } from '../../errors';
 import type { RowLockSpec } from '../../locks/row-lock-options';
 import type { EntityDescriptor, IsolationLevel, OrmPort, ParentLocation, PoolWait, PortConnection, PortTransaction } from '../port';
 import { connectionFor, MikroOrmConnection, newRootState } from './connection';
@@ -13,6 +12,8 @@ import { installationFor } from './registry';
 import { requireUniqueCover } from './unique-cover';
 import { lostSignalOf } from '../lost-signal';
 import { bareIdForCompositeKey, noSuchRelation, notAParentRelation, parentNotSaved } from '../../faults/parents';
+import { notInstalled } from '../../faults/installations';
+import { poolExhausted } from '../../faults/pool';
 
 // No `declare module '../port'` augmentation of OrmManagerTypes here (yet): in a program that also
 // loads the TypeORM adapter it turns OrmManager into a union, and currentManager().query(...) in
@@ -154,12 +155,7 @@ export class MikroOrmPort implements OrmPort {
     if (outcome !== timedOut) return outcome;
     acquiring.then((raw) => client.releaseConnection(raw), () => undefined);
     const poolSize = this.mikro.config.get('pool')?.max ?? 10;
-    throw new PoolExhaustedError(
-      `${wait.caller ?? 'ormlock'}: no connection of ${this.label} became free within ${wait.waitMs} ms, and this call already holds ` +
-        `${wait.held} of the pool's ${poolSize}; waiting longer could wait forever (every connection held by a caller waiting for one more). ` +
-        'Enlarge the pool (pool.max), avoid requires_new / session locks inside held connections, or raise connectionTimeoutMs.',
-      { held: wait.held, poolSize, waitedMs: wait.waitMs },
-    );
+    throw poolExhausted(wait.caller, this.label, wait.waitMs, wait.held, poolSize, 'pool.max');
   }
 
   private releaseRaw(raw: unknown): Promise<void> {
@@ -258,7 +254,7 @@ export class MikroOrmPort implements OrmPort {
   async lockedRead(connection: PortConnection, entity: EntityDescriptor, where: Record<string, unknown>, spec: RowLockSpec): Promise<object | null> {
     const em = (connection as MikroOrmConnection).manager;
     const inst = installationFor(em);
-    if (!inst) throw new LockConfigError(`lock(${entity.name}): ormlock is not installed on this MikroORM instance`, { entity: entity.name });
+    if (!inst) throw notInstalled(`lock(${entity.name})`, 'this MikroORM instance', entity.name);
     return em.findOne(metaOf(entity).class, where as any, {
       lockMode: LockMode.PESSIMISTIC_WRITE,
       lockTableAliases: markedAliases(inst, spec, entity.name),

@@ -3,7 +3,6 @@ type ColumnMetadata = EntityMetadata['columns'][number];
 import type { RelationMetadata } from 'typeorm';
 import { dialectFor, needsServerVersion } from '../../dialects';
 import type { LockDialect, ServerAddress } from '../../dialects/dialect';
-import { LockConfigError, PoolExhaustedError } from '../../errors';
 import type { RowLockSpec } from '../../locks/row-lock-options';
 import type { EntityDescriptor, IsolationLevel, OrmPort, ParentLocation, PoolWait, PortConnection, PortTransaction } from '../port';
 import { dataSourceOf, describeDataSource, typeormVersion } from './compat';
@@ -15,6 +14,8 @@ import { handshakeIdOf } from '../pooler';
 import { onPrimary } from './primary';
 import { lostSignalOf } from '../lost-signal';
 import { bareIdForCompositeKey, noSuchRelation, notAParentRelation, parentNotSaved } from '../../faults/parents';
+import { noUniqueCover, whereEmpty, whereGenerated, whereNull, whereOperator, whereUnknown } from '../../faults/unique';
+import { poolExhausted } from '../../faults/pool';
 
 declare module '../port' {
   interface OrmManagerTypes {
@@ -119,12 +120,7 @@ export class TypeOrmPort implements OrmPort {
     if (outcome !== timedOut) return qr;
     // the connection may still come: give it back when it does
     connecting.then(() => qr.release(), () => qr.release()).catch(() => undefined);
-    throw new PoolExhaustedError(
-      `${wait.caller ?? 'ormlock'}: no connection of ${this.label} became free within ${wait.waitMs} ms, and this call already holds ` +
-        `${wait.held} of the pool's ${this.poolSize()}; waiting longer could wait forever (every connection held by a caller waiting for one more). ` +
-        'Enlarge the pool (poolSize), avoid requires_new / session locks inside held connections, or raise connectionTimeoutMs.',
-      { held: wait.held, poolSize: this.poolSize(), waitedMs: wait.waitMs },
-    );
+    throw poolExhausted(wait.caller, this.label, wait.waitMs, wait.held, this.poolSize(), 'poolSize');
   }
 
   private poolSize(): number {
@@ -377,37 +373,27 @@ function requireUniqueCoverage(metadata: EntityMetadata, where: ObjectLiteral, c
   }
   if (!covered) {
     const names = columns.map((c) => c.propertyPath);
-    throw new LockConfigError(
-      `${caller}: no unique constraint, unique index or primary key covers (${names.join(', ')}), so the database cannot refuse a ` +
-        `duplicate and concurrent callers would each insert a row. Add one on ${metadata.name}, e.g. @Unique([${names
-          .map((n) => `'${n}'`)
-          .join(', ')}]) on the class or @Column({ unique: true }) (partial indexes do not count).`,
-      { entity: metadata.name },
-    );
+    throw noUniqueCover(caller, metadata.name, names, `@Unique([${names.map((n) => `'${n}'`).join(', ')}]) on the class or @Column({ unique: true })`);
   }
 }
 
 function whereColumns(metadata: EntityMetadata, where: ObjectLiteral, caller: string, prefix = ''): ColumnMetadata[] {
   const out: ColumnMetadata[] = [];
   const keys = Object.keys(where);
-  if (keys.length === 0 && !prefix) throw new LockConfigError(`${caller}: where is empty; give the unique column values, e.g. { email }`, { entity: metadata.name });
+  if (keys.length === 0 && !prefix) throw whereEmpty(caller, metadata.name);
   for (const key of keys) {
     const path = prefix + key;
     const value = where[key];
     if (value === undefined || value === null) {
-      throw new LockConfigError(`${caller}: where.${path} is ${String(value)}; unique constraints do not make NULLs unique, give a value`, { entity: metadata.name });
+      throw whereNull(caller, metadata.name, path, value);
     }
     if (InstanceChecker.isFindOperator(value)) {
-      throw new LockConfigError(`${caller}: where.${path} is an operator; createOrFind needs plain equality values`, { entity: metadata.name });
+      throw whereOperator(caller, metadata.name, path);
     }
     const direct = metadata.findColumnsWithPropertyPath(path);
     const generated = direct.find((c) => c.isGenerated);
     if (generated) {
-      throw new LockConfigError(
-        `${caller}: where.${path} is a generated column: the database assigns it on INSERT, so createOrFind cannot create ` +
-          'the row with it. Look the row up with findOneBy, or use the natural unique key.',
-        { entity: metadata.name },
-      );
+      throw whereGenerated(caller, metadata.name, path, 'findOneBy');
     }
     if (direct.length) {
       out.push(...direct);
@@ -417,7 +403,7 @@ function whereColumns(metadata: EntityMetadata, where: ObjectLiteral, caller: st
       out.push(...whereColumns(metadata, value, caller, `${path}.`));
       continue;
     }
-    throw new LockConfigError(`${caller}: ${metadata.name} has no column or relation '${path}'`, { entity: metadata.name });
+    throw whereUnknown(caller, metadata.name, path, 'column or relation');
   }
   return out;
 }
