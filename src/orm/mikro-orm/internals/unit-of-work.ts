@@ -8,6 +8,7 @@ import { connectionFor, type MikroOrmConnection } from '../connection';
 import { installationFor } from '../registry';
 import { expectMethod, ownerOf, replaceMethod, type MikroPatch } from './patch';
 import { writeOutsideTransaction, writtenWhereNotInstalled } from '../../../faults/writes';
+import { noVersionValue } from '../../../faults/version-columns';
 
 type Write = 'insert' | 'update' | 'remove';
 
@@ -102,12 +103,7 @@ function requireVersion(cs: any): void {
   const value = cs.entity[vp];
   if (value !== undefined && value !== null) return;
   const id = JSON.stringify(cs.getPrimaryKey?.(true) ?? {});
-  throw new LockConfigError(
-    `flush of @Versioned ${meta.className} ${id}: the entity has no ${vp} value, so there is no version to check and the update would be ` +
-      `unconditional. Load it (em.findOne) and change the loaded entity, or set its ${vp} to the version you read; for a deliberate ` +
-      'unconditional write use em.nativeUpdate().',
-    { entity: meta.className },
-  );
+  throw noVersionValue(meta.className, id, vp);
 }
 
 function notInstalled(entity: string): LockConfigError {
