@@ -14,6 +14,7 @@ import { lostSignalOf } from '../lost-signal';
 import { bareIdForCompositeKey, noSuchRelation, notAParentRelation, parentNotSaved } from '../../faults/parents';
 import { notInstalled } from '../../faults/installations';
 import { poolExhausted } from '../../faults/pool';
+import { withinPoolWait } from '../pool-wait';
 
 // No `declare module '../port'` augmentation of OrmManagerTypes here (yet): in a program that also
 // loads the TypeORM adapter it turns OrmManager into a union, and currentManager().query(...) in
@@ -147,15 +148,12 @@ export class MikroOrmPort implements OrmPort {
     const client = this.sqlConnection().getKnex().client;
     const acquiring: Promise<unknown> = client.acquireConnection();
     if (wait.waitMs === undefined) return acquiring;
-    let timer: NodeJS.Timeout | undefined;
-    const timedOut = Symbol('timeout');
-    const outcome = await Promise.race([acquiring, new Promise<symbol>((resolve) => (timer = setTimeout(() => resolve(timedOut), wait.waitMs)))]).finally(() =>
-      clearTimeout(timer),
+    return withinPoolWait(
+      acquiring,
+      wait.waitMs,
+      (late) => late.then((raw) => client.releaseConnection(raw), () => undefined),
+      () => poolExhausted(wait.caller, this.label, wait.waitMs, wait.held, this.mikro.config.get('pool')?.max ?? 10, 'pool.max'),
     );
-    if (outcome !== timedOut) return outcome;
-    acquiring.then((raw) => client.releaseConnection(raw), () => undefined);
-    const poolSize = this.mikro.config.get('pool')?.max ?? 10;
-    throw poolExhausted(wait.caller, this.label, wait.waitMs, wait.held, poolSize, 'pool.max');
   }
 
   private releaseRaw(raw: unknown): Promise<void> {

@@ -16,6 +16,7 @@ import { lostSignalOf } from '../lost-signal';
 import { bareIdForCompositeKey, noSuchRelation, notAParentRelation, parentNotSaved } from '../../faults/parents';
 import { noUniqueCover, whereEmpty, whereGenerated, whereNull, whereOperator, whereUnknown } from '../../faults/unique';
 import { poolExhausted } from '../../faults/pool';
+import { withinPoolWait } from '../pool-wait';
 
 declare module '../port' {
   interface OrmManagerTypes {
@@ -111,16 +112,14 @@ export class TypeOrmPort implements OrmPort {
         throw error;
       }
     }
-    let timer: NodeJS.Timeout | undefined;
-    const timedOut = Symbol('timeout');
-    const outcome = await Promise.race([
-      connecting.then(() => undefined),
-      new Promise<symbol>((resolve) => (timer = setTimeout(() => resolve(timedOut), wait.waitMs))),
-    ]).finally(() => clearTimeout(timer));
-    if (outcome !== timedOut) return qr;
-    // the connection may still come: give it back when it does
-    connecting.then(() => qr.release(), () => qr.release()).catch(() => undefined);
-    throw poolExhausted(wait.caller, this.label, wait.waitMs, wait.held, this.poolSize(), 'poolSize');
+    await withinPoolWait(
+      connecting,
+      wait.waitMs,
+      // the connection may still come: give it back when it does
+      (late) => late.then(() => qr.release(), () => qr.release()).catch(() => undefined),
+      () => poolExhausted(wait.caller, this.label, wait.waitMs, wait.held, this.poolSize(), 'poolSize'),
+    );
+    return qr;
   }
 
   private poolSize(): number {
