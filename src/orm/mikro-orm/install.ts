@@ -10,6 +10,7 @@ import { bindConfig, unbindConfig } from './registry';
 import { validateEntities } from './validate';
 import { onDeclaration } from '../../metadata/registry';
 import { alreadyInstalled, notAnOrmInstance, notConnected } from '../../faults/installations';
+import { uninstallOnEnd } from '../uninstall-on-end';
 
 export type { InstallLockingOptions } from '../install-options';
 
@@ -85,7 +86,8 @@ async function install(orm: MikroORM, options: InstallLockingOptions, name: stri
     lateDeclarations.delete(inst);
     for (const release of releases.splice(0).reverse()) release();
   };
-  const restoreClose = uninstallOnClose(orm, uninstall);
+  // a closed MikroORM never stays installed; the mark lets a later installLocking refuse it
+  const restoreClose = uninstallOnEnd(orm, 'close', uninstall, () => ((orm as any)[CLOSED] = true));
   return { orm, dialect, installation: inst, uninstall };
 }
 
@@ -100,19 +102,3 @@ const lateDeclarations = new Map<Installation, (cls: Function) => void>();
 onDeclaration((cls) => {
   for (const apply of lateDeclarations.values()) apply(cls);
 });
-
-/** `orm.close()` first uninstalls (a closed MikroORM never stays installed). */
-function uninstallOnClose(orm: MikroORM, uninstall: () => void): () => void {
-  const target = orm as any;
-  const hadOwn = Object.prototype.hasOwnProperty.call(target, 'close');
-  const base = target.close;
-  target.close = function (this: MikroORM, ...args: unknown[]) {
-    uninstall();
-    target[CLOSED] = true;
-    return base.apply(this, args);
-  };
-  return () => {
-    if (hadOwn) target.close = base;
-    else delete target.close;
-  };
-}

@@ -16,6 +16,7 @@ import { TypeOrmPort } from './typeorm-port';
 
 import type { LockingHandle as Handle } from './public-types';
 import { alreadyInstalled, notAnOrmInstance } from '../../faults/installations';
+import { uninstallOnEnd } from '../uninstall-on-end';
 
 export type { InstallLockingOptions } from '../install-options';
 
@@ -95,23 +96,8 @@ async function install(dataSource: DataSource, options: InstallLockingOptions, c
     removeInstallation(inst);
     releasePatches();
   };
-  const restoreDestroy = uninstallOnDestroy(dataSource, uninstall);
+  const restoreDestroy = uninstallOnEnd(dataSource, 'destroy', uninstall);
   return { dataSource, dialect, installation: inst, uninstall };
-}
-
-/** `dataSource.destroy()` first uninstalls (a destroyed DataSource never stays installed). */
-function uninstallOnDestroy(dataSource: DataSource, uninstall: () => void): () => void {
-  const target = dataSource as any;
-  const hadOwn = Object.prototype.hasOwnProperty.call(target, 'destroy');
-  const base = target.destroy;
-  target.destroy = function (this: DataSource, ...args: unknown[]) {
-    uninstall();
-    return base.apply(this, args);
-  };
-  return () => {
-    if (hadOwn) target.destroy = base;
-    else delete target.destroy;
-  };
 }
 
 function checkOptions(options: InstallLockingOptions): InstallationSettings {
