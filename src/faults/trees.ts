@@ -24,11 +24,7 @@ export function parentLockOnNestedSet(entity: string, what: string, relation: st
   );
 }
 
-/**
- * An INSERT of a `@LockedTree` entity that bypasses TypeORM's tree bookkeeping (repository.insert(),
- * upsert(), a query-builder insert): TypeORM computes no nested-set bounds, materialized path or
- * closure rows there, so no tree lock could keep the tree whole. Refused by name.
- */
+/** An INSERT of a `@LockedTree` entity that bypasses TypeORM's tree bookkeeping (insert(), upsert(), a query-builder insert). */
 export function treeInsertBypassed(entity: string, call: string): LockConfigError {
   return new LockConfigError(
     `@LockedTree on ${entity}: ${call} bypasses TypeORM's tree bookkeeping (nested-set bounds, materialized path, closure rows), ` +

@@ -5,18 +5,12 @@
  */
 import { LockConfigError, TransactionRequiredError, type LockErrorDetails } from '../errors';
 
-/**
- * `write` runs outside a transaction, so `held` (the locks it needs) would end with its statement
- * instead of at COMMIT; `fix` says how to give it one.
- */
+/** `write` runs outside a transaction, so `held` would end with its statement, not at COMMIT; `fix` says how to give it one. */
 export function writeOutsideTransaction(subject: string, write: string, held: string, fix: string, details: LockErrorDetails): TransactionRequiredError {
   return new TransactionRequiredError(`${subject}: ${write} runs outside a transaction, so ${held} could not be held until it commits; ${fix}.`, details);
 }
 
-/**
- * `entity`, which declares `declared` (its locks and checks), is written through `where`, an ORM
- * instance without ormlock: nothing is written, the locks are never silently skipped.
- */
+/** `entity`, declared `declared`, is written through `where`, an ORM instance without ormlock: nothing is written. */
 export function writtenWhereNotInstalled(entity: string, declared: string, where: string, install: string, details: LockErrorDetails): LockConfigError {
   return new LockConfigError(
     `${entity} is declared ${declared}, but it is being written through ${where}, where ormlock is not installed: its locks and checks ` +
