@@ -6,6 +6,15 @@
  */
 import { LockConfigError } from '../errors';
 
+/**
+ * A table (or sequence) a lock needs does not exist: `create` is the helper call that makes it,
+ * for the `table` given (its options name the table when it is not `defaultTable`).
+ */
+export function missingTable(caller: string, what: string, create: string, table: string, defaultTable: string, cause: unknown): LockConfigError {
+  const options = table === defaultTable ? '' : `, { table: '${table}' }`;
+  return new LockConfigError(`${caller}: ${what} does not exist; create it once with \`await ${create}(dataSource${options})\` (or in a migration)`, { cause });
+}
+
 /** The table the helper works on does not exist. */
 export function noSuchTable(caller: string, table: string): LockConfigError {
   return new LockConfigError(`${caller}: table '${table}' does not exist`);

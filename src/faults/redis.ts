@@ -54,14 +54,6 @@ export function leaseNotConfirmed(keys: string, error: unknown, details: LockErr
   return new LockLostError(`Redis lease on ${keys} could not be confirmed before COMMIT: ${(error as Error)?.message ?? String(error)}`, details);
 }
 
-/** The lease's fencing counter table does not exist. */
-export function missingFencingTable(table: string, isDefault: boolean, cause: unknown): LockConfigError {
-  return new LockConfigError(
-    `Redlock fencing: the counter table "${table}" does not exist; create it once with \`await createFencingTable(dataSource${isDefault ? '' : `, { table: '${table}' }`})\` (or in a migration)`,
-    { cause },
-  );
-}
-
 /** The lease was lost and the function failed too: the loss, with the function's failure as its cause. */
 export function withCause(lost: LockLostError, failure: unknown): LockLostError {
   return new LockLostError(lost.message, { ...lost.details, cause: failure });

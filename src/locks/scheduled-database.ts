@@ -3,7 +3,7 @@ import { hostname } from 'node:os';
 import type { ScheduledLockDialect } from '../dialects/dialect';
 import type { LockConfigError } from '../errors';
 import { dialectLacks } from '../faults/options';
-import { missingScheduledTable } from '../faults/scheduled';
+import { missingTable } from '../faults/migrations';
 import { checkFencingTable } from '../redis/fencing';
 import { resolveInstallation, type Installation } from '../orm/installations';
 import { DEFAULT_SCHEDULED_TABLE } from './scheduled-options';
@@ -61,6 +61,6 @@ export class DatabaseScheduledStorage implements ScheduledStorage {
 
   private missingTable(error: unknown): LockConfigError | undefined {
     if (!this.scheduled.isMissingTable(error)) return undefined;
-    return missingScheduledTable(this.table, this.label, DEFAULT_SCHEDULED_TABLE, error);
+    return missingTable('withScheduledLock', `the table ${this.table} on ${this.label}`, 'createScheduledLockTable', this.table, DEFAULT_SCHEDULED_TABLE, error);
   }
 }

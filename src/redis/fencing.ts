@@ -12,7 +12,7 @@
 import { createHash } from 'crypto';
 import type { FencingDialect } from '../dialects/dialect';
 import { badOption } from '../faults/options';
-import { missingFencingTable } from '../faults/redis';
+import { missingTable } from '../faults/migrations';
 import { leaseDatabase } from './lease-database';
 
 export const DEFAULT_FENCING_TABLE = 'ormlock_fencing';
@@ -64,7 +64,7 @@ export class DatabaseFencing {
 
   private explain(error: unknown, fencing: FencingDialect, converted: Error | undefined): unknown {
     if (fencing.isMissingTable(error)) {
-      return missingFencingTable(this.table, this.table === DEFAULT_FENCING_TABLE, error);
+      return missingTable('Redlock fencing', `the counter table "${this.table}"`, 'createFencingTable', this.table, DEFAULT_FENCING_TABLE, error);
     }
     return converted ?? error;
   }
