@@ -1,4 +1,8 @@
-import { LockConfigError, type LockErrorDetails } from './errors';
+import { describeValue, isThenable } from './describe-value';
+import type { LockErrorDetails } from './errors';
+import { badOptions, notAFunction } from './faults/options';
+
+export { describeValue };
 
 /**
  * The shape checks of public arguments, shared by every function and decorator: an options
@@ -6,33 +10,6 @@ import { LockConfigError, type LockErrorDetails } from './errors';
  * the call; they are thrown before anything is sent to a database.
  */
 
-/** What a value is, for messages: `null`, `a string ('fast')`, `a Promise (a forgotten await?)`, … */
-export function describeValue(value: unknown): string {
-  if (value === null) return 'null';
-  if (value === undefined) return 'undefined';
-  if (Array.isArray(value)) return 'an array';
-  if (isThenable(value)) return 'a Promise (a forgotten await?)';
-  switch (typeof value) {
-    case 'string':
-      return `a string ('${value.length > 40 ? `${value.slice(0, 40)}…` : value}')`;
-    case 'number':
-    case 'bigint':
-    case 'boolean':
-      return `${typeof value} ${String(value)}`;
-    case 'symbol':
-      return 'a symbol';
-    case 'function':
-      return `a function${value.name ? ` (${value.name})` : ''}`;
-    default: {
-      const ctor = (value as object).constructor;
-      return ctor && ctor !== Object ? `a ${ctor.name || 'object'}` : 'an object';
-    }
-  }
-}
-
-function isThenable(value: unknown): boolean {
-  return value !== null && (typeof value === 'object' || typeof value === 'function') && typeof (value as { then?: unknown }).then === 'function';
-}
 
 /**
  * True for an object that can carry options or values: a plain object (also from another realm,
@@ -61,14 +38,13 @@ export function optionsProblems(options: unknown, known?: readonly string[], nam
 /** Throws LockConfigError `${caller}: …` when the options argument has problems. */
 export function checkOptions(caller: string, options: unknown, known?: readonly string[], details?: LockErrorDetails): void {
   const problems = optionsProblems(options, known);
-  if (problems.length) throw new LockConfigError(`${caller}: ${problems.join('; ')}`, details);
+  if (problems.length) throw badOptions(caller, problems, details);
 }
 
 /** Throws LockConfigError unless `value` is a function: `${caller}: ${name} must be a function (got …)`. */
 export function checkFunction(caller: string, value: unknown, name: string, details?: LockErrorDetails): void {
   if (typeof value !== 'function') {
-    const hint = isThenable(value) ? '; pass the function itself, not the Promise its call returned' : '';
-    throw new LockConfigError(`${caller}: ${name} must be a function (got ${describeValue(value)})${hint}`, details);
+    throw notAFunction(caller, name, value, details);
   }
 }
 

@@ -3,6 +3,7 @@
  * entity no installed ORM knows, a plain object, no installation, several candidates. One factory
  * per fault, one wording; the caller throws what it returns.
  */
+import { describeValue } from '../describe-value';
 import { LockConfigError } from '../errors';
 
 /** `target` is not an entity of the installation labelled `label`. */
@@ -27,13 +28,14 @@ export function plainObject(caller: string, where: string): LockConfigError {
   );
 }
 
-/** ormlock is not installed on `what` (or on anything). */
-export function notInstalled(caller: string, what: string | undefined, cls: Function | undefined): LockConfigError {
+/** ormlock is not installed on `what` (or on anything); `entity`: the class, or its name. */
+export function notInstalled(caller: string, what: string | undefined, entity: Function | string | undefined): LockConfigError {
+  const name = typeof entity === 'function' ? entity.name : entity;
   return new LockConfigError(
     `${caller}: ormlock is not installed on ${what ?? 'any DataSource or MikroORM instance'}` +
-      `${cls ? ` (entity ${cls.name})` : ''}: call \`await installLocking(dataSource)\` after \`dataSource.initialize()\` ` +
+      `${name ? ` (entity ${name})` : ''}: call \`await installLocking(dataSource)\` after \`dataSource.initialize()\` ` +
       '(or `installLocking(orm)` from ormlock/mikro-orm).',
-    { entity: cls?.name },
+    { entity: name },
   );
 }
 
@@ -58,4 +60,19 @@ export function ambiguousInstallation(caller: string, candidates: readonly strin
 /** A second installLocking on one ORM instance while the first is under way. */
 export function installUnderWay(label: string): LockConfigError {
   return new LockConfigError(`installLocking: another installLocking call on ${label} is under way; install once per instance and share the handle it returns.`);
+}
+
+/** installLocking was given something that is not the ORM instance it installs on; `hint` points to the other entry point. */
+export function notAnOrmInstance(caller: string, expected: string, value: unknown, hint = ''): LockConfigError {
+  return new LockConfigError(`${caller}: expected ${expected} (got ${describeValue(value)})${hint ? `; ${hint}` : ''}.`);
+}
+
+/** installLocking on an ORM instance that is installed already. */
+export function alreadyInstalled(caller: string, label: string): LockConfigError {
+  return new LockConfigError(`${caller}: already installed on ${label}; call uninstall() on its handle first.`);
+}
+
+/** installLocking on a MikroORM instance that is not connected (not initialized, or closed). */
+export function notConnected(caller: string, label: string): LockConfigError {
+  return new LockConfigError(`${caller}: ${label} is not connected (not initialized, or closed): call it after \`await MikroORM.init(…)\`, before \`orm.close()\`.`);
 }

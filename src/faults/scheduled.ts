@@ -1,18 +1,12 @@
 /**
- * The faults of scheduled locks (src/locks/scheduled*.ts, the dialects' scheduled parts, the lock
- * table's migration helpers). One factory per fault, one wording; the caller throws what it returns.
+ * The faults of scheduled locks (src/locks/scheduled*.ts, the dialects' scheduled parts; a missing
+ * table: ./migrations). One factory per fault, one wording; the caller throws what it returns.
  */
-import { LockConfigError, LockError, LockLostError } from '../errors';
+import { LockError, LockLostError } from '../errors';
 
 /** The database answered a statement in a shape ormlock does not expect (a driver or server change). */
 export function unexpectedResult(statement: string, missing: string, result: unknown): LockError {
   return new LockError(`${statement} returned ${missing} (got ${JSON.stringify(result)}); the database driver answered in a shape ormlock does not know`);
-}
-
-/** The scheduled-lock table does not exist (src/locks/scheduled-database.ts). */
-export function missingScheduledTable(table: string, label: string, defaultTable: string, cause: unknown): LockConfigError {
-  const options = table === defaultTable ? '' : `, { table: '${table}' }`;
-  return new LockConfigError(`withScheduledLock: the table ${table} does not exist on ${label}; create it with createScheduledLockTable(dataSource${options}) or its migration`, { cause });
 }
 
 /** A scheduled job still ran when its `lockAtMostFor` passed (src/locks/scheduled.ts). */

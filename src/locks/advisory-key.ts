@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
-import { LockConfigError } from '../errors';
+import type { LockConfigError } from '../errors';
+import { invalidAdvisoryKey } from '../faults/keys';
 
 /**
  * Advisory-lock keys: validation, the canonical text of a key, its stable 64-bit hash
@@ -93,7 +94,7 @@ function canonicalPart(part: unknown, subject: KeySubject, key: unknown, where: 
 
 function bad(subject: KeySubject, key: unknown, why: string): LockConfigError {
   const s = typeof subject === 'string' ? { label: subject, method: subject } : subject;
-  return new LockConfigError(`${s.label}: invalid advisory lock key ${describeKey(key)}: ${why}`, { key, method: s.method, entity: s.entity });
+  return invalidAdvisoryKey(s.label, describeKey(key), why, { key, method: s.method, entity: s.entity });
 }
 
 /** A short, safe rendering of any value for error messages. */

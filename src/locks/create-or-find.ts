@@ -1,8 +1,10 @@
 import { ambientTx } from '../context/store';
-import { DeadlockError, LockConfigError, UniqueViolationError } from '../errors';
+import { DeadlockError } from '../errors';
 import { installationOwning, resolveInstallation } from '../orm/installations';
 import type { PortConnection } from '../orm/port';
 import { inSavepoint } from './savepoint';
+import { badOption } from '../faults/options';
+import { notAnInstalledRepository, uniqueButNoRow } from '../faults/unique';
 
 /** Sends of an autocommit INSERT that lost a deadlock (each one a transaction of its own). */
 const AUTOCOMMIT_DEADLOCK_ATTEMPTS = 5;
@@ -39,19 +41,19 @@ export function createOrFind<T extends object>(repository: EntityRepositoryLike<
 export function createOrFind<T extends object>(repository: RepositoryLike<T>, where: Partial<T>, defaults?: Partial<T>): Promise<T>;
 export async function createOrFind<T extends object>(repository: RepositoryLike<T> | EntityRepositoryLike<T>, where: Partial<T>, defaults: Partial<T> = {}): Promise<T> {
   if (!repository || typeof repository !== 'object') {
-    throw new LockConfigError('createOrFind(repository, where, defaults?): expected a repository (TypeORM Repository or MikroORM EntityRepository) as the first argument');
+    throw badOption('createOrFind(repository, where, defaults?)', 'repository', 'a TypeORM Repository or MikroORM EntityRepository', repository);
   }
   const owner = installationOwning(repository);
   const inst = owner ?? resolveInstallation('createOrFind()', { explicit: repository });
   const target = inst.port.repositoryTarget?.(repository);
-  if (!target) throw new LockConfigError('createOrFind(repository, where, defaults?): the first argument is not a repository of an installed DataSource or MikroORM instance');
+  if (!target) throw notAnInstalledRepository();
   const entity = inst.entity(target, 'createOrFind()');
   const caller = `createOrFind(${entity.name})`;
   if (where === null || typeof where !== 'object' || Array.isArray(where)) {
-    throw new LockConfigError(`${caller}: where must be an object of column values, e.g. { email }`, { entity: entity.name });
+    throw badOption(caller, 'where', 'an object of column values, e.g. { email }', where, { entity: entity.name });
   }
   if (defaults === null || typeof defaults !== 'object' || Array.isArray(defaults)) {
-    throw new LockConfigError(`${caller}: defaults must be an object`, { entity: entity.name });
+    throw badOption(caller, 'defaults', 'an object', defaults, { entity: entity.name });
   }
   inst.port.requireUniqueCover(entity, where as Record<string, unknown>, caller);
 
@@ -84,10 +86,5 @@ export async function createOrFind<T extends object>(repository: RepositoryLike<
     const current = await inst.port.findRow(connection, entity, where as Record<string, unknown>, 'read');
     if (current) return current as T;
   }
-  throw new UniqueViolationError(
-    `${caller}: the INSERT violated a unique constraint, but no row matches ${JSON.stringify(where)}. Either another unique ` +
-      "constraint was violated (by the defaults), or the row is not visible to this transaction's snapshot " +
-      '(REPEATABLE READ / SERIALIZABLE): call createOrFind outside the transaction or retry it in a fresh one.',
-    { entity: entity.name, cause: violation, where },
-  );
+  throw uniqueButNoRow(caller, entity.name, where, violation);
 }

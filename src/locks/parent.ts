@@ -1,5 +1,16 @@
-import { describeValue, optionsProblems } from '../arguments';
-import { LockConfigError, StaleEntityError } from '../errors';
+import { optionsProblems } from '../arguments';
+import { badOption, badOptions } from '../faults/options';
+import {
+  bareIdForCompositeKey,
+  hookCalledDirectly,
+  hookNotAFunction,
+  missingParent,
+  noHooks,
+  noParentNamed,
+  parentNotSaved,
+  resolvedNoParent,
+  resolvedNotAnEntity,
+} from '../faults/parents';
 import { declare, type AroundCreateContext, type AroundCreateHook } from '../metadata/registry';
 import type { Installation } from '../orm/installations';
 import type { EntityDescriptor, PortConnection } from '../orm/port';
@@ -71,15 +82,15 @@ export function lockParent<E = any>(
   options: ParentLockOptions = {},
 ): ParentLockHook<E> {
   if (typeof relationOrResolve !== 'string' && typeof relationOrResolve !== 'function') {
-    throw new LockConfigError(`lockParent(relation, options?): expected a relation name or a function (entity) => parent (got ${describeValue(relationOrResolve)})`);
+    throw badOption('lockParent(relation, options?)', 'relation', 'a relation name or a function (entity) => parent', relationOrResolve);
   }
   if (typeof relationOrResolve === 'string' && relationOrResolve.length === 0) {
-    throw new LockConfigError('lockParent(): the relation name is empty');
+    throw badOption('lockParent(relation, options?)', 'relation', 'a non-empty relation name', relationOrResolve);
   }
   const problems = optionsProblems(options);
-  if (problems.length) throw new LockConfigError(`lockParent(relation, options?): ${problems.join('; ')}`);
+  if (problems.length) throw badOptions('lockParent(relation, options?)', problems);
   if (options.target !== undefined && typeof options.target !== 'function') {
-    throw new LockConfigError('lockParent(): options.target must be a function returning the parent entity class, e.g. () => Site');
+    throw badOption('lockParent(relation, options?)', 'options.target', 'a function returning the parent entity class, e.g. () => Site', options.target);
   }
   const declaration: ParentLockDeclaration =
     typeof relationOrResolve === 'string'
@@ -114,19 +125,14 @@ export function prependAroundCreate(entityClass: Function, hooks: AroundCreateHo
 
 function checkHooks(entityClass: Function, hooks: AroundCreateHook[]): void {
   if (typeof entityClass !== 'function') {
-    throw new LockConfigError(`@AroundCreate / addAroundCreate(entityClass, ...hooks): expected an entity class (got ${describeValue(entityClass)})`);
+    throw badOption('@AroundCreate / addAroundCreate(entityClass, ...hooks)', 'entityClass', 'an entity class', entityClass);
   }
   if (hooks.length === 0) {
-    throw new LockConfigError(`@AroundCreate on ${entityClass.name}: give at least one hook, e.g. @AroundCreate(lockParent('site'))`, {
-      entity: entityClass.name,
-    });
+    throw noHooks(entityClass.name);
   }
   hooks.forEach((hook, i) => {
     if (typeof hook !== 'function') {
-      throw new LockConfigError(
-        `@AroundCreate on ${entityClass.name}: hook ${i + 1} is ${describeValue(hook)}, expected a function (entity, { manager, queryRunner }) => …`,
-        { entity: entityClass.name },
-      );
+      throw hookNotAFunction(entityClass.name, i + 1, hook);
     }
   });
 }
@@ -137,7 +143,7 @@ function checkHooks(entityClass: Function, hooks: AroundCreateHook[]): void {
  */
 export async function lockParentOf(object: object, decl: ParentLockDeclaration, ctx: AroundCreateRunContext): Promise<object | undefined> {
   if (!ctx || !ctx.installation || !ctx.descriptor) {
-    throw new LockConfigError('lockParent(): the hook runs from ormlock\'s write path (installLocking), not called directly');
+    throw hookCalledDirectly();
   }
   const connection = ctx.queryRunner as PortConnection;
   return decl.relation !== undefined
@@ -158,11 +164,7 @@ async function lockThroughRelation(
   if (found.kind === 'new') return undefined; // created in this same write: nobody else can see it yet
   if (found.kind === 'none') {
     if (options.optional ?? found.nullable) return undefined;
-    throw new LockConfigError(
-      `${subject}: the new ${entity.name} names no parent: ${found.hint}` +
-        ` (or declare lockParent('${relation}', { optional: true }) for a parent that may be empty).`,
-      { entity: entity.name, relation },
-    );
+    throw noParentNamed(subject, entity.name, relation, found.hint);
   }
   const fresh = await lockRowOn(inst, connection, found.parent, found.where, options, subject, 'parent');
   if (!fresh) throw missingParent(subject, entity.name, found.parent.name, relation, found.where);
@@ -182,36 +184,23 @@ async function lockResolved(
   const ref = await decl.resolve!(object);
   if (ref === null || ref === undefined) {
     if (decl.options.optional) return undefined;
-    throw new LockConfigError(`${subject}: the function returned ${String(ref)} for the new ${entity.name} (declare { optional: true } to allow no parent).`, {
-      entity: entity.name,
-    });
+    throw resolvedNoParent(subject, entity.name, ref);
   }
   const target = decl.options.target?.() ?? (typeof ref === 'object' ? ref.constructor : undefined);
   const parent = typeof target === 'function' ? inst.port.describe(target) : undefined;
   if (!parent) {
-    throw new LockConfigError(
-      `${subject}: the function returned ${typeof ref === 'object' ? `a ${ref.constructor?.name ?? 'plain'} object` : `a bare ${typeof ref}`}, ` +
-        `which is not an entity of ${inst.label}; return the parent entity or pass { target: () => ParentClass }.`,
-      { entity: entity.name },
-    );
+    const what = typeof ref === 'object' ? `a ${ref.constructor?.name ?? 'plain'} object` : `a bare ${typeof ref}`;
+    throw resolvedNotAnEntity(subject, entity.name, what, inst.label);
   }
   let where: Record<string, unknown>;
   if (typeof ref === 'object') where = inst.port.idOf(parent, ref);
   else if (parent.primaryKeys.length === 1) where = { [parent.primaryKeys[0]]: ref };
-  else throw new LockConfigError(`${subject}: ${parent.name} has a composite key; return an object, not a bare id.`, { entity: entity.name });
+  else throw bareIdForCompositeKey(subject, entity.name, 'the function returned', parent.name);
   if (Object.values(where).some((v) => v === undefined || v === null)) {
-    throw new LockConfigError(`${subject}: the ${parent.name} returned has no primary-key value; save it first.`, { entity: entity.name });
+    throw parentNotSaved(subject, entity.name, parent.name, 'returned', parent.primaryKeys, 'save');
   }
   const fresh = await lockRowOn(inst, connection, parent, where, decl.options, subject, 'parent');
   if (!fresh) throw missingParent(subject, entity.name, parent.name, undefined, where);
   if (typeof ref === 'object') inst.port.refresh(parent, ref, fresh);
   return typeof ref === 'object' ? ref : fresh;
-}
-
-function missingParent(subject: string, entity: string, parent: string, relation: string | undefined, where: Record<string, unknown>): StaleEntityError {
-  const id = Object.keys(where).length === 1 ? Object.values(where)[0] : where;
-  return new StaleEntityError(
-    `${subject}: ${parent} ${JSON.stringify(where)} does not exist (deleted, or never created); the ${entity} was not inserted.`,
-    { entity, id, relation, parent },
-  );
 }

@@ -1,9 +1,12 @@
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { ScheduledLockDialect } from '../dialects/dialect';
-import { LockConfigError } from '../errors';
+import type { LockConfigError } from '../errors';
+import { dialectLacks } from '../faults/options';
+import { missingTable } from '../faults/migrations';
 import { checkFencingTable } from '../redis/fencing';
 import { resolveInstallation, type Installation } from '../orm/installations';
+import { DEFAULT_SCHEDULED_TABLE } from './scheduled-options';
 import type { ScheduledHold, ScheduledStorage } from './scheduled-storage';
 
 /** Who holds a run, as the table shows it: host, process, and a random part unique per run. */
@@ -26,7 +29,7 @@ export class DatabaseScheduledStorage implements ScheduledStorage {
     checkFencingTable(table, caller);
     this.inst = resolveInstallation(caller, { explicit: handle });
     const scheduled = this.inst.dialect.scheduled;
-    if (!scheduled) throw new LockConfigError(`${caller}: the ${this.inst.dialect.name} dialect has no scheduled-job locks`);
+    if (!scheduled) throw dialectLacks(caller, this.inst.dialect.name, 'scheduled-job locks');
     this.scheduled = scheduled;
     this.label = this.inst.label;
   }
@@ -58,9 +61,6 @@ export class DatabaseScheduledStorage implements ScheduledStorage {
 
   private missingTable(error: unknown): LockConfigError | undefined {
     if (!this.scheduled.isMissingTable(error)) return undefined;
-    return new LockConfigError(
-      `withScheduledLock: the table ${this.table} does not exist on ${this.label}; create it with createScheduledLockTable(dataSource${this.table === 'ormlock_scheduled_locks' ? '' : `, { table: '${this.table}' }`}) or its migration`,
-      { cause: error },
-    );
+    return missingTable('withScheduledLock', `the table ${this.table} on ${this.label}`, 'createScheduledLockTable', this.table, DEFAULT_SCHEDULED_TABLE, error);
   }
 }

@@ -1,6 +1,7 @@
 import { checkFunction } from '../arguments';
 import { runWithLockSignal } from '../context/lock-signal';
-import { LockConfigError, LockLostError } from '../errors';
+import { badOption, badOptions } from '../faults/options';
+import { scheduledOverran } from '../faults/scheduled';
 import { Redlock } from '../redis/redlock';
 import { RedisScheduledStorage } from '../redis/scheduled-lease';
 import { DatabaseScheduledStorage } from './scheduled-database';
@@ -38,7 +39,7 @@ export async function withScheduledLock<T>(
   fn: (ctx: ScheduledRunContext) => Promise<T> | T,
 ): Promise<ScheduledRun<T>> {
   const problems = scheduledLockProblems(name, options);
-  if (problems.length) throw new LockConfigError(`withScheduledLock(name, options, fn): ${problems.join('; ')}`, { key: name });
+  if (problems.length) throw badOptions('withScheduledLock(name, options, fn)', problems, { key: name });
   checkFunction('withScheduledLock(name, options, fn)', fn, 'fn', { key: name });
   const storage = scheduledStorage(options, 'withScheduledLock()');
   const atLeast = options.lockAtLeastFor ?? 0;
@@ -50,9 +51,7 @@ export async function withScheduledLock<T>(
   const remaining = Math.max(0, hold.validMs - (performance.now() - started));
   const timer = setTimeout(() => {
     controller.abort(
-      new LockLostError(`scheduled job '${name}': lockAtMostFor (${options.lockAtMostFor} ms) passed while it still ran; another instance may run it now`, {
-        key: name,
-      }),
+      scheduledOverran(name, options.lockAtMostFor),
     );
   }, remaining);
   timer.unref?.();
@@ -72,7 +71,7 @@ export async function withScheduledLock<T>(
 /** The storage that options name: Redis with `redlock`, else the database of `dataSource` (or of the only installation). */
 export function scheduledStorage(options: ScheduledLockOptions, caller: string): ScheduledStorage {
   if (options.redlock !== undefined) {
-    if (!(options.redlock instanceof Redlock)) throw new LockConfigError(`${caller}: redlock must be a Redlock instance`);
+    if (!(options.redlock instanceof Redlock)) throw badOption(caller, 'redlock', 'a Redlock instance', options.redlock);
     return new RedisScheduledStorage(options.redlock);
   }
   return new DatabaseScheduledStorage(options.dataSource, options.table ?? DEFAULT_SCHEDULED_TABLE, caller);

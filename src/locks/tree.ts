@@ -1,5 +1,4 @@
-import { describeValue } from '../arguments';
-import { LockConfigError } from '../errors';
+import { badOption, badOptions } from '../faults/options';
 import { declare } from '../metadata/registry';
 import { lockedTreeOptionProblems, type LockedTreeOptions } from './tree-options';
 
@@ -19,11 +18,11 @@ export { treeLockKey, treeLockTimeoutMs, lockedTreeOptionProblems, type LockedTr
  */
 export function lockedTree(entityClass: Function, options: LockedTreeOptions = {}): void {
   if (typeof entityClass !== 'function') {
-    throw new LockConfigError(`lockedTree(EntityClass, options?): the first argument must be an entity class (got ${describeValue(entityClass)})`);
+    throw badOption('lockedTree(EntityClass, options?)', 'the first argument', 'an entity class', entityClass);
   }
   const problems = lockedTreeOptionProblems(options);
   if (problems.length) {
-    throw new LockConfigError(`@LockedTree on ${entityClass.name}: ${problems.join('; ')}`, { entity: entityClass.name });
+    throw badOptions(`@LockedTree on ${entityClass.name}`, problems, { entity: entityClass.name });
   }
   declare(entityClass, (rec) => (rec.lockedTree = { ...options }));
 }

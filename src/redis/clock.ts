@@ -4,8 +4,7 @@
  * validity; the wall clock (`Date.now()`) is only for display (`expiresAt`) and events.
  */
 import { performance } from 'perf_hooks';
-import { describeValue } from '../arguments';
-import { LockConfigError } from '../errors';
+import { badOption } from '../faults/options';
 
 /** Monotonic milliseconds. */
 export type Clock = () => number;
@@ -15,7 +14,7 @@ const monotonic: Clock = () => performance.now();
 /** The `clock` option checked, or the default monotonic clock. */
 export function checkClock(clock: unknown): Clock {
   if (clock === undefined) return monotonic;
-  if (typeof clock !== 'function') throw new LockConfigError(`Redlock: clock must be a function returning monotonic ms, got ${describeValue(clock)}`);
+  if (typeof clock !== 'function') throw badOption('Redlock', 'clock', 'a function returning monotonic ms', clock);
   return clock as Clock;
 }
 

@@ -11,7 +11,8 @@
  */
 import { createHash } from 'crypto';
 import type { FencingDialect } from '../dialects/dialect';
-import { LockConfigError } from '../errors';
+import { badOption } from '../faults/options';
+import { missingTable } from '../faults/migrations';
 import { leaseDatabase } from './lease-database';
 
 export const DEFAULT_FENCING_TABLE = 'ormlock_fencing';
@@ -26,7 +27,7 @@ export interface FencingOptions {
 /** Checks a fencing table name: an identifier, so that it can be quoted into SQL. */
 export function checkFencingTable(table: unknown, where: string): string {
   if (typeof table !== 'string' || !/^[A-Za-z_][A-Za-z0-9_]{0,62}$/.test(table)) {
-    throw new LockConfigError(`${where}: table must be an identifier of letters, digits and _ (at most 63), got ${JSON.stringify(table)}`);
+    throw badOption(where, 'table', 'an identifier of letters, digits and _ (at most 63)', table);
   }
   return table;
 }
@@ -39,7 +40,7 @@ export class DatabaseFencing {
   private readonly handle: object;
 
   constructor(options: FencingOptions | undefined, where: string) {
-    if (!options || typeof options !== 'object') throw new LockConfigError(`${where}: fencing must be { dataSource, table? }`);
+    if (!options || typeof options !== 'object') throw badOption(where, 'fencing', '{ dataSource, table? }', options);
     this.table = checkFencingTable(options.table ?? DEFAULT_FENCING_TABLE, `${where} fencing`);
     this.handle = options.dataSource;
     leaseDatabase(this.handle, `${where} fencing`); // fails now, before any lease, when not installed
@@ -63,10 +64,7 @@ export class DatabaseFencing {
 
   private explain(error: unknown, fencing: FencingDialect, converted: Error | undefined): unknown {
     if (fencing.isMissingTable(error)) {
-      return new LockConfigError(
-        `Redlock fencing: the counter table "${this.table}" does not exist; create it once with \`await createFencingTable(dataSource${this.table === DEFAULT_FENCING_TABLE ? '' : `, { table: '${this.table}' }`})\` (or in a migration)`,
-        { cause: error },
-      );
+      return missingTable('Redlock fencing', `the counter table "${this.table}"`, 'createFencingTable', this.table, DEFAULT_FENCING_TABLE, error);
     }
     return converted ?? error;
   }

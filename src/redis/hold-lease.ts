@@ -6,7 +6,7 @@
  * during `fn`, ran out of validity (monotonic clock) or was not found on a quorum at release.
  */
 import { runWithLockSignal } from '../context/lock-signal';
-import { LockLostError } from '../errors';
+import { leaseLost, withCause } from '../faults/redis';
 import { describeKeys, keyDetail, type Lease } from './lease';
 
 export async function holdLeaseWhile<L extends Lease, T>(
@@ -51,14 +51,16 @@ export async function holdLeaseWhile<L extends Lease, T>(
     // or the release did not find the lease on a quorum: someone else may have held it meanwhile.
     const lost =
       lostBefore ??
-      new LockLostError(
+      leaseLost(
+        describeKeys(lease.keys),
         !heldToTheEnd
-          ? `${what} ${describeKeys(lease.keys)} expired while the function ran (${finishedAt - lease.acquiredAt} ms; the event loop may have been blocked past the automatic extension)`
-          : `${what} ${describeKeys(lease.keys)} was not found on a quorum of nodes at release: it expired or was taken while the function ran`,
+          ? `expired while the function ran (${finishedAt - lease.acquiredAt} ms; the event loop may have been blocked past the automatic extension)`
+          : 'was not found on a quorum of nodes at release: it expired or was taken while the function ran',
         { key: keyDetail(lease.keys), fencingToken: lease.fencingToken, expiresAt: lease.expiresAt },
+        what,
       );
     if (failed && failure !== lost) {
-      throw new LockLostError(lost.message, { ...lost.details, cause: failure });
+      throw withCause(lost, failure);
     }
     throw lost;
   }

@@ -5,7 +5,7 @@
  * caller's ambient transaction: a fencing token must survive that transaction's rollback.
  */
 import type { FencingDialect, LockDialect, RunQuery } from '../dialects/dialect';
-import { LockConfigError } from '../errors';
+import { badOption, dialectLacks, requiredOption } from '../faults/options';
 import { resolveInstallation } from '../orm/installations';
 
 export interface LeaseDatabase {
@@ -20,13 +20,13 @@ export interface LeaseDatabase {
 /** The database of `handle` (an installed DataSource or MikroORM instance); LockConfigError naming `where` otherwise. */
 export function leaseDatabase(handle: unknown, where: string): LeaseDatabase {
   if (handle === undefined || handle === null) {
-    throw new LockConfigError(`${where}: dataSource is required (the installed DataSource that holds the fencing counters)`);
+    throw requiredOption(where, 'dataSource', 'the installed DataSource that holds the fencing counters');
   }
   if (typeof handle !== 'object') {
-    throw new LockConfigError(`${where}: dataSource must be a TypeORM DataSource on which \`await installLocking(dataSource)\` was called (got ${typeof handle})`);
+    throw badOption(where, 'dataSource', 'a TypeORM DataSource on which `await installLocking(dataSource)` was called', handle);
   }
   const inst = resolveInstallation(where, { explicit: handle });
   const fencing = inst.dialect.fencing;
-  if (!fencing) throw new LockConfigError(`${where}: the ${inst.dialect.name} dialect has no fencing counters`);
+  if (!fencing) throw dialectLacks(where, inst.dialect.name, 'fencing counters');
   return { dialect: inst.dialect, fencing, run: (sql, parameters) => inst.port.query(sql, parameters), label: inst.label };
 }

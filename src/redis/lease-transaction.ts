@@ -7,7 +7,9 @@
  */
 import { inTransaction, transaction, type TransactionOptions } from '../context/transaction';
 import { LockConfigError, LockLostError } from '../errors';
-import type { Lease } from './lease';
+import { badOption } from '../faults/options';
+import { dataSourceWithoutTransaction, leaseNotConfirmed, leaseTransactionTarget } from '../faults/redis';
+import { describeKeys, type Lease } from './lease';
 
 export interface LeaseTransactionOptions {
   /**
@@ -23,23 +25,23 @@ export interface LeaseTransactionOptions {
 export function checkLeaseTransaction(options: LeaseTransactionOptions, fencingDataSource: object | undefined): { dataSource: TransactionOptions['dataSource'] } | undefined {
   const { transaction: wanted, dataSource } = options;
   if (wanted !== undefined && typeof wanted !== 'boolean') {
-    throw new LockConfigError(`Redlock.using: the transaction option must be true or false, got ${wanted === null ? 'null' : typeof wanted} ${JSON.stringify(wanted)}`);
+    throw badOption('Redlock.using', 'the transaction option', 'true or false', wanted);
   }
   if (!wanted) {
     if (dataSource !== undefined) {
-      throw new LockConfigError('Redlock.using: the dataSource option only applies with { transaction: true } (add it, or drop dataSource)');
+      throw dataSourceWithoutTransaction();
     }
     return undefined;
   }
   const target = (dataSource ?? fencingDataSource) as TransactionOptions['dataSource'];
   if (dataSource !== undefined && (dataSource === null || typeof dataSource !== 'object')) {
-    throw new LockConfigError(`Redlock.using: dataSource must be an installed DataSource (or MikroORM instance), got ${dataSource === null ? 'null' : typeof dataSource}`);
+    throw badOption('Redlock.using', 'dataSource', 'an installed DataSource (or MikroORM instance)', dataSource);
   }
   try {
     inTransaction(target); // resolves the installation: LockConfigError when there is none
   } catch (error) {
     if (error instanceof LockConfigError) {
-      throw new LockConfigError(`Redlock.using({ transaction: true }): ${error.message}`, { cause: error });
+      throw leaseTransactionTarget(error);
     }
     throw error;
   }
@@ -70,7 +72,7 @@ async function confirmLease(lease: Lease, ttlMs: number): Promise<void> {
     await lease.extend(ttlMs);
   } catch (error) {
     if (error instanceof LockLostError) throw error;
-    throw new LockLostError(`Redis lease on ${lease.keys.join(', ')} could not be confirmed before COMMIT: ${(error as Error)?.message ?? error}`, {
+    throw leaseNotConfirmed(describeKeys(lease.keys), error, {
       key: lease.keys.length === 1 ? lease.keys[0] : [...lease.keys],
       fencingToken: lease.fencingToken,
       cause: error,

@@ -1,4 +1,5 @@
 import { LockLostError } from '../errors';
+import { leaseLost } from '../faults/redis';
 import type { LuaScript } from './scripts';
 
 /** What a lease asks of the Redlock that issued it (implemented by `Redlock`). */
@@ -143,10 +144,11 @@ export class Lease {
   assertValid(): void {
     if (this._state === 'lost' && this._lostError) throw this._lostError;
     if (!this.isValid) {
-      throw new LockLostError(
-        `Redis lease on ${describeKeys(this.keys)} is ${this._state === 'held' ? 'expired' : this._state}`,
-        { key: keyDetail(this.keys), fencingToken: this.fencingToken, expiresAt: this._expiresAt },
-      );
+      throw leaseLost(describeKeys(this.keys), `is ${this._state === 'held' ? 'expired' : this._state}`, {
+        key: keyDetail(this.keys),
+        fencingToken: this.fencingToken,
+        expiresAt: this._expiresAt,
+      });
     }
   }
 
@@ -156,7 +158,7 @@ export class Lease {
     const run = (this._extending ?? Promise.resolve()).then(async () => {
       if (this._state === 'lost') throw this._lostError;
       if (this._state === 'released') {
-        throw new LockLostError(`Redis lease on ${describeKeys(this.keys)} was released; it cannot be extended`, {
+        throw leaseLost(describeKeys(this.keys), 'was released; it cannot be extended', {
           key: keyDetail(this.keys),
           fencingToken: this.fencingToken,
         });

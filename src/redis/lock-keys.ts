@@ -6,7 +6,8 @@
  * (the empty key, never a valid lock key, so it cannot collide with one).
  */
 import { isWellFormed } from '../arguments';
-import { LockConfigError } from '../errors';
+import { badOption } from '../faults/options';
+import { badLeaseKey } from '../faults/redis';
 
 /** One key (a non-empty string; numbers and bigints are converted) or several (one lease on all). */
 export type LockKey = string | number | bigint;
@@ -33,17 +34,17 @@ export function lockRequest(base: string, key: LockKeys, ttlMs: number): Acquire
 
 function normalizeKeys(key: LockKeys): string[] {
   const list = Array.isArray(key) ? (key as readonly LockKey[]) : [key as LockKey];
-  if (list.length === 0) throw new LockConfigError('Redlock: no key given (an empty array of keys)');
+  if (list.length === 0) throw badLeaseKey('no key given (an empty array of keys)');
   const out: string[] = [];
   for (const k of list) {
-    if (typeof k === 'number' && !Number.isFinite(k)) throw new LockConfigError(`Redlock: lock key ${k} is not a finite number`, { key: k });
+    if (typeof k === 'number' && !Number.isFinite(k)) throw badLeaseKey(`lock key ${k} is not a finite number`, { key: k });
     if (typeof k !== 'string' && typeof k !== 'number' && typeof k !== 'bigint') {
-      throw new LockConfigError(`Redlock: a lock key must be a string, number or bigint, got ${k === null ? 'null' : typeof k}`, { key: k });
+      throw badOption('Redlock', 'a lock key', 'a string, number or bigint', k, { key: k });
     }
     const s = String(k);
-    if (s.length === 0) throw new LockConfigError('Redlock: a lock key must not be empty', { key: k });
+    if (s.length === 0) throw badLeaseKey('a lock key must not be empty', { key: k });
     // A lone surrogate would be sent as U+FFFD, so two different keys would be one lock.
-    if (!isWellFormed(s)) throw new LockConfigError('Redlock: a lock key must be well-formed UTF-16 (it has a lone surrogate)', { key: k });
+    if (!isWellFormed(s)) throw badLeaseKey('a lock key must be well-formed UTF-16 (it has a lone surrogate)', { key: k });
     // The same key twice in one lease is the same lock (e.g. a transfer from an account to itself).
     if (!out.includes(s)) out.push(s);
   }

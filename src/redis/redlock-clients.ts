@@ -4,7 +4,7 @@
  * acquisition (a lazyConnect client never connected). A client that was closed, ended or fails
  * is not an error here: it is a node that is down, a failed vote in every round (rounds.ts).
  */
-import { LockConfigError } from '../errors';
+import { badRedisClient, noRedisClients } from '../faults/redis';
 import type { Redis } from './redis-client';
 import { nodeAddress } from './rounds';
 
@@ -15,22 +15,22 @@ export type RedlockClient = Redis;
 export function checkClients(clients: RedlockClient | readonly RedlockClient[]): readonly RedlockClient[] {
   const list: RedlockClient[] = Array.isArray(clients) ? [...clients] : clients == null ? [] : [clients as RedlockClient];
   if (list.length === 0) {
-    throw new LockConfigError('Redlock needs at least one ioredis client (one per independent Redis node)');
+    throw noRedisClients();
   }
   const seen = new Set<unknown>();
   list.forEach((client, i) => {
     const c = client as unknown as Partial<Redis> & { isCluster?: boolean };
     if (!c || typeof c.evalsha !== 'function' || typeof c.eval !== 'function' || typeof c.status !== 'string') {
-      throw new LockConfigError(`Redlock: clients[${i}] is not an ioredis client`, { node: i });
+      throw badRedisClient(i, 'is not an ioredis client');
     }
     if (c.isCluster) {
-      throw new LockConfigError(
-        `Redlock: clients[${i}] is an ioredis Cluster; Redlock needs one client per independent node (a cluster is one node to Redlock, and its keys may sit on different shards)`,
-        { node: i },
+      throw badRedisClient(
+        i,
+        'is an ioredis Cluster; Redlock needs one client per independent node (a cluster is one node to Redlock, and its keys may sit on different shards)',
       );
     }
     if (seen.has(client)) {
-      throw new LockConfigError(`Redlock: clients[${i}] is given twice; each node must be a distinct client (a duplicate would vote twice)`, { node: i });
+      throw badRedisClient(i, 'is given twice; each node must be a distinct client (a duplicate would vote twice)');
     }
     seen.add(client);
   });
@@ -42,9 +42,8 @@ export function assertClientsUsable(clients: readonly RedlockClient[]): void {
   for (let i = 0; i < clients.length; i++) {
     const client = clients[i];
     if (client.status !== 'wait') continue;
-    throw new LockConfigError(
-      `Redlock: clients[${i}] (${nodeAddress(client, i)}) is not usable: it was created with lazyConnect and never connected: call client.connect() first`,
-      { node: i, status: client.status },
-    );
+    throw badRedisClient(i, `(${nodeAddress(client, i)}) is not usable: it was created with lazyConnect and never connected: call client.connect() first`, {
+      status: client.status,
+    });
   }
 }

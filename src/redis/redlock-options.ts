@@ -2,7 +2,8 @@
  * The options of a Redlock and of its calls, as users give them, with their defaults and shape
  * checks (one wording per fault). The Redlock itself is redlock.ts.
  */
-import { LockConfigError } from '../errors';
+import { badOption } from '../faults/options';
+import { ttlWithinDrift } from '../faults/redis';
 import type { LockEvent, LockObserver } from '../observe/events';
 import type { FencingOptions } from './fencing';
 import type { LeaseTransactionOptions } from './lease-transaction';
@@ -65,16 +66,16 @@ export const EMPTY: UsingOptions = Object.freeze({});
 
 export function checkTtl(ttlMs: unknown, drift: number): void {
   if (typeof ttlMs !== 'number' || !Number.isInteger(ttlMs) || ttlMs <= 0) {
-    throw new LockConfigError(`Redlock: ttlMs must be a positive integer number of milliseconds, got ${String(ttlMs)}`, { ttlMs });
+    throw badOption('Redlock', 'ttlMs', 'a positive integer number of milliseconds', ttlMs, { ttlMs });
   }
   if (ttlMs <= drift) {
-    throw new LockConfigError(`Redlock: ttlMs ${ttlMs} leaves no validity after the clock-drift allowance of ${drift} ms`, { ttlMs });
+    throw ttlWithinDrift(ttlMs, drift);
   }
 }
 
 export function checkNumber(name: string, value: unknown, ok: (v: number) => boolean, expected: string): number {
   if (typeof value !== 'number' || Number.isNaN(value) || !ok(value)) {
-    throw new LockConfigError(`Redlock: ${name} must be ${expected}, got ${String(value)}`, { [name]: value });
+    throw badOption('Redlock', name, expected, value, { [name]: value });
   }
   return value;
 }

@@ -36,8 +36,9 @@
  * (a node restarted without persistence counts as a failure; use `appendonly yes` or restart
  * it only after the longest TTL has passed).
  */
-import { checkOptions, describeValue } from '../arguments';
-import { LockConfigError, LockLostError, LockNotAvailableError } from '../errors';
+import { checkFunction, checkOptions } from '../arguments';
+import { badOption, badOptions } from '../faults/options';
+import { leaseLost, leaseNotAcquired } from '../faults/redis';
 import { emitTo, observerOptionProblems, observersOf, type LockEvent } from '../observe/events';
 import { checkClock, driftOf, stillValid } from './clock';
 import { Deadlines } from './deadlines';
@@ -105,14 +106,14 @@ export class Redlock implements LeaseDriver {
     this.allNodes = Object.freeze(this.clients.map((_, i) => i));
 
     const prefix = options.prefix ?? DEFAULTS.prefix;
-    if (typeof prefix !== 'string') throw new LockConfigError('Redlock: prefix must be a string');
+    if (typeof prefix !== 'string') throw badOption('Redlock', 'prefix', 'a string', prefix);
     this.prefix = prefix;
     const namespace = options.namespace ?? '';
-    if (typeof namespace !== 'string') throw new LockConfigError(`Redlock: namespace must be a string, got ${typeof namespace}`);
+    if (typeof namespace !== 'string') throw badOption('Redlock', 'namespace', 'a string', namespace);
     this.namespace = namespace;
     this.base = (namespace ? `${namespace}:` : '') + prefix;
     const observerProblems = observerOptionProblems(options);
-    if (observerProblems.length) throw new LockConfigError(`Redlock: ${observerProblems.join('; ')}`);
+    if (observerProblems.length) throw badOptions('Redlock', observerProblems);
     const observers = observersOf(options);
     this.emit = observers.length ? (event) => emitTo(observers, event) : null;
     this.fencing = options.fencing === undefined ? undefined : new DatabaseFencing(options.fencing, 'Redlock');
@@ -172,11 +173,13 @@ export class Redlock implements LeaseDriver {
       if (attempt > retry.retryCount) {
         const waitedMs = Date.now() - started;
         this.emit?.({ type: 'not_available', kind: 'lease', target: leaseTarget(req.keys), waitedMs });
-        throw new LockNotAvailableError(
-          `Redis lease on ${describeKeys(req.keys)} not acquired after ${attempt} attempt(s) in ${waitedMs} ms: ` +
-            `quorum ${this.quorum} of ${this.clients.length} not reached (${nodes.map(describeNode).join('; ')})`,
-          { key: keyDetail(req.keys), attempts: attempt, nodes, waitedMs, quorum: this.quorum },
-        );
+        throw leaseNotAcquired(describeKeys(req.keys), attempt, waitedMs, this.quorum, this.clients.length, nodes.map(describeNode).join('; '), {
+          key: keyDetail(req.keys),
+          attempts: attempt,
+          nodes,
+          waitedMs,
+          quorum: this.quorum,
+        });
       }
       await sleep(retryDelay(retry));
     }
@@ -190,7 +193,7 @@ export class Redlock implements LeaseDriver {
    * settled, `using` rejects with `LockLostError`, even when `fn` resolved.
    */
   async using<T>(key: LockKeys, ttlMs: number, fn: (lease: Lease) => Promise<T> | T, options: UsingOptions = EMPTY): Promise<T> {
-    if (typeof fn !== 'function') throw new LockConfigError(`Redlock.using: the third argument must be a function (got ${describeValue(fn)})`);
+    checkFunction('Redlock.using', fn, 'the third argument');
     checkOptions('Redlock.using(key, ttlMs, fn, options?)', options);
     const req = this.request(key, ttlMs);
     const validity = ttlMs - this.drift(ttlMs);
@@ -247,7 +250,7 @@ export class Redlock implements LeaseDriver {
         return count(answered, isExtended) >= quorum || count(answered, isMismatch) > this.clients.length - quorum;
       });
       if (lease.state !== 'held') {
-        throw lease._lost ?? new LockLostError(`Redis lease on ${describeKeys(lease.keys)} was released while being extended`, { key: keyDetail(lease.keys) });
+        throw lease._lost ?? leaseLost(describeKeys(lease.keys), 'was released while being extended', { key: keyDetail(lease.keys) });
       }
       const extended = count(calls, isExtended);
       const mismatched = count(calls, isMismatch);
@@ -263,7 +266,7 @@ export class Redlock implements LeaseDriver {
         const why = definitelyLost
           ? `the key is gone or belongs to another lease on ${mismatched} of ${this.clients.length} nodes`
           : `a quorum could not be reached before it expired (${calls.map((c) => `node ${c.node}: ${c.outcome === 'ok' ? 'extended' : c.outcome}`).join('; ')})`;
-        const error = new LockLostError(`Redis lease on ${describeKeys(lease.keys)} lost: ${why}`, {
+        const error = leaseLost(describeKeys(lease.keys), `lost: ${why}`, {
           key: keyDetail(lease.keys),
           fencingToken: lease.fencingToken,
           expiresAt: lease.expiresAt,

@@ -1,4 +1,4 @@
-import { LockConfigError } from '../errors';
+import { badOption } from '../faults/options';
 import type { Lease } from './lease';
 import { LockKeys, Redlock, UsingOptions } from './redlock';
 
@@ -19,7 +19,7 @@ export function withDistributedLock<T>(
   options: DistributedLockCallOptions = {},
 ): Promise<T> {
   if (!(redlock instanceof Redlock)) {
-    throw new LockConfigError('withDistributedLock: the first argument must be a Redlock instance');
+    throw badOption('withDistributedLock', 'the first argument', 'a Redlock instance', redlock);
   }
   return redlock.using(key, ttlMs, fn, options);
 }

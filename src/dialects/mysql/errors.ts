@@ -1,4 +1,5 @@
-import { DeadlockError, LockError, LockNotAvailableError, LockTimeoutError } from '../../errors';
+import { LockError } from '../../errors';
+import { deadlocked, lockNotAvailable, lockWaitTimedOut } from '../../faults/drivers';
 import { driverCode, type ErrorContext } from '../dialect';
 import { describeErrorContext } from '../postgres/errors';
 import { cancelledError, connectionLostError, isReleasedRunnerError } from '../lost-connection';
@@ -12,17 +13,14 @@ export function convertMysqlError(error: unknown, ctx: ErrorContext = {}): LockE
   const what = describeErrorContext(ctx);
   switch (errno) {
     case 1213:
-      return new DeadlockError(`Deadlock detected${what}; this transaction was rolled back (MySQL 1213): ${message}`, base);
+      return deadlocked(what, 'MySQL 1213', message, base);
     case 3572: // ER_LOCK_NOWAIT (MySQL 8)
-      return new LockNotAvailableError(`Lock not available${what} (MySQL 3572, nowait)`, base);
+      return lockNotAvailable(what, 'MySQL 3572', base);
     case 1205: // ER_LOCK_WAIT_TIMEOUT; MariaDB also reports NOWAIT with it
       if (ctx.onLocked === 'nowait' || ctx.timeoutMs === 0) {
-        return new LockNotAvailableError(`Lock not available${what} (MySQL 1205, nowait)`, base);
+        return lockNotAvailable(what, 'MySQL 1205', base);
       }
-      return new LockTimeoutError(
-        `Lock wait timed out${what}${ctx.timeoutMs !== undefined ? ` after ${ctx.timeoutMs} ms` : ''} (MySQL 1205)`,
-        base,
-      );
+      return lockWaitTimedOut(what, ctx.timeoutMs, 'MySQL 1205', base);
     case 1317: // ER_QUERY_INTERRUPTED (KILL QUERY)
     case 1969: // MariaDB ER_STATEMENT_TIMEOUT (max_statement_time)
     case 3024: // MySQL ER_QUERY_TIMEOUT (max_execution_time)

@@ -1,6 +1,5 @@
-import {
-  DeadlockError, LockError, LockNotAvailableError, LockTimeoutError, SerializationError,
-} from '../../errors';
+import { LockError } from '../../errors';
+import { deadlocked, lockNotAvailable, lockWaitTimedOut, serializationFailure } from '../../faults/drivers';
 import { driverCode, type ErrorContext } from '../dialect';
 import { cancelledError, connectionLostError, isReleasedRunnerError } from '../lost-connection';
 
@@ -13,17 +12,14 @@ export function convertPostgresError(error: unknown, ctx: ErrorContext = {}): Lo
   const what = describe(ctx);
   switch (code) {
     case '40P01':
-      return new DeadlockError(`Deadlock detected${what}; this transaction was rolled back (PG 40P01): ${message}`, base);
+      return deadlocked(what, 'PG 40P01', message, base);
     case '40001':
-      return new SerializationError(`Serialization failure${what}; retry the transaction (PG 40001): ${message}`, base);
+      return serializationFailure(what, 'PG 40001', message, base);
     case '55P03':
       if (ctx.onLocked === 'nowait' || ctx.timeoutMs === 0) {
-        return new LockNotAvailableError(`Lock not available${what} (PG 55P03, nowait)`, base);
+        return lockNotAvailable(what, 'PG 55P03', base);
       }
-      return new LockTimeoutError(
-        `Lock wait timed out${what}${ctx.timeoutMs !== undefined ? ` after ${ctx.timeoutMs} ms` : ''} (PG 55P03)`,
-        base,
-      );
+      return lockWaitTimedOut(what, ctx.timeoutMs, 'PG 55P03', base);
     case '57014':
       return cancelledError(ctx, message, what, 'PG 57014', base);
     default:

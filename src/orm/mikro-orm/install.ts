@@ -1,6 +1,5 @@
 import type { MikroORM } from '@mikro-orm/core';
 import type { LockDialect } from '../../dialects/dialect';
-import { LockConfigError } from '../../errors';
 import { observersOf } from '../../observe/events';
 import { checkInstallOptions, withPoolerMode, type InstallLockingOptions } from '../install-options';
 import { addInstallation, installationOf, installOnce, Installation, noteOrigin, removeInstallation } from '../installations';
@@ -10,6 +9,8 @@ import { MikroOrmPort } from './mikro-orm-port';
 import { bindConfig, unbindConfig } from './registry';
 import { validateEntities } from './validate';
 import { onDeclaration } from '../../metadata/registry';
+import { alreadyInstalled, notAnOrmInstance, notConnected } from '../../faults/installations';
+import { uninstallOnEnd } from '../uninstall-on-end';
 
 export type { InstallLockingOptions } from '../install-options';
 
@@ -39,7 +40,7 @@ export interface MikroOrmLockingHandle {
 export async function installLocking(orm: MikroORM, options: InstallLockingOptions = {}): Promise<MikroOrmLockingHandle> {
   const o = orm as unknown as { em?: unknown; config?: unknown; getMetadata?: unknown; isConnected?: unknown };
   if (!orm || typeof o.getMetadata !== 'function' || typeof o.isConnected !== 'function' || !o.em || !o.config) {
-    throw new LockConfigError(`installLocking(orm, options?) from ormlock/mikro-orm: expected a MikroORM instance (got ${orm === null ? 'null' : typeof orm}); for a TypeORM DataSource import installLocking from 'ormlock'.`);
+    throw notAnOrmInstance('installLocking(orm, options?) from ormlock/mikro-orm', 'a MikroORM instance', orm, "for a TypeORM DataSource import installLocking from 'ormlock'");
   }
   const name = orm.config.get('contextName') ?? 'default';
   return installOnce(orm, `MikroORM '${name}'`, () => install(orm, options, name));
@@ -47,12 +48,10 @@ export async function installLocking(orm: MikroORM, options: InstallLockingOptio
 
 async function install(orm: MikroORM, options: InstallLockingOptions, name: string): Promise<MikroOrmLockingHandle> {
   if ((orm as any)[CLOSED] || !(await orm.isConnected())) {
-    throw new LockConfigError(
-      `installLocking(orm): MikroORM '${name}' is not connected (not initialized, or closed): call it after \`await MikroORM.init(…)\`, before \`orm.close()\`.`,
-    );
+    throw notConnected('installLocking(orm)', `MikroORM '${name}'`);
   }
   if (installationOf(orm)?.port.isLive) {
-    throw new LockConfigError(`installLocking(orm): already installed on MikroORM '${name}'; call uninstall() on its handle first.`);
+    throw alreadyInstalled('installLocking(orm)', `MikroORM '${name}'`);
   }
   const checked = checkInstallOptions(options, 'installLocking(orm, options?)');
   const port = new MikroOrmPort(orm);
@@ -87,7 +86,8 @@ async function install(orm: MikroORM, options: InstallLockingOptions, name: stri
     lateDeclarations.delete(inst);
     for (const release of releases.splice(0).reverse()) release();
   };
-  const restoreClose = uninstallOnClose(orm, uninstall);
+  // a closed MikroORM never stays installed; the mark lets a later installLocking refuse it
+  const restoreClose = uninstallOnEnd(orm, 'close', uninstall, () => ((orm as any)[CLOSED] = true));
   return { orm, dialect, installation: inst, uninstall };
 }
 
@@ -102,19 +102,3 @@ const lateDeclarations = new Map<Installation, (cls: Function) => void>();
 onDeclaration((cls) => {
   for (const apply of lateDeclarations.values()) apply(cls);
 });
-
-/** `orm.close()` first uninstalls (a closed MikroORM never stays installed). */
-function uninstallOnClose(orm: MikroORM, uninstall: () => void): () => void {
-  const target = orm as any;
-  const hadOwn = Object.prototype.hasOwnProperty.call(target, 'close');
-  const base = target.close;
-  target.close = function (this: MikroORM, ...args: unknown[]) {
-    uninstall();
-    target[CLOSED] = true;
-    return base.apply(this, args);
-  };
-  return () => {
-    if (hadOwn) target.close = base;
-    else delete target.close;
-  };
-}

@@ -1,7 +1,6 @@
 import { helper, LockMode, Reference, ReferenceKind, RequestContext, TransactionContext, Utils, type EntityManager, type EntityMetadata, type MikroORM } from '@mikro-orm/core';
 import { dialectFor, needsServerVersion } from '../../dialects';
 import type { LockDialect, ServerAddress } from '../../dialects/dialect';
-import { LockConfigError, PoolExhaustedError } from '../../errors';
 import type { RowLockSpec } from '../../locks/row-lock-options';
 import type { EntityDescriptor, IsolationLevel, OrmPort, ParentLocation, PoolWait, PortConnection, PortTransaction } from '../port';
 import { connectionFor, MikroOrmConnection, newRootState } from './connection';
@@ -12,6 +11,10 @@ import { markedAliases } from './internals/reads';
 import { installationFor } from './registry';
 import { requireUniqueCover } from './unique-cover';
 import { lostSignalOf } from '../lost-signal';
+import { bareIdForCompositeKey, noSuchRelation, notAParentRelation, parentNotSaved } from '../../faults/parents';
+import { notInstalled } from '../../faults/installations';
+import { poolExhausted } from '../../faults/pool';
+import { withinPoolWait } from '../pool-wait';
 
 // No `declare module '../port'` augmentation of OrmManagerTypes here (yet): in a program that also
 // loads the TypeORM adapter it turns OrmManager into a union, and currentManager().query(...) in
@@ -145,19 +148,11 @@ export class MikroOrmPort implements OrmPort {
     const client = this.sqlConnection().getKnex().client;
     const acquiring: Promise<unknown> = client.acquireConnection();
     if (wait.waitMs === undefined) return acquiring;
-    let timer: NodeJS.Timeout | undefined;
-    const timedOut = Symbol('timeout');
-    const outcome = await Promise.race([acquiring, new Promise<symbol>((resolve) => (timer = setTimeout(() => resolve(timedOut), wait.waitMs)))]).finally(() =>
-      clearTimeout(timer),
-    );
-    if (outcome !== timedOut) return outcome;
-    acquiring.then((raw) => client.releaseConnection(raw), () => undefined);
-    const poolSize = this.mikro.config.get('pool')?.max ?? 10;
-    throw new PoolExhaustedError(
-      `${wait.caller ?? 'ormlock'}: no connection of ${this.label} became free within ${wait.waitMs} ms, and this call already holds ` +
-        `${wait.held} of the pool's ${poolSize}; waiting longer could wait forever (every connection held by a caller waiting for one more). ` +
-        'Enlarge the pool (pool.max), avoid requires_new / session locks inside held connections, or raise connectionTimeoutMs.',
-      { held: wait.held, poolSize, waitedMs: wait.waitMs },
+    return withinPoolWait(
+      acquiring,
+      wait.waitMs,
+      (late) => late.then((raw) => client.releaseConnection(raw), () => undefined),
+      () => poolExhausted(wait.caller, this.label, wait.waitMs, wait.held, this.mikro.config.get('pool')?.max ?? 10, 'pool.max'),
     );
   }
 
@@ -257,7 +252,7 @@ export class MikroOrmPort implements OrmPort {
   async lockedRead(connection: PortConnection, entity: EntityDescriptor, where: Record<string, unknown>, spec: RowLockSpec): Promise<object | null> {
     const em = (connection as MikroOrmConnection).manager;
     const inst = installationFor(em);
-    if (!inst) throw new LockConfigError(`lock(${entity.name}): ormlock is not installed on this MikroORM instance`, { entity: entity.name });
+    if (!inst) throw notInstalled(`lock(${entity.name})`, 'this MikroORM instance', entity.name);
     return em.findOne(metaOf(entity).class, where as any, {
       lockMode: LockMode.PESSIMISTIC_WRITE,
       lockTableAliases: markedAliases(inst, spec, entity.name),
@@ -318,20 +313,14 @@ export class MikroOrmPort implements OrmPort {
       for (const pk of parentMeta.primaryKeys) where[pk] = primaryValue((value as any)[pk]);
       if (Object.values(where).some((v) => v === undefined || v === null)) {
         if (prop.cascade?.some((c: string) => c === 'persist' || c === 'all')) return { kind: 'new' };
-        throw new LockConfigError(
-          `lockParent('${name}') on ${meta.className}: the ${parentMeta.className} in '${name}' has no ${Object.keys(where).join(', ')}; persist it first (or let the relation cascade persist).`,
-          { entity: meta.className, relation: name },
-        );
+        throw parentNotSaved(`lockParent('${name}') on ${meta.className}`, meta.className, parentMeta.className, `in '${name}'`, Object.keys(where), 'persist', name);
       }
       if (!helper(value as any).__managed && !helper(value as any).hasPrimaryKey()) return { kind: 'new' };
       return { kind: 'row', parent, where, object: value };
     }
     if (value !== null && value !== undefined) {
       if (parentMeta.primaryKeys.length !== 1) {
-        throw new LockConfigError(`lockParent('${name}') on ${meta.className}: '${name}' holds a bare id but ${parentMeta.className} has a composite key; give an entity.`, {
-          entity: meta.className,
-          relation: name,
-        });
+        throw bareIdForCompositeKey(`lockParent('${name}') on ${meta.className}`, meta.className, `'${name}' holds`, parentMeta.className, name);
       }
       return { kind: 'row', parent, where: { [parentMeta.primaryKeys[0]]: value } };
     }
@@ -401,18 +390,11 @@ export function parentProperty(meta: EntityMetadata<any>, name: string): any {
     .filter((p) => p.kind === ReferenceKind.MANY_TO_ONE || (p.kind === ReferenceKind.ONE_TO_ONE && p.owner))
     .map((p) => `'${p.name}'`);
   if (!prop) {
-    throw new LockConfigError(`${subject}: ${meta.className} has no relation '${name}'` + (owners.length ? ` (its parent relations: ${owners.join(', ')})` : ''), {
-      entity: meta.className,
-      relation: name,
-    });
+    throw noSuchRelation(subject, meta.className, name, owners);
   }
   if (!(prop.kind === ReferenceKind.MANY_TO_ONE || (prop.kind === ReferenceKind.ONE_TO_ONE && prop.owner))) {
-    throw new LockConfigError(
-      `${subject}: '${name}' is ${prop.kind === ReferenceKind.SCALAR ? 'a scalar property' : `a ${prop.kind} relation${prop.kind === ReferenceKind.ONE_TO_ONE ? ' without the join column' : ''}`}; ` +
-        'lockParent needs a ManyToOne or owning OneToOne relation (the side with the join column)' +
-        (owners.length ? ` — ${meta.className}'s: ${owners.join(', ')}` : ''),
-      { entity: meta.className, relation: name },
-    );
+    const kind = prop.kind === ReferenceKind.SCALAR ? 'a scalar property' : `a ${prop.kind} relation${prop.kind === ReferenceKind.ONE_TO_ONE ? ' without the join column' : ''}`;
+    throw notAParentRelation(subject, meta.className, name, kind, owners);
   }
   return prop;
 }

@@ -1,5 +1,5 @@
 import type { EntityMetadata } from '@mikro-orm/core';
-import { LockConfigError } from '../../errors';
+import { noUniqueCover, whereEmpty, whereGenerated, whereNull, whereOperator, whereUnknown } from '../../faults/unique';
 
 /**
  * Throws LockConfigError unless a unique constraint (`@Unique`, `@Property({ unique: true })`) or the
@@ -8,24 +8,20 @@ import { LockConfigError } from '../../errors';
  */
 export function requireUniqueCover(meta: EntityMetadata<any>, where: Record<string, unknown>, caller: string): void {
   const keys = Object.keys(where);
-  if (keys.length === 0) throw new LockConfigError(`${caller}: where is empty; give the unique column values, e.g. { email }`, { entity: meta.className });
+  if (keys.length === 0) throw whereEmpty(caller, meta.className);
   const props = meta.properties as Record<string, any>;
   for (const key of keys) {
     const value = where[key];
     const prop = props[key];
-    if (!prop) throw new LockConfigError(`${caller}: ${meta.className} has no property '${key}'`, { entity: meta.className });
+    if (!prop) throw whereUnknown(caller, meta.className, key, 'property');
     if (value === undefined || value === null) {
-      throw new LockConfigError(`${caller}: where.${key} is ${String(value)}; unique constraints do not make NULLs unique, give a value`, { entity: meta.className });
+      throw whereNull(caller, meta.className, key, value);
     }
     if (typeof value === 'object' && !(value instanceof Date) && Object.keys(value as object).some((k) => k.startsWith('$'))) {
-      throw new LockConfigError(`${caller}: where.${key} is an operator; createOrFind needs plain equality values`, { entity: meta.className });
+      throw whereOperator(caller, meta.className, key);
     }
     if (prop.primary && prop.autoincrement) {
-      throw new LockConfigError(
-        `${caller}: where.${key} is a generated primary key: the database assigns it on INSERT, so createOrFind cannot create the row with it. ` +
-          'Look the row up with em.findOne, or use the natural unique key.',
-        { entity: meta.className },
-      );
+      throw whereGenerated(caller, meta.className, key, 'em.findOne');
     }
   }
   const set = new Set(keys);
@@ -35,10 +31,5 @@ export function requireUniqueCover(meta: EntityMetadata<any>, where: Record<stri
     ...Object.values(props).filter((p) => p.unique === true || typeof p.unique === 'string').map((p) => [p.name as string]),
   ];
   if (candidates.some((c) => c.length > 0 && c.every((k) => set.has(k)))) return;
-  throw new LockConfigError(
-    `${caller}: no unique constraint or primary key covers (${keys.join(', ')}), so the database cannot refuse a duplicate and concurrent callers ` +
-      `would each insert a row. Add one on ${meta.className}, e.g. @Unique({ properties: [${keys.map((k) => `'${k}'`).join(', ')}] }) on the class ` +
-      'or @Property({ unique: true }).',
-    { entity: meta.className },
-  );
+  throw noUniqueCover(caller, meta.className, keys, `@Unique({ properties: [${keys.map((k) => `'${k}'`).join(', ')}] }) on the class or @Property({ unique: true })`);
 }

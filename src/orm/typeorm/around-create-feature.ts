@@ -1,8 +1,8 @@
-import { LockConfigError } from '../../errors';
 import { isParentLockHook } from '../../locks/parent';
 import { rowLockSpecFor } from '../../locks/row-lock';
 import type { TypeOrmFeature } from './feature';
 import { parentRelation } from './typeorm-port';
+import { hookNotAFunction, targetNotAnEntity } from '../../faults/parents';
 
 /**
  * `@AroundCreate` hooks, `lockParent` among them. At installLocking: every hook must be a
@@ -21,7 +21,7 @@ export const aroundCreateFeature: TypeOrmFeature = {
   validate(entity, declared, { dataSource, dialect, settings }) {
     declared.aroundCreate.forEach((hook, i) => {
       if (typeof hook !== 'function') {
-        throw new LockConfigError(`@AroundCreate on ${entity.name}: hook ${i + 1} is not a function`, { entity: entity.name });
+        throw hookNotAFunction(entity.name, i + 1, hook);
       }
       if (!isParentLockHook(hook)) return;
       const decl = hook.parentLock;
@@ -32,7 +32,7 @@ export const aroundCreateFeature: TypeOrmFeature = {
       } else if (decl.options.target) {
         const target = decl.options.target();
         if (typeof target !== 'function' || !dataSource.hasMetadata(target)) {
-          throw new LockConfigError(`${subject}: options.target() is not an entity class of this DataSource`, { entity: entity.name });
+          throw targetNotAnEntity(subject, entity.name);
         }
         parentMeta = dataSource.getMetadata(target);
       }

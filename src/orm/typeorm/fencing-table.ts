@@ -1,5 +1,5 @@
 import type { DataSource, QueryRunner } from 'typeorm';
-import { LockConfigError } from '../../errors';
+import { dialectLacks } from '../../faults/options';
 import { checkFencingTable, DEFAULT_FENCING_TABLE } from '../../redis/fencing';
 import { tableTarget } from './table-target';
 import type { FencingTableOptions } from './public-types';
@@ -35,6 +35,6 @@ export async function dropFencingTable(target: DataSource | QueryRunner, options
 async function resolve(target: DataSource | QueryRunner, options: FencingTableOptions, where: string) {
   const table = checkFencingTable(options?.table ?? DEFAULT_FENCING_TABLE, where);
   const { run, dialect } = await tableTarget(target, where);
-  if (!dialect.fencing) throw new LockConfigError(`${where}: the ${dialect.name} dialect has no fencing counters`);
+  if (!dialect.fencing) throw dialectLacks(where, dialect.name, 'fencing counters');
   return { run, fencing: dialect.fencing, table };
 }

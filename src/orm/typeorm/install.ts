@@ -1,6 +1,4 @@
-import { describeValue } from '../../arguments';
 import type { DataSource, EntitySubscriberInterface } from 'typeorm';
-import { LockConfigError } from '../../errors';
 import { lockMetadataOf, onDeclaration } from '../../metadata/registry';
 import { observersOf } from '../../observe/events';
 import { checkInstallOptions, withPoolerMode, type InstallLockingOptions } from '../install-options';
@@ -17,6 +15,8 @@ import { bindExistingRepositories } from './internals/repository';
 import { TypeOrmPort } from './typeorm-port';
 
 import type { LockingHandle as Handle } from './public-types';
+import { alreadyInstalled, notAnOrmInstance } from '../../faults/installations';
+import { uninstallOnEnd } from '../uninstall-on-end';
 
 export type { InstallLockingOptions } from '../install-options';
 
@@ -37,13 +37,13 @@ export type LockingHandle = Handle<DataSource>;
  */
 export async function installLocking(dataSource: DataSource, options: InstallLockingOptions = {}): Promise<LockingHandle> {
   if (!dataSource || typeof (dataSource as any).createQueryRunner !== 'function' || typeof (dataSource as any).getMetadata !== 'function') {
-    throw new LockConfigError(`installLocking(dataSource, options?): expected a TypeORM DataSource (got ${describeValue(dataSource)})`);
+    throw notAnOrmInstance('installLocking(dataSource, options?)', 'a TypeORM DataSource', dataSource, "for a MikroORM instance import installLocking from 'ormlock/mikro-orm'");
   }
   if (!dataSource.isInitialized) {
     throw notInitialized('installLocking(dataSource)', `DataSource '${dataSourceName(dataSource)}'`);
   }
   if (installationOf(dataSource)?.port.isLive) {
-    throw new LockConfigError(`installLocking(dataSource): already installed on DataSource '${dataSourceName(dataSource)}'; call uninstall() on its handle first.`);
+    throw alreadyInstalled('installLocking(dataSource)', `DataSource '${dataSourceName(dataSource)}'`);
   }
   const checked = checkOptions(options);
   return installOnce(dataSource, `DataSource '${dataSourceName(dataSource)}'`, () => install(dataSource, options, checked));
@@ -96,23 +96,8 @@ async function install(dataSource: DataSource, options: InstallLockingOptions, c
     removeInstallation(inst);
     releasePatches();
   };
-  const restoreDestroy = uninstallOnDestroy(dataSource, uninstall);
+  const restoreDestroy = uninstallOnEnd(dataSource, 'destroy', uninstall);
   return { dataSource, dialect, installation: inst, uninstall };
-}
-
-/** `dataSource.destroy()` first uninstalls (a destroyed DataSource never stays installed). */
-function uninstallOnDestroy(dataSource: DataSource, uninstall: () => void): () => void {
-  const target = dataSource as any;
-  const hadOwn = Object.prototype.hasOwnProperty.call(target, 'destroy');
-  const base = target.destroy;
-  target.destroy = function (this: DataSource, ...args: unknown[]) {
-    uninstall();
-    return base.apply(this, args);
-  };
-  return () => {
-    if (hadOwn) target.destroy = base;
-    else delete target.destroy;
-  };
 }
 
 function checkOptions(options: InstallLockingOptions): InstallationSettings {

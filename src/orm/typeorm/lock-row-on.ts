@@ -1,10 +1,10 @@
 import type { EntityMetadata, QueryRunner } from 'typeorm';
-import { LockConfigError } from '../../errors';
 import { lockRowOn as lockRowWith } from '../../locks/row-lock';
 import type { RowLockOptions } from '../../locks/row-lock-options';
 import { installationOf } from '../installations';
 import { dataSourceOf } from './compat';
 import type { TypeOrmPort } from './typeorm-port';
+import { notInstalled } from '../../faults/installations';
 
 /**
  * Locks one row of `meta` (`where`: property paths to values) on `queryRunner`, inside its open
@@ -20,7 +20,7 @@ export function lockRowOn<T = object>(
 ): Promise<T | null> {
   const inst = installationOf(dataSourceOf(queryRunner));
   if (!inst) {
-    return Promise.reject(new LockConfigError(`${subject}: ormlock is not installed on this DataSource: call \`await installLocking(dataSource)\`.`, { entity: meta.name }));
+    return Promise.reject(notInstalled(subject, 'this DataSource', meta.name));
   }
   const entity = (inst.port as TypeOrmPort).descriptorOf(meta);
   return lockRowWith(inst, queryRunner, entity, where, options, subject, 'row') as Promise<T | null>;

@@ -1,8 +1,9 @@
-import { LockConfigError } from '../../errors';
 import { isParentLockHook } from '../../locks/parent';
 import { lockedTreeOptionProblems } from '../../locks/tree-options';
 import type { TypeOrmFeature } from './feature';
 import { probeTreePersistence } from './internals/tree-persistence';
+import { badOptions } from '../../faults/options';
+import { notATree, parentLockOnNestedSet } from '../../faults/trees';
 
 const KINDS = ['nested-set', 'materialized-path', 'closure-table'];
 
@@ -25,23 +26,15 @@ export const lockedTreeFeature: TypeOrmFeature = {
       const hook = declared.aroundCreate.find(isParentLockHook);
       if (hook) {
         const what = hook.parentLock.relation !== undefined ? `lockParent('${hook.parentLock.relation}')` : 'lockParent(fn)';
-        throw new LockConfigError(
-          `@AroundCreate(${what}) on ${entity.name}: ${entity.name} is a nested-set @Tree, whose every insert shifts nsleft/nsright ` +
-            `across the whole table, so a lock on the parent row cannot protect it. Remove ${what} and declare @LockedTree() on ${entity.name}.`,
-          { entity: entity.name, relation: hook.parentLock.relation },
-        );
+        throw parentLockOnNestedSet(entity.name, what, hook.parentLock.relation);
       }
     }
     if (!declared.lockedTree) return;
     if (!entity.treeType || !KINDS.includes(entity.treeType)) {
-      throw new LockConfigError(
-        `@LockedTree on ${entity.name}: ${entity.name} is not a TypeORM tree entity; declare @Tree('nested-set' | 'materialized-path' | ` +
-          `'closure-table') with @TreeParent() / @TreeChildren() on it, or remove @LockedTree.`,
-        { entity: entity.name },
-      );
+      throw notATree(entity.name);
     }
     const problems = lockedTreeOptionProblems(declared.lockedTree);
-    if (problems.length) throw new LockConfigError(`@LockedTree on ${entity.name}: ${problems.join('; ')}`, { entity: entity.name });
+    if (problems.length) throw badOptions(`@LockedTree on ${entity.name}`, problems, { entity: entity.name });
     probeTreePersistence([entity]);
   },
 };

@@ -1,4 +1,4 @@
-import { LockConfigError } from '../../errors';
+import { badOptions } from '../../faults/options';
 import { resolveRowLockSpec } from '../../locks/row-lock-options';
 import type { TypeOrmFeature } from './feature';
 
@@ -9,7 +9,7 @@ export const pessimisticFeature: TypeOrmFeature = {
     if (!declared.pessimistic) return;
     const subject = `@Pessimistic on ${entity.name}`;
     const { spec, problems } = resolveRowLockSpec(declared.pessimistic);
-    if (problems.length) throw new LockConfigError(`${subject}: ${problems.join('; ')}`, { entity: entity.name });
+    if (problems.length) throw badOptions(subject, problems, { entity: entity.name });
     dialect.checkRowLock(spec, subject);
   },
 };

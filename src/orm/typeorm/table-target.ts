@@ -1,8 +1,8 @@
 import type { DataSource, QueryRunner } from 'typeorm';
 import type { LockDialect } from '../../dialects/dialect';
-import { LockConfigError } from '../../errors';
+import { badOption, notInitialized } from '../../faults/options';
 import { installationOf, installationOwning } from '../installations';
-import { dataSourceOf } from './compat';
+import { dataSourceName, dataSourceOf } from './compat';
 import { TypeOrmPort } from './typeorm-port';
 
 /**
@@ -30,10 +30,10 @@ export async function tableTarget(target: unknown, where: string): Promise<{ run
     run = (sql) => (target as QueryRunner).query(sql);
   } else {
     const inst = installationOwning(target);
-    if (!inst) throw new LockConfigError(`${where}: expected a TypeORM DataSource, a migration's QueryRunner, or an installed MikroORM instance`);
+    if (!inst) throw badOption(where, 'the target', "a TypeORM DataSource, a migration's QueryRunner, or an installed MikroORM instance", target);
     return { run: (sql) => inst.port.query(sql), dialect: inst.dialect };
   }
-  if (!ds.isInitialized) throw new LockConfigError(`${where}: call \`await dataSource.initialize()\` first`);
+  if (!ds.isInitialized) throw notInitialized(where, `DataSource '${dataSourceName(ds)}'`);
   const dialect = installationOf(ds)?.dialect ?? (await new TypeOrmPort(ds).detectDialect());
   return { run, dialect };
 }

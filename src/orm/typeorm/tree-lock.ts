@@ -1,11 +1,10 @@
 import type { EntityMetadata, QueryRunner } from 'typeorm';
-import {
-  DeadlockError, LockConfigError, LockError, LockNotAvailableError, LockTimeoutError, SerializationError, TransactionRequiredError,
-} from '../../errors';
+import { DeadlockError, LockError, LockNotAvailableError, LockTimeoutError, SerializationError } from '../../errors';
 import { advisoryKeys, lockForEntityWrite, type EntityAdvisoryRequest } from '../../locks/advisory';
 import { treeLockKey, treeLockTimeoutMs, type LockedTreeOptions } from '../../locks/tree-options';
 import { lockMetadataOf } from '../../metadata/registry';
 import type { Installation } from '../installations';
+import { DROP_NO_TRANSACTION, writeOutsideTransaction } from '../../faults/writes';
 
 /** The fields of TypeORM's Subject that the tree lock reads (checked by probeTreePersistence). */
 interface SubjectLike {
@@ -19,19 +18,6 @@ interface SubjectLike {
 export function lockedTreeOf(meta: EntityMetadata): LockedTreeOptions | undefined {
   if (!meta.treeType || typeof meta.target !== 'function') return undefined;
   return lockMetadataOf(meta.target)?.lockedTree;
-}
-
-/**
- * An INSERT of a `@LockedTree` entity that bypasses TypeORM's tree bookkeeping (repository.insert(),
- * upsert(), a query-builder insert): TypeORM computes no nested-set bounds, materialized path or
- * closure rows there, so no tree lock could keep the tree whole. Refused by name.
- */
-export function treeInsertBypassed(entity: string, call: string): LockConfigError {
-  return new LockConfigError(
-    `@LockedTree on ${entity}: ${call} bypasses TypeORM's tree bookkeeping (nested-set bounds, materialized path, closure rows), ` +
-      'so the tree lock cannot keep the tree whole; insert nodes with save() (the node with its parent set), which takes the tree lock.',
-    { entity, call },
-  );
 }
 
 /**
@@ -77,11 +63,9 @@ export async function lockTreeWrites(executor: any, inst: Installation): Promise
   const queryRunner: QueryRunner = executor.queryRunner;
   const names = [...new Set([...touched.values()].map((t) => t.meta.name))].join(', ');
   if (!queryRunner.isTransactionActive) {
-    throw new TransactionRequiredError(
-      `@LockedTree on ${names}: this write runs outside a transaction (save/remove with { transaction: false }), so the tree lock ` +
-        `could not be held until it commits; drop { transaction: false } or wrap the work in transaction(…).`,
-      { entity: names },
-    );
+    throw writeOutsideTransaction(`@LockedTree on ${names}`, 'this write (save/remove with { transaction: false })', 'the tree lock', DROP_NO_TRANSACTION, {
+      entity: names,
+    });
   }
   const requests: EntityAdvisoryRequest[] = [...touched.entries()].map(([table, { options }]) => ({
     key: advisoryKeys(treeLockKey(table)),

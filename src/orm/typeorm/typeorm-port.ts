@@ -3,7 +3,6 @@ type ColumnMetadata = EntityMetadata['columns'][number];
 import type { RelationMetadata } from 'typeorm';
 import { dialectFor, needsServerVersion } from '../../dialects';
 import type { LockDialect, ServerAddress } from '../../dialects/dialect';
-import { LockConfigError, PoolExhaustedError } from '../../errors';
 import type { RowLockSpec } from '../../locks/row-lock-options';
 import type { EntityDescriptor, IsolationLevel, OrmPort, ParentLocation, PoolWait, PortConnection, PortTransaction } from '../port';
 import { dataSourceOf, describeDataSource, typeormVersion } from './compat';
@@ -14,6 +13,10 @@ import { installationOf } from '../installations';
 import { handshakeIdOf } from '../pooler';
 import { onPrimary } from './primary';
 import { lostSignalOf } from '../lost-signal';
+import { bareIdForCompositeKey, noSuchRelation, notAParentRelation, parentNotSaved } from '../../faults/parents';
+import { noUniqueCover, whereEmpty, whereGenerated, whereNull, whereOperator, whereUnknown } from '../../faults/unique';
+import { poolExhausted } from '../../faults/pool';
+import { withinPoolWait } from '../pool-wait';
 
 declare module '../port' {
   interface OrmManagerTypes {
@@ -109,21 +112,14 @@ export class TypeOrmPort implements OrmPort {
         throw error;
       }
     }
-    let timer: NodeJS.Timeout | undefined;
-    const timedOut = Symbol('timeout');
-    const outcome = await Promise.race([
-      connecting.then(() => undefined),
-      new Promise<symbol>((resolve) => (timer = setTimeout(() => resolve(timedOut), wait.waitMs))),
-    ]).finally(() => clearTimeout(timer));
-    if (outcome !== timedOut) return qr;
-    // the connection may still come: give it back when it does
-    connecting.then(() => qr.release(), () => qr.release()).catch(() => undefined);
-    throw new PoolExhaustedError(
-      `${wait.caller ?? 'ormlock'}: no connection of ${this.label} became free within ${wait.waitMs} ms, and this call already holds ` +
-        `${wait.held} of the pool's ${this.poolSize()}; waiting longer could wait forever (every connection held by a caller waiting for one more). ` +
-        'Enlarge the pool (poolSize), avoid requires_new / session locks inside held connections, or raise connectionTimeoutMs.',
-      { held: wait.held, poolSize: this.poolSize(), waitedMs: wait.waitMs },
+    await withinPoolWait(
+      connecting,
+      wait.waitMs,
+      // the connection may still come: give it back when it does
+      (late) => late.then(() => qr.release(), () => qr.release()).catch(() => undefined),
+      () => poolExhausted(wait.caller, this.label, wait.waitMs, wait.held, this.poolSize(), 'poolSize'),
     );
+    return qr;
   }
 
   private poolSize(): number {
@@ -251,19 +247,13 @@ export class TypeOrmPort implements OrmPort {
       for (const jc of relation.joinColumns) where[jc.referencedColumn!.propertyPath] = jc.referencedColumn!.getEntityValue(value);
       if (Object.values(where).some((v) => v === undefined || v === null)) {
         if (relation.isCascadeInsert) return { kind: 'new' };
-        throw new LockConfigError(
-          `lockParent('${name}') on ${meta.name}: the ${parentMeta.name} in '${name}' has no ${Object.keys(where).join(', ')}; save it first (or let the relation cascade inserts).`,
-          { entity: meta.name, relation: name },
-        );
+        throw parentNotSaved(`lockParent('${name}') on ${meta.name}`, meta.name, parentMeta.name, `in '${name}'`, Object.keys(where), 'save', name);
       }
       return { kind: 'row', parent, where, object: value };
     }
     if (value !== null && value !== undefined) {
       if (relation.joinColumns.length !== 1) {
-        throw new LockConfigError(`lockParent('${name}') on ${meta.name}: '${name}' holds a bare id but the relation has a composite key; give an object.`, {
-          entity: meta.name,
-          relation: name,
-        });
+        throw bareIdForCompositeKey(`lockParent('${name}') on ${meta.name}`, meta.name, `'${name}' holds`, parentMeta.name, name);
       }
       return { kind: 'row', parent, where: { [relation.joinColumns[0].referencedColumn!.propertyPath]: value } };
     }
@@ -338,19 +328,10 @@ function metaOf(entity: EntityDescriptor): EntityMetadata {
 export function parentRelation(meta: EntityMetadata, name: string): RelationMetadata {
   const subject = `lockParent('${name}') on ${meta.name}`;
   const relation = meta.findRelationWithPropertyPath(name);
-  if (!relation) {
-    const owners = meta.relations.filter((r) => r.isManyToOne || r.isOneToOneOwner).map((r) => `'${r.propertyPath}'`);
-    throw new LockConfigError(
-      `${subject}: ${meta.name} has no relation '${name}'` + (owners.length ? ` (its parent relations: ${owners.join(', ')})` : ''),
-      { entity: meta.name, relation: name },
-    );
-  }
+  const owners = () => meta.relations.filter((r) => r.isManyToOne || r.isOneToOneOwner).map((r) => `'${r.propertyPath}'`);
+  if (!relation) throw noSuchRelation(subject, meta.name, name, owners());
   if (!(relation.isManyToOne || relation.isOneToOneOwner) || relation.joinColumns.length === 0) {
-    throw new LockConfigError(
-      `${subject}: '${name}' is a ${relation.relationType} relation${relation.isOneToOne ? ' without the join column' : ''}; ` +
-        `lockParent needs a ManyToOne or owning OneToOne relation (the side with the join column).`,
-      { entity: meta.name, relation: name },
-    );
+    throw notAParentRelation(subject, meta.name, name, `a ${relation.relationType} relation${relation.isOneToOne ? ' without the join column' : ''}`, owners());
   }
   return relation;
 }
@@ -391,37 +372,27 @@ function requireUniqueCoverage(metadata: EntityMetadata, where: ObjectLiteral, c
   }
   if (!covered) {
     const names = columns.map((c) => c.propertyPath);
-    throw new LockConfigError(
-      `${caller}: no unique constraint, unique index or primary key covers (${names.join(', ')}), so the database cannot refuse a ` +
-        `duplicate and concurrent callers would each insert a row. Add one on ${metadata.name}, e.g. @Unique([${names
-          .map((n) => `'${n}'`)
-          .join(', ')}]) on the class or @Column({ unique: true }) (partial indexes do not count).`,
-      { entity: metadata.name },
-    );
+    throw noUniqueCover(caller, metadata.name, names, `@Unique([${names.map((n) => `'${n}'`).join(', ')}]) on the class or @Column({ unique: true })`);
   }
 }
 
 function whereColumns(metadata: EntityMetadata, where: ObjectLiteral, caller: string, prefix = ''): ColumnMetadata[] {
   const out: ColumnMetadata[] = [];
   const keys = Object.keys(where);
-  if (keys.length === 0 && !prefix) throw new LockConfigError(`${caller}: where is empty; give the unique column values, e.g. { email }`, { entity: metadata.name });
+  if (keys.length === 0 && !prefix) throw whereEmpty(caller, metadata.name);
   for (const key of keys) {
     const path = prefix + key;
     const value = where[key];
     if (value === undefined || value === null) {
-      throw new LockConfigError(`${caller}: where.${path} is ${String(value)}; unique constraints do not make NULLs unique, give a value`, { entity: metadata.name });
+      throw whereNull(caller, metadata.name, path, value);
     }
     if (InstanceChecker.isFindOperator(value)) {
-      throw new LockConfigError(`${caller}: where.${path} is an operator; createOrFind needs plain equality values`, { entity: metadata.name });
+      throw whereOperator(caller, metadata.name, path);
     }
     const direct = metadata.findColumnsWithPropertyPath(path);
     const generated = direct.find((c) => c.isGenerated);
     if (generated) {
-      throw new LockConfigError(
-        `${caller}: where.${path} is a generated column: the database assigns it on INSERT, so createOrFind cannot create ` +
-          'the row with it. Look the row up with findOneBy, or use the natural unique key.',
-        { entity: metadata.name },
-      );
+      throw whereGenerated(caller, metadata.name, path, 'findOneBy');
     }
     if (direct.length) {
       out.push(...direct);
@@ -431,7 +402,7 @@ function whereColumns(metadata: EntityMetadata, where: ObjectLiteral, caller: st
       out.push(...whereColumns(metadata, value, caller, `${path}.`));
       continue;
     }
-    throw new LockConfigError(`${caller}: ${metadata.name} has no column or relation '${path}'`, { entity: metadata.name });
+    throw whereUnknown(caller, metadata.name, path, 'column or relation');
   }
   return out;
 }

@@ -1,4 +1,4 @@
-import { LockConfigError } from '../../errors';
+import { noVersionColumn, versionedWithoutKey } from '../../faults/version-columns';
 import type { TypeOrmFeature } from './feature';
 import { VersionedSnapshotSubscriber } from './internals/versioned-snapshots';
 
@@ -15,17 +15,10 @@ export const versionedFeature: TypeOrmFeature = {
     if (!declared.versioned) return;
     const subject = `@Versioned on ${entity.name}`;
     if (!entity.versionColumn) {
-      throw new LockConfigError(
-        `${subject}: the entity has no @VersionColumn, so there is no version to check. Add one, e.g. ` +
-          '`@VersionColumn() version!: number`; for a table that already has rows, add the column with a default first ' +
-          `(migration helper: addVersionColumn(queryRunner, '${entity.tableName}')).`,
-        { entity: entity.name },
-      );
+      throw noVersionColumn(subject, entity.name, entity.tableName);
     }
     if (entity.tableType === 'view' || entity.primaryColumns.length === 0) {
-      throw new LockConfigError(`${subject}: only tables with a primary key can be versioned (this is a ${entity.tableType} without one).`, {
-        entity: entity.name,
-      });
+      throw versionedWithoutKey(subject, entity.name, entity.tableType);
     }
   },
 };

@@ -1,5 +1,6 @@
 import { Table, TableColumn, type QueryRunner } from 'typeorm';
-import { LockConfigError } from '../../errors';
+import { columnExists, noSuchTable } from '../../faults/migrations';
+import { badOption } from '../../faults/options';
 import type { AddVersionColumnOptions } from './public-types';
 
 export type { AddVersionColumnOptions } from './public-types';
@@ -24,12 +25,12 @@ export async function addVersionColumn(
   const initial = options.default ?? 1;
   const type = options.type ?? 'int';
   const where = `addVersionColumn(${typeof table === 'string' ? table : table?.name}, '${column}')`;
-  if (!Number.isSafeInteger(initial)) throw new LockConfigError(`${where}: default must be an integer (got ${String(options.default)})`);
-  if (!['int', 'integer', 'bigint'].includes(type)) throw new LockConfigError(`${where}: type must be 'int', 'integer' or 'bigint' (got ${String(type)})`);
-  if (typeof column !== 'string' || column.length === 0) throw new LockConfigError(`${where}: column must be a non-empty name`);
+  if (!Number.isSafeInteger(initial)) throw badOption(where, 'default', 'an integer', options.default);
+  if (!['int', 'integer', 'bigint'].includes(type)) throw badOption(where, 'type', "'int', 'integer' or 'bigint'", type);
+  if (typeof column !== 'string' || column.length === 0) throw badOption(where, 'column', 'a non-empty name', column);
   const found = await findTable(queryRunner, table, where);
   if (found.findColumnByName(column)) {
-    throw new LockConfigError(`${where}: table ${found.name} already has a column '${column}'`);
+    throw columnExists(where, found.name, column);
   }
   const definition = { name: column, type, isNullable: false, default: String(initial) };
   await queryRunner.addColumn(found, new TableColumn(definition));
@@ -53,11 +54,11 @@ export async function dropVersionColumn(queryRunner: QueryRunner, table: string 
 
 async function findTable(queryRunner: QueryRunner, table: string | Table, where: string): Promise<Table> {
   if (!queryRunner || typeof (queryRunner as { getTable?: unknown }).getTable !== 'function') {
-    throw new LockConfigError(`${where}: expected a TypeORM QueryRunner (the migration's up/down argument)`);
+    throw badOption(where, 'queryRunner', "a TypeORM QueryRunner (the migration's up/down argument)", queryRunner);
   }
   const name = typeof table === 'string' ? table : table?.name;
-  if (!name) throw new LockConfigError(`${where}: give a table name or Table`);
+  if (!name) throw badOption(where, 'table', 'a table name or Table', table);
   const found = await queryRunner.getTable(name);
-  if (!found) throw new LockConfigError(`${where}: table '${name}' does not exist`);
+  if (!found) throw noSuchTable(where, name);
   return found;
 }

@@ -1,7 +1,7 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { LockMode } from '@mikro-orm/core';
 import { ambientTx, readLockPolicy } from '../../../context/store';
-import { LockConfigError, TransactionRequiredError } from '../../../errors';
+import { LockConfigError } from '../../../errors';
 import { runLockedRead, unlockableRead } from '../../../locks/row-lock';
 import { resolveRowLockSpec, type RowLockSpec } from '../../../locks/row-lock-options';
 import { lockMetadataOf } from '../../../metadata/registry';
@@ -10,6 +10,8 @@ import type { MikroOrmConnection } from '../connection';
 import { knownConnection, rootStateOf } from '../connection';
 import { installationFor } from '../registry';
 import { expectMethod, ownerOf, replaceMethod, type MikroPatch } from './patch';
+import { badOptions } from '../../../faults/options';
+import { lockedReadWithoutTransaction, readNotLocked } from '../../../faults/reads';
 
 /** Marker on a `lockTableAliases` array: "write this dialect's lock clause for this read". */
 const LOCK_SPEC = Symbol('ormlock.rowLockSpec');
@@ -146,11 +148,11 @@ export function planLockedRead(owner: unknown, meta: any, ctx: object | undefine
   const sameRoot = ctx && conn && rootStateOf(ctx) !== undefined && rootStateOf(ctx) === conn.root;
   if (!inst || !tx || !sameRoot) throw escapedRead(policy.source, meta.className, inst, Boolean(tx));
   const { spec, problems } = resolveRowLockSpec({ timeoutMs: inst.settings.lockTimeoutMs }, lockMetadataOf(meta.class)?.pessimistic, policy.options);
-  if (problems.length) throw new LockConfigError(`${policy.source}: ${problems.join('; ')}`, { method: policy.source });
+  if (problems.length) throw badOptions(policy.source, problems, { method: policy.source });
   inst.dialect.checkRowLock(spec, meta.className);
   const connection = knownConnection(ctx!) ?? conn!;
   if (!connection.isTransactionActive) {
-    throw new TransactionRequiredError(`A locked read of ${meta.className} needs a transaction: use transaction(), withLock() or @Transactional().`, { entity: meta.className });
+    throw lockedReadWithoutTransaction(meta.className);
   }
   return { inst, spec, connection, desc: inst.port.describe(meta.class)!, aliases: markedAliases(inst, spec, meta.className) };
 }
@@ -161,7 +163,7 @@ function escapedRead(source: string, entity: string, inst: Installation | undefi
     : !hasTx
       ? `it went through ${inst.label}, where no ormlock transaction is open (pass { dataSource: orm } to ${source.startsWith('@') ? 'the decorator' : 'the call'}, or open one with transaction())`
       : "it ran on an EntityManager outside the method's transaction (a fork of your own, or one bound to another transaction); use orm.em, currentManager() or an injected EntityManager/repository";
-  return new LockConfigError(`${source}: a read of ${entity} would not be locked: ${why}.`, { entity, method: source });
+  return readNotLocked(source, entity, why);
 }
 
 /** Set while `em.findAndCount` / `qb.getResultAndCount` run: their total is counted unlocked (their rows are locked). */

@@ -1,5 +1,5 @@
 import { runWithAmbientConnection } from '../../../context/transaction';
-import { LockConfigError, TransactionRequiredError } from '../../../errors';
+import { LockConfigError } from '../../../errors';
 import { evaluateAdvisoryKey, lockForEntityWrite, type AdvisoryLockOptions } from '../../../locks/advisory';
 import type { AroundCreateRunContext } from '../../../locks/parent';
 import { lockMetadataOf, type EntityLockMetadata } from '../../../metadata/registry';
@@ -7,6 +7,8 @@ import type { Installation } from '../../installations';
 import { connectionFor, type MikroOrmConnection } from '../connection';
 import { installationFor } from '../registry';
 import { expectMethod, ownerOf, replaceMethod, type MikroPatch } from './patch';
+import { writeOutsideTransaction, writtenWhereNotInstalled } from '../../../faults/writes';
+import { noVersionValue } from '../../../faults/version-columns';
 
 type Write = 'insert' | 'update' | 'remove';
 
@@ -41,11 +43,8 @@ export function unitOfWorkPatch(uow: object): MikroPatch {
           const inst = installationFor(this.em);
           if (!inst) throw notInstalled(work[0].meta.className);
           if (!ctx || (typeof ctx !== 'object' && typeof ctx !== 'function')) {
-            throw new TransactionRequiredError(
-              `${work[0].meta.className}: this flush runs outside a transaction (implicitTransactions is off), so its locks could not be held until it commits; ` +
-                'flush inside transaction(…) or em.transactional(…).',
-              { entity: work[0].meta.className },
-            );
+            const entity = work[0].meta.className;
+            throw writeOutsideTransaction(entity, 'this flush (implicitTransactions is off)', 'its locks', 'flush inside transaction(…) or em.transactional(…)', { entity });
           }
           const connection = connectionFor(this.em, ctx);
           await runWithAmbientConnection(inst, connection, async () => {
@@ -104,18 +103,9 @@ function requireVersion(cs: any): void {
   const value = cs.entity[vp];
   if (value !== undefined && value !== null) return;
   const id = JSON.stringify(cs.getPrimaryKey?.(true) ?? {});
-  throw new LockConfigError(
-    `flush of @Versioned ${meta.className} ${id}: the entity has no ${vp} value, so there is no version to check and the update would be ` +
-      `unconditional. Load it (em.findOne) and change the loaded entity, or set its ${vp} to the version you read; for a deliberate ` +
-      'unconditional write use em.nativeUpdate().',
-    { entity: meta.className },
-  );
+  throw noVersionValue(meta.className, id, vp);
 }
 
 function notInstalled(entity: string): LockConfigError {
-  return new LockConfigError(
-    `${entity} declares ormlock locks, but it was written through a MikroORM instance where ormlock is not installed: call \`await installLocking(orm)\` ` +
-      '(from ormlock/mikro-orm) after MikroORM.init(); its locks are never silently skipped.',
-    { entity },
-  );
+  return writtenWhereNotInstalled(entity, 'with ormlock locks', 'a MikroORM instance', '`await installLocking(orm)` (from ormlock/mikro-orm) after MikroORM.init()', { entity });
 }

@@ -1,14 +1,15 @@
 import { InsertQueryBuilder, type DataSource, type EntityMetadata, type QueryRunner } from 'typeorm';
 import { SubjectExecutor } from 'typeorm/persistence/SubjectExecutor';
 import { runWithAmbientConnection } from '../../../context/transaction';
-import { LockConfigError, TransactionRequiredError } from '../../../errors';
 import type { AroundCreateRunContext } from '../../../locks/parent';
 import { lockMetadataOf, type AroundCreateHook } from '../../../metadata/registry';
 import { installationOf, type Installation } from '../../installations';
 import { dataSourceName, dataSourceOf, describeDataSource } from '../compat';
-import { lockedTreeOf, treeInsertBypassed } from '../tree-lock';
+import { lockedTreeOf } from '../tree-lock';
 import type { TypeOrmPort } from '../typeorm-port';
 import { expectMethod, replaceMethod, type InternalPatch } from './patch';
+import { treeInsertBypassed } from '../../../faults/trees';
+import { DROP_NO_TRANSACTION, writeOutsideTransaction, writtenWhereNotInstalled } from '../../../faults/writes';
 
 /** The `@AroundCreate` hooks that apply to rows of `meta` (ancestors' first, then in declaration order). */
 export function aroundCreateHooksOf(meta: EntityMetadata): AroundCreateHook[] {
@@ -98,12 +99,10 @@ function refuseUninstalled(ds: DataSource | undefined, metas: EntityMetadata[]):
     const declared = writeDeclarations(meta.target);
     if (!declared.length) continue;
     const name = dataSourceName(ds);
-    throw new LockConfigError(
-      `${meta.name} is declared ${declared.join(', ')}, but it is being written through ${describeDataSource(ds)}, ` +
-        'where ormlock is not installed: its locks and checks cannot be taken there. Call `await installLocking(dataSource)` on it ' +
-        '(after initialize()), or write through the installed DataSource. Nothing was written.',
-      { entity: meta.name, dataSource: name },
-    );
+    throw writtenWhereNotInstalled(meta.name, declared.join(', '), describeDataSource(ds), '`await installLocking(dataSource)` on it (after initialize())', {
+      entity: meta.name,
+      dataSource: name,
+    });
   }
 }
 
@@ -139,11 +138,7 @@ async function hooksThenExecute(this: any, inst: Installation, queryRunner: Quer
   if (work.length === 0) return baseExecute.call(this);
   if (!queryRunner.isTransactionActive) {
     const names = [...new Set(work.map((s) => s.metadata.name))].join(', ');
-    throw new TransactionRequiredError(
-      `@AroundCreate on ${names}: save(…, { transaction: false }) outside a transaction cannot hold what the hooks lock ` +
-        `until the INSERT commits; drop { transaction: false } or wrap the work in transaction(…).`,
-      { entity: names },
-    );
+    throw writeOutsideTransaction(`@AroundCreate on ${names}`, 'save(…, { transaction: false })', 'what the hooks lock', DROP_NO_TRANSACTION, { entity: names });
   }
   await runAroundCreateHooks(inst, queryRunner, work.map((s) => ({ metadata: s.metadata, entity: s.entity! })));
   // what the hooks changed (a reloaded parent, computed columns) must reach the INSERT

@@ -8,6 +8,7 @@ import { LockConfigError } from '../../../errors';
 import { typeormVersion } from '../compat';
 import { addExecuteStep } from './around-create';
 import { lockTreeWrites } from '../tree-lock';
+import { treeInternalsChanged } from '../../../faults/trees';
 
 /**
  * `@LockedTree`'s use of TypeORM's persistence internals. Nothing is wrapped twice: the lock is
@@ -30,11 +31,7 @@ import { lockTreeWrites } from '../tree-lock';
 
 
 function shapeError(internal: string, what: string): LockConfigError {
-  return new LockConfigError(
-    `@LockedTree: TypeORM ${typeormVersion()}'s ${internal} does not have the shape ormlock relies on (${what}); ` +
-      `this TypeORM version is not supported by @LockedTree — pin a supported one (0.3.20 → 1.x) or remove @LockedTree.`,
-    { internal, typeormVersion: typeormVersion() },
-  );
+  return treeInternalsChanged(typeormVersion(), internal, what);
 }
 
 function requireMethods(internal: string, proto: unknown, names: string[]): void {
