@@ -27,7 +27,6 @@ const NOT_YET = [
   'src/dialects/index.ts',
   'src/dialects/lost-connection.ts',
   'src/locks/advisory-options.ts',
-  'src/locks/advisory.ts',
   'src/locks/optimistic.ts',
   'src/locks/pessimistic.ts',
   'src/locks/pooler-guard.ts',

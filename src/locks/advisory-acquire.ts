@@ -2,7 +2,8 @@ import type { PortConnection as QueryRunner } from '../orm/port';
 import { forgetLock, noteLock, type HeldLock } from '../context/connection-model';
 import { lockLostError } from '../context/lock-scope';
 import { isReleasedRunnerError as isReleasedError } from '../dialects/lost-connection';
-import { LockError, LockLostError, LockNotAvailableError, LockTimeoutError } from '../errors';
+import { LockError, LockLostError } from '../errors';
+import { advisoryHeldElsewhere, advisoryTimedOut } from '../faults/advisory';
 import { describeKey } from './advisory-key';
 import { heldFor, kindOf, type LockItem, type Plan } from './advisory-plan';
 import { inSavepoint } from './savepoint';
@@ -98,15 +99,12 @@ export async function notObtained(plan: Plan, item: LockItem, startedAt: number,
   const base = { key: item.key.key, method: plan.subject.method, entity: plan.subject.entity, waitedMs };
   if (plan.timeoutMs === 0) {
     plan.inst.emit({ type: 'not_available', kind: kindOf(plan), target: item.key.display, waitedMs });
-    return new LockNotAvailableError(`${plan.subject.label}: advisory lock ${describeKey(item.key.key)} is held elsewhere (timeoutMs: 0)`, base);
+    return advisoryHeldElsewhere(plan.subject.label, describeKey(item.key.key), base);
   }
   plan.inst.emit({ type: 'timeout', kind: kindOf(plan), target: item.key.display, waitedMs });
   const blockers = describe && plan.adv.describeHolders ? await plan.adv.describeHolders(plan.inst.port.serverAddress(), item.id) : [];
   const who = blockers.length ? `; held by ${blockers.map((b) => `pid ${b.pid} (${(b.query ?? '').slice(0, 200)})`).join(', ')}` : '';
-  return new LockTimeoutError(
-    `${plan.subject.label}: advisory lock ${describeKey(item.key.key)} not obtained within ${plan.timeoutMs} ms${who}`,
-    { ...base, blockers: blockers.length ? blockers : undefined },
-  );
+  return advisoryTimedOut(plan.subject.label, describeKey(item.key.key), plan.timeoutMs, who, { ...base, blockers: blockers.length ? blockers : undefined });
 }
 
 export function acquired(plan: Plan, items: readonly LockItem[], startedAt: number): void {

@@ -1,6 +1,6 @@
 import type { PortConnection as QueryRunner } from '../orm/port';
 import { ambientTx } from '../context/store';
-import { TransactionRequiredError } from '../errors';
+import { writeOutsideTransaction } from '../faults/writes';
 import type { Installation } from '../orm/installations';
 import { AdvisoryKeySet } from './advisory-key';
 import type { AdvisoryLockOptions, AdvisorySubject } from './advisory-options';
@@ -28,9 +28,11 @@ export async function lockForEntityWrite(
   subject: AdvisorySubject,
 ): Promise<void> {
   if (!qr.isTransactionActive) {
-    throw new TransactionRequiredError(
-      `${subject.label}: the write runs outside a transaction, so its advisory lock could not be held until it commits; ` +
-        `use save()/remove() (which open one), wrap the write in transaction(…), or call .useTransaction(true) on the query builder`,
+    throw writeOutsideTransaction(
+      subject.label,
+      'the write',
+      'its advisory lock',
+      'use save()/remove() (which open one), wrap the write in transaction(…), or call .useTransaction(true) on the query builder',
       { entity: subject.entity },
     );
   }

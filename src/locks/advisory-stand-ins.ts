@@ -1,6 +1,6 @@
 import type { PortConnection as QueryRunner } from '../orm/port';
 import { dueStandIns, forgetLock, onTransactionEnd, type HeldLock } from '../context/connection-model';
-import { LockLostError } from '../errors';
+import { heldLockLost } from '../faults/advisory';
 
 /**
  * Databases without transaction-scoped advisory locks (MySQL/MariaDB) take a session lock that
@@ -35,10 +35,10 @@ async function releaseStandIns(qr: object, ended: readonly HeldLock[]): Promise<
   if (lost.length) {
     const now = Date.now();
     for (const l of lost) l.inst.emit({ type: 'lost', kind: l.kind, target: l.display, heldMs: now - l.at });
-    throw new LockLostError(
-      `${lost[0].kind === 'tree' ? 'tree lock' : 'advisory lock'}: the connection holding ${lost.map((l) => l.display).join(', ')} was lost; the lock was not held to the end`,
-      { key: lost.length === 1 ? lost[0].display : lost.map((l) => l.display), cause },
-    );
+    throw heldLockLost(lost[0].kind === 'tree' ? 'tree lock' : 'advisory lock', lost.map((l) => l.display), {
+      key: lost.length === 1 ? lost[0].display : lost.map((l) => l.display),
+      cause,
+    });
   }
 }
 onTransactionEnd(releaseStandIns);
