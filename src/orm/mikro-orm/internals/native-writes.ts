@@ -9,6 +9,7 @@ import type { Installation } from '../../installations';
 import { connectionFor, type MikroOrmConnection } from '../connection';
 import { installationFor } from '../registry';
 import { expectMethod, ownerOf, replaceMethod, type MikroPatch } from './patch';
+import { uncheckedVersionedRefusal } from './versioned-writes';
 
 /**
  * The writes that bypass a flush — `em.insert/insertMany/upsert/upsertMany/nativeUpdate/nativeDelete`
@@ -192,6 +193,9 @@ export function entityManagerWritesPatch(em: object): MikroPatch {
     apply() {
       const undo = methods.map((method) =>
         replaceMethod(ownerOf(em, method)!, method, (base) => async function (this: any, ...args: any[]) {
+          const kind = kindOf(method);
+          const refusal = kind === 'insert' ? undefined : uncheckedVersionedRefusal(metaOf(this, entityNameOf(method, args)), this, `em.${method}()`, kind);
+          if (refusal) throw refusal; // @Versioned: nothing sent
           const write = describeCall(this, method, args);
           if (write) await beforeNativeWrite(write);
           return base.apply(this, args);
@@ -202,15 +206,23 @@ export function entityManagerWritesPatch(em: object): MikroPatch {
   };
 }
 
+const isMany = (method: string) => method === 'insertMany' || method === 'upsertMany';
+const isValueCall = (method: string) => method === 'insert' || method === 'upsert' || isMany(method);
+const kindOf = (method: string): Kind => (method.startsWith('insert') ? 'insert' : method.startsWith('upsert') ? 'upsert' : method === 'nativeUpdate' ? 'update' : 'delete');
+
+/** The entity a call of `method` with `args` writes: insert(entity) / insert(Entity, data); insertMany([entities]) / insertMany(Entity, [data]). */
+function entityNameOf(method: string, args: any[]): unknown {
+  const [first, second] = args;
+  return isValueCall(method) && second === undefined ? (isMany(method) ? first?.[0]?.constructor : first?.constructor) : first;
+}
+
 /** What a call of `method` with `args` writes (undefined when its entity declares no write-time lock). */
 function describeCall(self: any, method: string, args: any[]): NativeWrite | undefined {
   const [first, second, third] = args;
-  const many = method === 'insertMany' || method === 'upsertMany';
-  const valueCall = method === 'insert' || method === 'upsert' || many;
-  // insert(entity) / insert(Entity, data); insertMany([entities]) / insertMany(Entity, [data])
-  const entityName = valueCall && second === undefined ? (many ? first?.[0]?.constructor : first?.constructor) : first;
-  const meta = metaOf(self, entityName);
-  const kind: Kind = method.startsWith('insert') ? 'insert' : method.startsWith('upsert') ? 'upsert' : method === 'nativeUpdate' ? 'update' : 'delete';
+  const many = isMany(method);
+  const valueCall = isValueCall(method);
+  const meta = metaOf(self, entityNameOf(method, args));
+  const kind = kindOf(method);
   if (!meta || !declaredOn(meta, kind)) return undefined;
   const em = self.getContext(false);
   const base = { call: `em.${method}()`, kind, meta, em, ctx: em.getTransactionContext() };

@@ -1,0 +1,129 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
+import { DeleteQueryBuilder, InsertQueryBuilder, UpdateQueryBuilder, type EntityMetadata } from 'typeorm';
+import { SoftDeleteQueryBuilder } from 'typeorm/query-builder/SoftDeleteQueryBuilder';
+import { SubjectExecutor } from 'typeorm/persistence/SubjectExecutor';
+import { uncheckedVersionedWrite } from '../../../faults/versioned';
+import { refusesUncheckedWrites } from '../../../locks/optimistic';
+import { installationOf } from '../../installations';
+import { dataSourceOf } from '../compat';
+import { expectMethod, replaceMethod, type InternalPatch } from './patch';
+
+/**
+ * Writes of a `@Versioned` entity that check no version — `update()`, `updateAll()`, `delete()`,
+ * `deleteAll()`, `upsert()`, `increment()/decrement()`, `softDelete()/restore()` (repository or
+ * manager) and query-builder `update()/delete()/softDelete()/restore()/insert().orUpdate()` — all
+ * end in one of four builders' `execute()`. On an installed DataSource they are refused there,
+ * before the builder sends anything (LockConfigError, src/faults/versioned.ts), unless the entity
+ * declares `uncheckedWrites: 'allow'`.
+ *
+ * TypeORM's own persistence (save(), remove(), cascades, tree executors, ormlock's ManyToMany
+ * version bump) uses the same builders: the statements it sends from SubjectExecutor's operation
+ * methods run inside `persisting` (entered only when the flush holds a subject of a versioned
+ * entity), and are left alone; their version checks are persistence.ts's. The operation methods
+ * call no user code (listeners and subscribers run before and after them), so a subscriber's own
+ * `manager.update()` is still refused. `softRemove()`/`recover()` of a versioned entity check no
+ * version either: they are refused before the flush writes anything.
+ */
+
+/** Set while SubjectExecutor's operations write (see the file comment). */
+const persisting = new AsyncLocalStorage<true>();
+
+const executor = SubjectExecutor.prototype as any;
+const EXECUTOR = 'SubjectExecutor.prototype';
+const OPERATIONS = ['executeInsertOperations', 'executeUpdateOperations', 'executeRemoveOperations', 'executeSoftRemoveOperations', 'executeRecoverOperations'] as const;
+
+const INSTEAD_UPDATE = 'save() on the loaded entity (checked against the version it was loaded with)';
+const INSTEAD_DELETE = 'remove() on the loaded entity (checked against the version it was loaded with)';
+const INSTEAD_SOFT = 'remove() on the loaded entity (checked), or a save() of its delete-date column on the loaded entity (checked)';
+
+/** The four builders: what each writes, and the name of the call in the refusal. */
+const builders: Array<{ proto: any; label: string; mentions: string[]; call: (map: any) => string | undefined; instead: (map: any) => string }> = [
+  {
+    proto: UpdateQueryBuilder.prototype,
+    label: 'UpdateQueryBuilder.prototype',
+    mentions: ['callListeners'],
+    call: () => 'update() (repository/manager update, updateAll, increment, decrement, or a query builder’s update())',
+    instead: () => INSTEAD_UPDATE,
+  },
+  {
+    proto: DeleteQueryBuilder.prototype,
+    label: 'DeleteQueryBuilder.prototype',
+    mentions: ['callListeners'],
+    call: () => 'delete() (repository/manager delete, deleteAll, or a query builder’s delete())',
+    instead: () => INSTEAD_DELETE,
+  },
+  {
+    proto: SoftDeleteQueryBuilder.prototype,
+    label: 'SoftDeleteQueryBuilder.prototype',
+    mentions: ['queryType'],
+    call: (map) => (map.queryType === 'restore' ? 'restore() (repository/manager restore, or a query builder’s restore())' : 'softDelete() (repository/manager softDelete, or a query builder’s softDelete())'),
+    instead: () => INSTEAD_SOFT,
+  },
+  {
+    proto: InsertQueryBuilder.prototype,
+    label: 'InsertQueryBuilder.prototype',
+    mentions: ['callListeners'],
+    // only an upsert overwrites a row; a plain INSERT (or orIgnore) writes a new one
+    call: (map) => (map.onUpdate ? 'upsert() (repository/manager upsert, or a query builder’s insert().orUpdate())' : undefined),
+    instead: () => `${INSTEAD_UPDATE}, or insert() of a new row`,
+  },
+];
+
+/** The refusal of an unchecked write by a builder, or undefined when it may run. */
+function refusalOf(qb: any, call: (map: any) => string | undefined, instead: (map: any) => string): Error | undefined {
+  const map = qb.expressionMap;
+  const metadata: EntityMetadata | undefined = map.mainAlias?.hasMetadata ? map.mainAlias.metadata : undefined;
+  if (!metadata || !refusesUncheckedWrites(metadata.target) || persisting.getStore()) return undefined;
+  const name = call(map);
+  if (name === undefined || !installationOf(dataSourceOf(qb))) return undefined;
+  return uncheckedVersionedWrite(metadata.name, name, instead(map));
+}
+
+/** True when a subject of the flush is of a @Versioned entity (only then are its statements marked). */
+function hasVersionedSubject(self: any): boolean {
+  return (self.allSubjects as Array<{ metadata: EntityMetadata }>).some((s) => s.metadata && typeof s.metadata.target === 'function' && refusesUncheckedWrites(s.metadata.target));
+}
+
+/** softRemove()/recover() of an object of a @Versioned entity that refuses unchecked writes: refused before any operation. */
+function refuseSoftRemoval(self: any): void {
+  for (const subject of self.allSubjects as Array<{ metadata: EntityMetadata; entity?: object; mustBeSoftRemoved?: boolean; mustBeRecovered?: boolean }>) {
+    if (!subject.entity || !(subject.mustBeSoftRemoved || subject.mustBeRecovered) || !refusesUncheckedWrites(subject.metadata.target)) continue;
+    throw uncheckedVersionedWrite(subject.metadata.name, subject.mustBeSoftRemoved ? 'softRemove()' : 'recover()', INSTEAD_SOFT);
+  }
+}
+
+/** The refusal of unchecked @Versioned writes (see the file comment), behind one probe. */
+export const versionedWritesPatch: InternalPatch = {
+  name: `${builders.map((b) => `${b.label}.execute`).join(' / ')}, ${EXECUTOR}.${OPERATIONS.join(' / ')} (@Versioned unchecked writes)`,
+  probe: () => [
+    ...builders.flatMap((b) => expectMethod(b.proto, b.label, 'execute', b.mentions)),
+    ...expectMethod(InsertQueryBuilder.prototype, 'InsertQueryBuilder.prototype', 'orUpdate', ['onUpdate']),
+    ...OPERATIONS.flatMap((op) => expectMethod(executor, EXECUTOR, op)),
+    ...expectMethod(executor, EXECUTOR, 'execute', ['allSubjects', 'executeInsertOperations']),
+  ],
+  apply() {
+    const undo = builders.map((b) =>
+      replaceMethod(b.proto, 'execute', (base) => function (this: any, ...args: unknown[]) {
+        const refusal = refusalOf(this, b.call, b.instead);
+        return refusal ? Promise.reject(refusal) : base.apply(this, args);
+      }),
+    );
+    for (const op of OPERATIONS) {
+      undo.push(
+        replaceMethod(executor, op, (base) => function (this: any, ...args: unknown[]) {
+          if (persisting.getStore() || !installationOf(dataSourceOf(this.queryRunner)) || !hasVersionedSubject(this)) return base.apply(this, args);
+          if (op === 'executeInsertOperations') {
+            try {
+              refuseSoftRemoval(this);
+            } catch (error) {
+              return Promise.reject(error);
+            }
+          }
+          return persisting.run(true, () => base.apply(this, args));
+        }),
+      );
+    }
+    this.restore = () => undo.reverse().forEach((u) => u());
+  },
+  restore() {},
+};

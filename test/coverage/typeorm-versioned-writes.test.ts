@@ -1,0 +1,235 @@
+import { expect } from 'chai';
+import {
+  Column, DeleteDateColumn, Entity, JoinTable, ManyToMany, ManyToOne, OneToMany, PrimaryGeneratedColumn, Tree, TreeChildren, TreeParent,
+  VersionColumn, type Repository,
+} from 'typeorm';
+import { createOrFind, LockConfigError, StaleEntityError, versioned, Versioned } from '../../src';
+import { describeEachBackend } from '../support/suite';
+import { rejection, repositoryHas } from './support';
+
+@Entity('cov_vw_tags')
+class CovVwTag {
+  @PrimaryGeneratedColumn() id!: number;
+  @Column({ type: 'varchar', length: 40 }) name!: string;
+}
+
+@Entity('cov_vw_owners')
+class CovVwOwner {
+  @PrimaryGeneratedColumn() id!: number;
+  @OneToMany(() => CovVwDoc, (d) => d.owner) docs!: CovVwDoc[];
+}
+
+@Versioned()
+@Entity('cov_vw_docs')
+class CovVwDoc {
+  @PrimaryGeneratedColumn() id!: number;
+  @Column({ type: 'varchar', length: 40, unique: true }) slug!: string;
+  @Column({ type: 'varchar', length: 40, default: '' }) title!: string;
+  @Column({ type: 'int', default: 0 }) hits!: number;
+  @DeleteDateColumn({ nullable: true }) deletedAt?: Date | null;
+  @VersionColumn() version!: number;
+  @ManyToMany(() => CovVwTag) @JoinTable({ name: 'cov_vw_doc_tags' }) tags!: CovVwTag[];
+  @ManyToOne(() => CovVwOwner, (o) => o.docs, { nullable: true }) owner?: CovVwOwner | null;
+}
+
+/** The same table shape, declared `uncheckedWrites: 'allow'`: every write below runs as TypeORM's own. */
+@Versioned({ uncheckedWrites: 'allow' })
+@Entity('cov_vw_allowed_docs')
+class CovVwAllowedDoc {
+  @PrimaryGeneratedColumn() id!: number;
+  @Column({ type: 'varchar', length: 40, unique: true }) slug!: string;
+  @Column({ type: 'varchar', length: 40, default: '' }) title!: string;
+  @Column({ type: 'int', default: 0 }) hits!: number;
+  @DeleteDateColumn({ nullable: true }) deletedAt?: Date | null;
+  @VersionColumn() version!: number;
+}
+
+/** A versioned materialized-path tree: TypeORM's tree executor updates the path with a builder of its own. */
+@Versioned()
+@Tree('materialized-path')
+@Entity('cov_vw_folders')
+class CovVwFolder {
+  @PrimaryGeneratedColumn() id!: number;
+  @Column({ type: 'varchar', length: 40 }) name!: string;
+  @VersionColumn() version!: number;
+  @TreeParent() parent?: CovVwFolder | null;
+  @TreeChildren() children!: CovVwFolder[];
+}
+
+type Doc = CovVwDoc | CovVwAllowedDoc;
+type Write = (repo: Repository<Doc>, row: Doc) => Promise<unknown>;
+let slugs = 0;
+
+/** Unchecked writes: each is refused on CovVwDoc (naming `names`), and writes on CovVwAllowedDoc. */
+const WRITES: Array<{ tag: string; names: string; method?: string; write: Write; softDeleted?: boolean }> = [
+  { tag: '[coverage typeorm @Versioned repository.update refused]', names: 'update()', write: (r, row) => r.update({ id: row.id }, { title: 'updated' }) },
+  { tag: '[coverage typeorm @Versioned manager.update refused]', names: 'update()', write: (r, row) => r.manager.update(r.target, row.id, { title: 'updated' }) },
+  { tag: '[coverage typeorm@>=0.3.31 @Versioned repository.updateAll refused]', names: 'update()', method: 'updateAll', write: (r) => (r as any).updateAll({ title: 'all' }) },
+  { tag: '[coverage typeorm @Versioned repository.increment refused]', names: 'update()', write: (r, row) => r.increment({ id: row.id }, 'hits', 1) },
+  { tag: '[coverage typeorm @Versioned repository.decrement refused]', names: 'update()', write: (r, row) => r.decrement({ id: row.id }, 'hits', 1) },
+  { tag: '[coverage typeorm @Versioned repository.delete refused]', names: 'delete()', write: (r, row) => r.delete(row.id) },
+  { tag: '[coverage typeorm @Versioned manager.delete refused]', names: 'delete()', write: (r, row) => r.manager.delete(r.target, { id: row.id }) },
+  { tag: '[coverage typeorm@>=0.3.31 @Versioned repository.deleteAll refused]', names: 'delete()', method: 'deleteAll', write: (r) => (r as any).deleteAll() },
+  { tag: '[coverage typeorm @Versioned repository.upsert refused]', names: 'upsert()', write: (r, row) => r.upsert({ slug: row.slug, title: 'upserted' }, ['slug']) },
+  { tag: '[coverage typeorm @Versioned repository.softDelete refused]', names: 'softDelete()', write: (r, row) => r.softDelete(row.id) },
+  { tag: '[coverage typeorm @Versioned repository.restore refused]', names: 'restore()', softDeleted: true, write: (r, row) => r.restore(row.id) },
+  { tag: '[coverage typeorm @Versioned repository.softRemove refused]', names: 'softRemove()', write: async (r, row) => r.softRemove(await r.findOneByOrFail({ id: row.id })) },
+  {
+    tag: '[coverage typeorm @Versioned repository.recover refused]',
+    names: 'recover()',
+    softDeleted: true,
+    write: async (r, row) => r.recover(await r.findOneOrFail({ where: { id: row.id }, withDeleted: true })),
+  },
+  { tag: '[coverage typeorm @Versioned qb.update refused]', names: 'update()', write: (r, row) => r.createQueryBuilder().update().set({ title: 'qb' }).where('id = :id', { id: row.id }).execute() },
+  {
+    tag: '[coverage typeorm @Versioned qb.update(callListeners-false) refused]',
+    names: 'update()',
+    write: (r, row) => r.createQueryBuilder().update().set({ title: 'qb' }).where('id = :id', { id: row.id }).callListeners(false).execute(),
+  },
+  { tag: '[coverage typeorm @Versioned qb.delete refused]', names: 'delete()', write: (r, row) => r.createQueryBuilder().delete().where('id = :id', { id: row.id }).execute() },
+  { tag: '[coverage typeorm @Versioned qb.softDelete refused]', names: 'softDelete()', write: (r, row) => r.createQueryBuilder().softDelete().where('id = :id', { id: row.id }).execute() },
+  { tag: '[coverage typeorm @Versioned qb.restore refused]', names: 'restore()', softDeleted: true, write: (r, row) => r.createQueryBuilder().restore().where('id = :id', { id: row.id }).execute() },
+  {
+    tag: '[coverage typeorm @Versioned qb.insert(orUpdate) refused]',
+    names: 'upsert()',
+    write: (r, row) => r.createQueryBuilder().insert().values({ slug: row.slug, title: 'qb upsert' }).orUpdate(['title'], ['slug']).execute(),
+  },
+];
+
+const WRITE_SQL = /^\s*(insert|update|delete|truncate)\b/i;
+
+describeEachBackend('coverage: @Versioned writes that check no version (TypeORM)', [CovVwDoc, CovVwAllowedDoc, CovVwTag, CovVwOwner, CovVwFolder], (env) => {
+  const repo = <T extends Doc>(E: new () => T) => env.ds.getRepository(E) as unknown as Repository<Doc>;
+  const col = (name: string) => env.ds.driver.escape(name);
+
+  async function seed(E: typeof CovVwDoc | typeof CovVwAllowedDoc, softDeleted = false): Promise<Doc> {
+    const r = repo(E);
+    const row = await r.save(r.create({ slug: `s${process.pid}-${++slugs}`, title: 'seed' }));
+    if (softDeleted) {
+      // a raw statement (not seen by ormlock): the row starts soft-deleted
+      await env.ds.query(`UPDATE ${col(r.metadata.tableName)} SET ${col('deletedAt')} = CURRENT_TIMESTAMP WHERE ${col('id')} = ${Number(row.id)}`);
+    }
+    return row;
+  }
+  const rows = (E: typeof CovVwDoc | typeof CovVwAllowedDoc) => repo(E).find({ withDeleted: true, order: { id: 'ASC' } });
+
+  for (const { tag, names, method, write, softDeleted } of WRITES) {
+    it(`${tag} LockConfigError naming ${names} and uncheckedWrites, before any statement: no row changed`, async function () {
+      if (method && !repositoryHas(method)) this.skip();
+      const row = await seed(CovVwDoc, softDeleted);
+      const before = await rows(CovVwDoc);
+      env.log.start();
+      const error = await rejection(write(repo(CovVwDoc), row));
+      const sent = env.log.stop();
+      expect(error).to.be.instanceOf(LockConfigError);
+      expect(error.message).to.include(`@Versioned CovVwDoc: ${names}`).and.include("uncheckedWrites: 'allow'");
+      expect(error.details).to.include({ entity: 'CovVwDoc' });
+      expect(sent.filter((q) => WRITE_SQL.test(q))).to.deep.equal([]);
+      expect(await rows(CovVwDoc)).to.deep.equal(before);
+    });
+  }
+
+  it("uncheckedWrites: 'allow': each of those writes runs as TypeORM's own (the row changes, no error)", async function () {
+    for (const { tag, method, write, softDeleted } of WRITES) {
+      if (method && !repositoryHas(method)) continue;
+      if (method === 'deleteAll') continue; // would empty the table the others use: checked last
+      const row = await seed(CovVwAllowedDoc, softDeleted);
+      const before = JSON.stringify(await repo(CovVwAllowedDoc).findOne({ where: { id: row.id }, withDeleted: true }));
+      await write(repo(CovVwAllowedDoc), row).catch((e) => expect.fail(`${tag}: ${e}`));
+      const after = JSON.stringify(await repo(CovVwAllowedDoc).findOne({ where: { id: row.id }, withDeleted: true }));
+      expect(after, tag).to.not.equal(before);
+    }
+    if (repositoryHas('deleteAll')) {
+      await (repo(CovVwAllowedDoc) as any).deleteAll();
+      expect(await rows(CovVwAllowedDoc)).to.deep.equal([]);
+    }
+  });
+
+  it('a raw query is not seen: [coverage typeorm @Versioned query cannot-be-seen] it writes, unchecked', async () => {
+    const row = await seed(CovVwDoc);
+    await env.ds.query(`UPDATE ${col('cov_vw_docs')} SET ${col('title')} = 'raw' WHERE ${col('id')} = ${Number(row.id)}`);
+    expect((await repo(CovVwDoc).findOneByOrFail({ id: row.id })).title).to.equal('raw');
+  });
+
+  it('save() and remove() still write, checked: a stale save is StaleEntityError', async () => {
+    const r = repo(CovVwDoc);
+    const row = await seed(CovVwDoc);
+    const mine = await r.findOneByOrFail({ id: row.id });
+    const other = await r.findOneByOrFail({ id: row.id });
+    other.title = 'other';
+    await r.save(other);
+    expect(other.version).to.equal(row.version + 1);
+    mine.title = 'mine';
+    expect(await rejection(r.save(mine))).to.be.instanceOf(StaleEntityError);
+    await r.remove(other);
+    expect(await r.findOneBy({ id: row.id })).to.equal(null);
+  });
+
+  it('a ManyToMany change still moves the owner’s version (ormlock’s own bump), and the save is checked', async () => {
+    const tag = await env.ds.getRepository(CovVwTag).save({ name: 'a' });
+    const row = await seed(CovVwDoc);
+    const r = env.ds.getRepository(CovVwDoc);
+    const loaded = await r.findOneOrFail({ where: { id: row.id }, relations: { tags: true } });
+    loaded.tags.push(tag);
+    await r.save(loaded);
+    const reread = await r.findOneOrFail({ where: { id: row.id }, relations: { tags: true } });
+    expect(reread.tags.map((t) => t.name)).to.deep.equal(['a']);
+    expect(reread.version).to.equal(row.version + 1);
+  });
+
+  it('a OneToMany change of a non-versioned owner still sets the versioned children’s foreign key (TypeORM’s own update)', async () => {
+    const row = await seed(CovVwDoc);
+    const owners = env.ds.getRepository(CovVwOwner);
+    const owner = await owners.save(owners.create({}));
+    owner.docs = [await env.ds.getRepository(CovVwDoc).findOneByOrFail({ id: row.id })];
+    await owners.save(owner);
+    const reread = await env.ds.getRepository(CovVwDoc).findOneOrFail({ where: { id: row.id }, relations: { owner: true } });
+    expect(reread.owner?.id).to.equal(owner.id);
+  });
+
+  it('createOrFind() on a versioned entity still inserts, and finds the existing row', async () => {
+    const r = env.ds.getRepository(CovVwDoc);
+    const slug = `cof${process.pid}-${++slugs}`;
+    const created = await createOrFind(r, { slug }, { title: 'created' });
+    const found = await createOrFind(r, { slug }, { title: 'other' });
+    expect(found.id).to.equal(created.id);
+    expect(found.title).to.equal('created');
+  });
+
+  it('a materialized-path tree of a versioned entity still saves (TypeORM’s tree executor updates the path)', async () => {
+    const folders = env.ds.getTreeRepository(CovVwFolder);
+    const root = await folders.save(folders.create({ name: 'root' }));
+    const child = await folders.save(folders.create({ name: 'child', parent: root }));
+    expect((await folders.findDescendants(root)).map((f) => f.id).sort()).to.deep.equal([root.id, child.id].sort());
+  });
+
+  it("a declaration made after installLocking takes effect: versioned(E, { uncheckedWrites: 'allow' }) then 'refuse'", async () => {
+    const row = await seed(CovVwAllowedDoc);
+    try {
+      versioned(CovVwAllowedDoc, { uncheckedWrites: 'refuse' });
+      expect(await rejection(repo(CovVwAllowedDoc).update(row.id, { title: 'late' }))).to.be.instanceOf(LockConfigError);
+    } finally {
+      versioned(CovVwAllowedDoc, { uncheckedWrites: 'allow' });
+    }
+    await repo(CovVwAllowedDoc).update(row.id, { title: 'late' });
+  });
+});
+
+describe('@Versioned({ uncheckedWrites }) option values', () => {
+  it('a value other than refuse/allow is LockConfigError naming the entity and the option', () => {
+    class Bad {}
+    for (const value of ['yes', true, null, 1]) {
+      const error = (() => {
+        try {
+          Versioned({ uncheckedWrites: value as never })(Bad);
+        } catch (e) {
+          return e as LockConfigError;
+        }
+        return expect.fail(`accepted ${String(value)}`);
+      })();
+      expect(error).to.be.instanceOf(LockConfigError);
+      expect(error.message).to.include('@Versioned on Bad').and.include('uncheckedWrites');
+    }
+    expect(() => versioned(Bad, { unchecked: 'allow' } as never)).to.throw(LockConfigError, /unknown option 'unchecked'/);
+  });
+});
