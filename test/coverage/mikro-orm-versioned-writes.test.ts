@@ -1,8 +1,10 @@
-import { Entity, OptionalProps, PrimaryKey, Property, Unique, type EntityManager } from '@mikro-orm/core';
+import { Entity, OptionalProps, PrimaryKey, Property, Unique } from '@mikro-orm/core';
+import type { EntityManager } from '@mikro-orm/knex';
 import { expect } from 'chai';
-import { createOrFind, LockConfigError, StaleEntityError, Versioned } from '../../src';
+import { createOrFind, LockConfigError, retryOnConflict, StaleEntityError, Versioned } from '../../src';
+import { race } from '../../src/testing';
 import { describeEachMikroBackend } from '../support/mikro-suite';
-import { rejection } from './support';
+import { rejection, sleep } from './support';
 
 @Versioned()
 @Entity({ tableName: 'cov_mk_vw_docs' })
@@ -78,6 +80,54 @@ describeEachMikroBackend('coverage: @Versioned writes that check no version (Mik
       expect(await rows(MkCovVwDoc)).to.deep.equal(before);
     });
   }
+
+  const BY_VERSION: Array<{ tag: string; write: Write; gone?: boolean }> = [
+    { tag: '[coverage mikro-orm @Versioned em.nativeUpdate({pk,version}) checked]', write: (em, E, row) => em.nativeUpdate(E, { id: row.id, version: row.version }, { title: 'by version' }) },
+    { tag: '[coverage mikro-orm @Versioned em.nativeDelete({pk,version}) checked]', gone: true, write: (em, E, row) => em.nativeDelete(E, { id: row.id, version: { $eq: row.version } }) },
+  ];
+  for (const { tag, write, gone } of BY_VERSION) {
+    it(`${tag} naming the version the row has: it writes (an update moves the version); naming an older one: StaleEntityError, nothing written (allowed entity: 0 rows, no error)`, async () => {
+      const fresh = await seed(MkCovVwDoc);
+      expect(await write(em(), MkCovVwDoc, fresh)).to.equal(1);
+      const written = await em().findOne(MkCovVwDoc, fresh.id);
+      if (gone) expect(written).to.equal(null);
+      else expect(written?.version).to.equal(fresh.version + 1);
+
+      const stale = await seed(MkCovVwDoc);
+      const other = em();
+      (await other.findOneOrFail(MkCovVwDoc, stale.id)).title = 'other';
+      await other.flush(); // a concurrent change: version + 1
+      const before = await rows(MkCovVwDoc);
+      const error = await rejection(write(em(), MkCovVwDoc, stale));
+      expect(error).to.be.instanceOf(StaleEntityError);
+      expect(error.message).to.include(`MkCovVwDoc {"id":${stale.id}} is stale`).and.include(`named version ${stale.version}`);
+      expect(await rows(MkCovVwDoc)).to.deep.equal(before);
+
+      const allowed = await seed(MkCovVwAllowedDoc);
+      const fork = em();
+      (await fork.findOneOrFail(MkCovVwAllowedDoc, allowed.id)).title = 'other';
+      await fork.flush();
+      expect(await write(em(), MkCovVwAllowedDoc as unknown as E, allowed), 'control').to.equal(0);
+    });
+  }
+
+  it('[coverage mikro-orm @Versioned em.nativeUpdate({pk,version}) checked] 8 concurrent read-then-nativeUpdate({ id, version }) increments under retryOnConflict are exact; the control (allowed entity) loses some silently', async () => {
+    const N = 8;
+    const increments = async (Entity: E | typeof MkCovVwAllowedDoc) => {
+      const { id } = await seed(Entity);
+      const results = await race(N, () =>
+        retryOnConflict(async () => {
+          const row = await em().findOneOrFail(Entity as E, id);
+          await sleep(30);
+          await em().nativeUpdate(Entity as E, { id, version: row.version }, { title: String(Number(row.title || 0) + 1) });
+        }, { attempts: 50, backoffMs: 5 }),
+      );
+      expect(results.filter((x) => x.status === 'rejected').map((x) => String((x as PromiseRejectedResult).reason))).to.deep.equal([]);
+      return Number((await em().findOneOrFail(Entity as E, id)).title);
+    };
+    expect(await increments(MkCovVwAllowedDoc), 'control').to.be.lessThan(N);
+    expect(await increments(MkCovVwDoc)).to.equal(N);
+  });
 
   it('[coverage mikro-orm @Versioned qb.truncate refused] LockConfigError naming qb.truncate(); no row deleted', async () => {
     await seed(MkCovVwDoc);

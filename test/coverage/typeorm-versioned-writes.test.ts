@@ -3,9 +3,10 @@ import {
   Column, DeleteDateColumn, Entity, JoinTable, ManyToMany, ManyToOne, OneToMany, PrimaryGeneratedColumn, Tree, TreeChildren, TreeParent,
   VersionColumn, type Repository,
 } from 'typeorm';
-import { createOrFind, LockConfigError, StaleEntityError, versioned, Versioned } from '../../src';
+import { createOrFind, LockConfigError, retryOnConflict, StaleEntityError, versioned, Versioned } from '../../src';
+import { race } from '../../src/testing';
 import { describeEachBackend } from '../support/suite';
-import { rejection, repositoryHas } from './support';
+import { rejection, repositoryHas, sleep } from './support';
 
 @Entity('cov_vw_tags')
 class CovVwTag {
@@ -143,6 +144,59 @@ describeEachBackend('coverage: @Versioned writes that check no version (TypeORM)
       await (repo(CovVwAllowedDoc) as any).deleteAll();
       expect(await rows(CovVwAllowedDoc)).to.deep.equal([]);
     }
+  });
+
+  /** Writes by primary key AND version (each by `=`): checked, 0 affected rows is StaleEntityError. */
+  const BY_VERSION: Array<{ tag: string; write: (r: Repository<Doc>, row: Doc) => Promise<unknown>; softDeleted?: boolean }> = [
+    { tag: '[coverage typeorm @Versioned repository.update({pk,version}) checked]', write: (r, row) => r.update({ id: row.id, version: row.version }, { title: 'by version' }) },
+    { tag: '[coverage typeorm @Versioned repository.delete({pk,version}) checked]', write: (r, row) => r.delete({ id: row.id, version: row.version }) },
+    { tag: '[coverage typeorm @Versioned repository.softDelete({pk,version}) checked]', write: (r, row) => r.softDelete({ id: row.id, version: row.version }) },
+    {
+      tag: '[coverage typeorm @Versioned qb.update(where-pk-version) checked]',
+      write: (r, row) => r.createQueryBuilder().update().set({ title: 'qb' }).where('id = :id', { id: row.id }).andWhere('version = :v', { v: row.version }).execute(),
+    },
+  ];
+  for (const { tag, write } of BY_VERSION) {
+    it(`${tag} naming the version the row has: it writes and moves the version; naming an older one: StaleEntityError, nothing written (allowed entity: silently nothing)`, async () => {
+      const r = repo(CovVwDoc);
+      const fresh = await seed(CovVwDoc);
+      await write(r, fresh);
+      const written = await r.findOne({ where: { id: fresh.id }, withDeleted: true });
+      expect(written === null || written.version === fresh.version + 1, 'written').to.equal(true);
+
+      const stale = await seed(CovVwDoc);
+      await r.save(Object.assign(await r.findOneByOrFail({ id: stale.id }), { hits: 1 })); // a concurrent change: version + 1
+      const before = await rows(CovVwDoc);
+      const error = await rejection(write(r, stale));
+      expect(error).to.be.instanceOf(StaleEntityError);
+      expect(error.message).to.include(`CovVwDoc {"id":${stale.id}} is stale`).and.include(`named version ${stale.version}`);
+      expect(await rows(CovVwDoc)).to.deep.equal(before);
+
+      // the control, uncheckedWrites: 'allow': TypeORM's own result, 0 rows and no error
+      const a = repo(CovVwAllowedDoc);
+      const allowed = await seed(CovVwAllowedDoc);
+      await a.save(Object.assign(await a.findOneByOrFail({ id: allowed.id }), { hits: 1 }));
+      expect(((await write(a, allowed)) as { affected?: number }).affected).to.equal(0);
+    });
+  }
+
+  it('[coverage typeorm @Versioned repository.update({pk,version}) checked] 8 concurrent read-then-update({ id, version }) increments under retryOnConflict are exact; the control (allowed entity) loses some silently', async () => {
+    const N = 8;
+    const increments = async (E: typeof CovVwDoc | typeof CovVwAllowedDoc) => {
+      const r = repo(E);
+      const { id } = await seed(E);
+      const results = await race(N, () =>
+        retryOnConflict(async () => {
+          const row = await r.findOneByOrFail({ id });
+          await sleep(30);
+          await r.update({ id, version: row.version }, { hits: row.hits + 1 });
+        }, { attempts: 50, backoffMs: 5 }),
+      );
+      expect(results.filter((x) => x.status === 'rejected').map((x) => String((x as PromiseRejectedResult).reason))).to.deep.equal([]);
+      return (await r.findOneByOrFail({ id })).hits;
+    };
+    expect(await increments(CovVwAllowedDoc), 'control').to.be.lessThan(N);
+    expect(await increments(CovVwDoc)).to.equal(N);
   });
 
   it('a raw query is not seen: [coverage typeorm @Versioned query cannot-be-seen] it writes, unchecked', async () => {

@@ -107,7 +107,7 @@ function requireVersion(cs: any): void {
   throw new LockConfigError(
     `flush of @Versioned ${meta.className} ${id}: the entity has no ${vp} value, so there is no version to check and the update would be ` +
       `unconditional. Load it (em.findOne) and change the loaded entity, or set its ${vp} to the version you read; for a deliberate ` +
-      'unconditional write use em.nativeUpdate().',
+      "unconditional write use em.nativeUpdate() with @Versioned({ uncheckedWrites: 'allow' }).",
     { entity: meta.className },
   );
 }

@@ -284,8 +284,8 @@ function versionCheckOf(subject: any, operation: 'save' | 'remove'): VersionChec
     const how =
       operation === 'save'
         ? `load it (repository.findOneBy(...)) and change the loaded object, or set its ${versionColumn.propertyPath} to the version you read; ` +
-          'for a deliberate unconditional write use repository.update(id, values)'
-        : `load it first, or set its ${versionColumn.propertyPath}; for a deliberate unconditional delete use repository.delete(id)`;
+          "for a deliberate unconditional write use repository.update(id, values) with @Versioned({ uncheckedWrites: 'allow' })"
+        : `load it first, or set its ${versionColumn.propertyPath}; for a deliberate unconditional delete use repository.delete(id) with @Versioned({ uncheckedWrites: 'allow' })`;
     throw new LockConfigError(
       `${operation}() of @Versioned ${metadata.name} ${id}: the object has no ${versionColumn.propertyPath} value, so there is no version ` +
         `to check and the ${operation === 'save' ? 'update' : 'delete'} would be unconditional. To ${operation} it, ${how}.`,

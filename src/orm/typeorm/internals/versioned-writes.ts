@@ -2,11 +2,12 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import { DeleteQueryBuilder, InsertQueryBuilder, UpdateQueryBuilder, type EntityMetadata } from 'typeorm';
 import { SoftDeleteQueryBuilder } from 'typeorm/query-builder/SoftDeleteQueryBuilder';
 import { SubjectExecutor } from 'typeorm/persistence/SubjectExecutor';
-import { uncheckedVersionedWrite } from '../../../faults/versioned';
+import { staleCriteriaWrite, uncheckedVersionedWrite } from '../../../faults/versioned';
 import { refusesUncheckedWrites } from '../../../locks/optimistic';
 import { installationOf } from '../../installations';
 import { dataSourceOf } from '../compat';
 import { expectMethod, replaceMethod, type InternalPatch } from './patch';
+import { primaryKeysOfWhere } from './update-rows';
 
 /**
  * Writes of a `@Versioned` entity that check no version — `update()`, `updateAll()`, `delete()`,
@@ -23,6 +24,10 @@ import { expectMethod, replaceMethod, type InternalPatch } from './patch';
  * call no user code (listeners and subscribers run before and after them), so a subscriber's own
  * `manager.update()` is still refused. `softRemove()`/`recover()` of a versioned entity check no
  * version either: they are refused before the flush writes anything.
+ *
+ * An update, delete, soft delete or restore whose WHERE names the row by its primary key AND its
+ * version, each by `=` (`repository.update({ id, version: 3 }, { … })`), is checked instead: it runs
+ * (moving the version, as TypeORM's builders do), and 0 affected rows is StaleEntityError.
  */
 
 /** Set while SubjectExecutor's operations write (see the file comment). */
@@ -32,32 +37,54 @@ const executor = SubjectExecutor.prototype as any;
 const EXECUTOR = 'SubjectExecutor.prototype';
 const OPERATIONS = ['executeInsertOperations', 'executeUpdateOperations', 'executeRemoveOperations', 'executeSoftRemoveOperations', 'executeRecoverOperations'] as const;
 
-const INSTEAD_UPDATE = 'save() on the loaded entity (checked against the version it was loaded with)';
-const INSTEAD_DELETE = 'remove() on the loaded entity (checked against the version it was loaded with)';
-const INSTEAD_SOFT = 'remove() on the loaded entity (checked), or a save() of its delete-date column on the loaded entity (checked)';
+const BY_VERSION = 'a WHERE naming the primary key and the version (e.g. update({ id, version }, …): checked)';
+const INSTEAD_UPDATE = `save() on the loaded entity (checked against the version it was loaded with), or ${BY_VERSION}`;
+const INSTEAD_DELETE = `remove() on the loaded entity (checked against the version it was loaded with), or ${BY_VERSION}`;
+const INSTEAD_SOFT = 'remove() on the loaded entity (checked), a save() of its delete-date column on the loaded entity (checked), ' +
+  'or softDelete()/restore() with a WHERE naming the primary key and the version (checked)';
+const INSTEAD_UPSERT = 'save() on the loaded entity (checked against the version it was loaded with), or insert() of a new row';
+
+interface Builder {
+  readonly proto: any;
+  readonly label: string;
+  readonly mentions: string[];
+  /** The call as the refusal names it; undefined: this statement overwrites no row (a plain INSERT). */
+  call(map: any): string | undefined;
+  /** The call, short (the StaleEntityError of a write by primary key and version). */
+  short(map: any): string;
+  readonly instead: string;
+  /** A WHERE by primary key and version makes it checked (it moves the version). */
+  readonly byVersion: boolean;
+}
 
 /** The four builders: what each writes, and the name of the call in the refusal. */
-const builders: Array<{ proto: any; label: string; mentions: string[]; call: (map: any) => string | undefined; instead: (map: any) => string }> = [
+const builders: Builder[] = [
   {
     proto: UpdateQueryBuilder.prototype,
     label: 'UpdateQueryBuilder.prototype',
     mentions: ['callListeners'],
     call: () => 'update() (repository/manager update, updateAll, increment, decrement, or a query builder’s update())',
-    instead: () => INSTEAD_UPDATE,
+    short: () => 'update()',
+    instead: INSTEAD_UPDATE,
+    byVersion: true,
   },
   {
     proto: DeleteQueryBuilder.prototype,
     label: 'DeleteQueryBuilder.prototype',
     mentions: ['callListeners'],
     call: () => 'delete() (repository/manager delete, deleteAll, or a query builder’s delete())',
-    instead: () => INSTEAD_DELETE,
+    short: () => 'delete()',
+    instead: INSTEAD_DELETE,
+    byVersion: true,
   },
   {
     proto: SoftDeleteQueryBuilder.prototype,
     label: 'SoftDeleteQueryBuilder.prototype',
     mentions: ['queryType'],
     call: (map) => (map.queryType === 'restore' ? 'restore() (repository/manager restore, or a query builder’s restore())' : 'softDelete() (repository/manager softDelete, or a query builder’s softDelete())'),
-    instead: () => INSTEAD_SOFT,
+    short: (map) => (map.queryType === 'restore' ? 'restore()' : 'softDelete()'),
+    instead: INSTEAD_SOFT,
+    byVersion: true,
   },
   {
     proto: InsertQueryBuilder.prototype,
@@ -65,18 +92,46 @@ const builders: Array<{ proto: any; label: string; mentions: string[]; call: (ma
     mentions: ['callListeners'],
     // only an upsert overwrites a row; a plain INSERT (or orIgnore) writes a new one
     call: (map) => (map.onUpdate ? 'upsert() (repository/manager upsert, or a query builder’s insert().orUpdate())' : undefined),
-    instead: () => `${INSTEAD_UPDATE}, or insert() of a new row`,
+    short: () => 'upsert()',
+    instead: INSTEAD_UPSERT,
+    byVersion: false,
   },
 ];
 
+/**
+ * The row and version a write's WHERE names (the primary key and the version column, each by `=`),
+ * or undefined. An UPDATE that sets the version itself is not checked this way (TypeORM moves the
+ * version only when the SET leaves it out).
+ */
+function namedVersion(qb: any): { id: Record<string, unknown>; expected: unknown } | undefined {
+  const map = qb.expressionMap;
+  const metadata: EntityMetadata = map.mainAlias.metadata;
+  const vcol = metadata.versionColumn;
+  if (!vcol) return undefined;
+  if (map.queryType === 'update' && map.valuesSet && typeof map.valuesSet === 'object' && vcol.getEntityValue(map.valuesSet) !== undefined) return undefined;
+  const rows = primaryKeysOfWhere(metadata, map.mainAlias.name, map.wheres, map.parameters, [...metadata.primaryColumns, vcol]);
+  if (!rows || rows.length !== 1) return undefined;
+  const { [vcol.propertyPath]: expected, ...id } = rows[0];
+  return expected === undefined || expected === null ? undefined : { id, expected };
+}
+
+/** A write by primary key and version: runs, and 0 affected rows (the row moved on) is StaleEntityError. */
+async function checkedByVersion(qb: any, b: Builder, named: { id: Record<string, unknown>; expected: unknown }, run: () => Promise<any>): Promise<any> {
+  const result = await run();
+  if (typeof result?.affected === 'number' && result.affected < 1) {
+    throw staleCriteriaWrite(qb.expressionMap.mainAlias.metadata.name, named.id, named.expected, b.short(qb.expressionMap));
+  }
+  return result;
+}
+
 /** The refusal of an unchecked write by a builder, or undefined when it may run. */
-function refusalOf(qb: any, call: (map: any) => string | undefined, instead: (map: any) => string): Error | undefined {
+function refusalOf(qb: any, b: Builder): Error | undefined {
   const map = qb.expressionMap;
   const metadata: EntityMetadata | undefined = map.mainAlias?.hasMetadata ? map.mainAlias.metadata : undefined;
   if (!metadata || !refusesUncheckedWrites(metadata.target) || persisting.getStore()) return undefined;
-  const name = call(map);
+  const name = b.call(map);
   if (name === undefined || !installationOf(dataSourceOf(qb))) return undefined;
-  return uncheckedVersionedWrite(metadata.name, name, instead(map));
+  return uncheckedVersionedWrite(metadata.name, name, b.instead);
 }
 
 /** True when a subject of the flush is of a @Versioned entity (only then are its statements marked). */
@@ -104,8 +159,10 @@ export const versionedWritesPatch: InternalPatch = {
   apply() {
     const undo = builders.map((b) =>
       replaceMethod(b.proto, 'execute', (base) => function (this: any, ...args: unknown[]) {
-        const refusal = refusalOf(this, b.call, b.instead);
-        return refusal ? Promise.reject(refusal) : base.apply(this, args);
+        const refusal = refusalOf(this, b);
+        if (!refusal) return base.apply(this, args);
+        const named = b.byVersion ? namedVersion(this) : undefined;
+        return named ? checkedByVersion(this, b, named, () => base.apply(this, args)) : Promise.reject(refusal);
       }),
     );
     for (const op of OPERATIONS) {
