@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import {
-  Column, DeleteDateColumn, Entity, JoinTable, ManyToMany, ManyToOne, OneToMany, PrimaryGeneratedColumn, Tree, TreeChildren, TreeParent,
-  VersionColumn, type Repository,
+  Column, DeleteDateColumn, Entity, EventSubscriber, JoinTable, ManyToMany, ManyToOne, OneToMany, PrimaryGeneratedColumn, Tree, TreeChildren,
+  TreeParent, VersionColumn, type EntitySubscriberInterface, type Repository, type UpdateEvent,
 } from 'typeorm';
 import { createOrFind, LockConfigError, retryOnConflict, StaleEntityError, versioned, Versioned } from '../../src';
 import { race } from '../../src/testing';
@@ -55,6 +55,17 @@ class CovVwFolder {
   @VersionColumn() version!: number;
   @TreeParent() parent?: CovVwFolder | null;
   @TreeChildren() children!: CovVwFolder[];
+}
+
+/** A subscriber that writes beside the save it observes: its own update() of a versioned row is the user's, refused. */
+@EventSubscriber()
+class CovVwPoke implements EntitySubscriberInterface<CovVwDoc> {
+  listenTo() {
+    return CovVwDoc;
+  }
+  async beforeUpdate(event: UpdateEvent<CovVwDoc>) {
+    if (event.entity?.title === 'poke') await event.manager.update(CovVwDoc, { id: event.entity.id }, { hits: 100 });
+  }
 }
 
 type Doc = CovVwDoc | CovVwAllowedDoc;
@@ -219,6 +230,35 @@ describeEachBackend('coverage: @Versioned writes that check no version (TypeORM)
     expect(await r.findOneBy({ id: row.id })).to.equal(null);
   });
 
+  it('softRemove() instead: a save() of the delete-date column of the loaded object is checked (and a stale one is StaleEntityError); so is restoring it', async () => {
+    const r = repo(CovVwDoc);
+    const row = await seed(CovVwDoc);
+    const stale = await r.findOneByOrFail({ id: row.id });
+    const loaded = await r.findOneByOrFail({ id: row.id });
+    loaded.deletedAt = new Date();
+    await r.save(loaded);
+    expect(await r.findOneBy({ id: row.id }), 'soft-deleted').to.equal(null);
+    stale.deletedAt = new Date();
+    stale.title = 'stale';
+    expect(await rejection(r.save(stale))).to.be.instanceOf(StaleEntityError);
+    const deleted = await r.findOneOrFail({ where: { id: row.id }, withDeleted: true });
+    expect(deleted).to.include({ title: 'seed', version: row.version + 1 });
+    deleted.deletedAt = null;
+    await r.save(deleted);
+    expect((await r.findOneByOrFail({ id: row.id })).version).to.equal(row.version + 2);
+  });
+
+  it('a subscriber’s own update() of a versioned row inside a save() is refused (it is the user’s write, not the flush’s); the save writes nothing', async () => {
+    const r = repo(CovVwDoc);
+    const row = await seed(CovVwDoc);
+    const loaded = await r.findOneByOrFail({ id: row.id });
+    loaded.title = 'poke';
+    const error = await rejection(r.save(loaded));
+    expect(error).to.be.instanceOf(LockConfigError);
+    expect(error.message).to.include('@Versioned CovVwDoc: update()');
+    expect(await r.findOneByOrFail({ id: row.id })).to.include({ title: 'seed', hits: 0, version: row.version });
+  });
+
   it('a ManyToMany change still moves the owner’s version (ormlock’s own bump), and the save is checked', async () => {
     const tag = await env.ds.getRepository(CovVwTag).save({ name: 'a' });
     const row = await seed(CovVwDoc);
@@ -267,7 +307,7 @@ describeEachBackend('coverage: @Versioned writes that check no version (TypeORM)
     }
     await repo(CovVwAllowedDoc).update(row.id, { title: 'late' });
   });
-});
+}, { subscribers: [CovVwPoke] });
 
 describe('@Versioned({ uncheckedWrites }) option values', () => {
   it('a value other than refuse/allow is LockConfigError naming the entity and the option', () => {
