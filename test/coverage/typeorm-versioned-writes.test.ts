@@ -20,15 +20,19 @@ class CovVwOwner {
   @OneToMany(() => CovVwDoc, (d) => d.owner) docs!: CovVwDoc[];
 }
 
-@Versioned()
-@Entity('cov_vw_docs')
-class CovVwDoc {
+/** The columns of the three document tables below (each its own table). */
+abstract class CovVwColumns {
   @PrimaryGeneratedColumn() id!: number;
   @Column({ type: 'varchar', length: 40, unique: true }) slug!: string;
   @Column({ type: 'varchar', length: 40, default: '' }) title!: string;
   @Column({ type: 'int', default: 0 }) hits!: number;
   @DeleteDateColumn({ nullable: true }) deletedAt?: Date | null;
   @VersionColumn() version!: number;
+}
+
+@Versioned()
+@Entity('cov_vw_docs')
+class CovVwDoc extends CovVwColumns {
   @ManyToMany(() => CovVwTag) @JoinTable({ name: 'cov_vw_doc_tags' }) tags!: CovVwTag[];
   @ManyToOne(() => CovVwOwner, (o) => o.docs, { nullable: true }) owner?: CovVwOwner | null;
 }
@@ -36,14 +40,11 @@ class CovVwDoc {
 /** The same table shape, declared `uncheckedWrites: 'allow'`: every write below runs as TypeORM's own. */
 @Versioned({ uncheckedWrites: 'allow' })
 @Entity('cov_vw_allowed_docs')
-class CovVwAllowedDoc {
-  @PrimaryGeneratedColumn() id!: number;
-  @Column({ type: 'varchar', length: 40, unique: true }) slug!: string;
-  @Column({ type: 'varchar', length: 40, default: '' }) title!: string;
-  @Column({ type: 'int', default: 0 }) hits!: number;
-  @DeleteDateColumn({ nullable: true }) deletedAt?: Date | null;
-  @VersionColumn() version!: number;
-}
+class CovVwAllowedDoc extends CovVwColumns {}
+
+/** The control of softRemove()/recover(): TypeORM's own @VersionColumn, no @Versioned. */
+@Entity('cov_vw_plain_docs')
+class CovVwPlainDoc extends CovVwColumns {}
 
 /** A versioned materialized-path tree: TypeORM's tree executor updates the path with a builder of its own. */
 @Versioned()
@@ -68,7 +69,8 @@ class CovVwPoke implements EntitySubscriberInterface<CovVwDoc> {
   }
 }
 
-type Doc = CovVwDoc | CovVwAllowedDoc;
+type Doc = CovVwDoc | CovVwAllowedDoc | CovVwPlainDoc;
+type DocClass = typeof CovVwDoc | typeof CovVwAllowedDoc | typeof CovVwPlainDoc;
 type Write = (repo: Repository<Doc>, row: Doc) => Promise<unknown>;
 let slugs = 0;
 
@@ -85,13 +87,6 @@ const WRITES: Array<{ tag: string; names: string; method?: string; write: Write;
   { tag: '[coverage typeorm @Versioned repository.upsert refused]', names: 'upsert()', write: (r, row) => r.upsert({ slug: row.slug, title: 'upserted' }, ['slug']) },
   { tag: '[coverage typeorm @Versioned repository.softDelete refused]', names: 'softDelete()', write: (r, row) => r.softDelete(row.id) },
   { tag: '[coverage typeorm @Versioned repository.restore refused]', names: 'restore()', softDeleted: true, write: (r, row) => r.restore(row.id) },
-  { tag: '[coverage typeorm @Versioned repository.softRemove refused]', names: 'softRemove()', write: async (r, row) => r.softRemove(await r.findOneByOrFail({ id: row.id })) },
-  {
-    tag: '[coverage typeorm @Versioned repository.recover refused]',
-    names: 'recover()',
-    softDeleted: true,
-    write: async (r, row) => r.recover(await r.findOneOrFail({ where: { id: row.id }, withDeleted: true })),
-  },
   { tag: '[coverage typeorm @Versioned qb.update refused]', names: 'update()', write: (r, row) => r.createQueryBuilder().update().set({ title: 'qb' }).where('id = :id', { id: row.id }).execute() },
   {
     tag: '[coverage typeorm @Versioned qb.update(callListeners-false) refused]',
@@ -110,11 +105,11 @@ const WRITES: Array<{ tag: string; names: string; method?: string; write: Write;
 
 const WRITE_SQL = /^\s*(insert|update|delete|truncate)\b/i;
 
-describeEachBackend('coverage: @Versioned writes that check no version (TypeORM)', [CovVwDoc, CovVwAllowedDoc, CovVwTag, CovVwOwner, CovVwFolder], (env) => {
+describeEachBackend('coverage: @Versioned writes that check no version (TypeORM)', [CovVwDoc, CovVwAllowedDoc, CovVwPlainDoc, CovVwTag, CovVwOwner, CovVwFolder], (env) => {
   const repo = <T extends Doc>(E: new () => T) => env.ds.getRepository(E) as unknown as Repository<Doc>;
   const col = (name: string) => env.ds.driver.escape(name);
 
-  async function seed(E: typeof CovVwDoc | typeof CovVwAllowedDoc, softDeleted = false): Promise<Doc> {
+  async function seed(E: DocClass, softDeleted = false): Promise<Doc> {
     const r = repo(E);
     const row = await r.save(r.create({ slug: `s${process.pid}-${++slugs}`, title: 'seed' }));
     if (softDeleted) {
@@ -123,7 +118,10 @@ describeEachBackend('coverage: @Versioned writes that check no version (TypeORM)
     }
     return row;
   }
-  const rows = (E: typeof CovVwDoc | typeof CovVwAllowedDoc) => repo(E).find({ withDeleted: true, order: { id: 'ASC' } });
+  const rows = (E: DocClass) => repo(E).find({ withDeleted: true, order: { id: 'ASC' } });
+  /** A concurrent writer ormlock does not see (raw SQL): the row's version moves on. */
+  const bumpRaw = (E: DocClass, id: number) =>
+    env.ds.query(`UPDATE ${col(repo(E).metadata.tableName)} SET ${col('version')} = ${col('version')} + 1 WHERE ${col('id')} = ${Number(id)}`);
 
   for (const { tag, names, method, write, softDeleted } of WRITES) {
     it(`${tag} LockConfigError naming ${names} and uncheckedWrites, before any statement: no row changed`, async function () {
@@ -230,7 +228,53 @@ describeEachBackend('coverage: @Versioned writes that check no version (TypeORM)
     expect(await r.findOneBy({ id: row.id })).to.equal(null);
   });
 
-  it('softRemove() instead: a save() of the delete-date column of the loaded object is checked (and a stale one is StaleEntityError); so is restoring it', async () => {
+  it('[coverage typeorm @Versioned repository.softRemove checked] softRemove() of a loaded object: soft-deletes and moves the version; of a stale one: StaleEntityError, nothing written; the control (TypeORM’s own @VersionColumn) soft-deletes the stale object', async () => {
+    const softRemoveStale = async (E: DocClass) => {
+      const r = repo(E);
+      const row = await seed(E);
+      const stale = await r.findOneByOrFail({ id: row.id });
+      await bumpRaw(E, row.id);
+      return { row, result: await r.softRemove(stale).then(() => null, (e) => e) };
+    };
+    const control = await softRemoveStale(CovVwPlainDoc);
+    expect(control.result, 'control').to.equal(null);
+    expect(await repo(CovVwPlainDoc).findOneBy({ id: control.row.id }), 'control: soft-deleted').to.equal(null);
+    const checked = await softRemoveStale(CovVwDoc);
+    expect(checked.result).to.be.instanceOf(StaleEntityError);
+    expect(checked.result.message).to.include('the softRemove wrote nothing');
+    expect(await repo(CovVwDoc).findOneBy({ id: checked.row.id }), 'not soft-deleted').to.include({ version: checked.row.version + 1 });
+
+    const fresh = await seed(CovVwDoc);
+    const loaded = await repo(CovVwDoc).findOneByOrFail({ id: fresh.id });
+    await repo(CovVwDoc).softRemove(loaded);
+    expect(loaded.version).to.equal(fresh.version + 1);
+    expect(await repo(CovVwDoc).findOneBy({ id: fresh.id })).to.equal(null);
+  });
+
+  it('[coverage typeorm @Versioned repository.recover checked] recover() of a loaded soft-deleted object: restores it; of a stale one: StaleEntityError, still deleted; the control recovers the stale object', async () => {
+    const recoverStale = async (E: DocClass) => {
+      const r = repo(E);
+      const row = await seed(E, true);
+      const stale = await r.findOneOrFail({ where: { id: row.id }, withDeleted: true });
+      await bumpRaw(E, row.id);
+      return { row, result: await r.recover(stale).then(() => null, (e) => e) };
+    };
+    const control = await recoverStale(CovVwPlainDoc);
+    expect(control.result, 'control').to.equal(null);
+    expect(await repo(CovVwPlainDoc).findOneBy({ id: control.row.id }), 'control: recovered').to.not.equal(null);
+    const checked = await recoverStale(CovVwDoc);
+    expect(checked.result).to.be.instanceOf(StaleEntityError);
+    expect(checked.result.message).to.include('the recover wrote nothing');
+    expect(await repo(CovVwDoc).findOneBy({ id: checked.row.id }), 'still soft-deleted').to.equal(null);
+
+    const fresh = await seed(CovVwDoc, true);
+    const loaded = await repo(CovVwDoc).findOneOrFail({ where: { id: fresh.id }, withDeleted: true });
+    await repo(CovVwDoc).recover(loaded);
+    expect(loaded.version).to.equal(fresh.version + 1);
+    expect(await repo(CovVwDoc).findOneBy({ id: fresh.id })).to.not.equal(null);
+  });
+
+  it('a save() of the delete-date column of the loaded object is checked too (and a stale one is StaleEntityError); so is restoring it', async () => {
     const r = repo(CovVwDoc);
     const row = await seed(CovVwDoc);
     const stale = await r.findOneByOrFail({ id: row.id });

@@ -17,13 +17,12 @@ import { primaryKeysOfWhere } from './update-rows';
  * before the builder sends anything (LockConfigError, src/faults/versioned.ts), unless the entity
  * declares `uncheckedWrites: 'allow'`.
  *
- * TypeORM's own persistence (save(), remove(), cascades, tree executors, ormlock's ManyToMany
- * version bump) uses the same builders: the statements it sends from SubjectExecutor's operation
+ * TypeORM's own persistence (save(), remove(), softRemove(), recover(), cascades, tree executors,
+ * ormlock's ManyToMany version bump) uses the same builders: the statements it sends from SubjectExecutor's operation
  * methods run inside `persisting` (entered only when the flush holds a subject of a versioned
  * entity), and are left alone; their version checks are persistence.ts's. The operation methods
  * call no user code (listeners and subscribers run before and after them), so a subscriber's own
- * `manager.update()` is still refused. `softRemove()`/`recover()` of a versioned entity check no
- * version either: they are refused before the flush writes anything.
+ * `manager.update()` is still refused.
  *
  * An update, delete, soft delete or restore whose WHERE names the row by its primary key AND its
  * version, each by `=` (`repository.update({ id, version: 3 }, { … })`), is checked instead: it runs
@@ -40,7 +39,7 @@ const OPERATIONS = ['executeInsertOperations', 'executeUpdateOperations', 'execu
 const BY_VERSION = 'a WHERE naming the primary key and the version (e.g. update({ id, version }, …): checked)';
 const INSTEAD_UPDATE = `save() on the loaded entity (checked against the version it was loaded with), or ${BY_VERSION}`;
 const INSTEAD_DELETE = `remove() on the loaded entity (checked against the version it was loaded with), or ${BY_VERSION}`;
-const INSTEAD_SOFT = 'remove() on the loaded entity (checked), a save() of its delete-date column on the loaded entity (checked), ' +
+const INSTEAD_SOFT = 'softRemove()/recover() on the loaded entity (checked against the version it was loaded with), ' +
   'or softDelete()/restore() with a WHERE naming the primary key and the version (checked)';
 const INSTEAD_UPSERT = 'save() on the loaded entity (checked against the version it was loaded with), or insert() of a new row';
 
@@ -139,14 +138,6 @@ function hasVersionedSubject(self: any): boolean {
   return (self.allSubjects as Array<{ metadata: EntityMetadata }>).some((s) => s.metadata && typeof s.metadata.target === 'function' && refusesUncheckedWrites(s.metadata.target));
 }
 
-/** softRemove()/recover() of an object of a @Versioned entity that refuses unchecked writes: refused before any operation. */
-function refuseSoftRemoval(self: any): void {
-  for (const subject of self.allSubjects as Array<{ metadata: EntityMetadata; entity?: object; mustBeSoftRemoved?: boolean; mustBeRecovered?: boolean }>) {
-    if (!subject.entity || !(subject.mustBeSoftRemoved || subject.mustBeRecovered) || !refusesUncheckedWrites(subject.metadata.target)) continue;
-    throw uncheckedVersionedWrite(subject.metadata.name, subject.mustBeSoftRemoved ? 'softRemove()' : 'recover()', INSTEAD_SOFT);
-  }
-}
-
 /** The refusal of unchecked @Versioned writes (see the file comment), behind one probe. */
 export const versionedWritesPatch: InternalPatch = {
   name: `${builders.map((b) => `${b.label}.execute`).join(' / ')}, ${EXECUTOR}.${OPERATIONS.join(' / ')} (@Versioned unchecked writes)`,
@@ -169,13 +160,6 @@ export const versionedWritesPatch: InternalPatch = {
       undo.push(
         replaceMethod(executor, op, (base) => function (this: any, ...args: unknown[]) {
           if (persisting.getStore() || !installationOf(dataSourceOf(this.queryRunner)) || !hasVersionedSubject(this)) return base.apply(this, args);
-          if (op === 'executeInsertOperations') {
-            try {
-              refuseSoftRemoval(this);
-            } catch (error) {
-              return Promise.reject(error);
-            }
-          }
           return persisting.run(true, () => base.apply(this, args));
         }),
       );
