@@ -85,6 +85,7 @@ const WRITES: Array<{ tag: string; names: string; method?: string; write: Write;
   { tag: '[coverage typeorm @Versioned manager.delete refused]', names: 'delete()', write: (r, row) => r.manager.delete(r.target, { id: row.id }) },
   { tag: '[coverage typeorm@>=0.3.31 @Versioned repository.deleteAll refused]', names: 'delete()', method: 'deleteAll', write: (r) => (r as any).deleteAll() },
   { tag: '[coverage typeorm @Versioned repository.upsert refused]', names: 'upsert()', write: (r, row) => r.upsert({ slug: row.slug, title: 'upserted' }, ['slug']) },
+  { tag: '[coverage typeorm @Versioned repository.clear refused]', names: 'clear()', method: 'clear', write: (r) => r.clear() },
   { tag: '[coverage typeorm @Versioned repository.softDelete refused]', names: 'softDelete()', write: (r, row) => r.softDelete(row.id) },
   { tag: '[coverage typeorm @Versioned repository.restore refused]', names: 'restore()', softDeleted: true, write: (r, row) => r.restore(row.id) },
   { tag: '[coverage typeorm @Versioned qb.update refused]', names: 'update()', write: (r, row) => r.createQueryBuilder().update().set({ title: 'qb' }).where('id = :id', { id: row.id }).execute() },
@@ -142,7 +143,7 @@ describeEachBackend('coverage: @Versioned writes that check no version (TypeORM)
   it("uncheckedWrites: 'allow': each of those writes runs as TypeORM's own (the row changes, no error)", async function () {
     for (const { tag, method, write, softDeleted } of WRITES) {
       if (method && !repositoryHas(method)) continue;
-      if (method === 'deleteAll') continue; // would empty the table the others use: checked last
+      if (method === 'deleteAll' || method === 'clear') continue; // would empty the table the others use: checked last
       const row = await seed(CovVwAllowedDoc, softDeleted);
       const before = JSON.stringify(await repo(CovVwAllowedDoc).findOne({ where: { id: row.id }, withDeleted: true }));
       await write(repo(CovVwAllowedDoc), row).catch((e) => expect.fail(`${tag}: ${e}`));
@@ -153,6 +154,9 @@ describeEachBackend('coverage: @Versioned writes that check no version (TypeORM)
       await (repo(CovVwAllowedDoc) as any).deleteAll();
       expect(await rows(CovVwAllowedDoc)).to.deep.equal([]);
     }
+    await seed(CovVwAllowedDoc);
+    await repo(CovVwAllowedDoc).clear();
+    expect(await rows(CovVwAllowedDoc)).to.deep.equal([]);
   });
 
   /** Writes by primary key AND version (each by `=`): checked, 0 affected rows is StaleEntityError. */

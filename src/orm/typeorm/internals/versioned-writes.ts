@@ -1,5 +1,5 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
-import { DeleteQueryBuilder, InsertQueryBuilder, UpdateQueryBuilder, type EntityMetadata } from 'typeorm';
+import { DeleteQueryBuilder, EntityManager, InsertQueryBuilder, UpdateQueryBuilder, type EntityMetadata } from 'typeorm';
 import { SoftDeleteQueryBuilder } from 'typeorm/query-builder/SoftDeleteQueryBuilder';
 import { SubjectExecutor } from 'typeorm/persistence/SubjectExecutor';
 import { staleCriteriaWrite, uncheckedVersionedWrite } from '../../../faults/versioned';
@@ -15,7 +15,7 @@ import { primaryKeysOfWhere } from './update-rows';
  * manager) and query-builder `update()/delete()/softDelete()/restore()/insert().orUpdate()` — all
  * end in one of four builders' `execute()`. On an installed DataSource they are refused there,
  * before the builder sends anything (LockConfigError, src/faults/versioned.ts), unless the entity
- * declares `uncheckedWrites: 'allow'`.
+ * declares `uncheckedWrites: 'allow'`. So is `clear()` (a TRUNCATE the manager sends itself).
  *
  * TypeORM's own persistence (save(), remove(), softRemove(), recover(), cascades, tree executors,
  * ormlock's ManyToMany version bump) uses the same builders: the statements it sends from SubjectExecutor's operation
@@ -33,6 +33,7 @@ import { primaryKeysOfWhere } from './update-rows';
 const persisting = new AsyncLocalStorage<true>();
 
 const executor = SubjectExecutor.prototype as any;
+const manager = EntityManager.prototype as any;
 const EXECUTOR = 'SubjectExecutor.prototype';
 const OPERATIONS = ['executeInsertOperations', 'executeUpdateOperations', 'executeRemoveOperations', 'executeSoftRemoveOperations', 'executeRecoverOperations'] as const;
 
@@ -140,12 +141,13 @@ function hasVersionedSubject(self: any): boolean {
 
 /** The refusal of unchecked @Versioned writes (see the file comment), behind one probe. */
 export const versionedWritesPatch: InternalPatch = {
-  name: `${builders.map((b) => `${b.label}.execute`).join(' / ')}, ${EXECUTOR}.${OPERATIONS.join(' / ')} (@Versioned unchecked writes)`,
+  name: `${builders.map((b) => `${b.label}.execute`).join(' / ')}, ${EXECUTOR}.${OPERATIONS.join(' / ')}, EntityManager.prototype.clear (@Versioned unchecked writes)`,
   probe: () => [
     ...builders.flatMap((b) => expectMethod(b.proto, b.label, 'execute', b.mentions)),
     ...expectMethod(InsertQueryBuilder.prototype, 'InsertQueryBuilder.prototype', 'orUpdate', ['onUpdate']),
     ...OPERATIONS.flatMap((op) => expectMethod(executor, EXECUTOR, op)),
     ...expectMethod(executor, EXECUTOR, 'execute', ['allSubjects', 'executeInsertOperations']),
+    ...expectMethod(manager, 'EntityManager.prototype', 'clear', ['getMetadata', 'clearTable']),
   ],
   apply() {
     const undo = builders.map((b) =>
@@ -164,6 +166,16 @@ export const versionedWritesPatch: InternalPatch = {
         }),
       );
     }
+    undo.push(
+      replaceMethod(manager, 'clear', (base) => function (this: any, target: unknown, ...rest: unknown[]) {
+        const ds = dataSourceOf(this);
+        const metadata: EntityMetadata | undefined = ds?.hasMetadata(target as never) ? ds.getMetadata(target as never) : undefined;
+        if (metadata && refusesUncheckedWrites(metadata.target) && installationOf(ds)) {
+          return Promise.reject(uncheckedVersionedWrite(metadata.name, 'clear() (a TRUNCATE of the whole table)', INSTEAD_DELETE));
+        }
+        return base.call(this, target, ...rest);
+      }),
+    );
     this.restore = () => undo.reverse().forEach((u) => u());
   },
   restore() {},
