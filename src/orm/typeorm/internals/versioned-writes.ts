@@ -18,11 +18,11 @@ import { primaryKeysOfWhere } from './update-rows';
  * declares `uncheckedWrites: 'allow'`. So is `clear()` (a TRUNCATE the manager sends itself).
  *
  * TypeORM's own persistence (save(), remove(), softRemove(), recover(), cascades, tree executors,
- * ormlock's ManyToMany version bump) uses the same builders: the statements it sends from SubjectExecutor's operation
- * methods run inside `persisting` (entered only when the flush holds a subject of a versioned
- * entity), and are left alone; their version checks are persistence.ts's. The operation methods
- * call no user code (listeners and subscribers run before and after them), so a subscriber's own
- * `manager.update()` is still refused.
+ * ormlock's ManyToMany version bump) uses the same builders: the statements it sends from
+ * SubjectExecutor's operation methods run inside `persisting` (entered only when the flush holds a
+ * subject of a versioned entity), and are left alone; their version checks are persistence.ts's.
+ * The operation methods call no user code (listeners and subscribers run before and after them),
+ * so a subscriber's own `manager.update()` is still refused.
  *
  * An update, delete, soft delete or restore whose WHERE names the row by its primary key AND its
  * version, each by `=` (`repository.update({ id, version: 3 }, { … })`), is checked instead: it runs
@@ -63,7 +63,7 @@ const builders: Builder[] = [
     proto: UpdateQueryBuilder.prototype,
     label: 'UpdateQueryBuilder.prototype',
     mentions: ['callListeners'],
-    call: () => 'update() (repository/manager update, updateAll, increment, decrement, or a query builder’s update())',
+    call: () => "update() (repository/manager update, updateAll, increment, decrement, or a query builder's update())",
     short: () => 'update()',
     instead: INSTEAD_UPDATE,
     byVersion: true,
@@ -72,7 +72,7 @@ const builders: Builder[] = [
     proto: DeleteQueryBuilder.prototype,
     label: 'DeleteQueryBuilder.prototype',
     mentions: ['callListeners'],
-    call: () => 'delete() (repository/manager delete, deleteAll, or a query builder’s delete())',
+    call: () => "delete() (repository/manager delete, deleteAll, or a query builder's delete())",
     short: () => 'delete()',
     instead: INSTEAD_DELETE,
     byVersion: true,
@@ -81,7 +81,10 @@ const builders: Builder[] = [
     proto: SoftDeleteQueryBuilder.prototype,
     label: 'SoftDeleteQueryBuilder.prototype',
     mentions: ['queryType'],
-    call: (map) => (map.queryType === 'restore' ? 'restore() (repository/manager restore, or a query builder’s restore())' : 'softDelete() (repository/manager softDelete, or a query builder’s softDelete())'),
+    call: (map) =>
+      map.queryType === 'restore'
+        ? "restore() (repository/manager restore, or a query builder's restore())"
+        : "softDelete() (repository/manager softDelete, or a query builder's softDelete())",
     short: (map) => (map.queryType === 'restore' ? 'restore()' : 'softDelete()'),
     instead: INSTEAD_SOFT,
     byVersion: true,
@@ -91,7 +94,7 @@ const builders: Builder[] = [
     label: 'InsertQueryBuilder.prototype',
     mentions: ['callListeners'],
     // only an upsert overwrites a row; a plain INSERT (or orIgnore) writes a new one
-    call: (map) => (map.onUpdate ? 'upsert() (repository/manager upsert, or a query builder’s insert().orUpdate())' : undefined),
+    call: (map) => (map.onUpdate ? "upsert() (repository/manager upsert, or a query builder's insert().orUpdate())" : undefined),
     short: () => 'upsert()',
     instead: INSTEAD_UPSERT,
     byVersion: false,
