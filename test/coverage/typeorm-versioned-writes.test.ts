@@ -307,6 +307,24 @@ describeEachBackend('coverage: @Versioned writes that check no version (TypeORM)
     expect(await r.findOneByOrFail({ id: row.id })).to.include({ title: 'seed', hits: 0, version: row.version });
   });
 
+  it("[coverage typeorm @Versioned qb.relation.add/remove(ManyToMany) refused] a relation query builder's add()/remove() of an owned ManyToMany (junction rows, the version unmoved): LockConfigError, nothing written", async () => {
+    const tag = await env.ds.getRepository(CovVwTag).save({ name: 'rel' });
+    const row = await seed(CovVwDoc);
+    const relation = () => env.ds.createQueryBuilder().relation(CovVwDoc, 'tags').of(row.id);
+    env.log.start();
+    const added = await rejection(relation().add(tag.id));
+    const removed = await rejection(relation().remove(tag.id));
+    const sent = env.log.stop();
+    for (const error of [added, removed]) {
+      expect(error).to.be.instanceOf(LockConfigError);
+      expect(error.message).to.include("@Versioned CovVwDoc: qb.relation(…, 'tags')").and.include("uncheckedWrites: 'allow'");
+    }
+    expect(sent.filter((q) => WRITE_SQL.test(q))).to.deep.equal([]);
+    const reread = await env.ds.getRepository(CovVwDoc).findOneOrFail({ where: { id: row.id }, relations: { tags: true } });
+    expect(reread.tags).to.deep.equal([]);
+    expect(reread.version).to.equal(row.version);
+  });
+
   it('a ManyToMany change still moves the owner’s version (ormlock’s own bump), and the save is checked', async () => {
     const tag = await env.ds.getRepository(CovVwTag).save({ name: 'a' });
     const row = await seed(CovVwDoc);

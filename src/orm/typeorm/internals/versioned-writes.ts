@@ -1,5 +1,5 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
-import { DeleteQueryBuilder, EntityManager, InsertQueryBuilder, UpdateQueryBuilder, type EntityMetadata } from 'typeorm';
+import { DeleteQueryBuilder, EntityManager, InsertQueryBuilder, RelationQueryBuilder, UpdateQueryBuilder, type EntityMetadata } from 'typeorm';
 import { SoftDeleteQueryBuilder } from 'typeorm/query-builder/SoftDeleteQueryBuilder';
 import { SubjectExecutor } from 'typeorm/persistence/SubjectExecutor';
 import { staleCriteriaWrite, uncheckedVersionedWrite } from '../../../faults/versioned';
@@ -15,7 +15,9 @@ import { primaryKeysOfWhere } from './update-rows';
  * manager) and query-builder `update()/delete()/softDelete()/restore()/insert().orUpdate()` — all
  * end in one of four builders' `execute()`. On an installed DataSource they are refused there,
  * before the builder sends anything (LockConfigError, src/faults/versioned.ts), unless the entity
- * declares `uncheckedWrites: 'allow'`. So is `clear()` (a TRUNCATE the manager sends itself).
+ * declares `uncheckedWrites: 'allow'`. So is `clear()` (a TRUNCATE the manager sends itself), and a
+ * relation query builder's `add()`/`remove()` of a versioned entity's ManyToMany (junction rows
+ * written without moving the owner's version, which a save() of the collection moves, checked).
  *
  * TypeORM's own persistence (save(), remove(), softRemove(), recover(), cascades, tree executors,
  * ormlock's ManyToMany version bump) uses the same builders: the statements it sends from
@@ -34,6 +36,7 @@ const persisting = new AsyncLocalStorage<true>();
 
 const executor = SubjectExecutor.prototype as any;
 const manager = EntityManager.prototype as any;
+const relation = RelationQueryBuilder.prototype as any;
 const EXECUTOR = 'SubjectExecutor.prototype';
 const OPERATIONS = ['executeInsertOperations', 'executeUpdateOperations', 'executeRemoveOperations', 'executeSoftRemoveOperations', 'executeRecoverOperations'] as const;
 
@@ -42,6 +45,7 @@ const INSTEAD_UPDATE = `save() on the loaded entity (checked against the version
 const INSTEAD_DELETE = `remove() on the loaded entity (checked against the version it was loaded with), or ${BY_VERSION}`;
 const INSTEAD_SOFT = 'softRemove()/recover() on the loaded entity (checked against the version it was loaded with), ' +
   'or softDelete()/restore() with a WHERE naming the primary key and the version (checked)';
+const INSTEAD_COLLECTION = 'a save() of the loaded entity with the changed collection (it moves the version, checked)';
 const INSTEAD_UPSERT = 'save() on the loaded entity (checked against the version it was loaded with), or insert() of a new row';
 
 interface Builder {
@@ -144,13 +148,16 @@ function hasVersionedSubject(self: any): boolean {
 
 /** The refusal of unchecked @Versioned writes (see the file comment), behind one probe. */
 export const versionedWritesPatch: InternalPatch = {
-  name: `${builders.map((b) => `${b.label}.execute`).join(' / ')}, ${EXECUTOR}.${OPERATIONS.join(' / ')}, EntityManager.prototype.clear (@Versioned unchecked writes)`,
+  name:
+    `${builders.map((b) => `${b.label}.execute`).join(' / ')}, ${EXECUTOR}.${OPERATIONS.join(' / ')}, EntityManager.prototype.clear, ` +
+    'RelationQueryBuilder.prototype.add / remove (@Versioned unchecked writes)',
   probe: () => [
     ...builders.flatMap((b) => expectMethod(b.proto, b.label, 'execute', b.mentions)),
     ...expectMethod(InsertQueryBuilder.prototype, 'InsertQueryBuilder.prototype', 'orUpdate', ['onUpdate']),
     ...OPERATIONS.flatMap((op) => expectMethod(executor, EXECUTOR, op)),
     ...expectMethod(executor, EXECUTOR, 'execute', ['allSubjects', 'executeInsertOperations']),
     ...expectMethod(manager, 'EntityManager.prototype', 'clear', ['getMetadata', 'clearTable']),
+    ...['add', 'remove'].flatMap((m) => expectMethod(relation, 'RelationQueryBuilder.prototype', m, ['relationMetadata'])),
   ],
   apply() {
     const undo = builders.map((b) =>
@@ -179,6 +186,18 @@ export const versionedWritesPatch: InternalPatch = {
         return base.call(this, target, ...rest);
       }),
     );
+    for (const method of ['add', 'remove'] as const) {
+      undo.push(
+        replaceMethod(relation, method, (base) => function (this: any, ...args: unknown[]) {
+          const rel = this.expressionMap?.relationMetadata;
+          const owner: EntityMetadata | undefined = rel?.isManyToMany ? rel.entityMetadata : undefined;
+          if (owner && refusesUncheckedWrites(owner.target) && installationOf(dataSourceOf(this))) {
+            return Promise.reject(uncheckedVersionedWrite(owner.name, `qb.relation(…, '${rel.propertyPath}').${method}() (junction rows, the version unmoved)`, INSTEAD_COLLECTION));
+          }
+          return base.apply(this, args);
+        }),
+      );
+    }
     this.restore = () => undo.reverse().forEach((u) => u());
   },
   restore() {},
