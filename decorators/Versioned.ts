@@ -18,6 +18,8 @@ import { checkDecoratorOptions, rejectStandardDecorator } from './wrap-method';
  * }
  * ```
  * Without a `@VersionColumn`, `installLocking` throws `LockConfigError` naming the entity.
+ * Writes that check no version (`update()`, `delete()`, `upsert()`, …) are refused with
+ * `LockConfigError`; `@Versioned({ uncheckedWrites: 'allow' })` lets them run unchecked.
  */
 export function Versioned(options: VersionedOptions = {}): ClassDecorator {
   checkDecoratorOptions('Versioned', options);

@@ -2,7 +2,8 @@
  * `@Versioned` gaps: a `save()` that changes an owned ManyToMany of a versioned
  * entity moves its version and is checked (as Hibernate does for owned collections), so a stale
  * object can no longer remove a tag someone else added. `upsert()`, `update()` and query-builder
- * updates move the version too (they are unconditional writes: not checked, as the README says).
+ * updates check no version: they are refused unless the entity declares `uncheckedWrites: 'allow'`
+ * (test/coverage/typeorm-versioned-writes.test.ts); when allowed, they move the version too.
  */
 import { expect } from 'chai';
 import { StaleEntityError, retryOnConflict } from '../src';
@@ -94,7 +95,7 @@ describeEachBackend('edges: @Versioned and owned ManyToMany, upsert, update', ED
     expect(now.tags.length, 'tags lost: the race is real').to.be.below(WORKERS);
   });
 
-  it('upsert(), update() and a query-builder update of a @Versioned entity move the version', async () => {
+  it("upsert(), update() and a query-builder update of a @Versioned({ uncheckedWrites: 'allow' }) entity move the version", async () => {
     await settings().upsert({ key: 'k1', value: 'a' }, ['key']);
     const v0 = (await settings().findOneByOrFail({ key: 'k1' })).version;
     await settings().upsert({ key: 'k1', value: 'b' }, ['key']);

@@ -99,7 +99,7 @@ describeEachBackend('@Versioned save() without the re-read', [NrAccount], (env) 
     expect((await repo().findOneByOrFail({ id })).credits).to.equal(1);
 
     const unchanged = await repo().findOneByOrFail({ id });
-    await repo().update({ id }, { credits: 3 });
+    await repo().save(Object.assign(await repo().findOneByOrFail({ id }), { credits: 3 })); // a concurrent change
     const sql = await logged(() => repo().save(unchanged).then(() => null, (e) => e));
     expect(sql.some(isReRead), 'unchanged: TypeORM re-reads').to.equal(true);
     expect(await repo().save(unchanged).then(() => null, (e) => e)).to.be.instanceOf(StaleEntityError);
@@ -129,7 +129,7 @@ describeEachBackend('@Versioned save() without the re-read', [NrAccount], (env) 
   it('a version set by hand is not trusted: the re-read decides', async () => {
     const { id } = await seed();
     const obj = await repo().findOneByOrFail({ id });
-    await repo().update({ id }, { credits: 99 }); // the row moves to version 2
+    await repo().save(Object.assign(await repo().findOneByOrFail({ id }), { credits: 99 })); // a concurrent change: the row moves to version 2
     obj.version = 2;
     obj.owner = 'x';
     const sql = await logged(() => repo().save(obj));

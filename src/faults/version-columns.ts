@@ -25,7 +25,7 @@ export function noVersionValue(entity: string, id: string, property: string): Lo
   return new LockConfigError(
     `flush of @Versioned ${entity} ${id}: the entity has no ${property} value, so there is no version to check and the update would be ` +
       `unconditional. Load it (em.findOne) and change the loaded entity, or set its ${property} to the version you read; for a deliberate ` +
-      'unconditional write use em.nativeUpdate().',
+      "unconditional write use em.nativeUpdate() with @Versioned({ uncheckedWrites: 'allow' }).",
     { entity },
   );
 }

@@ -1,8 +1,18 @@
 import { describeValue, optionsProblems } from '../arguments';
 import { LockConfigError } from '../errors';
-import { declare, type VersionedOptions } from '../metadata/registry';
+import { badOption } from '../faults/options';
+import { declare, lockMetadataOf, type VersionedOptions } from '../metadata/registry';
 
 export type { VersionedOptions } from '../metadata/registry';
+
+const VERSIONED_OPTIONS = ['uncheckedWrites'] as const;
+
+/** True when `entityClass` is `@Versioned` and refuses writes that check no version (uncheckedWrites is not 'allow'). */
+export function refusesUncheckedWrites(entityClass: unknown): boolean {
+  if (typeof entityClass !== 'function') return false;
+  const declared = lockMetadataOf(entityClass)?.versioned;
+  return declared !== undefined && declared.uncheckedWrites !== 'allow';
+}
 
 /**
  * The plain-function twin of `@Versioned()`: marks an entity class (which must have a
@@ -11,16 +21,26 @@ export type { VersionedOptions } from '../metadata/registry';
  * (`… WHERE id = ? AND version = ?`, affected rows checked), and otherwise throws
  * `StaleEntityError` having written nothing.
  *
+ * Writes that check no version (`update()`, `delete()`, `upsert()`, `increment()`, query-builder
+ * updates and deletes; MikroORM `nativeUpdate/nativeDelete/upsert`) are refused with
+ * LockConfigError, unless `uncheckedWrites: 'allow'`.
+ *
  * ```ts
  * versioned(Counter);   // same as @Versioned() on the class (after installLocking too: validated then)
+ * versioned(AuditRow, { uncheckedWrites: 'allow' });   // repository.update(…) writes unchecked, deliberately
  * ```
  */
 export function versioned(entityClass: Function, options: VersionedOptions = {}): void {
   if (typeof entityClass !== 'function') {
     throw new LockConfigError(`@Versioned / versioned(entityClass, options?): expected an entity class (got ${describeValue(entityClass)})`);
   }
-  const problems = optionsProblems(options);
-  if (problems.length) throw new LockConfigError(`@Versioned on ${entityClass.name}: ${problems.join('; ')}`, { entity: entityClass.name });
+  const subject = `@Versioned on ${entityClass.name}`;
+  const problems = optionsProblems(options, VERSIONED_OPTIONS);
+  if (problems.length) throw new LockConfigError(`${subject}: ${problems.join('; ')}`, { entity: entityClass.name });
+  const unchecked = options.uncheckedWrites;
+  if (unchecked !== undefined && unchecked !== 'refuse' && unchecked !== 'allow') {
+    throw badOption(subject, 'uncheckedWrites', "'refuse' or 'allow'", unchecked, { entity: entityClass.name, option: 'uncheckedWrites' });
+  }
   declare(entityClass, (rec) => (rec.versioned = { ...options }));
 }
 

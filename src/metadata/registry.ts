@@ -11,8 +11,13 @@ export type AroundCreateHook<E = any> = (entity: E, ctx: AroundCreateContext) =>
 
 /** Options of `@Versioned()`. */
 export interface VersionedOptions {
-  /** Reserved for later use. */
-  readonly _?: never;
+  /**
+   * What a write that checks no version does on this entity (`update()`, `delete()`, `upsert()`,
+   * `increment()`, query-builder updates and deletes; MikroORM `nativeUpdate/nativeDelete/upsert`):
+   * `'refuse'` (the default) throws LockConfigError naming the call before any statement;
+   * `'allow'` lets it write whatever version the row has (see docs/optimistic.md).
+   */
+  readonly uncheckedWrites?: 'refuse' | 'allow';
 }
 
 /** One `@AdvisoryLock(entity => key)` declared on an entity class. */

@@ -5,11 +5,13 @@ import { LockConfigError, TransactionRequiredError } from '../../../errors';
 import { evaluateAdvisoryKey, lockForEntityWrite, type AdvisoryLockOptions } from '../../../locks/advisory';
 import type { AroundCreateRunContext } from '../../../locks/parent';
 import { lockMetadataOf } from '../../../metadata/registry';
+import { staleCriteriaWrite } from '../../../faults/versioned';
 import { advisoryKeyUnknown } from '../../entity-write-refusals';
 import type { Installation } from '../../installations';
 import { connectionFor, type MikroOrmConnection } from '../connection';
 import { installationFor } from '../registry';
 import { expectMethod, ownerOf, replaceMethod, type MikroPatch } from './patch';
+import { uncheckedVersionedRefusal, type UncheckedKind } from './versioned-writes';
 
 /**
  * The writes that bypass a flush — `em.insert/insertMany/upsert/upsertMany/nativeUpdate/nativeDelete`
@@ -188,6 +190,24 @@ export function primaryKeysOf(meta: any, where: unknown): Array<Record<string, u
   return [Object.fromEntries(pk.map((p, i) => [p, values[i]![0]]))];
 }
 
+/**
+ * The row and version a nativeUpdate/nativeDelete WHERE names (`{ id, version: 3 }`: the primary key
+ * of one row and the version, each by `=`), or undefined. An update that sets the version itself is
+ * not checked this way (MikroORM's builder moves the version only when the data leaves it out).
+ */
+function namedVersion(meta: any, where: unknown, data?: unknown): { id: Record<string, unknown>; expected: unknown } | undefined {
+  const vp: string | undefined = meta.versionProperty;
+  if (!vp || where === null || typeof where !== 'object' || Array.isArray(where)) return undefined;
+  if (data && typeof data === 'object' && vp in data) return undefined;
+  const keys = primaryKeysOf(meta, where);
+  if (!keys || keys.length !== 1) return undefined;
+  const raw = (where as Record<string, unknown>)[vp];
+  const ops = raw !== null && typeof raw === 'object' && !(raw instanceof Date) ? (raw as Record<string, unknown>) : undefined;
+  const expected = ops ? (Object.keys(ops).length === 1 ? ops.$eq : undefined) : raw;
+  const usable = expected !== undefined && expected !== null && (typeof expected !== 'object' || expected instanceof Date);
+  return usable ? { id: keys[0], expected } : undefined;
+}
+
 function notInstalledWrite(entity: string, call: string): LockConfigError {
   return new LockConfigError(
     `${entity} declares ormlock locks, but ${call} went through a MikroORM instance where ormlock is not installed: call \`await installLocking(orm)\` ` +
@@ -213,9 +233,17 @@ export function entityManagerWritesPatch(em: object): MikroPatch {
     apply() {
       const undo = methods.map((method) =>
         replaceMethod(ownerOf(em, method)!, method, (base) => async function (this: any, ...args: any[]) {
+          const kind = kindOf(method);
+          const meta = kind === 'insert' ? undefined : metaOf(this, entityNameOf(method, args));
+          const refusal = meta && uncheckedVersionedRefusal(meta, this, `em.${method}()`, kind as UncheckedKind);
+          const named = refusal && (method === 'nativeUpdate' || method === 'nativeDelete') ? namedVersion(meta, args[1], args[2]) : undefined;
+          if (refusal && !named) throw refusal; // @Versioned: nothing sent
           const write = describeCall(this, method, args);
           if (write) await beforeNativeWrite(write);
-          return base.apply(this, args);
+          const result = await base.apply(this, args);
+          // by primary key and version: checked (the builder moves the version); 0 rows means the row moved on
+          if (named && result === 0) throw staleCriteriaWrite(meta.className, named.id, named.expected, `em.${method}()`);
+          return result;
         }),
       );
       return () => undo.reverse().forEach((u) => u());
@@ -223,15 +251,23 @@ export function entityManagerWritesPatch(em: object): MikroPatch {
   };
 }
 
+const isMany = (method: string) => method === 'insertMany' || method === 'upsertMany';
+const isValueCall = (method: string) => method === 'insert' || method === 'upsert' || isMany(method);
+const kindOf = (method: string): Kind => (method.startsWith('insert') ? 'insert' : method.startsWith('upsert') ? 'upsert' : method === 'nativeUpdate' ? 'update' : 'delete');
+
+/** The entity a call of `method` with `args` writes: insert(entity) / insert(Entity, data); insertMany([entities]) / insertMany(Entity, [data]). */
+function entityNameOf(method: string, args: any[]): unknown {
+  const [first, second] = args;
+  return isValueCall(method) && second === undefined ? (isMany(method) ? first?.[0]?.constructor : first?.constructor) : first;
+}
+
 /** What a call of `method` with `args` writes (undefined when its entity declares no write-time lock). */
 function describeCall(self: any, method: string, args: any[]): NativeWrite | undefined {
   const [first, second, third] = args;
-  const many = method === 'insertMany' || method === 'upsertMany';
-  const valueCall = method === 'insert' || method === 'upsert' || many;
-  // insert(entity) / insert(Entity, data); insertMany([entities]) / insertMany(Entity, [data])
-  const entityName = valueCall && second === undefined ? (many ? first?.[0]?.constructor : first?.constructor) : first;
-  const meta = metaOf(self, entityName);
-  const kind: Kind = method.startsWith('insert') ? 'insert' : method.startsWith('upsert') ? 'upsert' : method === 'nativeUpdate' ? 'update' : 'delete';
+  const many = isMany(method);
+  const valueCall = isValueCall(method);
+  const meta = metaOf(self, entityNameOf(method, args));
+  const kind = kindOf(method);
   if (!meta || !declaredOn(meta, kind)) return undefined;
   const em = self.getContext(false);
   const base = { call: `em.${method}()`, kind, meta, em, ctx: em.getTransactionContext() };

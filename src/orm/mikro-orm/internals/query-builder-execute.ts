@@ -3,6 +3,7 @@ import { readLockPolicy } from '../../../context/store';
 import { runLockedRead, unlockableRead } from '../../../locks/row-lock';
 import { beforeNativeWrite, queryBuilderWrite } from './native-writes';
 import { expectMethod, ownerOf, replaceMethod, type MikroPatch } from './patch';
+import { uncheckedVersionedRefusal, type UncheckedKind } from './versioned-writes';
 import { countingTotal, covers, isMarked, markOf, planLockedRead, withLockClause } from './reads';
 
 const LABEL = 'QueryBuilder.prototype';
@@ -31,6 +32,8 @@ export function queryBuilderExecutePatch(qb: object): MikroPatch {
     apply() {
       return replaceMethod(owner!, 'execute', (base) => function (this: any, ...args: unknown[]) {
         if (!this.em) return base.apply(this, args);
+        const refusal = uncheckedBuilderWrite(this);
+        if (refusal) return Promise.reject(refusal); // @Versioned: nothing sent
         const write = queryBuilderWrite(this);
         if (write) return beforeNativeWrite(write).then(() => base.apply(this, args));
         const policy = readLockPolicy();
@@ -72,6 +75,16 @@ export function resultAndCountPatch(qb: object): MikroPatch {
       });
     },
   };
+}
+
+/** The refusal of a builder's write of a @Versioned entity that checks no version (versioned-writes.ts), or undefined. */
+function uncheckedBuilderWrite(qb: any): Error | undefined {
+  const type: string | undefined = qb.type;
+  const upsert = (type === 'INSERT' && qb._onConflict?.some((c: { ignore?: boolean }) => !c.ignore)) || type === 'UPSERT';
+  const kind: UncheckedKind | undefined = type === 'UPDATE' ? 'update' : type === 'DELETE' || type === 'TRUNCATE' ? 'delete' : upsert ? 'upsert' : undefined;
+  if (!kind) return undefined;
+  const call = type === 'TRUNCATE' ? 'qb.truncate()' : kind === 'upsert' ? 'qb.insert().onConflict().merge()' : `qb.${kind}()`;
+  return uncheckedVersionedRefusal(qb.mainAlias?.metadata, qb.em, call, kind);
 }
 
 /** The builder's fields the patch reads, as a fresh builder has them. */

@@ -11,6 +11,7 @@ import { queryRunnerModelPatch } from './query-runner';
 import { repositoryManagerPatch } from './repository';
 import { deleteRowsPatch, updateRowsPatch, upsertRowsPatch } from './update-rows';
 import { upsertVersionPatch } from './upsert';
+import { versionedWritesPatch } from './versioned-writes';
 
 /**
  * Every patch of TypeORM internals, applied only when something needs it, probed before any is
@@ -33,7 +34,9 @@ export function neededPatches(): InternalPatch[] {
     queryRunnerModelPatch,
     ...(writes ? writePatches : []),
     ...(declared.some((d) => d.advisory.length > 0) ? [updateRowsPatch, deleteRowsPatch, upsertRowsPatch] : []),
-    ...(versioned ? [...persistencePatches, versionedLoadPatch, upsertVersionPatch] : []),
+    // versionedWritesPatch after persistencePatches: its SubjectExecutor wrappers are the outer ones, so
+    // the version bump persistence.ts sends from executeInsertOperations counts as the flush's own
+    ...(versioned ? [...persistencePatches, versionedLoadPatch, upsertVersionPatch, versionedWritesPatch] : []),
   ];
 }
 

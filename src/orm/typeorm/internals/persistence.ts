@@ -3,6 +3,7 @@ import {
 } from 'typeorm';
 type ColumnMetadata = EntityMetadata['columns'][number];
 import { SubjectExecutor } from 'typeorm/persistence/SubjectExecutor';
+import { SoftDeleteQueryBuilder } from 'typeorm/query-builder/SoftDeleteQueryBuilder';
 import { LockConfigError, StaleEntityError } from '../../../errors';
 import { nextVersion } from '../../../locks/optimistic';
 import { lockMetadataOf } from '../../../metadata/registry';
@@ -20,7 +21,8 @@ import { forgetLoaded } from './versioned-snapshots';
  * 2848, 3608). Here, for subjects of `@Versioned` entities that the user holds (a loaded
  * object), the UPDATE/DELETE that TypeORM builds gets `AND version = <the object's version>`
  * and its affected-row count is checked; 0 rows means the row changed (or went away) since
- * the object was loaded: `StaleEntityError`, and nothing was written.
+ * the object was loaded: `StaleEntityError`, and nothing was written. `softRemove()` and
+ * `recover()` of a loaded object (an UPDATE of the delete-date column) are checked the same way.
  *
  * Every hook is inert unless ormlock registered the subject: the executor wrappers register the
  * identifier objects of versioned subjects (a WeakMap keyed by object identity) just before
@@ -41,6 +43,7 @@ interface VersionCheck {
 /** Marker on an UpdateQueryBuilder's / DeleteQueryBuilder's expressionMap. */
 const UPDATE_CHECK = Symbol('ormlock.versionCheck.update');
 const DELETE_CHECK = Symbol('ormlock.versionCheck.delete');
+const SOFT_CHECK = Symbol('ormlock.versionCheck.softDelete');
 const EXPECTED_PARAM = 'ormlock_expected_version';
 
 interface UpdateMark {
@@ -63,19 +66,27 @@ const registered = new WeakMap<object, VersionCheck>();
 const executor = SubjectExecutor.prototype as any;
 const update = UpdateQueryBuilder.prototype as any;
 const del = DeleteQueryBuilder.prototype as any;
+const softDel = SoftDeleteQueryBuilder.prototype as any;
+
+/** What the version check guards: save() (update), remove() (delete), softRemove() / recover() (an update of the delete date). */
+type Operation = 'save' | 'remove' | 'softRemove' | 'recover';
 
 /** The version check's hooks (see the file comment), behind one probe. */
 export const persistencePatches: readonly InternalPatch[] = [
   {
-    name: 'SubjectExecutor / UpdateQueryBuilder / DeleteQueryBuilder (the @Versioned check)',
+    name: 'SubjectExecutor / UpdateQueryBuilder / DeleteQueryBuilder / SoftDeleteQueryBuilder (the @Versioned check)',
     probe: () => [
       ...expectMethod(executor, 'SubjectExecutor.prototype', 'executeInsertOperations', ['insertSubjects']),
       ...expectMethod(executor, 'SubjectExecutor.prototype', 'executeUpdateOperations', ['updateSubjects', 'whereEntity']),
       ...expectMethod(executor, 'SubjectExecutor.prototype', 'executeRemoveOperations', ['removeSubjects']),
+      ...expectMethod(executor, 'SubjectExecutor.prototype', 'executeSoftRemoveOperations', ['softRemoveSubjects', 'whereEntity']),
+      ...expectMethod(executor, 'SubjectExecutor.prototype', 'executeRecoverOperations', ['recoverSubjects', 'whereEntity']),
       ...expectMethod(update, 'UpdateQueryBuilder.prototype', 'whereEntity'),
       ...expectMethod(update, 'UpdateQueryBuilder.prototype', 'execute', ['UpdateResult']),
       ...expectMethod(del, 'DeleteQueryBuilder.prototype', 'where'),
       ...expectMethod(del, 'DeleteQueryBuilder.prototype', 'execute', ['DeleteResult']),
+      ...expectMethod(softDel, 'SoftDeleteQueryBuilder.prototype', 'whereEntity'),
+      ...expectMethod(softDel, 'SoftDeleteQueryBuilder.prototype', 'execute', ['UpdateResult']),
     ],
     apply() {
       this.restore = applyPersistence();
@@ -118,21 +129,25 @@ function applyPersistence(): () => void {
     }
   });
 
-  patch(executor, 'executeRemoveOperations', (baseRemoveOps) => async function (this: any) {
-    if (!installationOf(dataSourceOf(this.queryRunner))) return baseRemoveOps.call(this);
+  // the statements of these steps are built for exactly the registered identifier objects
+  const registering = (list: string, operation: Operation) => (baseOps: (this: any) => Promise<void>) => async function (this: any) {
+    if (!installationOf(dataSourceOf(this.queryRunner))) return baseOps.call(this);
     const keys: object[] = [];
     try {
-      for (const subject of this.removeSubjects) {
-        const check = versionCheckOf(subject, 'remove');
+      for (const subject of this[list]) {
+        const check = versionCheckOf(subject, operation);
         if (!check) continue;
         registered.set(check.identifier, check);
         keys.push(check.identifier);
       }
-      return await baseRemoveOps.call(this);
+      return await baseOps.call(this);
     } finally {
       for (const key of keys) registered.delete(key);
     }
-  });
+  };
+  patch(executor, 'executeRemoveOperations', registering('removeSubjects', 'remove'));
+  patch(executor, 'executeSoftRemoveOperations', registering('softRemoveSubjects', 'softRemove'));
+  patch(executor, 'executeRecoverOperations', registering('recoverSubjects', 'recover'));
 
   patch(update, 'whereEntity', (baseWhereEntity) => function (this: UpdateQueryBuilder<any>, entity: unknown) {
     const result = baseWhereEntity.call(this, entity);
@@ -166,11 +181,7 @@ function applyPersistence(): () => void {
     const { check } = mark;
     forgetLoaded(check.entity); // written (or found stale): its loaded values are no longer the row's
     const result = await baseUpdateExecute.call(this);
-    if (result.affected === undefined || result.affected === null) {
-      throw new LockConfigError(`@Versioned ${check.metadata.name}: the database driver did not report affected rows; the version check cannot work.`, {
-        entity: check.metadata.name,
-      });
-    }
+    requireAffected(result, check.metadata);
     if (result.affected < 1) throw await staleError(manager, [check], 'save', result.affected);
 
     const generated: ObjectLiteral = {};
@@ -215,12 +226,33 @@ function applyPersistence(): () => void {
     if (!mark) return baseDeleteExecute.call(this);
     const manager = managerOf(this);
     const result = await baseDeleteExecute.call(this);
-    if (result.affected === undefined || result.affected === null) {
-      throw new LockConfigError(`@Versioned ${mark.checks[0].metadata.name}: the database driver did not report affected rows; the version check cannot work.`, {
-        entity: mark.checks[0].metadata.name,
-      });
-    }
+    requireAffected(result, mark.checks[0].metadata);
     if (result.affected < mark.expectedRows) throw await staleError(manager, mark.checks, 'remove', result.affected);
+    return result;
+  });
+
+  // softRemove() / recover(): TypeORM's soft-delete builder of a registered subject gets the version
+  // condition (its SET already moves the version and the delete date); its affected rows are checked
+  patch(softDel, 'whereEntity', (baseWhereEntity) => function (this: SoftDeleteQueryBuilder<any>, entity: unknown) {
+    const result = baseWhereEntity.call(this, entity);
+    const check = entity !== null && typeof entity === 'object' && !Array.isArray(entity) ? registered.get(entity) : undefined;
+    if (!check) return result;
+    const vcol = check.versionColumn;
+    this.andWhere(`${this.escape(vcol.databaseName)} = :${EXPECTED_PARAM}`, {
+      [EXPECTED_PARAM]: dataSourceOf(this)!.driver.preparePersistentValue(check.expected, vcol),
+    });
+    (this.expressionMap as any)[SOFT_CHECK] = check;
+    return result;
+  });
+
+  patch(softDel, 'execute', (baseSoftExecute) => async function (this: SoftDeleteQueryBuilder<any>) {
+    const check: VersionCheck | undefined = (this.expressionMap as any)[SOFT_CHECK];
+    if (!check) return baseSoftExecute.call(this);
+    const manager = managerOf(this);
+    forgetLoaded(check.entity);
+    const result = await baseSoftExecute.call(this);
+    requireAffected(result, check.metadata);
+    if (result.affected < 1) throw await staleError(manager, [check], (this.expressionMap as any).queryType === 'restore' ? 'recover' : 'softRemove', result.affected);
     return result;
   });
   return () => {
@@ -270,8 +302,25 @@ async function bumpCollectionOwner(executor: any, subject: any): Promise<void> {
   if (subject.databaseEntity) check.versionColumn.setEntityValue(subject.databaseEntity, next);
 }
 
+/** `result.affected`, which the check needs (PostgreSQL and MySQL drivers report it). */
+function requireAffected<R extends { affected?: number | null }>(result: R, metadata: EntityMetadata): asserts result is R & { affected: number } {
+  if (result.affected === undefined || result.affected === null) {
+    throw new LockConfigError(`@Versioned ${metadata.name}: the database driver did not report affected rows; the version check cannot work.`, {
+      entity: metadata.name,
+    });
+  }
+}
+
+/** The unconditional way to do what `operation` does, for the refusal of an object without a version. */
+const UNCONDITIONAL: Record<Operation, string> = {
+  save: 'repository.update(id, values)',
+  remove: 'repository.delete(id)',
+  softRemove: 'repository.softDelete(id)',
+  recover: 'repository.restore(id)',
+};
+
 /** The check for a subject of a @Versioned entity the user holds, or undefined (TypeORM's own behaviour). */
-function versionCheckOf(subject: any, operation: 'save' | 'remove'): VersionCheck | undefined {
+function versionCheckOf(subject: any, operation: Operation): VersionCheck | undefined {
   const entity = subject.entity;
   const metadata: EntityMetadata = subject.metadata;
   if (!entity || !subject.identifier || typeof metadata.target !== 'function') return undefined;
@@ -282,13 +331,13 @@ function versionCheckOf(subject: any, operation: 'save' | 'remove'): VersionChec
   if (expected === undefined || expected === null) {
     const id = JSON.stringify(metadata.getEntityIdMap(entity) ?? subject.identifier);
     const how =
-      operation === 'save'
-        ? `load it (repository.findOneBy(...)) and change the loaded object, or set its ${versionColumn.propertyPath} to the version you read; ` +
-          'for a deliberate unconditional write use repository.update(id, values)'
-        : `load it first, or set its ${versionColumn.propertyPath}; for a deliberate unconditional delete use repository.delete(id)`;
+      (operation === 'save'
+        ? `load it (repository.findOneBy(...)) and change the loaded object, or set its ${versionColumn.propertyPath} to the version you read; `
+        : `load it first, or set its ${versionColumn.propertyPath}; `) +
+      `for a deliberate unconditional write use ${UNCONDITIONAL[operation]} with @Versioned({ uncheckedWrites: 'allow' })`;
     throw new LockConfigError(
       `${operation}() of @Versioned ${metadata.name} ${id}: the object has no ${versionColumn.propertyPath} value, so there is no version ` +
-        `to check and the ${operation === 'save' ? 'update' : 'delete'} would be unconditional. To ${operation} it, ${how}.`,
+        `to check and the ${operation === 'remove' ? 'delete' : 'update'} would be unconditional. To ${operation} it, ${how}.`,
       { entity: metadata.name, id: metadata.getEntityIdMap(entity) ?? subject.identifier },
     );
   }
@@ -322,7 +371,7 @@ function refuseResurrection(subject: any): void {
 async function staleError(
   manager: EntityManager,
   checks: VersionCheck[],
-  operation: 'save' | 'remove',
+  operation: Operation,
   affected: number,
 ): Promise<StaleEntityError> {
   const { metadata, versionColumn } = checks[0];

@@ -127,15 +127,18 @@ export const upsertRowsPatch: InternalPatch = {
  * The primary keys a WHERE names: every top-level condition is AND-ed, and the primary-key
  * columns are each constrained by `=` (or a single-column key by `IN (…)`) to parameters.
  * Other AND-ed conditions only narrow the rows. null when the rows cannot be known this way.
+ * `columns` (default: the primary key) names other columns to find the same way, all of them
+ * required (@Versioned: the primary key and the version column, by `=`: one row).
  */
 export function primaryKeysOfWhere(
   meta: EntityMetadata,
   alias: string,
   wheres: Array<{ type: string; condition: unknown }>,
   parameters: Record<string, unknown>,
+  columns: EntityMetadata['primaryColumns'] = meta.primaryColumns,
 ): Array<Record<string, unknown>> | null {
   if (!Array.isArray(wheres) || wheres.length === 0 || wheres.some((w) => w.type === 'or')) return null;
-  const primaries = meta.primaryColumns;
+  const primaries = columns;
   const found = new Map<string, unknown[]>();
   const column = (path: string) => {
     const bare = path.replace(/["`[\]]/g, '');
