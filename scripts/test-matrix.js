@@ -52,7 +52,7 @@ const ONCE = [
  * file not listed counts DEFAULT_SECONDS. Only the balance depends on these.
  */
 const SECONDS = {
-  'test/lost-connection.test.ts': 45,
+  'test/lost-connection.test.ts': 20,
   'test/scheduled-lock.test.ts': 45,
   'test/package.test.ts': 45,
   'test/pgbouncer.test.ts': 30,
