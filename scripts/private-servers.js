@@ -99,7 +99,10 @@ async function startPrivateServers(index) {
     );
     fs.rmSync(dir, { recursive: true, force: true });
   };
-  const killNow = () => children.forEach((c) => c.kill('SIGKILL'));
+  const killNow = () => {
+    children.forEach((c) => c.kill('SIGKILL'));
+    fs.rmSync(dir, { recursive: true, force: true });
+  };
   process.once('exit', killNow);
   try {
     const asRoot = process.getuid?.() === 0 ? ['--user=root'] : [];

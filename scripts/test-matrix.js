@@ -249,6 +249,9 @@ async function matrix(argv) {
   process.exit(done.every((r) => r.ok) ? 0 : 1);
 }
 
+// Ctrl-C or a CI timeout: exit, so the 'exit' handlers stop the private servers.
+for (const signal of ['SIGINT', 'SIGTERM']) process.once(signal, () => process.exit(130));
+
 const argv = process.argv.slice(2);
 (argv[0] === '--matrix' ? matrix(argv.slice(1)) : once(argv)).catch((error) => {
   console.error(error);
