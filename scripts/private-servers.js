@@ -34,13 +34,13 @@ async function freePort(from) {
   throw new Error(`no free port from ${from}`);
 }
 
-/** The shared MariaDB's version, or null when it does not answer. */
-async function versionAt(uri) {
+/** A MariaDB's version (or another server variable), or null when it does not answer. */
+async function versionAt(uri, variable = 'VERSION()') {
   try {
     const mysql = require('mysql2/promise');
     const c = await mysql.createConnection({ uri, connectTimeout: 3000 });
     try {
-      const [[row]] = await c.query('SELECT VERSION() AS v');
+      const [[row]] = await c.query(`SELECT ${variable} AS v`);
       return row.v;
     } finally {
       await c.end();
@@ -66,6 +66,22 @@ async function unavailable() {
   const mine = spawnSync(MARIADBD, ['--version'], { encoding: 'utf8' }).stdout ?? '';
   if (!mine.includes(shared.split('-')[0])) return `${MARIADBD} (${mine.trim()}) is not the shared server's version (${shared})`;
   return undefined;
+}
+
+/** A Redis node's answer to CONFIG GET dir (raw RESP text). */
+function redisDir(port) {
+  return new Promise((resolve) => {
+    const socket = net.connect({ host: '127.0.0.1', port });
+    let data = '';
+    const done = () => (socket.destroy(), resolve(data));
+    socket.setTimeout(2000, done);
+    socket.once('error', done);
+    socket.once('connect', () => socket.write('CONFIG GET dir\r\n'));
+    socket.on('data', (chunk) => {
+      data += chunk.toString();
+      if (/^\*2\r\n\$\d+\r\ndir\r\n\$\d+\r\n.*\r\n/s.test(data) || data.startsWith('-')) done();
+    });
+  });
 }
 
 async function waitFor(what, probe, child, ms = 30_000) {
@@ -97,7 +113,8 @@ async function startPrivateServers(index) {
           }),
       ),
     );
-    fs.rmSync(dir, { recursive: true, force: true });
+    if (process.env.ORMLOCK_PRIVATE_KEEP) console.log(`=== private servers' files kept in ${dir}`);
+    else fs.rmSync(dir, { recursive: true, force: true });
   };
   const killNow = () => {
     children.forEach((c) => c.kill('SIGKILL'));
@@ -138,15 +155,28 @@ async function startPrivateServers(index) {
     for (let i = 0, from = 6390 + index * 10; i < 3; i++) {
       const port = await freePort(from);
       from = port + 1;
-      const redis = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--daemonize', 'no', '--loglevel', 'warning'], {
-        cwd: dir,
-        stdio: 'ignore',
-      });
+      const redis = spawn(
+        'redis-server',
+        ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--daemonize', 'no', '--loglevel', 'warning'],
+        {
+          cwd: dir,
+          stdio: 'ignore',
+        },
+      );
       children.push(redis);
       redisPorts.push(port);
     }
     await Promise.all(redisPorts.map((port, i) => waitFor(`redis-server :${port}`, async () => !(await portFree(port)), children[i + 1])));
     await waitFor(`mariadbd :${mysqlPort} (log: ${dir}/mariadb.log)`, async () => (await versionAt(mysqlUrl)) !== null, mariadb);
+    // the server answering is this one, not another runner's that took the port first (ours then failed to bind)
+    const datadir = await versionAt(mysqlUrl, '@@datadir');
+    if (path.resolve(String(datadir)) !== fs.realpathSync(path.join(dir, 'mariadb'))) throw new Error(`port ${mysqlPort} is another MariaDB's (${datadir})`);
+    await Promise.all(
+      redisPorts.map(async (port) => {
+        const answer = await redisDir(port);
+        if (!answer.includes(fs.realpathSync(dir))) throw new Error(`port ${port} is another Redis's (${answer})`);
+      }),
+    );
     return {
       env: {
         MYSQL_URL: mysqlUrl,

@@ -10,7 +10,9 @@
  *       depend on TypeORM (MikroORM, Redis only, the packed package's consumers, the repository
  *       checks) once. Options: --versions=0.3.20,0.3.31 (default: all of MATRIX), --no-once (skip
  *       the TypeORM-independent files, e.g. after `npm test` ran them), --shards=N (split each run
- *       into N processes; default 1), --serial (one process after another).
+ *       into N processes; default 1), --serial (one process after another), --private-from=K (every
+ *       process gets private servers, numbered from K: the shared servers are left to an `npm test`
+ *       running at the same time; CI does this).
  *
  * Processes that run at the same time must not share server-wide names: MariaDB's GET_LOCK names
  * and Redis keys are server-wide, and the test files name them without a per-run prefix
@@ -130,29 +132,35 @@ function options(argv, known) {
  * Runs the processes (each { name, version, files }), at the same time when allowed and private
  * servers can be had, else one after another. Resolves each one's { name, ok, status, seconds, timings }.
  */
-async function runAll(procs, args, { serial }) {
+async function runAll(procs, args, { serial, privateFrom }) {
   const started = Date.now();
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ormlock-timings-'));
-  let why = serial ? '--serial' : procs.length > 1 ? await unavailable() : undefined;
+  // privateFrom: every process gets private servers (numbered from there), the shared ones are left to another runner
+  const first = privateFrom === undefined ? 1 : 0;
+  let why = privateFrom !== undefined ? await unavailable() : serial ? '--serial' : procs.length > 1 ? await unavailable() : undefined;
+  if (why && privateFrom !== undefined) throw new Error(`--private-from: private servers cannot be had (${why})`);
   if (why && procs.length > 1) console.log(`=== one process after another (${why})`);
   const servers = [];
   if (!why) {
     try {
-      for (let i = 1; i < procs.length; i++) servers[i] = await startPrivateServers(i);
+      for (let i = first; i < procs.length; i++) servers[i] = await startPrivateServers((privateFrom ?? 0) + i);
     } catch (error) {
+      await Promise.all(servers.filter(Boolean).map((srv) => srv.stop()));
+      servers.length = 0;
+      if (privateFrom !== undefined) throw error;
       why = `private servers did not start: ${error.message}`;
       console.log(`=== one process after another (${why})`);
     }
   }
   console.log(
-    `=== ${procs.length} test process${procs.length > 1 ? 'es' : ''}${why || procs.length === 1 ? '' : ' at once (each after the first with its own MariaDB and Redis)'}`,
+    `=== ${procs.length} test process${procs.length > 1 ? 'es' : ''}${why || procs.length === 1 ? '' : first === 0 ? ' at once (each with its own MariaDB and Redis)' : ' at once (each after the first with its own MariaDB and Redis)'}`,
   );
   for (const p of procs) console.log(`  - ${p.name}: ${p.files.length} files`);
   const start = (p, i) =>
     new Promise((resolve) => {
       const timingsFile = path.join(tmp, `${i}.json`);
       const env = { ...envFor(p.version), ...(servers[i]?.env ?? {}), ORMLOCK_TIMINGS_FILE: timingsFile };
-      const live = i === 0 || !!why;
+      const live = (i === 0 && first === 1) || !!why;
       const child = spawn(process.execPath, [mocha, ...args, ...p.files], {
         env,
         cwd: ROOT,
@@ -231,7 +239,7 @@ async function once(argv) {
 }
 
 async function matrix(argv) {
-  const { opts, rest } = options(argv, ['versions', 'no-once', 'serial', 'shards']);
+  const { opts, rest } = options(argv, ['versions', 'no-once', 'serial', 'shards', 'private-from']);
   const versions = typeof opts.versions === 'string' ? opts.versions.split(',').filter(Boolean) : MATRIX;
   const files = testFiles();
   const independent = files.filter((f) => ONCE.some((re) => re.test(f)));
@@ -245,7 +253,8 @@ async function matrix(argv) {
   for (const v of versions) split(`${label(v)}: the TypeORM-dependent files`, v, dependent);
   if (!opts['no-once']) split(`${label('default')}: the TypeORM-independent files`, 'default', independent);
   console.log(`=== test matrix`);
-  const done = await runAll(procs, rest, { serial: !!opts.serial });
+  const privateFrom = opts['private-from'] === undefined ? undefined : Number(opts['private-from']);
+  const done = await runAll(procs, rest, { serial: !!opts.serial, privateFrom });
   process.exit(done.every((r) => r.ok) ? 0 : 1);
 }
 
