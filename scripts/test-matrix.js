@@ -91,16 +91,26 @@ function allFiles(dir) {
   return out.sort();
 }
 
-/** `files` in `n` groups of about equal recorded time (the longest first into the lightest group); each group sorted. */
+/**
+ * Files that must run in the same process: they pack this checkout (test/support/packed.ts: dist/
+ * removed, then `npm pack` builds it), once per process, and two processes would remove and build
+ * the same dist/ at the same time.
+ */
+const TOGETHER = [['test/package.test.ts', 'test/quick-start.test.ts']];
+
+/** `files` in `n` groups of about equal recorded time (the longest first into the lightest group; TOGETHER files as one); each group sorted. */
 function shard(files, n) {
   const groups = Array.from({ length: Math.max(1, Math.min(n, files.length)) }, () => ({ files: [], seconds: 0 }));
   const weight = (f) => SECONDS[f] ?? DEFAULT_SECONDS;
-  for (const f of [...files].sort((a, b) => weight(b) - weight(a))) {
+  const units = TOGETHER.map((t) => t.filter((f) => files.includes(f))).filter((u) => u.length);
+  for (const f of files) if (!units.some((u) => u.includes(f))) units.push([f]);
+  const unitWeight = (u) => u.reduce((sum, f) => sum + weight(f), 0);
+  for (const u of units.sort((a, b) => unitWeight(b) - unitWeight(a))) {
     const lightest = groups.reduce((a, b) => (b.seconds < a.seconds ? b : a));
-    lightest.files.push(f);
-    lightest.seconds += weight(f);
+    lightest.files.push(...u);
+    lightest.seconds += unitWeight(u);
   }
-  return groups.map((g) => g.files.sort());
+  return groups.filter((g) => g.files.length).map((g) => g.files.sort());
 }
 
 function label(version) {
