@@ -2,23 +2,35 @@
 /**
  * The test runner.
  *
- *   node scripts/test-matrix.js [mocha args]        (`npm test`): every test file once, on the
- *       installed TypeORM (ORMLOCK_TYPEORM=<version> picks another one of the matrix).
+ *   node scripts/test-matrix.js [--shards=N] [mocha args]      (`npm test`): every test file once,
+ *       on the installed TypeORM (ORMLOCK_TYPEORM=<version> picks another one of the matrix), split
+ *       into N mocha processes (default 2, one per core of the CI machine) that run at the same time.
  *   node scripts/test-matrix.js --matrix [options] [mocha args]   (`npm run test:matrix`): the
  *       TypeORM-dependent files once per TypeORM version of the matrix, and the files that do not
  *       depend on TypeORM (MikroORM, Redis only, the packed package's consumers, the repository
- *       checks) once. The runs are separate processes started at the same time (each test
- *       process has its own databases); each run's output is buffered and printed whole when it
- *       ends. Options: --versions=0.3.20,0.3.31 (default: all of MATRIX), --no-once (skip the
- *       TypeORM-independent files, e.g. after `npm test` ran them), --serial (one run after
- *       another: names that are server-wide — MariaDB's GET_LOCK names, Redis keys, PgBouncer's
- *       port — are then never shared by two runs; CI uses it).
+ *       checks) once. Options: --versions=0.3.20,0.3.31 (default: all of MATRIX), --no-once (skip
+ *       the TypeORM-independent files, e.g. after `npm test` ran them), --shards=N (split each run
+ *       into N processes; default 1), --serial (one process after another), --private-from=K (every
+ *       process gets private servers, numbered from K: the shared servers are left to an `npm test`
+ *       running at the same time; CI does this).
  *
- * Exits non-zero if any run failed.
+ * Processes that run at the same time must not share server-wide names: MariaDB's GET_LOCK names
+ * and Redis keys are server-wide, and the test files name them without a per-run prefix
+ * (PostgreSQL needs none: each test process has its own database). So the first process uses the
+ * shared servers and every other one gets private ones (scripts/private-servers.js: a MariaDB of
+ * the same version and three Redis nodes, its own port ranges for the servers tests start). Where
+ * private servers cannot be started (no mariadbd, MYSQL_URL pointing elsewhere,
+ * ORMLOCK_PRIVATE_SERVERS=0) the processes run one after another instead, as with --serial.
+ *
+ * The first process's output streams; the others' is buffered and printed whole when all ended.
+ * At the end: the tests counted over all processes and the slowest files. Exits non-zero if any
+ * process failed.
  */
-const { spawn, spawnSync } = require('node:child_process');
+const { spawn } = require('node:child_process');
 const fs = require('node:fs');
+const os = require('node:os');
 const path = require('node:path');
+const { startPrivateServers, unavailable } = require('./private-servers');
 
 const ROOT = path.join(__dirname, '..');
 const MATRIX = ['0.3.20', '0.3.31', 'default'];
@@ -37,17 +49,68 @@ const ONCE = [
   /^test\/docs\.test\.ts$/,
   /^test\/nestjs-exception-filter\.test\.ts$/,
 ];
+/**
+ * Seconds a file took in a recorded run (the timing reporter's table), to balance the shards; a
+ * file not listed counts DEFAULT_SECONDS. Only the balance depends on these.
+ */
+const SECONDS = {
+  'test/lost-connection.test.ts': 20,
+  'test/scheduled-lock.test.ts': 45,
+  'test/package.test.ts': 45,
+  'test/pgbouncer.test.ts': 30,
+  'test/migrations.test.ts': 30,
+  'test/advisory.test.ts': 27,
+  'test/first-command.test.ts': 24,
+  'test/mikro-orm/advisory.test.ts': 20,
+  'test/quick-start.test.ts': 17,
+  'test/mikro-orm/model-based.test.ts': 15,
+  'test/model-based.test.ts': 14,
+  'test/scheduled-nestjs-example.test.ts': 13,
+  'test/redlock-database.test.ts': 12,
+  'test/coverage/mikro-orm-advisory.test.ts': 9,
+  'test/coverage/typeorm-advisory.test.ts': 9,
+  'test/redlock.test.ts': 9,
+};
+const DEFAULT_SECONDS = 4;
 const mocha = path.join(ROOT, 'node_modules', 'mocha', 'bin', 'mocha.js');
 
+/** The test files under `dir` (test/stress excluded), or only those ORMLOCK_TEST_ONLY (a regular expression) matches. */
 function testFiles(dir = 'test') {
+  const only = process.env.ORMLOCK_TEST_ONLY ? new RegExp(process.env.ORMLOCK_TEST_ONLY) : undefined;
+  return allFiles(dir).filter((f) => !only || only.test(f));
+}
+
+function allFiles(dir) {
   const out = [];
   for (const entry of fs.readdirSync(path.join(ROOT, dir), { withFileTypes: true })) {
     const rel = `${dir}/${entry.name}`;
     if (entry.isDirectory()) {
-      if (entry.name !== 'stress') out.push(...testFiles(rel));
+      if (entry.name !== 'stress') out.push(...allFiles(rel));
     } else if (entry.name.endsWith('.test.ts')) out.push(rel);
   }
   return out.sort();
+}
+
+/**
+ * Files that must run in the same process: they pack this checkout (test/support/packed.ts: dist/
+ * removed, then `npm pack` builds it), once per process, and two processes would remove and build
+ * the same dist/ at the same time.
+ */
+const TOGETHER = [['test/package.test.ts', 'test/quick-start.test.ts']];
+
+/** `files` in `n` groups of about equal recorded time (the longest first into the lightest group; TOGETHER files as one); each group sorted. */
+function shard(files, n) {
+  const groups = Array.from({ length: Math.max(1, Math.min(n, files.length)) }, () => ({ files: [], seconds: 0 }));
+  const weight = (f) => SECONDS[f] ?? DEFAULT_SECONDS;
+  const units = TOGETHER.map((t) => t.filter((f) => files.includes(f))).filter((u) => u.length);
+  for (const f of files) if (!units.some((u) => u.includes(f))) units.push([f]);
+  const unitWeight = (u) => u.reduce((sum, f) => sum + weight(f), 0);
+  for (const u of units.sort((a, b) => unitWeight(b) - unitWeight(a))) {
+    const lightest = groups.reduce((a, b) => (b.seconds < a.seconds ? b : a));
+    lightest.files.push(...u);
+    lightest.seconds += unitWeight(u);
+  }
+  return groups.filter((g) => g.files.length).map((g) => g.files.sort());
 }
 
 function label(version) {
@@ -63,54 +126,153 @@ function envFor(version) {
   return env;
 }
 
-function once(args) {
-  const version = process.env.ORMLOCK_TYPEORM || 'default';
-  console.log(`\n=== npm test on ${label(version)}\n`);
-  const started = Date.now();
-  const run = spawnSync(process.execPath, [mocha, ...args, ...testFiles()], { stdio: 'inherit', env: envFor(version), cwd: ROOT });
-  console.log(`\n=== ${run.status === 0 ? 'ok' : 'FAIL'}: ${label(version)} in ${Math.round((Date.now() - started) / 1000)} s`);
-  process.exit(run.status ?? 1);
+/** Splits `--name=value` options (and flags) off the mocha arguments. */
+function options(argv, known) {
+  const opts = {};
+  const rest = [];
+  for (const a of argv) {
+    const m = /^--([\w-]+)(?:=(.*))?$/.exec(a);
+    if (m && known.includes(m[1])) opts[m[1]] = m[2] ?? true;
+    else rest.push(a);
+  }
+  return { opts, rest };
 }
 
-function matrix(argv) {
-  let versions = MATRIX;
-  let withOnce = true;
-  let serial = false;
-  const args = [];
-  for (const a of argv) {
-    if (a.startsWith('--versions=')) versions = a.slice('--versions='.length).split(',').filter(Boolean);
-    else if (a === '--no-once') withOnce = false;
-    else if (a === '--serial') serial = true;
-    else args.push(a);
+/**
+ * Runs the processes (each { name, version, files }), at the same time when allowed and private
+ * servers can be had, else one after another. Resolves each one's { name, ok, status, seconds, timings }.
+ */
+async function runAll(procs, args, { serial, privateFrom }) {
+  const started = Date.now();
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ormlock-timings-'));
+  // privateFrom: every process gets private servers (numbered from there), the shared ones are left to another runner
+  const first = privateFrom === undefined ? 1 : 0;
+  let why = privateFrom !== undefined ? await unavailable() : serial ? '--serial' : procs.length > 1 ? await unavailable() : undefined;
+  if (why && privateFrom !== undefined) throw new Error(`--private-from: private servers cannot be had (${why})`);
+  if (why && procs.length > 1) console.log(`=== one process after another (${why})`);
+  const servers = [];
+  if (!why) {
+    try {
+      for (let i = first; i < procs.length; i++) servers[i] = await startPrivateServers((privateFrom ?? 0) + i);
+    } catch (error) {
+      await Promise.all(servers.filter(Boolean).map((srv) => srv.stop()));
+      servers.length = 0;
+      if (privateFrom !== undefined) throw error;
+      why = `private servers did not start: ${error.message}`;
+      console.log(`=== one process after another (${why})`);
+    }
   }
+  console.log(
+    `=== ${procs.length} test process${procs.length > 1 ? 'es' : ''}${why || procs.length === 1 ? '' : first === 0 ? ' at once (each with its own MariaDB and Redis)' : ' at once (each after the first with its own MariaDB and Redis)'}`,
+  );
+  for (const p of procs) console.log(`  - ${p.name}: ${p.files.length} files`);
+  const start = (p, i) =>
+    new Promise((resolve) => {
+      const timingsFile = path.join(tmp, `${i}.json`);
+      const env = { ...envFor(p.version), ...(servers[i]?.env ?? {}), ORMLOCK_TIMINGS_FILE: timingsFile };
+      const live = (i === 0 && first === 1) || !!why;
+      const child = spawn(process.execPath, [mocha, ...args, ...p.files], {
+        env,
+        cwd: ROOT,
+        stdio: ['ignore', live ? 'inherit' : 'pipe', live ? 'inherit' : 'pipe'],
+      });
+      const chunks = [];
+      if (!live) {
+        child.stdout.on('data', (d) => chunks.push(d));
+        child.stderr.on('data', (d) => chunks.push(d));
+      }
+      if (live) console.log(`\n=== ${p.name}\n`);
+      child.on('close', (code, signal) => {
+        const seconds = Math.round((Date.now() - started) / 1000);
+        let timings;
+        try {
+          timings = JSON.parse(fs.readFileSync(timingsFile, 'utf8'));
+        } catch {
+          timings = undefined;
+        }
+        resolve({ name: p.name, ok: code === 0, status: code ?? signal, seconds, timings, output: live ? undefined : Buffer.concat(chunks) });
+      });
+    });
+  let done;
+  try {
+    if (why) {
+      done = [];
+      for (const [i, p] of procs.entries()) done.push(await start(p, i));
+    } else done = await Promise.all(procs.map(start));
+  } finally {
+    await Promise.all(servers.filter(Boolean).map((s) => s.stop()));
+    fs.rmSync(tmp, { recursive: true, force: true });
+  }
+  for (const r of done) {
+    if (!r.output) continue;
+    process.stdout.write(`\n=== ${r.name} (ended at ${r.seconds} s)\n\n`);
+    process.stdout.write(r.output);
+  }
+  summary(done, Math.round((Date.now() - started) / 1000));
+  return done;
+}
+
+/** The counts over all processes, the slowest files, one line per process. */
+function summary(done, wall) {
+  const total = { passes: 0, failures: 0, pending: 0 };
+  const files = [];
+  for (const r of done) {
+    if (!r.timings) continue;
+    for (const k of Object.keys(total)) total[k] += r.timings.stats[k] ?? 0;
+    for (const [file, ms] of r.timings.files) files.push({ file, ms, proc: r.name });
+  }
+  files.sort((a, b) => b.ms - a.ms);
+  console.log(
+    `\n=== ${done.length > 1 ? 'all processes' : 'the run'}: ${total.passes} passing, ${total.failures} failing, ${total.pending} pending; ${wall} s wall`,
+  );
+  console.log(`  the ${Math.min(10, files.length)} slowest of ${files.length} files:`);
+  for (const f of files.slice(0, 10))
+    console.log(`    ${String(Math.round(f.ms / 100) / 10).padStart(6)} s  ${f.file}${done.length > 1 ? `  (${f.proc})` : ''}`);
+  for (const r of done)
+    console.log(
+      `${r.ok ? 'ok  ' : 'FAIL'} ${r.name} (ended at ${r.seconds} s${r.ok ? '' : `, exit ${r.status}`}${r.timings ? '' : ', no timings: the reporter did not finish'})`,
+    );
+}
+
+async function once(argv) {
+  const { opts, rest } = options(argv, ['shards', 'serial']);
+  const version = process.env.ORMLOCK_TYPEORM || 'default';
+  const groups = shard(testFiles(), Number(opts.shards ?? process.env.ORMLOCK_TEST_SHARDS ?? 2));
+  console.log(`\n=== npm test on ${label(version)}`);
+  const procs = groups.map((files, i) => ({
+    name: groups.length > 1 ? `${label(version)}, part ${i + 1} of ${groups.length}` : label(version),
+    version,
+    files,
+  }));
+  const done = await runAll(procs, rest, { serial: !!opts.serial });
+  process.exit(done.every((r) => r.ok) ? 0 : 1);
+}
+
+async function matrix(argv) {
+  const { opts, rest } = options(argv, ['versions', 'no-once', 'serial', 'shards', 'private-from']);
+  const versions = typeof opts.versions === 'string' ? opts.versions.split(',').filter(Boolean) : MATRIX;
   const files = testFiles();
   const independent = files.filter((f) => ONCE.some((re) => re.test(f)));
   const dependent = files.filter((f) => !independent.includes(f));
-  const runs = versions.map((v) => ({ name: `${label(v)}: ${dependent.length} TypeORM-dependent files`, version: v, files: dependent }));
-  if (withOnce) runs.push({ name: `${label('default')}: ${independent.length} TypeORM-independent files`, version: 'default', files: independent });
-  const started = Date.now();
-  console.log(`=== test matrix: ${runs.length} runs ${serial ? 'one after another' : 'at once'}\n${runs.map((r) => `  - ${r.name}`).join('\n')}`);
-  const start = (r) =>
-    new Promise((resolve) => {
-      const child = spawn(process.execPath, [mocha, ...args, ...r.files], { env: envFor(r.version), cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-      const chunks = [];
-      child.stdout.on('data', (d) => chunks.push(d));
-      child.stderr.on('data', (d) => chunks.push(d));
-      child.on('close', (code, signal) => {
-        const seconds = Math.round((Date.now() - started) / 1000);
-        process.stdout.write(`\n=== ${r.name} (${seconds} s)\n`);
-        process.stdout.write(Buffer.concat(chunks));
-        resolve({ name: r.name, ok: code === 0, status: code ?? signal, seconds });
-      });
-    });
-  const all = serial ? runs.reduce((prev, r) => prev.then(async (done) => [...done, await start(r)]), Promise.resolve([])) : Promise.all(runs.map(start));
-  all.then((done) => {
-    console.log(`\n=== test matrix (${Math.round((Date.now() - started) / 1000)} s wall)`);
-    for (const r of done) console.log(`${r.ok ? 'ok  ' : 'FAIL'} ${r.name} (${r.seconds} s${r.ok ? '' : `, exit ${r.status}`})`);
-    process.exit(done.every((r) => r.ok) ? 0 : 1);
-  });
+  const shards = Number(opts.shards ?? 1);
+  const procs = [];
+  const split = (name, version, list) => {
+    const groups = shard(list, shards);
+    groups.forEach((g, i) => procs.push({ name: groups.length > 1 ? `${name}, part ${i + 1} of ${groups.length}` : name, version, files: g }));
+  };
+  for (const v of versions) split(`${label(v)}: the TypeORM-dependent files`, v, dependent);
+  if (!opts['no-once']) split(`${label('default')}: the TypeORM-independent files`, 'default', independent);
+  console.log(`=== test matrix`);
+  const privateFrom = opts['private-from'] === undefined ? undefined : Number(opts['private-from']);
+  const done = await runAll(procs, rest, { serial: !!opts.serial, privateFrom });
+  process.exit(done.every((r) => r.ok) ? 0 : 1);
 }
 
+// Ctrl-C or a CI timeout: exit, so the 'exit' handlers stop the private servers.
+for (const signal of ['SIGINT', 'SIGTERM']) process.once(signal, () => process.exit(130));
+
 const argv = process.argv.slice(2);
-if (argv[0] === '--matrix') matrix(argv.slice(1));
-else once(argv);
+(argv[0] === '--matrix' ? matrix(argv.slice(1)) : once(argv)).catch((error) => {
+  console.error(error);
+  process.exit(1);
+});

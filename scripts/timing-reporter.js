@@ -2,9 +2,12 @@
 /**
  * mocha's spec reporter, plus the wall time of each test file at the end of the run (the slowest
  * first), so a slow `npm test` shows where its time goes. Time is counted from a file's first
- * top-level suite's start to its last one's end, hooks included.
+ * top-level suite's start to its last one's end, hooks included. With ORMLOCK_TIMINGS_FILE set,
+ * every file's time and the run's counts are also written there as JSON (scripts/test-matrix.js
+ * adds up the processes of one `npm test` that way).
  */
 const Mocha = require('mocha');
+const fs = require('node:fs');
 const path = require('node:path');
 
 const { EVENT_SUITE_BEGIN, EVENT_SUITE_END, EVENT_RUN_END } = Mocha.Runner.constants;
@@ -29,6 +32,12 @@ class TimingReporter extends Mocha.reporters.Spec {
       const total = rows.reduce((n, [, t]) => n + t.ms, 0);
       console.log(`\n  time per file (${rows.length} files, ${Math.round(total / 1000)} s; the ${Math.min(SHOWN, rows.length)} slowest):`);
       for (const [file, t] of rows.slice(0, SHOWN)) console.log(`    ${String(Math.round(t.ms / 100) / 10).padStart(6)} s  ${path.relative(process.cwd(), file)}`);
+      const out = process.env.ORMLOCK_TIMINGS_FILE;
+      if (out) {
+        const { passes, failures, pending, tests } = this.stats;
+        const files = rows.map(([file, t]) => [path.relative(process.cwd(), file), t.ms]);
+        fs.writeFileSync(out, JSON.stringify({ stats: { passes, failures, pending, tests }, files }));
+      }
     });
   }
 }

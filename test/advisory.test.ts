@@ -165,13 +165,31 @@ describeEachBackend(
       return { holderId, release: () => (release.resolve(), done) };
     }
 
+    /** Two worker processes of this backend, started once (by the first test that needs them) and quit after the last. */
+    let started: Worker[] = [];
+    let pair: Promise<Worker[]> | undefined;
+    const twoWorkers = () =>
+      (pair ??= (async () => {
+        started = [0, 1].map(() => startWorker(env.name));
+        await Promise.all(started.map((w) => w.next((m) => m.ready)));
+        return started;
+      })());
+    after(async function () {
+      this.timeout(30_000);
+      if (!started.length) return;
+      try {
+        for (const w of started) w.send({ cmd: 'quit' });
+        expect(await Promise.all(started.map((w) => w.exited)), 'the workers quit cleanly').to.deep.equal([0, 0]);
+      } finally {
+        for (const w of started) if (w.child.exitCode === null) w.child.kill();
+      }
+    });
+
     it('two processes × concurrent calls: 50 @AdvisoryLock("s3-worker") jobs never overlap (control without the lock does)', async function () {
       this.timeout(120_000);
       const dir = mkdtempSync(path.join(os.tmpdir(), 'ormlock-adv-'));
-      const started: Worker[] = [];
       try {
-        const workers = [0, 1].map(() => startWorker(env.name));
-        started.push(...workers);
+        const workers = await twoWorkers();
         async function run(locked: boolean) {
           const file = path.join(dir, `${locked ? 'locked' : 'control'}.jsonl`);
           writeFileSync(file, '');
@@ -185,13 +203,9 @@ describeEachBackend(
           expect(new Set(sections.map((s) => s.pid)).size, 'both processes ran jobs').to.equal(2);
           return overlaps(sections);
         }
-        await Promise.all(workers.map((w) => w.next((m) => m.ready)));
         expect((await run(false)).length, 'the control without the lock must overlap').to.be.greaterThan(0);
         expect(await run(true)).to.deep.equal([]);
-        for (const w of workers) w.send({ cmd: 'quit' });
-        expect(await Promise.all(workers.map((w) => w.exited))).to.deep.equal([0, 0]);
       } finally {
-        for (const w of started) if (w.child.exitCode === null) w.child.kill();
         rmSync(dir, { recursive: true, force: true });
       }
     });
@@ -473,9 +487,7 @@ describeEachBackend(
 
     it('the same string key from two processes is the same lock; advisoryLockExists sees it from another process', async function () {
       this.timeout(60_000);
-      const worker = startWorker(env.name);
-      try {
-      await worker.next((m) => m.ready);
+      const [worker] = await twoWorkers(); // a process of the pair the jobs test ran on
       for (const scope of ['session', 'transaction']) {
         worker.send({ cmd: 'hold', key: 'cross-process', scope });
         const { id } = await worker.next((m) => m.held);
@@ -487,11 +499,6 @@ describeEachBackend(
         await worker.next((m) => m.released);
         expect(await advisoryLockExists('cross-process')).to.equal(false);
         expect(await withAdvisoryLock('cross-process', async () => 'mine', { timeoutMs: 0 })).to.equal('mine');
-      }
-      worker.send({ cmd: 'quit' });
-      expect(await worker.exited).to.equal(0);
-      } finally {
-        if (worker.child.exitCode === null) worker.child.kill();
       }
     });
 

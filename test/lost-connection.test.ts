@@ -6,9 +6,10 @@
  * (b) the call rejects with LockLostError, the driver's error as `cause`,
  * (c) nothing the body wrote in the lock's transaction commits, and a write after the loss
  *     fails (never runs on another pool connection),
- * (d) the next holder (a waiter started before the kill) does not overlap a body that heeds the
- *     signal; the control — the same body ignoring the signal — keeps running for a second after
- *     the next holder got in.
+ * (d) the next holder (a waiter the server shows waiting before the kill) does not overlap a body
+ *     that heeds the signal (it stops within 300 ms of the next holder getting in; measured: ≤ 20 ms,
+ *     the body's polling interval); the control — the same body ignoring the signal — keeps running
+ *     (here: 400 ms) after the next holder got in.
  * Also: a statement cancelled while waiting for a lock comes out as LockTimeoutError.
  */
 import type { EntityManager } from '@mikro-orm/core';
@@ -50,11 +51,15 @@ function connectionOfBody(name: BackendName, target: object): Promise<number> {
   return connectionIdOn(name, (sql) => connection.query(sql));
 }
 
+/** How long the control's body runs on after the next holder got in; a body heeding the signal must stop sooner than HEED_BOUND_MS. */
+const CONTROL_OVERLAP_MS = 400;
+const HEED_BOUND_MS = 300;
+
 const rejection = (p: Promise<unknown>) => p.then(() => null, (e) => e);
 
-async function until(what: string, ms: number, probe: () => boolean): Promise<void> {
+async function until(what: string, ms: number, probe: () => boolean | Promise<boolean>): Promise<void> {
   const end = Date.now() + ms;
-  while (!probe()) {
+  while (!(await probe())) {
     if (Date.now() > end) throw new Error(`${what}: not within ${ms} ms`);
     await sleep(10);
   }
@@ -168,9 +173,11 @@ async function killHolder(h: Harness, kind: Kind, heed: boolean, tag: string): P
       });
       await transaction(() => h.write(`${tag}-before`));
       id.resolve(await connectionId());
-      // the long sleep loop: 15 s when it checks the signal, 1.5 s past the kill when it does not
+      // the long sleep loop: 15 s when it checks the signal; when it does not, until 400 ms after
+      // the next holder got in (if the kill freed nothing, that never comes: it runs the 15 s,
+      // ending before the next holder gets in, and the control's overlap is negative)
       const end = Date.now() + 15_000;
-      while (Date.now() < end && !(heed ? signal!.aborted : seen.killStartedAt !== undefined && Date.now() > seen.killStartedAt + 1500)) await sleep(20);
+      while (Date.now() < end && !(heed ? signal!.aborted : seen.gotAt !== undefined && Date.now() > seen.gotAt + CONTROL_OVERLAP_MS)) await sleep(20);
       seen.stoppedAt = Date.now();
       seen.after = await transaction(() => h.write(`${tag}-after`)).then(() => 'written', (e) => e);
     }),
@@ -185,8 +192,9 @@ async function killHolder(h: Harness, kind: Kind, heed: boolean, tag: string): P
     },
   );
   const holderId = await id.promise;
+  const before = new Set(await lockWaiters(h.name));
   const waiter = outside(() => kind.wait(h, target, key, () => (seen.gotAt = Date.now())));
-  await sleep(300);
+  await until('the server shows the waiter waiting for the lock', 10_000, async () => (await lockWaiters(h.name)).some((w) => !before.has(w)));
   expect(seen.gotAt, 'the waiter waits while the holder holds the lock').to.equal(undefined);
   seen.killStartedAt = Date.now();
   await killConnection(h.name, holderId);
@@ -223,9 +231,9 @@ function scenarios(h: () => Harness) {
         expect(await h().count(`${tag}-before`)).to.equal(kind.transactional ? 0 : 1);
         expect(seen.after, 'a write after the loss fails').to.be.instanceOf(LockLostError);
         expect(await h().count(`${tag}-after`)).to.equal(0);
-        // (d) the next holder got in; the body heeding the signal stopped (within the detection time)
+        // (d) the next holder got in; the body heeding the signal stopped (within the detection time: below the control's overlap)
         expect(seen.gotAt, 'the waiter got the lock').to.be.a('number');
-        expect(seen.stoppedAt! - seen.gotAt!, 'ms the first body ran on after the next holder got in').to.be.below(1000);
+        expect(seen.stoppedAt! - seen.gotAt!, 'ms the first body ran on after the next holder got in').to.be.below(HEED_BOUND_MS);
       });
 
       it('control: a body ignoring the signal keeps running after the next holder got in (the call still rejects, its write still fails)', async function () {
@@ -233,7 +241,7 @@ function scenarios(h: () => Harness) {
         const seen = await killHolder(h(), kind, false, tag);
         expect(seen.error).to.be.instanceOf(LockLostError);
         expect(seen.gotAt, 'the waiter got the lock').to.be.a('number');
-        expect(seen.stoppedAt! - seen.gotAt!, 'the overlap without the signal').to.be.above(1000);
+        expect(seen.stoppedAt! - seen.gotAt!, 'the overlap without the signal').to.be.at.least(HEED_BOUND_MS);
         expect(seen.after).to.be.instanceOf(LockLostError);
         expect(await h().count(`${tag}-after`)).to.equal(0);
       });

@@ -145,15 +145,18 @@ describe('scheduled locks', () => {
 
   describe('scheduled locks across processes', function () {
     const workers: SchedWorker[] = [];
+    /** One process per storage to be killed while it holds a job, started with the others (a ts-node start each). */
+    const holders = new Map<SchedStorage, SchedWorker>();
 
     before(async function () {
-      this.timeout(300_000); // five ts-node processes starting at once on a loaded machine
+      this.timeout(300_000); // eight ts-node processes starting at once on a loaded machine
       if (!parent.sources.size) this.skip();
       for (let i = 0; i < 5; i++) workers.push(startSchedWorker(i, NS));
-      await Promise.all(workers.map((w) => w.next((m) => m.ready)));
+      STORAGES.forEach((storage, i) => holders.set(storage, startSchedWorker(9 + i, NS)));
+      await Promise.all([...workers, ...holders.values()].map((w) => w.next((m) => m.ready)));
     });
 
-    after(() => stopSchedWorkers(workers));
+    after(() => stopSchedWorkers([...workers, ...holders.values()]));
 
     for (const storage of STORAGES) {
       describe(`[${storage}]`, () => {
@@ -171,9 +174,8 @@ describe('scheduled locks', () => {
           const name = `killed-${storage}-${Date.now()}`;
           const lockAtMostFor = 2_000;
           this.timeout(300_000);
-          const holder = startSchedWorker(9, NS);
+          const holder = holders.get(storage)!;
           try {
-            await holder.next((m) => m.ready);
             holder.send({ cmd: 'hold', storage, name, lockAtMostFor });
             await holder.next((m) => m.holding);
             const heldSince = Date.now(); // at or after the holder took it
@@ -211,7 +213,7 @@ describe('scheduled locks', () => {
             lockAtLeastFor: 2_300,
             jobMs: 30,
             skewMs: [0, 2_000], // the second instance's clock is 2 s ahead: it fires each tick 2 s early
-            startAt: Date.now() + 3_000,
+            startAt: Date.now() + 2_500, // the early instance fires its first tick 500 ms from now
           });
           const runs = await runsOf(storage, locked);
           expect([...runs.entries()].sort()).to.deep.equal([[0, 1], [1, 1]]);

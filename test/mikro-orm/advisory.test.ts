@@ -1,21 +1,35 @@
 import { spawn } from 'node:child_process';
+import { createInterface } from 'node:readline';
 import { expect } from 'chai';
 import { advisoryLockExists, LockTimeoutError, transaction, withAdvisoryLock } from '../../src';
 import { Barrier, race } from '../../src/testing';
 import { MkJobCounter, MkSlot, SeedJob } from '../fixtures/mikro-advisory';
 import { describeEachMikroBackend } from '../support/mikro-suite';
 
-function runWorker(backend: string, args: Array<string | number>): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(
-      process.execPath,
-      ['-r', 'ts-node/register/transpile-only', '-r', 'reflect-metadata', 'test/fixtures/mikro-advisory-worker.ts', backend, ...args.map(String)],
-      { env: process.env, stdio: ['ignore', 'inherit', 'pipe'] },
-    );
-    let err = '';
-    child.stderr.on('data', (d) => (err += d));
-    child.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`worker exited ${code}: ${err}`))));
-  });
+/** A worker process (test/fixtures/mikro-advisory-worker.ts): resolves once it is installed and ready. */
+async function startWorker(backend: string) {
+  const child = spawn(
+    process.execPath,
+    ['-r', 'ts-node/register/transpile-only', '-r', 'reflect-metadata', 'test/fixtures/mikro-advisory-worker.ts', backend],
+    { env: process.env, stdio: ['pipe', 'pipe', 'pipe'] },
+  );
+  let err = '';
+  child.stderr!.on('data', (d) => (err += d));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const lines = createInterface({ input: child.stdout! })[Symbol.asyncIterator]();
+  /** The next message; rejects when the process exits first. */
+  const next = async (): Promise<any> => {
+    const line = await lines.next();
+    if (line.done) throw new Error(`worker exited ${await exited}: ${err}`);
+    return JSON.parse(line.value);
+  };
+  expect(await next()).to.deep.equal({ ready: true });
+  return {
+    child,
+    exited,
+    send: (command: object) => child.stdin!.write(`${JSON.stringify(command)}\n`),
+    next,
+  };
 }
 
 describeEachMikroBackend(
@@ -43,14 +57,22 @@ describeEachMikroBackend(
 
     it('across two processes: the seed job ×2×12 is exact with @AdvisoryLock; the control loses increments', async function () {
       this.timeout(120_000);
-      const run = async (mode: 'locked' | 'plain') => {
-        const id = await newCounter();
-        const startAt = Date.now() + 4000; // both processes start their jobs together
-        await Promise.all([runWorker(env.name, [mode, id, 12, 3, startAt]), runWorker(env.name, [mode, id, 12, 3, startAt])]);
-        return valueOf(id);
-      };
-      expect(await run('plain'), 'the control must lose increments').to.be.lessThan(24);
-      expect(await run('locked')).to.equal(24);
+      const workers = await Promise.all([startWorker(env.name), startWorker(env.name)]);
+      try {
+        const run = async (mode: 'locked' | 'plain') => {
+          const id = await newCounter();
+          // the barrier: both processes are installed and get the command in the same tick
+          for (const w of workers) w.send({ cmd: 'run', mode, counterId: id, jobs: 12, concurrency: 3 });
+          expect(await Promise.all(workers.map((w) => w.next()))).to.deep.equal([{ done: true }, { done: true }]);
+          return valueOf(id);
+        };
+        expect(await run('plain'), 'the control must lose increments').to.be.lessThan(24);
+        expect(await run('locked')).to.equal(24);
+        for (const w of workers) w.send({ cmd: 'quit' });
+        expect(await Promise.all(workers.map((w) => w.exited))).to.deep.equal([0, 0]);
+      } finally {
+        for (const w of workers) if (w.child.exitCode === null) w.child.kill();
+      }
     });
 
     it('withAdvisoryLock: a held key times out for another caller (timeoutMs), advisoryLockExists sees it', async () => {

@@ -177,7 +177,7 @@ export async function ticksRunOnce(workers: SchedWorker[], parent: SchedParent, 
       lockAtMostFor: 10_000,
       lockAtLeastFor: 100,
       jobMs: 0,
-      startAt: Date.now() + 2_000,
+      startAt: Date.now() + 1_000, // the barrier: every worker has the plan long before (they are running, it is one line on stdin)
     });
     const trace = answers.flatMap((a: any) => a.trace as Array<[number, number, boolean, number, number]>);
     const runs = await runsOf(storage, locked);
