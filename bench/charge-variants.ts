@@ -227,12 +227,15 @@ export const PROBES: Record<ProbeId, { label: string; run: (ds: DataSource, id: 
 // The variants
 // ---------------------------------------------------------------------------------------
 
-const notBuilt = (...names: string[]) => () => {
-  const missing = names.filter((n) => typeof ormlock()[n] !== 'function');
-  return missing.length ? `n/a (not built yet: ${missing.join(', ')} not exported)` : undefined;
-};
+const notBuilt =
+  (...names: string[]) =>
+  () => {
+    const missing = names.filter((n) => typeof ormlock()[n] !== 'function');
+    return missing.length ? `n/a (not built yet: ${missing.join(', ')} not exported)` : undefined;
+  };
 
-const hand = (fn: (ds: DataSource, id: number) => Promise<void>, attempts?: () => number) =>
+const hand =
+  (fn: (ds: DataSource, id: number) => Promise<void>, attempts?: () => number) =>
   async (env: VariantEnv): Promise<PreparedVariant> => ({ charge: (id) => fn(env.ds, id), attempts, notes: [] });
 
 /** A service whose repositories are obtained up front (as injected ones would be). */

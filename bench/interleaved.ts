@@ -48,7 +48,10 @@ export async function measureAll(cases: readonly Case[], ops: number, rounds: nu
   for (let r = 0; r < rounds; r++) {
     // A new random order each round: no case always runs right after another (what a case leaves
     // behind, e.g. late replies or garbage, would otherwise always be paid by the same next case).
-    for (const k of shuffled(cases.map((_, k) => k), random)) {
+    for (const k of shuffled(
+      cases.map((_, k) => k),
+      random,
+    )) {
       const c = cases[k];
       const cpu0 = process.cpuUsage();
       const started = performance.now();
@@ -67,7 +70,13 @@ export async function measureAll(cases: readonly Case[], ops: number, rounds: nu
   return cases.map((_, k) => {
     const sorted = times[k].sort((a, b) => a - b);
     const at = (q: number) => sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)];
-    return { opsPerSec: Math.round((sorted.length / totals[k]) * 1000), p50Ms: round3(at(0.5)), p99Ms: round3(at(0.99)), cpuUsPerOp: Math.round((cpu[k] / sorted.length) * 10) / 10, perRound: perRound[k] };
+    return {
+      opsPerSec: Math.round((sorted.length / totals[k]) * 1000),
+      p50Ms: round3(at(0.5)),
+      p99Ms: round3(at(0.99)),
+      cpuUsPerOp: Math.round((cpu[k] / sorted.length) * 10) / 10,
+      perRound: perRound[k],
+    };
   });
 }
 

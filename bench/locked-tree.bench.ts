@@ -129,10 +129,16 @@ async function benchBackend(backend: BackendName, rows: Row[]): Promise<void> {
   }
   const handle = await installLocking(ds);
   try {
-    for (const [tree, plain, locked] of [['nested set', PlainNs, LockedNs], ['closure table', PlainCt, LockedCt]] as Array<[string, Cls, Cls]>) {
+    for (const [tree, plain, locked] of [
+      ['nested set', PlainNs, LockedNs],
+      ['closure table', PlainCt, LockedCt],
+    ] as Array<[string, Cls, Cls]>) {
       for (const workers of [1, 8]) {
         const pair: Row[] = [];
-        for (const [variant, cls] of [['unlocked', plain], ['@LockedTree', locked]] as Array<[Row['variant'], Cls]>) {
+        for (const [variant, cls] of [
+          ['unlocked', plain],
+          ['@LockedTree', locked],
+        ] as Array<[Row['variant'], Cls]>) {
           // statements of one insert (the same tree, the same parent)
           const parents = await reset(ds, cls);
           const repo = ds.getRepository<Node>(cls);
@@ -149,10 +155,10 @@ async function benchBackend(backend: BackendName, rows: Row[]): Promise<void> {
             const parents = await reset(ds, cls);
             const repo = ds.getRepository<Node>(cls);
             let i = 0;
-            const cell = await runCell(
-              async (w) => repo.save(repo.create({ name: `w${w}-${i++}`, parent: parents[(w + i) % PARENTS] })),
-              { workers, durationMs: DURATION_MS },
-            );
+            const cell = await runCell(async (w) => repo.save(repo.create({ name: `w${w}-${i++}`, parent: parents[(w + i) % PARENTS] })), {
+              workers,
+              durationMs: DURATION_MS,
+            });
             pair[k].cells.push(cell);
             if (tree === 'nested set') pair[k].problems += await nsProblems(ds, cls);
           }
@@ -172,7 +178,9 @@ function fmt(n: number, digits = 0): string {
 async function main(): Promise<void> {
   const rows: Row[] = [];
   for (const backend of BACKENDS) await benchBackend(backend, rows);
-  console.log('\n| backend | tree | variant | workers | statements / insert | ops/s | p50 ms | p99 ms | failed inserts | corrupted bounds | ops/s vs unlocked |');
+  console.log(
+    '\n| backend | tree | variant | workers | statements / insert | ops/s | p50 ms | p99 ms | failed inserts | corrupted bounds | ops/s vs unlocked |',
+  );
   console.log('|---|---|---|---|---|---|---|---|---|---|---|');
   for (const row of rows) {
     const ops = row.cells.reduce((s, c) => s + c.ops, 0);

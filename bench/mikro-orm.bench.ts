@@ -71,9 +71,19 @@ function variants(orm: MikroORM, backend: BackendName): Variant[] {
   const advisorySql = backend === 'postgres' ? 'select pg_advisory_xact_lock(hashtextextended(?, 0))' : 'select get_lock(?, -1)';
   return [
     { name: 'unlocked (em.transactional)', pair: 'reference', handWritten: true, op: (id) => fresh().transactional((em) => charge(em, MbUser, id)) },
-    { name: 'hand-written lockMode PESSIMISTIC_WRITE', pair: 'row lock', handWritten: true, op: (id) => fresh().transactional((em) => charge(em, MbUser, id, LockMode.PESSIMISTIC_WRITE)) },
+    {
+      name: 'hand-written lockMode PESSIMISTIC_WRITE',
+      pair: 'row lock',
+      handWritten: true,
+      op: (id) => fresh().transactional((em) => charge(em, MbUser, id, LockMode.PESSIMISTIC_WRITE)),
+    },
     { name: '@Pessimistic()', pair: 'row lock', handWritten: false, op: (id) => service.pessimistic(id) },
-    { name: "MikroORM's version: true", pair: 'version', handWritten: true, op: (id) => fresh().transactional((em) => charge(em, MbHandVersionedUser as never, id)) },
+    {
+      name: "MikroORM's version: true",
+      pair: 'version',
+      handWritten: true,
+      op: (id) => fresh().transactional((em) => charge(em, MbHandVersionedUser as never, id)),
+    },
     { name: '@Versioned()', pair: 'version', handWritten: false, op: (id) => fresh().transactional((em) => charge(em, MbVersionedUser as never, id)) },
     {
       name: 'hand-written advisory lock',
@@ -155,7 +165,9 @@ async function main(): Promise<number> {
     };
     const errors = (name: string) => [...results.get(name)!.values()].flat().reduce((s, c) => s + c.errors, 0);
     const reference = trips.get('unlocked (em.transactional)')!;
-    console.log(`\nMikroORM ${orm.config.get('dbName')} on ${backend === 'postgres' ? 'PostgreSQL' : 'MariaDB'} — charge a user, ${ROWS} rows, ${rounds}×${cellMs} ms per cell`);
+    console.log(
+      `\nMikroORM ${orm.config.get('dbName')} on ${backend === 'postgres' ? 'PostgreSQL' : 'MariaDB'} — charge a user, ${ROWS} rows, ${rounds}×${cellMs} ms per cell`,
+    );
     console.log('| variant | statements/op | budget | ops/s (1 worker) | ops/s (8 workers) | vs hand-written (8 workers) | errors |');
     console.log('|---|---|---|---|---|---|---|');
     for (const v of list) {

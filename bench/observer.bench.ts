@@ -108,7 +108,9 @@ export function observerCostUs(observer: LockObserver & { flush?(): void }, n = 
   return Number(process.hrtime.bigint() - t0) / 1000 / n;
 }
 
-export async function benchObserver(options: { quick?: boolean; backends?: BackendName[]; workers?: number[]; rounds?: number; roundMs?: number } = {}): Promise<ObserverBenchRow[]> {
+export async function benchObserver(
+  options: { quick?: boolean; backends?: BackendName[]; workers?: number[]; rounds?: number; roundMs?: number } = {},
+): Promise<ObserverBenchRow[]> {
   const tracerProvider = new BasicTracerProvider({ spanProcessors: [new BatchSpanProcessor(dropSpans)] });
   const reader = new PeriodicExportingMetricReader({ exporter: new InMemoryMetricExporter(AggregationTemporality.DELTA), exportIntervalMillis: 1000 });
   const meterProvider = new MeterProvider({ readers: [reader] });
@@ -193,8 +195,10 @@ function interval(median: number, low: number, high: number): string {
 function print(rows: ObserverBenchRow[]): void {
   console.log('hot row, @Pessimistic() charge: no observer vs openTelemetry() (same process, interleaved rounds)');
   console.log('overhead = none ops/s ÷ otel ops/s − 1 within each round (the variants ran next to each other), median over the rounds [95 % interval];');
-  console.log('A/A = the same statistic for no observer against no observer: what the machine\'s noise alone gives.');
-  console.log('backend   workers  rounds  none ops/s  otel ops/s  overhead (whole cell)  overhead, median of rounds [95 %]  A/A control [95 %]  stmt/op none  stmt/op otel  p50 none  p50 otel  CPU µs/op none  CPU µs/op otel');
+  console.log("A/A = the same statistic for no observer against no observer: what the machine's noise alone gives.");
+  console.log(
+    'backend   workers  rounds  none ops/s  otel ops/s  overhead (whole cell)  overhead, median of rounds [95 %]  A/A control [95 %]  stmt/op none  stmt/op otel  p50 none  p50 otel  CPU µs/op none  CPU µs/op otel',
+  );
   for (const r of rows) {
     console.log(
       `${r.backend.padEnd(9)} ${String(r.workers).padStart(7)}  ${String(r.rounds).padStart(6)}  ${r.noneOpsPerSec.toFixed(0).padStart(10)}  ${r.otelOpsPerSec.toFixed(0).padStart(10)}` +

@@ -57,13 +57,7 @@ const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 type AnyCounter = Counter | PlainCounter | BareCounter;
 
-async function contention(
-  backend: BackendName,
-  ds: DataSource,
-  workers: number,
-  perWorker: number,
-  gapMs: number,
-): Promise<ContentionFigures> {
+async function contention(backend: BackendName, ds: DataSource, workers: number, perWorker: number, gapMs: number): Promise<ContentionFigures> {
   const counters = ds.getRepository(Counter);
   const plain = ds.getRepository(PlainCounter);
   const { id } = await counters.save(counters.create({ value: 0 }));

@@ -45,15 +45,23 @@ async function main(): Promise<void> {
     const repo = ds.getRepository(BenchUser);
     const userOf = new Map((await repo.findBy({})).map((u) => [u.id, u]));
     if (!only || only.includes('lock()')) {
-      paths.push(['lock()', (i) => transaction(async () => {
-        const u = await lock(userOf.get(i)!);
-        await repo.update({ id: i }, { credits: u.credits - 1 });
-      })]);
+      paths.push([
+        'lock()',
+        (i) =>
+          transaction(async () => {
+            const u = await lock(userOf.get(i)!);
+            await repo.update({ id: i }, { credits: u.credits - 1 });
+          }),
+      ]);
     }
     if (!only || only.includes('withLock')) {
-      paths.push(['withLock', (i) => withLock(userOf.get(i)!, async (u) => {
-        await repo.update({ id: i }, { credits: u.credits - 1 });
-      })]);
+      paths.push([
+        'withLock',
+        (i) =>
+          withLock(userOf.get(i)!, async (u) => {
+            await repo.update({ id: i }, { credits: u.credits - 1 });
+          }),
+      ]);
     }
     for (const [, run] of paths) for (let k = 0; k < 200; k++) await run(ids[k % ids.length]);
     const per = Math.max(1, Math.round(ops / slices));
@@ -71,7 +79,9 @@ async function main(): Promise<void> {
     const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[xs.length >> 1];
     const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
     for (const [name, t] of taken) {
-      console.log(`${backend} ${name.padEnd(16)} wall ${median(t.wall).toFixed(0)} µs/op, cpu ${median(t.cpu).toFixed(0)} µs/op (median of ${slices}; mean ${mean(t.cpu).toFixed(0)})`);
+      console.log(
+        `${backend} ${name.padEnd(16)} wall ${median(t.wall).toFixed(0)} µs/op, cpu ${median(t.cpu).toFixed(0)} µs/op (median of ${slices}; mean ${mean(t.cpu).toFixed(0)})`,
+      );
     }
   } finally {
     await handle.uninstall();

@@ -92,7 +92,10 @@ export async function benchRedlock(opts: { quick: boolean; ops?: number; rounds?
         { nodes: n, name: 'ormlock tryAcquire+release', op: oursTry, vs: '@sesamecare-oss/redlock acquire+release' },
         { nodes: n, name: 'ormlock using(noop)', op: oursUsing, vs: '@sesamecare-oss/redlock using(noop)' },
       );
-      counted.push({ nodes: n, name: 'ormlock tryAcquire+release', clients: oursClients, op: oursTry }, { nodes: n, name: 'ormlock using(noop)', clients: oursClients, op: oursUsing });
+      counted.push(
+        { nodes: n, name: 'ormlock tryAcquire+release', clients: oursClients, op: oursTry },
+        { nodes: n, name: 'ormlock using(noop)', clients: oursClients, op: oursUsing },
+      );
 
       const sesameClients = await fresh();
       const sesame = new SesameRedlock(sesameClients, { retryCount: 0 });
@@ -196,7 +199,7 @@ export function printRedlockTable(result: { rows: BenchRow[]; notes: string[] },
   print(line(head));
   print(widths.map((w) => '-'.repeat(w)).join('  '));
   for (const r of rows) print(line(r));
-  print('× sesame: ops/s ÷ @sesamecare-oss/redlock\'s for the same operation and nodes, same run (interleaved chunks);');
+  print("× sesame: ops/s ÷ @sesamecare-oss/redlock's for the same operation and nodes, same run (interleaved chunks);");
   print('(median of rounds): the same ratio within each round, where the two ran next to each other, median over the rounds,');
   print('with a distribution-free 95 % interval; A/A: a second sesame instance against the first, the noise floor of the run.');
   for (const n of result.notes) print(`note: ${n}`);

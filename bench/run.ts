@@ -60,14 +60,22 @@ function parseArgs(argv: string[]): Args {
   const known = new Set(ORMLOCK_PROCESS_VARIANTS.flatMap((v) => [v.tag, v.id]));
   const variants = only === undefined || only === 'redis' ? undefined : only.split(',');
   for (const v of variants ?? []) if (!known.has(v)) throw new Error(`--only: unknown variant '${v}' (redis, or tags/ids: ${[...known].join(' ')})`);
-  const cells = value('--cells')?.split(',').map((c) => {
-    const [distribution, workers] = c.split(':');
-    if (!DISTRIBUTIONS.includes(distribution as Distribution) || !(Number(workers) > 0)) throw new Error(`--cells: '${c}' is not <hot|spread>:<workers>`);
-    return { distribution: distribution as Distribution, workers: Number(workers) };
-  });
+  const cells = value('--cells')
+    ?.split(',')
+    .map((c) => {
+      const [distribution, workers] = c.split(':');
+      if (!DISTRIBUTIONS.includes(distribution as Distribution) || !(Number(workers) > 0)) throw new Error(`--cells: '${c}' is not <hot|spread>:<workers>`);
+      return { distribution: distribution as Distribution, workers: Number(workers) };
+    });
   return {
-    quick: argv.includes('--quick'), only: only === 'redis' ? 'redis' : undefined, variants, cells, backends, cellMs,
-    children: !argv.includes('--no-children') && !variants, extras: !argv.includes('--no-extras') && !variants,
+    quick: argv.includes('--quick'),
+    only: only === 'redis' ? 'redis' : undefined,
+    variants,
+    cells,
+    backends,
+    cellMs,
+    children: !argv.includes('--no-children') && !variants,
+    extras: !argv.includes('--no-extras') && !variants,
     out: value('--out') ?? path.join(__dirname, 'results.json'),
     rounds: value('--rounds') === undefined ? undefined : Number(value('--rounds')),
   };
@@ -93,7 +101,9 @@ async function main(): Promise<number> {
     distributions: DISTRIBUTIONS,
     cells: args.cells,
   };
-  const specs = args.variants ? ORMLOCK_PROCESS_VARIANTS.filter((v) => args.variants!.includes(v.tag) || args.variants!.includes(v.id)) : ORMLOCK_PROCESS_VARIANTS;
+  const specs = args.variants
+    ? ORMLOCK_PROCESS_VARIANTS.filter((v) => args.variants!.includes(v.tag) || args.variants!.includes(v.id))
+    : ORMLOCK_PROCESS_VARIANTS;
   const startedAt = new Date();
   const notes: string[] = [...applyRuntimeEntityDecorators()];
 
@@ -142,12 +152,14 @@ async function main(): Promise<number> {
   // 4. Report.
   const out: string[] = [];
   const print = (line = '') => out.push(line);
-  print(`ormlock bench — ${startedAt.toISOString()} — Node ${process.version}, ${require('os').cpus().length} CPUs` +
-    `${args.quick ? ' — QUICK' : ''} — ${(config.durationMs / 1000).toFixed(2)} s per variant and cell` +
-    `${config.rounds > 1 ? ` (${config.rounds} interleaved rounds)` : ''}, pool 40`);
+  print(
+    `ormlock bench — ${startedAt.toISOString()} — Node ${process.version}, ${require('os').cpus().length} CPUs` +
+      `${args.quick ? ' — QUICK' : ''} — ${(config.durationMs / 1000).toFixed(2)} s per variant and cell` +
+      `${config.rounds > 1 ? ` (${config.rounds} interleaved rounds)` : ''}, pool 40`,
+  );
   print('Work per operation: read the user, subtract 1 credit, write it back (one transaction).');
   print('overhead = ref ops/s ÷ ops/s − 1 (positive: slower than the reference); Δp50 = p50 ÷ ref p50 − 1.');
-  print('ref: a = hand-written TypeORM row lock (same process); e\' = hand-written unlocked transaction (same process).');
+  print("ref: a = hand-written TypeORM row lock (same process); e' = hand-written unlocked transaction (same process).");
   for (const rec of records) printBackendTable(print, rec, allRecords);
   printSummary(print, allRecords);
   const budgetFailures = printBudgets(print, allRecords);
@@ -164,9 +176,11 @@ async function main(): Promise<number> {
     for (const n of [...new Set(allNotes)]) print(`  - ${n}`);
   }
   print('');
-  print(`Peak RSS (max resident set, OS): ormlock process ${ormlockMaxRssMb.toFixed(0)} MB` +
-    children.map((c) => `, ${c.process} process ${c.maxRssMb.toFixed(0)} MB`).join('') +
-    `. Total time ${((Date.now() - T0) / 1000).toFixed(1)} s.`);
+  print(
+    `Peak RSS (max resident set, OS): ormlock process ${ormlockMaxRssMb.toFixed(0)} MB` +
+      children.map((c) => `, ${c.process} process ${c.maxRssMb.toFixed(0)} MB`).join('') +
+      `. Total time ${((Date.now() - T0) / 1000).toFixed(1)} s.`,
+  );
   if (budgetFailures.length) print(`ROUND-TRIP BUDGET EXCEEDED: ${budgetFailures.join('; ')}`);
   console.log(out.join('\n'));
 
@@ -188,7 +202,10 @@ async function main(): Promise<number> {
     notes: allNotes,
     table: out.join('\n'),
   };
-  fs.writeFileSync(args.out, JSON.stringify(results, (_k, x) => (typeof x === 'bigint' ? String(x) : x), 2));
+  fs.writeFileSync(
+    args.out,
+    JSON.stringify(results, (_k, x) => (typeof x === 'bigint' ? String(x) : x), 2),
+  );
   console.log(`\nwrote ${path.relative(process.cwd(), args.out)}`);
   return budgetFailures.length ? 1 : 0;
 }
@@ -201,8 +218,17 @@ function runWorker(lib: WorkerLib, config: WorkerConfig): Promise<WorkerResult> 
   return new Promise((resolve, reject) => {
     const child = spawn(
       process.execPath,
-      ['-r', 'ts-node/register/transpile-only', '-r', 'reflect-metadata', path.join(__dirname, 'typeorm-transactional-worker.ts'),
-        '--lib', lib, '--config', JSON.stringify(config)],
+      [
+        '-r',
+        'ts-node/register/transpile-only',
+        '-r',
+        'reflect-metadata',
+        path.join(__dirname, 'typeorm-transactional-worker.ts'),
+        '--lib',
+        lib,
+        '--config',
+        JSON.stringify(config),
+      ],
       { stdio: ['ignore', 'pipe', 'inherit'], env: process.env },
     );
     let stdout = '';
@@ -236,7 +262,9 @@ async function optionalBench(file: string, exportName: string, quick: boolean): 
 async function onlyRedis(args: Args): Promise<number> {
   const extras = { redlock: await optionalBench('redlock.bench', 'benchRedlock', args.quick) };
   const out: string[] = [];
-  out.push(`ormlock bench (--only redis) — ${new Date().toISOString()} — Node ${process.version}, ${require('os').cpus().length} CPUs${args.quick ? ' — QUICK' : ''}`);
+  out.push(
+    `ormlock bench (--only redis) — ${new Date().toISOString()} — Node ${process.version}, ${require('os').cpus().length} CPUs${args.quick ? ' — QUICK' : ''}`,
+  );
   printExtras((line = '') => out.push(line), extras);
   console.log(out.join('\n'));
   return (extras.redlock as { failed?: string }).failed ? 2 : 0;
@@ -293,7 +321,10 @@ function overhead(c: CellRecord, ref: CellRecord | undefined): { ops: number; p5
 /** The variants of a backend table: the ormlock process's, plus typeorm-transactional's. */
 function tableVariants(rec: BackendRecord, all: BackendRecord[]): VariantRecord[] {
   const tt = all.find((r) => r.backend === rec.backend && r.process === 'typeorm-transactional');
-  return [...rec.variants, ...(tt?.variants.map((v) => ({ ...v, tag: v.id === 'hand-tx' ? "e'tt" : v.tag, label: v.id === 'hand-tx' ? `${v.label} [tt process]` : v.label })) ?? [])];
+  return [
+    ...rec.variants,
+    ...(tt?.variants.map((v) => ({ ...v, tag: v.id === 'hand-tx' ? "e'tt" : v.tag, label: v.id === 'hand-tx' ? `${v.label} [tt process]` : v.label })) ?? []),
+  ];
 }
 
 function printBackendTable(print: Print, rec: BackendRecord, all: BackendRecord[]): void {
@@ -303,7 +334,24 @@ function printBackendTable(print: Print, rec: BackendRecord, all: BackendRecord[
     print(`skipped: ${rec.skipped}`);
     return;
   }
-  const head = ['rows', 'wkr', 'tag', 'variant', 'ops/s', 'p50 ms', 'p99 ms', 'overhead', 'Δp50', 'cpu µs/op', 'stmt/op', 'retries', 'lost', 'err', 'poolQ', 'RSS MB'];
+  const head = [
+    'rows',
+    'wkr',
+    'tag',
+    'variant',
+    'ops/s',
+    'p50 ms',
+    'p99 ms',
+    'overhead',
+    'Δp50',
+    'cpu µs/op',
+    'stmt/op',
+    'retries',
+    'lost',
+    'err',
+    'poolQ',
+    'RSS MB',
+  ];
   const align: Align[] = ['l', 'r', 'l', 'l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r'];
   const rows: Row[] = [];
   const variants = tableVariants(rec, all);
@@ -357,7 +405,14 @@ function geomean(values: number[]): number {
   return Math.exp(ok.reduce((s, v) => s + Math.log(1 + v), 0) / ok.length) - 1;
 }
 
-const REF_TAG: Record<string, string> = { 'hand-locked': 'a', 'hand-locked-aa': 'a=', 'hand-tx': "e'", 'hand-advisory': "c'", 'hand-optimistic': "d'", 'hand-save': 'd0' };
+const REF_TAG: Record<string, string> = {
+  'hand-locked': 'a',
+  'hand-locked-aa': 'a=',
+  'hand-tx': "e'",
+  'hand-advisory': "c'",
+  'hand-optimistic': "d'",
+  'hand-save': 'd0',
+};
 
 /** Geometric-mean overhead of `v` over variant `refId` (same process) across the cells, and the worst cell. */
 function overheadOver(all: BackendRecord[], backend: BackendName, v: VariantRecord, refId: string | undefined) {
@@ -397,7 +452,7 @@ function printSummary(print: Print, all: BackendRecord[]): void {
       const hi = Math.max(...spo);
       rows.push([
         ...first,
-        v.ref ? REF_TAG[v.ref] ?? v.ref : '—',
+        v.ref ? (REF_TAG[v.ref] ?? v.ref) : '—',
         v.ref ? pct(o?.ops) : 'ref',
         v.ref ? pct(o?.worst) : '',
         v.ref ? pct(o?.p50) : '',
@@ -434,17 +489,17 @@ function printBudgets(print: Print, all: BackendRecord[]): string[] {
       const b = v.budget;
       const verdict = b.ok ? 'ok' : b.gating ? 'EXCEEDED' : 'exceeded (not gating)';
       if (!b.ok && b.gating) failures.push(`${DB_LABEL[rec.backend]} ${v.tag} ${v.label}: ${b.measured.toFixed(2)} > ${b.allowed}`);
-      rows.push([
-        ...first,
-        `${num(b.referenceStatements, 2)} (${b.reference})`,
-        `+${b.extra}`,
-        num(b.allowed, 2),
-        num(b.measured, 2),
-        verdict,
-      ]);
+      rows.push([...first, `${num(b.referenceStatements, 2)} (${b.reference})`, `+${b.extra}`, num(b.allowed, 2), num(b.measured, 2), verdict]);
       if (b.failedAttempt) {
         rows.push([
-          '', '', '', '  … a failed attempt (retried)', '', '', num(b.allowed, 2), num(b.failedAttempt.measured, 2),
+          '',
+          '',
+          '',
+          '  … a failed attempt (retried)',
+          '',
+          '',
+          num(b.allowed, 2),
+          num(b.failedAttempt.measured, 2),
           b.failedAttempt.ok ? 'ok' : 'exceeded (not gating)',
         ]);
       }
@@ -459,7 +514,10 @@ function printBudgets(print: Print, all: BackendRecord[]): string[] {
 
 /** Two-sided 95 % quantile of Student's t for `df` degrees of freedom (1 … 30; beyond, the normal's). */
 function t95(df: number): number {
-  const table = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.16, 2.145, 2.131, 2.12, 2.11, 2.101, 2.093, 2.086, 2.08, 2.074, 2.069, 2.064, 2.06, 2.056, 2.052, 2.048, 2.045, 2.042];
+  const table = [
+    12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.16, 2.145, 2.131, 2.12, 2.11, 2.101, 2.093, 2.086, 2.08, 2.074,
+    2.069, 2.064, 2.06, 2.056, 2.052, 2.048, 2.045, 2.042,
+  ];
   return df >= 1 && df <= 30 ? table[df - 1] : 1.96;
 }
 
@@ -491,9 +549,9 @@ function printCpu(print: Print, all: BackendRecord[]): void {
   print('');
   print('== Client cost per operation, uncontended (1 worker, 1,000 rows, interleaved slices) ==');
   print('   extra = CPU µs/op over the twin (hand-written code doing the same locking; the ref when none);');
-  print('   share = extra ÷ the twin\'s wall time per op: the decorator\'s own overhead with DB noise factored out;');
+  print("   share = extra ÷ the twin's wall time per op: the decorator's own overhead with DB noise factored out;");
   print('   95 % CI = interval of the mean share over the slices (paired: slice i of both ran back to back).');
-  print('   a= is the A/A control (the twin against itself): its interval is the noise a decorator\'s must be read against.');
+  print("   a= is the A/A control (the twin against itself): its interval is the noise a decorator's must be read against.");
   const head = ['db', 'process', 'tag', 'variant', 'ops', 'cpu µs/op', 'wall µs/op', 'vs', 'extra µs', 'share', '95 % CI'];
   const align: Align[] = ['l', 'l', 'l', 'l', 'r', 'r', 'r', 'l', 'r', 'r', 'l'];
   const rows: Row[] = [];
@@ -508,22 +566,13 @@ function printCpu(print: Print, all: BackendRecord[]): void {
         const extra = base ? v.cpu!.cpuUsPerOp - base.cpuUsPerOp : NaN;
         const ci = cpuShare(v, twin);
         return [
-          vsId ? REF_TAG[vsId] ?? vsId : '',
+          vsId ? (REF_TAG[vsId] ?? vsId) : '',
           base ? `${extra >= 0 ? '+' : ''}${extra.toFixed(0)}` : '',
           base ? pct(extra / base.wallUsPerOp) : '',
           ci ? `[${pct(ci.lo)}, ${pct(ci.hi)}]` : '',
         ];
       };
-      rows.push([
-        DB_LABEL[rec.backend],
-        rec.process,
-        v.tag,
-        v.label,
-        String(v.cpu.ops),
-        num(v.cpu.cpuUsPerOp),
-        num(v.cpu.wallUsPerOp),
-        ...compare(against[0]),
-      ]);
+      rows.push([DB_LABEL[rec.backend], rec.process, v.tag, v.label, String(v.cpu.ops), num(v.cpu.cpuUsPerOp), num(v.cpu.wallUsPerOp), ...compare(against[0])]);
       for (const vsId of against.slice(1)) rows.push(['', '', '', '', '', '', '', ...compare(vsId)]);
     }
   }
@@ -557,7 +606,16 @@ function printLockPathCells(print: Print, all: BackendRecord[]): void {
         const b2 = cellOf('pessimistic-timeout', distribution, workers);
         const d = cellOf('versioned', distribution, workers);
         const d1 = cellOf('hand-optimistic', distribution, workers);
-        rows.push([DB_LABEL[rec.backend], `${DIST_LABEL[distribution]}, ${workers} wkr`, ratio(b, a), stmts(b, a), ratio(b2, a), num(b2?.stmtPerOp, 2), ratio(d, d1), stmts(d, d1)]);
+        rows.push([
+          DB_LABEL[rec.backend],
+          `${DIST_LABEL[distribution]}, ${workers} wkr`,
+          ratio(b, a),
+          stmts(b, a),
+          ratio(b2, a),
+          num(b2?.stmtPerOp, 2),
+          ratio(d, d1),
+          stmts(d, d1),
+        ]);
       }
     }
   }
@@ -591,8 +649,14 @@ function printRoundRatios(print: Print, all: BackendRecord[]): void {
           if (!cx || !cy) continue;
           const ratios = cx.roundOpsPerSec.map((v, i) => v / cy.roundOpsPerSec[i]);
           const m = medianWithInterval(ratios);
-          rows.push([DB_LABEL[rec.backend], `${DIST_LABEL[distribution]}, ${workers} wkr`, `${variant(x)!.tag} ÷ ${variant(y)!.tag}`,
-            String(ratios.length), `${num(m.median, 3)}×`, `[${num(m.low, 3)}, ${num(m.high, 3)}]`]);
+          rows.push([
+            DB_LABEL[rec.backend],
+            `${DIST_LABEL[distribution]}, ${workers} wkr`,
+            `${variant(x)!.tag} ÷ ${variant(y)!.tag}`,
+            String(ratios.length),
+            `${num(m.median, 3)}×`,
+            `[${num(m.low, 3)}, ${num(m.high, 3)}]`,
+          ]);
         }
       }
     }
@@ -607,8 +671,12 @@ function printRoundRatios(print: Print, all: BackendRecord[]): void {
 function shape(sql: string): string {
   const s = sql.replace(/\s+/g, ' ').trim();
   // a locking SELECT that sets and restores its own wait limit (PostgreSQL's bounded read)
-  if (/set_config\('lock_timeout'/.test(s) && /\bFOR (NO KEY )?UPDATE|\bFOR (KEY )?SHARE/i.test(s)) return 'SELECT … FOR UPDATE (lock_timeout set and restored inside)';
-  const fn = /\b(pg_advisory_xact_lock_shared|pg_advisory_xact_lock|pg_try_advisory_xact_lock|pg_advisory_lock|pg_advisory_unlock|GET_LOCK|RELEASE_LOCK|set_config|current_setting)\b/i.exec(s);
+  if (/set_config\('lock_timeout'/.test(s) && /\bFOR (NO KEY )?UPDATE|\bFOR (KEY )?SHARE/i.test(s))
+    return 'SELECT … FOR UPDATE (lock_timeout set and restored inside)';
+  const fn =
+    /\b(pg_advisory_xact_lock_shared|pg_advisory_xact_lock|pg_try_advisory_xact_lock|pg_advisory_lock|pg_advisory_unlock|GET_LOCK|RELEASE_LOCK|set_config|current_setting)\b/i.exec(
+      s,
+    );
   if (fn) return `SELECT ${fn[1]}(…)`;
   const verb = (/^\w+(\s+TRANSACTION)?/i.exec(s)?.[0] ?? s.slice(0, 12)).toUpperCase();
   const lock = /\b(FOR (NO KEY )?UPDATE|FOR (KEY )?SHARE|LOCK IN SHARE MODE)\b(\s+OF\s+\S+)?(\s+(NOWAIT|SKIP LOCKED|WAIT \d+))?/i.exec(s);
@@ -624,7 +692,8 @@ function printTraces(print: Print, all: BackendRecord[]): void {
   print('== Statements of one uncontended operation ==');
   for (const rec of all.filter((r) => r.process === 'ormlock' && !r.skipped)) {
     print(`${DB_LABEL[rec.backend]}:`);
-    for (const [id, p] of Object.entries(rec.probes)) print(`  ${'ref'.padEnd(4)} ${id.padEnd(50)} ${String(p!.trace.length).padStart(2)}: ${p!.trace.map(shape).join(' | ')}`);
+    for (const [id, p] of Object.entries(rec.probes))
+      print(`  ${'ref'.padEnd(4)} ${id.padEnd(50)} ${String(p!.trace.length).padStart(2)}: ${p!.trace.map(shape).join(' | ')}`);
     for (const v of tableVariants(rec, all)) {
       if (v.status !== 'ok') continue;
       print(`  ${v.tag.padEnd(4)} ${v.label.padEnd(50)} ${String(v.trace.length).padStart(2)}: ${v.trace.map(shape).join(' | ')}`);
@@ -658,7 +727,8 @@ function printGeneric(print: Print, value: unknown): void {
     return;
   }
   const keys = [...new Set(rows.flatMap((r: object) => Object.keys(r)))] as string[];
-  const fmt = (x: unknown) => (typeof x === 'number' ? (Number.isInteger(x) ? String(x) : x.toFixed(3)) : typeof x === 'object' ? JSON.stringify(x) : String(x ?? ''));
+  const fmt = (x: unknown) =>
+    typeof x === 'number' ? (Number.isInteger(x) ? String(x) : x.toFixed(3)) : typeof x === 'object' ? JSON.stringify(x) : String(x ?? '');
   table(
     print,
     keys,

@@ -55,7 +55,8 @@ const PERMITS = 3;
 function handWritten(ds: DataSource, backend: BackendName, name: string, token: boolean): Op {
   const slots = Array.from({ length: PERMITS }, (_, i) => `${name}#${i}`);
   const trySql = backend === 'postgres' ? 'SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0)) AS got' : 'SELECT GET_LOCK(?, 0) AS got';
-  const tokenSql = backend === 'postgres' ? `SELECT nextval('"ormlock_fencing_seq"')::text AS token` : 'SELECT CAST(NEXTVAL(`ormlock_fencing_seq`) AS CHAR) AS token';
+  const tokenSql =
+    backend === 'postgres' ? `SELECT nextval('"ormlock_fencing_seq"')::text AS token` : 'SELECT CAST(NEXTVAL(`ormlock_fencing_seq`) AS CHAR) AS token';
   return async () => {
     const qr = ds.createQueryRunner();
     try {
@@ -85,10 +86,11 @@ function handWritten(ds: DataSource, backend: BackendName, name: string, token: 
  */
 function handOneStatement(ds: DataSource, backend: BackendName, name: string): Op {
   const ids = Array.from({ length: PERMITS }, (_, i) => `${name}#${i}`);
-  const sql = backend === 'postgres'
-    ? `SELECT s.i AS slot, nextval('"ormlock_fencing_seq"')::text AS token FROM unnest($1::text[]) WITH ORDINALITY AS s(id, i)
+  const sql =
+    backend === 'postgres'
+      ? `SELECT s.i AS slot, nextval('"ormlock_fencing_seq"')::text AS token FROM unnest($1::text[]) WITH ORDINALITY AS s(id, i)
         WHERE pg_try_advisory_xact_lock(hashtextextended(s.id, 0)) LIMIT 1`
-    : `SELECT CASE${ids.map(() => ' WHEN GET_LOCK(?, 0) = 1 THEN ?').join('')} ELSE NULL END AS slot, CAST(NEXTVAL(\`ormlock_fencing_seq\`) AS CHAR) AS token`;
+      : `SELECT CASE${ids.map(() => ' WHEN GET_LOCK(?, 0) = 1 THEN ?').join('')} ELSE NULL END AS slot, CAST(NEXTVAL(\`ormlock_fencing_seq\`) AS CHAR) AS token`;
   return async () => {
     const first = Math.floor(Math.random() * PERMITS);
     const order = [...ids.slice(first), ...ids.slice(0, first)];
@@ -142,7 +144,8 @@ export async function benchSemaphore(opts: { quick: boolean; ops?: number; round
       const theirs = async (key: string, permits: number) => {
         const clients = await fresh();
         const options = { lockTimeout: ttl, acquireAttemptsLimit: 1, refreshInterval: 0 };
-        const sem = n === 1 ? new RsSemaphore(clients[0], `${prefix}${key}`, permits, options) : new RedlockSemaphore(clients, `${prefix}${key}`, permits, options);
+        const sem =
+          n === 1 ? new RsSemaphore(clients[0], `${prefix}${key}`, permits, options) : new RedlockSemaphore(clients, `${prefix}${key}`, permits, options);
         const op: Op = async () => {
           if (!(await sem.tryAcquire())) throw new Error(`${ref}: no permit`);
           await sem.release();
@@ -177,7 +180,12 @@ export async function benchSemaphore(opts: { quick: boolean; ops?: number; round
       const statements = db.statements;
       cells.push(
         {
-          where, nodes: 0, name: 'ormlock withSemaphore(noop)', vs: hand, also: [loop, bare], statements,
+          where,
+          nodes: 0,
+          name: 'ormlock withSemaphore(noop)',
+          vs: hand,
+          also: [loop, bare],
+          statements,
           op: () => withSemaphore(`bench-${process.pid}`, PERMITS, async () => undefined, { dataSource: db.ds }),
         },
         { where, nodes: 0, name: hand, op: handOneStatement(db.ds, backend, `bench-one-${process.pid}`), statements },

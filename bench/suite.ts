@@ -34,8 +34,7 @@ export interface SuiteConfig {
   cells?: Array<{ distribution: Distribution; workers: number }>;
 }
 
-export interface CellRecord
-  extends Pick<CellResult, 'ops' | 'errors' | 'firstError' | 'elapsedMs' | 'opsPerSec' | 'p50Ms' | 'p99Ms' | 'meanMs' | 'maxMs'> {
+export interface CellRecord extends Pick<CellResult, 'ops' | 'errors' | 'firstError' | 'elapsedMs' | 'opsPerSec' | 'p50Ms' | 'p99Ms' | 'meanMs' | 'maxMs'> {
   distribution: Distribution;
   workers: number;
   /** Statements sent during the cell (QueryLog). */
@@ -119,12 +118,7 @@ export interface SuiteHooks {
   progress?(line: string): void;
 }
 
-export async function benchBackend(
-  backend: BackendName,
-  specs: VariantSpec[],
-  config: SuiteConfig,
-  hooks: SuiteHooks,
-): Promise<BackendRecord> {
+export async function benchBackend(backend: BackendName, specs: VariantSpec[], config: SuiteConfig, hooks: SuiteHooks): Promise<BackendRecord> {
   const say = hooks.progress ?? (() => undefined);
   const record: BackendRecord = { backend, process: hooks.process, probes: {}, variants: [] };
   const log = new CountingQueryLog();
@@ -371,9 +365,7 @@ function verdict(budget: Budget, reference: number, rec: VariantRecord, caps: ()
   const result: BudgetVerdict = { ...budget, extra, referenceStatements: reference, allowed, measured, ok: within(measured) };
   if (budget.retries) {
     // Statements beyond the successful operations' share, per failed attempt.
-    const perFailed = rec.cells
-      .filter((c) => c.retries + c.errors > 0)
-      .map((c) => (c.statements - c.ops * measured) / (c.retries + c.errors));
+    const perFailed = rec.cells.filter((c) => c.retries + c.errors > 0).map((c) => (c.statements - c.ops * measured) / (c.retries + c.errors));
     if (perFailed.length) {
       const worst = Math.max(...perFailed);
       result.failedAttempt = { measured: worst, ok: within(worst) };

@@ -42,8 +42,7 @@ export function AdvisoryLock<K extends AdvisoryLockKey>(key: K, options: Advisor
     rejectStandardDecorator('AdvisoryLock', target, propertyKey);
     if (propertyKey === undefined) {
       // Entity class: record only; installLocking validates against the database.
-      const keyFn =
-        typeof key === 'function' ? (key as (entity: unknown) => unknown) : Object.assign(() => key, { [STATIC_ADVISORY_KEY]: key });
+      const keyFn = typeof key === 'function' ? (key as (entity: unknown) => unknown) : Object.assign(() => key, { [STATIC_ADVISORY_KEY]: key });
       declare(target, (rec) => rec.advisory.push({ key: keyFn, options: (options ?? {}) as Record<string, unknown> }));
       return;
     }

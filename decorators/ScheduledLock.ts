@@ -30,12 +30,17 @@ export function ScheduledLock(name: string, options: ScheduledLockDecoratorOptio
   const problems = scheduledLockProblems(name, options);
   if (problems.length) throw new LockConfigError(`@ScheduledLock(name, options): ${problems.join('; ')}`, { key: name });
   return (target, propertyKey, descriptor) =>
-    wrapAsyncMethod('ScheduledLock', target, propertyKey, descriptor, (original, methodName) =>
-      async function (this: unknown, ...args: unknown[]) {
-        const resolved = withDataSourceOf(options, this, methodName, 'ScheduledLock');
-        const redlock = typeof resolved.redlock === 'function' ? (resolved.redlock as (self: unknown) => unknown).call(this, this) : resolved.redlock;
-        const run = await withScheduledLock(name, { ...resolved, redlock } as ScheduledLockOptions, () => original.apply(this, args));
-        return run.ran ? run.result : undefined;
-      },
+    wrapAsyncMethod(
+      'ScheduledLock',
+      target,
+      propertyKey,
+      descriptor,
+      (original, methodName) =>
+        async function (this: unknown, ...args: unknown[]) {
+          const resolved = withDataSourceOf(options, this, methodName, 'ScheduledLock');
+          const redlock = typeof resolved.redlock === 'function' ? (resolved.redlock as (self: unknown) => unknown).call(this, this) : resolved.redlock;
+          const run = await withScheduledLock(name, { ...resolved, redlock } as ScheduledLockOptions, () => original.apply(this, args));
+          return run.ran ? run.result : undefined;
+        },
     ) as any;
 }

@@ -17,9 +17,14 @@ export function Transactional(options: TransactionOptions = {}): MethodDecorator
   const problems = transactionOptionProblems(options);
   if (problems.length) throw new LockConfigError(`@Transactional(options?): ${problems.join('; ')}`);
   return (target, propertyKey, descriptor) =>
-    wrapAsyncMethod('Transactional', target, propertyKey, descriptor, (original, methodName) =>
-      async function (this: unknown, ...args: unknown[]) {
-        return transaction(() => original.apply(this, args), withDataSourceOf(options, this, methodName, 'Transactional'));
-      },
+    wrapAsyncMethod(
+      'Transactional',
+      target,
+      propertyKey,
+      descriptor,
+      (original, methodName) =>
+        async function (this: unknown, ...args: unknown[]) {
+          return transaction(() => original.apply(this, args), withDataSourceOf(options, this, methodName, 'Transactional'));
+        },
     ) as any;
 }

@@ -26,10 +26,10 @@ function isStandardContext(x: unknown): x is StandardDecoratorContext {
  */
 export function rejectStandardDecorator(decorator: string, value: unknown, context: unknown): void {
   if (!isStandardContext(context)) return;
-  const owner = context.kind === 'class' ? (value as { name?: string })?.name ?? String(context.name) : String(context.name ?? 'anonymous');
+  const owner = context.kind === 'class' ? ((value as { name?: string })?.name ?? String(context.name)) : String(context.name ?? 'anonymous');
   throw new LockConfigError(
     `@${decorator} on ${owner} (a ${context.kind}): this is a standard (TC39) decorator call — its second argument is a context object — ` +
-      "but ormlock's decorators are TypeScript's legacy decorators. Set \"experimentalDecorators\": true (and \"emitDecoratorMetadata\": true) " +
+      'but ormlock\'s decorators are TypeScript\'s legacy decorators. Set "experimentalDecorators": true (and "emitDecoratorMetadata": true) ' +
       'in tsconfig.json; tsx, esbuild, Vite and Babel emit standard decorators without it. Or use the plain-function twin.',
     { method: owner },
   );
@@ -55,7 +55,7 @@ export function wrapAsyncMethod(
   wrap: (original: AnyMethod, methodName: string) => AnyMethod,
 ): PropertyDescriptor {
   rejectStandardDecorator(decorator, target, propertyKey);
-  const className = typeof target === 'function' ? target.name : target.constructor?.name ?? 'anonymous';
+  const className = typeof target === 'function' ? target.name : (target.constructor?.name ?? 'anonymous');
   const methodName = `${className}.${String(propertyKey)}`;
   const original = descriptor?.value;
   if (typeof original !== 'function') {
@@ -64,10 +64,9 @@ export function wrapAsyncMethod(
   const returnType = Reflect.getMetadata?.('design:returntype', target, propertyKey);
   const isAsync = original.constructor?.name === 'AsyncFunction' || returnType === Promise;
   if (!isAsync) {
-    throw new LockConfigError(
-      `@${decorator} on ${methodName}: the method must be async (return a Promise), or the lock would end before its work does.`,
-      { method: methodName },
-    );
+    throw new LockConfigError(`@${decorator} on ${methodName}: the method must be async (return a Promise), or the lock would end before its work does.`, {
+      method: methodName,
+    });
   }
   const wrapped = wrap(original, methodName);
   Object.defineProperty(wrapped, 'name', { value: original.name, configurable: true });
@@ -86,7 +85,10 @@ export function withDataSourceOf<T>(options: T, self: unknown, methodName: strin
   if (typeof ds !== 'function') return options;
   const resolved = (ds as (self: unknown) => unknown).call(self, self);
   if (resolved === undefined || resolved === null) {
-    throw new LockConfigError(`@${decorator} on ${methodName}: options.dataSource(self) returned ${String(resolved)}; it must return the DataSource (or MikroORM instance) to use.`, { method: methodName });
+    throw new LockConfigError(
+      `@${decorator} on ${methodName}: options.dataSource(self) returned ${String(resolved)}; it must return the DataSource (or MikroORM instance) to use.`,
+      { method: methodName },
+    );
   }
   return { ...options, dataSource: resolved };
 }

@@ -97,7 +97,7 @@ async function main(): Promise<number> {
   const started = Date.now();
   if (ormName !== 'typeorm' && ormName !== 'mikro-orm') throw new Error(`--orm ${ormName}: use typeorm or mikro-orm`);
   const scenarios = ormName === 'mikro-orm' ? (await import('./mikro-orm/setup')).mikroOrmScenarios(only) : loadScenarios(only);
-  let url = useMysql ? process.env.MYSQL_URL ?? 'mysql://root@127.0.0.1:3306/test' : process.env.PG_URL;
+  let url = useMysql ? (process.env.MYSQL_URL ?? 'mysql://root@127.0.0.1:3306/test') : process.env.PG_URL;
   if (!url) {
     progress('no PG_URL: starting an embedded PostgreSQL (data under the OS temp dir, removed at exit)');
     const pg: EmbeddedPg = await startEmbeddedPostgres();
@@ -137,10 +137,12 @@ async function main(): Promise<number> {
       row.without = normalize(await scenario.run(ds, { locked: false }));
       progress(`${scenario.name}: with ${scenario.strategy}…`);
       const watch = catchLockWaits(ds);
-      row.with = normalize(await scenario.run(ds, { locked: true }).finally(async () => {
-        const waits = await watch.stop();
-        if (better(snapshot?.waits, waits) !== snapshot?.waits) snapshot = { scenario: scenario.name, waits: waits! };
-      }));
+      row.with = normalize(
+        await scenario.run(ds, { locked: true }).finally(async () => {
+          const waits = await watch.stop();
+          if (better(snapshot?.waits, waits) !== snapshot?.waits) snapshot = { scenario: scenario.name, waits: waits! };
+        }),
+      );
     } catch (error) {
       row.error = (error as Error)?.stack ?? String(error);
     }
@@ -157,11 +159,15 @@ async function main(): Promise<number> {
       if (r.without?.anomalies === 0) console.log(`  ${' '.repeat(r.scenario.name.length)}  (the race did not show without the lock this time)`);
     }
   }
-  console.log(snapshot
-    ? `\n  inspectLocks() during "${snapshot.scenario}" with its lock (who waits on whom):\n\n${formatLockTable(snapshot.waits, { maxRows: 8 }).replace(/^/gm, '  ')}`
-    : '\n  inspectLocks(): no lock wait caught during the runs');
+  console.log(
+    snapshot
+      ? `\n  inspectLocks() during "${snapshot.scenario}" with its lock (who waits on whom):\n\n${formatLockTable(snapshot.waits, { maxRows: 8 }).replace(/^/gm, '  ')}`
+      : '\n  inspectLocks(): no lock wait caught during the runs',
+  );
   const bad = rows.filter((r) => r.error || (!r.skipped && r.with?.anomalies !== 0));
-  console.log(`\n  ${bad.length ? `${bad.length} scenario(s) not fixed by their lock` : 'every lock held'} — ${((Date.now() - started) / 1000).toFixed(1)} s in all`);
+  console.log(
+    `\n  ${bad.length ? `${bad.length} scenario(s) not fixed by their lock` : 'every lock held'} — ${((Date.now() - started) / 1000).toFixed(1)} s in all`,
+  );
   return bad.length ? 1 : 0;
 }
 

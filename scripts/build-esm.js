@@ -21,12 +21,7 @@ for (const [subpath, target] of Object.entries(exportsMap)) {
   const names = Object.keys(require(cjsFile)).filter((n) => n !== 'default' && n !== '__esModule');
   let cjs = path.relative(path.dirname(esmFile), cjsFile).split(path.sep).join('/');
   if (!cjs.startsWith('.')) cjs = `./${cjs}`;
-  const body = [
-    `import cjs from '${cjs}';`,
-    ...names.map((n) => `export const ${n} = cjs.${n};`),
-    'export default cjs;',
-    '',
-  ].join('\n');
+  const body = [`import cjs from '${cjs}';`, ...names.map((n) => `export const ${n} = cjs.${n};`), 'export default cjs;', ''].join('\n');
   fs.mkdirSync(path.dirname(esmFile), { recursive: true });
   fs.writeFileSync(esmFile, body);
 }

@@ -73,7 +73,9 @@ function main(argv) {
     console.log(`perf-doc: recorded ${path.relative(ROOT, resultsFile)} as ${path.relative(ROOT, RECORDED)}`);
   }
   fs.writeFileSync(PAGE, render(page, recorded()));
-  console.log(`perf-doc: wrote the figures of ${path.relative(ROOT, PAGE)} from ${fs.existsSync(RECORDED) ? path.relative(ROOT, RECORDED) : 'no recorded run'}`);
+  console.log(
+    `perf-doc: wrote the figures of ${path.relative(ROOT, PAGE)} from ${fs.existsSync(RECORDED) ? path.relative(ROOT, RECORDED) : 'no recorded run'}`,
+  );
   return 0;
 }
 

@@ -31,7 +31,8 @@ class TimingReporter extends Mocha.reporters.Spec {
       const rows = [...files].sort((a, b) => b[1].ms - a[1].ms);
       const total = rows.reduce((n, [, t]) => n + t.ms, 0);
       console.log(`\n  time per file (${rows.length} files, ${Math.round(total / 1000)} s; the ${Math.min(SHOWN, rows.length)} slowest):`);
-      for (const [file, t] of rows.slice(0, SHOWN)) console.log(`    ${String(Math.round(t.ms / 100) / 10).padStart(6)} s  ${path.relative(process.cwd(), file)}`);
+      for (const [file, t] of rows.slice(0, SHOWN))
+        console.log(`    ${String(Math.round(t.ms / 100) / 10).padStart(6)} s  ${path.relative(process.cwd(), file)}`);
       const out = process.env.ORMLOCK_TIMINGS_FILE;
       if (out) {
         const { passes, failures, pending, tests } = this.stats;

@@ -10,7 +10,6 @@ export { describeValue };
  * the call; they are thrown before anything is sent to a database.
  */
 
-
 /**
  * True for an object that can carry options or values: a plain object (also from another realm,
  * or made with `Object.create(null)`) or an instance of the caller's own class — not an array, a

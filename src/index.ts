@@ -25,16 +25,33 @@ export { Pessimistic } from '../decorators/Pessimistic';
 export type { LockDialect, DialectCapabilities } from './dialects/dialect';
 // errors
 export {
-  LockError, LockTimeoutError, LockNotAvailableError, DeadlockError, SerializationError, StaleEntityError,
-  TransactionRequiredError, TransactionNotAllowedError, LockConfigError, LockLostError, UniqueViolationError, PoolExhaustedError,
+  LockError,
+  LockTimeoutError,
+  LockNotAvailableError,
+  DeadlockError,
+  SerializationError,
+  StaleEntityError,
+  TransactionRequiredError,
+  TransactionNotAllowedError,
+  LockConfigError,
+  LockLostError,
+  UniqueViolationError,
+  PoolExhaustedError,
   type LockErrorDetails,
 } from './errors';
 // parent lock around create (nested sets)
 export { AroundCreate } from '../decorators/AroundCreate';
 export {
-  lockParent, addAroundCreate, isParentLockHook,
-  type ParentLockOptions, type ParentLockHook, type ParentLockDeclaration, type AroundCreateHook, type AroundCreateContext,
-  type AroundCreateRunContext, type ParentRef,
+  lockParent,
+  addAroundCreate,
+  isParentLockHook,
+  type ParentLockOptions,
+  type ParentLockHook,
+  type ParentLockDeclaration,
+  type AroundCreateHook,
+  type AroundCreateContext,
+  type AroundCreateRunContext,
+  type ParentRef,
 } from './locks/parent';
 export { lockRowOn } from './orm/typeorm/lazy';
 // TypeORM @Tree entities
@@ -51,16 +68,37 @@ export type { AddVersionColumnOptions } from './orm/typeorm/public-types';
 // advisory locks
 export { AdvisoryLock, type AdvisoryLockKey } from '../decorators/AdvisoryLock';
 export {
-  withAdvisoryLock, withAdvisoryLocks, advisoryLockExists, advisoryLockId, advisoryKeys, AdvisoryKeySet,
-  type AdvisoryLockOptions, type AdvisoryLockSkipOptions, type AdvisoryLockContext, type AdvisoryLockExistsOptions,
-  type AdvisoryScope, type OnAdvisoryTimeout, type AdvisoryKey, type AdvisoryKeyPart, type AdvisoryKeyValue,
+  withAdvisoryLock,
+  withAdvisoryLocks,
+  advisoryLockExists,
+  advisoryLockId,
+  advisoryKeys,
+  AdvisoryKeySet,
+  type AdvisoryLockOptions,
+  type AdvisoryLockSkipOptions,
+  type AdvisoryLockContext,
+  type AdvisoryLockExistsOptions,
+  type AdvisoryScope,
+  type OnAdvisoryTimeout,
+  type AdvisoryKey,
+  type AdvisoryKeyPart,
+  type AdvisoryKeyValue,
 } from './locks/advisory';
 // Redis leases
 export { Redlock, Lease, withDistributedLock } from './redis';
 export { releaseAfterCommit } from './redis/release-after-commit';
 export type {
-  RedlockOptions, AcquireOptions, UsingOptions, NodeResult, LockKey, LockKeys, RedlockClient, LeaseState, DistributedLockCallOptions,
-  FencingOptions, LeaseTransactionOptions,
+  RedlockOptions,
+  AcquireOptions,
+  UsingOptions,
+  NodeResult,
+  LockKey,
+  LockKeys,
+  RedlockClient,
+  LeaseState,
+  DistributedLockCallOptions,
+  FencingOptions,
+  LeaseTransactionOptions,
 } from './redis';
 // Counting semaphores on the database
 export { withSemaphore } from './locks/semaphore';

@@ -6,8 +6,19 @@ import path from 'node:path';
 import { createInterface } from 'node:readline';
 import type { DataSource } from 'typeorm';
 import {
-  AdvisoryLock, DeadlockError, LockConfigError, LockLostError, LockNotAvailableError, LockTimeoutError,
-  advisoryKeys, advisoryLockExists, advisoryLockId, installLocking, transaction, withAdvisoryLock, withAdvisoryLocks,
+  AdvisoryLock,
+  DeadlockError,
+  LockConfigError,
+  LockLostError,
+  LockNotAvailableError,
+  LockTimeoutError,
+  advisoryKeys,
+  advisoryLockExists,
+  advisoryLockId,
+  installLocking,
+  transaction,
+  withAdvisoryLock,
+  withAdvisoryLocks,
   type AdvisoryLockOptions,
 } from '../src';
 import { runInFrame } from '../src/context/store';
@@ -44,7 +55,11 @@ function within<T>(ms: number, p: Promise<T>, what: string): Promise<T> {
   ]);
 }
 
-const rejection = (p: Promise<unknown>) => p.then(() => null, (e) => e);
+const rejection = (p: Promise<unknown>) =>
+  p.then(
+    () => null,
+    (e) => e,
+  );
 
 // -------------------------------------------------------------------------------------------
 // worker processes
@@ -58,11 +73,11 @@ interface Worker {
 }
 
 function startWorker(backend: string): Worker {
-  const child = spawn(
-    process.execPath,
-    ['-r', 'ts-node/register/transpile-only', '-r', 'reflect-metadata', 'test/fixtures/advisory-worker.ts', backend],
-    { cwd: ROOT, env: { ...process.env, ADV_NAMESPACE: NS }, stdio: ['pipe', 'pipe', 'inherit'] },
-  );
+  const child = spawn(process.execPath, ['-r', 'ts-node/register/transpile-only', '-r', 'reflect-metadata', 'test/fixtures/advisory-worker.ts', backend], {
+    cwd: ROOT,
+    env: { ...process.env, ADV_NAMESPACE: NS },
+    stdio: ['pipe', 'pipe', 'inherit'],
+  });
   const messages: any[] = [];
   const waiters: Array<{ pred: (m: any) => boolean; resolve: (m: any) => void; reject: (e: Error) => void }> = [];
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
@@ -198,7 +213,10 @@ describeEachBackend(
           for (const w of workers) w.send({ cmd: 'jobs', locked, count: 25, concurrency: 5, file, startAt });
           const done = await Promise.all(workers.map((w) => w.next((m) => m.done)));
           expect(done.reduce((n, d) => n + d.jobs, 0)).to.equal(50);
-          const sections = readFileSync(file, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+          const sections = readFileSync(file, 'utf8')
+            .trim()
+            .split('\n')
+            .map((l) => JSON.parse(l));
           expect(sections).to.have.length(50);
           expect(new Set(sections.map((s) => s.pid)).size, 'both processes ran jobs').to.equal(2);
           return overlaps(sections);
@@ -400,7 +418,18 @@ describeEachBackend(
         );
         await within(
           30_000,
-          Promise.all(Array.from({ length: 10 }, (_, i) => withAdvisoryLock('pool1', async () => { await ds1.manager.query('SELECT 1'); log.push(i); }, { dataSource: ds1 }))),
+          Promise.all(
+            Array.from({ length: 10 }, (_, i) =>
+              withAdvisoryLock(
+                'pool1',
+                async () => {
+                  await ds1.manager.query('SELECT 1');
+                  log.push(i);
+                },
+                { dataSource: ds1 },
+              ),
+            ),
+          ),
           'transaction-scoped callers on a pool of 1',
         );
         expect(log).to.have.length(20);
@@ -412,7 +441,9 @@ describeEachBackend(
 
     describe('a lost connection', () => {
       async function kill(id: number) {
-        await outside(() => env.ds.query(env.name === 'postgres' ? 'SELECT pg_terminate_backend($1)' : `KILL ${Number(id)}`, env.name === 'postgres' ? [id] : []));
+        await outside(() =>
+          env.ds.query(env.name === 'postgres' ? 'SELECT pg_terminate_backend($1)' : `KILL ${Number(id)}`, env.name === 'postgres' ? [id] : []),
+        );
       }
 
       for (const scope of ['session', 'transaction'] as const) {
@@ -470,13 +501,17 @@ describeEachBackend(
       let inside = 0;
       let maxInside = 0;
       const results = await race(100, (i) =>
-        withAdvisoryLocks(i % 2 ? ['dl-a', 'dl-b'] : ['dl-b', 'dl-a'], async ({ keys }) => {
-          inside += 1;
-          maxInside = Math.max(maxInside, inside);
-          await sleep(1);
-          inside -= 1;
-          return keys;
-        }, { scope: i % 4 < 2 ? 'transaction' : 'session' }),
+        withAdvisoryLocks(
+          i % 2 ? ['dl-a', 'dl-b'] : ['dl-b', 'dl-a'],
+          async ({ keys }) => {
+            inside += 1;
+            maxInside = Math.max(maxInside, inside);
+            await sleep(1);
+            inside -= 1;
+            return keys;
+          },
+          { scope: i % 4 < 2 ? 'transaction' : 'session' },
+        ),
       );
       expect(results.filter((r) => r.status === 'rejected').map((r) => (r as PromiseRejectedResult).reason)).to.deep.equal([]);
       expect(maxInside).to.equal(1);
@@ -505,10 +540,14 @@ describeEachBackend(
     it('round trips: a transaction-scoped lock is one statement and no release statement (PostgreSQL; MySQL: GET_LOCK + RELEASE_LOCK after COMMIT)', async () => {
       const work = () => env.ds.query('SELECT 1 AS one');
       env.log.start();
-      await transaction(async () => { await work(); });
+      await transaction(async () => {
+        await work();
+      });
       const unlocked = env.log.stop();
       env.log.start();
-      await withAdvisoryLock('rt', async () => { await work(); });
+      await withAdvisoryLock('rt', async () => {
+        await work();
+      });
       const locked = env.log.stop();
       const extra = locked.filter((q) => !unlocked.includes(q));
       if (env.handle.dialect.capabilities.transactionAdvisoryLocks) {
@@ -524,7 +563,13 @@ describeEachBackend(
       }
       // a timeout adds no statement either (lock_timeout is set and restored inside the lock statement)
       env.log.start();
-      await withAdvisoryLock('rt', async () => { await work(); }, { timeoutMs: 1000 });
+      await withAdvisoryLock(
+        'rt',
+        async () => {
+          await work();
+        },
+        { timeoutMs: 1000 },
+      );
       expect(env.log.stop().length).to.equal(locked.length);
       // a held key is not taken again (re-entry)
       env.log.start();
@@ -549,13 +594,27 @@ describeEachBackend(
     });
 
     it('session scope: released in finally when the body throws, on the same connection', async () => {
-      const err = await rejection(withAdvisoryLock('boom', async () => { throw new Error('body failed'); }, { scope: 'session' }));
+      const err = await rejection(
+        withAdvisoryLock(
+          'boom',
+          async () => {
+            throw new Error('body failed');
+          },
+          { scope: 'session' },
+        ),
+      );
       expect(err.message).to.equal('body failed');
       expect(await advisoryLockExists('boom')).to.equal(false);
       // inside a transaction whose body error aborted it (PostgreSQL), the unlock waits for the rollback
       const err2 = await rejection(
         transaction(async () => {
-          await withAdvisoryLock('boom', async () => { await env.ds.query('SELECT * FROM no_such_table'); }, { scope: 'session' });
+          await withAdvisoryLock(
+            'boom',
+            async () => {
+              await env.ds.query('SELECT * FROM no_such_table');
+            },
+            { scope: 'session' },
+          );
         }),
       );
       expect(err2).to.be.instanceOf(Error);
@@ -587,7 +646,11 @@ describeEachBackend(
       });
       expect(await advisoryLockExists(['doc', 2])).to.equal(false);
       // a method holding the key may write the entity (re-entry, no self-deadlock)
-      await within(10_000, withAdvisoryLock(['doc', 3], () => docs.save(docs.create({ slot: 3 })), { scope: 'session' }), 're-entry');
+      await within(
+        10_000,
+        withAdvisoryLock(['doc', 3], () => docs.save(docs.create({ slot: 3 })), { scope: 'session' }),
+        're-entry',
+      );
     });
 
     it('keys with quotes, */, --, unicode and 10,000 characters are parameters, never SQL', async () => {

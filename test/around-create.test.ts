@@ -1,13 +1,32 @@
 import { expect } from 'chai';
 import { Column, Entity, ManyToOne, OneToMany, PrimaryGeneratedColumn, type Repository } from 'typeorm';
 import {
-  AroundCreate, LockConfigError, LockNotAvailableError, LockTimeoutError, StaleEntityError, TransactionRequiredError,
-  addAroundCreate, installLocking, lock, lockParent, transaction,
+  AroundCreate,
+  LockConfigError,
+  LockNotAvailableError,
+  LockTimeoutError,
+  StaleEntityError,
+  TransactionRequiredError,
+  addAroundCreate,
+  installLocking,
+  lock,
+  lockParent,
+  transaction,
 } from '../src';
 import { Barrier, race } from '../src/testing';
 import {
-  DocSubscriber, NestedSetSubscriber, NsDoc, NsFolder, NsNote, NsPage, NsPageBase, NsPagePlain, NsSite,
-  nestedSetTiming, subscriberProbe, trace,
+  DocSubscriber,
+  NestedSetSubscriber,
+  NsDoc,
+  NsFolder,
+  NsNote,
+  NsPage,
+  NsPageBase,
+  NsPagePlain,
+  NsSite,
+  nestedSetTiming,
+  subscriberProbe,
+  trace,
 } from './fixtures/nested-set';
 import { entityRecord } from '../src/metadata/registry';
 import { createDataSource } from './support/backends';
@@ -130,7 +149,10 @@ describeEachBackend(
         () => transaction(() => pages.save(pages.create({ title: 'orphan', siteId: 987654 }))),
         () => pages.insert({ title: 'orphan', siteId: 987654 }),
       ]) {
-        const err = await run().then(() => null, (e) => e);
+        const err = await run().then(
+          () => null,
+          (e) => e,
+        );
         expect(err).to.be.instanceOf(StaleEntityError);
         expect(err.entity).to.equal('NsPage');
         expect(err.id).to.equal(987654);
@@ -150,7 +172,10 @@ describeEachBackend(
         // another connection cannot take the folder's row: the hook's lock is held
         lockedWhileSubscriberRan = await transaction(() => lock(folders.create({ id: folder.id }), { timeoutMs: 0 }), {
           propagation: 'requires_new',
-        }).then(() => 'not locked', (e) => e);
+        }).then(
+          () => 'not locked',
+          (e) => e,
+        );
         expect((doc.folder as NsFolder).name).to.equal('new');
       };
       trace.length = 0;
@@ -204,7 +229,10 @@ describeEachBackend(
     it('a required parent that is not given: LockConfigError naming the relation and column, nothing inserted', async () => {
       const docs = env.ds.getRepository(NsDoc);
       const before = await docs.count();
-      const err = await docs.save(docs.create({ title: 'no folder' })).then(() => null, (e) => e);
+      const err = await docs.save(docs.create({ title: 'no folder' })).then(
+        () => null,
+        (e) => e,
+      );
       expect(err).to.be.instanceOf(LockConfigError);
       expect(err.message).to.contain("lockParent('folder') on NsDoc").and.contain("'folderId'");
       expect(await docs.count()).to.equal(before);
@@ -225,7 +253,10 @@ describeEachBackend(
       await held.wait();
       try {
         const started = Date.now();
-        const err = await docs.save(docs.create({ title: 'late', folderId: folder.id })).then(() => null, (e) => e);
+        const err = await docs.save(docs.create({ title: 'late', folderId: folder.id })).then(
+          () => null,
+          (e) => e,
+        );
         expect(err).to.be.instanceOf(LockTimeoutError);
         expect(err.entity).to.equal('NsFolder');
         expect(Date.now() - started).to.be.within(400, 5000);
@@ -246,14 +277,20 @@ describeEachBackend(
         try {
           await qr.manager.save(qr.manager.create(NsPage, { title: 'p', siteId: site.id }));
           // the ambient transaction does not hold the site: it cannot lock it while qr does
-          const attempt = await lock(sites.create({ id: site.id }), { timeoutMs: 0 }).then(() => 'locked', (e) => e);
+          const attempt = await lock(sites.create({ id: site.id }), { timeoutMs: 0 }).then(
+            () => 'locked',
+            (e) => e,
+          );
           expect(attempt).to.be.instanceOf(LockNotAvailableError);
         } finally {
           await qr.rollbackTransaction();
           await qr.release();
         }
         throw sentinel;
-      }).then(() => null, (e) => e);
+      }).then(
+        () => null,
+        (e) => e,
+      );
       expect(err).to.equal(sentinel);
       expect(await env.ds.getRepository(NsPage).countBy({ siteId: site.id })).to.equal(0);
     });
@@ -261,7 +298,10 @@ describeEachBackend(
     it('save(…, { transaction: false }) outside a transaction: TransactionRequiredError, nothing inserted', async () => {
       const site = await sites.save(sites.create({ name: 'no tx' }));
       const pages = env.ds.getRepository(NsPage);
-      const err = await pages.save(pages.create({ title: 'x', siteId: site.id }), { transaction: false }).then(() => null, (e) => e);
+      const err = await pages.save(pages.create({ title: 'x', siteId: site.id }), { transaction: false }).then(
+        () => null,
+        (e) => e,
+      );
       expect(err).to.be.instanceOf(TransactionRequiredError);
       expect(err.message).to.contain('NsPage');
       expect(await pages.countBy({ siteId: site.id })).to.equal(0);
@@ -292,7 +332,10 @@ describeEachBackend(
       ] as const) {
         const ds = await createDataSource(env.name, [...entities], { fresh: false });
         try {
-          const err = await installLocking(ds!).then(() => null, (e) => e);
+          const err = await installLocking(ds!).then(
+            () => null,
+            (e) => e,
+          );
           expect(err).to.be.instanceOf(LockConfigError);
           expect(err.message).to.match(pattern);
         } finally {

@@ -11,9 +11,33 @@ import { expect } from 'chai';
 import Redis from 'ioredis';
 import type { DataSource } from 'typeorm';
 import {
-  AdvisoryLock, AroundCreate, Current, DistributedLock, LockConfigError, LockedTree, lockedTree, Pessimistic, Redlock, RetryOnConflict, Transactional, Versioned,
-  addAroundCreate, advisoryLockExists, createOrFind, defineCurrent, installLocking, lock, lockParent, retryOnConflict, transaction, versioned,
-  withAdvisoryLock, withAdvisoryLocks, withDistributedLock, withLock, withPessimistic,
+  AdvisoryLock,
+  AroundCreate,
+  Current,
+  DistributedLock,
+  LockConfigError,
+  LockedTree,
+  lockedTree,
+  Pessimistic,
+  Redlock,
+  RetryOnConflict,
+  Transactional,
+  Versioned,
+  addAroundCreate,
+  advisoryLockExists,
+  createOrFind,
+  defineCurrent,
+  installLocking,
+  lock,
+  lockParent,
+  retryOnConflict,
+  transaction,
+  versioned,
+  withAdvisoryLock,
+  withAdvisoryLocks,
+  withDistributedLock,
+  withLock,
+  withPessimistic,
 } from '../src';
 import { EDGE_ENTITIES, EdgeAccount, EdgeMember } from './fixtures/edges';
 import { createDataSource } from './support/backends';
@@ -80,7 +104,12 @@ function databaseRows(env: SuiteEnv, bare: () => DataSource): Row[] {
   const account = () => accounts().create({ id: 1, name: 'x', credits: 1 });
   return [
     ...generic('transaction', (o, fn) => transaction(fn, o), 'fn', [
-      { api: 'transaction', input: "unknown option 'isolationLevel' (a typo of isolation)", names: "unknown option 'isolationLevel'", run: () => transaction(noop, { isolationLevel: 'SERIALIZABLE' } as any) },
+      {
+        api: 'transaction',
+        input: "unknown option 'isolationLevel' (a typo of isolation)",
+        names: "unknown option 'isolationLevel'",
+        run: () => transaction(noop, { isolationLevel: 'SERIALIZABLE' } as any),
+      },
       { api: 'transaction', input: 'propagation 42', names: 'propagation', run: () => transaction(noop, { propagation: 42 as any }) },
       { api: 'transaction', input: 'isolation lower case', names: 'isolation', run: () => transaction(noop, { isolation: 'serializable' as any }) },
       { api: 'transaction', input: 'dataSource a string', names: 'dataSource', run: () => transaction(noop, { dataSource: 'default' }) },
@@ -90,7 +119,12 @@ function databaseRows(env: SuiteEnv, bare: () => DataSource): Row[] {
       { api: 'withLock', input: 'entity undefined', names: 'entity', run: () => withLock(undefined as any, noop) },
       { api: 'withLock', input: "entity a string ('42')", names: 'entity', run: () => withLock('42' as any, noop) },
       { api: 'withLock', input: 'entity a class instead of an instance', names: 'entity', run: () => withLock(EdgeAccount as any, noop) },
-      { api: 'withLock', input: "unknown option 'timeout' (a typo of timeoutMs)", names: "unknown option 'timeout'", run: () => withLock(account(), noop, { timeout: 5 } as any) },
+      {
+        api: 'withLock',
+        input: "unknown option 'timeout' (a typo of timeoutMs)",
+        names: "unknown option 'timeout'",
+        run: () => withLock(account(), noop, { timeout: 5 } as any),
+      },
     ]),
     ...generic('lock', (o) => lock(account(), o), undefined, [
       { api: 'lock', input: 'entity null', names: 'entity', run: () => lock(null as any) },
@@ -101,7 +135,12 @@ function databaseRows(env: SuiteEnv, bare: () => DataSource): Row[] {
     ]).map((r) => ({ ...r, inTransaction: true })),
     ...generic('withPessimistic', (o, fn) => withPessimistic(fn, o), /expected a function|fn/, [
       { api: 'withPessimistic', input: 'entities [null]', names: 'entities', run: () => withPessimistic(noop, { entities: [null as any] }) },
-      { api: 'withPessimistic', input: "unknown option 'entity'", names: "unknown option 'entity'", run: () => withPessimistic(noop, { entity: EdgeAccount } as any) },
+      {
+        api: 'withPessimistic',
+        input: "unknown option 'entity'",
+        names: "unknown option 'entity'",
+        run: () => withPessimistic(noop, { entity: EdgeAccount } as any),
+      },
     ]),
     ...generic('withAdvisoryLock', (o, fn) => withAdvisoryLock('k', fn, o), 'body', [
       { api: 'withAdvisoryLock', input: 'key undefined', names: 'key', run: () => withAdvisoryLock(undefined as any, noop) },
@@ -114,30 +153,42 @@ function databaseRows(env: SuiteEnv, bare: () => DataSource): Row[] {
     ...generic('advisoryLockExists', (o) => advisoryLockExists('k', o), undefined, [
       { api: 'advisoryLockExists', input: 'key undefined', names: 'key', run: () => advisoryLockExists(undefined as any) },
       { api: 'advisoryLockExists', input: 'key a boolean', names: 'key', run: () => advisoryLockExists(false as any) },
-      { api: 'advisoryLockExists', input: "unknown option 'timeoutMs'", names: "unknown option 'timeoutMs'", run: () => advisoryLockExists('k', { timeoutMs: 1 } as any) },
+      {
+        api: 'advisoryLockExists',
+        input: "unknown option 'timeoutMs'",
+        names: "unknown option 'timeoutMs'",
+        run: () => advisoryLockExists('k', { timeoutMs: 1 } as any),
+      },
       { api: 'advisoryLockExists', input: 'dataSource a number', names: 'dataSource', run: () => advisoryLockExists('k', { dataSource: 1 }) },
     ]),
-    ...([
-      ['repository null', () => createOrFind(null as any, { email: 'a' }), 'repository'],
-      ['repository undefined', () => createOrFind(undefined as any, { email: 'a' }), 'repository'],
-      ['repository an entity class', () => createOrFind(EdgeMember as any, { email: 'a' }), 'repository'],
-      ['repository a DataSource', () => createOrFind(env.ds as any, { email: 'a' }), 'repository'],
-      ['where null', () => createOrFind(env.ds.getRepository(EdgeMember), null as any), 'where'],
-      ['where undefined', () => createOrFind(env.ds.getRepository(EdgeMember), undefined as any), 'where'],
-      ["where a string ('a@x')", () => createOrFind(env.ds.getRepository(EdgeMember), 'a@x' as any), 'where'],
-      ['where an array', () => createOrFind(env.ds.getRepository(EdgeMember), [{ email: 'a' }] as any), 'where'],
-      ['where {} (empty)', () => createOrFind(env.ds.getRepository(EdgeMember), {}), 'where'],
-      ['where.email undefined', () => createOrFind(env.ds.getRepository(EdgeMember), { email: undefined }), 'where.email'],
-      ['defaults null', () => createOrFind(env.ds.getRepository(EdgeMember), { email: 'a' }, null as any), 'defaults'],
-      ['defaults a string', () => createOrFind(env.ds.getRepository(EdgeMember), { email: 'a' }, 'x' as any), 'defaults'],
-      ['defaults an array', () => createOrFind(env.ds.getRepository(EdgeMember), { email: 'a' }, [] as any), 'defaults'],
-    ] as Array<[string, () => unknown, string]>).map(([input, run, names]): Row => ({ api: 'createOrFind', input, names, run })),
+    ...(
+      [
+        ['repository null', () => createOrFind(null as any, { email: 'a' }), 'repository'],
+        ['repository undefined', () => createOrFind(undefined as any, { email: 'a' }), 'repository'],
+        ['repository an entity class', () => createOrFind(EdgeMember as any, { email: 'a' }), 'repository'],
+        ['repository a DataSource', () => createOrFind(env.ds as any, { email: 'a' }), 'repository'],
+        ['where null', () => createOrFind(env.ds.getRepository(EdgeMember), null as any), 'where'],
+        ['where undefined', () => createOrFind(env.ds.getRepository(EdgeMember), undefined as any), 'where'],
+        ["where a string ('a@x')", () => createOrFind(env.ds.getRepository(EdgeMember), 'a@x' as any), 'where'],
+        ['where an array', () => createOrFind(env.ds.getRepository(EdgeMember), [{ email: 'a' }] as any), 'where'],
+        ['where {} (empty)', () => createOrFind(env.ds.getRepository(EdgeMember), {}), 'where'],
+        ['where.email undefined', () => createOrFind(env.ds.getRepository(EdgeMember), { email: undefined }), 'where.email'],
+        ['defaults null', () => createOrFind(env.ds.getRepository(EdgeMember), { email: 'a' }, null as any), 'defaults'],
+        ['defaults a string', () => createOrFind(env.ds.getRepository(EdgeMember), { email: 'a' }, 'x' as any), 'defaults'],
+        ['defaults an array', () => createOrFind(env.ds.getRepository(EdgeMember), { email: 'a' }, [] as any), 'defaults'],
+      ] as Array<[string, () => unknown, string]>
+    ).map(([input, run, names]): Row => ({ api: 'createOrFind', input, names, run })),
     ...generic('retryOnConflict', (o, fn) => retryOnConflict(fn, o), 'function', [
       { api: 'retryOnConflict', input: 'attempts 0', names: 'attempts', run: () => retryOnConflict(noop, { attempts: 0 }) },
       { api: 'retryOnConflict', input: "attempts '3'", names: 'attempts', run: () => retryOnConflict(noop, { attempts: '3' as any }) },
       { api: 'retryOnConflict', input: 'on [null]', names: 'on', run: () => retryOnConflict(noop, { on: [null as any] }) },
       { api: 'retryOnConflict', input: "onRetry 'log'", names: 'onRetry', run: () => retryOnConflict(noop, { onRetry: 'log' as any }) },
-      { api: 'retryOnConflict', input: "unknown option 'retries' (a typo of attempts)", names: "unknown option 'retries'", run: () => retryOnConflict(noop, { retries: 3 } as any) },
+      {
+        api: 'retryOnConflict',
+        input: "unknown option 'retries' (a typo of attempts)",
+        names: "unknown option 'retries'",
+        run: () => retryOnConflict(noop, { retries: 3 } as any),
+      },
     ]),
     ...generic('installLocking', (o) => installLocking(bare(), o), undefined, [
       { api: 'installLocking', input: 'dataSource null', names: 'DataSource', run: () => installLocking(null as any) },
@@ -145,22 +196,30 @@ function databaseRows(env: SuiteEnv, bare: () => DataSource): Row[] {
       { api: 'installLocking', input: 'dataSource a repository', names: 'DataSource', run: () => installLocking(env.ds.getRepository(EdgeAccount) as any) },
       { api: 'installLocking', input: 'connectionTimeoutMs −1', names: 'connectionTimeoutMs', run: () => installLocking(bare(), { connectionTimeoutMs: -1 }) },
       { api: 'installLocking', input: 'observers not an array', names: 'observers', run: () => installLocking(bare(), { observers: {} as any }) },
-      { api: 'installLocking', input: "unknown option 'namespaces' (a typo of namespace)", names: "unknown option 'namespaces'", run: () => installLocking(bare(), { namespaces: 'x' } as any) },
+      {
+        api: 'installLocking',
+        input: "unknown option 'namespaces' (a typo of namespace)",
+        names: "unknown option 'namespaces'",
+        run: () => installLocking(bare(), { namespaces: 'x' } as any),
+      },
     ]),
   ];
 }
 
 /** Rows that need no database. */
 const PURE_ROWS: Row[] = [
-  ...generic('Current.run', (o, fn) => Current.run(o === undefined ? {} : o, fn), 'fn').map((r) =>
-    r.input.startsWith('options') ? { ...r, input: r.input.replace('options', 'values'), names: 'values', run: r.run } : r,
-  ).filter((r) => !/values (a function|a Promise)/.test(r.input)),
+  ...generic('Current.run', (o, fn) => Current.run(o === undefined ? {} : o, fn), 'fn')
+    .map((r) => (r.input.startsWith('options') ? { ...r, input: r.input.replace('options', 'values'), names: 'values', run: r.run } : r))
+    .filter((r) => !/values (a function|a Promise)/.test(r.input)),
   { api: 'Current.run', input: 'values a Map', names: 'values', run: () => Current.run(new Map() as any, noop) },
   { api: 'Current.get', input: 'key an object', names: 'key', run: () => Current.get({} as any) },
   { api: 'Current.set', input: 'key undefined', names: 'key', run: () => Current.run({}, () => Current.set(undefined as any, 1)) },
   { api: 'defineCurrent().run', input: 'values null', names: 'values', run: () => defineCurrent<{ a: number }>().run(null as any, noop) },
   ...BAD_OPTIONS.filter(([input]) => input !== 'options a Promise (a forgotten await)').map(([input, value]): Row => ({
-    api: '@Transactional', input, names: 'options', run: () => Transactional(value as any),
+    api: '@Transactional',
+    input,
+    names: 'options',
+    run: () => Transactional(value as any),
   })),
   { api: '@Transactional', input: "unknown option 'readOnly'", names: "unknown option 'readOnly'", run: () => Transactional({ readOnly: true } as any) },
   ...BAD_OPTIONS.map(([input, value]): Row => ({ api: '@Pessimistic', input, names: 'options', run: () => Pessimistic(value as any) })),
@@ -171,7 +230,10 @@ const PURE_ROWS: Row[] = [
   { api: 'versioned', input: 'entity class null', names: 'entity class', run: () => versioned(null as any) },
   { api: 'versioned', input: 'entity class an instance', names: 'entity class', run: () => versioned(new EdgeAccount() as any) },
   ...BAD_CALLBACKS.filter(([input]) => input !== 'callback a Promise (called instead of passed)').map(([input, value]): Row => ({
-    api: '@AroundCreate', input: input.replace('callback', 'hook'), names: 'hook', run: () => AroundCreate(value as any)(class Foo {}),
+    api: '@AroundCreate',
+    input: input.replace('callback', 'hook'),
+    names: 'hook',
+    run: () => AroundCreate(value as any)(class Foo {}),
   })),
   { api: 'addAroundCreate', input: 'entity class null', names: 'entity class', run: () => addAroundCreate(null as any, noop) },
   { api: 'addAroundCreate', input: 'hook a string', names: 'hook', run: () => addAroundCreate(EdgeAccount, 'lock' as any) },
@@ -266,20 +328,35 @@ describe('bad input to Redlock [redis]', () => {
   const rows = (): Row[] => [
     ...BAD_OPTIONS.map(([input, value]): Row => ({ api: 'new Redlock', input, names: 'options', run: () => new Redlock([client], value as any) })),
     { api: 'new Redlock', input: 'clients undefined', names: 'client', run: () => new Redlock(undefined as any) },
-    { api: 'new Redlock', input: "clients a URL string", names: 'client', run: () => new Redlock('redis://127.0.0.1' as any) },
+    { api: 'new Redlock', input: 'clients a URL string', names: 'client', run: () => new Redlock('redis://127.0.0.1' as any) },
     ...BAD_OPTIONS.map(([input, value]): Row => ({ api: 'Redlock.acquire', input, names: 'options', run: () => redlock.acquire('k', 1000, value as any) })),
     { api: 'Redlock.acquire', input: 'ttlMs undefined', names: 'ttlMs', run: () => redlock.acquire('k', undefined as any) },
     { api: 'Redlock.acquire', input: 'key undefined', names: 'key', run: () => redlock.acquire(undefined as any, 1000) },
     ...BAD_CALLBACKS.map(([input, value]): Row => ({ api: 'Redlock.using', input, names: 'function', run: () => redlock.using('k', 1000, value as any) })),
     ...BAD_OPTIONS.map(([input, value]): Row => ({ api: 'Redlock.using', input, names: 'options', run: () => redlock.using('k', 1000, noop, value as any) })),
-    ...BAD_CALLBACKS.map(([input, value]): Row => ({ api: 'withDistributedLock', input, names: /fn|function/, run: () => withDistributedLock(redlock, 'k', 1000, value as any) })),
-    { api: '@DistributedLock', input: 'options null (at class definition)', names: 'options', run: () => {
-      class Bad {
-        async m() {}
-      }
-      return DistributedLock('k', null as any)(Bad.prototype, 'm', Object.getOwnPropertyDescriptor(Bad.prototype, 'm')!);
-    } },
-    { api: '@DistributedLock', input: 'as a standard decorator', names: 'experimentalDecorators', run: () => tc39Method(DistributedLock('k', { redlock, ttlMs: 1000 })) },
+    ...BAD_CALLBACKS.map(([input, value]): Row => ({
+      api: 'withDistributedLock',
+      input,
+      names: /fn|function/,
+      run: () => withDistributedLock(redlock, 'k', 1000, value as any),
+    })),
+    {
+      api: '@DistributedLock',
+      input: 'options null (at class definition)',
+      names: 'options',
+      run: () => {
+        class Bad {
+          async m() {}
+        }
+        return DistributedLock('k', null as any)(Bad.prototype, 'm', Object.getOwnPropertyDescriptor(Bad.prototype, 'm')!);
+      },
+    },
+    {
+      api: '@DistributedLock',
+      input: 'as a standard decorator',
+      names: 'experimentalDecorators',
+      run: () => tc39Method(DistributedLock('k', { redlock, ttlMs: 1000 })),
+    },
   ];
   // titles first (client not connected yet: build with placeholders)
   rows().forEach((row, i) => {

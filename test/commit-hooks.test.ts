@@ -43,7 +43,10 @@ function hookTests(env: HookEnv) {
       afterRollback(() => seen.push('rollback'));
       afterCompletion((outcome) => seen.push(`completion ${outcome}`));
       throw new Error('boom');
-    }).then(() => null, (e) => e);
+    }).then(
+      () => null,
+      (e) => e,
+    );
     expect(err.message).to.equal('boom');
     expect(seen).to.deep.equal(['rollback', 'completion rollback']);
     expect(await env.count('hook-rollback')).to.equal(0);
@@ -53,14 +56,20 @@ function hookTests(env: HookEnv) {
     const seen: string[] = [];
     await transaction(async () => {
       afterCommit(() => seen.push('outer'));
-      await transaction(async () => {
-        afterCommit(() => seen.push('dropped'));
-        afterCompletion(() => seen.push('dropped too'));
-        throw new Error('inner');
-      }, { propagation: 'nested' }).catch(() => undefined);
-      await transaction(async () => {
-        afterCommit(() => seen.push('kept'));
-      }, { propagation: 'nested' });
+      await transaction(
+        async () => {
+          afterCommit(() => seen.push('dropped'));
+          afterCompletion(() => seen.push('dropped too'));
+          throw new Error('inner');
+        },
+        { propagation: 'nested' },
+      ).catch(() => undefined);
+      await transaction(
+        async () => {
+          afterCommit(() => seen.push('kept'));
+        },
+        { propagation: 'nested' },
+      );
     });
     expect(seen).to.deep.equal(['outer', 'kept']);
   });
@@ -69,10 +78,12 @@ function hookTests(env: HookEnv) {
     const seen: string[] = [];
     await transaction(async () => {
       afterCommit(() => seen.push('outer'));
-      await env.ormNested(async () => {
-        afterCommit(() => seen.push('dropped'));
-        throw new Error('inner');
-      }).catch(() => undefined);
+      await env
+        .ormNested(async () => {
+          afterCommit(() => seen.push('dropped'));
+          throw new Error('inner');
+        })
+        .catch(() => undefined);
     });
     expect(seen).to.deep.equal(['outer']);
   });
@@ -84,10 +95,15 @@ function hookTests(env: HookEnv) {
       afterCommit(async () => seen.push(`commit visible=${await env.count('hook-orm-tx')}`));
     });
     expect(seen).to.deep.equal(['commit visible=1']);
-    const err = await env.ormTransaction(async () => {
-      afterRollback(() => seen.push('rollback'));
-      throw new Error('boom');
-    }).then(() => null, (e) => e);
+    const err = await env
+      .ormTransaction(async () => {
+        afterRollback(() => seen.push('rollback'));
+        throw new Error('boom');
+      })
+      .then(
+        () => null,
+        (e) => e,
+      );
     expect(err.message).to.equal('boom');
     expect(seen).to.deep.equal(['commit visible=1', 'rollback']);
   });
@@ -121,73 +137,86 @@ function hookTests(env: HookEnv) {
 }
 
 const typeormEvents: LockEvent[] = [];
-describeEachBackend('commit hooks', [BillUser], (env) => {
-  const repo = () => env.ds.getRepository(BillUser);
-  hookTests({
-    events: typeormEvents,
-    count: async (name) => {
-      const qr = env.ds.createQueryRunner();
-      try {
-        return await qr.manager.countBy(BillUser, { name });
-      } finally {
-        await qr.release();
-      }
-    },
-    insert: async (name) => void (await repo().save(repo().create({ credits: 1, name }))),
-    ormTransaction: (fn) => env.ds.transaction(() => fn()),
-    ormNested: (fn) => env.ds.manager.transaction(() => fn()),
-  });
+describeEachBackend(
+  'commit hooks',
+  [BillUser],
+  (env) => {
+    const repo = () => env.ds.getRepository(BillUser);
+    hookTests({
+      events: typeormEvents,
+      count: async (name) => {
+        const qr = env.ds.createQueryRunner();
+        try {
+          return await qr.manager.countBy(BillUser, { name });
+        } finally {
+          await qr.release();
+        }
+      },
+      insert: async (name) => void (await repo().save(repo().create({ credits: 1, name }))),
+      ormTransaction: (fn) => env.ds.transaction(() => fn()),
+      ormNested: (fn) => env.ds.manager.transaction(() => fn()),
+    });
 
-  it('releaseAfterCommit(lease): the Redis lease is held through the COMMIT and released after it (and after a rollback)', async function () {
-    await requireRedis(this, 'releaseAfterCommit');
-    const client = new Redis(redisUrls()[0], { maxRetriesPerRequest: 2 });
-    const redlock = new Redlock([client], { namespace: `hooks${process.pid}` });
-    try {
-      const key = `invoice-${env.name}-${Date.now()}`;
-      let heldAtCommit: boolean | undefined;
-      let heldAfterCommit: boolean | undefined;
-      await transaction(async () => {
-        const lease = await redlock.acquire(key, 10_000);
-        afterCommit(async () => {
-          // registered before releaseAfterCommit: runs after the COMMIT, before the release
-          heldAtCommit = (await redlock.tryAcquire(key, 1_000)) === null;
+    it('releaseAfterCommit(lease): the Redis lease is held through the COMMIT and released after it (and after a rollback)', async function () {
+      await requireRedis(this, 'releaseAfterCommit');
+      const client = new Redis(redisUrls()[0], { maxRetriesPerRequest: 2 });
+      const redlock = new Redlock([client], { namespace: `hooks${process.pid}` });
+      try {
+        const key = `invoice-${env.name}-${Date.now()}`;
+        let heldAtCommit: boolean | undefined;
+        let heldAfterCommit: boolean | undefined;
+        await transaction(async () => {
+          const lease = await redlock.acquire(key, 10_000);
+          afterCommit(async () => {
+            // registered before releaseAfterCommit: runs after the COMMIT, before the release
+            heldAtCommit = (await redlock.tryAcquire(key, 1_000)) === null;
+          });
+          releaseAfterCommit(lease);
+          afterCommit(async () => {
+            // registered after releaseAfterCommit: runs after the release
+            heldAfterCommit = await redlock.tryAcquire(key, 1_000).then(async (other) => (other ? (await other.release(), false) : true));
+          });
+          expect(await redlock.tryAcquire(key, 1_000)).to.equal(null); // held inside the transaction
+          await repo().save(repo().create({ credits: 1, name: 'lease-commit' }));
         });
-        releaseAfterCommit(lease);
-        afterCommit(async () => {
-          // registered after releaseAfterCommit: runs after the release
-          heldAfterCommit = await redlock.tryAcquire(key, 1_000).then(async (other) => (other ? (await other.release(), false) : true));
-        });
-        expect(await redlock.tryAcquire(key, 1_000)).to.equal(null); // held inside the transaction
-        await repo().save(repo().create({ credits: 1, name: 'lease-commit' }));
-      });
-      expect(heldAtCommit).to.equal(true); // still held after the COMMIT …
-      expect(heldAfterCommit).to.equal(false); // … until releaseAfterCommit's hook released it
-      const err = await transaction(async () => {
-        releaseAfterCommit(await redlock.acquire(key, 10_000));
-        throw new Error('boom');
-      }).then(() => null, (e) => e);
-      expect(err.message).to.equal('boom');
-      const again = await redlock.tryAcquire(key, 1_000);
-      expect(again).to.not.equal(null);
-      await again!.release();
-    } finally {
-      client.disconnect();
-    }
-  });
-}, { install: { observers: [{ onLockEvent: (e) => typeormEvents.push(e) }] } });
+        expect(heldAtCommit).to.equal(true); // still held after the COMMIT …
+        expect(heldAfterCommit).to.equal(false); // … until releaseAfterCommit's hook released it
+        const err = await transaction(async () => {
+          releaseAfterCommit(await redlock.acquire(key, 10_000));
+          throw new Error('boom');
+        }).then(
+          () => null,
+          (e) => e,
+        );
+        expect(err.message).to.equal('boom');
+        const again = await redlock.tryAcquire(key, 1_000);
+        expect(again).to.not.equal(null);
+        await again!.release();
+      } finally {
+        client.disconnect();
+      }
+    });
+  },
+  { install: { observers: [{ onLockEvent: (e) => typeormEvents.push(e) }] } },
+);
 
 const mikroEvents: LockEvent[] = [];
-describeEachMikroBackend('commit hooks', [MkUser, MkOrder], (env) => {
-  const credits = (name: string) => 1000 + name.length * 7 + name.charCodeAt(name.length - 1);
-  hookTests({
-    events: mikroEvents,
-    count: (name) => env.orm.em.fork().count(MkUser, { credits: credits(name) }),
-    insert: async (name) => {
-      const em = env.orm.em.getContext();
-      em.create(MkUser, { credits: credits(name) });
-      await em.flush();
-    },
-    ormTransaction: (fn) => env.orm.em.fork().transactional(() => fn()),
-    ormNested: (fn) => env.orm.em.getContext().transactional(() => fn()),
-  });
-}, { install: { observers: [{ onLockEvent: (e) => mikroEvents.push(e) }] } });
+describeEachMikroBackend(
+  'commit hooks',
+  [MkUser, MkOrder],
+  (env) => {
+    const credits = (name: string) => 1000 + name.length * 7 + name.charCodeAt(name.length - 1);
+    hookTests({
+      events: mikroEvents,
+      count: (name) => env.orm.em.fork().count(MkUser, { credits: credits(name) }),
+      insert: async (name) => {
+        const em = env.orm.em.getContext();
+        em.create(MkUser, { credits: credits(name) });
+        await em.flush();
+      },
+      ormTransaction: (fn) => env.orm.em.fork().transactional(() => fn()),
+      ormNested: (fn) => env.orm.em.getContext().transactional(() => fn()),
+    });
+  },
+  { install: { observers: [{ onLockEvent: (e) => mikroEvents.push(e) }] } },
+);

@@ -6,7 +6,16 @@
  */
 import { expect } from 'chai';
 import {
-  LockConfigError, LockNotAvailableError, Transactional, advisoryLockExists, currentManager, lock, transaction, withAdvisoryLock, withAdvisoryLocks, withLock,
+  LockConfigError,
+  LockNotAvailableError,
+  Transactional,
+  advisoryLockExists,
+  currentManager,
+  lock,
+  transaction,
+  withAdvisoryLock,
+  withAdvisoryLocks,
+  withLock,
 } from '../src';
 import { runInFrame } from '../src/context/store';
 import { EDGE_ENTITIES, EdgeAccount, sleep } from './fixtures/edges';
@@ -18,7 +27,16 @@ const boom = () => new Error('boom');
 describeEachBackend('compositions', EDGE_ENTITIES, (env) => {
   const accounts = () => env.ds.getRepository(EdgeAccount);
   const names = async (prefix: string) =>
-    (await outside(() => accounts().createQueryBuilder('a').where('a.name LIKE :p', { p: `${prefix}%` }).getMany())).map((a) => a.name).sort();
+    (
+      await outside(() =>
+        accounts()
+          .createQueryBuilder('a')
+          .where('a.name LIKE :p', { p: `${prefix}%` })
+          .getMany(),
+      )
+    )
+      .map((a) => a.name)
+      .sort();
   const insert = (name: string) => currentManager().getRepository(EdgeAccount).save({ name, credits: 1 });
   /** A second connection's try: true when it could take `key` (then lets it go). */
   const freeElsewhere = async (key: string) => (await outside(() => withAdvisoryLock(key, () => true, { timeoutMs: 0, onTimeout: 'skip' }))) === true;
@@ -26,10 +44,16 @@ describeEachBackend('compositions', EDGE_ENTITIES, (env) => {
   const heldElsewhere = async (key: string, ms: number) => {
     let holds!: () => void;
     const held = new Promise<void>((r) => (holds = r));
-    const done = outside(() => withAdvisoryLock(key, async () => {
-      holds();
-      await sleep(ms);
-    }, { scope: 'session' }));
+    const done = outside(() =>
+      withAdvisoryLock(
+        key,
+        async () => {
+          holds();
+          await sleep(ms);
+        },
+        { scope: 'session' },
+      ),
+    );
     await held;
     return { done };
   };
@@ -37,20 +61,24 @@ describeEachBackend('compositions', EDGE_ENTITIES, (env) => {
   describe('siblings on one pinned connection', () => {
     it('inside a session lock, Promise.all of two transaction(): they run one after another; A commits, B rolls back alone', async () => {
       const order: string[] = [];
-      const results = await withAdvisoryLock('cmp-pin-1', () =>
-        Promise.allSettled([
-          transaction(async () => {
-            order.push('A+');
-            await insert('s1-A');
-            await sleep(50);
-            order.push('A-');
-          }),
-          transaction(async () => {
-            order.push('B+');
-            await insert('s1-B');
-            throw boom();
-          }),
-        ]), { scope: 'session' });
+      const results = await withAdvisoryLock(
+        'cmp-pin-1',
+        () =>
+          Promise.allSettled([
+            transaction(async () => {
+              order.push('A+');
+              await insert('s1-A');
+              await sleep(50);
+              order.push('A-');
+            }),
+            transaction(async () => {
+              order.push('B+');
+              await insert('s1-B');
+              throw boom();
+            }),
+          ]),
+        { scope: 'session' },
+      );
       expect(results.map((r) => r.status)).to.deep.equal(['fulfilled', 'rejected']);
       expect(order).to.deep.equal(['A+', 'A-', 'B+']);
       expect(await names('s1-')).to.deep.equal(['s1-A']);
@@ -64,14 +92,20 @@ describeEachBackend('compositions', EDGE_ENTITIES, (env) => {
       await qr.connect();
       try {
         const results = await Promise.allSettled([
-          transaction(async () => {
-            await insert('s2-A');
-            await sleep(50);
-          }, { dataSource: qr }),
-          transaction(async () => {
-            await insert('s2-B');
-            throw boom();
-          }, { dataSource: qr }),
+          transaction(
+            async () => {
+              await insert('s2-A');
+              await sleep(50);
+            },
+            { dataSource: qr },
+          ),
+          transaction(
+            async () => {
+              await insert('s2-B');
+              throw boom();
+            },
+            { dataSource: qr },
+          ),
         ]);
         expect(results.map((r) => r.status)).to.deep.equal(['fulfilled', 'rejected']);
         expect(await names('s2-')).to.deep.equal(['s2-A']);
@@ -125,10 +159,16 @@ describeEachBackend('compositions', EDGE_ENTITIES, (env) => {
       const holding = new Promise<void>((r) => (release = r));
       let holds!: () => void;
       const held = new Promise<void>((r) => (holds = r));
-      const holder = outside(() => withAdvisoryLock('cmp-ss-b', async () => {
-        holds();
-        await holding;
-      }, { scope: 'session' }));
+      const holder = outside(() =>
+        withAdvisoryLock(
+          'cmp-ss-b',
+          async () => {
+            holds();
+            await holding;
+          },
+          { scope: 'session' },
+        ),
+      );
       await held;
       const attempt = transaction(async () => {
         const [row] = await currentManager().query(env.handle.dialect.connectionIdSql);
@@ -144,7 +184,10 @@ describeEachBackend('compositions', EDGE_ENTITIES, (env) => {
           await cancel;
         }
       });
-      const outcome = await attempt.then((v) => v, (e: Error) => e);
+      const outcome = await attempt.then(
+        (v) => v,
+        (e: Error) => e,
+      );
       release();
       await holder;
       expect(outcome, 'the cancelled call did not run its body').to.not.equal('ran');
@@ -171,7 +214,10 @@ describeEachBackend('compositions', EDGE_ENTITIES, (env) => {
     it('control: a limit given to the advisory call itself still applies', async function () {
       this.timeout(20_000);
       const holder = (await heldElsewhere('cmp-tl-2', 700)).done;
-      const outcome = await transaction(() => withAdvisoryLock('cmp-tl-2', async () => true, { timeoutMs: 100 })).then((v) => v, (e: Error) => e);
+      const outcome = await transaction(() => withAdvisoryLock('cmp-tl-2', async () => true, { timeoutMs: 100 })).then(
+        (v) => v,
+        (e: Error) => e,
+      );
       await holder;
       expect(outcome).to.be.instanceOf(Error);
     });
@@ -201,7 +247,14 @@ describeEachBackend('compositions', EDGE_ENTITIES, (env) => {
     });
 
     it('the same level joins (the server default inside a default transaction); another one is refused', async () => {
-      const inner = await transaction(() => transaction(async () => 'joined', { isolation: 'READ COMMITTED' }).then(() => undefined, (e) => e), { isolation: 'SERIALIZABLE' });
+      const inner = await transaction(
+        () =>
+          transaction(async () => 'joined', { isolation: 'READ COMMITTED' }).then(
+            () => undefined,
+            (e) => e,
+          ),
+        { isolation: 'SERIALIZABLE' },
+      );
       expect(inner).to.be.instanceOf(LockConfigError);
       const dflt = env.handle.dialect.capabilities.defaultIsolation;
       expect(await transaction(() => transaction(async () => 'joined', { isolation: dflt }))).to.equal('joined');
@@ -215,7 +268,9 @@ describeEachBackend('compositions', EDGE_ENTITIES, (env) => {
         try {
           await qr.startTransaction(begun);
           await expectConfigError(transaction(async () => 'ran', { dataSource: qr, isolation: 'SERIALIZABLE' }));
-          expect(await transaction(async () => 'joined', { dataSource: qr, isolation: begun ?? env.handle.dialect.capabilities.defaultIsolation })).to.equal('joined');
+          expect(await transaction(async () => 'joined', { dataSource: qr, isolation: begun ?? env.handle.dialect.capabilities.defaultIsolation })).to.equal(
+            'joined',
+          );
           await qr.rollbackTransaction();
         } finally {
           await qr.release();
@@ -224,7 +279,10 @@ describeEachBackend('compositions', EDGE_ENTITIES, (env) => {
     });
 
     async function expectConfigError(p: Promise<unknown>) {
-      const e = await p.then(() => undefined, (err: unknown) => err);
+      const e = await p.then(
+        () => undefined,
+        (err: unknown) => err,
+      );
       expect(e).to.be.instanceOf(LockConfigError);
       expect((e as Error).message).to.match(/asked for isolation SERIALIZABLE inside a (READ COMMITTED|REPEATABLE READ) transaction/);
     }
@@ -238,9 +296,15 @@ describeEachBackend('compositions', EDGE_ENTITIES, (env) => {
         Promise.allSettled([
           withAdvisoryLock('cmp-sib-1', () => sleep(900)),
           sleep(50).then(() => withAdvisoryLock('cmp-sib-1', async () => 'ran', { timeoutMs: 0 })),
-          sleep(50).then(() => withAdvisoryLock('cmp-sib-1', async () => {
-            skippedBodyRan = true;
-          }, { timeoutMs: 50, onTimeout: 'skip' }).then((v) => ({ v, at: Date.now() - started }))),
+          sleep(50).then(() =>
+            withAdvisoryLock(
+              'cmp-sib-1',
+              async () => {
+                skippedBodyRan = true;
+              },
+              { timeoutMs: 50, onTimeout: 'skip' },
+            ).then((v) => ({ v, at: Date.now() - started })),
+          ),
         ]),
       );
       expect(zero.status).to.equal('rejected');
@@ -315,7 +379,10 @@ describeEachBackend('compositions', EDGE_ENTITIES, (env) => {
         await qr.release();
         await sleep(100);
         expect(warnings.join('\n')).to.match(/a transaction is still open on it/);
-        const sql = env.name === 'postgres' ? 'SELECT count(*)::int AS n FROM pg_stat_activity WHERE pid = $1' : 'SELECT COUNT(*) AS n FROM information_schema.PROCESSLIST WHERE ID = ?';
+        const sql =
+          env.name === 'postgres'
+            ? 'SELECT count(*)::int AS n FROM pg_stat_activity WHERE pid = $1'
+            : 'SELECT COUNT(*) AS n FROM information_schema.PROCESSLIST WHERE ID = ?';
         const [{ n }] = await outside(() => env.ds.query(sql, [Number(row.connectionId)]));
         expect(Number(n), 'the backend is gone').to.equal(0);
       } finally {

@@ -1,7 +1,5 @@
 import { expect } from 'chai';
-import {
-  Current, Transactional, currentManager, defineCurrent, inTransaction, transaction, LockConfigError,
-} from '../src';
+import { Current, Transactional, currentManager, defineCurrent, inTransaction, transaction, LockConfigError } from '../src';
 import { Barrier, race } from '../src/testing';
 import { BillUser, sleep } from './fixtures/billing';
 import { describeEachBackend } from './support/suite';
@@ -51,7 +49,10 @@ describeEachBackend('transaction context', [BillUser], (env) => {
       await repo.save(repo.create({ credits: 1, name: 'rolled-back' }));
       await env.ds.manager.save(repo.create({ credits: 2, name: 'rolled-back' }));
       throw new Error('boom');
-    }).then(() => null, (e) => e);
+    }).then(
+      () => null,
+      (e) => e,
+    );
     expect(err.message).to.equal('boom');
     expect(await repo.countBy({ name: 'rolled-back' })).to.equal(0);
   });
@@ -62,12 +63,18 @@ describeEachBackend('transaction context', [BillUser], (env) => {
     const err = await transaction(async () => {
       ids.push(await ident((s) => env.ds.query(s)));
       await transaction(async () => ids.push(await ident((s) => env.ds.query(s))));
-      await transaction(async () => {
-        ids.push(await ident((s) => env.ds.query(s)));
-        await repo.save(repo.create({ credits: 3, name: 'inner-new' }));
-      }, { propagation: 'requires_new' });
+      await transaction(
+        async () => {
+          ids.push(await ident((s) => env.ds.query(s)));
+          await repo.save(repo.create({ credits: 3, name: 'inner-new' }));
+        },
+        { propagation: 'requires_new' },
+      );
       throw new Error('outer fails');
-    }).then(() => null, (e) => e);
+    }).then(
+      () => null,
+      (e) => e,
+    );
     expect(err.message).to.equal('outer fails');
     expect(ids[1]).to.equal(ids[0]);
     expect(ids[2]).to.not.equal(ids[0]);
@@ -89,19 +96,28 @@ describeEachBackend('transaction context', [BillUser], (env) => {
   });
 
   it('applies the isolation level and refuses a different one when joining', async () => {
-    const level = await transaction(async () => {
-      const sql = env.name === 'postgres' ? `SELECT current_setting('transaction_isolation') AS l` : 'SELECT 1 AS l';
-      const [row] = await env.ds.query(sql);
-      const err = await transaction(async () => 1, { isolation: 'READ COMMITTED' }).then(() => null, (e) => e);
-      expect(err).to.be.instanceOf(LockConfigError);
-      return row.l;
-    }, { isolation: 'SERIALIZABLE' });
+    const level = await transaction(
+      async () => {
+        const sql = env.name === 'postgres' ? `SELECT current_setting('transaction_isolation') AS l` : 'SELECT 1 AS l';
+        const [row] = await env.ds.query(sql);
+        const err = await transaction(async () => 1, { isolation: 'READ COMMITTED' }).then(
+          () => null,
+          (e) => e,
+        );
+        expect(err).to.be.instanceOf(LockConfigError);
+        return row.l;
+      },
+      { isolation: 'SERIALIZABLE' },
+    );
     if (env.name === 'postgres') expect(level).to.equal('serializable');
   });
 
   it('rejects bad options with LockConfigError', async () => {
     for (const opts of [{ propagation: 'nested_new' }, { isolation: 'SNAPSHOT' }] as any[]) {
-      const err = await transaction(async () => 1, opts).then(() => null, (e) => e);
+      const err = await transaction(async () => 1, opts).then(
+        () => null,
+        (e) => e,
+      );
       expect(err).to.be.instanceOf(LockConfigError);
     }
   });

@@ -7,7 +7,11 @@ import { describeEachBackend } from './support/suite';
 
 describeEachBackend('createOrFind', [Account, Setting], (env) => {
   const accounts = () => env.ds.getRepository(Account);
-  const fail = (p: Promise<unknown>) => p.then(() => null, (e) => e);
+  const fail = (p: Promise<unknown>) =>
+    p.then(
+      () => null,
+      (e) => e,
+    );
 
   it('creates the row when it is missing, returns it (with defaults) when it exists', async () => {
     const created = await createOrFind(accounts(), { email: 'a@example.com' }, { name: 'Ann' });
@@ -60,7 +64,10 @@ describeEachBackend('createOrFind', [Account, Setting], (env) => {
       return { found, before, after, created, statements };
     });
     expect(result.found.id).to.equal(existing.id);
-    expect(result.statements.some((q) => /SAVEPOINT/i.test(q)), result.statements.join(' | ')).to.equal(true);
+    expect(
+      result.statements.some((q) => /SAVEPOINT/i.test(q)),
+      result.statements.join(' | '),
+    ).to.equal(true);
     expect(await accounts().countBy({ email: Like('%@example.com') })).to.be.at.least(4);
     for (const email of ['before@example.com', 'after@example.com', 'new-in-tx@example.com']) {
       expect(await accounts().countBy({ email }), email).to.equal(1);

@@ -11,8 +11,14 @@ describe('Deadlines (the per-node timeouts of the Redis rounds)', () => {
     const fired: string[] = [];
     const started = Date.now();
     const at: Record<string, number> = {};
-    d.add(40, () => { fired.push('b'); at.b = Date.now() - started; });
-    d.add(20, () => { fired.push('a'); at.a = Date.now() - started; }); // earlier than the armed timer: re-armed
+    d.add(40, () => {
+      fired.push('b');
+      at.b = Date.now() - started;
+    });
+    d.add(20, () => {
+      fired.push('a');
+      at.a = Date.now() - started;
+    }); // earlier than the armed timer: re-armed
     const cancelled = d.add(30, () => fired.push('never'));
     cancelled.cancel();
     cancelled.cancel(); // idempotent

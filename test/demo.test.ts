@@ -29,7 +29,12 @@ describe('npm run demo', function () {
     const rows = output
       .split('\n')
       .filter((l) => l.startsWith('| ') && !l.startsWith('| scenario'))
-      .map((l) => l.split('|').slice(1, -1).map((c) => c.trim()));
+      .map((l) =>
+        l
+          .split('|')
+          .slice(1, -1)
+          .map((c) => c.trim()),
+      );
     const names = rows.map((r) => r[0]);
     expect(names).to.include.members(['nested-set pages', 'charge_user_for_order']);
     for (const [name, , without, withLock] of rows) {

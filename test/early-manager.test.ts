@@ -36,7 +36,10 @@ for (const backend of BACKENDS) {
         seenOutside = Number((await outside.query(`SELECT COUNT(*) AS n FROM bill_users WHERE id = ${saved.id}`))[0].n);
         await outside.release();
         throw new Error('boom');
-      }).then(() => null, (e: Error) => e);
+      }).then(
+        () => null,
+        (e: Error) => e,
+      );
       expect(err?.message).to.equal('boom');
       expect(seenOutside).to.equal(0);
       expect(await early.countBy(BillUser, { name: 'early-rollback' })).to.equal(0);

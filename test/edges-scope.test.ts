@@ -50,18 +50,26 @@ describeEachBackend('edges: a scope ends with its call', EDGE_ENTITIES, (env) =>
         const holderIn = gate();
         let timerAcquired: boolean | undefined;
         let timer!: Promise<void>;
-        await withAdvisoryLock(key, async () => {
-          // a job that reschedules itself from inside its lock
-          timer = later(async () => {
-            await holderIn.opened; // runs while another context holds the key
-            if (!locked) return section.run(30);
-            await withAdvisoryLock(key, async (ctx) => {
-              timerAcquired = ctx.acquired;
-              expect(await advisoryLockExists(key), 'the database holds the key for the timer').to.equal(true);
-              await section.run(30);
-            }, { scope });
-          });
-        }, { scope });
+        await withAdvisoryLock(
+          key,
+          async () => {
+            // a job that reschedules itself from inside its lock
+            timer = later(async () => {
+              await holderIn.opened; // runs while another context holds the key
+              if (!locked) return section.run(30);
+              await withAdvisoryLock(
+                key,
+                async (ctx) => {
+                  timerAcquired = ctx.acquired;
+                  expect(await advisoryLockExists(key), 'the database holds the key for the timer').to.equal(true);
+                  await section.run(30);
+                },
+                { scope },
+              );
+            });
+          },
+          { scope },
+        );
         expect(await advisoryLockExists(key), 'released when the call returned').to.equal(false);
         const holder = outside(() => withAdvisoryLock(key, () => section.run(150, holderIn.open), { scope }));
         await Promise.all([holder, timer]);

@@ -62,14 +62,20 @@ describeEachBackend('edges: siblings in one transaction', EDGE_ENTITIES, (env) =
       let inside = 0;
       let max = 0;
       const siblings = () =>
-        Promise.all([1, 2, 3].map(() =>
-          withAdvisoryLock('edge-sib-s', async () => {
-            inside += 1;
-            max = Math.max(max, inside);
-            await sleep(15);
-            inside -= 1;
-          }, { scope: 'session' }),
-        ));
+        Promise.all(
+          [1, 2, 3].map(() =>
+            withAdvisoryLock(
+              'edge-sib-s',
+              async () => {
+                inside += 1;
+                max = Math.max(max, inside);
+                await sleep(15);
+                inside -= 1;
+              },
+              { scope: 'session' },
+            ),
+          ),
+        );
       if (where === 'in a transaction') await transaction(siblings);
       else await withAdvisoryLock('edge-sib-outer', siblings, { scope: 'session' });
       expect(max, 'bodies for one key at once').to.equal(1);
@@ -100,10 +106,7 @@ describeEachBackend('edges: siblings in one transaction', EDGE_ENTITIES, (env) =
   it('@AdvisoryLock siblings of two @Transactional batches for one user in two requests: still exact (the lock also excludes the other transaction)', async () => {
     const billing = new EdgeBilling(accounts());
     const u = await user();
-    await Promise.all([
-      outside(() => billing.batch(u.id, [{ price: 1 }, { price: 2 }])),
-      outside(() => billing.batch(u.id, [{ price: 3 }, { price: 4 }])),
-    ]);
+    await Promise.all([outside(() => billing.batch(u.id, [{ price: 1 }, { price: 2 }])), outside(() => billing.batch(u.id, [{ price: 3 }, { price: 4 }]))]);
     expect(await creditsOf(u.id)).to.equal(90);
   });
 

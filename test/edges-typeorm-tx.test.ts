@@ -39,7 +39,10 @@ describeEachBackend('edges: TypeORM’s own transactions are ambient', EDGE_ENTI
         });
         expect((await em.findOneByOrFail(EdgeAccount, { id: a.id })).credits).to.equal(80);
         throw new Error('outer fails');
-      }).then(() => null, (e: Error) => e);
+      }).then(
+        () => null,
+        (e: Error) => e,
+      );
       expect(err?.message).to.equal('outer fails');
       expect(await credits(a.id), 'the outer rollback undid the inner part too').to.equal(100);
     });
@@ -53,16 +56,26 @@ describeEachBackend('edges: TypeORM’s own transactions are ambient', EDGE_ENTI
         // on another connection both would time out behind cb's own row lock
         await lock(loaded, { timeoutMs: 2000 });
         expect(loaded.credits).to.equal(95);
-        await withLock(loaded, async (u) => {
-          expect(await connId((s) => env.ds.query(s))).to.equal(outer);
-          u.credits -= 5;
-          await em.save(u); // cb's own manager, inside withLock
-        }, { timeoutMs: 2000 });
+        await withLock(
+          loaded,
+          async (u) => {
+            expect(await connId((s) => env.ds.query(s))).to.equal(outer);
+            u.credits -= 5;
+            await em.save(u); // cb's own manager, inside withLock
+          },
+          { timeoutMs: 2000 },
+        );
         // the row is locked by cb's transaction: another request cannot take it
-        const other = await outside(() => withLock(a, async () => 'taken', { onLocked: 'nowait' })).then(() => null, (e) => e);
+        const other = await outside(() => withLock(a, async () => 'taken', { onLocked: 'nowait' })).then(
+          () => null,
+          (e) => e,
+        );
         expect(other?.name, 'another request is refused while cb holds the row').to.equal('LockNotAvailableError');
         throw new Error('outer fails');
-      }).then(() => null, (e: Error) => e);
+      }).then(
+        () => null,
+        (e: Error) => e,
+      );
       expect(err?.message).to.equal('outer fails');
       expect(await credits(a.id)).to.equal(100);
     });
@@ -78,7 +91,10 @@ describeEachBackend('edges: TypeORM’s own transactions are ambient', EDGE_ENTI
         expect(await connId((s) => ctx.queryRunner.query(s))).to.equal(outer);
       });
       // transaction scope: held until cb's transaction ends
-      held = await outside(() => withAdvisoryLock(key, async () => false, { timeoutMs: 0 })).then(() => false, () => true);
+      held = await outside(() => withAdvisoryLock(key, async () => false, { timeoutMs: 0 })).then(
+        () => false,
+        () => true,
+      );
     });
     expect(held, 'another context could not take the key while cb ran').to.equal(true);
     expect(await advisoryLockExists(key)).to.equal(false);
@@ -92,22 +108,33 @@ describeEachBackend('edges: TypeORM’s own transactions are ambient', EDGE_ENTI
       const outer = await connId((s) => qr.query(s));
       await qr.startTransaction();
       await qr.manager.update(EdgeAccount, a.id, { credits: 70 });
-      await transaction(async () => {
-        expect(await connId((s) => env.ds.query(s))).to.equal(outer);
-        const row = await accounts().findOneByOrFail({ id: a.id });
-        row.credits -= 10;
-        await accounts().save(row);
-      }, { dataSource: qr });
+      await transaction(
+        async () => {
+          expect(await connId((s) => env.ds.query(s))).to.equal(outer);
+          const row = await accounts().findOneByOrFail({ id: a.id });
+          row.credits -= 10;
+          await accounts().save(row);
+        },
+        { dataSource: qr },
+      );
       const loaded = await qr.manager.findOneByOrFail(EdgeAccount, { id: a.id });
-      await withLock(loaded, async (u) => {
-        expect(await connId((s) => currentManager().query(s))).to.equal(outer);
-        u.credits -= 10;
-        await qr.manager.save(u);
-      }, { dataSource: qr.manager, timeoutMs: 2000 });
+      await withLock(
+        loaded,
+        async (u) => {
+          expect(await connId((s) => currentManager().query(s))).to.equal(outer);
+          u.credits -= 10;
+          await qr.manager.save(u);
+        },
+        { dataSource: qr.manager, timeoutMs: 2000 },
+      );
       await lock(loaded, { dataSource: qr, timeoutMs: 2000 });
-      await withAdvisoryLock('edge-manual-qr', async (ctx) => {
-        expect(await connId((s) => ctx.queryRunner.query(s))).to.equal(outer);
-      }, { dataSource: qr });
+      await withAdvisoryLock(
+        'edge-manual-qr',
+        async (ctx) => {
+          expect(await connId((s) => ctx.queryRunner.query(s))).to.equal(outer);
+        },
+        { dataSource: qr },
+      );
       expect(qr.isTransactionActive, 'ormlock did not end the runner’s transaction').to.equal(true);
       expect((await qr.manager.findOneByOrFail(EdgeAccount, { id: a.id })).credits).to.equal(50);
       await qr.rollbackTransaction();
@@ -124,10 +151,13 @@ describeEachBackend('edges: TypeORM’s own transactions are ambient', EDGE_ENTI
     await qr.connect();
     try {
       const mine = await connId((s) => qr.query(s));
-      await transaction(async () => {
-        expect(await connId((s) => env.ds.query(s))).to.equal(mine);
-        await accounts().update(a.id, { credits: 1 });
-      }, { dataSource: qr });
+      await transaction(
+        async () => {
+          expect(await connId((s) => env.ds.query(s))).to.equal(mine);
+          await accounts().update(a.id, { credits: 1 });
+        },
+        { dataSource: qr },
+      );
       expect(qr.isReleased).to.equal(false);
       expect(qr.isTransactionActive).to.equal(false);
     } finally {
@@ -141,7 +171,10 @@ describeEachBackend('edges: TypeORM’s own transactions are ambient', EDGE_ENTI
     await qr.connect();
     await qr.release();
     env.log.start();
-    const err = await transaction(async () => 1, { dataSource: qr }).then(() => null, (e) => e);
+    const err = await transaction(async () => 1, { dataSource: qr }).then(
+      () => null,
+      (e) => e,
+    );
     expect(env.log.stop()).to.deep.equal([]);
     expect(err).to.be.instanceOf(LockConfigError);
     expect(err.message).to.contain('released');

@@ -30,7 +30,12 @@ describeEachBackend('edges: @Versioned and owned ManyToMany, upsert, update', ED
     expect(b.version, 'B’s object has the new version').to.equal(created.version + 1);
     expect((await loadPost(created.id)).version, 'the row has the new version').to.equal(created.version + 1);
     a.title = 'changed by A';
-    const err = await posts().save(a).then(() => null, (e) => e);
+    const err = await posts()
+      .save(a)
+      .then(
+        () => null,
+        (e) => e,
+      );
     expect(err).to.be.instanceOf(StaleEntityError);
     const now = await loadPost(created.id);
     expect(labels(now)).to.deep.equal(['t1', 't2']);
@@ -45,7 +50,12 @@ describeEachBackend('edges: @Versioned and owned ManyToMany, upsert, update', ED
     b.tags.push(await tag('s3'));
     await posts().save(b);
     a.tags = a.tags.filter((t) => t.label !== 's1');
-    const err = await posts().save(a).then(() => null, (e) => e);
+    const err = await posts()
+      .save(a)
+      .then(
+        () => null,
+        (e) => e,
+      );
     expect(err).to.be.instanceOf(StaleEntityError);
     expect(labels(await loadPost(created.id))).to.deep.equal(['s1', 's2', 's3']);
   });
@@ -71,12 +81,15 @@ describeEachBackend('edges: @Versioned and owned ManyToMany, upsert, update', ED
     const created = await posts().save(posts().create({ title: 'race', tags: [] }));
     const mine = await Promise.all(Array.from({ length: WORKERS }, (_, i) => tag(`w${i}`)));
     const results = await race(WORKERS, (i) =>
-      retryOnConflict(async () => {
-        const p = await loadPost(created.id);
-        await sleep(10 + 15 * i); // staggered: each save lands after the previous ones
-        p.tags.push(mine[i]);
-        await posts().save(p);
-      }, { attempts: 20, backoffMs: 5 }),
+      retryOnConflict(
+        async () => {
+          const p = await loadPost(created.id);
+          await sleep(10 + 15 * i); // staggered: each save lands after the previous ones
+          p.tags.push(mine[i]);
+          await posts().save(p);
+        },
+        { attempts: 20, backoffMs: 5 },
+      ),
     );
     expect(results.filter((r) => r.status === 'rejected').map((r) => String((r as PromiseRejectedResult).reason))).to.deep.equal([]);
     expect(labels(await loadPost(created.id))).to.have.length(WORKERS);
@@ -114,7 +127,12 @@ describeEachBackend('edges: @Versioned and owned ManyToMany, upsert, update', ED
     const stale = await settings().findOneByOrFail({ key: 'k2' });
     await settings().upsert({ key: 'k2', value: 'b' }, ['key']);
     stale.value = 'from a stale object';
-    const err = await settings().save(stale).then(() => null, (e) => e);
+    const err = await settings()
+      .save(stale)
+      .then(
+        () => null,
+        (e) => e,
+      );
     expect(err).to.be.instanceOf(StaleEntityError);
     expect((await settings().findOneByOrFail({ key: 'k2' })).value).to.equal('b');
   });

@@ -97,7 +97,11 @@ describe('errors come from named factories (src/faults/)', () => {
       const rel = path.relative(ROOT, file).split(path.sep).join('/');
       if (ALLOWED.some((a) => rel === a || (a.endsWith('/') && rel.startsWith(a)))) continue;
       const found = constructions(rel, fs.readFileSync(file, 'utf8'), classes);
-      if (found.length) offenders.set(rel, found.map((f) => `${rel}:${f.line} new ${f.name}(`));
+      if (found.length)
+        offenders.set(
+          rel,
+          found.map((f) => `${rel}:${f.line} new ${f.name}(`),
+        );
     }
     const unlisted = [...offenders.keys()].filter((f) => !NOT_YET.includes(f)).flatMap((f) => offenders.get(f)!);
     expect(unlisted, 'errors built inline: add a factory to src/faults/<area>.ts and throw what it returns').to.deep.equal([]);

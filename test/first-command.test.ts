@@ -84,14 +84,22 @@ describe('the first command (npm run demo, embedded PostgreSQL) from a 0700 dire
       if (env.NODE_OPTIONS) env.NODE_OPTIONS = env.NODE_OPTIONS.split(path.join(ROOT, 'scripts')).join(path.join(project, 'scripts'));
       // `npm run demo` as root; as `nobody` (no home, no npm cache) the script npm would run.
       const { code, output } = user
-        ? await run(process.execPath, ['node_modules/ts-node/dist/bin.js', '--transpile-only', 'examples/demo.ts', '--only', 'charge_user'], { cwd: project, env, uid, gid })
+        ? await run(process.execPath, ['node_modules/ts-node/dist/bin.js', '--transpile-only', 'examples/demo.ts', '--only', 'charge_user'], {
+            cwd: project,
+            env,
+            uid,
+            gid,
+          })
         : await run('npm', ['run', 'demo', '--silent', '--', '--only', 'charge_user'], { cwd: project, env });
       expect(output, output).to.contain('no PG_URL: starting an embedded PostgreSQL');
       expect(code, output).to.equal(0);
       const row = output.split('\n').find((l) => l.startsWith('| charge_user_for_order'));
       expect(row, output).to.be.a('string');
       expect(row!.split('|')[4].trim(), 'anomalies with the lock').to.equal('0');
-      expect(fs.readdirSync(tmp).filter((f) => f.startsWith('ormlock-pg-')), 'the server and its data are removed at exit').to.deep.equal([]);
+      expect(
+        fs.readdirSync(tmp).filter((f) => f.startsWith('ormlock-pg-')),
+        'the server and its data are removed at exit',
+      ).to.deep.equal([]);
     });
   }
 
@@ -130,6 +138,9 @@ describe('the first command (npm run demo, embedded PostgreSQL) from a 0700 dire
     }
     // As root the server's directory went to /tmp (named after this process); as its owner, to TMPDIR.
     const base = isRoot ? '/tmp' : privateTmp;
-    expect(fs.readdirSync(base).filter((f) => f.startsWith(`ormlock-pg-${process.pid}-`)), `nothing left in ${base}`).to.deep.equal([]);
+    expect(
+      fs.readdirSync(base).filter((f) => f.startsWith(`ormlock-pg-${process.pid}-`)),
+      `nothing left in ${base}`,
+    ).to.deep.equal([]);
   });
 });

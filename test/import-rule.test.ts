@@ -43,7 +43,8 @@ export function specifiersOf(fileName: string, source: string): Found[] {
       const isRequire = ts.isIdentifier(callee) && callee.text === 'require';
       const isResolve =
         ts.isPropertyAccessExpression(callee) && ts.isIdentifier(callee.expression) && callee.expression.text === 'require' && callee.name.text === 'resolve';
-      if (isRequire || isResolve || callee.kind === ts.SyntaxKind.ImportKeyword) add(node, node.arguments[0], isRequire ? 'require()' : isResolve ? 'require.resolve()' : 'import()');
+      if (isRequire || isResolve || callee.kind === ts.SyntaxKind.ImportKeyword)
+        add(node, node.arguments[0], isRequire ? 'require()' : isResolve ? 'require.resolve()' : 'import()');
     }
     ts.forEachChild(node, visit);
   };
@@ -62,7 +63,8 @@ export function violation(file: string, specifier: string): string | undefined {
   if (specifier.startsWith('.')) {
     const resolved = path.resolve(path.dirname(file), specifier);
     for (const adapter of ADAPTERS) {
-      if (resolved === adapter || resolved.startsWith(adapter + path.sep) || resolved === `${adapter}.ts`) return `imports the adapter ${path.relative(ROOT, adapter)}`;
+      if (resolved === adapter || resolved.startsWith(adapter + path.sep) || resolved === `${adapter}.ts`)
+        return `imports the adapter ${path.relative(ROOT, adapter)}`;
     }
   }
   return undefined;
@@ -106,7 +108,7 @@ describe('the import rule: src/locks, src/context, src/dialects and src/redis im
       "const a = require('@mikro-orm/postgresql');",
       "const b = import('../orm/typeorm/install');",
       "type C = import('typeorm').SelectQueryBuilder<any>;",
-      "/// <reference types=\"typeorm\" />",
+      '/// <reference types="typeorm" />',
       "import { ok } from '../orm/port';",
       "import { fine } from '../orm/installations';",
       "import { alsoFine } from './row-lock';",
@@ -122,7 +124,11 @@ describe('the import rule: src/locks, src/context, src/dialects and src/redis im
   it('no file under those folders breaks it (type-only imports included)', () => {
     const files = RULED.flatMap((d) => tsFiles(path.join(ROOT, d)));
     expect(files.length, 'the ruled folders hold the strategies, context, dialects and Redis code').to.be.greaterThan(20);
-    for (const d of RULED) expect(files.some((f) => f.startsWith(path.join(ROOT, d) + path.sep)), `${d} has .ts files`).to.equal(true);
+    for (const d of RULED)
+      expect(
+        files.some((f) => f.startsWith(path.join(ROOT, d) + path.sep)),
+        `${d} has .ts files`,
+      ).to.equal(true);
     const problems = files.flatMap((f) => violationsIn(f, fs.readFileSync(f, 'utf8')));
     expect(problems, problems.join('\n')).to.deep.equal([]);
   });

@@ -61,7 +61,9 @@ function cli(url: string): Promise<LockWait[]> {
 function watch(url: string, n: number): Promise<{ snapshots: LockWait[][]; code: number | null }> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [path.join(ROOT, 'bin/ormlock.js'), 'locks', '--url', url, '--json', '--watch', '--interval', '250'], {
-      cwd: ROOT, env: { ...process.env, ORMLOCK_CLI_FROM_SOURCE: '1' }, stdio: ['ignore', 'pipe', 'pipe'],
+      cwd: ROOT,
+      env: { ...process.env, ORMLOCK_CLI_FROM_SOURCE: '1' },
+      stdio: ['ignore', 'pipe', 'pipe'],
     });
     const snapshots: LockWait[][] = [];
     let stderr = '';
@@ -91,7 +93,10 @@ describe('the ormlock command (no database)', () => {
     const saved = process.env.DATABASE_URL;
     delete process.env.DATABASE_URL;
     try {
-      expect(await runMain([])).to.include({ code: 2 }).and.have.property('err').that.match(/usage: ormlock locks --url/);
+      expect(await runMain([]))
+        .to.include({ code: 2 })
+        .and.have.property('err')
+        .that.match(/usage: ormlock locks --url/);
       expect((await runMain(['lock'])).err).to.match(/unknown command 'lock'/);
       expect((await runMain(['locks'])).err).to.match(/--url is required \(or set DATABASE_URL\)/);
       expect((await runMain(['locks', '--url', 'redis://x'])).err).to.match(/--url: expected a postgres:\/\/.*got 'redis:\/\/…'/);
@@ -157,10 +162,14 @@ describeEachBackend(
       const holder = outside(() =>
         transaction(async () => {
           await lock(await currentManager().findOneByOrFail(InspectAccount, { id }));
-          await withAdvisoryLock(key, async () => {
-            held.resolve(await holderId());
-            await release.promise;
-          }, { scope: 'session' });
+          await withAdvisoryLock(
+            key,
+            async () => {
+              held.resolve(await holderId());
+              await release.promise;
+            },
+            { scope: 'session' },
+          );
         }),
       );
       const holderPid = await held.promise;
@@ -238,7 +247,7 @@ describeEachBackend(
       expect(await env.ds.getRepository(InspectAccount).count()).to.be.greaterThan(0);
     });
 
-    it('control: an advisory lock taken without ormlock shows its id but no key (keys come only from ormlock\'s comment)', async function () {
+    it("control: an advisory lock taken without ormlock shows its id but no key (keys come only from ormlock's comment)", async function () {
       this.timeout(60_000);
       const pg = env.name === 'postgres';
       const name = `${NS}:raw`;

@@ -1,8 +1,17 @@
 import { expect } from 'chai';
 import { DataSource as TypeOrmDataSource, type DataSource } from 'typeorm';
 import {
-  advisoryLockExists, advisoryLockId, currentManager, installLocking, LockConfigError, LockTimeoutError, StaleEntityError,
-  transaction, withAdvisoryLock, withLock, type LockingHandle,
+  advisoryLockExists,
+  advisoryLockId,
+  currentManager,
+  installLocking,
+  LockConfigError,
+  LockTimeoutError,
+  StaleEntityError,
+  transaction,
+  withAdvisoryLock,
+  withLock,
+  type LockingHandle,
 } from '../src';
 import { installationOf, liveInstallations } from '../src/orm/installations';
 import { dataSourceOf } from '../src/orm/typeorm/compat';
@@ -18,7 +27,10 @@ import { BACKENDS, backendUrl, dataSourceOptions, type BackendName } from './sup
  */
 
 const N = 20;
-const ORDERS: Array<[BackendName, BackendName]> = [['postgres', 'mariadb'], ['mariadb', 'postgres']];
+const ORDERS: Array<[BackendName, BackendName]> = [
+  ['postgres', 'mariadb'],
+  ['mariadb', 'postgres'],
+];
 const PAIRS: Array<[BackendName, BackendName]> = BACKENDS.flatMap((a) => BACKENDS.map((b) => [a, b] as [BackendName, BackendName]));
 
 async function rejection(p: Promise<unknown> | (() => unknown)): Promise<any> {
@@ -203,7 +215,7 @@ for (const [a, b] of ORDERS) {
       );
     });
 
-    it("an object loaded through one is locked in its own database, even inside a transaction of the other", async () => {
+    it('an object loaded through one is locked in its own database, even inside a transaction of the other', async () => {
       const u1 = await first.getRepository(TwoUser).findOneByOrFail({ id: 1 });
       await transaction(
         async () => {
@@ -335,7 +347,11 @@ describe('installations: a DataSource destroyed without uninstall(), then a new 
           expect(dataSourceOf(currentManager())).to.equal(fresh);
           await currentManager().update(TwoUser, { id: 1 }, { name: 'renamed' });
         });
-        const acquiredSince = (mark: number) => ev.events.slice(mark).filter((e) => e.type === 'acquired').map((e) => `${e.kind}:${e.target}`);
+        const acquiredSince = (mark: number) =>
+          ev.events
+            .slice(mark)
+            .filter((e) => e.type === 'acquired')
+            .map((e) => `${e.kind}:${e.target}`);
         expect(acquiredSince(0)).to.deep.equal([]);
         // withLock on a user loaded through the new one
         let mark = ev.events.length;
@@ -408,7 +424,10 @@ for (const [a, b] of PAIRS) {
       expect(err).to.be.instanceOf(LockConfigError);
       expect((err as LockConfigError).entity).to.equal(entity);
       expect((err as LockConfigError).details.dataSource).to.equal('analytics');
-      expect((err as Error).message).to.include(entity).and.include("'analytics'").and.include('installLocking');
+      expect((err as Error).message)
+        .to.include(entity)
+        .and.include("'analytics'")
+        .and.include('installLocking');
     }
 
     async function docCount(title: string): Promise<number> {
@@ -449,24 +468,25 @@ for (const [a, b] of PAIRS) {
     });
 
     // (on one backend both share the tables: there is only one row with that id)
-    if (a !== b) it('withLock(user) of a user loaded through it neither locks nor writes the row with that id in the installed one', async () => {
-      await resetUser(main, 14, 'main row', 100);
-      await resetUser(other, 14, 'analytics row', 50);
-      const user = await other.getRepository(TwoUser).findOneByOrFail({ id: 14 });
-      const outcome = await withLock(user, async (locked) => {
-        const seen = locked.name;
-        locked.credits -= 1;
-        await currentManager().save(locked);
-        return seen;
-      }).then(
-        (seen) => `ran on the row named '${seen}'`,
-        (error) => error,
-      );
-      expect((await main.getRepository(TwoUser).findOneByOrFail({ id: 14 })).credits, "the installed DataSource's row is untouched").to.equal(100);
-      expect(user.name, 'the object still holds its own row').to.equal('analytics row');
-      expect(outcome).to.be.instanceOf(LockConfigError);
-      expect(outcome.message).to.include("'analytics'");
-    });
+    if (a !== b)
+      it('withLock(user) of a user loaded through it neither locks nor writes the row with that id in the installed one', async () => {
+        await resetUser(main, 14, 'main row', 100);
+        await resetUser(other, 14, 'analytics row', 50);
+        const user = await other.getRepository(TwoUser).findOneByOrFail({ id: 14 });
+        const outcome = await withLock(user, async (locked) => {
+          const seen = locked.name;
+          locked.credits -= 1;
+          await currentManager().save(locked);
+          return seen;
+        }).then(
+          (seen) => `ran on the row named '${seen}'`,
+          (error) => error,
+        );
+        expect((await main.getRepository(TwoUser).findOneByOrFail({ id: 14 })).credits, "the installed DataSource's row is untouched").to.equal(100);
+        expect(user.name, 'the object still holds its own row').to.equal('analytics row');
+        expect(outcome).to.be.instanceOf(LockConfigError);
+        expect(outcome.message).to.include("'analytics'");
+      });
 
     it('a @Pessimistic method reading through it → LockConfigError naming the entity and the DataSource; nothing written', async () => {
       await other.getRepository(TwoUser).save({ id: 13, name: 'reader', credits: 50 });

@@ -28,7 +28,10 @@ describe('Redlock keys with a lone surrogate', () => {
         console.warn('[ormlock tests] SKIPPING: no Redis');
       });
       const redlock = new Redlock([client]);
-      const err = await redlock.tryAcquire('\uD800x', 5000).then(() => null, (e) => e);
+      const err = await redlock.tryAcquire('\uD800x', 5000).then(
+        () => null,
+        (e) => e,
+      );
       expect(err).to.be.instanceOf(LockConfigError);
       expect(err.message).to.contain('lone surrogate');
     } finally {

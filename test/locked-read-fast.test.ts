@@ -1,7 +1,17 @@
 import { expect } from 'chai';
 import {
-  AfterLoad, Column, In, CreateDateColumn, DeleteDateColumn, Entity, EventSubscriber, ManyToOne, PrimaryColumn, PrimaryGeneratedColumn,
-  type EntitySubscriberInterface, type LoadEvent,
+  AfterLoad,
+  Column,
+  In,
+  CreateDateColumn,
+  DeleteDateColumn,
+  Entity,
+  EventSubscriber,
+  ManyToOne,
+  PrimaryColumn,
+  PrimaryGeneratedColumn,
+  type EntitySubscriberInterface,
+  type LoadEvent,
 } from 'typeorm';
 import { lock, Pessimistic, transaction, withLock, withPessimistic } from '../src';
 import { describeEachBackend } from './support/suite';
@@ -66,172 +76,195 @@ class FastLoads implements EntitySubscriberInterface<FastAccount> {
   }
 }
 
-describeEachBackend('locked reads by primary key (prepared) vs TypeORM\'s own', [FastAccount, FastPair, FastOwner, FastPet], (env) => {
-  /** TypeORM's own locked read of the row, in a transaction of its own. */
-  async function ormOwn<T extends object>(target: new () => T, where: Record<string, unknown>): Promise<T | null> {
-    return env.ds.transaction((em) => em.findOne(target, { where, lock: { mode: 'pessimistic_write' } } as never) as Promise<T | null>);
-  }
-
-  /** Statements sent while `fn` runs. */
-  async function logged<T>(fn: () => Promise<T>): Promise<{ value: T; sql: string[] }> {
-    env.log.start();
-    try {
-      const value = await fn();
-      return { value, sql: env.log.stop() };
-    } catch (error) {
-      env.log.stop();
-      throw error;
+describeEachBackend(
+  "locked reads by primary key (prepared) vs TypeORM's own",
+  [FastAccount, FastPair, FastOwner, FastPet],
+  (env) => {
+    /** TypeORM's own locked read of the row, in a transaction of its own. */
+    async function ormOwn<T extends object>(target: new () => T, where: Record<string, unknown>): Promise<T | null> {
+      return env.ds.transaction((em) => em.findOne(target, { where, lock: { mode: 'pessimistic_write' } } as never) as Promise<T | null>);
     }
-  }
 
-  async function seedAccount(): Promise<FastAccount> {
-    const repo = env.ds.getRepository(FastAccount);
-    return repo.save(repo.create({ code: 'eur-7', balance: { cents: 1234, currency: 'EUR' }, secret: 'hidden', spare: null }));
-  }
-
-  it('@Pessimistic findOneBy / findOne by id: the prepared read returns what TypeORM returns (columns, transformer, embedded, dates, hidden column, afterLoad, subscriber)', async () => {
-    const saved = await seedAccount();
-    const repo = env.ds.getRepository(FastAccount);
-    loads.length = 0;
-    const own = await ormOwn(FastAccount, { id: saved.id });
-    const ownLoads = loads.splice(0);
-    const { value: fast, sql } = await logged(() => withPessimistic(() => repo.findOneBy({ id: saved.id })));
-    const fastLoads = loads.splice(0);
-    expect(sql.join('\n')).to.match(/ormlock_fast_accounts/); // the prepared statement, not the find options'
-    expect(sql.join('\n')).to.match(/FOR UPDATE/);
-    expect(fast).to.be.instanceOf(FastAccount);
-    expect(fast).to.deep.equal(own);
-    expect(fast!.code).to.equal('EUR-7');
-    expect(fast!.balance).to.be.instanceOf(Money);
-    expect(fast!.secret).to.equal(undefined);
-    expect(fast!.loadedBy).to.equal('afterLoad:EUR-7');
-    expect(ownLoads, 'the subscriber hears TypeORM\'s own load').to.have.length(1);
-    expect(fastLoads).to.deep.equal(ownLoads);
-    const { value: viaFindOne } = await logged(() => withPessimistic(() => repo.findOne({ where: { id: saved.id } })));
-    expect(viaFindOne).to.deep.equal(own);
-    // no row: null, as TypeORM's; findOneByOrFail still throws TypeORM's EntityNotFoundError
-    expect(await withPessimistic(() => repo.findOneBy({ id: 987654 }))).to.equal(null);
-    const err = await withPessimistic(() => repo.findOneByOrFail({ id: 987654 })).then(() => null, (e) => e);
-    expect(err?.name).to.equal('EntityNotFoundError');
-  });
-
-  it('every common read shape by primary key takes the prepared read, and returns what TypeORM returns: repository and manager findOneBy / findOneByOrFail / findOne / findOneOrFail, and a @Pessimistic method on an injected repository', async () => {
-    const saved = await seedAccount();
-    const repo = env.ds.getRepository(FastAccount);
-    const own = await ormOwn(FastAccount, { id: saved.id });
-    const where = { id: saved.id };
-    const shapes: Array<[string, () => Promise<unknown>]> = [
-      ['repo.findOneBy', () => repo.findOneBy(where)],
-      ['repo.findOneByOrFail', () => repo.findOneByOrFail(where)],
-      ['repo.findOne({ where })', () => repo.findOne({ where })],
-      ['repo.findOneOrFail({ where })', () => repo.findOneOrFail({ where })],
-      ['manager.findOneBy', () => env.ds.manager.findOneBy(FastAccount, where)],
-      ['manager.findOneByOrFail', () => env.ds.manager.findOneByOrFail(FastAccount, where)],
-      ['manager.findOne({ where })', () => env.ds.manager.findOne(FastAccount, { where })],
-      ['manager.findOneOrFail({ where })', () => env.ds.manager.findOneOrFail(FastAccount, { where })],
-    ];
-    // the bench's shape: a service whose repository was obtained before the call
-    class Accounts {
-      constructor(private readonly accounts: typeof repo) {}
-      @Pessimistic()
-      async read(id: number) {
-        return this.accounts.findOneByOrFail({ id });
+    /** Statements sent while `fn` runs. */
+    async function logged<T>(fn: () => Promise<T>): Promise<{ value: T; sql: string[] }> {
+      env.log.start();
+      try {
+        const value = await fn();
+        return { value, sql: env.log.stop() };
+      } catch (error) {
+        env.log.stop();
+        throw error;
       }
     }
-    const service = new Accounts(repo);
-    for (const [name, read] of [...shapes.map(([n, r]): [string, () => Promise<unknown>] => [n, () => withPessimistic(r)]), ['@Pessimistic method', () => service.read(saved.id)] as [string, () => Promise<unknown>]]) {
-      const { value, sql } = await logged(read);
-      const selects = sql.filter((q) => /^\s*SELECT/i.test(q));
-      expect(selects, `${name}: one SELECT`).to.have.length(1);
-      expect(selects[0], `${name}: the prepared statement`).to.match(/ormlock_fast_accounts/);
-      expect(selects[0], `${name}: locked`).to.match(/FOR UPDATE/);
-      expect(value, name).to.be.instanceOf(FastAccount);
-      expect(value, name).to.deep.equal(own);
+
+    async function seedAccount(): Promise<FastAccount> {
+      const repo = env.ds.getRepository(FastAccount);
+      return repo.save(repo.create({ code: 'eur-7', balance: { cents: 1234, currency: 'EUR' }, secret: 'hidden', spare: null }));
     }
-  });
 
-  it('a soft-deleted row is not found by the prepared read either (TypeORM\'s own condition is in its statement)', async () => {
-    const saved = await seedAccount();
-    const repo = env.ds.getRepository(FastAccount);
-    await repo.softDelete({ id: saved.id });
-    expect(await ormOwn(FastAccount, { id: saved.id })).to.equal(null);
-    expect(await withPessimistic(() => repo.findOneBy({ id: saved.id }))).to.equal(null);
-    const err = await transaction(() => lock(saved)).then(() => null, (e) => e);
-    expect(err?.name).to.equal('StaleEntityError');
-  });
-
-  it('lock() and withLock refresh the object with what TypeORM would read (a composite key too)', async () => {
-    const saved = await seedAccount();
-    const repo = env.ds.getRepository(FastAccount);
-    await repo.update({ id: saved.id }, { balance: { cents: 99, currency: 'USD' }, code: 'usd-1', spare: 5 });
-    const own = await ormOwn(FastAccount, { id: saved.id });
-    const stale = repo.create({ id: saved.id });
-    await transaction(() => lock(stale));
-    for (const key of ['id', 'code', 'balance', 'spare', 'createdAt'] as const) expect(stale[key], key).to.deep.equal(own![key]);
-    await withLock(repo.create({ id: saved.id }), async (locked) => {
-      expect(locked.code).to.equal('USD-1');
-      expect(locked.balance).to.deep.equal(own!.balance);
+    it('@Pessimistic findOneBy / findOne by id: the prepared read returns what TypeORM returns (columns, transformer, embedded, dates, hidden column, afterLoad, subscriber)', async () => {
+      const saved = await seedAccount();
+      const repo = env.ds.getRepository(FastAccount);
+      loads.length = 0;
+      const own = await ormOwn(FastAccount, { id: saved.id });
+      const ownLoads = loads.splice(0);
+      const { value: fast, sql } = await logged(() => withPessimistic(() => repo.findOneBy({ id: saved.id })));
+      const fastLoads = loads.splice(0);
+      expect(sql.join('\n')).to.match(/ormlock_fast_accounts/); // the prepared statement, not the find options'
+      expect(sql.join('\n')).to.match(/FOR UPDATE/);
+      expect(fast).to.be.instanceOf(FastAccount);
+      expect(fast).to.deep.equal(own);
+      expect(fast!.code).to.equal('EUR-7');
+      expect(fast!.balance).to.be.instanceOf(Money);
+      expect(fast!.secret).to.equal(undefined);
+      expect(fast!.loadedBy).to.equal('afterLoad:EUR-7');
+      expect(ownLoads, "the subscriber hears TypeORM's own load").to.have.length(1);
+      expect(fastLoads).to.deep.equal(ownLoads);
+      const { value: viaFindOne } = await logged(() => withPessimistic(() => repo.findOne({ where: { id: saved.id } })));
+      expect(viaFindOne).to.deep.equal(own);
+      // no row: null, as TypeORM's; findOneByOrFail still throws TypeORM's EntityNotFoundError
+      expect(await withPessimistic(() => repo.findOneBy({ id: 987654 }))).to.equal(null);
+      const err = await withPessimistic(() => repo.findOneByOrFail({ id: 987654 })).then(
+        () => null,
+        (e) => e,
+      );
+      expect(err?.name).to.equal('EntityNotFoundError');
     });
 
-    const pairs = env.ds.getRepository(FastPair);
-    await pairs.save(pairs.create({ a: 1, b: `k${process.pid}`, n: 41 }));
-    const pair = pairs.create({ a: 1, b: `k${process.pid}` });
-    const { sql } = await logged(() => transaction(() => lock(pair)));
-    expect(pair.n).to.equal(41);
-    expect(sql.join('\n')).to.match(/FOR UPDATE/);
-    const viaFind = await withPessimistic(() => pairs.findOneBy({ a: 1, b: `k${process.pid}` }));
-    expect(viaFind).to.deep.equal(await ormOwn(FastPair, { a: 1, b: `k${process.pid}` }));
-  });
-
-  it('falls back to TypeORM\'s own read where the shape needs it: eager relations, an operator, more options', async () => {
-    const owners = env.ds.getRepository(FastOwner);
-    const pets = env.ds.getRepository(FastPet);
-    const owner = await owners.save(owners.create({ name: 'ann' }));
-    const pet = await pets.save(pets.create({ name: 'rex', owner }));
-    const own = await env.ds.transaction((em) => em.findOne(FastPet, { where: { id: pet.id }, relations: { owner: true } }));
-    if (env.handle.dialect.capabilities.lockOf) {
-      const { value, sql } = await logged(() => withPessimistic(() => pets.findOneBy({ id: pet.id })));
-      expect(value).to.deep.equal(own);
-      expect(value!.owner?.name).to.equal('ann');
-      expect(sql.join('\n')).to.not.match(/ormlock_fast_pets/); // TypeORM's statement (with the eager join)
-    } else {
-      // MariaDB cannot lock a join without locking every joined row: refused, as before
-      const err = await withPessimistic(() => pets.findOneBy({ id: pet.id })).then(() => null, (e) => e);
-      expect(err?.name).to.equal('LockConfigError');
-    }
-    const repo = env.ds.getRepository(FastAccount);
-    const saved = await seedAccount();
-    const { sql } = await logged(() => withPessimistic(() => repo.findOne({ where: { id: saved.id }, select: { id: true, code: true } })));
-    expect(sql.join('\n')).to.not.match(/ormlock_fast_accounts/);
-    expect(sql.join('\n')).to.match(/FOR UPDATE/);
-    const { value: viaIn, sql: inSql } = await logged(() => withPessimistic(() => repo.findOneBy({ id: In([saved.id]) })));
-    expect(inSql.join('\n')).to.not.match(/ormlock_fast_accounts/);
-    expect(viaIn).to.deep.equal(await ormOwn(FastAccount, { id: saved.id }));
-  });
-
-  it('{ timeoutMs } on the prepared read: one statement, and a held row times out within the limit', async function () {
-    const saved = await seedAccount();
-    const repo = env.ds.getRepository(FastAccount);
-    const { sql } = await logged(() => withPessimistic(() => repo.findOneBy({ id: saved.id }), { timeoutMs: 400 }));
-    expect(sql.filter((q) => /lock_timeout|innodb_lock_wait_timeout/.test(q) && !/FOR UPDATE/.test(q)), sql.join('\n')).to.deep.equal([]);
-    let release!: () => void;
-    const holding = new Promise<void>((r) => (release = r));
-    let held!: () => void;
-    const isHeld = new Promise<void>((r) => (held = r));
-    const holder = transaction(async () => {
-      await lock(repo.create({ id: saved.id }));
-      held();
-      await holding;
+    it('every common read shape by primary key takes the prepared read, and returns what TypeORM returns: repository and manager findOneBy / findOneByOrFail / findOne / findOneOrFail, and a @Pessimistic method on an injected repository', async () => {
+      const saved = await seedAccount();
+      const repo = env.ds.getRepository(FastAccount);
+      const own = await ormOwn(FastAccount, { id: saved.id });
+      const where = { id: saved.id };
+      const shapes: Array<[string, () => Promise<unknown>]> = [
+        ['repo.findOneBy', () => repo.findOneBy(where)],
+        ['repo.findOneByOrFail', () => repo.findOneByOrFail(where)],
+        ['repo.findOne({ where })', () => repo.findOne({ where })],
+        ['repo.findOneOrFail({ where })', () => repo.findOneOrFail({ where })],
+        ['manager.findOneBy', () => env.ds.manager.findOneBy(FastAccount, where)],
+        ['manager.findOneByOrFail', () => env.ds.manager.findOneByOrFail(FastAccount, where)],
+        ['manager.findOne({ where })', () => env.ds.manager.findOne(FastAccount, { where })],
+        ['manager.findOneOrFail({ where })', () => env.ds.manager.findOneOrFail(FastAccount, { where })],
+      ];
+      // the bench's shape: a service whose repository was obtained before the call
+      class Accounts {
+        constructor(private readonly accounts: typeof repo) {}
+        @Pessimistic()
+        async read(id: number) {
+          return this.accounts.findOneByOrFail({ id });
+        }
+      }
+      const service = new Accounts(repo);
+      for (const [name, read] of [
+        ...shapes.map(([n, r]): [string, () => Promise<unknown>] => [n, () => withPessimistic(r)]),
+        ['@Pessimistic method', () => service.read(saved.id)] as [string, () => Promise<unknown>],
+      ]) {
+        const { value, sql } = await logged(read);
+        const selects = sql.filter((q) => /^\s*SELECT/i.test(q));
+        expect(selects, `${name}: one SELECT`).to.have.length(1);
+        expect(selects[0], `${name}: the prepared statement`).to.match(/ormlock_fast_accounts/);
+        expect(selects[0], `${name}: locked`).to.match(/FOR UPDATE/);
+        expect(value, name).to.be.instanceOf(FastAccount);
+        expect(value, name).to.deep.equal(own);
+      }
     });
-    await isHeld;
-    try {
-      const started = Date.now();
-      const err = await withPessimistic(() => repo.findOneBy({ id: saved.id }), { timeoutMs: 400 }).then(() => null, (e) => e);
-      expect(err?.name).to.equal('LockTimeoutError');
-      expect(Date.now() - started).to.be.lessThan(env.name === 'postgres' ? 3000 : 4000);
-    } finally {
-      release();
-      await holder;
-    }
-  });
-}, { subscribers: [FastLoads] });
+
+    it("a soft-deleted row is not found by the prepared read either (TypeORM's own condition is in its statement)", async () => {
+      const saved = await seedAccount();
+      const repo = env.ds.getRepository(FastAccount);
+      await repo.softDelete({ id: saved.id });
+      expect(await ormOwn(FastAccount, { id: saved.id })).to.equal(null);
+      expect(await withPessimistic(() => repo.findOneBy({ id: saved.id }))).to.equal(null);
+      const err = await transaction(() => lock(saved)).then(
+        () => null,
+        (e) => e,
+      );
+      expect(err?.name).to.equal('StaleEntityError');
+    });
+
+    it('lock() and withLock refresh the object with what TypeORM would read (a composite key too)', async () => {
+      const saved = await seedAccount();
+      const repo = env.ds.getRepository(FastAccount);
+      await repo.update({ id: saved.id }, { balance: { cents: 99, currency: 'USD' }, code: 'usd-1', spare: 5 });
+      const own = await ormOwn(FastAccount, { id: saved.id });
+      const stale = repo.create({ id: saved.id });
+      await transaction(() => lock(stale));
+      for (const key of ['id', 'code', 'balance', 'spare', 'createdAt'] as const) expect(stale[key], key).to.deep.equal(own![key]);
+      await withLock(repo.create({ id: saved.id }), async (locked) => {
+        expect(locked.code).to.equal('USD-1');
+        expect(locked.balance).to.deep.equal(own!.balance);
+      });
+
+      const pairs = env.ds.getRepository(FastPair);
+      await pairs.save(pairs.create({ a: 1, b: `k${process.pid}`, n: 41 }));
+      const pair = pairs.create({ a: 1, b: `k${process.pid}` });
+      const { sql } = await logged(() => transaction(() => lock(pair)));
+      expect(pair.n).to.equal(41);
+      expect(sql.join('\n')).to.match(/FOR UPDATE/);
+      const viaFind = await withPessimistic(() => pairs.findOneBy({ a: 1, b: `k${process.pid}` }));
+      expect(viaFind).to.deep.equal(await ormOwn(FastPair, { a: 1, b: `k${process.pid}` }));
+    });
+
+    it("falls back to TypeORM's own read where the shape needs it: eager relations, an operator, more options", async () => {
+      const owners = env.ds.getRepository(FastOwner);
+      const pets = env.ds.getRepository(FastPet);
+      const owner = await owners.save(owners.create({ name: 'ann' }));
+      const pet = await pets.save(pets.create({ name: 'rex', owner }));
+      const own = await env.ds.transaction((em) => em.findOne(FastPet, { where: { id: pet.id }, relations: { owner: true } }));
+      if (env.handle.dialect.capabilities.lockOf) {
+        const { value, sql } = await logged(() => withPessimistic(() => pets.findOneBy({ id: pet.id })));
+        expect(value).to.deep.equal(own);
+        expect(value!.owner?.name).to.equal('ann');
+        expect(sql.join('\n')).to.not.match(/ormlock_fast_pets/); // TypeORM's statement (with the eager join)
+      } else {
+        // MariaDB cannot lock a join without locking every joined row: refused, as before
+        const err = await withPessimistic(() => pets.findOneBy({ id: pet.id })).then(
+          () => null,
+          (e) => e,
+        );
+        expect(err?.name).to.equal('LockConfigError');
+      }
+      const repo = env.ds.getRepository(FastAccount);
+      const saved = await seedAccount();
+      const { sql } = await logged(() => withPessimistic(() => repo.findOne({ where: { id: saved.id }, select: { id: true, code: true } })));
+      expect(sql.join('\n')).to.not.match(/ormlock_fast_accounts/);
+      expect(sql.join('\n')).to.match(/FOR UPDATE/);
+      const { value: viaIn, sql: inSql } = await logged(() => withPessimistic(() => repo.findOneBy({ id: In([saved.id]) })));
+      expect(inSql.join('\n')).to.not.match(/ormlock_fast_accounts/);
+      expect(viaIn).to.deep.equal(await ormOwn(FastAccount, { id: saved.id }));
+    });
+
+    it('{ timeoutMs } on the prepared read: one statement, and a held row times out within the limit', async function () {
+      const saved = await seedAccount();
+      const repo = env.ds.getRepository(FastAccount);
+      const { sql } = await logged(() => withPessimistic(() => repo.findOneBy({ id: saved.id }), { timeoutMs: 400 }));
+      expect(
+        sql.filter((q) => /lock_timeout|innodb_lock_wait_timeout/.test(q) && !/FOR UPDATE/.test(q)),
+        sql.join('\n'),
+      ).to.deep.equal([]);
+      let release!: () => void;
+      const holding = new Promise<void>((r) => (release = r));
+      let held!: () => void;
+      const isHeld = new Promise<void>((r) => (held = r));
+      const holder = transaction(async () => {
+        await lock(repo.create({ id: saved.id }));
+        held();
+        await holding;
+      });
+      await isHeld;
+      try {
+        const started = Date.now();
+        const err = await withPessimistic(() => repo.findOneBy({ id: saved.id }), { timeoutMs: 400 }).then(
+          () => null,
+          (e) => e,
+        );
+        expect(err?.name).to.equal('LockTimeoutError');
+        expect(Date.now() - started).to.be.lessThan(env.name === 'postgres' ? 3000 : 4000);
+      } finally {
+        release();
+        await holder;
+      }
+    });
+  },
+  { subscribers: [FastLoads] },
+);

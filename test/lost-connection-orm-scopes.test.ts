@@ -32,7 +32,11 @@ async function discardWarnings<T>(fn: () => Promise<T>): Promise<{ result: T; wa
   }
 }
 
-const rejection = (p: Promise<unknown>) => p.then(() => null, (e) => e);
+const rejection = (p: Promise<unknown>) =>
+  p.then(
+    () => null,
+    (e) => e,
+  );
 
 /** What the body holds before its connection is killed. */
 type Holding = 'a row lock (lock())' | 'a returned transaction-scope advisory lock' | 'no ormlock lock (control)';
@@ -79,7 +83,7 @@ function scenarios(scope: () => OwnScope) {
   }
 }
 
-describeEachBackend('the ORM\'s own transaction on a killed connection (TypeORM dataSource.transaction)', [LcRow], (env) => {
+describeEachBackend("the ORM's own transaction on a killed connection (TypeORM dataSource.transaction)", [LcRow], (env) => {
   let id: number;
   before(async () => {
     id = (await env.ds.getRepository(LcRow).save({ note: 'own-target' })).id;
@@ -88,13 +92,17 @@ describeEachBackend('the ORM\'s own transaction on a killed connection (TypeORM 
     name: env.name,
     run: (body) =>
       env.ds.transaction((em: EntityManager) =>
-        body(() => connectionIdOn(env.name, (sql) => em.query(sql)), async (note) => void (await em.getRepository(LcRow).insert({ note })))),
+        body(
+          () => connectionIdOn(env.name, (sql) => em.query(sql)),
+          async (note) => void (await em.getRepository(LcRow).insert({ note })),
+        ),
+      ),
     target: () => env.ds.getRepository(LcRow).findOneByOrFail({ id }),
     count: (note) => env.ds.getRepository(LcRow).countBy({ note }),
   }));
 });
 
-describeEachMikroBackend('the ORM\'s own transaction on a killed connection (MikroORM em.transactional)', [MkLcRow], (env) => {
+describeEachMikroBackend("the ORM's own transaction on a killed connection (MikroORM em.transactional)", [MkLcRow], (env) => {
   let id: number;
   before(async () => {
     const fork = env.orm.em.fork();
@@ -109,7 +117,8 @@ describeEachMikroBackend('the ORM\'s own transaction on a killed connection (Mik
         body(
           () => connectionIdOn(env.name, (sql) => em.getConnection().execute(sql, [], 'all', em.getTransactionContext())),
           async (note) => void (await em.insert(MkLcRow, { note })),
-        )),
+        ),
+      ),
     target: () => env.orm.em.fork().findOneOrFail(MkLcRow, id),
     count: (note) => env.orm.em.fork().count(MkLcRow, { note }),
   }));

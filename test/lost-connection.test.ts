@@ -15,7 +15,16 @@
 import type { EntityManager } from '@mikro-orm/core';
 import { expect } from 'chai';
 import {
-  AdvisoryLock, currentLockSignal, currentManager, lock, LockLostError, LockTimeoutError, transaction, withAdvisoryLock, withLock, withPessimistic,
+  AdvisoryLock,
+  currentLockSignal,
+  currentManager,
+  lock,
+  LockLostError,
+  LockTimeoutError,
+  transaction,
+  withAdvisoryLock,
+  withLock,
+  withPessimistic,
 } from '../src';
 import { ambientConnection } from '../src/context/store';
 import { resolveInstallation } from '../src/orm/installations';
@@ -55,7 +64,11 @@ function connectionOfBody(name: BackendName, target: object): Promise<number> {
 const CONTROL_OVERLAP_MS = 400;
 const HEED_BOUND_MS = 300;
 
-const rejection = (p: Promise<unknown>) => p.then(() => null, (e) => e);
+const rejection = (p: Promise<unknown>) =>
+  p.then(
+    () => null,
+    (e) => e,
+  );
 
 async function until(what: string, ms: number, probe: () => boolean | Promise<boolean>): Promise<void> {
   const end = Date.now() + ms;
@@ -137,7 +150,7 @@ const KINDS: Kind[] = [
       withAdvisoryLock(
         key,
         async (ctx) => {
-          expect(ctx.signal, 'ctx.signal is the body\'s currentLockSignal()').to.equal(currentLockSignal());
+          expect(ctx.signal, "ctx.signal is the body's currentLockSignal()").to.equal(currentLockSignal());
           await body(() => connectionIdOn(h.name, (sql) => ctx.queryRunner.query(sql)));
         },
         { scope },
@@ -179,7 +192,10 @@ async function killHolder(h: Harness, kind: Kind, heed: boolean, tag: string): P
       const end = Date.now() + 15_000;
       while (Date.now() < end && !(heed ? signal!.aborted : seen.gotAt !== undefined && Date.now() > seen.gotAt + CONTROL_OVERLAP_MS)) await sleep(20);
       seen.stoppedAt = Date.now();
-      seen.after = await transaction(() => h.write(`${tag}-after`)).then(() => 'written', (e) => e);
+      seen.after = await transaction(() => h.write(`${tag}-after`)).then(
+        () => 'written',
+        (e) => e,
+      );
     }),
   ).then(
     () => {
@@ -216,7 +232,9 @@ function scenarios(h: () => Harness) {
       it('killed holder: the signal aborts within 2 s, the call rejects with LockLostError (cause kept), nothing commits, no overlap with the next holder', async function () {
         const tag = `${kind.title.replace(/\W+/g, '')}-heed`.slice(0, 40);
         const seen = await killHolder(h(), kind, true, tag);
-        timings.push(`${h().orm} ${h().name} ${kind.title}: abort ${seen.abortedAt! - seen.killStartedAt} ms, rejection ${seen.rejectedAt! - seen.killStartedAt} ms after the kill was sent`);
+        timings.push(
+          `${h().orm} ${h().name} ${kind.title}: abort ${seen.abortedAt! - seen.killStartedAt} ms, rejection ${seen.rejectedAt! - seen.killStartedAt} ms after the kill was sent`,
+        );
         // (a) the signal aborted promptly, with the LockLostError as its reason
         expect(seen.abortedAt, 'the signal aborted').to.be.a('number');
         expect(seen.abortedAt! - seen.killStartedAt, 'ms from kill to abort').to.be.below(2000);
@@ -224,7 +242,7 @@ function scenarios(h: () => Harness) {
         // (b) the call rejected at once, with LockLostError keeping the driver's error
         expect(seen.error).to.be.instanceOf(LockLostError);
         expect(seen.error.message).to.match(kind.message);
-        expect(seen.signalReason, 'the signal\'s reason is the error the call rejects with').to.equal(seen.error);
+        expect(seen.signalReason, "the signal's reason is the error the call rejects with").to.equal(seen.error);
         expect(seen.error.cause, 'the driver error is kept as cause').to.not.equal(undefined);
         expect(seen.rejectedAt! - seen.killStartedAt, 'ms from kill to rejection').to.be.below(2000);
         // (c) nothing of the lock's transaction committed; the write after the loss failed by name

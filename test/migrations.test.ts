@@ -8,7 +8,17 @@ import { scenario as nestedSet } from '../examples/scenarios/nested-set';
 import { BACKENDS, backendUrl, type BackendName } from './support/backends';
 
 const ROOT = path.join(__dirname, '..');
-const EXAMPLE_TABLES = ['sites', 'pages', 'pages_unlocked', 'users', 'orders', 'legacy_accounts', 'categories', 'categories_unlocked', 'ormlock_scheduled_locks'];
+const EXAMPLE_TABLES = [
+  'sites',
+  'pages',
+  'pages_unlocked',
+  'users',
+  'orders',
+  'legacy_accounts',
+  'categories',
+  'categories_unlocked',
+  'ormlock_scheduled_locks',
+];
 
 /** A scratch database of this test on the backend's server: its URL and a drop function. */
 async function scratchDatabase(name: BackendName, base: string): Promise<{ url: string; drop(): Promise<void> }> {
@@ -91,7 +101,10 @@ for (const name of BACKENDS) {
         expect(applied.map((m) => m.name)).to.deep.equal(exampleMigrations().map((m) => new m().name ?? m.name));
         expect(await tablesOf(ds)).to.deep.equal(EXAMPLE_TABLES);
         const pending = await ds.driver.createSchemaBuilder().log();
-        expect(pending.upQueries.map((q) => q.query), 'entities and migrations disagree').to.deep.equal([]);
+        expect(
+          pending.upQueries.map((q) => q.query),
+          'entities and migrations disagree',
+        ).to.deep.equal([]);
 
         // the schema serves the nested-set example: with the parent lock, no position is given twice
         const handle = await installLocking(ds);

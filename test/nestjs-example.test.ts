@@ -38,7 +38,12 @@ for (const backend of BACKENDS) {
         output
           .split('\n')
           .filter((l) => /^\| (none|row|advisory|lease) /.test(l))
-          .map((l) => l.split('|').slice(1, -1).map((c) => c.trim()))
+          .map((l) =>
+            l
+              .split('|')
+              .slice(1, -1)
+              .map((c) => c.trim()),
+          )
           .map(([lock, , credits, lost, failed]) => [lock, { credits: Number(credits), lost: Number(lost), failed: Number(failed) }]),
       );
       expect(Object.keys(rows), output).to.deep.equal(['none', 'row', 'advisory', 'lease']);

@@ -156,7 +156,9 @@ for (const backend of BACKENDS) {
       const { json } = await post('/mikro/seed');
       const { userId, orderIds } = json as { userId: number; orderIds: number[] };
       const results = await race(N, (i) => post(`/mikro/charge/${mode}/${userId}/${orderIds[i]}`));
-      const failed = results.map((r) => (r.status === 'fulfilled' ? (r.value.status === 204 ? null : `${r.value.status} ${r.value.text}`) : String(r.reason))).filter(Boolean);
+      const failed = results
+        .map((r) => (r.status === 'fulfilled' ? (r.value.status === 204 ? null : `${r.value.status} ${r.value.text}`) : String(r.reason)))
+        .filter(Boolean);
       const credits = (await post(`/mikro/credits/${userId}`)).json.credits as number;
       return { credits, failed };
     }

@@ -61,7 +61,9 @@ async function chargeConcurrently(run: Running, mode: ChargeMode) {
   expect(seeded.status, seeded.text).to.equal(201);
   const { userId, orderIds } = seeded.json!;
   const results = await race(N, (i) => post(run.url, `/billing/charge/${mode}`, { userId, orderId: orderIds[i] }));
-  const failed = results.map((r) => (r.status === 'fulfilled' ? (r.value.status === 204 ? null : `${r.value.status} ${r.value.text}`) : String(r.reason))).filter(Boolean);
+  const failed = results
+    .map((r) => (r.status === 'fulfilled' ? (r.value.status === 204 ? null : `${r.value.status} ${r.value.text}`) : String(r.reason)))
+    .filter(Boolean);
   const { json } = await post<{ credits: number }>(run.url, '/billing/credits', { userId });
   return { credits: json!.credits, failed };
 }
@@ -170,7 +172,13 @@ for (const backend of BACKENDS) {
       @Module({
         imports: [
           TypeOrmModule.forRoot({ ...dataSource, entities: [BillUser, BillOrder] } as DataSourceOptions),
-          TypeOrmModule.forRoot({ ...dataSource, name: 'analytics', entities: [BillUser, BillOrder], synchronize: false, dropSchema: false } as unknown as DataSourceOptions),
+          TypeOrmModule.forRoot({
+            ...dataSource,
+            name: 'analytics',
+            entities: [BillUser, BillOrder],
+            synchronize: false,
+            dropSchema: false,
+          } as unknown as DataSourceOptions),
           TypeOrmModule.forFeature([BillUser], 'analytics'),
           OrmlockModule.forRoot({ namespace: 'main', dataSources: ['default', { name: 'analytics', namespace: 'an' }] }),
         ],
@@ -196,11 +204,17 @@ for (const backend of BACKENDS) {
       expect(liveInstallations()).to.have.length(before);
     });
 
-    it("two DataSources: decorators name theirs with dataSource: (self) => self.analytics — 20 concurrent charges exact with @Pessimistic and @AdvisoryLock, the @Transactional control loses; without it the call fails loudly", async () => {
+    it('two DataSources: decorators name theirs with dataSource: (self) => self.analytics — 20 concurrent charges exact with @Pessimistic and @AdvisoryLock, the @Transactional control loses; without it the call fails loudly', async () => {
       @Module({
         imports: [
           TypeOrmModule.forRoot({ ...dataSource, entities: [BillUser, BillOrder] } as DataSourceOptions),
-          TypeOrmModule.forRoot({ ...dataSource, name: 'analytics', entities: [BillUser, BillOrder], synchronize: false, dropSchema: false } as unknown as DataSourceOptions),
+          TypeOrmModule.forRoot({
+            ...dataSource,
+            name: 'analytics',
+            entities: [BillUser, BillOrder],
+            synchronize: false,
+            dropSchema: false,
+          } as unknown as DataSourceOptions),
           TypeOrmModule.forFeature([BillUser, BillOrder], 'analytics'),
           OrmlockModule.forRoot({ dataSources: ['default', 'analytics'] }),
         ],
@@ -214,7 +228,10 @@ for (const backend of BACKENDS) {
         const charge = async (method: 'chargeUnlocked' | 'chargePessimistic' | 'chargeAdvisory') => {
           const { userId, orderIds } = await billing.seed(START, N, PRICE);
           const results = await race(N, (i) => billing[method](userId, orderIds[i]));
-          return { credits: await billing.credits(userId), failed: results.filter((r) => r.status === 'rejected').map((r) => String((r as PromiseRejectedResult).reason)) };
+          return {
+            credits: await billing.credits(userId),
+            failed: results.filter((r) => r.status === 'rejected').map((r) => String((r as PromiseRejectedResult).reason)),
+          };
         };
         const control = await charge('chargeUnlocked');
         expect(control.failed).to.deep.equal([]);
@@ -224,12 +241,20 @@ for (const backend of BACKENDS) {
           expect(r.failed, method).to.deep.equal([]);
           expect(r.credits, method).to.equal(START - N * PRICE);
         }
-        const ambiguous = await billing.chargeAmbiguous(1, 1).then(() => null, (e: unknown) => e);
+        const ambiguous = await billing.chargeAmbiguous(1, 1).then(
+          () => null,
+          (e: unknown) => e,
+        );
         expect(ambiguous).to.be.instanceOf(LockConfigError);
         expect((ambiguous as Error).message).to.match(/installed on [23] ORM instances/);
-        const nothing = await billing.chargeNamedNothing(1, 1).then(() => null, (e: unknown) => e);
+        const nothing = await billing.chargeNamedNothing(1, 1).then(
+          () => null,
+          (e: unknown) => e,
+        );
         expect(nothing).to.be.instanceOf(LockConfigError);
-        expect((nothing as Error).message).to.contain('AnalyticsBilling.chargeNamedNothing').and.contain('dataSource(self) returned undefined');
+        expect((nothing as Error).message)
+          .to.contain('AnalyticsBilling.chargeNamedNothing')
+          .and.contain('dataSource(self) returned undefined');
       } finally {
         await app.close();
       }
@@ -237,7 +262,11 @@ for (const backend of BACKENDS) {
 
     it('without a redis option the injected Redlock is null, and a @DistributedLock naming it fails each call loudly', async () => {
       @Module({
-        imports: [TypeOrmModule.forRoot({ ...dataSource, entities: [BillUser, BillOrder] } as DataSourceOptions), TypeOrmModule.forFeature([BillUser, BillOrder]), OrmlockModule.forRoot()],
+        imports: [
+          TypeOrmModule.forRoot({ ...dataSource, entities: [BillUser, BillOrder] } as DataSourceOptions),
+          TypeOrmModule.forFeature([BillUser, BillOrder]),
+          OrmlockModule.forRoot(),
+        ],
         providers: [NestBilling],
       })
       class NoRedis {}
@@ -247,9 +276,14 @@ for (const backend of BACKENDS) {
         const billing = app.get(NestBilling);
         expect(billing.redlock).to.equal(null);
         expect(app.get(Redlock)).to.equal(null);
-        const err = await billing.chargeLeased(1, 1).then(() => null, (e: unknown) => e);
+        const err = await billing.chargeLeased(1, 1).then(
+          () => null,
+          (e: unknown) => e,
+        );
         expect(err).to.be.instanceOf(LockConfigError);
-        expect((err as Error).message).to.contain('NestBilling.chargeLeased').and.contain('got null');
+        expect((err as Error).message)
+          .to.contain('NestBilling.chargeLeased')
+          .and.contain('got null');
       } finally {
         await app.close();
       }
@@ -280,10 +314,17 @@ for (const backend of BACKENDS) {
       })
       class InstalledByHand {}
       // installing happens while the providers are created: compile() itself fails
-      const err = await Test.createTestingModule({ imports: [InstalledByHand] }).compile().then(() => null, (e: unknown) => e);
+      const err = await Test.createTestingModule({ imports: [InstalledByHand] })
+        .compile()
+        .then(
+          () => null,
+          (e: unknown) => e,
+        );
       await own?.destroy();
       expect(err).to.be.instanceOf(LockConfigError);
-      expect((err as Error).message).to.contain("DataSource 'default' is already installed").and.contain('drop the other installLocking call');
+      expect((err as Error).message)
+        .to.contain("DataSource 'default' is already installed")
+        .and.contain('drop the other installLocking call');
       expect(liveInstallations(), 'only the application’s own installation was there, gone with its DataSource').to.have.length(before);
     });
 
@@ -292,10 +333,15 @@ for (const backend of BACKENDS) {
         imports: [billingApp({ dataSource, ormlock: { dataSources: ['default', 'reporting'] } })],
       }).compile();
       const app = moduleRef.createNestApplication({ logger: false });
-      const err = await app.init().then(() => null, (e: unknown) => e);
+      const err = await app.init().then(
+        () => null,
+        (e: unknown) => e,
+      );
       await app.close();
       expect(err).to.be.instanceOf(LockConfigError);
-      expect((err as Error).message).to.contain("DataSource 'reporting'").and.contain("TypeOrmModule.forRoot({ name: 'reporting'");
+      expect((err as Error).message)
+        .to.contain("DataSource 'reporting'")
+        .and.contain("TypeOrmModule.forRoot({ name: 'reporting'");
       expect(liveInstallations()).to.have.length(1); // the failed app's 'default' was undone; the suite's app remains
     });
   });
@@ -328,7 +374,9 @@ describe('OrmlockModule redis: { nodes } without an ORM (dataSources: [])', () =
       expect(app.get(OrmlockInstallations).all).to.deep.equal([]);
       await app.close();
       // quit() was answered: the connections end (a client never quit would hang here until mocha's timeout)
-      await Promise.all(redlock.clients.slice(1).map((c) => (c.status === 'end' ? undefined : new Promise((r) => (c as import('ioredis').Redis).once('end', r)))));
+      await Promise.all(
+        redlock.clients.slice(1).map((c) => (c.status === 'end' ? undefined : new Promise((r) => (c as import('ioredis').Redis).once('end', r)))),
+      );
       expect(mine.status).to.equal('ready');
       expect(await mine.ping()).to.equal('PONG');
     } finally {

@@ -20,11 +20,16 @@ describe('loading without TypeORM', () => {
       const root = path.join(__dirname, '..');
       const run = spawnSync(
         process.execPath,
-        ['-r', 'ts-node/register/transpile-only', '-e', `${refuse}\nconst m = require(${JSON.stringify(path.join(root, entry))}); console.log(Object.keys(m).length);`],
+        [
+          '-r',
+          'ts-node/register/transpile-only',
+          '-e',
+          `${refuse}\nconst m = require(${JSON.stringify(path.join(root, entry))}); console.log(Object.keys(m).length);`,
+        ],
         { cwd: root, encoding: 'utf8', env: { ...process.env, NODE_OPTIONS: '' } },
       );
       expect(run.status, run.stderr).to.equal(0);
-      expect(Number(run.stdout.trim()), "exports loaded").to.be.greaterThan(0);
+      expect(Number(run.stdout.trim()), 'exports loaded').to.be.greaterThan(0);
     });
   }
   it('the control: the TypeORM adapter itself does require it', function () {

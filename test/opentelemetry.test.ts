@@ -40,14 +40,27 @@ const points = (m: MetricData | undefined) => (m?.dataPoints ?? []) as Array<{ a
 /** A minimal synchronous context manager, so that `context.with` makes a span the active parent. */
 class StackContextManager implements ContextManager {
   private stack: Context[] = [];
-  active() { return this.stack.at(-1) ?? ROOT_CONTEXT; }
+  active() {
+    return this.stack.at(-1) ?? ROOT_CONTEXT;
+  }
   with<A extends unknown[], F extends (...args: A) => ReturnType<F>>(ctx: Context, fn: F, thisArg?: ThisParameterType<F>, ...args: A): ReturnType<F> {
     this.stack.push(ctx);
-    try { return fn.call(thisArg, ...args); } finally { this.stack.pop(); }
+    try {
+      return fn.call(thisArg, ...args);
+    } finally {
+      this.stack.pop();
+    }
   }
-  bind<T>(_ctx: Context, target: T): T { return target; }
-  enable() { return this; }
-  disable() { this.stack = []; return this; }
+  bind<T>(_ctx: Context, target: T): T {
+    return target;
+  }
+  enable() {
+    return this;
+  }
+  disable() {
+    this.stack = [];
+    return this;
+  }
 }
 
 describe('ormlock/opentelemetry (events fed by hand)', () => {
@@ -68,7 +81,10 @@ describe('ormlock/opentelemetry (events fed by hand)', () => {
     expect(span.name).to.equal('ormlock.lock');
     expect(span.kind).to.equal(SpanKind.INTERNAL);
     expect(span.attributes).to.deep.equal({
-      'ormlock.lock.kind': 'advisory', 'ormlock.lock.target': 'S3Worker-Lock', 'ormlock.lock.outcome': 'acquired', 'db.system.name': 'postgresql',
+      'ormlock.lock.kind': 'advisory',
+      'ormlock.lock.target': 'S3Worker-Lock',
+      'ormlock.lock.outcome': 'acquired',
+      'db.system.name': 'postgresql',
     });
     expect(ms(span.duration)).to.be.closeTo(120, 1);
     expect(ms(span.startTime)).to.be.closeTo(before - 120, 50);
@@ -100,7 +116,11 @@ describe('ormlock/opentelemetry (events fed by hand)', () => {
     expect(hold[0].value).to.include({ count: 2, sum: 1 });
     expect(hold[0].attributes).to.deep.equal({ 'ormlock.lock.kind': 'row', 'ormlock.lock.outcome': 'released', 'db.system.name': 'mariadb' });
     const failures = points(m.get('ormlock.lock.failures')).map((p) => [p.attributes['ormlock.lock.outcome'], p.attributes['ormlock.lock.kind'], p.value]);
-    expect(failures).to.have.deep.members([['timeout', 'row', 1], ['not_available', 'advisory', 1], ['lost', 'lease', 1]]);
+    expect(failures).to.have.deep.members([
+      ['timeout', 'row', 1],
+      ['not_available', 'advisory', 1],
+      ['lost', 'lease', 1],
+    ]);
     // a failed wait is still a span, marked as an error; a release or a loss is not a wait
     const spans = s.spans();
     expect(spans.map((x) => x.attributes['ormlock.lock.outcome'])).to.deep.equal(['timeout', 'not_available']);
@@ -161,7 +181,11 @@ describe('ormlock/opentelemetry (events fed by hand)', () => {
 
   it('never throws, even when the SDK does, and rejects bad options with a LockConfigError', () => {
     const broken = {
-      getTracer: () => ({ startSpan: () => { throw new Error('tracer down'); } }),
+      getTracer: () => ({
+        startSpan: () => {
+          throw new Error('tracer down');
+        },
+      }),
     } as unknown as OpenTelemetryOptions['tracerProvider'];
     const o = openTelemetry({ tracerProvider: broken, meterProvider: s.meterProvider });
     expect(() => o.onLockEvent({ type: 'acquired', kind: 'row', target: 'x', waitedMs: 1 })).to.not.throw();
@@ -170,7 +194,10 @@ describe('ormlock/opentelemetry (events fed by hand)', () => {
     const direct = openTelemetry({ tracerProvider: broken, meterProvider: s.meterProvider, batchMs: 0 });
     expect(() => direct.onLockEvent({ type: 'acquired', kind: 'row', target: 'x', waitedMs: 1 })).to.not.throw();
     for (const batchMs of [-1, NaN, Infinity, '5']) {
-      expect(() => openTelemetry({ batchMs: batchMs as any }), String(batchMs)).to.throw(LockConfigError, /options\.batchMs must be a non-negative number of ms/);
+      expect(() => openTelemetry({ batchMs: batchMs as any }), String(batchMs)).to.throw(
+        LockConfigError,
+        /options\.batchMs must be a non-negative number of ms/,
+      );
     }
     expect(() => openTelemetry({ tracerProvider: {} as any })).to.throw(LockConfigError, /options\.tracerProvider must be an OpenTelemetry TracerProvider/);
     expect(() => openTelemetry({ meterProvider: 'x' as any })).to.throw(LockConfigError, /options\.meterProvider/);
@@ -211,9 +238,13 @@ describeEachBackend(
 
         // an advisory lock, and a caller that cannot get it at once
         let refused: unknown;
-        await withAdvisoryLock('S3Worker-Lock', async () => {
-          refused = await outside(() => withAdvisoryLock('S3Worker-Lock', async () => 'got it', { scope: 'session', timeoutMs: 0 })).catch((e) => e);
-        }, { scope: 'session' });
+        await withAdvisoryLock(
+          'S3Worker-Lock',
+          async () => {
+            refused = await outside(() => withAdvisoryLock('S3Worker-Lock', async () => 'got it', { scope: 'session', timeoutMs: 0 })).catch((e) => e);
+          },
+          { scope: 'session' },
+        );
         expect(refused).to.be.instanceOf(Error);
 
         otel.flush();
@@ -230,12 +261,16 @@ describeEachBackend(
         ]);
 
         const m = await s.metrics();
-        const rowWaits = points(m.get('ormlock.lock.wait.duration')).find((p) => p.attributes['ormlock.lock.kind'] === 'row' && p.attributes['ormlock.lock.outcome'] === 'acquired')!;
+        const rowWaits = points(m.get('ormlock.lock.wait.duration')).find(
+          (p) => p.attributes['ormlock.lock.kind'] === 'row' && p.attributes['ormlock.lock.outcome'] === 'acquired',
+        )!;
         expect(rowWaits.attributes['db.system.name']).to.equal(dbSystem());
         expect(rowWaits.value.count).to.equal(workers);
         expect(rowWaits.value.sum, 'the workers behind the first one waited for the row').to.be.greaterThan(0);
         const failures = points(m.get('ormlock.lock.failures'));
-        expect(failures.map((p) => [p.attributes['ormlock.lock.kind'], p.attributes['ormlock.lock.outcome'], p.value])).to.deep.equal([['advisory', 'not_available', 1]]);
+        expect(failures.map((p) => [p.attributes['ormlock.lock.kind'], p.attributes['ormlock.lock.outcome'], p.value])).to.deep.equal([
+          ['advisory', 'not_available', 1],
+        ]);
       } finally {
         observer = undefined;
         await s.shutdown();

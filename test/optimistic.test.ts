@@ -8,7 +8,11 @@ import { Board, Card, Unversionable } from './fixtures/optimistic-models';
 import { createDataSource } from './support/backends';
 import { describeEachBackend } from './support/suite';
 
-const stale = (p: Promise<unknown>) => p.then(() => null, (e) => e);
+const stale = (p: Promise<unknown>) =>
+  p.then(
+    () => null,
+    (e) => e,
+  );
 
 describeEachBackend('@Versioned', [Counter, PlainCounter, BareCounter, Board, Card], (env) => {
   const counters = () => env.ds.getRepository(Counter);
@@ -154,7 +158,10 @@ describeEachBackend('@Versioned', [Counter, PlainCounter, BareCounter, Board, Ca
 
     const after = await boards.findOneOrFail({ where: { id: board.id }, relations: { cards: true }, order: { cards: { id: 'ASC' } } });
     expect(after.title, 'the cascade ran in one transaction that rolled back').to.equal('b');
-    expect(after.cards.map((c) => [c.text, c.version])).to.deep.equal([['changed elsewhere', 2], ['two', 1]]);
+    expect(after.cards.map((c) => [c.text, c.version])).to.deep.equal([
+      ['changed elsewhere', 2],
+      ['two', 1],
+    ]);
 
     // reloaded, the same cascaded save goes through and bumps each changed card once
     after.cards[0].text = 'fresh';
@@ -162,7 +169,10 @@ describeEachBackend('@Versioned', [Counter, PlainCounter, BareCounter, Board, Ca
     await boards.save(after);
     expect(after.cards.map((c) => c.version)).to.deep.equal([3, 2]);
     const final = await cards.find({ where: { board: { id: board.id } }, order: { id: 'ASC' } });
-    expect(final.map((c) => [c.text, c.version])).to.deep.equal([['fresh', 3], ['fresh too', 2]]);
+    expect(final.map((c) => [c.text, c.version])).to.deep.equal([
+      ['fresh', 3],
+      ['fresh too', 2],
+    ]);
   });
 
   it('a new related entity inserted by cascade is not mistaken for a stale one', async () => {

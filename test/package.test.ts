@@ -73,7 +73,10 @@ describe('the packed package', function () {
   it('npm pack of an unbuilt checkout builds first: every entry point ships its CommonJS, ESM and types files', () => {
     const expected = entries.flatMap(({ target }) => [target.require, target.import, target.types]).map((f) => f.replace(/^\.\//, ''));
     expect(packed).to.include.members([...expected, 'package.json', 'README.md', 'dist/decorators/Pessimistic.js']);
-    expect(packed.filter((f) => f.startsWith('dist/') && !/^dist\/(src|decorators|esm)\//.test(f)), 'nothing else from dist').to.deep.equal([]);
+    expect(
+      packed.filter((f) => f.startsWith('dist/') && !/^dist\/(src|decorators|esm)\//.test(f)),
+      'nothing else from dist',
+    ).to.deep.equal([]);
   });
 
   it('every subpath has types under moduleResolution node: a typesVersions entry pointing at its exports types', () => {
@@ -87,7 +90,11 @@ describe('the packed package', function () {
     // esModuleInterop: MikroORM's own declarations (reached through ormlock/mikro-orm) default-import
     // dataloader, and MikroORM requires the flag; node16 and bundler imply it
     { name: 'node (node10), CommonJS', flags: ['--module', 'commonjs', '--moduleResolution', 'node', '--esModuleInterop'], files: ['consumer.ts'] },
-    { name: 'node16, an ESM (.mts) and a CommonJS (.cts) file', flags: ['--module', 'node16', '--moduleResolution', 'node16'], files: ['consumer.mts', 'consumer.cts'] },
+    {
+      name: 'node16, an ESM (.mts) and a CommonJS (.cts) file',
+      flags: ['--module', 'node16', '--moduleResolution', 'node16'],
+      files: ['consumer.mts', 'consumer.cts'],
+    },
     { name: 'bundler, ESNext', flags: ['--module', 'esnext', '--moduleResolution', 'bundler'], files: ['consumer.ts'] },
   ];
   for (const { name, flags, files } of resolutions) {
@@ -181,9 +188,25 @@ describe('the packed package', function () {
     it(`${app.name} type-checks with skipLibCheck false`, () => {
       const dir = consumerProject(path.join(work, app.name.replace(/\W+/g, '-')), (dep) => [...app.deps, '@types/node'].includes(dep));
       fs.writeFileSync(path.join(dir, 'app.ts'), app.source.join('\n') + '\n');
-      const args = [tsc, '--noEmit', '--strict', '--skipLibCheck', 'false', '--target', 'ES2022', '--experimentalDecorators', '--emitDecoratorMetadata', '--types', 'node'];
+      const args = [
+        tsc,
+        '--noEmit',
+        '--strict',
+        '--skipLibCheck',
+        'false',
+        '--target',
+        'ES2022',
+        '--experimentalDecorators',
+        '--emitDecoratorMetadata',
+        '--types',
+        'node',
+      ];
       try {
-        execFileSync(process.execPath, [...args, '--module', 'node16', '--moduleResolution', 'node16', 'app.ts'], { cwd: dir, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+        execFileSync(process.execPath, [...args, '--module', 'node16', '--moduleResolution', 'node16', 'app.ts'], {
+          cwd: dir,
+          encoding: 'utf8',
+          stdio: ['ignore', 'pipe', 'pipe'],
+        });
       } catch (error) {
         const e = error as { stdout?: string; stderr?: string };
         expect.fail(`${app.name}:\n${e.stdout ?? ''}${e.stderr ?? ''}`);
@@ -192,7 +215,9 @@ describe('the packed package', function () {
   }
 
   it('can be required (CommonJS) by its name, every subpath, with the contract names', () => {
-    const out = node(['-e', `
+    const out = node([
+      '-e',
+      `
       const m = require('ormlock'); const t = require('ormlock/testing');
       const names = ['installLocking','transaction','Transactional','currentManager','Current','defineCurrent','lock','withLock','Pessimistic',
         'Versioned','RetryOnConflict','createOrFind','AdvisoryLock','withAdvisoryLock','advisoryLockExists','AroundCreate','lockParent',
@@ -201,15 +226,21 @@ describe('the packed package', function () {
       const missing = names.filter((n) => typeof m[n] === 'undefined');
       const subpaths = ${JSON.stringify(entries.map((e) => specifier(e.subpath)))}.map((s) => [s, Object.keys(require(s)).length]);
       console.log(JSON.stringify({ missing, race: typeof t.race, err: new m.LockTimeoutError('x') instanceof m.LockError, from: require.resolve('ormlock'), subpaths }));
-    `]);
+    `,
+    ]);
     const result = JSON.parse(out);
     expect(result).to.deep.include({ missing: [], race: 'function', err: true });
-    expect(result.from, 'the installed copy, not the checkout').to.equal(path.join(fs.realpathSync(consumer), 'node_modules', pkg.name, pkg.exports['.'] && (pkg.exports['.'] as { require: string }).require));
+    expect(result.from, 'the installed copy, not the checkout').to.equal(
+      path.join(fs.realpathSync(consumer), 'node_modules', pkg.name, pkg.exports['.'] && (pkg.exports['.'] as { require: string }).require),
+    );
     for (const [s, n] of result.subpaths) expect(n, `${s} exports names`).to.be.greaterThan(0);
   });
 
   it('can be imported (ESM) by its name, every subpath, and shares the CommonJS instance', () => {
-    const out = node(['--input-type=module', '-e', `
+    const out = node([
+      '--input-type=module',
+      '-e',
+      `
       import { installLocking, LockError, Current } from 'ormlock';
       import { race } from 'ormlock/testing';
       import { createRequire } from 'node:module';
@@ -222,27 +253,37 @@ describe('the packed package', function () {
         subpaths.push([s, names.length > 0 && names.every((n) => esm[n] === require(s)[n])]);
       }
       console.log(JSON.stringify({ fn: typeof installLocking, race: typeof race, same: cjs.LockError === LockError && cjs.Current === Current, subpaths }));
-    `]);
+    `,
+    ]);
     const result = JSON.parse(out);
     expect(result).to.deep.include({ fn: 'function', race: 'function', same: true });
     for (const [s, same] of result.subpaths) expect(same, `${s}: ESM names are the CommonJS ones`).to.equal(true);
   });
 
   it('ormlock/opentelemetry loads by its name (CommonJS and ESM), and the ormlock command runs from the build', () => {
-    const out = node(['--input-type=module', '-e', `
+    const out = node([
+      '--input-type=module',
+      '-e',
+      `
       import { openTelemetry } from 'ormlock/opentelemetry';
       import { createRequire } from 'node:module';
       const cjs = createRequire(import.meta.url)('ormlock/opentelemetry');
       const o = openTelemetry();
       o.onLockEvent({ type: 'acquired', kind: 'row', target: 'x', waitedMs: 1 });
       console.log(JSON.stringify({ fn: typeof openTelemetry, same: cjs.openTelemetry === openTelemetry, observer: typeof o.onLockEvent }));
-    `]);
+    `,
+    ]);
     expect(JSON.parse(out)).to.deep.equal({ fn: 'function', same: true, observer: 'function' });
     const pkg = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8'));
     expect(pkg.bin).to.deep.equal({ ormlock: 'bin/ormlock.js' });
     let usage = '';
     try {
-      execFileSync(process.execPath, [path.join(root, pkg.bin.ormlock)], { cwd: root, encoding: 'utf8', stdio: 'pipe', env: { ...process.env, ORMLOCK_CLI_FROM_SOURCE: '' } });
+      execFileSync(process.execPath, [path.join(root, pkg.bin.ormlock)], {
+        cwd: root,
+        encoding: 'utf8',
+        stdio: 'pipe',
+        env: { ...process.env, ORMLOCK_CLI_FROM_SOURCE: '' },
+      });
     } catch (error) {
       usage = String((error as { stderr?: string }).stderr);
       expect((error as { status?: number }).status).to.equal(2);

@@ -4,7 +4,17 @@ import { PostgreSqlDriver } from '@mikro-orm/postgresql';
 import { Client } from 'pg';
 import { DataSource, type DataSourceOptions } from 'typeorm';
 import {
-  AdvisoryLock, LockConfigError, Redlock, createFencingTable, StaleEntityError, createOrFind, currentManager, installLocking, transaction, withAdvisoryLock, withLock,
+  AdvisoryLock,
+  LockConfigError,
+  Redlock,
+  createFencingTable,
+  StaleEntityError,
+  createOrFind,
+  currentManager,
+  installLocking,
+  transaction,
+  withAdvisoryLock,
+  withLock,
   type LockingHandle,
 } from '../src';
 import { installLocking as installMikro, type MikroOrmLockingHandle } from '../src/orm/mikro-orm';
@@ -37,7 +47,11 @@ const ENTITIES = [BillUser, BillOrder, Counter, PlainCounter, Account];
 const NS = `pgb-${process.env.ORMLOCK_TEST_DB}`;
 const SESSION_REFUSED = /session-scope advisory locks cannot work behind a transaction-pooling connection pooler/;
 
-const rejection = (p: Promise<unknown>) => p.then(() => null, (e) => e);
+const rejection = (p: Promise<unknown>) =>
+  p.then(
+    () => null,
+    (e) => e,
+  );
 const reasons = (results: PromiseSettledResult<unknown>[]) => results.filter((r) => r.status === 'rejected').map((r) => (r as PromiseRejectedResult).reason);
 
 describe('production set-ups: PgBouncer in transaction mode [typeorm, postgres]', function () {
@@ -104,7 +118,13 @@ describe('production set-ups: PgBouncer in transaction mode [typeorm, postgres]'
     });
 
     it("pooler: 'none' through PgBouncer is a LockConfigError; 'session' is taken as declared", async () => {
-      const other = await new DataSource({ ...base, url: bouncer!.url(dbName), synchronize: false, dropSchema: false, poolSize: 2 } as DataSourceOptions).initialize();
+      const other = await new DataSource({
+        ...base,
+        url: bouncer!.url(dbName),
+        synchronize: false,
+        dropSchema: false,
+        poolSize: 2,
+      } as DataSourceOptions).initialize();
       try {
         const err = await rejection(installLocking(other, { pooler: 'none' }));
         expect(err).to.be.instanceOf(LockConfigError);
@@ -147,7 +167,13 @@ describe('production set-ups: PgBouncer in transaction mode [typeorm, postgres]'
     });
 
     it('control: without the refusal (an installation told pooler: "session"), session locks through PgBouncer overlap', async () => {
-      const ctl = await new DataSource({ ...base, url: bouncer!.url(`${dbName}_ctl`), synchronize: false, dropSchema: false, poolSize: N } as DataSourceOptions).initialize();
+      const ctl = await new DataSource({
+        ...base,
+        url: bouncer!.url(`${dbName}_ctl`),
+        synchronize: false,
+        dropSchema: false,
+        poolSize: N,
+      } as DataSourceOptions).initialize();
       const ctlHandle = await installLocking(ctl, { namespace: NS, pooler: 'session' });
       const overlap = new Overlap();
       try {
@@ -197,11 +223,15 @@ describe('production set-ups: PgBouncer in transaction mode [typeorm, postgres]'
       const failures = reasons(
         await race(N, async () => {
           const copy = await users.findOneByOrFail({ id: user.id });
-          await withLock(copy, async (locked) => {
-            await sleep(15);
-            locked.credits -= 10;
-            await users.save(locked);
-          }, { timeoutMs: 20_000 });
+          await withLock(
+            copy,
+            async (locked) => {
+              await sleep(15);
+              locked.credits -= 10;
+              await users.save(locked);
+            },
+            { timeoutMs: 20_000 },
+          );
         }),
       );
       expect(failures).to.deep.equal([]);
@@ -253,12 +283,14 @@ describe('production set-ups: PgBouncer in transaction mode [typeorm, postgres]'
       expect(reasons(await race(N, () => service.increment(c.id)))).to.deep.equal([]);
       expect((await repo.findOneByOrFail({ id: c.id })).value).to.equal(N);
       expect(service.calls).to.be.greaterThan(N); // there were conflicts, and they were retried
-      const stale = await rejection(transaction(async () => {
-        const a = await repo.findOneByOrFail({ id: c.id });
-        await repo.save(Object.assign(await repo.findOneByOrFail({ id: c.id }), { value: 0 })); // a concurrent change (update() would be refused)
-        a.value = 99;
-        await repo.save(a);
-      }));
+      const stale = await rejection(
+        transaction(async () => {
+          const a = await repo.findOneByOrFail({ id: c.id });
+          await repo.save(Object.assign(await repo.findOneByOrFail({ id: c.id }), { value: 0 })); // a concurrent change (update() would be refused)
+          a.value = 99;
+          await repo.save(a);
+        }),
+      );
       expect(stale).to.be.instanceOf(StaleEntityError);
     });
 
@@ -294,10 +326,15 @@ describe('production set-ups: PgBouncer in transaction mode [typeorm, postgres]'
         const overlap = new Overlap();
         const key = `debit-${Date.now()}`;
         const { failures, credits } = await debitRace((body) =>
-          redlock.using(key, 5_000, async (lease) => {
-            order.push(lease.fencingToken);
-            await overlap.run(body);
-          }, { retryCount: 400, retryDelayMs: 20 }),
+          redlock.using(
+            key,
+            5_000,
+            async (lease) => {
+              order.push(lease.fencingToken);
+              await overlap.run(body);
+            },
+            { retryCount: 400, retryDelayMs: 20 },
+          ),
         );
         expect(failures).to.deep.equal([]);
         expect(overlap.max).to.equal(1);
@@ -351,12 +388,17 @@ describe('production set-ups: PgBouncer in transaction mode [typeorm, postgres]'
       const failures = reasons(
         await race(N, () =>
           lock(() =>
-            transaction(async () => {
-              const tx = currentManager(orm);
-              const [row] = await tx.getConnection().execute('SELECT value FROM mk_topo_tallies WHERE id = ?', [tally.id], 'all', tx.getTransactionContext());
-              await sleep(15);
-              await tx.getConnection().execute('UPDATE mk_topo_tallies SET value = ? WHERE id = ?', [row.value + 1, tally.id], 'run', tx.getTransactionContext());
-            }, { dataSource: orm }),
+            transaction(
+              async () => {
+                const tx = currentManager(orm);
+                const [row] = await tx.getConnection().execute('SELECT value FROM mk_topo_tallies WHERE id = ?', [tally.id], 'all', tx.getTransactionContext());
+                await sleep(15);
+                await tx
+                  .getConnection()
+                  .execute('UPDATE mk_topo_tallies SET value = ? WHERE id = ?', [row.value + 1, tally.id], 'run', tx.getTransactionContext());
+              },
+              { dataSource: orm },
+            ),
           ),
         ),
       );
@@ -403,22 +445,35 @@ describe('production set-ups: PgBouncer in transaction mode [typeorm, postgres]'
   describe('after the suite, on the server itself', () => {
     /** Occupies all POOL server connections of `database` at once (each client in a transaction pins one) and asks each. */
     async function everyServer(database: string): Promise<Array<{ pid: number; lock_timeout: string; advisory: number }>> {
-      const clients = await Promise.all(Array.from({ length: POOL }, async () => {
-        const c = new Client({ connectionString: bouncer!.url(database) });
-        await c.connect();
-        return c;
-      }));
+      const clients = await Promise.all(
+        Array.from({ length: POOL }, async () => {
+          const c = new Client({ connectionString: bouncer!.url(database) });
+          await c.connect();
+          return c;
+        }),
+      );
       try {
-        return await Promise.all(clients.map(async (c) => {
-          await c.query('BEGIN');
-          const { rows: [row] } = await c.query(
-            `SELECT pg_backend_pid() AS pid, current_setting('lock_timeout') AS lock_timeout,
+        return await Promise.all(
+          clients.map(async (c) => {
+            await c.query('BEGIN');
+            const {
+              rows: [row],
+            } = await c.query(
+              `SELECT pg_backend_pid() AS pid, current_setting('lock_timeout') AS lock_timeout,
                     (SELECT count(*)::int FROM pg_locks WHERE pid = pg_backend_pid() AND locktype = 'advisory') AS advisory`,
-          );
-          return row;
-        }));
+            );
+            return row;
+          }),
+        );
       } finally {
-        await Promise.all(clients.map((c) => c.query('ROLLBACK').catch(() => undefined).then(() => c.end())));
+        await Promise.all(
+          clients.map((c) =>
+            c
+              .query('ROLLBACK')
+              .catch(() => undefined)
+              .then(() => c.end()),
+          ),
+        );
       }
     }
 
@@ -447,7 +502,11 @@ describe('production set-ups: PgBouncer in transaction mode [typeorm, postgres]'
       expect(servers.length).to.be.within(1, POOL);
       const seen = await everyServer(dbName);
       expect(new Set(seen.map((r) => r.pid)).size).to.equal(POOL);
-      for (const pid of servers) expect(seen.map((r) => r.pid), `server pid ${pid}`).to.include(pid);
+      for (const pid of servers)
+        expect(
+          seen.map((r) => r.pid),
+          `server pid ${pid}`,
+        ).to.include(pid);
       for (const row of seen) expect(row).to.include({ lock_timeout: '0', advisory: 0 });
     });
   });

@@ -15,18 +15,22 @@ describeEachBackend('session lock: nested work reuses the pinned connection', [B
   it('transaction(), dataSource.manager, earlier repositories and withLock run on the pinned connection', async () => {
     const users = env.ds.getRepository(BillUser);
     const user = await users.save(users.create({ credits: 10 }));
-    await withAdvisoryLock('pinned-check', async ({ queryRunner }) => {
-      const pinned = await connectionId((s) => queryRunner.query(s));
-      expect(await connectionId((s) => env.ds.manager.query(s))).to.equal(pinned);
-      expect(await connectionId((s) => users.query(s))).to.equal(pinned);
-      await transaction(async () => {
-        expect(await connectionId((s) => currentManager().query(s))).to.equal(pinned);
-        await withLock(user, async (u) => {
-          u.credits -= 1;
-          await users.save(u);
+    await withAdvisoryLock(
+      'pinned-check',
+      async ({ queryRunner }) => {
+        const pinned = await connectionId((s) => queryRunner.query(s));
+        expect(await connectionId((s) => env.ds.manager.query(s))).to.equal(pinned);
+        expect(await connectionId((s) => users.query(s))).to.equal(pinned);
+        await transaction(async () => {
+          expect(await connectionId((s) => currentManager().query(s))).to.equal(pinned);
+          await withLock(user, async (u) => {
+            u.credits -= 1;
+            await users.save(u);
+          });
         });
-      });
-    }, { scope: 'session' });
+      },
+      { scope: 'session' },
+    );
     expect((await users.findOneByOrFail({ id: user.id })).credits).to.equal(9);
   });
 
@@ -41,13 +45,17 @@ describeEachBackend('session lock: nested work reuses the pinned connection', [B
       const users = ds.getRepository(BillUser);
       const user = await users.save(users.create({ credits: 100 }));
       const results = await race(10, () =>
-        withAdvisoryLock(`pool-one:${user.id}`, async () => {
-          await transaction(async () => {
-            const u = await users.findOneByOrFail({ id: user.id });
-            u.credits -= 1;
-            await users.save(u);
-          });
-        }, { scope: 'session' }),
+        withAdvisoryLock(
+          `pool-one:${user.id}`,
+          async () => {
+            await transaction(async () => {
+              const u = await users.findOneByOrFail({ id: user.id });
+              u.credits -= 1;
+              await users.save(u);
+            });
+          },
+          { scope: 'session' },
+        ),
       );
       expect(results.filter((r) => r.status === 'rejected')).to.deep.equal([]);
       expect((await users.findOneByOrFail({ id: user.id })).credits).to.equal(90);

@@ -1,7 +1,13 @@
 import type { EntityManager } from '@mikro-orm/core';
 import { expect } from 'chai';
 import {
-  Transactional, TransactionNotAllowedError, TransactionRequiredError, advisoryLockExists, transaction, withAdvisoryLock, type Propagation,
+  Transactional,
+  TransactionNotAllowedError,
+  TransactionRequiredError,
+  advisoryLockExists,
+  transaction,
+  withAdvisoryLock,
+  type Propagation,
 } from '../src';
 import { BillUser } from './fixtures/billing';
 import { MkOrder, MkUser } from './fixtures/mikro-billing';
@@ -30,17 +36,27 @@ async function whereRan(name: BackendName, run: (sql: string) => Promise<any[]>)
   return { conn: String(row.c), inTx: Number(row.t) === 1 };
 }
 
-
 /** Inside a transaction: where each mode runs its body. */
 const INSIDE: Record<Propagation, 'same' | 'other_tx' | 'no_tx' | 'not_allowed'> = {
-  required: 'same', requires_new: 'other_tx', nested: 'same', mandatory: 'same', never: 'not_allowed', supports: 'same', not_supported: 'no_tx',
+  required: 'same',
+  requires_new: 'other_tx',
+  nested: 'same',
+  mandatory: 'same',
+  never: 'not_allowed',
+  supports: 'same',
+  not_supported: 'no_tx',
 };
 /** Outside any transaction. */
 const OUTSIDE: Record<Propagation, 'tx' | 'no_tx' | 'required'> = {
-  required: 'tx', requires_new: 'tx', nested: 'tx', mandatory: 'required', never: 'no_tx', supports: 'no_tx', not_supported: 'no_tx',
+  required: 'tx',
+  requires_new: 'tx',
+  nested: 'tx',
+  mandatory: 'required',
+  never: 'no_tx',
+  supports: 'no_tx',
+  not_supported: 'no_tx',
 };
 const MODES = Object.keys(INSIDE) as Propagation[];
-
 
 /** The mode table, checked through one ORM's path to the database. */
 function modeTable(getName: () => BackendName, run: (sql: string) => Promise<any[]>, asDecorator: boolean) {
@@ -61,7 +77,10 @@ function modeTable(getName: () => BackendName, run: (sql: string) => Promise<any
       await transaction(async () => {
         const outer = await where();
         expect(outer.inTx).to.equal(true);
-        const got = await call(mode, where).then((w) => w, (e) => e);
+        const got = await call(mode, where).then(
+          (w) => w,
+          (e) => e,
+        );
         switch (INSIDE[mode]) {
           case 'same':
             expect(got).to.deep.equal(outer);
@@ -85,7 +104,10 @@ function modeTable(getName: () => BackendName, run: (sql: string) => Promise<any
     });
 
     it(`${asDecorator ? '@Transactional' : 'transaction'}({ propagation: '${mode}' }) outside a transaction: ${OUTSIDE[mode]}`, async () => {
-      const got = await call(mode, where).then((w) => w, (e) => e);
+      const got = await call(mode, where).then(
+        (w) => w,
+        (e) => e,
+      );
       if (OUTSIDE[mode] === 'required') {
         expect(got).to.be.instanceOf(TransactionRequiredError);
       } else {
@@ -96,8 +118,16 @@ function modeTable(getName: () => BackendName, run: (sql: string) => Promise<any
 }
 
 describeEachBackend('propagation', [BillUser], (env) => {
-  modeTable(() => env.name, (sql) => env.ds.query(sql), false);
-  modeTable(() => env.name, (sql) => env.ds.query(sql), true);
+  modeTable(
+    () => env.name,
+    (sql) => env.ds.query(sql),
+    false,
+  );
+  modeTable(
+    () => env.name,
+    (sql) => env.ds.query(sql),
+    true,
+  );
 
   it("'nested' is a savepoint: its throw rolls back its writes (and on PostgreSQL its locks, per pg_locks), the outer transaction commits", async () => {
     const repo = env.ds.getRepository(BillUser);
@@ -111,13 +141,23 @@ describeEachBackend('propagation', [BillUser], (env) => {
         return row.n;
       };
       await repo.save(repo.create({ credits: 1, name: 'nested-outer' }));
-      const err = await transaction(async () => {
-        await repo.save(repo.create({ credits: 2, name: 'nested-inner' }));
-        await withAdvisoryLock('propagation-nested', async () => {
-          advisoryDuring = await countAdvisory();
-        }, { scope: 'transaction' });
-        throw new Error('inner fails');
-      }, { propagation: 'nested' }).then(() => null, (e) => e);
+      const err = await transaction(
+        async () => {
+          await repo.save(repo.create({ credits: 2, name: 'nested-inner' }));
+          await withAdvisoryLock(
+            'propagation-nested',
+            async () => {
+              advisoryDuring = await countAdvisory();
+            },
+            { scope: 'transaction' },
+          );
+          throw new Error('inner fails');
+        },
+        { propagation: 'nested' },
+      ).then(
+        () => null,
+        (e) => e,
+      );
       expect(err.message).to.equal('inner fails');
       advisoryAfter = await countAdvisory();
       if (env.name === 'postgres') expect(await advisoryLockExists('propagation-nested')).to.equal(false);
@@ -133,12 +173,19 @@ describeEachBackend('propagation', [BillUser], (env) => {
 
   it("'not_supported' keeps the suspended transaction's locks held while the body runs outside it", async () => {
     await transaction(async () => {
-      await withAdvisoryLock('propagation-suspended', async () => {
-        await transaction(async () => {
-          expect((await whereRan(env.name, (sql) => env.ds.query(sql))).inTx).to.equal(false);
-          expect(await advisoryLockExists('propagation-suspended')).to.equal(true);
-        }, { propagation: 'not_supported' });
-      }, { scope: 'transaction' });
+      await withAdvisoryLock(
+        'propagation-suspended',
+        async () => {
+          await transaction(
+            async () => {
+              expect((await whereRan(env.name, (sql) => env.ds.query(sql))).inTx).to.equal(false);
+              expect(await advisoryLockExists('propagation-suspended')).to.equal(true);
+            },
+            { propagation: 'not_supported' },
+          );
+        },
+        { scope: 'transaction' },
+      );
     });
   });
 });
@@ -157,12 +204,18 @@ describeEachMikroBackend('propagation', [MkUser, MkOrder], (env) => {
       const em = env.orm.em.getContext();
       em.create(MkUser, { credits: 11 });
       await em.flush();
-      const err = await transaction(async () => {
-        const inner = env.orm.em.getContext();
-        inner.create(MkUser, { credits: 12 });
-        await inner.flush();
-        throw new Error('inner fails');
-      }, { propagation: 'nested' }).then(() => null, (e) => e);
+      const err = await transaction(
+        async () => {
+          const inner = env.orm.em.getContext();
+          inner.create(MkUser, { credits: 12 });
+          await inner.flush();
+          throw new Error('inner fails');
+        },
+        { propagation: 'nested' },
+      ).then(
+        () => null,
+        (e) => e,
+      );
       expect(err.message).to.equal('inner fails');
       em.clear();
     });
@@ -173,10 +226,13 @@ describeEachMikroBackend('propagation', [MkUser, MkOrder], (env) => {
   it("'not_supported': the global orm.em inside resolves to a manager without a transaction", async () => {
     await transaction(async () => {
       const txEm = env.orm.em.getContext();
-      await transaction(async () => {
-        expect(env.orm.em.getContext()).to.not.equal(txEm);
-        expect(env.orm.em.getTransactionContext()).to.equal(undefined);
-      }, { propagation: 'not_supported' });
+      await transaction(
+        async () => {
+          expect(env.orm.em.getContext()).to.not.equal(txEm);
+          expect(env.orm.em.getTransactionContext()).to.equal(undefined);
+        },
+        { propagation: 'not_supported' },
+      );
       expect(env.orm.em.getContext()).to.equal(txEm);
     });
   });

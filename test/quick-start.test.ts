@@ -88,24 +88,22 @@ const apps: App[] = [
     ],
     credits: 1000 - 10 - 70,
   },
-  ...(['postgres', 'mariadb'] as const).map(
-    (backend): App => ({
-      name: `MikroORM (${backend})`,
-      backend,
-      stack: backend === 'postgres' ? 'MikroORM + PostgreSQL' : 'MikroORM + MariaDB',
-      extra: [],
-      before: mikroOrmEntities,
-      // the import comment: "or @mikro-orm/mariadb"
-      code: backend === 'postgres' ? mikroOrm : mikroOrm.replace("from '@mikro-orm/postgresql'", "from '@mikro-orm/mariadb'"),
-      after: [
-        'const billing = new Billing(orm);',
-        tenCharges('billing'),
-        'console.log(JSON.stringify({ credits: (await orm.em.fork().findOneOrFail(User, 1)).credits }));',
-        'await orm.close();',
-      ],
-      credits: 1000 - 10 - 70,
-    }),
-  ),
+  ...(['postgres', 'mariadb'] as const).map((backend): App => ({
+    name: `MikroORM (${backend})`,
+    backend,
+    stack: backend === 'postgres' ? 'MikroORM + PostgreSQL' : 'MikroORM + MariaDB',
+    extra: [],
+    before: mikroOrmEntities,
+    // the import comment: "or @mikro-orm/mariadb"
+    code: backend === 'postgres' ? mikroOrm : mikroOrm.replace("from '@mikro-orm/postgresql'", "from '@mikro-orm/mariadb'"),
+    after: [
+      'const billing = new Billing(orm);',
+      tenCharges('billing'),
+      'console.log(JSON.stringify({ credits: (await orm.em.fork().findOneOrFail(User, 1)).credits }));',
+      'await orm.close();',
+    ],
+    credits: 1000 - 10 - 70,
+  })),
   {
     name: 'NestJS',
     backend: 'postgres',
@@ -169,13 +167,28 @@ describe("a new user's path: the README's quick starts, run as written from the 
       const deps = [...installLine(readme, app.stack), ...app.extra, '@types/node'];
       const dir = consumerProject(fs.mkdtempSync(path.join(packOnce().work, 'quick-start-')), (dep) => deps.includes(dep), 'module');
       fs.writeFileSync(path.join(dir, 'app.ts'), [...app.before, '', app.code, ...app.after, ''].join('\n'));
-      const flags = ['--strict', '--target', 'ES2022', '--module', 'node16', '--moduleResolution', 'node16', '--experimentalDecorators', '--emitDecoratorMetadata', '--types', 'node', '--skipLibCheck'];
+      const flags = [
+        '--strict',
+        '--target',
+        'ES2022',
+        '--module',
+        'node16',
+        '--moduleResolution',
+        'node16',
+        '--experimentalDecorators',
+        '--emitDecoratorMetadata',
+        '--types',
+        'node',
+        '--skipLibCheck',
+      ];
       const run = (file: string, args: string[], env: NodeJS.ProcessEnv = process.env) => {
         try {
           return execFileSync(file, args, { cwd: dir, encoding: 'utf8', env, stdio: ['ignore', 'pipe', 'pipe'] });
         } catch (error) {
           const e = error as { stdout?: string; stderr?: string };
-          return expect.fail(`${app.name}: ${path.basename(args[0])} failed:\n${e.stdout ?? ''}${e.stderr ?? ''}\n--- app.ts:\n${fs.readFileSync(path.join(dir, 'app.ts'), 'utf8')}`);
+          return expect.fail(
+            `${app.name}: ${path.basename(args[0])} failed:\n${e.stdout ?? ''}${e.stderr ?? ''}\n--- app.ts:\n${fs.readFileSync(path.join(dir, 'app.ts'), 'utf8')}`,
+          );
         }
       };
       run(process.execPath, [tsc, ...flags, 'app.ts']);

@@ -89,7 +89,12 @@ describe('Redis counting semaphores (redlock.semaphore)', function () {
         }
         const sorted = [...grants].sort((x, y) => x.handedOut - y.handedOut);
         expect(sorted[49].token > sorted[0].token).to.equal(true);
-        expect(await settled(() => holdersOn(sem, clients.slice(0, size)), (n) => n.every((x) => x === 0))).to.deep.equal(new Array(size).fill(0));
+        expect(
+          await settled(
+            () => holdersOn(sem, clients.slice(0, size)),
+            (n) => n.every((x) => x === 0),
+          ),
+        ).to.deep.equal(new Array(size).fill(0));
       });
 
       it('using(): at most 3 bodies at once, each under its permit signal', async () => {
@@ -106,7 +111,12 @@ describe('Redis counting semaphores (redlock.semaphore)', function () {
         );
         for (const r of results) if (r.status === 'rejected') throw r.reason;
         expect(meter.max).to.be.within(1, 3);
-        expect(await settled(() => holdersOn(sem, clients.slice(0, size)), (n) => n.every((x) => x === 0))).to.deep.equal(new Array(size).fill(0));
+        expect(
+          await settled(
+            () => holdersOn(sem, clients.slice(0, size)),
+            (n) => n.every((x) => x === 0),
+          ),
+        ).to.deep.equal(new Array(size).fill(0));
       });
     });
   }
@@ -270,7 +280,10 @@ describe('Redis counting semaphores (redlock.semaphore)', function () {
     it('rejects bad permits and names with LockConfigError naming the semaphore', async () => {
       const redlock = new Redlock(clients, { prefix });
       for (const permits of [0, -1, 1.5, NaN, Infinity, '3', null, undefined] as any[]) {
-        expect(() => redlock.semaphore('reports', permits), `permits ${String(permits)}`).to.throw(LockConfigError, /permits of semaphore "reports" must be a positive integer/);
+        expect(() => redlock.semaphore('reports', permits), `permits ${String(permits)}`).to.throw(
+          LockConfigError,
+          /permits of semaphore "reports" must be a positive integer/,
+        );
       }
       for (const bad of ['', 5, null, undefined, {}, '\ud800', 'x'.repeat(513)] as any[]) {
         expect(() => redlock.semaphore(bad, 3), `name ${JSON.stringify(bad)}`).to.throw(LockConfigError, /the name must be/);

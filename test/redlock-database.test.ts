@@ -15,7 +15,16 @@ import { expect } from 'chai';
 import type Redis from 'ioredis';
 import { Column, Entity, PrimaryGeneratedColumn, DataSource } from 'typeorm';
 import {
-  createFencingTable, DistributedLock, dropFencingTable, inTransaction, installLocking, Lease, LockConfigError, LockLostError, Redlock, transaction,
+  createFencingTable,
+  DistributedLock,
+  dropFencingTable,
+  inTransaction,
+  installLocking,
+  Lease,
+  LockConfigError,
+  LockLostError,
+  Redlock,
+  transaction,
 } from '../src';
 import { race } from '../src/testing';
 import { createDataSource, type BackendName } from './support/backends';
@@ -195,13 +204,18 @@ describe('Redlock bound to the database', function () {
         let inside = 0;
         let overlap = 0;
         const results = await race(8, () =>
-          fenced.using(k, 5000, async (lease) => {
-            inside++;
-            overlap = Math.max(overlap, inside);
-            order.push(lease.fencingToken);
-            await sleep(10);
-            inside--;
-          }, { retryCount: 500, retryDelayMs: 5, retryJitterMs: 5 }),
+          fenced.using(
+            k,
+            5000,
+            async (lease) => {
+              inside++;
+              overlap = Math.max(overlap, inside);
+              order.push(lease.fencingToken);
+              await sleep(10);
+              inside--;
+            },
+            { retryCount: 500, retryDelayMs: 5, retryJitterMs: 5 },
+          ),
         );
         expect(results.filter((r) => r.status === 'rejected')).to.deep.equal([]);
         expect(overlap).to.equal(1);
@@ -241,11 +255,16 @@ describe('Redlock bound to the database', function () {
       it('a lease found lost by the automatic extension rolls back too', async () => {
         const k = key('tx-extension');
         const err = await rejection(
-          fenced.using(k, 400, async (lease) => {
-            await notes().save(notes().create({ body: k }));
-            await Promise.all(clients.map((c) => c.del(...lease.resources)));
-            await new Promise<void>((resolve) => lease.signal.addEventListener('abort', () => resolve()));
-          }, { transaction: true }),
+          fenced.using(
+            k,
+            400,
+            async (lease) => {
+              await notes().save(notes().create({ body: k }));
+              await Promise.all(clients.map((c) => c.del(...lease.resources)));
+              await new Promise<void>((resolve) => lease.signal.addEventListener('abort', () => resolve()));
+            },
+            { transaction: true },
+          ),
         );
         expect(err).to.be.instanceOf(LockLostError);
         expect(await committedNotes(k)).to.equal(0);
@@ -254,12 +273,17 @@ describe('Redlock bound to the database', function () {
       it('commits the body on a held lease, on the transaction’s connection, before the lease is released', async () => {
         const k = key('tx-ok');
         let sawKey = -1;
-        const result = await fenced.using(k, 5000, async (lease) => {
-          await notes().save(notes().create({ body: k }));
-          expect(await committedNotes(k), 'not visible outside before COMMIT').to.equal(0);
-          sawKey = lease.resources.length;
-          return lease.fencingToken;
-        }, { transaction: true });
+        const result = await fenced.using(
+          k,
+          5000,
+          async (lease) => {
+            await notes().save(notes().create({ body: k }));
+            expect(await committedNotes(k), 'not visible outside before COMMIT').to.equal(0);
+            sawKey = lease.resources.length;
+            return lease.fencingToken;
+          },
+          { transaction: true },
+        );
         expect(typeof result).to.equal('bigint');
         expect(sawKey).to.equal(1);
         expect(await committedNotes(k)).to.equal(1);

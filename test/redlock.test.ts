@@ -43,9 +43,17 @@ describe('Redlock (Redis leases)', function () {
     return n;
   };
   /** `heldOn`, waiting up to 2 s for grants that arrive after the quorum decided. */
-  const heldOnAll = (lease: Lease) => settled(() => heldOn(lease), (n) => n >= clients.length);
+  const heldOnAll = (lease: Lease) =>
+    settled(
+      () => heldOn(lease),
+      (n) => n >= clients.length,
+    );
   /** `existsAnywhere`, waiting up to 2 s for releases that arrive after the quorum answered. */
-  const existsAnywhereSettled = (redisKey: string) => settled(() => existsAnywhere(redisKey), (n) => n === 0);
+  const existsAnywhereSettled = (redisKey: string) =>
+    settled(
+      () => existsAnywhere(redisKey),
+      (n) => n === 0,
+    );
   const existsAnywhere = async (redisKey: string): Promise<number> => {
     let n = 0;
     for (const c of clients) if (c.status === 'ready') n += await c.exists(redisKey);
@@ -228,7 +236,7 @@ describe('Redlock (Redis leases)', function () {
   });
 
   describe('compare-and-set release and extend', () => {
-    it("an expired lease cannot release or extend the lease that took over", async () => {
+    it('an expired lease cannot release or extend the lease that took over', async () => {
       const k = key('expired');
       const a = (await redlock.tryAcquire(k, 200)) as Lease;
       expect(a).to.be.instanceOf(Lease);
@@ -311,7 +319,7 @@ describe('Redlock (Redis leases)', function () {
           });
           abortedAfter = lease.signal.aborted ? Date.now() - started : -1;
           expect(lease.signal.reason).to.be.instanceOf(LockLostError);
-          expect(currentLockSignal(), 'the body\'s lock signal is the lease\'s').to.equal(lease.signal);
+          expect(currentLockSignal(), "the body's lock signal is the lease's").to.equal(lease.signal);
         }),
       );
       expect(err).to.be.instanceOf(LockLostError);
@@ -491,7 +499,7 @@ describe('Redlock (Redis leases)', function () {
       expect(err.message).to.match(/not found on a quorum of nodes at release/);
     });
 
-    it("runs the body as a lock scope: currentLockSignal() is aborted when the lease is lost", async () => {
+    it('runs the body as a lock scope: currentLockSignal() is aborted when the lease is lost', async () => {
       const k = key('signal');
       let inner: AbortSignal | undefined;
       const err = await rejection(
@@ -648,7 +656,14 @@ describe('Redlock (Redis leases)', function () {
       const rl = new Redlock(clients, {
         prefix,
         onLockEvent: (e) => seen.push(e),
-        observers: [{ onLockEvent: () => { throw new Error('observer bug'); } }, { onLockEvent: (e) => observed.push(e) }],
+        observers: [
+          {
+            onLockEvent: () => {
+              throw new Error('observer bug');
+            },
+          },
+          { onLockEvent: (e) => observed.push(e) },
+        ],
       });
       const k = key('events');
       const lease = (await rl.tryAcquire(k, 5000)) as Lease;
@@ -690,7 +705,10 @@ describe('Redlock (Redis leases)', function () {
           const active = (this.active.get(sku) ?? 0) + 1;
           this.active.set(sku, active);
           this.maxPerSku = Math.max(this.maxPerSku, active);
-          this.maxActive = Math.max(this.maxActive, [...this.active.values()].reduce((a, b) => a + b, 0));
+          this.maxActive = Math.max(
+            this.maxActive,
+            [...this.active.values()].reduce((a, b) => a + b, 0),
+          );
           await sleep(20);
           this.active.set(sku, (this.active.get(sku) ?? 1) - 1);
           return n;

@@ -4,8 +4,20 @@ import { PostgreSqlDriver } from '@mikro-orm/postgresql';
 import { Client } from 'pg';
 import { DataSource, type DataSourceOptions } from 'typeorm';
 import {
-  Pessimistic, Redlock, StaleEntityError, advisoryLockExists, advisoryLockId, createFencingTable, createOrFind, currentManager, installLocking, lock,
-  transaction, withAdvisoryLock, withLock, type LockingHandle,
+  Pessimistic,
+  Redlock,
+  StaleEntityError,
+  advisoryLockExists,
+  advisoryLockId,
+  createFencingTable,
+  createOrFind,
+  currentManager,
+  installLocking,
+  lock,
+  transaction,
+  withAdvisoryLock,
+  withLock,
+  type LockingHandle,
 } from '../src';
 import { installLocking as installMikro, type MikroOrmLockingHandle } from '../src/orm/mikro-orm';
 import { race } from '../src/testing';
@@ -29,7 +41,11 @@ import { sharedRedisClient } from './support/redis-servers';
 
 const ENTITIES = [BillUser, Counter, Account];
 const NS = `rep-${process.env.ORMLOCK_TEST_DB}`;
-const rejection = (p: Promise<unknown>) => p.then(() => null, (e) => e);
+const rejection = (p: Promise<unknown>) =>
+  p.then(
+    () => null,
+    (e) => e,
+  );
 
 describe('production set-ups: a master and a read replica (a second PostgreSQL cluster)', function () {
   this.timeout(60_000);
@@ -237,10 +253,14 @@ describe('production set-ups: a master and a read replica (a second PostgreSQL c
       const tally = em.getReference(MkTally, 202);
       const name = await withLock(tally, (locked) => locked.name);
       expect(name).to.equal('master');
-      const port = await withAdvisoryLock('mk-rep', async () => {
-        const [row] = await (currentManager(orm) as any).execute('SELECT inet_server_port() AS port');
-        return Number(row.port);
-      }, { dataSource: orm });
+      const port = await withAdvisoryLock(
+        'mk-rep',
+        async () => {
+          const [row] = await (currentManager(orm) as any).execute('SELECT inet_server_port() AS port');
+          return Number(row.port);
+        },
+        { dataSource: orm },
+      );
       expect(port).to.equal(masterPort);
     });
   });

@@ -1,7 +1,17 @@
 import { expect } from 'chai';
 import {
-  DeadlockError, LockConfigError, LockTimeoutError, RetryOnConflict, SerializationError, StaleEntityError,
-  currentManager, inTransaction, isRetryableConflict, retryOnConflict, transaction, type RetryInfo,
+  DeadlockError,
+  LockConfigError,
+  LockTimeoutError,
+  RetryOnConflict,
+  SerializationError,
+  StaleEntityError,
+  currentManager,
+  inTransaction,
+  isRetryableConflict,
+  retryOnConflict,
+  transaction,
+  type RetryInfo,
 } from '../src';
 import { race } from '../src/testing';
 import { Counter, CounterService, PlainCounter } from './fixtures/counter';
@@ -35,7 +45,9 @@ describeEachBackend('@RetryOnConflict / retryOnConflict', [Counter, PlainCounter
     expect(calls).to.equal(4);
     expect(runners.size, 'each attempt had its own transaction').to.equal(4);
     expect(retries.map((r) => [r.attempt, (r.error as Error).constructor.name])).to.deep.equal([
-      [1, 'StaleEntityError'], [2, 'DeadlockError'], [3, 'SerializationError'],
+      [1, 'StaleEntityError'],
+      [2, 'DeadlockError'],
+      [3, 'SerializationError'],
     ]);
   });
 
@@ -44,7 +56,10 @@ describeEachBackend('@RetryOnConflict / retryOnConflict', [Counter, PlainCounter
     const err = await retryOnConflict(async () => {
       calls += 1;
       throw new StaleEntityError(`stale #${calls}`);
-    }, fast).then(() => null, (e) => e);
+    }, fast).then(
+      () => null,
+      (e) => e,
+    );
     expect(err).to.be.instanceOf(StaleEntityError);
     expect(err.message).to.equal('stale #3');
     expect(calls).to.equal(3);
@@ -53,26 +68,38 @@ describeEachBackend('@RetryOnConflict / retryOnConflict', [Counter, PlainCounter
     const other = await retryOnConflict(async () => {
       calls += 1;
       throw new LockTimeoutError('timeout');
-    }, fast).then(() => null, (e) => e);
+    }, fast).then(
+      () => null,
+      (e) => e,
+    );
     expect(other).to.be.instanceOf(LockTimeoutError);
     expect(calls, 'a lock timeout is not a conflict').to.equal(1);
   });
 
   it('`on` extends the retried errors with classes and predicates', async () => {
     let calls = 0;
-    await retryOnConflict(async () => {
-      calls += 1;
-      if (calls === 1) throw new CustomConflict('mine');
-      if (calls === 2) throw Object.assign(new Error('by code'), { code: 'RETRY_ME' });
-      if (calls === 3) throw new StaleEntityError('still a built-in');
-    }, { attempts: 5, ...fast, on: [CustomConflict, (e) => (e as { code?: string }).code === 'RETRY_ME'] });
+    await retryOnConflict(
+      async () => {
+        calls += 1;
+        if (calls === 1) throw new CustomConflict('mine');
+        if (calls === 2) throw Object.assign(new Error('by code'), { code: 'RETRY_ME' });
+        if (calls === 3) throw new StaleEntityError('still a built-in');
+      },
+      { attempts: 5, ...fast, on: [CustomConflict, (e) => (e as { code?: string }).code === 'RETRY_ME'] },
+    );
     expect(calls).to.equal(4);
 
     calls = 0;
-    const err = await retryOnConflict(async () => {
-      calls += 1;
-      throw new Other('not listed');
-    }, { ...fast, on: [CustomConflict] }).then(() => null, (e) => e);
+    const err = await retryOnConflict(
+      async () => {
+        calls += 1;
+        throw new Other('not listed');
+      },
+      { ...fast, on: [CustomConflict] },
+    ).then(
+      () => null,
+      (e) => e,
+    );
     expect(err).to.be.instanceOf(Other);
     expect(calls).to.equal(1);
     expect(isRetryableConflict(new CustomConflict(), [CustomConflict])).to.equal(true);
@@ -82,9 +109,12 @@ describeEachBackend('@RetryOnConflict / retryOnConflict', [Counter, PlainCounter
   it('backs off exponentially with full jitter, capped by maxBackoffMs', async () => {
     const delays: number[] = [];
     const started = Date.now();
-    await retryOnConflict(async (attempt) => {
-      if (attempt < 6) throw new StaleEntityError('again');
-    }, { attempts: 6, backoffMs: 8, maxBackoffMs: 40, onRetry: (i) => delays.push(i.delayMs) });
+    await retryOnConflict(
+      async (attempt) => {
+        if (attempt < 6) throw new StaleEntityError('again');
+      },
+      { attempts: 6, backoffMs: 8, maxBackoffMs: 40, onRetry: (i) => delays.push(i.delayMs) },
+    );
     const caps = [8, 16, 32, 40, 40];
     delays.forEach((d, i) => expect(d).to.be.within(0, caps[i]));
     expect(Date.now() - started).to.be.at.least(delays.reduce((a, b) => a + b, 0) - 5);
@@ -105,7 +135,10 @@ describeEachBackend('@RetryOnConflict / retryOnConflict', [Counter, PlainCounter
         await counters().save(c);
       }
     }
-    const err = await transaction(() => new Inner().bump()).then(() => null, (e) => e);
+    const err = await transaction(() => new Inner().bump()).then(
+      () => null,
+      (e) => e,
+    );
     expect(err).to.be.instanceOf(StaleEntityError);
     expect(calls).to.equal(1);
     expect(err.message).to.contain('@RetryOnConflict on Inner.bump did not retry');
@@ -181,7 +214,10 @@ describeEachBackend('@RetryOnConflict / retryOnConflict', [Counter, PlainCounter
         }
         return Service;
       }, JSON.stringify(options)).to.throw(LockConfigError, message);
-      const err = await retryOnConflict(async () => undefined, options as never).then(() => null, (e) => e);
+      const err = await retryOnConflict(async () => undefined, options as never).then(
+        () => null,
+        (e) => e,
+      );
       expect(err, JSON.stringify(options)).to.be.instanceOf(LockConfigError);
       expect(err.message).to.match(message);
     }

@@ -1,8 +1,16 @@
 import { expect } from 'chai';
 import { DataSource } from 'typeorm';
 import {
-  LockConfigError, LockNotAvailableError, Pessimistic, TransactionRequiredError, Transactional,
-  installLocking, lock, transaction, withLock, type LockEvent,
+  LockConfigError,
+  LockNotAvailableError,
+  Pessimistic,
+  TransactionRequiredError,
+  Transactional,
+  installLocking,
+  lock,
+  transaction,
+  withLock,
+  type LockEvent,
 } from '../src';
 import { BillUser } from './fixtures/billing';
 import { BadPolicyItem, KeyShareItem, NowaitItem } from './fixtures/policy-entities';
@@ -12,7 +20,13 @@ import { describeEachBackend } from './support/suite';
 const events: LockEvent[] = [];
 
 describeEachBackend('row locks: bad input and policies', [BillUser, NowaitItem], (env) => {
-  const reject = (p: Promise<unknown>) => p.then(() => { throw new Error('expected a rejection'); }, (e) => e);
+  const reject = (p: Promise<unknown>) =>
+    p.then(
+      () => {
+        throw new Error('expected a rejection');
+      },
+      (e) => e,
+    );
 
   it('lock() outside a transaction → TransactionRequiredError naming the entity', async () => {
     const user = await env.ds.getRepository(BillUser).save({ credits: 1 });
@@ -23,10 +37,12 @@ describeEachBackend('row locks: bad input and policies', [BillUser, NowaitItem],
 
   it('an entity without a primary-key value, or a non-entity → LockConfigError, nothing written', async () => {
     const repo = env.ds.getRepository(BillUser);
-    const err = await reject(transaction(async () => {
-      await repo.save(repo.create({ credits: 1, name: 'half-written' }));
-      await lock(repo.create({ credits: 5 }));
-    }));
+    const err = await reject(
+      transaction(async () => {
+        await repo.save(repo.create({ credits: 1, name: 'half-written' }));
+        await lock(repo.create({ credits: 5 }));
+      }),
+    );
     expect(err).to.be.instanceOf(LockConfigError);
     expect(err.message).to.contain('BillUser').and.contain('primary-key');
     expect(await repo.countBy({ name: 'half-written' })).to.equal(0);
@@ -68,7 +84,10 @@ describeEachBackend('row locks: bad input and policies', [BillUser, NowaitItem],
     const held = new Promise<void>((r) => (release = r));
     let holding!: () => void;
     const isHeld = new Promise<void>((r) => (holding = r));
-    const holder = withLock(repo.create({ id: item.id }), async () => { holding(); await held; });
+    const holder = withLock(repo.create({ id: item.id }), async () => {
+      holding();
+      await held;
+    });
     await isHeld;
     const err = await reject(withLock(item, async () => 1));
     release();
@@ -80,7 +99,9 @@ describeEachBackend('row locks: bad input and policies', [BillUser, NowaitItem],
     expect(() => {
       class Svc {
         @Pessimistic()
-        charge(): number { return 1; }
+        charge(): number {
+          return 1;
+        }
       }
       return Svc;
     }).to.throw(LockConfigError, /Svc\.charge.*async/);
@@ -116,7 +137,10 @@ describeEachBackend('row locks: bad input and policies', [BillUser, NowaitItem],
       const ds = await new DataSource((await dataSourceOptions(env.name, [entity], { fresh: false }))!).initialize();
       try {
         const managerBefore = ds.manager;
-        const result = await installLocking(ds).then((h) => h, (e) => e);
+        const result = await installLocking(ds).then(
+          (h) => h,
+          (e) => e,
+        );
         if (mustFail) {
           expect(result, entity.name).to.be.instanceOf(LockConfigError);
           expect(result.message).to.contain(entity.name);

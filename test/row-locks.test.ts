@@ -1,8 +1,6 @@
 import { expect } from 'chai';
 import { IsNull } from 'typeorm';
-import {
-  DeadlockError, LockNotAvailableError, LockTimeoutError, lock, transaction, withLock, withPessimistic,
-} from '../src';
+import { DeadlockError, LockNotAvailableError, LockTimeoutError, lock, transaction, withLock, withPessimistic } from '../src';
 import { Barrier, race } from '../src/testing';
 import { BillJob, BillOrder, BillUser, Billing, sleep } from './fixtures/billing';
 import { describeEachBackend } from './support/suite';
@@ -61,7 +59,13 @@ describeEachBackend('row locks', [BillUser, BillOrder, BillJob], (env) => {
       await released;
     });
     await held.wait();
-    return { release: () => { release(); return done; }, holderId: () => holderId! };
+    return {
+      release: () => {
+        release();
+        return done;
+      },
+      holderId: () => holderId!,
+    };
   }
 
   it("onLocked: 'nowait' on a held row throws LockNotAvailableError at once", async () => {
@@ -69,7 +73,10 @@ describeEachBackend('row locks', [BillUser, BillOrder, BillJob], (env) => {
     const holder = await holdLock(user);
     const started = Date.now();
     try {
-      const err = await withLock(user, async () => 'locked', { onLocked: 'nowait' }).then(() => null, (e) => e);
+      const err = await withLock(user, async () => 'locked', { onLocked: 'nowait' }).then(
+        () => null,
+        (e) => e,
+      );
       expect(err).to.be.instanceOf(LockNotAvailableError);
       expect(err.entity).to.equal('BillUser');
       expect(Date.now() - started).to.be.lessThan(1000);
@@ -82,7 +89,10 @@ describeEachBackend('row locks', [BillUser, BillOrder, BillJob], (env) => {
     const { user } = await seedUser(5);
     const holder = await holdLock(user);
     try {
-      const err = await withLock(user, async () => 'locked', { timeoutMs: 300 }).then(() => null, (e) => e);
+      const err = await withLock(user, async () => 'locked', { timeoutMs: 300 }).then(
+        () => null,
+        (e) => e,
+      );
       expect(err).to.be.instanceOf(LockTimeoutError);
       expect(err.waitedMs).to.be.at.least(250);
       if (env.handle.dialect.describeRowLockHolder) {
@@ -96,7 +106,7 @@ describeEachBackend('row locks', [BillUser, BillOrder, BillJob], (env) => {
     await withLock(user, async (u) => expect(u.credits).to.equal(5));
   });
 
-  it("skip_locked: 4 workers claim each of 100 jobs exactly once (control without lock claims some twice)", async () => {
+  it('skip_locked: 4 workers claim each of 100 jobs exactly once (control without lock claims some twice)', async () => {
     const jobs = env.ds.getRepository(BillJob);
     async function claimAll(locked: boolean) {
       await jobs.clear();
@@ -115,9 +125,7 @@ describeEachBackend('row locks', [BillUser, BillOrder, BillJob], (env) => {
       await race(4, async (w) => {
         const worker = `w${w}`;
         for (;;) {
-          const n = locked
-            ? await withPessimistic(() => claimBatch(worker), { onLocked: 'skip_locked' })
-            : await transaction(() => claimBatch(worker));
+          const n = locked ? await withPessimistic(() => claimBatch(worker), { onLocked: 'skip_locked' }) : await transaction(() => claimBatch(worker));
           if (n === 0) break;
         }
       });
@@ -163,10 +171,18 @@ describeEachBackend('row locks', [BillUser, BillOrder, BillJob], (env) => {
     const user = await users.save(users.create({ credits: 100 }));
     const work = () => users.update({ id: user.id }, { credits: () => 'credits - 1' });
     env.log.start();
-    await transaction(async () => { await work(); });
+    await transaction(async () => {
+      await work();
+    });
     const unlocked = env.log.stop();
     env.log.start();
-    await withLock(user, async () => { await work(); }, options);
+    await withLock(
+      user,
+      async () => {
+        await work();
+      },
+      options,
+    );
     return { unlocked, locked: env.log.stop() };
   }
 
@@ -198,9 +214,13 @@ describeEachBackend('row locks', [BillUser, BillOrder, BillJob], (env) => {
       const before = await waitLimitNow();
       await lock(users.create({ id: user.id }), { timeoutMs: 2500 });
       expect(await waitLimitNow(), 'after lock()').to.equal(before);
-      await withLock(user, async () => {
-        expect(await waitLimitNow(), 'inside withLock').to.equal(before);
-      }, { timeoutMs: 3500 });
+      await withLock(
+        user,
+        async () => {
+          expect(await waitLimitNow(), 'inside withLock').to.equal(before);
+        },
+        { timeoutMs: 3500 },
+      );
       // a read the query builder issues (relations: the fast path falls back): the limit is set around it, then restored
       await withPessimistic(() => orders.find({ where: { userId: user.id } }), { timeoutMs: 4500 });
       expect(await waitLimitNow(), 'after a @Pessimistic read').to.equal(before);
@@ -231,7 +251,10 @@ describeEachBackend('row locks', [BillUser, BillOrder, BillJob], (env) => {
         const err = await transaction(async () => {
           await env.ds.query(`SELECT set_config('lock_timeout', '300ms', true)`);
           await users.update({ id: b.id }, { credits: 21 });
-        }).then(() => null, (e) => e);
+        }).then(
+          () => null,
+          (e) => e,
+        );
         expect(err, 'a limit left in force cuts the later statement').to.be.instanceOf(Error);
       } finally {
         await again.release();
@@ -270,7 +293,10 @@ describeEachBackend('row locks', [BillUser, BillOrder, BillJob], (env) => {
       await withLock(user, async () => undefined, { onLocked: 'nowait' });
     } else {
       env.log.stop();
-      const err = await run.then(() => null, (e) => e);
+      const err = await run.then(
+        () => null,
+        (e) => e,
+      );
       expect(err?.name).to.equal('LockConfigError');
       expect(err.message).to.contain('BillOrder').and.contain('joins');
     }

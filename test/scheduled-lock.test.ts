@@ -1,14 +1,19 @@
 import { expect } from 'chai';
-import {
-  LockConfigError, LockLostError, ScheduledLock, currentLockSignal, withScheduledLock,
-} from '../src';
+import { LockConfigError, LockLostError, ScheduledLock, currentLockSignal, withScheduledLock } from '../src';
 import { installLocking as installMikro } from '../src/orm/mikro-orm';
 import { createScheduledLockTable } from '../src';
 import { MkOrder, MkUser } from './fixtures/mikro-billing';
 import { BACKENDS } from './support/backends';
 import { createMikroOrm } from './support/mikro-suite';
 import {
-  runTicks, schedParent, ticksRunOnce, startSchedWorker, stopSchedWorkers, type SchedParent, type SchedStorage, type SchedWorker,
+  runTicks,
+  schedParent,
+  ticksRunOnce,
+  startSchedWorker,
+  stopSchedWorkers,
+  type SchedParent,
+  type SchedStorage,
+  type SchedWorker,
 } from './support/scheduled-workers';
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -58,7 +63,10 @@ describe('scheduled locks', () => {
           expect(await withScheduledLock(name, opts, () => 1)).to.deep.equal({ ran: true, result: 1 });
           const err = await withScheduledLock(name, opts, () => {
             throw new Error('job failed');
-          }).then(() => null, (e) => e);
+          }).then(
+            () => null,
+            (e) => e,
+          );
           expect(err.message).to.equal('job failed');
           expect(await withScheduledLock(name, opts, () => 2)).to.deep.equal({ ran: true, result: 2 });
         });
@@ -73,7 +81,10 @@ describe('scheduled locks', () => {
             await new Promise<void>((resolve) => ctx.signal.addEventListener('abort', () => resolve()));
             abortedAfter = Date.now() - started;
             return 'late';
-          }).then(() => null, (e) => e);
+          }).then(
+            () => null,
+            (e) => e,
+          );
           expect(err).to.be.instanceOf(LockLostError);
           expect(err.message).to.match(/lockAtMostFor \(300 ms\) passed/);
           expect(abortedAfter).to.be.within(200, 1_500);
@@ -109,35 +120,45 @@ describe('scheduled locks', () => {
         ['job', { lockAtMostFor: 1000, dataSource: parent.sources.get('postgres'), table: 'no such; table' }],
       ];
       for (const [name, opts] of bad) {
-        const err = await withScheduledLock(name, opts, () => 1).then(() => null, (e) => e);
+        const err = await withScheduledLock(name, opts, () => 1).then(
+          () => null,
+          (e) => e,
+        );
         expect(err, JSON.stringify([name, Object.keys(opts)])).to.be.instanceOf(LockConfigError);
       }
       expect(() => ScheduledLock('job', { lockAtMostFor: -1 })).to.throw(LockConfigError);
     });
 
     for (const backend of BACKENDS) {
-    it(`[mikro-orm, ${backend}] database storage on an installed MikroORM instance: createScheduledLockTable(orm), runs, skips while held`, async function () {
-      const orm = await createMikroOrm(backend, [MkUser, MkOrder], { fresh: false });
-      if (!orm) return this.skip();
-      const handle = await installMikro(orm);
-      try {
-        await createScheduledLockTable(orm);
-        const name = `mikro-${backend}-${Date.now()}`;
-        const opts = { lockAtMostFor: 5_000, lockAtLeastFor: 300, dataSource: orm };
-        expect(await withScheduledLock(name, opts, (ctx) => `run ${ctx.token}`)).to.deep.equal({ ran: true, result: 'run 1' });
-        expect(await withScheduledLock(name, opts, () => 'again')).to.deep.equal({ ran: false });
-        await sleep(350);
-        expect(await withScheduledLock(name, opts, (ctx) => `run ${ctx.token}`)).to.deep.equal({ ran: true, result: 'run 2' });
-      } finally {
-        handle.uninstall();
-        await orm.close(true);
-      }
-    });
-  }
+      it(`[mikro-orm, ${backend}] database storage on an installed MikroORM instance: createScheduledLockTable(orm), runs, skips while held`, async function () {
+        const orm = await createMikroOrm(backend, [MkUser, MkOrder], { fresh: false });
+        if (!orm) return this.skip();
+        const handle = await installMikro(orm);
+        try {
+          await createScheduledLockTable(orm);
+          const name = `mikro-${backend}-${Date.now()}`;
+          const opts = { lockAtMostFor: 5_000, lockAtLeastFor: 300, dataSource: orm };
+          expect(await withScheduledLock(name, opts, (ctx) => `run ${ctx.token}`)).to.deep.equal({ ran: true, result: 'run 1' });
+          expect(await withScheduledLock(name, opts, () => 'again')).to.deep.equal({ ran: false });
+          await sleep(350);
+          expect(await withScheduledLock(name, opts, (ctx) => `run ${ctx.token}`)).to.deep.equal({ ran: true, result: 'run 2' });
+        } finally {
+          handle.uninstall();
+          await orm.close(true);
+        }
+      });
+    }
 
-  it('a missing lock table is a LockConfigError that says how to create it', async function () {
+    it('a missing lock table is a LockConfigError that says how to create it', async function () {
       if (!parent.sources.has('postgres')) this.skip();
-      const err = await withScheduledLock('job', { lockAtMostFor: 1000, dataSource: parent.sources.get('postgres'), table: 'no_such_scheduled_table' }, () => 1).then(() => null, (e) => e);
+      const err = await withScheduledLock(
+        'job',
+        { lockAtMostFor: 1000, dataSource: parent.sources.get('postgres'), table: 'no_such_scheduled_table' },
+        () => 1,
+      ).then(
+        () => null,
+        (e) => e,
+      );
       expect(err).to.be.instanceOf(LockConfigError);
       expect(err.message).to.match(/createScheduledLockTable/);
     });
@@ -193,7 +214,7 @@ describe('scheduled locks', () => {
               await sleep(20);
             }
             console.log(`    freed ${freedAfter} ms after the holder reported holding (lockAtMostFor ${lockAtMostFor})`);
-          expect(skipped).to.be.greaterThan(0);
+            expect(skipped).to.be.greaterThan(0);
             expect(freedAfter).to.be.within(lockAtMostFor - 400, lockAtMostFor + 600);
           } finally {
             await stopSchedWorkers([holder]);
@@ -206,7 +227,10 @@ describe('scheduled locks', () => {
           const pair = workers.slice(0, 2);
           const answers = await runTicks(pair, {
             storage,
-            jobs: [{ name: locked, locked: true }, { name: control, locked: false }],
+            jobs: [
+              { name: locked, locked: true },
+              { name: control, locked: false },
+            ],
             periodMs: 2_600,
             ticks: 2,
             lockAtMostFor: 10_000,
@@ -216,8 +240,14 @@ describe('scheduled locks', () => {
             startAt: Date.now() + 2_500, // the early instance fires its first tick 500 ms from now
           });
           const runs = await runsOf(storage, locked);
-          expect([...runs.entries()].sort()).to.deep.equal([[0, 1], [1, 1]]);
-          expect([...(await runsOf(storage, control)).entries()].sort()).to.deep.equal([[0, 2], [1, 2]]);
+          expect([...runs.entries()].sort()).to.deep.equal([
+            [0, 1],
+            [1, 1],
+          ]);
+          expect([...(await runsOf(storage, control)).entries()].sort()).to.deep.equal([
+            [0, 2],
+            [1, 2],
+          ]);
           expect(answers.map((a) => a.skipped)).to.deep.equal([2, 0]); // the early one ran both, the other skipped both
         });
       });

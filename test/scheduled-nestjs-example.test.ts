@@ -34,7 +34,12 @@ for (const backend of BACKENDS) {
       const rows = output
         .split('\n')
         .filter((l) => /^\| \d\d:\d\d:\d\d /.test(l))
-        .map((l) => l.split('|').slice(2, -1).map((c) => Number(c.trim())));
+        .map((l) =>
+          l
+            .split('|')
+            .slice(2, -1)
+            .map((c) => Number(c.trim())),
+        );
       expect(rows, output).to.have.length(3);
       for (const [locked, control] of rows) {
         expect(locked, output).to.equal(1);

@@ -1,6 +1,16 @@
 import { expect } from 'chai';
 import {
-  advisoryLockExists, createFencingTable, dropFencingTable, currentLockSignal, LockConfigError, LockLostError, LockNotAvailableError, LockTimeoutError, Semaphore, transaction, withSemaphore,
+  advisoryLockExists,
+  createFencingTable,
+  dropFencingTable,
+  currentLockSignal,
+  LockConfigError,
+  LockLostError,
+  LockNotAvailableError,
+  LockTimeoutError,
+  Semaphore,
+  transaction,
+  withSemaphore,
 } from '../src';
 import { runWithLockSignal } from '../src/context/lock-signal';
 import { race } from '../src/testing';
@@ -115,7 +125,7 @@ describeEachBackend('withSemaphore / @Semaphore (database)', [], (env) => {
     }
   });
 
-  it('the permit\'s connection killed mid-body: its signal aborts and withSemaphore rejects with LockLostError', async function () {
+  it("the permit's connection killed mid-body: its signal aborts and withSemaphore rejects with LockLostError", async function () {
     this.timeout(30_000);
     const sem = name('killed');
     const pg = env.name === 'postgres';
@@ -143,7 +153,7 @@ describeEachBackend('withSemaphore / @Semaphore (database)', [], (env) => {
     // the error names the permit (not only "the transaction's connection"), on the signal and on the call
     expect(error.message).to.match(new RegExp(`withSemaphore\\("${sem}"\\): the connection holding semaphore "${sem}" slot [0-2] was lost`));
     expect(aborted, 'the body saw its signal abort').to.equal(true);
-    expect(reason, 'the signal\'s reason is the error the call rejects with').to.equal(error);
+    expect(reason, "the signal's reason is the error the call rejects with").to.equal(error);
     expect(await slotsHeld(sem, 3), 'no slot held afterwards').to.equal(0);
   });
 
@@ -191,14 +201,30 @@ describeEachBackend('withSemaphore / @Semaphore (database)', [], (env) => {
   it('a body that throws (also synchronously, or a LockLostError) rolls back, rejects with its error and frees the slot', async () => {
     const sem = name('throws');
     const boom = new Error('boom');
-    expect(await rejection(withSemaphore(sem, 2, () => { throw boom; }))).to.equal(boom);
-    expect(await rejection(withSemaphore(sem, 2, async () => { throw boom; }))).to.equal(boom);
+    expect(
+      await rejection(
+        withSemaphore(sem, 2, () => {
+          throw boom;
+        }),
+      ),
+    ).to.equal(boom);
+    expect(
+      await rejection(
+        withSemaphore(sem, 2, async () => {
+          throw boom;
+        }),
+      ),
+    ).to.equal(boom);
     const lost = new LockLostError('gone');
     let aborted: unknown;
-    expect(await rejection(withSemaphore(sem, 2, async (permit) => {
-      permit.signal.addEventListener('abort', () => (aborted = permit.signal.reason), { once: true });
-      throw lost;
-    }))).to.equal(lost);
+    expect(
+      await rejection(
+        withSemaphore(sem, 2, async (permit) => {
+          permit.signal.addEventListener('abort', () => (aborted = permit.signal.reason), { once: true });
+          throw lost;
+        }),
+      ),
+    ).to.equal(lost);
     expect(aborted, 'a LockLostError thrown by the body aborts its signal').to.equal(lost);
     expect(await slotsHeld(sem, 2), 'no slot held afterwards').to.equal(0);
     expect(await withSemaphore(sem, 2, () => 'sync result')).to.equal('sync result');
@@ -266,8 +292,8 @@ describeEachBackend('withSemaphore / @Semaphore (database)', [], (env) => {
     }
     expect((await rejection(withSemaphore('reports', 3, async () => 1, { shared: true } as any))).message).to.match(/unknown option 'shared'/);
     expect((await rejection(withSemaphore('reports', 3, async () => 1, { scope: 'forever' } as any))).message).to.match(/scope 'forever'/);
-    expect((await rejection(withSemaphore('reports', 3, async () => 1, { timeoutMs: -1 })))).to.be.instanceOf(LockConfigError);
-    expect((await rejection(withSemaphore('reports', 3, 'nope' as any)))).to.be.instanceOf(LockConfigError);
+    expect(await rejection(withSemaphore('reports', 3, async () => 1, { timeoutMs: -1 }))).to.be.instanceOf(LockConfigError);
+    expect(await rejection(withSemaphore('reports', 3, 'nope' as any))).to.be.instanceOf(LockConfigError);
     expect((await rejection(withSemaphore('reports', 3, async () => 1, { onTimeout: 'wait' } as any))).message).to.match(/onTimeout 'wait'/);
     expect((await rejection(withSemaphore('reports', 3, async () => 1, { dataSource: 'default' } as any))).message).to.match(/dataSource must be/);
     expect((await rejection(withSemaphore('reports', 3, async () => 1, [] as any))).message).to.match(/options must be an object/);

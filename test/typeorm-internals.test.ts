@@ -1,7 +1,5 @@
 import { expect } from 'chai';
-import {
-  DeleteQueryBuilder, EntityManager, InsertQueryBuilder, Repository, SelectQueryBuilder, UpdateQueryBuilder, type DataSource,
-} from 'typeorm';
+import { DeleteQueryBuilder, EntityManager, InsertQueryBuilder, Repository, SelectQueryBuilder, UpdateQueryBuilder, type DataSource } from 'typeorm';
 import { SubjectExecutor } from 'typeorm/persistence/SubjectExecutor';
 import { currentManager, installLocking, LockConfigError, transaction, type LockingHandle } from '../src';
 import { installationOf } from '../src/orm/installations';

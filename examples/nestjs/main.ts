@@ -33,12 +33,19 @@ async function databaseUrl(): Promise<{ url: string; embedded?: EmbeddedPg }> {
 }
 
 async function post(base: string, path: string, body?: unknown): Promise<Response> {
-  return fetch(`${base}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body) });
+  return fetch(`${base}${path}`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
 }
 
 /** 20 concurrent charges of one account, all started at once; what is left and what failed. */
 async function chargeConcurrently(base: string, lock: ChargeMode) {
-  const opened = (await (await post(base, '/accounts', { credits: START, orders: CONCURRENT, price: PRICE })).json()) as { account: { id: number }; orderIds: number[] };
+  const opened = (await (await post(base, '/accounts', { credits: START, orders: CONCURRENT, price: PRICE })).json()) as {
+    account: { id: number };
+    orderIds: number[];
+  };
   const id = opened.account.id;
   const results = await race(CONCURRENT, (i) => post(base, `/accounts/${id}/orders/${opened.orderIds[i]}/charge?lock=${lock}`));
   const failed = results.filter((r) => r.status === 'rejected' || r.value.status !== 204);
@@ -66,7 +73,10 @@ async function runDemo(app: INestApplication, base: string, withRedis: boolean):
 
 async function main(): Promise<void> {
   const { url, embedded } = await databaseUrl();
-  const redisUrls = (process.env.REDIS_URL ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+  const redisUrls = (process.env.REDIS_URL ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
   const app = await NestFactory.create(appModule({ databaseUrl: url, redisUrls }), { logger: demo ? ['error', 'warn'] : undefined, abortOnError: false });
   app.enableShutdownHooks(); // Ctrl-C closes the app: ormlock uninstalls, the Redis clients quit
   const port = demo ? 0 : Number(process.env.PORT ?? 3000);

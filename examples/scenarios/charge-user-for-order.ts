@@ -21,9 +21,7 @@ export const scenario: Scenario = {
     const users = ds.getRepository(User);
     const orders = ds.getRepository(Order);
     const user = await users.save(users.create({ name: 'alice', credits: 1_000 }));
-    const orderIds = (await orders.save(Array.from({ length: CHARGES }, () => orders.create({ userId: user.id, price: PRICE })))).map(
-      (o) => o.id,
-    );
+    const orderIds = (await orders.save(Array.from({ length: CHARGES }, () => orders.create({ userId: user.id, price: PRICE })))).map((o) => o.id);
 
     async function chargeUserForOrder(userId: number, orderId: number): Promise<void> {
       await transaction(async () => {

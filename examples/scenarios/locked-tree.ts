@@ -14,7 +14,11 @@ import { Category, UnlockedCategory } from '../schema';
 const ROUNDS = 3;
 const AT_ONCE = 15;
 
-interface Bounds { id: number; left: number; right: number }
+interface Bounds {
+  id: number;
+  left: number;
+  right: number;
+}
 
 /** Overlapping intervals and reused bounds: each is a corrupted position. */
 function problems(rows: Bounds[]): number {
@@ -62,7 +66,8 @@ export const scenario: Scenario = {
     if (locked && failed) throw new Error(`${failed} inserts failed under @LockedTree`);
     return {
       anomalies: anomalies + failed,
-      detail: `${ROUNDS} rounds of ${AT_ONCE} inserts at once under A, B and the root: ${anomalies} reused bounds / overlapping intervals` +
+      detail:
+        `${ROUNDS} rounds of ${AT_ONCE} inserts at once under A, B and the root: ${anomalies} reused bounds / overlapping intervals` +
         `${failed ? `, ${failed} inserts failed (deadlocks)` : ''} among ${total} nodes`,
     };
   },

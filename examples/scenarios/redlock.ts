@@ -15,7 +15,10 @@ import { sleep, type Scenario } from '../scenario';
 const WORKERS = 10;
 
 function redisUrls(): string[] {
-  return (process.env.REDIS_URLS ?? 'redis://127.0.0.1:6379').split(',').map((s) => s.trim()).filter(Boolean);
+  return (process.env.REDIS_URLS ?? 'redis://127.0.0.1:6379')
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
 }
 
 function answers(url: string): Promise<boolean> {

@@ -48,10 +48,7 @@ export function afterCompletion(fn: (outcome: CompletionOutcome) => unknown, opt
 
 function register(name: string, on: Hook['on'], fn: (outcome: CompletionOutcome) => unknown, options?: CommitHookOptions): void {
   checkFunction(`${name}(fn)`, fn, 'fn');
-  const tx =
-    options?.dataSource !== undefined
-      ? ambientTx(resolveInstallation(`${name}()`, { explicit: options.dataSource }))
-      : liveTxs(currentFrame()).pop();
+  const tx = options?.dataSource !== undefined ? ambientTx(resolveInstallation(`${name}()`, { explicit: options.dataSource })) : liveTxs(currentFrame()).pop();
   if (!tx) {
     throw hookOutsideTransaction(name);
   }

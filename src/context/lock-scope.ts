@@ -41,11 +41,15 @@ function watch(dead: AbortSignal, connection: object, watcher: Watcher): () => v
   if (!entry) {
     const watched = (entry = { scopes: new Set<Watcher>(), connections: new Set<object>() });
     watchers.set(dead, watched);
-    dead.addEventListener('abort', () => {
-      for (const c of watched.connections) died(c, 'the connection died');
-      let inner: LockLostError | undefined;
-      for (const w of [...watched.scopes].reverse()) inner = w(dead.reason, inner);
-    }, { once: true });
+    dead.addEventListener(
+      'abort',
+      () => {
+        for (const c of watched.connections) died(c, 'the connection died');
+        let inner: LockLostError | undefined;
+        for (const w of [...watched.scopes].reverse()) inner = w(dead.reason, inner);
+      },
+      { once: true },
+    );
   }
   const { scopes, connections } = entry;
   scopes.add(watcher);
@@ -74,32 +78,37 @@ export function runLockedBody<T>(body: LockedBody, fn: (scope: LockScope) => Pro
     onDead(dead.reason, undefined);
   }
   try {
-    return runInLockScope(own, (scope) => {
-      if (scope.aborted) throw scope.reason;
-      return new Promise<T>((resolve, reject) => {
-        const settle = scope.onAbort(reject);
-        let result: Promise<T> | T;
-        try {
-          result = fn(scope);
-        } catch (error) {
-          result = Promise.reject(error);
-        }
-        Promise.resolve(result).then(
-          (value) => {
-            settle();
-            // resolved after the loss (the body ignored the signal): the lock did not last
-            if (scope.aborted) reject(scope.reason);
-            else resolve(value);
-          },
-          (error) => {
-            settle();
-            if (scope.aborted) reject(scope.reason);
-            else if (isConnectionLost(body.inst, error)) reject(body.lost(error));
-            else reject(error);
-          },
-        );
-      });
-    }, unwatch, patch);
+    return runInLockScope(
+      own,
+      (scope) => {
+        if (scope.aborted) throw scope.reason;
+        return new Promise<T>((resolve, reject) => {
+          const settle = scope.onAbort(reject);
+          let result: Promise<T> | T;
+          try {
+            result = fn(scope);
+          } catch (error) {
+            result = Promise.reject(error);
+          }
+          Promise.resolve(result).then(
+            (value) => {
+              settle();
+              // resolved after the loss (the body ignored the signal): the lock did not last
+              if (scope.aborted) reject(scope.reason);
+              else resolve(value);
+            },
+            (error) => {
+              settle();
+              if (scope.aborted) reject(scope.reason);
+              else if (isConnectionLost(body.inst, error)) reject(body.lost(error));
+              else reject(error);
+            },
+          );
+        });
+      },
+      unwatch,
+      patch,
+    );
   } catch (error) {
     return Promise.reject(error); // runInLockScope ran its `done` (the unwatch) already
   }

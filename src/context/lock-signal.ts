@@ -37,7 +37,11 @@ export function runWithLockSignal<T>(signal: AbortSignal, fn: (signal: AbortSign
   const heard = () => scope.abort(signal.reason);
   if (signal.aborted) heard();
   else signal.addEventListener('abort', heard, { once: true });
-  return runInLockScope(scope, () => fn(scope.signal), () => signal.removeEventListener('abort', heard));
+  return runInLockScope(
+    scope,
+    () => fn(scope.signal),
+    () => signal.removeEventListener('abort', heard),
+  );
 }
 
 /**

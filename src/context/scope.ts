@@ -56,4 +56,3 @@ export class LockScope {
     return () => hooks.delete(hook);
   }
 }
-

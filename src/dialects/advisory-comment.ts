@@ -26,9 +26,7 @@ export interface AdvisoryComment {
 function encode(text: string, max: number): { value: string; cut: boolean } {
   let value = '';
   for (const ch of wellFormed(text)) {
-    const piece = SAFE.test(ch)
-      ? ch
-      : [...Buffer.from(ch, 'utf8')].map((b) => `%${b.toString(16).toUpperCase().padStart(2, '0')}`).join('');
+    const piece = SAFE.test(ch) ? ch : [...Buffer.from(ch, 'utf8')].map((b) => `%${b.toString(16).toUpperCase().padStart(2, '0')}`).join('');
     if (value.length + piece.length > max) return { value, cut: true };
     value += piece;
   }

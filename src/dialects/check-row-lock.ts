@@ -3,13 +3,7 @@ import type { RowLockSpec } from '../locks/row-lock-options';
 import type { DialectCapabilities } from './dialect';
 
 /** Capability check shared by every dialect: says which option this database cannot honour. */
-export function checkRowLockAgainst(
-  caps: DialectCapabilities,
-  dialectName: string,
-  spec: RowLockSpec,
-  subject: string,
-  hasJoins = false,
-): void {
+export function checkRowLockAgainst(caps: DialectCapabilities, dialectName: string, spec: RowLockSpec, subject: string, hasJoins = false): void {
   const refuse = (what: string, hint: string) => {
     throw new LockConfigError(`${subject}: ${what} is not supported on ${dialectName}. ${hint}`, { entity: subject });
   };

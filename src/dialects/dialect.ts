@@ -176,7 +176,12 @@ export interface AdvisoryDialect {
    * the token as text, or null when every lock was held. Errors are the driver's, unconverted.
    * For counting semaphores (src/locks/semaphore-slots.ts); `key` as for the other locks.
    */
-  lockFirstFree?(qr: PortConnection, ids: readonly string[], token: string | undefined, key?: ResolvedAdvisoryKey): Promise<{ index: number; token: string | null } | null>;
+  lockFirstFree?(
+    qr: PortConnection,
+    ids: readonly string[],
+    token: string | undefined,
+    key?: ResolvedAdvisoryKey,
+  ): Promise<{ index: number; token: string | null } | null>;
   /** True when any connection (this one included) holds the lock. */
   isLocked(run: RunQuery, id: string): Promise<boolean>;
   /** True when the error means the connection, and every session lock on it, is gone. */

@@ -6,17 +6,23 @@ import { LockConfigError, LockLostError, TransactionNotAllowedError, Transaction
 
 /** A commit hook (`afterCommit`, …) registered outside any transaction. */
 export function hookOutsideTransaction(name: string): TransactionRequiredError {
-  return new TransactionRequiredError(`${name}(fn) must be called inside a transaction (transaction(), @Transactional, or the ORM's own); outside one there is nothing to wait for.`);
+  return new TransactionRequiredError(
+    `${name}(fn) must be called inside a transaction (transaction(), @Transactional, or the ORM's own); outside one there is nothing to wait for.`,
+  );
 }
 
 /** `propagation: 'mandatory'` with no transaction open. */
 export function mandatoryWithoutTransaction(label: string): TransactionRequiredError {
-  return new TransactionRequiredError(`transaction({ propagation: 'mandatory' }): no transaction is open on ${label}; call it inside transaction() or @Transactional.`);
+  return new TransactionRequiredError(
+    `transaction({ propagation: 'mandatory' }): no transaction is open on ${label}; call it inside transaction() or @Transactional.`,
+  );
 }
 
 /** `propagation: 'never'` inside a transaction. */
 export function neverInsideTransaction(label: string): TransactionNotAllowedError {
-  return new TransactionNotAllowedError(`transaction({ propagation: 'never' }): called inside a transaction on ${label}; call it outside one, or use 'not_supported' to suspend it.`);
+  return new TransactionNotAllowedError(
+    `transaction({ propagation: 'never' }): called inside a transaction on ${label}; call it outside one, or use 'not_supported' to suspend it.`,
+  );
 }
 
 /**
@@ -30,12 +36,16 @@ export function isolationInside(caller: string, wanted: string, running: string,
 
 /** A QueryRunner given as `{ dataSource }` was already released. */
 export function releasedQueryRunner(caller: string): LockConfigError {
-  return new LockConfigError(`${caller}: the QueryRunner given as { dataSource } was already released; pass a connected QueryRunner (or its manager), or the DataSource itself.`);
+  return new LockConfigError(
+    `${caller}: the QueryRunner given as { dataSource } was already released; pass a connected QueryRunner (or its manager), or the DataSource itself.`,
+  );
 }
 
 /** `Current.set` outside `Current.run`. */
 export function currentOutsideRun(key: PropertyKey): LockConfigError {
-  return new LockConfigError(`Current.set('${String(key)}') outside Current.run(): the value would be global and leak between requests. Wrap the request in Current.run({}, handler).`);
+  return new LockConfigError(
+    `Current.set('${String(key)}') outside Current.run(): the value would be global and leak between requests. Wrap the request in Current.run({}, handler).`,
+  );
 }
 
 /** The connection a lock scope held its lock on was lost. */

@@ -16,7 +16,9 @@ export function notAnEntity(caller: string, target: Function | undefined, label:
 
 /** No live installation's ORM knows the entity class `cls`. */
 export function notAnEntityOfAny(caller: string, cls: Function, installed: readonly string[]): LockConfigError {
-  return new LockConfigError(`${caller}: ${cls.name} is not an entity of any installed ORM instance (installed: ${installed.join('; ')}).`, { entity: cls.name });
+  return new LockConfigError(`${caller}: ${cls.name} is not an entity of any installed ORM instance (installed: ${installed.join('; ')}).`, {
+    entity: cls.name,
+  });
 }
 
 /** A plain object ormlock has not seen loaded or saved: which entity it is cannot be known. */
@@ -59,7 +61,9 @@ export function ambiguousInstallation(caller: string, candidates: readonly strin
 
 /** A second installLocking on one ORM instance while the first is under way. */
 export function installUnderWay(label: string): LockConfigError {
-  return new LockConfigError(`installLocking: another installLocking call on ${label} is under way; install once per instance and share the handle it returns.`);
+  return new LockConfigError(
+    `installLocking: another installLocking call on ${label} is under way; install once per instance and share the handle it returns.`,
+  );
 }
 
 /** installLocking was given something that is not the ORM instance it installs on; `hint` points to the other entry point. */
@@ -74,5 +78,7 @@ export function alreadyInstalled(caller: string, label: string): LockConfigError
 
 /** installLocking on a MikroORM instance that is not connected (not initialized, or closed). */
 export function notConnected(caller: string, label: string): LockConfigError {
-  return new LockConfigError(`${caller}: ${label} is not connected (not initialized, or closed): call it after \`await MikroORM.init(…)\`, before \`orm.close()\`.`);
+  return new LockConfigError(
+    `${caller}: ${label} is not connected (not initialized, or closed): call it after \`await MikroORM.init(…)\`, before \`orm.close()\`.`,
+  );
 }

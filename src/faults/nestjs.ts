@@ -20,7 +20,9 @@ export function installedTwice(label: string): LockConfigError {
 
 /** The DataSource is not initialized when the module installs (manualInitialization). */
 export function notInitializedByNest(label: string): LockConfigError {
-  return new LockConfigError(`OrmlockModule: ${label} is not initialized when locking is installed; let TypeOrmModule initialize it (do not set manualInitialization).`);
+  return new LockConfigError(
+    `OrmlockModule: ${label} is not initialized when locking is installed; let TypeOrmModule initialize it (do not set manualInitialization).`,
+  );
 }
 
 /** `mikroOrm.contextName` with a @mikro-orm/nestjs that cannot name contexts. */

@@ -6,12 +6,16 @@ import { LockConfigError } from '../errors';
 
 /** A database URL of a scheme ormlock cannot inspect. */
 export function unsupportedUrl(argument: string, scheme: string | undefined): LockConfigError {
-  return new LockConfigError(`${argument}: expected a postgres://, postgresql://, mysql:// or mariadb:// URL, got ${scheme ? `'${scheme}://…'` : 'no URL scheme'}`);
+  return new LockConfigError(
+    `${argument}: expected a postgres://, postgresql://, mysql:// or mariadb:// URL, got ${scheme ? `'${scheme}://…'` : 'no URL scheme'}`,
+  );
 }
 
 /** inspectLocks was given something it cannot inspect. */
 export function notInspectable(): LockConfigError {
-  return new LockConfigError('inspectLocks: expected an initialized TypeORM DataSource, a postgres:// or mysql:// URL, or { family, host, … } connection settings');
+  return new LockConfigError(
+    'inspectLocks: expected an initialized TypeORM DataSource, a postgres:// or mysql:// URL, or { family, host, … } connection settings',
+  );
 }
 
 /** A wrong command line of `ormlock`: `problem` (empty: none, just the usage), then the usage. */

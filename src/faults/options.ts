@@ -24,7 +24,9 @@ export function badOptions(caller: string, problems: readonly string[], details?
 
 /** Keys that are no option of `caller`. */
 export function unknownOptions(caller: string, unknown: readonly string[], known: readonly string[]): LockConfigError {
-  return new LockConfigError(`${caller}: unknown option${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => `'${k}'`).join(', ')} (known: ${known.join(', ')})`);
+  return new LockConfigError(
+    `${caller}: unknown option${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => `'${k}'`).join(', ')} (known: ${known.join(', ')})`,
+  );
 }
 
 /** A required option was not given; `what` says what it is for. */

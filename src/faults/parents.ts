@@ -14,7 +14,9 @@ export function noHooks(entity: string): LockConfigError {
 
 /** Hook number `i` (from 1) is not a function. */
 export function hookNotAFunction(entity: string, i: number, hook: unknown): LockConfigError {
-  return new LockConfigError(`@AroundCreate on ${entity}: hook ${i} is ${describeValue(hook)}, expected a function (entity, { manager, queryRunner }) => …`, { entity });
+  return new LockConfigError(`@AroundCreate on ${entity}: hook ${i} is ${describeValue(hook)}, expected a function (entity, { manager, queryRunner }) => …`, {
+    entity,
+  });
 }
 
 /** A `lockParent` hook called by hand, not from ormlock's write path. */
@@ -54,22 +56,38 @@ export function noParentNamed(subject: string, entity: string, relation: string,
 
 /** `lockParent(fn)`: the function returned null or undefined and the parent is not optional. */
 export function resolvedNoParent(subject: string, entity: string, ref: unknown): LockConfigError {
-  return new LockConfigError(`${subject}: the function returned ${String(ref)} for the new ${entity} (declare { optional: true } to allow no parent).`, { entity });
+  return new LockConfigError(`${subject}: the function returned ${String(ref)} for the new ${entity} (declare { optional: true } to allow no parent).`, {
+    entity,
+  });
 }
 
 /** `lockParent(fn)`: what the function returned is not an entity (`what` describes it). */
 export function resolvedNotAnEntity(subject: string, entity: string, what: string, label: string): LockConfigError {
-  return new LockConfigError(`${subject}: the function returned ${what}, which is not an entity of ${label}; return the parent entity or pass { target: () => ParentClass }.`, {
-    entity,
-  });
+  return new LockConfigError(
+    `${subject}: the function returned ${what}, which is not an entity of ${label}; return the parent entity or pass { target: () => ParentClass }.`,
+    {
+      entity,
+    },
+  );
 }
 
 /** The parent has no primary-key value yet (`where` says which parent: "in 'site'", "returned"). `save`: the ORM's verb. */
-export function parentNotSaved(subject: string, entity: string, parent: string, where: string, keys: readonly string[], save: 'save' | 'persist', relation?: string): LockConfigError {
-  return new LockConfigError(`${subject}: the ${parent} ${where} has no ${keys.join(', ')}; ${save} it first${relation ? ' (or let the relation cascade it)' : ''}.`, {
-    entity,
-    ...(relation ? { relation } : {}),
-  });
+export function parentNotSaved(
+  subject: string,
+  entity: string,
+  parent: string,
+  where: string,
+  keys: readonly string[],
+  save: 'save' | 'persist',
+  relation?: string,
+): LockConfigError {
+  return new LockConfigError(
+    `${subject}: the ${parent} ${where} has no ${keys.join(', ')}; ${save} it first${relation ? ' (or let the relation cascade it)' : ''}.`,
+    {
+      entity,
+      ...(relation ? { relation } : {}),
+    },
+  );
 }
 
 /** A bare id where the parent has a composite key (`what`: "'site' holds", "the function returned"). */

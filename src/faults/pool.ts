@@ -6,7 +6,14 @@
 import { PoolExhaustedError } from '../errors';
 
 /** No connection became free within `waitMs` while the call holds `held` of `poolSize`; `setting` names the ORM's pool size option. */
-export function poolExhausted(caller: string | undefined, label: string, waitMs: number | undefined, held: number | undefined, poolSize: number, setting: string): PoolExhaustedError {
+export function poolExhausted(
+  caller: string | undefined,
+  label: string,
+  waitMs: number | undefined,
+  held: number | undefined,
+  poolSize: number,
+  setting: string,
+): PoolExhaustedError {
   return new PoolExhaustedError(
     `${caller ?? 'ormlock'}: no connection of ${label} became free within ${waitMs} ms, and this call already holds ` +
       `${held} of the pool's ${poolSize}; waiting longer could wait forever (every connection held by a caller waiting for one more). ` +

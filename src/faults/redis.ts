@@ -37,7 +37,15 @@ export function leaseTransactionTarget(error: LockConfigError): LockConfigError 
 }
 
 /** No quorum was reached in any attempt. `keys` and `nodes` come described. */
-export function leaseNotAcquired(keys: string, attempts: number, waitedMs: number, quorum: number, nodeCount: number, nodes: string, details: LockErrorDetails): LockNotAvailableError {
+export function leaseNotAcquired(
+  keys: string,
+  attempts: number,
+  waitedMs: number,
+  quorum: number,
+  nodeCount: number,
+  nodes: string,
+  details: LockErrorDetails,
+): LockNotAvailableError {
   return new LockNotAvailableError(
     `Redis lease on ${keys} not acquired after ${attempts} attempt(s) in ${waitedMs} ms: quorum ${quorum} of ${nodeCount} not reached (${nodes})`,
     details,

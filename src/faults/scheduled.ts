@@ -11,5 +11,7 @@ export function unexpectedResult(statement: string, missing: string, result: unk
 
 /** A scheduled job still ran when its `lockAtMostFor` passed (src/locks/scheduled.ts). */
 export function scheduledOverran(name: string, lockAtMostForMs: number): LockLostError {
-  return new LockLostError(`scheduled job '${name}': lockAtMostFor (${lockAtMostForMs} ms) passed while it still ran; another instance may run it now`, { key: name });
+  return new LockLostError(`scheduled job '${name}': lockAtMostFor (${lockAtMostForMs} ms) passed while it still ran; another instance may run it now`, {
+    key: name,
+  });
 }

@@ -8,7 +8,9 @@ import { LockConfigError, UniqueViolationError } from '../errors';
 
 /** The repository given belongs to no installed ORM instance. */
 export function notAnInstalledRepository(): LockConfigError {
-  return new LockConfigError('createOrFind(repository, where, defaults?): the first argument is not a repository of an installed DataSource or MikroORM instance');
+  return new LockConfigError(
+    'createOrFind(repository, where, defaults?): the first argument is not a repository of an installed DataSource or MikroORM instance',
+  );
 }
 
 /** `where` names no column. */

@@ -58,11 +58,17 @@ export async function acquireAll(
   const takeAll = async () => {
     for (const item of items) {
       const remaining = deadline === undefined ? undefined : Math.max(0, deadline - Date.now());
-      const got = kind === 'transaction'
-        ? await adv.lockForTransaction!(qr, item.id, plan.shared, remaining, item.key)
-        : await adv.lockForSession(qr, item.id, plan.shared, remaining, item.key);
+      const got =
+        kind === 'transaction'
+          ? await adv.lockForTransaction!(qr, item.id, plan.shared, remaining, item.key)
+          : await adv.lockForSession(qr, item.id, plan.shared, remaining, item.key);
       if (!got) throw new NotObtained(item);
-      const held = noteLock(qr, lockRecord(plan, item), kind === 'transaction' ? 'transaction' : standIn ? 'until-end' : 'session', plan.dialect.capabilities.rollbackToSavepointReleasesLocks);
+      const held = noteLock(
+        qr,
+        lockRecord(plan, item),
+        kind === 'transaction' ? 'transaction' : standIn ? 'until-end' : 'session',
+        plan.dialect.capabilities.rollbackToSavepointReleasesLocks,
+      );
       taken.push({ item, held });
       records?.set(item.id, held);
     }
@@ -90,7 +96,10 @@ export function lostError(plan: Plan, items: readonly LockItem[], cause: unknown
   for (const item of items) plan.inst.emit({ type: 'lost', kind: kindOf(plan), target: item.key.display, heldMs: heldFor(item) });
   const keys = items.map((i) => describeKey(i.key.key)).join(', ');
   return lockLostError(plan.subject.label, `advisory lock ${keys}`, {
-    key: items.length === 1 ? items[0].key.key : items.map((i) => i.key.key), method: plan.subject.method, entity: plan.subject.entity, cause,
+    key: items.length === 1 ? items[0].key.key : items.map((i) => i.key.key),
+    method: plan.subject.method,
+    entity: plan.subject.entity,
+    cause,
   });
 }
 

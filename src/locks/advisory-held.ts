@@ -57,10 +57,12 @@ export function withHeld(plan: Plan, items: readonly LockItem[], scope: Advisory
   for (const item of plan.locks) {
     const key = heldKey(plan.inst, item.id);
     if (!items.includes(item) && advisoryHeld.get(key)?.live.live) continue;
-    const shared = items.includes(item) ? plan.shared : heldOn(connection, item.id)?.shared ?? plan.shared;
+    const shared = items.includes(item) ? plan.shared : (heldOn(connection, item.id)?.shared ?? plan.shared);
     advisoryHeld.set(key, { scope, shared, display: item.key.display, live, connection: physical(connection) });
   }
   // the fields of the body's frame (runLockedBody's patch)
-  const patch: Partial<Frame> = pinned ? { advisoryHeld, pinned: new Map(frame?.pinned ?? []).set(plan.inst, { connection: pinned, scope: live }) } : { advisoryHeld };
+  const patch: Partial<Frame> = pinned
+    ? { advisoryHeld, pinned: new Map(frame?.pinned ?? []).set(plan.inst, { connection: pinned, scope: live }) }
+    : { advisoryHeld };
   return patch;
 }

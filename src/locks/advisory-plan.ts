@@ -2,8 +2,13 @@ import type { AdvisoryDialect, LockDialect } from '../dialects/dialect';
 import type { Installation } from '../orm/installations';
 import { resolveAdvisoryKeys, type ResolvedAdvisoryKey } from './advisory-key';
 import {
-  advisoryOptionProblems, checkAdvisoryOptionsFor, configError,
-  type AdvisoryLockOptions, type AdvisoryScope, type AdvisorySubject, type OnAdvisoryTimeout,
+  advisoryOptionProblems,
+  checkAdvisoryOptionsFor,
+  configError,
+  type AdvisoryLockOptions,
+  type AdvisoryScope,
+  type AdvisorySubject,
+  type OnAdvisoryTimeout,
 } from './advisory-options';
 import { refuseUnderTransactionPooler } from './pooler-guard';
 
@@ -65,7 +70,9 @@ export function makePlan(inst: Installation, key: unknown, options: AdvisoryLock
 export function refuseSessionLocksUnderPooler(inst: Installation, scope: AdvisoryScope, subject: AdvisorySubject): void {
   if (scope === 'session') refuseUnderTransactionPooler(inst, subject, 'session-scope advisory locks');
   else if (!inst.dialect.capabilities.transactionAdvisoryLocks) {
-    refuseUnderTransactionPooler(inst, subject, `advisory locks on ${inst.dialect.name} (session locks, released after COMMIT)`, { scopeTransactionHelps: false });
+    refuseUnderTransactionPooler(inst, subject, `advisory locks on ${inst.dialect.name} (session locks, released after COMMIT)`, {
+      scopeTransactionHelps: false,
+    });
   }
 }
 

@@ -27,7 +27,11 @@ class Skipped extends Error {
 
 function context(qr: QueryRunner, plan: Plan, acquiredNow: boolean, lockScope: LockScope): AdvisoryLockContext {
   return {
-    queryRunner: qr as any, manager: qr.manager, scope: plan.scope, keys: plan.locks.map((l) => l.key.display), acquired: acquiredNow,
+    queryRunner: qr as any,
+    manager: qr.manager,
+    scope: plan.scope,
+    keys: plan.locks.map((l) => l.key.display),
+    acquired: acquiredNow,
     get signal() {
       return lockScope.signal; // made on first use
     },
@@ -56,12 +60,7 @@ export async function runTransactionScoped<T>(plan: Plan, fn: (ctx: AdvisoryLock
   }
 }
 
-async function lockInTransaction<T>(
-  plan: Plan,
-  tx: TxState,
-  joined: boolean,
-  fn: (ctx: AdvisoryLockContext) => Promise<T> | T,
-): Promise<T | undefined> {
+async function lockInTransaction<T>(plan: Plan, tx: TxState, joined: boolean, fn: (ctx: AdvisoryLockContext) => Promise<T> | T): Promise<T | undefined> {
   const qr = tx.connection;
   const startedAt = Date.now();
   // a transaction opened for this call has no siblings: nothing else runs in it but this body and
@@ -106,7 +105,11 @@ async function lockAndRun<T>(
   }
   const live: Scope = { live: true };
   try {
-    return await runLockedBody(lockedBody(plan, qr, items), (lockScope) => fn(context(qr, plan, items.length > 0, lockScope)), withHeld(plan, items, 'transaction', live, qr));
+    return await runLockedBody(
+      lockedBody(plan, qr, items),
+      (lockScope) => fn(context(qr, plan, items.length > 0, lockScope)),
+      withHeld(plan, items, 'transaction', live, qr),
+    );
   } catch (error) {
     if (plan.adv.isConnectionLost(error) || ((qr as { isReleased?: boolean }).isReleased && isReleasedError(error))) {
       throw lostError(plan, plan.locks, error);
@@ -215,7 +218,8 @@ async function releaseSession(plan: Plan, qr: QueryRunner, items: readonly LockI
       continue;
     }
     try {
-      if (await plan.adv.unlockSession(qr, item.id, plan.shared)) plan.inst.emit({ type: 'released', kind: kindOf(plan), target: item.key.display, heldMs: heldFor(item) });
+      if (await plan.adv.unlockSession(qr, item.id, plan.shared))
+        plan.inst.emit({ type: 'released', kind: kindOf(plan), target: item.key.display, heldMs: heldFor(item) });
       else lost.push(item);
       if (held) forgetLock(qr, held);
     } catch (error) {

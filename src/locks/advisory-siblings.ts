@@ -13,10 +13,9 @@ export async function siblingsDone(plan: Plan, sibling: SiblingTurn): Promise<bo
   }
   let timer: NodeJS.Timeout | undefined;
   const late = Symbol('late');
-  const outcome = await Promise.race([
-    sibling.ready,
-    new Promise<symbol>((resolve) => (timer = setTimeout(() => resolve(late), plan.timeoutMs))),
-  ]).finally(() => clearTimeout(timer));
+  const outcome = await Promise.race([sibling.ready, new Promise<symbol>((resolve) => (timer = setTimeout(() => resolve(late), plan.timeoutMs)))]).finally(() =>
+    clearTimeout(timer),
+  );
   return outcome !== late;
 }
 

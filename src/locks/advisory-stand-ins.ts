@@ -35,10 +35,14 @@ async function releaseStandIns(qr: object, ended: readonly HeldLock[]): Promise<
   if (lost.length) {
     const now = Date.now();
     for (const l of lost) l.inst.emit({ type: 'lost', kind: l.kind, target: l.display, heldMs: now - l.at });
-    throw heldLockLost(lost[0].kind === 'tree' ? 'tree lock' : 'advisory lock', lost.map((l) => l.display), {
-      key: lost.length === 1 ? lost[0].display : lost.map((l) => l.display),
-      cause,
-    });
+    throw heldLockLost(
+      lost[0].kind === 'tree' ? 'tree lock' : 'advisory lock',
+      lost.map((l) => l.display),
+      {
+        key: lost.length === 1 ? lost[0].display : lost.map((l) => l.display),
+        cause,
+      },
+    );
   }
 }
 onTransactionEnd(releaseStandIns);

@@ -4,8 +4,14 @@ import { checkFunction, optionsProblems } from '../arguments';
 import { namedConnection, onNamedConnection } from '../context/transaction';
 import { AdvisoryKeySet, resolveAdvisoryKeys, type AdvisoryKey } from './advisory-key';
 import {
-  advisoryOptionProblems, configError, evaluateAdvisoryKey,
-  type AdvisoryLockContext, type AdvisoryLockExistsOptions, type AdvisoryLockOptions, type AdvisoryLockSkipOptions, type AdvisorySubject,
+  advisoryOptionProblems,
+  configError,
+  evaluateAdvisoryKey,
+  type AdvisoryLockContext,
+  type AdvisoryLockExistsOptions,
+  type AdvisoryLockOptions,
+  type AdvisoryLockSkipOptions,
+  type AdvisorySubject,
 } from './advisory-options';
 import { makePlan } from './advisory-plan';
 import { runSessionScoped, runTransactionScoped } from './advisory-scopes';
@@ -15,7 +21,13 @@ export type { AdvisoryKey, AdvisoryKeyPart, AdvisoryKeyValue } from './advisory-
 
 export { advisoryOptionProblems, checkAdvisoryOptionsFor, evaluateAdvisoryKey } from './advisory-options';
 export type {
-  AdvisoryLockContext, AdvisoryLockExistsOptions, AdvisoryLockOptions, AdvisoryLockSkipOptions, AdvisoryScope, AdvisorySubject, OnAdvisoryTimeout,
+  AdvisoryLockContext,
+  AdvisoryLockExistsOptions,
+  AdvisoryLockOptions,
+  AdvisoryLockSkipOptions,
+  AdvisoryScope,
+  AdvisorySubject,
+  OnAdvisoryTimeout,
 } from './advisory-options';
 
 /**
@@ -62,8 +74,16 @@ export { lockForEntityWrite, type EntityAdvisoryRequest } from './advisory-entit
  * await withAdvisoryLock('nightly-report', job, { scope: 'session', timeoutMs: 0, onTimeout: 'skip' });
  * ```
  */
-export function withAdvisoryLock<T>(key: AdvisoryKey | (() => AdvisoryKey), fn: (ctx: AdvisoryLockContext) => Promise<T> | T, options: AdvisoryLockSkipOptions): Promise<T | undefined>;
-export function withAdvisoryLock<T>(key: AdvisoryKey | (() => AdvisoryKey), fn: (ctx: AdvisoryLockContext) => Promise<T> | T, options?: AdvisoryLockOptions): Promise<T>;
+export function withAdvisoryLock<T>(
+  key: AdvisoryKey | (() => AdvisoryKey),
+  fn: (ctx: AdvisoryLockContext) => Promise<T> | T,
+  options: AdvisoryLockSkipOptions,
+): Promise<T | undefined>;
+export function withAdvisoryLock<T>(
+  key: AdvisoryKey | (() => AdvisoryKey),
+  fn: (ctx: AdvisoryLockContext) => Promise<T> | T,
+  options?: AdvisoryLockOptions,
+): Promise<T>;
 export function withAdvisoryLock<T>(
   key: AdvisoryKey | (() => AdvisoryKey),
   fn: (ctx: AdvisoryLockContext) => Promise<T> | T,
@@ -73,7 +93,11 @@ export function withAdvisoryLock<T>(
 }
 
 /** Several distinct locks (`withAdvisoryLock(advisoryKeys(...keys), fn, options)`), taken in one canonical order. */
-export function withAdvisoryLocks<T>(keys: AdvisoryKey[], fn: (ctx: AdvisoryLockContext) => Promise<T> | T, options: AdvisoryLockSkipOptions): Promise<T | undefined>;
+export function withAdvisoryLocks<T>(
+  keys: AdvisoryKey[],
+  fn: (ctx: AdvisoryLockContext) => Promise<T> | T,
+  options: AdvisoryLockSkipOptions,
+): Promise<T | undefined>;
 export function withAdvisoryLocks<T>(keys: AdvisoryKey[], fn: (ctx: AdvisoryLockContext) => Promise<T> | T, options?: AdvisoryLockOptions): Promise<T>;
 export async function withAdvisoryLocks<T>(
   keys: AdvisoryKey[],

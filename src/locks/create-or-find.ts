@@ -39,7 +39,11 @@ export interface EntityRepositoryLike<T> {
  */
 export function createOrFind<T extends object>(repository: EntityRepositoryLike<T>, where: Partial<T>, defaults?: Partial<T>): Promise<T>;
 export function createOrFind<T extends object>(repository: RepositoryLike<T>, where: Partial<T>, defaults?: Partial<T>): Promise<T>;
-export async function createOrFind<T extends object>(repository: RepositoryLike<T> | EntityRepositoryLike<T>, where: Partial<T>, defaults: Partial<T> = {}): Promise<T> {
+export async function createOrFind<T extends object>(
+  repository: RepositoryLike<T> | EntityRepositoryLike<T>,
+  where: Partial<T>,
+  defaults: Partial<T> = {},
+): Promise<T> {
   if (!repository || typeof repository !== 'object') {
     throw badOption('createOrFind(repository, where, defaults?)', 'repository', 'a TypeORM Repository or MikroORM EntityRepository', repository);
   }

@@ -45,11 +45,15 @@ export async function withLock<T extends object, R>(
   // the entity's own installation: it is where its row lives
   const { inst, desc } = entityTarget(entity, 'withLock()', options.dataSource);
   const lockOptions = rowLockOptionsOf(options);
-  const body = () => transaction(async () => {
-    const connection = ambientTx(inst)!.connection;
-    const locked = await lockResolved(inst, desc, connection, entity, lockOptions);
-    return runLockedBody(rowLockBody(inst, desc, connection, entity), () => fn(locked));
-  }, options.isolation === undefined ? { dataSource: inst.port.target } : { isolation: options.isolation, dataSource: inst.port.target });
+  const body = () =>
+    transaction(
+      async () => {
+        const connection = ambientTx(inst)!.connection;
+        const locked = await lockResolved(inst, desc, connection, entity, lockOptions);
+        return runLockedBody(rowLockBody(inst, desc, connection, entity), () => fn(locked));
+      },
+      options.isolation === undefined ? { dataSource: inst.port.target } : { isolation: options.isolation, dataSource: inst.port.target },
+    );
   return options.dataSource === undefined ? body() : onNamedConnection(inst, options.dataSource, 'withLock()', body);
 }
 
@@ -99,16 +103,20 @@ export async function withPessimistic<R>(fn: () => Promise<R> | R, options: Pess
   if (!alreadyValid(options)) checkPessimisticOptions(options, source);
   const { entities, dataSource, ...lockOptions } = options;
   const inst = resolveInstallation(source, { explicit: dataSource });
-  const run = () => transaction(async () => {
-    const scope = { live: true };
-    try {
-      const connection = ambientTx(inst)!.connection;
-      const body: LockedBody = { inst, connection, lost: (cause) => lockLostError(source, 'its row locks', { method: source, cause }) };
-      return await runLockedBody(body, () => fn(), { readLock: { options: lockOptions, entities, source, inst, scope } });
-    } finally {
-      scope.live = false;
-    }
-  }, { dataSource: inst.port.target });
+  const run = () =>
+    transaction(
+      async () => {
+        const scope = { live: true };
+        try {
+          const connection = ambientTx(inst)!.connection;
+          const body: LockedBody = { inst, connection, lost: (cause) => lockLostError(source, 'its row locks', { method: source, cause }) };
+          return await runLockedBody(body, () => fn(), { readLock: { options: lockOptions, entities, source, inst, scope } });
+        } finally {
+          scope.live = false;
+        }
+      },
+      { dataSource: inst.port.target },
+    );
   return dataSource === undefined ? run() : onNamedConnection(inst, dataSource, source, run);
 }
 

@@ -17,9 +17,10 @@ export function refuseUnderTransactionPooler(
   options: { scopeTransactionHelps?: boolean; extra?: Record<string, unknown> } = {},
 ): void {
   if (inst.settings.pooler !== 'transaction') return;
-  const advice = options.scopeTransactionHelps === false
-    ? `Install ${DIRECT}`
-    : `Use scope: 'transaction' (held until the transaction commits or rolls back), or install ${DIRECT}`;
+  const advice =
+    options.scopeTransactionHelps === false
+      ? `Install ${DIRECT}`
+      : `Use scope: 'transaction' (held until the transaction commits or rolls back), or install ${DIRECT}`;
   throw new LockConfigError(
     `${subject.label}: ${what} cannot work behind a transaction-pooling connection pooler (${inst.label} is installed with ` +
       `pooler: 'transaction'${inst.settings.poolerDetected ? ', detected at installLocking' : ''}): the pooler hands each transaction ` +

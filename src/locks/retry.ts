@@ -60,7 +60,10 @@ export function retryOptionProblems(options: RetryOptions | undefined): string[]
   if (attempts !== undefined && (typeof attempts !== 'number' || !Number.isInteger(attempts) || attempts < 1)) {
     problems.push(`attempts must be an integer ≥ 1 (got ${String(attempts)})`);
   }
-  for (const [name, v] of [['backoffMs', backoffMs], ['maxBackoffMs', maxBackoffMs]] as const) {
+  for (const [name, v] of [
+    ['backoffMs', backoffMs],
+    ['maxBackoffMs', maxBackoffMs],
+  ] as const) {
     if (v !== undefined && (typeof v !== 'number' || !Number.isFinite(v) || v < 0)) problems.push(`${name} must be a finite number ≥ 0 (got ${String(v)})`);
   }
   if (on !== undefined && (!Array.isArray(on) || on.some((m) => typeof m !== 'function'))) {
@@ -113,11 +116,7 @@ function matches(matcher: RetryMatcher, error: unknown): boolean {
  * }, { attempts: 5 });
  * ```
  */
-export async function retryOnConflict<T>(
-  fn: (attempt: number) => Promise<T> | T,
-  options: RetryOptions = {},
-  source = 'retryOnConflict()',
-): Promise<T> {
+export async function retryOnConflict<T>(fn: (attempt: number) => Promise<T> | T, options: RetryOptions = {}, source = 'retryOnConflict()'): Promise<T> {
   if (typeof fn !== 'function') throw new LockConfigError(`${source}: expected a function to run (got ${describeValue(fn)})`, { method: source });
   const opts = resolve(options, source);
   const inst = resolveInstallation(source, { explicit: options.dataSource });

@@ -27,9 +27,7 @@ const ON_LOCKED: readonly OnLocked[] = ['wait', 'nowait', 'skip_locked'];
  * the values' shapes (not the database's capabilities: that is the dialect's job).
  * Returns a list of problems instead of throwing, so callers can name what is wrong.
  */
-export function resolveRowLockSpec(
-  ...layers: Array<RowLockOptions | undefined>
-): { spec: RowLockSpec; problems: string[] } {
+export function resolveRowLockSpec(...layers: Array<RowLockOptions | undefined>): { spec: RowLockSpec; problems: string[] } {
   const merged: RowLockOptions = {};
   for (const layer of layers) {
     if (!layer) continue;

@@ -58,7 +58,12 @@ export function entityTarget(entity: unknown, caller: string, dataSource?: unkno
 }
 
 /** The spec a row lock of `entity` uses: installed default < the class's @Pessimistic < the call's options. */
-export function rowLockSpecFor(inst: Pick<Installation, 'settings'>, entity: EntityDescriptor, options: RowLockOptions, subject: string | (() => string)): RowLockSpec {
+export function rowLockSpecFor(
+  inst: Pick<Installation, 'settings'>,
+  entity: EntityDescriptor,
+  options: RowLockOptions,
+  subject: string | (() => string),
+): RowLockSpec {
   const { mode, onLocked, timeoutMs } = options;
   const declared = lockMetadataOf(entity.target)?.pessimistic;
   const plain = mode === undefined && onLocked === undefined && timeoutMs === undefined;
@@ -112,7 +117,13 @@ export async function lockEntity<T extends object>(entity: T, options: LockCallO
 }
 
 /** `lock()` once its installation, entity and transaction are known (withLock comes here directly). */
-export async function lockResolved<T extends object>(inst: Installation, desc: EntityDescriptor, connection: PortConnection, entity: T, options: RowLockOptions): Promise<T> {
+export async function lockResolved<T extends object>(
+  inst: Installation,
+  desc: EntityDescriptor,
+  connection: PortConnection,
+  entity: T,
+  options: RowLockOptions,
+): Promise<T> {
   const where = inst.port.idOf(desc, entity);
   for (const key in where) {
     if (where[key] === undefined || where[key] === null) {
@@ -151,12 +162,18 @@ export async function lockRowOn(
     checkedSpecs.set(inst, spec);
   }
   if (!connection.isTransactionActive) {
-    throw new TransactionRequiredError(`${typeof subject === 'function' ? subject() : subject}: locking ${entity.name} needs a transaction (the lock is released at commit).`, { entity: entity.name });
+    throw new TransactionRequiredError(
+      `${typeof subject === 'function' ? subject() : subject}: locking ${entity.name} needs a transaction (the lock is released at commit).`,
+      { entity: entity.name },
+    );
   }
   const bounded = spec.timeoutMs !== undefined && inst.port.boundsWait?.(entity, spec, where) === true;
   const fresh = await runLockedRead(inst, connection, entity, spec, kind, () => inst.port.lockedRead(connection, entity, where, spec), where, bounded);
   if (!fresh && spec.onLocked === 'skip_locked') {
-    throw new LockNotAvailableError(`${typeof subject === 'function' ? subject() : subject}: the row is locked (skip_locked)`, { entity: entity.name, id: where });
+    throw new LockNotAvailableError(`${typeof subject === 'function' ? subject() : subject}: the row is locked (skip_locked)`, {
+      entity: entity.name,
+      id: where,
+    });
   }
   return fresh;
 }
@@ -184,7 +201,12 @@ export async function runLockedRead<T>(
     // the limit lasts for this read only: the dialect restores it (or it rides in the statement)
     const result = await (bounded || spec.timeoutMs === undefined ? work() : inst.dialect.withRowLockTimeout(connection, spec.timeoutMs, work));
     inst.emit({ type: 'acquired', kind, target: entity.name, waitedMs: Date.now() - startedAt });
-    noteLock(connection, { inst, kind, id: `${entity.name}:${where ? JSON.stringify(where) : '{}'}`, display: entity.name }, 'transaction', inst.dialect.capabilities.rollbackToSavepointReleasesRowLocks);
+    noteLock(
+      connection,
+      { inst, kind, id: `${entity.name}:${where ? JSON.stringify(where) : '{}'}`, display: entity.name },
+      'transaction',
+      inst.dialect.capabilities.rollbackToSavepointReleasesRowLocks,
+    );
     return result;
   } catch (error) {
     const converted = inst.dialect.convertError(error, { entity: entity.name, onLocked: spec.onLocked, timeoutMs: spec.timeoutMs, startedAt, lockWait: true });

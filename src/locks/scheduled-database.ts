@@ -25,7 +25,11 @@ export class DatabaseScheduledStorage implements ScheduledStorage {
   private readonly inst: Installation;
   private readonly scheduled: ScheduledLockDialect;
 
-  constructor(handle: unknown, readonly table: string, caller: string) {
+  constructor(
+    handle: unknown,
+    readonly table: string,
+    caller: string,
+  ) {
     checkFencingTable(table, caller);
     this.inst = resolveInstallation(caller, { explicit: handle });
     const scheduled = this.inst.dialect.scheduled;
@@ -61,6 +65,13 @@ export class DatabaseScheduledStorage implements ScheduledStorage {
 
   private missingTable(error: unknown): LockConfigError | undefined {
     if (!this.scheduled.isMissingTable(error)) return undefined;
-    return missingTable('withScheduledLock', `the table ${this.table} on ${this.label}`, 'createScheduledLockTable', this.table, DEFAULT_SCHEDULED_TABLE, error);
+    return missingTable(
+      'withScheduledLock',
+      `the table ${this.table} on ${this.label}`,
+      'createScheduledLockTable',
+      this.table,
+      DEFAULT_SCHEDULED_TABLE,
+      error,
+    );
   }
 }

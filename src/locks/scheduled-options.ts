@@ -36,10 +36,13 @@ export function scheduledLockProblems(name: unknown, options: unknown): string[]
   const shape = optionsProblems(options, SCHEDULED_OPTIONS);
   if (shape.length) return [...problems, ...shape];
   const o = options as ScheduledLockOptions;
-  if (!Number.isInteger(o.lockAtMostFor) || o.lockAtMostFor <= 0) problems.push(`lockAtMostFor must be a positive integer of ms (got ${String(o.lockAtMostFor)})`);
+  if (!Number.isInteger(o.lockAtMostFor) || o.lockAtMostFor <= 0)
+    problems.push(`lockAtMostFor must be a positive integer of ms (got ${String(o.lockAtMostFor)})`);
   if (o.lockAtLeastFor !== undefined) {
-    if (!Number.isInteger(o.lockAtLeastFor) || o.lockAtLeastFor < 0) problems.push(`lockAtLeastFor must be an integer of ms ≥ 0 (got ${String(o.lockAtLeastFor)})`);
-    else if (Number.isInteger(o.lockAtMostFor) && o.lockAtLeastFor > o.lockAtMostFor) problems.push(`lockAtLeastFor (${o.lockAtLeastFor}) must not exceed lockAtMostFor (${o.lockAtMostFor})`);
+    if (!Number.isInteger(o.lockAtLeastFor) || o.lockAtLeastFor < 0)
+      problems.push(`lockAtLeastFor must be an integer of ms ≥ 0 (got ${String(o.lockAtLeastFor)})`);
+    else if (Number.isInteger(o.lockAtMostFor) && o.lockAtLeastFor > o.lockAtMostFor)
+      problems.push(`lockAtLeastFor (${o.lockAtLeastFor}) must not exceed lockAtMostFor (${o.lockAtMostFor})`);
   }
   if (o.dataSource !== undefined && o.redlock !== undefined) problems.push('give either dataSource (database storage) or redlock (Redis storage), not both');
   if (o.table !== undefined && o.redlock !== undefined) problems.push('table applies to database storage only, not with redlock');

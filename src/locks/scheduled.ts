@@ -50,9 +50,7 @@ export async function withScheduledLock<T>(
   const controller = new AbortController();
   const remaining = Math.max(0, hold.validMs - (performance.now() - started));
   const timer = setTimeout(() => {
-    controller.abort(
-      scheduledOverran(name, options.lockAtMostFor),
-    );
+    controller.abort(scheduledOverran(name, options.lockAtMostFor));
   }, remaining);
   timer.unref?.();
   let result: T;

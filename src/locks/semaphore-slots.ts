@@ -65,7 +65,16 @@ function makePlan(inst: Installation, name: string, permits: number, subject: Ad
   const keys = Array.from({ length: permits }, (_, i) => resolveAdvisoryKeys([`semaphore:${name}`, i], namespace, subject)[0]);
   const [display] = resolveAdvisoryKeys(`semaphore:${name}`, namespace, subject);
   const level = inst.dialect.capabilities.transactionAdvisoryLocks ? 'transaction' : 'until-end';
-  return { inst, name, keys, ids: keys.map((k) => adv.lockId(k)), display, token, level, dropsAtRollbackTo: inst.dialect.capabilities.rollbackToSavepointReleasesLocks };
+  return {
+    inst,
+    name,
+    keys,
+    ids: keys.map((k) => adv.lockId(k)),
+    display,
+    token,
+    level,
+    dropsAtRollbackTo: inst.dialect.capabilities.rollbackToSavepointReleasesLocks,
+  };
 }
 
 /** Whether this call may take the one-statement path: it opens the transaction itself, on a pool (or pinned) connection, not on a named one. */
@@ -108,12 +117,15 @@ export function runOnFreeSlot<T>(
         const key = plan.keys[slot];
         noteLock(qr, { inst, kind: 'advisory', id: plan.ids[slot], display: key.display }, plan.level, plan.dropsAtRollbackTo);
         inst.emit({ type: 'acquired', kind: 'advisory', target: key.display, waitedMs: Date.now() - startedAt });
-        const lost = (cause: unknown) => lockLostError(subject.label, `semaphore ${JSON.stringify(plan.name)} slot ${slot}`, { key: plan.name, method: subject.method, cause });
+        const lost = (cause: unknown) =>
+          lockLostError(subject.label, `semaphore ${JSON.stringify(plan.name)} slot ${slot}`, { key: plan.name, method: subject.method, cause });
         const scope = (permit = new LockScope());
         const dead = inst.port.lostSignal?.(qr);
         currentLockScope()?.onAbort((reason) => scope.abort(dead?.aborted ? lost(dead.reason) : reason));
         const token = BigInt(got.token ?? '0');
-        const result = await runInFrame(childFrame({ lockScope: scope }), () => permitBody(scope, fn, token, slot, (error) => (isConnectionLost(inst, error) ? lost(error) : error)));
+        const result = await runInFrame(childFrame({ lockScope: scope }), () =>
+          permitBody(scope, fn, token, slot, (error) => (isConnectionLost(inst, error) ? lost(error) : error)),
+        );
         return { got: true, result };
       }
       inst.emit({ type: 'not_available', kind: 'advisory', target: plan.display.display, waitedMs: Date.now() - startedAt });
@@ -149,7 +161,15 @@ function permitBody<T>(
     throw convert(error);
   };
   try {
-    return Promise.resolve(fn({ token, slot, get signal() { return scope.signal; } })).then(undefined, failed);
+    return Promise.resolve(
+      fn({
+        token,
+        slot,
+        get signal() {
+          return scope.signal;
+        },
+      }),
+    ).then(undefined, failed);
   } catch (error) {
     return failed(error);
   }
@@ -173,6 +193,7 @@ export function missingTokenSequence(subject: AdvisorySubject, name: string, cau
 function explain(plan: SlotPlan, subject: AdvisorySubject, error: unknown): unknown {
   const { inst, name } = plan;
   if (inst.dialect.fencing!.isMissingTable(error)) return missingTokenSequence(subject, name, error);
-  if (inst.dialect.advisory.isConnectionLost(error)) return lockLostError(subject.label, `semaphore ${JSON.stringify(name)}`, { key: name, method: subject.method, cause: error });
+  if (inst.dialect.advisory.isConnectionLost(error))
+    return lockLostError(subject.label, `semaphore ${JSON.stringify(name)}`, { key: name, method: subject.method, cause: error });
   return inst.dialect.convertError(error, { key: name, method: subject.method }) ?? error;
 }

@@ -26,8 +26,13 @@ import { DEFAULT_FENCING_TABLE } from '../redis/fencing';
 import { runWithAdvisoryLock } from './advisory';
 import type { AdvisoryLockContext, AdvisorySubject } from './advisory-options';
 import {
-  checkPermits, checkSemaphoreName, semaphoreOptionProblems, semaphoreOptionsFine,
-  type SemaphoreOptions, type SemaphorePermit, type SemaphoreSkipOptions,
+  checkPermits,
+  checkSemaphoreName,
+  semaphoreOptionProblems,
+  semaphoreOptionsFine,
+  type SemaphoreOptions,
+  type SemaphorePermit,
+  type SemaphoreSkipOptions,
 } from './semaphore-options';
 import { missingTokenSequence, runOnFreeSlot, runPermitBody, slotPathApplies, slotPlan } from './semaphore-slots';
 
@@ -45,7 +50,12 @@ const MAX_BACKOFF_MS = 200;
  * await withSemaphore('geo-api', 5, call, { timeoutMs: 2000, onTimeout: 'skip' }); // undefined when none came free
  * ```
  */
-export function withSemaphore<T>(name: string, permits: number, fn: (permit: SemaphorePermit) => Promise<T> | T, options: SemaphoreSkipOptions): Promise<T | undefined>;
+export function withSemaphore<T>(
+  name: string,
+  permits: number,
+  fn: (permit: SemaphorePermit) => Promise<T> | T,
+  options: SemaphoreSkipOptions,
+): Promise<T | undefined>;
 export function withSemaphore<T>(name: string, permits: number, fn: (permit: SemaphorePermit) => Promise<T> | T, options?: SemaphoreOptions): Promise<T>;
 export function withSemaphore<T>(
   name: string,
@@ -131,7 +141,10 @@ export function runWithSemaphore<T>(
       if (timeoutMs === 0) {
         throw new LockNotAvailableError(`${subject.label}: all ${permits} permit(s) of semaphore ${JSON.stringify(name)} are held (timeoutMs: 0)`, details);
       }
-      throw new LockTimeoutError(`${subject.label}: no permit of semaphore ${JSON.stringify(name)} (${permits} permit(s)) came free within ${timeoutMs} ms`, details);
+      throw new LockTimeoutError(
+        `${subject.label}: no permit of semaphore ${JSON.stringify(name)} (${permits} permit(s)) came free within ${timeoutMs} ms`,
+        details,
+      );
     };
     const tries = plan
       ? runOnFreeSlot(plan, subject, fn, wait)

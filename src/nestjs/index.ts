@@ -9,8 +9,11 @@ export { InjectRedlock } from './inject-redlock';
 export { OrmlockInstallations, type OrmlockModuleInstallation, type OrmlockHandle } from './installations';
 export { ORMLOCK_MODULE_OPTIONS, ORMLOCK_REDLOCK } from './tokens';
 export type {
-  OrmlockModuleOptions, OrmlockModuleAsyncOptions, OrmlockDataSourceEntry, OrmlockRedisOptions, OrmlockRedisNode, OrmlockMikroOrmOptions,
+  OrmlockModuleOptions,
+  OrmlockModuleAsyncOptions,
+  OrmlockDataSourceEntry,
+  OrmlockRedisOptions,
+  OrmlockRedisNode,
+  OrmlockMikroOrmOptions,
 } from './options';
-export {
-  OrmlockExceptionFilter, ormlockHttpStatus, ORMLOCK_EXCEPTION_FILTER_OPTIONS, type OrmlockExceptionFilterOptions,
-} from './exception-filter';
+export { OrmlockExceptionFilter, ormlockHttpStatus, ORMLOCK_EXCEPTION_FILTER_OPTIONS, type OrmlockExceptionFilterOptions } from './exception-filter';

@@ -70,8 +70,7 @@ export interface OrmlockModuleAsyncOptions extends Pick<ModuleMetadata, 'imports
 
 /** One thing to install on, after the options are resolved. */
 export type InstallTarget =
-  | { kind: 'typeorm'; name: string; options: InstallLockingOptions }
-  | { kind: 'mikro-orm'; contextName?: string; options: InstallLockingOptions };
+  { kind: 'typeorm'; name: string; options: InstallLockingOptions } | { kind: 'mikro-orm'; contextName?: string; options: InstallLockingOptions };
 
 const INSTALL_KEYS = ['namespace', 'lockTimeoutMs', 'advisoryTimeoutMs', 'connectionTimeoutMs', 'observers', 'onLockEvent', 'pooler'] as const;
 const MODULE_KEYS = new Set<string>([...INSTALL_KEYS, 'dataSources', 'mikroOrm', 'redis']);
@@ -111,7 +110,12 @@ export function installTargets(options: OrmlockModuleOptions, caller = 'forRoot'
   names.forEach((entry, i) => {
     const name = typeof entry === 'string' ? entry : entry !== null && typeof entry === 'object' ? entry.name : undefined;
     if (typeof name !== 'string' || name.length === 0) {
-      throw badOption(where(caller), `dataSources[${i}]`, "a DataSource name (the `name` given to TypeOrmModule.forRoot, 'default' for the unnamed one) or { name, ...options }", entry);
+      throw badOption(
+        where(caller),
+        `dataSources[${i}]`,
+        "a DataSource name (the `name` given to TypeOrmModule.forRoot, 'default' for the unnamed one) or { name, ...options }",
+        entry,
+      );
     }
     if (seen.has(name)) throw dataSourceTwice(where(caller), name);
     seen.add(name);

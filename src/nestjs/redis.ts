@@ -4,7 +4,9 @@ import type { OrmlockModuleOptions, OrmlockRedisNode } from './options';
 
 /** An ioredis client (duck-typed: another copy of ioredis makes another class). */
 function isClient(node: OrmlockRedisNode): node is RedlockClient {
-  return typeof node === 'object' && node !== null && typeof (node as RedlockClient).evalsha === 'function' && typeof (node as RedlockClient).quit === 'function';
+  return (
+    typeof node === 'object' && node !== null && typeof (node as RedlockClient).evalsha === 'function' && typeof (node as RedlockClient).quit === 'function'
+  );
 }
 
 /** The module's Redlock and the clients it made for it (those it quits on shutdown). */

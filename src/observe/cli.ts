@@ -49,7 +49,11 @@ export function parseArgs(argv: readonly string[]): Args {
     else if (a === '--url' || a.startsWith('--url=')) args.url = value('--url');
     else if (a === '--interval' || a.startsWith('--interval=')) {
       const n = Number(value('--interval'));
-      if (!Number.isInteger(n) || n < 250) throw badCommandLine(`--interval: expected whole milliseconds ≥ 250 (MariaDB refreshes its lock tables only when unread for 0.1 s), got ${JSON.stringify(rest[i])}`, USAGE);
+      if (!Number.isInteger(n) || n < 250)
+        throw badCommandLine(
+          `--interval: expected whole milliseconds ≥ 250 (MariaDB refreshes its lock tables only when unread for 0.1 s), got ${JSON.stringify(rest[i])}`,
+          USAGE,
+        );
       args.intervalMs = n;
     } else if (a === '--help' || a === '-h') throw badCommandLine('', USAGE);
     else throw badCommandLine(`unknown option '${a}'`, USAGE);

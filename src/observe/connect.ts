@@ -43,7 +43,15 @@ export async function openConnection(target: ConnectionTarget): Promise<OpenConn
     const client = new pg.Client(
       target.url
         ? { connectionString: target.url, ssl: target.ssl as never, connectionTimeoutMillis: 5000 }
-        : { host: target.host, port: target.port, user: target.user, password: target.password, database: target.database, ssl: target.ssl as never, connectionTimeoutMillis: 5000 },
+        : {
+            host: target.host,
+            port: target.port,
+            user: target.user,
+            password: target.password,
+            database: target.database,
+            ssl: target.ssl as never,
+            connectionTimeoutMillis: 5000,
+          },
     );
     client.on('error', () => undefined); // a server going away must not crash the process; the next query fails
     await client.connect();
@@ -58,8 +66,14 @@ export async function openConnection(target: ConnectionTarget): Promise<OpenConn
     target.url
       ? { uri: target.url, ssl: target.ssl as never, connectTimeout: 5000 }
       : {
-          host: target.host, port: target.port, user: target.user, password: target.password, database: target.database,
-          ssl: target.ssl as never, socketPath: target.socketPath, connectTimeout: 5000,
+          host: target.host,
+          port: target.port,
+          user: target.user,
+          password: target.password,
+          database: target.database,
+          ssl: target.ssl as never,
+          socketPath: target.socketPath,
+          connectTimeout: 5000,
         },
   );
   conn.on('error', () => undefined);

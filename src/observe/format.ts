@@ -19,7 +19,11 @@ export function formatLockTable(waits: readonly LockWait[], options: { maxRows?:
     oneLine(w.waiting.query),
   ]);
   const widths = COLUMNS.map((c, i) => Math.max(c.length, ...rows.map((r) => r[i].length)));
-  const line = (cells: readonly string[]) => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]))).join('  ').trimEnd();
+  const line = (cells: readonly string[]) =>
+    cells
+      .map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i])))
+      .join('  ')
+      .trimEnd();
   const more = waits.length - shown.length;
   return [line(COLUMNS), ...rows.map(line), ...(more ? [`… and ${more} more`] : [])].join('\n');
 }
@@ -38,7 +42,10 @@ function formatMs(ms: number): string {
 function oneLine(sql: string | null): string {
   if (!sql) return '';
   // ormlock's key comment is already the ON column
-  const s = sql.replace(/^\s*\/\* ormlock [^*]*\*\/\s*/, '').replace(/\s+/g, ' ').trim();
+  const s = sql
+    .replace(/^\s*\/\* ormlock [^*]*\*\/\s*/, '')
+    .replace(/\s+/g, ' ')
+    .trim();
   // Terminal control characters from statement text never reach the terminal.
   const safe = s.replace(/[\u0000-\u001f\u007f-\u009f]/g, '?');
   return safe.length > QUERY_WIDTH ? `${safe.slice(0, QUERY_WIDTH - 1)}…` : safe;

@@ -87,7 +87,12 @@ export function openTelemetry(options: OpenTelemetryOptions = {}): OpenTelemetry
     const p = options[name] as unknown as Record<string, unknown> | undefined;
     const method = name === 'tracerProvider' ? 'getTracer' : 'getMeter';
     if (p !== undefined && typeof p?.[method] !== 'function') {
-      throw badOption('openTelemetry', `options.${name}`, `an OpenTelemetry ${name === 'tracerProvider' ? 'TracerProvider' : 'MeterProvider'} (with ${method}())`, p);
+      throw badOption(
+        'openTelemetry',
+        `options.${name}`,
+        `an OpenTelemetry ${name === 'tracerProvider' ? 'TracerProvider' : 'MeterProvider'} (with ${method}())`,
+        p,
+      );
     }
   }
   const batchMs = options.batchMs ?? DEFAULT_BATCH_MS;
@@ -98,13 +103,18 @@ export function openTelemetry(options: OpenTelemetryOptions = {}): OpenTelemetry
   const tracer: Tracer = (options.tracerProvider ?? api.trace.getTracerProvider()).getTracer(SCOPE);
   const meter = (options.meterProvider ?? api.metrics.getMeterProvider()).getMeter(SCOPE);
   const wait: Histogram = meter.createHistogram(OTEL_NAMES.waitDuration, {
-    unit: 's', description: 'Time spent waiting for a lock', advice: { explicitBucketBoundaries: BUCKETS },
+    unit: 's',
+    description: 'Time spent waiting for a lock',
+    advice: { explicitBucketBoundaries: BUCKETS },
   });
   const hold: Histogram = meter.createHistogram(OTEL_NAMES.holdDuration, {
-    unit: 's', description: 'Time a lock was held', advice: { explicitBucketBoundaries: BUCKETS },
+    unit: 's',
+    description: 'Time a lock was held',
+    advice: { explicitBucketBoundaries: BUCKETS },
   });
   const failures: Counter = meter.createCounter(OTEL_NAMES.failures, {
-    unit: '{failure}', description: 'Locks not obtained (timeout, not_available) or lost',
+    unit: '{failure}',
+    description: 'Locks not obtained (timeout, not_available) or lost',
   });
   const spans = options.spans !== false;
   const fallbackDb = options.dbSystem;

@@ -68,7 +68,12 @@ export function checkInstallOptions(options: InstallLockingOptions, signature = 
  * The settings with the pooler mode decided: the declared one, else what `detectPooler` found
  * (installLocking calls it once, with the installation's port, before anything is registered).
  */
-export async function withPoolerMode(settings: InstallationSettings, declared: PoolerMode | undefined, port: OrmPort, dialect: LockDialect): Promise<InstallationSettings> {
+export async function withPoolerMode(
+  settings: InstallationSettings,
+  declared: PoolerMode | undefined,
+  port: OrmPort,
+  dialect: LockDialect,
+): Promise<InstallationSettings> {
   const evidence = declared === 'transaction' || declared === 'session' ? { detected: undefined } : await detectPooler(port, dialect);
   return { ...settings, pooler: resolvePoolerMode(declared, evidence, port.label), poolerDetected: evidence.detected === true };
 }

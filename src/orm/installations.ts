@@ -114,10 +114,19 @@ export function resolveInstallation(caller: string, request: ResolveRequest = {}
   const candidates = all.filter(knows);
   if (candidates.length === 1) return candidates[0];
   if (candidates.length === 0) {
-    if (all.length && cls) throw notAnEntityOfAny(caller, cls, all.map((i) => i.label));
+    if (all.length && cls)
+      throw notAnEntityOfAny(
+        caller,
+        cls,
+        all.map((i) => i.label),
+      );
     throw notInstalled(caller, undefined, cls);
   }
-  throw ambiguousInstallation(caller, candidates.map((i) => i.label), cls);
+  throw ambiguousInstallation(
+    caller,
+    candidates.map((i) => i.label),
+    cls,
+  );
 }
 
 function describeTarget(x: unknown): string {

@@ -6,11 +6,14 @@ import { replaceMethod } from './patching';
 
 /** `target[method](…)` first runs `uninstall` (then `after`, if given), then the original; returns the undo. */
 export function uninstallOnEnd(target: object, method: string, uninstall: () => void, after?: () => void): () => void {
-  return replaceMethod(target, method, (base: (...args: unknown[]) => unknown) =>
-    function (this: unknown, ...args: unknown[]) {
-      uninstall();
-      after?.();
-      return base.apply(this, args);
-    },
+  return replaceMethod(
+    target,
+    method,
+    (base: (...args: unknown[]) => unknown) =>
+      function (this: unknown, ...args: unknown[]) {
+        uninstall();
+        after?.();
+        return base.apply(this, args);
+      },
   );
 }

@@ -21,11 +21,14 @@ export async function holdLeaseWhile<L extends Lease, T>(
   let extending: Promise<void> | undefined;
   const schedule = (): void => {
     if (done || lease.state !== 'held') return;
-    timer = setTimeout(() => {
-      timer = undefined;
-      // A failure marks the lease lost and aborts its signal (inside the driver's extend).
-      extending = lease.extend(ttlMs).then(schedule, () => undefined);
-    }, Math.max(0, lease._validForMs - thresholdMs));
+    timer = setTimeout(
+      () => {
+        timer = undefined;
+        // A failure marks the lease lost and aborts its signal (inside the driver's extend).
+        extending = lease.extend(ttlMs).then(schedule, () => undefined);
+      },
+      Math.max(0, lease._validForMs - thresholdMs),
+    );
   };
   schedule();
 

@@ -22,7 +22,10 @@ export interface LeaseTransactionOptions {
 }
 
 /** The checked transaction target, or undefined when the option is off. Throws LockConfigError before anything is sent. */
-export function checkLeaseTransaction(options: LeaseTransactionOptions, fencingDataSource: object | undefined): { dataSource: TransactionOptions['dataSource'] } | undefined {
+export function checkLeaseTransaction(
+  options: LeaseTransactionOptions,
+  fencingDataSource: object | undefined,
+): { dataSource: TransactionOptions['dataSource'] } | undefined {
   const { transaction: wanted, dataSource } = options;
   if (wanted !== undefined && typeof wanted !== 'boolean') {
     throw badOption('Redlock.using', 'the transaction option', 'true or false', wanted);

@@ -93,7 +93,10 @@ export class Lease {
   private _sentMask = 0;
   private _sentMore: Set<number> | undefined;
 
-  constructor(private readonly driver: LeaseDriver, init: LeaseInit) {
+  constructor(
+    private readonly driver: LeaseDriver,
+    init: LeaseInit,
+  ) {
     // The driver hands over arrays of its own, not the caller's: frozen in place.
     this.keys = Object.freeze(init.keys as string[]);
     this.resources = Object.freeze(init.resources as string[]);

@@ -83,8 +83,18 @@ export function checkNumber(name: string, value: unknown, ok: (v: number) => boo
 export function checkRetryOptions(options: AcquireOptions, defaults: Required<AcquireOptions>): Required<AcquireOptions> {
   return {
     retryCount: checkNumber('retryCount', options.retryCount ?? defaults.retryCount, (v) => Number.isInteger(v) && v >= 0, 'a non-negative integer'),
-    retryDelayMs: checkNumber('retryDelayMs', options.retryDelayMs ?? defaults.retryDelayMs, (v) => Number.isFinite(v) && v >= 0, 'a non-negative number of ms'),
-    retryJitterMs: checkNumber('retryJitterMs', options.retryJitterMs ?? defaults.retryJitterMs, (v) => Number.isFinite(v) && v >= 0, 'a non-negative number of ms'),
+    retryDelayMs: checkNumber(
+      'retryDelayMs',
+      options.retryDelayMs ?? defaults.retryDelayMs,
+      (v) => Number.isFinite(v) && v >= 0,
+      'a non-negative number of ms',
+    ),
+    retryJitterMs: checkNumber(
+      'retryJitterMs',
+      options.retryJitterMs ?? defaults.retryJitterMs,
+      (v) => Number.isFinite(v) && v >= 0,
+      'a non-negative number of ms',
+    ),
   };
 }
 

@@ -51,8 +51,16 @@ import { lockRequest, type AcquireRequest, type LockKeys } from './lock-keys';
 import { isExtended, isMismatch, isTokenGrant, isZeroGrant, majority, sameHighestToken, tokenGrants, type NodeResult } from './quorum';
 import { assertClientsUsable, checkClients, type RedlockClient } from './redlock-clients';
 import {
-  checkNumber, checkRetryOptions, checkTtl, DEFAULTS, EMPTY, retryDelay, sleep,
-  type AcquireOptions, type RedlockOptions, type UsingOptions,
+  checkNumber,
+  checkRetryOptions,
+  checkTtl,
+  DEFAULTS,
+  EMPTY,
+  retryDelay,
+  sleep,
+  type AcquireOptions,
+  type RedlockOptions,
+  type UsingOptions,
 } from './redlock-options';
 import { count, nodeAddress, runRound, SEND_STATUSES, type NodeCall } from './rounds';
 import { ACQUIRE, ACQUIRE_PLAIN, BUMP, EXTEND, LuaScript, RELEASE } from './scripts';
@@ -199,7 +207,12 @@ export class Redlock implements LeaseDriver {
     const validity = ttlMs - this.drift(ttlMs);
     const threshold = options.automaticExtensionThresholdMs ?? this.automaticExtensionThresholdMs ?? Math.min(500, Math.floor(validity / 2));
     if (!(threshold > 0 && threshold < validity)) {
-      checkNumber('automaticExtensionThresholdMs', threshold, (v) => v > 0 && v < validity, `a positive number of ms below the lease validity (${validity} ms for a ttl of ${ttlMs} ms)`);
+      checkNumber(
+        'automaticExtensionThresholdMs',
+        threshold,
+        (v) => v > 0 && v < validity,
+        `a positive number of ms below the lease validity (${validity} ms for a ttl of ${ttlMs} ms)`,
+      );
     }
     // Checked before anything is sent: the transaction option and its installed DataSource.
     const tx = options === EMPTY ? undefined : checkLeaseTransaction(options, this.fencing?.dataSource);
@@ -287,7 +300,14 @@ export class Redlock implements LeaseDriver {
     // its commands in order, so a following acquire on that node runs after the delete).
     const { release, quorum } = lease.protocol ?? this.protocol;
     const wasHeld = (c: NodeCall<number>) => c.outcome === 'ok' && Number(c.reply) === lease.resources.length;
-    const calls = await this.releaseOn(this.allNodes, lease.resources, lease.value, this.timeoutFor(lease.ttlMs), (answered) => count(answered, wasHeld) >= quorum, release);
+    const calls = await this.releaseOn(
+      this.allNodes,
+      lease.resources,
+      lease.value,
+      this.timeoutFor(lease.ttlMs),
+      (answered) => count(answered, wasHeld) >= quorum,
+      release,
+    );
     const held = count(calls, wasHeld);
     this.emit?.({ type: 'released', kind: 'lease', target: leaseTarget(lease.keys), heldMs: Date.now() - lease.acquiredAt });
     return held >= quorum;
@@ -347,7 +367,15 @@ export class Redlock implements LeaseDriver {
     // lists them all).
     const calls = plain
       ? await this.round<number>(this.allNodes, ACQUIRE_PLAIN, resources, [value, String(ttlMs)], timeoutMs, this.plainDecided, onLate)
-      : await this.round<number>(this.allNodes, ACQUIRE, [req.fenceKey, ...resources], [value, String(ttlMs), this.seenText], timeoutMs, this.tokenDecided, onLate);
+      : await this.round<number>(
+          this.allNodes,
+          ACQUIRE,
+          [req.fenceKey, ...resources],
+          [value, String(ttlMs), this.seenText],
+          timeoutMs,
+          this.tokenDecided,
+          onLate,
+        );
 
     const { granted, highest } = plain ? { granted: calls.filter(isZeroGrant).map((c) => ({ node: c.node, token: 0n })), highest: 0n } : tokenGrants(calls);
 
@@ -380,11 +408,24 @@ export class Redlock implements LeaseDriver {
     const validity = ttlMs - this.drift(ttlMs);
     if (ok && stillValid(start, validity, this.clock())) {
       lease = new Lease(this, {
-        keys: req.keys, resources, fenceKey: req.fenceKey, value, fencingToken: token, ttlMs,
-        acquiredAt: wallStart, expiresAt: wallStart + validity, validUntil: start + validity, clock: this.clock,
+        keys: req.keys,
+        resources,
+        fenceKey: req.fenceKey,
+        value,
+        fencingToken: token,
+        ttlMs,
+        acquiredAt: wallStart,
+        expiresAt: wallStart + validity,
+        validUntil: start + validity,
+        clock: this.clock,
       });
     } else if (granted.length > 0) {
-      await this.releaseOn(granted.map((g) => g.node), resources, value, timeoutMs);
+      await this.releaseOn(
+        granted.map((g) => g.node),
+        resources,
+        value,
+        timeoutMs,
+      );
     }
     settled = true;
     if (!lease && lateGrants.length > 0) void this.releaseOn(lateGrants, resources, value, timeoutMs);
@@ -449,6 +490,10 @@ export class Redlock implements LeaseDriver {
 
 function describeNode(n: NodeResult): string {
   const what =
-    n.result === 'granted' ? 'granted' : n.result === 'locked' ? `held by another lease${n.lockedKey !== undefined ? ` (${JSON.stringify(n.lockedKey)})` : ''}` : `${n.result}: ${n.error}`;
+    n.result === 'granted'
+      ? 'granted'
+      : n.result === 'locked'
+        ? `held by another lease${n.lockedKey !== undefined ? ` (${JSON.stringify(n.lockedKey)})` : ''}`
+        : `${n.result}: ${n.error}`;
   return `node ${n.node} ${n.address} ${what}`;
 }

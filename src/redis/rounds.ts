@@ -9,9 +9,7 @@ import type { Deadline, Deadlines } from './deadlines';
 import type { LuaScript } from './scripts';
 
 /** What one node answered in one round. */
-export type NodeCall<T> =
-  | { node: number; outcome: 'ok'; reply: T }
-  | { node: number; outcome: 'error' | 'timeout' | 'not_ready' | 'pending'; error: string };
+export type NodeCall<T> = { node: number; outcome: 'ok'; reply: T } | { node: number; outcome: 'error' | 'timeout' | 'not_ready' | 'pending'; error: string };
 
 /** Client statuses in which a command is sent (ioredis queues it until ready). */
 export const SEND_STATUSES = new Set(['ready', 'connecting', 'connect']);
@@ -82,7 +80,9 @@ export function runRound<T>(
       const failed = (error: unknown) => {
         // once more with EVAL when the node does not have the script cached (restarted)
         if (error instanceof Error && error.message.startsWith('NOSCRIPT')) {
-          (client.eval as unknown as SendArgv).call(client, [script.source, ...argv.slice(1)]).then(answered, (again: unknown) => record(i, { node, outcome: 'error', error: again instanceof Error ? again.message : String(again) }));
+          (client.eval as unknown as SendArgv)
+            .call(client, [script.source, ...argv.slice(1)])
+            .then(answered, (again: unknown) => record(i, { node, outcome: 'error', error: again instanceof Error ? again.message : String(again) }));
         } else record(i, { node, outcome: 'error', error: error instanceof Error ? error.message : String(error) });
       };
       (client.evalsha as unknown as SendArgv).call(client, argv).then(answered, failed);

@@ -95,7 +95,11 @@ export class RedisSemaphore {
   /** When an acquisition round is decided: a quorum of nodes answered the same highest token. */
   private readonly decided = (answered: Array<NodeCall<number>>): boolean => sameHighestToken(answered, this.quorum);
 
-  constructor(private readonly host: SemaphoreHost, name: string, permits: number) {
+  constructor(
+    private readonly host: SemaphoreHost,
+    name: string,
+    permits: number,
+  ) {
     this.name = checkSemaphoreName(name, 'Redlock.semaphore(name, permits)');
     this.permits = checkPermits(permits, 'Redlock.semaphore(name, permits)', name);
     const n = host.clients.length;
@@ -212,7 +216,15 @@ export class RedisSemaphore {
     const highest = this.seen.get(this.name);
     const seen = highest === undefined ? '0' : highest.toString();
     const calls = await runRound<number>(
-      host.clients, host.deadlines, this.allNodes, SEM_ACQUIRE, this.acquireKeys, [value, ttlText, this.permitsText, seen], timeoutMs, this.decided, onLate,
+      host.clients,
+      host.deadlines,
+      this.allNodes,
+      SEM_ACQUIRE,
+      this.acquireKeys,
+      [value, ttlText, this.permitsText, seen],
+      timeoutMs,
+      this.decided,
+      onLate,
     );
     const { granted, highest: token } = tokenGrants(calls);
     let ok = false;
@@ -228,8 +240,17 @@ export class RedisSemaphore {
     }
     if (ok && stillValid(start, validity, clock())) {
       permit = new Lease(host.driver, {
-        keys: this.permitKeys, resources: this.holdersKeys, fenceKey: this.counter, value, fencingToken: token, ttlMs,
-        acquiredAt: wallStart, expiresAt: wallStart + validity, validUntil: start + validity, clock, protocol: this.protocol,
+        keys: this.permitKeys,
+        resources: this.holdersKeys,
+        fenceKey: this.counter,
+        value,
+        fencingToken: token,
+        ttlMs,
+        acquiredAt: wallStart,
+        expiresAt: wallStart + validity,
+        validUntil: start + validity,
+        clock,
+        protocol: this.protocol,
       });
     } else if (granted.length > 0) {
       await release(granted.map((g) => g.node));

@@ -18,7 +18,12 @@ class TargetCounter implements Counter {
   id!: number;
   value!: number;
 }
-const TargetSchema = new EntitySchema<TargetCounter>({ name: 'CovTargetSchemaCounter', target: TargetCounter, tableName: 'cov_schema_target', columns: columns as any });
+const TargetSchema = new EntitySchema<TargetCounter>({
+  name: 'CovTargetSchemaCounter',
+  target: TargetCounter,
+  tableName: 'cov_schema_target',
+  columns: columns as any,
+});
 
 describeEachBackend('coverage: TypeORM EntitySchema entities, with and without target', [PlainSchema, TargetSchema] as unknown as Function[], (env) => {
   const N = 6;
@@ -27,7 +32,11 @@ describeEachBackend('coverage: TypeORM EntitySchema entities, with and without t
     { name: 'with target', schema: TargetCounter as EntitySchema<any> | Function },
   ];
 
-  async function increments(schema: EntitySchema<any> | Function, wrap: (body: () => Promise<void>) => Promise<void>, step: (repo: Repository<Counter>, id: number) => Promise<void>) {
+  async function increments(
+    schema: EntitySchema<any> | Function,
+    wrap: (body: () => Promise<void>) => Promise<void>,
+    step: (repo: Repository<Counter>, id: number) => Promise<void>,
+  ) {
     const repo = env.ds.getRepository<Counter>(schema);
     const { id } = await repo.save(repo.create({ value: 0 }));
     const failures = await raceIncrements(N, wrap, () => step(repo, id));
@@ -58,11 +67,15 @@ describeEachBackend('coverage: TypeORM EntitySchema entities, with and without t
       expect(await increments(schema, (body) => transaction(body), unlocked), 'control').to.be.lessThan(N);
       const locked = async (repo: Repository<Counter>, id: number) => {
         const row = await repo.findOneByOrFail({ id });
-        await withLock(row, async (r) => {
-          await sleep(40);
-          r.value += 1;
-          await repo.save(r);
-        }, { dataSource: env.ds });
+        await withLock(
+          row,
+          async (r) => {
+            await sleep(40);
+            r.value += 1;
+            await repo.save(r);
+          },
+          { dataSource: env.ds },
+        );
       };
       expect(await increments(schema, (body) => body(), locked)).to.equal(N);
       const plainLock = async (repo: Repository<Counter>, id: number) => {

@@ -24,7 +24,7 @@ class UserSubscriber implements EntitySubscriberInterface {
 
 for (const name of BACKENDS) {
   describe(`coverage: installLocking changes nothing a plain TypeORM program observes, and installs once [${name}]`, () => {
-    it('[coverage install subscribers] the user\'s subscribers keep their positions: dataSource.subscribers[0] is the user\'s, before and after install and uninstall', async function () {
+    it("[coverage install subscribers] the user's subscribers keep their positions: dataSource.subscribers[0] is the user's, before and after install and uninstall", async function () {
       const ds = await createDataSource(name, [CovRow], { subscribers: [UserSubscriber] });
       if (!ds) return this.skip();
       try {
@@ -43,7 +43,7 @@ for (const name of BACKENDS) {
       }
     });
 
-    it('[coverage install concurrent] two concurrent installLocking calls: exactly one wins, the other gets a named LockConfigError; after uninstall only the user\'s subscribers remain', async function () {
+    it("[coverage install concurrent] two concurrent installLocking calls: exactly one wins, the other gets a named LockConfigError; after uninstall only the user's subscribers remain", async function () {
       const ds = await createDataSource(name, [CovRow], { subscribers: [UserSubscriber] });
       if (!ds) return this.skip();
       try {
@@ -66,7 +66,7 @@ for (const name of BACKENDS) {
       }
     });
 
-    it('[coverage install defaults] an installed lockTimeoutMs does not forbid a call\'s onLocked \'nowait\' or \'skip_locked\' (the call\'s options win before validation)', async function () {
+    it("[coverage install defaults] an installed lockTimeoutMs does not forbid a call's onLocked 'nowait' or 'skip_locked' (the call's options win before validation)", async function () {
       const ds = await createDataSource(name, [CovRow]);
       if (!ds) return this.skip();
       const handle = await installLocking(ds, { lockTimeoutMs: 2000 });
@@ -83,7 +83,9 @@ for (const name of BACKENDS) {
         });
         await isLocked;
         try {
-          const nowait = await rejection(transaction(async () => withLock(await repo.findOneByOrFail({ id: row.id }), async () => undefined, { onLocked: 'nowait' })));
+          const nowait = await rejection(
+            transaction(async () => withLock(await repo.findOneByOrFail({ id: row.id }), async () => undefined, { onLocked: 'nowait' })),
+          );
           expect(nowait).to.be.instanceOf(LockNotAvailableError);
           const skipped = await withPessimistic(() => repo.findBy({ id: row.id }), { onLocked: 'skip_locked' });
           expect(skipped).to.deep.equal([]);

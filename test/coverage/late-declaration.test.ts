@@ -27,7 +27,10 @@ describeEachBackend('coverage: a declaration made after installLocking takes eff
     a.value += 1;
     await repo.save(a);
     b.value += 1;
-    return transaction(() => repo.save(b)).then(() => undefined, (e) => e);
+    return transaction(() => repo.save(b)).then(
+      () => undefined,
+      (e) => e,
+    );
   }
 
   it('[coverage install late-versioned] versioned(X) after installLocking checks the version from then on; before it, the second of two saves overwrote the first', async () => {

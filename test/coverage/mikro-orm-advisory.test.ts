@@ -29,7 +29,10 @@ type Write = (em: EntityManager, E: Doc, row: { id: number; section: number; tit
 
 /** Writes that take the row's key: each must wait for the holder of its section's key. */
 const LOCKED: Array<{ tag: string; write: Write }> = [
-  { tag: '[coverage mikro-orm @AdvisoryLock em.persist+flush(insert) locked]', write: (em, E, row) => em.persist(em.create(E, { section: row.section, title: 'new' })).flush() },
+  {
+    tag: '[coverage mikro-orm @AdvisoryLock em.persist+flush(insert) locked]',
+    write: (em, E, row) => em.persist(em.create(E, { section: row.section, title: 'new' })).flush(),
+  },
   {
     tag: '[coverage mikro-orm @AdvisoryLock em.flush(update) locked]',
     write: async (em, E, row) => {
@@ -39,27 +42,60 @@ const LOCKED: Array<{ tag: string; write: Write }> = [
   },
   { tag: '[coverage mikro-orm @AdvisoryLock em.remove+flush locked]', write: async (em, E, row) => em.remove(await em.findOneOrFail(E, row.id)).flush() },
   { tag: '[coverage mikro-orm @AdvisoryLock em.insert locked]', write: (em, E, row) => em.insert(E, { section: row.section, title: 'inserted' }) },
-  { tag: '[coverage mikro-orm @AdvisoryLock em.insert(entity) locked]', write: (em, E, row) => em.insert(em.create(E, { section: row.section, title: 'entity' }, { persist: false })) },
+  {
+    tag: '[coverage mikro-orm @AdvisoryLock em.insert(entity) locked]',
+    write: (em, E, row) => em.insert(em.create(E, { section: row.section, title: 'entity' }, { persist: false })),
+  },
   { tag: '[coverage mikro-orm @AdvisoryLock em.insertMany locked]', write: (em, E, row) => em.insertMany(E, [{ section: row.section, title: 'many' }]) },
   { tag: '[coverage mikro-orm @AdvisoryLock em.upsert locked]', write: (em, E, row) => em.upsert(E, { id: row.id, section: row.section, title: 'upserted' }) },
-  { tag: '[coverage mikro-orm @AdvisoryLock em.upsertMany locked]', write: (em, E, row) => em.upsertMany(E, [{ id: row.id, section: row.section, title: 'upserted' }]) },
+  {
+    tag: '[coverage mikro-orm @AdvisoryLock em.upsertMany locked]',
+    write: (em, E, row) => em.upsertMany(E, [{ id: row.id, section: row.section, title: 'upserted' }]),
+  },
   { tag: '[coverage mikro-orm @AdvisoryLock em.nativeUpdate({pk}) locked]', write: (em, E, row) => em.nativeUpdate(E, { id: row.id }, { title: 'by pk' }) },
   { tag: '[coverage mikro-orm @AdvisoryLock em.nativeUpdate(id) locked]', write: (em, E, row) => em.nativeUpdate(E, row.id, { title: 'by id' }) },
-  { tag: '[coverage mikro-orm @AdvisoryLock em.nativeUpdate({pk:$in}) locked]', write: (em, E, row) => em.nativeUpdate(E, { id: { $in: [row.id] } }, { title: 'in' }) },
+  {
+    tag: '[coverage mikro-orm @AdvisoryLock em.nativeUpdate({pk:$in}) locked]',
+    write: (em, E, row) => em.nativeUpdate(E, { id: { $in: [row.id] } }, { title: 'in' }),
+  },
   { tag: '[coverage mikro-orm @AdvisoryLock em.nativeDelete({pk}) locked]', write: (em, E, row) => em.nativeDelete(E, { id: row.id }) },
-  { tag: '[coverage mikro-orm @AdvisoryLock repository.nativeUpdate({pk}) locked]', write: (em, E, row) => em.getRepository(E as typeof MkCovDoc).nativeUpdate({ id: row.id }, { title: 'repo' }) },
-  { tag: '[coverage mikro-orm @AdvisoryLock repository.nativeDelete({pk}) locked]', write: (em, E, row) => em.getRepository(E as typeof MkCovDoc).nativeDelete({ id: row.id }) },
-  { tag: '[coverage mikro-orm @AdvisoryLock qb.insert locked]', write: (em, E, row) => em.createQueryBuilder(E).insert({ section: row.section, title: 'qb' }).execute() },
-  { tag: '[coverage mikro-orm @AdvisoryLock qb.update(where-pk) locked]', write: (em, E, row) => em.createQueryBuilder(E).update({ title: 'qb' }).where({ id: row.id }).execute() },
-  { tag: '[coverage mikro-orm @AdvisoryLock qb.delete(where-pk) locked]', write: async (em, E, row) => em.createQueryBuilder(E).delete().where({ id: row.id }) },
+  {
+    tag: '[coverage mikro-orm @AdvisoryLock repository.nativeUpdate({pk}) locked]',
+    write: (em, E, row) => em.getRepository(E as typeof MkCovDoc).nativeUpdate({ id: row.id }, { title: 'repo' }),
+  },
+  {
+    tag: '[coverage mikro-orm @AdvisoryLock repository.nativeDelete({pk}) locked]',
+    write: (em, E, row) => em.getRepository(E as typeof MkCovDoc).nativeDelete({ id: row.id }),
+  },
+  {
+    tag: '[coverage mikro-orm @AdvisoryLock qb.insert locked]',
+    write: (em, E, row) => em.createQueryBuilder(E).insert({ section: row.section, title: 'qb' }).execute(),
+  },
+  {
+    tag: '[coverage mikro-orm @AdvisoryLock qb.update(where-pk) locked]',
+    write: (em, E, row) => em.createQueryBuilder(E).update({ title: 'qb' }).where({ id: row.id }).execute(),
+  },
+  {
+    tag: '[coverage mikro-orm @AdvisoryLock qb.delete(where-pk) locked]',
+    write: async (em, E, row) => em.createQueryBuilder(E).delete().where({ id: row.id }),
+  },
 ];
 
 /** Writes whose rows cannot be known before they run: refused with the documented LockConfigError. */
 const REFUSED: Array<{ tag: string; write: Write }> = [
-  { tag: '[coverage mikro-orm @AdvisoryLock em.nativeUpdate(criteria) refused]', write: (em, E, row) => em.nativeUpdate(E, { title: row.title }, { title: 'criteria' }) },
+  {
+    tag: '[coverage mikro-orm @AdvisoryLock em.nativeUpdate(criteria) refused]',
+    write: (em, E, row) => em.nativeUpdate(E, { title: row.title }, { title: 'criteria' }),
+  },
   { tag: '[coverage mikro-orm @AdvisoryLock em.nativeDelete(criteria) refused]', write: (em, E, row) => em.nativeDelete(E, { title: row.title }) },
-  { tag: '[coverage mikro-orm @AdvisoryLock qb.update(where-criteria) refused]', write: (em, E, row) => em.createQueryBuilder(E).update({ title: 'x' }).where({ title: row.title }).execute() },
-  { tag: '[coverage mikro-orm @AdvisoryLock qb.delete(where-criteria) refused]', write: (em, E, row) => em.createQueryBuilder(E).delete({ title: row.title }).execute() },
+  {
+    tag: '[coverage mikro-orm @AdvisoryLock qb.update(where-criteria) refused]',
+    write: (em, E, row) => em.createQueryBuilder(E).update({ title: 'x' }).where({ title: row.title }).execute(),
+  },
+  {
+    tag: '[coverage mikro-orm @AdvisoryLock qb.delete(where-criteria) refused]',
+    write: (em, E, row) => em.createQueryBuilder(E).delete({ title: row.title }).execute(),
+  },
   { tag: '[coverage mikro-orm @AdvisoryLock qb.truncate refused]', write: (em, E) => em.createQueryBuilder(E).truncate().execute() },
 ];
 

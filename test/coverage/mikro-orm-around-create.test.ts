@@ -9,13 +9,15 @@ import { raceIncrements, sleep } from './support';
  * The next position among a folder's items, read and then written after a window: concurrent
  * creations in one folder get the same position unless something serializes them.
  */
-const nextPosition = (table: string) => async (item: { folder?: number | { id: number }; position?: number }, { manager }: AroundCreateContext) => {
-  const em = manager as unknown as CoreEntityManager;
-  const folder = typeof item.folder === 'object' ? item.folder.id : item.folder;
-  const row = await em.getConnection().execute(`select max(position) as m from ${table} where folder_id = ?`, [folder], 'get', em.getTransactionContext());
-  await sleep(30);
-  item.position = Number(row?.m ?? 0) + 1;
-};
+const nextPosition =
+  (table: string) =>
+  async (item: { folder?: number | { id: number }; position?: number }, { manager }: AroundCreateContext) => {
+    const em = manager as unknown as CoreEntityManager;
+    const folder = typeof item.folder === 'object' ? item.folder.id : item.folder;
+    const row = await em.getConnection().execute(`select max(position) as m from ${table} where folder_id = ?`, [folder], 'get', em.getTransactionContext());
+    await sleep(30);
+    item.position = Number(row?.m ?? 0) + 1;
+  };
 
 @Entity({ tableName: 'cov_mk_ac_folders' })
 class MkCovFolder {
@@ -50,16 +52,36 @@ type Insert = (em: EntityManager, E: Item, folder: number, n: number) => Promise
 let upsertId = 100_000;
 /** Inserts (beside a flush and through it): each runs the hooks, so the parent is locked first. */
 const LOCKED: Array<{ tag: string; insert: Insert }> = [
-  { tag: '[coverage mikro-orm @AroundCreate em.persist+flush locked]', insert: (em, E, folder, n) => em.persist(em.create(E as typeof MkCovItem, { folder, title: `p${n}` })).flush() },
+  {
+    tag: '[coverage mikro-orm @AroundCreate em.persist+flush locked]',
+    insert: (em, E, folder, n) => em.persist(em.create(E as typeof MkCovItem, { folder, title: `p${n}` })).flush(),
+  },
   { tag: '[coverage mikro-orm @AroundCreate em.insert locked]', insert: (em, E, folder, n) => em.insert(E as typeof MkCovItem, { folder, title: `i${n}` }) },
   {
     tag: '[coverage mikro-orm @AroundCreate em.insert(entity) locked]',
-    insert: (em, E, folder, n) => em.insert(em.create(E as typeof MkCovItem, { folder: em.getReference(MkCovFolder, folder), title: `e${n}` }, { persist: false })),
+    insert: (em, E, folder, n) =>
+      em.insert(em.create(E as typeof MkCovItem, { folder: em.getReference(MkCovFolder, folder), title: `e${n}` }, { persist: false })),
   },
-  { tag: '[coverage mikro-orm @AroundCreate em.insertMany locked]', insert: (em, E, folder, n) => em.insertMany(E as typeof MkCovItem, [{ folder, title: `m${n}` }]) },
-  { tag: '[coverage mikro-orm @AroundCreate em.upsert locked]', insert: (em, E, folder, n) => em.upsert(E as typeof MkCovItem, { id: ++upsertId, folder, title: `u${n}` }) },
-  { tag: '[coverage mikro-orm @AroundCreate em.upsertMany locked]', insert: (em, E, folder, n) => em.upsertMany(E as typeof MkCovItem, [{ id: ++upsertId, folder, title: `v${n}` }]) },
-  { tag: '[coverage mikro-orm @AroundCreate qb.insert locked]', insert: (em, E, folder, n) => em.createQueryBuilder(E as typeof MkCovItem).insert({ folder, title: `q${n}` }).execute() },
+  {
+    tag: '[coverage mikro-orm @AroundCreate em.insertMany locked]',
+    insert: (em, E, folder, n) => em.insertMany(E as typeof MkCovItem, [{ folder, title: `m${n}` }]),
+  },
+  {
+    tag: '[coverage mikro-orm @AroundCreate em.upsert locked]',
+    insert: (em, E, folder, n) => em.upsert(E as typeof MkCovItem, { id: ++upsertId, folder, title: `u${n}` }),
+  },
+  {
+    tag: '[coverage mikro-orm @AroundCreate em.upsertMany locked]',
+    insert: (em, E, folder, n) => em.upsertMany(E as typeof MkCovItem, [{ id: ++upsertId, folder, title: `v${n}` }]),
+  },
+  {
+    tag: '[coverage mikro-orm @AroundCreate qb.insert locked]',
+    insert: (em, E, folder, n) =>
+      em
+        .createQueryBuilder(E as typeof MkCovItem)
+        .insert({ folder, title: `q${n}` })
+        .execute(),
+  },
 ];
 
 describeEachMikroBackend('coverage: @AroundCreate on inserts', [MkCovFolder, MkCovItem, MkCovPlainItem], (env) => {
@@ -71,7 +93,11 @@ describeEachMikroBackend('coverage: @AroundCreate on inserts', [MkCovFolder, MkC
     const folder = seed.create(MkCovFolder, { name: 'f' });
     await seed.flush();
     let n = 0;
-    const failures = await raceIncrements(N, (body) => transaction(body, { dataSource: env.orm }), () => insert(env.orm.em as unknown as EntityManager, E, folder.id, n++).then(() => undefined));
+    const failures = await raceIncrements(
+      N,
+      (body) => transaction(body, { dataSource: env.orm }),
+      () => insert(env.orm.em as unknown as EntityManager, E, folder.id, n++).then(() => undefined),
+    );
     expect(failures).to.deep.equal([]);
     return (await env.orm.em.fork().find(E as typeof MkCovItem, { folder: folder.id }, { orderBy: { position: 'asc' } })).map((i) => i.position);
   }
@@ -88,7 +114,13 @@ describeEachMikroBackend('coverage: @AroundCreate on inserts', [MkCovFolder, MkC
     const seed = env.orm.em.fork();
     const folder = seed.create(MkCovFolder, { name: 'out' });
     await seed.flush();
-    const error = await env.orm.em.fork().insert(MkCovItem, { folder: folder.id, title: 'out' }).then(() => null, (e: Error) => e);
+    const error = await env.orm.em
+      .fork()
+      .insert(MkCovItem, { folder: folder.id, title: 'out' })
+      .then(
+        () => null,
+        (e: Error) => e,
+      );
     expect(error?.name).to.equal('TransactionRequiredError');
     expect(await env.orm.em.fork().count(MkCovItem, { folder: folder.id })).to.equal(0);
   });

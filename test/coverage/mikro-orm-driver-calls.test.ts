@@ -67,7 +67,9 @@ describeEachMikroBackend('coverage: MikroORM driver calls', [MkDrvDoc], (env) =>
     const failures = await raceIncrements(N, wrap, async () => {
       const value = await read(em(), id);
       await sleep(40);
-      await em().getConnection().execute(`UPDATE cov_mk_drv_docs SET value = ${value + 1} WHERE id = ${id}`, [], 'run', em().getTransactionContext());
+      await em()
+        .getConnection()
+        .execute(`UPDATE cov_mk_drv_docs SET value = ${value + 1} WHERE id = ${id}`, [], 'run', em().getTransactionContext());
     });
     expect(failures).to.deep.equal([]);
     return (await env.orm.em.fork().findOneOrFail(MkDrvDoc, id)).value;

@@ -50,9 +50,21 @@ const LOCKED: Array<{ tag: string; read: Read }> = [
 /** Refused by name inside a `@Pessimistic` method: no row lock makes their answer exact. */
 const REFUSED: Array<{ tag: string; call: RegExp; run: (em: EntityManager) => Promise<unknown> }> = [
   { tag: '[coverage mikro-orm @Pessimistic em.count refused]', call: /count\(\) on MkCovCounter/, run: (em) => em.count(MkCovCounter, { bucket: 1 }) },
-  { tag: '[coverage mikro-orm @Pessimistic repository.count refused]', call: /count\(\) on MkCovCounter/, run: (em) => em.getRepository(MkCovCounter).count({ bucket: 1 }) },
-  { tag: '[coverage mikro-orm @Pessimistic qb.getCount refused]', call: /qb\.getCount\(\) on MkCovCounter/, run: (em) => em.createQueryBuilder(MkCovCounter).where({ bucket: 1 }).getCount() },
-  { tag: '[coverage mikro-orm @Pessimistic qb.count refused]', call: /qb\.getCount\(\) on MkCovCounter/, run: (em) => em.createQueryBuilder(MkCovCounter).count().where({ bucket: 1 }).execute('get') },
+  {
+    tag: '[coverage mikro-orm @Pessimistic repository.count refused]',
+    call: /count\(\) on MkCovCounter/,
+    run: (em) => em.getRepository(MkCovCounter).count({ bucket: 1 }),
+  },
+  {
+    tag: '[coverage mikro-orm @Pessimistic qb.getCount refused]',
+    call: /qb\.getCount\(\) on MkCovCounter/,
+    run: (em) => em.createQueryBuilder(MkCovCounter).where({ bucket: 1 }).getCount(),
+  },
+  {
+    tag: '[coverage mikro-orm @Pessimistic qb.count refused]',
+    call: /qb\.getCount\(\) on MkCovCounter/,
+    run: (em) => em.createQueryBuilder(MkCovCounter).count().where({ bucket: 1 }).execute('get'),
+  },
   {
     tag: '[coverage mikro-orm @Pessimistic qb.execute(aggregate) refused]',
     call: /qb\.execute\(\)\/getResult\(\) on MkCovCounter.*aggregate \(SUM\)/,
@@ -123,7 +135,7 @@ describeEachMikroBackend('coverage: @Pessimistic method reads', [MkCovCounter], 
     for (const f of failures) expect(f).to.be.instanceOf(LockConfigError);
   });
 
-  it('a query builder of an EntityManager outside the method\'s transaction is refused, not read unlocked', async () => {
+  it("a query builder of an EntityManager outside the method's transaction is refused, not read unlocked", async () => {
     const id = await newCounter();
     const outside = env.orm.em.fork() as unknown as EntityManager;
     const error = await rejection(withPessimistic(() => qb(outside, id).getSingleResult()));
@@ -138,7 +150,13 @@ describeEachMikroBackend('coverage: @Pessimistic method reads', [MkCovCounter], 
 
   it('[coverage mikro-orm @Pessimistic em.getConnection().execute cannot-be-seen] a raw SQL string on the connection is not locked (it loses increments like the control)', async () => {
     const read: Read = async (e, id) =>
-      Number((await (e as unknown as CoreEntityManager).getConnection().execute(`SELECT value FROM cov_mk_counters WHERE id = ${Number(id)}`, [], 'all', e.getTransactionContext()))[0].value);
+      Number(
+        (
+          await (e as unknown as CoreEntityManager)
+            .getConnection()
+            .execute(`SELECT value FROM cov_mk_counters WHERE id = ${Number(id)}`, [], 'all', e.getTransactionContext())
+        )[0].value,
+      );
     expect(await increments(read, (body) => withPessimistic(body))).to.be.lessThan(N);
   });
 });

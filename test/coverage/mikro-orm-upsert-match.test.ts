@@ -51,15 +51,27 @@ type Doc = typeof MkUpDoc | typeof MkUpPlainDoc;
 type Write = (em: EntityManager, E: Doc, slug: string) => Promise<unknown>;
 
 const WRITES: Array<{ tag: string; write: Write }> = [
-  { tag: '[coverage mikro-orm @AdvisoryLock em.upsert(unique-property) locked]', write: (em, E, slug) => em.upsert(E as typeof MkUpDoc, { slug, title: 'up' } as MkUpDoc) },
+  {
+    tag: '[coverage mikro-orm @AdvisoryLock em.upsert(unique-property) locked]',
+    write: (em, E, slug) => em.upsert(E as typeof MkUpDoc, { slug, title: 'up' } as MkUpDoc),
+  },
   {
     tag: '[coverage mikro-orm @AdvisoryLock em.upsert(onConflictFields) locked]',
     write: (em, E, slug) => em.upsert(E as typeof MkUpDoc, { slug, title: 'up' } as MkUpDoc, { onConflictFields: ['slug'] }),
   },
-  { tag: '[coverage mikro-orm @AdvisoryLock em.upsertMany(unique-property) locked]', write: (em, E, slug) => em.upsertMany(E as typeof MkUpDoc, [{ slug, title: 'up' } as MkUpDoc]) },
+  {
+    tag: '[coverage mikro-orm @AdvisoryLock em.upsertMany(unique-property) locked]',
+    write: (em, E, slug) => em.upsertMany(E as typeof MkUpDoc, [{ slug, title: 'up' } as MkUpDoc]),
+  },
   {
     tag: '[coverage mikro-orm @AdvisoryLock qb.insert().onConflict(unique-property) locked]',
-    write: (em, E, slug) => em.createQueryBuilder(E as typeof MkUpDoc).insert({ slug, title: 'up' } as MkUpDoc).onConflict('slug').merge(['title']).execute(),
+    write: (em, E, slug) =>
+      em
+        .createQueryBuilder(E as typeof MkUpDoc)
+        .insert({ slug, title: 'up' } as MkUpDoc)
+        .onConflict('slug')
+        .merge(['title'])
+        .execute(),
   },
 ];
 

@@ -33,19 +33,54 @@ let slugs = 0;
 
 /** Unchecked writes: each is refused on MkCovVwDoc (naming `names`), and writes on MkCovVwAllowedDoc (`gone`: the row is deleted). */
 const WRITES: Array<{ tag: string; names: string; write: Write; gone?: boolean }> = [
-  { tag: '[coverage mikro-orm @Versioned em.nativeUpdate refused]', names: 'em.nativeUpdate()', write: (em, E, row) => em.nativeUpdate(E, { id: row.id }, { title: 'native' }) },
-  { tag: '[coverage mikro-orm @Versioned em.nativeDelete refused]', names: 'em.nativeDelete()', gone: true, write: (em, E, row) => em.nativeDelete(E, { id: row.id }) },
-  { tag: '[coverage mikro-orm @Versioned em.upsert refused]', names: 'em.upsert()', write: (em, E, row) => em.upsert(E, { id: row.id, slug: row.slug, title: 'upserted' }) },
-  { tag: '[coverage mikro-orm @Versioned em.upsertMany refused]', names: 'em.upsertMany()', write: (em, E, row) => em.upsertMany(E, [{ id: row.id, slug: row.slug, title: 'upserted' }]) },
+  {
+    tag: '[coverage mikro-orm @Versioned em.nativeUpdate refused]',
+    names: 'em.nativeUpdate()',
+    write: (em, E, row) => em.nativeUpdate(E, { id: row.id }, { title: 'native' }),
+  },
+  {
+    tag: '[coverage mikro-orm @Versioned em.nativeDelete refused]',
+    names: 'em.nativeDelete()',
+    gone: true,
+    write: (em, E, row) => em.nativeDelete(E, { id: row.id }),
+  },
+  {
+    tag: '[coverage mikro-orm @Versioned em.upsert refused]',
+    names: 'em.upsert()',
+    write: (em, E, row) => em.upsert(E, { id: row.id, slug: row.slug, title: 'upserted' }),
+  },
+  {
+    tag: '[coverage mikro-orm @Versioned em.upsertMany refused]',
+    names: 'em.upsertMany()',
+    write: (em, E, row) => em.upsertMany(E, [{ id: row.id, slug: row.slug, title: 'upserted' }]),
+  },
   {
     tag: '[coverage mikro-orm @Versioned repository.nativeUpdate refused]',
     names: 'em.nativeUpdate()',
     write: (em, E, row) => em.getRepository(E).nativeUpdate({ id: row.id }, { title: 'repo' }),
   },
-  { tag: '[coverage mikro-orm @Versioned repository.nativeDelete refused]', names: 'em.nativeDelete()', gone: true, write: (em, E, row) => em.getRepository(E).nativeDelete({ id: row.id }) },
-  { tag: '[coverage mikro-orm @Versioned repository.upsert refused]', names: 'em.upsert()', write: (em, E, row) => em.getRepository(E).upsert({ id: row.id, slug: row.slug, title: 'repo upsert' }) },
-  { tag: '[coverage mikro-orm @Versioned qb.update refused]', names: 'qb.update()', write: (em, E, row) => em.createQueryBuilder(E).update({ title: 'qb' }).where({ id: row.id }).execute() },
-  { tag: '[coverage mikro-orm @Versioned qb.delete refused]', names: 'qb.delete()', gone: true, write: (em, E, row) => em.createQueryBuilder(E).delete().where({ id: row.id }).execute() },
+  {
+    tag: '[coverage mikro-orm @Versioned repository.nativeDelete refused]',
+    names: 'em.nativeDelete()',
+    gone: true,
+    write: (em, E, row) => em.getRepository(E).nativeDelete({ id: row.id }),
+  },
+  {
+    tag: '[coverage mikro-orm @Versioned repository.upsert refused]',
+    names: 'em.upsert()',
+    write: (em, E, row) => em.getRepository(E).upsert({ id: row.id, slug: row.slug, title: 'repo upsert' }),
+  },
+  {
+    tag: '[coverage mikro-orm @Versioned qb.update refused]',
+    names: 'qb.update()',
+    write: (em, E, row) => em.createQueryBuilder(E).update({ title: 'qb' }).where({ id: row.id }).execute(),
+  },
+  {
+    tag: '[coverage mikro-orm @Versioned qb.delete refused]',
+    names: 'qb.delete()',
+    gone: true,
+    write: (em, E, row) => em.createQueryBuilder(E).delete().where({ id: row.id }).execute(),
+  },
   {
     tag: '[coverage mikro-orm @Versioned qb.insert(onConflict.merge) refused]',
     names: 'qb.insert().onConflict().merge()',
@@ -82,8 +117,15 @@ describeEachMikroBackend('coverage: @Versioned writes that check no version (Mik
   }
 
   const BY_VERSION: Array<{ tag: string; write: Write; gone?: boolean }> = [
-    { tag: '[coverage mikro-orm @Versioned em.nativeUpdate({pk,version}) checked]', write: (em, E, row) => em.nativeUpdate(E, { id: row.id, version: row.version }, { title: 'by version' }) },
-    { tag: '[coverage mikro-orm @Versioned em.nativeDelete({pk,version}) checked]', gone: true, write: (em, E, row) => em.nativeDelete(E, { id: row.id, version: { $eq: row.version } }) },
+    {
+      tag: '[coverage mikro-orm @Versioned em.nativeUpdate({pk,version}) checked]',
+      write: (em, E, row) => em.nativeUpdate(E, { id: row.id, version: row.version }, { title: 'by version' }),
+    },
+    {
+      tag: '[coverage mikro-orm @Versioned em.nativeDelete({pk,version}) checked]',
+      gone: true,
+      write: (em, E, row) => em.nativeDelete(E, { id: row.id, version: { $eq: row.version } }),
+    },
   ];
   for (const { tag, write, gone } of BY_VERSION) {
     it(`${tag} naming the version the row has: it writes (an update moves the version); naming an older one: StaleEntityError, nothing written (allowed entity: 0 rows, no error)`, async () => {
@@ -116,11 +158,14 @@ describeEachMikroBackend('coverage: @Versioned writes that check no version (Mik
     const increments = async (Entity: E | typeof MkCovVwAllowedDoc) => {
       const { id } = await seed(Entity);
       const results = await race(N, () =>
-        retryOnConflict(async () => {
-          const row = await em().findOneOrFail(Entity as E, id);
-          await sleep(30);
-          await em().nativeUpdate(Entity as E, { id, version: row.version }, { title: String(Number(row.title || 0) + 1) });
-        }, { attempts: 50, backoffMs: 5 }),
+        retryOnConflict(
+          async () => {
+            const row = await em().findOneOrFail(Entity as E, id);
+            await sleep(30);
+            await em().nativeUpdate(Entity as E, { id, version: row.version }, { title: String(Number(row.title || 0) + 1) });
+          },
+          { attempts: 50, backoffMs: 5 },
+        ),
       );
       expect(results.filter((x) => x.status === 'rejected').map((x) => String((x as PromiseRejectedResult).reason))).to.deep.equal([]);
       return Number((await em().findOneOrFail(Entity as E, id)).title);

@@ -41,21 +41,26 @@ describeEachMikroBackend('coverage: @Versioned flushes', [MkCovVersioned, MkCovM
     await em.flush();
     return rows.map((r) => r.id);
   }
-  const values = async (E: Counter, ids: number[]) => (await env.orm.em.fork().find(E as typeof MkCovVersioned, { id: { $in: ids } }, { orderBy: { id: 'asc' } })).map((r) => r.value);
+  const values = async (E: Counter, ids: number[]) =>
+    (await env.orm.em.fork().find(E as typeof MkCovVersioned, { id: { $in: ids } }, { orderBy: { id: 'asc' } })).map((r) => r.value);
 
   /**
    * N workers on a barrier, each in its own transaction: load the rows, wait inside the window, add 1
    * to each, flush, wait again before committing. Returns the increments that committed and the rows' final values.
    */
   async function race(E: Counter, ids: number[]): Promise<{ committed: number; finals: number[]; stale: number }> {
-    const failures = await raceIncrements(N, (body) => transaction(body, { dataSource: env.orm }), async () => {
-      const em = env.orm.em;
-      const rows = await em.find(E as typeof MkCovVersioned, { id: { $in: ids } });
-      await sleep(40);
-      for (const r of rows) r.value += 1;
-      await em.flush();
-      await sleep(40); // the transaction stays open after its UPDATE: the others' checks run before it commits
-    });
+    const failures = await raceIncrements(
+      N,
+      (body) => transaction(body, { dataSource: env.orm }),
+      async () => {
+        const em = env.orm.em;
+        const rows = await em.find(E as typeof MkCovVersioned, { id: { $in: ids } });
+        await sleep(40);
+        for (const r of rows) r.value += 1;
+        await em.flush();
+        await sleep(40); // the transaction stays open after its UPDATE: the others' checks run before it commits
+      },
+    );
     const stale = failures.filter((f) => f instanceof StaleEntityError).length;
     expect(failures.length - stale, `other failures: ${failures.filter((f) => !(f instanceof StaleEntityError)).join('; ')}`).to.equal(0);
     return { committed: N - failures.length, finals: await values(E, ids), stale };

@@ -5,9 +5,7 @@
  * some. MariaDB has no `FOR UPDATE OF` (the lock would take the joined tables' rows too), so the
  * same reads are refused by name there, and relations loaded by separate queries are locked.
  */
-import {
-  Entity as MkEntity, ManyToOne as MkManyToOne, PrimaryKey, Property, type MikroORM,
-} from '@mikro-orm/core';
+import { Entity as MkEntity, ManyToOne as MkManyToOne, PrimaryKey, Property, type MikroORM } from '@mikro-orm/core';
 import type { EntityManager as MkEntityManager } from '@mikro-orm/knex';
 import { expect } from 'chai';
 import { Column, Entity, ManyToOne, PrimaryGeneratedColumn, type Repository } from 'typeorm';
@@ -97,11 +95,16 @@ describeEachBackend('coverage: @Pessimistic joined reads (TypeORM)', [CovJoinOwn
     return (await counters.findOneByOrFail({ id })).value;
   }
 
-  joinedRows(() => env.name, READS, increments, async (read) => {
-    const counters = env.ds.getRepository(CovJoinCounter);
-    const { id } = await counters.save(counters.create({ value: 0 }));
-    return rejection(withPessimistic(() => read(counters, id)));
-  });
+  joinedRows(
+    () => env.name,
+    READS,
+    increments,
+    async (read) => {
+      const counters = env.ds.getRepository(CovJoinCounter);
+      const { id } = await counters.save(counters.create({ value: 0 }));
+      return rejection(withPessimistic(() => read(counters, id)));
+    },
+  );
 
   it('[coverage typeorm @Pessimistic repository.findOneBy(then-relation-by-key) locked] the entity without joins, then the related one by its key: exact on both databases; the control loses some', async () => {
     expect(await increments(SEPARATE, (body) => transaction(body)), 'control').to.be.lessThan(N);
@@ -124,7 +127,9 @@ function joinedRows<R>(
       } else {
         const error = await refusal(row.read);
         expect(error).to.be.instanceOf(LockConfigError);
-        expect(error.message).to.match(/joins/).and.to.match(/FOR UPDATE OF/);
+        expect(error.message)
+          .to.match(/joins/)
+          .and.to.match(/FOR UPDATE OF/);
       }
     });
   }
@@ -141,7 +146,8 @@ describeEachMikroBackend('coverage: @Pessimistic joined reads', [MkJoinOwner, Mk
     {
       postgres: '[coverage mikro-orm @Pessimistic qb.getSingleResult(leftJoinAndSelect) locked@postgres]',
       mariadb: '[coverage mikro-orm @Pessimistic qb.getSingleResult(leftJoinAndSelect) refused@mariadb]',
-      read: async (em, id) => (await em.createQueryBuilder(MkJoinCounter, 'c').select('*').leftJoinAndSelect('c.owner', 'o').where({ id }).getSingleResult())!.value,
+      read: async (em, id) =>
+        (await em.createQueryBuilder(MkJoinCounter, 'c').select('*').leftJoinAndSelect('c.owner', 'o').where({ id }).getSingleResult())!.value,
     },
   ];
   const SEPARATE: Read = async (em, id) => (await em.findOne(MkJoinCounter, id, { populate: ['owner'], strategy: 'select-in' }))!.value;
@@ -162,14 +168,19 @@ describeEachMikroBackend('coverage: @Pessimistic joined reads', [MkJoinOwner, Mk
     return (await env.orm.em.fork().findOneOrFail(MkJoinCounter, id)).value;
   }
 
-  joinedRows(() => env.name, READS, increments, async (read) => {
-    const seed = env.orm.em.fork();
-    const row = seed.create(MkJoinCounter, { value: 0 });
-    await seed.flush();
-    return rejection(withPessimistic(() => read(em(env.orm), row.id)));
-  });
+  joinedRows(
+    () => env.name,
+    READS,
+    increments,
+    async (read) => {
+      const seed = env.orm.em.fork();
+      const row = seed.create(MkJoinCounter, { value: 0 });
+      await seed.flush();
+      return rejection(withPessimistic(() => read(em(env.orm), row.id)));
+    },
+  );
 
-  it("[coverage mikro-orm @Pessimistic em.findOne(populate,strategy-select-in) locked] relations loaded by separate queries: exact on both databases; the control loses some", async () => {
+  it('[coverage mikro-orm @Pessimistic em.findOne(populate,strategy-select-in) locked] relations loaded by separate queries: exact on both databases; the control loses some', async () => {
     expect(await increments(SEPARATE, (body) => transaction(body)), 'control').to.be.lessThan(N);
     expect(await increments(SEPARATE, (body) => withPessimistic(body))).to.equal(N);
   });

@@ -36,7 +36,11 @@ export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
  * `holdMs` passed; returns the order in which the holder released and the write finished. A write
  * that does not wait finishes first however slow the machine is, as long as it takes less than `holdMs`.
  */
-export async function orderAgainstHolder(hold: (body: () => Promise<void>) => Promise<unknown>, write: () => Promise<unknown>, holdMs: number): Promise<string[]> {
+export async function orderAgainstHolder(
+  hold: (body: () => Promise<void>) => Promise<unknown>,
+  write: () => Promise<unknown>,
+  holdMs: number,
+): Promise<string[]> {
   const order: string[] = [];
   let held!: () => void;
   const isHeld = new Promise<void>((r) => (held = r));

@@ -40,7 +40,10 @@ type Write = (repo: Repository<Doc>, row: Doc) => Promise<unknown>;
 /** Writes that take the row's key: each must wait for the holder of `section:<pid>:<n>`. */
 const LOCKED: Array<{ tag: string; method?: string; write: Write }> = [
   { tag: '[coverage typeorm @AdvisoryLock repository.save(insert) locked]', write: (r, row) => r.save(r.create({ section: row.section, title: 'new' })) },
-  { tag: '[coverage typeorm @AdvisoryLock repository.save(update) locked]', write: async (r, row) => r.save(Object.assign(await r.findOneByOrFail({ id: row.id }), { title: 'saved' })) },
+  {
+    tag: '[coverage typeorm @AdvisoryLock repository.save(update) locked]',
+    write: async (r, row) => r.save(Object.assign(await r.findOneByOrFail({ id: row.id }), { title: 'saved' })),
+  },
   { tag: '[coverage typeorm @AdvisoryLock repository.remove locked]', write: async (r, row) => r.remove(await r.findOneByOrFail({ id: row.id })) },
   { tag: '[coverage typeorm @AdvisoryLock repository.softRemove locked]', write: async (r, row) => r.softRemove(await r.findOneByOrFail({ id: row.id })) },
   {
@@ -52,25 +55,46 @@ const LOCKED: Array<{ tag: string; method?: string; write: Write }> = [
     },
   },
   { tag: '[coverage typeorm @AdvisoryLock repository.insert locked]', write: (r, row) => r.insert({ section: row.section, title: 'inserted' }) },
-  { tag: '[coverage typeorm @AdvisoryLock repository.upsert locked]', write: (r, row) => r.upsert({ id: row.id, section: row.section, title: 'upserted' }, ['id']) },
+  {
+    tag: '[coverage typeorm @AdvisoryLock repository.upsert locked]',
+    write: (r, row) => r.upsert({ id: row.id, section: row.section, title: 'upserted' }, ['id']),
+  },
   { tag: '[coverage typeorm @AdvisoryLock repository.update(id) locked]', write: (r, row) => r.update(row.id, { title: 'by id' }) },
   { tag: '[coverage typeorm @AdvisoryLock repository.update({pk}) locked]', write: (r, row) => r.update({ id: row.id }, { title: 'by pk' }) },
   { tag: '[coverage typeorm @AdvisoryLock repository.increment locked]', write: (r, row) => r.increment({ id: row.id }, 'hits', 1) },
   { tag: '[coverage typeorm @AdvisoryLock repository.decrement locked]', write: (r, row) => r.decrement({ id: row.id }, 'hits', 1) },
-  { tag: '[coverage typeorm @AdvisoryLock qb.update(where-pk-string) locked]', write: (r, row) => r.createQueryBuilder().update().set({ title: 'qb' }).where('id = :id', { id: row.id }).execute() },
-  { tag: '[coverage typeorm @AdvisoryLock qb.update(where-pk-object) locked]', write: (r, row) => r.createQueryBuilder().update().set({ title: 'qb' }).where({ id: row.id }).execute() },
+  {
+    tag: '[coverage typeorm @AdvisoryLock qb.update(where-pk-string) locked]',
+    write: (r, row) => r.createQueryBuilder().update().set({ title: 'qb' }).where('id = :id', { id: row.id }).execute(),
+  },
+  {
+    tag: '[coverage typeorm @AdvisoryLock qb.update(where-pk-object) locked]',
+    write: (r, row) => r.createQueryBuilder().update().set({ title: 'qb' }).where({ id: row.id }).execute(),
+  },
   { tag: '[coverage typeorm @AdvisoryLock repository.delete(id) locked]', write: (r, row) => r.delete(row.id) },
   { tag: '[coverage typeorm @AdvisoryLock repository.delete({pk}) locked]', write: (r, row) => r.delete({ id: row.id }) },
-  { tag: '[coverage typeorm @AdvisoryLock qb.delete(where-pk) locked]', write: (r, row) => r.createQueryBuilder().delete().where('id = :id', { id: row.id }).execute() },
-  { tag: '[coverage typeorm @AdvisoryLock qb.insert locked]', write: (r, row) => r.createQueryBuilder().insert().values({ section: row.section, title: 'qb' }).execute() },
+  {
+    tag: '[coverage typeorm @AdvisoryLock qb.delete(where-pk) locked]',
+    write: (r, row) => r.createQueryBuilder().delete().where('id = :id', { id: row.id }).execute(),
+  },
+  {
+    tag: '[coverage typeorm @AdvisoryLock qb.insert locked]',
+    write: (r, row) => r.createQueryBuilder().insert().values({ section: row.section, title: 'qb' }).execute(),
+  },
 ];
 
 /** Writes whose rows cannot be known before they run: refused with the documented LockConfigError. */
 const REFUSED: Array<{ tag: string; method?: string; write: Write }> = [
   { tag: '[coverage typeorm @AdvisoryLock repository.update(criteria) refused]', write: (r, row) => r.update({ title: row.title }, { title: 'criteria' }) },
-  { tag: '[coverage typeorm @AdvisoryLock qb.update(where-criteria) refused]', write: (r, row) => r.createQueryBuilder().update().set({ title: 'x' }).where('title = :t', { t: row.title }).execute() },
+  {
+    tag: '[coverage typeorm @AdvisoryLock qb.update(where-criteria) refused]',
+    write: (r, row) => r.createQueryBuilder().update().set({ title: 'x' }).where('title = :t', { t: row.title }).execute(),
+  },
   { tag: '[coverage typeorm @AdvisoryLock repository.delete(criteria) refused]', write: (r, row) => r.delete({ title: row.title }) },
-  { tag: '[coverage typeorm @AdvisoryLock qb.delete(where-criteria) refused]', write: (r, row) => r.createQueryBuilder().delete().where('title = :t', { t: row.title }).execute() },
+  {
+    tag: '[coverage typeorm @AdvisoryLock qb.delete(where-criteria) refused]',
+    write: (r, row) => r.createQueryBuilder().delete().where('title = :t', { t: row.title }).execute(),
+  },
   { tag: '[coverage typeorm @AdvisoryLock repository.softDelete refused]', write: (r, row) => r.softDelete(row.id) },
   { tag: '[coverage typeorm @AdvisoryLock repository.restore refused]', write: (r, row) => r.restore(row.id) },
   { tag: '[coverage typeorm@>=0.3.31 @AdvisoryLock repository.updateAll refused]', method: 'updateAll', write: (r) => (r as any).updateAll({ title: 'all' }) },
@@ -84,7 +108,11 @@ describeEachBackend('coverage: entity @AdvisoryLock writes', [CovDoc, CovPairDoc
   async function orderAgainstKey(entity: typeof CovDoc | typeof CovPlainDoc, write: Write, holdMs: number): Promise<string[]> {
     const repo = env.ds.getRepository<Doc>(entity);
     const row = await repo.save(repo.create({ section: ++section, title: `t${section}` }));
-    return orderAgainstHolder((body) => withAdvisoryLock(`section:${process.pid}:${row.section}`, body), () => transaction(() => write(repo, row)), holdMs);
+    return orderAgainstHolder(
+      (body) => withAdvisoryLock(`section:${process.pid}:${row.section}`, body),
+      () => transaction(() => write(repo, row)),
+      holdMs,
+    );
   }
 
   for (const row of LOCKED) {

@@ -9,11 +9,18 @@ import { raceIncrements, rejection, sleep } from './support';
  * The next position among a folder's items, read and then written after a window: concurrent
  * creations in one folder get the same position unless something serializes them.
  */
-const nextPosition = (table: string) => async (item: { folderId?: number; position?: number }, { manager }: AroundCreateContext) => {
-  const raw = await (manager as EntityManager).createQueryBuilder().select('MAX(i.position)', 'm').from(table, 'i').where('i.folderId = :f', { f: item.folderId }).getRawOne();
-  await sleep(30);
-  item.position = Number(raw?.m ?? 0) + 1;
-};
+const nextPosition =
+  (table: string) =>
+  async (item: { folderId?: number; position?: number }, { manager }: AroundCreateContext) => {
+    const raw = await (manager as EntityManager)
+      .createQueryBuilder()
+      .select('MAX(i.position)', 'm')
+      .from(table, 'i')
+      .where('i.folderId = :f', { f: item.folderId })
+      .getRawOne();
+    await sleep(30);
+    item.position = Number(raw?.m ?? 0) + 1;
+  };
 
 @Entity('cov_ac_folders')
 class CovFolder {
@@ -48,8 +55,19 @@ type Insert = (repo: Repository<CovItem | CovPlainItem>, folderId: number, n: nu
 let upsertId = 100_000;
 /** Inserts that bypass save(): each runs the hooks, so the parent is locked first. */
 const LOCKED: Array<{ tag: string; insert: Insert }> = [
-  { tag: '[coverage typeorm @AroundCreate qb.insert locked]', insert: (r, folderId, n) => r.createQueryBuilder().insert().values({ folderId, title: `qb${n}` }).execute() },
-  { tag: '[coverage typeorm @AroundCreate repository.upsert locked]', insert: (r, folderId, n) => r.upsert({ id: ++upsertId, folderId, title: `up${n}` }, ['id']) },
+  {
+    tag: '[coverage typeorm @AroundCreate qb.insert locked]',
+    insert: (r, folderId, n) =>
+      r
+        .createQueryBuilder()
+        .insert()
+        .values({ folderId, title: `qb${n}` })
+        .execute(),
+  },
+  {
+    tag: '[coverage typeorm @AroundCreate repository.upsert locked]',
+    insert: (r, folderId, n) => r.upsert({ id: ++upsertId, folderId, title: `up${n}` }, ['id']),
+  },
 ];
 
 const TREES = [LockedNs, LockedMp, LockedCt];
@@ -57,7 +75,11 @@ type TreeRepo = Repository<LockedNs | LockedMp | LockedCt>;
 /** Inserts of a @LockedTree entity that bypass TypeORM's tree bookkeeping: refused. */
 const TREE_REFUSED: Array<{ tag: string; call: string; insert: (repo: TreeRepo) => Promise<unknown> }> = [
   { tag: '[coverage typeorm @LockedTree repository.insert refused]', call: 'insert()', insert: (r) => r.insert({ name: 'ins' }) },
-  { tag: '[coverage typeorm @LockedTree qb.insert refused]', call: 'insert()', insert: (r) => r.createQueryBuilder().insert().values({ name: 'qb' }).execute() },
+  {
+    tag: '[coverage typeorm @LockedTree qb.insert refused]',
+    call: 'insert()',
+    insert: (r) => r.createQueryBuilder().insert().values({ name: 'qb' }).execute(),
+  },
   { tag: '[coverage typeorm @LockedTree repository.upsert refused]', call: 'upsert()', insert: (r) => r.upsert({ id: 900_001, name: 'up' }, ['id']) },
 ];
 
@@ -69,7 +91,11 @@ describeEachBackend('coverage: @AroundCreate and @LockedTree on inserts beside s
     const folder = await env.ds.getRepository(CovFolder).save({ name: 'f' });
     const repo = env.ds.getRepository<CovItem | CovPlainItem>(entity);
     let n = 0;
-    const failures = await raceIncrements(N, (body) => transaction(body), () => insert(repo, folder.id, n++).then(() => undefined));
+    const failures = await raceIncrements(
+      N,
+      (body) => transaction(body),
+      () => insert(repo, folder.id, n++).then(() => undefined),
+    );
     expect(failures).to.deep.equal([]);
     return (await repo.find({ where: { folderId: folder.id }, order: { position: 'ASC' } })).map((i) => i.position);
   }

@@ -24,31 +24,66 @@ const LOCKED: Array<{ tag: string; method?: string; read: Read }> = [
   { tag: '[coverage typeorm @Pessimistic repository.findBy locked]', read: async (r, id) => (await r.findBy({ id }))[0].value },
   { tag: '[coverage typeorm @Pessimistic repository.findAndCount locked]', read: async (r, id) => (await r.findAndCount({ where: { id } }))[0][0].value },
   { tag: '[coverage typeorm @Pessimistic repository.findAndCountBy locked]', read: async (r, id) => (await r.findAndCountBy({ id }))[0][0].value },
-  { tag: '[coverage typeorm@0.3 @Pessimistic repository.findOneById locked]', method: 'findOneById', read: async (r, id) => (await (r as any).findOneById(id)).value },
-  { tag: '[coverage typeorm@0.3 @Pessimistic repository.findByIds locked]', method: 'findByIds', read: async (r, id) => (await (r as any).findByIds([id]))[0].value },
+  {
+    tag: '[coverage typeorm@0.3 @Pessimistic repository.findOneById locked]',
+    method: 'findOneById',
+    read: async (r, id) => (await (r as any).findOneById(id)).value,
+  },
+  {
+    tag: '[coverage typeorm@0.3 @Pessimistic repository.findByIds locked]',
+    method: 'findByIds',
+    read: async (r, id) => (await (r as any).findByIds([id]))[0].value,
+  },
   { tag: '[coverage typeorm @Pessimistic qb.getOne locked]', read: async (r, id) => (await qb(r, id).getOne())!.value },
   { tag: '[coverage typeorm @Pessimistic qb.getOneOrFail locked]', read: async (r, id) => (await qb(r, id).getOneOrFail()).value },
   { tag: '[coverage typeorm @Pessimistic qb.getMany locked]', read: async (r, id) => (await qb(r, id).getMany())[0].value },
   { tag: '[coverage typeorm @Pessimistic qb.getManyAndCount locked]', read: async (r, id) => (await qb(r, id).getManyAndCount())[0][0].value },
   { tag: '[coverage typeorm @Pessimistic qb.getRawAndEntities locked]', read: async (r, id) => (await qb(r, id).getRawAndEntities()).entities[0].value },
-  { tag: '[coverage typeorm @Pessimistic qb.getRawOne locked]', read: async (r, id) => Number((await qb(r, id).select('c.value', 'value').getRawOne())!.value) },
-  { tag: '[coverage typeorm @Pessimistic qb.getRawMany locked]', read: async (r, id) => Number((await qb(r, id).select('c.value', 'value').getRawMany())[0].value) },
+  {
+    tag: '[coverage typeorm @Pessimistic qb.getRawOne locked]',
+    read: async (r, id) => Number((await qb(r, id).select('c.value', 'value').getRawOne())!.value),
+  },
+  {
+    tag: '[coverage typeorm @Pessimistic qb.getRawMany locked]',
+    read: async (r, id) => Number((await qb(r, id).select('c.value', 'value').getRawMany())[0].value),
+  },
 ];
 
 /** Entry points a `@Pessimistic` method refuses by name: no row lock makes their answer exact. */
-const REFUSED: Array<{ tag: string; method?: string; call: RegExp; driverNeeds?: string; run: (repo: Repository<CovCounter>, id: number) => Promise<unknown> }> = [
+const REFUSED: Array<{
+  tag: string;
+  method?: string;
+  call: RegExp;
+  driverNeeds?: string;
+  run: (repo: Repository<CovCounter>, id: number) => Promise<unknown>;
+}> = [
   { tag: '[coverage typeorm @Pessimistic repository.count refused]', call: /count\(\)/, run: (r) => r.count({ where: { bucket: 1 } }) },
   { tag: '[coverage typeorm @Pessimistic repository.countBy refused]', call: /countBy\(\)/, run: (r) => r.countBy({ bucket: 1 }) },
-  { tag: '[coverage typeorm @Pessimistic repository.exists refused]', method: 'exists', call: /exists\(\)/, run: (r) => (r as any).exists({ where: { bucket: 1 } }) },
+  {
+    tag: '[coverage typeorm @Pessimistic repository.exists refused]',
+    method: 'exists',
+    call: /exists\(\)/,
+    run: (r) => (r as any).exists({ where: { bucket: 1 } }),
+  },
   { tag: '[coverage typeorm @Pessimistic repository.existsBy refused]', call: /existsBy\(\)/, run: (r) => r.existsBy({ bucket: 1 }) },
-  { tag: '[coverage typeorm@0.3 @Pessimistic repository.exist refused]', method: 'exist', call: /exists\(\)/, run: (r) => (r as any).exist({ where: { bucket: 1 } }) },
+  {
+    tag: '[coverage typeorm@0.3 @Pessimistic repository.exist refused]',
+    method: 'exist',
+    call: /exists\(\)/,
+    run: (r) => (r as any).exist({ where: { bucket: 1 } }),
+  },
   { tag: '[coverage typeorm @Pessimistic repository.sum refused]', call: /sum\(\)/, run: (r) => r.sum('value', { bucket: 1 }) },
   { tag: '[coverage typeorm @Pessimistic repository.average refused]', call: /average\(\)/, run: (r) => r.average('value', { bucket: 1 }) },
   { tag: '[coverage typeorm @Pessimistic repository.minimum refused]', call: /minimum\(\)/, run: (r) => r.minimum('value', { bucket: 1 }) },
   { tag: '[coverage typeorm @Pessimistic repository.maximum refused]', call: /maximum\(\)/, run: (r) => r.maximum('value', { bucket: 1 }) },
   { tag: '[coverage typeorm @Pessimistic qb.getCount refused]', call: /getCount\(\)/, run: (r, id) => qb(r, id).getCount() },
   { tag: '[coverage typeorm @Pessimistic qb.getExists refused]', call: /getExists\(\)/, run: (r, id) => qb(r, id).getExists() },
-  { tag: '[coverage typeorm @Pessimistic qb.stream refused]', call: /stream\(\)/, driverNeeds: 'a stream driver (pg-query-stream)', run: (r, id) => qb(r, id).stream() },
+  {
+    tag: '[coverage typeorm @Pessimistic qb.stream refused]',
+    call: /stream\(\)/,
+    driverNeeds: 'a stream driver (pg-query-stream)',
+    run: (r, id) => qb(r, id).stream(),
+  },
   {
     tag: '[coverage typeorm @Pessimistic qb.getRawOne(aggregate) refused]',
     call: /getRawOne\(\)\/getRawMany\(\).*aggregate \(SUM\)/,

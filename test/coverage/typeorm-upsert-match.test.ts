@@ -66,7 +66,11 @@ describeEachBackend('coverage: entity @AdvisoryLock upserts matched on a unique 
     const section = 7000 + ++n;
     const slug = `s${process.pid}-${n}`;
     await repo.save(repo.create({ slug, section, title: 'seed' }));
-    return orderAgainstHolder((body) => withAdvisoryLock(keyOf(section), body), () => transaction(() => write(repo, slug)), holdMs);
+    return orderAgainstHolder(
+      (body) => withAdvisoryLock(keyOf(section), body),
+      () => transaction(() => write(repo, slug)),
+      holdMs,
+    );
   }
 
   for (const row of WRITES) {

@@ -86,7 +86,10 @@ describeEachMikroBackend(
       await held.wait();
       try {
         expect(await advisoryLockExists('report')).to.equal(true);
-        const err = await withAdvisoryLock('report', async () => 'ran', { timeoutMs: 200 }).then(() => null, (e) => e);
+        const err = await withAdvisoryLock('report', async () => 'ran', { timeoutMs: 200 }).then(
+          () => null,
+          (e) => e,
+        );
         expect(err).to.be.instanceOf(LockTimeoutError);
       } finally {
         release();

@@ -1,8 +1,6 @@
 import { expect } from 'chai';
 import { race } from '../../src/testing';
-import {
-  MikroNestedSetSubscriber, MkDoc, MkFolder, MkPage, MkPagePlain, MkSite, TraceSubscriber, trace,
-} from '../fixtures/mikro-nested-set';
+import { MikroNestedSetSubscriber, MkDoc, MkFolder, MkPage, MkPagePlain, MkSite, TraceSubscriber, trace } from '../fixtures/mikro-nested-set';
 import { describeEachMikroBackend } from '../support/mikro-suite';
 
 describeEachMikroBackend(
@@ -53,7 +51,10 @@ describeEachMikroBackend(
       const sent = env.log.splice(0).map((q) => q.toLowerCase());
       const lockAt = sent.findIndex((q) => /for update/.test(q));
       expect(lockAt, sent.join('\n')).to.be.greaterThan(0);
-      expect(sent.findIndex((q) => q.startsWith('insert')), sent.join('\n')).to.be.greaterThan(lockAt);
+      expect(
+        sent.findIndex((q) => q.startsWith('insert')),
+        sent.join('\n'),
+      ).to.be.greaterThan(lockAt);
     });
   },
   { subscribers: [new MikroNestedSetSubscriber(), new TraceSubscriber()] },

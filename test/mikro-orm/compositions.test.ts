@@ -42,10 +42,20 @@ describeEachMikroBackend('compositions', [MkUser, MkOrder], (env) => {
   });
 
   it('isolation: asking for SERIALIZABLE inside a default transaction (also em.transactional) is a LockConfigError', async () => {
-    const inTx = await transaction(() => transaction(async () => 'ran', { isolation: 'SERIALIZABLE' }).then(() => undefined, (e) => e));
+    const inTx = await transaction(() =>
+      transaction(async () => 'ran', { isolation: 'SERIALIZABLE' }).then(
+        () => undefined,
+        (e) => e,
+      ),
+    );
     expect(inTx).to.be.instanceOf(LockConfigError);
     const inEm = await outside(() =>
-      env.orm.em.fork().transactional(() => transaction(async () => 'ran', { isolation: 'SERIALIZABLE' }).then(() => undefined, (e) => e)),
+      env.orm.em.fork().transactional(() =>
+        transaction(async () => 'ran', { isolation: 'SERIALIZABLE' }).then(
+          () => undefined,
+          (e) => e,
+        ),
+      ),
     );
     expect(inEm).to.be.instanceOf(LockConfigError);
   });
@@ -55,15 +65,22 @@ describeEachMikroBackend('compositions', [MkUser, MkOrder], (env) => {
       const fork = env.orm.em.fork();
       await fork.begin(begun ? { isolationLevel: begun as never } : {});
       try {
-        const refused = await transaction(async () => 'ran', { dataSource: fork, isolation: 'SERIALIZABLE' }).then(() => undefined, (e) => e);
+        const refused = await transaction(async () => 'ran', { dataSource: fork, isolation: 'SERIALIZABLE' }).then(
+          () => undefined,
+          (e) => e,
+        );
         expect(refused).to.be.instanceOf(LockConfigError);
         const level = begun ? 'READ COMMITTED' : env.handle.dialect.capabilities.defaultIsolation;
         expect(await transaction(async () => 'joined', { dataSource: fork, isolation: level })).to.equal('joined');
-        await withAdvisoryLock(`mk-cmp-begun-${process.pid}`, async () => {
-          const em = currentManager(env.orm) as EntityManager;
-          expect(em.getTransactionContext(), 'the body runs in the fork\'s transaction').to.equal(fork.getTransactionContext());
-        }, { dataSource: fork });
-        expect(await freeElsewhere(`mk-cmp-begun-${process.pid}`), 'a transaction-scope lock: held until the fork\'s transaction ends').to.equal(false);
+        await withAdvisoryLock(
+          `mk-cmp-begun-${process.pid}`,
+          async () => {
+            const em = currentManager(env.orm) as EntityManager;
+            expect(em.getTransactionContext(), "the body runs in the fork's transaction").to.equal(fork.getTransactionContext());
+          },
+          { dataSource: fork },
+        );
+        expect(await freeElsewhere(`mk-cmp-begun-${process.pid}`), "a transaction-scope lock: held until the fork's transaction ends").to.equal(false);
       } finally {
         await fork.rollback();
       }
@@ -73,20 +90,24 @@ describeEachMikroBackend('compositions', [MkUser, MkOrder], (env) => {
 
   it('inside a session lock, Promise.all of two transaction(): one after another; A commits, B rolls back alone', async () => {
     const order: string[] = [];
-    const results = await withAdvisoryLock('mk-cmp-pin', () =>
-      Promise.allSettled([
-        transaction(async () => {
-          order.push('A+');
-          await insert(7101);
-          await sleep(50);
-          order.push('A-');
-        }),
-        transaction(async () => {
-          order.push('B+');
-          await insert(7102);
-          throw new Error('boom');
-        }),
-      ]), { scope: 'session' });
+    const results = await withAdvisoryLock(
+      'mk-cmp-pin',
+      () =>
+        Promise.allSettled([
+          transaction(async () => {
+            order.push('A+');
+            await insert(7101);
+            await sleep(50);
+            order.push('A-');
+          }),
+          transaction(async () => {
+            order.push('B+');
+            await insert(7102);
+            throw new Error('boom');
+          }),
+        ]),
+      { scope: 'session' },
+    );
     expect(results.map((r) => r.status)).to.deep.equal(['fulfilled', 'rejected']);
     expect(order).to.deep.equal(['A+', 'A-', 'B+']);
     expect(await count(7101)).to.equal(1);

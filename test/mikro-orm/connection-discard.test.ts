@@ -36,7 +36,10 @@ describeEachMikroBackend('a pinned connection given back (MikroORM)', [MkLcRow],
   const idOf = async (tx: PortTransaction) => Number((await tx.connection.query(env.handle.dialect.connectionIdSql))[0].connectionId);
   const alive = (id: number) =>
     asAdmin(env.name, async (query) => {
-      const rows = env.name === 'postgres' ? await query('SELECT 1 FROM pg_stat_activity WHERE pid = $1', [id]) : await query('SELECT 1 FROM information_schema.PROCESSLIST WHERE ID = ?', [id]);
+      const rows =
+        env.name === 'postgres'
+          ? await query('SELECT 1 FROM pg_stat_activity WHERE pid = $1', [id])
+          : await query('SELECT 1 FROM information_schema.PROCESSLIST WHERE ID = ?', [id]);
       return rows.length > 0;
     });
   /** True when the backend `id` is gone within a second. */

@@ -47,7 +47,10 @@ describeEachMikroBackend('context', [MkUser, MkOrder], (env) => {
       await new Service().add();
       expect(await env.orm.em.count(MkUser, { credits: 4242 })).to.equal(1); // visible inside
       throw new Error('boom');
-    }).then(() => null, (e) => e);
+    }).then(
+      () => null,
+      (e) => e,
+    );
     expect(err?.message).to.equal('boom');
     expect(await env.orm.em.fork().count(MkUser, { credits: 4242 })).to.equal(0);
   });

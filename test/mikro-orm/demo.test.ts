@@ -26,7 +26,12 @@ describe('npm run demo -- --orm mikro-orm', function () {
     const rows = output
       .split('\n')
       .filter((l) => l.startsWith('| ') && !l.startsWith('| scenario'))
-      .map((l) => l.split('|').slice(1, -1).map((c) => c.trim()));
+      .map((l) =>
+        l
+          .split('|')
+          .slice(1, -1)
+          .map((c) => c.trim()),
+      );
     expect(rows.map((r) => r[0])).to.include.members(['nested-set pages', 'charge_user_for_order', 'optimistic counter', 'S3Worker']);
     for (const [name, , without, withLock] of rows) {
       if (without === 'skipped') continue;

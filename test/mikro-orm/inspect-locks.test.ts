@@ -11,10 +11,14 @@ describeEachMikroBackend('inspectLocks on a MikroORM instance', [MkJobCounter, M
     const held = new Promise<void>((r) => (release = r));
     let entered!: () => void;
     const inside = new Promise<void>((r) => (entered = r));
-    const holder = withAdvisoryLock('S3Worker-Lock', async () => {
-      entered();
-      await held;
-    }, { scope: 'session', dataSource: env.orm });
+    const holder = withAdvisoryLock(
+      'S3Worker-Lock',
+      async () => {
+        entered();
+        await held;
+      },
+      { scope: 'session', dataSource: env.orm },
+    );
     await inside;
     const waiter = withAdvisoryLock('S3Worker-Lock', async () => 'waited', { scope: 'session', dataSource: env.orm });
     try {

@@ -3,9 +3,7 @@ import { expect } from 'chai';
 import { LockConfigError } from '../../src';
 import { liveInstallations } from '../../src/orm/installations';
 import { installLocking, patchedMikroOrmInternals } from '../../src/orm/mikro-orm';
-import {
-  MkBadAdvisory, MkBadChild, MkBadMode, MkBadParent, MkBadUnversioned, MkPlainRow,
-} from '../fixtures/mikro-bad-entities';
+import { MkBadAdvisory, MkBadChild, MkBadMode, MkBadParent, MkBadUnversioned, MkPlainRow } from '../fixtures/mikro-bad-entities';
 import { BACKENDS } from '../support/backends';
 import { createMikroOrm } from '../support/mikro-suite';
 
@@ -24,7 +22,10 @@ for (const backend of BACKENDS) {
     });
 
     const refused = async (p: Promise<unknown>) => {
-      const err = await p.then(() => null, (e) => e);
+      const err = await p.then(
+        () => null,
+        (e) => e,
+      );
       expect(err).to.be.instanceOf(LockConfigError);
       return err as LockConfigError;
     };

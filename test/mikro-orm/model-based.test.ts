@@ -12,18 +12,43 @@ import { modelBasedSuite } from '../support/model-suite';
 import { mikroWorld } from '../support/model-worlds';
 
 describeEachMikroBackend('the connection model against the database', [MkLcRow], (env) => {
-  modelBasedSuite(() => mikroWorld(env), () => env.handle.dialect.capabilities, [
-    ['a lock taken in a rolled-back nested em.transactional is gone, and taken again by the next call', [
-      { t: 'emtx' }, { t: 'tx' }, { t: 'xlock', key: 'mb-a' }, { t: 'end' }, { t: 'throw' }, { t: 'worker', key: 'mb-a' }, { t: 'xlock', key: 'mb-a' }, { t: 'worker', key: 'mb-a' },
-    ]],
-    ['a killed connection under em.begin: the fork\'s commit fails, the model forgets its locks', [
-      { t: 'begin' }, { t: 'xlock', key: 'mb-a' }, { t: 'end' }, { t: 'kill' }, { t: 'worker', key: 'mb-a' },
-    ]],
-    ['a transaction inside a session lock\'s pinned connection is the same connection to the model (it was two: the pinned root and the transaction\'s)', [
-      { t: 'slock', key: 'mb-a' }, { t: 'tx' }, { t: 'xlock', key: 'mb-a' }, { t: 'worker', key: 'mb-a' }, { t: 'end' }, { t: 'end' }, { t: 'worker', key: 'mb-a' },
-    ]],
-    ['a fork after em.begin() named as { dataSource }: ormlock calls join its transaction (they opened another connection)', [
-      { t: 'begin' }, { t: 'xlock', key: 'mb-a' }, { t: 'row' }, { t: 'worker', key: 'mb-a' }, { t: 'end' }, { t: 'worker', key: 'mb-a' }, { t: 'throw' },
-    ]],
-  ]);
+  modelBasedSuite(
+    () => mikroWorld(env),
+    () => env.handle.dialect.capabilities,
+    [
+      [
+        'a lock taken in a rolled-back nested em.transactional is gone, and taken again by the next call',
+        [
+          { t: 'emtx' },
+          { t: 'tx' },
+          { t: 'xlock', key: 'mb-a' },
+          { t: 'end' },
+          { t: 'throw' },
+          { t: 'worker', key: 'mb-a' },
+          { t: 'xlock', key: 'mb-a' },
+          { t: 'worker', key: 'mb-a' },
+        ],
+      ],
+      [
+        "a killed connection under em.begin: the fork's commit fails, the model forgets its locks",
+        [{ t: 'begin' }, { t: 'xlock', key: 'mb-a' }, { t: 'end' }, { t: 'kill' }, { t: 'worker', key: 'mb-a' }],
+      ],
+      [
+        "a transaction inside a session lock's pinned connection is the same connection to the model (it was two: the pinned root and the transaction's)",
+        [
+          { t: 'slock', key: 'mb-a' },
+          { t: 'tx' },
+          { t: 'xlock', key: 'mb-a' },
+          { t: 'worker', key: 'mb-a' },
+          { t: 'end' },
+          { t: 'end' },
+          { t: 'worker', key: 'mb-a' },
+        ],
+      ],
+      [
+        'a fork after em.begin() named as { dataSource }: ormlock calls join its transaction (they opened another connection)',
+        [{ t: 'begin' }, { t: 'xlock', key: 'mb-a' }, { t: 'row' }, { t: 'worker', key: 'mb-a' }, { t: 'end' }, { t: 'worker', key: 'mb-a' }, { t: 'throw' }],
+      ],
+    ],
+  );
 });

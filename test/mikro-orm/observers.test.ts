@@ -21,7 +21,12 @@ describeEachMikroBackend(
         await withAdvisoryLock(['report', user.id], async () => undefined);
       });
       const summary = events.map((e) => `${e.type}:${e.kind}:${e.target}`);
-      expect(summary).to.include.members(['acquired:row:MkUser', 'released:row:MkUser', 'acquired:advisory:["report",' + user.id + ']', 'released:advisory:["report",' + user.id + ']']);
+      expect(summary).to.include.members([
+        'acquired:row:MkUser',
+        'released:row:MkUser',
+        'acquired:advisory:["report",' + user.id + ']',
+        'released:advisory:["report",' + user.id + ']',
+      ]);
       expect(events.filter((e) => e.type === 'released').every((e) => typeof e.heldMs === 'number')).to.equal(true);
       expect((await env.orm.em.fork().findOneOrFail(MkUser, user.id)).credits).to.equal(2);
     });
@@ -32,12 +37,13 @@ describeEachMikroBackend(
     });
 
     it('requires_new inside a held connection of a full pool: PoolExhaustedError instead of waiting forever', async () => {
-      const results = await race(4, () =>
-        transaction(() => transaction(async () => 'inner', { propagation: 'requires_new' })),
-      );
+      const results = await race(4, () => transaction(() => transaction(async () => 'inner', { propagation: 'requires_new' })));
       const errors = results.filter((r) => r.status === 'rejected').map((r) => (r as PromiseRejectedResult).reason);
       expect(errors.length).to.be.greaterThan(0);
-      expect(errors.every((e) => e instanceof PoolExhaustedError), String(errors)).to.equal(true);
+      expect(
+        errors.every((e) => e instanceof PoolExhaustedError),
+        String(errors),
+      ).to.equal(true);
     });
 
     it('@RetryOnConflict on a method: concurrent increments of a @Versioned row are exact', async () => {

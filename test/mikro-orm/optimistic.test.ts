@@ -29,11 +29,17 @@ describeEachMikroBackend('optimistic versions, retries, createOrFind', [MkCounte
     ca.value += 1;
     cb.value += 1; // two changed MkCounters: one batched UPDATE
     env.log.length = 0;
-    const err = await mine.flush().then(() => null, (e) => e);
+    const err = await mine.flush().then(
+      () => null,
+      (e) => e,
+    );
     expect(err).to.be.instanceOf(StaleEntityError);
     expect(err.entity).to.equal('MkCounter');
     const sent = env.log.splice(0);
-    expect(sent.filter((q) => /^select/i.test(q.trim())), 'no separate version SELECT').to.deep.equal([]);
+    expect(
+      sent.filter((q) => /^select/i.test(q.trim())),
+      'no separate version SELECT',
+    ).to.deep.equal([]);
     expect(await valuesOf(MkCounter, [a, b])).to.deep.equal([100, 0]); // b not written either
   });
 
@@ -45,7 +51,10 @@ describeEachMikroBackend('optimistic versions, retries, createOrFind', [MkCounte
     (await other.findOneOrFail(MkCounter, a)).value = 7;
     await other.flush();
     ca.value = 1;
-    const err = await mine.flush().then(() => null, (e) => e);
+    const err = await mine.flush().then(
+      () => null,
+      (e) => e,
+    );
     expect(err).to.be.instanceOf(StaleEntityError);
     expect(await valuesOf(MkCounter, [a])).to.deep.equal([7]);
   });
@@ -58,7 +67,10 @@ describeEachMikroBackend('optimistic versions, retries, createOrFind', [MkCounte
     (await other.findOneOrFail(MkCounter, b)).value = 5;
     await other.flush();
     both.forEach((c) => mine.remove(c));
-    const err = await mine.flush().then(() => null, (e) => e);
+    const err = await mine.flush().then(
+      () => null,
+      (e) => e,
+    );
     expect(err).to.be.instanceOf(StaleEntityError);
     expect(err.message).to.contain('DELETE');
     expect(await valuesOf(MkCounter, [a, b])).to.deep.equal([0, 5]); // a not deleted either

@@ -1,6 +1,14 @@
 import { expect } from 'chai';
 import {
-  DeadlockError, LockConfigError, LockNotAvailableError, LockTimeoutError, TransactionRequiredError, lock, transaction, withLock, withPessimistic,
+  DeadlockError,
+  LockConfigError,
+  LockNotAvailableError,
+  LockTimeoutError,
+  TransactionRequiredError,
+  lock,
+  transaction,
+  withLock,
+  withPessimistic,
 } from '../../src';
 import { Barrier, race } from '../../src/testing';
 import { MikroBilling, MkOrder, MkUser } from '../fixtures/mikro-billing';
@@ -64,7 +72,13 @@ describeEachMikroBackend('row locks', [MkUser, MkOrder], (env) => {
       await released;
     });
     await held.wait();
-    return { release: () => { release(); return done; }, holderId: () => holderId! };
+    return {
+      release: () => {
+        release();
+        return done;
+      },
+      holderId: () => holderId!,
+    };
   }
 
   it("onLocked: 'nowait' on a held row throws LockNotAvailableError at once", async () => {
@@ -72,7 +86,10 @@ describeEachMikroBackend('row locks', [MkUser, MkOrder], (env) => {
     const holder = await holdLock(user.id);
     const started = Date.now();
     try {
-      const err = await withLock(user, async () => 'locked', { onLocked: 'nowait' }).then(() => null, (e) => e);
+      const err = await withLock(user, async () => 'locked', { onLocked: 'nowait' }).then(
+        () => null,
+        (e) => e,
+      );
       expect(err).to.be.instanceOf(LockNotAvailableError);
       expect(err.entity).to.equal('MkUser');
       expect(Date.now() - started).to.be.lessThan(1000);
@@ -85,7 +102,10 @@ describeEachMikroBackend('row locks', [MkUser, MkOrder], (env) => {
     const { user } = await seedUser(5);
     const holder = await holdLock(user.id);
     try {
-      const err = await withLock(user, async () => 'locked', { timeoutMs: 300 }).then(() => null, (e) => e);
+      const err = await withLock(user, async () => 'locked', { timeoutMs: 300 }).then(
+        () => null,
+        (e) => e,
+      );
       expect(err).to.be.instanceOf(LockTimeoutError);
       expect(err.waitedMs).to.be.at.least(250);
       if (env.handle.dialect.describeRowLockHolder) {
@@ -123,9 +143,15 @@ describeEachMikroBackend('row locks', [MkUser, MkOrder], (env) => {
 
   it('lock() outside a transaction throws TransactionRequiredError; a @Pessimistic read through a fork of its own throws LockConfigError', async () => {
     const { user } = await seedUser(5);
-    const err = await lock(user).then(() => null, (e) => e);
+    const err = await lock(user).then(
+      () => null,
+      (e) => e,
+    );
     expect(err).to.be.instanceOf(TransactionRequiredError);
-    const escaped = await withPessimistic(() => env.orm.em.fork().findOneOrFail(MkUser, user.id)).then(() => null, (e) => e);
+    const escaped = await withPessimistic(() => env.orm.em.fork().findOneOrFail(MkUser, user.id)).then(
+      () => null,
+      (e) => e,
+    );
     expect(escaped).to.be.instanceOf(LockConfigError);
     expect(escaped.message).to.contain("outside the method's transaction");
   });
@@ -134,12 +160,15 @@ describeEachMikroBackend('row locks', [MkUser, MkOrder], (env) => {
     const { user } = await seedUser(100);
     const work = () => env.orm.em.nativeUpdate(MkUser, { id: user.id }, { credits: 99 });
     env.log.length = 0;
-    await transaction(async () => { await work(); });
+    await transaction(async () => {
+      await work();
+    });
     const unlocked = env.log.splice(0);
-    await withLock(user, async () => { await work(); });
+    await withLock(user, async () => {
+      await work();
+    });
     const locked = env.log.splice(0);
     expect(locked.length, `${unlocked.join('; ')}\nvs\n${locked.join('; ')}`).to.equal(unlocked.length + 1);
     expect(locked.filter((q) => /for update/i.test(q))).to.have.length(1);
   });
 });
-

@@ -52,7 +52,13 @@ for (const backend of BACKENDS) {
       const counts = split(total, s.workers.length);
       const started = Date.now();
       const batch: BatchResult = await runBatch(s.workers, (w) => ({
-        cmd: 'inc', strategy, locked, count: counts[w.index], concurrency: CONCURRENCY, rows, ...extra,
+        cmd: 'inc',
+        strategy,
+        locked,
+        count: counts[w.index],
+        concurrency: CONCURRENCY,
+        rows,
+        ...extra,
       }));
       const seconds = (Date.now() - started) / 1000;
       const values = new Map((await repo.findBy(rows.map((id) => ({ id })))).map((r) => [r.id, r.value]));

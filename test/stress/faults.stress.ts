@@ -56,7 +56,10 @@ for (const backend of BACKENDS) {
         const accounts = s.ds.getRepository(StressAccount);
         const ledger = s.ds.getRepository(LedgerEntry);
         await accounts.delete([from, to]);
-        await accounts.insert([{ id: from, balance: START_BALANCE }, { id: to, balance: 0 }]);
+        await accounts.insert([
+          { id: from, balance: START_BALANCE },
+          { id: to, balance: 0 },
+        ]);
         await ledger.delete({ strategy });
 
         const [victim, , , doomed] = s.workers;
@@ -69,21 +72,27 @@ for (const backend of BACKENDS) {
 
         const batch = newBatchId();
         // fault 1: kill the victim's connection while it holds the lock with the debit written
-        const fault1 = victim.next((m) => m.stalled && m.batch === batch).then(async (m) => {
-          killedConn = m.connId;
-          await killConnection(backend, m.connId);
-          victimKilled = true;
-          events.push(`killed connection ${m.connId} of ${victim.name}`);
-          await sleep(200);
-          victim.send({ cmd: 'resume' });
-        });
+        const fault1 = victim
+          .next((m) => m.stalled && m.batch === batch)
+          .then(async (m) => {
+            killedConn = m.connId;
+            await killConnection(backend, m.connId);
+            victimKilled = true;
+            events.push(`killed connection ${m.connId} of ${victim.name}`);
+            await sleep(200);
+            victim.send({ cmd: 'resume' });
+          });
         // fault 2: SIGKILL the doomed process while one of its connections holds the lock with the debit written
-        const fault2 = doomed.next((m) => m.stalled && m.batch === batch).then((m) => {
-          doomedConns.push(...doomed.conns);
-          doomedProgress = doomed.progress;
-          doomed.child.kill('SIGKILL');
-          events.push(`SIGKILL ${doomed.name} (pid ${doomed.pid}, holding connection ${m.connId}, after ${doomed.progress} of ${counts[doomed.index]} transfers)`);
-        });
+        const fault2 = doomed
+          .next((m) => m.stalled && m.batch === batch)
+          .then((m) => {
+            doomedConns.push(...doomed.conns);
+            doomedProgress = doomed.progress;
+            doomed.child.kill('SIGKILL');
+            events.push(
+              `SIGKILL ${doomed.name} (pid ${doomed.pid}, holding connection ${m.connId}, after ${doomed.progress} of ${counts[doomed.index]} transfers)`,
+            );
+          });
         fault1.catch(() => undefined); // awaited below; a rejection must not go unhandled meanwhile
         fault2.catch(() => undefined);
 
@@ -92,7 +101,15 @@ for (const backend of BACKENDS) {
         for (const w of s.workers) {
           w.progress = 0;
           w.send({
-            cmd: 'transfer', strategy, from, to, count: counts[w.index], concurrency: CONCURRENCY, startAt, batch, progressEvery: 10,
+            cmd: 'transfer',
+            strategy,
+            from,
+            to,
+            count: counts[w.index],
+            concurrency: CONCURRENCY,
+            startAt,
+            batch,
+            progressEvery: 10,
             victimAfter: w === victim ? 40 : w === doomed ? 80 : undefined,
           });
         }
@@ -137,8 +154,18 @@ for (const backend of BACKENDS) {
         const survived = problems.length === 0;
         const detail = `${result.ok} transfers by the survivors + ${n - result.ok} by the killed process committed; sum constant; ${survived ? 'no lock left' : problems.join('; ')}`;
         summary.faults.push(
-          { kind: `${label}: connection of a lock holder killed half-written (${killHow(backend)})`, backend, survived, detail: `victim got ${String(victimDone.victimError).split(':')[0]}; ${events[0]}` },
-          { kind: `${label}: worker process SIGKILLed half-written, holding the lock`, backend, survived, detail: `${events.find((e) => e.startsWith('SIGKILL'))}; ${detail}` },
+          {
+            kind: `${label}: connection of a lock holder killed half-written (${killHow(backend)})`,
+            backend,
+            survived,
+            detail: `victim got ${String(victimDone.victimError).split(':')[0]}; ${events[0]}`,
+          },
+          {
+            kind: `${label}: worker process SIGKILLed half-written, holding the lock`,
+            backend,
+            survived,
+            detail: `${events.find((e) => e.startsWith('SIGKILL'))}; ${detail}`,
+          },
         );
         expect(problems, 'locks or transactions left behind').to.deep.equal([]);
         await replaceDeadWorkers(s);
@@ -179,7 +206,14 @@ for (const backend of BACKENDS) {
         const started = Date.now();
         try {
           batch = await runBatch(s.workers, (w) => ({
-            cmd: 'inc', strategy: 'redlock', locked: true, count: split(REDIS_OPS, s.workers.length)[w.index], concurrency: CONCURRENCY, rows: [101], redis, progressEvery: 20,
+            cmd: 'inc',
+            strategy: 'redlock',
+            locked: true,
+            count: split(REDIS_OPS, s.workers.length)[w.index],
+            concurrency: CONCURRENCY,
+            rows: [101],
+            redis,
+            progressEvery: 20,
           }));
           await action;
         } finally {
@@ -192,10 +226,20 @@ for (const backend of BACKENDS) {
           kind: 'Redlock (3 nodes): Redis node stopped and restarted empty mid-run',
           backend,
           survived,
-          detail: `stopped after ${stoppedAt?.progress} increments, down ${restartedAt && stoppedAt ? restartedAt.time - stoppedAt.time : '?'} ms ` +
+          detail:
+            `stopped after ${stoppedAt?.progress} increments, down ${restartedAt && stoppedAt ? restartedAt.time - stoppedAt.time : '?'} ms ` +
             `(${restartedAt && stoppedAt ? restartedAt.progress - stoppedAt.progress : '?'} increments done on 2 nodes), restarted; ${batch.ok}/${REDIS_OPS} done, counter ${value}, lost ${batch.ok - value}`,
         });
-        summary.counterRuns.push({ strategy: 'Redlock.using + fencing token', backend, locked: true, ops: batch.ok, lost: batch.ok - value, failed: batch.failed, seconds, note: 'node 1 of 3 down and up' });
+        summary.counterRuns.push({
+          strategy: 'Redlock.using + fencing token',
+          backend,
+          locked: true,
+          ops: batch.ok,
+          lost: batch.ok - value,
+          failed: batch.failed,
+          seconds,
+          note: 'node 1 of 3 down and up',
+        });
         expect(stoppedAt, 'node 1 was stopped mid-run').to.not.equal(undefined);
         expect(restartedAt, 'node 1 was restarted mid-run').to.not.equal(undefined);
         expect(restartedAt!.progress, 'leases were granted while the node was down').to.be.greaterThan(stoppedAt!.progress);

@@ -70,7 +70,9 @@ describe('stress: every Redis node flushed mid-run (FLUSHALL on all three, four 
       });
 
       /** One run: a fresh counter row, flushes at FLUSH_AT of the progress. */
-      async function run(config: RunConfig): Promise<{ batch: BatchResult; id: number; value: number; flushes: number[]; seconds: number; entries: FenceEntry[] }> {
+      async function run(
+        config: RunConfig,
+      ): Promise<{ batch: BatchResult; id: number; value: number; flushes: number[]; seconds: number; entries: FenceEntry[] }> {
         await replaceDeadWorkers(s);
         const id = ++row;
         const counters = s.ds.getRepository(StressCounter);
@@ -107,7 +109,14 @@ describe('stress: every Redis node flushed mid-run (FLUSHALL on all three, four 
         let batch: BatchResult;
         try {
           batch = await runBatch(s.workers, (w) => ({
-            cmd: 'inc', strategy: 'redlock', locked: true, count: split(OPS, s.workers.length)[w.index], concurrency: CONCURRENCY, rows: [id], redis, progressEvery: 5,
+            cmd: 'inc',
+            strategy: 'redlock',
+            locked: true,
+            count: split(OPS, s.workers.length)[w.index],
+            concurrency: CONCURRENCY,
+            rows: [id],
+            redis,
+            progressEvery: 5,
           }));
           await flushing;
         } finally {
@@ -126,15 +135,32 @@ describe('stress: every Redis node flushed mid-run (FLUSHALL on all three, four 
         const tokens = entries.map((e) => BigInt(e.token));
         const backwards = tokens.filter((t, i) => i > 0 && !(t > tokens[i - 1])).length;
         const onlyLost = Object.keys(batch.errors).every((name) => name === 'LockLostError');
-        const survived = flushes.length === FLUSH_AT.length && value === batch.ok && entries.length === batch.ok && survivors.length === 0 && backwards === 0 && onlyLost && batch.failed > 0;
+        const survived =
+          flushes.length === FLUSH_AT.length &&
+          value === batch.ok &&
+          entries.length === batch.ok &&
+          survivors.length === 0 &&
+          backwards === 0 &&
+          onlyLost &&
+          batch.failed > 0;
         summary.faults.push({
           kind: 'Redlock (3 nodes), every node FLUSHALLed 4× mid-run: fencing in the database + transaction: true',
           backend,
           survived,
-          detail: `flushed at ${flushes.join(', ')} of ${OPS}; ${batch.ok} committed, ${batch.failed} lost leases (${JSON.stringify(batch.errors)}) rolled back, ` +
+          detail:
+            `flushed at ${flushes.join(', ')} of ${OPS}; ${batch.ok} committed, ${batch.failed} lost leases (${JSON.stringify(batch.errors)}) rolled back, ` +
             `${survivors.length} of their writes survived; counter ${value}; committed tokens ${tokens[0]}…${tokens[tokens.length - 1]}, ${backwards} out of order`,
         });
-        summary.counterRuns.push({ strategy: 'Redlock fencing: db + transaction', backend, locked: true, ops: batch.ok, lost: batch.ok - value, failed: batch.failed, seconds, note: 'all 3 nodes flushed 4×' });
+        summary.counterRuns.push({
+          strategy: 'Redlock fencing: db + transaction',
+          backend,
+          locked: true,
+          ops: batch.ok,
+          lost: batch.ok - value,
+          failed: batch.failed,
+          seconds,
+          note: 'all 3 nodes flushed 4×',
+        });
         expect(flushes, 'every flush happened mid-run').to.have.length(FLUSH_AT.length);
         for (const at of flushes) expect(at).to.be.below(OPS);
         expect(batch.ok + batch.failed).to.equal(OPS);
@@ -142,7 +168,10 @@ describe('stress: every Redis node flushed mid-run (FLUSHALL on all three, four 
         expect(batch.failed, 'a flush took a lease away from a holder in its body').to.be.greaterThan(0);
         expect(value, 'no committed increment lost').to.equal(batch.ok);
         expect(entries, 'one ledger row per committed increment').to.have.length(batch.ok);
-        expect(survivors.map((e) => `${e.pid}:${e.op}`), 'writes of operations that failed').to.deep.equal([]);
+        expect(
+          survivors.map((e) => `${e.pid}:${e.op}`),
+          'writes of operations that failed',
+        ).to.deep.equal([]);
         expect(entries.map((e) => e.value)).to.deep.equal(entries.map((_, i) => i + 1));
         expect(backwards, `tokens in commit order: ${tokens.slice(0, 20).join(', ')}…`).to.equal(0);
       });
@@ -166,7 +195,16 @@ describe('stress: every Redis node flushed mid-run (FLUSHALL on all three, four 
         // using() rejects an operation whose lease was lost in its body; without a transaction its write stays
         const failedOps = new Set(batch.perWorker.flatMap((d: any, i: number) => (d.failedOps as number[]).map((op) => `${s.workers[i].pid}:${op}`)));
         const survivors = entries.filter((e) => failedOps.has(`${e.pid}:${e.op}`)).length;
-        summary.counterRuns.push({ strategy: 'Redlock, no transaction (control)', backend, locked: false, ops: batch.ok, lost: batch.ok - value, failed: batch.failed, seconds, note: `all 3 nodes flushed 4×; ${survivors} writes of failed operations survived` });
+        summary.counterRuns.push({
+          strategy: 'Redlock, no transaction (control)',
+          backend,
+          locked: false,
+          ops: batch.ok,
+          lost: batch.ok - value,
+          failed: batch.failed,
+          seconds,
+          note: `all 3 nodes flushed 4×; ${survivors} writes of failed operations survived`,
+        });
         expect(flushes).to.have.length(FLUSH_AT.length);
         expect(
           { survivors, lostIncrements: value < batch.ok },

@@ -26,7 +26,9 @@ function stressRun(makeWorld: () => Promise<World>): void {
     console.log(`      ${RUNS} programs, ${plain.steps} steps, ${Math.round((Date.now() - started) / 1000)} s`);
     started = Date.now();
     const killed = await runPrograms(world, SEED + 1, KILL_RUNS, WITH_KILLS);
-    console.log(`      ${KILL_RUNS} programs with kills, ${killed.steps} steps (${killed.counts.get('kill') ?? 0} kill steps), ${Math.round((Date.now() - started) / 1000)} s`);
+    console.log(
+      `      ${KILL_RUNS} programs with kills, ${killed.steps} steps (${killed.counts.get('kill') ?? 0} kill steps), ${Math.round((Date.now() - started) / 1000)} s`,
+    );
   });
 }
 

@@ -37,7 +37,12 @@ describe('the packed package in a MikroORM-only NestJS application (no typeorm i
       const ds = await dataSourceOptions(backend, []);
       if (!ds) return this.skip();
       const env: NodeJS.ProcessEnv = { ...process.env, NODE_OPTIONS: '' };
-      const out = execFileSync(process.execPath, ['app.js', backend, (ds as { url: string }).url], { cwd: consumer, encoding: 'utf8', env, stdio: ['ignore', 'pipe', 'pipe'] });
+      const out = execFileSync(process.execPath, ['app.js', backend, (ds as { url: string }).url], {
+        cwd: consumer,
+        encoding: 'utf8',
+        env,
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
       const result = JSON.parse(out.trim().split('\n').pop()!);
       expect(result.installed).to.deep.equal(['mikro-orm:default']);
       expect(result.typeormLoaded).to.deep.equal([]);

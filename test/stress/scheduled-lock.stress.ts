@@ -1,4 +1,12 @@
-import { schedParent, startSchedWorker, stopSchedWorkers, ticksRunOnce, type SchedParent, type SchedStorage, type SchedWorker } from '../support/scheduled-workers';
+import {
+  schedParent,
+  startSchedWorker,
+  stopSchedWorkers,
+  ticksRunOnce,
+  type SchedParent,
+  type SchedStorage,
+  type SchedWorker,
+} from '../support/scheduled-workers';
 
 /**
  * The full scheduled-lock run: 5 processes fire one job every 200 ms for 10 s (50 ticks) on each

@@ -38,7 +38,7 @@ export const killStep: ExtraStep & { name: string } = {
     note = undefined;
     if (marked === undefined) return control.fail('kill: the innermost scope wrote no marked row');
     const id = control.idOf(top.connection);
-    if (id === undefined) return control.fail('kill: the innermost scope\'s connection has no id');
+    if (id === undefined) return control.fail("kill: the innermost scope's connection has no id");
     const first = scopes.findIndex((s) => s.connection !== undefined && control.idOf(s.connection) === id);
     const victims = scopes.slice(first);
     control.doom(first);
@@ -56,7 +56,10 @@ export const killStep: ExtraStep & { name: string } = {
       if (error === undefined) control.fail(`kill: ${describeStep(scope.step)} resolved after its connection was killed`);
     }
     const written = await world.count(marked);
-    if (written !== (top.inTx ? 0 : 1)) control.fail(`kill: ${written} marked row(s) after the kill, ${top.inTx ? 'in a killed transaction (none may commit)' : 'written outside a transaction (it stays)'}`);
+    if (written !== (top.inTx ? 0 : 1))
+      control.fail(
+        `kill: ${written} marked row(s) after the kill, ${top.inTx ? 'in a killed transaction (none may commit)' : 'written outside a transaction (it stays)'}`,
+      );
     // the pool stays usable
     const probes = await Promise.allSettled([1, 2, 3].map(() => world.queryOutside('SELECT 1 AS one')));
     for (const p of probes) if (p.status === 'rejected') control.fail(`kill: a pool connection failed afterwards: ${(p.reason as Error).message}`);
@@ -64,12 +67,12 @@ export const killStep: ExtraStep & { name: string } = {
     for (const k of KEYS) {
       const held = control.modelHolds(k);
       const took = await control.workerTakes(k);
-      if (took !== undefined && took === held) control.fail(`kill: the worker ${took ? 'took' : 'could not take'} ${k} while the model says it is ${held ? 'held' : 'free'}`);
+      if (took !== undefined && took === held)
+        control.fail(`kill: the worker ${took ? 'took' : 'could not take'} ${k} while the model says it is ${held ? 'held' : 'free'}`);
     }
     killTimes.push(rejectedIn);
   },
 };
-
 
 function describe(error: unknown): string {
   return error === undefined ? 'resolved' : `rejected with ${(error as Error).name}: ${(error as Error).message}`;

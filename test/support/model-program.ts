@@ -151,12 +151,17 @@ export function programArbitrary(world: World, options: ProgramOptions = {}): fc
 }
 
 /** Runs `numRuns` generated programs from `seed` (fast-check shrinks a failure and throws it); resolves the programs' and steps' counts. */
-export async function runPrograms(world: World, seed: number, numRuns: number, options: ProgramOptions = {}): Promise<{ steps: number; counts: Map<string, number> }> {
+export async function runPrograms(
+  world: World,
+  seed: number,
+  numRuns: number,
+  options: ProgramOptions = {},
+): Promise<{ steps: number; counts: Map<string, number> }> {
   let steps = 0;
   const counts = new Map<string, number>();
   await fc.assert(
     fc.asyncProperty(programArbitrary(world, options), async (program) => {
-      if (process.env.MODEL_TRACE) console.log(`      program: ${program.map(describeStep).join(", ")}`);
+      if (process.env.MODEL_TRACE) console.log(`      program: ${program.map(describeStep).join(', ')}`);
       steps += program.length;
       for (const s of program) counts.set(s.t, (counts.get(s.t) ?? 0) + 1);
       await runProgram(program, world, options);
@@ -245,9 +250,15 @@ export async function runProgram(program: readonly Step[], world: World, options
     };
     let call: Promise<unknown>;
     if (own) call = own.open((target, connection) => body(connection, target));
-    else if (step.t === 'tx') call = parent.inTx ? world.nested(parent.target, (inner) => body(undefined, inner)) : transaction(() => body(), { dataSource: parent.target });
+    else if (step.t === 'tx')
+      call = parent.inTx ? world.nested(parent.target, (inner) => body(undefined, inner)) : transaction(() => body(), { dataSource: parent.target });
     else {
-      const options = { dataSource: parent.target, timeoutMs: step.timeoutMs as number | undefined, onTimeout: 'skip' as const, ...(step.t === 'slock' ? { scope: 'session' as const } : {}) };
+      const options = {
+        dataSource: parent.target,
+        timeoutMs: step.timeoutMs as number | undefined,
+        onTimeout: 'skip' as const,
+        ...(step.t === 'slock' ? { scope: 'session' as const } : {}),
+      };
       call = withAdvisoryLock(lockKey(step.key as Key), ({ queryRunner }) => body(queryRunner), options);
     }
     child.outcome = call.then(
@@ -264,7 +275,8 @@ export async function runProgram(program: readonly Step[], world: World, options
     if (parentConnection && physical(child.connection) !== parentConnection) {
       failures.push(`${describeStep(step)} inside ${describeStep(parent.step)} runs on another connection than its transaction's`);
     }
-    if (child.inTx && !knownState(child.connection)?.inTransaction) failures.push(`${describeStep(step)}: the model does not know the transaction its body runs in`);
+    if (child.inTx && !knownState(child.connection)?.inTransaction)
+      failures.push(`${describeStep(step)}: the model does not know the transaction its body runs in`);
     return child;
   };
 
@@ -348,17 +360,21 @@ export async function runProgram(program: readonly Step[], world: World, options
       for (const k of KEYS) {
         const lockId = lockIds.get(k)!;
         if (model.has(lockId) !== truth.has(lockId)) {
-          failures.push(`${label}: model says ${k} ${model.has(lockId) ? 'held' : 'free'} on connection ${id}, the database says ${truth.has(lockId) ? 'held' : 'free'}`);
+          failures.push(
+            `${label}: model says ${k} ${model.has(lockId) ? 'held' : 'free'} on connection ${id}, the database says ${truth.has(lockId) ? 'held' : 'free'}`,
+          );
         }
       }
     }
     if (program.some((s) => s.t === 'row')) {
       const modelRow = [...seen.keys()].some((c) => locksOn(c).some((l) => l.kind === 'row'));
       const truth = await world.rowLockedElsewhere();
-      if (modelRow !== truth) failures.push(`${label}: the model says the row is ${modelRow ? 'locked' : 'free'}, another connection finds it ${truth ? 'locked' : 'free'}`);
+      if (modelRow !== truth)
+        failures.push(`${label}: the model says the row is ${modelRow ? 'locked' : 'free'}, another connection finds it ${truth ? 'locked' : 'free'}`);
     }
     for (const s of stack) {
-      if (s.inTx && s.connection && !knownState(s.connection)?.inTransaction && !s.doomed) failures.push(`${label}: the model lost the transaction of ${describeStep(s.step)}`);
+      if (s.inTx && s.connection && !knownState(s.connection)?.inTransaction && !s.doomed)
+        failures.push(`${label}: the model lost the transaction of ${describeStep(s.step)}`);
     }
     if (!stack.length) {
       for (const conn of seen.keys()) if (!poolable(conn)) failures.push(`${label}: a connection back in the pool is not clean per the model`);
@@ -407,7 +423,11 @@ export async function runProgram(program: readonly Step[], world: World, options
   for (let i = 0; i < program.length; i++) {
     const step = program[i];
     const label = `after step ${i + 1} (${describeStep(step)})`;
-    await within(STEP_LIMIT_MS, runStep(step, label), () => `step ${i + 1} (${describeStep(step)}) did not finish within ${STEP_LIMIT_MS} ms; program: ${program.map(describeStep).join(', ')}`);
+    await within(
+      STEP_LIMIT_MS,
+      runStep(step, label),
+      () => `step ${i + 1} (${describeStep(step)}) did not finish within ${STEP_LIMIT_MS} ms; program: ${program.map(describeStep).join(', ')}`,
+    );
     if (failures.length) break;
   }
 
@@ -431,7 +451,8 @@ export async function runProgram(program: readonly Step[], world: World, options
       const k = step.key as Key;
       const got = await workerTakes(k);
       const heldByUs = modelHolds(k);
-      if (got !== undefined && got === heldByUs) failures.push(`${label}: the worker ${got ? 'took' : 'could not take'} ${k} while the model says it is ${heldByUs ? 'held' : 'free'}`);
+      if (got !== undefined && got === heldByUs)
+        failures.push(`${label}: the worker ${got ? 'took' : 'could not take'} ${k} while the model says it is ${heldByUs ? 'held' : 'free'}`);
     } else if (extra) {
       if (top && extra.inScope) await send(top, step);
       await extra.drive(step, control);
@@ -467,7 +488,9 @@ export function isLockLost(error: unknown): boolean {
 
 export function describeStep(step: Step): string {
   const { t, ...rest } = step;
-  const args = Object.entries(rest).filter(([, v]) => v !== undefined).map(([k, v]) => `${k}=${String(v)}`);
+  const args = Object.entries(rest)
+    .filter(([, v]) => v !== undefined)
+    .map(([k, v]) => `${k}=${String(v)}`);
   return args.length ? `${t}(${args.join(' ')})` : t;
 }
 

@@ -16,7 +16,11 @@ export const RUNS = 200;
 export const KILL_RUNS = 100;
 export const WITH_KILLS: ProgramOptions = { extra: [{ weight: 3, step: killStep }] };
 
-const summary = (counts: Map<string, number>) => [...counts].sort(([a], [b]) => a.localeCompare(b)).map(([t, n]) => `${t} ${n}`).join(', ');
+const summary = (counts: Map<string, number>) =>
+  [...counts]
+    .sort(([a], [b]) => a.localeCompare(b))
+    .map(([t, n]) => `${t} ${n}`)
+    .join(', ');
 
 export function modelBasedSuite(makeWorld: () => Promise<World>, capabilities: () => DialectCapabilities, regressions: Array<[string, Step[]]>): void {
   let world: World;
@@ -37,7 +41,9 @@ export function modelBasedSuite(makeWorld: () => Promise<World>, capabilities: (
     killTimes.length = 0;
     const { steps, counts } = await runPrograms(world, SEED + 1, KILL_RUNS, WITH_KILLS);
     const worst = killTimes.length ? Math.max(...killTimes) : 0;
-    console.log(`      ${KILL_RUNS} programs, ${steps} steps, ${killTimes.length} kills (rejected within ${worst} ms at worst), ${Date.now() - started} ms (seed ${SEED + 1}): ${summary(counts)}`);
+    console.log(
+      `      ${KILL_RUNS} programs, ${steps} steps, ${killTimes.length} kills (rejected within ${worst} ms at worst), ${Date.now() - started} ms (seed ${SEED + 1}): ${summary(counts)}`,
+    );
     expect(killTimes.length, 'kills that hit an open scope').to.be.at.least(20);
   });
 
@@ -48,7 +54,10 @@ export function modelBasedSuite(makeWorld: () => Promise<World>, capabilities: (
     modelFaults.forgetSavepointDrop = true;
     let details: fc.RunDetails<[Step[]]>;
     try {
-      details = await fc.check(fc.asyncProperty(programArbitrary(world), (program) => runProgram(program, world)), { seed: SEED, numRuns: 500 });
+      details = await fc.check(
+        fc.asyncProperty(programArbitrary(world), (program) => runProgram(program, world)),
+        { seed: SEED, numRuns: 500 },
+      );
     } finally {
       modelFaults.forgetSavepointDrop = false;
     }
@@ -56,7 +65,9 @@ export function modelBasedSuite(makeWorld: () => Promise<World>, capabilities: (
     const [shrunk] = details.counterexample!;
     console.log(`      shrunk to ${shrunk.length} steps: ${shrunk.map(describeStep).join(', ')}`);
     expect(shrunk.length).to.be.at.most(6);
-    expect(String(details.errorInstance)).to.match(/model says mb-[ab] held .* the database says free|model says the row is locked, another connection finds it free/);
+    expect(String(details.errorInstance)).to.match(
+      /model says mb-[ab] held .* the database says free|model says the row is locked, another connection finds it free/,
+    );
   });
 
   describe('regressions (shrunk programs)', () => {

@@ -76,7 +76,8 @@ export async function typeormWorld(env: SuiteEnv): Promise<World> {
   };
 }
 
-const isEntityManager = (x: object): x is EntityManager => typeof (x as EntityManager).transactional === 'function' && typeof (x as EntityManager).fork === 'function';
+const isEntityManager = (x: object): x is EntityManager =>
+  typeof (x as EntityManager).transactional === 'function' && typeof (x as EntityManager).fork === 'function';
 
 /** The world of a MikroORM suite (with MkLcRow): one row to lock, probed from another connection with NOWAIT. */
 export async function mikroWorld(env: MikroEnv): Promise<World> {

@@ -38,7 +38,12 @@ export async function startPgCluster(): Promise<PgCluster> {
   const port = await sparePort(Number(process.env.ORMLOCK_PG2_PORT ?? 55432));
   try {
     await runAs(user, path.join(PG_BIN, 'initdb'), ['-D', data, '-A', 'trust', '-U', 'postgres', '--no-sync', '--no-instructions'], dir);
-    await runAs(user, path.join(PG_BIN, 'pg_ctl'), ['-D', data, '-l', log, '-w', '-t', '30', '-o', `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off`, 'start'], dir);
+    await runAs(
+      user,
+      path.join(PG_BIN, 'pg_ctl'),
+      ['-D', data, '-l', log, '-w', '-t', '30', '-o', `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off`, 'start'],
+      dir,
+    );
   } catch (error) {
     const tail = fs.existsSync(log) ? fs.readFileSync(log, 'utf8').slice(-2000) : '';
     await runAs(user, path.join(PG_BIN, 'pg_ctl'), ['-D', data, '-m', 'immediate', 'stop'], dir).catch(() => undefined);

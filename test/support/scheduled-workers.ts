@@ -171,7 +171,10 @@ export async function ticksRunOnce(workers: SchedWorker[], parent: SchedParent, 
     const control = `${locked}-control`;
     const answers = await runTicks(workers, {
       storage,
-      jobs: [{ name: locked, locked: true }, { name: control, locked: false }],
+      jobs: [
+        { name: locked, locked: true },
+        { name: control, locked: false },
+      ],
       periodMs: 200,
       ticks,
       lockAtMostFor: 10_000,
@@ -185,11 +188,16 @@ export async function ticksRunOnce(workers: SchedWorker[], parent: SchedParent, 
     // a wrong tick is explained by a stall when a fire of it or of the tick before landed 90 ms or more late, or a run took that long
     const stalled = (k: number) => trace.some(([t, late, , runMs, lockMs]) => (t === k || t === k - 1) && (late + lockMs >= 90 || runMs >= 90));
     if (wrong.length && wrong.every(stalled) && attempt < 5) {
-      console.log(`    attempt ${attempt}: ticks ${wrong.join(', ')} ran ${wrong.map((k) => runs.get(k) ?? 0).join(', ')} times after fires stalled beyond the tolerance; again`);
+      console.log(
+        `    attempt ${attempt}: ticks ${wrong.join(', ')} ran ${wrong.map((k) => runs.get(k) ?? 0).join(', ')} times after fires stalled beyond the tolerance; again`,
+      );
       continue;
     }
     const controlRuns = await runsOf(storage, control);
-    expect([...runs.keys()].sort((a, b) => a - b), JSON.stringify(trace)).to.deep.equal([...Array(ticks).keys()]);
+    expect(
+      [...runs.keys()].sort((a, b) => a - b),
+      JSON.stringify(trace),
+    ).to.deep.equal([...Array(ticks).keys()]);
     for (const [tick, n] of runs) expect(n, `tick ${tick}`).to.equal(1);
     // the control: every process runs every tick
     expect([...controlRuns.values()]).to.deep.equal(Array(ticks).fill(workers.length));

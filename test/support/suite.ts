@@ -21,12 +21,7 @@ export interface SuiteOptions extends DataSourceExtras {
  * `describe` once per backend with a fresh schema for `entities`, ormlock installed.
  * An unavailable backend skips loudly (or fails under CI, see backends.ts).
  */
-export function describeEachBackend(
-  title: string,
-  entities: Function[],
-  body: (env: SuiteEnv) => void,
-  options: SuiteOptions = {},
-): void {
+export function describeEachBackend(title: string, entities: Function[], body: (env: SuiteEnv) => void, options: SuiteOptions = {}): void {
   for (const name of options.backends ?? BACKENDS) {
     describe(`${title} [${name}]`, function () {
       const env = { name, log: new QueryLog() } as { -readonly [K in keyof SuiteEnv]: SuiteEnv[K] };

@@ -40,13 +40,20 @@ export class MysqlAdvisory implements AdvisoryDialect {
     const acquired = row?.acquired === null || row?.acquired === undefined ? null : Number(row.acquired);
     if (acquired === null) {
       // the wait was interrupted (KILL QUERY; a killed connection fails the statement instead)
-      throw cancelledError({ lockWait: true }, `GET_LOCK(${JSON.stringify(id)}) returned NULL`, describeErrorContext({ key: id }), 'MySQL GET_LOCK', { key: id });
+      throw cancelledError({ lockWait: true }, `GET_LOCK(${JSON.stringify(id)}) returned NULL`, describeErrorContext({ key: id }), 'MySQL GET_LOCK', {
+        key: id,
+      });
     }
     return acquired === 1;
   }
 
   /** A CASE of `GET_LOCK(id, 0)` in order: MySQL/MariaDB evaluate its branches lazily, so it stops at the first taken (a session lock). */
-  async lockFirstFree(qr: PortConnection, ids: readonly string[], token: string | undefined, key?: ResolvedAdvisoryKey): Promise<{ index: number; token: string | null } | null> {
+  async lockFirstFree(
+    qr: PortConnection,
+    ids: readonly string[],
+    token: string | undefined,
+    key?: ResolvedAdvisoryKey,
+  ): Promise<{ index: number; token: string | null } | null> {
     const params: unknown[] = [];
     let cases = '';
     ids.forEach((id, i) => {
@@ -54,7 +61,9 @@ export class MysqlAdvisory implements AdvisoryDialect {
       params.push(id, i);
     });
     const [row] = await qr.query(`${advisoryComment(key)}SELECT CASE${cases} ELSE NULL END AS slot, ${token ?? 'NULL'} AS token`, params);
-    return row?.slot === null || row?.slot === undefined ? null : { index: Number(row.slot), token: row.token === null || row.token === undefined ? null : String(row.token) };
+    return row?.slot === null || row?.slot === undefined
+      ? null
+      : { index: Number(row.slot), token: row.token === null || row.token === undefined ? null : String(row.token) };
   }
 
   async unlockSession(qr: PortConnection, id: string): Promise<boolean> {

@@ -39,7 +39,10 @@ export class MysqlFencing implements FencingDialect {
       got.push(floor);
     }
     if (got.some((x) => x !== floor)) {
-      await run(`UPDATE ${quote(table)} SET token = GREATEST(token, CAST(? AS SIGNED)) WHERE lock_key IN (${keys.map(() => '?').join(', ')})`, [floor.toString(), ...keys]);
+      await run(`UPDATE ${quote(table)} SET token = GREATEST(token, CAST(? AS SIGNED)) WHERE lock_key IN (${keys.map(() => '?').join(', ')})`, [
+        floor.toString(),
+        ...keys,
+      ]);
     }
     return floor;
   }

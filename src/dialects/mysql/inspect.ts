@@ -87,7 +87,10 @@ export class MysqlInspector implements LockInspector {
       .filter((x): x is { w: Record<string, unknown>; name: string } => x.name !== undefined);
     if (named.length === 0) return [];
     // One statement for every holder: IS_USED_LOCK(name) with the names as parameters.
-    const [holderRow] = await run(`SELECT ${named.map((_, i) => `IS_USED_LOCK(?) AS h${i}`).join(', ')}`, named.map((x) => x.name));
+    const [holderRow] = await run(
+      `SELECT ${named.map((_, i) => `IS_USED_LOCK(?) AS h${i}`).join(', ')}`,
+      named.map((x) => x.name),
+    );
     const holderIds = named.map((_, i) => holderRow?.[`h${i}`]);
     const ids = [...new Set(holderIds.filter((h) => h !== null && h !== undefined).map(num))];
     const holders = new Map<number, Record<string, unknown>>();
@@ -106,7 +109,12 @@ export class MysqlInspector implements LockInspector {
       }
       out.push({
         waiting: { pid: num(w.waitingPid), query: waitingQuery, waitedMs: Math.round(num(w.waitedMs)) },
-        blocking: { pid: num(holderId), query: h ? text(h.query) : null, state: h ? state(text(h.command), h.trx != null) : null, waiting: num(h?.waits) === 1 },
+        blocking: {
+          pid: num(holderId),
+          query: h ? text(h.query) : null,
+          state: h ? state(text(h.command), h.trx != null) : null,
+          waiting: num(h?.waits) === 1,
+        },
         lock,
       });
     });

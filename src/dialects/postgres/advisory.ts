@@ -41,7 +41,12 @@ export class PostgresAdvisory implements AdvisoryDialect {
    * taken, and only that row draws the token. The ids (signed integers) travel as one text
    * parameter, split on the server: an array parameter is expanded into a list by some drivers (knex).
    */
-  async lockFirstFree(qr: PortConnection, ids: readonly string[], token: string | undefined, key?: ResolvedAdvisoryKey): Promise<{ index: number; token: string | null } | null> {
+  async lockFirstFree(
+    qr: PortConnection,
+    ids: readonly string[],
+    token: string | undefined,
+    key?: ResolvedAdvisoryKey,
+  ): Promise<{ index: number; token: string | null } | null> {
     const [row] = await qr.query(
       `${advisoryComment(key)}SELECT s.i AS "index", ${token ?? 'NULL::text'} AS "token"
          FROM unnest(string_to_array($1, ',')::bigint[]) WITH ORDINALITY AS s(id, i)

@@ -5,7 +5,11 @@ import type { ServerAddress } from '../dialect';
  * only connection never waits for a second one (no pool deadlock at pool size 1). Resolves
  * `fallback` when the server cannot be reached or the query fails (diagnostics only).
  */
-export async function withOutsideClient<T>(server: ServerAddress, fallback: T, fn: (query: (sql: string, params: unknown[]) => Promise<any[]>) => Promise<T>): Promise<T> {
+export async function withOutsideClient<T>(
+  server: ServerAddress,
+  fallback: T,
+  fn: (query: (sql: string, params: unknown[]) => Promise<any[]>) => Promise<T>,
+): Promise<T> {
   // eslint-disable-next-line @typescript-eslint/no-var-requires
   const pg = require('pg') as typeof import('pg');
   const client = new pg.Client(

@@ -22,7 +22,7 @@ const lockTimeoutValue = (timeoutMs: number) => `${Math.ceil(timeoutMs)}ms`;
  */
 const BOUNDED_ROW_LOCK: BoundedRowLock = {
   wrap: (sql, n) =>
-    'SELECT ormlock_r.*, set_config(\'lock_timeout\', ormlock_t.prev, true) AS ormlock_restored ' +
+    "SELECT ormlock_r.*, set_config('lock_timeout', ormlock_t.prev, true) AS ormlock_restored " +
     `FROM (SELECT current_setting('lock_timeout') AS prev, set_config('lock_timeout', $${n + 1}, true) AS now) ormlock_t ` +
     `LEFT JOIN LATERAL (${sql}) ormlock_r ON true`,
   value: lockTimeoutValue,

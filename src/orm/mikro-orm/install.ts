@@ -40,7 +40,12 @@ export interface MikroOrmLockingHandle {
 export async function installLocking(orm: MikroORM, options: InstallLockingOptions = {}): Promise<MikroOrmLockingHandle> {
   const o = orm as unknown as { em?: unknown; config?: unknown; getMetadata?: unknown; isConnected?: unknown };
   if (!orm || typeof o.getMetadata !== 'function' || typeof o.isConnected !== 'function' || !o.em || !o.config) {
-    throw notAnOrmInstance('installLocking(orm, options?) from ormlock/mikro-orm', 'a MikroORM instance', orm, "for a TypeORM DataSource import installLocking from 'ormlock'");
+    throw notAnOrmInstance(
+      'installLocking(orm, options?) from ormlock/mikro-orm',
+      'a MikroORM instance',
+      orm,
+      "for a TypeORM DataSource import installLocking from 'ormlock'",
+    );
   }
   const name = orm.config.get('contextName') ?? 'default';
   return installOnce(orm, `MikroORM '${name}'`, () => install(orm, options, name));

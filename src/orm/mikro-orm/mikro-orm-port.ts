@@ -1,4 +1,15 @@
-import { helper, LockMode, Reference, ReferenceKind, RequestContext, TransactionContext, Utils, type EntityManager, type EntityMetadata, type MikroORM } from '@mikro-orm/core';
+import {
+  helper,
+  LockMode,
+  Reference,
+  ReferenceKind,
+  RequestContext,
+  TransactionContext,
+  Utils,
+  type EntityManager,
+  type EntityMetadata,
+  type MikroORM,
+} from '@mikro-orm/core';
 import { dialectFor, needsServerVersion } from '../../dialects';
 import type { LockDialect, ServerAddress } from '../../dialects/dialect';
 import type { RowLockSpec } from '../../locks/row-lock-options';
@@ -151,7 +162,11 @@ export class MikroOrmPort implements OrmPort {
     return withinPoolWait(
       acquiring,
       wait.waitMs,
-      (late) => late.then((raw) => client.releaseConnection(raw), () => undefined),
+      (late) =>
+        late.then(
+          (raw) => client.releaseConnection(raw),
+          () => undefined,
+        ),
       () => poolExhausted(wait.caller, this.label, wait.waitMs, wait.held, this.mikro.config.get('pool')?.max ?? 10, 'pool.max'),
     );
   }
@@ -253,14 +268,18 @@ export class MikroOrmPort implements OrmPort {
     const em = (connection as MikroOrmConnection).manager;
     const inst = installationFor(em);
     if (!inst) throw notInstalled(`lock(${entity.name})`, 'this MikroORM instance', entity.name);
-    return em.findOne(metaOf(entity).class, where as any, {
-      lockMode: LockMode.PESSIMISTIC_WRITE,
-      lockTableAliases: markedAliases(inst, spec, entity.name),
-      refresh: true,
-      populate: [],
-      flushMode: 'commit',
-      disableIdentityMap: false,
-    } as any);
+    return em.findOne(
+      metaOf(entity).class,
+      where as any,
+      {
+        lockMode: LockMode.PESSIMISTIC_WRITE,
+        lockTableAliases: markedAliases(inst, spec, entity.name),
+        refresh: true,
+        populate: [],
+        flushMode: 'commit',
+        disableIdentityMap: false,
+      } as any,
+    );
   }
 
   /**
@@ -313,7 +332,15 @@ export class MikroOrmPort implements OrmPort {
       for (const pk of parentMeta.primaryKeys) where[pk] = primaryValue((value as any)[pk]);
       if (Object.values(where).some((v) => v === undefined || v === null)) {
         if (prop.cascade?.some((c: string) => c === 'persist' || c === 'all')) return { kind: 'new' };
-        throw parentNotSaved(`lockParent('${name}') on ${meta.className}`, meta.className, parentMeta.className, `in '${name}'`, Object.keys(where), 'persist', name);
+        throw parentNotSaved(
+          `lockParent('${name}') on ${meta.className}`,
+          meta.className,
+          parentMeta.className,
+          `in '${name}'`,
+          Object.keys(where),
+          'persist',
+          name,
+        );
       }
       if (!helper(value as any).__managed && !helper(value as any).hasPrimaryKey()) return { kind: 'new' };
       return { kind: 'row', parent, where, object: value };
@@ -393,7 +420,10 @@ export function parentProperty(meta: EntityMetadata<any>, name: string): any {
     throw noSuchRelation(subject, meta.className, name, owners);
   }
   if (!(prop.kind === ReferenceKind.MANY_TO_ONE || (prop.kind === ReferenceKind.ONE_TO_ONE && prop.owner))) {
-    const kind = prop.kind === ReferenceKind.SCALAR ? 'a scalar property' : `a ${prop.kind} relation${prop.kind === ReferenceKind.ONE_TO_ONE ? ' without the join column' : ''}`;
+    const kind =
+      prop.kind === ReferenceKind.SCALAR
+        ? 'a scalar property'
+        : `a ${prop.kind} relation${prop.kind === ReferenceKind.ONE_TO_ONE ? ' without the join column' : ''}`;
     throw notAParentRelation(subject, meta.className, name, kind, owners);
   }
   return prop;

@@ -28,8 +28,15 @@ export function requireUniqueCover(meta: EntityMetadata<any>, where: Record<stri
   const candidates: string[][] = [
     meta.primaryKeys as string[],
     ...meta.uniques.filter((u) => u.properties !== undefined && !u.expression).map((u) => ([] as string[]).concat(u.properties as string | string[])),
-    ...Object.values(props).filter((p) => p.unique === true || typeof p.unique === 'string').map((p) => [p.name as string]),
+    ...Object.values(props)
+      .filter((p) => p.unique === true || typeof p.unique === 'string')
+      .map((p) => [p.name as string]),
   ];
   if (candidates.some((c) => c.length > 0 && c.every((k) => set.has(k)))) return;
-  throw noUniqueCover(caller, meta.className, keys, `@Unique({ properties: [${keys.map((k) => `'${k}'`).join(', ')}] }) on the class or @Property({ unique: true })`);
+  throw noUniqueCover(
+    caller,
+    meta.className,
+    keys,
+    `@Unique({ properties: [${keys.map((k) => `'${k}'`).join(', ')}] }) on the class or @Property({ unique: true })`,
+  );
 }

@@ -43,7 +43,13 @@ function validateVersioned(meta: EntityMetadata<any>, declared: EntityLockMetada
   }
 }
 
-function validateAroundCreate(orm: MikroORM, meta: EntityMetadata<any>, declared: EntityLockMetadata, dialect: LockDialect, settings: InstallationSettings): void {
+function validateAroundCreate(
+  orm: MikroORM,
+  meta: EntityMetadata<any>,
+  declared: EntityLockMetadata,
+  dialect: LockDialect,
+  settings: InstallationSettings,
+): void {
   declared.aroundCreate.forEach((hook, i) => {
     if (typeof hook !== 'function') {
       throw new LockConfigError(`@AroundCreate on ${meta.className}: hook ${i + 1} is not a function`, { entity: meta.className });

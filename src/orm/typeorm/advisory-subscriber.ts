@@ -1,7 +1,4 @@
-import type {
-  EntityMetadata, EntitySubscriberInterface, InsertEvent, QueryRunner, RemoveEvent, SoftRemoveEvent, RecoverEvent,
-  UpdateEvent,
-} from 'typeorm';
+import type { EntityMetadata, EntitySubscriberInterface, InsertEvent, QueryRunner, RemoveEvent, SoftRemoveEvent, RecoverEvent, UpdateEvent } from 'typeorm';
 import { evaluateAdvisoryKey, lockForEntityWrite, type AdvisoryLockOptions } from '../../locks/advisory';
 import { lockMetadataOf } from '../../metadata/registry';
 import { childFrame, runInFrame } from '../../context/store';
@@ -79,16 +76,20 @@ export class AdvisoryEntitySubscriber implements EntitySubscriberInterface {
   }
 
   /** The lock of a query-builder UPDATE or DELETE: keys from each row it writes (loaded by primary key, an update's SET values over it). */
-  private async lockRows(metadata: EntityMetadata, qr: QueryRunner, rows: Array<Record<string, unknown>> | null, set: object, write: 'update' | 'delete'): Promise<void> {
+  private async lockRows(
+    metadata: EntityMetadata,
+    qr: QueryRunner,
+    rows: Array<Record<string, unknown>> | null,
+    set: object,
+    write: 'update' | 'delete',
+  ): Promise<void> {
     const declarations = declarationsOf(metadata);
     if (!declarations) return;
     if (rows === null) throw advisoryKeyUnknown(metadata.name, write, CRITERIA, INSTEAD);
     const subject = subjectOf(metadata);
     if (!qr.isTransactionActive) return lockForEntityWrite(this.inst, qr, [], subject); // its TransactionRequiredError
     // read without a @Pessimistic method's row lock: the advisory lock is taken before the row's, as save() does
-    const loaded = await runInFrame(childFrame({ readLock: undefined }), () =>
-      qr.manager.find(metadata.target, { where: rows as never, withDeleted: true }),
-    );
+    const loaded = await runInFrame(childFrame({ readLock: undefined }), () => qr.manager.find(metadata.target, { where: rows as never, withDeleted: true }));
     if (!loaded.length) return; // the UPDATE writes no row
     const values = Object.fromEntries(Object.entries(set).filter(([, v]) => typeof v !== 'function'));
     const entities = loaded.map((row: object) => Object.assign(row, values));

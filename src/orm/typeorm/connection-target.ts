@@ -5,9 +5,12 @@ import type { ConnectionTarget } from '../../observe/connect';
 /** The settings of a TypeORM DataSource, to open a connection of its own beside its pool. */
 export function connectionTargetOf(dataSource: DataSource): ConnectionTarget {
   const o = dataSource.options as Record<string, any>;
-  const family = o.type === 'postgres' || o.type === 'cockroachdb' ? 'postgres'
-    : o.type === 'mysql' || o.type === 'mariadb' || o.type === 'aurora-mysql' ? 'mysql'
-    : undefined;
+  const family =
+    o.type === 'postgres' || o.type === 'cockroachdb'
+      ? 'postgres'
+      : o.type === 'mysql' || o.type === 'mariadb' || o.type === 'aurora-mysql'
+        ? 'mysql'
+        : undefined;
   if (!family) throw new LockConfigError(`inspectLocks supports PostgreSQL, MySQL and MariaDB; this DataSource is '${o.type}'.`);
   // A replicated DataSource's writes go to the master: that is where the locks are.
   const c = (o.replication?.master ?? o) as Record<string, any>;

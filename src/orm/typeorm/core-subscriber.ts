@@ -1,4 +1,12 @@
-import type { EntitySubscriberInterface, InsertEvent, LoadEvent, TransactionCommitEvent, TransactionRollbackEvent, TransactionStartEvent, UpdateEvent } from 'typeorm';
+import type {
+  EntitySubscriberInterface,
+  InsertEvent,
+  LoadEvent,
+  TransactionCommitEvent,
+  TransactionRollbackEvent,
+  TransactionStartEvent,
+  UpdateEvent,
+} from 'typeorm';
 import { savepointEnded, savepointStarted, transactionCompleted } from '../../context/commit-hooks';
 import { noteOrigin, type Installation } from '../installations';
 import { noteSchemaEntity } from './typeorm-port';

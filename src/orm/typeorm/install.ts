@@ -37,7 +37,12 @@ export type LockingHandle = Handle<DataSource>;
  */
 export async function installLocking(dataSource: DataSource, options: InstallLockingOptions = {}): Promise<LockingHandle> {
   if (!dataSource || typeof (dataSource as any).createQueryRunner !== 'function' || typeof (dataSource as any).getMetadata !== 'function') {
-    throw notAnOrmInstance('installLocking(dataSource, options?)', 'a TypeORM DataSource', dataSource, "for a MikroORM instance import installLocking from 'ormlock/mikro-orm'");
+    throw notAnOrmInstance(
+      'installLocking(dataSource, options?)',
+      'a TypeORM DataSource',
+      dataSource,
+      "for a MikroORM instance import installLocking from 'ormlock/mikro-orm'",
+    );
   }
   if (!dataSource.isInitialized) {
     throw notInitialized('installLocking(dataSource)', `DataSource '${dataSourceName(dataSource)}'`);

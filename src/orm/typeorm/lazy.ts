@@ -12,7 +12,13 @@ import type { ScheduledLockTableOptions } from './scheduled-options-type';
 import type { InstallLockingOptions } from '../install-options';
 import type { RowLockOptions } from '../../locks/row-lock-options';
 import type {
-  AddVersionColumnOptions, FencingTableOptions, LockingHandle, TypeOrmDataSourceLike, TypeOrmEntityMetadataLike, TypeOrmQueryRunnerLike, TypeOrmTableLike,
+  AddVersionColumnOptions,
+  FencingTableOptions,
+  LockingHandle,
+  TypeOrmDataSourceLike,
+  TypeOrmEntityMetadataLike,
+  TypeOrmQueryRunnerLike,
+  TypeOrmTableLike,
 } from './public-types';
 
 /* eslint-disable @typescript-eslint/no-var-requires */
@@ -39,8 +45,12 @@ export const lockRowOn = <T = object>(
   subject: string,
 ): Promise<T | null> => lockRow().lockRowOn<T>(queryRunner as unknown as QueryRunnerOf, meta as unknown as MetadataOf, where, options, subject);
 /** See src/orm/typeorm/versioned-migration.ts. */
-export const addVersionColumn = (queryRunner: TypeOrmQueryRunnerLike, table: string | TypeOrmTableLike, column?: string, options?: AddVersionColumnOptions): Promise<void> =>
-  migration().addVersionColumn(queryRunner as unknown as QueryRunnerOf, table as unknown as TableOf, column, options);
+export const addVersionColumn = (
+  queryRunner: TypeOrmQueryRunnerLike,
+  table: string | TypeOrmTableLike,
+  column?: string,
+  options?: AddVersionColumnOptions,
+): Promise<void> => migration().addVersionColumn(queryRunner as unknown as QueryRunnerOf, table as unknown as TableOf, column, options);
 /** See src/orm/typeorm/versioned-migration.ts. */
 export const dropVersionColumn = (queryRunner: TypeOrmQueryRunnerLike, table: string | TypeOrmTableLike, column?: string): Promise<void> =>
   migration().dropVersionColumn(queryRunner as unknown as QueryRunnerOf, table as unknown as TableOf, column);

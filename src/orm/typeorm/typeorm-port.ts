@@ -116,7 +116,13 @@ export class TypeOrmPort implements OrmPort {
       connecting,
       wait.waitMs,
       // the connection may still come: give it back when it does
-      (late) => late.then(() => qr.release(), () => qr.release()).catch(() => undefined),
+      (late) =>
+        late
+          .then(
+            () => qr.release(),
+            () => qr.release(),
+          )
+          .catch(() => undefined),
       () => poolExhausted(wait.caller, this.label, wait.waitMs, wait.held, this.poolSize(), 'poolSize'),
     );
     return qr;
@@ -187,7 +193,12 @@ export class TypeOrmPort implements OrmPort {
     const meta = metaOf(entity);
     const qr = connection as QueryRunner;
     const plan = this.pkPlan(meta, spec, where);
-    if (plan) return this.lockedReads.run(plan, qr, meta.primaryColumns.map((c) => where[c.propertyPath]));
+    if (plan)
+      return this.lockedReads.run(
+        plan,
+        qr,
+        meta.primaryColumns.map((c) => where[c.propertyPath]),
+      );
     const alias = `ormlock_${meta.tableName.replace(/\W/g, '_')}`;
     const qb = qr.manager.createQueryBuilder(meta.target, alias);
     Object.entries(where).forEach(([path, value], i) => {
@@ -271,7 +282,8 @@ export class TypeOrmPort implements OrmPort {
     return {
       kind: 'none',
       // nullable when the relation and every column behind its join columns allow NULL
-      nullable: relation.isNullable && relation.joinColumns.every((jc) => meta.columns.filter((c) => c.databaseName === jc.databaseName).every((c) => c.isNullable)),
+      nullable:
+        relation.isNullable && relation.joinColumns.every((jc) => meta.columns.filter((c) => c.databaseName === jc.databaseName).every((c) => c.isNullable)),
       hint: `set '${name}'${columns.length ? ` or '${columns.join("', '")}'` : ''}`,
     };
   }
@@ -316,8 +328,14 @@ export class TypeOrmPort implements OrmPort {
 
 function isQueryRunner(x: unknown): x is QueryRunner {
   const o = x as Partial<QueryRunner> | null;
-  return o !== null && typeof o === 'object' && typeof o.startTransaction === 'function' && typeof o.commitTransaction === 'function' &&
-    typeof o.release === 'function' && 'isReleased' in o;
+  return (
+    o !== null &&
+    typeof o === 'object' &&
+    typeof o.startTransaction === 'function' &&
+    typeof o.commitTransaction === 'function' &&
+    typeof o.release === 'function' &&
+    'isReleased' in o
+  );
 }
 
 function metaOf(entity: EntityDescriptor): EntityMetadata {
@@ -356,7 +374,10 @@ const coverage = new WeakMap<EntityMetadata, Map<string, boolean>>();
  */
 function requireUniqueCoverage(metadata: EntityMetadata, where: ObjectLiteral, caller: string): void {
   const columns = whereColumns(metadata, where, caller);
-  const key = columns.map((c) => c.databaseName).sort().join(',');
+  const key = columns
+    .map((c) => c.databaseName)
+    .sort()
+    .join(',');
   let known = coverage.get(metadata);
   if (!known) coverage.set(metadata, (known = new Map()));
   let covered = known.get(key);

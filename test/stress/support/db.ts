@@ -106,7 +106,10 @@ export async function leftovers(backend: BackendName, check: LeftoverCheck): Pro
     );
     for (const s of idle) problems.push(`pg_stat_activity: pid ${s.pid} (${s.application_name}) is ${s.state}`);
     if (pgrowlocks === undefined) {
-      pgrowlocks = await adminQuery(backend, 'CREATE EXTENSION IF NOT EXISTS pgrowlocks').then(() => true, () => false);
+      pgrowlocks = await adminQuery(backend, 'CREATE EXTENSION IF NOT EXISTS pgrowlocks').then(
+        () => true,
+        () => false,
+      );
     }
     if (pgrowlocks) {
       for (const table of Object.keys(check.rows)) {

@@ -39,15 +39,11 @@ let started = 0;
 
 function startWorker(backend: BackendName, index: number, options: StartOptions): StressWorker {
   const name = `ormlock-stress-w${started++}`;
-  const child = spawn(
-    process.execPath,
-    ['-r', 'ts-node/register/transpile-only', '-r', 'reflect-metadata', SCRIPT, backend, String(options.poolSize ?? 16)],
-    {
-      cwd: ROOT,
-      env: { ...process.env, STRESS_NAMESPACE: options.namespace, PGAPPNAME: name },
-      stdio: ['pipe', 'pipe', 'inherit'],
-    },
-  );
+  const child = spawn(process.execPath, ['-r', 'ts-node/register/transpile-only', '-r', 'reflect-metadata', SCRIPT, backend, String(options.poolSize ?? 16)], {
+    cwd: ROOT,
+    env: { ...process.env, STRESS_NAMESPACE: options.namespace, PGAPPNAME: name },
+    stdio: ['pipe', 'pipe', 'inherit'],
+  });
   const messages: any[] = [];
   const waiters: Array<{ pred: (m: any) => boolean; resolve: (m: any) => void; reject: (e: Error) => void }> = [];
   let failure: Error | undefined;

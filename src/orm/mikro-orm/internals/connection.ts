@@ -37,43 +37,58 @@ export function connectionPatches(connection: object): MikroPatch[] {
       ],
       apply() {
         const undo = [
-          replaceMethod(owner!, 'begin', (base) => async function (this: any, options: any = {}) {
-            throwIfLockLost(); // a body whose lock was lost (a flush after it) never opens a transaction elsewhere
-            if (options.ctx) {
-              const trx = await base.call(this, options);
-              const root = rootStateOf(options.ctx);
-              if (root) {
-                registerTransaction(trx, root);
-                savepointOpened(root); // a nested transaction: a savepoint of its root
-              }
-              return trx;
-            }
-            if (!installationFor(this)) return base.call(this, options);
-            const knex = this.getKnex();
-            const given = options[PINNED_RAW];
-            const raw = given ?? (await knex.client.acquireConnection());
-            try {
-              const pinned = Object.create(knex, {
-                transaction: { value: (handler: unknown, config: object = {}) => knex.transaction(handler, { ...config, connection: raw }) },
-              });
-              const self = Object.create(this, { getKnex: { value: () => pinned } });
-              const trx = await base.call(self, options);
-              const root = newRootState(raw, given ? options[OWNS_RAW] === true : true);
-              registerTransaction(trx, root);
-              // MikroORM spells levels in lower case ('read committed'); the model keeps ormlock's (READ COMMITTED)
-              began(root, typeof options.isolationLevel === 'string' ? (options.isolationLevel.toUpperCase() as IsolationLevel) : undefined);
-              return trx;
-            } catch (error) {
-              if (!given) await knex.client.releaseConnection(raw);
-              throw error;
-            }
-          }),
-          replaceMethod(owner!, 'commit', (base) => function (this: any, ctx: any, ...rest: unknown[]) {
-            return endingRoot(this, ctx, 'commit', () => base.call(this, ctx, ...rest));
-          }),
-          replaceMethod(owner!, 'rollback', (base) => function (this: any, ctx: any, ...rest: unknown[]) {
-            return endingRoot(this, ctx, 'rollback', () => base.call(this, ctx, ...rest));
-          }),
+          replaceMethod(
+            owner!,
+            'begin',
+            (base) =>
+              async function (this: any, options: any = {}) {
+                throwIfLockLost(); // a body whose lock was lost (a flush after it) never opens a transaction elsewhere
+                if (options.ctx) {
+                  const trx = await base.call(this, options);
+                  const root = rootStateOf(options.ctx);
+                  if (root) {
+                    registerTransaction(trx, root);
+                    savepointOpened(root); // a nested transaction: a savepoint of its root
+                  }
+                  return trx;
+                }
+                if (!installationFor(this)) return base.call(this, options);
+                const knex = this.getKnex();
+                const given = options[PINNED_RAW];
+                const raw = given ?? (await knex.client.acquireConnection());
+                try {
+                  const pinned = Object.create(knex, {
+                    transaction: { value: (handler: unknown, config: object = {}) => knex.transaction(handler, { ...config, connection: raw }) },
+                  });
+                  const self = Object.create(this, { getKnex: { value: () => pinned } });
+                  const trx = await base.call(self, options);
+                  const root = newRootState(raw, given ? options[OWNS_RAW] === true : true);
+                  registerTransaction(trx, root);
+                  // MikroORM spells levels in lower case ('read committed'); the model keeps ormlock's (READ COMMITTED)
+                  began(root, typeof options.isolationLevel === 'string' ? (options.isolationLevel.toUpperCase() as IsolationLevel) : undefined);
+                  return trx;
+                } catch (error) {
+                  if (!given) await knex.client.releaseConnection(raw);
+                  throw error;
+                }
+              },
+          ),
+          replaceMethod(
+            owner!,
+            'commit',
+            (base) =>
+              function (this: any, ctx: any, ...rest: unknown[]) {
+                return endingRoot(this, ctx, 'commit', () => base.call(this, ctx, ...rest));
+              },
+          ),
+          replaceMethod(
+            owner!,
+            'rollback',
+            (base) =>
+              function (this: any, ctx: any, ...rest: unknown[]) {
+                return endingRoot(this, ctx, 'rollback', () => base.call(this, ctx, ...rest));
+              },
+          ),
         ];
         return () => undo.reverse().forEach((u) => u());
       },
@@ -148,22 +163,31 @@ export function transactionalPatch(em: EntityManager): MikroPatch {
       ...expectMethod(ownerOf(em, 'getTransactionContext'), label, 'getTransactionContext'),
     ],
     apply() {
-      return replaceMethod(owner!, 'transactional', (base) => function (this: any, cb: (em: EntityManager) => unknown, options?: unknown) {
-        const inst = installationFor(this);
-        if (!inst || typeof cb !== 'function') return base.call(this, cb, options);
-        let connection: object | undefined;
-        const run: Promise<unknown> = base.call(this, (em: EntityManager) => {
-          const trx = em.getTransactionContext();
-          if (!trx) return cb(em);
-          const own = connectionFor(em, trx);
-          connection = own;
-          return ownScopeBody(inst, own, () => runWithAmbientConnection(inst, own, async () => cb(em)));
-        }, options);
-        // a lock ormlock took inside died with the connection: LockLostError, not the driver's error
-        return run.catch((error) => {
-          throw lostInOwnScope(inst, connection, error) ?? error;
-        });
-      });
+      return replaceMethod(
+        owner!,
+        'transactional',
+        (base) =>
+          function (this: any, cb: (em: EntityManager) => unknown, options?: unknown) {
+            const inst = installationFor(this);
+            if (!inst || typeof cb !== 'function') return base.call(this, cb, options);
+            let connection: object | undefined;
+            const run: Promise<unknown> = base.call(
+              this,
+              (em: EntityManager) => {
+                const trx = em.getTransactionContext();
+                if (!trx) return cb(em);
+                const own = connectionFor(em, trx);
+                connection = own;
+                return ownScopeBody(inst, own, () => runWithAmbientConnection(inst, own, async () => cb(em)));
+              },
+              options,
+            );
+            // a lock ormlock took inside died with the connection: LockLostError, not the driver's error
+            return run.catch((error) => {
+              throw lostInOwnScope(inst, connection, error) ?? error;
+            });
+          },
+      );
     },
   };
 }

@@ -22,9 +22,10 @@ export async function giveBack(connection: object, client: KnexClient, raw: unkn
   const dead = driverConnectionClosed(raw);
   discarded(model, dead ? 'the connection died' : reason);
   const inst = installationFor(connection);
-  if (!dead) process.emitWarning(`ormlock: a connection of ${inst?.label ?? 'a MikroORM instance'} was destroyed instead of going back to the pool: ${reason}`, {
-    code: 'ORMLOCK_CONNECTION_DISCARDED',
-  });
+  if (!dead)
+    process.emitWarning(`ormlock: a connection of ${inst?.label ?? 'a MikroORM instance'} was destroyed instead of going back to the pool: ${reason}`, {
+      code: 'ORMLOCK_CONNECTION_DISCARDED',
+    });
   if (raw !== null && typeof raw === 'object') (raw as { __knex__disposed?: string }).__knex__disposed = `ormlock: ${reason}`;
   await client.destroyRawConnection(raw).catch(() => undefined);
   return client.releaseConnection(raw);

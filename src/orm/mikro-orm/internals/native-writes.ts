@@ -86,7 +86,12 @@ export async function beforeNativeWrite(write: NativeWrite): Promise<void> {
 async function runHooks(inst: Installation, connection: MikroOrmConnection, write: NativeWrite): Promise<void> {
   const name: string = write.meta.className;
   const hooks = lockMetadataOf(write.meta.class)!.aroundCreate;
-  const ctx: AroundCreateRunContext = { manager: write.em, queryRunner: connection as any, installation: inst, descriptor: inst.entity(write.meta.class, `@AroundCreate on ${name}`) };
+  const ctx: AroundCreateRunContext = {
+    manager: write.em,
+    queryRunner: connection as any,
+    installation: inst,
+    descriptor: inst.entity(write.meta.class, `@AroundCreate on ${name}`),
+  };
   for (const row of write.values ?? []) for (const hook of hooks) await hook(row, ctx);
   write.afterHooks?.();
 }
@@ -94,9 +99,12 @@ async function runHooks(inst: Installation, connection: MikroOrmConnection, writ
 async function takeKeys(inst: Installation, connection: MikroOrmConnection, write: NativeWrite): Promise<void> {
   const name: string = write.meta.className;
   const subject = { label: `@AdvisoryLock on ${name}`, entity: name };
-  const rows = write.kind === 'upsert' ? await upsertedRows(write) : write.values ?? (await currentRows(write));
+  const rows = write.kind === 'upsert' ? await upsertedRows(write) : (write.values ?? (await currentRows(write)));
   const requests = rows.flatMap((row) =>
-    lockMetadataOf(write.meta.class)!.advisory.map((decl) => ({ key: evaluateAdvisoryKey(decl.key, undefined, [row], subject), options: decl.options as AdvisoryLockOptions })),
+    lockMetadataOf(write.meta.class)!.advisory.map((decl) => ({
+      key: evaluateAdvisoryKey(decl.key, undefined, [row], subject),
+      options: decl.options as AdvisoryLockOptions,
+    })),
   );
   if (requests.length) await lockForEntityWrite(inst, connection, requests, subject);
 }
@@ -228,23 +236,30 @@ export function entityManagerWritesPatch(em: object): MikroPatch {
       ...expectMethod(ownerOf(em, 'getTransactionContext'), LABEL, 'getTransactionContext'),
       ...expectMethod(ownerOf(em, 'getDriver'), LABEL, 'getDriver'),
       // the row an upsert updates is found by MikroORM's own rule
-      ...(typeof (mikroCore as { getWhereCondition?: unknown }).getWhereCondition === 'function' ? [] : ["@mikro-orm/core's getWhereCondition is not a function"]),
+      ...(typeof (mikroCore as { getWhereCondition?: unknown }).getWhereCondition === 'function'
+        ? []
+        : ["@mikro-orm/core's getWhereCondition is not a function"]),
     ],
     apply() {
       const undo = methods.map((method) =>
-        replaceMethod(ownerOf(em, method)!, method, (base) => async function (this: any, ...args: any[]) {
-          const kind = kindOf(method);
-          const meta = kind === 'insert' ? undefined : metaOf(this, entityNameOf(method, args));
-          const refusal = meta && uncheckedVersionedRefusal(meta, this, `em.${method}()`, kind as UncheckedKind);
-          const named = refusal && (method === 'nativeUpdate' || method === 'nativeDelete') ? namedVersion(meta, args[1], args[2]) : undefined;
-          if (refusal && !named) throw refusal; // @Versioned: nothing sent
-          const write = describeCall(this, method, args);
-          if (write) await beforeNativeWrite(write);
-          const result = await base.apply(this, args);
-          // by primary key and version: checked (the builder moves the version); 0 rows means the row moved on
-          if (named && result === 0) throw staleCriteriaWrite(meta.className, named.id, named.expected, `em.${method}()`);
-          return result;
-        }),
+        replaceMethod(
+          ownerOf(em, method)!,
+          method,
+          (base) =>
+            async function (this: any, ...args: any[]) {
+              const kind = kindOf(method);
+              const meta = kind === 'insert' ? undefined : metaOf(this, entityNameOf(method, args));
+              const refusal = meta && uncheckedVersionedRefusal(meta, this, `em.${method}()`, kind as UncheckedKind);
+              const named = refusal && (method === 'nativeUpdate' || method === 'nativeDelete') ? namedVersion(meta, args[1], args[2]) : undefined;
+              if (refusal && !named) throw refusal; // @Versioned: nothing sent
+              const write = describeCall(this, method, args);
+              if (write) await beforeNativeWrite(write);
+              const result = await base.apply(this, args);
+              // by primary key and version: checked (the builder moves the version); 0 rows means the row moved on
+              if (named && result === 0) throw staleCriteriaWrite(meta.className, named.id, named.expected, `em.${method}()`);
+              return result;
+            },
+        ),
       );
       return () => undo.reverse().forEach((u) => u());
     },
@@ -253,7 +268,8 @@ export function entityManagerWritesPatch(em: object): MikroPatch {
 
 const isMany = (method: string) => method === 'insertMany' || method === 'upsertMany';
 const isValueCall = (method: string) => method === 'insert' || method === 'upsert' || isMany(method);
-const kindOf = (method: string): Kind => (method.startsWith('insert') ? 'insert' : method.startsWith('upsert') ? 'upsert' : method === 'nativeUpdate' ? 'update' : 'delete');
+const kindOf = (method: string): Kind =>
+  method.startsWith('insert') ? 'insert' : method.startsWith('upsert') ? 'upsert' : method === 'nativeUpdate' ? 'update' : 'delete';
 
 /** The entity a call of `method` with `args` writes: insert(entity) / insert(Entity, data); insertMany([entities]) / insertMany(Entity, [data]). */
 function entityNameOf(method: string, args: any[]): unknown {
@@ -295,7 +311,18 @@ function metaOf(self: any, entityName: unknown): any {
 export function queryBuilderWrite(qb: any): NativeWrite | undefined {
   const type: string | undefined = qb.type;
   const meta = qb.mainAlias?.metadata;
-  const kind: Kind | undefined = type === 'INSERT' ? (qb._onConflict?.length ? 'upsert' : 'insert') : type === 'UPSERT' ? 'upsert' : type === 'UPDATE' ? 'update' : type === 'DELETE' || type === 'TRUNCATE' ? 'delete' : undefined;
+  const kind: Kind | undefined =
+    type === 'INSERT'
+      ? qb._onConflict?.length
+        ? 'upsert'
+        : 'insert'
+      : type === 'UPSERT'
+        ? 'upsert'
+        : type === 'UPDATE'
+          ? 'update'
+          : type === 'DELETE' || type === 'TRUNCATE'
+            ? 'delete'
+            : undefined;
   if (!kind || !qb.em || !declaredOn(meta, kind)) return undefined;
   const call = `qb.${type === 'TRUNCATE' ? 'truncate' : kind === 'upsert' ? 'insert' : kind}()`;
   const base = { call, kind, meta, em: qb.em, ctx: qb.context };

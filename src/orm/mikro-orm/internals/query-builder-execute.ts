@@ -25,40 +25,42 @@ export function queryBuilderExecutePatch(qb: object): MikroPatch {
   const owner = ownerOf(qb, 'execute');
   return {
     name: `${LABEL}.execute`,
-    probe: () => [
-      ...expectMethod(owner, LABEL, 'execute', ['this.type', 'this.context', 'toQuery', 'mainAlias']),
-      ...(qbShapeProblems(qb)),
-    ],
+    probe: () => [...expectMethod(owner, LABEL, 'execute', ['this.type', 'this.context', 'toQuery', 'mainAlias']), ...qbShapeProblems(qb)],
     apply() {
-      return replaceMethod(owner!, 'execute', (base) => function (this: any, ...args: unknown[]) {
-        if (!this.em) return base.apply(this, args);
-        const refusal = uncheckedBuilderWrite(this);
-        if (refusal) return Promise.reject(refusal); // @Versioned: nothing sent
-        const write = queryBuilderWrite(this);
-        if (write) return beforeNativeWrite(write).then(() => base.apply(this, args));
-        const policy = readLockPolicy();
-        if (!policy || this.lockMode || isMarked(this.lockTables)) return base.apply(this, args);
-        const type = this.type ?? 'SELECT';
-        const meta = this.mainAlias?.metadata;
-        if ((type !== 'SELECT' && type !== 'COUNT') || !covers(policy, meta)) return base.apply(this, args);
-        if (type === 'COUNT') {
-          if (countingTotal.getStore()) return base.apply(this, args);
-          return Promise.reject(unlockableRead(policy.source, 'qb.getCount()', meta.className, COUNT_WHY));
-        }
-        const unlockable = aggregateOf(this);
-        if (unlockable) return Promise.reject(unlockableRead(policy.source, 'qb.execute()/getResult()', meta.className, `it has ${unlockable}`));
-        let plan;
-        try {
-          plan = planLockedRead(this.driver, meta, this.context, policy);
-        } catch (error) {
-          return Promise.reject(error);
-        }
-        this.lockMode = LockMode.PESSIMISTIC_WRITE;
-        this.lockTables = plan.aliases;
-        // already built (getQuery(), getParams() before running it): the clause goes on the built SELECT
-        if (this._query?.qb) this._query = { qb: withLockClause(this, this._query.qb, markOf(plan.aliases)!) };
-        return runLockedRead(plan.inst, plan.connection, plan.desc, plan.spec, 'row', () => base.apply(this, args));
-      });
+      return replaceMethod(
+        owner!,
+        'execute',
+        (base) =>
+          function (this: any, ...args: unknown[]) {
+            if (!this.em) return base.apply(this, args);
+            const refusal = uncheckedBuilderWrite(this);
+            if (refusal) return Promise.reject(refusal); // @Versioned: nothing sent
+            const write = queryBuilderWrite(this);
+            if (write) return beforeNativeWrite(write).then(() => base.apply(this, args));
+            const policy = readLockPolicy();
+            if (!policy || this.lockMode || isMarked(this.lockTables)) return base.apply(this, args);
+            const type = this.type ?? 'SELECT';
+            const meta = this.mainAlias?.metadata;
+            if ((type !== 'SELECT' && type !== 'COUNT') || !covers(policy, meta)) return base.apply(this, args);
+            if (type === 'COUNT') {
+              if (countingTotal.getStore()) return base.apply(this, args);
+              return Promise.reject(unlockableRead(policy.source, 'qb.getCount()', meta.className, COUNT_WHY));
+            }
+            const unlockable = aggregateOf(this);
+            if (unlockable) return Promise.reject(unlockableRead(policy.source, 'qb.execute()/getResult()', meta.className, `it has ${unlockable}`));
+            let plan;
+            try {
+              plan = planLockedRead(this.driver, meta, this.context, policy);
+            } catch (error) {
+              return Promise.reject(error);
+            }
+            this.lockMode = LockMode.PESSIMISTIC_WRITE;
+            this.lockTables = plan.aliases;
+            // already built (getQuery(), getParams() before running it): the clause goes on the built SELECT
+            if (this._query?.qb) this._query = { qb: withLockClause(this, this._query.qb, markOf(plan.aliases)!) };
+            return runLockedRead(plan.inst, plan.connection, plan.desc, plan.spec, 'row', () => base.apply(this, args));
+          },
+      );
     },
   };
 }
@@ -70,9 +72,14 @@ export function resultAndCountPatch(qb: object): MikroPatch {
     name: `${LABEL}.getResultAndCount`,
     probe: () => expectMethod(owner, LABEL, 'getResultAndCount', ['getResultList', 'getCount']),
     apply() {
-      return replaceMethod(owner!, 'getResultAndCount', (base) => function (this: any, ...args: unknown[]) {
-        return countingTotal.run(true, () => base.apply(this, args));
-      });
+      return replaceMethod(
+        owner!,
+        'getResultAndCount',
+        (base) =>
+          function (this: any, ...args: unknown[]) {
+            return countingTotal.run(true, () => base.apply(this, args));
+          },
+      );
     },
   };
 }
@@ -89,7 +96,22 @@ function uncheckedBuilderWrite(qb: any): Error | undefined {
 
 /** The builder's fields the patch reads, as a fresh builder has them. */
 function qbShapeProblems(qb: any): string[] {
-  const missing = ['mainAlias', 'flags', '_joins', '_cond', '_data', '_onConflict', '_fields', '_groupBy', '_having', 'platform', 'knex', 'driver', 'em', 'context'].filter((f) => !(f in qb));
+  const missing = [
+    'mainAlias',
+    'flags',
+    '_joins',
+    '_cond',
+    '_data',
+    '_onConflict',
+    '_fields',
+    '_groupBy',
+    '_having',
+    'platform',
+    'knex',
+    'driver',
+    'em',
+    'context',
+  ].filter((f) => !(f in qb));
   return missing.length ? [`a QueryBuilder has no ${missing.join(', ')}`] : [];
 }
 

@@ -50,20 +50,25 @@ export function queryBuilderPatch(qb: object): MikroPatch {
       ...expectMethod(ownerOf(qb, 'setLockMode'), label, 'setLockMode', ['lockTables']),
     ],
     apply() {
-      return replaceMethod(owner!, 'getKnexQuery', (base) => function (this: any, ...args: unknown[]) {
-        const mark = markOf(this.lockTables);
-        if (!mark || this._query?.qb) return base.apply(this, args);
-        const mode = this.lockMode;
-        this.lockMode = undefined;
-        let qb: any;
-        try {
-          qb = base.apply(this, args);
-        } finally {
-          this.lockMode = mode;
-        }
-        this._query.qb = withLockClause(this, qb, mark);
-        return this._query.qb;
-      });
+      return replaceMethod(
+        owner!,
+        'getKnexQuery',
+        (base) =>
+          function (this: any, ...args: unknown[]) {
+            const mark = markOf(this.lockTables);
+            if (!mark || this._query?.qb) return base.apply(this, args);
+            const mode = this.lockMode;
+            this.lockMode = undefined;
+            let qb: any;
+            try {
+              qb = base.apply(this, args);
+            } finally {
+              this.lockMode = mode;
+            }
+            this._query.qb = withLockClause(this, qb, mark);
+            return this._query.qb;
+          },
+      );
     },
   };
 }
@@ -100,20 +105,25 @@ export function driverFindPatch(driver: object): MikroPatch {
     name: `${label}.find`,
     probe: () => expectMethod(owner, label, 'find', ['lockMode', 'lockTableAliases', 'setLockMode']),
     apply() {
-      return replaceMethod(owner!, 'find', (base) => function (this: any, entityName: string, where: unknown, options: any = {}) {
-        const policy = readLockPolicy();
-        if (!policy || options.lockMode || isMarked(options.lockTableAliases)) return base.call(this, entityName, where, options);
-        const meta = this.metadata.find(entityName);
-        if (!covers(policy, meta)) return base.call(this, entityName, where, options);
-        const plan = planLockedRead(this, meta, options.ctx, policy);
-        const locked = { ...options, lockMode: LockMode.PESSIMISTIC_WRITE, lockTableAliases: plan.aliases };
-        // the driver converts what is thrown while it builds the SELECT: the refusal is rethrown as itself
-        const read = () =>
-          Promise.resolve(base.call(this, entityName, where, locked)).catch((error: unknown) => {
-            throw markOf(plan.aliases)?.refusal ?? error;
-          });
-        return runLockedRead(plan.inst, plan.connection, plan.desc, plan.spec, 'row', read);
-      });
+      return replaceMethod(
+        owner!,
+        'find',
+        (base) =>
+          function (this: any, entityName: string, where: unknown, options: any = {}) {
+            const policy = readLockPolicy();
+            if (!policy || options.lockMode || isMarked(options.lockTableAliases)) return base.call(this, entityName, where, options);
+            const meta = this.metadata.find(entityName);
+            if (!covers(policy, meta)) return base.call(this, entityName, where, options);
+            const plan = planLockedRead(this, meta, options.ctx, policy);
+            const locked = { ...options, lockMode: LockMode.PESSIMISTIC_WRITE, lockTableAliases: plan.aliases };
+            // the driver converts what is thrown while it builds the SELECT: the refusal is rethrown as itself
+            const read = () =>
+              Promise.resolve(base.call(this, entityName, where, locked)).catch((error: unknown) => {
+                throw markOf(plan.aliases)?.refusal ?? error;
+              });
+            return runLockedRead(plan.inst, plan.connection, plan.desc, plan.spec, 'row', read);
+          },
+      );
     },
   };
 }
@@ -181,16 +191,28 @@ export function driverCountPatch(driver: object): MikroPatch {
     name: `${label}.count`,
     probe: () => expectMethod(owner, label, 'count'),
     apply() {
-      return replaceMethod(owner!, 'count', (base) => function (this: any, entityName: string, ...rest: unknown[]) {
-        const policy = readLockPolicy();
-        if (policy && !countingTotal.getStore()) {
-          const meta = this.metadata.find(entityName);
-          if (covers(policy, meta)) {
-            return Promise.reject(unlockableRead(policy.source, 'count()', meta.className, 'a count reads no row it could lock, and rows inserted meanwhile would not be counted'));
-          }
-        }
-        return base.call(this, entityName, ...rest);
-      });
+      return replaceMethod(
+        owner!,
+        'count',
+        (base) =>
+          function (this: any, entityName: string, ...rest: unknown[]) {
+            const policy = readLockPolicy();
+            if (policy && !countingTotal.getStore()) {
+              const meta = this.metadata.find(entityName);
+              if (covers(policy, meta)) {
+                return Promise.reject(
+                  unlockableRead(
+                    policy.source,
+                    'count()',
+                    meta.className,
+                    'a count reads no row it could lock, and rows inserted meanwhile would not be counted',
+                  ),
+                );
+              }
+            }
+            return base.call(this, entityName, ...rest);
+          },
+      );
     },
   };
 }
@@ -203,9 +225,14 @@ export function findAndCountPatch(em: object): MikroPatch {
     name: `${label}.findAndCount`,
     probe: () => expectMethod(owner, label, 'findAndCount', ['count']),
     apply() {
-      return replaceMethod(owner!, 'findAndCount', (base) => function (this: any, ...args: unknown[]) {
-        return countingTotal.run(true, () => base.apply(this, args));
-      });
+      return replaceMethod(
+        owner!,
+        'findAndCount',
+        (base) =>
+          function (this: any, ...args: unknown[]) {
+            return countingTotal.run(true, () => base.apply(this, args));
+          },
+      );
     },
   };
 }

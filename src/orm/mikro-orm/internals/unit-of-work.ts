@@ -37,26 +37,33 @@ export function unitOfWorkPatch(uow: object): MikroPatch {
     ],
     apply() {
       const wrap = (method: string, write: Write) =>
-        replaceMethod(owner!, method, (base) => async function (this: any, changeSets: any[], ctx: unknown, ...rest: unknown[]) {
-          const work = relevant(changeSets, write);
-          if (!work.length) return base.call(this, changeSets, ctx, ...rest);
-          const inst = installationFor(this.em);
-          if (!inst) throw notInstalled(work[0].meta.className);
-          if (!ctx || (typeof ctx !== 'object' && typeof ctx !== 'function')) {
-            const entity = work[0].meta.className;
-            throw writeOutsideTransaction(entity, 'this flush (implicitTransactions is off)', 'its locks', 'flush inside transaction(…) or em.transactional(…)', { entity });
-          }
-          const connection = connectionFor(this.em, ctx);
-          await runWithAmbientConnection(inst, connection, async () => {
-            for (const cs of work) await beforeWrite(this, inst, connection, cs, write);
-          });
-          return base.call(this, changeSets, ctx, ...rest);
-        });
-      const undo = [
-        wrap('commitCreateChangeSets', 'insert'),
-        wrap('commitUpdateChangeSets', 'update'),
-        wrap('commitDeleteChangeSets', 'remove'),
-      ];
+        replaceMethod(
+          owner!,
+          method,
+          (base) =>
+            async function (this: any, changeSets: any[], ctx: unknown, ...rest: unknown[]) {
+              const work = relevant(changeSets, write);
+              if (!work.length) return base.call(this, changeSets, ctx, ...rest);
+              const inst = installationFor(this.em);
+              if (!inst) throw notInstalled(work[0].meta.className);
+              if (!ctx || (typeof ctx !== 'object' && typeof ctx !== 'function')) {
+                const entity = work[0].meta.className;
+                throw writeOutsideTransaction(
+                  entity,
+                  'this flush (implicitTransactions is off)',
+                  'its locks',
+                  'flush inside transaction(…) or em.transactional(…)',
+                  { entity },
+                );
+              }
+              const connection = connectionFor(this.em, ctx);
+              await runWithAmbientConnection(inst, connection, async () => {
+                for (const cs of work) await beforeWrite(this, inst, connection, cs, write);
+              });
+              return base.call(this, changeSets, ctx, ...rest);
+            },
+        );
+      const undo = [wrap('commitCreateChangeSets', 'insert'), wrap('commitUpdateChangeSets', 'update'), wrap('commitDeleteChangeSets', 'remove')];
       return () => undo.reverse().forEach((u) => u());
     },
   };
@@ -81,7 +88,12 @@ async function beforeWrite(uow: any, inst: Installation, connection: MikroOrmCon
   if (write === 'update' && d.versioned) requireVersion(cs);
   if (write === 'insert' && d.aroundCreate.length) {
     const before = uow.comparator.prepareEntity(cs.entity);
-    const ctx: AroundCreateRunContext = { manager: uow.em, queryRunner: connection as any, installation: inst, descriptor: inst.entity(cs.meta.class, `@AroundCreate on ${name}`) };
+    const ctx: AroundCreateRunContext = {
+      manager: uow.em,
+      queryRunner: connection as any,
+      installation: inst,
+      descriptor: inst.entity(cs.meta.class, `@AroundCreate on ${name}`),
+    };
     for (const hook of d.aroundCreate) await hook(cs.entity, ctx);
     // what the hooks changed on the entity goes into the INSERT
     Object.assign(cs.payload, uow.comparator.diffEntities(cs.name ?? name, before, uow.comparator.prepareEntity(cs.entity)));
@@ -107,5 +119,11 @@ function requireVersion(cs: any): void {
 }
 
 function notInstalled(entity: string): LockConfigError {
-  return writtenWhereNotInstalled(entity, 'with ormlock locks', 'a MikroORM instance', '`await installLocking(orm)` (from ormlock/mikro-orm) after MikroORM.init()', { entity });
+  return writtenWhereNotInstalled(
+    entity,
+    'with ormlock locks',
+    'a MikroORM instance',
+    '`await installLocking(orm)` (from ormlock/mikro-orm) after MikroORM.init()',
+    { entity },
+  );
 }

@@ -26,14 +26,17 @@ export const aggregateReadPatches: readonly InternalPatch[] = Object.entries(AGG
   name: `${LABEL}.${method}`,
   probe: () => expectMethod(EntityManager.prototype, LABEL, method),
   apply() {
-    this.restore = replaceMethod(EntityManager.prototype, method, (base) =>
-      function (this: EntityManager, target: unknown, ...rest: unknown[]) {
-        const ds = dataSourceOf(this) as { hasMetadata?(t: unknown): boolean; getMetadata(t: unknown): { target: unknown; name: string } } | undefined;
-        const metadata = ds?.hasMetadata?.(target) ? ds.getMetadata(target) : undefined;
-        const policy = metadata && policyCovering(metadata);
-        if (policy) return Promise.reject(unlockableRead(policy.source, `${method}()`, metadata!.name, why));
-        return base.call(this, target, ...rest);
-      },
+    this.restore = replaceMethod(
+      EntityManager.prototype,
+      method,
+      (base) =>
+        function (this: EntityManager, target: unknown, ...rest: unknown[]) {
+          const ds = dataSourceOf(this) as { hasMetadata?(t: unknown): boolean; getMetadata(t: unknown): { target: unknown; name: string } } | undefined;
+          const metadata = ds?.hasMetadata?.(target) ? ds.getMetadata(target) : undefined;
+          const policy = metadata && policyCovering(metadata);
+          if (policy) return Promise.reject(unlockableRead(policy.source, `${method}()`, metadata!.name, why));
+          return base.call(this, target, ...rest);
+        },
     );
   },
   restore() {},

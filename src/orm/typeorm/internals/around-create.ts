@@ -13,7 +13,7 @@ import { DROP_NO_TRANSACTION, writeOutsideTransaction, writtenWhereNotInstalled 
 
 /** The `@AroundCreate` hooks that apply to rows of `meta` (ancestors' first, then in declaration order). */
 export function aroundCreateHooksOf(meta: EntityMetadata): AroundCreateHook[] {
-  return typeof meta.target === 'function' ? lockMetadataOf(meta.target)?.aroundCreate ?? [] : [];
+  return typeof meta.target === 'function' ? (lockMetadataOf(meta.target)?.aroundCreate ?? []) : [];
 }
 
 /**
@@ -112,8 +112,17 @@ function executeWithHooks(baseExecute: (this: any) => Promise<void>) {
     const ds = dataSourceOf(queryRunner);
     const inst = installationOf(ds);
     if (!inst) {
-      const subjects = [...this.insertSubjects, ...this.updateSubjects, ...this.removeSubjects, ...(this.softRemoveSubjects ?? []), ...(this.recoverSubjects ?? [])];
-      refuseUninstalled(ds, subjects.map((s: { metadata: EntityMetadata }) => s.metadata));
+      const subjects = [
+        ...this.insertSubjects,
+        ...this.updateSubjects,
+        ...this.removeSubjects,
+        ...(this.softRemoveSubjects ?? []),
+        ...(this.recoverSubjects ?? []),
+      ];
+      refuseUninstalled(
+        ds,
+        subjects.map((s: { metadata: EntityMetadata }) => s.metadata),
+      );
       return baseExecute.call(this);
     }
     if (executeSteps.size === 0) return hooksThenExecute.call(this, inst, queryRunner, baseExecute);
@@ -138,9 +147,15 @@ async function hooksThenExecute(this: any, inst: Installation, queryRunner: Quer
   if (work.length === 0) return baseExecute.call(this);
   if (!queryRunner.isTransactionActive) {
     const names = [...new Set(work.map((s) => s.metadata.name))].join(', ');
-    throw writeOutsideTransaction(`@AroundCreate on ${names}`, 'save(…, { transaction: false })', 'what the hooks lock', DROP_NO_TRANSACTION, { entity: names });
+    throw writeOutsideTransaction(`@AroundCreate on ${names}`, 'save(…, { transaction: false })', 'what the hooks lock', DROP_NO_TRANSACTION, {
+      entity: names,
+    });
   }
-  await runAroundCreateHooks(inst, queryRunner, work.map((s) => ({ metadata: s.metadata, entity: s.entity! })));
+  await runAroundCreateHooks(
+    inst,
+    queryRunner,
+    work.map((s) => ({ metadata: s.metadata, entity: s.entity! })),
+  );
   // what the hooks changed (a reloaded parent, computed columns) must reach the INSERT
   for (const list of ['insertSubjects', 'updateSubjects', 'removeSubjects', 'softRemoveSubjects', 'recoverSubjects']) {
     for (const subject of this[list] as Array<{ recompute(): void }>) subject.recompute();

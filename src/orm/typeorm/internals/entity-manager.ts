@@ -17,23 +17,26 @@ export const entityManagerTransactionPatch: InternalPatch = {
   name: `${LABEL}.transaction`,
   probe: () => expectMethod(EntityManager.prototype, LABEL, 'transaction', ['startTransaction', 'commitTransaction']),
   apply() {
-    this.restore = replaceMethod(EntityManager.prototype, 'transaction', (base) =>
-      function (this: EntityManager, isolationOrFn: unknown, maybeFn?: unknown) {
-        const inst = installationOf(dataSourceOf(this));
-        const fn = (typeof isolationOrFn === 'function' ? isolationOrFn : maybeFn) as ((em: EntityManager) => unknown) | undefined;
-        if (!inst || typeof fn !== 'function') return base.apply(this, [isolationOrFn, maybeFn]);
-        let connection: object | undefined;
-        const wrapped = (em: EntityManager) => {
-          connection = em.queryRunner;
-          const qr = em.queryRunner;
-          return qr ? ownScopeBody(inst, qr, () => runWithAmbientConnection(inst, qr, () => fn(em))) : fn(em);
-        };
-        const run: Promise<unknown> = typeof isolationOrFn === 'function' ? base.call(this, wrapped) : base.call(this, isolationOrFn, wrapped);
-        // a lock ormlock took inside died with the connection: LockLostError, not the driver's error
-        return run.catch((error) => {
-          throw lostInOwnScope(inst, connection, error) ?? error;
-        });
-      },
+    this.restore = replaceMethod(
+      EntityManager.prototype,
+      'transaction',
+      (base) =>
+        function (this: EntityManager, isolationOrFn: unknown, maybeFn?: unknown) {
+          const inst = installationOf(dataSourceOf(this));
+          const fn = (typeof isolationOrFn === 'function' ? isolationOrFn : maybeFn) as ((em: EntityManager) => unknown) | undefined;
+          if (!inst || typeof fn !== 'function') return base.apply(this, [isolationOrFn, maybeFn]);
+          let connection: object | undefined;
+          const wrapped = (em: EntityManager) => {
+            connection = em.queryRunner;
+            const qr = em.queryRunner;
+            return qr ? ownScopeBody(inst, qr, () => runWithAmbientConnection(inst, qr, () => fn(em))) : fn(em);
+          };
+          const run: Promise<unknown> = typeof isolationOrFn === 'function' ? base.call(this, wrapped) : base.call(this, isolationOrFn, wrapped);
+          // a lock ormlock took inside died with the connection: LockLostError, not the driver's error
+          return run.catch((error) => {
+            throw lostInOwnScope(inst, connection, error) ?? error;
+          });
+        },
     );
   },
   restore() {},

@@ -1,6 +1,4 @@
-import {
-  DeleteQueryBuilder, UpdateQueryBuilder, type EntityManager, type EntityMetadata, type ObjectLiteral, type QueryRunner,
-} from 'typeorm';
+import { DeleteQueryBuilder, UpdateQueryBuilder, type EntityManager, type EntityMetadata, type ObjectLiteral, type QueryRunner } from 'typeorm';
 type ColumnMetadata = EntityMetadata['columns'][number];
 import { SubjectExecutor } from 'typeorm/persistence/SubjectExecutor';
 import { SoftDeleteQueryBuilder } from 'typeorm/query-builder/SoftDeleteQueryBuilder';
@@ -98,163 +96,207 @@ export const persistencePatches: readonly InternalPatch[] = [
 function applyPersistence(): () => void {
   const undo: Array<() => void> = [];
   const patch = (owner: object, method: string, wrap: (base: any) => any) => undo.push(replaceMethod(owner, method, wrap));
-  patch(executor, 'executeInsertOperations', (baseInsertOps) => async function (this: any) {
-    if (installationOf(dataSourceOf(this.queryRunner))) {
-      for (const subject of this.insertSubjects) refuseResurrection(subject);
-      // before any junction row is written: an owned ManyToMany change moves the owner's version
-      for (const owner of collectionOwners(this)) await bumpCollectionOwner(this, owner);
-    }
-    return baseInsertOps.call(this);
-  });
+  patch(
+    executor,
+    'executeInsertOperations',
+    (baseInsertOps) =>
+      async function (this: any) {
+        if (installationOf(dataSourceOf(this.queryRunner))) {
+          for (const subject of this.insertSubjects) refuseResurrection(subject);
+          // before any junction row is written: an owned ManyToMany change moves the owner's version
+          for (const owner of collectionOwners(this)) await bumpCollectionOwner(this, owner);
+        }
+        return baseInsertOps.call(this);
+      },
+  );
 
-  patch(executor, 'executeUpdateOperations', (baseUpdateOps) => async function (this: any) {
-    if (!installationOf(dataSourceOf(this.queryRunner))) return baseUpdateOps.call(this);
-    const justInserted = new Set(this.insertSubjects);
-    const keys: object[] = [];
-    try {
-      for (const subject of this.updateSubjects) {
-        if (justInserted.has(subject)) continue; // inserted in this very flush: nobody else can have changed it
-        const check = versionCheckOf(subject, 'save');
-        if (!check) continue;
-        // the diff holds the object's (stale) version when the row moved on: never write it back;
-        // the UPDATE sets version = version + 1 itself
-        const changes: Array<{ column?: ColumnMetadata }> = subject.changeMaps;
-        for (let i = changes.length - 1; i >= 0; i--) if (changes[i].column === check.versionColumn) changes.splice(i, 1);
-        registered.set(check.identifier, check);
-        keys.push(check.identifier);
-      }
-      return await baseUpdateOps.call(this);
-    } finally {
-      for (const key of keys) registered.delete(key);
-    }
-  });
+  patch(
+    executor,
+    'executeUpdateOperations',
+    (baseUpdateOps) =>
+      async function (this: any) {
+        if (!installationOf(dataSourceOf(this.queryRunner))) return baseUpdateOps.call(this);
+        const justInserted = new Set(this.insertSubjects);
+        const keys: object[] = [];
+        try {
+          for (const subject of this.updateSubjects) {
+            if (justInserted.has(subject)) continue; // inserted in this very flush: nobody else can have changed it
+            const check = versionCheckOf(subject, 'save');
+            if (!check) continue;
+            // the diff holds the object's (stale) version when the row moved on: never write it back;
+            // the UPDATE sets version = version + 1 itself
+            const changes: Array<{ column?: ColumnMetadata }> = subject.changeMaps;
+            for (let i = changes.length - 1; i >= 0; i--) if (changes[i].column === check.versionColumn) changes.splice(i, 1);
+            registered.set(check.identifier, check);
+            keys.push(check.identifier);
+          }
+          return await baseUpdateOps.call(this);
+        } finally {
+          for (const key of keys) registered.delete(key);
+        }
+      },
+  );
 
   // the statements of these steps are built for exactly the registered identifier objects
-  const registering = (list: string, operation: Operation) => (baseOps: (this: any) => Promise<void>) => async function (this: any) {
-    if (!installationOf(dataSourceOf(this.queryRunner))) return baseOps.call(this);
-    const keys: object[] = [];
-    try {
-      for (const subject of this[list]) {
-        const check = versionCheckOf(subject, operation);
-        if (!check) continue;
-        registered.set(check.identifier, check);
-        keys.push(check.identifier);
+  const registering = (list: string, operation: Operation) => (baseOps: (this: any) => Promise<void>) =>
+    async function (this: any) {
+      if (!installationOf(dataSourceOf(this.queryRunner))) return baseOps.call(this);
+      const keys: object[] = [];
+      try {
+        for (const subject of this[list]) {
+          const check = versionCheckOf(subject, operation);
+          if (!check) continue;
+          registered.set(check.identifier, check);
+          keys.push(check.identifier);
+        }
+        return await baseOps.call(this);
+      } finally {
+        for (const key of keys) registered.delete(key);
       }
-      return await baseOps.call(this);
-    } finally {
-      for (const key of keys) registered.delete(key);
-    }
-  };
+    };
   patch(executor, 'executeRemoveOperations', registering('removeSubjects', 'remove'));
   patch(executor, 'executeSoftRemoveOperations', registering('softRemoveSubjects', 'softRemove'));
   patch(executor, 'executeRecoverOperations', registering('recoverSubjects', 'recover'));
 
-  patch(update, 'whereEntity', (baseWhereEntity) => function (this: UpdateQueryBuilder<any>, entity: unknown) {
-    const result = baseWhereEntity.call(this, entity);
-    const check = entity !== null && typeof entity === 'object' && !Array.isArray(entity) ? registered.get(entity) : undefined;
-    if (!check) return result;
-    const map = this.expressionMap as any;
-    const { versionColumn: vcol } = check;
-    this.andWhere(`${this.escape(vcol.databaseName)} = :${EXPECTED_PARAM}`, {
-      [EXPECTED_PARAM]: dataSourceOf(this)!.driver.preparePersistentValue(check.expected, vcol),
-    });
-    // TypeORM would reload version/update-date with RETURNING or, without it, a SELECT after the
-    // UPDATE. The check must see the affected count first, and the new version is known
-    // (expected + 1), so the SELECT is only needed for other generated columns.
-    const reload = map.updateEntity === true;
-    const generated = check.metadata.columns.filter((c) => c.asExpression !== undefined || c.isUpdateDate || c.isVersion);
-    let reloadColumns: ColumnMetadata[] = [];
-    if (reload && generated.some((c) => c !== vcol)) {
-      if (dataSourceOf(this)!.driver.isReturningSqlSupported('update')) map.returning = generated.map((c) => c.propertyPath);
-      else reloadColumns = generated.filter((c) => c !== vcol);
-    }
-    map.updateEntity = false;
-    map[UPDATE_CHECK] = { check, reload, reloadColumns } satisfies UpdateMark;
-    return result;
-  });
+  patch(
+    update,
+    'whereEntity',
+    (baseWhereEntity) =>
+      function (this: UpdateQueryBuilder<any>, entity: unknown) {
+        const result = baseWhereEntity.call(this, entity);
+        const check = entity !== null && typeof entity === 'object' && !Array.isArray(entity) ? registered.get(entity) : undefined;
+        if (!check) return result;
+        const map = this.expressionMap as any;
+        const { versionColumn: vcol } = check;
+        this.andWhere(`${this.escape(vcol.databaseName)} = :${EXPECTED_PARAM}`, {
+          [EXPECTED_PARAM]: dataSourceOf(this)!.driver.preparePersistentValue(check.expected, vcol),
+        });
+        // TypeORM would reload version/update-date with RETURNING or, without it, a SELECT after the
+        // UPDATE. The check must see the affected count first, and the new version is known
+        // (expected + 1), so the SELECT is only needed for other generated columns.
+        const reload = map.updateEntity === true;
+        const generated = check.metadata.columns.filter((c) => c.asExpression !== undefined || c.isUpdateDate || c.isVersion);
+        let reloadColumns: ColumnMetadata[] = [];
+        if (reload && generated.some((c) => c !== vcol)) {
+          if (dataSourceOf(this)!.driver.isReturningSqlSupported('update')) map.returning = generated.map((c) => c.propertyPath);
+          else reloadColumns = generated.filter((c) => c !== vcol);
+        }
+        map.updateEntity = false;
+        map[UPDATE_CHECK] = { check, reload, reloadColumns } satisfies UpdateMark;
+        return result;
+      },
+  );
 
-  patch(update, 'execute', (baseUpdateExecute) => async function (this: UpdateQueryBuilder<any>) {
-    const mark: UpdateMark | undefined = (this.expressionMap as any)[UPDATE_CHECK];
-    if (!mark) return baseUpdateExecute.call(this);
-    // the persistence layer's builders always carry its query runner (the transaction's)
-    const manager = managerOf(this);
-    const { check } = mark;
-    forgetLoaded(check.entity); // written (or found stale): its loaded values are no longer the row's
-    const result = await baseUpdateExecute.call(this);
-    requireAffected(result, check.metadata);
-    if (result.affected < 1) throw await staleError(manager, [check], 'save', result.affected);
+  patch(
+    update,
+    'execute',
+    (baseUpdateExecute) =>
+      async function (this: UpdateQueryBuilder<any>) {
+        const mark: UpdateMark | undefined = (this.expressionMap as any)[UPDATE_CHECK];
+        if (!mark) return baseUpdateExecute.call(this);
+        // the persistence layer's builders always carry its query runner (the transaction's)
+        const manager = managerOf(this);
+        const { check } = mark;
+        forgetLoaded(check.entity); // written (or found stale): its loaded values are no longer the row's
+        const result = await baseUpdateExecute.call(this);
+        requireAffected(result, check.metadata);
+        if (result.affected < 1) throw await staleError(manager, [check], 'save', result.affected);
 
-    const generated: ObjectLiteral = {};
-    const row = Array.isArray(result.raw) ? result.raw[0] : undefined;
-    if (mark.reload && row && typeof row === 'object') {
-      Object.assign(generated, dataSourceOf(this)!.driver.createGeneratedMap(check.metadata, row) ?? {});
-    }
-    if (mark.reloadColumns.length) {
-      const alias = 'ormlock_reload';
-      const reloaded = await onPrimary(manager, (primary) => primary
-        .createQueryBuilder()
-        .select(mark.reloadColumns.map((c) => `${alias}.${c.propertyPath}`))
-        .from(check.metadata.target, alias)
-        .where(check.identifier)
-        .withDeleted()
-        .setOption('create-pojo')
-        .getOne());
-      if (reloaded) Object.assign(generated, reloaded);
-    }
-    check.versionColumn.setEntityValue(generated, nextVersion(check.expected));
-    result.generatedMaps.push(generated);
-    return result;
-  });
+        const generated: ObjectLiteral = {};
+        const row = Array.isArray(result.raw) ? result.raw[0] : undefined;
+        if (mark.reload && row && typeof row === 'object') {
+          Object.assign(generated, dataSourceOf(this)!.driver.createGeneratedMap(check.metadata, row) ?? {});
+        }
+        if (mark.reloadColumns.length) {
+          const alias = 'ormlock_reload';
+          const reloaded = await onPrimary(manager, (primary) =>
+            primary
+              .createQueryBuilder()
+              .select(mark.reloadColumns.map((c) => `${alias}.${c.propertyPath}`))
+              .from(check.metadata.target, alias)
+              .where(check.identifier)
+              .withDeleted()
+              .setOption('create-pojo')
+              .getOne(),
+          );
+          if (reloaded) Object.assign(generated, reloaded);
+        }
+        check.versionColumn.setEntityValue(generated, nextVersion(check.expected));
+        result.generatedMaps.push(generated);
+        return result;
+      },
+  );
 
-  patch(del, 'where', (baseDeleteWhere) => function (this: DeleteQueryBuilder<any>, where: unknown, parameters?: ObjectLiteral) {
-    if (!Array.isArray(where) || where.length === 0) return baseDeleteWhere.call(this, where, parameters);
-    const checks: VersionCheck[] = [];
-    const conditions = where.map((item) => {
-      const check = item !== null && typeof item === 'object' ? registered.get(item) : undefined;
-      if (!check) return item;
-      checks.push(check);
-      return mergeValueMap({ ...check.identifier }, check.versionColumn.createValueMap(check.expected));
-    });
-    if (checks.length === 0) return baseDeleteWhere.call(this, where, parameters);
-    const result = baseDeleteWhere.call(this, conditions, parameters);
-    (this.expressionMap as any)[DELETE_CHECK] = { checks, expectedRows: where.length } satisfies DeleteMark;
-    return result;
-  });
+  patch(
+    del,
+    'where',
+    (baseDeleteWhere) =>
+      function (this: DeleteQueryBuilder<any>, where: unknown, parameters?: ObjectLiteral) {
+        if (!Array.isArray(where) || where.length === 0) return baseDeleteWhere.call(this, where, parameters);
+        const checks: VersionCheck[] = [];
+        const conditions = where.map((item) => {
+          const check = item !== null && typeof item === 'object' ? registered.get(item) : undefined;
+          if (!check) return item;
+          checks.push(check);
+          return mergeValueMap({ ...check.identifier }, check.versionColumn.createValueMap(check.expected));
+        });
+        if (checks.length === 0) return baseDeleteWhere.call(this, where, parameters);
+        const result = baseDeleteWhere.call(this, conditions, parameters);
+        (this.expressionMap as any)[DELETE_CHECK] = { checks, expectedRows: where.length } satisfies DeleteMark;
+        return result;
+      },
+  );
 
-  patch(del, 'execute', (baseDeleteExecute) => async function (this: DeleteQueryBuilder<any>) {
-    const mark: DeleteMark | undefined = (this.expressionMap as any)[DELETE_CHECK];
-    if (!mark) return baseDeleteExecute.call(this);
-    const manager = managerOf(this);
-    const result = await baseDeleteExecute.call(this);
-    requireAffected(result, mark.checks[0].metadata);
-    if (result.affected < mark.expectedRows) throw await staleError(manager, mark.checks, 'remove', result.affected);
-    return result;
-  });
+  patch(
+    del,
+    'execute',
+    (baseDeleteExecute) =>
+      async function (this: DeleteQueryBuilder<any>) {
+        const mark: DeleteMark | undefined = (this.expressionMap as any)[DELETE_CHECK];
+        if (!mark) return baseDeleteExecute.call(this);
+        const manager = managerOf(this);
+        const result = await baseDeleteExecute.call(this);
+        requireAffected(result, mark.checks[0].metadata);
+        if (result.affected < mark.expectedRows) throw await staleError(manager, mark.checks, 'remove', result.affected);
+        return result;
+      },
+  );
 
   // softRemove() / recover(): TypeORM's soft-delete builder of a registered subject gets the version
   // condition (its SET already moves the version and the delete date); its affected rows are checked
-  patch(softDel, 'whereEntity', (baseWhereEntity) => function (this: SoftDeleteQueryBuilder<any>, entity: unknown) {
-    const result = baseWhereEntity.call(this, entity);
-    const check = entity !== null && typeof entity === 'object' && !Array.isArray(entity) ? registered.get(entity) : undefined;
-    if (!check) return result;
-    const vcol = check.versionColumn;
-    this.andWhere(`${this.escape(vcol.databaseName)} = :${EXPECTED_PARAM}`, {
-      [EXPECTED_PARAM]: dataSourceOf(this)!.driver.preparePersistentValue(check.expected, vcol),
-    });
-    (this.expressionMap as any)[SOFT_CHECK] = check;
-    return result;
-  });
+  patch(
+    softDel,
+    'whereEntity',
+    (baseWhereEntity) =>
+      function (this: SoftDeleteQueryBuilder<any>, entity: unknown) {
+        const result = baseWhereEntity.call(this, entity);
+        const check = entity !== null && typeof entity === 'object' && !Array.isArray(entity) ? registered.get(entity) : undefined;
+        if (!check) return result;
+        const vcol = check.versionColumn;
+        this.andWhere(`${this.escape(vcol.databaseName)} = :${EXPECTED_PARAM}`, {
+          [EXPECTED_PARAM]: dataSourceOf(this)!.driver.preparePersistentValue(check.expected, vcol),
+        });
+        (this.expressionMap as any)[SOFT_CHECK] = check;
+        return result;
+      },
+  );
 
-  patch(softDel, 'execute', (baseSoftExecute) => async function (this: SoftDeleteQueryBuilder<any>) {
-    const check: VersionCheck | undefined = (this.expressionMap as any)[SOFT_CHECK];
-    if (!check) return baseSoftExecute.call(this);
-    const manager = managerOf(this);
-    forgetLoaded(check.entity);
-    const result = await baseSoftExecute.call(this);
-    requireAffected(result, check.metadata);
-    if (result.affected < 1) throw await staleError(manager, [check], (this.expressionMap as any).queryType === 'restore' ? 'recover' : 'softRemove', result.affected);
-    return result;
-  });
+  patch(
+    softDel,
+    'execute',
+    (baseSoftExecute) =>
+      async function (this: SoftDeleteQueryBuilder<any>) {
+        const check: VersionCheck | undefined = (this.expressionMap as any)[SOFT_CHECK];
+        if (!check) return baseSoftExecute.call(this);
+        const manager = managerOf(this);
+        forgetLoaded(check.entity);
+        const result = await baseSoftExecute.call(this);
+        requireAffected(result, check.metadata);
+        if (result.affected < 1)
+          throw await staleError(manager, [check], (this.expressionMap as any).queryType === 'restore' ? 'recover' : 'softRemove', result.affected);
+        return result;
+      },
+  );
   return () => {
     for (const u of undo.reverse()) u();
   };
@@ -368,12 +410,7 @@ function refuseResurrection(subject: any): void {
  * row's current version for the message (in a MySQL REPEATABLE READ snapshot it may still show
  * the loaded version: then the current one is reported as unknown).
  */
-async function staleError(
-  manager: EntityManager,
-  checks: VersionCheck[],
-  operation: Operation,
-  affected: number,
-): Promise<StaleEntityError> {
+async function staleError(manager: EntityManager, checks: VersionCheck[], operation: Operation, affected: number): Promise<StaleEntityError> {
   const { metadata, versionColumn } = checks[0];
   const current = await readVersions(manager, metadata, versionColumn, checks).catch(() => undefined);
   let chosen = checks[0];
@@ -404,10 +441,7 @@ async function staleError(
       : state === 'deleted'
         ? 'the row no longer exists (deleted by someone else)'
         : 'the row was changed by a concurrent transaction';
-  const rest =
-    checks.length > 1
-      ? ` (one ${operation} statement covered ${checks.length} ${metadata.name} rows: let the transaction roll back)`
-      : '';
+  const rest = checks.length > 1 ? ` (one ${operation} statement covered ${checks.length} ${metadata.name} rows: let the transaction roll back)` : '';
   return new StaleEntityError(
     `${metadata.name} ${JSON.stringify(id)} is stale: it was loaded at version ${String(chosen.expected)} but ${what}; ` +
       `the ${operation} wrote nothing${rest}. Reload it and apply the change again (e.g. with @RetryOnConflict() around the method).`,
@@ -417,14 +451,16 @@ async function staleError(
 
 async function readVersions(manager: EntityManager, metadata: EntityMetadata, vcol: ColumnMetadata, checks: VersionCheck[]): Promise<ObjectLiteral[]> {
   const alias = 'ormlock_current';
-  return onPrimary(manager, (primary) => primary
-    .createQueryBuilder()
-    .select([...metadata.primaryColumns, vcol].map((c) => `${alias}.${c.propertyPath}`))
-    .from(metadata.target, alias)
-    .whereInIds(checks.map((c) => c.identifier))
-    .withDeleted()
-    .setOption('create-pojo')
-    .getMany());
+  return onPrimary(manager, (primary) =>
+    primary
+      .createQueryBuilder()
+      .select([...metadata.primaryColumns, vcol].map((c) => `${alias}.${c.propertyPath}`))
+      .from(metadata.target, alias)
+      .whereInIds(checks.map((c) => c.identifier))
+      .withDeleted()
+      .setOption('create-pojo')
+      .getMany(),
+  );
 }
 
 /** The manager of the builder's own query runner (its transaction); the DataSource's otherwise. */

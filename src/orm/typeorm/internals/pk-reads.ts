@@ -27,16 +27,22 @@ export const pkReadPatch: InternalPatch = {
     ...expectMethod(SelectQueryBuilder.prototype, 'SelectQueryBuilder.prototype', 'executeEntitiesAndRawResults', ['loadRawResults']),
   ],
   apply() {
-    const undoBy = replaceMethod(proto, 'findOneBy', (base) =>
-      function (this: EntityManager, target: unknown, where: unknown) {
-        return fastRead(this, target, where) ?? base.call(this, target, where);
-      },
+    const undoBy = replaceMethod(
+      proto,
+      'findOneBy',
+      (base) =>
+        function (this: EntityManager, target: unknown, where: unknown) {
+          return fastRead(this, target, where) ?? base.call(this, target, where);
+        },
     );
-    const undoOne = replaceMethod(proto, 'findOne', (base) =>
-      function (this: EntityManager, target: unknown, options: unknown) {
-        const where = onlyWhere(options);
-        return (where && fastRead(this, target, where)) ?? base.call(this, target, options);
-      },
+    const undoOne = replaceMethod(
+      proto,
+      'findOne',
+      (base) =>
+        function (this: EntityManager, target: unknown, options: unknown) {
+          const where = onlyWhere(options);
+          return (where && fastRead(this, target, where)) ?? base.call(this, target, options);
+        },
     );
     this.restore = () => {
       undoOne();

@@ -30,14 +30,17 @@ const lockExpression: InternalPatch = {
   name: `${LABEL}.createLockExpression`,
   probe: () => expectMethod(proto, LABEL, 'createLockExpression', ['lockMode']),
   apply() {
-    this.restore = replaceMethod(proto, 'createLockExpression', (base) =>
-      function (this: SelectQueryBuilder<any>) {
-        const spec: RowLockSpec | undefined = (this.expressionMap as any)[LOCK_SPEC];
-        const inst = spec && installationOf(dataSourceOf(this));
-        if (!spec || !inst) return base.call(this);
-        const hasJoins = this.expressionMap.joinAttributes.length > 0;
-        return inst.dialect.rowLockClause(spec, this.escape(this.expressionMap.mainAlias!.name), hasJoins);
-      },
+    this.restore = replaceMethod(
+      proto,
+      'createLockExpression',
+      (base) =>
+        function (this: SelectQueryBuilder<any>) {
+          const spec: RowLockSpec | undefined = (this.expressionMap as any)[LOCK_SPEC];
+          const inst = spec && installationOf(dataSourceOf(this));
+          if (!spec || !inst) return base.call(this);
+          const hasJoins = this.expressionMap.joinAttributes.length > 0;
+          return inst.dialect.rowLockClause(spec, this.escape(this.expressionMap.mainAlias!.name), hasJoins);
+        },
     );
   },
   restore() {},
@@ -53,12 +56,15 @@ const entityReads: InternalPatch = {
   name: `${LABEL}.executeEntitiesAndRawResults`,
   probe: () => expectMethod(proto, LABEL, 'executeEntitiesAndRawResults', ['expressionMap']),
   apply() {
-    this.restore = replaceMethod(proto, 'executeEntitiesAndRawResults', (base) =>
-      async function (this: SelectQueryBuilder<any>, queryRunner: any) {
-        const plan = lockedReadPlan(this, queryRunner);
-        if (!plan) return plainRead(this, () => base.call(this, queryRunner));
-        return runPlan(this, queryRunner, plan, () => base.call(this, queryRunner));
-      },
+    this.restore = replaceMethod(
+      proto,
+      'executeEntitiesAndRawResults',
+      (base) =>
+        async function (this: SelectQueryBuilder<any>, queryRunner: any) {
+          const plan = lockedReadPlan(this, queryRunner);
+          if (!plan) return plainRead(this, () => base.call(this, queryRunner));
+          return runPlan(this, queryRunner, plan, () => base.call(this, queryRunner));
+        },
     );
   },
   restore() {},
@@ -74,14 +80,17 @@ const rawReads: InternalPatch = {
   name: `${LABEL}.loadRawResults`,
   probe: () => expectMethod(proto, LABEL, 'loadRawResults', ['getQueryAndParameters']),
   apply() {
-    this.restore = replaceMethod(proto, 'loadRawResults', (base) =>
-      async function (this: SelectQueryBuilder<any>, queryRunner: any) {
-        const plan = countingTotal ? undefined : lockedReadPlan(this, queryRunner);
-        if (!plan) return base.call(this, queryRunner);
-        const aggregate = aggregateOf(this);
-        if (aggregate) throw unlockableRead(plan.source, 'getRawOne()/getRawMany()', plan.entity, `it has ${aggregate}`);
-        return runPlan(this, queryRunner, plan, () => base.call(this, queryRunner));
-      },
+    this.restore = replaceMethod(
+      proto,
+      'loadRawResults',
+      (base) =>
+        async function (this: SelectQueryBuilder<any>, queryRunner: any) {
+          const plan = countingTotal ? undefined : lockedReadPlan(this, queryRunner);
+          if (!plan) return base.call(this, queryRunner);
+          const aggregate = aggregateOf(this);
+          if (aggregate) throw unlockableRead(plan.source, 'getRawOne()/getRawMany()', plan.entity, `it has ${aggregate}`);
+          return runPlan(this, queryRunner, plan, () => base.call(this, queryRunner));
+        },
     );
   },
   restore() {},
@@ -94,15 +103,18 @@ const totalCount: InternalPatch = {
   name: `${LABEL}.executeCountQuery`,
   probe: () => expectMethod(proto, LABEL, 'executeCountQuery', ['loadRawResults']),
   apply() {
-    this.restore = replaceMethod(proto, 'executeCountQuery', (base) =>
-      function (this: SelectQueryBuilder<any>, queryRunner: unknown) {
-        countingTotal = true;
-        try {
-          return base.call(this, queryRunner); // calls loadRawResults before its first await
-        } finally {
-          countingTotal = false;
-        }
-      },
+    this.restore = replaceMethod(
+      proto,
+      'executeCountQuery',
+      (base) =>
+        function (this: SelectQueryBuilder<any>, queryRunner: unknown) {
+          countingTotal = true;
+          try {
+            return base.call(this, queryRunner); // calls loadRawResults before its first await
+          } finally {
+            countingTotal = false;
+          }
+        },
     );
   },
   restore() {},
@@ -113,15 +125,18 @@ const refusedReads: InternalPatch[] = (['getCount', 'getExists', 'stream'] as co
   name: `${LABEL}.${method}`,
   probe: () => expectMethod(proto, LABEL, method, ['obtainQueryRunner']),
   apply() {
-    this.restore = replaceMethod(proto, method, (base) =>
-      function (this: SelectQueryBuilder<any>, ...args: unknown[]) {
-        const policy = coveringPolicy(this);
-        if (policy) {
-          const entity = this.expressionMap.mainAlias!.metadata.name;
-          return Promise.reject(unlockableRead(policy.source, `${method}()`, entity, method === 'stream' ? STREAM_WHY : COUNT_WHY));
-        }
-        return base.apply(this, args);
-      },
+    this.restore = replaceMethod(
+      proto,
+      method,
+      (base) =>
+        function (this: SelectQueryBuilder<any>, ...args: unknown[]) {
+          const policy = coveringPolicy(this);
+          if (policy) {
+            const entity = this.expressionMap.mainAlias!.metadata.name;
+            return Promise.reject(unlockableRead(policy.source, `${method}()`, entity, method === 'stream' ? STREAM_WHY : COUNT_WHY));
+          }
+          return base.apply(this, args);
+        },
     );
   },
   restore() {},
@@ -137,7 +152,9 @@ function aggregateOf(qb: SelectQueryBuilder<any>): string | undefined {
   if (map.havings?.length) return 'HAVING';
   if (map.selectDistinct) return 'DISTINCT';
   for (const s of map.selects ?? []) {
-    const m = typeof s.selection === 'string' && /\b(count|sum|avg|min|max|array_agg|string_agg|group_concat|json_agg|jsonb_agg|bool_and|bool_or|every)\s*\(/i.exec(s.selection);
+    const m =
+      typeof s.selection === 'string' &&
+      /\b(count|sum|avg|min|max|array_agg|string_agg|group_concat|json_agg|jsonb_agg|bool_and|bool_or|every)\s*\(/i.exec(s.selection);
     if (m) return `an aggregate (${m[1].toUpperCase()})`;
   }
   return undefined;

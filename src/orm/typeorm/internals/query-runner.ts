@@ -1,6 +1,16 @@
 import { DataSource, type QueryRunner } from 'typeorm';
 import {
-  began, discarded, dueStandIns, finishTransaction, knownState, notPoolableReason, poolable, rolledBackTo, runEndHandlers, savepointOpened, savepointReleased,
+  began,
+  discarded,
+  dueStandIns,
+  finishTransaction,
+  knownState,
+  notPoolableReason,
+  poolable,
+  rolledBackTo,
+  runEndHandlers,
+  savepointOpened,
+  savepointReleased,
 } from '../../../context/connection-model';
 import type { IsolationLevel } from '../../port';
 import { installationOf } from '../../installations';
@@ -23,12 +33,15 @@ export const queryRunnerModelPatch: InternalPatch = {
   name: `${LABEL}.createQueryRunner`,
   probe: () => expectMethod(DataSource.prototype, LABEL, 'createQueryRunner', ['createQueryRunner']),
   apply() {
-    this.restore = replaceMethod(DataSource.prototype, 'createQueryRunner', (base) =>
-      function (this: DataSource, ...args: unknown[]) {
-        const qr = base.apply(this, args) as QueryRunner;
-        if (installationOf(this)) route(qr, this);
-        return qr;
-      },
+    this.restore = replaceMethod(
+      DataSource.prototype,
+      'createQueryRunner',
+      (base) =>
+        function (this: DataSource, ...args: unknown[]) {
+          const qr = base.apply(this, args) as QueryRunner;
+          if (installationOf(this)) route(qr, this);
+          return qr;
+        },
     );
   },
   restore() {},
@@ -98,9 +111,10 @@ async function discard(qr: Routed, ds: DataSource, reason: string): Promise<void
   const dead = driverConnectionClosed((qr as unknown as { databaseConnection?: unknown }).databaseConnection);
   discarded(qr, dead ? 'the connection died' : reason);
   const inst = installationOf(ds);
-  if (!dead) process.emitWarning(`ormlock: a connection of ${inst?.label ?? 'a DataSource'} was destroyed instead of going back to the pool: ${reason}`, {
-    code: 'ORMLOCK_CONNECTION_DISCARDED',
-  });
+  if (!dead)
+    process.emitWarning(`ormlock: a connection of ${inst?.label ?? 'a DataSource'} was destroyed instead of going back to the pool: ${reason}`, {
+      code: 'ORMLOCK_CONNECTION_DISCARDED',
+    });
   const runner = qr as unknown as {
     releasePostgresConnection?: (err?: Error) => Promise<void>;
     databaseConnection?: { destroy?: () => void };

@@ -29,7 +29,6 @@ import { treeInternalsChanged } from '../../../faults/trees';
  *   `nestedSetRightColumn`, `materializedPathColumn`, `closureJunctionTable`).
  */
 
-
 function shapeError(internal: string, what: string): LockConfigError {
   return treeInternalsChanged(typeormVersion(), internal, what);
 }
@@ -47,9 +46,7 @@ function requireMethods(internal: string, proto: unknown, names: string[]): void
  * LockConfigError naming the internal and the TypeORM version when one differs.
  */
 export function probeTreePersistence(entities: readonly EntityMetadata[] = []): void {
-  requireMethods('SubjectExecutor', SubjectExecutor?.prototype, [
-    'execute', 'executeInsertOperations', 'executeUpdateOperations', 'executeRemoveOperations',
-  ]);
+  requireMethods('SubjectExecutor', SubjectExecutor?.prototype, ['execute', 'executeInsertOperations', 'executeUpdateOperations', 'executeRemoveOperations']);
   requireMethods('NestedSetSubjectExecutor', NestedSetSubjectExecutor?.prototype, ['insert', 'update', 'remove']);
   requireMethods('MaterializedPathSubjectExecutor', MaterializedPathSubjectExecutor?.prototype, ['insert', 'update']);
   requireMethods('ClosureSubjectExecutor', ClosureSubjectExecutor?.prototype, ['insert', 'update', 'remove']);

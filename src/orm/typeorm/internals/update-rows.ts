@@ -28,18 +28,25 @@ export const updateRowsPatch: InternalPatch = {
   name: `${LABEL}.execute`,
   probe: () => expectMethod(proto(), LABEL, 'execute', ['valuesSet', 'callListeners']),
   apply() {
-    this.restore = replaceMethod(proto(), 'execute', (base) =>
-      function (this: UpdateQueryBuilder<any>, ...args: unknown[]) {
-        const map = this.expressionMap as any;
-        const target = map.mainAlias?.hasMetadata ? map.mainAlias.metadata.target : undefined;
-        if (
-          map.callListeners === true && map.valuesSet && typeof map.valuesSet === 'object' && typeof target === 'function' &&
-          lockMetadataOf(target)?.advisory.length && installationOf(dataSourceOf(this))
-        ) {
-          updateRows.set(map.valuesSet, primaryKeysOfWhere(map.mainAlias.metadata, map.mainAlias.name, map.wheres, map.parameters));
-        }
-        return base.apply(this, args);
-      },
+    this.restore = replaceMethod(
+      proto(),
+      'execute',
+      (base) =>
+        function (this: UpdateQueryBuilder<any>, ...args: unknown[]) {
+          const map = this.expressionMap as any;
+          const target = map.mainAlias?.hasMetadata ? map.mainAlias.metadata.target : undefined;
+          if (
+            map.callListeners === true &&
+            map.valuesSet &&
+            typeof map.valuesSet === 'object' &&
+            typeof target === 'function' &&
+            lockMetadataOf(target)?.advisory.length &&
+            installationOf(dataSourceOf(this))
+          ) {
+            updateRows.set(map.valuesSet, primaryKeysOfWhere(map.mainAlias.metadata, map.mainAlias.name, map.wheres, map.parameters));
+          }
+          return base.apply(this, args);
+        },
     );
   },
   restore() {},
@@ -66,16 +73,19 @@ export const deleteRowsPatch: InternalPatch = {
   name: `${DELETE_LABEL}.execute`,
   probe: () => expectMethod(deleteProto(), DELETE_LABEL, 'execute', ['callListeners', 'BeforeRemove']),
   apply() {
-    this.restore = replaceMethod(deleteProto(), 'execute', (base) =>
-      function (this: DeleteQueryBuilder<any>, ...args: unknown[]) {
-        const map = this.expressionMap as any;
-        const target = map.mainAlias?.hasMetadata ? map.mainAlias.metadata.target : undefined;
-        if (map.callListeners !== true || typeof target !== 'function' || !lockMetadataOf(target)?.advisory.length || !installationOf(dataSourceOf(this))) {
-          return base.apply(this, args);
-        }
-        const rows = primaryKeysOfWhere(map.mainAlias.metadata, map.mainAlias.name, map.wheres, map.parameters);
-        return deleteRows.run({ metadata: map.mainAlias.metadata, rows }, () => base.apply(this, args));
-      },
+    this.restore = replaceMethod(
+      deleteProto(),
+      'execute',
+      (base) =>
+        function (this: DeleteQueryBuilder<any>, ...args: unknown[]) {
+          const map = this.expressionMap as any;
+          const target = map.mainAlias?.hasMetadata ? map.mainAlias.metadata.target : undefined;
+          if (map.callListeners !== true || typeof target !== 'function' || !lockMetadataOf(target)?.advisory.length || !installationOf(dataSourceOf(this))) {
+            return base.apply(this, args);
+          }
+          const rows = primaryKeysOfWhere(map.mainAlias.metadata, map.mainAlias.name, map.wheres, map.parameters);
+          return deleteRows.run({ metadata: map.mainAlias.metadata, rows }, () => base.apply(this, args));
+        },
     );
   },
   restore() {},
@@ -107,17 +117,26 @@ export const upsertRowsPatch: InternalPatch = {
     ...expectMethod(insertProto(), INSERT_LABEL, 'orUpdate', ['onUpdate']),
   ],
   apply() {
-    this.restore = replaceMethod(insertProto(), 'execute', (base) =>
-      function (this: any, ...args: unknown[]) {
-        const map = this.expressionMap;
-        const target = map.mainAlias?.hasMetadata ? map.mainAlias.metadata.target : undefined;
-        if (!map.onUpdate || map.callListeners !== true || typeof target !== 'function' || !lockMetadataOf(target)?.advisory.length || !installationOf(dataSourceOf(this))) {
-          return base.apply(this, args);
-        }
-        const conflictTarget: unknown = map.onUpdate.conflict;
-        const conflict = Array.isArray(conflictTarget) ? conflictTarget : typeof conflictTarget === 'string' && conflictTarget ? [conflictTarget] : undefined;
-        return upserts.run({ metadata: map.mainAlias.metadata, conflict }, () => base.apply(this, args));
-      },
+    this.restore = replaceMethod(
+      insertProto(),
+      'execute',
+      (base) =>
+        function (this: any, ...args: unknown[]) {
+          const map = this.expressionMap;
+          const target = map.mainAlias?.hasMetadata ? map.mainAlias.metadata.target : undefined;
+          if (
+            !map.onUpdate ||
+            map.callListeners !== true ||
+            typeof target !== 'function' ||
+            !lockMetadataOf(target)?.advisory.length ||
+            !installationOf(dataSourceOf(this))
+          ) {
+            return base.apply(this, args);
+          }
+          const conflictTarget: unknown = map.onUpdate.conflict;
+          const conflict = Array.isArray(conflictTarget) ? conflictTarget : typeof conflictTarget === 'string' && conflictTarget ? [conflictTarget] : undefined;
+          return upserts.run({ metadata: map.mainAlias.metadata, conflict }, () => base.apply(this, args));
+        },
     );
   },
   restore() {},
@@ -164,7 +183,10 @@ export function primaryKeysOfWhere(
     if (op && (op.operator === 'equal' || op.operator === 'in') && Array.isArray(op.parameters) && typeof op.parameters[0] === 'string') {
       const values = op.parameters.slice(1).map(param);
       if (values.every(Boolean) && values.length && (op.operator === 'in' ? primaries.length === 1 : values.length === 1)) {
-        note(op.parameters[0], values.map((v) => v!.value));
+        note(
+          op.parameters[0],
+          values.map((v) => v!.value),
+        );
       }
     }
     return true;

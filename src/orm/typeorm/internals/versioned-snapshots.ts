@@ -122,18 +122,21 @@ export const versionedLoadPatch: InternalPatch = {
   name: 'SubjectDatabaseEntityLoader.prototype.load (@Versioned saves without the re-read)',
   probe: () => expectMethod(loader, 'SubjectDatabaseEntityLoader.prototype', 'load', ['databaseEntity', 'databaseEntityLoaded']),
   apply() {
-    this.restore = replaceMethod(loader, 'load', (base) =>
-      function (this: { subjects: any[] }, operationType: string, ...rest: unknown[]) {
-        if (operationType === 'save') {
-          for (const subject of this.subjects) {
-            const row = loadedRow(subject);
-            if (!row) continue;
-            subject.databaseEntity = row;
-            subject.databaseEntityLoaded = true;
+    this.restore = replaceMethod(
+      loader,
+      'load',
+      (base) =>
+        function (this: { subjects: any[] }, operationType: string, ...rest: unknown[]) {
+          if (operationType === 'save') {
+            for (const subject of this.subjects) {
+              const row = loadedRow(subject);
+              if (!row) continue;
+              subject.databaseEntity = row;
+              subject.databaseEntityLoaded = true;
+            }
           }
-        }
-        return base.call(this, operationType, ...rest);
-      },
+          return base.call(this, operationType, ...rest);
+        },
     );
   },
   restore() {},

@@ -38,12 +38,19 @@ const executor = SubjectExecutor.prototype as any;
 const manager = EntityManager.prototype as any;
 const relation = RelationQueryBuilder.prototype as any;
 const EXECUTOR = 'SubjectExecutor.prototype';
-const OPERATIONS = ['executeInsertOperations', 'executeUpdateOperations', 'executeRemoveOperations', 'executeSoftRemoveOperations', 'executeRecoverOperations'] as const;
+const OPERATIONS = [
+  'executeInsertOperations',
+  'executeUpdateOperations',
+  'executeRemoveOperations',
+  'executeSoftRemoveOperations',
+  'executeRecoverOperations',
+] as const;
 
 const BY_VERSION = 'a WHERE naming the primary key and the version (e.g. update({ id, version }, …): checked)';
 const INSTEAD_UPDATE = `save() on the loaded entity (checked against the version it was loaded with), or ${BY_VERSION}`;
 const INSTEAD_DELETE = `remove() on the loaded entity (checked against the version it was loaded with), or ${BY_VERSION}`;
-const INSTEAD_SOFT = 'softRemove()/recover() on the loaded entity (checked against the version it was loaded with), ' +
+const INSTEAD_SOFT =
+  'softRemove()/recover() on the loaded entity (checked against the version it was loaded with), ' +
   'or softDelete()/restore() with a WHERE naming the primary key and the version (checked)';
 const INSTEAD_COLLECTION = 'a save() of the loaded entity with the changed collection (it moves the version, checked)';
 const INSTEAD_UPSERT = 'save() on the loaded entity (checked against the version it was loaded with), or insert() of a new row';
@@ -143,7 +150,9 @@ function refusalOf(qb: any, b: Builder): Error | undefined {
 
 /** True when a subject of the flush is of a @Versioned entity (only then are its statements marked). */
 function hasVersionedSubject(self: any): boolean {
-  return (self.allSubjects as Array<{ metadata: EntityMetadata }>).some((s) => s.metadata && typeof s.metadata.target === 'function' && refusesUncheckedWrites(s.metadata.target));
+  return (self.allSubjects as Array<{ metadata: EntityMetadata }>).some(
+    (s) => s.metadata && typeof s.metadata.target === 'function' && refusesUncheckedWrites(s.metadata.target),
+  );
 }
 
 /** The refusal of unchecked @Versioned writes (see the file comment), behind one probe. */
@@ -161,41 +170,67 @@ export const versionedWritesPatch: InternalPatch = {
   ],
   apply() {
     const undo = builders.map((b) =>
-      replaceMethod(b.proto, 'execute', (base) => function (this: any, ...args: unknown[]) {
-        const refusal = refusalOf(this, b);
-        if (!refusal) return base.apply(this, args);
-        const named = b.byVersion ? namedVersion(this) : undefined;
-        return named ? checkedByVersion(this, b, named, () => base.apply(this, args)) : Promise.reject(refusal);
-      }),
+      replaceMethod(
+        b.proto,
+        'execute',
+        (base) =>
+          function (this: any, ...args: unknown[]) {
+            const refusal = refusalOf(this, b);
+            if (!refusal) return base.apply(this, args);
+            const named = b.byVersion ? namedVersion(this) : undefined;
+            return named ? checkedByVersion(this, b, named, () => base.apply(this, args)) : Promise.reject(refusal);
+          },
+      ),
     );
     for (const op of OPERATIONS) {
       undo.push(
-        replaceMethod(executor, op, (base) => function (this: any, ...args: unknown[]) {
-          if (persisting.getStore() || !installationOf(dataSourceOf(this.queryRunner)) || !hasVersionedSubject(this)) return base.apply(this, args);
-          return persisting.run(true, () => base.apply(this, args));
-        }),
+        replaceMethod(
+          executor,
+          op,
+          (base) =>
+            function (this: any, ...args: unknown[]) {
+              if (persisting.getStore() || !installationOf(dataSourceOf(this.queryRunner)) || !hasVersionedSubject(this)) return base.apply(this, args);
+              return persisting.run(true, () => base.apply(this, args));
+            },
+        ),
       );
     }
     undo.push(
-      replaceMethod(manager, 'clear', (base) => function (this: any, target: unknown, ...rest: unknown[]) {
-        const ds = dataSourceOf(this);
-        const metadata: EntityMetadata | undefined = ds?.hasMetadata(target as never) ? ds.getMetadata(target as never) : undefined;
-        if (metadata && refusesUncheckedWrites(metadata.target) && installationOf(ds)) {
-          return Promise.reject(uncheckedVersionedWrite(metadata.name, 'clear() (a TRUNCATE of the whole table)', INSTEAD_DELETE));
-        }
-        return base.call(this, target, ...rest);
-      }),
+      replaceMethod(
+        manager,
+        'clear',
+        (base) =>
+          function (this: any, target: unknown, ...rest: unknown[]) {
+            const ds = dataSourceOf(this);
+            const metadata: EntityMetadata | undefined = ds?.hasMetadata(target as never) ? ds.getMetadata(target as never) : undefined;
+            if (metadata && refusesUncheckedWrites(metadata.target) && installationOf(ds)) {
+              return Promise.reject(uncheckedVersionedWrite(metadata.name, 'clear() (a TRUNCATE of the whole table)', INSTEAD_DELETE));
+            }
+            return base.call(this, target, ...rest);
+          },
+      ),
     );
     for (const method of ['add', 'remove'] as const) {
       undo.push(
-        replaceMethod(relation, method, (base) => function (this: any, ...args: unknown[]) {
-          const rel = this.expressionMap?.relationMetadata;
-          const owner: EntityMetadata | undefined = rel?.isManyToMany ? rel.entityMetadata : undefined;
-          if (owner && refusesUncheckedWrites(owner.target) && installationOf(dataSourceOf(this))) {
-            return Promise.reject(uncheckedVersionedWrite(owner.name, `qb.relation(…, '${rel.propertyPath}').${method}() (junction rows, the version unmoved)`, INSTEAD_COLLECTION));
-          }
-          return base.apply(this, args);
-        }),
+        replaceMethod(
+          relation,
+          method,
+          (base) =>
+            function (this: any, ...args: unknown[]) {
+              const rel = this.expressionMap?.relationMetadata;
+              const owner: EntityMetadata | undefined = rel?.isManyToMany ? rel.entityMetadata : undefined;
+              if (owner && refusesUncheckedWrites(owner.target) && installationOf(dataSourceOf(this))) {
+                return Promise.reject(
+                  uncheckedVersionedWrite(
+                    owner.name,
+                    `qb.relation(…, '${rel.propertyPath}').${method}() (junction rows, the version unmoved)`,
+                    INSTEAD_COLLECTION,
+                  ),
+                );
+              }
+              return base.apply(this, args);
+            },
+        ),
       );
     }
     this.restore = () => undo.reverse().forEach((u) => u());
