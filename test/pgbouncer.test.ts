@@ -176,13 +176,19 @@ describe('production set-ups: PgBouncer in transaction mode [typeorm, postgres]'
       } as DataSourceOptions).initialize();
       const ctlHandle = await installLocking(ctl, { namespace: NS, pooler: 'session' });
       const overlap = new Overlap();
+      const racing = race(N, () =>
+        withAdvisoryLock('ctl-key', () => overlap.run(() => sleep(100)), { scope: 'session', dataSource: ctl }).catch(() => undefined),
+      );
       try {
-        await race(N, () => withAdvisoryLock('ctl-key', () => overlap.run(() => sleep(100)), { scope: 'session', dataSource: ctl }).catch(() => undefined));
+        // a lock stranded on a server connection can keep later callers waiting for ever: bounded
+        await Promise.race([racing, sleep(15_000)]);
       } finally {
         ctlHandle.uninstall();
-        await ctl.destroy();
-        // the control may strand locks on its server connections: end them (its pool only)
+        // the control may strand locks on its server connections: end them (its pool only), which
+        // also ends a caller still waiting; only then close the DataSource
         await endServers(`${dbName}_ctl`);
+        await Promise.race([racing, sleep(5_000)]);
+        await ctl.destroy().catch(() => undefined);
       }
       expect(overlap.max, 'bodies inside at once without a lock that holds').to.be.greaterThan(1);
     });

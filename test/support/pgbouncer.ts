@@ -40,11 +40,35 @@ export function pgBouncerUnavailable(): string | undefined {
   return typeof user === 'string' ? user : undefined;
 }
 
+/**
+ * Starts a PgBouncer of this process. Test processes run at the same time (npm test's two, the
+ * version matrix's): two may find the same port free, and then one bouncer fails to listen while its
+ * owner talks to the other's. So the search starts at a port of this process's own, the bouncer
+ * that answers must show this one's pidfile, and otherwise it is started again on another port.
+ */
 export async function startPgBouncer(options: PgBouncerOptions): Promise<PgBouncer> {
+  let from = Number(process.env.ORMLOCK_PGBOUNCER_PORT ?? 56432 + (process.pid % 400) * 5);
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startOn(await sparePort(from), options);
+    } catch (error) {
+      if (!(error instanceof NotOurs) || attempt >= 5) throw error;
+      from = error.port + 1 + Math.floor(Math.random() * 50);
+    }
+  }
+}
+
+/** The bouncer answering on `port` is another process's (ours could not listen there). */
+class NotOurs extends Error {
+  constructor(readonly port: number) {
+    super(`the pgbouncer answering on port ${port} is not the one this process started`);
+  }
+}
+
+async function startOn(port: number, options: PgBouncerOptions): Promise<PgBouncer> {
   const user = serverUser();
   if (typeof user === 'string') throw new Error(user);
   const dir = serverDirectory(user, 'ormlock-pgbouncer-');
-  const port = await sparePort(Number(process.env.ORMLOCK_PGBOUNCER_PORT ?? 56432));
   const databases = Object.entries(options.databases).map(([name, url]) => {
     const u = new URL(url);
     return `${name} = host=${u.hostname} port=${u.port || 5432} dbname=${decodeURIComponent(u.pathname.slice(1))} user=${decodeURIComponent(u.username || 'postgres')}`;
@@ -101,19 +125,29 @@ export async function startPgBouncer(options: PgBouncerOptions): Promise<PgBounc
     if (child.exitCode !== null || child.signalCode !== null) {
       const log = fs.existsSync(path.join(dir, 'pgbouncer.log')) ? fs.readFileSync(path.join(dir, 'pgbouncer.log'), 'utf8').slice(-2000) : '';
       cleanup();
+      if (/Address already in use|listen/i.test(stderr + log)) throw new NotOurs(port);
       throw new Error(`pgbouncer exited (${child.exitCode ?? child.signalCode}): ${stderr}${log}`);
     }
+    let pidfile: string | undefined;
     try {
       const c = await admin();
-      await c.end();
-      break;
+      try {
+        const { rows } = await c.query('SHOW CONFIG');
+        pidfile = rows.find((r: { key: string }) => r.key === 'pidfile')?.value;
+      } finally {
+        await c.end();
+      }
     } catch (error) {
       if (Date.now() > deadline) {
         await stop();
         throw new Error(`pgbouncer on port ${port} did not answer within 10 s: ${(error as Error).message}\n${stderr}`);
       }
       await sleep(50);
+      continue;
     }
+    if (pidfile === path.join(dir, 'pgbouncer.pid')) break;
+    await stop();
+    throw new NotOurs(port);
   }
   return { port, url: (database) => `postgres://postgres@127.0.0.1:${port}/${database}`, admin, stop };
 }
