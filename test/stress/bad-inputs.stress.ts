@@ -782,7 +782,7 @@ const REDIS_ROWS: Array<Row<RedisEnv>> = [
   {
     api: '@DistributedLock',
     input: "key ''",
-    expect: config('a key (or a function of the arguments returning one) is required'),
+    expect: config("the key is an empty string; give a key, or a function of the method's arguments returning one"),
     run: ({ redlock }) => {
       class Bad {
         @DistributedLock('', { redlock, ttlMs: 1000 })
