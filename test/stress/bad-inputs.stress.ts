@@ -343,10 +343,10 @@ const DB_ROWS: Array<Row<Env>> = [
   {
     api: 'lock',
     input: 'outside a transaction',
-    expect: rejects(TransactionRequiredError, 'lock(StressItem) needs a transaction'),
+    expect: rejects(TransactionRequiredError, 'lock(StressItem): locking StressItem needs a transaction'),
     run: (env) => lock(env.item),
   },
-  { api: 'lock', input: 'null', expect: config('expected an entity instance, got null'), run: () => transaction(() => lock(null as any)) },
+  { api: 'lock', input: 'null', expect: config('the entity must be an entity instance (got null)'), run: () => transaction(() => lock(null as any)) },
   { api: 'lock', input: 'a plain object', expect: config('is not an entity of'), run: () => transaction(() => lock({ id: 1 })) },
   {
     api: 'lock',
@@ -549,7 +549,7 @@ const DB_ROWS: Array<Row<Env>> = [
       return Bad;
     },
   },
-  { api: 'retryOnConflict', input: 'not a function', expect: config('retryOnConflict(): expected a function'), run: () => retryOnConflict('go' as any) },
+  { api: 'retryOnConflict', input: 'not a function', expect: config('retryOnConflict(): fn must be a function'), run: () => retryOnConflict('go' as any) },
   {
     api: 'retryOnConflict',
     input: 'attempts −1 (at the call)',
