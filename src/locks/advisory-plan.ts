@@ -4,13 +4,14 @@ import { resolveAdvisoryKeys, type ResolvedAdvisoryKey } from './advisory-key';
 import {
   advisoryOptionProblems,
   checkAdvisoryOptionsFor,
-  configError,
+  subjectDetails,
   type AdvisoryLockOptions,
   type AdvisoryScope,
   type AdvisorySubject,
   type OnAdvisoryTimeout,
 } from './advisory-options';
 import { refuseUnderTransactionPooler } from './pooler-guard';
+import { badOptions } from '../faults/options';
 
 /**
  * An advisory call's plan: the installation, the options in force and the distinct locks of its
@@ -39,7 +40,7 @@ export interface Plan {
 
 export function makePlan(inst: Installation, key: unknown, options: AdvisoryLockOptions, subject: AdvisorySubject, checked = false): Plan {
   const problems = checked ? [] : advisoryOptionProblems(options);
-  if (problems.length) throw configError(subject, problems.join('; '));
+  if (problems.length) throw badOptions(subject.label, problems, subjectDetails(subject));
   checkAdvisoryOptionsFor(inst.dialect, options, subject);
   refuseSessionLocksUnderPooler(inst, options.scope ?? 'transaction', subject);
   const adv = inst.dialect.advisory;
