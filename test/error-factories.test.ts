@@ -35,17 +35,6 @@ const NOT_YET = [
   'src/locks/semaphore-options.ts',
   'src/locks/semaphore-slots.ts',
   'src/locks/semaphore.ts',
-  'src/orm/entity-write-refusals.ts',
-  'src/orm/mikro-orm/errors.ts',
-  'src/orm/mikro-orm/internals/native-writes.ts',
-  'src/orm/mikro-orm/internals/versioned.ts',
-  'src/orm/mikro-orm/validate.ts',
-  'src/orm/patching.ts',
-  'src/orm/pooler.ts',
-  'src/orm/typeorm/advisory-feature.ts',
-  'src/orm/typeorm/connection-target.ts',
-  'src/orm/typeorm/internals/persistence.ts',
-  'src/orm/typeorm/internals/query-builder.ts',
   'src/redis/semaphore.ts',
 ];
 

@@ -1,8 +1,6 @@
-import { LockConfigError } from '../errors';
-
 /**
  * What every adapter's patches of its ORM's internals share: the shape check of a method, its
- * replacement with an undo, and the error of a failed probe (naming each internal and the ORM version).
+ * replacement with an undo. (The error of a failed probe: src/faults/internals.ts.)
  */
 
 /** Problems unless `owner[method]` is a function whose source mentions each of `mentions` (the fields it relies on). */
@@ -24,20 +22,4 @@ export function replaceMethod<F extends (...args: any[]) => any>(owner: object, 
     if (had) target[method] = base;
     else delete target[method];
   };
-}
-
-/** The error of a failed probe: nothing was installed, and why. */
-export function unsupportedInternalsError(
-  orm: string,
-  version: string,
-  supported: string,
-  problems: Array<{ patch: string; problem: string }>,
-  details: Record<string, unknown>,
-): LockConfigError {
-  const list = problems.map((p) => `${p.patch}: ${p.problem}`).join('; ');
-  return new LockConfigError(
-    `installLocking: ${orm} ${version} differs from what ormlock patches (${list}). Nothing was installed: ` +
-      `running unguarded could skip a declared lock without a word. Use a supported ${orm} (${supported}) or report this version.`,
-    { internals: problems.map((p) => p.patch), ...details },
-  );
 }

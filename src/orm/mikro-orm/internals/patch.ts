@@ -1,5 +1,5 @@
 import type { LockConfigError } from '../../../errors';
-import { unsupportedInternalsError } from '../../patching';
+import { unsupportedInternals } from '../../../faults/internals';
 
 export { expectMethod, replaceMethod } from '../../patching';
 
@@ -35,5 +35,5 @@ export function ownerOf(obj: unknown, method: string, mentions: readonly string[
 
 /** The error of a failed probe: names each internal and the MikroORM version. */
 export function probeError(problems: Array<{ patch: string; problem: string }>, version: string): LockConfigError {
-  return unsupportedInternalsError('MikroORM', version, '6.6', problems, { mikroOrmVersion: version });
+  return unsupportedInternals('MikroORM', version, '6.6', problems, { mikroOrmVersion: version });
 }

@@ -1,5 +1,5 @@
 import type { LockConfigError } from '../../../errors';
-import { unsupportedInternalsError } from '../../patching';
+import { unsupportedInternals } from '../../../faults/internals';
 import { typeormVersion } from '../compat';
 
 export { expectMethod, replaceMethod } from '../../patching';
@@ -19,5 +19,5 @@ export interface InternalPatch {
 
 /** The error of a failed probe: names each internal and the TypeORM version. */
 export function probeError(problems: Array<{ patch: string; problem: string }>): LockConfigError {
-  return unsupportedInternalsError('TypeORM', typeormVersion(), '0.3.20 – 1.x', problems, { typeormVersion: typeormVersion() });
+  return unsupportedInternals('TypeORM', typeormVersion(), '0.3.20 – 1.x', problems, { typeormVersion: typeormVersion() });
 }

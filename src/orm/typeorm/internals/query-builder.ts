@@ -1,6 +1,8 @@
 import { SelectQueryBuilder } from 'typeorm';
 import { ambientTx, readLockPolicy } from '../../../context/store';
-import { LockConfigError, TransactionRequiredError } from '../../../errors';
+import type { LockConfigError } from '../../../errors';
+import { badOptions } from '../../../faults/options';
+import { lockedReadWithoutTransaction, readNotLocked } from '../../../faults/reads';
 import { runLockedRead, unlockableRead } from '../../../locks/row-lock';
 
 export { unlockableRead } from '../../../locks/row-lock';
@@ -198,7 +200,7 @@ function lockedReadPlan(qb: SelectQueryBuilder<any>, queryRunner: any): ReadPlan
   const spec = policySpec(inst, map.mainAlias.metadata.target, policy);
   inst.dialect.checkRowLock(spec, entity, map.joinAttributes.length > 0);
   if (!queryRunner.isTransactionActive) {
-    throw new TransactionRequiredError(`A locked read of ${entity} needs a transaction: use transaction(), withLock() or @Transactional().`, { entity });
+    throw lockedReadWithoutTransaction(entity);
   }
   return { inst, spec, entity, source: policy.source };
 }
@@ -234,7 +236,7 @@ function policySpec(inst: Installation, target: unknown, policy: { options: obje
   const cached = perClass?.get(key);
   if (cached && cached.declared === declared && cached.installed === installed) return cached.spec;
   const { spec, problems } = resolveRowLockSpec({ timeoutMs: installed }, declared, policy.options);
-  if (problems.length) throw new LockConfigError(`${policy.source}: ${problems.join('; ')}`, { method: policy.source });
+  if (problems.length) throw badOptions(policy.source, problems, { method: policy.source });
   if (perClass && perClass.size < 64) perClass.set(key, { declared, installed, spec });
   return spec;
 }
@@ -268,7 +270,7 @@ function escapedRead(source: string, entity: string, inst: Installation | undefi
     : !hasTx
       ? `it went through ${inst.label}, where no ormlock transaction is open (pass { dataSource } to ${source.startsWith('@') ? 'the decorator' : 'the call'} naming this DataSource, or open one with transaction())`
       : `it ran on a connection outside the method's transaction (a manager or query runner of your own); use the repository, dataSource.manager or currentManager()`;
-  return new LockConfigError(`${source}: a read of ${entity} would not be locked: ${why}.`, { entity, method: source });
+  return readNotLocked(source, entity, why);
 }
 
 export const queryBuilderPatches: readonly InternalPatch[] = [lockExpression, entityReads, rawReads, totalCount, ...refusedReads];
