@@ -89,9 +89,8 @@ export const persistencePatches: readonly InternalPatch[] = [
       ...expectMethod(softDel, 'SoftDeleteQueryBuilder.prototype', 'execute', ['UpdateResult']),
     ],
     apply() {
-      this.restore = applyPersistence();
+      return applyPersistence();
     },
-    restore() {},
   },
 ];
 

@@ -32,7 +32,7 @@ const lockExpression: InternalPatch = {
   name: `${LABEL}.createLockExpression`,
   probe: () => expectMethod(proto, LABEL, 'createLockExpression', ['lockMode']),
   apply() {
-    this.restore = replaceMethod(
+    return replaceMethod(
       proto,
       'createLockExpression',
       (base) =>
@@ -45,7 +45,6 @@ const lockExpression: InternalPatch = {
         },
     );
   },
-  restore() {},
 };
 
 /**
@@ -58,7 +57,7 @@ const entityReads: InternalPatch = {
   name: `${LABEL}.executeEntitiesAndRawResults`,
   probe: () => expectMethod(proto, LABEL, 'executeEntitiesAndRawResults', ['expressionMap']),
   apply() {
-    this.restore = replaceMethod(
+    return replaceMethod(
       proto,
       'executeEntitiesAndRawResults',
       (base) =>
@@ -69,7 +68,6 @@ const entityReads: InternalPatch = {
         },
     );
   },
-  restore() {},
 };
 
 /**
@@ -82,7 +80,7 @@ const rawReads: InternalPatch = {
   name: `${LABEL}.loadRawResults`,
   probe: () => expectMethod(proto, LABEL, 'loadRawResults', ['getQueryAndParameters']),
   apply() {
-    this.restore = replaceMethod(
+    return replaceMethod(
       proto,
       'loadRawResults',
       (base) =>
@@ -95,7 +93,6 @@ const rawReads: InternalPatch = {
         },
     );
   },
-  restore() {},
 };
 
 /** True while `executeCountQuery` builds and starts its query: getManyAndCount's total is counted unlocked (its rows are locked). */
@@ -105,7 +102,7 @@ const totalCount: InternalPatch = {
   name: `${LABEL}.executeCountQuery`,
   probe: () => expectMethod(proto, LABEL, 'executeCountQuery', ['loadRawResults']),
   apply() {
-    this.restore = replaceMethod(
+    return replaceMethod(
       proto,
       'executeCountQuery',
       (base) =>
@@ -119,7 +116,6 @@ const totalCount: InternalPatch = {
         },
     );
   },
-  restore() {},
 };
 
 /** getCount(), getExists() and stream() inside a `@Pessimistic` method: refused by name (see `unlockableRead`). */
@@ -127,7 +123,7 @@ const refusedReads: InternalPatch[] = (['getCount', 'getExists', 'stream'] as co
   name: `${LABEL}.${method}`,
   probe: () => expectMethod(proto, LABEL, method, ['obtainQueryRunner']),
   apply() {
-    this.restore = replaceMethod(
+    return replaceMethod(
       proto,
       method,
       (base) =>
@@ -141,7 +137,6 @@ const refusedReads: InternalPatch[] = (['getCount', 'getExists', 'stream'] as co
         },
     );
   },
-  restore() {},
 }));
 
 const COUNT_WHY = 'a count or an existence test reads no row it could lock, and rows inserted meanwhile would not be counted';
