@@ -4,7 +4,7 @@
  * One factory per fault, one wording for every database (`code` names the database's own code,
  * e.g. `PG 40P01`, `MySQL 1213`; `what` the lock's subject, e.g. ` on Account {"id":1}`).
  */
-import { DeadlockError, LockLostError, LockNotAvailableError, LockTimeoutError, SerializationError, type LockErrorDetails } from '../errors';
+import { DeadlockError, LockLostError, LockNotAvailableError, LockTimeoutError, SerializationError, StaleEntityError, type LockErrorDetails } from '../errors';
 
 /** The database chose this transaction as a deadlock victim. */
 export function deadlocked(what: string, code: string, message: string, details: LockErrorDetails): DeadlockError {
@@ -39,4 +39,15 @@ export function connectionLost(what: string, message: string, details: LockError
 /** The statement waiting for a lock was cancelled (`pg_cancel_backend`, `KILL QUERY`, a statement timeout): the lock was not obtained. */
 export function lockWaitCancelled(what: string, code: string, message: string, details: LockErrorDetails): LockTimeoutError {
   return new LockTimeoutError(`Lock wait cancelled${what}: the statement waiting for the lock was cancelled (${code}): ${message}`, details);
+}
+
+/**
+ * The ORM's own optimistic-lock failure (MikroORM's `OptimisticLockError`, `message` its own), as
+ * ormlock's StaleEntityError: the row changed since `entity` was loaded.
+ */
+export function ormOptimisticLockFailed(message: string, entity: string | undefined, cause: unknown): StaleEntityError {
+  return new StaleEntityError(`${message}: the row changed since it was loaded; nothing was written. Reload it and apply the change again.`, {
+    entity,
+    cause,
+  });
 }
