@@ -18,7 +18,7 @@ import { LockedNs, PlainNs, type TreeNode } from './fixtures/trees';
 import { Overlap } from './fixtures/two-sources';
 import { dataSourceOptions } from './support/backends';
 import { startPgBouncer, pgBouncerUnavailable, type PgBouncer } from './support/pgbouncer';
-import { unavailableServer } from './support/postgres-user';
+import { startOrSkip, unavailableServer } from './support/postgres-user';
 import { sleep } from './support/suite';
 
 /**
@@ -83,7 +83,7 @@ describe('production set-ups: every other strategy through PgBouncer in transact
     dbName = new URL(base.url).pathname.slice(1);
     // the schema, made directly on the server
     await new DataSource(base).initialize().then((d) => d.destroy());
-    bouncer = await startPgBouncer({ databases: { [dbName]: base.url }, poolSize: POOL });
+    bouncer = await startOrSkip(this, 'the PgBouncer strategy tests', () => startPgBouncer({ databases: { [dbName]: base.url }, poolSize: POOL }));
     ds = await new DataSource({ ...base, url: bouncer.url(dbName), synchronize: false, dropSchema: false, poolSize: N + 5 } as DataSourceOptions).initialize();
     handle = await installLocking(ds, { namespace: NS });
     direct = new Client({ connectionString: base.url });

@@ -34,7 +34,7 @@ import { Account } from './fixtures/optimistic-models';
 import { MkTally } from './fixtures/topology';
 import { dataSourceOptions } from './support/backends';
 import { pgClusterUnavailable, startPgCluster, type PgCluster } from './support/pg-cluster';
-import { unavailableServer } from './support/postgres-user';
+import { startOrSkip, unavailableServer } from './support/postgres-user';
 import { sharedRedisClient } from './support/redis-servers';
 
 /**
@@ -71,7 +71,7 @@ describe('production set-ups: a master and a read replica (a second PostgreSQL c
     const options = await dataSourceOptions('postgres', ENTITIES);
     if (!options) return this.skip();
     masterUrl = (options as { url: string }).url;
-    cluster = await startPgCluster();
+    cluster = await startOrSkip(this, 'the replica tests', () => startPgCluster());
     // the same schema on both servers
     await new DataSource(options).initialize().then((d) => d.destroy());
     await new DataSource({ ...options, url: cluster.url() } as DataSourceOptions).initialize().then((d) => d.destroy());
