@@ -305,7 +305,21 @@ describe('production set-ups: every other strategy through PgBouncer in transact
       expect(rows).to.deep.equal([]);
     });
 
-    it("every server connection of PgBouncer's pool has the default lock_timeout and holds no lock", async () => {
+    /** Every setting a session changed (SET, set_config(…, false)), as 'name=value, …'. */
+    const SESSION_SETTINGS = `(SELECT coalesce(string_agg(name || '=' || setting, ', ' ORDER BY name), '') FROM pg_settings WHERE source = 'session')`;
+
+    it('control: the settings check sees a plain SET left on a session', async () => {
+      const c = new Client({ connectionString: base.url });
+      await c.connect();
+      try {
+        await c.query(`SET lock_timeout = '1234ms'`);
+        expect((await c.query(`SELECT ${SESSION_SETTINGS} AS s`)).rows[0].s).to.equal('lock_timeout=1234');
+      } finally {
+        await c.end();
+      }
+    });
+
+    it("every server connection of PgBouncer's pool has the default lock_timeout, no setting changed by a session, and holds no lock", async () => {
       const admin = await bouncer!.admin();
       const servers = (await admin.query('SHOW SERVERS')).rows.filter((s: any) => s.database === dbName).map((s: any) => Number(s.remote_pid));
       await admin.end();
@@ -318,7 +332,7 @@ describe('production set-ups: every other strategy through PgBouncer in transact
           return c;
         }),
       );
-      let seen: Array<{ pid: number; lock_timeout: string; locks: number }>;
+      let seen: Array<{ pid: number; lock_timeout: string; locks: number; session_settings: string }>;
       try {
         seen = await Promise.all(
           clients.map(async (c) => {
@@ -327,7 +341,8 @@ describe('production set-ups: every other strategy through PgBouncer in transact
               rows: [row],
             } = await c.query(
               `SELECT pg_backend_pid() AS pid, current_setting('lock_timeout') AS lock_timeout,
-                      (SELECT count(*)::int FROM pg_locks WHERE pid = pg_backend_pid() AND locktype = 'advisory') AS locks`,
+                      (SELECT count(*)::int FROM pg_locks WHERE pid = pg_backend_pid() AND locktype = 'advisory') AS locks,
+                      ${SESSION_SETTINGS} AS session_settings`,
             );
             return row;
           }),
@@ -348,7 +363,7 @@ describe('production set-ups: every other strategy through PgBouncer in transact
           seen.map((r) => r.pid),
           `server pid ${pid}`,
         ).to.include(pid);
-      for (const row of seen) expect(row).to.include({ lock_timeout: '0', locks: 0 });
+      for (const row of seen) expect(row).to.include({ lock_timeout: '0', locks: 0, session_settings: '' });
     });
   });
 });
