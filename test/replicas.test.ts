@@ -400,6 +400,36 @@ describe('production set-ups: a master and a read replica (a second PostgreSQL c
       expect((await master.query('SELECT value FROM mk_counters WHERE id = $1', [d.id])).rows[0].value).to.equal(6);
     });
 
+    it('@Pessimistic: locked reads go to the master', async () => {
+      await markedTally(203);
+      const mikro = orm;
+      class Reader {
+        @Pessimistic()
+        async read(id: number): Promise<string> {
+          return (await mikro.em.findOneOrFail(MkTally, id)).name;
+        }
+      }
+      expect(await new Reader().read(203)).to.equal('master');
+    });
+
+    it('Redlock fencing tokens come from the master', async function () {
+      const client = await sharedRedisClient(this);
+      try {
+        for (const server of [master, replica])
+          await server.query('CREATE TABLE IF NOT EXISTS ormlock_fencing (lock_key text PRIMARY KEY, token bigint NOT NULL)');
+        const key = `mk-fence-${process.pid}-${Date.now()}`;
+        const redlock = new Redlock([client], { namespace: NS, fencing: { dataSource: orm } });
+        const lease = await redlock.acquire(key, 2000);
+        await lease.release();
+        const onMaster = await master.query('SELECT token FROM ormlock_fencing WHERE lock_key LIKE $1', [`%${key}`]);
+        const onReplica = await replica.query('SELECT token FROM ormlock_fencing WHERE lock_key LIKE $1', [`%${key}`]);
+        expect(onMaster.rows.map((r) => String(r.token))).to.deep.equal([String(lease.fencingToken)]);
+        expect(onReplica.rows).to.deep.equal([]);
+      } finally {
+        client.disconnect();
+      }
+    });
+
     it('advisory locks: a key held on the master is seen; the semaphore and the scheduled lock run on the master', async () => {
       const [id] = advisoryLockId('mk-held-on-master');
       await master.query('SELECT pg_advisory_lock($1::bigint)', [id]);
