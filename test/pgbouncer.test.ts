@@ -28,7 +28,7 @@ import { MkTally } from './fixtures/topology';
 import { Overlap } from './fixtures/two-sources';
 import { BACKENDS, dataSourceOptions } from './support/backends';
 import { startPgBouncer, pgBouncerUnavailable, type PgBouncer } from './support/pgbouncer';
-import { unavailableServer } from './support/postgres-user';
+import { startOrSkip, unavailableServer } from './support/postgres-user';
 import { sharedRedisClient } from './support/redis-servers';
 import { sleep } from './support/suite';
 
@@ -72,7 +72,9 @@ describe('production set-ups: PgBouncer in transaction mode [typeorm, postgres]'
     dbName = new URL(base.url).pathname.slice(1);
     // the schema, made directly on the server
     await new DataSource(base).initialize().then((d) => d.destroy());
-    bouncer = await startPgBouncer({ databases: { [dbName]: base.url, [`${dbName}_ctl`]: base.url }, poolSize: POOL });
+    bouncer = await startOrSkip(this, 'the PgBouncer tests', () =>
+      startPgBouncer({ databases: { [dbName]: base.url, [`${dbName}_ctl`]: base.url }, poolSize: POOL }),
+    );
     ds = await new DataSource({ ...base, url: bouncer.url(dbName), synchronize: false, dropSchema: false, poolSize: N + 5 } as DataSourceOptions).initialize();
     handle = await installLocking(ds, { namespace: NS });
     direct = new Client({ connectionString: base.url });
