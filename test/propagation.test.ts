@@ -153,6 +153,8 @@ interface LockTarget {
   lockRow(id: number): Promise<void>;
   /** The ambient connection's id (pg_backend_pid / CONNECTION_ID). */
   connectionId(): Promise<number>;
+  /** Where the ORM's ordinary path runs a statement now. */
+  where(): Promise<Where>;
 }
 
 /**
@@ -222,6 +224,36 @@ function nestedLocksAgainstTheDatabase(t: LockTarget) {
     // during the savepoint; after ROLLBACK TO SAVEPOINT; after COMMIT
     expect(seen).to.deep.equal(postgres ? [true, false, false] : [true, true, false]);
   });
+
+  it("'not_supported' suspends the transaction: the body runs on another connection without one, while the suspended transaction's row and advisory locks stay held (seen from a third connection)", async () => {
+    const [row] = await t.rows(1);
+    const key = `propagation-suspended-db-${process.pid}-${Date.now()}`;
+    const postgres = t.name() === 'postgres';
+    let pid = -1;
+    const advisoryHeld = async () => (postgres ? (await probe!.advisoryLocksOf(pid)) > 0 : probe!.namedLockUsed(advisoryLockId(key)[0]));
+    await transaction(async () => {
+      pid = await t.connectionId();
+      const outer = await t.where();
+      await t.lockRow(row);
+      await withAdvisoryLock(
+        key,
+        async () => {
+          const inside = await transaction(
+            async () => ({ where: await t.where(), row: await probe!.rowLocked(t.table, row), advisory: await advisoryHeld() }),
+            { propagation: 'not_supported' },
+          );
+          expect(inside.where.conn).to.not.equal(outer.conn);
+          expect(inside.where.inTx).to.equal(false);
+          expect(inside.row, "the suspended transaction's row lock").to.equal(true);
+          expect(inside.advisory, "the suspended transaction's advisory lock").to.equal(true);
+        },
+        { scope: 'transaction' },
+      );
+      expect(await t.where()).to.deep.equal(outer);
+    });
+    expect(await probe!.rowLocked(t.table, row)).to.equal(false);
+    expect(await advisoryHeld()).to.equal(false);
+  });
 }
 
 describeEachBackend('propagation', [BillUser], (env) => {
@@ -250,6 +282,7 @@ describeEachBackend('propagation', [BillUser], (env) => {
     },
     lockRow: async (id) => void (await lock(await env.ds.getRepository(BillUser).findOneByOrFail({ id }))),
     connectionId: async () => Number((await env.ds.query(env.name === 'postgres' ? 'SELECT pg_backend_pid() AS c' : 'SELECT CONNECTION_ID() AS c'))[0].c),
+    where: () => whereRan(env.name, (sql) => env.ds.query(sql)),
   });
 
   it("'nested' is a savepoint: its throw rolls back its writes (and on PostgreSQL its locks, per pg_locks), the outer transaction commits", async () => {
@@ -337,6 +370,7 @@ describeEachMikroBackend('propagation', [MkUser, MkOrder], (env) => {
     },
     lockRow: async (id) => void (await lock(env.orm.em.getReference(MkUser, id))),
     connectionId: async () => Number((await run(env.name === 'postgres' ? 'SELECT pg_backend_pid() AS c' : 'SELECT CONNECTION_ID() AS c'))[0].c),
+    where: () => whereRan(env.name, run),
   });
 
   it("'nested' is a savepoint: its throw rolls back its flushes, the outer transaction commits", async () => {
