@@ -1,6 +1,17 @@
 import { expect } from 'chai';
 import Redis from 'ioredis';
-import { Redlock, TransactionRequiredError, afterCommit, afterCompletion, afterRollback, releaseAfterCommit, transaction, type LockEvent } from '../src';
+import {
+  LockConfigError,
+  Redlock,
+  TransactionRequiredError,
+  withDistributedLock,
+  afterCommit,
+  afterCompletion,
+  afterRollback,
+  releaseAfterCommit,
+  transaction,
+  type LockEvent,
+} from '../src';
 import { requireRedis } from './support/redis-answers';
 import { redisUrls } from './support/redis-servers';
 import { BillUser } from './fixtures/billing';
@@ -241,6 +252,71 @@ function hookTests(env: HookEnv) {
       const again = await redlock.tryAcquire(key, 1_000);
       expect(again).to.not.equal(null);
       await again!.release();
+    } finally {
+      client.disconnect();
+    }
+  });
+
+  it('redlock.using(…, { releaseAfterCommit: true }) inside a transaction keeps the lease after fn until the transaction has ended (the control without it releases before the COMMIT); after a rollback too; outside a transaction at once', async function () {
+    await requireRedis(this, 'releaseAfterCommit');
+    const client = new Redis(redisUrls()[0], { maxRetriesPerRequest: 2 });
+    const redlock = new Redlock([client], { namespace: `hooks${process.pid}` });
+    try {
+      const key = `using-${process.pid}-${Date.now()}-${Math.random()}`;
+      const free = async () => {
+        const other = await redlock.tryAcquire(key, 1_000);
+        if (other) await other.release();
+        return other !== null;
+      };
+      const seen: Record<string, boolean> = {};
+      await transaction(async () => {
+        afterCommit(async () => void (seen.atCommit = await free())); // registered first: runs after the COMMIT, before the release
+        await redlock.using(key, 10_000, () => env.insert('using-kept'), { releaseAfterCommit: true });
+        seen.afterUsing = await free();
+      });
+      seen.afterTransaction = await free();
+      expect(seen).to.deep.equal({ afterUsing: false, atCommit: false, afterTransaction: true });
+      expect(await env.count('using-kept')).to.equal(1);
+
+      // the control: without the option the lease is gone when fn returns, before the COMMIT
+      await transaction(async () => {
+        await redlock.using(key, 10_000, () => env.insert('using-control'));
+        seen.controlAfterUsing = await free();
+      });
+      expect(seen.controlAfterUsing).to.equal(true);
+
+      // a rollback ends it too
+      const err = await transaction(async () => {
+        await redlock.using(key, 10_000, () => undefined, { releaseAfterCommit: true });
+        seen.beforeRollback = await free();
+        throw new Error('boom');
+      }).then(
+        () => null,
+        (e) => e,
+      );
+      expect(err.message).to.equal('boom');
+      expect(seen.beforeRollback).to.equal(false);
+      expect(await free()).to.equal(true);
+
+      // outside a transaction: released when fn returns
+      await redlock.using(key, 10_000, () => undefined, { releaseAfterCommit: true });
+      expect(await free()).to.equal(true);
+
+      // withDistributedLock (and @DistributedLock) pass it on
+      await transaction(async () => {
+        await withDistributedLock(redlock, key, 10_000, () => undefined, { releaseAfterCommit: true });
+        seen.withDistributedLock = await free();
+      });
+      expect(seen.withDistributedLock).to.equal(false);
+      expect(await free()).to.equal(true);
+
+      const bad = await redlock
+        .using(key, 1_000, () => 1, { releaseAfterCommit: 'yes' as any })
+        .then(
+          () => null,
+          (e) => e,
+        );
+      expect(bad).to.be.instanceOf(LockConfigError);
     } finally {
       client.disconnect();
     }
