@@ -20,6 +20,7 @@ import { dataSourceOptions } from './support/backends';
 import { startPgBouncer, pgBouncerUnavailable, type PgBouncer } from './support/pgbouncer';
 import { startOrSkip, unavailableServer } from './support/postgres-user';
 import { sleep } from './support/suite';
+import { nestedSetProblems } from './support/nested-set';
 
 /**
  * Production set-ups, the strategies test/pgbouncer.test.ts does not race: entity-class
@@ -43,27 +44,6 @@ const rejection = (p: Promise<unknown>) =>
     (e) => e,
   );
 const reasons = (results: PromiseSettledResult<unknown>[]) => results.filter((r) => r.status === 'rejected').map((r) => (r as PromiseRejectedResult).reason);
-
-/** A nested set's problems: a bound used twice, intervals neither nested nor disjoint, bounds not 1..2n. */
-function intervalProblems(rows: Array<{ left: number; right: number }>): string[] {
-  const problems: string[] = [];
-  const bounds = new Map<number, number>();
-  for (const r of rows) for (const b of [r.left, r.right]) bounds.set(b, (bounds.get(b) ?? 0) + 1);
-  for (const [b, n] of bounds) if (n > 1) problems.push(`bound ${b} used ${n} times`);
-  for (let i = 0; i < rows.length; i++) {
-    const a = rows[i];
-    if (!(a.left < a.right)) problems.push(`[${a.left},${a.right}] is empty`);
-    for (let j = i + 1; j < rows.length; j++) {
-      const b = rows[j];
-      const disjoint = a.right < b.left || b.right < a.left;
-      const nested = (a.left < b.left && b.right < a.right) || (b.left < a.left && a.right < b.right);
-      if (!disjoint && !nested) problems.push(`[${a.left},${a.right}] overlaps [${b.left},${b.right}]`);
-    }
-  }
-  const sorted = [...bounds.keys()].sort((x, y) => x - y);
-  if (problems.length === 0 && sorted.some((b, i) => b !== i + 1)) problems.push(`bounds are not 1..${2 * rows.length}`);
-  return problems;
-}
 
 describe('production set-ups: every other strategy through PgBouncer in transaction mode [typeorm, postgres]', function () {
   this.timeout(120_000);
@@ -129,7 +109,7 @@ describe('production set-ups: every other strategy through PgBouncer in transact
       const pages = ds.getRepository<NsPageBase>(cls);
       const failures = reasons(await race(N, (i) => pages.save(pages.create({ title: `p${i}`, siteId: site.id }))));
       const rows = await pages.find({ where: { siteId: site.id }, order: { lft: 'ASC' } });
-      return { failures, rows, problems: intervalProblems(rows.map((r) => ({ left: r.lft, right: r.rgt }))) };
+      return { failures, rows, problems: nestedSetProblems(rows.map((r) => ({ left: r.lft, right: r.rgt }))) };
     }
 
     it(`control: ${N} racing page creations without @AroundCreate corrupt the nested set`, async () => {
@@ -160,7 +140,7 @@ describe('production set-ups: every other strategy through PgBouncer in transact
       const left = m.nestedSetLeftColumn!.databaseName;
       const right = m.nestedSetRightColumn!.databaseName;
       const { rows } = await direct.query(`SELECT "${left}" AS left, "${right}" AS right FROM "${m.tablePath}"`);
-      return { failures, count: rows.length, problems: intervalProblems(rows.map((r) => ({ left: Number(r.left), right: Number(r.right) }))) };
+      return { failures, count: rows.length, problems: nestedSetProblems(rows.map((r) => ({ left: Number(r.left), right: Number(r.right) }))) };
     }
 
     it(`control: without @LockedTree, ${N} racing inserts corrupt the tree (or fail) in one of up to 5 rounds`, async () => {
