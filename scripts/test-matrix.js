@@ -61,6 +61,8 @@ const SECONDS = {
   'test/pgbouncer.test.ts': 30,
   'test/pgbouncer-strategies.test.ts': 8,
   'test/scheduled-lock-pooler.test.ts': 6,
+  'test/mikro-orm/pgbouncer.test.ts': 5,
+  'test/pooler-mariadb.test.ts': 2,
   'test/migrations.test.ts': 30,
   'test/advisory.test.ts': 27,
   'test/first-command.test.ts': 24,

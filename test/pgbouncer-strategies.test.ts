@@ -17,7 +17,7 @@ import { NestedSetSubscriber, NsPage, NsPagePlain, NsSite, type NsPageBase } fro
 import { LockedNs, PlainNs, type TreeNode } from './fixtures/trees';
 import { Overlap } from './fixtures/two-sources';
 import { dataSourceOptions } from './support/backends';
-import { startPgBouncer, pgBouncerUnavailable, type PgBouncer } from './support/pgbouncer';
+import { SESSION_SETTINGS_SQL, advisoryLocksOn, everyServer, pgBouncerUnavailable, serverPids, startPgBouncer, type PgBouncer } from './support/pgbouncer';
 import { startOrSkip, unavailableServer } from './support/postgres-user';
 import { sleep } from './support/suite';
 import { nestedSetProblems } from './support/nested-set';
@@ -278,65 +278,25 @@ describe('production set-ups: every other strategy through PgBouncer in transact
 
   describe('after the suite, on the server itself', () => {
     it('no advisory lock is held by any backend of this database', async () => {
-      const { rows } = await direct.query(
-        `SELECT l.pid, l.objid FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' AND a.datname = $1`,
-        [dbName],
-      );
-      expect(rows).to.deep.equal([]);
+      expect(await advisoryLocksOn(direct, dbName)).to.deep.equal([]);
     });
-
-    /** Every setting a session changed (SET, set_config(…, false)), as 'name=value, …'. */
-    const SESSION_SETTINGS = `(SELECT coalesce(string_agg(name || '=' || setting, ', ' ORDER BY name), '') FROM pg_settings WHERE source = 'session')`;
 
     it('control: the settings check sees a plain SET left on a session', async () => {
       const c = new Client({ connectionString: base.url });
       await c.connect();
       try {
         await c.query(`SET lock_timeout = '1234ms'`);
-        expect((await c.query(`SELECT ${SESSION_SETTINGS} AS s`)).rows[0].s).to.equal('lock_timeout=1234');
+        expect((await c.query(`SELECT ${SESSION_SETTINGS_SQL} AS s`)).rows[0].s).to.equal('lock_timeout=1234');
       } finally {
         await c.end();
       }
     });
 
     it("every server connection of PgBouncer's pool has the default lock_timeout, no setting changed by a session, and holds no lock", async () => {
-      const admin = await bouncer!.admin();
-      const servers = (await admin.query('SHOW SERVERS')).rows.filter((s: any) => s.database === dbName).map((s: any) => Number(s.remote_pid));
-      await admin.end();
+      const servers = await serverPids(bouncer!, dbName);
       expect(servers.length).to.be.within(1, POOL);
       // pin all POOL server connections at once (each client in a transaction holds one), and ask each
-      const clients = await Promise.all(
-        Array.from({ length: POOL }, async () => {
-          const c = new Client({ connectionString: bouncer!.url(dbName) });
-          await c.connect();
-          return c;
-        }),
-      );
-      let seen: Array<{ pid: number; lock_timeout: string; locks: number; session_settings: string }>;
-      try {
-        seen = await Promise.all(
-          clients.map(async (c) => {
-            await c.query('BEGIN');
-            const {
-              rows: [row],
-            } = await c.query(
-              `SELECT pg_backend_pid() AS pid, current_setting('lock_timeout') AS lock_timeout,
-                      (SELECT count(*)::int FROM pg_locks WHERE pid = pg_backend_pid() AND locktype = 'advisory') AS locks,
-                      ${SESSION_SETTINGS} AS session_settings`,
-            );
-            return row;
-          }),
-        );
-      } finally {
-        await Promise.all(
-          clients.map((c) =>
-            c
-              .query('ROLLBACK')
-              .catch(() => undefined)
-              .then(() => c.end()),
-          ),
-        );
-      }
+      const seen = await everyServer(bouncer!, dbName, POOL);
       expect(new Set(seen.map((r) => r.pid)).size).to.equal(POOL);
       for (const pid of servers)
         expect(

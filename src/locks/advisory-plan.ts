@@ -66,11 +66,12 @@ export function makePlan(inst: Installation, key: unknown, options: AdvisoryLock
 /**
  * Behind a transaction-pooling pooler a session lock has no owner: session scope is refused, and
  * so is transaction scope where the database has no transaction-scoped advisory locks (it is a
- * session lock released after COMMIT there).
+ * session lock released after COMMIT there; so the session refusal does not advise it there).
  */
 export function refuseSessionLocksUnderPooler(inst: Installation, scope: AdvisoryScope, subject: AdvisorySubject): void {
-  if (scope === 'session') refuseUnderTransactionPooler(inst, subject, 'session-scope advisory locks');
-  else if (!inst.dialect.capabilities.transactionAdvisoryLocks) {
+  if (scope === 'session') {
+    refuseUnderTransactionPooler(inst, subject, 'session-scope advisory locks', { scopeTransactionHelps: inst.dialect.capabilities.transactionAdvisoryLocks });
+  } else if (!inst.dialect.capabilities.transactionAdvisoryLocks) {
     refuseUnderTransactionPooler(inst, subject, `advisory locks on ${inst.dialect.name} (session locks, released after COMMIT)`, {
       scopeTransactionHelps: false,
     });
