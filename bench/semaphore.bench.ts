@@ -19,7 +19,8 @@
  * per-round ops/s ratio with a 95 % interval, and an A/A row (a second instance of the
  * reference against the first) shows the noise floor of the run.
  *
- * Run: npx ts-node --transpile-only bench/semaphore.bench.ts [--quick] [--rounds 100] [--ops 10000]
+ * Run: npx ts-node --transpile-only bench/semaphore.bench.ts [--quick] [--rounds 100] [--ops 10000] [--redis]
+ *      (--redis: the Redis cells alone)
  *      npm run bench                (the same, among the extras of bench/run.ts)
  */
 import type Redis from 'ioredis';
@@ -110,7 +111,13 @@ function handOneStatement(ds: DataSource, backend: BackendName, name: string): O
 
 type Cell = Case & { where: string; clients?: Redis[]; also?: string[] };
 
-export async function benchSemaphore(opts: { quick: boolean; ops?: number; rounds?: number }): Promise<{ rows: SemaphoreBenchRow[]; notes: string[] }> {
+export async function benchSemaphore(opts: {
+  quick: boolean;
+  ops?: number;
+  rounds?: number;
+  /** Only the Redis cells (no database). */
+  redisOnly?: boolean;
+}): Promise<{ rows: SemaphoreBenchRow[]; notes: string[] }> {
   const rounds = opts.rounds ?? (opts.quick ? 3 : 100);
   const ops = opts.ops ?? (opts.quick ? 150 : rounds * 100);
   const ttl = 5000;
@@ -166,7 +173,7 @@ export async function benchSemaphore(opts: { quick: boolean; ops?: number; round
         );
       }
     }
-    for (const backend of ['postgres', 'mariadb'] as BackendName[]) {
+    for (const backend of (opts.redisOnly ? [] : ['postgres', 'mariadb']) as BackendName[]) {
       const db = await fencingDataSource(backend);
       if (!db) {
         notes.push(`${backend} unavailable: no database cell`);
@@ -225,7 +232,7 @@ export async function benchSemaphore(opts: { quick: boolean; ops?: number; round
 
 if (require.main === module) {
   const value = (name: string) => (process.argv.includes(name) ? Number(process.argv[process.argv.indexOf(name) + 1]) : undefined);
-  benchSemaphore({ quick: process.argv.includes('--quick'), rounds: value('--rounds'), ops: value('--ops') }).then(
+  benchSemaphore({ quick: process.argv.includes('--quick'), rounds: value('--rounds'), ops: value('--ops'), redisOnly: process.argv.includes('--redis') }).then(
     async (result) => {
       console.table(result.rows);
       for (const n of result.notes) console.log(`note: ${n}`);

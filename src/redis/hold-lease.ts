@@ -8,7 +8,8 @@
  * lease held: it is confirmed on a quorum by an extension (a full TTL ahead) and released once
  * that transaction has ended (a commit hook).
  */
-import { runWithLockSignal } from '../context/lock-signal';
+import { currentLockScope, runInLockScope, runWithLockSignal } from '../context/lock-signal';
+import { LockScope } from '../context/scope';
 import { currentFrame, liveTxs } from '../context/store';
 import { leaseLost, withCause } from '../faults/redis';
 import { describeKeys, keyDetail, type Lease } from './lease';
@@ -42,7 +43,11 @@ export async function holdLeaseWhile<L extends Lease, T>(
   let failed = false;
   let failure: unknown;
   try {
-    result = await runWithLockSignal(lease.signal, () => fn(lease));
+    // The body's lock scope is aborted by the lease itself when it is lost (no AbortSignal and
+    // listener made for it); the lease's signal is that scope's when it is the outermost.
+    const scope = new LockScope();
+    const body = () => fn(lease);
+    result = await (lease._openBodyScope(scope, currentLockScope() === undefined) ? runInLockScope(scope, body) : runWithLockSignal(lease.signal, body));
   } catch (error) {
     failed = true;
     failure = error;
