@@ -3,12 +3,13 @@
  * round-trip latency plus library overhead; each comparison is at equal round trips unless it
  * says otherwise (the round trips of both sides are counted, not assumed):
  * - Redis, 1 node: ormlock's `redlock.semaphore(…).tryAcquire + release` against
- *   redis-semaphore's `Semaphore` (tryAcquire + release, no refresh timer): one script call
- *   each way on both sides;
+ *   redis-semaphore's `Semaphore` (tryAcquire + release, no refresh timer): one script call to
+ *   acquire and a plain ZREM to release, on both sides;
  * - Redis, 3 nodes: against redis-semaphore's `RedlockSemaphore`. Note the quorums: ormlock
- *   waits for every node's grant (3 permits on 3 nodes need all three, see
- *   src/redis/semaphore.ts), RedlockSemaphore for a majority; so a second pair compares them
- *   with 1 permit, where both wait for 2 of 3;
+ *   needs every node's grant (3 permits on 3 nodes need all three, see src/redis/semaphore.ts),
+ *   RedlockSemaphore a majority, though it waits for every node's answer (Promise.all) before it
+ *   counts; a second pair compares them with 1 permit, where both need 2 of 3 (ormlock then
+ *   decides on the first two equal grants);
  * - PostgreSQL and MariaDB: `withSemaphore(name, 3, noop)` (transaction scope; BEGIN, one
  *   statement that tries the slots and draws the token, COMMIT; MariaDB: RELEASE_LOCK after it)
  *   against the same statements hand-written on a QueryRunner (equal round trips, equal work),
