@@ -14,9 +14,12 @@ import { currentFrame, liveTxs } from '../context/store';
 import { leaseLost, withCause } from '../faults/redis';
 import { describeKeys, keyDetail, type Lease } from './lease';
 import { releaseAfterCommit as releaseAtTransactionEnd } from './release-after-commit';
+import type { Deadline, Deadlines } from './deadlines';
 
 export async function holdLeaseWhile<L extends Lease, T>(
   lease: L,
+  /** The driver's deadlines: the automatic extension is one of them (no setTimeout per body). */
+  deadlines: Deadlines,
   ttlMs: number,
   thresholdMs: number,
   fn: (lease: L) => Promise<T> | T,
@@ -24,18 +27,16 @@ export async function holdLeaseWhile<L extends Lease, T>(
   releaseAfterCommit = false,
 ): Promise<T> {
   let done = false;
-  let timer: NodeJS.Timeout | undefined;
+  let timer: Deadline | undefined;
   let extending: Promise<void> | undefined;
+  const extend = (): void => {
+    timer = undefined;
+    // A failure marks the lease lost and aborts its signal (inside the driver's extend).
+    extending = lease.extend(ttlMs).then(schedule, () => undefined);
+  };
   const schedule = (): void => {
     if (done || lease.state !== 'held') return;
-    timer = setTimeout(
-      () => {
-        timer = undefined;
-        // A failure marks the lease lost and aborts its signal (inside the driver's extend).
-        extending = lease.extend(ttlMs).then(schedule, () => undefined);
-      },
-      Math.max(0, lease._validForMs - thresholdMs),
-    );
+    timer = deadlines.add(Math.max(0, lease._validForMs - thresholdMs), extend);
   };
   schedule();
 
@@ -53,7 +54,7 @@ export async function holdLeaseWhile<L extends Lease, T>(
     failure = error;
   }
   done = true;
-  if (timer) clearTimeout(timer);
+  timer?.cancel();
   if (extending) await extending;
 
   const finishedAt = Date.now();

@@ -191,7 +191,8 @@ export class Lease {
     if (!this._releasing) {
       const wasLost = this._state === 'lost';
       if (this._state === 'held') this._state = 'released';
-      this._releasing = this.driver.releaseLease(this).then((held) => !wasLost && held);
+      const releasing = this.driver.releaseLease(this);
+      this._releasing = wasLost ? releasing.then(() => false) : releasing;
     }
     return this._releasing;
   }

@@ -225,6 +225,7 @@ export class Redlock implements LeaseDriver {
     // the lease was confirmed (extended) on a quorum; a lease lost before rolls it back.
     return holdLeaseWhile(
       lease,
+      this.deadlines,
       ttlMs,
       threshold,
       tx ? (held) => runInLeaseTransaction(tx, held, ttlMs, fn) : fn,

@@ -63,7 +63,12 @@ export function runRound<T>(
       if (settled) return onLate?.(call);
       results[i] = call;
       answered.push(call);
-      if (answered.length === nodes.length || decided?.(answered)) finish('pending');
+      if (answered.length === nodes.length) {
+        // every node answered (the usual end): the results as they are, in `nodes` order
+        settled = true;
+        deadline?.cancel();
+        resolve(results as Array<NodeCall<T>>);
+      } else if (decided?.(answered)) finish('pending');
     };
     // One argument list for every node (ioredis flattens and copies it): EVALSHA sha numkeys keys… args…,
     // or a plain command's keys… args…

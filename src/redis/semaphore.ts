@@ -140,7 +140,11 @@ export class RedisSemaphore {
   async acquire(ttlMs: number, options: AcquireOptions = {}): Promise<RedisPermit> {
     checkOptions('semaphore.acquire(ttlMs, options?)', options);
     this.host.checkTtl(ttlMs);
-    const retry = this.host.checkRetry(options);
+    return this.acquireWith(ttlMs, this.host.checkRetry(options));
+  }
+
+  /** `acquire` with its arguments checked. */
+  private async acquireWith(ttlMs: number, retry: Required<AcquireOptions>): Promise<RedisPermit> {
     const started = Date.now();
     for (let attempt = 1; ; attempt++) {
       const { permit, nodes } = await this.attempt(ttlMs);
@@ -185,9 +189,8 @@ export class RedisSemaphore {
         threshold,
       );
     }
-    const { automaticExtensionThresholdMs: _ignored, ...acquireOptions } = options;
-    const permit = await this.acquire(ttlMs, acquireOptions);
-    return holdLeaseWhile(permit, ttlMs, threshold, fn, 'Redis semaphore permit of');
+    const permit = await this.acquireWith(ttlMs, this.host.checkRetry(options));
+    return holdLeaseWhile(permit, this.host.deadlines, ttlMs, threshold, fn, 'Redis semaphore permit of');
   }
 
   private report(permit: RedisPermit | null, started: number): void {
