@@ -26,6 +26,14 @@
  * handed out gets a larger token: the earlier one left counter ≥ T on a quorum, which meets the
  * later one's quorum. Permits acquired at the same time get distinct tokens in no promised order.
  *
+ * ## Release
+ * A plain `ZREM holders value` on every node (the value is the permit's own, so it removes
+ * nothing else). `release()` is true when a quorum removed it and the permit's validity
+ * (monotonic clock) had not run out when the release was sent: ZREM cannot tell an expired
+ * holder that no acquisition swept yet from a live one, the permit's own validity can.
+ * Uncontended, acquire + release cost what redis-semaphore's do: one EVALSHA and one ZREM per
+ * node (the acquire script does two calls more on the node: TIME and the counter's HINCRBY).
+ *
  * ## Arrival order
  * Not guaranteed: waiters poll (`retryDelayMs` ± `retryJitterMs`), so a newcomer can take a
  * permit that was freed while an older waiter slept.
