@@ -3,12 +3,13 @@
  * round-trip latency plus library overhead; each comparison is at equal round trips unless it
  * says otherwise (the round trips of both sides are counted, not assumed):
  * - Redis, 1 node: ormlock's `redlock.semaphore(…).tryAcquire + release` against
- *   redis-semaphore's `Semaphore` (tryAcquire + release, no refresh timer): one script call
- *   each way on both sides;
+ *   redis-semaphore's `Semaphore` (tryAcquire + release, no refresh timer): one script call to
+ *   acquire and a plain ZREM to release, on both sides;
  * - Redis, 3 nodes: against redis-semaphore's `RedlockSemaphore`. Note the quorums: ormlock
- *   waits for every node's grant (3 permits on 3 nodes need all three, see
- *   src/redis/semaphore.ts), RedlockSemaphore for a majority; so a second pair compares them
- *   with 1 permit, where both wait for 2 of 3;
+ *   needs every node's grant (3 permits on 3 nodes need all three, see src/redis/semaphore.ts),
+ *   RedlockSemaphore a majority, though it waits for every node's answer (Promise.all) before it
+ *   counts; a second pair compares them with 1 permit, where both need 2 of 3 (ormlock then
+ *   decides on the first two equal grants);
  * - PostgreSQL and MariaDB: `withSemaphore(name, 3, noop)` (transaction scope; BEGIN, one
  *   statement that tries the slots and draws the token, COMMIT; MariaDB: RELEASE_LOCK after it)
  *   against the same statements hand-written on a QueryRunner (equal round trips, equal work),
@@ -19,7 +20,8 @@
  * per-round ops/s ratio with a 95 % interval, and an A/A row (a second instance of the
  * reference against the first) shows the noise floor of the run.
  *
- * Run: npx ts-node --transpile-only bench/semaphore.bench.ts [--quick] [--rounds 100] [--ops 10000]
+ * Run: npx ts-node --transpile-only bench/semaphore.bench.ts [--quick] [--rounds 100] [--ops 10000] [--redis]
+ *      (--redis: the Redis cells alone)
  *      npm run bench                (the same, among the extras of bench/run.ts)
  */
 import type Redis from 'ioredis';
@@ -110,7 +112,13 @@ function handOneStatement(ds: DataSource, backend: BackendName, name: string): O
 
 type Cell = Case & { where: string; clients?: Redis[]; also?: string[] };
 
-export async function benchSemaphore(opts: { quick: boolean; ops?: number; rounds?: number }): Promise<{ rows: SemaphoreBenchRow[]; notes: string[] }> {
+export async function benchSemaphore(opts: {
+  quick: boolean;
+  ops?: number;
+  rounds?: number;
+  /** Only the Redis cells (no database). */
+  redisOnly?: boolean;
+}): Promise<{ rows: SemaphoreBenchRow[]; notes: string[] }> {
   const rounds = opts.rounds ?? (opts.quick ? 3 : 100);
   const ops = opts.ops ?? (opts.quick ? 150 : rounds * 100);
   const ttl = 5000;
@@ -166,7 +174,7 @@ export async function benchSemaphore(opts: { quick: boolean; ops?: number; round
         );
       }
     }
-    for (const backend of ['postgres', 'mariadb'] as BackendName[]) {
+    for (const backend of (opts.redisOnly ? [] : ['postgres', 'mariadb']) as BackendName[]) {
       const db = await fencingDataSource(backend);
       if (!db) {
         notes.push(`${backend} unavailable: no database cell`);
@@ -225,7 +233,7 @@ export async function benchSemaphore(opts: { quick: boolean; ops?: number; round
 
 if (require.main === module) {
   const value = (name: string) => (process.argv.includes(name) ? Number(process.argv[process.argv.indexOf(name) + 1]) : undefined);
-  benchSemaphore({ quick: process.argv.includes('--quick'), rounds: value('--rounds'), ops: value('--ops') }).then(
+  benchSemaphore({ quick: process.argv.includes('--quick'), rounds: value('--rounds'), ops: value('--ops'), redisOnly: process.argv.includes('--redis') }).then(
     async (result) => {
       console.table(result.rows);
       for (const n of result.notes) console.log(`note: ${n}`);

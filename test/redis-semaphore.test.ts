@@ -147,7 +147,7 @@ describe('Redis counting semaphores (redlock.semaphore)', function () {
       expect(await permit.release()).to.equal(true);
     });
 
-    it('release and extend share one script: only a live holder is extended; a released or expired one is neither extended nor brought back', async () => {
+    it('only a live holder is extended; a released or expired one is neither extended nor brought back', async () => {
       const redlock = new Redlock(clients, { prefix });
       const sem = redlock.semaphore(name('hold'), 1);
       const live = (await sem.tryAcquire(300))!;
@@ -163,6 +163,23 @@ describe('Redis counting semaphores (redlock.semaphore)', function () {
       const next = await sem.tryAcquire(1000);
       expect(next, 'its place is free').to.not.equal(null);
       expect(await next!.release()).to.equal(true);
+    });
+
+    it('release() is a plain ZREM: true for a live permit; false for one whose validity ran out, also while its holder was not swept yet', async () => {
+      const redlock = new Redlock(clients, { prefix });
+      const sem = redlock.semaphore(name('zrem'), 3);
+      const live = (await sem.tryAcquire(5000))!;
+      const expired = (await sem.tryAcquire(200))!;
+      await sleep(260);
+      // a set that is not full is not swept: the expired holder is still there on every node
+      const raw = await Promise.all(clients.map((c) => c.zscore(`${prefix}{semaphore}:${sem.name}`, expired.value)));
+      expect(raw.every((score) => score !== null)).to.equal(true);
+      expect(await expired.release(), 'the permit had expired').to.equal(false);
+      const after = await Promise.all(clients.map((c) => c.zscore(`${prefix}{semaphore}:${sem.name}`, expired.value)));
+      expect(after, 'removed all the same').to.deep.equal([null, null, null]);
+      expect(await live.release()).to.equal(true);
+      expect(await live.release(), 'a second release returns the first answer').to.equal(true);
+      expect(await holdersOn(sem, clients)).to.deep.equal([0, 0, 0]);
     });
 
     it('each TTL gives its own validity and expiry (the figures of a TTL are kept per TTL), and permits name the semaphore', async () => {

@@ -8,14 +8,18 @@
  * lease held: it is confirmed on a quorum by an extension (a full TTL ahead) and released once
  * that transaction has ended (a commit hook).
  */
-import { runWithLockSignal } from '../context/lock-signal';
+import { currentLockScope, runInLockScope, runWithLockSignal } from '../context/lock-signal';
+import { LockScope } from '../context/scope';
 import { currentFrame, liveTxs } from '../context/store';
 import { leaseLost, withCause } from '../faults/redis';
 import { describeKeys, keyDetail, type Lease } from './lease';
 import { releaseAfterCommit as releaseAtTransactionEnd } from './release-after-commit';
+import type { Deadline, Deadlines } from './deadlines';
 
 export async function holdLeaseWhile<L extends Lease, T>(
   lease: L,
+  /** The driver's deadlines: the automatic extension is one of them (no setTimeout per body). */
+  deadlines: Deadlines,
   ttlMs: number,
   thresholdMs: number,
   fn: (lease: L) => Promise<T> | T,
@@ -23,18 +27,16 @@ export async function holdLeaseWhile<L extends Lease, T>(
   releaseAfterCommit = false,
 ): Promise<T> {
   let done = false;
-  let timer: NodeJS.Timeout | undefined;
+  let timer: Deadline | undefined;
   let extending: Promise<void> | undefined;
+  const extend = (): void => {
+    timer = undefined;
+    // A failure marks the lease lost and aborts its signal (inside the driver's extend).
+    extending = lease.extend(ttlMs).then(schedule, () => undefined);
+  };
   const schedule = (): void => {
     if (done || lease.state !== 'held') return;
-    timer = setTimeout(
-      () => {
-        timer = undefined;
-        // A failure marks the lease lost and aborts its signal (inside the driver's extend).
-        extending = lease.extend(ttlMs).then(schedule, () => undefined);
-      },
-      Math.max(0, lease._validForMs - thresholdMs),
-    );
+    timer = deadlines.add(Math.max(0, lease._validForMs - thresholdMs), extend);
   };
   schedule();
 
@@ -42,13 +44,17 @@ export async function holdLeaseWhile<L extends Lease, T>(
   let failed = false;
   let failure: unknown;
   try {
-    result = await runWithLockSignal(lease.signal, () => fn(lease));
+    // The body's lock scope is aborted by the lease itself when it is lost (no AbortSignal and
+    // listener made for it); the lease's signal is that scope's when it is the outermost.
+    const scope = new LockScope();
+    const body = () => fn(lease);
+    result = await (lease._openBodyScope(scope, currentLockScope() === undefined) ? runInLockScope(scope, body) : runWithLockSignal(lease.signal, body));
   } catch (error) {
     failed = true;
     failure = error;
   }
   done = true;
-  if (timer) clearTimeout(timer);
+  timer?.cancel();
   if (extending) await extending;
 
   const finishedAt = Date.now();

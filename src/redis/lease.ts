@@ -1,6 +1,7 @@
+import type { LockScope } from '../context/scope';
 import { LockLostError } from '../errors';
 import { leaseLost } from '../faults/redis';
-import type { LuaScript } from './scripts';
+import type { LuaScript, NodeCommand } from './scripts';
 
 /** What a lease asks of the Redlock that issued it (implemented by `Redlock`). */
 export interface LeaseDriver {
@@ -21,8 +22,14 @@ export type LeaseState = 'held' | 'released' | 'lost';
  */
 export interface LeaseProtocol {
   readonly extend: LuaScript;
-  readonly release: LuaScript;
+  readonly release: NodeCommand;
   readonly quorum: number;
+  /**
+   * The release answers only whether the holder was still there, not whether it had expired
+   * (a semaphore's `ZREM`): `release()` then also needs the lease's own validity (monotonic
+   * clock) not run out when the release is sent, to report it held.
+   */
+  readonly releaseChecksValidity?: boolean;
 }
 
 export interface LeaseInit {
@@ -38,6 +45,8 @@ export interface LeaseInit {
   validUntil: number;
   /** The driver's monotonic clock (performance.now(), or a test's). */
   clock: () => number;
+  /** A reading of `clock` just taken (saves reading it again), else it is read. */
+  readAt?: number;
   /** Scripts and quorum, when not the driver's own (a semaphore's permits). */
   protocol?: LeaseProtocol;
 }
@@ -89,6 +98,10 @@ export class Lease {
   private _extending: Promise<unknown> | undefined;
   // Created on first use of `signal` (an AbortController costs more than the rest of a lease).
   private _controller: AbortController | undefined;
+  /** The lock scope of the `using()` body that holds this lease (aborted when the lease is lost). */
+  private _bodyScope: LockScope | undefined;
+  /** `signal` is the body scope's (the outermost scope: one AbortSignal for both, made on first use). */
+  private _signalOfScope = false;
   /** Nodes a release (or cleanup) of this lease was sent to: a bit per node below 31, a Set beyond. */
   private _sentMask = 0;
   private _sentMore: Set<number> | undefined;
@@ -109,11 +122,12 @@ export class Lease {
     this._validUntil = init.validUntil;
     this.protocol = init.protocol;
     this.clock = init.clock;
-    this._lastRead = init.clock();
+    this._lastRead = init.readAt ?? init.clock();
   }
 
   /** Aborted (with a `LockLostError` as `reason`) when the lease is found lost. */
   get signal(): AbortSignal {
+    if (this._signalOfScope) return this._bodyScope!.signal;
     this._controller ??= new AbortController();
     if (this._lostError && !this._controller.signal.aborted) this._controller.abort(this._lostError);
     return this._controller.signal;
@@ -177,7 +191,8 @@ export class Lease {
     if (!this._releasing) {
       const wasLost = this._state === 'lost';
       if (this._state === 'held') this._state = 'released';
-      this._releasing = this.driver.releaseLease(this).then((held) => !wasLost && held);
+      const releasing = this.driver.releaseLease(this);
+      this._releasing = wasLost ? releasing.then(() => false) : releasing;
     }
     return this._releasing;
   }
@@ -199,8 +214,24 @@ export class Lease {
     this._expiresAt = Math.min(this._expiresAt, Date.now());
     this._validUntil = -Infinity;
     this._controller?.abort(error);
+    this._bodyScope?.abort(error);
     this.driver.cleanupLease(this);
     return error;
+  }
+
+  /**
+   * @internal The lock scope of the `using()` body (holdLeaseWhile), lost when this lease is:
+   * `scope` is aborted by `_markLost`, so no AbortSignal or listener is made for it. When it is
+   * the outermost scope (`outermost`), the lease's `signal` is the scope's, as runWithLockSignal
+   * would hand out. False when the lease's own signal was already made or a body scope was
+   * opened before: then the body joins that signal the usual way.
+   */
+  _openBodyScope(scope: LockScope, outermost: boolean): boolean {
+    if (this._controller || this._bodyScope) return false;
+    if (this._lostError) scope.abort(this._lostError);
+    this._bodyScope = scope;
+    this._signalOfScope = outermost;
+    return true;
   }
 
   /** @internal The driver sent (or is sending, in this tick) a release of this lease to `node`. */

@@ -9,6 +9,8 @@ export interface Redis {
   readonly status: string;
   eval(...args: any[]): Promise<unknown>;
   evalsha(...args: any[]): Promise<unknown>;
+  /** A semaphore permit's release. */
+  zrem(...args: any[]): Promise<unknown>;
   quit(...args: any[]): Promise<unknown>;
   disconnect(...args: any[]): void;
 }

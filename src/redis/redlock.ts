@@ -63,7 +63,7 @@ import {
   type UsingOptions,
 } from './redlock-options';
 import { count, nodeAddress, runRound, SEND_STATUSES, type NodeCall } from './rounds';
-import { ACQUIRE, ACQUIRE_PLAIN, BUMP, EXTEND, LuaScript, RELEASE } from './scripts';
+import { ACQUIRE, ACQUIRE_PLAIN, BUMP, EXTEND, RELEASE, type NodeCommand } from './scripts';
 import { RedisSemaphore, type SemaphoreHost } from './semaphore';
 
 export type { LockKey, LockKeys } from './lock-keys';
@@ -225,6 +225,7 @@ export class Redlock implements LeaseDriver {
     // the lease was confirmed (extended) on a quorum; a lease lost before rolls it back.
     return holdLeaseWhile(
       lease,
+      this.deadlines,
       ttlMs,
       threshold,
       tx ? (held) => runInLeaseTransaction(tx, held, ttlMs, fn) : fn,
@@ -308,7 +309,8 @@ export class Redlock implements LeaseDriver {
     this.noteReleaseSent(lease);
     // Resolves once a quorum confirms; the other nodes' deletes go on (each client keeps
     // its commands in order, so a following acquire on that node runs after the delete).
-    const { release, quorum } = lease.protocol ?? this.protocol;
+    const { release, quorum, releaseChecksValidity } = lease.protocol ?? this.protocol;
+    const valid = !releaseChecksValidity || lease._validForMs > 0;
     const wasHeld = (c: NodeCall<number>) => c.outcome === 'ok' && Number(c.reply) === lease.resources.length;
     const calls = await this.releaseOn(
       this.allNodes,
@@ -320,7 +322,7 @@ export class Redlock implements LeaseDriver {
     );
     const held = count(calls, wasHeld);
     this.emit?.({ type: 'released', kind: 'lease', target: leaseTarget(lease.keys), heldMs: Date.now() - lease.acquiredAt });
-    return held >= quorum;
+    return valid && held >= quorum;
   }
 
   /** @internal */
@@ -474,14 +476,14 @@ export class Redlock implements LeaseDriver {
     value: string,
     timeoutMs: number,
     decided?: (answered: Array<NodeCall<number>>) => boolean,
-    script: LuaScript = RELEASE,
+    script: NodeCommand = RELEASE,
   ): Promise<Array<NodeCall<number>>> {
     return this.round<number>(nodes, script, resources, [value], timeoutMs, decided);
   }
 
   private round<T>(
     nodes: readonly number[],
-    script: LuaScript,
+    script: NodeCommand,
     keys: readonly string[],
     args: string[],
     timeoutMs: number,

@@ -6,7 +6,7 @@
  */
 import type { Redis } from './redis-client';
 import type { Deadline, Deadlines } from './deadlines';
-import type { LuaScript } from './scripts';
+import type { NodeCommand, PlainCommand } from './scripts';
 
 /** What one node answered in one round. */
 export type NodeCall<T> = { node: number; outcome: 'ok'; reply: T } | { node: number; outcome: 'error' | 'timeout' | 'not_ready' | 'pending'; error: string };
@@ -31,7 +31,7 @@ export function nodeAddress(client: Redis, node: number): string {
 }
 
 /**
- * Runs a script on the given nodes in parallel and never rejects. Resolves with one NodeCall
+ * Runs a script (or a plain command) on the given nodes in parallel and never rejects. Resolves with one NodeCall
  * per node (in `nodes` order) as soon as every node answered, or `decided(answers so far)` is
  * true, or `timeoutMs` passed (a deadline of `deadlines`). A node that is down (reconnecting) or
  * closed is sent nothing (`not_ready`); one that has not answered when the round resolves is
@@ -41,7 +41,7 @@ export function runRound<T>(
   clients: readonly Redis[],
   deadlines: Deadlines,
   nodes: readonly number[],
-  script: LuaScript,
+  script: NodeCommand,
   keys: readonly string[],
   args: string[],
   timeoutMs: number,
@@ -63,10 +63,17 @@ export function runRound<T>(
       if (settled) return onLate?.(call);
       results[i] = call;
       answered.push(call);
-      if (answered.length === nodes.length || decided?.(answered)) finish('pending');
+      if (answered.length === nodes.length) {
+        // every node answered (the usual end): the results as they are, in `nodes` order
+        settled = true;
+        deadline?.cancel();
+        resolve(results as Array<NodeCall<T>>);
+      } else if (decided?.(answered)) finish('pending');
     };
-    // One argument list for every node (ioredis flattens and copies it): EVALSHA sha numkeys keys… args…
-    const argv: Array<string | number> = [script.sha, keys.length];
+    // One argument list for every node (ioredis flattens and copies it): EVALSHA sha numkeys keys… args…,
+    // or a plain command's keys… args…
+    const lua = 'sha' in script ? script : undefined;
+    const argv: Array<string | number> = lua ? [lua.sha, keys.length] : [];
     for (const k of keys) argv.push(k);
     for (const a of args) argv.push(a);
     for (let i = 0; i < nodes.length; i++) {
@@ -79,13 +86,16 @@ export function runRound<T>(
       const answered = (reply: unknown) => record(i, { node, outcome: 'ok', reply: reply as T });
       const failed = (error: unknown) => {
         // once more with EVAL when the node does not have the script cached (restarted)
-        if (error instanceof Error && error.message.startsWith('NOSCRIPT')) {
+        if (lua && error instanceof Error && error.message.startsWith('NOSCRIPT')) {
           (client.eval as unknown as SendArgv)
-            .call(client, [script.source, ...argv.slice(1)])
+            .call(client, [lua.source, ...argv.slice(1)])
             .then(answered, (again: unknown) => record(i, { node, outcome: 'error', error: again instanceof Error ? again.message : String(again) }));
         } else record(i, { node, outcome: 'error', error: error instanceof Error ? error.message : String(error) });
       };
-      (client.evalsha as unknown as SendArgv).call(client, argv).then(answered, failed);
+      const sent = lua
+        ? (client.evalsha as unknown as SendArgv).call(client, argv)
+        : (client[(script as PlainCommand).command] as unknown as SendArgv).call(client, argv);
+      sent.then(answered, failed);
     }
     if (!settled) deadline = deadlines.add(timeoutMs, () => finish('timeout'));
   });

@@ -24,6 +24,18 @@ export function script(name: string, source: string): LuaScript {
 }
 
 /**
+ * One plain command instead of a script, sent as `command KEYS… ARGV…` (a semaphore's release is
+ * `ZREM holders value`): one command on the node instead of a script's call.
+ */
+export interface PlainCommand {
+  readonly name: string;
+  readonly command: 'zrem';
+}
+
+/** What a round sends to each node: a script (EVALSHA, EVAL on NOSCRIPT) or a plain command. */
+export type NodeCommand = LuaScript | PlainCommand;
+
+/**
  * Acquire all lock keys on this node, or none, and move the node's fencing counter.
  * KEYS[1] = fencing counter, KEYS[2..] = lock keys.
  * ARGV[1] = lease value, ARGV[2] = ttl ms, ARGV[3] = highest fencing token the client has seen.

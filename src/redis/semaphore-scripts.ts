@@ -1,13 +1,15 @@
 /**
- * The Lua scripts of the Redis counting semaphore. Each runs atomically on ONE node; the quorum
- * logic lives in semaphore.ts.
+ * The Lua scripts (and the plain release command) of the Redis counting semaphore. Each runs
+ * atomically on ONE node; the quorum logic lives in semaphore.ts.
  *
  * Per semaphore and node: a sorted set of holders (member = the permit's 128-bit random value,
  * score = when it expires, in ms of that node's own clock, read with TIME as PX would) and a
- * fencing counter hash { t = last token, o = value of the permit that took it }. Expired
- * holders are dropped at each acquisition; the set's own expiry follows its longest holder.
+ * fencing counter hash { t = last token, o = value of the permit that last claimed a token there
+ * (SEM_CLAIM) }. Expired holders are dropped by an acquisition that finds the set full; the
+ * set's own expiry follows its longest holder. (A number given to redis.call is sent as its
+ * shortest exact decimal: ms timestamps, integers below 2^53, need no string.format.)
  */
-import { script } from './scripts';
+import { script, type PlainCommand } from './scripts';
 
 const NOW = `
 local clock = redis.call('TIME')
@@ -17,28 +19,36 @@ local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 /**
  * KEYS[1] = holders, KEYS[2] = counter. ARGV[1] = value, ARGV[2] = ttl ms, ARGV[3] = permits,
  * ARGV[4] = highest token the client has seen for this semaphore.
- * Returns the node's token t = max(counter, seen) + 1 (stored, with this permit as its owner)
- * when a place was free (or this value already holds one: a late retry, looked up only when the
- * set is full), 0 when full.
+ * Returns the node's token t = max(counter, seen) + 1 (stored) when a place was free (or this
+ * value already holds one: a late retry, looked up only when the set is full), 0 when full.
+ * Expired holders are swept only when the set looks full (below `permits` members there is a
+ * place whether some expired or not), so an uncontended grant is TIME, ZCARD, ZADD, PEXPIRE
+ * (PTTL first when the set already existed) and HINCRBY. The token is this permit's on this
+ * node without recording it: the counter passes each value once, and a claim (SEM_CLAIM) is
+ * only ever sent to a node that answered a lower token.
  */
 export const SEM_ACQUIRE = script(
   'semaphore-acquire',
   `${NOW}
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) and not redis.call('ZSCORE', KEYS[1], ARGV[1]) then
-  return 0
+local held = redis.call('ZCARD', KEYS[1])
+local permits = tonumber(ARGV[3])
+if held >= permits then
+  held = held - redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+  if held >= permits and not redis.call('ZSCORE', KEYS[1], ARGV[1]) then
+    return 0
+  end
 end
 local ttl = tonumber(ARGV[2])
-redis.call('ZADD', KEYS[1], string.format('%.0f', now + ttl), ARGV[1])
-if redis.call('PTTL', KEYS[1]) < ttl then
+redis.call('ZADD', KEYS[1], now + ttl, ARGV[1])
+if held == 0 or redis.call('PTTL', KEYS[1]) < ttl then
   redis.call('PEXPIRE', KEYS[1], ttl)
 end
-local t = tonumber(redis.call('HGET', KEYS[2], 't') or '0') + 1
+local t = redis.call('HINCRBY', KEYS[2], 't', 1)
 local seen = tonumber(ARGV[4])
 if t <= seen then
   t = seen + 1
+  redis.call('HSET', KEYS[2], 't', string.format('%.0f', t))
 end
-redis.call('HSET', KEYS[2], 't', string.format('%.0f', t), 'o', ARGV[1])
 return t
 `,
 );
@@ -46,8 +56,9 @@ return t
 /**
  * Claims token ARGV[1] for the permit ARGV[2] on a node that answered a lower one: raises the
  * counter to it (owned by this permit) when below, confirms when it is already there with this
- * owner, refuses otherwise (another permit owns that token here). KEYS[1] = counter.
- * Returns 1 (claimed) or 0.
+ * owner (the counter never goes back, so `o` is this permit only while `t` is still the value
+ * this permit's claim set), refuses otherwise (another permit owns that token here: it answered
+ * it, or claimed it). KEYS[1] = counter. Returns 1 (claimed) or 0.
  */
 export const SEM_CLAIM = script(
   'semaphore-claim',
@@ -66,32 +77,35 @@ return 0
 );
 
 /**
- * Release and extend, one script (they share the lookup of the holder and of the node's clock):
- * KEYS[1] = holders, ARGV[1] = the permit's value; ARGV[2] = ttl ms to extend, absent to release.
- * - release (no ARGV[2]): removes the holder; 1 when it held a place that had not expired, else 0;
- * - extend: moves its expiry to now + ttl if it still holds an unexpired place: 1, else 0.
- * The clock is read only when the holder is there (a lost permit costs one ZSCORE).
+ * Extend: KEYS[1] = holders, ARGV[1] = the permit's value, ARGV[2] = ttl ms. Moves its expiry to
+ * now + ttl if it still holds an unexpired place: 1, else 0 (an expired or released holder is
+ * not brought back). The clock is read only when the holder is there.
  */
-export const SEM_HOLD = script(
-  'semaphore-hold',
+export const SEM_EXTEND = script(
+  'semaphore-extend',
   `
 local expires = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if not expires then
   return 0
 end${NOW}
-local live = tonumber(expires) > now
-if not ARGV[2] then
-  redis.call('ZREM', KEYS[1], ARGV[1])
-elseif live then
-  local ttl = tonumber(ARGV[2])
-  redis.call('ZADD', KEYS[1], 'XX', string.format('%.0f', now + ttl), ARGV[1])
-  if redis.call('PTTL', KEYS[1]) < ttl then
-    redis.call('PEXPIRE', KEYS[1], ttl)
-  end
+if tonumber(expires) <= now then
+  return 0
 end
-if live then
-  return 1
+local ttl = tonumber(ARGV[2])
+redis.call('ZADD', KEYS[1], 'XX', now + ttl, ARGV[1])
+if redis.call('PTTL', KEYS[1]) < ttl then
+  redis.call('PEXPIRE', KEYS[1], ttl)
 end
-return 0
+return 1
 `,
 );
+
+/**
+ * Release: `ZREM holders value`, a plain command (no script). The member is the permit's own
+ * 128-bit value, so it removes this permit and nothing else; 1 when it was still in the set, 0
+ * when it was gone (expired and swept by an acquisition, or the set expired). A holder that
+ * expired but was not yet swept also answers 1: nobody was admitted in its place on that node
+ * (an acquisition sweeps expired holders before it counts). Whether the permit had expired is
+ * the permit's own validity, which `release()` checks (LeaseProtocol.releaseChecksValidity).
+ */
+export const SEM_RELEASE: PlainCommand = { name: 'semaphore-release', command: 'zrem' };

@@ -17,13 +17,22 @@
  * A semaphore on 3 nodes with N ≥ 2 therefore stops granting while any node is down.
  *
  * ## Fencing tokens
- * Each node answers t = max(counter, seen) + 1 and records this permit as the owner of t. The
- * permit's token T is the largest answer; it counts only if `quorum` nodes own T (those that
- * answered T, plus lagging ones that accept a claim of T while their counter is below it).
+ * Each node answers t = max(counter, seen) + 1 and moves its counter to t: this permit owns t
+ * there (the counter passes each value once). The permit's token T is the largest answer; it
+ * counts only if `quorum` nodes own T (those that answered T, plus lagging ones that accept a
+ * claim of T while their counter is below it, recording this permit as its owner).
  * Two permits never get the same token: their quorums (each ≥ a majority) share a node, and a
  * node's counter passes each value once, with one owner. A permit granted after another was
  * handed out gets a larger token: the earlier one left counter ≥ T on a quorum, which meets the
  * later one's quorum. Permits acquired at the same time get distinct tokens in no promised order.
+ *
+ * ## Release
+ * A plain `ZREM holders value` on every node (the value is the permit's own, so it removes
+ * nothing else). `release()` is true when a quorum removed it and the permit's validity
+ * (monotonic clock) had not run out when the release was sent: ZREM cannot tell an expired
+ * holder that no acquisition swept yet from a live one, the permit's own validity can.
+ * Uncontended, acquire + release cost what redis-semaphore's do: one EVALSHA and one ZREM per
+ * node (the acquire script does two calls more on the node: TIME and the counter's HINCRBY).
  *
  * ## Arrival order
  * Not guaranteed: waiters poll (`retryDelayMs` ± `retryJitterMs`), so a newcomer can take a
@@ -39,11 +48,11 @@ import type { Deadlines } from './deadlines';
 import { holdLeaseWhile } from './hold-lease';
 import { Lease, type LeaseDriver, type LeaseProtocol } from './lease';
 import { leaseValue } from './lease-value';
-import { isTokenGrant, permitQuorum, sameHighestToken, tokenGrants, type NodeResult } from './quorum';
+import { isTokenGrant, permitQuorum, sameHighestToken, type NodeResult } from './quorum';
 import { retryDelay, sleep, type AcquireOptions } from './redlock-options';
 import { count, nodeAddress, runRound, type NodeCall } from './rounds';
 import { checkPermits, checkSemaphoreName } from '../locks/semaphore-options';
-import { SEM_ACQUIRE, SEM_CLAIM, SEM_HOLD } from './semaphore-scripts';
+import { SEM_ACQUIRE, SEM_CLAIM, SEM_EXTEND, SEM_RELEASE } from './semaphore-scripts';
 
 /** What a semaphore shares with its Redlock (made by `Redlock.semaphore`). */
 export interface SemaphoreHost {
@@ -71,8 +80,14 @@ export interface SemaphoreUsingOptions extends AcquireOptions {
 /** A permit of a Redis semaphore: a lease on the semaphore's holder set (`release`, `extend`, `fencingToken`, `signal`, `expiresAt`). */
 export type RedisPermit = Lease;
 
-/** The highest token each Redlock has seen per semaphore name (sent to nodes that lost their data). */
-const seenTokens = new WeakMap<SemaphoreHost, Map<string, bigint>>();
+/** The highest token a Redlock has seen for one semaphore name, and as sent (to nodes that lost their data). */
+interface SeenToken {
+  token: bigint;
+  text: string;
+}
+
+/** Per Redlock, the highest token seen per semaphore name (one entry per name, shared by its semaphores, updated in place). */
+const seenTokens = new WeakMap<SemaphoreHost, Map<string, SeenToken>>();
 
 export class RedisSemaphore {
   readonly name: string;
@@ -83,11 +98,11 @@ export class RedisSemaphore {
   private readonly counter: string;
   private readonly protocol: LeaseProtocol;
   private readonly allNodes: readonly number[];
-  private readonly seen: Map<string, bigint>;
+  private readonly seen: SeenToken;
   /** The KEYS of the acquire script and the permits as sent (made once). */
   private readonly acquireKeys: readonly string[];
   private readonly permitsText: string;
-  /** The KEYS of the release script. */
+  /** The KEYS of the release and extension (the holder set). */
   private readonly holdersKeys: readonly string[];
   /** A permit's `keys` and `resources` (frozen, shared by every permit of this semaphore). */
   private readonly permitKeys: readonly string[];
@@ -107,14 +122,16 @@ export class RedisSemaphore {
     this.quorum = permitQuorum(n, permits);
     this.holders = `${host.base}{semaphore}:${name}`;
     this.counter = `${host.base}{semaphore-fence}:${name}`;
-    this.protocol = { extend: SEM_HOLD, release: SEM_HOLD, quorum: this.quorum };
+    this.protocol = { extend: SEM_EXTEND, release: SEM_RELEASE, quorum: this.quorum, releaseChecksValidity: true };
     this.acquireKeys = [this.holders, this.counter];
     this.holdersKeys = Object.freeze([this.holders]);
     this.permitKeys = Object.freeze([name]);
     this.permitsText = String(permits);
     this.allNodes = host.clients.map((_, i) => i);
-    let seen = seenTokens.get(host);
-    if (!seen) seenTokens.set(host, (seen = new Map()));
+    let byName = seenTokens.get(host);
+    if (!byName) seenTokens.set(host, (byName = new Map()));
+    let seen = byName.get(name);
+    if (!seen) byName.set(name, (seen = { token: 0n, text: '0' }));
     this.seen = seen;
   }
 
@@ -131,7 +148,11 @@ export class RedisSemaphore {
   async acquire(ttlMs: number, options: AcquireOptions = {}): Promise<RedisPermit> {
     checkOptions('semaphore.acquire(ttlMs, options?)', options);
     this.host.checkTtl(ttlMs);
-    const retry = this.host.checkRetry(options);
+    return this.acquireWith(ttlMs, this.host.checkRetry(options));
+  }
+
+  /** `acquire` with its arguments checked. */
+  private async acquireWith(ttlMs: number, retry: Required<AcquireOptions>): Promise<RedisPermit> {
     const started = Date.now();
     for (let attempt = 1; ; attempt++) {
       const { permit, nodes } = await this.attempt(ttlMs);
@@ -176,9 +197,8 @@ export class RedisSemaphore {
         threshold,
       );
     }
-    const { automaticExtensionThresholdMs: _ignored, ...acquireOptions } = options;
-    const permit = await this.acquire(ttlMs, acquireOptions);
-    return holdLeaseWhile(permit, ttlMs, threshold, fn, 'Redis semaphore permit of');
+    const permit = await this.acquireWith(ttlMs, this.host.checkRetry(options));
+    return holdLeaseWhile(permit, this.host.deadlines, ttlMs, threshold, fn, 'Redis semaphore permit of');
   }
 
   private report(permit: RedisPermit | null, started: number): void {
@@ -198,7 +218,11 @@ export class RedisSemaphore {
   }
 
   private see(token: bigint): void {
-    if (token > (this.seen.get(this.name) ?? 0n)) this.seen.set(this.name, token);
+    const seen = this.seen;
+    if (token > seen.token) {
+      seen.token = token;
+      seen.text = token.toString();
+    }
   }
 
   /** One attempt; see the file comment. */
@@ -212,7 +236,7 @@ export class RedisSemaphore {
     let permit: RedisPermit | null = null;
     let settled = false;
     const lateGrants: number[] = [];
-    const release = (nodes: readonly number[]) => runRound<number>(host.clients, host.deadlines, nodes, SEM_HOLD, this.holdersKeys, [value], timeoutMs);
+    const release = (nodes: readonly number[]) => runRound<number>(host.clients, host.deadlines, nodes, SEM_RELEASE, this.holdersKeys, [value], timeoutMs);
     // A grant that arrives after the attempt was decided is undone unless the permit was
     // handed out (its release, sent later on the same client, runs after it).
     const onLate = (call: NodeCall<number>): void => {
@@ -221,32 +245,44 @@ export class RedisSemaphore {
       if (!settled) lateGrants.push(call.node);
       else if (!permit) void release([call.node]);
     };
-    const highest = this.seen.get(this.name);
-    const seen = highest === undefined ? '0' : highest.toString();
     const calls = await runRound<number>(
       host.clients,
       host.deadlines,
       this.allNodes,
       SEM_ACQUIRE,
       this.acquireKeys,
-      [value, ttlText, this.permitsText, seen],
+      [value, ttlText, this.permitsText, this.seen.text],
       timeoutMs,
       this.decided,
       onLate,
     );
-    const { granted, highest: token } = tokenGrants(calls);
+    // The grants, and how many answered the highest token (as numbers: tokens stay below 2^53).
+    let grants = 0;
+    let highest = 0;
+    let atHighest = 0;
+    for (const c of calls) {
+      if (!isTokenGrant(c)) continue;
+      grants++;
+      const t = Number(c.reply);
+      if (t > highest) {
+        highest = t;
+        atHighest = 1;
+      } else if (t === highest) atHighest++;
+    }
     let ok = false;
-    if (granted.length >= quorum) {
-      const lagging = granted.filter((g) => g.token < token).map((g) => g.node);
-      let owned = granted.length - lagging.length;
+    const token = grants >= quorum ? BigInt(highest) : 0n;
+    if (grants >= quorum) {
+      let owned = atHighest;
       if (owned < quorum) {
+        const lagging = calls.filter((c) => isTokenGrant(c) && Number(c.reply) < highest).map((c) => c.node);
         const claims = await runRound<number>(host.clients, host.deadlines, lagging, SEM_CLAIM, [this.counter], [token.toString(), value], timeoutMs);
         owned += count(claims, (c) => c.outcome === 'ok' && Number(c.reply) === 1);
       }
       ok = owned >= quorum;
       this.see(token);
     }
-    if (ok && stillValid(start, validity, clock())) {
+    const now = clock();
+    if (ok && stillValid(start, validity, now)) {
       permit = new Lease(host.driver, {
         keys: this.permitKeys,
         resources: this.holdersKeys,
@@ -258,10 +294,11 @@ export class RedisSemaphore {
         expiresAt: wallStart + validity,
         validUntil: start + validity,
         clock,
+        readAt: now,
         protocol: this.protocol,
       });
-    } else if (granted.length > 0) {
-      await release(granted.map((g) => g.node));
+    } else if (grants > 0) {
+      await release(calls.filter(isTokenGrant).map((g) => g.node));
     }
     settled = true;
     if (!permit && lateGrants.length > 0) void release(lateGrants);
