@@ -71,20 +71,36 @@ export async function transaction<T>(fn: () => Promise<T> | T, options: Transact
     if (options.isolation) requireIsolation(inst, joined, options.isolation, 'transaction()');
     return fn();
   }
-  // Inside a session-scoped lock, the transaction opens on the connection that lock pinned:
-  // no second pool connection, and the lock's connection sees the transaction's writes.
-  const pinned = propagation === 'required' ? pinnedConnection(inst) : undefined;
-  const open = async () => {
-    let unit: PortTransaction;
-    try {
-      unit = await beginBounded(inst, { isolation: options.isolation, connection: pinned }, 'transaction()');
-    } catch (error) {
-      throw inst.dialect.convertError(error) ?? error;
-    }
-    return runInTransaction(inst, unit, options.isolation, fn);
-  };
+  return await openTransaction(inst, propagation === 'required', options.isolation, fn);
+}
+
+/**
+ * `transaction()` once its options are checked and no ambient transaction is joined: opens one on
+ * `inst` for `fn`. `onPinned`: inside a session-scoped lock, the transaction opens on the
+ * connection that lock pinned (no second pool connection, and the lock's connection sees the
+ * transaction's writes). Internal callers that know the installation (the advisory lock's
+ * transaction-scoped call) start here.
+ */
+export function openTransaction<T>(inst: Installation, onPinned: boolean, isolation: IsolationLevel | undefined, fn: () => Promise<T> | T): Promise<T> {
+  const pinned = onPinned ? pinnedConnection(inst) : undefined;
   // siblings landing on one pinned connection: one transaction at a time, in call order
-  return pinned ? (runWithTurn(pinned, open) as Promise<T>) : open();
+  if (pinned) return runWithTurn(pinned, () => beginAndRun(inst, pinned, isolation, fn)) as Promise<T>;
+  return beginAndRun(inst, undefined, isolation, fn);
+}
+
+async function beginAndRun<T>(
+  inst: Installation,
+  pinned: PortConnection | undefined,
+  isolation: IsolationLevel | undefined,
+  fn: () => Promise<T> | T,
+): Promise<T> {
+  let unit: PortTransaction;
+  try {
+    unit = await beginBounded(inst, { isolation, connection: pinned }, 'transaction()');
+  } catch (error) {
+    throw inst.dialect.convertError(error) ?? error;
+  }
+  return await runInTransaction(inst, unit, isolation, fn);
 }
 
 /** The isolation of the transaction `tx` runs in: as begun (the model knows it), else the server's default. */
