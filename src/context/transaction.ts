@@ -3,7 +3,7 @@ import { connectionLostError } from '../dialects/lost-connection';
 import { LockLostError } from '../errors';
 import { resolveInstallation, type Installation } from '../orm/installations';
 import type { IsolationLevel, OrmManager, PoolWait, PortConnection, PortTransaction } from '../orm/port';
-import { transactionCompleted } from './commit-hooks';
+import { NOTHING_TO_RUN, transactionCompleted } from './commit-hooks';
 import { stateOf } from './connection-model';
 import { runLockedBody } from './lock-scope';
 import { propagate, PROPAGATIONS, type Propagation } from './propagation';
@@ -53,25 +53,40 @@ export function transactionOptionProblems(options: unknown): string[] {
  * runs on that transaction's connection. A throw rolls back; lock-related driver errors
  * come out as ormlock errors (DeadlockError, SerializationError, …).
  */
-export async function transaction<T>(fn: () => Promise<T> | T, options: TransactionOptions = {}): Promise<T> {
-  checkFunction('transaction(fn, options?)', fn, 'fn');
-  const problems = transactionOptionProblems(options);
-  if (problems.length) throw badOptions('transaction()', problems);
-  const propagation = options.propagation ?? 'required';
-  const inst = resolveInstallation('transaction()', { explicit: options.dataSource });
-  if (namedConnection(inst, options.dataSource, 'transaction()')) {
-    return onNamedConnection(inst, options.dataSource, 'transaction()', () => transaction(fn, { ...options, dataSource: inst.port.target }));
+export function transaction<T>(fn: () => Promise<T> | T, options: TransactionOptions = {}): Promise<T> {
+  return runTransaction(fn, options, false);
+}
+
+/**
+ * `transaction(fn, options)`. `checked`: the caller checked `fn` and the options' shape already
+ * (`@Transactional`, once when the class is defined), so each call skips that. Never throws: every
+ * failure is the returned promise's rejection.
+ */
+export function runTransaction<T>(fn: () => Promise<T> | T, options: TransactionOptions, checked: boolean): Promise<T> {
+  try {
+    if (!checked) {
+      checkFunction('transaction(fn, options?)', fn, 'fn');
+      const problems = transactionOptionProblems(options);
+      if (problems.length) throw badOptions('transaction()', problems);
+    }
+    const propagation = options.propagation ?? 'required';
+    const inst = resolveInstallation('transaction()', { explicit: options.dataSource });
+    if (namedConnection(inst, options.dataSource, 'transaction()')) {
+      return onNamedConnection(inst, options.dataSource, 'transaction()', () => transaction(fn, { ...options, dataSource: inst.port.target }));
+    }
+    // ---- propagation: the modes beyond required/requires_new (src/context/propagation.ts) ----
+    if (propagation !== 'required' && propagation !== 'requires_new') {
+      return propagate(inst, propagation, options.isolation, fn, () => transaction(fn, { ...options, propagation: 'required' }));
+    }
+    const joined = ambientTx(inst);
+    if (joined && propagation === 'required') {
+      if (options.isolation) requireIsolation(inst, joined, options.isolation, 'transaction()');
+      return Promise.resolve(fn());
+    }
+    return openTransaction(inst, propagation === 'required', options.isolation, fn);
+  } catch (error) {
+    return Promise.reject(error);
   }
-  // ---- propagation: the modes beyond required/requires_new (src/context/propagation.ts) ----
-  if (propagation !== 'required' && propagation !== 'requires_new') {
-    return propagate(inst, propagation, options.isolation, fn, () => transaction(fn, { ...options, propagation: 'required' }));
-  }
-  const joined = ambientTx(inst);
-  if (joined && propagation === 'required') {
-    if (options.isolation) requireIsolation(inst, joined, options.isolation, 'transaction()');
-    return fn();
-  }
-  return await openTransaction(inst, propagation === 'required', options.isolation, fn);
 }
 
 /**
@@ -164,7 +179,8 @@ async function runInTransaction<T>(inst: Installation, unit: PortTransaction, is
     }
     await unit.commit();
     // ---- commit hooks: after the outermost COMMIT (src/context/commit-hooks.ts) ----
-    await transactionCompleted([connection], 'commit');
+    const completed = transactionCompleted([connection], 'commit');
+    if (completed !== NOTHING_TO_RUN) await completed; // nothing registered: no await either
     return result;
   } catch (error) {
     if (connection.isTransactionActive) await unit.rollback().catch(() => undefined);

@@ -128,11 +128,12 @@ export async function notObtained(plan: Plan, item: LockItem, startedAt: number,
 }
 
 export function acquired(plan: Plan, items: readonly LockItem[], startedAt: number): void {
-  const waitedMs = Date.now() - startedAt;
   const now = Date.now();
+  const waitedMs = now - startedAt;
+  const observed = plan.inst.observers.length > 0; // no event objects for nobody
   for (const item of items) {
     item.at = now;
-    plan.inst.emit({ type: 'acquired', kind: kindOf(plan), target: item.key.display, waitedMs });
+    if (observed) plan.inst.emit({ type: 'acquired', kind: kindOf(plan), target: item.key.display, waitedMs });
   }
 }
 

@@ -26,11 +26,14 @@ class Skipped extends Error {
 }
 
 function context(qr: QueryRunner, plan: Plan, acquiredNow: boolean, lockScope: LockScope): AdvisoryLockContext {
+  let keys: string[] | undefined;
   return {
     queryRunner: qr as any,
     manager: qr.manager,
     scope: plan.scope,
-    keys: plan.locks.map((l) => l.key.display),
+    get keys() {
+      return (keys ??= plan.locks.map((l) => l.key.display)); // made on first use (a decorated method never reads it)
+    },
     acquired: acquiredNow,
     get signal() {
       return lockScope.signal; // made on first use

@@ -45,6 +45,14 @@ const OPERATIONS = [
   'executeSoftRemoveOperations',
   'executeRecoverOperations',
 ] as const;
+/** The subjects each operation writes (an operation with none writes nothing: no frame for it). */
+const SUBJECTS_OF: Record<(typeof OPERATIONS)[number], string> = {
+  executeInsertOperations: 'insertSubjects',
+  executeUpdateOperations: 'updateSubjects',
+  executeRemoveOperations: 'removeSubjects',
+  executeSoftRemoveOperations: 'softRemoveSubjects',
+  executeRecoverOperations: 'recoverSubjects',
+};
 
 const BY_VERSION = 'a WHERE naming the primary key and the version (e.g. update({ id, version }, …): checked)';
 const INSTEAD_UPDATE = `save() on the loaded entity (checked against the version it was loaded with), or ${BY_VERSION}`;
@@ -183,12 +191,15 @@ export const versionedWritesPatch: InternalPatch = {
       ),
     );
     for (const op of OPERATIONS) {
+      const list = SUBJECTS_OF[op];
       undo.push(
         replaceMethod(
           executor,
           op,
           (base) =>
             function (this: any, ...args: unknown[]) {
+              const subjects = this[list];
+              if (Array.isArray(subjects) && subjects.length === 0) return base.apply(this, args); // writes nothing
               if (persisting.getStore() || !installationOf(dataSourceOf(this.queryRunner)) || !hasVersionedSubject(this)) return base.apply(this, args);
               return persisting.run(true, () => base.apply(this, args));
             },
