@@ -103,6 +103,7 @@ export function openTransaction<T>(inst: Installation, onPinned: boolean, isolat
   return beginAndRun(inst, undefined, isolation, fn);
 }
 
+/** Opens a transaction on `inst` (on `pinned` when given) and runs `fn` with it as the ambient transaction; commits, or rolls back on a throw; releases. */
 async function beginAndRun<T>(
   inst: Installation,
   pinned: PortConnection | undefined,
@@ -115,7 +116,32 @@ async function beginAndRun<T>(
   } catch (error) {
     throw inst.dialect.convertError(error) ?? error;
   }
-  return await runInTransaction(inst, unit, isolation, fn);
+  // one async function from BEGIN to release (no second one for running the body)
+  const connection = unit.connection;
+  const tx = newTxState(inst, connection, isolation);
+  try {
+    const body = inst.port.enter ? () => inst.port.enter!(connection, fn) : fn;
+    let result: T;
+    try {
+      // a lock scope too (lock() holds row locks until COMMIT): a dead connection rejects at once
+      result = await runLockedBody({ inst, connection, lost: (cause) => transactionLost(inst, cause), adopt: true }, () => body(), { txs: txsWith(tx) });
+    } finally {
+      // the scope ends with the body: work it scheduled that runs during COMMIT runs as outside
+      tx.scope.live = false;
+    }
+    await unit.commit();
+    // ---- commit hooks: after the outermost COMMIT (src/context/commit-hooks.ts) ----
+    const completed = transactionCompleted([connection], 'commit');
+    if (completed !== NOTHING_TO_RUN) await completed; // nothing registered: no await either
+    return result;
+  } catch (error) {
+    if (connection.isTransactionActive) await unit.rollback().catch(() => undefined);
+    await transactionCompleted([connection], 'rollback');
+    throw inst.dialect.convertError(error) ?? error;
+  } finally {
+    tx.scope.live = false;
+    await unit.release();
+  }
 }
 
 /** The isolation of the transaction `tx` runs in: as begun (the model knows it), else the server's default. */
@@ -161,35 +187,6 @@ export function heldConnections(inst: Installation): number {
   for (const tx of liveTxs(frame)) if (tx.inst === inst) conns.add(tx.connection);
   for (const [i, p] of frame?.pinned ?? []) if (i === inst && p.scope.live && !p.connection.isReleased) conns.add(p.connection);
   return conns.size;
-}
-
-/** Runs `fn` with `unit` as the ambient transaction of `inst`; commits, or rolls back on a throw; releases. */
-async function runInTransaction<T>(inst: Installation, unit: PortTransaction, isolation: IsolationLevel | undefined, fn: () => Promise<T> | T): Promise<T> {
-  const connection = unit.connection;
-  const tx = newTxState(inst, connection, isolation);
-  try {
-    const body = inst.port.enter ? () => inst.port.enter!(connection, fn) : fn;
-    let result: T;
-    try {
-      // a lock scope too (lock() holds row locks until COMMIT): a dead connection rejects at once
-      result = await runLockedBody({ inst, connection, lost: (cause) => transactionLost(inst, cause), adopt: true }, () => body(), { txs: txsWith(tx) });
-    } finally {
-      // the scope ends with the body: work it scheduled that runs during COMMIT runs as outside
-      tx.scope.live = false;
-    }
-    await unit.commit();
-    // ---- commit hooks: after the outermost COMMIT (src/context/commit-hooks.ts) ----
-    const completed = transactionCompleted([connection], 'commit');
-    if (completed !== NOTHING_TO_RUN) await completed; // nothing registered: no await either
-    return result;
-  } catch (error) {
-    if (connection.isTransactionActive) await unit.rollback().catch(() => undefined);
-    await transactionCompleted([connection], 'rollback');
-    throw inst.dialect.convertError(error) ?? error;
-  } finally {
-    tx.scope.live = false;
-    await unit.release();
-  }
 }
 
 /** A transaction's connection died: the converter's LockLostError for the driver's reason. */
