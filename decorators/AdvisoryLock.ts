@@ -1,5 +1,7 @@
-import { LockConfigError } from '../src/errors';
-import { AdvisoryKeySet, canonicalAdvisoryKey, STATIC_ADVISORY_KEY, type AdvisoryKey } from '../src/locks/advisory-key';
+import { missingKey } from '../src/faults/decorators';
+import { invalidAdvisoryKey } from '../src/faults/keys';
+import { badOptions } from '../src/faults/options';
+import { AdvisoryKeySet, canonicalAdvisoryKey, describeKey, STATIC_ADVISORY_KEY, type AdvisoryKey } from '../src/locks/advisory-key';
 import { advisoryOptionProblems, runWithAdvisoryLock, type AdvisoryLockOptions } from '../src/locks/advisory';
 import { declare } from '../src/metadata/registry';
 import type { KeyFunctionArgs, KeyedClassOrMethodDecorator } from './keyed-decorator';
@@ -36,7 +38,7 @@ export type AdvisoryLockKey = AdvisoryKey | ((...args: any[]) => AdvisoryKey);
 export function AdvisoryLock<K extends AdvisoryLockKey>(key: K, options: AdvisoryLockOptions = {}): KeyedClassOrMethodDecorator<KeyFunctionArgs<K>> {
   checkDecoratorOptions('AdvisoryLock', options, 'key, options?');
   if (key === undefined || key === null) {
-    throw new LockConfigError(`@AdvisoryLock(key, options?): the key is ${String(key)}; give a key, or a function of the method's arguments returning one`);
+    throw missingKey('@AdvisoryLock(key, options?)', key);
   }
   return ((target: any, propertyKey?: string | symbol, descriptor?: PropertyDescriptor) => {
     rejectStandardDecorator('AdvisoryLock', target, propertyKey);
@@ -51,10 +53,10 @@ export function AdvisoryLock<K extends AdvisoryLockKey>(key: K, options: Advisor
       // on a method, dataSource may be a function of the instance (resolved at each call)
       const lazyDataSource = typeof (options as { dataSource?: unknown } | undefined)?.dataSource === 'function';
       const problems = advisoryOptionProblems(lazyDataSource ? { ...options, dataSource: undefined } : options);
-      if (problems.length) throw new LockConfigError(`${subject.label}: ${problems.join('; ')}`, { method: methodName });
+      if (problems.length) throw badOptions(subject.label, problems, { method: methodName });
       if (typeof key !== 'function') {
         if (key instanceof AdvisoryKeySet) {
-          if (key.keys.length === 0) throw new LockConfigError(`${subject.label}: advisoryKeys() was given no keys`, { method: methodName });
+          if (key.keys.length === 0) throw invalidAdvisoryKey(subject.label, describeKey(key), 'advisoryKeys() was given no keys', { key, method: methodName });
           for (const k of key.keys) canonicalAdvisoryKey(k, subject);
         } else {
           canonicalAdvisoryKey(key, subject);

@@ -1,4 +1,5 @@
-import { LockConfigError } from '../src/errors';
+import { missingKey, notAMethod, notARedlock, notAsync } from '../src/faults/decorators';
+import { badOption } from '../src/faults/options';
 import type { KeyFunctionArgs, KeyedMethodDecorator } from './keyed-decorator';
 import { rejectStandardDecorator } from './wrap-method';
 import { Redlock } from '../src/redis/redlock';
@@ -40,22 +41,19 @@ export function DistributedLock<K extends DistributedLockKey>(key: K, options: D
     const method = `${owner}.${String(propertyKey)}`;
     const original: unknown = descriptor?.value;
     if (typeof original !== 'function') {
-      throw new LockConfigError(`@DistributedLock on ${method}: it only decorates methods`, { method });
+      throw notAMethod('DistributedLock', method);
     }
     if (!isAsyncFunction(original)) {
-      throw new LockConfigError(
-        `@DistributedLock on ${method}: the method must be async (a Redis lease is acquired and released asynchronously); declare it \`async\``,
-        { method },
-      );
+      throw notAsync('DistributedLock', method);
     }
     if (key === undefined || key === null || (typeof key === 'string' && key.length === 0)) {
-      throw new LockConfigError(`@DistributedLock on ${method}: a key (or a function of the arguments returning one) is required`, { method });
+      throw missingKey(`@DistributedLock on ${method}`, key, { method });
     }
     if (!options || (!(options.redlock instanceof Redlock) && typeof options.redlock !== 'function')) {
-      throw new LockConfigError(`@DistributedLock on ${method}: options.redlock must be a Redlock or a function returning one`, { method });
+      throw badOption(`@DistributedLock on ${method}`, 'options.redlock', 'a Redlock or a function returning one', options?.redlock, { method });
     }
     if (!Number.isInteger(options.ttlMs) || options.ttlMs <= 0) {
-      throw new LockConfigError(`@DistributedLock on ${method}: options.ttlMs must be a positive integer, got ${String(options.ttlMs)}`, { method });
+      throw badOption(`@DistributedLock on ${method}`, 'options.ttlMs', 'a positive integer', options.ttlMs, { method });
     }
     const { redlock, ttlMs, ...callOptions } = options;
     const fn = original as (...args: unknown[]) => Promise<unknown>;
@@ -63,8 +61,7 @@ export function DistributedLock<K extends DistributedLockKey>(key: K, options: D
     descriptor.value = function distributedLocked(this: unknown, ...args: unknown[]): Promise<unknown> {
       const instance = redlock instanceof Redlock ? redlock : redlock.call(this, this);
       if (!(instance instanceof Redlock)) {
-        const got = instance === null ? 'null' : instance === undefined ? 'undefined' : typeof instance;
-        return Promise.reject(new LockConfigError(`@DistributedLock on ${method}: options.redlock() did not return a Redlock (got ${got})`, { method }));
+        return Promise.reject(notARedlock(method, instance));
       }
       let lockKey: LockKeys;
       try {

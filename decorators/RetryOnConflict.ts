@@ -1,4 +1,4 @@
-import { LockConfigError } from '../src/errors';
+import { badOptions } from '../src/faults/options';
 import { retryOnConflict, retryOptionProblems, type RetryOptions } from '../src/locks/retry';
 import { checkDecoratorOptions, wrapAsyncMethod } from './wrap-method';
 
@@ -26,7 +26,7 @@ export function RetryOnConflict(options: RetryOptions = {}): MethodDecorator {
   return (target, propertyKey, descriptor) =>
     wrapAsyncMethod('RetryOnConflict', target, propertyKey, descriptor, (original, methodName) => {
       const problems = retryOptionProblems(options);
-      if (problems.length) throw new LockConfigError(`@RetryOnConflict on ${methodName}: ${problems.join('; ')}`, { method: methodName });
+      if (problems.length) throw badOptions(`@RetryOnConflict on ${methodName}`, problems, { method: methodName });
       const source = `@RetryOnConflict on ${methodName}`;
       return function (this: unknown, ...args: unknown[]) {
         return retryOnConflict(() => original.apply(this, args), options, source);

@@ -1,4 +1,4 @@
-import { LockConfigError } from '../src/errors';
+import { badOptions } from '../src/faults/options';
 import { withScheduledLock, type ScheduledLockOptions } from '../src/locks/scheduled';
 import { scheduledLockProblems } from '../src/locks/scheduled-options';
 import { withDataSourceOf, wrapAsyncMethod } from './wrap-method';
@@ -28,7 +28,7 @@ export interface ScheduledLockDecoratorOptions extends Omit<ScheduledLockOptions
  */
 export function ScheduledLock(name: string, options: ScheduledLockDecoratorOptions): MethodDecorator {
   const problems = scheduledLockProblems(name, options);
-  if (problems.length) throw new LockConfigError(`@ScheduledLock(name, options): ${problems.join('; ')}`, { key: name });
+  if (problems.length) throw badOptions('@ScheduledLock(name, options)', problems, { key: name });
   return (target, propertyKey, descriptor) =>
     wrapAsyncMethod(
       'ScheduledLock',

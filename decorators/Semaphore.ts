@@ -1,4 +1,4 @@
-import { LockConfigError } from '../src/errors';
+import { badOptions } from '../src/faults/options';
 import { runWithSemaphore } from '../src/locks/semaphore';
 import { checkPermits, checkSemaphoreName, semaphoreOptionProblems, type SemaphoreOptions } from '../src/locks/semaphore-options';
 import { checkDecoratorOptions, withDataSourceOf, wrapAsyncMethod } from './wrap-method';
@@ -33,7 +33,7 @@ export function Semaphore(name: string, permits: number, options: SemaphoreDecor
       checkPermits(permits, subject.label, name);
       const lazyDataSource = typeof options?.dataSource === 'function';
       const problems = semaphoreOptionProblems(lazyDataSource ? { ...options, dataSource: undefined } : options);
-      if (problems.length) throw new LockConfigError(`${subject.label}: ${problems.join('; ')}`, { method: methodName });
+      if (problems.length) throw badOptions(subject.label, problems, { method: methodName });
       return async function (this: unknown, ...args: unknown[]) {
         const resolved = withDataSourceOf(options, this, methodName, 'Semaphore') as SemaphoreOptions;
         return runWithSemaphore(name, permits, () => original.apply(this, args), resolved, subject);

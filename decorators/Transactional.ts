@@ -1,5 +1,5 @@
 import { runTransaction, transactionOptionProblems, type TransactionOptions } from '../src/context/transaction';
-import { LockConfigError } from '../src/errors';
+import { badOptions } from '../src/faults/options';
 import { withDataSourceOf, wrapAsyncMethod } from './wrap-method';
 
 /**
@@ -15,7 +15,7 @@ import { withDataSourceOf, wrapAsyncMethod } from './wrap-method';
  */
 export function Transactional(options: TransactionOptions = {}): MethodDecorator {
   const problems = transactionOptionProblems(options);
-  if (problems.length) throw new LockConfigError(`@Transactional(options?): ${problems.join('; ')}`);
+  if (problems.length) throw badOptions('@Transactional(options?)', problems);
   return (target, propertyKey, descriptor) =>
     wrapAsyncMethod(
       'Transactional',

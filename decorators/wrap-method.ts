@@ -1,5 +1,6 @@
 import { optionsProblems } from '../src/arguments';
-import { LockConfigError } from '../src/errors';
+import { lazyDataSourceMissing, notAMethod, notAsync, standardDecoratorCall } from '../src/faults/decorators';
+import { badOptions } from '../src/faults/options';
 
 /** A decorator usable on an entity class and on a method. */
 export interface ClassOrMethodDecorator {
@@ -27,18 +28,13 @@ function isStandardContext(x: unknown): x is StandardDecoratorContext {
 export function rejectStandardDecorator(decorator: string, value: unknown, context: unknown): void {
   if (!isStandardContext(context)) return;
   const owner = context.kind === 'class' ? ((value as { name?: string })?.name ?? String(context.name)) : String(context.name ?? 'anonymous');
-  throw new LockConfigError(
-    `@${decorator} on ${owner} (a ${context.kind}): this is a standard (TC39) decorator call — its second argument is a context object — ` +
-      'but ormlock\'s decorators are TypeScript\'s legacy decorators. Set "experimentalDecorators": true (and "emitDecoratorMetadata": true) ' +
-      'in tsconfig.json; tsx, esbuild, Vite and Babel emit standard decorators without it. Or use the plain-function twin.',
-    { method: owner },
-  );
+  throw standardDecoratorCall(decorator, owner, context.kind);
 }
 
 /** Throws LockConfigError `@X(…): options must be an object (got …)` when a decorator's options are not an object. */
 export function checkDecoratorOptions(decorator: string, options: unknown, signature = 'options?'): void {
   const problems = optionsProblems(options);
-  if (problems.length) throw new LockConfigError(`@${decorator}(${signature}): ${problems.join('; ')}`);
+  if (problems.length) throw badOptions(`@${decorator}(${signature})`, problems);
 }
 
 /**
@@ -59,14 +55,12 @@ export function wrapAsyncMethod(
   const methodName = `${className}.${String(propertyKey)}`;
   const original = descriptor?.value;
   if (typeof original !== 'function') {
-    throw new LockConfigError(`@${decorator} on ${methodName}: only methods can be decorated (not accessors or fields).`, { method: methodName });
+    throw notAMethod(decorator, methodName);
   }
   const returnType = Reflect.getMetadata?.('design:returntype', target, propertyKey);
   const isAsync = original.constructor?.name === 'AsyncFunction' || returnType === Promise;
   if (!isAsync) {
-    throw new LockConfigError(`@${decorator} on ${methodName}: the method must be async (return a Promise), or the lock would end before its work does.`, {
-      method: methodName,
-    });
+    throw notAsync(decorator, methodName);
   }
   const wrapped = wrap(original, methodName);
   Object.defineProperty(wrapped, 'name', { value: original.name, configurable: true });
@@ -85,10 +79,7 @@ export function withDataSourceOf<T>(options: T, self: unknown, methodName: strin
   if (typeof ds !== 'function') return options;
   const resolved = (ds as (self: unknown) => unknown).call(self, self);
   if (resolved === undefined || resolved === null) {
-    throw new LockConfigError(
-      `@${decorator} on ${methodName}: options.dataSource(self) returned ${String(resolved)}; it must return the DataSource (or MikroORM instance) to use.`,
-      { method: methodName },
-    );
+    throw lazyDataSourceMissing(decorator, methodName, resolved);
   }
   return { ...options, dataSource: resolved };
 }

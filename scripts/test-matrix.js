@@ -48,6 +48,7 @@ const ONCE = [
   /^test\/no-cycles\.test\.ts$/,
   /^test\/docs\.test\.ts$/,
   /^test\/nestjs-exception-filter\.test\.ts$/,
+  /^test\/patch-lifecycle\.test\.ts$/,
 ];
 /**
  * Seconds a file took in a recorded run (the timing reporter's table), to balance the shards; a
@@ -58,6 +59,10 @@ const SECONDS = {
   'test/scheduled-lock.test.ts': 45,
   'test/package.test.ts': 45,
   'test/pgbouncer.test.ts': 30,
+  'test/pgbouncer-strategies.test.ts': 8,
+  'test/scheduled-lock-pooler.test.ts': 6,
+  'test/mikro-orm/pgbouncer.test.ts': 5,
+  'test/pooler-mariadb.test.ts': 2,
   'test/migrations.test.ts': 30,
   'test/advisory.test.ts': 27,
   'test/first-command.test.ts': 24,

@@ -7,48 +7,10 @@ import * as ts from 'typescript';
  * Errors come from named factories (src/faults/<area>.ts), one wording per fault: outside
  * src/faults/ and src/errors.ts, no file of the library (src/, decorators/) constructs one of the
  * error classes of src/errors.ts (`new LockConfigError(…)`); it throws what a factory returns.
- *
- * NOT_YET lists the files that still construct them and are left to be converted (their files are
- * being edited elsewhere); the test fails on any other file, and on a listed one that no longer
- * does (so that the list only shrinks).
  */
 const ROOT = path.resolve(__dirname, '..');
 const FOLDERS = ['src', 'decorators'];
 const ALLOWED = ['src/errors.ts', 'src/faults/'];
-const NOT_YET = [
-  'decorators/AdvisoryLock.ts',
-  'decorators/DistributedLock.ts',
-  'decorators/RetryOnConflict.ts',
-  'decorators/ScheduledLock.ts',
-  'decorators/Semaphore.ts',
-  'decorators/Transactional.ts',
-  'decorators/wrap-method.ts',
-  'src/dialects/check-row-lock.ts',
-  'src/dialects/index.ts',
-  'src/dialects/lost-connection.ts',
-  'src/locks/advisory-options.ts',
-  'src/locks/optimistic.ts',
-  'src/locks/pessimistic.ts',
-  'src/locks/pooler-guard.ts',
-  'src/locks/retry.ts',
-  'src/locks/row-lock.ts',
-  'src/locks/semaphore-options.ts',
-  'src/locks/semaphore-slots.ts',
-  'src/locks/semaphore.ts',
-  'src/orm/entity-write-refusals.ts',
-  'src/orm/mikro-orm/errors.ts',
-  'src/orm/mikro-orm/internals/native-writes.ts',
-  'src/orm/mikro-orm/internals/versioned.ts',
-  'src/orm/mikro-orm/validate.ts',
-  'src/orm/patching.ts',
-  'src/orm/pooler.ts',
-  'src/orm/typeorm/advisory-feature.ts',
-  'src/orm/typeorm/connection-target.ts',
-  'src/orm/typeorm/internals/persistence.ts',
-  'src/orm/typeorm/internals/query-builder.ts',
-  'src/redis/semaphore.ts',
-];
-
 /** The error classes src/errors.ts declares. */
 export function errorClasses(source: string): Set<string> {
   const sf = ts.createSourceFile('errors.ts', source, ts.ScriptTarget.Latest, false, ts.ScriptKind.TS);
@@ -91,7 +53,7 @@ describe('errors come from named factories (src/faults/)', () => {
     expect(constructions('x.ts', source, classes)).to.deep.equal([{ name: 'LockConfigError', line: 3 }]);
   });
 
-  it('no file outside src/faults/ and src/errors.ts constructs an error, but the listed ones; every listed one still does', () => {
+  it('no file outside src/faults/ and src/errors.ts constructs an error', () => {
     const offenders = new Map<string, string[]>();
     for (const file of FOLDERS.flatMap((d) => tsFiles(path.join(ROOT, d)))) {
       const rel = path.relative(ROOT, file).split(path.sep).join('/');
@@ -103,9 +65,6 @@ describe('errors come from named factories (src/faults/)', () => {
           found.map((f) => `${rel}:${f.line} new ${f.name}(`),
         );
     }
-    const unlisted = [...offenders.keys()].filter((f) => !NOT_YET.includes(f)).flatMap((f) => offenders.get(f)!);
-    expect(unlisted, 'errors built inline: add a factory to src/faults/<area>.ts and throw what it returns').to.deep.equal([]);
-    const converted = NOT_YET.filter((f) => !offenders.has(f));
-    expect(converted, 'converted (or gone): remove them from NOT_YET').to.deep.equal([]);
+    expect([...offenders.values()].flat(), 'errors built inline: add a factory to src/faults/<area>.ts and throw what it returns').to.deep.equal([]);
   });
 });

@@ -8,18 +8,9 @@ import * as ts from 'typescript';
  * `export … from` counts, type-only ones included (a cycle of types is still two modules that
  * cannot be understood one without the other). `require()` inside a function — the lazy loading
  * of an optional peer or adapter — does not: it runs after both modules are loaded.
- *
- * KNOWN lists the cycles that exist now and are left to be broken after the current round's
- * merge (their files are being edited elsewhere); the test fails on any other cycle, and on a
- * KNOWN one that is gone (so that the list only shrinks).
  */
 const ROOT = path.resolve(__dirname, '..');
 const FOLDERS = ['src', 'decorators'];
-const KNOWN: string[][] = [
-  // the dialect names the port's connection; the port names the dialect (types only; after the merge)
-  ['src/dialects/dialect.ts', 'src/dialects/inspect.ts', 'src/orm/port.ts'],
-];
-
 function tsFiles(dir: string): string[] {
   return fs.readdirSync(dir, { withFileTypes: true }).flatMap((e) => {
     const full = path.join(dir, e.name);
@@ -93,8 +84,6 @@ export function cycles(graph: Map<string, string[]>): string[][] {
   return out.sort((a, b) => a[0].localeCompare(b[0]));
 }
 
-const sameCycle = (a: string[], b: string[]) => a.length === b.length && a.every((f, i) => f === b[i]);
-
 describe('no import cycles in src/ and decorators/', () => {
   it('the checker finds a cycle, type-only imports included, and not a lazy require() (it can fail)', () => {
     const files = new Map([
@@ -107,20 +96,14 @@ describe('no import cycles in src/ and decorators/', () => {
     expect(cycles(importGraph(files))).to.deep.equal([['a.ts', 'b.ts', 'c.ts']]);
   });
 
-  it('there is none but the known ones, and every known one still exists', () => {
+  it('there is none', () => {
     const files = new Map(
       FOLDERS.flatMap((d) => tsFiles(path.join(ROOT, d))).map((f) => [path.relative(ROOT, f), fs.readFileSync(f, 'utf8')] as [string, string]),
     );
     const found = cycles(importGraph(files));
-    const unknown = found.filter((c) => !KNOWN.some((k) => sameCycle(k, c)));
-    const gone = KNOWN.filter((k) => !found.some((c) => sameCycle(k, c)));
     expect(
-      unknown.map((c) => c.join(' ↔ ')),
+      found.map((c) => c.join(' ↔ ')),
       'import cycles',
-    ).to.deep.equal([]);
-    expect(
-      gone.map((c) => c.join(' ↔ ')),
-      'known cycles that are gone: remove them from KNOWN',
     ).to.deep.equal([]);
   });
 });

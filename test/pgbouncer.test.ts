@@ -27,8 +27,8 @@ import { MkAccount } from './fixtures/mikro-counters';
 import { MkTally } from './fixtures/topology';
 import { Overlap } from './fixtures/two-sources';
 import { BACKENDS, dataSourceOptions } from './support/backends';
-import { startPgBouncer, pgBouncerUnavailable, type PgBouncer } from './support/pgbouncer';
-import { unavailableServer } from './support/postgres-user';
+import { advisoryLocksOn, endServers, everyServer, serverPids, startPgBouncer, pgBouncerUnavailable, type PgBouncer } from './support/pgbouncer';
+import { startOrSkip, unavailableServer } from './support/postgres-user';
 import { sharedRedisClient } from './support/redis-servers';
 import { sleep } from './support/suite';
 
@@ -72,7 +72,9 @@ describe('production set-ups: PgBouncer in transaction mode [typeorm, postgres]'
     dbName = new URL(base.url).pathname.slice(1);
     // the schema, made directly on the server
     await new DataSource(base).initialize().then((d) => d.destroy());
-    bouncer = await startPgBouncer({ databases: { [dbName]: base.url, [`${dbName}_ctl`]: base.url }, poolSize: POOL });
+    bouncer = await startOrSkip(this, 'the PgBouncer tests', () =>
+      startPgBouncer({ databases: { [dbName]: base.url, [`${dbName}_ctl`]: base.url }, poolSize: POOL }),
+    );
     ds = await new DataSource({ ...base, url: bouncer.url(dbName), synchronize: false, dropSchema: false, poolSize: N + 5 } as DataSourceOptions).initialize();
     handle = await installLocking(ds, { namespace: NS });
     direct = new Client({ connectionString: base.url });
@@ -85,20 +87,6 @@ describe('production set-ups: PgBouncer in transaction mode [typeorm, postgres]'
     await direct?.end().catch(() => undefined);
     await bouncer?.stop();
   });
-
-  /** PgBouncer's server connections of `database` (its admin console's SHOW SERVERS). */
-  async function serversOf(database: string): Promise<number[]> {
-    const admin = await bouncer!.admin();
-    const rows = (await admin.query('SHOW SERVERS')).rows.filter((s: any) => s.database === database);
-    await admin.end();
-    return rows.map((s: any) => Number(s.remote_pid));
-  }
-
-  /** Ends the server connections of one pool, on the server (what a control left there goes with them). */
-  async function endServers(database: string): Promise<void> {
-    const pids = await serversOf(database);
-    if (pids.length) await direct.query('SELECT pg_terminate_backend(pid) FROM unnest($1::int[]) AS pid', [pids]);
-  }
 
   describe('detection', () => {
     it("installLocking sees PgBouncer (its handshake pid is not the backend's) and takes pooler: 'transaction'", () => {
@@ -186,7 +174,7 @@ describe('production set-ups: PgBouncer in transaction mode [typeorm, postgres]'
         ctlHandle.uninstall();
         // the control may strand locks on its server connections: end them (its pool only), which
         // also ends a caller still waiting; only then close the DataSource
-        await endServers(`${dbName}_ctl`);
+        await endServers(bouncer!, direct, `${dbName}_ctl`);
         await Promise.race([racing, sleep(5_000)]);
         await ctl.destroy().catch(() => undefined);
       }
@@ -362,16 +350,22 @@ describe('production set-ups: PgBouncer in transaction mode [typeorm, postgres]'
     let mikro: MikroOrmLockingHandle;
 
     before(async () => {
-      orm = await MikroORM.init({
-        driver: PostgreSqlDriver as never,
-        clientUrl: bouncer!.url(dbName),
-        dbName,
-        entities: [MkTally, MkAccount],
-        pool: { min: 0, max: N },
-        allowGlobalContext: false,
-        debug: false,
-      } as Options);
-      await orm.schema.refreshDatabase();
+      const init = (clientUrl: string) =>
+        MikroORM.init({
+          driver: PostgreSqlDriver as never,
+          clientUrl,
+          dbName,
+          entities: [MkTally, MkAccount],
+          pool: { min: 0, max: N },
+          allowGlobalContext: false,
+          debug: false,
+        } as Options);
+      // the schema, made directly on the server: MikroORM's schema generator sends a plain
+      // `set names 'utf8'`, which through the pooler would stay on a server connection
+      const schema = await init(base.url);
+      await schema.schema.refreshDatabase();
+      await schema.close(true);
+      orm = await init(bouncer!.url(dbName));
       mikro = await installMikro(orm, { namespace: NS });
     });
 
@@ -449,46 +443,8 @@ describe('production set-ups: PgBouncer in transaction mode [typeorm, postgres]'
   });
 
   describe('after the suite, on the server itself', () => {
-    /** Occupies all POOL server connections of `database` at once (each client in a transaction pins one) and asks each. */
-    async function everyServer(database: string): Promise<Array<{ pid: number; lock_timeout: string; advisory: number }>> {
-      const clients = await Promise.all(
-        Array.from({ length: POOL }, async () => {
-          const c = new Client({ connectionString: bouncer!.url(database) });
-          await c.connect();
-          return c;
-        }),
-      );
-      try {
-        return await Promise.all(
-          clients.map(async (c) => {
-            await c.query('BEGIN');
-            const {
-              rows: [row],
-            } = await c.query(
-              `SELECT pg_backend_pid() AS pid, current_setting('lock_timeout') AS lock_timeout,
-                    (SELECT count(*)::int FROM pg_locks WHERE pid = pg_backend_pid() AND locktype = 'advisory') AS advisory`,
-            );
-            return row;
-          }),
-        );
-      } finally {
-        await Promise.all(
-          clients.map((c) =>
-            c
-              .query('ROLLBACK')
-              .catch(() => undefined)
-              .then(() => c.end()),
-          ),
-        );
-      }
-    }
-
     it('no advisory lock is held by any backend of this database', async () => {
-      const { rows } = await direct.query(
-        `SELECT l.pid, l.objid FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' AND a.datname = $1`,
-        [dbName],
-      );
-      expect(rows).to.deep.equal([]);
+      expect(await advisoryLocksOn(direct, dbName)).to.deep.equal([]);
     });
 
     it('control: the check sees a plain SET left on a server connection (another pool of the same PgBouncer)', async () => {
@@ -497,23 +453,23 @@ describe('production set-ups: PgBouncer in transaction mode [typeorm, postgres]'
       await c.query(`SET lock_timeout = '1234ms'`);
       await c.end();
       try {
-        expect((await everyServer(`${dbName}_ctl`)).map((r) => r.lock_timeout)).to.include('1234ms');
+        expect((await everyServer(bouncer!, `${dbName}_ctl`, POOL)).map((r) => r.lock_timeout)).to.include('1234ms');
       } finally {
-        await endServers(`${dbName}_ctl`);
+        await endServers(bouncer!, direct, `${dbName}_ctl`);
       }
     });
 
-    it("every server connection of PgBouncer's pool has the default lock_timeout and holds no lock", async () => {
-      const servers = await serversOf(dbName);
+    it("every server connection of PgBouncer's pool has the default lock_timeout, no setting a session changed, and holds no lock", async () => {
+      const servers = await serverPids(bouncer!, dbName);
       expect(servers.length).to.be.within(1, POOL);
-      const seen = await everyServer(dbName);
+      const seen = await everyServer(bouncer!, dbName, POOL);
       expect(new Set(seen.map((r) => r.pid)).size).to.equal(POOL);
       for (const pid of servers)
         expect(
           seen.map((r) => r.pid),
           `server pid ${pid}`,
         ).to.include(pid);
-      for (const row of seen) expect(row).to.include({ lock_timeout: '0', advisory: 0 });
+      for (const row of seen) expect(row).to.include({ lock_timeout: '0', locks: 0, session_settings: '' });
     });
   });
 });

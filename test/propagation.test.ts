@@ -5,6 +5,8 @@ import {
   TransactionNotAllowedError,
   TransactionRequiredError,
   advisoryLockExists,
+  advisoryLockId,
+  lock,
   transaction,
   withAdvisoryLock,
   type Propagation,
@@ -12,6 +14,7 @@ import {
 import { BillUser } from './fixtures/billing';
 import { MkOrder, MkUser } from './fixtures/mikro-billing';
 import type { BackendName } from './support/backends';
+import { openProbe, type DbProbe } from './support/db-probe';
 import { describeEachMikroBackend } from './support/mikro-suite';
 import { describeEachBackend } from './support/suite';
 
@@ -117,6 +120,142 @@ function modeTable(getName: () => BackendName, run: (sql: string) => Promise<any
   }
 }
 
+/**
+ * The table of where each mode's body ran inside a transaction, printed: the connection id and
+ * whether a transaction was open there (the outer transaction's first).
+ */
+function whereTable(label: () => string, getName: () => BackendName, run: (sql: string) => Promise<any[]>) {
+  it('prints where each mode ran inside a transaction: connection id and transaction', async () => {
+    const rows: string[] = [];
+    await transaction(async () => {
+      const outer = await whereRan(getName(), run);
+      rows.push(`      (outer)        conn ${outer.conn} tx ${outer.inTx}`);
+      for (const mode of MODES) {
+        const got = await transaction(() => whereRan(getName(), run), { propagation: mode }).then(
+          (w) => `conn ${w.conn}${w.conn === outer.conn ? ' (outer)' : ''} tx ${w.inTx}`,
+          (e) => e.name,
+        );
+        rows.push(`      ${mode.padEnd(14)} ${got}`);
+      }
+    });
+    console.log(`    where the body ran [${label()}]:\n${rows.join('\n')}`);
+    expect(rows).to.have.length(MODES.length + 1);
+  });
+}
+
+/** What one ORM gives the checks against the database: two committed rows of `table` and the ambient connection's id. */
+interface LockTarget {
+  name(): BackendName;
+  table: string;
+  /** Inserts (and commits) n rows; their ids. */
+  rows(n: number): Promise<number[]>;
+  /** Locks row `id` through ormlock's `lock(entity)` in the ambient transaction. */
+  lockRow(id: number): Promise<void>;
+  /** The ambient connection's id (pg_backend_pid / CONNECTION_ID). */
+  connectionId(): Promise<number>;
+  /** Where the ORM's ordinary path runs a statement now. */
+  where(): Promise<Where>;
+}
+
+/**
+ * A `nested` savepoint rolled back, as another connection sees its locks on the database.
+ * PostgreSQL drops them with the savepoint: row locks (FOR UPDATE SKIP LOCKED finds the row) and
+ * transaction-scope advisory locks (pg_locks). MariaDB keeps both until the transaction ends
+ * (docs/transactions.md): InnoDB keeps the row locks of a transaction that did anything before
+ * the savepoint, and GET_LOCK is not transactional (IS_USED_LOCK).
+ */
+function nestedLocksAgainstTheDatabase(t: LockTarget) {
+  let probe: DbProbe | null = null;
+  before(async () => {
+    probe = await openProbe(t.name());
+  });
+  after(() => probe?.close());
+
+  it("'nested' rolled back: the row lock taken inside (PostgreSQL: gone at once; MariaDB: held until COMMIT); a released one and the outer transaction's stay until COMMIT", async () => {
+    const dropped = t.name() === 'postgres';
+    const [outerRow, rolledBack, released] = await t.rows(3);
+    for (const id of [outerRow, rolledBack, released]) expect(await probe!.rowLocked(t.table, id), `row ${id} before`).to.equal(false);
+    await transaction(async () => {
+      await t.lockRow(outerRow);
+      const err = await transaction(
+        async () => {
+          await t.lockRow(rolledBack);
+          expect(await probe!.rowLocked(t.table, rolledBack), 'inside the savepoint').to.equal(true);
+          throw new Error('inner fails');
+        },
+        { propagation: 'nested' },
+      ).then(
+        () => null,
+        (e) => e,
+      );
+      expect(err.message).to.equal('inner fails');
+      expect(await probe!.rowLocked(t.table, rolledBack), 'after ROLLBACK TO SAVEPOINT').to.equal(!dropped);
+      await transaction(() => t.lockRow(released), { propagation: 'nested' });
+      expect(await probe!.rowLocked(t.table, released), 'after RELEASE SAVEPOINT').to.equal(true);
+      expect(await probe!.rowLocked(t.table, outerRow), "the outer transaction's").to.equal(true);
+    });
+    for (const id of [outerRow, rolledBack, released]) expect(await probe!.rowLocked(t.table, id), `row ${id} after COMMIT`).to.equal(false);
+  });
+
+  it("'nested' rolled back: its transaction-scope advisory lock (PostgreSQL: gone from pg_locks at once; MariaDB: GET_LOCK held until the transaction ends)", async () => {
+    const key = `propagation-nested-db-${process.pid}-${Date.now()}`;
+    const postgres = t.name() === 'postgres';
+    const held = async (pid: number) => (postgres ? (await probe!.advisoryLocksOf(pid)) > 0 : probe!.namedLockUsed(advisoryLockId(key)[0]));
+    let pid = -1;
+    const seen: boolean[] = [];
+    await transaction(async () => {
+      pid = await t.connectionId();
+      await transaction(
+        () =>
+          withAdvisoryLock(
+            key,
+            async () => {
+              seen.push(await held(pid));
+            },
+            { scope: 'transaction' },
+          ).then(() => {
+            throw new Error('inner fails');
+          }),
+        { propagation: 'nested' },
+      ).catch(() => undefined);
+      seen.push(await held(pid));
+    });
+    seen.push(await held(pid));
+    // during the savepoint; after ROLLBACK TO SAVEPOINT; after COMMIT
+    expect(seen).to.deep.equal(postgres ? [true, false, false] : [true, true, false]);
+  });
+
+  it("'not_supported' suspends the transaction: the body runs on another connection without one, while the suspended transaction's row and advisory locks stay held (seen from a third connection)", async () => {
+    const [row] = await t.rows(1);
+    const key = `propagation-suspended-db-${process.pid}-${Date.now()}`;
+    const postgres = t.name() === 'postgres';
+    let pid = -1;
+    const advisoryHeld = async () => (postgres ? (await probe!.advisoryLocksOf(pid)) > 0 : probe!.namedLockUsed(advisoryLockId(key)[0]));
+    await transaction(async () => {
+      pid = await t.connectionId();
+      const outer = await t.where();
+      await t.lockRow(row);
+      await withAdvisoryLock(
+        key,
+        async () => {
+          const inside = await transaction(
+            async () => ({ where: await t.where(), row: await probe!.rowLocked(t.table, row), advisory: await advisoryHeld() }),
+            { propagation: 'not_supported' },
+          );
+          expect(inside.where.conn).to.not.equal(outer.conn);
+          expect(inside.where.inTx).to.equal(false);
+          expect(inside.row, "the suspended transaction's row lock").to.equal(true);
+          expect(inside.advisory, "the suspended transaction's advisory lock").to.equal(true);
+        },
+        { scope: 'transaction' },
+      );
+      expect(await t.where()).to.deep.equal(outer);
+    });
+    expect(await probe!.rowLocked(t.table, row)).to.equal(false);
+    expect(await advisoryHeld()).to.equal(false);
+  });
+}
+
 describeEachBackend('propagation', [BillUser], (env) => {
   modeTable(
     () => env.name,
@@ -128,6 +267,23 @@ describeEachBackend('propagation', [BillUser], (env) => {
     (sql) => env.ds.query(sql),
     true,
   );
+  whereTable(
+    () => `typeorm, ${env.name}`,
+    () => env.name,
+    (sql) => env.ds.query(sql),
+  );
+  nestedLocksAgainstTheDatabase({
+    name: () => env.name,
+    table: 'bill_users',
+    rows: async (n) => {
+      const repo = env.ds.getRepository(BillUser);
+      const saved = await repo.save(Array.from({ length: n }, (_, i) => repo.create({ credits: i, name: 'nested-lock-row' })));
+      return saved.map((u) => u.id);
+    },
+    lockRow: async (id) => void (await lock(await env.ds.getRepository(BillUser).findOneByOrFail({ id }))),
+    connectionId: async () => Number((await env.ds.query(env.name === 'postgres' ? 'SELECT pg_backend_pid() AS c' : 'SELECT CONNECTION_ID() AS c'))[0].c),
+    where: () => whereRan(env.name, (sql) => env.ds.query(sql)),
+  });
 
   it("'nested' is a savepoint: its throw rolls back its writes (and on PostgreSQL its locks, per pg_locks), the outer transaction commits", async () => {
     const repo = env.ds.getRepository(BillUser);
@@ -198,6 +354,24 @@ describeEachMikroBackend('propagation', [MkUser, MkOrder], (env) => {
   };
   modeTable(() => env.name, run, false);
   modeTable(() => env.name, run, true);
+  whereTable(
+    () => `mikro-orm, ${env.name}`,
+    () => env.name,
+    run,
+  );
+  nestedLocksAgainstTheDatabase({
+    name: () => env.name,
+    table: 'mk_bill_users',
+    rows: async (n) => {
+      const em = env.orm.em.fork();
+      const users = Array.from({ length: n }, (_, i) => em.create(MkUser, { credits: 100 + i }));
+      await em.flush();
+      return users.map((u) => u.id);
+    },
+    lockRow: async (id) => void (await lock(env.orm.em.getReference(MkUser, id))),
+    connectionId: async () => Number((await run(env.name === 'postgres' ? 'SELECT pg_backend_pid() AS c' : 'SELECT CONNECTION_ID() AS c'))[0].c),
+    where: () => whereRan(env.name, run),
+  });
 
   it("'nested' is a savepoint: its throw rolls back its flushes, the outer transaction commits", async () => {
     await transaction(async () => {

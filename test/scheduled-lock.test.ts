@@ -1,10 +1,11 @@
 import { expect } from 'chai';
-import { LockConfigError, LockLostError, ScheduledLock, currentLockSignal, withScheduledLock } from '../src';
+import { LockConfigError, LockLostError, ScheduledLock, currentLockSignal, transaction, withScheduledLock } from '../src';
 import { installLocking as installMikro } from '../src/orm/mikro-orm';
 import { createScheduledLockTable } from '../src';
 import { MkOrder, MkUser } from './fixtures/mikro-billing';
 import { BACKENDS } from './support/backends';
 import { createMikroOrm } from './support/mikro-suite';
+import { outside } from './support/outside';
 import {
   runTicks,
   schedParent,
@@ -88,6 +89,34 @@ describe('scheduled locks', () => {
           expect(err).to.be.instanceOf(LockLostError);
           expect(err.message).to.match(/lockAtMostFor \(300 ms\) passed/);
           expect(abortedAfter).to.be.within(200, 1_500);
+        });
+
+        it("called inside a transaction: the lock is taken outside it, at once — another caller skips without waiting for the COMMIT, and the transaction's rollback keeps the run's lock", async () => {
+          const name = `in-tx-${storage}-${Date.now()}`;
+          const opts = { lockAtMostFor: 5_000, lockAtLeastFor: 1_000, ...storageOptions(storage) };
+          const dataSource = parent.sources.get(storage === 'redis' ? 'postgres' : storage);
+          let other: unknown;
+          let otherMs = -1;
+          const err = await transaction(
+            async () => {
+              const run = await withScheduledLock(name, opts, async () => {
+                const t0 = Date.now();
+                other = await outside(() => withScheduledLock(name, opts, () => 'other'));
+                otherMs = Date.now() - t0;
+                return 'inside';
+              });
+              expect(run).to.deep.equal({ ran: true, result: 'inside' });
+              throw new Error('rolled back');
+            },
+            { dataSource },
+          ).then(
+            () => null,
+            (e) => e,
+          );
+          expect(err.message).to.equal('rolled back');
+          expect(other).to.deep.equal({ ran: false });
+          expect(otherMs).to.be.below(1_000); // not queued behind the transaction
+          expect(await withScheduledLock(name, opts, () => 'after the rollback')).to.deep.equal({ ran: false }); // lockAtLeastFor still holds it
         });
 
         it('@ScheduledLock: a skipped call resolves undefined', async () => {

@@ -1,11 +1,11 @@
-import { LockConfigError } from '../errors';
+import { rowLockUnsupported } from '../faults/row-locks';
 import type { RowLockSpec } from '../locks/row-lock-options';
 import type { DialectCapabilities } from './dialect';
 
 /** Capability check shared by every dialect: says which option this database cannot honour. */
 export function checkRowLockAgainst(caps: DialectCapabilities, dialectName: string, spec: RowLockSpec, subject: string, hasJoins = false): void {
   const refuse = (what: string, hint: string) => {
-    throw new LockConfigError(`${subject}: ${what} is not supported on ${dialectName}. ${hint}`, { entity: subject });
+    throw rowLockUnsupported(subject, what, dialectName, hint);
   };
   if (!caps.rowLockModes.has(spec.mode)) {
     refuse(`row lock mode '${spec.mode}'`, `Use one of: ${[...caps.rowLockModes].join(', ')}.`);

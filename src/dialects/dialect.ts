@@ -1,8 +1,11 @@
-import type { PortConnection } from '../orm/port';
+import type { PortConnection } from '../orm/port-connection';
 import type { RowLockSpec } from '../locks/row-lock-options';
 import type { LockError } from '../errors';
 import type { ResolvedAdvisoryKey } from '../locks/advisory-key';
 import type { LockInspector } from './inspect';
+import type { RunQuery } from './run-query';
+
+export type { RunQuery } from './run-query';
 
 /** Where the database server is, for a diagnostic client outside the pool. */
 export interface ServerAddress {
@@ -142,9 +145,6 @@ export interface ScheduledLockDialect {
   /** True when the error says the lock table does not exist. */
   isMissingTable(error: unknown): boolean;
 }
-
-/** Runs one statement on some connection and returns its rows. */
-export type RunQuery = (sql: string, parameters?: unknown[]) => Promise<any[]>;
 
 /**
  * The database part of advisory locks. Every method takes one lock id (from `lockId`) on the

@@ -1,4 +1,4 @@
-import { LockConfigError } from '../errors';
+import { unsupportedDatabase } from '../faults/dialects';
 import type { LockDialect, RunQuery } from './dialect';
 import { MariaDbDialect } from './mysql/mariadb-dialect';
 import { MysqlDialect } from './mysql/mysql-dialect';
@@ -26,7 +26,7 @@ export function dialectFor(family: string, serverVersion?: string): LockDialect 
     case 'aurora-mysql':
       return /mariadb/i.test(String(serverVersion)) ? new MariaDbDialect() : new MysqlDialect();
     default:
-      throw new LockConfigError(`ormlock supports PostgreSQL, MySQL and MariaDB; this database is '${family}'.`);
+      throw unsupportedDatabase(family);
   }
 }
 

@@ -1,4 +1,4 @@
-import type { RunQuery } from './dialect';
+import type { RunQuery } from './run-query';
 
 /**
  * One wait, now: who waits, who blocks it, and on what.

@@ -1,10 +1,12 @@
-import { LockLostError, LockTimeoutError, type LockErrorDetails } from '../errors';
+import type { LockErrorDetails, LockLostError, LockTimeoutError } from '../errors';
+import { connectionLost, lockWaitCancelled } from '../faults/drivers';
 import type { ErrorContext } from './dialect';
 
 /**
  * The two faults every dialect's converter names the same way: a connection that is gone (the
  * backend was killed, the socket closed, the ORM already gave the connection back) and a
- * statement the server cancelled. The dialect says which driver errors they are; the wording is here.
+ * statement the server cancelled. The dialect says which driver errors they are; the wording is
+ * in src/faults/drivers.ts.
  */
 
 /** TypeORM's error for a statement on a QueryRunner that was released (it releases one whose connection died). */
@@ -14,10 +16,7 @@ export function isReleasedRunnerError(error: unknown): boolean {
 
 /** A closed connection: whatever it held (its transaction, every lock taken on it) is gone. */
 export function connectionLostError(error: unknown, message: string, what: string, base: LockErrorDetails): LockLostError {
-  return new LockLostError(
-    `Connection lost${what}: the database connection closed, so its transaction rolled back and every lock held on it is gone (${message})`,
-    base,
-  );
+  return connectionLost(what, message, base);
 }
 
 /**
@@ -27,5 +26,5 @@ export function connectionLostError(error: unknown, message: string, what: strin
  */
 export function cancelledError(ctx: ErrorContext, message: string, what: string, code: string, base: LockErrorDetails): LockTimeoutError | undefined {
   if (!ctx.lockWait) return undefined;
-  return new LockTimeoutError(`Lock wait cancelled${what}: the statement waiting for the lock was cancelled (${code}): ${message}`, base);
+  return lockWaitCancelled(what, code, message, base);
 }

@@ -82,3 +82,12 @@ export function notConnected(caller: string, label: string): LockConfigError {
     `${caller}: ${label} is not connected (not initialized, or closed): call it after \`await MikroORM.init(…)\`, before \`orm.close()\`.`,
   );
 }
+
+/** `pooler: 'none'` declared where a connection pooler answers: the backend announced at connect (`handshakeId`) is not the one running statements (`backendId`). */
+export function poolerNotNone(label: string, handshakeId: number | undefined, backendId: number | undefined): LockConfigError {
+  return new LockConfigError(
+    `installLocking: pooler: 'none' was given, but ${label} goes through a connection pooler (the server announced backend ` +
+      `${handshakeId} at connect, and backend ${backendId} runs its statements). Say which pooling it does: ` +
+      "pooler: 'transaction' (PgBouncer pool_mode = transaction, RDS Proxy, Supavisor port 6543) or pooler: 'session'.",
+  );
+}

@@ -4,15 +4,26 @@
  * that is or is not there. One factory per fault, one wording; the caller throws what it returns.
  * Shared faults (a wrong option value, a dialect without the tables) are in ./options.
  */
-import { LockConfigError } from '../errors';
+import { LockConfigError, type LockErrorDetails } from '../errors';
 
 /**
  * A table (or sequence) a lock needs does not exist: `create` is the helper call that makes it,
- * for the `table` given (its options name the table when it is not `defaultTable`).
+ * for the `table` given (its options name the table when it is not `defaultTable`); `details` say who asked.
  */
-export function missingTable(caller: string, what: string, create: string, table: string, defaultTable: string, cause: unknown): LockConfigError {
+export function missingTable(
+  caller: string,
+  what: string,
+  create: string,
+  table: string,
+  defaultTable: string,
+  cause: unknown,
+  details?: LockErrorDetails,
+): LockConfigError {
   const options = table === defaultTable ? '' : `, { table: '${table}' }`;
-  return new LockConfigError(`${caller}: ${what} does not exist; create it once with \`await ${create}(dataSource${options})\` (or in a migration)`, { cause });
+  return new LockConfigError(`${caller}: ${what} does not exist; create it once with \`await ${create}(dataSource${options})\` (or in a migration)`, {
+    ...details,
+    cause,
+  });
 }
 
 /** The table the helper works on does not exist. */

@@ -22,3 +22,8 @@ export function notInspectable(): LockConfigError {
 export function badCommandLine(problem: string, usage: string): LockConfigError {
   return new LockConfigError(problem ? `${problem}\n${usage}` : usage);
 }
+
+/** inspectLocks on a TypeORM DataSource of a database it cannot inspect (`type`: its `options.type`). */
+export function notInspectableDataSource(type: unknown): LockConfigError {
+  return new LockConfigError(`inspectLocks supports PostgreSQL, MySQL and MariaDB; this DataSource is '${String(type)}'.`);
+}

@@ -41,9 +41,9 @@ export function notAParentRelation(subject: string, entity: string, relation: st
   );
 }
 
-/** `options.target()` of `lockParent(fn)` is not an entity class of the installation. */
-export function targetNotAnEntity(subject: string, entity: string): LockConfigError {
-  return new LockConfigError(`${subject}: options.target() is not an entity class of this DataSource`, { entity });
+/** `options.target()` of `lockParent(fn)` is not an entity class of the installation (`of`: this DataSource, this MikroORM instance). */
+export function targetNotAnEntity(subject: string, entity: string, of = 'this DataSource'): LockConfigError {
+  return new LockConfigError(`${subject}: options.target() is not an entity class of ${of}`, { entity });
 }
 
 /** The new entity names no parent and the parent is not optional; `hint` says what to set. */

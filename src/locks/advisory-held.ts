@@ -3,7 +3,8 @@ import { currentFrame, type Frame, type Scope } from '../context/store';
 import { heldHere, physical, type HeldLock } from '../context/connection-model';
 import type { Installation } from '../orm/installations';
 import { describeKey } from './advisory-key';
-import { configError, type AdvisoryScope } from './advisory-options';
+import { subjectDetails, type AdvisoryScope } from './advisory-options';
+import { sharedNotUpgradable } from '../faults/advisory';
 import type { LockItem, Plan } from './advisory-plan';
 
 /**
@@ -38,12 +39,7 @@ export function toAcquire(plan: Plan, qr: QueryRunner | undefined): LockItem[] {
     const held = heldBy(plan, item, qr);
     if (!held) return true;
     if (held.shared && !plan.shared) {
-      throw configError(
-        plan.subject,
-        `advisory lock ${describeKey(item.key.key)} is already held shared by this context; it cannot be upgraded to exclusive ` +
-          `(that would deadlock with the other shared holders). Take it exclusive in the outer call.`,
-        { key: item.key.key },
-      );
+      throw sharedNotUpgradable(plan.subject.label, describeKey(item.key.key), subjectDetails(plan.subject, { key: item.key.key }));
     }
     return false;
   });

@@ -1,7 +1,9 @@
 import type { OrmConnection, OrmManager } from '../orm/port';
 import type { LockDialect } from '../dialects/dialect';
 import { describeValue, isPlainObject } from '../arguments';
-import { LockConfigError } from '../errors';
+import type { LockErrorDetails } from '../errors';
+import { sharedAdvisoryUnavailable } from '../faults/advisory';
+import { keyFunctionReturnedNothing, keyFunctionReturnedPromise, keyFunctionThrew } from '../faults/keys';
 
 /**
  * Advisory-lock options and keys as users give them: their types, the shape checks (named
@@ -89,15 +91,13 @@ export function advisoryOptionProblems(options: unknown): string[] {
 /** Throws LockConfigError when `dialect` cannot honour the options (shared locks). */
 export function checkAdvisoryOptionsFor(dialect: LockDialect, options: AdvisoryLockOptions | undefined, subject: AdvisorySubject): void {
   if (options?.shared && !dialect.capabilities.sharedAdvisoryLocks) {
-    throw new LockConfigError(
-      `${subject.label}: shared advisory locks are not available on ${dialect.name} (GET_LOCK is exclusive only); drop { shared: true }`,
-      { method: subject.method, entity: subject.entity },
-    );
+    throw sharedAdvisoryUnavailable(subject.label, dialect.name, subjectDetails(subject));
   }
 }
 
-export function configError(subject: AdvisorySubject, message: string, extra: Record<string, unknown> = {}): LockConfigError {
-  return new LockConfigError(`${subject.label}: ${message}`, { method: subject.method, entity: subject.entity, ...extra });
+/** The details an advisory fault carries about who asked: the method or entity of the subject. */
+export function subjectDetails(subject: AdvisorySubject, extra: LockErrorDetails = {}): LockErrorDetails {
+  return { method: subject.method, entity: subject.entity, ...extra };
 }
 
 /**
@@ -111,11 +111,11 @@ export function evaluateAdvisoryKey(key: unknown, thisArg: unknown, args: unknow
   try {
     value = key.apply(thisArg, args);
   } catch (error) {
-    throw configError(subject, `the key function threw: ${(error as Error)?.message ?? String(error)}`, { cause: error });
+    throw keyFunctionThrew(subject.label, error, subjectDetails(subject));
   }
-  if (value === undefined || value === null) throw configError(subject, `the key function returned ${String(value)}; it must return a key`);
+  if (value === undefined || value === null) throw keyFunctionReturnedNothing(subject.label, value, subjectDetails(subject));
   if (typeof (value as { then?: unknown }).then === 'function') {
-    throw configError(subject, 'the key function returned a Promise; key functions must be synchronous');
+    throw keyFunctionReturnedPromise(subject.label, subjectDetails(subject));
   }
   return value;
 }

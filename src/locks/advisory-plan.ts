@@ -4,13 +4,14 @@ import { resolveAdvisoryKeys, type ResolvedAdvisoryKey } from './advisory-key';
 import {
   advisoryOptionProblems,
   checkAdvisoryOptionsFor,
-  configError,
+  subjectDetails,
   type AdvisoryLockOptions,
   type AdvisoryScope,
   type AdvisorySubject,
   type OnAdvisoryTimeout,
 } from './advisory-options';
 import { refuseUnderTransactionPooler } from './pooler-guard';
+import { badOptions } from '../faults/options';
 
 /**
  * An advisory call's plan: the installation, the options in force and the distinct locks of its
@@ -39,7 +40,7 @@ export interface Plan {
 
 export function makePlan(inst: Installation, key: unknown, options: AdvisoryLockOptions, subject: AdvisorySubject, checked = false): Plan {
   const problems = checked ? [] : advisoryOptionProblems(options);
-  if (problems.length) throw configError(subject, problems.join('; '));
+  if (problems.length) throw badOptions(subject.label, problems, subjectDetails(subject));
   checkAdvisoryOptionsFor(inst.dialect, options, subject);
   refuseSessionLocksUnderPooler(inst, options.scope ?? 'transaction', subject);
   const adv = inst.dialect.advisory;
@@ -71,12 +72,13 @@ export function makePlan(inst: Installation, key: unknown, options: AdvisoryLock
 /**
  * Behind a transaction-pooling pooler a session lock has no owner: session scope is refused, and
  * so is transaction scope where the database has no transaction-scoped advisory locks (it is a
- * session lock released after COMMIT there).
+ * session lock released after COMMIT there; so the session refusal does not advise it there).
  */
 export function refuseSessionLocksUnderPooler(inst: Installation, scope: AdvisoryScope, subject: AdvisorySubject): void {
   if (inst.settings.pooler !== 'transaction') return; // the only case refused (no message built per call)
-  if (scope === 'session') refuseUnderTransactionPooler(inst, subject, 'session-scope advisory locks');
-  else if (!inst.dialect.capabilities.transactionAdvisoryLocks) {
+  if (scope === 'session') {
+    refuseUnderTransactionPooler(inst, subject, 'session-scope advisory locks', { scopeTransactionHelps: inst.dialect.capabilities.transactionAdvisoryLocks });
+  } else if (!inst.dialect.capabilities.transactionAdvisoryLocks) {
     refuseUnderTransactionPooler(inst, subject, `advisory locks on ${inst.dialect.name} (session locks, released after COMMIT)`, {
       scopeTransactionHelps: false,
     });

@@ -5,8 +5,8 @@ import { namedConnection, onNamedConnection } from '../context/transaction';
 import { AdvisoryKeySet, resolveAdvisoryKeys, type AdvisoryKey } from './advisory-key';
 import {
   advisoryOptionProblems,
-  configError,
   evaluateAdvisoryKey,
+  subjectDetails,
   type AdvisoryLockContext,
   type AdvisoryLockExistsOptions,
   type AdvisoryLockOptions,
@@ -14,6 +14,8 @@ import {
   type AdvisorySubject,
 } from './advisory-options';
 import { makePlan, type Plan } from './advisory-plan';
+import { oneKeyOnly } from '../faults/keys';
+import { badOption, badOptions } from '../faults/options';
 import { runSessionScoped, runTransactionScoped } from './advisory-scopes';
 
 export { advisoryKeys, AdvisoryKeySet } from './advisory-key';
@@ -105,7 +107,7 @@ export async function withAdvisoryLocks<T>(
   options: AdvisoryLockOptions = {},
 ): Promise<T | undefined> {
   const subject = { label: 'withAdvisoryLocks' };
-  if (!Array.isArray(keys)) throw configError(subject, 'the first argument must be an array of keys');
+  if (!Array.isArray(keys)) throw badOption(subject.label, 'the first argument', 'an array of keys', keys, subjectDetails(subject));
   const flat = keys.flatMap((k) => (k instanceof AdvisoryKeySet ? [...k.keys] : [k]));
   return runWithAdvisoryLock(new AdvisoryKeySet(flat as any), undefined, [], fn, options, subject);
 }
@@ -130,7 +132,7 @@ export function runWithAdvisoryLock<T>(
     if (!checked) {
       if (typeof fn !== 'function') checkFunction(subject.label, fn, 'the body', { method: subject.method });
       const problems = advisoryOptionProblems(options);
-      if (problems.length) throw configError(subject, problems.join('; '));
+      if (problems.length) throw badOptions(subject.label, problems, subjectDetails(subject));
     }
     const opts = options ?? {};
     const inst = resolveInstallation(subject.label, { explicit: opts.dataSource });
@@ -158,10 +160,10 @@ function runPlan<T>(plan: Plan, fn: (ctx: AdvisoryLockContext) => Promise<T> | T
 export async function advisoryLockExists(key: AdvisoryKey | (() => AdvisoryKey), options: AdvisoryLockExistsOptions = {}): Promise<boolean> {
   const subject = { label: 'advisoryLockExists' };
   const problems = optionsProblems(options, ['dataSource']);
-  if (problems.length) throw configError(subject, problems.join('; '));
+  if (problems.length) throw badOptions(subject.label, problems, subjectDetails(subject));
   const inst = resolveInstallation(subject.label, { explicit: options.dataSource });
   const value = evaluateAdvisoryKey(key, undefined, [], subject);
-  if (value instanceof AdvisoryKeySet) throw configError(subject, 'takes one key (an array is one composite key), not advisoryKeys(...)');
+  if (value instanceof AdvisoryKeySet) throw oneKeyOnly(subject.label, subjectDetails(subject));
   const [resolved] = resolveAdvisoryKeys(value, inst.settings.namespace, subject);
   const qr = namedConnection(inst, options.dataSource, subject.label) ?? ambientTx(inst)?.connection ?? pinnedConnection(inst);
   const run = qr ? (sql: string, p?: unknown[]) => qr.query(sql, p) : (sql: string, p?: unknown[]) => inst.port.query(sql, p);

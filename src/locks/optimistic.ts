@@ -1,6 +1,5 @@
-import { describeValue, optionsProblems } from '../arguments';
-import { LockConfigError } from '../errors';
-import { badOption } from '../faults/options';
+import { optionsProblems } from '../arguments';
+import { badOption, badOptions } from '../faults/options';
 import { declare, lockMetadataOf, type VersionedOptions } from '../metadata/registry';
 
 export type { VersionedOptions } from '../metadata/registry';
@@ -32,11 +31,11 @@ export function refusesUncheckedWrites(entityClass: unknown): boolean {
  */
 export function versioned(entityClass: Function, options: VersionedOptions = {}): void {
   if (typeof entityClass !== 'function') {
-    throw new LockConfigError(`@Versioned / versioned(entityClass, options?): expected an entity class (got ${describeValue(entityClass)})`);
+    throw badOption('@Versioned / versioned(entityClass, options?)', 'entityClass', 'an entity class', entityClass);
   }
   const subject = `@Versioned on ${entityClass.name}`;
   const problems = optionsProblems(options, VERSIONED_OPTIONS);
-  if (problems.length) throw new LockConfigError(`${subject}: ${problems.join('; ')}`, { entity: entityClass.name });
+  if (problems.length) throw badOptions(subject, problems, { entity: entityClass.name });
   const unchecked = options.uncheckedWrites;
   if (unchecked !== undefined && unchecked !== 'refuse' && unchecked !== 'allow') {
     throw badOption(subject, 'uncheckedWrites', "'refuse' or 'allow'", unchecked, { entity: entityClass.name, option: 'uncheckedWrites' });

@@ -1,7 +1,7 @@
 import { lockLostError, runLockedBody, type LockedBody } from '../context/lock-scope';
 import { ambientTx } from '../context/store';
 import { onNamedConnection, transaction, type TransactionOptions } from '../context/transaction';
-import { LockConfigError } from '../errors';
+import { badOption, badOptions } from '../faults/options';
 import { resolveInstallation, type Installation } from '../orm/installations';
 import { checkFunction, checkOptions } from '../arguments';
 import type { EntityDescriptor, PortConnection } from '../orm/port';
@@ -41,7 +41,7 @@ export async function withLock<T extends object, R>(
 ): Promise<R> {
   checkFunction('withLock(entity, fn, options?)', fn, 'fn');
   const problems = lockCallProblems(options, WITH_LOCK_OPTIONS);
-  if (problems.length) throw new LockConfigError(`withLock(): ${problems.join('; ')}`);
+  if (problems.length) throw badOptions('withLock()', problems);
   // the entity's own installation: it is where its row lives
   const { inst, desc } = entityTarget(entity, 'withLock()', options.dataSource);
   const lockOptions = rowLockOptionsOf(options);
@@ -125,9 +125,9 @@ function checkPessimisticOptions(options: PessimisticMethodOptions, source: stri
   checkOptions(source, options, PESSIMISTIC_METHOD_OPTIONS, { method: source });
   const { entities, dataSource: _ds, ...lockOptions } = options;
   const { problems } = resolveRowLockSpec(lockOptions);
-  if (problems.length) throw new LockConfigError(`${source}: ${problems.join('; ')}`, { method: source });
+  if (problems.length) throw badOptions(source, problems, { method: source });
   if (entities !== undefined && (!Array.isArray(entities) || entities.some((e) => typeof e !== 'function'))) {
-    throw new LockConfigError(`${source}: entities must be an array of entity classes`, { method: source });
+    throw badOption(source, 'entities', 'an array of entity classes', entities, { method: source });
   }
   if (options !== null && typeof options === 'object') validOptions.set(options, snapshot(options));
 }

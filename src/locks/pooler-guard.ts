@@ -1,4 +1,4 @@
-import { LockConfigError } from '../errors';
+import { sessionStateBehindPooler } from '../faults/advisory';
 import type { Installation } from '../orm/installations';
 
 const DIRECT =
@@ -21,11 +21,10 @@ export function refuseUnderTransactionPooler(
     options.scopeTransactionHelps === false
       ? `Install ${DIRECT}`
       : `Use scope: 'transaction' (held until the transaction commits or rolls back), or install ${DIRECT}`;
-  throw new LockConfigError(
-    `${subject.label}: ${what} cannot work behind a transaction-pooling connection pooler (${inst.label} is installed with ` +
-      `pooler: 'transaction'${inst.settings.poolerDetected ? ', detected at installLocking' : ''}): the pooler hands each transaction ` +
-      'to whichever server connection is free, so a lock held by a server session stays with a connection other clients then use, ' +
-      `and its release may run on another one. ${advice}`,
-    { method: subject.method, entity: subject.entity, pooler: 'transaction', ...options.extra },
-  );
+  throw sessionStateBehindPooler(subject.label, what, inst.label, inst.settings.poolerDetected, advice, {
+    method: subject.method,
+    entity: subject.entity,
+    pooler: 'transaction',
+    ...options.extra,
+  });
 }

@@ -1,8 +1,9 @@
 import type { IsolationLevel } from '../orm/port';
-import { describeValue, optionsProblems } from '../arguments';
+import { checkFunction, optionsProblems } from '../arguments';
 import { ambientTx } from '../context/store';
 import { openTransaction, transaction } from '../context/transaction';
-import { DeadlockError, LockConfigError, LockError, SerializationError, StaleEntityError } from '../errors';
+import { DeadlockError, LockError, SerializationError, StaleEntityError } from '../errors';
+import { badOptions } from '../faults/options';
 import { resolveInstallation } from '../orm/installations';
 
 /** An error class (matched with `instanceof`) or a predicate. */
@@ -75,7 +76,7 @@ export function retryOptionProblems(options: RetryOptions | undefined): string[]
 
 function resolve(options: RetryOptions, source: string): ResolvedRetry {
   const problems = retryOptionProblems(options);
-  if (problems.length) throw new LockConfigError(`${source}: ${problems.join('; ')}`, { method: source });
+  if (problems.length) throw badOptions(source, problems, { method: source });
   return {
     attempts: options.attempts ?? DEFAULT_ATTEMPTS,
     backoffMs: options.backoffMs ?? DEFAULT_BACKOFF_MS,
@@ -117,7 +118,7 @@ function matches(matcher: RetryMatcher, error: unknown): boolean {
  * ```
  */
 export async function retryOnConflict<T>(fn: (attempt: number) => Promise<T> | T, options: RetryOptions = {}, source = 'retryOnConflict()'): Promise<T> {
-  if (typeof fn !== 'function') throw new LockConfigError(`${source}: expected a function to run (got ${describeValue(fn)})`, { method: source });
+  checkFunction(source, fn, 'fn', { method: source });
   const opts = resolve(options, source);
   const inst = resolveInstallation(source, { explicit: options.dataSource });
   const ds = inst.port.target;

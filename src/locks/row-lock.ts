@@ -1,8 +1,10 @@
 import { noteLock } from '../context/connection-model';
 import { ambientTx } from '../context/store';
 import { namedConnection, onNamedConnection } from '../context/transaction';
-import { describeValue, optionsProblems } from '../arguments';
-import { LockConfigError, LockError, LockNotAvailableError, LockTimeoutError, StaleEntityError, TransactionRequiredError } from '../errors';
+import { optionsProblems } from '../arguments';
+import { LockConfigError, LockNotAvailableError, LockTimeoutError, type LockError } from '../errors';
+import { badOption, badOptions } from '../faults/options';
+import { noPrimaryKeyValue, plainObjectNotAnEntity, rowGone, rowLockedSkipped, rowLockTimeoutHeldBy, rowLockWithoutTransaction } from '../faults/row-locks';
 import { lockMetadataOf } from '../metadata/registry';
 import { resolveInstallation, type Installation } from '../orm/installations';
 import type { EntityDescriptor, PortConnection } from '../orm/port';
@@ -41,7 +43,7 @@ export const LOCK_CALL_OPTIONS = ['mode', 'onLocked', 'timeoutMs', 'dataSource']
 /** The installation and descriptor of an entity object, or a LockConfigError saying why not. */
 export function entityTarget(entity: unknown, caller: string, dataSource?: unknown): { inst: Installation; desc: EntityDescriptor } {
   if (entity === null || typeof entity !== 'object' || Array.isArray(entity)) {
-    throw new LockConfigError(`${caller}: expected an entity instance, got ${describeValue(entity)}`);
+    throw badOption(caller, 'the entity', 'an entity instance', entity);
   }
   const proto: unknown = Object.getPrototypeOf(entity);
   const plain = proto === Object.prototype || proto === null;
@@ -51,9 +53,7 @@ export function entityTarget(entity: unknown, caller: string, dataSource?: unkno
   } catch (error) {
     // a plain object is an entity only when TypeORM loaded it for an EntitySchema without a target
     if (!plain || !(error instanceof LockConfigError)) throw error;
-    throw new LockConfigError(
-      `${caller}: a plain object is not an entity of any ORM instance (it is no instance of an entity class); make it with repository.create({ … }) or new Entity(), or load it with find*(). ${error.message}`,
-    );
+    throw plainObjectNotAnEntity(caller, error);
   }
 }
 
@@ -74,7 +74,7 @@ export function rowLockSpecFor(
     if (cached && cached.declared === declared && cached.installed === installed) return cached.spec;
   }
   const { spec, problems } = resolveRowLockSpec({ timeoutMs: installed }, declared, { mode, onLocked, timeoutMs });
-  if (problems.length) throw new LockConfigError(`${typeof subject === 'function' ? subject() : subject}: ${problems.join('; ')}`, { entity: entity.name });
+  if (problems.length) throw badOptions(typeof subject === 'function' ? subject() : subject, problems, { entity: entity.name });
   if (plain) defaultSpecs.set(entity, { declared, installed, spec });
   return spec;
 }
@@ -99,7 +99,7 @@ export function shownId(where: Record<string, unknown>): unknown {
  */
 export async function lockEntity<T extends object>(entity: T, options: LockCallOptions = {}): Promise<T> {
   const problems = lockCallProblems(options);
-  if (problems.length) throw new LockConfigError(`lock(): ${problems.join('; ')}`);
+  if (problems.length) throw badOptions('lock()', problems);
   const { inst, desc } = entityTarget(entity, 'lock()', options.dataSource);
   const tx = ambientTx(inst);
   const named = options.dataSource === undefined ? undefined : namedConnection(inst, options.dataSource, 'lock()');
@@ -108,10 +108,7 @@ export async function lockEntity<T extends object>(entity: T, options: LockCallO
     return onNamedConnection(inst, named, 'lock()', () => lockEntity(entity, { ...options, dataSource: inst.port.target }));
   }
   if (!tx) {
-    throw new TransactionRequiredError(
-      `lock(${desc.name}) needs a transaction on ${inst.label}: a row lock ends with its transaction. Use withLock(entity, fn), transaction(fn) or @Transactional().`,
-      { entity: desc.name },
-    );
+    throw rowLockWithoutTransaction(`lock(${desc.name})`, desc.name, inst.label);
   }
   return lockResolved(inst, desc, tx.connection, entity, options.dataSource === undefined ? options : withoutDataSource(options));
 }
@@ -127,12 +124,12 @@ export async function lockResolved<T extends object>(
   const where = inst.port.idOf(desc, entity);
   for (const key in where) {
     if (where[key] === undefined || where[key] === null) {
-      throw new LockConfigError(`lock(${desc.name}): the entity has no primary-key value; save or load it before locking.`, { entity: desc.name });
+      throw noPrimaryKeyValue(`lock(${desc.name})`, desc.name);
     }
   }
   const subject = () => `lock(${desc.name} ${JSON.stringify(shownId(where))})`;
   const fresh = await lockRowOn(inst, connection, desc, where, options, subject, 'row');
-  if (!fresh) throw new StaleEntityError(`${subject()}: the row no longer exists`, { entity: desc.name, id: where });
+  if (!fresh) throw rowGone(subject(), desc.name, where);
   inst.port.refresh(desc, entity, fresh);
   return entity;
 }
@@ -162,18 +159,12 @@ export async function lockRowOn(
     checkedSpecs.set(inst, spec);
   }
   if (!connection.isTransactionActive) {
-    throw new TransactionRequiredError(
-      `${typeof subject === 'function' ? subject() : subject}: locking ${entity.name} needs a transaction (the lock is released at commit).`,
-      { entity: entity.name },
-    );
+    throw rowLockWithoutTransaction(typeof subject === 'function' ? subject() : subject, entity.name, inst.label);
   }
   const bounded = spec.timeoutMs !== undefined && inst.port.boundsWait?.(entity, spec, where) === true;
   const fresh = await runLockedRead(inst, connection, entity, spec, kind, () => inst.port.lockedRead(connection, entity, where, spec), where, bounded);
   if (!fresh && spec.onLocked === 'skip_locked') {
-    throw new LockNotAvailableError(`${typeof subject === 'function' ? subject() : subject}: the row is locked (skip_locked)`, {
-      entity: entity.name,
-      id: where,
-    });
+    throw rowLockedSkipped(typeof subject === 'function' ? subject() : subject, entity.name, where);
   }
   return fresh;
 }
@@ -224,14 +215,8 @@ async function withBlockers(error: LockError, inst: Installation, entity: Entity
   const blockers = await inst.dialect.describeRowLockHolder(inst.port.serverAddress(), entity.table, inst.port.columnsOf(entity, where)).catch(() => []);
   if (!blockers.length) return error;
   const who = blockers.map((b) => `pid ${b.pid} (${(b.query ?? '').slice(0, 200)})`).join(', ');
-  return new LockTimeoutError(`${error.message}; held by ${who}`, { ...error.details, id: error.details.id ?? where, blockers });
+  return rowLockTimeoutHeldBy(error, who, { ...error.details, id: error.details.id ?? where, blockers });
 }
 
-/** The refusal of a read a `@Pessimistic` method covers but no row lock can make exact. */
-export function unlockableRead(source: string, call: string, entity: string, why: string): LockConfigError {
-  return new LockConfigError(
-    `${source}: ${call} on ${entity} cannot be locked (${why}). Read the rows with find()/getMany() (they are locked), ` +
-      'or serialize the whole check with lock(parent) or withAdvisoryLock(key).',
-    { entity, method: source, call },
-  );
-}
+/** The refusal of a read a `@Pessimistic` method covers but no row lock can make exact (the adapters import it from here). */
+export { unlockableRead } from '../faults/row-locks';

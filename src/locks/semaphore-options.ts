@@ -1,5 +1,5 @@
-import { describeValue, isWellFormed, optionsProblems } from '../arguments';
-import { LockConfigError } from '../errors';
+import { isWellFormed, optionsProblems } from '../arguments';
+import { badOption } from '../faults/options';
 import { advisoryOptionProblems, type AdvisoryScope, type OnAdvisoryTimeout } from './advisory-options';
 
 /**
@@ -76,10 +76,7 @@ export function semaphoreOptionsFine(options: unknown): boolean {
 /** A semaphore name: a non-empty, well-formed string of at most 512 characters. */
 export function checkSemaphoreName(name: unknown, where: string): string {
   if (typeof name !== 'string' || name.length === 0 || name.length > MAX_NAME_LENGTH || !isWellFormed(name)) {
-    throw new LockConfigError(
-      `${where}: the name must be a non-empty, well-formed string of at most ${MAX_NAME_LENGTH} characters, got ${describeValue(name)}`,
-      { key: name },
-    );
+    throw badOption(where, 'the name', `a non-empty, well-formed string of at most ${MAX_NAME_LENGTH} characters`, name, { key: name });
   }
   return name;
 }
@@ -87,10 +84,7 @@ export function checkSemaphoreName(name: unknown, where: string): string {
 /** A number of permits: a positive safe integer. */
 export function checkPermits(permits: unknown, where: string, name: unknown): number {
   if (typeof permits !== 'number' || !Number.isSafeInteger(permits) || permits < 1) {
-    throw new LockConfigError(`${where}: permits of semaphore ${JSON.stringify(String(name))} must be a positive integer, got ${describeValue(permits)}`, {
-      key: name,
-      permits,
-    });
+    throw badOption(where, `permits of semaphore ${JSON.stringify(String(name))}`, 'a positive integer', permits, { key: name, permits });
   }
   return permits;
 }

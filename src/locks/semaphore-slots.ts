@@ -15,7 +15,8 @@ import { namedConnection, transaction } from '../context/transaction';
 import { ambientTx, childFrame, runInFrame } from '../context/store';
 import { noteLock } from '../context/connection-model';
 import { isConnectionLost, lockLostError } from '../context/lock-scope';
-import { LockConfigError, LockLostError } from '../errors';
+import { LockLostError, type LockConfigError } from '../errors';
+import { missingTable } from '../faults/migrations';
 import type { Installation } from '../orm/installations';
 import { DEFAULT_FENCING_TABLE } from '../redis/fencing';
 import { refuseSessionLocksUnderPooler } from './advisory';
@@ -183,9 +184,17 @@ export function runPermitBody<T>(fn: (permit: SemaphorePermit) => Promise<T> | T
 
 /** The token sequence is missing (`createFencingTable` was never run). */
 export function missingTokenSequence(subject: AdvisorySubject, name: string, cause: unknown): LockConfigError {
-  return new LockConfigError(
-    `${subject.label}: the token sequence "${DEFAULT_FENCING_TABLE}_seq" does not exist; create it once with \`await createFencingTable(dataSource)\` (or in a migration)`,
-    { key: name, method: subject.method, cause },
+  return missingTable(
+    subject.label,
+    `the token sequence "${DEFAULT_FENCING_TABLE}_seq"`,
+    'createFencingTable',
+    DEFAULT_FENCING_TABLE,
+    DEFAULT_FENCING_TABLE,
+    cause,
+    {
+      key: name,
+      method: subject.method,
+    },
   );
 }
 

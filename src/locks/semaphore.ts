@@ -20,7 +20,8 @@
  */
 import { transaction } from '../context/transaction';
 import { checkFunction } from '../arguments';
-import { LockConfigError, LockNotAvailableError, LockTimeoutError } from '../errors';
+import { badOptions } from '../faults/options';
+import { permitsAllHeld, permitTimedOut, semaphoreWithoutSequence } from '../faults/semaphores';
 import { resolveInstallation, type Installation } from '../orm/installations';
 import { DEFAULT_FENCING_TABLE } from '../redis/fencing';
 import { runWithAdvisoryLock } from './advisory';
@@ -79,15 +80,12 @@ export function runWithSemaphore<T>(
     checkPermits(permits, subject.label, name);
     checkFunction(subject.label, fn, 'the body', { method: subject.method });
     const problems = semaphoreOptionsFine(options) ? [] : semaphoreOptionProblems(options);
-    if (problems.length) throw new LockConfigError(`${subject.label}: ${problems.join('; ')}`, { key: name, method: subject.method });
+    if (problems.length) throw badOptions(subject.label, problems, { key: name, method: subject.method });
     const opts: SemaphoreOptions = options ?? {};
     const inst = resolveInstallation(subject.label, { explicit: opts.dataSource });
     const fencing = inst.dialect.fencing;
     if (!inst.dialect.capabilities.tokenSequences || !fencing?.nextSequenceSql) {
-      throw new LockConfigError(
-        `${subject.label}: database semaphores draw their fencing tokens from a sequence, which ${inst.dialect.name} does not have (PostgreSQL and MariaDB do); use redlock.semaphore(name, permits) on Redis`,
-        { key: name, method: subject.method },
-      );
+      throw semaphoreWithoutSequence(subject.label, inst.dialect.name, { key: name, method: subject.method });
     }
     const scope = opts.scope ?? 'transaction';
     const timeoutMs = opts.timeoutMs ?? inst.settings.advisoryTimeoutMs;
@@ -139,12 +137,9 @@ export function runWithSemaphore<T>(
       if (opts.onTimeout === 'skip') return undefined;
       const details = { key: name, permits, method: subject.method, waitedMs };
       if (timeoutMs === 0) {
-        throw new LockNotAvailableError(`${subject.label}: all ${permits} permit(s) of semaphore ${JSON.stringify(name)} are held (timeoutMs: 0)`, details);
+        throw permitsAllHeld(subject.label, name, permits, details);
       }
-      throw new LockTimeoutError(
-        `${subject.label}: no permit of semaphore ${JSON.stringify(name)} (${permits} permit(s)) came free within ${timeoutMs} ms`,
-        details,
-      );
+      throw permitTimedOut(subject.label, name, permits, timeoutMs, details);
     };
     const tries = plan
       ? runOnFreeSlot(plan, subject, fn, wait)

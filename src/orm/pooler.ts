@@ -10,7 +10,7 @@
  * ORM-neutral: the adapters supply the handshake id (`OrmPort.handshakeBackendId`).
  */
 import type { LockDialect } from '../dialects/dialect';
-import { LockConfigError } from '../errors';
+import { poolerNotNone } from '../faults/installations';
 import type { OrmPort } from './port';
 
 /**
@@ -55,11 +55,7 @@ export async function detectPooler(port: OrmPort, dialect: LockDialect): Promise
  */
 export function resolvePoolerMode(declared: PoolerMode | undefined, evidence: PoolerEvidence, label: string): PoolerMode {
   if (declared === 'none' && evidence.detected) {
-    throw new LockConfigError(
-      `installLocking: pooler: 'none' was given, but ${label} goes through a connection pooler (the server announced backend ` +
-        `${evidence.handshakeId} at connect, and backend ${evidence.backendId} runs its statements). Say which pooling it does: ` +
-        "pooler: 'transaction' (PgBouncer pool_mode = transaction, RDS Proxy, Supavisor port 6543) or pooler: 'session'.",
-    );
+    throw poolerNotNone(label, evidence.handshakeId, evidence.backendId);
   }
   return declared ?? (evidence.detected ? 'transaction' : 'none');
 }

@@ -8,6 +8,9 @@
  */
 import type { LockDialect } from '../dialects/dialect';
 import type { RowLockSpec } from '../locks/row-lock-options';
+import type { PortConnection } from './port-connection';
+
+export type { PortConnection } from './port-connection';
 
 /**
  * The ORM-specific public types of what ormlock hands to user code (a manager, a connection).
@@ -23,22 +26,6 @@ type Pick1<T> = keyof T extends never ? any : T[keyof T];
 export type OrmManager = Pick1<OrmManagerTypes>;
 /** The connection handle of the ORM(s) in use: TypeORM's QueryRunner, MikroORM's wrapper. */
 export type OrmConnection = Pick1<OrmConnectionTypes>;
-
-/** One database connection, as strategies and dialects use it. */
-export interface PortConnection {
-  query(sql: string, parameters?: unknown[]): Promise<any>;
-  /** True while a transaction (or a savepoint inside one) is open on it. */
-  readonly isTransactionActive: boolean;
-  /** True once it went back to the pool (or was closed). */
-  readonly isReleased: boolean;
-  /** The ORM's manager bound to this connection: what user code inside the scope gets. */
-  readonly manager: any;
-  /**
-   * The object that stands for the database connection itself, when several of these wrap one
-   * (MikroORM's savepoint contexts share their root's); the connection model keys on it. Default: this object.
-   */
-  readonly physical?: object;
-}
 
 /** Transaction isolation, as both ORMs spell it. */
 export type IsolationLevel = 'READ UNCOMMITTED' | 'READ COMMITTED' | 'REPEATABLE READ' | 'SERIALIZABLE';

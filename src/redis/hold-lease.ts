@@ -4,10 +4,15 @@
  * when `thresholdMs` of validity are left, runs `fn` as a lock scope (currentLockSignal() is the
  * lease's signal), always releases, and rejects with LockLostError when the lease was lost
  * during `fn`, ran out of validity (monotonic clock) or was not found on a quorum at release.
+ * With `releaseAfterCommit`, a `fn` that succeeded inside an ambient transaction leaves the
+ * lease held: it is confirmed on a quorum by an extension (a full TTL ahead) and released once
+ * that transaction has ended (a commit hook).
  */
 import { runWithLockSignal } from '../context/lock-signal';
+import { currentFrame, liveTxs } from '../context/store';
 import { leaseLost, withCause } from '../faults/redis';
 import { describeKeys, keyDetail, type Lease } from './lease';
+import { releaseAfterCommit as releaseAtTransactionEnd } from './release-after-commit';
 
 export async function holdLeaseWhile<L extends Lease, T>(
   lease: L,
@@ -15,6 +20,7 @@ export async function holdLeaseWhile<L extends Lease, T>(
   thresholdMs: number,
   fn: (lease: L) => Promise<T> | T,
   what = 'Redis lease on',
+  releaseAfterCommit = false,
 ): Promise<T> {
   let done = false;
   let timer: NodeJS.Timeout | undefined;
@@ -48,7 +54,8 @@ export async function holdLeaseWhile<L extends Lease, T>(
   const finishedAt = Date.now();
   const heldToTheEnd = lease.state === 'held' && lease._validForMs > 0;
   const lostBefore = lease._lost;
-  const stillHeld = await lease.release();
+  const keep = releaseAfterCommit && !failed && heldToTheEnd && !lostBefore && liveTxs(currentFrame()).length > 0;
+  const stillHeld = keep ? await keepUntilTransactionEnd(lease, ttlMs) : await lease.release();
   if (lostBefore || !heldToTheEnd || !stillHeld) {
     // Lost during fn, or fn outlived the lease's validity (measured on the monotonic clock),
     // or the release did not find the lease on a quorum: someone else may have held it meanwhile.
@@ -69,4 +76,16 @@ export async function holdLeaseWhile<L extends Lease, T>(
   }
   if (failed) throw failure;
   return result as T;
+}
+
+/** Confirms `lease` on a quorum (an extension: a full TTL for the rest of the transaction) and has the ambient transaction's end release it; false (and released) when it is no longer held. */
+async function keepUntilTransactionEnd(lease: Lease, ttlMs: number): Promise<boolean> {
+  try {
+    await lease.extend(ttlMs);
+  } catch {
+    await lease.release().catch(() => false);
+    return false;
+  }
+  releaseAtTransactionEnd(lease);
+  return true;
 }

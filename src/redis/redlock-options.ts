@@ -51,6 +51,14 @@ export interface AcquireOptions {
 
 export interface UsingOptions extends AcquireOptions, LeaseTransactionOptions {
   automaticExtensionThresholdMs?: number;
+  /**
+   * Inside an ambient transaction, keep the lease after `fn` until that transaction has ended
+   * (committed or rolled back) instead of releasing it when `fn` returns: no other holder of the
+   * key reads the rows before they are committed. The lease is confirmed on a quorum and extended
+   * to a full TTL when `fn` returns (not extended after that: the TTL must cover the rest of the
+   * transaction). Outside a transaction, or when `fn` throws, it is released at once as usual.
+   */
+  releaseAfterCommit?: boolean;
 }
 
 export const DEFAULTS = {

@@ -215,12 +215,22 @@ export class Redlock implements LeaseDriver {
       );
     }
     // Checked before anything is sent: the transaction option and its installed DataSource.
+    if (options.releaseAfterCommit !== undefined && typeof options.releaseAfterCommit !== 'boolean') {
+      throw badOption('Redlock.using', 'the releaseAfterCommit option', 'true or false', options.releaseAfterCommit);
+    }
     const tx = options === EMPTY ? undefined : checkLeaseTransaction(options, this.fencing?.dataSource);
     const lease = await this.acquireRequest(req, options);
 
     // With { transaction: true }, fn runs in a database transaction that commits only after
     // the lease was confirmed (extended) on a quorum; a lease lost before rolls it back.
-    return holdLeaseWhile(lease, ttlMs, threshold, tx ? (held) => runInLeaseTransaction(tx, held, ttlMs, fn) : fn);
+    return holdLeaseWhile(
+      lease,
+      ttlMs,
+      threshold,
+      tx ? (held) => runInLeaseTransaction(tx, held, ttlMs, fn) : fn,
+      undefined,
+      options.releaseAfterCommit === true,
+    );
   }
 
   /**

@@ -30,8 +30,9 @@
  * permit that was freed while an older waiter slept.
  */
 import type { Redis } from './redis-client';
-import { checkOptions, describeValue } from '../arguments';
-import { LockConfigError, LockNotAvailableError } from '../errors';
+import { checkFunction, checkOptions } from '../arguments';
+import { badOption } from '../faults/options';
+import { redisPermitNotAcquired } from '../faults/semaphores';
 import type { LockEvent } from '../observe/events';
 import { stillValid, type Clock } from './clock';
 import type { Deadlines } from './deadlines';
@@ -141,11 +142,15 @@ export class RedisSemaphore {
       if (attempt > retry.retryCount) {
         const waitedMs = Date.now() - started;
         this.report(null, started);
-        throw new LockNotAvailableError(
-          `Redis semaphore ${JSON.stringify(this.name)} (${this.permits} permits): no permit after ${attempt} attempt(s) in ${waitedMs} ms: ` +
-            `quorum ${this.quorum} of ${this.host.clients.length} not reached (${nodes.map(describeNode).join('; ')})`,
-          { key: this.name, permits: this.permits, attempts: attempt, nodes, waitedMs, quorum: this.quorum },
-        );
+        const described = nodes.map(describeNode).join('; ');
+        throw redisPermitNotAcquired(this.name, this.permits, attempt, waitedMs, this.quorum, this.host.clients.length, described, {
+          key: this.name,
+          permits: this.permits,
+          attempts: attempt,
+          nodes,
+          waitedMs,
+          quorum: this.quorum,
+        });
       }
       await sleep(retryDelay(retry));
     }
@@ -158,14 +163,17 @@ export class RedisSemaphore {
    * the permit on no quorum, or its validity ran out during `fn`).
    */
   async using<T>(ttlMs: number, fn: (permit: RedisPermit) => Promise<T> | T, options: SemaphoreUsingOptions = {}): Promise<T> {
-    if (typeof fn !== 'function') throw new LockConfigError(`semaphore.using: the second argument must be a function (got ${describeValue(fn)})`);
+    checkFunction('semaphore.using', fn, 'the second argument');
     checkOptions('semaphore.using(ttlMs, fn, options?)', options);
     this.host.checkTtl(ttlMs);
     const validity = ttlMs - this.host.drift(ttlMs);
     const threshold = options.automaticExtensionThresholdMs ?? this.host.automaticExtensionThresholdMs ?? Math.min(500, Math.floor(validity / 2));
     if (typeof threshold !== 'number' || !(threshold > 0 && threshold < validity)) {
-      throw new LockConfigError(
-        `semaphore.using: automaticExtensionThresholdMs must be a positive number of ms below the permit validity (${validity} ms for a ttl of ${ttlMs} ms), got ${String(threshold)}`,
+      throw badOption(
+        'semaphore.using',
+        'automaticExtensionThresholdMs',
+        `a positive number of ms below the permit validity (${validity} ms for a ttl of ${ttlMs} ms)`,
+        threshold,
       );
     }
     const { automaticExtensionThresholdMs: _ignored, ...acquireOptions } = options;

@@ -85,6 +85,25 @@ for (const backend of BACKENDS) {
       }
     });
 
+    it("two instances share the patched prototypes: the first's uninstall() keeps them, the last close() restores every own descriptor", async () => {
+      const a = await orm([MkPlainRow]);
+      const b = await orm([MkPlainRow]);
+      const prototypes = prototypesOf(a);
+      const before = descriptors(prototypes);
+      const first = await installLocking(a);
+      const second = await installLocking(b);
+      const patched = patchedMikroOrmInternals();
+      expect(patched.length).to.be.greaterThan(0);
+      expect(changed(prototypes, before), 'patched while installed').to.not.deep.equal([]);
+      first.uninstall();
+      expect(patchedMikroOrmInternals(), 'the other installation still uses them').to.deep.equal(patched);
+      expect(changed(prototypes, before)).to.not.deep.equal([]);
+      await b.close(true); // the last one, uninstalled by close()
+      expect(second.installation.port.isLive).to.equal(false);
+      expect(patchedMikroOrmInternals()).to.deep.equal([]);
+      expect(changed(prototypes, before)).to.deep.equal([]);
+    });
+
     it('installs once per instance; orm.close() uninstalls by itself and the last one restores the internals', async () => {
       const o = await orm([MkPlainRow]);
       const handle = await installLocking(o);
@@ -95,5 +114,36 @@ for (const backend of BACKENDS) {
       expect(liveInstallations()).to.not.include(handle.installation);
       expect(patchedMikroOrmInternals()).to.deep.equal([]);
     });
+  });
+}
+
+/** Every prototype (up to Object.prototype) of the objects a MikroORM instance's patches live on. */
+function prototypesOf(o: MikroORM): object[] {
+  const em = o.em.fork() as any;
+  const driver = em.getDriver();
+  const uow = em.getUnitOfWork(false);
+  const roots = [em, driver, driver.getConnection('write'), uow, uow.changeSetPersister, em.createQueryBuilder(MkPlainRow)];
+  const out = new Set<object>();
+  for (const root of roots) {
+    for (let p = Object.getPrototypeOf(root); p && p !== Object.prototype; p = Object.getPrototypeOf(p)) out.add(p);
+  }
+  return [...out];
+}
+
+function descriptors(prototypes: object[]): Array<Map<PropertyKey, PropertyDescriptor>> {
+  return prototypes.map((p) => new Map(Reflect.ownKeys(p).map((k) => [k, Object.getOwnPropertyDescriptor(p, k)!])));
+}
+
+/** The keys whose own descriptor differs from `before` (added, removed or replaced). */
+function changed(prototypes: object[], before: Array<Map<PropertyKey, PropertyDescriptor>>): string[] {
+  const now = descriptors(prototypes);
+  return prototypes.flatMap((p, i) => {
+    const keys = new Set([...before[i].keys(), ...now[i].keys()]);
+    return [...keys]
+      .filter((k) => {
+        const [x, y] = [before[i].get(k), now[i].get(k)];
+        return !x || !y || x.value !== y.value || x.get !== y.get || x.set !== y.set || x.writable !== y.writable || x.enumerable !== y.enumerable;
+      })
+      .map((k) => `${(p as { constructor?: { name?: string } }).constructor?.name}.${String(k)}`);
   });
 }

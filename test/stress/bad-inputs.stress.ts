@@ -343,10 +343,10 @@ const DB_ROWS: Array<Row<Env>> = [
   {
     api: 'lock',
     input: 'outside a transaction',
-    expect: rejects(TransactionRequiredError, 'lock(StressItem) needs a transaction'),
+    expect: rejects(TransactionRequiredError, 'lock(StressItem): locking StressItem needs a transaction'),
     run: (env) => lock(env.item),
   },
-  { api: 'lock', input: 'null', expect: config('expected an entity instance, got null'), run: () => transaction(() => lock(null as any)) },
+  { api: 'lock', input: 'null', expect: config('the entity must be an entity instance (got null)'), run: () => transaction(() => lock(null as any)) },
   { api: 'lock', input: 'a plain object', expect: config('is not an entity of'), run: () => transaction(() => lock({ id: 1 })) },
   {
     api: 'lock',
@@ -549,7 +549,7 @@ const DB_ROWS: Array<Row<Env>> = [
       return Bad;
     },
   },
-  { api: 'retryOnConflict', input: 'not a function', expect: config('retryOnConflict(): expected a function'), run: () => retryOnConflict('go' as any) },
+  { api: 'retryOnConflict', input: 'not a function', expect: config('retryOnConflict(): fn must be a function'), run: () => retryOnConflict('go' as any) },
   {
     api: 'retryOnConflict',
     input: 'attempts −1 (at the call)',
@@ -565,7 +565,7 @@ const DB_ROWS: Array<Row<Env>> = [
   {
     api: 'createOrFind',
     input: 'repository null',
-    expect: config('expected a repository (TypeORM Repository'),
+    expect: config('repository must be a TypeORM Repository or MikroORM EntityRepository (got null)'),
     run: () => createOrFind(null as any, { name: 'x' }),
   },
   { api: 'createOrFind', input: 'where null', expect: config('where must be an object'), run: (env) => createOrFind(env.items, null as any) },
@@ -586,7 +586,12 @@ const DB_ROWS: Array<Row<Env>> = [
     run: (env) => installWith(env.backend, [InverseParent, InverseChild]),
   },
   { api: 'lockParent', input: "relation ''", expect: config('lockParent'), run: () => lockParent('') },
-  { api: 'lockParent', input: '42', expect: config('expected a relation name or a function'), run: () => lockParent(42 as any) },
+  {
+    api: 'lockParent',
+    input: '42',
+    expect: config('relation must be a relation name or a function (entity) => parent (got number 42)'),
+    run: () => lockParent(42 as any),
+  },
   {
     api: '@AroundCreate',
     input: 'a hook that is not a function',
@@ -718,7 +723,7 @@ const REDIS_ROWS: Array<Row<RedisEnv>> = [
   {
     api: 'Redlock.tryAcquire',
     input: 'key null',
-    expect: config('must be a string, number or bigint, got null'),
+    expect: config('must be a string, number or bigint (got null)'),
     run: ({ redlock }) => redlock.tryAcquire(null as any, 1000),
   },
   { api: 'Redlock.tryAcquire', input: 'key NaN', expect: config('is not a finite number'), run: ({ redlock }) => redlock.tryAcquire(NaN, 1000) },
@@ -782,7 +787,7 @@ const REDIS_ROWS: Array<Row<RedisEnv>> = [
   {
     api: '@DistributedLock',
     input: "key ''",
-    expect: config('a key (or a function of the arguments returning one) is required'),
+    expect: config("the key is an empty string; give a key, or a function of the method's arguments returning one"),
     run: ({ redlock }) => {
       class Bad {
         @DistributedLock('', { redlock, ttlMs: 1000 })

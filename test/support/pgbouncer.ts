@@ -6,6 +6,11 @@
  *
  * The admin console (`admin()`) is the `pgbouncer` database, for SHOW SERVERS / SHOW POOLS /
  * RECONNECT.
+ *
+ * The check at the end of each PgBouncer file, shared: `advisoryLocksOn` (on the server, over a
+ * direct connection), `everyServer` (each of the pool's server connections pinned at once and
+ * asked for its lock_timeout, advisory locks and settings a session changed), `serverPids`,
+ * `endServers` (for a control that leaves something behind).
  */
 import { ChildProcess, spawn } from 'child_process';
 import fs from 'fs';
@@ -150,4 +155,83 @@ async function startOn(port: number, options: PgBouncerOptions): Promise<PgBounc
     throw new NotOurs(port);
   }
   return { port, url: (database) => `postgres://postgres@127.0.0.1:${port}/${database}`, admin, stop };
+}
+
+/**
+ * Every setting a session changed (SET, set_config(…, false)), as 'name=value, …' ('' when none):
+ * a subquery for the server check below.
+ */
+export const SESSION_SETTINGS_SQL = `(SELECT coalesce(string_agg(name || '=' || setting, ', ' ORDER BY name), '') FROM pg_settings WHERE source = 'session')`;
+
+/** What one of PgBouncer's server connections carries: its backend pid, lock_timeout, advisory locks held, settings a session changed. */
+export interface ServerState {
+  pid: number;
+  lock_timeout: string;
+  locks: number;
+  session_settings: string;
+}
+
+/** The backend pids of PgBouncer's server connections to `database` (its admin console's SHOW SERVERS). */
+export async function serverPids(bouncer: PgBouncer, database: string): Promise<number[]> {
+  const admin = await bouncer.admin();
+  try {
+    return (await admin.query('SHOW SERVERS')).rows
+      .filter((s: { database: string }) => s.database === database)
+      .map((s: { remote_pid: string }) => Number(s.remote_pid));
+  } finally {
+    await admin.end();
+  }
+}
+
+/**
+ * Pins `count` server connections of `database` at once (the pool's size: each client in a
+ * transaction holds one, so all of them are asked) and returns each one's state.
+ */
+export async function everyServer(bouncer: PgBouncer, database: string, count: number): Promise<ServerState[]> {
+  const clients = await Promise.all(
+    Array.from({ length: count }, async () => {
+      const c = new Client({ connectionString: bouncer.url(database) });
+      await c.connect();
+      return c;
+    }),
+  );
+  try {
+    return await Promise.all(
+      clients.map(async (c) => {
+        await c.query('BEGIN');
+        const {
+          rows: [row],
+        } = await c.query(
+          `SELECT pg_backend_pid() AS pid, current_setting('lock_timeout') AS lock_timeout,
+                  (SELECT count(*)::int FROM pg_locks WHERE pid = pg_backend_pid() AND locktype = 'advisory') AS locks,
+                  ${SESSION_SETTINGS_SQL} AS session_settings`,
+        );
+        return row as ServerState;
+      }),
+    );
+  } finally {
+    await Promise.all(
+      clients.map((c) =>
+        c
+          .query('ROLLBACK')
+          .catch(() => undefined)
+          .then(() => c.end()),
+      ),
+    );
+  }
+}
+
+/** The advisory locks held by any backend of `database`, asked on the server over a direct connection. */
+export async function advisoryLocksOn(direct: Client, database: string): Promise<Array<{ pid: number; objid: string }>> {
+  const { rows } = await direct.query(
+    `SELECT l.pid, l.objid FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' AND a.datname = $1`,
+    [database],
+  );
+  return rows;
+}
+
+/** Ends PgBouncer's server connections to `database`, on the server over a direct connection (what a control left there goes with them). */
+export async function endServers(bouncer: PgBouncer, direct: Client, database: string): Promise<void> {
+  const pids = await serverPids(bouncer, database);
+  if (pids.length) await direct.query('SELECT pg_terminate_backend(pid) FROM unnest($1::int[]) AS pid', [pids]);
 }

@@ -25,6 +25,15 @@ export function unavailableServer(ctx: Mocha.Context, what: string, reason: stri
   ctx.skip();
 }
 
+/** Starts a server the harness needs; when it does not start, the same as unavailableServer (a loud skip, or a failure with CI set). */
+export async function startOrSkip<T>(ctx: Mocha.Context, what: string, start: () => Promise<T>): Promise<T> {
+  try {
+    return await start();
+  } catch (error) {
+    unavailableServer(ctx, what, `it did not start: ${(error as Error).message}`);
+  }
+}
+
 /** As root: the `postgres` user's ids; otherwise the current user (servers refuse only root). */
 export function serverUser(): RunAs | string {
   if (typeof process.getuid !== 'function' || process.getuid() !== 0) return { name: os.userInfo().username };

@@ -1,6 +1,7 @@
 import { OptimisticLockError } from '@mikro-orm/core';
 import type { ErrorContext, LockDialect } from '../../dialects/dialect';
-import { LockError, StaleEntityError } from '../../errors';
+import { LockError, type StaleEntityError } from '../../errors';
+import { ormOptimisticLockFailed } from '../../faults/drivers';
 
 /**
  * The installation's dialect, with MikroORM's errors understood: `OptimisticLockError` becomes
@@ -32,9 +33,5 @@ function unwrap(error: unknown): unknown {
 
 function staleFrom(error: OptimisticLockError): StaleEntityError {
   const entity = (error as { getEntity?: () => unknown }).getEntity?.() as object | undefined;
-  const name = entity?.constructor?.name;
-  return new StaleEntityError(`${error.message}: the row changed since it was loaded; nothing was written. Reload it and apply the change again.`, {
-    entity: name,
-    cause: error,
-  });
+  return ormOptimisticLockFailed(error.message, entity?.constructor?.name, error);
 }

@@ -63,7 +63,7 @@ async function install(orm: MikroORM, options: InstallLockingOptions, name: stri
   const dialect = withMikroOrmErrors(await port.detectDialect());
   const settings = await withPoolerMode(checked, options.pooler, port, dialect);
   validateEntities(orm, dialect, settings);
-  const releases = [acquirePatches(neededPatches(orm), port.ormVersion)]; // probes first: throws naming the internal, having patched nothing
+  const patches = acquirePatches(neededPatches(orm), port.ormVersion); // probes first: throws naming the internal, having patched nothing
 
   const inst = new Installation(port, dialect, settings, observersOf(options));
   bindConfig(orm.config, inst);
@@ -71,7 +71,7 @@ async function install(orm: MikroORM, options: InstallLockingOptions, name: stri
   lateDeclarations.set(inst, (cls) => {
     if (!orm.getMetadata().find(cls.name)) return;
     validateEntities(orm, dialect, settings);
-    releases.push(acquirePatches(neededPatches(orm), port.ormVersion));
+    patches.extend(neededPatches(orm));
   });
   let installed = true;
   // entities loaded or created through this instance belong to it (lock(entity) goes to its database)
@@ -89,7 +89,7 @@ async function install(orm: MikroORM, options: InstallLockingOptions, name: stri
     unbindConfig(orm.config, inst);
     removeInstallation(inst);
     lateDeclarations.delete(inst);
-    for (const release of releases.splice(0).reverse()) release();
+    patches.release();
   };
   // a closed MikroORM never stays installed; the mark lets a later installLocking refuse it
   const restoreClose = uninstallOnEnd(orm, 'close', uninstall, () => ((orm as any)[CLOSED] = true));

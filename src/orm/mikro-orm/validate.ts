@@ -1,6 +1,7 @@
 import type { EntityMetadata, MikroORM } from '@mikro-orm/core';
 import type { LockDialect } from '../../dialects/dialect';
-import { LockConfigError } from '../../errors';
+import { hookNotAFunction, targetNotAnEntity } from '../../faults/parents';
+import { noVersionProperty, versionedWithoutKey } from '../../faults/version-columns';
 import { isParentLockHook } from '../../locks/parent';
 import { rowLockSpecFor } from '../../locks/row-lock';
 import { lockMetadataOf, type EntityLockMetadata } from '../../metadata/registry';
@@ -32,14 +33,10 @@ function validateVersioned(meta: EntityMetadata<any>, declared: EntityLockMetada
   if (!declared.versioned) return;
   const subject = `@Versioned on ${meta.className}`;
   if (!meta.versionProperty) {
-    throw new LockConfigError(
-      `${subject}: the entity has no version property, so there is no version to check. Add one, e.g. ` +
-        '`@Property({ version: true }) version!: number` (for a table that already has rows, add the column with a default first).',
-      { entity: meta.className },
-    );
+    throw noVersionProperty(subject, meta.className);
   }
   if (meta.primaryKeys.length === 0) {
-    throw new LockConfigError(`${subject}: only entities with a primary key can be versioned.`, { entity: meta.className });
+    throw versionedWithoutKey(subject, meta.className, 'table');
   }
 }
 
@@ -52,7 +49,7 @@ function validateAroundCreate(
 ): void {
   declared.aroundCreate.forEach((hook, i) => {
     if (typeof hook !== 'function') {
-      throw new LockConfigError(`@AroundCreate on ${meta.className}: hook ${i + 1} is not a function`, { entity: meta.className });
+      throw hookNotAFunction(meta.className, i + 1, hook);
     }
     if (!isParentLockHook(hook)) return;
     const decl = hook.parentLock;
@@ -64,7 +61,7 @@ function validateAroundCreate(
       const target = decl.options.target();
       const found = typeof target === 'function' ? orm.getMetadata().find(target.name) : undefined;
       if (!found || found.class !== target) {
-        throw new LockConfigError(`${subject}: options.target() is not an entity class of this MikroORM instance`, { entity: meta.className });
+        throw targetNotAnEntity(subject, meta.className, 'this MikroORM instance');
       }
       parentMeta = found;
     }

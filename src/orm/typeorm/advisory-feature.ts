@@ -1,5 +1,5 @@
 import type { EntityMetadata } from 'typeorm';
-import { LockConfigError } from '../../errors';
+import { badOptions } from '../../faults/options';
 import { checkAdvisoryOptionsFor, advisoryOptionProblems } from '../../locks/advisory';
 import { canonicalAdvisoryKey, STATIC_ADVISORY_KEY } from '../../locks/advisory-key';
 import { AdvisoryEntitySubscriber } from './advisory-subscriber';
@@ -21,7 +21,7 @@ export const advisoryFeature: TypeOrmFeature = {
     for (const decl of declared.advisory) {
       const subject = { label: `@AdvisoryLock on ${entity.name}`, entity: entity.name };
       const fail = (why: string) => {
-        throw new LockConfigError(`${subject.label}: ${why}`, { entity: entity.name });
+        throw badOptions(subject.label, [why], { entity: entity.name });
       };
       if (typeof decl.key !== 'function') fail('the key must be a function of the entity (or a constant key)');
       if (STATIC_ADVISORY_KEY in decl.key) canonicalAdvisoryKey((decl.key as any)[STATIC_ADVISORY_KEY], subject);

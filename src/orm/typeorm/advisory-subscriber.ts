@@ -4,7 +4,7 @@ import { lockMetadataOf } from '../../metadata/registry';
 import { childFrame, runInFrame } from '../../context/store';
 import type { Installation } from '../installations';
 import { conflictOfUpsert, isUpsertOf, rowsOfDelete, rowsOfUpdate } from './internals/update-rows';
-import { advisoryKeyUnknown } from '../entity-write-refusals';
+import { advisoryKeyUnknown } from '../../faults/writes';
 
 /**
  * The advisory subscriber (added to the DataSource's subscribers by installLocking):

@@ -1,5 +1,5 @@
 import type { DataSource } from 'typeorm';
-import { LockConfigError } from '../../errors';
+import { notInspectableDataSource } from '../../faults/observe';
 import type { ConnectionTarget } from '../../observe/connect';
 
 /** The settings of a TypeORM DataSource, to open a connection of its own beside its pool. */
@@ -11,7 +11,7 @@ export function connectionTargetOf(dataSource: DataSource): ConnectionTarget {
       : o.type === 'mysql' || o.type === 'mariadb' || o.type === 'aurora-mysql'
         ? 'mysql'
         : undefined;
-  if (!family) throw new LockConfigError(`inspectLocks supports PostgreSQL, MySQL and MariaDB; this DataSource is '${o.type}'.`);
+  if (!family) throw notInspectableDataSource(o.type);
   // A replicated DataSource's writes go to the master: that is where the locks are.
   const c = (o.replication?.master ?? o) as Record<string, any>;
   return {

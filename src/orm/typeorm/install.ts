@@ -9,7 +9,8 @@ import { CoreSubscriber } from './core-subscriber';
 import type { InstallContext } from './feature';
 import { features } from './features';
 import { notInitialized } from '../../faults/options';
-import { acquirePatches, extendPatches, neededPatches, releasePatches } from './internals';
+import { acquirePatches, neededPatches } from './internals';
+import type { PatchLease } from '../patching';
 import { probeError } from './internals/patch';
 import { bindExistingRepositories } from './internals/repository';
 import { TypeOrmPort } from './typeorm-port';
@@ -69,7 +70,7 @@ async function install(dataSource: DataSource, options: InstallLockingOptions, c
 
   const bindingProblems = dataSourceBindingProblems(dataSource);
   if (bindingProblems.length) throw probeError(bindingProblems);
-  acquirePatches(neededPatches()); // probes first: throws naming the internal, having patched nothing
+  const patches = acquirePatches(neededPatches()); // probes first: throws naming the internal, having patched nothing
   const inst = new Installation(port, dialect, settings, observersOf(options));
   let unbind: (() => void) | undefined;
   let subscribers: EntitySubscriberInterface[] = [];
@@ -79,13 +80,14 @@ async function install(dataSource: DataSource, options: InstallLockingOptions, c
     bindExistingRepositories(dataSource);
   } catch (error) {
     unbind?.();
-    releasePatches();
+    patches.release();
     throw error;
   }
   // after the user's own: installing changes no index a program reads (TypeORM starts every
   // subscriber's before-hook at once, so ormlock's order among the user's is not what orders its locks)
   (dataSource.subscribers as EntitySubscriberInterface[]).push(...subscribers);
   addInstallation(inst);
+  leases.set(inst, patches);
 
   let installed = true;
   const uninstall = () => {
@@ -99,7 +101,8 @@ async function install(dataSource: DataSource, options: InstallLockingOptions, c
     unbind!();
     restoreDestroy();
     removeInstallation(inst);
-    releasePatches();
+    leases.delete(inst);
+    patches.release();
   };
   const restoreDestroy = uninstallOnEnd(dataSource, 'destroy', uninstall);
   return { dataSource, dialect, installation: inst, uninstall };
@@ -109,11 +112,14 @@ function checkOptions(options: InstallLockingOptions): InstallationSettings {
   return checkInstallOptions(options);
 }
 
+/** Each live installation's share of the patched internals. */
+const leases = new Map<Installation, PatchLease>();
+
 /**
  * A declaration made after installLocking (`versioned(X)`, `lockedTree(X)`, a decorated class
  * loaded late) takes effect: it is validated against every installed DataSource that has the
  * entity (LockConfigError, and the declaration is undone, when it is misdeclared there), and
- * the patches it needs are applied.
+ * the patches it needs are applied, counted for every live installation.
  */
 onDeclaration((cls) => {
   const installed = liveInstallations().filter((inst) => inst.port instanceof TypeOrmPort);
@@ -125,5 +131,6 @@ onDeclaration((cls) => {
     const entity = dataSource.getMetadata(cls);
     for (const feature of features) feature.validate?.(entity, declared, { dataSource, dialect: inst.dialect, settings: inst.settings });
   }
-  extendPatches(neededPatches());
+  const needed = neededPatches();
+  for (const inst of installed) leases.get(inst)?.extend(needed);
 });

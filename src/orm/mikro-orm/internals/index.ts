@@ -1,6 +1,7 @@
 import type { MikroORM } from '@mikro-orm/core';
 import { decoratedClasses, lockMetadataOf } from '../../../metadata/registry';
 import { connectionPatches, transactionalPatch } from './connection';
+import { PatchLifecycle, type PatchLease, type PatchSite } from '../../patching';
 import { expectMethod, ownerOf, probeError, type MikroPatch } from './patch';
 import { queryBuilderExecutePatch, resultAndCountPatch } from './query-builder-execute';
 import { driverCountPatch, driverFindPatch, findAndCountPatch, queryBuilderPatch } from './reads';
@@ -11,16 +12,12 @@ import { versionedPatches } from './versioned';
 /**
  * Every patch of MikroORM internals, found on the live instance, probed before any is applied,
  * applied once per patched prototype (MikroORM instances of one MikroORM copy share them), and
- * undone when the last installation using it goes.
+ * undone when the last installation using it goes (the shared lifecycle of src/orm/patching.ts).
  */
-interface Applied {
-  readonly undo: () => void;
-  users: number;
-}
-const applied = new Map<object, Map<string, Applied>>();
+const lifecycle = new PatchLifecycle();
 
 /** The patches this MikroORM instance needs, with the prototype each patches (its identity). */
-export function neededPatches(orm: MikroORM): Array<{ owner: object; patch: MikroPatch }> {
+export function neededPatches(orm: MikroORM): PatchSite[] {
   const em = orm.em as any;
   const driver = em.getDriver();
   const connection = driver.getConnection('write');
@@ -28,7 +25,7 @@ export function neededPatches(orm: MikroORM): Array<{ owner: object; patch: Mikr
   const declared = decoratedClasses().map((c) => lockMetadataOf(c)!);
   const versioned = declared.some((d) => d.versioned);
   const writes = versioned || declared.some((d) => d.aroundCreate.length > 0 || d.advisory.length > 0);
-  const out: Array<{ owner: object; patch: MikroPatch }> = [];
+  const out: PatchSite[] = [];
   const add = (owner: object | undefined, patch: MikroPatch) => out.push({ owner: owner ?? {}, patch });
   // keyed by the prototype that defines the patched method: instances of every driver share it
   for (const p of connectionPatches(connection)) add(ownerOf(connection, 'begin'), p);
@@ -50,39 +47,19 @@ export function neededPatches(orm: MikroORM): Array<{ owner: object; patch: Mikr
   return out;
 }
 
-/** Probes, then applies, the patches not applied yet; returns the release of this installation's share. */
-export function acquirePatches(patches: Array<{ owner: object; patch: MikroPatch }>, version: string): () => void {
-  const fresh = patches.filter(({ owner, patch }) => !applied.get(owner)?.has(patch.name));
-  const problems = fresh.flatMap(({ patch }) => patch.probe().map((problem) => ({ patch: patch.name, problem })));
-  if (problems.length) throw probeError(problems, version);
-  const used: Array<{ owner: object; name: string }> = [];
-  for (const { owner, patch } of patches) {
-    let byName = applied.get(owner);
-    if (!byName) applied.set(owner, (byName = new Map()));
-    let entry = byName.get(patch.name);
-    if (!entry) byName.set(patch.name, (entry = { undo: patch.apply(), users: 0 }));
-    entry.users++;
-    used.push({ owner, name: patch.name });
-  }
-  let released = false;
-  return () => {
-    if (released) return;
-    released = true;
-    for (const { owner, name } of used.reverse()) {
-      const byName = applied.get(owner);
-      const entry = byName?.get(name);
-      if (!entry) continue;
-      if (--entry.users > 0) continue;
-      entry.undo();
-      byName!.delete(name);
-      if (byName!.size === 0) applied.delete(owner);
-    }
-  };
+/**
+ * Probes, then applies, the patches not applied yet; counts one more installation using each.
+ * Throws LockConfigError naming every internal whose shape differs, having applied nothing. The
+ * lease's `extend` applies what a declaration made later needs; its `release` undoes what no other
+ * installation uses.
+ */
+export function acquirePatches(needed: readonly PatchSite[], version: string): PatchLease {
+  return lifecycle.acquire(needed, (problems) => probeError(problems, version));
 }
 
 /** The names of the MikroORM internals patched right now (for tests and diagnostics). */
 export function patchedMikroOrmInternals(): string[] {
-  return [...applied.values()].flatMap((m) => [...m.keys()]);
+  return lifecycle.patched();
 }
 
 /**

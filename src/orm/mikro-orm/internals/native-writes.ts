@@ -1,12 +1,12 @@
 import * as mikroCore from '@mikro-orm/core';
 import { childFrame, runInFrame } from '../../../context/store';
 import { runWithAmbientConnection } from '../../../context/transaction';
-import { LockConfigError, TransactionRequiredError } from '../../../errors';
+import type { LockConfigError } from '../../../errors';
 import { evaluateAdvisoryKey, lockForEntityWrite, type AdvisoryLockOptions } from '../../../locks/advisory';
 import type { AroundCreateRunContext } from '../../../locks/parent';
 import { lockMetadataOf } from '../../../metadata/registry';
 import { staleCriteriaWrite } from '../../../faults/versioned';
-import { advisoryKeyUnknown } from '../../entity-write-refusals';
+import { advisoryKeyUnknown, writeOutsideTransaction, writtenWhereNotInstalled } from '../../../faults/writes';
 import type { Installation } from '../../installations';
 import { connectionFor, type MikroOrmConnection } from '../connection';
 import { installationFor } from '../registry';
@@ -70,11 +70,7 @@ export async function beforeNativeWrite(write: NativeWrite): Promise<void> {
   const inst = installationFor(write.em);
   if (!inst) throw notInstalledWrite(name, write.call);
   if (!write.ctx) {
-    throw new TransactionRequiredError(
-      `${name}: ${write.call} runs outside a transaction, so what ormlock locks for it could not be held until it commits; ` +
-        'run it inside transaction(…) or em.transactional(…).',
-      { entity: name },
-    );
+    throw writeOutsideTransaction(name, write.call, 'what ormlock locks for it', 'run it inside transaction(…) or em.transactional(…)', { entity: name });
   }
   const connection = connectionFor(write.em, write.ctx);
   await runWithAmbientConnection(inst, connection, async () => {
@@ -217,9 +213,11 @@ function namedVersion(meta: any, where: unknown, data?: unknown): { id: Record<s
 }
 
 function notInstalledWrite(entity: string, call: string): LockConfigError {
-  return new LockConfigError(
-    `${entity} declares ormlock locks, but ${call} went through a MikroORM instance where ormlock is not installed: call \`await installLocking(orm)\` ` +
-      '(from ormlock/mikro-orm) after MikroORM.init(); its locks are never silently skipped.',
+  return writtenWhereNotInstalled(
+    entity,
+    'with ormlock locks',
+    `${call} on a MikroORM instance`,
+    '`await installLocking(orm)` (from ormlock/mikro-orm) after MikroORM.init()',
     { entity },
   );
 }

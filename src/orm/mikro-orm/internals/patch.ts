@@ -1,20 +1,15 @@
 import type { LockConfigError } from '../../../errors';
-import { unsupportedInternalsError } from '../../patching';
+import { unsupportedInternals } from '../../../faults/internals';
+import type { Patch, PatchProblems } from '../../patching';
 
 export { expectMethod, replaceMethod } from '../../patching';
 
 /**
  * One patch of MikroORM internals: what it replaces, a probe that checks the shape it relies on,
- * and how to apply and undo it. The owners are found on the live MikroORM instance (its driver,
- * connection, UnitOfWork …), so the copy of MikroORM the application uses is the one patched.
+ * and how to apply it (returning its undo). The owners are found on the live MikroORM instance (its
+ * driver, connection, UnitOfWork …), so the copy of MikroORM the application uses is the one patched.
  */
-export interface MikroPatch {
-  /** What it patches, as people name it: `AbstractSqlDriver.prototype.find`, … */
-  readonly name: string;
-  /** The problems with the shape of what it patches (empty when it is as expected). */
-  probe(): string[];
-  apply(): () => void;
-}
+export type MikroPatch = Patch;
 
 /**
  * The object on `obj`'s prototype chain that defines `method` as the patch expects it: the most
@@ -34,6 +29,6 @@ export function ownerOf(obj: unknown, method: string, mentions: readonly string[
 }
 
 /** The error of a failed probe: names each internal and the MikroORM version. */
-export function probeError(problems: Array<{ patch: string; problem: string }>, version: string): LockConfigError {
-  return unsupportedInternalsError('MikroORM', version, '6.6', problems, { mikroOrmVersion: version });
+export function probeError(problems: PatchProblems, version: string): LockConfigError {
+  return unsupportedInternals('MikroORM', version, '6.6', problems, { mikroOrmVersion: version });
 }

@@ -115,7 +115,9 @@ function requireVersion(cs: any): void {
   const value = cs.entity[vp];
   if (value !== undefined && value !== null) return;
   const id = JSON.stringify(cs.getPrimaryKey?.(true) ?? {});
-  throw noVersionValue(meta.className, id, vp);
+  throw noVersionValue('flush', meta.className, id, vp, 'update', 'Load it (em.findOne) and change the loaded entity', 'em.nativeUpdate()', {
+    entity: meta.className,
+  });
 }
 
 function notInstalled(entity: string): LockConfigError {

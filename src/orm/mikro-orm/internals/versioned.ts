@@ -1,5 +1,6 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
-import { StaleEntityError } from '../../../errors';
+import type { StaleEntityError } from '../../../errors';
+import { staleFlush } from '../../../faults/version-checks';
 import { lockMetadataOf } from '../../../metadata/registry';
 import { installationFor } from '../registry';
 import { expectMethod, ownerOf, replaceMethod, type MikroPatch } from './patch';
@@ -159,11 +160,9 @@ function staleError(meta: any, changeSets: any[], expected: number, affected: nu
   const ids = changeSets.map((cs) => cs.getPrimaryKey?.() ?? cs.entity?.[meta.primaryKeys[0]]);
   const first = changeSets[0];
   const many = changeSets.length > 1;
-  return new StaleEntityError(
-    `${meta.className} ${JSON.stringify(many ? ids : ids[0])} ${many ? 'are' : 'is'} stale: ${expected - affected} of ${expected} row(s) no longer had ` +
-      `the ${vp} they were loaded with (changed or deleted by a concurrent transaction); the flush wrote nothing` +
-      `${many ? ` (one batched ${write === 'remove' ? 'DELETE' : 'UPDATE'} covered ${expected} ${meta.className} rows: its transaction rolls back)` : ''}. ` +
-      'Reload and apply the change again (e.g. with @RetryOnConflict() around the method).',
-    { entity: meta.className, id: many ? ids : ids[0], expectedVersion: first?.entity?.[vp] },
-  );
+  return staleFlush(meta.className, ids, expected, affected, vp, write === 'remove' ? 'DELETE' : 'UPDATE', {
+    entity: meta.className,
+    id: many ? ids : ids[0],
+    expectedVersion: first?.entity?.[vp],
+  });
 }

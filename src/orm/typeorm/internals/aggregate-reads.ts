@@ -26,7 +26,7 @@ export const aggregateReadPatches: readonly InternalPatch[] = Object.entries(AGG
   name: `${LABEL}.${method}`,
   probe: () => expectMethod(EntityManager.prototype, LABEL, method),
   apply() {
-    this.restore = replaceMethod(
+    return replaceMethod(
       EntityManager.prototype,
       method,
       (base) =>
@@ -39,5 +39,4 @@ export const aggregateReadPatches: readonly InternalPatch[] = Object.entries(AGG
         },
     );
   },
-  restore() {},
 }));

@@ -62,9 +62,8 @@ export const writePatches: readonly InternalPatch[] = [
       ...expectMethod(executorProto, 'SubjectExecutor.prototype', 'recompute', ['insertSubjects']),
     ],
     apply() {
-      this.restore = replaceMethod(executorProto, 'execute', executeWithHooks);
+      return replaceMethod(executorProto, 'execute', executeWithHooks);
     },
-    restore() {},
   },
   {
     name: 'InsertQueryBuilder.prototype.execute',
@@ -74,9 +73,8 @@ export const writePatches: readonly InternalPatch[] = [
       ...expectMethod(insertProto, 'InsertQueryBuilder.prototype', 'setQueryRunner'),
     ],
     apply() {
-      this.restore = replaceMethod(insertProto, 'execute', insertWithHooks);
+      return replaceMethod(insertProto, 'execute', insertWithHooks);
     },
-    restore() {},
   },
 ];
 

@@ -17,7 +17,7 @@ export const entityManagerTransactionPatch: InternalPatch = {
   name: `${LABEL}.transaction`,
   probe: () => expectMethod(EntityManager.prototype, LABEL, 'transaction', ['startTransaction', 'commitTransaction']),
   apply() {
-    this.restore = replaceMethod(
+    return replaceMethod(
       EntityManager.prototype,
       'transaction',
       (base) =>
@@ -39,5 +39,4 @@ export const entityManagerTransactionPatch: InternalPatch = {
         },
     );
   },
-  restore() {},
 };

@@ -2,6 +2,7 @@ import { lockMetadataOf, decoratedClasses } from '../../../metadata/registry';
 import { aggregateReadPatches } from './aggregate-reads';
 import { writePatches } from './around-create';
 import { entityManagerTransactionPatch } from './entity-manager';
+import { PatchLifecycle, type PatchLease, type PatchSite } from '../../patching';
 import { probeError, type InternalPatch } from './patch';
 import { persistencePatches } from './persistence';
 import { pkReadPatch } from './pk-reads';
@@ -15,13 +16,18 @@ import { versionedWritesPatch } from './versioned-writes';
 
 /**
  * Every patch of TypeORM internals, applied only when something needs it, probed before any is
- * applied, and undone when the last installation goes.
+ * applied, counted per installation using it, and undone when the last one goes (the shared
+ * lifecycle of src/orm/patching.ts). The patches change the one TypeORM this adapter imports, so
+ * each is its own site.
  */
-const applied = new Set<InternalPatch>();
-let users = 0;
+const lifecycle = new PatchLifecycle();
 
 /** The patches the decorated entities (of every class decorated so far) and the core need. */
-export function neededPatches(): InternalPatch[] {
+export function neededPatches(): PatchSite[] {
+  return sites(neededInternalPatches());
+}
+
+function neededInternalPatches(): InternalPatch[] {
   const declared = decoratedClasses().map((c) => lockMetadataOf(c)!);
   const versioned = declared.some((d) => d.versioned);
   const writes = versioned || declared.some((d) => d.aroundCreate.length > 0) || declared.some((d) => d.advisory.length > 0 || d.lockedTree !== undefined);
@@ -40,44 +46,22 @@ export function neededPatches(): InternalPatch[] {
   ];
 }
 
-/**
- * Probes, then applies, the patches (those not applied yet); counts one more installation using
- * them. Throws LockConfigError naming every internal whose shape differs, having applied nothing.
- */
-export function acquirePatches(patches: readonly InternalPatch[]): void {
-  applyFresh(patches);
-  users++;
+/** The patches as sites of the lifecycle. */
+function sites(patches: readonly InternalPatch[]): PatchSite[] {
+  return patches.map((patch) => ({ owner: patch, patch }));
 }
 
 /**
- * Applies what a declaration made after installLocking needs (while installations use the
- * patches): probes the fresh ones first, throwing LockConfigError having applied nothing.
+ * Probes, then applies, the patches not applied yet; counts one more installation using each.
+ * Throws LockConfigError naming every internal whose shape differs, having applied nothing. The
+ * lease's `extend` applies what a declaration made later needs; its `release` undoes what no
+ * other installation uses.
  */
-export function extendPatches(patches: readonly InternalPatch[]): void {
-  if (users === 0) return;
-  applyFresh(patches);
-}
-
-/** Probes the patches not applied yet, then applies them; throws LockConfigError having applied none when a shape differs. */
-function applyFresh(patches: readonly InternalPatch[]): void {
-  const fresh = patches.filter((p) => !applied.has(p));
-  const problems = fresh.flatMap((p) => p.probe().map((problem) => ({ patch: p.name, problem })));
-  if (problems.length) throw probeError(problems);
-  for (const p of fresh) {
-    p.apply();
-    applied.add(p);
-  }
-}
-
-/** One installation fewer; the last one restores every patched internal. */
-export function releasePatches(): void {
-  users = Math.max(0, users - 1);
-  if (users > 0) return;
-  for (const p of [...applied].reverse()) p.restore();
-  applied.clear();
+export function acquirePatches(needed: readonly PatchSite[]): PatchLease {
+  return lifecycle.acquire(needed, probeError);
 }
 
 /** The names of the internals patched right now (for tests and diagnostics). */
 export function patchedInternals(): string[] {
-  return [...applied].map((p) => p.name);
+  return lifecycle.patched();
 }

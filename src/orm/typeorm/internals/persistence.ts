@@ -2,7 +2,9 @@ import { DeleteQueryBuilder, UpdateQueryBuilder, type EntityManager, type Entity
 type ColumnMetadata = EntityMetadata['columns'][number];
 import { SubjectExecutor } from 'typeorm/persistence/SubjectExecutor';
 import { SoftDeleteQueryBuilder } from 'typeorm/query-builder/SoftDeleteQueryBuilder';
-import { LockConfigError, StaleEntityError } from '../../../errors';
+import type { StaleEntityError } from '../../../errors';
+import { noVersionValue } from '../../../faults/version-columns';
+import { noAffectedRows, staleRowGone, staleWrite } from '../../../faults/version-checks';
 import { nextVersion } from '../../../locks/optimistic';
 import { lockMetadataOf } from '../../../metadata/registry';
 import { installationOf } from '../../installations';
@@ -87,9 +89,8 @@ export const persistencePatches: readonly InternalPatch[] = [
       ...expectMethod(softDel, 'SoftDeleteQueryBuilder.prototype', 'execute', ['UpdateResult']),
     ],
     apply() {
-      this.restore = applyPersistence();
+      return applyPersistence();
     },
-    restore() {},
   },
 ];
 
@@ -357,9 +358,7 @@ async function bumpCollectionOwner(executor: any, subject: any): Promise<void> {
 /** `result.affected`, which the check needs (PostgreSQL and MySQL drivers report it). */
 function requireAffected<R extends { affected?: number | null }>(result: R, metadata: EntityMetadata): asserts result is R & { affected: number } {
   if (result.affected === undefined || result.affected === null) {
-    throw new LockConfigError(`@Versioned ${metadata.name}: the database driver did not report affected rows; the version check cannot work.`, {
-      entity: metadata.name,
-    });
+    throw noAffectedRows(metadata.name);
   }
 }
 
@@ -382,15 +381,19 @@ function versionCheckOf(subject: any, operation: Operation): VersionCheck | unde
   const expected = versionColumn.getEntityValue(entity);
   if (expected === undefined || expected === null) {
     const id = JSON.stringify(metadata.getEntityIdMap(entity) ?? subject.identifier);
-    const how =
-      (operation === 'save'
-        ? `load it (repository.findOneBy(...)) and change the loaded object, or set its ${versionColumn.propertyPath} to the version you read; `
-        : `load it first, or set its ${versionColumn.propertyPath}; `) +
-      `for a deliberate unconditional write use ${UNCONDITIONAL[operation]} with @Versioned({ uncheckedWrites: 'allow' })`;
-    throw new LockConfigError(
-      `${operation}() of @Versioned ${metadata.name} ${id}: the object has no ${versionColumn.propertyPath} value, so there is no version ` +
-        `to check and the ${operation === 'remove' ? 'delete' : 'update'} would be unconditional. To ${operation} it, ${how}.`,
-      { entity: metadata.name, id: metadata.getEntityIdMap(entity) ?? subject.identifier },
+    const load = operation === 'save' ? 'Load it (repository.findOneBy(...)) and change the loaded object' : 'Load it first';
+    throw noVersionValue(
+      operation + '()',
+      metadata.name,
+      id,
+      versionColumn.propertyPath,
+      operation === 'remove' ? 'delete' : 'update',
+      load,
+      UNCONDITIONAL[operation],
+      {
+        entity: metadata.name,
+        id: metadata.getEntityIdMap(entity) ?? subject.identifier,
+      },
     );
   }
   return { metadata, versionColumn, expected, entity, identifier: subject.identifier };
@@ -408,11 +411,7 @@ function refuseResurrection(subject: any): void {
   const expected = vcol?.getEntityValue(subject.entity);
   if (expected === undefined || expected === null) return; // a new object
   const id = metadata.getEntityIdMap(subject.entity);
-  throw new StaleEntityError(
-    `${metadata.name} ${JSON.stringify(id)} is stale: it was loaded at version ${String(expected)} but its row no longer exists ` +
-      '(deleted by someone else); nothing was written. Saving it would insert it again.',
-    { entity: metadata.name, id, expectedVersion: expected, actualVersion: undefined, deleted: true },
-  );
+  throw staleRowGone(metadata.name, id, expected);
 }
 
 /**
@@ -452,11 +451,13 @@ async function staleError(manager: EntityManager, checks: VersionCheck[], operat
         ? 'the row no longer exists (deleted by someone else)'
         : 'the row was changed by a concurrent transaction';
   const rest = checks.length > 1 ? ` (one ${operation} statement covered ${checks.length} ${metadata.name} rows: let the transaction roll back)` : '';
-  return new StaleEntityError(
-    `${metadata.name} ${JSON.stringify(id)} is stale: it was loaded at version ${String(chosen.expected)} but ${what}; ` +
-      `the ${operation} wrote nothing${rest}. Reload it and apply the change again (e.g. with @RetryOnConflict() around the method).`,
-    { entity: metadata.name, id, expectedVersion: chosen.expected, actualVersion: actual, deleted: state === 'deleted' },
-  );
+  return staleWrite(metadata.name, id, chosen.expected, what, operation, rest, {
+    entity: metadata.name,
+    id,
+    expectedVersion: chosen.expected,
+    actualVersion: actual,
+    deleted: state === 'deleted',
+  });
 }
 
 async function readVersions(manager: EntityManager, metadata: EntityMetadata, vcol: ColumnMetadata, checks: VersionCheck[]): Promise<ObjectLiteral[]> {

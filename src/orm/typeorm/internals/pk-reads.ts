@@ -44,12 +44,11 @@ export const pkReadPatch: InternalPatch = {
           return (where && fastRead(this, target, where)) ?? base.call(this, target, options);
         },
     );
-    this.restore = () => {
+    return () => {
       undoOne();
       undoBy();
     };
   },
-  restore() {},
 };
 
 /** `options.where` when the options are `{ where }` and nothing else. */

@@ -1,6 +1,8 @@
 import { SelectQueryBuilder } from 'typeorm';
 import { ambientTx, readLockPolicy } from '../../../context/store';
-import { LockConfigError, TransactionRequiredError } from '../../../errors';
+import type { LockConfigError } from '../../../errors';
+import { badOptions } from '../../../faults/options';
+import { lockedReadWithoutTransaction, readNotLocked } from '../../../faults/reads';
 import { runLockedRead, unlockableRead } from '../../../locks/row-lock';
 
 export { unlockableRead } from '../../../locks/row-lock';
@@ -30,7 +32,7 @@ const lockExpression: InternalPatch = {
   name: `${LABEL}.createLockExpression`,
   probe: () => expectMethod(proto, LABEL, 'createLockExpression', ['lockMode']),
   apply() {
-    this.restore = replaceMethod(
+    return replaceMethod(
       proto,
       'createLockExpression',
       (base) =>
@@ -43,7 +45,6 @@ const lockExpression: InternalPatch = {
         },
     );
   },
-  restore() {},
 };
 
 /**
@@ -56,7 +57,7 @@ const entityReads: InternalPatch = {
   name: `${LABEL}.executeEntitiesAndRawResults`,
   probe: () => expectMethod(proto, LABEL, 'executeEntitiesAndRawResults', ['expressionMap']),
   apply() {
-    this.restore = replaceMethod(
+    return replaceMethod(
       proto,
       'executeEntitiesAndRawResults',
       (base) =>
@@ -67,7 +68,6 @@ const entityReads: InternalPatch = {
         },
     );
   },
-  restore() {},
 };
 
 /**
@@ -80,7 +80,7 @@ const rawReads: InternalPatch = {
   name: `${LABEL}.loadRawResults`,
   probe: () => expectMethod(proto, LABEL, 'loadRawResults', ['getQueryAndParameters']),
   apply() {
-    this.restore = replaceMethod(
+    return replaceMethod(
       proto,
       'loadRawResults',
       (base) =>
@@ -93,7 +93,6 @@ const rawReads: InternalPatch = {
         },
     );
   },
-  restore() {},
 };
 
 /** True while `executeCountQuery` builds and starts its query: getManyAndCount's total is counted unlocked (its rows are locked). */
@@ -103,7 +102,7 @@ const totalCount: InternalPatch = {
   name: `${LABEL}.executeCountQuery`,
   probe: () => expectMethod(proto, LABEL, 'executeCountQuery', ['loadRawResults']),
   apply() {
-    this.restore = replaceMethod(
+    return replaceMethod(
       proto,
       'executeCountQuery',
       (base) =>
@@ -117,7 +116,6 @@ const totalCount: InternalPatch = {
         },
     );
   },
-  restore() {},
 };
 
 /** getCount(), getExists() and stream() inside a `@Pessimistic` method: refused by name (see `unlockableRead`). */
@@ -125,7 +123,7 @@ const refusedReads: InternalPatch[] = (['getCount', 'getExists', 'stream'] as co
   name: `${LABEL}.${method}`,
   probe: () => expectMethod(proto, LABEL, method, ['obtainQueryRunner']),
   apply() {
-    this.restore = replaceMethod(
+    return replaceMethod(
       proto,
       method,
       (base) =>
@@ -139,7 +137,6 @@ const refusedReads: InternalPatch[] = (['getCount', 'getExists', 'stream'] as co
         },
     );
   },
-  restore() {},
 }));
 
 const COUNT_WHY = 'a count or an existence test reads no row it could lock, and rows inserted meanwhile would not be counted';
@@ -198,7 +195,7 @@ function lockedReadPlan(qb: SelectQueryBuilder<any>, queryRunner: any): ReadPlan
   const spec = policySpec(inst, map.mainAlias.metadata.target, policy);
   inst.dialect.checkRowLock(spec, entity, map.joinAttributes.length > 0);
   if (!queryRunner.isTransactionActive) {
-    throw new TransactionRequiredError(`A locked read of ${entity} needs a transaction: use transaction(), withLock() or @Transactional().`, { entity });
+    throw lockedReadWithoutTransaction(entity);
   }
   return { inst, spec, entity, source: policy.source };
 }
@@ -234,7 +231,7 @@ function policySpec(inst: Installation, target: unknown, policy: { options: obje
   const cached = perClass?.get(key);
   if (cached && cached.declared === declared && cached.installed === installed) return cached.spec;
   const { spec, problems } = resolveRowLockSpec({ timeoutMs: installed }, declared, policy.options);
-  if (problems.length) throw new LockConfigError(`${policy.source}: ${problems.join('; ')}`, { method: policy.source });
+  if (problems.length) throw badOptions(policy.source, problems, { method: policy.source });
   if (perClass && perClass.size < 64) perClass.set(key, { declared, installed, spec });
   return spec;
 }
@@ -268,7 +265,7 @@ function escapedRead(source: string, entity: string, inst: Installation | undefi
     : !hasTx
       ? `it went through ${inst.label}, where no ormlock transaction is open (pass { dataSource } to ${source.startsWith('@') ? 'the decorator' : 'the call'} naming this DataSource, or open one with transaction())`
       : `it ran on a connection outside the method's transaction (a manager or query runner of your own); use the repository, dataSource.manager or currentManager()`;
-  return new LockConfigError(`${source}: a read of ${entity} would not be locked: ${why}.`, { entity, method: source });
+  return readNotLocked(source, entity, why);
 }
 
 export const queryBuilderPatches: readonly InternalPatch[] = [lockExpression, entityReads, rawReads, totalCount, ...refusedReads];

@@ -33,7 +33,7 @@ export const queryRunnerModelPatch: InternalPatch = {
   name: `${LABEL}.createQueryRunner`,
   probe: () => expectMethod(DataSource.prototype, LABEL, 'createQueryRunner', ['createQueryRunner']),
   apply() {
-    this.restore = replaceMethod(
+    return replaceMethod(
       DataSource.prototype,
       'createQueryRunner',
       (base) =>
@@ -44,7 +44,6 @@ export const queryRunnerModelPatch: InternalPatch = {
         },
     );
   },
-  restore() {},
 };
 
 type Routed = QueryRunner & { [ROUTED]?: true; transactionDepth?: number };

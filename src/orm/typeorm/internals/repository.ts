@@ -25,6 +25,7 @@ export const repositoryManagerPatch: InternalPatch = {
     return Object.prototype.hasOwnProperty.call(probe, 'manager') || d?.get ? [] : ['new Repository(target, manager) no longer sets this.manager'];
   },
   apply() {
+    const original = Object.getOwnPropertyDescriptor(Repository.prototype, 'manager');
     Object.defineProperty(Repository.prototype, 'manager', {
       configurable: true,
       enumerable: true,
@@ -39,14 +40,15 @@ export const repositoryManagerPatch: InternalPatch = {
         this[OWN_MANAGER] = manager;
       },
     });
-  },
-  restore() {
-    delete (Repository.prototype as any).manager;
-    for (const ref of served) {
-      const repo = ref.deref();
-      if (repo) Object.defineProperty(repo, 'manager', { configurable: true, enumerable: true, writable: true, value: repo[OWN_MANAGER] });
-    }
-    served.clear();
+    return () => {
+      if (original) Object.defineProperty(Repository.prototype, 'manager', original);
+      else delete (Repository.prototype as any).manager;
+      for (const ref of served) {
+        const repo = ref.deref();
+        if (repo) Object.defineProperty(repo, 'manager', { configurable: true, enumerable: true, writable: true, value: repo[OWN_MANAGER] });
+      }
+      served.clear();
+    };
   },
 };
 

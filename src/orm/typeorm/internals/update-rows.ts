@@ -28,7 +28,7 @@ export const updateRowsPatch: InternalPatch = {
   name: `${LABEL}.execute`,
   probe: () => expectMethod(proto(), LABEL, 'execute', ['valuesSet', 'callListeners']),
   apply() {
-    this.restore = replaceMethod(
+    return replaceMethod(
       proto(),
       'execute',
       (base) =>
@@ -49,7 +49,6 @@ export const updateRowsPatch: InternalPatch = {
         },
     );
   },
-  restore() {},
 };
 
 /** The rows of the query-builder DELETE running now (repository.delete(), manager.delete(), a query builder's delete()), by its entity. */
@@ -73,7 +72,7 @@ export const deleteRowsPatch: InternalPatch = {
   name: `${DELETE_LABEL}.execute`,
   probe: () => expectMethod(deleteProto(), DELETE_LABEL, 'execute', ['callListeners', 'BeforeRemove']),
   apply() {
-    this.restore = replaceMethod(
+    return replaceMethod(
       deleteProto(),
       'execute',
       (base) =>
@@ -88,7 +87,6 @@ export const deleteRowsPatch: InternalPatch = {
         },
     );
   },
-  restore() {},
 };
 
 /** The upsert (an INSERT … ON CONFLICT UPDATE) running now: its entity and the columns it matches an existing row on. */
@@ -117,7 +115,7 @@ export const upsertRowsPatch: InternalPatch = {
     ...expectMethod(insertProto(), INSERT_LABEL, 'orUpdate', ['onUpdate']),
   ],
   apply() {
-    this.restore = replaceMethod(
+    return replaceMethod(
       insertProto(),
       'execute',
       (base) =>
@@ -139,7 +137,6 @@ export const upsertRowsPatch: InternalPatch = {
         },
     );
   },
-  restore() {},
 };
 
 /**

@@ -15,7 +15,7 @@ export const upsertVersionPatch: InternalPatch = {
   name: `${LABEL}.createInsertExpression (@Versioned upserts)`,
   probe: () => expectMethod(insert, LABEL, 'createInsertExpression', ['onUpdate', 'overwrite']),
   apply() {
-    this.restore = replaceMethod(
+    return replaceMethod(
       insert,
       'createInsertExpression',
       (base) =>
@@ -45,5 +45,4 @@ export const upsertVersionPatch: InternalPatch = {
         },
     );
   },
-  restore() {},
 };

@@ -125,7 +125,7 @@ export const versionedLoadPatch: InternalPatch = {
   name: 'SubjectDatabaseEntityLoader.prototype.load (@Versioned saves without the re-read)',
   probe: () => expectMethod(loader, 'SubjectDatabaseEntityLoader.prototype', 'load', ['databaseEntity', 'databaseEntityLoaded']),
   apply() {
-    this.restore = replaceMethod(
+    return replaceMethod(
       loader,
       'load',
       (base) =>
@@ -142,5 +142,4 @@ export const versionedLoadPatch: InternalPatch = {
         },
     );
   },
-  restore() {},
 };

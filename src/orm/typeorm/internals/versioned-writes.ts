@@ -256,7 +256,6 @@ export const versionedWritesPatch: InternalPatch = {
         ),
       );
     }
-    this.restore = () => undo.reverse().forEach((u) => u());
+    return () => undo.reverse().forEach((u) => u());
   },
-  restore() {},
 };
