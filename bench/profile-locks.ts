@@ -30,8 +30,14 @@ async function main(): Promise<void> {
     for (const entity of [BenchUser, BenchVersionedUser, BenchHandVersionedUser]) {
       const repo = ds.getRepository(entity);
       if ((await repo.count()) !== ROW_COUNT) {
-        await repo.clear();
-        await repo.insert(Array.from({ length: ROW_COUNT }, () => ({ credits: 1_000_000_000 })));
+        // raw statements: @Versioned refuses clear() and unversioned deletes of its entity
+        await ds.query(`DELETE FROM ${ds.driver.escape(repo.metadata.tablePath)}`);
+        await ds
+          .createQueryBuilder()
+          .insert()
+          .into(entity)
+          .values(Array.from({ length: ROW_COUNT }, () => ({ credits: 1_000_000_000 })))
+          .execute();
       }
       ids = (await repo.find({ select: { id: true }, order: { id: 'ASC' } })).map((u) => u.id);
     }
@@ -82,6 +88,15 @@ async function main(): Promise<void> {
       console.log(
         `${backend} ${name.padEnd(16)} wall ${median(t.wall).toFixed(0)} µs/op, cpu ${median(t.cpu).toFixed(0)} µs/op (median of ${slices}; mean ${mean(t.cpu).toFixed(0)})`,
       );
+    }
+    // each decorator over its first twin: the median of the per-slice CPU ratios (same slice, same load)
+    for (const [name, t] of taken) {
+      const twin = ORMLOCK_PROCESS_VARIANTS.find((v) => v.id === name)?.twins?.[0];
+      const other = twin ? taken.get(twin) : undefined;
+      if (!other) continue;
+      const ratios = t.cpu.map((c, i) => c / other.cpu[i]);
+      const share = (median(ratios) - 1) * 100;
+      console.log(`${backend} ${name} over ${twin}: cpu ${share >= 0 ? '+' : ''}${share.toFixed(1)} % (median of ${slices} slice ratios)`);
     }
   } finally {
     await handle.uninstall();

@@ -62,8 +62,18 @@ export function AdvisoryLock<K extends AdvisoryLockKey>(key: K, options: Advisor
           canonicalAdvisoryKey(key, subject);
         }
       }
+      // the options' shape is checked above, once; a dataSource function's result is checked at each call
+      const checked = !lazyDataSource;
       return async function (this: unknown, ...args: unknown[]) {
-        return runWithAdvisoryLock(key, this, args, () => original.apply(this, args), withDataSourceOf(options, this, methodName, 'AdvisoryLock'), subject);
+        return await runWithAdvisoryLock(
+          key,
+          this,
+          args,
+          () => original.apply(this, args),
+          checked ? options : withDataSourceOf(options, this, methodName, 'AdvisoryLock'),
+          subject,
+          checked,
+        );
       };
     });
   }) as KeyedClassOrMethodDecorator<KeyFunctionArgs<K>>;

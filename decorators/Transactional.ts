@@ -1,4 +1,4 @@
-import { transaction, transactionOptionProblems, type TransactionOptions } from '../src/context/transaction';
+import { runTransaction, transactionOptionProblems, type TransactionOptions } from '../src/context/transaction';
 import { badOptions } from '../src/faults/options';
 import { withDataSourceOf, wrapAsyncMethod } from './wrap-method';
 
@@ -23,8 +23,9 @@ export function Transactional(options: TransactionOptions = {}): MethodDecorator
       propertyKey,
       descriptor,
       (original, methodName) =>
+        // the options' shape was checked above, once (a dataSource function's result is not part of it)
         async function (this: unknown, ...args: unknown[]) {
-          return transaction(() => original.apply(this, args), withDataSourceOf(options, this, methodName, 'Transactional'));
+          return await runTransaction(() => original.apply(this, args), withDataSourceOf(options, this, methodName, 'Transactional'), true);
         },
     ) as any;
 }

@@ -97,7 +97,8 @@ export function transactionCompleted(connections: Iterable<object>, outcome: Com
   return hooks.length ? runHooks(hooks, outcome) : NOTHING_TO_RUN;
 }
 
-const NOTHING_TO_RUN: Promise<void> = Promise.resolve();
+/** What `transactionCompleted` returns when no hook was registered (a caller may skip awaiting it). */
+export const NOTHING_TO_RUN: Promise<void> = Promise.resolve();
 
 async function runHooks(hooks: Hook[], outcome: CompletionOutcome): Promise<void> {
   hooks.sort((a, b) => a.seq - b.seq);

@@ -2,8 +2,8 @@ import { LockLostError } from '../errors';
 import type { Installation } from '../orm/installations';
 import type { PortConnection } from '../orm/port';
 import { died } from './connection-model';
-import { LockScope, runInLockScope } from './lock-signal';
-import type { Frame } from './store';
+import { LockScope } from './lock-signal';
+import { childFrame, currentFrame, runInFrame, type Frame } from './store';
 
 /**
  * A locked body and its connection: the body runs as a lock scope (`currentLockSignal()`) whose
@@ -63,7 +63,9 @@ function watch(dead: AbortSignal, connection: object, watcher: Watcher): () => v
 /**
  * Runs `fn` as the lock scope of `body` (see LockedBody); `fn` gets the scope (its `.signal` is made
  * on demand). `patch`: more fields of the frame `fn` runs in (the caller's context and the scope in
- * one frame).
+ * one frame). The scope is joined to the enclosing one (lost when it is, as `runInLockScope` does),
+ * and stops being watched as soon as the call settles. One frame, and two promises: the call's and
+ * the one following the body's result.
  */
 export function runLockedBody<T>(body: LockedBody, fn: (scope: LockScope) => Promise<T> | T, patch?: Partial<Frame>): Promise<T> {
   const dead = body.inst.port.lostSignal?.(body.connection);
@@ -77,40 +79,55 @@ export function runLockedBody<T>(body: LockedBody, fn: (scope: LockScope) => Pro
     died(body.connection, 'the connection died');
     onDead(dead.reason, undefined);
   }
+  const outer = currentFrame()?.lockScope;
+  const unjoin = outer ? outer.onAbort((reason) => own.abort(reason)) : undefined;
+  let closed = false;
+  const close = () => {
+    if (closed) return;
+    closed = true;
+    unjoin?.();
+    unwatch?.();
+  };
+  if (own.aborted) {
+    close();
+    return Promise.reject(own.reason);
+  }
   try {
-    return runInLockScope(
-      own,
-      (scope) => {
-        if (scope.aborted) throw scope.reason;
-        return new Promise<T>((resolve, reject) => {
-          const settle = scope.onAbort(reject);
+    return runInFrame(
+      childFrame(patch ? { ...patch, lockScope: own } : { lockScope: own }),
+      () =>
+        new Promise<T>((resolve, reject) => {
+          const settle = own.onAbort((reason) => {
+            close();
+            reject(reason);
+          });
           let result: Promise<T> | T;
           try {
-            result = fn(scope);
+            result = fn(own);
           } catch (error) {
             result = Promise.reject(error);
           }
           Promise.resolve(result).then(
             (value) => {
               settle();
+              close();
               // resolved after the loss (the body ignored the signal): the lock did not last
-              if (scope.aborted) reject(scope.reason);
+              if (own.aborted) reject(own.reason);
               else resolve(value);
             },
             (error) => {
               settle();
-              if (scope.aborted) reject(scope.reason);
+              close();
+              if (own.aborted) reject(own.reason);
               else if (isConnectionLost(body.inst, error)) reject(body.lost(error));
               else reject(error);
             },
           );
-        });
-      },
-      unwatch,
-      patch,
+        }),
     );
   } catch (error) {
-    return Promise.reject(error); // runInLockScope ran its `done` (the unwatch) already
+    close();
+    return Promise.reject(error);
   }
 }
 

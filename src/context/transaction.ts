@@ -3,7 +3,7 @@ import { connectionLostError } from '../dialects/lost-connection';
 import { LockLostError } from '../errors';
 import { resolveInstallation, type Installation } from '../orm/installations';
 import type { IsolationLevel, OrmManager, PoolWait, PortConnection, PortTransaction } from '../orm/port';
-import { transactionCompleted } from './commit-hooks';
+import { NOTHING_TO_RUN, transactionCompleted } from './commit-hooks';
 import { stateOf } from './connection-model';
 import { runLockedBody } from './lock-scope';
 import { propagate, PROPAGATIONS, type Propagation } from './propagation';
@@ -53,38 +53,95 @@ export function transactionOptionProblems(options: unknown): string[] {
  * runs on that transaction's connection. A throw rolls back; lock-related driver errors
  * come out as ormlock errors (DeadlockError, SerializationError, …).
  */
-export async function transaction<T>(fn: () => Promise<T> | T, options: TransactionOptions = {}): Promise<T> {
-  checkFunction('transaction(fn, options?)', fn, 'fn');
-  const problems = transactionOptionProblems(options);
-  if (problems.length) throw badOptions('transaction()', problems);
-  const propagation = options.propagation ?? 'required';
-  const inst = resolveInstallation('transaction()', { explicit: options.dataSource });
-  if (namedConnection(inst, options.dataSource, 'transaction()')) {
-    return onNamedConnection(inst, options.dataSource, 'transaction()', () => transaction(fn, { ...options, dataSource: inst.port.target }));
-  }
-  // ---- propagation: the modes beyond required/requires_new (src/context/propagation.ts) ----
-  if (propagation !== 'required' && propagation !== 'requires_new') {
-    return propagate(inst, propagation, options.isolation, fn, () => transaction(fn, { ...options, propagation: 'required' }));
-  }
-  const joined = ambientTx(inst);
-  if (joined && propagation === 'required') {
-    if (options.isolation) requireIsolation(inst, joined, options.isolation, 'transaction()');
-    return fn();
-  }
-  // Inside a session-scoped lock, the transaction opens on the connection that lock pinned:
-  // no second pool connection, and the lock's connection sees the transaction's writes.
-  const pinned = propagation === 'required' ? pinnedConnection(inst) : undefined;
-  const open = async () => {
-    let unit: PortTransaction;
-    try {
-      unit = await beginBounded(inst, { isolation: options.isolation, connection: pinned }, 'transaction()');
-    } catch (error) {
-      throw inst.dialect.convertError(error) ?? error;
+export function transaction<T>(fn: () => Promise<T> | T, options: TransactionOptions = {}): Promise<T> {
+  return runTransaction(fn, options, false);
+}
+
+/**
+ * `transaction(fn, options)`. `checked`: the caller checked `fn` and the options' shape already
+ * (`@Transactional`, once when the class is defined), so each call skips that. Never throws: every
+ * failure is the returned promise's rejection.
+ */
+export function runTransaction<T>(fn: () => Promise<T> | T, options: TransactionOptions, checked: boolean): Promise<T> {
+  try {
+    if (!checked) {
+      checkFunction('transaction(fn, options?)', fn, 'fn');
+      const problems = transactionOptionProblems(options);
+      if (problems.length) throw badOptions('transaction()', problems);
     }
-    return runInTransaction(inst, unit, options.isolation, fn);
-  };
+    const propagation = options.propagation ?? 'required';
+    const inst = resolveInstallation('transaction()', { explicit: options.dataSource });
+    if (namedConnection(inst, options.dataSource, 'transaction()')) {
+      return onNamedConnection(inst, options.dataSource, 'transaction()', () => transaction(fn, { ...options, dataSource: inst.port.target }));
+    }
+    // ---- propagation: the modes beyond required/requires_new (src/context/propagation.ts) ----
+    if (propagation !== 'required' && propagation !== 'requires_new') {
+      return propagate(inst, propagation, options.isolation, fn, () => transaction(fn, { ...options, propagation: 'required' }));
+    }
+    const joined = ambientTx(inst);
+    if (joined && propagation === 'required') {
+      if (options.isolation) requireIsolation(inst, joined, options.isolation, 'transaction()');
+      return Promise.resolve(fn());
+    }
+    return openTransaction(inst, propagation === 'required', options.isolation, fn);
+  } catch (error) {
+    return Promise.reject(error);
+  }
+}
+
+/**
+ * `transaction()` once its options are checked and no ambient transaction is joined: opens one on
+ * `inst` for `fn`. `onPinned`: inside a session-scoped lock, the transaction opens on the
+ * connection that lock pinned (no second pool connection, and the lock's connection sees the
+ * transaction's writes). Internal callers that know the installation (the advisory lock's
+ * transaction-scoped call) start here.
+ */
+export function openTransaction<T>(inst: Installation, onPinned: boolean, isolation: IsolationLevel | undefined, fn: () => Promise<T> | T): Promise<T> {
+  const pinned = onPinned ? pinnedConnection(inst) : undefined;
   // siblings landing on one pinned connection: one transaction at a time, in call order
-  return pinned ? (runWithTurn(pinned, open) as Promise<T>) : open();
+  if (pinned) return runWithTurn(pinned, () => beginAndRun(inst, pinned, isolation, fn)) as Promise<T>;
+  return beginAndRun(inst, undefined, isolation, fn);
+}
+
+/** Opens a transaction on `inst` (on `pinned` when given) and runs `fn` with it as the ambient transaction; commits, or rolls back on a throw; releases. */
+async function beginAndRun<T>(
+  inst: Installation,
+  pinned: PortConnection | undefined,
+  isolation: IsolationLevel | undefined,
+  fn: () => Promise<T> | T,
+): Promise<T> {
+  let unit: PortTransaction;
+  try {
+    unit = await beginBounded(inst, { isolation, connection: pinned }, 'transaction()');
+  } catch (error) {
+    throw inst.dialect.convertError(error) ?? error;
+  }
+  // one async function from BEGIN to release (no second one for running the body)
+  const connection = unit.connection;
+  const tx = newTxState(inst, connection, isolation);
+  try {
+    const body = inst.port.enter ? () => inst.port.enter!(connection, fn) : fn;
+    let result: T;
+    try {
+      // a lock scope too (lock() holds row locks until COMMIT): a dead connection rejects at once
+      result = await runLockedBody({ inst, connection, lost: (cause) => transactionLost(inst, cause), adopt: true }, () => body(), { txs: txsWith(tx) });
+    } finally {
+      // the scope ends with the body: work it scheduled that runs during COMMIT runs as outside
+      tx.scope.live = false;
+    }
+    await unit.commit();
+    // ---- commit hooks: after the outermost COMMIT (src/context/commit-hooks.ts) ----
+    const completed = transactionCompleted([connection], 'commit');
+    if (completed !== NOTHING_TO_RUN) await completed; // nothing registered: no await either
+    return result;
+  } catch (error) {
+    if (connection.isTransactionActive) await unit.rollback().catch(() => undefined);
+    await transactionCompleted([connection], 'rollback');
+    throw inst.dialect.convertError(error) ?? error;
+  } finally {
+    tx.scope.live = false;
+    await unit.release();
+  }
 }
 
 /** The isolation of the transaction `tx` runs in: as begun (the model knows it), else the server's default. */
@@ -130,34 +187,6 @@ export function heldConnections(inst: Installation): number {
   for (const tx of liveTxs(frame)) if (tx.inst === inst) conns.add(tx.connection);
   for (const [i, p] of frame?.pinned ?? []) if (i === inst && p.scope.live && !p.connection.isReleased) conns.add(p.connection);
   return conns.size;
-}
-
-/** Runs `fn` with `unit` as the ambient transaction of `inst`; commits, or rolls back on a throw; releases. */
-async function runInTransaction<T>(inst: Installation, unit: PortTransaction, isolation: IsolationLevel | undefined, fn: () => Promise<T> | T): Promise<T> {
-  const connection = unit.connection;
-  const tx = newTxState(inst, connection, isolation);
-  try {
-    const body = inst.port.enter ? () => inst.port.enter!(connection, fn) : fn;
-    let result: T;
-    try {
-      // a lock scope too (lock() holds row locks until COMMIT): a dead connection rejects at once
-      result = await runLockedBody({ inst, connection, lost: (cause) => transactionLost(inst, cause), adopt: true }, () => body(), { txs: txsWith(tx) });
-    } finally {
-      // the scope ends with the body: work it scheduled that runs during COMMIT runs as outside
-      tx.scope.live = false;
-    }
-    await unit.commit();
-    // ---- commit hooks: after the outermost COMMIT (src/context/commit-hooks.ts) ----
-    await transactionCompleted([connection], 'commit');
-    return result;
-  } catch (error) {
-    if (connection.isTransactionActive) await unit.rollback().catch(() => undefined);
-    await transactionCompleted([connection], 'rollback');
-    throw inst.dialect.convertError(error) ?? error;
-  } finally {
-    tx.scope.live = false;
-    await unit.release();
-  }
 }
 
 /** A transaction's connection died: the converter's LockLostError for the driver's reason. */

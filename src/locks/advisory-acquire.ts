@@ -55,26 +55,37 @@ export async function acquireAll(
       }
     }
   };
-  const takeAll = async () => {
-    for (const item of items) {
-      const remaining = deadline === undefined ? undefined : Math.max(0, deadline - Date.now());
-      const got =
-        kind === 'transaction'
-          ? await adv.lockForTransaction!(qr, item.id, plan.shared, remaining, item.key)
-          : await adv.lockForSession(qr, item.id, plan.shared, remaining, item.key);
-      if (!got) throw new NotObtained(item);
-      const held = noteLock(
-        qr,
-        lockRecord(plan, item),
-        kind === 'transaction' ? 'transaction' : standIn ? 'until-end' : 'session',
-        plan.dialect.capabilities.rollbackToSavepointReleasesLocks,
-      );
-      taken.push({ item, held });
-      records?.set(item.id, held);
-    }
+  const lockOne = (item: LockItem): Promise<boolean> => {
+    const remaining = deadline === undefined ? undefined : Math.max(0, deadline - Date.now());
+    return kind === 'transaction'
+      ? adv.lockForTransaction!(qr, item.id, plan.shared, remaining, item.key)
+      : adv.lockForSession(qr, item.id, plan.shared, remaining, item.key);
+  };
+  const noteTaken = (item: LockItem) => {
+    const held = noteLock(
+      qr,
+      lockRecord(plan, item),
+      kind === 'transaction' ? 'transaction' : standIn ? 'until-end' : 'session',
+      plan.dialect.capabilities.rollbackToSavepointReleasesLocks,
+    );
+    taken.push({ item, held });
+    records?.set(item.id, held);
   };
   try {
-    await (savepoint ? inSavepoint(plan.inst, qr, 'ormlock_advisory', takeAll) : takeAll());
+    if (savepoint) {
+      await inSavepoint(plan.inst, qr, 'ormlock_advisory', async () => {
+        for (const item of items) {
+          if (!(await lockOne(item))) throw new NotObtained(item);
+          noteTaken(item);
+        }
+      });
+    } else {
+      // the same steps without a savepoint, and without one more async function per call
+      for (const item of items) {
+        if (!(await lockOne(item))) throw new NotObtained(item);
+        noteTaken(item);
+      }
+    }
     return undefined;
   } catch (error) {
     await releaseTaken();
@@ -117,11 +128,12 @@ export async function notObtained(plan: Plan, item: LockItem, startedAt: number,
 }
 
 export function acquired(plan: Plan, items: readonly LockItem[], startedAt: number): void {
-  const waitedMs = Date.now() - startedAt;
   const now = Date.now();
+  const waitedMs = now - startedAt;
+  const observed = plan.inst.observers.length > 0; // no event objects for nobody
   for (const item of items) {
     item.at = now;
-    plan.inst.emit({ type: 'acquired', kind: kindOf(plan), target: item.key.display, waitedMs });
+    if (observed) plan.inst.emit({ type: 'acquired', kind: kindOf(plan), target: item.key.display, waitedMs });
   }
 }
 

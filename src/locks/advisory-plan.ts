@@ -44,12 +44,18 @@ export function makePlan(inst: Installation, key: unknown, options: AdvisoryLock
   checkAdvisoryOptionsFor(inst.dialect, options, subject);
   refuseSessionLocksUnderPooler(inst, options.scope ?? 'transaction', subject);
   const adv = inst.dialect.advisory;
-  const byId = new Map<string, LockItem>();
-  for (const resolved of resolveAdvisoryKeys(key, inst.settings.namespace, subject)) {
-    const id = adv.lockId(resolved);
-    if (!byId.has(id)) byId.set(id, { id, key: resolved });
+  const resolvedKeys = resolveAdvisoryKeys(key, inst.settings.namespace, subject);
+  let locks: LockItem[];
+  if (resolvedKeys.length === 1) {
+    locks = [{ id: adv.lockId(resolvedKeys[0]), key: resolvedKeys[0] }]; // one key: nothing to merge or order
+  } else {
+    const byId = new Map<string, LockItem>();
+    for (const resolved of resolvedKeys) {
+      const id = adv.lockId(resolved);
+      if (!byId.has(id)) byId.set(id, { id, key: resolved });
+    }
+    locks = [...byId.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   }
-  const locks = [...byId.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   return {
     inst,
     dialect: inst.dialect,
@@ -69,6 +75,7 @@ export function makePlan(inst: Installation, key: unknown, options: AdvisoryLock
  * session lock released after COMMIT there; so the session refusal does not advise it there).
  */
 export function refuseSessionLocksUnderPooler(inst: Installation, scope: AdvisoryScope, subject: AdvisorySubject): void {
+  if (inst.settings.pooler !== 'transaction') return; // the only case refused (no message built per call)
   if (scope === 'session') {
     refuseUnderTransactionPooler(inst, subject, 'session-scope advisory locks', { scopeTransactionHelps: inst.dialect.capabilities.transactionAdvisoryLocks });
   } else if (!inst.dialect.capabilities.transactionAdvisoryLocks) {

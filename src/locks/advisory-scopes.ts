@@ -1,6 +1,6 @@
 import type { PortConnection as QueryRunner, PortTransaction } from '../orm/port';
 import { ambientTx, pinnedConnection, type Scope, type TxState } from '../context/store';
-import { transaction, poolWait } from '../context/transaction';
+import { openTransaction, poolWait } from '../context/transaction';
 import { forgetLock, type HeldLock } from '../context/connection-model';
 import { runWithTurn, TURN_TIMED_OUT } from '../context/turns';
 import { runLockedBody, type LockedBody } from '../context/lock-scope';
@@ -11,7 +11,7 @@ import type { AdvisoryLockContext } from './advisory-options';
 import { heldFor, kindOf, type LockItem, type Plan } from './advisory-plan';
 import { toAcquire, withHeld } from './advisory-held';
 import { acquireAll, acquired, acquireForTransaction, convert, keepUntilTransactionEnd, lostError, notObtained } from './advisory-acquire';
-import { afterSiblings, NO_SIBLINGS, siblingsDone } from './advisory-siblings';
+import { afterSiblings, siblingsDone } from './advisory-siblings';
 
 /**
  * The two scopes of an advisory lock: `transaction` (held until the transaction the body runs in
@@ -26,11 +26,14 @@ class Skipped extends Error {
 }
 
 function context(qr: QueryRunner, plan: Plan, acquiredNow: boolean, lockScope: LockScope): AdvisoryLockContext {
+  let keys: string[] | undefined;
   return {
     queryRunner: qr as any,
     manager: qr.manager,
     scope: plan.scope,
-    keys: plan.locks.map((l) => l.key.display),
+    get keys() {
+      return (keys ??= plan.locks.map((l) => l.key.display)); // made on first use (a decorated method never reads it)
+    },
     acquired: acquiredNow,
     get signal() {
       return lockScope.signal; // made on first use
@@ -43,40 +46,38 @@ function lockedBody(plan: Plan, qr: QueryRunner, items: readonly LockItem[]): Lo
   return { inst: plan.inst, connection: qr, lost: (cause) => lostError(plan, items.length ? items : plan.locks, cause) };
 }
 
-export async function runTransactionScoped<T>(plan: Plan, fn: (ctx: AdvisoryLockContext) => Promise<T> | T): Promise<T | undefined> {
+export function runTransactionScoped<T>(plan: Plan, fn: (ctx: AdvisoryLockContext) => Promise<T> | T): Promise<T | undefined> {
   const joined = ambientTx(plan.inst);
-  if (joined) return lockInTransaction(plan, joined, true, fn);
+  if (joined) return lockInTransaction(plan, joined, fn);
   let qr: QueryRunner | undefined;
+  // a transaction opened for this call has no siblings: nothing else runs in it but this body and
+  // what it calls (which holds the key: re-entry, never a sibling's wait)
   const body = () => {
     const tx = ambientTx(plan.inst)!;
     qr = tx.connection;
-    return lockInTransaction(plan, tx, false, fn);
+    return lockAndRun(plan, tx, qr, false, fn);
   };
-  try {
-    return await transaction(body, { dataSource: plan.inst.port.target }); // on the pinned connection, if a session lock pinned one
-  } catch (error) {
+  // on the pinned connection, if a session lock pinned one (transaction()'s own path, its options known)
+  return openTransaction(plan.inst, true, undefined, body).then(undefined, (error) => {
     if (error instanceof Skipped) return undefined;
     throw convert(plan, error, qr);
-  }
+  });
 }
 
-async function lockInTransaction<T>(plan: Plan, tx: TxState, joined: boolean, fn: (ctx: AdvisoryLockContext) => Promise<T> | T): Promise<T | undefined> {
-  const qr = tx.connection;
+/** Joins the ambient transaction `tx`: sibling calls for one key on its connection take turns. */
+async function lockInTransaction<T>(plan: Plan, tx: TxState, fn: (ctx: AdvisoryLockContext) => Promise<T> | T): Promise<T | undefined> {
   const startedAt = Date.now();
-  // a transaction opened for this call has no siblings: nothing else runs in it but this body and
-  // what it calls (which holds the key: re-entry, never a sibling's wait)
-  const sibling = joined ? afterSiblings(plan, tx.memo) : NO_SIBLINGS;
+  const sibling = afterSiblings(plan, tx.memo);
   try {
     if (sibling.ready && !(await siblingsDone(plan, sibling))) {
       // a sibling's body holds the key on this connection: the call's own time limit applies to that wait too
       if (plan.onTimeout === 'skip') {
         await notObtained(plan, plan.locks[0], startedAt, false);
-        if (joined) return undefined;
-        throw new Skipped();
+        return undefined;
       }
       throw await notObtained(plan, plan.locks[0], startedAt, false);
     }
-    return await lockAndRun(plan, tx, qr, joined, fn);
+    return await lockAndRun(plan, tx, tx.connection, true, fn);
   } finally {
     sibling.done();
   }

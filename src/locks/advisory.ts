@@ -13,7 +13,7 @@ import {
   type AdvisoryLockSkipOptions,
   type AdvisorySubject,
 } from './advisory-options';
-import { makePlan } from './advisory-plan';
+import { makePlan, type Plan } from './advisory-plan';
 import { oneKeyOnly } from '../faults/keys';
 import { badOption, badOptions } from '../faults/options';
 import { runSessionScoped, runTransactionScoped } from './advisory-scopes';
@@ -115,25 +115,38 @@ export async function withAdvisoryLocks<T>(
 /**
  * The one implementation behind `withAdvisoryLock` and `@AdvisoryLock`: evaluates the key
  * (a function gets `args`, with `thisArg` as `this`), validates everything, then takes the
- * locks in the requested scope and runs `fn`.
+ * locks in the requested scope and runs `fn`. `checked`: the caller checked `fn` and the options'
+ * shape already (a decorator, once when the class is defined). Never throws: every failure is
+ * the returned promise's rejection.
  */
-export async function runWithAdvisoryLock<T>(
+export function runWithAdvisoryLock<T>(
   key: unknown,
   thisArg: unknown,
   args: unknown[],
   fn: (ctx: AdvisoryLockContext) => Promise<T> | T,
   options: AdvisoryLockOptions | undefined,
   subject: AdvisorySubject,
+  checked = false,
 ): Promise<T | undefined> {
-  if (typeof fn !== 'function') checkFunction(subject.label, fn, 'the body', { method: subject.method });
-  const problems = advisoryOptionProblems(options);
-  if (problems.length) throw badOptions(subject.label, problems, subjectDetails(subject));
-  const opts = options ?? {};
-  const inst = resolveInstallation(subject.label, { explicit: opts.dataSource });
-  const plan = makePlan(inst, evaluateAdvisoryKey(key, thisArg, args, subject), opts, subject, true);
-  const run = () => (plan.scope === 'transaction' ? runTransactionScoped(plan, fn) : runSessionScoped(plan, fn));
-  // a QueryRunner (or its manager) named as { dataSource }: the lock is taken on it
-  return opts.dataSource === undefined ? run() : onNamedConnection(inst, opts.dataSource, subject.label, run);
+  try {
+    if (!checked) {
+      if (typeof fn !== 'function') checkFunction(subject.label, fn, 'the body', { method: subject.method });
+      const problems = advisoryOptionProblems(options);
+      if (problems.length) throw badOptions(subject.label, problems, subjectDetails(subject));
+    }
+    const opts = options ?? {};
+    const inst = resolveInstallation(subject.label, { explicit: opts.dataSource });
+    const plan = makePlan(inst, evaluateAdvisoryKey(key, thisArg, args, subject), opts, subject, true);
+    // a QueryRunner (or its manager) named as { dataSource }: the lock is taken on it
+    if (opts.dataSource !== undefined) return onNamedConnection(inst, opts.dataSource, subject.label, () => runPlan(plan, fn));
+    return runPlan(plan, fn);
+  } catch (error) {
+    return Promise.reject(error);
+  }
+}
+
+function runPlan<T>(plan: Plan, fn: (ctx: AdvisoryLockContext) => Promise<T> | T): Promise<T | undefined> {
+  return plan.scope === 'transaction' ? runTransactionScoped(plan, fn) : runSessionScoped(plan, fn);
 }
 
 /**

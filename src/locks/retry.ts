@@ -1,7 +1,7 @@
 import type { IsolationLevel } from '../orm/port';
 import { checkFunction, optionsProblems } from '../arguments';
 import { ambientTx } from '../context/store';
-import { transaction } from '../context/transaction';
+import { openTransaction, transaction } from '../context/transaction';
 import { DeadlockError, LockError, SerializationError, StaleEntityError } from '../errors';
 import { badOptions } from '../faults/options';
 import { resolveInstallation } from '../orm/installations';
@@ -135,6 +135,9 @@ export async function retryOnConflict<T>(fn: (attempt: number) => Promise<T> | T
 
   for (let attempt = 1; ; attempt++) {
     try {
+      // the first attempt, just resolved and checked for an ambient transaction, opens its transaction on
+      // `inst` directly (with an isolation, transaction() checks it); retries go through transaction() again
+      if (attempt === 1 && options.isolation === undefined) return await openTransaction(inst, true, undefined, () => fn(attempt));
       return await transaction(() => fn(attempt), { dataSource: ds, isolation: options.isolation });
     } catch (error) {
       if (attempt >= opts.attempts || !opts.matchers.some((m) => matches(m, error))) throw error;

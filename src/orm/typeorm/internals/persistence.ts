@@ -94,53 +94,63 @@ export const persistencePatches: readonly InternalPatch[] = [
   },
 ];
 
+/**
+ * A step of SubjectExecutor whose subject lists are all empty writes nothing and has nothing to
+ * check: TypeORM's own step runs, without the wrapper's work (every save() calls all five steps;
+ * saving a loaded object has subjects in one of them).
+ */
+function unlessEmpty(lists: readonly string[], base: (this: any) => Promise<void>, checked: (this: any) => Promise<void>): (this: any) => Promise<void> {
+  return function (this: any) {
+    for (const list of lists) {
+      const subjects = this[list];
+      if (!Array.isArray(subjects) || subjects.length > 0) return checked.call(this);
+    }
+    return base.call(this);
+  };
+}
+
 function applyPersistence(): () => void {
   const undo: Array<() => void> = [];
   const patch = (owner: object, method: string, wrap: (base: any) => any) => undo.push(replaceMethod(owner, method, wrap));
-  patch(
-    executor,
-    'executeInsertOperations',
-    (baseInsertOps) =>
-      async function (this: any) {
-        if (installationOf(dataSourceOf(this.queryRunner))) {
-          for (const subject of this.insertSubjects) refuseResurrection(subject);
-          // before any junction row is written: an owned ManyToMany change moves the owner's version
-          for (const owner of collectionOwners(this)) await bumpCollectionOwner(this, owner);
-        }
-        return baseInsertOps.call(this);
-      },
+  patch(executor, 'executeInsertOperations', (baseInsertOps) =>
+    // no row inserted or removed: no junction row either, so no collection owner to bump
+    unlessEmpty(['insertSubjects', 'removeSubjects'], baseInsertOps, async function (this: any) {
+      if (installationOf(dataSourceOf(this.queryRunner))) {
+        for (const subject of this.insertSubjects) refuseResurrection(subject);
+        // before any junction row is written: an owned ManyToMany change moves the owner's version
+        for (const owner of collectionOwners(this)) await bumpCollectionOwner(this, owner);
+      }
+      return baseInsertOps.call(this);
+    }),
   );
 
-  patch(
-    executor,
-    'executeUpdateOperations',
-    (baseUpdateOps) =>
-      async function (this: any) {
-        if (!installationOf(dataSourceOf(this.queryRunner))) return baseUpdateOps.call(this);
-        const justInserted = new Set(this.insertSubjects);
-        const keys: object[] = [];
-        try {
-          for (const subject of this.updateSubjects) {
-            if (justInserted.has(subject)) continue; // inserted in this very flush: nobody else can have changed it
-            const check = versionCheckOf(subject, 'save');
-            if (!check) continue;
-            // the diff holds the object's (stale) version when the row moved on: never write it back;
-            // the UPDATE sets version = version + 1 itself
-            const changes: Array<{ column?: ColumnMetadata }> = subject.changeMaps;
-            for (let i = changes.length - 1; i >= 0; i--) if (changes[i].column === check.versionColumn) changes.splice(i, 1);
-            registered.set(check.identifier, check);
-            keys.push(check.identifier);
-          }
-          return await baseUpdateOps.call(this);
-        } finally {
-          for (const key of keys) registered.delete(key);
+  patch(executor, 'executeUpdateOperations', (baseUpdateOps) =>
+    unlessEmpty(['updateSubjects'], baseUpdateOps, async function (this: any) {
+      if (!installationOf(dataSourceOf(this.queryRunner))) return baseUpdateOps.call(this);
+      const justInserted = new Set(this.insertSubjects);
+      const keys: object[] = [];
+      try {
+        for (const subject of this.updateSubjects) {
+          if (justInserted.has(subject)) continue; // inserted in this very flush: nobody else can have changed it
+          const check = versionCheckOf(subject, 'save');
+          if (!check) continue;
+          // the diff holds the object's (stale) version when the row moved on: never write it back;
+          // the UPDATE sets version = version + 1 itself
+          const changes: Array<{ column?: ColumnMetadata }> = subject.changeMaps;
+          for (let i = changes.length - 1; i >= 0; i--) if (changes[i].column === check.versionColumn) changes.splice(i, 1);
+          registered.set(check.identifier, check);
+          keys.push(check.identifier);
         }
-      },
+        return await baseUpdateOps.call(this);
+      } finally {
+        for (const key of keys) registered.delete(key);
+      }
+    }),
   );
 
   // the statements of these steps are built for exactly the registered identifier objects
   const registering = (list: string, operation: Operation) => (baseOps: (this: any) => Promise<void>) =>
-    async function (this: any) {
+    unlessEmpty([list], baseOps, async function (this: any) {
       if (!installationOf(dataSourceOf(this.queryRunner))) return baseOps.call(this);
       const keys: object[] = [];
       try {
@@ -154,7 +164,7 @@ function applyPersistence(): () => void {
       } finally {
         for (const key of keys) registered.delete(key);
       }
-    };
+    });
   patch(executor, 'executeRemoveOperations', registering('removeSubjects', 'remove'));
   patch(executor, 'executeSoftRemoveOperations', registering('softRemoveSubjects', 'softRemove'));
   patch(executor, 'executeRecoverOperations', registering('recoverSubjects', 'recover'));

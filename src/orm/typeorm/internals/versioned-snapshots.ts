@@ -50,11 +50,14 @@ function eligibleColumns(meta: EntityMetadata): ColumnMetadata[] | null {
   return columns;
 }
 
-/** A copy the user's later changes to the object cannot reach; undefined when the value is not one a snapshot can hold. */
-function copyOf(value: unknown): { value: unknown } | undefined {
-  if (value === null || typeof value !== 'object') return typeof value === 'function' || typeof value === 'symbol' ? undefined : { value };
-  if (value instanceof Date) return { value: new Date(value.getTime()) };
-  return undefined;
+/** What `copyOf` answers for a value a snapshot cannot hold. */
+const NOT_COPIED = Symbol('not copied');
+
+/** A copy the user's later changes to the object cannot reach; NOT_COPIED when the value is not one a snapshot can hold. */
+function copyOf(value: unknown): unknown {
+  if (value === null || typeof value !== 'object') return typeof value === 'function' || typeof value === 'symbol' ? NOT_COPIED : value;
+  if (value instanceof Date) return new Date(value.getTime());
+  return NOT_COPIED;
 }
 
 /** Remembers the values `entity` was loaded with, when its entity can save without a re-read. */
@@ -65,8 +68,8 @@ export function rememberLoaded(entity: unknown, meta: EntityMetadata | undefined
   const values: unknown[] = [];
   for (const column of columns) {
     const copy = copyOf(column.getEntityValue(entity));
-    if (!copy) return snapshots.delete(entity) as unknown as void;
-    values.push(copy.value);
+    if (copy === NOT_COPIED) return snapshots.delete(entity) as unknown as void;
+    values.push(copy);
   }
   snapshots.set(entity, { version: meta.versionColumn!.getEntityValue(entity), values });
 }

@@ -45,6 +45,27 @@ const OPERATIONS = [
   'executeSoftRemoveOperations',
   'executeRecoverOperations',
 ] as const;
+/**
+ * The subjects each operation writes for (an operation with none writes nothing: no frame for it).
+ * The insert step also bumps the version of a versioned owner whose ManyToMany lost junction rows
+ * (persistence.ts), so removed subjects count for it too.
+ */
+const SUBJECTS_OF: Record<(typeof OPERATIONS)[number], readonly string[]> = {
+  executeInsertOperations: ['insertSubjects', 'removeSubjects'],
+  executeUpdateOperations: ['updateSubjects'],
+  executeRemoveOperations: ['removeSubjects'],
+  executeSoftRemoveOperations: ['softRemoveSubjects'],
+  executeRecoverOperations: ['recoverSubjects'],
+};
+
+/** True when every list of `lists` on the executor is an empty array. */
+function noSubjects(self: any, lists: readonly string[]): boolean {
+  for (const list of lists) {
+    const subjects = self[list];
+    if (!Array.isArray(subjects) || subjects.length > 0) return false;
+  }
+  return true;
+}
 
 const BY_VERSION = 'a WHERE naming the primary key and the version (e.g. update({ id, version }, …): checked)';
 const INSTEAD_UPDATE = `save() on the loaded entity (checked against the version it was loaded with), or ${BY_VERSION}`;
@@ -183,12 +204,14 @@ export const versionedWritesPatch: InternalPatch = {
       ),
     );
     for (const op of OPERATIONS) {
+      const lists = SUBJECTS_OF[op];
       undo.push(
         replaceMethod(
           executor,
           op,
           (base) =>
             function (this: any, ...args: unknown[]) {
+              if (noSubjects(this, lists)) return base.apply(this, args); // writes nothing
               if (persisting.getStore() || !installationOf(dataSourceOf(this.queryRunner)) || !hasVersionedSubject(this)) return base.apply(this, args);
               return persisting.run(true, () => base.apply(this, args));
             },
