@@ -6,7 +6,7 @@
  * Shared by run.ts (ormlock process) and typeorm-transactional-worker.ts (child processes).
  */
 import type { DialectCapabilities } from '../src/dialects/dialect';
-import { installationOf } from '../src/orm/installations';
+import { installationOf } from '../src/installations';
 import type { DataSource } from 'typeorm';
 import { createDataSource, type BackendName } from '../test/support/backends';
 import { QueryLog } from '../test/support/query-log';

@@ -7,7 +7,7 @@ export { installLocking } from './orm/typeorm/lazy';
 export type { InstallLockingOptions } from './orm/install-options';
 export type { LockingHandle } from './orm/typeorm/public-types';
 export type { LockEvent, LockObserver } from './observe/events';
-export type { Installation, InstallationSettings } from './orm/installations';
+export type { Installation, InstallationSettings } from './installations';
 export type { OrmPort, PortConnection, EntityDescriptor, OrmManager, OrmConnection } from './orm/port';
 export type { LockEventType, LockEventKind, LockEventDb } from './observe/events';
 export type { PoolerMode } from './orm/pooler';

@@ -5,13 +5,15 @@ import * as ts from 'typescript';
 
 /**
  * The import rule (docs/architecture.md): the strategies (src/locks), the context
- * (src/context), the dialects (src/dialects) and src/redis talk to the ORM port and LockDialect
- * only. No file there imports an ORM package or an adapter — type-only imports count, and so do
+ * (src/context), the dialects (src/dialects), src/redis and the installations (src/installations)
+ * talk to the ORM port and LockDialect only: from src/orm/ they import the port and nothing else. No file there imports an ORM package or an adapter — type-only imports count, and so do
  * `require()`, `import()`, `import x = require()`, `export … from` and `import('…').Type`.
  */
 
 const ROOT = path.resolve(__dirname, '..');
-const RULED = ['src/locks', 'src/context', 'src/dialects', 'src/redis'];
+const RULED = ['src/locks', 'src/context', 'src/dialects', 'src/redis', 'src/installations'];
+/** What the ruled folders may import from src/orm/: the port, nothing above it. */
+const PORT = ['src/orm/port.ts', 'src/orm/port-connection.ts'];
 const ADAPTERS = ['src/orm/typeorm', 'src/orm/mikro-orm'].map((p) => path.join(ROOT, p));
 
 /** A module specifier found in a source file, with its line. */
@@ -94,7 +96,7 @@ function violationsIn(file: string, source: string): string[] {
   });
 }
 
-describe('the import rule: src/locks, src/context, src/dialects and src/redis import no ORM and no adapter', () => {
+describe('the import rule: src/locks, src/context, src/dialects, src/redis and src/installations import no ORM and no adapter', () => {
   it('the checker finds every form of import (it can fail)', () => {
     const file = path.join(ROOT, 'src/locks/example.ts');
     const source = [
@@ -110,7 +112,7 @@ describe('the import rule: src/locks, src/context, src/dialects and src/redis im
       "type C = import('typeorm').SelectQueryBuilder<any>;",
       '/// <reference types="typeorm" />',
       "import { ok } from '../orm/port';",
-      "import { fine } from '../orm/installations';",
+      "import { fine } from '../installations';",
       "import { alsoFine } from './row-lock';",
       "const note = 'typeorm'; // a string, not an import",
     ];
@@ -152,6 +154,17 @@ describe('the import rule: src/locks, src/context, src/dialects and src/redis im
     };
     for (const file of RULED.flatMap((d) => tsFiles(path.join(ROOT, d)))) walk(file, []);
     expect(seen.size).to.be.greaterThan(20);
+    expect(problems, problems.join('\n')).to.deep.equal([]);
+  });
+  it('from src/orm/ they import the port only (installations and resolution live below the adapters)', () => {
+    const problems = RULED.flatMap((d) => tsFiles(path.join(ROOT, d))).flatMap((file) =>
+      specifiersOf(file, fs.readFileSync(file, 'utf8'))
+        .filter((f) => f.specifier.startsWith('.'))
+        .map((f) => ({ f, target: resolveSource(path.resolve(path.dirname(file), f.specifier)) }))
+        .filter(({ target }) => target !== undefined && path.relative(ROOT, target).startsWith('src/orm/'))
+        .filter(({ target }) => !PORT.includes(path.relative(ROOT, target!).split(path.sep).join('/')))
+        .map(({ f, target }) => `${path.relative(ROOT, file)}:${f.line}: ${f.form} '${f.specifier}' (${path.relative(ROOT, target!)})`),
+    );
     expect(problems, problems.join('\n')).to.deep.equal([]);
   });
 });

@@ -13,7 +13,7 @@ import {
   withLock,
   type LockingHandle,
 } from '../src';
-import { installationOf, liveInstallations } from '../src/orm/installations';
+import { installationOf, liveInstallations } from '../src/installations';
 import { dataSourceOf } from '../src/orm/typeorm/compat';
 import { patchedInternals } from '../src/orm/typeorm/internals';
 import { race } from '../src/testing';

@@ -27,7 +27,7 @@ import {
   withPessimistic,
 } from '../src';
 import { ambientConnection } from '../src/context/store';
-import { resolveInstallation } from '../src/orm/installations';
+import { resolveInstallation } from '../src/installations';
 import { LcRow, MkLcRow } from './fixtures/lost-connection';
 import type { BackendName } from './support/backends';
 import { cancelStatement, connectionIdOn, killConnection, lockWaiters } from './support/kill-connection';

@@ -13,7 +13,7 @@ import { MikroOrmModule, InjectRepository } from '@mikro-orm/nestjs';
 import { PostgreSqlDriver } from '@mikro-orm/postgresql';
 import { expect } from 'chai';
 import { Pessimistic, Transactional } from '../src';
-import { liveInstallations } from '../src/orm/installations';
+import { liveInstallations } from '../src/installations';
 import { OrmlockInstallations, OrmlockModule } from '../src/nestjs';
 import { race } from '../src/testing';
 import { BACKENDS, dataSourceOptions } from './support/backends';

@@ -11,7 +11,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { DataSource, type DataSourceOptions, type Repository } from 'typeorm';
 import { installLocking, inTransaction, LockConfigError, Redlock, withLock } from '../src';
-import { liveInstallations } from '../src/orm/installations';
+import { liveInstallations } from '../src/installations';
 import { ORMLOCK_REDLOCK, OrmlockInstallations, OrmlockModule } from '../src/nestjs';
 import { race } from '../src/testing';
 import { BillOrder, BillUser } from './fixtures/billing';

@@ -2,7 +2,7 @@ import { expect } from 'chai';
 import { DeleteQueryBuilder, EntityManager, InsertQueryBuilder, Repository, SelectQueryBuilder, UpdateQueryBuilder, type DataSource } from 'typeorm';
 import { SubjectExecutor } from 'typeorm/persistence/SubjectExecutor';
 import { currentManager, installLocking, LockConfigError, transaction, type LockingHandle } from '../src';
-import { installationOf } from '../src/orm/installations';
+import { installationOf } from '../src/installations';
 import { typeormVersion } from '../src/orm/typeorm/compat';
 import { patchedInternals } from '../src/orm/typeorm/internals';
 import { race } from '../src/testing';

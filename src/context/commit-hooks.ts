@@ -1,5 +1,5 @@
 import { checkFunction } from '../arguments';
-import { resolveInstallation, type Installation } from '../orm/installations';
+import { resolveInstallation, type Installation } from '../installations';
 import { ambientTx, currentFrame, liveTxs } from './store';
 import { hookOutsideTransaction } from '../faults/context';
 

@@ -1,5 +1,5 @@
 import type { LockEventKind } from '../observe/events';
-import type { Installation } from '../orm/installations';
+import type { Installation } from '../installations';
 import type { IsolationLevel, PortConnection } from '../orm/port';
 
 /**

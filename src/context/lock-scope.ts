@@ -1,5 +1,5 @@
 import { LockLostError } from '../errors';
-import type { Installation } from '../orm/installations';
+import type { Installation } from '../installations';
 import type { PortConnection } from '../orm/port';
 import { died } from './connection-model';
 import { LockScope } from './lock-signal';

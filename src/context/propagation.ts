@@ -1,5 +1,5 @@
 import { inSavepoint } from '../locks/savepoint';
-import type { Installation } from '../orm/installations';
+import type { Installation } from '../installations';
 import type { IsolationLevel } from '../orm/port';
 import { savepointEnded, savepointStarted } from './commit-hooks';
 import { ambientTx, childFrame, currentFrame, runInFrame, type TxState } from './store';

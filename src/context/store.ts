@@ -1,7 +1,7 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import type { LockDialect } from '../dialects/dialect';
 import type { RowLockOptions } from '../locks/row-lock-options';
-import type { Installation } from '../orm/installation';
+import type { Installation } from '../installations/installation';
 import type { IsolationLevel, PortConnection } from '../orm/port';
 import type { LockScope } from './scope';
 

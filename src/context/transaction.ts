@@ -1,7 +1,7 @@
 import { checkFunction, optionsProblems } from '../arguments';
 import { connectionLostError } from '../dialects/lost-connection';
 import { LockLostError } from '../errors';
-import { resolveInstallation, type Installation } from '../orm/installations';
+import { resolveInstallation, type Installation } from '../installations';
 import type { IsolationLevel, OrmManager, PoolWait, PortConnection, PortTransaction } from '../orm/port';
 import { NOTHING_TO_RUN, transactionCompleted } from './commit-hooks';
 import { stateOf } from './connection-model';

@@ -1,5 +1,5 @@
 /**
- * The faults of choosing an installation (src/orm/installation.ts, src/orm/installations.ts): an
+ * The faults of choosing an installation (src/installations/): an
  * entity no installed ORM knows, a plain object, no installation, several candidates. One factory
  * per fault, one wording; the caller throws what it returns.
  */

@@ -1,7 +1,7 @@
 import type { PortConnection as QueryRunner } from '../orm/port';
 import { ambientTx } from '../context/store';
 import { writeOutsideTransaction } from '../faults/writes';
-import type { Installation } from '../orm/installations';
+import type { Installation } from '../installations';
 import { AdvisoryKeySet } from './advisory-key';
 import type { AdvisoryLockOptions, AdvisorySubject } from './advisory-options';
 import { makePlan } from './advisory-plan';

@@ -1,7 +1,7 @@
 import type { PortConnection as QueryRunner } from '../orm/port';
 import { currentFrame, type Frame, type Scope } from '../context/store';
 import { heldHere, physical, type HeldLock } from '../context/connection-model';
-import type { Installation } from '../orm/installations';
+import type { Installation } from '../installations';
 import { describeKey } from './advisory-key';
 import { subjectDetails, type AdvisoryScope } from './advisory-options';
 import { sharedNotUpgradable } from '../faults/advisory';

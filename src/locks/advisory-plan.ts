@@ -1,5 +1,5 @@
 import type { AdvisoryDialect, LockDialect } from '../dialects/dialect';
-import type { Installation } from '../orm/installations';
+import type { Installation } from '../installations';
 import { resolveAdvisoryKeys, type ResolvedAdvisoryKey } from './advisory-key';
 import {
   advisoryOptionProblems,

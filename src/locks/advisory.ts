@@ -1,5 +1,5 @@
 import { ambientTx, pinnedConnection } from '../context/store';
-import { resolveInstallation } from '../orm/installations';
+import { resolveInstallation } from '../installations';
 import { checkFunction, optionsProblems } from '../arguments';
 import { namedConnection, onNamedConnection } from '../context/transaction';
 import { AdvisoryKeySet, resolveAdvisoryKeys, type AdvisoryKey } from './advisory-key';

@@ -1,6 +1,6 @@
 import { ambientTx } from '../context/store';
 import { DeadlockError } from '../errors';
-import { installationOwning, resolveInstallation } from '../orm/installations';
+import { installationOwning, resolveInstallation } from '../installations';
 import type { PortConnection } from '../orm/port';
 import { inSavepoint } from './savepoint';
 import { badOption } from '../faults/options';

@@ -12,7 +12,7 @@ import {
   resolvedNotAnEntity,
 } from '../faults/parents';
 import { declare, type AroundCreateContext, type AroundCreateHook } from '../metadata/registry';
-import type { Installation } from '../orm/installations';
+import type { Installation } from '../installations';
 import type { EntityDescriptor, PortConnection } from '../orm/port';
 import { lockRowOn } from './row-lock';
 import type { RowLockOptions } from './row-lock-options';

@@ -2,7 +2,7 @@ import { lockLostError, runLockedBody, type LockedBody } from '../context/lock-s
 import { ambientTx } from '../context/store';
 import { onNamedConnection, transaction, type TransactionOptions } from '../context/transaction';
 import { badOption, badOptions } from '../faults/options';
-import { resolveInstallation, type Installation } from '../orm/installations';
+import { resolveInstallation, type Installation } from '../installations';
 import { checkFunction, checkOptions } from '../arguments';
 import type { EntityDescriptor, PortConnection } from '../orm/port';
 import { entityTarget, LOCK_CALL_OPTIONS, lockCallProblems, lockEntity, lockResolved, shownId, type LockCallOptions } from './row-lock';

@@ -1,5 +1,5 @@
 import { sessionStateBehindPooler } from '../faults/advisory';
-import type { Installation } from '../orm/installations';
+import type { Installation } from '../installations';
 
 const DIRECT =
   'ormlock on a second DataSource/MikroORM instance that connects to the database directly (not through the pooler) and pass it as { dataSource }.';

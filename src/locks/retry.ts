@@ -4,7 +4,7 @@ import { ambientTx } from '../context/store';
 import { openTransaction, transaction } from '../context/transaction';
 import { DeadlockError, LockError, SerializationError, StaleEntityError } from '../errors';
 import { badOptions } from '../faults/options';
-import { resolveInstallation } from '../orm/installations';
+import { resolveInstallation } from '../installations';
 
 /** An error class (matched with `instanceof`) or a predicate. */
 export type RetryMatcher = (abstract new (...args: any[]) => unknown) | ((error: unknown) => boolean);

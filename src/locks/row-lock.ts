@@ -6,7 +6,7 @@ import { LockConfigError, LockNotAvailableError, LockTimeoutError, type LockErro
 import { badOption, badOptions } from '../faults/options';
 import { noPrimaryKeyValue, plainObjectNotAnEntity, rowGone, rowLockedSkipped, rowLockTimeoutHeldBy, rowLockWithoutTransaction } from '../faults/row-locks';
 import { lockMetadataOf } from '../metadata/registry';
-import { resolveInstallation, type Installation } from '../orm/installations';
+import { resolveInstallation, type Installation } from '../installations';
 import type { EntityDescriptor, PortConnection } from '../orm/port';
 import { resolveRowLockSpec, type RowLockOptions, type RowLockSpec } from './row-lock-options';
 

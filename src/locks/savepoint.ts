@@ -1,5 +1,5 @@
 import { rolledBackTo, savepointOpened, savepointReleased } from '../context/connection-model';
-import type { Installation } from '../orm/installations';
+import type { Installation } from '../installations';
 import type { PortConnection } from '../orm/port';
 
 let nextSavepoint = 1;

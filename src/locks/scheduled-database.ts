@@ -5,7 +5,7 @@ import type { LockConfigError } from '../errors';
 import { dialectLacks } from '../faults/options';
 import { missingTable } from '../faults/migrations';
 import { checkFencingTable } from '../redis/fencing';
-import { resolveInstallation, type Installation } from '../orm/installations';
+import { resolveInstallation, type Installation } from '../installations';
 import { DEFAULT_SCHEDULED_TABLE } from './scheduled-options';
 import type { ScheduledHold, ScheduledStorage } from './scheduled-storage';
 

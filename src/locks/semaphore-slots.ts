@@ -17,7 +17,7 @@ import { noteLock } from '../context/connection-model';
 import { isConnectionLost, lockLostError } from '../context/lock-scope';
 import { LockLostError, type LockConfigError } from '../errors';
 import { missingTable } from '../faults/migrations';
-import type { Installation } from '../orm/installations';
+import type { Installation } from '../installations';
 import { DEFAULT_FENCING_TABLE } from '../redis/fencing';
 import { refuseSessionLocksUnderPooler } from './advisory';
 import { resolveAdvisoryKeys, type ResolvedAdvisoryKey } from './advisory-key';

@@ -22,7 +22,7 @@ import { transaction } from '../context/transaction';
 import { checkFunction } from '../arguments';
 import { badOptions } from '../faults/options';
 import { permitsAllHeld, permitTimedOut, semaphoreWithoutSequence } from '../faults/semaphores';
-import { resolveInstallation, type Installation } from '../orm/installations';
+import { resolveInstallation, type Installation } from '../installations';
 import { DEFAULT_FENCING_TABLE } from '../redis/fencing';
 import { runWithAdvisoryLock } from './advisory';
 import type { AdvisoryLockContext, AdvisorySubject } from './advisory-options';

@@ -1,5 +1,5 @@
 import type { LockDialect } from '../dialects/dialect';
-import type { Installation } from '../orm/installations';
+import type { Installation } from '../installations';
 
 /** What both adapters' installLocking return. */
 export interface OrmlockHandle {

@@ -1,5 +1,5 @@
 import type { LockConfigError } from '../errors';
-import { installationOf } from '../orm/installations';
+import { installationOf } from '../installations';
 import type { LockingHandle, TypeOrmDataSourceLike } from '../orm/typeorm/public-types';
 import { dataSourceToken, mikroOrmAdapter, mikroOrmToken, typeOrmAdapter } from './optional-packages';
 import type { OrmlockHandle } from './handle';

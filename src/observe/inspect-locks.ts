@@ -1,7 +1,7 @@
 import type { LockDialect, RunQuery } from '../dialects/dialect';
 import { dialectForServer } from '../dialects';
 import type { LockWait } from '../dialects/inspect';
-import { installationOwning } from '../orm/installations';
+import { installationOwning } from '../installations';
 import { connectionTargetOf, isTypeormDataSource } from '../orm/typeorm/connection-target';
 import { openConnection, targetFromUrl, type ConnectionTarget } from './connect';
 import { notInspectable } from '../faults/observe';

@@ -1,6 +1,6 @@
 import { optionsProblems } from '../arguments';
 import { observerOptionProblems, type LockEvent, type LockObserver } from '../observe/events';
-import type { InstallationSettings } from './installations';
+import type { InstallationSettings } from '../installations';
 import { detectPooler, POOLER_MODES, resolvePoolerMode, type PoolerMode } from './pooler';
 import type { OrmPort } from './port';
 import type { LockDialect } from '../dialects/dialect';

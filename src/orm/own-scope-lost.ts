@@ -1,6 +1,6 @@
 import { knownState, onConnectionEvent, physical } from '../context/connection-model';
 import { LockLostError } from '../errors';
-import type { Installation } from './installations';
+import type { Installation } from '../installations';
 
 /**
  * The ORM's own transaction scopes (`dataSource.transaction(cb)`, `manager.transaction(cb)`,

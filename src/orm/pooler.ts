@@ -11,15 +11,10 @@
  */
 import type { LockDialect } from '../dialects/dialect';
 import { poolerNotNone } from '../faults/installations';
+import type { PoolerMode } from '../installations/pooler-mode';
 import type { OrmPort } from './port';
 
-/**
- * `'transaction'`: a transaction-pooling pooler (PgBouncer `pool_mode = transaction`, RDS Proxy,
- * Supavisor's transaction mode): each transaction may run on another server connection, so
- * nothing may rely on session state. `'session'`: a session-pooling pooler (one server connection
- * per client connection for its whole life). `'none'`: a direct connection.
- */
-export type PoolerMode = 'transaction' | 'session' | 'none';
+export type { PoolerMode } from '../installations/pooler-mode';
 export const POOLER_MODES: readonly PoolerMode[] = ['transaction', 'session', 'none'];
 
 /** What installLocking found out about the connection path. */

@@ -6,7 +6,7 @@
  */
 import type { FencingDialect, LockDialect, RunQuery } from '../dialects/dialect';
 import { badOption, dialectLacks, requiredOption } from '../faults/options';
-import { resolveInstallation } from '../orm/installations';
+import { resolveInstallation } from '../installations';
 
 export interface LeaseDatabase {
   readonly dialect: LockDialect;

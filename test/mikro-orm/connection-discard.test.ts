@@ -8,7 +8,7 @@
 import { expect } from 'chai';
 import { noteLock } from '../../src/context/connection-model';
 import type { LockEvent } from '../../src';
-import { resolveInstallation, type Installation } from '../../src/orm/installations';
+import { resolveInstallation, type Installation } from '../../src/installations';
 import type { PortTransaction } from '../../src/orm/port';
 import { MkLcRow } from '../fixtures/lost-connection';
 import { asAdmin } from '../support/kill-connection';

@@ -1,7 +1,7 @@
 import { MikroORM } from '@mikro-orm/core';
 import { expect } from 'chai';
 import { LockConfigError } from '../../src';
-import { liveInstallations } from '../../src/orm/installations';
+import { liveInstallations } from '../../src/installations';
 import { installLocking, patchedMikroOrmInternals } from '../../src/orm/mikro-orm';
 import { MkBadAdvisory, MkBadChild, MkBadMode, MkBadParent, MkBadUnversioned, MkPlainRow } from '../fixtures/mikro-bad-entities';
 import { BACKENDS } from '../support/backends';

@@ -9,7 +9,7 @@ import type { EntityManager } from '@mikro-orm/core';
 import type { QueryRunner } from 'typeorm';
 import { LockNotAvailableError, currentManager, lock, transaction } from '../../src';
 import { ambientConnection } from '../../src/context/store';
-import { resolveInstallation } from '../../src/orm/installations';
+import { resolveInstallation } from '../../src/installations';
 import { connectionFor } from '../../src/orm/mikro-orm/connection';
 import { EdgeAccount } from '../fixtures/edges';
 import { MkLcRow } from '../fixtures/lost-connection';

@@ -2,7 +2,7 @@ import type { MikroORM } from '@mikro-orm/core';
 import type { LockDialect } from '../../dialects/dialect';
 import { observersOf } from '../../observe/events';
 import { checkInstallOptions, withPoolerMode, type InstallLockingOptions } from '../install-options';
-import { addInstallation, installationOf, installOnce, Installation, noteOrigin, removeInstallation } from '../installations';
+import { addInstallation, installationOf, installOnce, Installation, noteOrigin, removeInstallation } from '../../installations';
 import { withMikroOrmErrors } from './errors';
 import { acquirePatches, neededPatches } from './internals';
 import { MikroOrmPort } from './mikro-orm-port';

@@ -1,4 +1,4 @@
-import type { Installation } from '../installations';
+import type { Installation } from '../../installations';
 
 /**
  * The installation of each installed MikroORM instance, by its Configuration: every object of one

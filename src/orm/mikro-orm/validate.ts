@@ -5,7 +5,7 @@ import { noVersionProperty, versionedWithoutKey } from '../../faults/version-col
 import { isParentLockHook } from '../../locks/parent';
 import { rowLockSpecFor } from '../../locks/row-lock';
 import { lockMetadataOf, type EntityLockMetadata } from '../../metadata/registry';
-import type { InstallationSettings } from '../installations';
+import type { InstallationSettings } from '../../installations';
 // ORM-neutral checks that live beside the TypeORM adapter (they read only the entity's name)
 import { advisoryFeature } from '../typeorm/advisory-feature';
 import { pessimisticFeature } from '../typeorm/pessimistic-feature';

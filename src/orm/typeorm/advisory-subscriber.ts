@@ -2,7 +2,7 @@ import type { EntityMetadata, EntitySubscriberInterface, InsertEvent, QueryRunne
 import { evaluateAdvisoryKey, lockForEntityWrite, type AdvisoryLockOptions } from '../../locks/advisory';
 import { lockMetadataOf } from '../../metadata/registry';
 import { childFrame, runInFrame } from '../../context/store';
-import type { Installation } from '../installations';
+import type { Installation } from '../../installations';
 import { conflictOfUpsert, isUpsertOf, rowsOfDelete, rowsOfUpdate } from './internals/update-rows';
 import { advisoryKeyUnknown } from '../../faults/writes';
 

@@ -1,6 +1,6 @@
 import type { DataSource, QueryRunner } from 'typeorm';
 import { ambientConnection } from '../../context/store';
-import type { Installation } from '../installations';
+import type { Installation } from '../../installations';
 import { expectMethod } from './internals/patch';
 
 /**

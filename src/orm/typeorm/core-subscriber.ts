@@ -8,7 +8,7 @@ import type {
   UpdateEvent,
 } from 'typeorm';
 import { savepointEnded, savepointStarted, transactionCompleted } from '../../context/commit-hooks';
-import { noteOrigin, type Installation } from '../installations';
+import { noteOrigin, type Installation } from '../../installations';
 import { noteSchemaEntity } from './typeorm-port';
 
 /**

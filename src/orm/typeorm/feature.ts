@@ -1,7 +1,7 @@
 import type { DataSource, EntityMetadata, EntitySubscriberInterface } from 'typeorm';
 import type { LockDialect } from '../../dialects/dialect';
 import type { EntityLockMetadata } from '../../metadata/registry';
-import type { Installation, InstallationSettings } from '../installations';
+import type { Installation, InstallationSettings } from '../../installations';
 
 export interface InstallContext {
   readonly dataSource: DataSource;

@@ -2,7 +2,15 @@ import type { DataSource, EntitySubscriberInterface } from 'typeorm';
 import { lockMetadataOf, onDeclaration } from '../../metadata/registry';
 import { observersOf } from '../../observe/events';
 import { checkInstallOptions, withPoolerMode, type InstallLockingOptions } from '../install-options';
-import { addInstallation, installationOf, installOnce, Installation, liveInstallations, removeInstallation, type InstallationSettings } from '../installations';
+import {
+  addInstallation,
+  installationOf,
+  installOnce,
+  Installation,
+  liveInstallations,
+  removeInstallation,
+  type InstallationSettings,
+} from '../../installations';
 import { bindDataSource, dataSourceBindingProblems } from './bind-data-source';
 import { dataSourceName } from './compat';
 import { CoreSubscriber } from './core-subscriber';

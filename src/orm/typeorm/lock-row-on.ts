@@ -1,7 +1,7 @@
 import type { EntityMetadata, QueryRunner } from 'typeorm';
 import { lockRowOn as lockRowWith } from '../../locks/row-lock';
 import type { RowLockOptions } from '../../locks/row-lock-options';
-import { installationOf } from '../installations';
+import { installationOf } from '../../installations';
 import { dataSourceOf } from './compat';
 import type { TypeOrmPort } from './typeorm-port';
 import { notInstalled } from '../../faults/installations';

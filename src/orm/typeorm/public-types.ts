@@ -6,7 +6,7 @@
  * at run time that it was given one.
  */
 import type { LockDialect } from '../../dialects/dialect';
-import type { Installation } from '../installations';
+import type { Installation } from '../../installations';
 
 /** A TypeORM `DataSource` (initialized before `installLocking`). */
 export interface TypeOrmDataSourceLike {

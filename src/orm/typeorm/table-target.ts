@@ -1,7 +1,7 @@
 import type { DataSource, QueryRunner } from 'typeorm';
 import type { LockDialect } from '../../dialects/dialect';
 import { badOption, notInitialized } from '../../faults/options';
-import { installationOf, installationOwning } from '../installations';
+import { installationOf, installationOwning } from '../../installations';
 import { dataSourceName, dataSourceOf } from './compat';
 import { TypeOrmPort } from './typeorm-port';
 

@@ -3,7 +3,7 @@ import { DeadlockError, LockError, LockNotAvailableError, LockTimeoutError, Seri
 import { advisoryKeys, lockForEntityWrite, type EntityAdvisoryRequest } from '../../locks/advisory';
 import { treeLockKey, treeLockTimeoutMs, type LockedTreeOptions } from '../../locks/tree-options';
 import { lockMetadataOf } from '../../metadata/registry';
-import type { Installation } from '../installations';
+import type { Installation } from '../../installations';
 import { DROP_NO_TRANSACTION, writeOutsideTransaction } from '../../faults/writes';
 
 /** The fields of TypeORM's Subject that the tree lock reads (checked by probeTreePersistence). */

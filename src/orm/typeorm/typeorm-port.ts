@@ -9,7 +9,7 @@ import { dataSourceOf, describeDataSource, typeormVersion } from './compat';
 import { connectionTargetOf } from './connection-target';
 import { markLocked } from './internals/query-builder';
 import { LockedReads } from './locked-read';
-import { installationOf } from '../installations';
+import { installationOf } from '../../installations';
 import { handshakeIdOf } from '../pooler';
 import { onPrimary } from './primary';
 import { lostSignalOf } from '../lost-signal';

@@ -7,7 +7,7 @@ import type { AroundCreateRunContext } from '../../../locks/parent';
 import { lockMetadataOf } from '../../../metadata/registry';
 import { staleCriteriaWrite } from '../../../faults/versioned';
 import { advisoryKeyUnknown, writeOutsideTransaction, writtenWhereNotInstalled } from '../../../faults/writes';
-import type { Installation } from '../../installations';
+import type { Installation } from '../../../installations';
 import { connectionFor, type MikroOrmConnection } from '../connection';
 import { installationFor } from '../registry';
 import { expectMethod, ownerOf, replaceMethod, type MikroPatch } from './patch';

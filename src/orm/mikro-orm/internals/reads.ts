@@ -5,7 +5,7 @@ import { LockConfigError } from '../../../errors';
 import { runLockedRead, unlockableRead } from '../../../locks/row-lock';
 import { resolveRowLockSpec, type RowLockSpec } from '../../../locks/row-lock-options';
 import { lockMetadataOf } from '../../../metadata/registry';
-import type { Installation } from '../../installations';
+import type { Installation } from '../../../installations';
 import type { MikroOrmConnection } from '../connection';
 import { knownConnection, rootStateOf } from '../connection';
 import { installationFor } from '../registry';

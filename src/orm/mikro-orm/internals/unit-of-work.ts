@@ -3,7 +3,7 @@ import { LockConfigError } from '../../../errors';
 import { evaluateAdvisoryKey, lockForEntityWrite, type AdvisoryLockOptions } from '../../../locks/advisory';
 import type { AroundCreateRunContext } from '../../../locks/parent';
 import { lockMetadataOf, type EntityLockMetadata } from '../../../metadata/registry';
-import type { Installation } from '../../installations';
+import type { Installation } from '../../../installations';
 import { connectionFor, type MikroOrmConnection } from '../connection';
 import { installationFor } from '../registry';
 import { expectMethod, ownerOf, replaceMethod, type MikroPatch } from './patch';

@@ -3,7 +3,7 @@ import { SubjectExecutor } from 'typeorm/persistence/SubjectExecutor';
 import { runWithAmbientConnection } from '../../../context/transaction';
 import type { AroundCreateRunContext } from '../../../locks/parent';
 import { lockMetadataOf, type AroundCreateHook } from '../../../metadata/registry';
-import { installationOf, type Installation } from '../../installations';
+import { installationOf, type Installation } from '../../../installations';
 import { dataSourceName, dataSourceOf, describeDataSource } from '../compat';
 import { lockedTreeOf } from '../tree-lock';
 import type { TypeOrmPort } from '../typeorm-port';

@@ -1,6 +1,6 @@
 import { EntityManager } from 'typeorm';
 import { runWithAmbientConnection } from '../../../context/transaction';
-import { installationOf } from '../../installations';
+import { installationOf } from '../../../installations';
 import { lostInOwnScope, ownScopeBody } from '../../own-scope-lost';
 import { dataSourceOf } from '../compat';
 import { expectMethod, replaceMethod, type InternalPatch } from './patch';

@@ -7,7 +7,7 @@ import { noVersionValue } from '../../../faults/version-columns';
 import { noAffectedRows, staleRowGone, staleWrite } from '../../../faults/version-checks';
 import { nextVersion } from '../../../locks/optimistic';
 import { lockMetadataOf } from '../../../metadata/registry';
-import { installationOf } from '../../installations';
+import { installationOf } from '../../../installations';
 import { dataSourceOf } from '../compat';
 import { onPrimary } from '../primary';
 import { expectMethod, replaceMethod, type InternalPatch } from './patch';

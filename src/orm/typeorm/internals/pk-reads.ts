@@ -1,7 +1,7 @@
 import { EntityManager, SelectQueryBuilder, type DataSource, type EntityMetadata, type QueryRunner } from 'typeorm';
 import { ambientTx, readLockPolicy } from '../../../context/store';
 import { runLockedRead } from '../../../locks/row-lock';
-import { installationOf } from '../../installations';
+import { installationOf } from '../../../installations';
 import { dataSourceOf } from '../compat';
 import type { TypeOrmPort } from '../typeorm-port';
 import { expectMethod, replaceMethod, type InternalPatch } from './patch';

@@ -8,7 +8,7 @@ import { runLockedRead, unlockableRead } from '../../../locks/row-lock';
 export { unlockableRead } from '../../../locks/row-lock';
 import { resolveRowLockSpec, type RowLockOptions, type RowLockSpec } from '../../../locks/row-lock-options';
 import { lockMetadataOf } from '../../../metadata/registry';
-import { installationOf, noteForeignOrigin, type Installation } from '../../installations';
+import { installationOf, noteForeignOrigin, type Installation } from '../../../installations';
 import { dataSourceOf, describeDataSource } from '../compat';
 import { expectMethod, replaceMethod, type InternalPatch } from './patch';
 

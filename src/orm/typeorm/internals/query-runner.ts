@@ -13,7 +13,7 @@ import {
   savepointReleased,
 } from '../../../context/connection-model';
 import type { IsolationLevel } from '../../port';
-import { installationOf } from '../../installations';
+import { installationOf } from '../../../installations';
 import { driverConnectionClosed } from '../../lost-signal';
 import { expectMethod, replaceMethod, type InternalPatch } from './patch';
 

@@ -1,6 +1,6 @@
 import { Repository, type DataSource } from 'typeorm';
 import { ambientConnection } from '../../../context/store';
-import { installationOf } from '../../installations';
+import { installationOf } from '../../../installations';
 import { dataSourceOf } from '../compat';
 import type { InternalPatch } from './patch';
 

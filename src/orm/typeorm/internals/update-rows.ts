@@ -1,7 +1,7 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import type { DeleteQueryBuilder, EntityMetadata, UpdateQueryBuilder } from 'typeorm';
 import { lockMetadataOf } from '../../../metadata/registry';
-import { installationOf } from '../../installations';
+import { installationOf } from '../../../installations';
 import { dataSourceOf } from '../compat';
 import { expectMethod, replaceMethod, type InternalPatch } from './patch';
 

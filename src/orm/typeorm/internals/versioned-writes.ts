@@ -4,7 +4,7 @@ import { SoftDeleteQueryBuilder } from 'typeorm/query-builder/SoftDeleteQueryBui
 import { SubjectExecutor } from 'typeorm/persistence/SubjectExecutor';
 import { staleCriteriaWrite, uncheckedVersionedWrite } from '../../../faults/versioned';
 import { refusesUncheckedWrites } from '../../../locks/optimistic';
-import { installationOf } from '../../installations';
+import { installationOf } from '../../../installations';
 import { dataSourceOf } from '../compat';
 import { expectMethod, replaceMethod, type InternalPatch } from './patch';
 import { primaryKeysOfWhere } from './update-rows';

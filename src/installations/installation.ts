@@ -5,8 +5,8 @@
 import type { LockDialect } from '../dialects/dialect';
 import { notAnEntity, plainObject } from '../faults/installations';
 import { emitTo, type LockEvent, type LockObserver } from '../observe/events';
-import type { EntityDescriptor, OrmPort } from './port';
-import type { PoolerMode } from './pooler';
+import type { EntityDescriptor, OrmPort } from '../orm/port';
+import type { PoolerMode } from './pooler-mode';
 
 /** What an installation was given (installLocking's options, checked). */
 export interface InstallationSettings {
