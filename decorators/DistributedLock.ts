@@ -1,7 +1,7 @@
-import { missingKey, notAMethod, notARedlock, notAsync } from '../src/faults/decorators';
+import { missingKey, notARedlock } from '../src/faults/decorators';
 import { badOption } from '../src/faults/options';
 import type { KeyFunctionArgs, KeyedMethodDecorator } from './keyed-decorator';
-import { rejectStandardDecorator } from './wrap-method';
+import { wrapAsyncMethod } from './wrap-method';
 import { Redlock } from '../src/redis/redlock';
 import type { LockKeys } from '../src/redis/redlock';
 import { DistributedLockCallOptions, withDistributedLock } from '../src/redis/with-distributed-lock';
@@ -35,49 +35,30 @@ export interface DistributedLockOptions extends DistributedLockCallOptions {
  * `Class.method` when the class is defined.
  */
 export function DistributedLock<K extends DistributedLockKey>(key: K, options: DistributedLockOptions): KeyedMethodDecorator<KeyFunctionArgs<K>> {
-  return ((target: object, propertyKey: string | symbol, descriptor: PropertyDescriptor): PropertyDescriptor => {
-    rejectStandardDecorator('DistributedLock', target, propertyKey);
-    const owner = typeof target === 'function' ? (target as { name: string }).name : target.constructor.name;
-    const method = `${owner}.${String(propertyKey)}`;
-    const original: unknown = descriptor?.value;
-    if (typeof original !== 'function') {
-      throw notAMethod('DistributedLock', method);
-    }
-    if (!isAsyncFunction(original)) {
-      throw notAsync('DistributedLock', method);
-    }
-    if (key === undefined || key === null || (typeof key === 'string' && key.length === 0)) {
-      throw missingKey(`@DistributedLock on ${method}`, key, { method });
-    }
-    if (!options || (!(options.redlock instanceof Redlock) && typeof options.redlock !== 'function')) {
-      throw badOption(`@DistributedLock on ${method}`, 'options.redlock', 'a Redlock or a function returning one', options?.redlock, { method });
-    }
-    if (!Number.isInteger(options.ttlMs) || options.ttlMs <= 0) {
-      throw badOption(`@DistributedLock on ${method}`, 'options.ttlMs', 'a positive integer', options.ttlMs, { method });
-    }
-    const { redlock, ttlMs, ...callOptions } = options;
-    const fn = original as (...args: unknown[]) => Promise<unknown>;
-
-    descriptor.value = function distributedLocked(this: unknown, ...args: unknown[]): Promise<unknown> {
-      const instance = redlock instanceof Redlock ? redlock : redlock.call(this, this);
-      if (!(instance instanceof Redlock)) {
-        return Promise.reject(notARedlock(method, instance));
+  return ((target: object, propertyKey: string | symbol, descriptor: PropertyDescriptor): PropertyDescriptor =>
+    wrapAsyncMethod('DistributedLock', target, propertyKey, descriptor, (original, method) => {
+      if (key === undefined || key === null || (typeof key === 'string' && key.length === 0)) {
+        throw missingKey(`@DistributedLock on ${method}`, key, { method });
       }
-      let lockKey: LockKeys;
-      try {
-        lockKey = typeof key === 'function' ? (key as (...a: unknown[]) => LockKeys).apply(this, args) : key;
-      } catch (error) {
-        return Promise.reject(error);
+      if (!options || (!(options.redlock instanceof Redlock) && typeof options.redlock !== 'function')) {
+        throw badOption(`@DistributedLock on ${method}`, 'options.redlock', 'a Redlock or a function returning one', options?.redlock, { method });
       }
-      return withDistributedLock(instance, lockKey, ttlMs, () => fn.apply(this, args), callOptions);
-    };
-    return descriptor;
-  }) as KeyedMethodDecorator<KeyFunctionArgs<K>>;
-}
-
-/** Native async functions, and async methods down-levelled by TypeScript or Babel. */
-function isAsyncFunction(fn: Function): boolean {
-  if ((fn as { [Symbol.toStringTag]?: string })[Symbol.toStringTag] === 'AsyncFunction') return true;
-  const source = Function.prototype.toString.call(fn);
-  return /\b__awaiter\b|\b_asyncToGenerator\b/.test(source);
+      if (!Number.isInteger(options.ttlMs) || options.ttlMs <= 0) {
+        throw badOption(`@DistributedLock on ${method}`, 'options.ttlMs', 'a positive integer', options.ttlMs, { method });
+      }
+      const { redlock, ttlMs, ...callOptions } = options;
+      return function distributedLocked(this: unknown, ...args: unknown[]): Promise<unknown> {
+        const instance = redlock instanceof Redlock ? redlock : redlock.call(this, this);
+        if (!(instance instanceof Redlock)) {
+          return Promise.reject(notARedlock(method, instance));
+        }
+        let lockKey: LockKeys;
+        try {
+          lockKey = typeof key === 'function' ? (key as (...a: unknown[]) => LockKeys).apply(this, args) : key;
+        } catch (error) {
+          return Promise.reject(error);
+        }
+        return withDistributedLock(instance, lockKey, ttlMs, () => original.apply(this, args) as Promise<unknown>, callOptions);
+      };
+    })) as KeyedMethodDecorator<KeyFunctionArgs<K>>;
 }

@@ -57,15 +57,24 @@ export function wrapAsyncMethod(
   if (typeof original !== 'function') {
     throw notAMethod(decorator, methodName);
   }
-  const returnType = Reflect.getMetadata?.('design:returntype', target, propertyKey);
-  const isAsync = original.constructor?.name === 'AsyncFunction' || returnType === Promise;
-  if (!isAsync) {
+  if (!isAsyncMethod(original, target, propertyKey)) {
     throw notAsync(decorator, methodName);
   }
   const wrapped = wrap(original, methodName);
   Object.defineProperty(wrapped, 'name', { value: original.name, configurable: true });
   descriptor.value = wrapped;
   return descriptor;
+}
+
+/**
+ * The one "is it async" check: a native async function, an async method down-levelled by
+ * TypeScript or Babel (`__awaiter`, `_asyncToGenerator`), or a method whose emitted return type
+ * is `Promise` (a plain function returning one, with `emitDecoratorMetadata`).
+ */
+export function isAsyncMethod(fn: Function, target: object, propertyKey: string | symbol): boolean {
+  if ((fn as { [Symbol.toStringTag]?: string })[Symbol.toStringTag] === 'AsyncFunction') return true;
+  if (Reflect.getMetadata?.('design:returntype', target, propertyKey) === Promise) return true;
+  return /\b__awaiter\b|\b_asyncToGenerator\b/.test(Function.prototype.toString.call(fn));
 }
 
 /**

@@ -14,7 +14,7 @@ import { dialectFor, needsServerVersion } from '../../dialects';
 import type { LockDialect, ServerAddress } from '../../dialects/dialect';
 import type { RowLockSpec } from '../../locks/row-lock-options';
 import type { EntityDescriptor, IsolationLevel, OrmPort, ParentLocation, PoolWait, PortConnection, PortTransaction } from '../port';
-import { connectionFor, MikroOrmConnection, newRootState } from './connection';
+import { connectionFor, MikroOrmConnection, newRootState, questionMarks } from './connection';
 import { OWNS_RAW, PINNED_RAW } from './internals/connection';
 import { giveBack } from './internals/give-back';
 import { handshakeIdOf } from '../pooler';
@@ -182,14 +182,8 @@ export class MikroOrmPort implements OrmPort {
   }
 
   query(sql: string, parameters: unknown[] = []): Promise<any> {
-    const params: unknown[] = [];
-    const text = /\$\d/.test(sql)
-      ? sql.replace(/\$(\d+)/g, (_, n: string) => {
-          params.push(parameters[Number(n) - 1]);
-          return '?';
-        })
-      : sql;
-    return this.sqlConnection().execute(text, /\$\d/.test(sql) ? params : parameters, 'all');
+    const { text, params } = questionMarks(sql, parameters);
+    return this.sqlConnection().execute(text, params, 'all');
   }
 
   serverAddress(): ServerAddress {
