@@ -49,6 +49,7 @@ const ONCE = [
   /^test\/docs\.test\.ts$/,
   /^test\/nestjs-exception-filter\.test\.ts$/,
   /^test\/patch-lifecycle\.test\.ts$/,
+  /^test\/scheduled-lock-processes\.test\.ts$/,
 ];
 /**
  * Seconds a file took in a recorded run (the timing reporter's table), to balance the shards; a
@@ -56,7 +57,8 @@ const ONCE = [
  */
 const SECONDS = {
   'test/lost-connection.test.ts': 20,
-  'test/scheduled-lock.test.ts': 45,
+  'test/scheduled-lock.test.ts': 6,
+  'test/scheduled-lock-processes.test.ts': 57,
   'test/package.test.ts': 45,
   'test/pgbouncer.test.ts': 30,
   'test/pgbouncer-strategies.test.ts': 8,
