@@ -27,7 +27,7 @@ import { MkAccount } from './fixtures/mikro-counters';
 import { MkTally } from './fixtures/topology';
 import { Overlap } from './fixtures/two-sources';
 import { BACKENDS, dataSourceOptions } from './support/backends';
-import { advisoryLocksOn, endServers, everyServer, serverPids, startPgBouncer, pgBouncerUnavailable, type PgBouncer } from './support/pgbouncer';
+import { describeServerCheck, endServers, startPgBouncer, pgBouncerUnavailable, type PgBouncer } from './support/pgbouncer';
 import { startOrSkip, unavailableServer } from './support/postgres-user';
 import { sharedRedisClient } from './support/redis-servers';
 import { sleep } from './support/suite';
@@ -442,36 +442,7 @@ describe('production set-ups: PgBouncer in transaction mode [typeorm, postgres]'
     });
   });
 
-  describe('after the suite, on the server itself', () => {
-    it('no advisory lock is held by any backend of this database', async () => {
-      expect(await advisoryLocksOn(direct, dbName)).to.deep.equal([]);
-    });
-
-    it('control: the check sees a plain SET left on a server connection (another pool of the same PgBouncer)', async () => {
-      const c = new Client({ connectionString: bouncer!.url(`${dbName}_ctl`) });
-      await c.connect();
-      await c.query(`SET lock_timeout = '1234ms'`);
-      await c.end();
-      try {
-        expect((await everyServer(bouncer!, `${dbName}_ctl`, POOL)).map((r) => r.lock_timeout)).to.include('1234ms');
-      } finally {
-        await endServers(bouncer!, direct, `${dbName}_ctl`);
-      }
-    });
-
-    it("every server connection of PgBouncer's pool has the default lock_timeout, no setting a session changed, and holds no lock", async () => {
-      const servers = await serverPids(bouncer!, dbName);
-      expect(servers.length).to.be.within(1, POOL);
-      const seen = await everyServer(bouncer!, dbName, POOL);
-      expect(new Set(seen.map((r) => r.pid)).size).to.equal(POOL);
-      for (const pid of servers)
-        expect(
-          seen.map((r) => r.pid),
-          `server pid ${pid}`,
-        ).to.include(pid);
-      for (const row of seen) expect(row).to.include({ lock_timeout: '0', locks: 0, session_settings: '' });
-    });
-  });
+  describeServerCheck(() => ({ bouncer: bouncer!, direct, dbName }), POOL);
 });
 
 describe("installLocking's pooler option on direct connections", () => {

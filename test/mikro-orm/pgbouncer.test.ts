@@ -18,7 +18,7 @@ import { MikroBilling, MkOrder, MkUser } from '../fixtures/mikro-billing';
 import { MkCounter, MkPlainCounter } from '../fixtures/mikro-counters';
 import { Overlap } from '../fixtures/two-sources';
 import { dataSourceOptions } from '../support/backends';
-import { advisoryLocksOn, endServers, everyServer, pgBouncerUnavailable, serverPids, startPgBouncer, type PgBouncer } from '../support/pgbouncer';
+import { describeServerCheck, pgBouncerUnavailable, startPgBouncer, type PgBouncer } from '../support/pgbouncer';
 import { startOrSkip, unavailableServer } from '../support/postgres-user';
 import { rejection } from '../support/rejection';
 import { sleep } from '../support/suite';
@@ -333,36 +333,5 @@ describe('production set-ups: MikroORM through PgBouncer in transaction mode [mi
     });
   });
 
-  describe('after the suite, on the server itself', () => {
-    it('no advisory lock is held by any backend of this database', async () => {
-      expect(await advisoryLocksOn(direct, dbName)).to.deep.equal([]);
-    });
-
-    it('control: the check sees a plain SET left on a server connection (another pool of the same PgBouncer)', async () => {
-      const c = new Client({ connectionString: bouncer!.url(`${dbName}_ctl`) });
-      await c.connect();
-      await c.query(`SET lock_timeout = '1234ms'`);
-      await c.end();
-      try {
-        const seen = await everyServer(bouncer!, `${dbName}_ctl`, POOL);
-        expect(seen.map((r) => r.lock_timeout)).to.include('1234ms');
-        expect(seen.map((r) => r.session_settings)).to.include('lock_timeout=1234');
-      } finally {
-        await endServers(bouncer!, direct, `${dbName}_ctl`);
-      }
-    });
-
-    it("every server connection of PgBouncer's pool has the default lock_timeout, no setting changed by a session, and holds no lock", async () => {
-      const servers = await serverPids(bouncer!, dbName);
-      expect(servers.length).to.be.within(1, POOL);
-      const seen = await everyServer(bouncer!, dbName, POOL);
-      expect(new Set(seen.map((r) => r.pid)).size).to.equal(POOL);
-      for (const pid of servers)
-        expect(
-          seen.map((r) => r.pid),
-          `server pid ${pid}`,
-        ).to.include(pid);
-      for (const row of seen) expect(row).to.include({ lock_timeout: '0', locks: 0, session_settings: '' });
-    });
-  });
+  describeServerCheck(() => ({ bouncer: bouncer!, direct, dbName }), POOL);
 });

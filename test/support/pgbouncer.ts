@@ -15,6 +15,7 @@
 import { ChildProcess, spawn } from 'child_process';
 import fs from 'fs';
 import path from 'path';
+import { expect } from 'chai';
 import { Client } from 'pg';
 import { serverDirectory, serverUser, sparePort } from './postgres-user';
 import { sleep } from './suite';
@@ -234,4 +235,49 @@ export async function advisoryLocksOn(direct: Client, database: string): Promise
 export async function endServers(bouncer: PgBouncer, direct: Client, database: string): Promise<void> {
   const pids = await serverPids(bouncer, database);
   if (pids.length) await direct.query('SELECT pg_terminate_backend(pid) FROM unnest($1::int[]) AS pid', [pids]);
+}
+
+/**
+ * The check every PgBouncer suite ends with, on the server itself: no advisory lock held by any
+ * backend of `dbName`; every one of the pool's `pool` server connections with the default
+ * lock_timeout, no setting a session changed, and no lock; and a control that the check sees a
+ * plain SET left on a server connection (through the `${dbName}_ctl` pool of the same bouncer).
+ * `get` is called when the tests run (after the suite's before hook).
+ */
+export function describeServerCheck(get: () => { bouncer: PgBouncer; direct: Client; dbName: string }, pool: number): void {
+  describe('after the suite, on the server itself', () => {
+    it('no advisory lock is held by any backend of this database', async () => {
+      const { direct, dbName } = get();
+      expect(await advisoryLocksOn(direct, dbName)).to.deep.equal([]);
+    });
+
+    it('control: the check sees a plain SET left on a server connection (another pool of the same PgBouncer)', async () => {
+      const { bouncer, direct, dbName } = get();
+      const c = new Client({ connectionString: bouncer.url(`${dbName}_ctl`) });
+      await c.connect();
+      await c.query(`SET lock_timeout = '1234ms'`);
+      await c.end();
+      try {
+        const seen = await everyServer(bouncer, `${dbName}_ctl`, pool);
+        expect(seen.map((r) => r.lock_timeout)).to.include('1234ms');
+        expect(seen.map((r) => r.session_settings)).to.include('lock_timeout=1234');
+      } finally {
+        await endServers(bouncer, direct, `${dbName}_ctl`);
+      }
+    });
+
+    it("every server connection of PgBouncer's pool has the default lock_timeout, no setting a session changed, and holds no lock", async () => {
+      const { bouncer, dbName } = get();
+      const servers = await serverPids(bouncer, dbName);
+      expect(servers.length).to.be.within(1, pool);
+      const seen = await everyServer(bouncer, dbName, pool);
+      expect(new Set(seen.map((r) => r.pid)).size).to.equal(pool);
+      for (const pid of servers)
+        expect(
+          seen.map((r) => r.pid),
+          `server pid ${pid}`,
+        ).to.include(pid);
+      for (const row of seen) expect(row).to.include({ lock_timeout: '0', locks: 0, session_settings: '' });
+    });
+  });
 }
