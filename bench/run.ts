@@ -12,7 +12,7 @@
  * (distribution `hot` or `spread`, workers). Both are for short before/after runs: keep the
  * A/A control (`a=`) and each decorator's twin in the list, and read ratios within one run.
  *
- * Each cell is time-bounded: 1.5 s per variant, taken in 3 interleaved rounds of 0.5 s (0.1 s,
+ * Each cell is time-bounded: 1.5 s per variant, taken in 9 interleaved rounds of ~0.17 s (0.1 s,
  * one round, with --quick; --quick also skips the client-CPU probe). The exit code is
  * non-zero ONLY when a gating round-trip budget (docs/performance.md) is exceeded — never
  * because of timings (a crash, e.g. an unreachable database, exits 2).
@@ -41,7 +41,7 @@ interface Args {
   cellMs?: number;
   children: boolean;
   extras: boolean;
-  /** `--rounds N`: interleaved rounds per cell (default 3, 1 with --quick). */
+  /** `--rounds N`: interleaved rounds per cell (default 9, 1 with --quick). */
   rounds?: number;
   /** Where results.json goes (`--out`; default bench/results.json). */
   out: string;
@@ -93,8 +93,8 @@ async function main(): Promise<number> {
   if (args.only === 'redis') return onlyRedis(args);
   const config: SuiteConfig = {
     durationMs: args.cellMs ?? (args.quick ? 100 : 1500),
-    rounds: args.rounds ?? (args.quick ? 1 : 3),
-    cpuSlices: args.quick ? 0 : 8,
+    rounds: args.rounds ?? (args.quick ? 1 : 9),
+    cpuSlices: args.quick ? 0 : 16,
     cpuSliceMs: 150,
     warmupMs: args.quick ? 50 : 400,
     workers: WORKERS,
@@ -588,14 +588,20 @@ function printCpu(print: Print, all: BackendRecord[]): void {
 function printLockPathCells(print: Print, all: BackendRecord[]): void {
   print('');
   print('== Lock path: @Pessimistic vs hand-written findOne({ lock }) + update; @Versioned vs the hand-written version loop ==');
-  print('   × = ops/s ÷ the hand-written ops/s (above 1: faster); stmt = statements per operation (decorator / hand-written).');
+  print('   × = ops/s ÷ the hand-written ops/s (above 1: faster): median over the interleaved rounds of the ratio within a round, [95 % interval];');
+  print('   stmt = statements per operation (decorator / hand-written).');
   const head = ['db', 'cell', 'b ÷ a', 'stmt b / a', 'b2 ÷ a', 'stmt b2', "d ÷ d'", "stmt d / d'"];
-  const align: Align[] = ['l', 'l', 'r', 'l', 'r', 'r', 'r', 'l'];
+  const align: Align[] = ['l', 'l', 'l', 'l', 'l', 'r', 'l', 'l'];
   const rows: Row[] = [];
   for (const rec of all.filter((r) => r.process === 'ormlock' && !r.skipped)) {
     const cellOf = (id: string, distribution: Distribution, workers: number) =>
       rec.variants.find((v) => v.id === id && v.status === 'ok')?.cells.find((c) => c.distribution === distribution && c.workers === workers);
-    const ratio = (x?: CellRecord, y?: CellRecord) => (x && y && y.opsPerSec ? `${(x.opsPerSec / y.opsPerSec).toFixed(2)}×` : '—');
+    // the median over the interleaved rounds of the per-round ratio (the two ran next to each other), with its 95 % interval
+    const ratio = (x?: CellRecord, y?: CellRecord) => {
+      if (!x || !y || !y.opsPerSec) return '—';
+      const m = medianWithInterval(x.roundOpsPerSec.map((v, i) => v / y.roundOpsPerSec[i]));
+      return x.roundOpsPerSec.length > 2 ? `${num(m.median, 2)}× [${num(m.low, 2)}, ${num(m.high, 2)}]` : `${(x.opsPerSec / y.opsPerSec).toFixed(2)}×`;
+    };
     const stmts = (...cells: Array<CellRecord | undefined>) => cells.map((c) => num(c?.stmtPerOp, 2)).join(' / ');
     if (rows.length) rows.push('sep');
     for (const distribution of DISTRIBUTIONS) {
@@ -635,7 +641,7 @@ const ROUND_PAIRS: Array<[string, string]> = [
 /**
  * ops/s ratios of each decorator over its twin within each interleaved round (where the two ran
  * close in time), median over the rounds with a distribution-free 95 % interval; the A/A row is
- * the noise floor of the run. Worth reading with `--rounds 9` or more.
+ * the noise floor of the run (9 rounds by default).
  */
 function printRoundRatios(print: Print, all: BackendRecord[]): void {
   const rows: Row[] = [];
