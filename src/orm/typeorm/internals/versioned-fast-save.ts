@@ -23,7 +23,7 @@ type ColumnMetadata = EntityMetadata['columns'][number];
  * gives it (the new version, the update date when reloaded, null for unloaded nullable columns).
  *
  * Only when the outcome is TypeORM's: the entity has plain columns (no relations, embedded
- * columns, transformers, generated or spatial columns, inheritance, tree, `@AdvisoryLock`), no
+ * columns, generated or spatial columns, inheritance, tree, `@AdvisoryLock`; transformers are fine), no
  * update listeners, and no subscriber that listens to its update events except ormlock's own
  * (whose afterUpdate is called with TypeORM's event); the options are among `reload`,
  * `listeners`, `transaction`, `data`, `chunk`; the object holds a usable snapshot and a change.
@@ -140,13 +140,7 @@ function eligible(meta: EntityMetadata, ds: DataSource): boolean {
     meta.beforeUpdateListeners.length === 0 &&
     meta.afterUpdateListeners.length === 0 &&
     meta.columns.every(
-      (c) =>
-        !c.relationMetadata &&
-        !c.embeddedMetadata &&
-        !c.transformer &&
-        c.asExpression === undefined &&
-        (!c.isGenerated || c.isPrimary) &&
-        !spatial.includes(c.type),
+      (c) => !c.relationMetadata && !c.embeddedMetadata && c.asExpression === undefined && (!c.isGenerated || c.isPrimary) && !spatial.includes(c.type),
     )
   );
 }

@@ -15,8 +15,8 @@ type ColumnMetadata = EntityMetadata['columns'][number];
  * the "database entity"; the UPDATE, its version check, listeners and subscribers stay TypeORM's
  * and ormlock's as before.
  *
- * Only where the loaded values are all a diff needs: entities without relations, transformers or
- * inheritance, whose loaded values are scalars or dates (copied); an object whose version or a
+ * Only where the loaded values are all a diff needs: entities without relations or inheritance,
+ * whose loaded values (after their transformers) are scalars or dates (copied); an object whose version or a
  * column it did not load was set since, or that holds no change (a stale object saved unchanged is
  * still a conflict, which only the row can tell), goes TypeORM's way (re-read). After an UPDATE
  * (successful or stale) of the object by TypeORM's path the snapshot is dropped: its next save
@@ -45,7 +45,9 @@ function eligibleColumns(meta: EntityMetadata): ColumnMetadata[] | null {
       !meta.inheritancePattern &&
       !meta.treeType &&
       meta.relations.length === 0 &&
-      meta.columns.every((c) => !c.transformer && !c.relationMetadata);
+      // a transformer's loaded value is what the re-read would give too (it is copied only when a scalar or a date);
+      // not on the key or the version, which the diff and the check compare as they are
+      meta.columns.every((c) => !c.relationMetadata && !(c.transformer && (c.isPrimary || c.isVersion)));
     columns = ok ? meta.columns.filter((c) => !c.isVirtual && !c.isDiscriminator) : null;
     plans.set(meta, columns);
   }
