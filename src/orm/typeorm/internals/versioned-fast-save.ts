@@ -97,6 +97,9 @@ function fastSaveOf(executor: any): (() => Promise<void>) | undefined {
   const target = executor.target ?? entity.constructor;
   if (typeof target !== 'function' || target === Object || !installationOf(ds) || !ds.hasMetadata(target)) return undefined;
   const meta = ds.getMetadata(target);
+  // declarations can be made after installLocking (versioned(X), advisoryLock(X, …)): read each time
+  const declared = lockMetadataOf(target);
+  if (!declared?.versioned || declared.advisory.length > 0 || declared.lockedTree !== undefined) return undefined;
   const plan = planOf(meta, ds);
   if (!plan) return undefined;
   const hooks = updateHooks(ds, meta.target as Function);
@@ -123,8 +126,6 @@ function planOf(meta: EntityMetadata, ds: DataSource): Plan | null {
 }
 
 function eligible(meta: EntityMetadata, ds: DataSource): boolean {
-  const declared = typeof meta.target === 'function' ? lockMetadataOf(meta.target) : undefined;
-  if (!declared?.versioned || declared.advisory.length > 0 || declared.lockedTree !== undefined) return false;
   if (!DRIVERS.has(ds.driver.options.type)) return false;
   const spatial: readonly unknown[] = ds.driver.spatialTypes ?? [];
   return (
