@@ -196,7 +196,7 @@ async function outcome(
     updatedAtIsTheRows: obj.updatedAt instanceof Date && obj.updatedAt.getTime() === row.updatedAt.getTime(),
     error: error && {
       stale: error instanceof StaleEntityError,
-      message: String(error.message).replace(new RegExp(`\\b${id}\\b`, 'g'), 'ID'),
+      message: String(error.message).replace(new RegExp(`"id":${id}\\b`, 'g'), '"id":ID'),
       expectedVersion: error.expectedVersion,
       actualVersion: error.actualVersion,
       deleted: error.deleted,
@@ -299,6 +299,15 @@ describeEachBackend(
       expect(fast.error).to.deep.include({ stale: true, expectedVersion: 1, actualVersion: 2 });
       expect(fast.row).to.include({ owner: 'someone else', credits: 10, version: 2 });
       expect(fast.statements).to.include('ROLLBACK');
+    });
+
+    it('a statement the database refuses: the same error, rolled back, nothing written', async () => {
+      const fast = await compare(env, (o) => {
+        o.credits = 0;
+        o.owner = 'x'.repeat(60); // longer than varchar(50)
+      });
+      expect(fast.error).to.include({ stale: false });
+      expect(fast.row).to.include({ credits: 10, version: 1 });
     });
 
     it('the next save of the same object takes the fast path again and is checked against the new version', async () => {
