@@ -22,12 +22,14 @@ type ColumnMetadata = EntityMetadata['columns'][number];
  * TypeORM's path (persistence.ts), nothing written. The object then gets what TypeORM's save()
  * gives it (the new version, the update date when reloaded, null for unloaded nullable columns).
  *
- * Only when the outcome is TypeORM's: the entity has plain columns (no relations, embedded
- * columns, generated or spatial columns, inheritance, tree, `@AdvisoryLock`; transformers are fine), no
+ * Only when the outcome is TypeORM's: the entity has plain columns (transformers are fine; no
+ * relations, embedded, generated or spatial columns, inheritance, tree, `@AdvisoryLock`), no
  * update listeners, and no subscriber that listens to its update events except ormlock's own
  * (whose afterUpdate is called with TypeORM's event); the options are among `reload`,
  * `listeners`, `transaction`, `data`, `chunk`; the object holds a usable snapshot and a change.
  * Everything else — nothing changed included — goes TypeORM's way, checked by persistence.ts.
+ * (The SubjectExecutor.execute steps of around-create.ts act on inserts and @LockedTree
+ * entities only, which this path never writes.)
  */
 
 interface Statement {
@@ -80,7 +82,12 @@ export const versionedFastSavePatch: InternalPatch = {
       'execute',
       (base) =>
         function (this: any) {
-          const fast = enabled && this.mode === 'save' ? fastSaveOf(this) : undefined;
+          let fast: (() => Promise<void>) | undefined;
+          try {
+            fast = enabled && this.mode === 'save' ? fastSaveOf(this) : undefined;
+          } catch (error) {
+            return Promise.reject(error); // save() rejects, as TypeORM's async execute does
+          }
           return fast ? fast() : base.call(this);
         },
     );
