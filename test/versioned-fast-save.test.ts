@@ -401,9 +401,45 @@ describeEachBackend(
       expect(watched).to.deep.equal([['credits']]);
     });
 
-    it('embedded columns and relations go TypeORM’s way', async () => {
-      await fallsBack(FsEmbedded, { credits: 1, balance: { amount: 1, currency: 'EUR' } }, (o) => (o.balance.amount += 1));
+    it('relations go TypeORM’s way', async () => {
       await fallsBack(FsRelated, { credits: 1, owner: null }, (o) => (o.credits += 1));
+    });
+
+    it('embedded columns: the fast path, with the row and the object of TypeORM’s path', async () => {
+      const repo = env.ds.getRepository(FsEmbedded);
+      const result: Record<Path, { runs: number; object: unknown; row: unknown }> = {} as never;
+      for (const path of ['fast', 'typeorm'] as const) {
+        const { id } = await repo.save(repo.create({ credits: 1, balance: { amount: 1, currency: 'EUR' } }));
+        const obj = await repo.findOneByOrFail({ id });
+        obj.balance.amount += 5;
+        obj.balance.currency = 'USD';
+        forceTypeormSave(path === 'typeorm');
+        let runs: number;
+        try {
+          runs = await executorRuns(() => repo.save(obj));
+        } finally {
+          forceTypeormSave(false);
+        }
+        result[path] = { runs, object: plain(obj), row: plain(await repo.findOneByOrFail({ id })) };
+      }
+      expect(result.fast.runs).to.equal(0);
+      expect(result.typeorm.runs).to.equal(1);
+      expect(result.fast.object).to.deep.equal(result.typeorm.object);
+      expect(result.fast.row).to.deep.equal(result.typeorm.row);
+      expect(result.fast.row).to.deep.equal({ credits: 1, balance: { amount: 6, currency: 'USD' }, version: 2 });
+
+      const { id } = await repo.save(repo.create({ credits: 1, balance: { amount: 1, currency: 'EUR' } }));
+      const first = await repo.findOneByOrFail({ id });
+      const second = await repo.findOneByOrFail({ id });
+      first.balance.amount = 2;
+      second.balance.amount = 3;
+      expect(await executorRuns(() => repo.save(first))).to.equal(0);
+      const error = await repo.save(second).then(
+        () => null,
+        (e) => e,
+      );
+      expect(error).to.be.instanceOf(StaleEntityError);
+      expect((await repo.findOneByOrFail({ id })).balance).to.deep.include({ amount: 2 });
     });
 
     it('an entity whose only special column is a transformed one takes the fast path', async () => {

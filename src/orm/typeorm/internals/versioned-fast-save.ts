@@ -22,8 +22,9 @@ type ColumnMetadata = EntityMetadata['columns'][number];
  * TypeORM's path (persistence.ts), nothing written. The object then gets what TypeORM's save()
  * gives it (the new version, the update date when reloaded, null for unloaded nullable columns).
  *
- * Only when the outcome is TypeORM's: the entity has plain columns (transformers are fine; no
- * relations, embedded, generated or spatial columns, inheritance, tree, `@AdvisoryLock`), no
+ * Only when the outcome is TypeORM's: the entity has plain columns (transformers and embedded
+ * columns are fine; no relations, embedded arrays, generated or spatial columns, inheritance,
+ * tree, `@AdvisoryLock`), no
  * update listeners, and no subscriber that listens to its update events except ormlock's own
  * (whose afterUpdate is called with TypeORM's event); the options are among `reload`,
  * `listeners`, `transaction`, `data`, `chunk`; the object holds a usable snapshot and a change.
@@ -144,11 +145,17 @@ function eligible(meta: EntityMetadata, ds: DataSource): boolean {
     meta.childEntityMetadatas.length === 0 &&
     meta.relations.length === 0 &&
     meta.relationIds.length === 0 &&
-    meta.embeddeds.length === 0 &&
+    meta.allEmbeddeds.every((e) => !e.isArray) &&
     meta.beforeUpdateListeners.length === 0 &&
     meta.afterUpdateListeners.length === 0 &&
     meta.columns.every(
-      (c) => !c.relationMetadata && !c.embeddedMetadata && c.asExpression === undefined && (!c.isGenerated || c.isPrimary) && !spatial.includes(c.type),
+      (c) =>
+        !c.relationMetadata &&
+        // embedded columns are set and read through their paths, as TypeORM does; not the key or the version
+        !(c.embeddedMetadata && (c.isPrimary || c.isVersion)) &&
+        c.asExpression === undefined &&
+        (!c.isGenerated || c.isPrimary) &&
+        !spatial.includes(c.type),
     )
   );
 }
