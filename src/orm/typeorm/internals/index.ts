@@ -6,6 +6,7 @@ import { PatchLifecycle, type PatchLease, type PatchSite } from '../../patching'
 import { probeError, type InternalPatch } from './patch';
 import { persistencePatches } from './persistence';
 import { pkReadPatch } from './pk-reads';
+import { versionedFastSavePatch } from './versioned-fast-save';
 import { versionedLoadPatch } from './versioned-snapshots';
 import { queryBuilderPatches } from './query-builder';
 import { queryRunnerModelPatch } from './query-runner';
@@ -42,7 +43,7 @@ function neededInternalPatches(): InternalPatch[] {
     ...(declared.some((d) => d.advisory.length > 0) ? [updateRowsPatch, deleteRowsPatch, upsertRowsPatch] : []),
     // versionedWritesPatch after persistencePatches: its SubjectExecutor wrappers are the outer ones, so
     // the version bump persistence.ts sends from executeInsertOperations counts as the flush's own
-    ...(versioned ? [...persistencePatches, versionedLoadPatch, upsertVersionPatch, versionedWritesPatch] : []),
+    ...(versioned ? [...persistencePatches, versionedLoadPatch, versionedFastSavePatch, upsertVersionPatch, versionedWritesPatch] : []),
   ];
 }
 

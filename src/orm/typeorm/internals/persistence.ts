@@ -30,7 +30,7 @@ import { forgetLoaded } from './versioned-snapshots';
  * Tree handling, listeners, cascades and ordering stay TypeORM's own.
  */
 
-interface VersionCheck {
+export interface VersionCheck {
   readonly metadata: EntityMetadata;
   readonly versionColumn: ColumnMetadata;
   /** The version of the user's object: what the row must still have. */
@@ -219,17 +219,7 @@ function applyPersistence(): () => void {
           Object.assign(generated, dataSourceOf(this)!.driver.createGeneratedMap(check.metadata, row) ?? {});
         }
         if (mark.reloadColumns.length) {
-          const alias = 'ormlock_reload';
-          const reloaded = await onPrimary(manager, (primary) =>
-            primary
-              .createQueryBuilder()
-              .select(mark.reloadColumns.map((c) => `${alias}.${c.propertyPath}`))
-              .from(check.metadata.target, alias)
-              .where(check.identifier)
-              .withDeleted()
-              .setOption('create-pojo')
-              .getOne(),
-          );
+          const reloaded = await readBackGenerated(manager, check.metadata, check.identifier, mark.reloadColumns);
           if (reloaded) Object.assign(generated, reloaded);
         }
         check.versionColumn.setEntityValue(generated, nextVersion(check.expected));
@@ -356,10 +346,38 @@ async function bumpCollectionOwner(executor: any, subject: any): Promise<void> {
 }
 
 /** `result.affected`, which the check needs (PostgreSQL and MySQL drivers report it). */
-function requireAffected<R extends { affected?: number | null }>(result: R, metadata: EntityMetadata): asserts result is R & { affected: number } {
+export function requireAffected<R extends { affected?: number | null }>(result: R, metadata: EntityMetadata): asserts result is R & { affected: number } {
   if (result.affected === undefined || result.affected === null) {
     throw noAffectedRows(metadata.name);
   }
+}
+
+/**
+ * Generated columns (the update date) of a row just updated, read back on drivers without
+ * UPDATE … RETURNING, where TypeORM's save() would reload them.
+ */
+export function readBackGenerated(
+  manager: EntityManager,
+  metadata: EntityMetadata,
+  identifier: ObjectLiteral,
+  columns: ColumnMetadata[],
+): Promise<ObjectLiteral | null> {
+  const alias = 'ormlock_reload';
+  return onPrimary(manager, (primary) =>
+    primary
+      .createQueryBuilder()
+      .select(columns.map((c) => `${alias}.${c.propertyPath}`))
+      .from(metadata.target, alias)
+      .where(identifier)
+      .withDeleted()
+      .setOption('create-pojo')
+      .getOne(),
+  );
+}
+
+/** The StaleEntityError of a save() whose checked UPDATE (versioned-fast-save.ts) changed no row: the same as TypeORM's path gives. */
+export function staleSave(manager: EntityManager, check: VersionCheck): Promise<StaleEntityError> {
+  return staleError(manager, [check], 'save', 0);
 }
 
 /** The unconditional way to do what `operation` does, for the refusal of an object without a version. */

@@ -15,11 +15,13 @@ type ColumnMetadata = EntityMetadata['columns'][number];
  * the "database entity"; the UPDATE, its version check, listeners and subscribers stay TypeORM's
  * and ormlock's as before.
  *
- * Only where the loaded values are all a diff needs: entities without relations, transformers or
- * inheritance, whose loaded values are scalars or dates (copied); an object whose version or a
+ * Only where the loaded values are all a diff needs: entities without relations or inheritance,
+ * whose loaded values (after their transformers) are scalars or dates (copied); an object whose version or a
  * column it did not load was set since, or that holds no change (a stale object saved unchanged is
- * still a conflict, which only the row can tell), goes TypeORM's way (re-read). A snapshot is used once:
- * after an UPDATE (successful or stale) of the object, its next save re-reads.
+ * still a conflict, which only the row can tell), goes TypeORM's way (re-read). After an UPDATE
+ * (successful or stale) of the object by TypeORM's path the snapshot is dropped: its next save
+ * re-reads. The one-statement save of versioned-fast-save.ts takes a fresh one after a successful
+ * UPDATE when the object held every column and the update date was read back (the object is then the row).
  */
 
 interface Snapshot {
@@ -43,7 +45,9 @@ function eligibleColumns(meta: EntityMetadata): ColumnMetadata[] | null {
       !meta.inheritancePattern &&
       !meta.treeType &&
       meta.relations.length === 0 &&
-      meta.columns.every((c) => !c.transformer && !c.relationMetadata);
+      // a transformer's loaded value is what the re-read would give too (it is copied only when a scalar or a date);
+      // not on the key or the version, which the diff and the check compare as they are
+      meta.columns.every((c) => !c.relationMetadata && !(c.transformer && (c.isPrimary || c.isVersion)));
     columns = ok ? meta.columns.filter((c) => !c.isVirtual && !c.isDiscriminator) : null;
     plans.set(meta, columns);
   }
@@ -82,17 +86,28 @@ export function forgetLoaded(entity: object): void {
 /** The row as `entity` was loaded, as TypeORM's re-read would give it; undefined when the re-read is needed. */
 function loadedRow(subject: any): object | undefined {
   const entity = subject.entity;
-  const meta: EntityMetadata = subject.metadata;
   if (!entity || subject.databaseEntity || !subject.identifier) return undefined;
+  return loadedState(entity, subject.metadata)?.row;
+}
+
+/**
+ * What `entity` was loaded with, as TypeORM's re-read would give the row (`row`), when a save may
+ * diff against it: a snapshot is held, the version is the loaded one, no column it did not load
+ * was set since, and something changed (else undefined: the re-read decides). `complete`: the
+ * snapshot holds every column (none was left out of the SELECT).
+ */
+export function loadedState(entity: object, meta: EntityMetadata): { row: object; complete: boolean } | undefined {
   const snapshot = snapshots.get(entity);
   if (!snapshot) return undefined;
   const columns = eligibleColumns(meta);
   if (!columns) return undefined;
   if (meta.versionColumn!.getEntityValue(entity) !== snapshot.version) return undefined; // the version was set by hand
   let changed = false;
+  let complete = true;
   for (let i = 0; i < columns.length; i++) {
     const now = columns[i].getEntityValue(entity);
     const then = snapshot.values[i];
+    if (then === undefined) complete = false;
     // a column the object did not load (select, select: false) but holds now: only the row can say whether it changed
     if (then === undefined && now !== undefined) return undefined;
     if (!changed && now !== undefined && !same(now, then)) changed = true;
@@ -103,7 +118,7 @@ function loadedRow(subject: any): object | undefined {
   for (let i = 0; i < columns.length; i++) {
     if (snapshot.values[i] !== undefined) columns[i].setEntityValue(row, snapshot.values[i]);
   }
-  return row;
+  return { row, complete };
 }
 
 function same(a: unknown, b: unknown): boolean {
