@@ -1,7 +1,10 @@
 import { expect } from 'chai';
 import {
   AfterLoad,
+  ChildEntity,
   Column,
+  RelationId,
+  TableInheritance,
   JoinColumn,
   UpdateDateColumn,
   VersionColumn,
@@ -125,6 +128,27 @@ class FastVirtual {
   @VirtualColumn({ query: (alias) => `SELECT ${alias}.n * 2` }) twice!: number;
 }
 
+/** @RelationId: no prepared read (TypeORM's builder loads the ids). */
+@Entity('fast_labelled')
+class FastLabelled {
+  @PrimaryGeneratedColumn() id!: number;
+  @ManyToOne(() => FastOwner, { nullable: true }) owner?: FastOwner | null;
+  @RelationId((l: FastLabelled) => l.owner) ownerId!: number | null;
+}
+
+/** Single-table inheritance: no prepared read for the parent (its rows may be children) nor the child. */
+@Entity('fast_shapes')
+@TableInheritance({ column: { type: 'varchar', length: 20, name: 'kind' } })
+class FastShape {
+  @PrimaryGeneratedColumn() id!: number;
+  @Column({ type: 'varchar', length: 20 }) label!: string;
+}
+
+@ChildEntity('circle')
+class FastCircle extends FastShape {
+  @Column({ type: 'int', nullable: true }) radius!: number | null;
+}
+
 const loads: string[] = [];
 @EventSubscriber()
 class FastLoads implements EntitySubscriberInterface<FastAccount> {
@@ -138,7 +162,7 @@ class FastLoads implements EntitySubscriberInterface<FastAccount> {
 
 describeEachBackend(
   "locked reads by primary key (prepared) vs TypeORM's own",
-  [FastAccount, FastPair, FastOwner, FastPet, FastKinds, FastAsyncLoad, FastTag, FastVirtual],
+  [FastAccount, FastPair, FastOwner, FastPet, FastKinds, FastAsyncLoad, FastTag, FastVirtual, FastLabelled, FastShape, FastCircle],
   (env) => {
     /** TypeORM's own locked read of the row, in a transaction of its own. */
     async function ormOwn<T extends object>(target: new () => T, where: Record<string, unknown>): Promise<T | null> {
@@ -392,6 +416,30 @@ describeEachBackend(
       expect(value.value).to.deep.equal(own);
       // TypeORM 0.3.20 selects no virtual property in a plain select(alias): both have none there
       if (own!.twice !== undefined) expect(Number(value.value!.twice)).to.equal(42);
+    });
+
+    it("@RelationId and table inheritance: TypeORM's own read (no prepared statement), equal to TypeORM's", async () => {
+      const owners = env.ds.getRepository(FastOwner);
+      const owner = await owners.save(owners.create({ name: 'cy' }));
+      const labelled = env.ds.getRepository(FastLabelled);
+      const l = await labelled.save(labelled.create({ owner }));
+      const circles = env.ds.getRepository(FastCircle);
+      const c = await circles.save(circles.create({ label: 'round', radius: 3 }));
+      const cases: Array<[string, () => Promise<unknown>, () => Promise<unknown>]> = [
+        ['@RelationId', () => ormOwn(FastLabelled, { id: l.id }), () => labelled.findOneBy({ id: l.id })],
+        ['child entity', () => ormOwn(FastCircle, { id: c.id }), () => circles.findOneBy({ id: c.id })],
+        ['parent entity', () => ormOwn(FastShape, { id: c.id }), () => env.ds.getRepository(FastShape).findOneBy({ id: c.id })],
+      ];
+      for (const [name, own, read] of cases) {
+        const expected = await own();
+        const { value, sql } = await logged(() => withPessimistic(read));
+        expect(sql.join('\n'), name).to.not.match(/ormlock_fast/);
+        expect(sql.join('\n'), name).to.match(/FOR UPDATE/);
+        expect(value, name).to.deep.equal(expected);
+      }
+      const parentRead = await withPessimistic(() => env.ds.getRepository(FastShape).findOneBy({ id: c.id }));
+      expect(parentRead).to.be.instanceOf(FastCircle);
+      expect((await withPessimistic(() => labelled.findOneBy({ id: l.id })))!.ownerId).to.equal(owner.id);
     });
 
     it("no row, a soft-deleted row: null from the direct hydration too (and findOneByOrFail throws TypeORM's error)", async () => {
