@@ -39,11 +39,21 @@ const MAX_PLANS = 32;
 /** The plans of one DataSource (one per TypeOrmPort). */
 export class LockedReads {
   private readonly plans = new WeakMap<EntityMetadata, Map<string, LockedReadPlan | null>>();
+  /** Per entity, the last spec object asked for and its plan (specs are shared objects: no key to build on the common path). */
+  private readonly last = new WeakMap<EntityMetadata, { spec: RowLockSpec; plan: LockedReadPlan | null }>();
 
   constructor(private readonly dataSource: DataSource) {}
 
   /** The plan for `meta` and `spec`, or undefined when this read needs the query builder. */
   plan(meta: EntityMetadata, spec: RowLockSpec, bounded: BoundedRowLock | undefined): LockedReadPlan | undefined {
+    const last = this.last.get(meta);
+    if (last?.spec === spec) return last.plan ?? undefined;
+    const plan = this.lookup(meta, spec, bounded);
+    this.last.set(meta, { spec, plan });
+    return plan ?? undefined;
+  }
+
+  private lookup(meta: EntityMetadata, spec: RowLockSpec, bounded: BoundedRowLock | undefined): LockedReadPlan | null {
     let perSpec = this.plans.get(meta);
     if (!perSpec) this.plans.set(meta, (perSpec = new Map()));
     const key = `${spec.mode}|${spec.onLocked}|${spec.timeoutMs ?? ''}`;
@@ -52,7 +62,7 @@ export class LockedReads {
       plan = eligible(meta) ? this.build(meta, spec, bounded) : null;
       if (perSpec.size < MAX_PLANS) perSpec.set(key, plan);
     }
-    return plan ?? undefined;
+    return plan;
   }
 
   /**
