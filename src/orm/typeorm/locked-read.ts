@@ -2,14 +2,17 @@ import { SelectQueryBuilder, type DataSource, type EntityMetadata, type QueryRun
 import type { BoundedRowLock } from '../../dialects/dialect';
 import type { RowLockSpec } from '../../locks/row-lock-options';
 import { markLocked } from './internals/query-builder';
+import { rowHydrator, type RowHydrator } from './row-hydration';
 
 /**
  * The locked read by primary key, built once per entity and lock spec: TypeORM's own query
- * builder writes the statement (columns, soft-delete condition, the dialect's lock clause) and
- * its own `executeEntitiesAndRawResults` turns the rows into entities (transformers, embedded
- * columns, `afterLoad` listeners and subscribers), so the objects are those `getOne()` would
- * return; only building the SELECT again on every call is saved. Where the wait limit can ride in
- * the statement (`boundedRowLock`), it does, at no extra statement.
+ * builder writes the statement (columns, soft-delete condition, the dialect's lock clause). The
+ * row becomes its entity through the plan's hydrator (row-hydration.ts: TypeORM's own column
+ * setters and value conversions, and its Load broadcast when the entity has anyone listening),
+ * or, for a shape the hydrator does not cover, through TypeORM's `executeEntitiesAndRawResults`;
+ * either way the object is the one `getOne()` would return, without building the SELECT or
+ * TypeORM's transformer and loaders on every call. Where the wait limit can ride in the
+ * statement (`boundedRowLock`), it does, at no extra statement.
  *
  * Entities whose shape needs more than one plain SELECT of their own table (inheritance, relation
  * ids or counts, a `query` relation load strategy) have no plan: the caller builds the read itself.
@@ -23,6 +26,8 @@ export interface LockedReadPlan {
   readonly bounded?: BoundedRowLock & { timeoutMs: number };
   /** The builder whose expression map the rows are turned into entities with (never run itself). */
   readonly qb: SelectQueryBuilder<any>;
+  /** Turns the row into its entity directly, as TypeORM's transformer would (row-hydration.ts); undefined: the transformer does. */
+  readonly hydrate?: RowHydrator;
 }
 
 const PARAM = 'ormlock_pk';
@@ -34,11 +39,21 @@ const MAX_PLANS = 32;
 /** The plans of one DataSource (one per TypeOrmPort). */
 export class LockedReads {
   private readonly plans = new WeakMap<EntityMetadata, Map<string, LockedReadPlan | null>>();
+  /** Per entity, the last spec object asked for and its plan (specs are shared objects: no key to build on the common path). */
+  private readonly last = new WeakMap<EntityMetadata, { spec: RowLockSpec; plan: LockedReadPlan | null }>();
 
   constructor(private readonly dataSource: DataSource) {}
 
   /** The plan for `meta` and `spec`, or undefined when this read needs the query builder. */
   plan(meta: EntityMetadata, spec: RowLockSpec, bounded: BoundedRowLock | undefined): LockedReadPlan | undefined {
+    const last = this.last.get(meta);
+    if (last?.spec === spec) return last.plan ?? undefined;
+    const plan = this.lookup(meta, spec, bounded);
+    this.last.set(meta, { spec, plan });
+    return plan ?? undefined;
+  }
+
+  private lookup(meta: EntityMetadata, spec: RowLockSpec, bounded: BoundedRowLock | undefined): LockedReadPlan | null {
     let perSpec = this.plans.get(meta);
     if (!perSpec) this.plans.set(meta, (perSpec = new Map()));
     const key = `${spec.mode}|${spec.onLocked}|${spec.timeoutMs ?? ''}`;
@@ -47,7 +62,7 @@ export class LockedReads {
       plan = eligible(meta) ? this.build(meta, spec, bounded) : null;
       if (perSpec.size < MAX_PLANS) perSpec.set(key, plan);
     }
-    return plan ?? undefined;
+    return plan;
   }
 
   /**
@@ -58,12 +73,17 @@ export class LockedReads {
     const parameters = new Array<unknown>(plan.parameterCount);
     for (let i = 0; i < keys.length; i++) parameters[plan.slots[i]] = keys[i];
     if (plan.bounded) parameters[plan.parameterCount - 1] = plan.bounded.value(plan.bounded.timeoutMs);
+    if (plan.hydrate) {
+      const rows: any[] = await qr.query(plan.sql, parameters);
+      const row = plan.bounded ? rows.find(found) : rows[0];
+      return row ? plan.hydrate(row, qr) : null;
+    }
     // a view of the shared builder for this call: its own runner, and the raw rows from the plan's statement
     const view = Object.create(plan.qb) as SelectQueryBuilder<any> & { loadRawResults(runner: QueryRunner): Promise<any[]> };
     (view as unknown as { queryRunner?: QueryRunner }).queryRunner = qr;
     view.loadRawResults = async (runner: QueryRunner) => {
       const rows: any[] = await runner.query(plan.sql, parameters);
-      return plan.bounded ? rows.filter((row) => row[FOUND] !== null && row[FOUND] !== undefined) : rows;
+      return plan.bounded ? rows.filter(found) : rows;
     };
     const { entities } = await (view as any).executeEntitiesAndRawResults(qr);
     return entities[0] ?? null;
@@ -85,11 +105,17 @@ export class LockedReads {
     const slots = sentinels.map((s) => parameters.indexOf(s));
     // anything but our keys among the parameters (a value TypeORM added): not a shape this plan knows
     if (slots.some((i) => i < 0) || parameters.length !== sentinels.length) return null;
+    const hydrate = rowHydrator(this.dataSource, meta, qb, alias);
     if (timeoutMs && bounded) {
-      return { sql: bounded.wrap(sql, parameters.length), slots, parameterCount: parameters.length + 1, bounded: { ...bounded, timeoutMs }, qb };
+      return { sql: bounded.wrap(sql, parameters.length), slots, parameterCount: parameters.length + 1, bounded: { ...bounded, timeoutMs }, qb, hydrate };
     }
-    return { sql, slots, parameterCount: parameters.length, qb };
+    return { sql, slots, parameterCount: parameters.length, qb, hydrate };
   }
+}
+
+/** A real row of a bounded read (not the row of NULLs that stands for "no row"). */
+function found(row: Record<string, unknown>): boolean {
+  return row[FOUND] !== null && row[FOUND] !== undefined;
 }
 
 /** True when one SELECT of the entity's own table, turned into entities by TypeORM, is all a read of it needs. */
