@@ -377,20 +377,23 @@ export class RedisSemaphore {
         protocol: this.protocol,
       }));
     }
-    const undone =
-      grants > 0
-        ? this.releaseOn(
-            calls.filter(isTokenGrant).map((g) => g.node),
-            state.value,
-            ttl.timeoutMs,
-          )
-        : undefined;
+    return this.refuse(state, calls, grants);
+  }
+
+  /** No permit: the places granted are undone, then those granted late (a method of its own, so granting allocates no closure context). */
+  private refuse(state: AttemptState, calls: Array<NodeCall<number>>, grants: number): null | Promise<null> {
+    const timeoutMs = state.ttl.timeoutMs;
     const done = (): null => {
       state.settled = true;
-      if (state.lateGrants) void this.releaseOn(state.lateGrants, state.value, ttl.timeoutMs);
+      if (state.lateGrants) void this.releaseOn(state.lateGrants, state.value, timeoutMs);
       return null;
     };
-    return undone ? undone.then(done) : done();
+    if (grants === 0) return done();
+    return this.releaseOn(
+      calls.filter(isTokenGrant).map((g) => g.node),
+      state.value,
+      timeoutMs,
+    ).then(done);
   }
 
   /** What each node answered to an attempt that got no permit (for `LockNotAvailableError`). */
