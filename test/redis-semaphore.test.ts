@@ -256,6 +256,21 @@ describe('Redis counting semaphores (redlock.semaphore)', function () {
       expect(new Redlock(clients[0], { prefix }).semaphore('q', 3).quorum).to.equal(1);
     });
 
+    it('leaves no holder behind: grants answered after a 2-of-3 decision are removed by the release, refused attempts undo theirs', async () => {
+      const redlock = new Redlock(clients, { prefix });
+      const sem = redlock.semaphore(name('late'), 1);
+      for (let i = 0; i < 50; i++) {
+        const permit = await sem.tryAcquire(5000);
+        expect(permit, `attempt ${i}`).to.not.equal(null);
+        expect(await permit!.release()).to.equal(true);
+      }
+      const held = (await sem.tryAcquire(5000))!;
+      for (let i = 0; i < 10; i++) expect(await sem.tryAcquire(5000)).to.equal(null);
+      expect(await held.release()).to.equal(true);
+      await sleep(50); // the last late answers and their undoing
+      expect(await holdersOn(sem, clients)).to.deep.equal([0, 0, 0]);
+    });
+
     it('names every node when no quorum has a place', async () => {
       const redlock = new Redlock(clients, { prefix });
       const sem = redlock.semaphore(name('full'), 1);

@@ -13,11 +13,18 @@ export interface Deadline {
   cancel(): void;
 }
 
+/** What expires: a function, or an object whose `expire()` runs (a round: no closure made per round). */
+export interface Expiring {
+  expire(): void;
+}
+
+type OnExpire = (() => void) | Expiring;
+
 class Entry implements Deadline {
   done = false;
   constructor(
     readonly at: number,
-    public onExpire: (() => void) | null,
+    public onExpire: OnExpire | null,
     private readonly owner: Deadlines,
   ) {}
 
@@ -38,7 +45,7 @@ export class Deadlines {
   private live = 0;
 
   /** Runs `onExpire` after `ms` (give or take the timer's 1 ms granularity) unless cancelled first. */
-  add(ms: number, onExpire: () => void): Deadline {
+  add(ms: number, onExpire: OnExpire): Deadline {
     const at = performance.now() + ms;
     const entry = new Entry(at, onExpire, this);
     this.entries.push(entry);
@@ -81,7 +88,8 @@ export class Deadlines {
     for (const e of due) {
       const onExpire = e.onExpire;
       e.cancel();
-      onExpire?.();
+      if (typeof onExpire === 'function') onExpire();
+      else onExpire?.expire();
     }
   }
 }

@@ -62,7 +62,7 @@ import {
   type RedlockOptions,
   type UsingOptions,
 } from './redlock-options';
-import { count, nodeAddress, runRound, SEND_STATUSES, type NodeCall } from './rounds';
+import { count, nodeAddress, runRound, SEND_STATUSES, sendRound, type NodeCall } from './rounds';
 import { ACQUIRE, ACQUIRE_PLAIN, BUMP, EXTEND, RELEASE, type NodeCommand } from './scripts';
 import { RedisSemaphore, type SemaphoreHost } from './semaphore';
 
@@ -304,25 +304,30 @@ export class Redlock implements LeaseDriver {
     }
   }
 
-  /** @internal */
-  async releaseLease(lease: Lease): Promise<boolean> {
-    this.noteReleaseSent(lease);
-    // Resolves once a quorum confirms; the other nodes' deletes go on (each client keeps
-    // its commands in order, so a following acquire on that node runs after the delete).
-    const { release, quorum, releaseChecksValidity } = lease.protocol ?? this.protocol;
-    const valid = !releaseChecksValidity || lease._validForMs > 0;
-    const wasHeld = (c: NodeCall<number>) => c.outcome === 'ok' && Number(c.reply) === lease.resources.length;
-    const calls = await this.releaseOn(
-      this.allNodes,
-      lease.resources,
-      lease.value,
-      this.timeoutFor(lease.ttlMs),
-      (answered) => count(answered, wasHeld) >= quorum,
-      release,
-    );
-    const held = count(calls, wasHeld);
-    this.emit?.({ type: 'released', kind: 'lease', target: leaseTarget(lease.keys), heldMs: Date.now() - lease.acquiredAt });
-    return valid && held >= quorum;
+  /** @internal Not an async function: a release allocates no suspended frame. */
+  releaseLease(lease: Lease): Promise<boolean> {
+    let calls: Promise<Array<NodeCall<number>>>;
+    let valid: boolean;
+    let keys: number;
+    let quorum: number;
+    try {
+      this.noteReleaseSent(lease);
+      // Resolves once a quorum confirms; the other nodes' deletes go on (each client keeps
+      // its commands in order, so a following acquire on that node runs after the delete).
+      const protocol = lease.protocol ?? this.protocol;
+      quorum = protocol.quorum;
+      valid = !protocol.releaseChecksValidity || lease._validForMs > 0;
+      keys = lease.resources.length;
+      // (with every node as quorum, only every answer decides)
+      const decided = quorum < this.clients.length ? (answered: Array<NodeCall<number>>) => countHeld(answered, keys) >= quorum : undefined;
+      calls = this.releaseOn(this.allNodes, lease.resources, lease.value, this.timeoutFor(lease.ttlMs), decided, protocol.release);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    return calls.then((answers) => {
+      this.emit?.({ type: 'released', kind: 'lease', target: leaseTarget(lease.keys), heldMs: Date.now() - lease.acquiredAt });
+      return valid && countHeld(answers, keys) >= quorum;
+    });
   }
 
   /** @internal */
@@ -478,7 +483,16 @@ export class Redlock implements LeaseDriver {
     decided?: (answered: Array<NodeCall<number>>) => boolean,
     script: NodeCommand = RELEASE,
   ): Promise<Array<NodeCall<number>>> {
-    return this.round<number>(nodes, script, resources, [value], timeoutMs, decided);
+    // the arguments as sent, in one array (one key, the usual case, without a loop)
+    const argv: Array<string | number> =
+      resources.length === 1
+        ? 'sha' in script
+          ? [script.sha, 1, resources[0], value]
+          : [resources[0], value]
+        : 'sha' in script
+          ? [script.sha, resources.length, ...resources, value]
+          : [...resources, value];
+    return sendRound<number>(this.clients, this.deadlines, nodes, script, argv, timeoutMs, decided);
   }
 
   private round<T>(
@@ -499,6 +513,13 @@ export class Redlock implements LeaseDriver {
 }
 
 // ---- helpers ---------------------------------------------------------------------------------
+
+/** How many nodes answered a release that they held the lease (deleted every one of its `keys`). */
+function countHeld(calls: ReadonlyArray<NodeCall<number>>, keys: number): number {
+  let n = 0;
+  for (const c of calls) if (c.outcome === 'ok' && Number(c.reply) === keys) n++;
+  return n;
+}
 
 function describeNode(n: NodeResult): string {
   const what =

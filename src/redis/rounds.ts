@@ -5,7 +5,7 @@
  * that is down, closed or failing is a vote that did not grant.
  */
 import type { Redis } from './redis-client';
-import type { Deadline, Deadlines } from './deadlines';
+import type { Deadline, Deadlines, Expiring } from './deadlines';
 import type { NodeCommand, PlainCommand } from './scripts';
 
 /** What one node answered in one round. */
@@ -30,12 +30,17 @@ export function nodeAddress(client: Redis, node: number): string {
   return options.path ?? `${options.host ?? '127.0.0.1'}:${options.port ?? 6379}`;
 }
 
+/** When a round is decided early, from the answers so far (in the order they came). */
+export type RoundDecider<T> = (answered: Array<NodeCall<T>>) => boolean;
+
 /**
  * Runs a script (or a plain command) on the given nodes in parallel and never rejects. Resolves with one NodeCall
  * per node (in `nodes` order) as soon as every node answered, or `decided(answers so far)` is
  * true, or `timeoutMs` passed (a deadline of `deadlines`). A node that is down (reconnecting) or
  * closed is sent nothing (`not_ready`); one that has not answered when the round resolves is
  * `pending` (decided early) or `timeout`, and its answer, when it comes, goes to `onLate`.
+ * Give no `decided` when only every answer can decide (a quorum of every node): then the
+ * answers are not collected a second time for it.
  */
 export function runRound<T>(
   clients: readonly Redis[],
@@ -43,60 +48,121 @@ export function runRound<T>(
   nodes: readonly number[],
   script: NodeCommand,
   keys: readonly string[],
-  args: string[],
+  args: readonly string[],
   timeoutMs: number,
-  decided?: (answered: Array<NodeCall<T>>) => boolean,
+  decided?: RoundDecider<T>,
+  onLate?: (call: NodeCall<T>) => void,
+): Promise<Array<NodeCall<T>>> {
+  // One argument list for every node (ioredis flattens and copies it): EVALSHA sha numkeys keys… args…,
+  // or a plain command's keys… args…
+  const argv: Array<string | number> = 'sha' in script ? [script.sha, keys.length] : [];
+  for (const k of keys) argv.push(k);
+  for (const a of args) argv.push(a);
+  return sendRound(clients, deadlines, nodes, script, argv, timeoutMs, decided, onLate);
+}
+
+/**
+ * `runRound` with the command's arguments as sent, made by the caller (EVALSHA: `[sha, numkeys,
+ * keys…, args…]`; a plain command: `[keys…, args…]`), so a caller that keeps the fixed part can
+ * build them in one array literal. The array is not kept (ioredis copies it).
+ */
+export function sendRound<T>(
+  clients: readonly Redis[],
+  deadlines: Deadlines,
+  nodes: readonly number[],
+  script: NodeCommand,
+  argv: ReadonlyArray<string | number>,
+  timeoutMs: number,
+  decided?: RoundDecider<T>,
   onLate?: (call: NodeCall<T>) => void,
 ): Promise<Array<NodeCall<T>>> {
   return new Promise((resolve) => {
-    const results: Array<NodeCall<T> | undefined> = new Array(nodes.length);
-    const answered: Array<NodeCall<T>> = [];
-    let settled = false;
-    let deadline: Deadline | undefined;
-    const finish = (unanswered: 'pending' | 'timeout'): void => {
-      settled = true;
-      deadline?.cancel();
-      const error = unanswered === 'timeout' ? `no answer within ${timeoutMs} ms` : 'no answer yet when the quorum decided';
-      resolve(nodes.map((node, i) => results[i] ?? { node, outcome: unanswered, error }));
-    };
-    const record = (i: number, call: NodeCall<T>): void => {
-      if (settled) return onLate?.(call);
-      results[i] = call;
-      answered.push(call);
-      if (answered.length === nodes.length) {
-        // every node answered (the usual end): the results as they are, in `nodes` order
-        settled = true;
-        deadline?.cancel();
-        resolve(results as Array<NodeCall<T>>);
-      } else if (decided?.(answered)) finish('pending');
-    };
-    // One argument list for every node (ioredis flattens and copies it): EVALSHA sha numkeys keys… args…,
-    // or a plain command's keys… args…
+    const round = new Round<T>(nodes, timeoutMs, decided, onLate, resolve);
     const lua = 'sha' in script ? script : undefined;
-    const argv: Array<string | number> = lua ? [lua.sha, keys.length] : [];
-    for (const k of keys) argv.push(k);
-    for (const a of args) argv.push(a);
     for (let i = 0; i < nodes.length; i++) {
       const node = nodes[i];
       const client = clients[node];
       if (!SEND_STATUSES.has(client.status)) {
-        record(i, { node, outcome: 'not_ready', error: `not connected (status ${client.status})` });
+        round.record(i, { node, outcome: 'not_ready', error: `not connected (status ${client.status})` });
         continue;
       }
-      const answered = (reply: unknown) => record(i, { node, outcome: 'ok', reply: reply as T });
-      const failed = (error: unknown) => {
-        // once more with EVAL when the node does not have the script cached (restarted)
-        if (lua && error instanceof Error && error.message.startsWith('NOSCRIPT')) {
-          (client.eval as unknown as SendArgv)
-            .call(client, [lua.source, ...argv.slice(1)])
-            .then(answered, (again: unknown) => record(i, { node, outcome: 'error', error: again instanceof Error ? again.message : String(again) }));
-        } else record(i, { node, outcome: 'error', error: error instanceof Error ? error.message : String(error) });
-      };
       const sent = lua
         ? (client.evalsha as unknown as SendArgv).call(client, argv)
         : (client[(script as PlainCommand).command] as unknown as SendArgv).call(client, argv);
-      sent.then(answered, failed);
+      sent.then(
+        (reply: unknown) => round.record(i, { node, outcome: 'ok', reply: reply as T }),
+        (error: unknown) => {
+          // once more with EVAL when the node does not have the script cached (restarted)
+          if (lua && error instanceof Error && error.message.startsWith('NOSCRIPT')) {
+            (client.eval as unknown as SendArgv).call(client, [lua.source, ...argv.slice(1)]).then(
+              (reply: unknown) => round.record(i, { node, outcome: 'ok', reply: reply as T }),
+              (again: unknown) => round.failed(i, node, again),
+            );
+          } else round.failed(i, node, error);
+        },
+      );
     }
-    if (!settled) deadline = deadlines.add(timeoutMs, () => finish('timeout'));
+    round.started(deadlines);
   });
+}
+
+/** The state of one round: each node's answer as it comes, and when it is decided. */
+class Round<T> implements Expiring {
+  private readonly results: Array<NodeCall<T> | undefined>;
+  /** The answers in the order they came, for `decided` (none without it). */
+  private readonly answered: Array<NodeCall<T>> | undefined;
+  private count = 0;
+  private settled = false;
+  private deadline: Deadline | undefined;
+
+  constructor(
+    private readonly nodes: readonly number[],
+    private readonly timeoutMs: number,
+    private readonly decided: RoundDecider<T> | undefined,
+    private readonly onLate: ((call: NodeCall<T>) => void) | undefined,
+    private readonly resolve: (calls: Array<NodeCall<T>>) => void,
+  ) {
+    this.results = new Array(nodes.length);
+    if (decided) this.answered = [];
+  }
+
+  /** Every command was sent: the deadline runs unless every node already answered. */
+  started(deadlines: Deadlines): void {
+    if (!this.settled) this.deadline = deadlines.add(this.timeoutMs, this);
+  }
+
+  record(i: number, call: NodeCall<T>): void {
+    if (this.settled) {
+      this.onLate?.(call);
+      return;
+    }
+    this.results[i] = call;
+    if (++this.count === this.nodes.length) {
+      // every node answered (the usual end): the results as they are, in `nodes` order
+      this.settled = true;
+      this.deadline?.cancel();
+      this.resolve(this.results as Array<NodeCall<T>>);
+    } else if (this.answered) {
+      this.answered.push(call);
+      if (this.decided!(this.answered)) this.finish('pending');
+    }
+  }
+
+  failed(i: number, node: number, error: unknown): void {
+    this.record(i, { node, outcome: 'error', error: error instanceof Error ? error.message : String(error) });
+  }
+
+  /** The deadline passed. */
+  expire(): void {
+    this.finish('timeout');
+  }
+
+  private finish(unanswered: 'pending' | 'timeout'): void {
+    if (this.settled) return;
+    this.settled = true;
+    this.deadline?.cancel();
+    const error = unanswered === 'timeout' ? `no answer within ${this.timeoutMs} ms` : 'no answer yet when the quorum decided';
+    const { results } = this;
+    this.resolve(this.nodes.map((node, i) => results[i] ?? { node, outcome: unanswered, error }));
+  }
 }

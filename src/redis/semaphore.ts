@@ -50,7 +50,7 @@ import { Lease, type LeaseDriver, type LeaseProtocol } from './lease';
 import { leaseValue } from './lease-value';
 import { isTokenGrant, permitQuorum, sameHighestToken, type NodeResult } from './quorum';
 import { retryDelay, sleep, type AcquireOptions } from './redlock-options';
-import { count, nodeAddress, runRound, type NodeCall } from './rounds';
+import { count, nodeAddress, runRound, sendRound, type NodeCall, type RoundDecider } from './rounds';
 import { checkPermits, checkSemaphoreName } from '../locks/semaphore-options';
 import { SEM_ACQUIRE, SEM_CLAIM, SEM_EXTEND, SEM_RELEASE } from './semaphore-scripts';
 
@@ -77,12 +77,41 @@ export interface SemaphoreUsingOptions extends AcquireOptions {
   automaticExtensionThresholdMs?: number;
 }
 
+/** A TTL as sent, the validity it gives (ttl − drift) and the node timeout of its rounds. */
+interface TtlFigures {
+  ms: number;
+  text: string;
+  validity: number;
+  timeoutMs: number;
+}
+
+/** One acquisition attempt: what deciding it, and the answers that come after, need. */
+interface AttemptState {
+  readonly value: string;
+  readonly ttlMs: number;
+  readonly ttl: TtlFigures;
+  /** When it started: `clock` reading and wall clock. */
+  readonly start: number;
+  readonly wallStart: number;
+  /** Decided: a grant answered from now on is undone at once unless `permit` was handed out. */
+  settled: boolean;
+  permit: RedisPermit | null;
+  /** Grants answered after the round resolved, before the attempt was decided. */
+  lateGrants: number[] | undefined;
+}
+
+/** Where an attempt that got no permit leaves what each node answered. */
+interface Refusal {
+  calls: ReadonlyArray<NodeCall<number>>;
+}
+
 /** A permit of a Redis semaphore: a lease on the semaphore's holder set (`release`, `extend`, `fencingToken`, `signal`, `expiresAt`). */
 export type RedisPermit = Lease;
 
 /** The highest token a Redlock has seen for one semaphore name, and as sent (to nodes that lost their data). */
 interface SeenToken {
-  token: bigint;
+  /** A number: tokens stay below 2^53 (see semaphore-scripts.ts). */
+  token: number;
   text: string;
 }
 
@@ -99,17 +128,19 @@ export class RedisSemaphore {
   private readonly protocol: LeaseProtocol;
   private readonly allNodes: readonly number[];
   private readonly seen: SeenToken;
-  /** The KEYS of the acquire script and the permits as sent (made once). */
-  private readonly acquireKeys: readonly string[];
+  /** The permits as sent (made once). */
   private readonly permitsText: string;
   /** The KEYS of the release and extension (the holder set). */
   private readonly holdersKeys: readonly string[];
   /** A permit's `keys` and `resources` (frozen, shared by every permit of this semaphore). */
   private readonly permitKeys: readonly string[];
   /** What a TTL comes to, for the last TTL asked for (callers use one TTL): its text, validity and node timeout. */
-  private ttl = { ms: NaN, text: '', validity: 0, timeoutMs: 0 };
-  /** When an acquisition round is decided: a quorum of nodes answered the same highest token. */
-  private readonly decided = (answered: Array<NodeCall<number>>): boolean => sameHighestToken(answered, this.quorum);
+  private ttl: TtlFigures = { ms: NaN, text: '', validity: 0, timeoutMs: 0 };
+  /**
+   * When an acquisition round is decided early: a quorum of nodes answered the same highest
+   * token. None when the quorum is every node (only every answer decides).
+   */
+  private readonly decided: RoundDecider<number> | undefined;
 
   constructor(
     private readonly host: SemaphoreHost,
@@ -123,39 +154,49 @@ export class RedisSemaphore {
     this.holders = `${host.base}{semaphore}:${name}`;
     this.counter = `${host.base}{semaphore-fence}:${name}`;
     this.protocol = { extend: SEM_EXTEND, release: SEM_RELEASE, quorum: this.quorum, releaseChecksValidity: true };
-    this.acquireKeys = [this.holders, this.counter];
     this.holdersKeys = Object.freeze([this.holders]);
     this.permitKeys = Object.freeze([name]);
     this.permitsText = String(permits);
     this.allNodes = host.clients.map((_, i) => i);
+    const quorum = this.quorum;
+    this.decided = quorum < n ? (answered) => sameHighestToken(answered, quorum) : undefined;
     let byName = seenTokens.get(host);
     if (!byName) seenTokens.set(host, (byName = new Map()));
     let seen = byName.get(name);
-    if (!seen) byName.set(name, (seen = { token: 0n, text: '0' }));
+    if (!seen) byName.set(name, (seen = { token: 0, text: '0' }));
     this.seen = seen;
   }
 
   /** One attempt: a permit, or `null` when no quorum of nodes had a free place (or answered). */
-  async tryAcquire(ttlMs: number): Promise<RedisPermit | null> {
-    this.host.checkTtl(ttlMs);
-    const started = this.host.emit ? Date.now() : 0;
-    const { permit } = await this.attempt(ttlMs);
-    this.report(permit, started);
-    return permit;
+  tryAcquire(ttlMs: number): Promise<RedisPermit | null> {
+    // not an async function: the uncontended path allocates no suspended frame for it
+    let ttl: TtlFigures;
+    try {
+      ttl = this.ttlFigures(ttlMs);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    if (!this.host.emit) return this.attempt(ttlMs, ttl, undefined);
+    const started = Date.now();
+    return this.attempt(ttlMs, ttl, undefined).then((permit) => {
+      this.report(permit, started);
+      return permit;
+    });
   }
 
   /** Acquires with the Redlock's retries (or `options`); throws `LockNotAvailableError` naming every node's answer. */
   async acquire(ttlMs: number, options: AcquireOptions = {}): Promise<RedisPermit> {
     checkOptions('semaphore.acquire(ttlMs, options?)', options);
-    this.host.checkTtl(ttlMs);
+    this.ttlFigures(ttlMs);
     return this.acquireWith(ttlMs, this.host.checkRetry(options));
   }
 
   /** `acquire` with its arguments checked. */
   private async acquireWith(ttlMs: number, retry: Required<AcquireOptions>): Promise<RedisPermit> {
     const started = Date.now();
+    const refusal: Refusal = { calls: [] };
     for (let attempt = 1; ; attempt++) {
-      const { permit, nodes } = await this.attempt(ttlMs);
+      const permit = await this.attempt(ttlMs, this.ttlFigures(ttlMs), refusal);
       if (permit) {
         this.report(permit, started);
         return permit;
@@ -163,6 +204,7 @@ export class RedisSemaphore {
       if (attempt > retry.retryCount) {
         const waitedMs = Date.now() - started;
         this.report(null, started);
+        const nodes = this.nodeResults(refusal.calls);
         const described = nodes.map(describeNode).join('; ');
         throw redisPermitNotAcquired(this.name, this.permits, attempt, waitedMs, this.quorum, this.host.clients.length, described, {
           key: this.name,
@@ -186,7 +228,7 @@ export class RedisSemaphore {
   async using<T>(ttlMs: number, fn: (permit: RedisPermit) => Promise<T> | T, options: SemaphoreUsingOptions = {}): Promise<T> {
     checkFunction('semaphore.using', fn, 'the second argument');
     checkOptions('semaphore.using(ttlMs, fn, options?)', options);
-    this.host.checkTtl(ttlMs);
+    this.ttlFigures(ttlMs);
     const validity = ttlMs - this.host.drift(ttlMs);
     const threshold = options.automaticExtensionThresholdMs ?? this.host.automaticExtensionThresholdMs ?? Math.min(500, Math.floor(validity / 2));
     if (typeof threshold !== 'number' || !(threshold > 0 && threshold < validity)) {
@@ -208,16 +250,20 @@ export class RedisSemaphore {
     emit({ type: permit ? 'acquired' : 'not_available', kind: 'lease', target, waitedMs: Date.now() - started });
   }
 
-  /** `ttlMs` as sent, the validity it gives and the node timeout of its rounds (worked out once per TTL). */
-  private ttlFigures(ttlMs: number): { ms: number; text: string; validity: number; timeoutMs: number } {
+  /**
+   * `ttlMs` checked (LockConfigError when it is not a valid TTL), as sent, the validity it gives
+   * and the node timeout of its rounds: worked out once per TTL (a TTL kept here was checked).
+   */
+  private ttlFigures(ttlMs: number): TtlFigures {
     if (this.ttl.ms !== ttlMs) {
       const { host } = this;
+      host.checkTtl(ttlMs);
       this.ttl = { ms: ttlMs, text: String(ttlMs), validity: ttlMs - host.drift(ttlMs), timeoutMs: host.timeoutFor(ttlMs) };
     }
     return this.ttl;
   }
 
-  private see(token: bigint): void {
+  private see(token: number): void {
     const seen = this.seen;
     if (token > seen.token) {
       seen.token = token;
@@ -225,37 +271,50 @@ export class RedisSemaphore {
     }
   }
 
-  /** One attempt; see the file comment. */
-  private async attempt(ttlMs: number): Promise<{ permit: RedisPermit | null; nodes: NodeResult[] }> {
-    const { host, quorum } = this;
-    const value = leaseValue();
-    const { text: ttlText, validity, timeoutMs } = this.ttlFigures(ttlMs);
-    const clock = host.clock;
-    const start = clock();
-    const wallStart = Date.now();
-    let permit: RedisPermit | null = null;
-    let settled = false;
-    const lateGrants: number[] = [];
-    const release = (nodes: readonly number[]) => runRound<number>(host.clients, host.deadlines, nodes, SEM_RELEASE, this.holdersKeys, [value], timeoutMs);
-    // A grant that arrives after the attempt was decided is undone unless the permit was
-    // handed out (its release, sent later on the same client, runs after it).
-    const onLate = (call: NodeCall<number>): void => {
-      if (!isTokenGrant(call)) return;
-      this.see(BigInt(call.reply));
-      if (!settled) lateGrants.push(call.node);
-      else if (!permit) void release([call.node]);
-    };
-    const calls = await runRound<number>(
+  /** Sends `ZREM holders value` to `nodes` (undoes this attempt's places there). */
+  private releaseOn(nodes: readonly number[], value: string, timeoutMs: number): Promise<Array<NodeCall<number>>> {
+    return sendRound<number>(this.host.clients, this.host.deadlines, nodes, SEM_RELEASE, [this.holders, value], timeoutMs);
+  }
+
+  /**
+   * One attempt (see the file comment): the permit, or null when a quorum of nodes had no free
+   * place or did not answer (what each node answered then goes to `refusal`). Not an async
+   * function: the uncontended path (every grant at one token) decides as the round resolves.
+   */
+  private attempt(ttlMs: number, ttl: TtlFigures, refusal: Refusal | undefined): Promise<RedisPermit | null> {
+    const clock = this.host.clock;
+    const state: AttemptState = { value: leaseValue(), ttlMs, ttl, start: clock(), wallStart: Date.now(), settled: false, permit: null, lateGrants: undefined };
+    const { host } = this;
+    const value = state.value;
+    return sendRound<number>(
       host.clients,
       host.deadlines,
       this.allNodes,
       SEM_ACQUIRE,
-      this.acquireKeys,
-      [value, ttlText, this.permitsText, this.seen.text],
-      timeoutMs,
+      [SEM_ACQUIRE.sha, 2, this.holders, this.counter, value, ttl.text, this.permitsText, this.seen.text],
+      ttl.timeoutMs,
       this.decided,
-      onLate,
-    );
+      (call) => this.late(state, call),
+    ).then((calls) => {
+      if (refusal) refusal.calls = calls;
+      return this.decide(state, calls);
+    });
+  }
+
+  /**
+   * A grant that arrives after the attempt was decided is undone unless the permit was handed
+   * out (its release, sent later on the same client, runs after it).
+   */
+  private late(state: AttemptState, call: NodeCall<number>): void {
+    if (!isTokenGrant(call)) return;
+    this.see(Number(call.reply));
+    if (!state.settled) (state.lateGrants ??= []).push(call.node);
+    else if (!state.permit) void this.releaseOn([call.node], state.value, state.ttl.timeoutMs);
+  }
+
+  /** The token grants of the round: a permit when a quorum owns the highest token (raising lagging nodes first). */
+  private decide(state: AttemptState, calls: Array<NodeCall<number>>): RedisPermit | null | Promise<RedisPermit | null> {
+    const quorum = this.quorum;
     // The grants, and how many answered the highest token (as numbers: tokens stay below 2^53).
     let grants = 0;
     let highest = 0;
@@ -269,49 +328,83 @@ export class RedisSemaphore {
         atHighest = 1;
       } else if (t === highest) atHighest++;
     }
-    let ok = false;
-    const token = grants >= quorum ? BigInt(highest) : 0n;
-    if (grants >= quorum) {
-      let owned = atHighest;
-      if (owned < quorum) {
-        const lagging = calls.filter((c) => isTokenGrant(c) && Number(c.reply) < highest).map((c) => c.node);
-        const claims = await runRound<number>(host.clients, host.deadlines, lagging, SEM_CLAIM, [this.counter], [token.toString(), value], timeoutMs);
-        owned += count(claims, (c) => c.outcome === 'ok' && Number(c.reply) === 1);
-      }
-      ok = owned >= quorum;
-      this.see(token);
-    }
+    if (grants < quorum) return this.settle(state, calls, false, highest, grants);
+    if (atHighest < quorum) return this.claim(state, calls, highest, atHighest, grants);
+    this.see(highest);
+    return this.settle(state, calls, true, highest, grants);
+  }
+
+  /** Claims the highest token on the granting nodes that answered a lower one (SEM_CLAIM), then settles. */
+  private async claim(state: AttemptState, calls: Array<NodeCall<number>>, highest: number, atHighest: number, grants: number): Promise<RedisPermit | null> {
+    const lagging = calls.filter((c) => isTokenGrant(c) && Number(c.reply) < highest).map((c) => c.node);
+    const { host } = this;
+    const claims = await runRound<number>(
+      host.clients,
+      host.deadlines,
+      lagging,
+      SEM_CLAIM,
+      [this.counter],
+      [String(highest), state.value],
+      state.ttl.timeoutMs,
+    );
+    const owned = atHighest + count(claims, (c) => c.outcome === 'ok' && Number(c.reply) === 1);
+    this.see(highest);
+    return this.settle(state, calls, owned >= this.quorum, highest, grants);
+  }
+
+  /**
+   * The permit when a quorum owns its token and its validity has not run out since the attempt
+   * started; otherwise null, once the places granted are undone (and those granted late).
+   */
+  private settle(state: AttemptState, calls: Array<NodeCall<number>>, owned: boolean, token: number, grants: number): RedisPermit | null | Promise<null> {
+    const { clock } = this.host;
     const now = clock();
-    if (ok && stillValid(start, validity, now)) {
-      permit = new Lease(host.driver, {
+    const { ttl, start, wallStart } = state;
+    if (owned && stillValid(start, ttl.validity, now)) {
+      state.settled = true;
+      return (state.permit = new Lease(this.host.driver, {
         keys: this.permitKeys,
         resources: this.holdersKeys,
         fenceKey: this.counter,
-        value,
-        fencingToken: token,
-        ttlMs,
+        value: state.value,
+        fencingToken: BigInt(token),
+        ttlMs: state.ttlMs,
         acquiredAt: wallStart,
-        expiresAt: wallStart + validity,
-        validUntil: start + validity,
+        expiresAt: wallStart + ttl.validity,
+        validUntil: start + ttl.validity,
         clock,
         readAt: now,
         protocol: this.protocol,
-      });
-    } else if (grants > 0) {
-      await release(calls.filter(isTokenGrant).map((g) => g.node));
+      }));
     }
-    settled = true;
-    if (!permit && lateGrants.length > 0) void release(lateGrants);
-    if (permit) return { permit, nodes: [] };
-    return {
-      permit,
-      nodes: calls.map((c): NodeResult => {
-        const address = nodeAddress(host.clients[c.node], c.node);
-        if (c.outcome !== 'ok') return { node: c.node, address, result: c.outcome, error: c.error };
-        if (Number(c.reply) > 0) return { node: c.node, address, result: 'granted', token: String(c.reply) };
-        return { node: c.node, address, result: 'locked', error: `all ${this.permits} permits held` };
-      }),
+    return this.refuse(state, calls, grants);
+  }
+
+  /** No permit: the places granted are undone, then those granted late (a method of its own, so granting allocates no closure context). */
+  private refuse(state: AttemptState, calls: Array<NodeCall<number>>, grants: number): null | Promise<null> {
+    const timeoutMs = state.ttl.timeoutMs;
+    const done = (): null => {
+      state.settled = true;
+      if (state.lateGrants) void this.releaseOn(state.lateGrants, state.value, timeoutMs);
+      return null;
     };
+    if (grants === 0) return done();
+    return this.releaseOn(
+      calls.filter(isTokenGrant).map((g) => g.node),
+      state.value,
+      timeoutMs,
+    ).then(done);
+  }
+
+  /** What each node answered to an attempt that got no permit (for `LockNotAvailableError`). */
+  private nodeResults(calls: ReadonlyArray<NodeCall<number>>): NodeResult[] {
+    const clients = this.host.clients;
+    return calls.map((c): NodeResult => {
+      const address = nodeAddress(clients[c.node], c.node);
+      if (c.outcome !== 'ok') return { node: c.node, address, result: c.outcome, error: c.error };
+      if (Number(c.reply) > 0) return { node: c.node, address, result: 'granted', token: String(c.reply) };
+      return { node: c.node, address, result: 'locked', error: `all ${this.permits} permits held` };
+    });
   }
 }
 
