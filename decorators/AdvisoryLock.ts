@@ -64,16 +64,21 @@ export function AdvisoryLock<K extends AdvisoryLockKey>(key: K, options: Advisor
       }
       // the options' shape is checked above, once; a dataSource function's result is checked at each call
       const checked = !lazyDataSource;
-      return async function (this: unknown, ...args: unknown[]) {
-        return await runWithAdvisoryLock(
-          key,
-          this,
-          args,
-          () => original.apply(this, args),
-          checked ? options : withDataSourceOf(options, this, methodName, 'AdvisoryLock'),
-          subject,
-          checked,
-        );
+      // a plain function returning runWithAdvisoryLock's promise (which never throws): one async layer less per call
+      return function (this: unknown, ...args: unknown[]) {
+        try {
+          return runWithAdvisoryLock(
+            key,
+            this,
+            args,
+            () => original.apply(this, args),
+            checked ? options : withDataSourceOf(options, this, methodName, 'AdvisoryLock'),
+            subject,
+            checked,
+          );
+        } catch (error) {
+          return Promise.reject(error);
+        }
       };
     });
   }) as KeyedClassOrMethodDecorator<KeyFunctionArgs<K>>;

@@ -61,17 +61,26 @@ export function wrapAsyncMethod(
     throw notAsync(decorator, methodName);
   }
   const wrapped = wrap(original, methodName);
+  asyncWrappers.add(wrapped);
   Object.defineProperty(wrapped, 'name', { value: original.name, configurable: true });
   descriptor.value = wrapped;
   return descriptor;
 }
 
 /**
- * The one "is it async" check: a native async function, an async method down-levelled by
+ * The methods `wrapAsyncMethod` made: async in effect (each returns a promise and never throws),
+ * though some are plain functions (one async layer less per call), so a decorator stacked on
+ * them accepts them.
+ */
+const asyncWrappers = new WeakSet<Function>();
+
+/**
+ * The one "is it async" check: a method an ormlock decorator wrapped, a native async function, an async method down-levelled by
  * TypeScript or Babel (`__awaiter`, `_asyncToGenerator`), or a method whose emitted return type
  * is `Promise` (a plain function returning one, with `emitDecoratorMetadata`).
  */
 export function isAsyncMethod(fn: Function, target: object, propertyKey: string | symbol): boolean {
+  if (asyncWrappers.has(fn)) return true;
   if ((fn as { [Symbol.toStringTag]?: string })[Symbol.toStringTag] === 'AsyncFunction') return true;
   if (Reflect.getMetadata?.('design:returntype', target, propertyKey) === Promise) return true;
   return /\b__awaiter\b|\b_asyncToGenerator\b/.test(Function.prototype.toString.call(fn));

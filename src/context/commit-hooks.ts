@@ -86,15 +86,16 @@ export function dropHooks(connection: object): void {
  * go to the observers. Idempotent: a second call for the same end finds nothing to run.
  */
 export function transactionCompleted(connections: Iterable<object>, outcome: CompletionOutcome): Promise<void> {
-  const hooks: Hook[] = [];
+  let hooks: Hook[] | undefined;
   for (const c of connections) {
     const stack = levels.get(c);
     if (!stack) continue;
     levels.delete(c);
+    hooks ??= [];
     for (const level of stack) hooks.push(...level);
   }
-  // the common case, nothing registered: no async function to run
-  return hooks.length ? runHooks(hooks, outcome) : NOTHING_TO_RUN;
+  // the common case, nothing registered: no list, no async function to run
+  return hooks?.length ? runHooks(hooks, outcome) : NOTHING_TO_RUN;
 }
 
 /** What `transactionCompleted` returns when no hook was registered (a caller may skip awaiting it). */

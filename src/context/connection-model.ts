@@ -130,7 +130,12 @@ export function ended(connection: object, how: 'commit' | 'rollback'): HeldLock[
   s.inTransaction = false;
   s.isolation = undefined;
   s.savepoints.length = 0;
-  s.settings.clear(); // SET LOCAL values end with the transaction
+  if (s.settings.size) s.settings.clear(); // SET LOCAL values end with the transaction
+  if (!s.locks.length) {
+    // nothing held (the common case): no lists to build
+    publish(connection, { type: how, dropped: NONE });
+    return [];
+  }
   const dropped = s.locks.filter((l) => l.level >= 0);
   take(s, (l) => l.level >= 0 && !l.untilTransactionEnd); // stand-ins stay until their owner released them
   reportReleased(dropped.filter((l) => !l.untilTransactionEnd));
@@ -151,9 +156,12 @@ export function onTransactionEnd(handler: EndHandler): void {
  * The transaction on `connection` ended (`ended`), then the end handlers run on it, before anything
  * else may use it (before it goes back to the pool). The first handler failure is thrown after all ran.
  */
-export async function finishTransaction(connection: object, how: 'commit' | 'rollback'): Promise<void> {
-  await runEndHandlers(connection, ended(connection, how));
+export function finishTransaction(connection: object, how: 'commit' | 'rollback'): Promise<void> | undefined {
+  const dropped = ended(connection, how);
+  return dropped.length ? runEndHandlers(connection, dropped) : undefined; // no promise when nothing ended
 }
+
+const NONE: readonly HeldLock[] = Object.freeze([]);
 
 /** Runs the end handlers for `locks` (stand-ins still held outside a transaction, or those a transaction end dropped). */
 export async function runEndHandlers(connection: object, locks: readonly HeldLock[]): Promise<void> {
@@ -246,16 +254,20 @@ export function noteLock(
   scope: 'transaction' | 'session' | 'until-end',
   dropsAtRollbackTo = false,
 ): HeldLock {
+  const s = stateOf(connection);
+  const level = s.inTransaction ? s.savepoints.length : SESSION; // currentLevel, read once
   const held: HeldLock = {
-    ...lock,
+    inst: lock.inst,
+    kind: lock.kind,
+    id: lock.id,
     shared: lock.shared === true,
-    level: scope === 'transaction' ? currentLevel(connection) : SESSION,
+    display: lock.display,
+    level: scope === 'transaction' ? level : scope === 'until-end' ? Math.max(0, level) : SESSION,
     dropsAtRollbackTo: scope === 'transaction' && dropsAtRollbackTo,
     untilTransactionEnd: scope === 'until-end',
     at: Date.now(),
   };
-  if (scope === 'until-end') held.level = Math.max(0, currentLevel(connection));
-  stateOf(connection).locks.push(held);
+  s.locks.push(held);
   return held;
 }
 

@@ -3,7 +3,7 @@ import type { Installation } from '../installations';
 import type { PortConnection } from '../orm/port';
 import { died } from './connection-model';
 import { LockScope } from './lock-signal';
-import { childFrame, currentFrame, runInFrame, type Frame } from './store';
+import { currentFrame, lockScopeFrame, runInFrame, type Frame } from './store';
 
 /**
  * A locked body and its connection: the body runs as a lock scope (`currentLockSignal()`) whose
@@ -79,7 +79,8 @@ export function runLockedBody<T>(body: LockedBody, fn: (scope: LockScope) => Pro
     died(body.connection, 'the connection died');
     onDead(dead.reason, undefined);
   }
-  const outer = currentFrame()?.lockScope;
+  const parent = currentFrame();
+  const outer = parent?.lockScope;
   const unjoin = outer ? outer.onAbort((reason) => own.abort(reason)) : undefined;
   let closed = false;
   const close = () => {
@@ -94,7 +95,7 @@ export function runLockedBody<T>(body: LockedBody, fn: (scope: LockScope) => Pro
   }
   try {
     return runInFrame(
-      childFrame(patch ? { ...patch, lockScope: own } : { lockScope: own }),
+      lockScopeFrame(parent, patch, own),
       () =>
         new Promise<T>((resolve, reject) => {
           const settle = own.onAbort((reason) => {

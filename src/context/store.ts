@@ -106,6 +106,27 @@ export function childFrame(patch: Partial<Frame>): Frame {
   };
 }
 
+/**
+ * The frame of a lock scope's body: a child of `parent` with `lockScope` and the fields of `patch`
+ * (as `childFrame({ ...patch, lockScope })`, in one object).
+ */
+export function lockScopeFrame(parent: Frame | undefined, patch: Partial<Frame> | undefined, lockScope: LockScope): Frame {
+  const frame = {
+    txs: parent?.txs ?? new Map(),
+    values: parent?.values ?? new Map(),
+    readLock: parent?.readLock,
+    advisoryHeld: parent?.advisoryHeld,
+    pinned: parent?.pinned,
+    lockScope,
+    turns: parent?.turns,
+  };
+  if (patch) {
+    Object.assign(frame, patch);
+    frame.lockScope = lockScope;
+  }
+  return frame;
+}
+
 /** The open transactions of a frame whose scope still runs, the innermost last. */
 export function liveTxs(frame: Frame | undefined): TxState[] {
   if (!frame) return [];

@@ -90,6 +90,22 @@ export function runTransaction<T>(fn: () => Promise<T> | T, options: Transaction
 }
 
 /**
+ * `transaction(fn, { dataSource: inst.port.target })` for a caller that resolved `inst` already
+ * (no options to check, no named connection: an installation's own target names none): joins the
+ * ambient transaction of `inst`, or opens one (on the pinned connection, if any).
+ */
+export function transactionOn<T>(inst: Installation, fn: () => Promise<T> | T): Promise<T> {
+  // an installation no longer live: transaction()'s own path words the error
+  if (!inst.port.isLive) return runTransaction(fn, { dataSource: inst.port.target }, true);
+  try {
+    if (ambientTx(inst)) return Promise.resolve(fn());
+    return openTransaction(inst, true, undefined, fn);
+  } catch (error) {
+    return Promise.reject(error);
+  }
+}
+
+/**
  * `transaction()` once its options are checked and no ambient transaction is joined: opens one on
  * `inst` for `fn`. `onPinned`: inside a session-scoped lock, the transaction opens on the
  * connection that lock pinned (no second pool connection, and the lock's connection sees the
@@ -120,11 +136,12 @@ async function beginAndRun<T>(
   const connection = unit.connection;
   const tx = newTxState(inst, connection, isolation);
   try {
-    const body = inst.port.enter ? () => inst.port.enter!(connection, fn) : fn;
+    // called without arguments (the scope runLockedBody passes is not the body's business)
+    const body = inst.port.enter ? () => inst.port.enter!(connection, fn) : () => fn();
     let result: T;
     try {
       // a lock scope too (lock() holds row locks until COMMIT): a dead connection rejects at once
-      result = await runLockedBody({ inst, connection, lost: (cause) => transactionLost(inst, cause), adopt: true }, () => body(), { txs: txsWith(tx) });
+      result = await runLockedBody({ inst, connection, lost: lostFor(inst), adopt: true }, body, { txs: txsWith(tx) });
     } finally {
       // the scope ends with the body: work it scheduled that runs during COMMIT runs as outside
       tx.scope.live = false;
@@ -171,22 +188,36 @@ export function beginBounded(
   caller: string,
 ): Promise<PortTransaction> {
   if (options.connection) return inst.port.begin(options);
-  return inst.port.begin({ ...options, ...poolWait(inst, caller) });
+  const wait = poolWait(inst, caller);
+  return inst.port.begin(wait === NO_WAIT ? options : { ...options, ...wait });
 }
+
+/** No bound on the wait (the caller holds no connection). */
+const NO_WAIT: PoolWait = Object.freeze({});
 
 /** The bound on waiting for a pool connection, when the caller already holds one of `inst`. */
 export function poolWait(inst: Installation, caller: string): PoolWait {
   const held = heldConnections(inst);
-  return held > 0 ? { waitMs: inst.settings.connectionTimeoutMs, held, caller } : {};
+  return held > 0 ? { waitMs: inst.settings.connectionTimeoutMs, held, caller } : NO_WAIT;
 }
 
 /** How many connections of `inst` the current async context holds (open transactions and pinned connections). */
 export function heldConnections(inst: Installation): number {
   const frame = currentFrame();
+  if (!frame || (!frame.txs.size && !frame.pinned?.size)) return 0; // none held: no set to build
   const conns = new Set<PortConnection>();
   for (const tx of liveTxs(frame)) if (tx.inst === inst) conns.add(tx.connection);
   for (const [i, p] of frame?.pinned ?? []) if (i === inst && p.scope.live && !p.connection.isReleased) conns.add(p.connection);
   return conns.size;
+}
+
+/** Per installation, its `transactionLost` (one function, not one per transaction). */
+const lostFns = new WeakMap<Installation, (cause: unknown) => LockLostError>();
+
+function lostFor(inst: Installation): (cause: unknown) => LockLostError {
+  let fn = lostFns.get(inst);
+  if (!fn) lostFns.set(inst, (fn = (cause) => transactionLost(inst, cause)));
+  return fn;
 }
 
 /** A transaction's connection died: the converter's LockLostError for the driver's reason. */

@@ -12,6 +12,7 @@
  * cut (`cut=1`). The lock ids themselves stay parameters.
  */
 const SAFE = /^[A-Za-z0-9_.:~,@+-]$/;
+const ALL_SAFE = /^[A-Za-z0-9_.:~,@+-]*$/;
 const MAX_VALUE = 160;
 const PREFIX = '/* ormlock ';
 
@@ -24,6 +25,8 @@ export interface AdvisoryComment {
 }
 
 function encode(text: string, max: number): { value: string; cut: boolean } {
+  // nothing to encode or cut (the common key): the text itself, without the walk below
+  if (text.length <= max && ALL_SAFE.test(text)) return { value: text, cut: false };
   let value = '';
   for (const ch of wellFormed(text)) {
     const piece = SAFE.test(ch) ? ch : [...Buffer.from(ch, 'utf8')].map((b) => `%${b.toString(16).toUpperCase().padStart(2, '0')}`).join('');

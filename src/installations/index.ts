@@ -66,14 +66,20 @@ const foreign = new WeakMap<object, string>();
 
 /** Remembers that `entity` was loaded through an ORM instance where ormlock is not installed (adapters call this). */
 export function noteForeignOrigin(entity: unknown, label: string): void {
-  if (entity !== null && typeof entity === 'object') foreign.set(entity, label);
+  if (entity !== null && typeof entity === 'object') {
+    foreign.set(entity, label);
+    anyForeign = true;
+  }
 }
+
+/** Whether any entity was ever noted foreign (until then, nothing to forget on each load). */
+let anyForeign = false;
 
 /** Remembers that `entity` was loaded through / saved by `inst` (adapters call this). */
 export function noteOrigin(entity: unknown, inst: Installation): void {
   if (entity !== null && typeof entity === 'object') {
     origins.set(entity, inst);
-    foreign.delete(entity);
+    if (anyForeign) foreign.delete(entity);
   }
 }
 
@@ -92,8 +98,13 @@ export interface ResolveRequest {
  * innermost open one, among those whose ORM knows the entity class); the only live installation
  * (that knows the entity class). Otherwise LockConfigError naming the candidates — never "the first".
  */
-export function resolveInstallation(caller: string, request: ResolveRequest = {}): Installation {
+export function resolveInstallation(caller: string, request: ResolveRequest = NO_REQUEST): Installation {
   const { explicit, entity } = request;
+  if ((explicit === undefined || explicit === null) && entity === undefined && request.entityClass === undefined) {
+    // the common call (no option, no entity): the same rule without its intermediate arrays
+    const quick = soleOrAmbient();
+    if (quick) return quick;
+  }
   const cls = request.entityClass ?? (entity !== undefined ? (entity as object).constructor : undefined);
   if (explicit !== undefined && explicit !== null) {
     const inst = installationOwning(explicit);
@@ -127,6 +138,25 @@ export function resolveInstallation(caller: string, request: ResolveRequest = {}
     candidates.map((i) => i.label),
     cls,
   );
+}
+
+const NO_REQUEST: ResolveRequest = Object.freeze({});
+
+/**
+ * `resolveInstallation` for a call naming no installation, entity or class, where the answer needs
+ * no list: the innermost live ambient transaction's installation, else the only installation when
+ * it is live. Undefined otherwise (the full rule decides, and words the error).
+ */
+function soleOrAmbient(): Installation | undefined {
+  const txs = currentFrame()?.txs;
+  if (txs && txs.size) {
+    let innermost: Installation | undefined;
+    for (const tx of txs.values()) if (tx.scope.live) innermost = tx.inst;
+    if (innermost) return innermost;
+  }
+  if (live.size !== 1) return undefined;
+  const only: Installation = live.values().next().value!;
+  return only.port.isLive ? only : undefined;
 }
 
 function describeTarget(x: unknown): string {

@@ -41,56 +41,64 @@ export async function acquireAll(
   const savepoint = protect && adv.failedStatementAbortsTransaction && timeoutMs !== undefined && (timeoutMs > 0 || items.length > 1);
   const taken: Array<{ item: LockItem; held: HeldLock }> = [];
   const deadline = timeoutMs === undefined ? undefined : Date.now() + timeoutMs;
-  const releaseTaken = async () => {
-    // transaction locks end with the savepoint (the model dropped them) or with the transaction
-    if (kind !== 'session') return;
-    for (const { item, held } of [...taken].reverse()) {
-      try {
-        await adv.unlockSession(qr, item.id, plan.shared);
-        forgetLock(qr, held);
-      } catch (error) {
-        // an aborted transaction refuses the unlock: it is released right after that transaction ends
-        if (qr.isTransactionActive && adv.isAbortedTransaction(error)) keepUntilTransactionEnd(qr, held);
-        else forgetLock(qr, held);
-      }
-    }
-  };
-  const lockOne = (item: LockItem): Promise<boolean> => {
-    const remaining = deadline === undefined ? undefined : Math.max(0, deadline - Date.now());
-    return kind === 'transaction'
-      ? adv.lockForTransaction!(qr, item.id, plan.shared, remaining, item.key)
-      : adv.lockForSession(qr, item.id, plan.shared, remaining, item.key);
-  };
-  const noteTaken = (item: LockItem) => {
-    const held = noteLock(
-      qr,
-      lockRecord(plan, item),
-      kind === 'transaction' ? 'transaction' : standIn ? 'until-end' : 'session',
-      plan.dialect.capabilities.rollbackToSavepointReleasesLocks,
-    );
-    taken.push({ item, held });
-    records?.set(item.id, held);
-  };
+  const scope = kind === 'transaction' ? 'transaction' : standIn ? 'until-end' : 'session';
   try {
     if (savepoint) {
       await inSavepoint(plan.inst, qr, 'ormlock_advisory', async () => {
         for (const item of items) {
-          if (!(await lockOne(item))) throw new NotObtained(item);
-          noteTaken(item);
+          if (!(await lockOne(plan, qr, item, kind, deadline))) throw new NotObtained(item);
+          noteTaken(plan, qr, item, scope, taken, records);
         }
       });
     } else {
       // the same steps without a savepoint, and without one more async function per call
       for (const item of items) {
-        if (!(await lockOne(item))) throw new NotObtained(item);
-        noteTaken(item);
+        if (!(await lockOne(plan, qr, item, kind, deadline))) throw new NotObtained(item);
+        noteTaken(plan, qr, item, scope, taken, records);
       }
     }
     return undefined;
   } catch (error) {
-    await releaseTaken();
+    // transaction locks end with the savepoint (the model dropped them) or with the transaction
+    if (kind === 'session') await releaseTaken(plan, qr, taken);
     if (error instanceof NotObtained) return error.item;
     throw convert(plan, error, qr, true);
+  }
+}
+
+/** Takes one lock of the plan on `qr`, within what remains of the time budget. */
+function lockOne(plan: Plan, qr: QueryRunner, item: LockItem, kind: 'transaction' | 'session', deadline: number | undefined): Promise<boolean> {
+  const remaining = deadline === undefined ? undefined : Math.max(0, deadline - Date.now());
+  return kind === 'transaction'
+    ? plan.adv.lockForTransaction!(qr, item.id, plan.shared, remaining, item.key)
+    : plan.adv.lockForSession(qr, item.id, plan.shared, remaining, item.key);
+}
+
+/** Notes a lock just taken in the connection model (and in `records`). */
+function noteTaken(
+  plan: Plan,
+  qr: QueryRunner,
+  item: LockItem,
+  scope: 'transaction' | 'session' | 'until-end',
+  taken: Array<{ item: LockItem; held: HeldLock }>,
+  records: Map<string, HeldLock> | undefined,
+): void {
+  const held = noteLock(qr, lockRecord(plan, item), scope, plan.dialect.capabilities.rollbackToSavepointReleasesLocks);
+  taken.push({ item, held });
+  records?.set(item.id, held);
+}
+
+/** Releases the session locks a failed acquisition took so far (last taken first). */
+async function releaseTaken(plan: Plan, qr: QueryRunner, taken: ReadonlyArray<{ item: LockItem; held: HeldLock }>): Promise<void> {
+  for (const { item, held } of [...taken].reverse()) {
+    try {
+      await plan.adv.unlockSession(qr, item.id, plan.shared);
+      forgetLock(qr, held);
+    } catch (error) {
+      // an aborted transaction refuses the unlock: it is released right after that transaction ends
+      if (qr.isTransactionActive && plan.adv.isAbortedTransaction(error)) keepUntilTransactionEnd(qr, held);
+      else forgetLock(qr, held);
+    }
   }
 }
 
@@ -142,7 +150,7 @@ export function acquired(plan: Plan, items: readonly LockItem[], startedAt: numb
  * that transaction (and, for databases without transaction locks, to be released when it ends).
  * Resolves the item not obtained in time, or undefined.
  */
-export async function acquireForTransaction(plan: Plan, qr: QueryRunner, items: readonly LockItem[], protect: boolean) {
+export function acquireForTransaction(plan: Plan, qr: QueryRunner, items: readonly LockItem[], protect: boolean): Promise<LockItem | undefined> {
   const native = plan.dialect.capabilities.transactionAdvisoryLocks && typeof plan.adv.lockForTransaction === 'function';
   return acquireAll(plan, qr, items, native ? 'transaction' : 'session', protect, !native);
 }

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import * as crypto from 'node:crypto';
 import type { LockConfigError } from '../errors';
 import { invalidAdvisoryKey } from '../faults/keys';
 
@@ -116,7 +116,7 @@ export function resolveAdvisoryKey(key: unknown, namespace: string, subject: Key
   const cached = cacheKey === undefined ? undefined : resolvedScalars.get(cacheKey);
   if (cached) return cached;
   const canonical = canonicalAdvisoryKey(key, subject);
-  const digest = createHash('sha256').update(`${HASH_PREFIX}\u0000${namespace}\u0000${canonical}`, 'utf8').digest();
+  const digest = sha256(`${HASH_PREFIX}\u0000${namespace}\u0000${canonical}`);
   const resolved: ResolvedAdvisoryKey = Object.freeze({
     key: key as AdvisoryKeyValue,
     namespace,
@@ -130,6 +130,14 @@ export function resolveAdvisoryKey(key: unknown, namespace: string, subject: Key
     resolvedScalars.set(cacheKey, resolved);
   }
   return resolved;
+}
+
+/** Node's one-shot digest (no Hash object per key; Node ≥ 20.12), else a Hash object. */
+const oneShot = (crypto as { hash?: (algorithm: string, data: string, outputEncoding: 'buffer') => Buffer }).hash;
+
+/** SHA-256 of `text` (UTF-8). */
+function sha256(text: string): Buffer {
+  return oneShot ? oneShot('sha256', text, 'buffer') : crypto.createHash('sha256').update(text, 'utf8').digest();
 }
 
 /** Scalar keys resolved so far (type letter, namespace, NUL, the key's text), at most MAX_CACHED_KEYS. */

@@ -1,7 +1,8 @@
 import { lockLostError, runLockedBody, type LockedBody } from '../context/lock-scope';
 import { ambientTx } from '../context/store';
-import { onNamedConnection, transaction, type TransactionOptions } from '../context/transaction';
+import { onNamedConnection, transaction, transactionOn, type TransactionOptions } from '../context/transaction';
 import { badOption, badOptions } from '../faults/options';
+import type { LockLostError } from '../errors';
 import { resolveInstallation, type Installation } from '../installations';
 import { checkFunction, checkOptions } from '../arguments';
 import type { EntityDescriptor, PortConnection } from '../orm/port';
@@ -100,24 +101,48 @@ export interface PessimisticMethodOptions extends RowLockOptions {
  */
 export async function withPessimistic<R>(fn: () => Promise<R> | R, options: PessimisticMethodOptions = {}, source = 'withPessimistic()'): Promise<R> {
   checkFunction(source, fn, 'fn', { method: source });
-  if (!alreadyValid(options)) checkPessimisticOptions(options, source);
-  const { entities, dataSource, ...lockOptions } = options;
-  const inst = resolveInstallation(source, { explicit: dataSource });
+  const parts = partsOf(options, source);
+  const { entities, dataSource, lockOptions } = parts;
+  const inst = resolveInstallation(source, dataSource === undefined ? undefined : { explicit: dataSource });
+  const lost = lostOf(parts, source);
   const run = () =>
-    transaction(
-      async () => {
-        const scope = { live: true };
-        try {
-          const connection = ambientTx(inst)!.connection;
-          const body: LockedBody = { inst, connection, lost: (cause) => lockLostError(source, 'its row locks', { method: source, cause }) };
-          return await runLockedBody(body, () => fn(), { readLock: { options: lockOptions, entities, source, inst, scope } });
-        } finally {
-          scope.live = false;
-        }
-      },
-      { dataSource: inst.port.target },
-    );
+    transactionOn(inst, async () => {
+      const scope = { live: true };
+      try {
+        const connection = ambientTx(inst)!.connection;
+        return await runLockedBody({ inst, connection, lost }, () => fn(), { readLock: { options: lockOptions, entities, source, inst, scope } });
+      } finally {
+        scope.live = false;
+      }
+    });
   return dataSource === undefined ? run() : onNamedConnection(inst, dataSource, source, run);
+}
+
+/** The options of a call split into the policy's parts: the same objects while the options stay the same. */
+interface PessimisticParts {
+  entities?: Function[];
+  dataSource?: unknown;
+  lockOptions: RowLockOptions;
+  /** The scope's LockLostError, per source (made once). */
+  lost?: { source: string; fn: (cause: unknown) => LockLostError };
+}
+
+/** Checks `options` (once per options object, again when it changed) and splits them. */
+function partsOf(options: PessimisticMethodOptions, source: string): PessimisticParts {
+  const seen = options !== null && typeof options === 'object' ? validOptions.get(options) : undefined;
+  if (seen && sameAsSeen(options, seen.snapshot)) return seen.parts;
+  checkPessimisticOptions(options, source);
+  const { entities, dataSource, ...lockOptions } = options;
+  const parts: PessimisticParts = { entities, dataSource, lockOptions };
+  if (options !== null && typeof options === 'object') validOptions.set(options, { snapshot: snapshot(options), parts });
+  return parts;
+}
+
+function lostOf(parts: PessimisticParts, source: string): (cause: unknown) => LockLostError {
+  if (parts.lost?.source === source) return parts.lost.fn;
+  const fn = (cause: unknown) => lockLostError(source, 'its row locks', { method: source, cause });
+  parts.lost = { source, fn };
+  return fn;
 }
 
 /** Throws LockConfigError (naming `source`) unless `options` are valid options of withPessimistic / @Pessimistic. */
@@ -129,14 +154,13 @@ function checkPessimisticOptions(options: PessimisticMethodOptions, source: stri
   if (entities !== undefined && (!Array.isArray(entities) || entities.some((e) => typeof e !== 'function'))) {
     throw badOption(source, 'entities', 'an array of entity classes', entities, { method: source });
   }
-  if (options !== null && typeof options === 'object') validOptions.set(options, snapshot(options));
 }
 
 /**
- * Options objects found valid, with what they held then: a decorator passes the same object on
- * every call, which is checked once (again only when it changed since).
+ * Options objects found valid, with what they held then and their parts: a decorator passes the
+ * same object on every call, which is checked and split once (again only when it changed since).
  */
-const validOptions = new WeakMap<object, readonly unknown[]>();
+const validOptions = new WeakMap<object, { snapshot: readonly unknown[]; parts: PessimisticParts }>();
 
 function snapshot(options: PessimisticMethodOptions): unknown[] {
   let keys = 0;
@@ -145,9 +169,7 @@ function snapshot(options: PessimisticMethodOptions): unknown[] {
   return [keys, options.mode, options.onLocked, options.timeoutMs, options.dataSource, entities, entities?.length, ...(entities ?? [])];
 }
 
-function alreadyValid(options: PessimisticMethodOptions): boolean {
-  const seen = options !== null && typeof options === 'object' ? validOptions.get(options) : undefined;
-  if (!seen) return false;
+function sameAsSeen(options: PessimisticMethodOptions, seen: readonly unknown[]): boolean {
   const now = snapshot(options);
   return now.length === seen.length && now.every((v, i) => v === seen[i]);
 }

@@ -19,13 +19,18 @@ import { convertPostgresError, isPostgresConnectionLost } from './errors';
  *   transaction the statement is its own transaction, so the setting ends with it.) The
  *   nested `OFFSET 0` sub-selects fix the order: read old, set, lock, restore.
  */
+/** The lock id of each resolved key (resolved keys are cached and frozen). */
+const lockIds = new WeakMap<ResolvedAdvisoryKey, string>();
+
 export class PostgresAdvisory implements AdvisoryDialect {
   readonly failedStatementAbortsTransaction = true;
 
   constructor(private readonly convert = convertPostgresError) {}
 
   lockId(key: ResolvedAdvisoryKey): string {
-    return key.int64.toString();
+    let id = lockIds.get(key);
+    if (id === undefined) lockIds.set(key, (id = key.int64.toString()));
+    return id;
   }
 
   lockForTransaction(qr: PortConnection, id: string, shared: boolean, timeoutMs: number | undefined, key?: ResolvedAdvisoryKey): Promise<boolean> {
@@ -98,15 +103,26 @@ export class PostgresAdvisory implements AdvisoryDialect {
     });
   }
 
-  private async lock(qr: PortConnection, id: string, fn: string, timeoutMs: number | undefined, comment = ''): Promise<boolean> {
+  private lock(qr: PortConnection, id: string, fn: string, timeoutMs: number | undefined, comment = ''): Promise<boolean> {
+    // waiting without a limit (the common case): one async function from the statement to the answer
+    if (timeoutMs === undefined) return this.lockWaiting(qr, `${comment}SELECT ${fn}($1::bigint)`, id);
+    return this.lockWithin(qr, id, fn, timeoutMs, comment);
+  }
+
+  private async lockWaiting(qr: PortConnection, sql: string, id: string): Promise<boolean> {
+    try {
+      await qr.query(sql, [id]);
+      return true;
+    } catch (error) {
+      throw this.converted(error, undefined);
+    }
+  }
+
+  private async lockWithin(qr: PortConnection, id: string, fn: string, timeoutMs: number, comment: string): Promise<boolean> {
     if (timeoutMs === 0) {
       const tryFn = fn.replace(/^pg_advisory_/, 'pg_try_advisory_');
       const [row] = await this.run(qr, `${comment}SELECT ${tryFn}($1::bigint) AS "acquired"`, [id], timeoutMs);
       return row?.acquired === true;
-    }
-    if (timeoutMs === undefined) {
-      await this.run(qr, `${comment}SELECT ${fn}($1::bigint)`, [id], timeoutMs);
-      return true;
     }
     try {
       await this.run(
@@ -129,8 +145,13 @@ export class PostgresAdvisory implements AdvisoryDialect {
     try {
       return await qr.query(sql, params);
     } catch (error) {
-      if (driverCode(error).code === '55P03') throw error; // a timeout: the caller decides
-      throw this.convert(error, { timeoutMs, lockWait: true }) ?? error;
+      throw this.converted(error, timeoutMs);
     }
+  }
+
+  /** A lock statement's failure: a timeout as is (the caller decides), anything else converted. */
+  private converted(error: unknown, timeoutMs: number | undefined): unknown {
+    if (driverCode(error).code === '55P03') return error;
+    return this.convert(error, { timeoutMs, lockWait: true }) ?? error;
   }
 }

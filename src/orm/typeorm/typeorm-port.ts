@@ -73,7 +73,18 @@ export class TypeOrmPort implements OrmPort {
 
   async begin(options: { isolation?: IsolationLevel; connection?: PortConnection } & PoolWait): Promise<PortTransaction> {
     const given = options.connection as QueryRunner | undefined;
-    const qr = given ?? (await this.connectRunner(options));
+    let qr: QueryRunner;
+    if (given) qr = given;
+    else if (options.waitMs === undefined) {
+      // connectRunner's unbounded path, without one more async function per transaction
+      qr = this.dataSource.createQueryRunner();
+      try {
+        await qr.connect();
+      } catch (error) {
+        await qr.release().catch(() => undefined);
+        throw error;
+      }
+    } else qr = await this.connectRunner(options);
     try {
       await qr.startTransaction(options.isolation);
     } catch (error) {

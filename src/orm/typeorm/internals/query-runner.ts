@@ -69,22 +69,40 @@ function route(qr: Routed, ds: DataSource): void {
       try {
         await base.call(this);
       } finally {
-        await settle(qr, how, depth);
+        const settled = settle(qr, how, depth);
+        if (settled) await settled; // only when end handlers run (no promise otherwise)
       }
     };
   qr.commitTransaction = ending('commit', commit);
   qr.rollbackTransaction = ending('rollback', rollback);
-  qr.release = async function () {
-    // the driver gave a dead connection up already (node-postgres' error handler): the model forgets it
-    if (qr.isReleased && !poolable(qr)) discarded(qr, 'the connection died');
-    if (!qr.isReleased) {
-      const due = dueStandIns(qr);
-      if (due.length) await runEndHandlers(qr, due).catch(() => undefined);
-      const reason = notPoolableReason(qr);
-      if (reason) return discard(qr, ds, reason);
+  qr.release = function () {
+    // nothing the model holds against pooling it (the common case): TypeORM's release as is
+    if (!plainRelease(qr)) return releaseAfterModel(qr, ds, release, this);
+    try {
+      return release.call(this);
+    } catch (error) {
+      return Promise.reject(error);
     }
-    return release.call(this);
   };
+}
+
+/** True when the model has nothing on `qr` (no transaction, no lock, not dead): its release needs no more than TypeORM's. */
+function plainRelease(qr: QueryRunner): boolean {
+  const s = knownState(qr);
+  return !s || (!s.inTransaction && s.locks.length === 0 && !s.dead);
+}
+
+/** `release` when the model has something on `qr`: stand-ins released first, a connection not poolable destroyed. */
+async function releaseAfterModel(qr: Routed, ds: DataSource, release: () => Promise<void>, self: QueryRunner): Promise<void> {
+  // the driver gave a dead connection up already (node-postgres' error handler): the model forgets it
+  if (qr.isReleased && !poolable(qr)) discarded(qr, 'the connection died');
+  if (!qr.isReleased) {
+    const due = dueStandIns(qr);
+    if (due.length) await runEndHandlers(qr, due).catch(() => undefined);
+    const reason = notPoolableReason(qr);
+    if (reason) return discard(qr, ds, reason);
+  }
+  return release.call(self);
 }
 
 /** TypeORM's name of its innermost savepoint (`typeorm_<depth - 1>`), or of `depth`'s. */
@@ -92,8 +110,8 @@ function depthName(qr: Routed, depth = qr.transactionDepth): string | undefined 
   return typeof depth === 'number' ? `typeorm_${depth - 1}` : undefined;
 }
 
-/** After COMMIT/ROLLBACK (or RELEASE / ROLLBACK TO SAVEPOINT): what the model must follow. */
-async function settle(qr: Routed, how: 'commit' | 'rollback', before: number | undefined): Promise<void> {
+/** After COMMIT/ROLLBACK (or RELEASE / ROLLBACK TO SAVEPOINT): what the model must follow; a promise only while end handlers run. */
+function settle(qr: Routed, how: 'commit' | 'rollback', before: number | undefined): Promise<void> | undefined {
   const state = knownState(qr);
   if (!state?.inTransaction) return;
   if (!qr.isTransactionActive) return finishTransaction(qr, how);
