@@ -426,18 +426,8 @@ export class Redlock implements LeaseDriver {
 
     const validity = ttlMs - this.drift(ttlMs);
     if (ok && stillValid(start, validity, this.clock())) {
-      lease = new Lease(this, {
-        keys: req.keys,
-        resources,
-        fenceKey: req.fenceKey,
-        value,
-        fencingToken: token,
-        ttlMs,
-        acquiredAt: wallStart,
-        expiresAt: wallStart + validity,
-        validUntil: start + validity,
-        clock: this.clock,
-      });
+      const shape = { keys: req.keys, resources, fenceKey: req.fenceKey, clock: this.clock };
+      lease = new Lease(this, shape, value, token, ttlMs, wallStart, wallStart + validity, start + validity);
     } else if (granted.length > 0) {
       await this.releaseOn(
         granted.map((g) => g.node),

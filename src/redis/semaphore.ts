@@ -46,7 +46,7 @@ import type { LockEvent } from '../observe/events';
 import { stillValid, type Clock } from './clock';
 import type { Deadlines } from './deadlines';
 import { holdLeaseWhile } from './hold-lease';
-import { Lease, type LeaseDriver, type LeaseProtocol } from './lease';
+import { Lease, type LeaseDriver, type LeaseShape } from './lease';
 import { leaseValue } from './lease-value';
 import { isTokenGrant, permitQuorum, sameHighestToken, type NodeResult } from './quorum';
 import { retryDelay, sleep, type AcquireOptions } from './redlock-options';
@@ -144,7 +144,8 @@ export class RedisSemaphore {
   readonly quorum: number;
   private readonly holders: string;
   private readonly counter: string;
-  private readonly protocol: LeaseProtocol;
+  /** What every permit is on and how it is kept (its keys, resources, fencing key, clock and protocol). */
+  private readonly shape: LeaseShape;
   private readonly allNodes: readonly number[];
   private readonly seen: SeenToken;
   /** The permits as sent (made once). */
@@ -172,9 +173,15 @@ export class RedisSemaphore {
     this.quorum = permitQuorum(n, permits);
     this.holders = `${host.base}{semaphore}:${name}`;
     this.counter = `${host.base}{semaphore-fence}:${name}`;
-    this.protocol = { extend: SEM_EXTEND, release: SEM_RELEASE, quorum: this.quorum, releaseChecksValidity: true };
     this.holdersKeys = Object.freeze([this.holders]);
     this.permitKeys = Object.freeze([name]);
+    this.shape = {
+      keys: this.permitKeys,
+      resources: this.holdersKeys,
+      fenceKey: this.counter,
+      clock: host.clock,
+      protocol: { extend: SEM_EXTEND, release: SEM_RELEASE, quorum: this.quorum, releaseChecksValidity: true },
+    };
     this.permitsText = String(permits);
     this.allNodes = host.clients.map((_, i) => i);
     const quorum = this.quorum;
@@ -377,20 +384,17 @@ export class RedisSemaphore {
     const { ttl, start, wallStart } = state;
     if (owned && stillValid(start, ttl.validity, now)) {
       state.done = true;
-      return (state.permit = new Lease(this.host.driver, {
-        keys: this.permitKeys,
-        resources: this.holdersKeys,
-        fenceKey: this.counter,
-        value: state.value,
-        fencingToken: BigInt(token),
-        ttlMs: state.ttlMs,
-        acquiredAt: wallStart,
-        expiresAt: wallStart + ttl.validity,
-        validUntil: start + ttl.validity,
-        clock,
-        readAt: now,
-        protocol: this.protocol,
-      }));
+      return (state.permit = new Lease(
+        this.host.driver,
+        this.shape,
+        state.value,
+        BigInt(token),
+        state.ttlMs,
+        wallStart,
+        wallStart + ttl.validity,
+        start + ttl.validity,
+        now,
+      ));
     }
     return this.refuse(state, calls, grants);
   }
