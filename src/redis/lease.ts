@@ -32,21 +32,13 @@ export interface LeaseProtocol {
   readonly releaseChecksValidity?: boolean;
 }
 
-export interface LeaseInit {
+/** What a lease is on and how it is kept: per lease for a Redlock's, shared by every permit of a semaphore. */
+export interface LeaseShape {
   keys: readonly string[];
   resources: readonly string[];
   fenceKey: string;
-  value: string;
-  fencingToken: bigint;
-  ttlMs: number;
-  acquiredAt: number;
-  expiresAt: number;
-  /** Until when the lease is valid, on `clock` (monotonic ms). */
-  validUntil: number;
   /** The driver's monotonic clock (performance.now(), or a test's). */
   clock: () => number;
-  /** A reading of `clock` just taken (saves reading it again), else it is read. */
-  readAt?: number;
   /** Scripts and quorum, when not the driver's own (a semaphore's permits). */
   protocol?: LeaseProtocol;
 }
@@ -106,23 +98,35 @@ export class Lease {
   private _sentMask = 0;
   private _sentMore: Set<number> | undefined;
 
+  /**
+   * @internal Made by a Redlock (or its semaphores). `validUntil`: until when the lease is valid, on `shape.clock` (monotonic ms); `readAt`: a
+   * reading of that clock just taken (saves reading it again), else it is read. The fields come
+   * as arguments (no options object per lease).
+   */
   constructor(
     private readonly driver: LeaseDriver,
-    init: LeaseInit,
+    shape: LeaseShape,
+    value: string,
+    fencingToken: bigint,
+    ttlMs: number,
+    acquiredAt: number,
+    expiresAt: number,
+    validUntil: number,
+    readAt?: number,
   ) {
     // The driver hands over arrays of its own, not the caller's: frozen in place.
-    this.keys = Object.freeze(init.keys as string[]);
-    this.resources = Object.freeze(init.resources as string[]);
-    this.fenceKey = init.fenceKey;
-    this.value = init.value;
-    this.fencingToken = init.fencingToken;
-    this.ttlMs = init.ttlMs;
-    this.acquiredAt = init.acquiredAt;
-    this._expiresAt = init.expiresAt;
-    this._validUntil = init.validUntil;
-    this.protocol = init.protocol;
-    this.clock = init.clock;
-    this._lastRead = init.readAt ?? init.clock();
+    this.keys = Object.isFrozen(shape.keys) ? shape.keys : Object.freeze(shape.keys as string[]);
+    this.resources = Object.isFrozen(shape.resources) ? shape.resources : Object.freeze(shape.resources as string[]);
+    this.fenceKey = shape.fenceKey;
+    this.value = value;
+    this.fencingToken = fencingToken;
+    this.ttlMs = ttlMs;
+    this.acquiredAt = acquiredAt;
+    this._expiresAt = expiresAt;
+    this._validUntil = validUntil;
+    this.protocol = shape.protocol;
+    this.clock = shape.clock;
+    this._lastRead = readAt ?? shape.clock();
   }
 
   /** Aborted (with a `LockLostError` as `reason`) when the lease is found lost. */

@@ -62,7 +62,7 @@ import {
   type RedlockOptions,
   type UsingOptions,
 } from './redlock-options';
-import { count, nodeAddress, runRound, SEND_STATUSES, sendRound, type NodeCall } from './rounds';
+import { count, nodeAddress, runRound, SEND_STATUSES, sendRound, settleRound, type NodeCall, type RoundListener } from './rounds';
 import { ACQUIRE, ACQUIRE_PLAIN, BUMP, EXTEND, RELEASE, type NodeCommand } from './scripts';
 import { RedisSemaphore, type SemaphoreHost } from './semaphore';
 
@@ -304,30 +304,32 @@ export class Redlock implements LeaseDriver {
     }
   }
 
-  /** @internal Not an async function: a release allocates no suspended frame. */
+  /** @internal Not an async function: a release allocates no suspended frame (nor a promise derived from its round's). */
   releaseLease(lease: Lease): Promise<boolean> {
-    let calls: Promise<Array<NodeCall<number>>>;
-    let valid: boolean;
-    let keys: number;
-    let quorum: number;
     try {
       this.noteReleaseSent(lease);
       // Resolves once a quorum confirms; the other nodes' deletes go on (each client keeps
       // its commands in order, so a following acquire on that node runs after the delete).
       const protocol = lease.protocol ?? this.protocol;
-      quorum = protocol.quorum;
-      valid = !protocol.releaseChecksValidity || lease._validForMs > 0;
-      keys = lease.resources.length;
+      const quorum = protocol.quorum;
+      const valid = !protocol.releaseChecksValidity || lease._validForMs > 0;
+      const keys = lease.resources.length;
       // (with every node as quorum, only every answer decides)
       const decided = quorum < this.clients.length ? (answered: Array<NodeCall<number>>) => countHeld(answered, keys) >= quorum : undefined;
-      calls = this.releaseOn(this.allNodes, lease.resources, lease.value, this.timeoutFor(lease.ttlMs), decided, protocol.release);
+      const tally = new ReleaseTally(lease, valid, quorum, this.emit);
+      return settleRound(
+        this.clients,
+        this.deadlines,
+        this.allNodes,
+        protocol.release,
+        releaseArgv(protocol.release, lease.resources, lease.value),
+        this.timeoutFor(lease.ttlMs),
+        decided,
+        tally,
+      );
     } catch (error) {
       return Promise.reject(error);
     }
-    return calls.then((answers) => {
-      this.emit?.({ type: 'released', kind: 'lease', target: leaseTarget(lease.keys), heldMs: Date.now() - lease.acquiredAt });
-      return valid && countHeld(answers, keys) >= quorum;
-    });
   }
 
   /** @internal */
@@ -424,18 +426,8 @@ export class Redlock implements LeaseDriver {
 
     const validity = ttlMs - this.drift(ttlMs);
     if (ok && stillValid(start, validity, this.clock())) {
-      lease = new Lease(this, {
-        keys: req.keys,
-        resources,
-        fenceKey: req.fenceKey,
-        value,
-        fencingToken: token,
-        ttlMs,
-        acquiredAt: wallStart,
-        expiresAt: wallStart + validity,
-        validUntil: start + validity,
-        clock: this.clock,
-      });
+      const shape = { keys: req.keys, resources, fenceKey: req.fenceKey, clock: this.clock };
+      lease = new Lease(this, shape, value, token, ttlMs, wallStart, wallStart + validity, start + validity);
     } else if (granted.length > 0) {
       await this.releaseOn(
         granted.map((g) => g.node),
@@ -483,15 +475,7 @@ export class Redlock implements LeaseDriver {
     decided?: (answered: Array<NodeCall<number>>) => boolean,
     script: NodeCommand = RELEASE,
   ): Promise<Array<NodeCall<number>>> {
-    // the arguments as sent, in one array (one key, the usual case, without a loop)
-    const argv: Array<string | number> =
-      resources.length === 1
-        ? 'sha' in script
-          ? [script.sha, 1, resources[0], value]
-          : [resources[0], value]
-        : 'sha' in script
-          ? [script.sha, resources.length, ...resources, value]
-          : [...resources, value];
+    const argv = releaseArgv(script, resources, value);
     return sendRound<number>(this.clients, this.deadlines, nodes, script, argv, timeoutMs, decided);
   }
 
@@ -513,6 +497,37 @@ export class Redlock implements LeaseDriver {
 }
 
 // ---- helpers ---------------------------------------------------------------------------------
+
+/** A release's arguments as sent, in one array (one key, the usual case, without a loop). */
+function releaseArgv(script: NodeCommand, resources: readonly string[], value: string): Array<string | number> {
+  return resources.length === 1
+    ? 'sha' in script
+      ? [script.sha, 1, resources[0], value]
+      : [resources[0], value]
+    : 'sha' in script
+      ? [script.sha, resources.length, ...resources, value]
+      : [...resources, value];
+}
+
+/** What a release's round resolves with (its listener): held when a quorum deleted the lease and it was still valid. */
+class ReleaseTally implements RoundListener<number, boolean> {
+  constructor(
+    private readonly lease: Lease,
+    private readonly valid: boolean,
+    private readonly quorum: number,
+    private readonly emit: ((event: LockEvent) => void) | null | undefined,
+  ) {}
+
+  settled(answers: Array<NodeCall<number>>): boolean {
+    const lease = this.lease;
+    this.emit?.({ type: 'released', kind: 'lease', target: leaseTarget(lease.keys), heldMs: Date.now() - lease.acquiredAt });
+    return this.valid && countHeld(answers, lease.resources.length) >= this.quorum;
+  }
+
+  late(): void {
+    // the other nodes' deletes need nothing more
+  }
+}
 
 /** How many nodes answered a release that they held the lease (deleted every one of its `keys`). */
 function countHeld(calls: ReadonlyArray<NodeCall<number>>, keys: number): number {

@@ -76,38 +76,75 @@ export function sendRound<T>(
   decided?: RoundDecider<T>,
   onLate?: (call: NodeCall<T>) => void,
 ): Promise<Array<NodeCall<T>>> {
-  return new Promise((resolve) => {
-    const round = new Round<T>(nodes, timeoutMs, decided, onLate, resolve);
-    const lua = 'sha' in script ? script : undefined;
-    for (let i = 0; i < nodes.length; i++) {
-      const node = nodes[i];
-      const client = clients[node];
-      if (!SEND_STATUSES.has(client.status)) {
-        round.record(i, { node, outcome: 'not_ready', error: `not connected (status ${client.status})` });
-        continue;
-      }
-      const sent = lua
-        ? (client.evalsha as unknown as SendArgv).call(client, argv)
-        : (client[(script as PlainCommand).command] as unknown as SendArgv).call(client, argv);
-      sent.then(
-        (reply: unknown) => round.record(i, { node, outcome: 'ok', reply: reply as T }),
-        (error: unknown) => {
-          // once more with EVAL when the node does not have the script cached (restarted)
-          if (lua && error instanceof Error && error.message.startsWith('NOSCRIPT')) {
-            (client.eval as unknown as SendArgv).call(client, [lua.source, ...argv.slice(1)]).then(
-              (reply: unknown) => round.record(i, { node, outcome: 'ok', reply: reply as T }),
-              (again: unknown) => round.failed(i, node, again),
-            );
-          } else round.failed(i, node, error);
-        },
-      );
-    }
-    round.started(deadlines);
+  return new Promise((resolve, reject) => {
+    send(clients, deadlines, nodes, script, argv, new Round<T, Array<NodeCall<T>>>(nodes, timeoutMs, decided, onLate, undefined, resolve, reject));
   });
 }
 
+/**
+ * What a caller of `settleRound` does with a round: `settled` turns its answers into what the
+ * round's promise resolves with (called as the round resolves, in the same tick: no promise
+ * derived from the round's), `late` takes each answer that comes after. One object (the caller's
+ * state of the attempt) instead of a closure for each.
+ */
+export interface RoundListener<T, R> {
+  settled(calls: Array<NodeCall<T>>): R | PromiseLike<R>;
+  late(call: NodeCall<T>): void;
+}
+
+/** `sendRound`, resolved with what `listener.settled` makes of the answers (rejected when it throws). */
+export function settleRound<T, R>(
+  clients: readonly Redis[],
+  deadlines: Deadlines,
+  nodes: readonly number[],
+  script: NodeCommand,
+  argv: ReadonlyArray<string | number>,
+  timeoutMs: number,
+  decided: RoundDecider<T> | undefined,
+  listener: RoundListener<T, R>,
+): Promise<R> {
+  return new Promise((resolve, reject) => {
+    send(clients, deadlines, nodes, script, argv, new Round<T, R>(nodes, timeoutMs, decided, undefined, listener, resolve, reject));
+  });
+}
+
+function send<T, R>(
+  clients: readonly Redis[],
+  deadlines: Deadlines,
+  nodes: readonly number[],
+  script: NodeCommand,
+  argv: ReadonlyArray<string | number>,
+  round: Round<T, R>,
+): void {
+  const lua = 'sha' in script ? script : undefined;
+  for (let i = 0; i < nodes.length; i++) {
+    const node = nodes[i];
+    const client = clients[node];
+    if (!SEND_STATUSES.has(client.status)) {
+      round.record(i, { node, outcome: 'not_ready', error: `not connected (status ${client.status})` });
+      continue;
+    }
+    const sent = lua
+      ? (client.evalsha as unknown as SendArgv).call(client, argv)
+      : (client[(script as PlainCommand).command] as unknown as SendArgv).call(client, argv);
+    sent.then(
+      (reply: unknown) => round.record(i, { node, outcome: 'ok', reply: reply as T }),
+      (error: unknown) => {
+        // once more with EVAL when the node does not have the script cached (restarted)
+        if (lua && error instanceof Error && error.message.startsWith('NOSCRIPT')) {
+          (client.eval as unknown as SendArgv).call(client, [lua.source, ...argv.slice(1)]).then(
+            (reply: unknown) => round.record(i, { node, outcome: 'ok', reply: reply as T }),
+            (again: unknown) => round.failed(i, node, again),
+          );
+        } else round.failed(i, node, error);
+      },
+    );
+  }
+  round.started(deadlines);
+}
+
 /** The state of one round: each node's answer as it comes, and when it is decided. */
-class Round<T> implements Expiring {
+class Round<T, R> implements Expiring {
   private readonly results: Array<NodeCall<T> | undefined>;
   /** The answers in the order they came, for `decided` (none without it). */
   private readonly answered: Array<NodeCall<T>> | undefined;
@@ -120,7 +157,10 @@ class Round<T> implements Expiring {
     private readonly timeoutMs: number,
     private readonly decided: RoundDecider<T> | undefined,
     private readonly onLate: ((call: NodeCall<T>) => void) | undefined,
-    private readonly resolve: (calls: Array<NodeCall<T>>) => void,
+    /** With a listener, the round resolves with `listener.settled(answers)`; without, with the answers. */
+    private readonly listener: RoundListener<T, R> | undefined,
+    private readonly resolve: (result: R | PromiseLike<R>) => void,
+    private readonly reject: (error: unknown) => void,
   ) {
     this.results = new Array(nodes.length);
     if (decided) this.answered = [];
@@ -133,7 +173,8 @@ class Round<T> implements Expiring {
 
   record(i: number, call: NodeCall<T>): void {
     if (this.settled) {
-      this.onLate?.(call);
+      if (this.listener) this.listener.late(call);
+      else this.onLate?.(call);
       return;
     }
     this.results[i] = call;
@@ -141,7 +182,7 @@ class Round<T> implements Expiring {
       // every node answered (the usual end): the results as they are, in `nodes` order
       this.settled = true;
       this.deadline?.cancel();
-      this.resolve(this.results as Array<NodeCall<T>>);
+      this.conclude(this.results as Array<NodeCall<T>>);
     } else if (this.answered) {
       this.answered.push(call);
       if (this.decided!(this.answered)) this.finish('pending');
@@ -163,6 +204,19 @@ class Round<T> implements Expiring {
     this.deadline?.cancel();
     const error = unanswered === 'timeout' ? `no answer within ${this.timeoutMs} ms` : 'no answer yet when the quorum decided';
     const { results } = this;
-    this.resolve(this.nodes.map((node, i) => results[i] ?? { node, outcome: unanswered, error }));
+    this.conclude(this.nodes.map((node, i) => results[i] ?? { node, outcome: unanswered, error }));
+  }
+
+  private conclude(calls: Array<NodeCall<T>>): void {
+    const listener = this.listener;
+    if (!listener) {
+      this.resolve(calls as unknown as R);
+      return;
+    }
+    try {
+      this.resolve(listener.settled(calls));
+    } catch (error) {
+      this.reject(error);
+    }
   }
 }

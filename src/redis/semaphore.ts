@@ -46,11 +46,11 @@ import type { LockEvent } from '../observe/events';
 import { stillValid, type Clock } from './clock';
 import type { Deadlines } from './deadlines';
 import { holdLeaseWhile } from './hold-lease';
-import { Lease, type LeaseDriver, type LeaseProtocol } from './lease';
+import { Lease, type LeaseDriver, type LeaseShape } from './lease';
 import { leaseValue } from './lease-value';
 import { isTokenGrant, permitQuorum, sameHighestToken, type NodeResult } from './quorum';
 import { retryDelay, sleep, type AcquireOptions } from './redlock-options';
-import { count, nodeAddress, runRound, sendRound, type NodeCall, type RoundDecider } from './rounds';
+import { count, nodeAddress, runRound, sendRound, settleRound, type NodeCall, type RoundDecider, type RoundListener } from './rounds';
 import { checkPermits, checkSemaphoreName } from '../locks/semaphore-options';
 import { SEM_ACQUIRE, SEM_CLAIM, SEM_EXTEND, SEM_RELEASE } from './semaphore-scripts';
 
@@ -85,19 +85,38 @@ interface TtlFigures {
   timeoutMs: number;
 }
 
-/** One acquisition attempt: what deciding it, and the answers that come after, need. */
-interface AttemptState {
-  readonly value: string;
-  readonly ttlMs: number;
-  readonly ttl: TtlFigures;
-  /** When it started: `clock` reading and wall clock. */
-  readonly start: number;
-  readonly wallStart: number;
+/**
+ * One acquisition attempt: what deciding it, and the answers that come after, need. It is the
+ * listener of its round (rounds.ts): the round hands it the answers, and each late one, without
+ * a closure or a derived promise per attempt.
+ */
+class Attempt implements RoundListener<number, RedisPermit | null> {
+  readonly value = leaseValue();
   /** Decided: a grant answered from now on is undone at once unless `permit` was handed out. */
-  settled: boolean;
-  permit: RedisPermit | null;
+  done = false;
+  permit: RedisPermit | null = null;
   /** Grants answered after the round resolved, before the attempt was decided. */
-  lateGrants: number[] | undefined;
+  lateGrants: number[] | undefined = undefined;
+
+  constructor(
+    readonly semaphore: RedisSemaphore,
+    readonly ttlMs: number,
+    readonly ttl: TtlFigures,
+    /** When it started: `clock` reading and wall clock. */
+    readonly start: number,
+    readonly wallStart: number,
+    /** Where the answers go when the attempt gets no permit (`acquire`'s error). */
+    readonly refusal: Refusal | undefined,
+  ) {}
+
+  settled(calls: Array<NodeCall<number>>): RedisPermit | null | Promise<RedisPermit | null> {
+    if (this.refusal) this.refusal.calls = calls;
+    return this.semaphore._decide(this, calls);
+  }
+
+  late(call: NodeCall<number>): void {
+    this.semaphore._late(this, call);
+  }
 }
 
 /** Where an attempt that got no permit leaves what each node answered. */
@@ -125,7 +144,8 @@ export class RedisSemaphore {
   readonly quorum: number;
   private readonly holders: string;
   private readonly counter: string;
-  private readonly protocol: LeaseProtocol;
+  /** What every permit is on and how it is kept (its keys, resources, fencing key, clock and protocol). */
+  private readonly shape: LeaseShape;
   private readonly allNodes: readonly number[];
   private readonly seen: SeenToken;
   /** The permits as sent (made once). */
@@ -153,9 +173,15 @@ export class RedisSemaphore {
     this.quorum = permitQuorum(n, permits);
     this.holders = `${host.base}{semaphore}:${name}`;
     this.counter = `${host.base}{semaphore-fence}:${name}`;
-    this.protocol = { extend: SEM_EXTEND, release: SEM_RELEASE, quorum: this.quorum, releaseChecksValidity: true };
     this.holdersKeys = Object.freeze([this.holders]);
     this.permitKeys = Object.freeze([name]);
+    this.shape = {
+      keys: this.permitKeys,
+      resources: this.holdersKeys,
+      fenceKey: this.counter,
+      clock: host.clock,
+      protocol: { extend: SEM_EXTEND, release: SEM_RELEASE, quorum: this.quorum, releaseChecksValidity: true },
+    };
     this.permitsText = String(permits);
     this.allNodes = host.clients.map((_, i) => i);
     const quorum = this.quorum;
@@ -282,38 +308,34 @@ export class RedisSemaphore {
    * function: the uncontended path (every grant at one token) decides as the round resolves.
    */
   private attempt(ttlMs: number, ttl: TtlFigures, refusal: Refusal | undefined): Promise<RedisPermit | null> {
-    const clock = this.host.clock;
-    const state: AttemptState = { value: leaseValue(), ttlMs, ttl, start: clock(), wallStart: Date.now(), settled: false, permit: null, lateGrants: undefined };
     const { host } = this;
-    const value = state.value;
-    return sendRound<number>(
+    const state = new Attempt(this, ttlMs, ttl, host.clock(), Date.now(), refusal);
+    return settleRound<number, RedisPermit | null>(
       host.clients,
       host.deadlines,
       this.allNodes,
       SEM_ACQUIRE,
-      [SEM_ACQUIRE.sha, 2, this.holders, this.counter, value, ttl.text, this.permitsText, this.seen.text],
+      [SEM_ACQUIRE.sha, 2, this.holders, this.counter, state.value, ttl.text, this.permitsText, this.seen.text],
       ttl.timeoutMs,
       this.decided,
-      (call) => this.late(state, call),
-    ).then((calls) => {
-      if (refusal) refusal.calls = calls;
-      return this.decide(state, calls);
-    });
+      state,
+    );
   }
 
   /**
    * A grant that arrives after the attempt was decided is undone unless the permit was handed
    * out (its release, sent later on the same client, runs after it).
+   * @internal (Attempt.late)
    */
-  private late(state: AttemptState, call: NodeCall<number>): void {
+  _late(state: Attempt, call: NodeCall<number>): void {
     if (!isTokenGrant(call)) return;
     this.see(Number(call.reply));
-    if (!state.settled) (state.lateGrants ??= []).push(call.node);
+    if (!state.done) (state.lateGrants ??= []).push(call.node);
     else if (!state.permit) void this.releaseOn([call.node], state.value, state.ttl.timeoutMs);
   }
 
-  /** The token grants of the round: a permit when a quorum owns the highest token (raising lagging nodes first). */
-  private decide(state: AttemptState, calls: Array<NodeCall<number>>): RedisPermit | null | Promise<RedisPermit | null> {
+  /** @internal (Attempt.settled) The token grants of the round: a permit when a quorum owns the highest token (raising lagging nodes first). */
+  _decide(state: Attempt, calls: Array<NodeCall<number>>): RedisPermit | null | Promise<RedisPermit | null> {
     const quorum = this.quorum;
     // The grants, and how many answered the highest token (as numbers: tokens stay below 2^53).
     let grants = 0;
@@ -335,7 +357,7 @@ export class RedisSemaphore {
   }
 
   /** Claims the highest token on the granting nodes that answered a lower one (SEM_CLAIM), then settles. */
-  private async claim(state: AttemptState, calls: Array<NodeCall<number>>, highest: number, atHighest: number, grants: number): Promise<RedisPermit | null> {
+  private async claim(state: Attempt, calls: Array<NodeCall<number>>, highest: number, atHighest: number, grants: number): Promise<RedisPermit | null> {
     const lagging = calls.filter((c) => isTokenGrant(c) && Number(c.reply) < highest).map((c) => c.node);
     const { host } = this;
     const claims = await runRound<number>(
@@ -356,35 +378,32 @@ export class RedisSemaphore {
    * The permit when a quorum owns its token and its validity has not run out since the attempt
    * started; otherwise null, once the places granted are undone (and those granted late).
    */
-  private settle(state: AttemptState, calls: Array<NodeCall<number>>, owned: boolean, token: number, grants: number): RedisPermit | null | Promise<null> {
+  private settle(state: Attempt, calls: Array<NodeCall<number>>, owned: boolean, token: number, grants: number): RedisPermit | null | Promise<null> {
     const { clock } = this.host;
     const now = clock();
     const { ttl, start, wallStart } = state;
     if (owned && stillValid(start, ttl.validity, now)) {
-      state.settled = true;
-      return (state.permit = new Lease(this.host.driver, {
-        keys: this.permitKeys,
-        resources: this.holdersKeys,
-        fenceKey: this.counter,
-        value: state.value,
-        fencingToken: BigInt(token),
-        ttlMs: state.ttlMs,
-        acquiredAt: wallStart,
-        expiresAt: wallStart + ttl.validity,
-        validUntil: start + ttl.validity,
-        clock,
-        readAt: now,
-        protocol: this.protocol,
-      }));
+      state.done = true;
+      return (state.permit = new Lease(
+        this.host.driver,
+        this.shape,
+        state.value,
+        BigInt(token),
+        state.ttlMs,
+        wallStart,
+        wallStart + ttl.validity,
+        start + ttl.validity,
+        now,
+      ));
     }
     return this.refuse(state, calls, grants);
   }
 
   /** No permit: the places granted are undone, then those granted late (a method of its own, so granting allocates no closure context). */
-  private refuse(state: AttemptState, calls: Array<NodeCall<number>>, grants: number): null | Promise<null> {
+  private refuse(state: Attempt, calls: Array<NodeCall<number>>, grants: number): null | Promise<null> {
     const timeoutMs = state.ttl.timeoutMs;
     const done = (): null => {
-      state.settled = true;
+      state.done = true;
       if (state.lateGrants) void this.releaseOn(state.lateGrants, state.value, timeoutMs);
       return null;
     };
