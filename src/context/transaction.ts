@@ -5,7 +5,8 @@ import { resolveInstallation, type Installation } from '../installations';
 import type { IsolationLevel, OrmManager, PoolWait, PortConnection, PortTransaction } from '../orm/port';
 import { NOTHING_TO_RUN, transactionCompleted } from './commit-hooks';
 import { stateOf } from './connection-model';
-import { runLockedBody } from './lock-scope';
+import { runLockedBody, type LockedBody } from './lock-scope';
+import type { LockScope } from './lock-signal';
 import { propagate, PROPAGATIONS, type Propagation } from './propagation';
 import { ambientTx, childFrame, currentFrame, liveTxs, pinnedConnection, runInFrame, type TxState } from './store';
 import { runWithTurn } from './turns';
@@ -119,12 +120,49 @@ export function openTransaction<T>(inst: Installation, onPinned: boolean, isolat
   return beginAndRun(inst, undefined, isolation, fn);
 }
 
+/**
+ * The lock a transaction opened for one locked body stands for (see `openLockedTransaction`).
+ * `lostAs` is set once the body holds its lock: from then on a dead connection rejects the call
+ * with the lock's error (not the transaction's, nor that of a scope inside it); before, with the
+ * transaction's.
+ */
+export interface TransactionLock {
+  lostAs?: (cause: unknown) => LockLostError;
+}
+
+/**
+ * `openTransaction(inst, true, undefined, …)` for a lock that opens its transaction for itself (the
+ * advisory lock's transaction-scoped call): the body runs as the transaction's own lock scope, which
+ * `fn` gets, and which becomes the lock's scope once `lock.lostAs` is set — one scope (watcher,
+ * frame, promise) per call instead of the lock's scope nested in the transaction's.
+ */
+export function openLockedTransaction<T>(inst: Installation, lock: TransactionLock, fn: (scope: LockScope) => Promise<T> | T): Promise<T> {
+  const pinned = pinnedConnection(inst);
+  if (pinned) return runWithTurn(pinned, () => beginAndRun(inst, pinned, undefined, fn, lock)) as Promise<T>;
+  return beginAndRun(inst, undefined, undefined, fn, lock);
+}
+
+/** The lock scope of a transaction's body: the transaction's own, or the lock's it stands for (`lock`). */
+function transactionBody(inst: Installation, connection: PortConnection, lock: TransactionLock | undefined): LockedBody {
+  if (!lock) return { inst, connection, lost: lostFor(inst), adopt: true };
+  return {
+    inst,
+    connection,
+    lost: (cause) => (lock.lostAs ? lock.lostAs(cause) : transactionLost(inst, cause)),
+    // the lock's error once it is held, whatever a scope inside it names (as a lock scope nested in the transaction's did)
+    get adopt() {
+      return lock.lostAs === undefined;
+    },
+  };
+}
+
 /** Opens a transaction on `inst` (on `pinned` when given) and runs `fn` with it as the ambient transaction; commits, or rolls back on a throw; releases. */
 async function beginAndRun<T>(
   inst: Installation,
   pinned: PortConnection | undefined,
   isolation: IsolationLevel | undefined,
-  fn: () => Promise<T> | T,
+  fn: (scope: LockScope) => Promise<T> | T,
+  lock?: TransactionLock,
 ): Promise<T> {
   let unit: PortTransaction;
   try {
@@ -136,12 +174,18 @@ async function beginAndRun<T>(
   const connection = unit.connection;
   const tx = newTxState(inst, connection, isolation);
   try {
-    // called without arguments (the scope runLockedBody passes is not the body's business)
-    const body = inst.port.enter ? () => inst.port.enter!(connection, fn) : () => fn();
+    // called without arguments (the scope runLockedBody passes is not the body's business), unless it stands for a lock
+    const body = lock
+      ? inst.port.enter
+        ? (scope: LockScope) => inst.port.enter!(connection, () => fn(scope))
+        : fn
+      : inst.port.enter
+        ? () => inst.port.enter!(connection, fn as () => Promise<T> | T)
+        : () => (fn as () => Promise<T> | T)();
     let result: T;
     try {
       // a lock scope too (lock() holds row locks until COMMIT): a dead connection rejects at once
-      result = await runLockedBody({ inst, connection, lost: lostFor(inst), adopt: true }, body, { txs: txsWith(tx) });
+      result = await runLockedBody(transactionBody(inst, connection, lock), body, { txs: txsWith(tx) });
     } finally {
       // the scope ends with the body: work it scheduled that runs during COMMIT runs as outside
       tx.scope.live = false;

@@ -1,9 +1,9 @@
 import type { PortConnection as QueryRunner, PortTransaction } from '../orm/port';
-import { ambientTx, pinnedConnection, type Scope, type TxState } from '../context/store';
-import { openTransaction, poolWait } from '../context/transaction';
+import { ambientTx, currentFrame, pinnedConnection, runInFrame, type Scope, type TxState } from '../context/store';
+import { openLockedTransaction, poolWait, type TransactionLock } from '../context/transaction';
 import { forgetLock, type HeldLock } from '../context/connection-model';
 import { runWithTurn, TURN_TIMED_OUT } from '../context/turns';
-import { runLockedBody, type LockedBody } from '../context/lock-scope';
+import { isConnectionLost, runLockedBody, type LockedBody } from '../context/lock-scope';
 import type { LockScope } from '../context/lock-signal';
 import { isReleasedRunnerError as isReleasedError } from '../dialects/lost-connection';
 import { LockLostError } from '../errors';
@@ -51,14 +51,16 @@ export function runTransactionScoped<T>(plan: Plan, fn: (ctx: AdvisoryLockContex
   if (joined) return lockInTransaction(plan, joined, fn);
   let qr: QueryRunner | undefined;
   // a transaction opened for this call has no siblings: nothing else runs in it but this body and
-  // what it calls (which holds the key: re-entry, never a sibling's wait)
-  const body = () => {
+  // what it calls (which holds the key: re-entry, never a sibling's wait). Its lock scope is the
+  // body's: the lock's once taken (`lock.lostAs`), no second scope inside it.
+  const lock: TransactionLock = {};
+  const body = (scope: LockScope) => {
     const tx = ambientTx(plan.inst)!;
     qr = tx.connection;
-    return lockAndRun(plan, tx, qr, false, fn);
+    return lockAndRun(plan, tx, qr, false, fn, lock, scope);
   };
   // on the pinned connection, if a session lock pinned one (transaction()'s own path, its options known)
-  return openTransaction(plan.inst, true, undefined, body).then(undefined, (error) => {
+  return openLockedTransaction(plan.inst, lock, body).then(undefined, (error) => {
     if (error instanceof Skipped) return undefined;
     throw convert(plan, error, qr);
   });
@@ -89,6 +91,8 @@ async function lockAndRun<T>(
   qr: QueryRunner,
   joined: boolean,
   fn: (ctx: AdvisoryLockContext) => Promise<T> | T,
+  lock?: TransactionLock,
+  txScope?: LockScope,
 ): Promise<T | undefined> {
   const items = toAcquire(plan, qr);
   const startedAt = Date.now();
@@ -106,6 +110,7 @@ async function lockAndRun<T>(
   }
   const live: Scope = { live: true };
   try {
+    if (lock && txScope) return await runAsTransactionScope(plan, qr, items, live, lock, txScope, fn);
     return await runLockedBody(
       lockedBody(plan, qr, items),
       (lockScope) => fn(context(qr, plan, items.length > 0, lockScope)),
@@ -118,6 +123,39 @@ async function lockAndRun<T>(
     throw error;
   } finally {
     live.live = false;
+  }
+}
+
+/**
+ * The body of a transaction opened for this call, in that transaction's lock scope `scope` (see
+ * `openLockedTransaction`), which from now on is the lock's: a dead connection rejects the call with
+ * the lock's error, and the body's own errors are read as `runLockedBody` reads them. Its frame adds
+ * what the body holds.
+ */
+async function runAsTransactionScope<T>(
+  plan: Plan,
+  qr: QueryRunner,
+  items: readonly LockItem[],
+  live: Scope,
+  lock: TransactionLock,
+  scope: LockScope,
+  fn: (ctx: AdvisoryLockContext) => Promise<T> | T,
+): Promise<T> {
+  const lost = (cause: unknown) => lostError(plan, items.length ? items : plan.locks, cause); // as lockedBody's
+  lock.lostAs = lost;
+  if (scope.aborted) {
+    // lost before the body began: the call rejected already, with the transaction's error
+    const dead = plan.inst.port.lostSignal?.(qr);
+    if (dead?.aborted) lost(dead.reason); // its events, as a scope of its own would have reported
+    throw scope.reason;
+  }
+  const frame = { ...currentFrame()!, ...withHeld(plan, items, 'transaction', live, qr) };
+  try {
+    return await runInFrame(frame, () => fn(context(qr, plan, items.length > 0, scope)));
+  } catch (error) {
+    if (scope.aborted) throw scope.reason;
+    if (isConnectionLost(plan.inst, error)) throw lost(error);
+    throw error;
   }
 }
 
