@@ -2,6 +2,7 @@ import type { DataSource, EntityMetadata, EntitySubscriberInterface, ObjectLiter
 import { EntityPersistExecutor } from 'typeorm/persistence/EntityPersistExecutor';
 import { SubjectChangedColumnsComputer } from 'typeorm/persistence/SubjectChangedColumnsComputer';
 import { installationOf } from '../../../installations';
+import { dataSourceOf } from '../compat';
 import { nextVersion } from '../../../locks/optimistic';
 import { lockMetadataOf } from '../../../metadata/registry';
 import { AdvisoryEntitySubscriber } from '../advisory-subscriber';
@@ -101,7 +102,8 @@ function fastSaveOf(executor: any): (() => Promise<void>) | undefined {
   if (entity === null || typeof entity !== 'object' || Array.isArray(entity)) return undefined;
   const options: SaveOptions | undefined = executor.options;
   if (options) for (const key in options) if (!OPTIONS.has(key)) return undefined;
-  const ds: DataSource = executor.dataSource;
+  const ds = dataSourceOf(executor); // TypeORM 0.3 names it `connection`, 1.x `dataSource`
+  if (!ds) return undefined;
   const target = executor.target ?? entity.constructor;
   if (typeof target !== 'function' || target === Object || !installationOf(ds) || !ds.hasMetadata(target)) return undefined;
   const meta = ds.getMetadata(target);
