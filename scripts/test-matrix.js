@@ -23,8 +23,9 @@
  * ORMLOCK_PRIVATE_SERVERS=0) the processes run one after another instead, as with --serial.
  *
  * The first process's output streams; the others' is buffered and printed whole when all ended.
- * At the end: the tests counted over all processes and the slowest files. Exits non-zero if any
- * process failed.
+ * At the end: the tests counted over all processes, the slowest files and every failed test. With
+ * ORMLOCK_SUMMARY_FILE set, the failed processes and tests are also appended to that file (CI prints
+ * it as its last lines). Exits non-zero if any process failed.
  */
 const { spawn } = require('node:child_process');
 const fs = require('node:fs');
@@ -52,33 +53,42 @@ const ONCE = [
   /^test\/scheduled-lock-processes\.test\.ts$/,
 ];
 /**
- * Seconds a file took in a recorded run (the timing reporter's table), to balance the shards; a
+ * Seconds a file took in a recorded CI run (the timing reporter's table; under CI's load), to balance the shards; a
  * file not listed counts DEFAULT_SECONDS. Only the balance depends on these.
  */
 const SECONDS = {
-  'test/lost-connection.test.ts': 20,
-  'test/scheduled-lock.test.ts': 6,
-  'test/scheduled-lock-processes.test.ts': 57,
-  'test/package.test.ts': 45,
-  'test/pgbouncer.test.ts': 30,
-  'test/pgbouncer-strategies.test.ts': 8,
-  'test/scheduled-lock-pooler.test.ts': 6,
-  'test/mikro-orm/pgbouncer.test.ts': 5,
-  'test/pooler-mariadb.test.ts': 2,
-  'test/migrations.test.ts': 30,
-  'test/advisory.test.ts': 27,
-  'test/first-command.test.ts': 24,
-  'test/mikro-orm/advisory.test.ts': 20,
-  'test/quick-start.test.ts': 17,
-  'test/mikro-orm/model-based.test.ts': 15,
-  'test/model-based.test.ts': 14,
-  'test/scheduled-nestjs-example.test.ts': 13,
-  'test/redlock-database.test.ts': 12,
-  'test/coverage/mikro-orm-advisory.test.ts': 9,
-  'test/coverage/typeorm-advisory.test.ts': 9,
-  'test/redlock.test.ts': 9,
+  'test/package.test.ts': 211,
+  'test/migrations.test.ts': 70,
+  'test/scheduled-lock-processes.test.ts': 76,
+  'test/advisory.test.ts': 51,
+  'test/mikro-orm/model-based.test.ts': 50,
+  'test/quick-start.test.ts': 47,
+  'test/mikro-orm/advisory.test.ts': 46,
+  'test/model-based.test.ts': 45,
+  'test/first-command.test.ts': 45,
+  'test/nestjs-example.test.ts': 41,
+  'test/scheduled-nestjs-example.test.ts': 36,
+  'test/redlock-database.test.ts': 27,
+  'test/semaphore.test.ts': 26,
+  'test/around-create.test.ts': 25,
+  'test/nestjs.test.ts': 25,
+  'test/lost-connection.test.ts': 24,
+  'test/row-locks.test.ts': 24,
+  'test/redlock.test.ts': 21,
+  'test/no-typeorm.test.ts': 20,
+  'test/mikro-orm/demo.test.ts': 19,
+  'test/coverage/mikro-orm-advisory.test.ts': 18,
+  'test/locked-tree.test.ts': 18,
+  'test/redis-semaphore.test.ts': 17,
+  'test/demo.test.ts': 17,
+  'test/coverage/typeorm-advisory.test.ts': 17,
+  'test/nestjs-mikro-orm.test.ts': 16,
+  'test/optimistic.test.ts': 13,
+  'test/pgbouncer.test.ts': 13,
+  'test/coverage/mikro-orm-pessimistic.test.ts': 13,
+  'test/installations.test.ts': 10,
 };
-const DEFAULT_SECONDS = 4;
+const DEFAULT_SECONDS = 3;
 const mocha = path.join(ROOT, 'node_modules', 'mocha', 'bin', 'mocha.js');
 
 /** The test files under `dir` (test/stress excluded), or only those ORMLOCK_TEST_ONLY (a regular expression) matches. */
@@ -235,10 +245,25 @@ function summary(done, wall) {
   console.log(`  the ${Math.min(10, files.length)} slowest of ${files.length} files:`);
   for (const f of files.slice(0, 10))
     console.log(`    ${String(Math.round(f.ms / 100) / 10).padStart(6)} s  ${f.file}${done.length > 1 ? `  (${f.proc})` : ''}`);
-  for (const r of done)
+  for (const r of done) {
     console.log(
       `${r.ok ? 'ok  ' : 'FAIL'} ${r.name} (ended at ${r.seconds} s${r.ok ? '' : `, exit ${r.status}`}${r.timings ? '' : ', no timings: the reporter did not finish'})`,
     );
+    for (const f of r.timings?.failed ?? []) console.log(`       failed: ${f.title}${f.file ? ` (${f.file})` : ''}\n         ${f.message}`);
+  }
+  const out = process.env.ORMLOCK_SUMMARY_FILE;
+  if (out) fs.appendFileSync(out, summaryLines(done).join('\n') + '\n');
+}
+
+/** One line per process that failed and per failed test, for a runner that prints them again at its very end (.ci/run). */
+function summaryLines(done) {
+  const lines = [];
+  for (const r of done) {
+    if (r.ok) continue;
+    lines.push(`FAIL ${r.name} (exit ${r.status}${r.timings ? '' : ', no timings: the reporter did not finish'})`);
+    for (const f of r.timings?.failed ?? []) lines.push(`  failed: ${f.title}${f.file ? ` (${f.file})` : ''}`, `    ${f.message}`);
+  }
+  return lines;
 }
 
 async function once(argv) {
@@ -281,5 +306,6 @@ for (const signal of ['SIGINT', 'SIGTERM']) process.once(signal, () => process.e
 const argv = process.argv.slice(2);
 (argv[0] === '--matrix' ? matrix(argv.slice(1)) : once(argv)).catch((error) => {
   console.error(error);
+  if (process.env.ORMLOCK_SUMMARY_FILE) fs.appendFileSync(process.env.ORMLOCK_SUMMARY_FILE, `FAIL ${argv.join(' ')}: ${error?.message ?? error}\n`);
   process.exit(1);
 });
