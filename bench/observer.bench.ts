@@ -130,6 +130,8 @@ export async function benchObserver(
     cpuSlices: 0,
     cpuSliceMs: 0,
     warmupMs: options.quick ? 50 : 500,
+    warmupPasses: 0,
+    warmupPassMs: 0,
     workers: options.workers ?? [1, 8],
     distributions: ['hot'],
   };

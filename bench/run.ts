@@ -94,9 +94,11 @@ async function main(): Promise<number> {
   const config: SuiteConfig = {
     durationMs: args.cellMs ?? (args.quick ? 100 : 1500),
     rounds: args.rounds ?? (args.quick ? 1 : 9),
-    cpuSlices: args.quick ? 0 : 16,
+    cpuSlices: args.quick ? 0 : 24,
     cpuSliceMs: 150,
     warmupMs: args.quick ? 50 : 400,
+    warmupPasses: args.quick ? 0 : 3,
+    warmupPassMs: 150,
     workers: WORKERS,
     distributions: DISTRIBUTIONS,
     cells: args.cells,
@@ -512,20 +514,14 @@ function printBudgets(print: Print, all: BackendRecord[]): string[] {
   return failures;
 }
 
-/** Two-sided 95 % quantile of Student's t for `df` degrees of freedom (1 … 30; beyond, the normal's). */
-function t95(df: number): number {
-  const table = [
-    12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.16, 2.145, 2.131, 2.12, 2.11, 2.101, 2.093, 2.086, 2.08, 2.074,
-    2.069, 2.064, 2.06, 2.056, 2.052, 2.048, 2.045, 2.042,
-  ];
-  return df >= 1 && df <= 30 ? table[df - 1] : 1.96;
-}
-
 /**
  * The decorator's own CPU over its twin as a share of the twin's wall time per op, slice by slice
- * (slice i of both ran next to each other), with the 95 % interval of the mean over the slices.
+ * (slice i of both ran next to each other): the median of the per-slice shares with its
+ * distribution-free 95 % interval. The median, not the mean: one slice that met a major GC or a
+ * burst of load from elsewhere (twice the CPU of its neighbours, seen on either side of a pair)
+ * moves a mean of 16 slices by several per cent, the A/A control's included.
  */
-function cpuShare(v: VariantRecord, twin: VariantRecord | undefined): { mean: number; lo: number; hi: number; n: number } | undefined {
+function cpuShare(v: VariantRecord, twin: VariantRecord | undefined): { median: number; lo: number; hi: number; n: number } | undefined {
   const a = v.cpu?.slices;
   const b = twin?.cpu?.slices;
   if (!a || !b) return undefined;
@@ -537,10 +533,8 @@ function cpuShare(v: VariantRecord, twin: VariantRecord | undefined): { mean: nu
   }
   const n = shares.length;
   if (n < 2) return undefined;
-  const mean = shares.reduce((sum, x) => sum + x, 0) / n;
-  const sd = Math.sqrt(shares.reduce((sum, x) => sum + (x - mean) ** 2, 0) / (n - 1));
-  const half = (t95(n - 1) * sd) / Math.sqrt(n);
-  return { mean, lo: mean - half, hi: mean + half, n };
+  const { median, low, high } = medianWithInterval(shares);
+  return { median, lo: low, hi: high, n };
 }
 
 function printCpu(print: Print, all: BackendRecord[]): void {
@@ -550,7 +544,7 @@ function printCpu(print: Print, all: BackendRecord[]): void {
   print('== Client cost per operation, uncontended (1 worker, 1,000 rows, interleaved slices) ==');
   print('   extra = CPU µs/op over the twin (hand-written code doing the same locking; the ref when none);');
   print("   share = extra ÷ the twin's wall time per op: the decorator's own overhead with DB noise factored out;");
-  print('   95 % CI = interval of the mean share over the slices (paired: slice i of both ran back to back).');
+  print('   share and 95 % CI = median over the slices of the per-slice share (paired: slice i of both ran back to back), distribution-free interval.');
   print("   a= is the A/A control (the twin against itself): its interval is the noise a decorator's must be read against.");
   const head = ['db', 'process', 'tag', 'variant', 'ops', 'cpu µs/op', 'wall µs/op', 'vs', 'extra µs', 'share', '95 % CI'];
   const align: Align[] = ['l', 'l', 'l', 'l', 'r', 'r', 'r', 'l', 'r', 'r', 'l'];
