@@ -84,7 +84,7 @@ function redisDir(port) {
   });
 }
 
-async function waitFor(what, probe, child, ms = 30_000) {
+async function waitFor(what, probe, child, ms = 120_000) {
   const end = Date.now() + ms;
   for (;;) {
     if (await probe()) return;

@@ -170,7 +170,7 @@ async function runAll(procs, args, { serial, privateFrom }) {
   const servers = [];
   if (!why) {
     try {
-      for (let i = first; i < procs.length; i++) servers[i] = await startPrivateServers((privateFrom ?? 0) + i);
+      for (let i = first; i < procs.length; i++) servers[i] = await startWithRetry((privateFrom ?? 0) + i);
     } catch (error) {
       await Promise.all(servers.filter(Boolean).map((srv) => srv.stop()));
       servers.length = 0;
@@ -227,6 +227,16 @@ async function runAll(procs, args, { serial, privateFrom }) {
   }
   summary(done, Math.round((Date.now() - started) / 1000));
   return done;
+}
+
+/** Private servers of run `index`; a second try after a failed start (a loaded machine, a port taken meanwhile). */
+async function startWithRetry(index) {
+  try {
+    return await startPrivateServers(index);
+  } catch (error) {
+    console.log(`=== private servers ${index} did not start (${error.message}); trying again`);
+    return startPrivateServers(index);
+  }
 }
 
 /** The counts over all processes, the slowest files, one line per process. */
