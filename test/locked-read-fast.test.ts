@@ -492,5 +492,5 @@ describeEachBackend(
       }
     });
   },
-  { subscribers: [FastLoads] },
+  { subscribers: [FastLoads], dropSchemaAfter: true },
 );

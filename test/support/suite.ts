@@ -15,6 +15,12 @@ export interface SuiteOptions extends DataSourceExtras {
   install?: InstallLockingOptions;
   /** Run on these backends only (default: all). */
   backends?: BackendName[];
+  /**
+   * Drop the schema when the suite ends. For entities with a native enum type on PostgreSQL:
+   * MikroORM's dropSchema, in a later suite of the same test process, drops every enum type it
+   * finds and fails on one that a table left behind still uses.
+   */
+  dropSchemaAfter?: boolean;
 }
 
 /**
@@ -26,13 +32,15 @@ export function describeEachBackend(title: string, entities: Function[], body: (
     describe(`${title} [${name}]`, function () {
       const env = { name, log: new QueryLog() } as { -readonly [K in keyof SuiteEnv]: SuiteEnv[K] };
       before(async function () {
-        const ds = await createDataSource(name, entities, { ...options, logger: env.log, logging: true });
+        const { install: _install, backends: _backends, dropSchemaAfter: _drop, ...extras } = options;
+        const ds = await createDataSource(name, entities, { ...extras, logger: env.log, logging: true });
         if (!ds) return this.skip();
         env.ds = ds;
         env.handle = await installLocking(ds, options.install);
       });
       after(async () => {
         env.handle?.uninstall();
+        if (options.dropSchemaAfter && env.ds?.isInitialized) await env.ds.dropDatabase();
         if (env.ds?.isInitialized) await env.ds.destroy();
       });
       body(env);
