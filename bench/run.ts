@@ -6,6 +6,7 @@
  *
  *   npx ts-node --transpile-only bench/run.ts [--quick] [--backends postgres,mariadb]
  *        [--cell-ms N] [--no-children] [--no-extras] [--only <tags|ids>] [--cells <dist:workers,…>] [--out file]
+ *   npx ts-node --transpile-only bench/run.ts --render [results.json]   (the report of a recorded run again)
  *
  * `--only a,a=,b,hand-advisory,c` measures only those variants (tags or ids, comma-separated;
  * `--only redis`: the Redis-lease cells alone); `--cells spread:1,hot:8` only those cells
@@ -89,6 +90,8 @@ const T0 = Date.now();
 const progress = (line: string) => process.stderr.write(line.startsWith('[bench]') ? `${line} (t=${((Date.now() - T0) / 1000).toFixed(1)} s)\n` : `${line}\n`);
 
 async function main(): Promise<number> {
+  const renderAt = process.argv.indexOf('--render');
+  if (renderAt >= 0) return render(process.argv[renderAt + 1] ?? path.join(__dirname, 'results.json'));
   const args = parseArgs(process.argv.slice(2));
   if (args.only === 'redis') return onlyRedis(args);
   const config: SuiteConfig = {
@@ -151,42 +154,8 @@ async function main(): Promise<number> {
   }
 
   progress('[bench] done measuring');
-  // 4. Report.
-  const out: string[] = [];
-  const print = (line = '') => out.push(line);
-  print(
-    `ormlock bench — ${startedAt.toISOString()} — Node ${process.version}, ${require('os').cpus().length} CPUs` +
-      `${args.quick ? ' — QUICK' : ''} — ${(config.durationMs / 1000).toFixed(2)} s per variant and cell` +
-      `${config.rounds > 1 ? ` (${config.rounds} interleaved rounds)` : ''}, pool 40`,
-  );
-  print('Work per operation: read the user, subtract 1 credit, write it back (one transaction).');
-  print('overhead = ref ops/s ÷ ops/s − 1 (positive: slower than the reference); Δp50 = p50 ÷ ref p50 − 1.');
-  print("ref: a = hand-written TypeORM row lock (same process); e' = hand-written unlocked transaction (same process).");
-  for (const rec of records) printBackendTable(print, rec, allRecords);
-  printSummary(print, allRecords);
-  const budgetFailures = printBudgets(print, allRecords);
-  printCpu(print, allRecords);
-  printLockPathCells(print, allRecords);
-  printRoundRatios(print, allRecords);
-  printTraces(print, allRecords);
-  printExtras(print, extras);
-  const allNotes = [...notes, ...children.flatMap((c) => c.notes)];
-  for (const r of allRecords) for (const v of r.variants) for (const n of v.notes) allNotes.push(`${DB_LABEL[r.backend]} ${v.tag}: ${n}`);
-  if (allNotes.length) {
-    print('');
-    print('Notes');
-    for (const n of [...new Set(allNotes)]) print(`  - ${n}`);
-  }
-  print('');
-  print(
-    `Peak RSS (max resident set, OS): ormlock process ${ormlockMaxRssMb.toFixed(0)} MB` +
-      children.map((c) => `, ${c.process} process ${c.maxRssMb.toFixed(0)} MB`).join('') +
-      `. Total time ${((Date.now() - T0) / 1000).toFixed(1)} s.`,
-  );
-  if (budgetFailures.length) print(`ROUND-TRIP BUDGET EXCEEDED: ${budgetFailures.join('; ')}`);
-  console.log(out.join('\n'));
-
-  const results = {
+  const notesOfChildren = children.flatMap((c) => c.notes);
+  const results: RecordedRun = {
     startedAt: startedAt.toISOString(),
     node: process.version,
     cpus: require('os').cpus().length,
@@ -200,15 +169,102 @@ async function main(): Promise<number> {
     },
     backends: allRecords,
     extras,
-    budgetFailures,
-    notes: allNotes,
-    table: out.join('\n'),
+    budgetFailures: [],
+    notes: [...notes, ...notesOfChildren],
+    totalSeconds: (Date.now() - T0) / 1000,
+    table: '',
   };
+  const { table, budgetFailures, allNotes } = report(results);
+  console.log(table);
+  results.table = table;
+  results.budgetFailures = budgetFailures;
+  results.notes = allNotes;
   fs.writeFileSync(
     args.out,
     JSON.stringify(results, (_k, x) => (typeof x === 'bigint' ? String(x) : x), 2),
   );
   console.log(`\nwrote ${path.relative(process.cwd(), args.out)}`);
+  return budgetFailures.length ? 1 : 0;
+}
+
+/** What a run records in results.json (and docs/performance-run.json). */
+interface RecordedRun {
+  startedAt: string;
+  node: string;
+  cpus: number;
+  quick: boolean;
+  config: SuiteConfig;
+  rows: number;
+  poolSize: number;
+  processes: Record<string, { maxRssMb: number }>;
+  backends: BackendRecord[];
+  extras: Record<string, unknown>;
+  budgetFailures: string[];
+  /** The run's notes: its own and its child processes' (the variants' notes are added by the report). */
+  notes: string[];
+  totalSeconds?: number;
+  table: string;
+}
+
+/** The printed report of a run, from what it recorded (so a recorded run can be rendered again: --render). */
+function report(run: RecordedRun): { table: string; budgetFailures: string[]; allNotes: string[] } {
+  const out: string[] = [];
+  const print = (line = '') => out.push(line);
+  const { config } = run;
+  const allRecords = run.backends;
+  const records = allRecords.filter((r) => r.process === 'ormlock');
+  print(
+    `ormlock bench — ${run.startedAt} — Node ${run.node}, ${run.cpus} CPUs` +
+      `${run.quick ? ' — QUICK' : ''} — ${(config.durationMs / 1000).toFixed(2)} s per variant and cell` +
+      `${config.rounds > 1 ? ` (${config.rounds} interleaved rounds)` : ''}, pool ${run.poolSize}`,
+  );
+  print('Work per operation: read the user, subtract 1 credit, write it back (one transaction).');
+  print('overhead = ref ops/s ÷ ops/s − 1 (positive: slower than the reference); Δp50 = p50 ÷ ref p50 − 1.');
+  print("ref: a = hand-written TypeORM row lock (same process); e' = hand-written unlocked transaction (same process).");
+  for (const rec of records) printBackendTable(print, rec, allRecords);
+  printSummary(print, allRecords);
+  const budgetFailures = printBudgets(print, allRecords);
+  printCpu(print, allRecords);
+  printLockPathCells(print, allRecords);
+  printRoundRatios(print, allRecords);
+  printTraces(print, allRecords);
+  printExtras(print, run.extras);
+  const allNotes = [...run.notes];
+  for (const r of allRecords) for (const v of r.variants) for (const n of v.notes) allNotes.push(`${DB_LABEL[r.backend]} ${v.tag}: ${n}`);
+  if (allNotes.length) {
+    print('');
+    print('Notes');
+    for (const n of [...new Set(allNotes)]) print(`  - ${n}`);
+  }
+  print('');
+  const others = Object.entries(run.processes).filter(([name]) => name !== 'ormlock');
+  print(
+    `Peak RSS (max resident set, OS): ormlock process ${run.processes.ormlock.maxRssMb.toFixed(0)} MB` +
+      others.map(([name, p]) => `, ${name} process ${p.maxRssMb.toFixed(0)} MB`).join('') +
+      (run.totalSeconds === undefined ? '.' : `. Total time ${run.totalSeconds.toFixed(1)} s.`),
+  );
+  if (budgetFailures.length) print(`ROUND-TRIP BUDGET EXCEEDED: ${budgetFailures.join('; ')}`);
+  return { table: out.join('\n'), budgetFailures, allNotes: [...new Set(allNotes)] };
+}
+
+/**
+ * `--render <results.json>`: prints the report of a recorded run again and writes it back into
+ * that file (after a change to how the report reads the measurements; nothing is measured).
+ */
+function render(file: string): number {
+  const run = JSON.parse(fs.readFileSync(file, 'utf8')) as RecordedRun;
+  run.totalSeconds ??= Number(/Total time ([\d.]+) s\./.exec(run.table)?.[1] ?? NaN);
+  if (!Number.isFinite(run.totalSeconds)) delete run.totalSeconds;
+  // the variants' notes are added by the report: keep only the run's own
+  const variantNotes = new Set(run.backends.flatMap((r) => r.variants.flatMap((v) => v.notes.map((n) => `${DB_LABEL[r.backend]} ${v.tag}: ${n}`))));
+  run.notes = run.notes.filter((n) => !variantNotes.has(n));
+  const { table, budgetFailures, allNotes } = report(run);
+  console.log(table);
+  run.table = table;
+  run.budgetFailures = budgetFailures;
+  run.notes = allNotes;
+  fs.writeFileSync(file, JSON.stringify(run, null, 2));
+  console.log(`\nwrote ${path.relative(process.cwd(), file)}`);
   return budgetFailures.length ? 1 : 0;
 }
 
@@ -562,7 +618,7 @@ function printCpu(print: Print, all: BackendRecord[]): void {
         return [
           vsId ? (REF_TAG[vsId] ?? vsId) : '',
           base ? `${extra >= 0 ? '+' : ''}${extra.toFixed(0)}` : '',
-          base ? pct(extra / base.wallUsPerOp) : '',
+          ci ? pct(ci.median) : base ? pct(extra / base.wallUsPerOp) : '',
           ci ? `[${pct(ci.lo)}, ${pct(ci.hi)}]` : '',
         ];
       };
