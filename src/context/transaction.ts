@@ -145,15 +145,25 @@ export function openLockedTransaction<T>(inst: Installation, lock: TransactionLo
 /** The lock scope of a transaction's body: the transaction's own, or the lock's it stands for (`lock`). */
 function transactionBody(inst: Installation, connection: PortConnection, lock: TransactionLock | undefined): LockedBody {
   if (!lock) return { inst, connection, lost: lostFor(inst), adopt: true };
-  return {
-    inst,
-    connection,
-    lost: (cause) => (lock.lostAs ? lock.lostAs(cause) : transactionLost(inst, cause)),
-    // the lock's error once it is held, whatever a scope inside it names (as a lock scope nested in the transaction's did)
-    get adopt() {
-      return lock.lostAs === undefined;
-    },
-  };
+  return new LockTransactionBody(inst, connection, lock);
+}
+
+/** The lock scope of a transaction opened for one lock: a class (no closure, no accessor built per call). */
+class LockTransactionBody implements LockedBody {
+  constructor(
+    readonly inst: Installation,
+    readonly connection: PortConnection,
+    private readonly lock: TransactionLock,
+  ) {}
+
+  lost(cause: unknown): LockLostError {
+    return this.lock.lostAs ? this.lock.lostAs(cause) : transactionLost(this.inst, cause);
+  }
+
+  /** The lock's error once it is held, whatever a scope inside it names (as a lock scope nested in the transaction's did). */
+  get adopt(): boolean {
+    return this.lock.lostAs === undefined;
+  }
 }
 
 /** Opens a transaction on `inst` (on `pinned` when given) and runs `fn` with it as the ambient transaction; commits, or rolls back on a throw; releases. */

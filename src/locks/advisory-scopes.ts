@@ -26,19 +26,39 @@ class Skipped extends Error {
 }
 
 function context(qr: QueryRunner, plan: Plan, acquiredNow: boolean, lockScope: LockScope): AdvisoryLockContext {
-  let keys: string[] | undefined;
-  return {
-    queryRunner: qr as any,
-    manager: qr.manager,
-    scope: plan.scope,
-    get keys() {
-      return (keys ??= plan.locks.map((l) => l.key.display)); // made on first use (a decorated method never reads it)
-    },
-    acquired: acquiredNow,
-    get signal() {
-      return lockScope.signal; // made on first use
-    },
-  };
+  return new LockContext(qr, plan, acquiredNow, lockScope);
+}
+
+/**
+ * What the body gets. A class, not an object literal with getters (V8 builds such a literal on a
+ * slow path on every call); `keys` and `signal` are made on first use, as a decorated method never
+ * reads them.
+ */
+class LockContext implements AdvisoryLockContext {
+  readonly queryRunner: any;
+  readonly manager: any;
+  readonly scope: AdvisoryLockContext['scope'];
+  readonly acquired: boolean;
+  readonly #plan: Plan;
+  readonly #lockScope: LockScope;
+  #keys?: string[];
+
+  constructor(qr: QueryRunner, plan: Plan, acquired: boolean, lockScope: LockScope) {
+    this.queryRunner = qr;
+    this.manager = qr.manager;
+    this.scope = plan.scope;
+    this.acquired = acquired;
+    this.#plan = plan;
+    this.#lockScope = lockScope;
+  }
+
+  get keys(): string[] {
+    return (this.#keys ??= this.#plan.locks.map((l) => l.key.display));
+  }
+
+  get signal(): AbortSignal {
+    return this.#lockScope.signal;
+  }
 }
 
 /** The lock scope of a body holding `items` on `qr` (its signal aborts, and the call rejects, when `qr` dies). */
