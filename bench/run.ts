@@ -200,7 +200,7 @@ interface RecordedRun {
   backends: BackendRecord[];
   extras: Record<string, unknown>;
   budgetFailures: string[];
-  /** The run's notes: its own and its child processes' (the variants' notes are added by the report). */
+  /** The run's notes: its own and its child processes' (the report adds the variants' notes, each once; a recorded run holds them all). */
   notes: string[];
   totalSeconds?: number;
   table: string;
@@ -255,9 +255,6 @@ function render(file: string): number {
   const run = JSON.parse(fs.readFileSync(file, 'utf8')) as RecordedRun;
   run.totalSeconds ??= Number(/Total time ([\d.]+) s\./.exec(run.table)?.[1] ?? NaN);
   if (!Number.isFinite(run.totalSeconds)) delete run.totalSeconds;
-  // the variants' notes are added by the report: keep only the run's own
-  const variantNotes = new Set(run.backends.flatMap((r) => r.variants.flatMap((v) => v.notes.map((n) => `${DB_LABEL[r.backend]} ${v.tag}: ${n}`))));
-  run.notes = run.notes.filter((n) => !variantNotes.has(n));
   const { table, budgetFailures, allNotes } = report(run);
   console.log(table);
   run.table = table;

@@ -192,9 +192,9 @@ export async function benchBackend(backend: BackendName, specs: VariantSpec[], c
     // and 340 on 1,000 rows on PostgreSQL, while the second backend, MariaDB, showed no such gap).
     for (let pass = 0; pass < config.warmupPasses; pass++) {
       for (const { prepared } of shuffled(live, rng(500 + pass))) {
-        await runCell(() => prepared.charge(ids[0]), { workers: 1, durationMs: config.warmupPassMs, sampleEveryMs: 1000 });
+        await warmUp(() => prepared.charge(ids[0]), config.warmupPassMs);
         const pick = spreadPicker(ids, 900 + pass);
-        await runCell(() => prepared.charge(pick()), { workers: 1, durationMs: config.warmupPassMs, sampleEveryMs: 1000 });
+        await warmUp(() => prepared.charge(pick()), config.warmupPassMs);
       }
     }
 

@@ -32,6 +32,7 @@ const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const { startPrivateServers, unavailable } = require('./private-servers');
+const { failureLines } = require('./timing-reporter');
 
 const ROOT = path.join(__dirname, '..');
 const MATRIX = ['0.3.20', '0.3.31', 'default'];
@@ -259,7 +260,7 @@ function summary(done, wall) {
     console.log(
       `${r.ok ? 'ok  ' : 'FAIL'} ${r.name} (ended at ${r.seconds} s${r.ok ? '' : `, exit ${r.status}`}${r.timings ? '' : ', no timings: the reporter did not finish'})`,
     );
-    for (const f of r.timings?.failed ?? []) console.log(`       failed: ${f.title}${f.file ? ` (${f.file})` : ''}\n         ${f.message}`);
+    for (const f of r.timings?.failed ?? []) console.log(failureLines(f, '       ').join('\n'));
   }
   const out = process.env.ORMLOCK_SUMMARY_FILE;
   if (out) fs.appendFileSync(out, summaryLines(done).join('\n') + '\n');
@@ -271,7 +272,7 @@ function summaryLines(done) {
   for (const r of done) {
     if (r.ok) continue;
     lines.push(`FAIL ${r.name} (exit ${r.status}${r.timings ? '' : ', no timings: the reporter did not finish'})`);
-    for (const f of r.timings?.failed ?? []) lines.push(`  failed: ${f.title}${f.file ? ` (${f.file})` : ''}`, `    ${f.message}`);
+    for (const f of r.timings?.failed ?? []) lines.push(...failureLines(f, '  '));
   }
   return lines;
 }

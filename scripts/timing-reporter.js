@@ -44,7 +44,7 @@ class TimingReporter extends Mocha.reporters.Spec {
       const summary = process.env.ORMLOCK_SUMMARY_FILE;
       if (summary && !process.env.ORMLOCK_TIMINGS_FILE && failed.length)
         // run by mocha itself (not by scripts/test-matrix.js, which reports its processes' failures)
-        fs.appendFileSync(summary, failed.map((f) => `  failed: ${f.title}${f.file ? ` (${f.file})` : ''}\n    ${f.message}\n`).join(''));
+        fs.appendFileSync(summary, failed.map((f) => failureLines(f, '  ').join('\n') + '\n').join(''));
       const out = process.env.ORMLOCK_TIMINGS_FILE;
       if (out) {
         const { passes, failures, pending, tests } = this.stats;
@@ -55,4 +55,10 @@ class TimingReporter extends Mocha.reporters.Spec {
   }
 }
 
+/** A failed test as two lines (its title and file, then the first line of its error), indented by `indent`. */
+function failureLines(f, indent) {
+  return [`${indent}failed: ${f.title}${f.file ? ` (${f.file})` : ''}`, `${indent}  ${f.message}`];
+}
+
 module.exports = TimingReporter;
+module.exports.failureLines = failureLines;
