@@ -149,6 +149,7 @@ async function main(): Promise<number> {
   if (args.extras) {
     extras.redlock = await optionalBench('redlock.bench', 'benchRedlock', args.quick);
     extras.semaphore = await optionalBench('semaphore.bench', 'benchSemaphore', args.quick);
+    extras.semaphoreNodeCost = await optionalBench('semaphore-node-cost', 'benchSemaphoreNodeCost', args.quick);
     extras.optimisticRetries = await optionalBench('optimistic-retries', 'benchOptimisticRetries', args.quick);
     extras.observer = await optionalBench('observer.bench', 'benchObserver', args.quick);
   }
@@ -760,6 +761,7 @@ function printExtras(print: Print, extras: Record<string, unknown>): void {
     const titles: Record<string, string> = {
       redlock: 'Redis leases (bench/redlock.bench.ts)',
       semaphore: 'Counting semaphores, permits 3 (bench/semaphore.bench.ts)',
+      semaphoreNodeCost: "The Redis semaphore's cost on the node, in instructions (bench/semaphore-node-cost.ts)",
       optimisticRetries: 'Optimistic retries (bench/optimistic-retries.ts)',
       observer: 'OpenTelemetry observer vs none, hot-row @Pessimistic (bench/observer.bench.ts)',
     };

@@ -271,6 +271,60 @@ describe('Redis counting semaphores (redlock.semaphore)', function () {
       expect(await holdersOn(sem, clients)).to.deep.equal([0, 0, 0]);
     });
 
+    it('counters that diverged (a node that lost its data, one that is ahead) are claimed up to the highest token: tokens keep growing, and a claimed token is refused to another permit', async () => {
+      const redlock = new Redlock(clients, { prefix });
+      const sem = redlock.semaphore(name('diverged'), 1);
+      const counter = `${prefix}{semaphore-token}:${sem.name}`;
+      const claimer = `${prefix}{semaphore-claim}:${sem.name}`;
+      const first = (await sem.tryAcquire(5000))!;
+      await first.release();
+      await clients[0].del(counter); // node 0 lost its data
+      await clients[2].set(counter, String(Number(first.fencingToken) + 10)); // node 2 is ahead
+      // a new Redlock has seen no token: every node answers from its own counter, three different answers
+      const second = (await new Redlock(clients, { prefix }).semaphore(sem.name, 1).tryAcquire(5000))!;
+      expect(second.fencingToken).to.equal(first.fencingToken + 11n);
+      const counters = await Promise.all(clients.map((c) => c.get(counter)));
+      // the nodes that answered less were claimed up to the permit's token, with the permit as their claimer
+      expect(counters).to.deep.equal([0, 1, 2].map(() => String(second.fencingToken)));
+      const claimedBy = await Promise.all(clients.map((c) => c.get(claimer)));
+      expect(claimedBy[2]).to.equal(null);
+      expect(claimedBy[0]).to.be.a('string').and.equal(claimedBy[1]);
+      await second.release();
+      // a claim of a token another permit claimed there is refused; the claimer's own claim is confirmed
+      const lagging = claimedBy.findIndex((v) => v !== null);
+      const claim = (value: string) =>
+        clients[lagging].eval(
+          "local t = tonumber(redis.call('GET', KEYS[1]) or '0') if t == tonumber(ARGV[1]) and redis.call('GET', KEYS[2]) == ARGV[2] then return 1 end return 0",
+          2,
+          counter,
+          claimer,
+          String(second.fencingToken),
+          value,
+        );
+      expect(await claim(claimedBy[lagging]!)).to.equal(1);
+      expect(await claim('another permit')).to.equal(0);
+      const third = (await sem.tryAcquire(5000))!;
+      expect(third.fencingToken > second.fencingToken).to.equal(true);
+      await third.release();
+    });
+
+    it('keeps no expiry on the holder set, which holds at most `permits` members and is gone when every permit is released', async () => {
+      const redlock = new Redlock(clients, { prefix });
+      const sem = redlock.semaphore(name('layout'), 2);
+      const holders = `${prefix}{semaphore}:${sem.name}`;
+      const a = (await sem.tryAcquire(300))!;
+      const b = (await sem.tryAcquire(5000))!;
+      expect(await Promise.all(clients.map((c) => c.pttl(holders)))).to.deep.equal([-1, -1, -1]);
+      await sleep(400); // a expired without release: its member stays until an acquisition finds the set full
+      expect(await Promise.all(clients.map((c) => c.zcard(holders)))).to.deep.equal([2, 2, 2]);
+      const c = (await sem.tryAcquire(5000))!; // sweeps a, takes its place
+      expect(await Promise.all(clients.map((n) => n.zcard(holders)))).to.deep.equal([2, 2, 2]);
+      expect(await a.release()).to.equal(false);
+      await b.release();
+      await c.release();
+      expect(await Promise.all(clients.map((n) => n.exists(holders)))).to.deep.equal([0, 0, 0]);
+    });
+
     it('names every node when no quorum has a place', async () => {
       const redlock = new Redlock(clients, { prefix });
       const sem = redlock.semaphore(name('full'), 1);

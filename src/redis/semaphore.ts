@@ -32,7 +32,8 @@
  * (monotonic clock) had not run out when the release was sent: ZREM cannot tell an expired
  * holder that no acquisition swept yet from a live one, the permit's own validity can.
  * Uncontended, acquire + release cost what redis-semaphore's do: one EVALSHA and one ZREM per
- * node (the acquire script does two calls more on the node: TIME and the counter's HINCRBY).
+ * node (the acquire script reads the node's clock and draws the token instead of sweeping and
+ * setting the set's expiry: the same number of calls on the node).
  *
  * ## Arrival order
  * Not guaranteed: waiters poll (`retryDelayMs` ± `retryJitterMs`), so a newcomer can take a
@@ -144,6 +145,8 @@ export class RedisSemaphore {
   readonly quorum: number;
   private readonly holders: string;
   private readonly counter: string;
+  /** The claim script's keys: the counter and who last claimed a token there. */
+  private readonly claimKeys: readonly string[];
   /** What every permit is on and how it is kept (its keys, resources, fencing key, clock and protocol). */
   private readonly shape: LeaseShape;
   private readonly allNodes: readonly number[];
@@ -172,7 +175,8 @@ export class RedisSemaphore {
     const n = host.clients.length;
     this.quorum = permitQuorum(n, permits);
     this.holders = `${host.base}{semaphore}:${name}`;
-    this.counter = `${host.base}{semaphore-fence}:${name}`;
+    this.counter = `${host.base}{semaphore-token}:${name}`;
+    this.claimKeys = Object.freeze([this.counter, `${host.base}{semaphore-claim}:${name}`]);
     this.holdersKeys = Object.freeze([this.holders]);
     this.permitKeys = Object.freeze([name]);
     this.shape = {
@@ -365,7 +369,7 @@ export class RedisSemaphore {
       host.deadlines,
       lagging,
       SEM_CLAIM,
-      [this.counter],
+      this.claimKeys,
       [String(highest), state.value],
       state.ttl.timeoutMs,
     );
