@@ -6,10 +6,12 @@
  *   node --cpu-prof --cpu-prof-dir=/tmp/prof -r ts-node/register/transpile-only bench/profile-locks.ts [postgres|mariadb] [ops] [slices]
  *   PROFILE_ONLY=pessimistic,hand-locked …   (only these paths)
  *
- * Prints the wall and client CPU time per operation of each path (median over the slices, and the
- * mean); the .cpuprofile shows where the client CPU goes.
+ * Prints the async resources each path makes per operation (promises above all: a count, the same
+ * in every run), then the wall and client CPU time per operation of each path (median over the
+ * slices, and the mean); the .cpuprofile shows where the client CPU goes.
  */
 import 'reflect-metadata';
+import { createHook } from 'async_hooks';
 import { installLocking, lock, transaction, withLock } from '../src';
 import { createDataSource, teardownBackends, type BackendName } from '../test/support/backends';
 import { ORMLOCK_PROCESS_VARIANTS, applyRuntimeEntityDecorators } from './charge-variants';
@@ -70,6 +72,18 @@ async function main(): Promise<void> {
       ]);
     }
     for (const [, run] of paths) for (let k = 0; k < 200; k++) await run(ids[k % ids.length]);
+    // async resources (promises above all) made per operation: a count, not a time, so it is the
+    // same in every run; each promise costs the AsyncLocalStorage's hooks on top of its own making
+    for (const [name, run] of paths) {
+      const made = new Map<string, number>();
+      const hook = createHook({ init: (_id, type) => void made.set(type, (made.get(type) ?? 0) + 1) });
+      const n = 100;
+      hook.enable();
+      for (let k = 0; k < n; k++) await run(ids[k % ids.length]);
+      hook.disable();
+      const list = [...made].map(([type, c]) => `${type} ${Math.round((c / n) * 10) / 10}`).join(', ');
+      console.log(`${backend} ${name.padEnd(16)} async resources per op: ${list}`);
+    }
     const per = Math.max(1, Math.round(ops / slices));
     const taken = new Map(paths.map(([name]) => [name, { cpu: [] as number[], wall: [] as number[] }]));
     for (let s = 0; s < slices; s++) {

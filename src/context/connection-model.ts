@@ -143,7 +143,11 @@ export function ended(connection: object, how: 'commit' | 'rollback'): HeldLock[
   return dropped;
 }
 
-/** Work to run on a connection right after its transaction ended (e.g. releasing the session locks standing in for transaction locks). */
+/**
+ * Work to run on a connection right after its transaction ended, when some of the locks it
+ * dropped are session locks standing in for transaction locks (`untilTransactionEnd`): releasing
+ * them. A transaction end that dropped no stand-in runs no handler.
+ */
 export type EndHandler = (connection: object, ended: readonly HeldLock[]) => Promise<void> | void;
 const endHandlers: EndHandler[] = [];
 
@@ -158,7 +162,13 @@ export function onTransactionEnd(handler: EndHandler): void {
  */
 export function finishTransaction(connection: object, how: 'commit' | 'rollback'): Promise<void> | undefined {
   const dropped = ended(connection, how);
-  return dropped.length ? runEndHandlers(connection, dropped) : undefined; // no promise when nothing ended
+  // no promise unless a stand-in ended (transaction locks end with the transaction on their own)
+  return hasStandIn(dropped) ? runEndHandlers(connection, dropped) : undefined;
+}
+
+function hasStandIn(locks: readonly HeldLock[]): boolean {
+  for (const l of locks) if (l.untilTransactionEnd) return true;
+  return false;
 }
 
 const NONE: readonly HeldLock[] = Object.freeze([]);

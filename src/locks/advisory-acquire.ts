@@ -28,7 +28,42 @@ class NotObtained extends Error {
  * in it; an error that ended the whole transaction comes out converted, never as a savepoint error).
  * Resolves the item that was not obtained, or undefined when all were.
  */
-export async function acquireAll(
+export function acquireAll(
+  plan: Plan,
+  qr: QueryRunner,
+  items: readonly LockItem[],
+  kind: 'transaction' | 'session',
+  protect: boolean,
+  standIn = false,
+  records?: Map<string, HeldLock>,
+): Promise<LockItem | undefined> {
+  if (items.length !== 1 || (protect && plan.adv.failedStatementAbortsTransaction && plan.timeoutMs !== undefined)) {
+    return acquireEach(plan, qr, items, kind, protect, standIn, records);
+  }
+  // one lock without a savepoint (the common case): the same steps in one `then`, no async function
+  const item = items[0];
+  const scope = kind === 'transaction' ? 'transaction' : standIn ? 'until-end' : 'session';
+  const deadline = plan.timeoutMs === undefined ? undefined : Date.now() + plan.timeoutMs;
+  let obtained: Promise<boolean>;
+  try {
+    obtained = lockOne(plan, qr, item, kind, deadline);
+  } catch (error) {
+    return Promise.reject(convert(plan, error, qr, true));
+  }
+  return obtained.then(
+    (ok) => {
+      if (!ok) return item;
+      noteTaken(plan, qr, item, scope, [], records);
+      return undefined;
+    },
+    (error: unknown) => {
+      throw convert(plan, error, qr, true);
+    },
+  );
+}
+
+/** `acquireAll` for several locks, or in a savepoint. */
+async function acquireEach(
   plan: Plan,
   qr: QueryRunner,
   items: readonly LockItem[],

@@ -1,5 +1,5 @@
 import type { PortConnection as QueryRunner, PortTransaction } from '../orm/port';
-import { ambientTx, currentFrame, pinnedConnection, runInFrame, type Scope, type TxState } from '../context/store';
+import { ambientTx, currentFrame, lockScopeFrame, pinnedConnection, runInFrame, type Scope, type TxState } from '../context/store';
 import { openLockedTransaction, poolWait, type TransactionLock } from '../context/transaction';
 import { forgetLock, type HeldLock } from '../context/connection-model';
 import { runWithTurn, TURN_TIMED_OUT } from '../context/turns';
@@ -152,7 +152,7 @@ async function lockAndRun<T>(
  * the lock's error, and the body's own errors are read as `runLockedBody` reads them. Its frame adds
  * what the body holds.
  */
-async function runAsTransactionScope<T>(
+function runAsTransactionScope<T>(
   plan: Plan,
   qr: QueryRunner,
   items: readonly LockItem[],
@@ -161,21 +161,26 @@ async function runAsTransactionScope<T>(
   scope: LockScope,
   fn: (ctx: AdvisoryLockContext) => Promise<T> | T,
 ): Promise<T> {
+  // not an async function: its caller awaits it inside its own try, so this adds one `then`, not a frame
   const lost = (cause: unknown) => lostError(plan, items.length ? items : plan.locks, cause); // as lockedBody's
   lock.lostAs = lost;
   if (scope.aborted) {
     // lost before the body began: the call rejected already, with the transaction's error
     const dead = plan.inst.port.lostSignal?.(qr);
     if (dead?.aborted) lost(dead.reason); // its events, as a scope of its own would have reported
-    throw scope.reason;
+    return Promise.reject(scope.reason);
   }
-  const frame = { ...currentFrame()!, ...withHeld(plan, items, 'transaction', live, qr) };
+  // the error the call rejects with: the scope's loss, the lock's loss, or the body's own
+  const converted = (error: unknown): unknown => (scope.aborted ? scope.reason : isConnectionLost(plan.inst, error) ? lost(error) : error);
+  const parent = currentFrame()!;
+  // the current frame with what the body holds (one object of the frame's shape, not two spreads)
+  const frame = lockScopeFrame(parent, withHeld(plan, items, 'transaction', live, qr), parent.lockScope!);
   try {
-    return await runInFrame(frame, () => fn(context(qr, plan, items.length > 0, scope)));
+    return Promise.resolve(runInFrame(frame, () => fn(context(qr, plan, items.length > 0, scope)))).then(undefined, (error: unknown) => {
+      throw converted(error);
+    });
   } catch (error) {
-    if (scope.aborted) throw scope.reason;
-    if (isConnectionLost(plan.inst, error)) throw lost(error);
-    throw error;
+    return Promise.reject(converted(error));
   }
 }
 

@@ -162,17 +162,29 @@ function permitBody<T>(
     throw convert(error);
   };
   try {
-    return Promise.resolve(
-      fn({
-        token,
-        slot,
-        get signal() {
-          return scope.signal;
-        },
-      }),
-    ).then(undefined, failed);
+    return Promise.resolve(fn(new Permit(token, slot, scope))).then(undefined, failed);
   } catch (error) {
     return failed(error);
+  }
+}
+
+/**
+ * What the body gets: a class (its signal a prototype getter, made only when read) rather than an
+ * object literal with a getter, which V8 builds on a slow path on every call.
+ */
+class Permit implements SemaphorePermit {
+  readonly #scope: LockScope;
+
+  constructor(
+    readonly token: bigint,
+    readonly slot: number,
+    scope: LockScope,
+  ) {
+    this.#scope = scope;
+  }
+
+  get signal(): AbortSignal {
+    return this.#scope.signal;
   }
 }
 

@@ -109,12 +109,17 @@ export class PostgresAdvisory implements AdvisoryDialect {
     return this.lockWithin(qr, id, fn, timeoutMs, comment);
   }
 
-  private async lockWaiting(qr: PortConnection, sql: string, id: string): Promise<boolean> {
+  private lockWaiting(qr: PortConnection, sql: string, id: string): Promise<boolean> {
+    // a `then`, not an async function: one promise per lock instead of the function's and its await's
     try {
-      await qr.query(sql, [id]);
-      return true;
+      return qr.query(sql, [id]).then(
+        () => true,
+        (error: unknown) => {
+          throw this.converted(error, undefined);
+        },
+      );
     } catch (error) {
-      throw this.converted(error, undefined);
+      return Promise.reject(this.converted(error, undefined));
     }
   }
 
