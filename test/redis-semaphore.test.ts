@@ -10,6 +10,7 @@ import { settled } from './support/settled';
 import { rejection } from './support/rejection';
 import { startSemaphoreHolder } from './support/semaphore-holder';
 import { concurrencyMeter } from './support/concurrency-meter';
+import { SEM_CLAIM } from '../src/redis/semaphore-scripts';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -292,15 +293,7 @@ describe('Redis counting semaphores (redlock.semaphore)', function () {
       await second.release();
       // a claim of a token another permit claimed there is refused; the claimer's own claim is confirmed
       const lagging = claimedBy.findIndex((v) => v !== null);
-      const claim = (value: string) =>
-        clients[lagging].eval(
-          "local t = tonumber(redis.call('GET', KEYS[1]) or '0') if t == tonumber(ARGV[1]) and redis.call('GET', KEYS[2]) == ARGV[2] then return 1 end return 0",
-          2,
-          counter,
-          claimer,
-          String(second.fencingToken),
-          value,
-        );
+      const claim = (value: string) => clients[lagging].eval(SEM_CLAIM.source, 2, counter, claimer, String(second.fencingToken), value);
       expect(await claim(claimedBy[lagging]!)).to.equal(1);
       expect(await claim('another permit')).to.equal(0);
       const third = (await sem.tryAcquire(5000))!;
