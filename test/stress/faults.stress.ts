@@ -180,7 +180,11 @@ for (const backend of BACKENDS) {
         // Redis servers on the CI machine's 2 cores). At 1 s, one body in 2,000 once outlived it and
         // using() rightly rejected with LockLostError at release (its write had committed; nothing lost).
         const ttlMs = 3000;
-        const redis = { urls: nodes.urls, prefix: `ormlock-stress:${process.pid}:fault:`, ttlMs, retryDelayMs: 100, retryJitterMs: 50 };
+        // Each body holds the lease 5 ms between its read and its write: the run (2,000 increments of
+        // one row, one at a time) then lasts well past the stop plus 1.5 TTLs on a fast machine too,
+        // so the node comes back while work remains. Without it, 1,800 increments once took under 4.5 s
+        // after the stop, and the run ended before the restart was due.
+        const redis = { urls: nodes.urls, prefix: `ormlock-stress:${process.pid}:fault:`, ttlMs, retryDelayMs: 100, retryJitterMs: 50, holdMs: 5 };
         const counters = s.ds.getRepository(StressCounter);
         await counters.delete([101]);
         await counters.insert({ id: 101, value: 0 });
