@@ -37,13 +37,13 @@ export function acquireAll(
   standIn = false,
   records?: Map<string, HeldLock>,
 ): Promise<LockItem | undefined> {
-  if (items.length !== 1 || (protect && plan.adv.failedStatementAbortsTransaction && plan.timeoutMs !== undefined)) {
-    return acquireEach(plan, qr, items, kind, protect, standIn, records);
-  }
+  const { adv, timeoutMs } = plan;
+  const savepoint = protect && adv.failedStatementAbortsTransaction && timeoutMs !== undefined && (timeoutMs > 0 || items.length > 1);
+  const deadline = timeoutMs === undefined ? undefined : Date.now() + timeoutMs;
+  const scope = kind === 'transaction' ? 'transaction' : standIn ? 'until-end' : 'session';
+  if (savepoint || items.length !== 1) return acquireEach(plan, qr, items, kind, savepoint, deadline, scope, records);
   // one lock without a savepoint (the common case): the same steps in one `then`, no async function
   const item = items[0];
-  const scope = kind === 'transaction' ? 'transaction' : standIn ? 'until-end' : 'session';
-  const deadline = plan.timeoutMs === undefined ? undefined : Date.now() + plan.timeoutMs;
   let obtained: Promise<boolean>;
   try {
     obtained = lockOne(plan, qr, item, kind, deadline);
@@ -62,21 +62,18 @@ export function acquireAll(
   );
 }
 
-/** `acquireAll` for several locks, or in a savepoint. */
+/** `acquireAll`'s steps for several locks, or in a savepoint. */
 async function acquireEach(
   plan: Plan,
   qr: QueryRunner,
   items: readonly LockItem[],
   kind: 'transaction' | 'session',
-  protect: boolean,
-  standIn = false,
-  records?: Map<string, HeldLock>,
+  savepoint: boolean,
+  deadline: number | undefined,
+  scope: 'transaction' | 'session' | 'until-end',
+  records: Map<string, HeldLock> | undefined,
 ): Promise<LockItem | undefined> {
-  const { adv, timeoutMs } = plan;
-  const savepoint = protect && adv.failedStatementAbortsTransaction && timeoutMs !== undefined && (timeoutMs > 0 || items.length > 1);
   const taken: Array<{ item: LockItem; held: HeldLock }> = [];
-  const deadline = timeoutMs === undefined ? undefined : Date.now() + timeoutMs;
-  const scope = kind === 'transaction' ? 'transaction' : standIn ? 'until-end' : 'session';
   try {
     if (savepoint) {
       await inSavepoint(plan.inst, qr, 'ormlock_advisory', async () => {

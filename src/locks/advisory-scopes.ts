@@ -25,10 +25,6 @@ class Skipped extends Error {
   }
 }
 
-function context(qr: QueryRunner, plan: Plan, acquiredNow: boolean, lockScope: LockScope): AdvisoryLockContext {
-  return new LockContext(qr, plan, acquiredNow, lockScope);
-}
-
 /**
  * What the body gets. A class, not an object literal with getters (V8 builds such a literal on a
  * slow path on every call); `keys` and `signal` are made on first use, as a decorated method never
@@ -133,7 +129,7 @@ async function lockAndRun<T>(
     if (lock && txScope) return await runAsTransactionScope(plan, qr, items, live, lock, txScope, fn);
     return await runLockedBody(
       lockedBody(plan, qr, items),
-      (lockScope) => fn(context(qr, plan, items.length > 0, lockScope)),
+      (lockScope) => fn(new LockContext(qr, plan, items.length > 0, lockScope)),
       withHeld(plan, items, 'transaction', live, qr),
     );
   } catch (error) {
@@ -176,7 +172,7 @@ function runAsTransactionScope<T>(
   // the current frame with what the body holds (one object of the frame's shape, not two spreads)
   const frame = lockScopeFrame(parent, withHeld(plan, items, 'transaction', live, qr), parent.lockScope!);
   try {
-    return Promise.resolve(runInFrame(frame, () => fn(context(qr, plan, items.length > 0, scope)))).then(undefined, (error: unknown) => {
+    return Promise.resolve(runInFrame(frame, () => fn(new LockContext(qr, plan, items.length > 0, scope)))).then(undefined, (error: unknown) => {
       throw converted(error);
     });
   } catch (error) {
@@ -250,7 +246,7 @@ async function runSessionOn<T>(
       const held = conn;
       result = await runLockedBody(
         lockedBody(plan, held, items),
-        (lockScope) => fn(context(held, plan, items.length > 0, lockScope)),
+        (lockScope) => fn(new LockContext(held, plan, items.length > 0, lockScope)),
         withHeld(plan, items, 'session', live, conn, own ? conn : undefined),
       );
     } catch (error) {
