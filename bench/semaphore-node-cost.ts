@@ -19,7 +19,7 @@ import os from 'os';
 import path from 'path';
 import Redis from 'ioredis';
 import { Redlock } from '../src/redis/redlock';
-import { portFree } from '../test/support/redis-servers';
+import { sparePort } from '../test/support/postgres-user';
 
 type Op = () => Promise<unknown>;
 type Side = 'ormlock' | 'redis-semaphore';
@@ -51,14 +51,9 @@ async function opFor(side: Side, client: Redis): Promise<Op> {
   };
 }
 
-async function freePort(): Promise<number> {
-  for (let port = 6400; port < 6500; port++) if (await portFree(port)) return port;
-  throw new Error('no free port in 6400–6499 for redis-server');
-}
-
 /** Starts redis-server under callgrind, runs `ops` operations of `side`, stops it: its instruction count and commandstats. */
 async function countRun(side: Side, ops: number, dir: string): Promise<{ instructions: number; stats: Map<string, number> }> {
-  const port = await freePort();
+  const port = await sparePort(6400);
   const out = path.join(dir, `${side}-${ops}.callgrind`);
   const child = spawn(
     'valgrind',
