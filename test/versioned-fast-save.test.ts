@@ -138,7 +138,12 @@ interface Outcome {
   object: Record<string, unknown>;
   row: Record<string, unknown>;
   returnedTheObject: boolean;
-  updatedAtIsTheRows: boolean;
+  /**
+   * A save that wrote: the object's updatedAt is the row's. A stale one: the object's updatedAt is
+   * what it was before the save (the row's is another writer's, equal to the object's only when both
+   * writes fell in the same tick of the column's clock, so comparing it with the row's was a race).
+   */
+  updatedAt: 'the row’s' | 'kept' | 'other';
   error?: Record<string, unknown>;
 }
 
@@ -170,6 +175,7 @@ async function outcome(
   }
   if (opts.stale) await repo.save(Object.assign(await repo.findOneByOrFail({ id }), { owner: 'someone else' }));
   change(obj);
+  const updatedAtBefore = obj.updatedAt instanceof Date ? obj.updatedAt.getTime() : undefined;
   forceTypeormSave(path === 'typeorm');
   let returned: unknown;
   let error: any;
@@ -193,7 +199,7 @@ async function outcome(
     object: plain(obj),
     row: plain(row),
     returnedTheObject: returned === obj,
-    updatedAtIsTheRows: obj.updatedAt instanceof Date && obj.updatedAt.getTime() === row.updatedAt.getTime(),
+    updatedAt: updatedAtAfter(obj.updatedAt, opts.stale ? updatedAtBefore : row.updatedAt.getTime(), opts.stale ? 'kept' : 'the row’s'),
     error: error && {
       stale: error instanceof StaleEntityError,
       message: String(error.message).replace(new RegExp(`"id":${id}\\b`, 'g'), '"id":ID'),
@@ -202,6 +208,11 @@ async function outcome(
       deleted: error.deleted,
     },
   };
+}
+
+/** `same` when the object's updatedAt is the time `expected` (ms), else 'other'. */
+function updatedAtAfter(value: unknown, expected: number | undefined, same: 'the row’s' | 'kept'): Outcome['updatedAt'] {
+  return value instanceof Date && value.getTime() === expected ? same : 'other';
 }
 
 /** The outcome on both paths: equal but for the executor (TypeORM's runs only on its path). */
@@ -231,7 +242,7 @@ describeEachBackend(
       const fast = await compare(env, (o) => (o.credits -= 3));
       expect(fast.statements).to.deep.equal(['START', 'UPDATE', ...withUpdateDateReadBack(), 'COMMIT']);
       expect(fast.object).to.include({ credits: 7, version: 2 });
-      expect(fast.updatedAtIsTheRows).to.equal(true);
+      expect(fast.updatedAt).to.equal('the row’s');
       expect(fast.returnedTheObject).to.equal(true);
     });
 
