@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { retryOnConflict, StaleEntityError, transaction, createOrFind } from '../../src';
-import { race } from '../../src/testing';
+import { Barrier, race } from '../../src/testing';
 import { MkAccount, MkCounter, MkPlainCounter } from '../fixtures/mikro-counters';
 import { describeEachMikroBackend } from '../support/mikro-suite';
 
@@ -80,21 +80,30 @@ describeEachMikroBackend('optimistic versions, retries, createOrFind', [MkCounte
     expect(await valuesOf(MkCounter, [a, b])).to.deep.equal([]);
   });
 
-  /** 15 concurrent increments of both counters in one flush each, retried on conflict. */
+  /**
+   * 15 concurrent increments of both counters in one flush each, retried on conflict. Each
+   * caller's first attempt writes only once every caller has read (or after 5 s), so the
+   * reads overlap however staggered the pool's new connections open.
+   */
   async function increments(cls: typeof MkCounter | typeof MkPlainCounter) {
     const ids = await seedPair(cls, cls.name);
-    const results = await race(15, () =>
-      retryOnConflict(
+    const allRead = new Barrier(15);
+    const results = await race(15, () => {
+      let first = true;
+      return retryOnConflict(
         async () => {
           const em = env.orm.em; // the retry's transaction
           const counters = await em.find(cls as typeof MkCounter, { id: { $in: [...ids] } });
-          await sleep(10);
+          if (first) {
+            first = false;
+            await Promise.race([allRead.wait(), sleep(5000)]);
+          }
           for (const c of counters) c.value += 1;
           await em.flush(); // a batched UPDATE of two rows
         },
         { attempts: 100, backoffMs: 2 },
-      ),
-    );
+      );
+    });
     return { values: await valuesOf(cls, ids), failures: results.filter((r) => r.status === 'rejected').map((r) => (r as PromiseRejectedResult).reason) };
   }
 
