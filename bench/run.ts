@@ -637,9 +637,11 @@ function printLockPathCells(print: Print, all: BackendRecord[]): void {
   print('');
   print('== Lock path: @Pessimistic vs hand-written findOne({ lock }) + update; @Versioned vs the hand-written version loop ==');
   print('   × = ops/s ÷ the hand-written ops/s (above 1: faster): median over the interleaved rounds of the ratio within a round, [95 % interval];');
-  print('   stmt = statements per operation (decorator / hand-written).');
-  const head = ['db', 'cell', 'b ÷ a', 'stmt b / a', 'b2 ÷ a', 'stmt b2', "d ÷ d'", "stmt d / d'"];
-  const align: Align[] = ['l', 'l', 'l', 'l', 'l', 'r', 'l', 'l'];
+  print(
+    '   stmt = statements per operation (decorator / hand-written); trips = queries sent per operation (round trips: a BEGIN sent with the read is one with it).',
+  );
+  const head = ['db', 'cell', 'b ÷ a', 'stmt b / a', 'trips b / a', 'b2 ÷ a', 'stmt b2', 'trips b2', "d ÷ d'", "stmt d / d'"];
+  const align: Align[] = ['l', 'l', 'l', 'l', 'l', 'l', 'r', 'r', 'l', 'l'];
   const rows: Row[] = [];
   for (const rec of all.filter((r) => r.process === 'ormlock' && !r.skipped)) {
     const cellOf = (id: string, distribution: Distribution, workers: number) =>
@@ -651,6 +653,7 @@ function printLockPathCells(print: Print, all: BackendRecord[]): void {
       return x.roundOpsPerSec.length > 2 ? `${num(m.median, 2)}× [${num(m.low, 2)}, ${num(m.high, 2)}]` : `${(x.opsPerSec / y.opsPerSec).toFixed(2)}×`;
     };
     const stmts = (...cells: Array<CellRecord | undefined>) => cells.map((c) => num(c?.stmtPerOp, 2)).join(' / ');
+    const trips = (...cells: Array<CellRecord | undefined>) => cells.map((c) => num(c?.sent !== undefined && c.ops ? c.sent / c.ops : NaN, 2)).join(' / ');
     if (rows.length) rows.push('sep');
     for (const distribution of DISTRIBUTIONS) {
       for (const workers of WORKERS) {
@@ -665,8 +668,10 @@ function printLockPathCells(print: Print, all: BackendRecord[]): void {
           `${DIST_LABEL[distribution]}, ${workers} wkr`,
           ratio(b, a),
           stmts(b, a),
+          trips(b, a),
           ratio(b2, a),
           num(b2?.stmtPerOp, 2),
+          trips(b2),
           ratio(d, d1),
           stmts(d, d1),
         ]);

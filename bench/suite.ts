@@ -9,7 +9,7 @@ import type { DialectCapabilities } from '../src/dialects/dialect';
 import { installationOf } from '../src/installations';
 import type { DataSource } from 'typeorm';
 import { createDataSource, type BackendName } from '../test/support/backends';
-import { QueryLog } from '../test/support/query-log';
+import { QueryLog, statementsOf } from '../test/support/query-log';
 import { PROBES, type Budget, type PreparedVariant, type ProbeId, type VariantSpec } from './charge-variants';
 import { BENCH_ENTITIES, INITIAL_CREDITS, ROW_COUNT } from './entities';
 import { describe, latencyStats, rng, runCell, shuffled, warmUp, type CellResult } from './harness';
@@ -43,6 +43,8 @@ export interface CellRecord extends Pick<CellResult, 'ops' | 'errors' | 'firstEr
   workers: number;
   /** Statements sent during the cell (QueryLog). */
   statements: number;
+  /** Queries sent during the cell: round trips (a BEGIN that rode with the next statement is one with it). */
+  sent?: number;
   /** Body runs (ops + retries + failed), or ops + errors when the variant does not count. */
   attempts: number;
   retries: number;
@@ -104,12 +106,16 @@ export interface BackendRecord {
   variants: VariantRecord[];
 }
 
-/** QueryLog that can also just count (no text kept) while a cell runs. */
+/** QueryLog that can also just count (no text kept) while a cell runs: statements, and queries sent (round trips). */
 class CountingQueryLog extends QueryLog {
   counting = false;
   count = 0;
+  sentCount = 0;
   override logQuery(query: string): void {
-    if (this.counting) this.count++;
+    if (this.counting) {
+      this.count += statementsOf(query).length;
+      this.sentCount++;
+    }
     super.logQuery(query);
   }
 }
@@ -225,6 +231,7 @@ export async function benchBackend(backend: BackendName, specs: VariantSpec[], c
             const before = await creditSum(ds, table);
             const attemptsBefore = prepared.attempts?.();
             log.count = 0;
+            log.sentCount = 0;
             log.counting = true;
             const r = await runCell((w) => prepared.charge(picks[w]()), { workers, durationMs: roundMs, gauges });
             if (prepared.settle) {
@@ -242,6 +249,7 @@ export async function benchBackend(backend: BackendName, specs: VariantSpec[], c
             a.errors += r.errors;
             a.firstError ??= r.firstError;
             a.statements += log.count;
+            a.sent += log.sentCount;
             a.attempts += attemptsBefore === undefined ? r.ops + r.errors : prepared.attempts!() - attemptsBefore;
             a.lost += r.ops - (before - after);
             a.peakRssMb = Math.max(a.peakRssMb, r.peakRssMb);
@@ -260,6 +268,7 @@ export async function benchBackend(backend: BackendName, specs: VariantSpec[], c
             errors: a.errors,
             firstError: a.firstError,
             statements: a.statements,
+            sent: a.sent,
             attempts: a.attempts,
             retries: Math.max(0, a.attempts - stats.ops - a.errors),
             stmtPerOp: stats.ops ? a.statements / stats.ops : NaN,
@@ -360,6 +369,7 @@ interface Accumulator {
   errors: number;
   firstError?: string;
   statements: number;
+  sent: number;
   attempts: number;
   lost: number;
   peakRssMb: number;
@@ -369,7 +379,7 @@ interface Accumulator {
 }
 
 function newAccumulator(): Accumulator {
-  return { latencies: [], elapsedMs: 0, errors: 0, statements: 0, attempts: 0, lost: 0, peakRssMb: 0, poolWaitMax: 0, cpuMs: 0, roundOpsPerSec: [] };
+  return { latencies: [], elapsedMs: 0, errors: 0, statements: 0, sent: 0, attempts: 0, lost: 0, peakRssMb: 0, poolWaitMax: 0, cpuMs: 0, roundOpsPerSec: [] };
 }
 
 function verdict(budget: Budget, reference: number, rec: VariantRecord, caps: () => DialectCapabilities): BudgetVerdict {
