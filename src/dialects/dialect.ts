@@ -45,6 +45,13 @@ export interface DialectCapabilities {
   rollbackToSavepointReleasesLocks: boolean;
   /** ROLLBACK TO SAVEPOINT releases the row locks taken after the savepoint (PostgreSQL, MariaDB; MySQL's InnoDB keeps them). */
   rollbackToSavepointReleasesRowLocks: boolean;
+  /**
+   * BEGIN and the statement after it can travel in one round trip, as one multi-statement
+   * query without parameters (PostgreSQL's simple query protocol). A transaction ormlock opens
+   * then sends its BEGIN with its first locked read by primary key, the key written into the
+   * statement as a quoted literal.
+   */
+  beginRidesWithStatement: boolean;
   /** The isolation a transaction gets when nobody names one (the server's default). */
   defaultIsolation: 'READ UNCOMMITTED' | 'READ COMMITTED' | 'REPEATABLE READ' | 'SERIALIZABLE';
 }
@@ -101,6 +108,12 @@ export interface LockDialect {
    * the lock clause carries the limit (`capabilities.lockWaitClause`) or nothing can.
    */
   readonly boundedRowLock?: BoundedRowLock;
+  /**
+   * Where `capabilities.beginRidesWithStatement`: the text that sends `begin` (BEGIN and what
+   * goes with it) and `sql` with its `parameters` in one round trip, or undefined when a value
+   * cannot be written into the statement (the caller then sends BEGIN on its own first).
+   */
+  beginWithStatement?(begin: string, sql: string, parameters: readonly unknown[]): string | undefined;
   /** Converts a driver error into a LockError, or returns undefined if it is not one of ours. */
   convertError(error: unknown, ctx?: ErrorContext): LockError | undefined;
   /** True for a unique-constraint violation (PG 23505, MySQL 1062). */

@@ -24,6 +24,7 @@ export class MysqlDialect implements LockDialect {
     tokenSequences: false,
     rollbackToSavepointReleasesLocks: false,
     rollbackToSavepointReleasesRowLocks: false,
+    beginRidesWithStatement: false,
     defaultIsolation: 'REPEATABLE READ',
   };
   readonly connectionIdSql = 'SELECT CONNECTION_ID() AS connectionId';

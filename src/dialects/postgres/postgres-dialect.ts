@@ -4,6 +4,7 @@ import { checkRowLockAgainst } from '../check-row-lock';
 import type { AdvisoryDialect, BoundedRowLock, DialectCapabilities, ErrorContext, FencingDialect, ScheduledLockDialect, LockDialect } from '../dialect';
 import type { LockInspector } from '../inspect';
 import { PostgresAdvisory } from './advisory';
+import { beginWithStatement } from './begin-with-statement';
 import { describePostgresRowLockHolder } from './blockers';
 import { convertPostgresError, isPostgresUniqueViolation } from './errors';
 import { PostgresInspector } from './inspect';
@@ -49,6 +50,7 @@ export class PostgresDialect implements LockDialect {
     tokenSequences: true,
     rollbackToSavepointReleasesLocks: true,
     rollbackToSavepointReleasesRowLocks: true,
+    beginRidesWithStatement: true,
     defaultIsolation: 'READ COMMITTED',
   };
   readonly connectionIdSql = 'SELECT pg_backend_pid() AS "connectionId", txid_current()::text AS "txId"';
@@ -58,6 +60,7 @@ export class PostgresDialect implements LockDialect {
   readonly scheduled: ScheduledLockDialect = new PostgresScheduled();
   readonly inspector: LockInspector = new PostgresInspector();
   readonly boundedRowLock: BoundedRowLock = BOUNDED_ROW_LOCK;
+  readonly beginWithStatement = beginWithStatement;
 
   checkRowLock(spec: RowLockSpec, subject: string, hasJoins = false): void {
     checkRowLockAgainst(this.capabilities, this.name, spec, subject, hasJoins);

@@ -9,6 +9,7 @@ import { dataSourceOf, describeDataSource, typeormVersion } from './compat';
 import { connectionTargetOf } from './connection-target';
 import { markLocked } from './internals/query-builder';
 import { LockedReads } from './locked-read';
+import { startDeferred } from './internals/deferred-begin';
 import { installationOf } from '../../installations';
 import { handshakeIdOf } from '../pooler';
 import { onPrimary } from './primary';
@@ -86,7 +87,9 @@ export class TypeOrmPort implements OrmPort {
       }
     } else qr = await this.connectRunner(options);
     try {
-      await qr.startTransaction(options.isolation);
+      // a transaction of its own on a database whose BEGIN can ride with the next statement: held for it (deferred-begin.ts)
+      if (!given && installationOf(this.dataSource)?.dialect.capabilities.beginRidesWithStatement) await startDeferred(qr, options.isolation);
+      else await qr.startTransaction(options.isolation);
     } catch (error) {
       if (!given) await qr.release().catch(() => undefined);
       throw error;
@@ -232,7 +235,7 @@ export class TypeOrmPort implements OrmPort {
       n++;
     }
     if (n !== columns.length) return undefined;
-    return this.lockedReads.plan(meta, spec, installationOf(this.dataSource)?.dialect.boundedRowLock);
+    return this.lockedReads.plan(meta, spec, installationOf(this.dataSource)?.dialect);
   }
 
   refresh(entity: EntityDescriptor, target: object, fresh: object): void {

@@ -1,0 +1,274 @@
+import { expect } from 'chai';
+import { Column, Entity, PrimaryColumn, PrimaryGeneratedColumn, type EntityManager, type QueryRunner } from 'typeorm';
+import { currentManager, LockConfigError, LockTimeoutError, lock, Pessimistic, transaction, withLock } from '../src';
+import { beginWithStatement } from '../src/dialects/postgres/begin-with-statement';
+import { queryWithBegin } from '../src/orm/typeorm/internals/deferred-begin';
+import { Barrier } from '../src/testing';
+import { openProbe } from './support/db-probe';
+import { statementsOf } from './support/query-log';
+import { describeEachBackend } from './support/suite';
+
+/**
+ * A transaction ormlock opens sends its BEGIN with its first statement when the database allows
+ * it (PostgreSQL) and that statement is a locked read by primary key: one round trip fewer, the
+ * same statements, the same transaction. Anything else sends BEGIN first, as before.
+ */
+
+@Entity('bw_wallets')
+class BwWallet {
+  @PrimaryGeneratedColumn() id!: number;
+  @Column({ type: 'int' }) credits!: number;
+}
+
+@Entity('bw_codes')
+class BwCode {
+  @PrimaryColumn({ type: 'varchar', length: 40 }) code!: string;
+  @Column({ type: 'int' }) n!: number;
+}
+
+class WalletService {
+  constructor(private readonly ds: () => import('typeorm').DataSource) {}
+
+  @Pessimistic()
+  async debit(id: number, fail = false): Promise<BwWallet> {
+    const wallets = this.ds().getRepository(BwWallet);
+    const w = await wallets.findOneByOrFail({ id });
+    await wallets.update({ id }, { credits: w.credits - 1 });
+    if (fail) throw new Error('body failed after its write');
+    return w;
+  }
+
+  @Pessimistic({ timeoutMs: 300 })
+  async debitWithin(id: number, hold?: () => Promise<void>): Promise<void> {
+    const wallets = this.ds().getRepository(BwWallet);
+    const w = await wallets.findOneByOrFail({ id });
+    await hold?.();
+    await wallets.update({ id }, { credits: w.credits - 1 });
+  }
+}
+
+describe('beginWithStatement (PostgreSQL): BEGIN and a statement in one query', () => {
+  it('writes each parameter as a quoted literal where its placeholder stands', () => {
+    expect(beginWithStatement('START TRANSACTION', 'SELECT * FROM "t" WHERE "t"."id" = $1 AND "t"."b" = $2 FOR UPDATE', [42, 'a-b_c.d:e@f+g'])).to.equal(
+      `START TRANSACTION; SELECT * FROM "t" WHERE "t"."id" = '42' AND "t"."b" = 'a-b_c.d:e@f+g' FOR UPDATE`,
+    );
+    expect(beginWithStatement('START TRANSACTION', 'SELECT $1, $1', [7n])).to.equal(`START TRANSACTION; SELECT '7', '7'`);
+    expect(beginWithStatement('START TRANSACTION', 'SELECT $10, $1', [1, 2, 3, 4, 5, 6, 7, 8, 9, 10])).to.equal(undefined); // $2 … $9 unused
+  });
+
+  it('leaves `$n` inside quoted names and strings alone', () => {
+    expect(beginWithStatement('START TRANSACTION', `SELECT "a$1", 'x$1' FROM t WHERE id = $1`, [5])).to.equal(
+      `START TRANSACTION; SELECT "a$1", 'x$1' FROM t WHERE id = '5'`,
+    );
+  });
+
+  it('refuses values that would need escaping, and a placeholder without its value', () => {
+    for (const value of ["o'brien", 'back\\slash', 'two words', 1.5, 2 ** 60, null, undefined, new Date(0), { id: 1 }, true]) {
+      expect(beginWithStatement('START TRANSACTION', 'SELECT $1', [value]), String(value)).to.equal(undefined);
+    }
+    expect(beginWithStatement('START TRANSACTION', 'SELECT $1, $2', [1])).to.equal(undefined);
+  });
+
+  it('queryWithBegin: a driver whose answer gives no rows fails loudly (LockConfigError naming the internal), not with a wrong entity', async () => {
+    const client = { query: () => Promise.resolve({ command: 'BEGIN' }) };
+    const qr = { databaseConnection: client, query: () => Promise.resolve(undefined) } as unknown as QueryRunner;
+    const error = await queryWithBegin(qr, 'START TRANSACTION; SELECT 1').catch((e: unknown) => e);
+    expect(error).to.be.instanceOf(LockConfigError);
+    expect((error as Error).message).to.contain('BEGIN sent with a locked read');
+  });
+});
+
+describeEachBackend('a transaction’s BEGIN rides with its first locked read', [BwWallet, BwCode], (env) => {
+  const rides = () => env.name === 'postgres';
+  const wallets = () => env.ds.getRepository(BwWallet);
+  const service = new WalletService(() => env.ds);
+  const newWallet = async (credits = 10) => (await wallets().save(wallets().create({ credits }))).id;
+
+  /** Statements and round trips of `work`. */
+  async function sent(work: () => Promise<unknown>) {
+    env.log.start();
+    await work();
+    const statements = env.log.stop();
+    return { statements, sent: [...env.log.sent] };
+  }
+
+  it('@Pessimistic findOneBy(id) + update: BEGIN, SELECT … FOR UPDATE, UPDATE, COMMIT in one round trip fewer (PostgreSQL), the same statements', async () => {
+    const id = await newWallet();
+    const { statements, sent: queries } = await sent(() => service.debit(id));
+    expect(statements.map((s) => s.split(' ')[0])).to.deep.equal(['START', 'SELECT', 'UPDATE', 'COMMIT']);
+    expect(statements[1]).to.match(/FOR UPDATE/);
+    if (rides()) {
+      expect(queries).to.have.length(3);
+      expect(queries[0]).to.match(/^START TRANSACTION; SELECT .* FOR UPDATE$/s);
+      expect(queries[0]).to.contain(`= '${id}'`);
+    } else expect(queries).to.deep.equal(statements);
+    expect((await wallets().findOneByOrFail({ id })).credits).to.equal(9);
+  });
+
+  it('the read and the write are one transaction: a body that throws after its write leaves the row as it was', async () => {
+    const id = await newWallet();
+    const error = await service.debit(id, true).catch((e: unknown) => e);
+    expect((error as Error).message).to.equal('body failed after its write');
+    expect((await wallets().findOneByOrFail({ id })).credits).to.equal(10);
+  });
+
+  it('the row is locked from the merged read on: another transaction waits until COMMIT, and 20 racing debits are exact', async () => {
+    const id = await newWallet(100);
+    const probe = (await openProbe(env.name))!;
+    try {
+      const held = new Barrier(2);
+      const release = new Barrier(2);
+      const running = service.debitWithin(id, async () => {
+        await held.wait();
+        await release.wait();
+      });
+      await held.wait();
+      expect(await probe.rowLocked('bw_wallets', id)).to.equal(true);
+      await release.wait();
+      await running;
+      expect(await probe.rowLocked('bw_wallets', id)).to.equal(false);
+    } finally {
+      await probe.close();
+    }
+    const results = await Promise.allSettled(Array.from({ length: 20 }, () => service.debit(id)));
+    expect(results.filter((r) => r.status === 'rejected')).to.deep.equal([]);
+    expect((await wallets().findOneByOrFail({ id })).credits).to.equal(79);
+  });
+
+  it('with timeoutMs: the wait limit rides too (one statement for lock and limit); a held row gives LockTimeoutError and the limit is not left behind', async () => {
+    const id = await newWallet();
+    const { statements, sent: queries } = await sent(() => service.debitWithin(id));
+    expect(statements).to.have.length(4);
+    expect(queries).to.have.length(rides() ? 3 : 4);
+    const release = new Barrier(2);
+    const held = new Barrier(2);
+    const holder = transaction(async () => {
+      await lock(await wallets().findOneByOrFail({ id }));
+      await held.wait();
+      await release.wait();
+    });
+    await held.wait();
+    try {
+      const error = await service.debitWithin(id).catch((e: unknown) => e);
+      expect(error).to.be.instanceOf(LockTimeoutError);
+    } finally {
+      await release.wait();
+      await holder;
+    }
+    // the pooled connection that timed out is clean: a plain transaction on every connection has the server's default
+    const limits = await Promise.all(
+      Array.from({ length: 4 }, () =>
+        transaction(async () => String((await env.ds.query(env.name === 'postgres' ? `SELECT current_setting('lock_timeout') AS v` : 'SELECT 1 AS v'))[0].v)),
+      ),
+    );
+    expect(new Set(limits).size).to.equal(1);
+  });
+
+  it('withLock(entity) and lock() as a transaction’s first statement ride the same way', async () => {
+    const id = await newWallet();
+    const loaded = await wallets().findOneByOrFail({ id });
+    const viaWithLock = await sent(() => withLock(loaded, async (w) => void (await wallets().update({ id }, { credits: w.credits - 1 }))));
+    const viaLock = await sent(() =>
+      transaction(async () => {
+        const w = await lock(loaded);
+        await wallets().update({ id }, { credits: w.credits - 1 });
+      }),
+    );
+    for (const { statements, sent: queries } of [viaWithLock, viaLock]) {
+      expect(statements).to.have.length(4);
+      expect(queries).to.have.length(rides() ? 3 : 4);
+    }
+    expect((await wallets().findOneByOrFail({ id })).credits).to.equal(8);
+  });
+
+  it('a first statement that is not a locked read: BEGIN goes first on its own, and the body is one transaction', async () => {
+    const id = await newWallet();
+    const { statements, sent: queries } = await sent(() =>
+      transaction(async () => {
+        await wallets().update({ id }, { credits: 5 });
+        await wallets().findOneByOrFail({ id });
+      }),
+    );
+    expect(queries).to.deep.equal(statements);
+    expect(statements[0]).to.equal('START TRANSACTION');
+    const error = await transaction(async () => {
+      await wallets().update({ id }, { credits: 1 });
+      throw new Error('undo');
+    }).catch((e: unknown) => e);
+    expect((error as Error).message).to.equal('undo');
+    expect((await wallets().findOneByOrFail({ id })).credits).to.equal(5);
+  });
+
+  it('a transaction that sends nothing commits (BEGIN and COMMIT still sent), and a stream as first statement runs inside the transaction', async () => {
+    const { statements } = await sent(() => transaction(async () => undefined));
+    expect(statements.map((s) => s.split(' ')[0])).to.deep.equal(['START', 'COMMIT']);
+    const sql = env.name === 'postgres' ? 'SELECT txid_current()::text AS t' : 'SELECT CONNECTION_ID() AS t';
+    const [streamed, after] = await transaction(async () => {
+      const runner = (currentManager() as EntityManager).queryRunner!;
+      const stream = await runner.stream(sql);
+      const got: Array<{ t: unknown }> = [];
+      for await (const row of stream) got.push(row as { t: unknown });
+      return [String(got[0].t), String((await runner.query(sql))[0].t)];
+    });
+    expect(streamed, 'the stream ran in the transaction (the same transaction id after it)').to.equal(after);
+  });
+
+  it('a string key that needs escaping is not written into the statement: BEGIN goes first, the read still locks the row', async () => {
+    const codes = env.ds.getRepository(BwCode);
+    await codes.save([codes.create({ code: "o'brien", n: 1 }), codes.create({ code: 'plain-code_1', n: 1 })]);
+    class Codes {
+      @Pessimistic()
+      async bump(code: string) {
+        const c = await codes.findOneByOrFail({ code });
+        await codes.update({ code }, { n: c.n + 1 });
+      }
+    }
+    const bumper = new Codes();
+    const quoted = await sent(() => bumper.bump("o'brien"));
+    expect(quoted.statements).to.have.length(4);
+    expect(quoted.sent).to.deep.equal(quoted.statements);
+    const plain = await sent(() => bumper.bump('plain-code_1'));
+    expect(plain.statements).to.have.length(4);
+    expect(plain.sent).to.have.length(rides() ? 3 : 4);
+    expect((await codes.findBy({})).map((c) => [c.code, c.n]).sort()).to.deep.equal([
+      ["o'brien", 2],
+      ['plain-code_1', 2],
+    ]);
+  });
+
+  it('a named isolation level is set before the read, in the same transaction', async () => {
+    const id = await newWallet();
+    const level = await transaction(
+      async () => {
+        await lock(await wallets().findOneByOrFail({ id }));
+        const sql = env.name === 'postgres' ? `SELECT current_setting('transaction_isolation') AS v` : 'SELECT @@tx_isolation AS v';
+        return String((await env.ds.query(sql))[0].v);
+      },
+      { isolation: 'SERIALIZABLE' },
+    ).catch(async (e: unknown) => {
+      throw e;
+    });
+    // MariaDB has no way to read the running transaction's level (@@tx_isolation is the session's), and holds no BEGIN
+    if (rides()) expect(level.toLowerCase()).to.equal('serializable');
+    expect(statementsOf(`START TRANSACTION; SET TRANSACTION ISOLATION LEVEL SERIALIZABLE; SELECT 1`)).to.deep.equal([
+      'START TRANSACTION',
+      'SET TRANSACTION ISOLATION LEVEL SERIALIZABLE',
+      'SELECT 1',
+    ]);
+  });
+
+  it('siblings at the start of a transaction: a locked read and a query at once both run inside it', async () => {
+    const a = await newWallet(1);
+    const sql = env.name === 'postgres' ? 'SELECT txid_current()::text AS t' : 'SELECT CONNECTION_ID() AS t';
+    for (const order of ['read first', 'query first']) {
+      const [during, after] = await transaction(async () => {
+        const manager = currentManager() as EntityManager;
+        const read = () => lock(wallets().create({ id: a }));
+        const query = () => manager.query(sql) as Promise<Array<{ t: unknown }>>;
+        const rows = order === 'read first' ? (await Promise.all([read(), query()]))[1] : (await Promise.all([query(), read()]))[0];
+        return [String(rows[0].t), String((await manager.query(sql))[0].t)];
+      });
+      expect(during, order).to.equal(after);
+    }
+  });
+});
