@@ -1,6 +1,6 @@
 import { expect } from 'chai';
-import { Column, Entity, PrimaryColumn, PrimaryGeneratedColumn, type EntityManager, type QueryRunner } from 'typeorm';
-import { currentManager, LockConfigError, LockTimeoutError, lock, Pessimistic, transaction, withLock } from '../src';
+import { Column, Entity, In, PrimaryColumn, PrimaryGeneratedColumn, type EntityManager, type QueryRunner } from 'typeorm';
+import { AdvisoryLock, currentManager, LockConfigError, LockTimeoutError, lock, Pessimistic, transaction, withLock } from '../src';
 import { beginWithStatement } from '../src/dialects/postgres/begin-with-statement';
 import { queryWithBegin } from '../src/orm/typeorm/internals/deferred-begin';
 import { Barrier } from '../src/testing';
@@ -10,8 +10,9 @@ import { describeEachBackend } from './support/suite';
 
 /**
  * A transaction ormlock opens sends its BEGIN with its first statement when the database allows
- * it (PostgreSQL) and that statement is a locked read by primary key: one round trip fewer, the
- * same statements, the same transaction. Anything else sends BEGIN first, as before.
+ * it (PostgreSQL) and the statement's values can be written into it — above all its lock, a
+ * locked read by primary key: one round trip fewer, the same statements, the same transaction.
+ * Anything else sends BEGIN on its own first, as before.
  */
 
 @Entity('bw_wallets')
@@ -48,37 +49,48 @@ class WalletService {
 }
 
 describe('beginWithStatement (PostgreSQL): BEGIN and a statement in one query', () => {
+  const begin = 'START TRANSACTION';
   it('writes each parameter as a quoted literal where its placeholder stands', () => {
-    expect(beginWithStatement('START TRANSACTION', 'SELECT * FROM "t" WHERE "t"."id" = $1 AND "t"."b" = $2 FOR UPDATE', [42, 'a-b_c.d:e@f+g'])).to.equal(
+    expect(beginWithStatement(begin, 'SELECT * FROM "t" WHERE "t"."id" = $1 AND "t"."b" = $2 FOR UPDATE', [42, 'a-b_c.d:e@f+g'])).to.equal(
       `START TRANSACTION; SELECT * FROM "t" WHERE "t"."id" = '42' AND "t"."b" = 'a-b_c.d:e@f+g' FOR UPDATE`,
     );
-    expect(beginWithStatement('START TRANSACTION', 'SELECT $1, $1', [7n])).to.equal(`START TRANSACTION; SELECT '7', '7'`);
-    expect(beginWithStatement('START TRANSACTION', 'SELECT $10, $1', [1, 2, 3, 4, 5, 6, 7, 8, 9, 10])).to.equal(undefined); // $2 … $9 unused
+    expect(beginWithStatement(begin, 'SELECT $1, $1', [7n])).to.equal(`START TRANSACTION; SELECT '7', '7'`);
+    expect(beginWithStatement(begin, 'UPDATE "t" SET "n" = $1 WHERE "id" IN ($2)', [-3, 9])).to.equal(
+      `START TRANSACTION; UPDATE "t" SET "n" = '-3' WHERE "id" IN ('9')`,
+    );
+    expect(beginWithStatement(begin, 'COMMIT', [])).to.equal('START TRANSACTION; COMMIT');
   });
 
-  it('leaves `$n` inside quoted names and strings alone', () => {
-    expect(beginWithStatement('START TRANSACTION', `SELECT "a$1", 'x$1' FROM t WHERE id = $1`, [5])).to.equal(
-      `START TRANSACTION; SELECT "a$1", 'x$1' FROM t WHERE id = '5'`,
+  it('leaves `$n` inside names, strings and comments alone', () => {
+    expect(beginWithStatement(begin, `SELECT "a$1", 'x $1 ''$1''', a$1 /* $1 */ FROM t WHERE id = $1 -- $1`, [5])).to.equal(
+      `START TRANSACTION; SELECT "a$1", 'x $1 ''$1''', a$1 /* $1 */ FROM t WHERE id = '5' -- $1`,
     );
   });
 
-  it('refuses values that would need escaping, and a placeholder without its value', () => {
-    for (const value of ["o'brien", 'back\\slash', 'two words', 1.5, 2 ** 60, null, undefined, new Date(0), { id: 1 }, true]) {
-      expect(beginWithStatement('START TRANSACTION', 'SELECT $1', [value]), String(value)).to.equal(undefined);
+  it('refuses what it cannot write without changing what runs: values needing escaping, a second statement, dollar and E strings, placeholders and values that do not match', () => {
+    for (const value of ["o'brien", 'back\\slash', 'two words', 1.5, 2 ** 60, null, undefined, new Date(0), { id: 1 }, true, Buffer.from('x')]) {
+      expect(beginWithStatement(begin, 'SELECT $1', [value]), String(value)).to.equal(undefined);
     }
-    expect(beginWithStatement('START TRANSACTION', 'SELECT $1, $2', [1])).to.equal(undefined);
+    expect(beginWithStatement(begin, 'SELECT 1; DELETE FROM t', [])).to.equal(undefined);
+    expect(beginWithStatement(begin, 'SELECT $$a;b$$', [])).to.equal(undefined);
+    expect(beginWithStatement(begin, 'SELECT $tag$ $1 $tag$, $1', [1])).to.equal(undefined);
+    expect(beginWithStatement(begin, "SELECT E'\\'' || $1", [1])).to.equal(undefined);
+    expect(beginWithStatement(begin, "SELECT 'unclosed", [])).to.equal(undefined);
+    expect(beginWithStatement(begin, 'SELECT $1, $2', [1])).to.equal(undefined);
+    expect(beginWithStatement(begin, 'SELECT $2', [1, 2])).to.equal(undefined);
+    expect(beginWithStatement(begin, "SELECT 'a;b', $1", [1])).to.equal(`START TRANSACTION; SELECT 'a;b', '1'`);
   });
 
-  it('queryWithBegin: a driver whose answer gives no rows fails loudly (LockConfigError naming the internal), not with a wrong entity', async () => {
-    const client = { query: () => Promise.resolve({ command: 'BEGIN' }) };
-    const qr = { databaseConnection: client, query: () => Promise.resolve(undefined) } as unknown as QueryRunner;
-    const error = await queryWithBegin(qr, 'START TRANSACTION; SELECT 1').catch((e: unknown) => e);
+  it('queryWithBegin: a runner that does not hand the text to its driver connection fails loudly (LockConfigError naming the internal)', async () => {
+    const client = { query: () => Promise.resolve([{ command: 'BEGIN' }, { rows: [] }]) };
+    const qr = { databaseConnection: client } as unknown as QueryRunner;
+    const error = await queryWithBegin(qr, () => Promise.resolve([]), 'START TRANSACTION; SELECT 1').catch((e: unknown) => e);
     expect(error).to.be.instanceOf(LockConfigError);
-    expect((error as Error).message).to.contain('BEGIN sent with a locked read');
+    expect((error as Error).message).to.contain('BEGIN sent with the first statement');
   });
 });
 
-describeEachBackend('a transaction’s BEGIN rides with its first locked read', [BwWallet, BwCode], (env) => {
+describeEachBackend('a transaction’s BEGIN rides with its first statement', [BwWallet, BwCode], (env) => {
   const rides = () => env.name === 'postgres';
   const wallets = () => env.ds.getRepository(BwWallet);
   const service = new WalletService(() => env.ds);
@@ -181,16 +193,44 @@ describeEachBackend('a transaction’s BEGIN rides with its first locked read', 
     expect((await wallets().findOneByOrFail({ id })).credits).to.equal(8);
   });
 
-  it('a first statement that is not a locked read: BEGIN goes first on its own, and the body is one transaction', async () => {
+  it('@AdvisoryLock: the lock is the first statement and rides too; it holds until COMMIT', async () => {
     const id = await newWallet();
+    class Advised {
+      @AdvisoryLock((walletId: number) => `bw-wallet:${walletId}`)
+      async debit(walletId: number, during?: () => Promise<void>) {
+        const w = await wallets().findOneByOrFail({ id: walletId });
+        await during?.();
+        await wallets().update({ id: walletId }, { credits: w.credits - 1 });
+      }
+    }
+    const advised = new Advised();
+    const { statements, sent: queries } = await sent(() => advised.debit(id));
+    expect(statements[0]).to.equal('START TRANSACTION');
+    expect(statements[1]).to.match(env.name === 'postgres' ? /pg_advisory_xact_lock/ : /GET_LOCK/);
+    expect(queries).to.have.length(rides() ? statements.length - 1 : statements.length);
+    const results = await Promise.allSettled(Array.from({ length: 10 }, () => advised.debit(id, () => new Promise((r) => setTimeout(r, 5)))));
+    expect(results.filter((r) => r.status === 'rejected')).to.deep.equal([]);
+    expect((await wallets().findOneByOrFail({ id })).credits).to.equal(-1);
+  });
+
+  it('any first statement rides when its values can be written in: an UPDATE first keeps its result (affected rows), and the body is one transaction', async () => {
+    const id = await newWallet();
+    let affected: number | undefined;
     const { statements, sent: queries } = await sent(() =>
       transaction(async () => {
-        await wallets().update({ id }, { credits: 5 });
+        affected = (await wallets().update({ id }, { credits: 5 })).affected;
         await wallets().findOneByOrFail({ id });
       }),
     );
-    expect(queries).to.deep.equal(statements);
-    expect(statements[0]).to.equal('START TRANSACTION');
+    expect(affected).to.equal(1);
+    expect(statements.map((s) => s.split(' ')[0])).to.deep.equal(['START', 'UPDATE', 'SELECT', 'COMMIT']);
+    expect(queries).to.have.length(rides() ? 3 : 4);
+    const inserted = await transaction(
+      async () => (await env.ds.query(`INSERT INTO bw_wallets (credits) VALUES (${env.name === 'postgres' ? '$1) RETURNING id' : '?)'}`, [4])) as unknown,
+    );
+    expect(inserted, 'an INSERT … RETURNING first returns its rows').to.satisfy((r: unknown) =>
+      rides() ? Array.isArray(r) && r.length === 1 : r !== undefined,
+    );
     const error = await transaction(async () => {
       await wallets().update({ id }, { credits: 1 });
       throw new Error('undo');
@@ -199,9 +239,18 @@ describeEachBackend('a transaction’s BEGIN rides with its first locked read', 
     expect((await wallets().findOneByOrFail({ id })).credits).to.equal(5);
   });
 
-  it('a transaction that sends nothing commits (BEGIN and COMMIT still sent), and a stream as first statement runs inside the transaction', async () => {
-    const { statements } = await sent(() => transaction(async () => undefined));
+  it('a first statement whose values cannot be written in (a string with a space) gets BEGIN on its own just before it', async () => {
+    const codes = env.ds.getRepository(BwCode);
+    const { statements, sent: queries } = await sent(() => transaction(async () => void (await codes.save(codes.create({ code: 'with space', n: 1 })))));
+    expect(queries).to.deep.equal(statements);
+    expect(statements[0]).to.equal('START TRANSACTION');
+    expect(await codes.countBy({ code: 'with space' })).to.equal(1);
+  });
+
+  it('a transaction that sends nothing commits (PostgreSQL: BEGIN and COMMIT in one query), and a stream as first statement runs inside the transaction', async () => {
+    const { statements, sent: queries } = await sent(() => transaction(async () => undefined));
     expect(statements.map((s) => s.split(' ')[0])).to.deep.equal(['START', 'COMMIT']);
+    expect(queries).to.have.length(rides() ? 1 : 2);
     const sql = env.name === 'postgres' ? 'SELECT txid_current()::text AS t' : 'SELECT CONNECTION_ID() AS t';
     const [streamed, after] = await transaction(async () => {
       const runner = (currentManager() as EntityManager).queryRunner!;
@@ -230,7 +279,7 @@ describeEachBackend('a transaction’s BEGIN rides with its first locked read', 
     const plain = await sent(() => bumper.bump('plain-code_1'));
     expect(plain.statements).to.have.length(4);
     expect(plain.sent).to.have.length(rides() ? 3 : 4);
-    expect((await codes.findBy({})).map((c) => [c.code, c.n]).sort()).to.deep.equal([
+    expect((await codes.findBy({ code: In(["o'brien", 'plain-code_1']) })).map((c) => [c.code, c.n]).sort()).to.deep.equal([
       ["o'brien", 2],
       ['plain-code_1', 2],
     ]);

@@ -189,9 +189,10 @@ describeEachBackend('row locks', [BillUser, BillOrder, BillJob], (env) => {
   it('round trips: withLock on a loaded entity is one SELECT … FOR UPDATE plus the work', async () => {
     const { unlocked, locked } = await statementsUnlockedAndLocked();
     expect(locked.length).to.equal(unlocked.length + 1);
-    const extra = locked.filter((q) => !unlocked.includes(q));
-    expect(extra).to.have.length(1);
-    expect(extra[0]).to.match(/FOR UPDATE/);
+    // the same statements but one (PostgreSQL writes the values of a transaction's first statement into it: compare kinds)
+    const kind = (q: string) => (/FOR UPDATE/.test(q) ? 'lock' : q.split(' ')[0]);
+    expect(locked.map(kind).filter((k) => k !== 'lock')).to.deep.equal(unlocked.map(kind));
+    expect(locked.filter((q) => kind(q) === 'lock')).to.have.length(1);
   });
 
   it('round trips: a wait limit adds no statement (MariaDB: WAIT n in the lock clause; PostgreSQL: set and restored inside the locking SELECT)', async () => {

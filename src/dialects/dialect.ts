@@ -113,7 +113,7 @@ export interface LockDialect {
    * goes with it) and `sql` with its `parameters` in one round trip, or undefined when a value
    * cannot be written into the statement (the caller then sends BEGIN on its own first).
    */
-  beginWithStatement?(begin: string, sql: string, parameters: readonly unknown[]): string | undefined;
+  readonly beginWithStatement?: (begin: string, sql: string, parameters: readonly unknown[]) => string | undefined;
   /** Converts a driver error into a LockError, or returns undefined if it is not one of ours. */
   convertError(error: unknown, ctx?: ErrorContext): LockError | undefined;
   /** True for a unique-constraint violation (PG 23505, MySQL 1062). */

@@ -5,9 +5,13 @@
  * `$n` parameters are written into it as quoted literals: an untyped literal takes its type
  * from where it stands, as an untyped parameter does, so the statement means the same.
  *
- * Only values whose literal needs no escaping are written in: integers, and strings of letters,
- * digits and `_ - . : @ +` (ids, UUIDs, names). Anything else returns undefined, and the caller
- * sends BEGIN on its own first.
+ * Returns undefined (the caller then sends BEGIN on its own first) for anything this cannot
+ * write without changing what runs:
+ * - a value whose literal would need escaping: only integers, and strings of letters, digits and
+ *   `_ - . : @ +` (ids, UUIDs, dates, names without spaces) are written in;
+ * - a statement with a `;` outside quotes (a second statement would run where the driver would
+ *   have refused it), a dollar-quoted string, or an `E'…'` string (its backslashes);
+ * - a placeholder without its value, or a value without its placeholder.
  */
 export function beginWithStatement(begin: string, sql: string, parameters: readonly unknown[]): string | undefined {
   const literals: string[] = [];
@@ -16,16 +20,60 @@ export function beginWithStatement(begin: string, sql: string, parameters: reado
     if (literal === undefined) return undefined;
     literals.push(literal);
   }
-  const used = new Set<string>();
-  // a placeholder is `$n` outside quotes and names: not right after a word character, a quote or `$`
-  const text = sql.replace(/(?<![\w"'$])\$(\d+)(?!\d)/g, (whole, n: string) => {
-    const literal = literals[Number(n) - 1];
-    if (literal === undefined) return whole;
-    used.add(n);
-    return literal;
-  });
-  if (used.size !== literals.length || /(?<![\w"'$])\$\d/.test(text)) return undefined;
-  return `${begin}; ${text}`;
+  const used = new Array<boolean>(literals.length).fill(false);
+  let out = '';
+  let from = 0;
+  let i = 0;
+  while (i < sql.length) {
+    const c = sql[i];
+    if (c === "'") {
+      if (/[eE]/.test(sql[i - 1] ?? '') && !/[\w$]/.test(sql[i - 2] ?? '')) return undefined; // E'…'
+      i = closing(sql, i, "'");
+    } else if (c === '"') i = closing(sql, i, '"');
+    else if (c === '-' && sql[i + 1] === '-') i = lineEnd(sql, i);
+    else if (c === '/' && sql[i + 1] === '*') i = commentEnd(sql, i);
+    else if (c === ';') return undefined;
+    else if (c === '$') {
+      const digits = /^\$(\d+)/.exec(sql.slice(i));
+      if (!digits) return undefined; // a dollar quote ($$ or $tag$)
+      if (/[\w$]/.test(sql[i - 1] ?? '')) {
+        i += digits[0].length; // part of a name (a$1)
+        continue;
+      }
+      const n = Number(digits[1]) - 1;
+      if (n < 0 || n >= literals.length) return undefined;
+      used[n] = true;
+      out += sql.slice(from, i) + literals[n];
+      i += digits[0].length;
+      from = i;
+      continue;
+    } else i++;
+    if (i < 0) return undefined; // an unclosed quote or comment
+  }
+  if (used.includes(false)) return undefined;
+  return `${begin}; ${out}${sql.slice(from)}`;
+}
+
+/** The index after the quote that closes the one at `start` (a doubled quote is part of the text), or -1. */
+function closing(sql: string, start: number, quote: string): number {
+  let i = start + 1;
+  while (i < sql.length) {
+    if (sql[i] === quote) {
+      if (sql[i + 1] === quote) i += 2;
+      else return i + 1;
+    } else i++;
+  }
+  return -1;
+}
+
+function lineEnd(sql: string, start: number): number {
+  const end = sql.indexOf('\n', start);
+  return end < 0 ? sql.length : end + 1;
+}
+
+function commentEnd(sql: string, start: number): number {
+  const end = sql.indexOf('*/', start + 2);
+  return end < 0 ? -1 : end + 2;
 }
 
 const SAFE_STRING = /^[\w\-.:@+]{0,200}$/;

@@ -1,9 +1,8 @@
 import { SelectQueryBuilder, type DataSource, type EntityMetadata, type QueryRunner } from 'typeorm';
-import type { BoundedRowLock, LockDialect } from '../../dialects/dialect';
+import type { BoundedRowLock } from '../../dialects/dialect';
 import type { RowLockSpec } from '../../locks/row-lock-options';
 import { markLocked } from './internals/query-builder';
 import { rowHydrator, type RowHydrator } from './row-hydration';
-import { queryWithBegin, takeHeldBegin } from './internals/deferred-begin';
 
 /**
  * The locked read by primary key, built once per entity and lock spec: TypeORM's own query
@@ -29,12 +28,7 @@ export interface LockedReadPlan {
   readonly qb: SelectQueryBuilder<any>;
   /** Turns the row into its entity directly, as TypeORM's transformer would (row-hydration.ts); undefined: the transformer does. */
   readonly hydrate?: RowHydrator;
-  /** Where the transaction's held BEGIN can ride with this read: the dialect's writing of both in one round trip. */
-  readonly beginWith?: LockDialect['beginWithStatement'];
 }
-
-/** What a plan takes from the dialect. */
-type PlanDialect = Pick<LockDialect, 'boundedRowLock' | 'beginWithStatement'>;
 
 const PARAM = 'ormlock_pk';
 /** The column a bounded read selects besides the entity's: NULL in the row that stands for "no row". */
@@ -51,21 +45,21 @@ export class LockedReads {
   constructor(private readonly dataSource: DataSource) {}
 
   /** The plan for `meta` and `spec`, or undefined when this read needs the query builder. */
-  plan(meta: EntityMetadata, spec: RowLockSpec, dialect: PlanDialect | undefined): LockedReadPlan | undefined {
+  plan(meta: EntityMetadata, spec: RowLockSpec, bounded: BoundedRowLock | undefined): LockedReadPlan | undefined {
     const last = this.last.get(meta);
     if (last?.spec === spec) return last.plan ?? undefined;
-    const plan = this.lookup(meta, spec, dialect);
+    const plan = this.lookup(meta, spec, bounded);
     this.last.set(meta, { spec, plan });
     return plan ?? undefined;
   }
 
-  private lookup(meta: EntityMetadata, spec: RowLockSpec, dialect: PlanDialect | undefined): LockedReadPlan | null {
+  private lookup(meta: EntityMetadata, spec: RowLockSpec, bounded: BoundedRowLock | undefined): LockedReadPlan | null {
     let perSpec = this.plans.get(meta);
     if (!perSpec) this.plans.set(meta, (perSpec = new Map()));
     const key = `${spec.mode}|${spec.onLocked}|${spec.timeoutMs ?? ''}`;
     let plan = perSpec.get(key);
     if (plan === undefined) {
-      plan = eligible(meta) ? this.build(meta, spec, dialect) : null;
+      plan = eligible(meta) ? this.build(meta, spec, bounded) : null;
       if (perSpec.size < MAX_PLANS) perSpec.set(key, plan);
     }
     return plan;
@@ -80,7 +74,7 @@ export class LockedReads {
     for (let i = 0; i < keys.length; i++) parameters[plan.slots[i]] = keys[i];
     if (plan.bounded) parameters[plan.parameterCount - 1] = plan.bounded.value(plan.bounded.timeoutMs);
     if (plan.hydrate) {
-      const rows = await load(plan, qr, parameters);
+      const rows: any[] = await qr.query(plan.sql, parameters);
       const row = plan.bounded ? rows.find(found) : rows[0];
       return row ? plan.hydrate(row, qr) : null;
     }
@@ -88,16 +82,14 @@ export class LockedReads {
     const view = Object.create(plan.qb) as SelectQueryBuilder<any> & { loadRawResults(runner: QueryRunner): Promise<any[]> };
     (view as unknown as { queryRunner?: QueryRunner }).queryRunner = qr;
     view.loadRawResults = async (runner: QueryRunner) => {
-      const rows = await load(plan, runner, parameters);
+      const rows: any[] = await runner.query(plan.sql, parameters);
       return plan.bounded ? rows.filter(found) : rows;
     };
     const { entities } = await (view as any).executeEntitiesAndRawResults(qr);
     return entities[0] ?? null;
   }
 
-  private build(meta: EntityMetadata, spec: RowLockSpec, dialect: PlanDialect | undefined): LockedReadPlan | null {
-    const bounded = dialect?.boundedRowLock;
-    const beginWith = dialect?.beginWithStatement;
+  private build(meta: EntityMetadata, spec: RowLockSpec, bounded: BoundedRowLock | undefined): LockedReadPlan | null {
     const named = `ormlock_${meta.tableName.replace(/\W/g, '_')}`;
     const alias = named.length <= 40 ? named : 'ormlock_row'; // short enough for every driver's alias limit
     // what DataSource.createQueryBuilder(target, alias) builds, bound to no connection (the plan is shared by every call)
@@ -115,31 +107,10 @@ export class LockedReads {
     if (slots.some((i) => i < 0) || parameters.length !== sentinels.length) return null;
     const hydrate = rowHydrator(this.dataSource, meta, qb, alias);
     if (timeoutMs && bounded) {
-      return {
-        sql: bounded.wrap(sql, parameters.length),
-        slots,
-        parameterCount: parameters.length + 1,
-        bounded: { ...bounded, timeoutMs },
-        qb,
-        hydrate,
-        beginWith,
-      };
+      return { sql: bounded.wrap(sql, parameters.length), slots, parameterCount: parameters.length + 1, bounded: { ...bounded, timeoutMs }, qb, hydrate };
     }
-    return { sql, slots, parameterCount: parameters.length, qb, hydrate, beginWith };
+    return { sql, slots, parameterCount: parameters.length, qb, hydrate };
   }
-}
-
-/**
- * The rows of the plan's statement on `qr`. When the transaction still holds its BEGIN
- * (deferred-begin.ts), the two go in one round trip where the dialect can write the values into
- * the statement, else BEGIN goes first on its own.
- */
-function load(plan: LockedReadPlan, qr: QueryRunner, parameters: unknown[]): Promise<any[]> {
-  const begin = plan.beginWith ? takeHeldBegin(qr) : undefined;
-  if (begin === undefined) return qr.query(plan.sql, parameters);
-  const text = plan.beginWith!(begin, plan.sql, parameters);
-  if (text !== undefined) return queryWithBegin(qr, text);
-  return qr.query(begin).then(() => qr.query(plan.sql, parameters));
 }
 
 /** A real row of a bounded read (not the row of NULLs that stands for "no row"). */

@@ -88,7 +88,8 @@ export class TypeOrmPort implements OrmPort {
     } else qr = await this.connectRunner(options);
     try {
       // a transaction of its own on a database whose BEGIN can ride with the next statement: held for it (deferred-begin.ts)
-      if (!given && installationOf(this.dataSource)?.dialect.capabilities.beginRidesWithStatement) await startDeferred(qr, options.isolation);
+      const dialect = given ? undefined : installationOf(this.dataSource)?.dialect;
+      if (dialect?.beginWithStatement) await startDeferred(qr, options.isolation, dialect.beginWithStatement);
       else await qr.startTransaction(options.isolation);
     } catch (error) {
       if (!given) await qr.release().catch(() => undefined);
@@ -235,7 +236,7 @@ export class TypeOrmPort implements OrmPort {
       n++;
     }
     if (n !== columns.length) return undefined;
-    return this.lockedReads.plan(meta, spec, installationOf(this.dataSource)?.dialect);
+    return this.lockedReads.plan(meta, spec, installationOf(this.dataSource)?.dialect.boundedRowLock);
   }
 
   refresh(entity: EntityDescriptor, target: object, fresh: object): void {

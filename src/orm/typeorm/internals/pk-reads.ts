@@ -80,7 +80,7 @@ function fastRead(manager: EntityManager, target: unknown, where: unknown): Prom
   const read = planFor(inst, meta, policy);
   if (!read) return undefined;
   const port = inst.port as TypeOrmPort;
-  const plan = port.lockedReads.plan(meta, read.spec, inst.dialect);
+  const plan = port.lockedReads.plan(meta, read.spec, inst.dialect.boundedRowLock);
   if (!plan) return undefined;
   const desc = port.descriptorOf(meta);
   return runLockedRead(inst, qr, desc, read.spec, 'row', () => port.lockedReads.run(plan, qr, keys), undefined, plan.bounded !== undefined);
