@@ -89,7 +89,7 @@ export class TypeOrmPort implements OrmPort {
     try {
       // a transaction of its own on a database whose BEGIN can ride with the next statement: held for it (deferred-begin.ts)
       const dialect = given ? undefined : installationOf(this.dataSource)?.dialect;
-      if (dialect?.beginWithStatement) await startDeferred(qr, options.isolation, dialect.beginWithStatement);
+      if (dialect?.capabilities.beginRidesWithStatement && dialect.beginWithStatement) await startDeferred(qr, options.isolation, dialect.beginWithStatement);
       else await qr.startTransaction(options.isolation);
     } catch (error) {
       if (!given) await qr.release().catch(() => undefined);

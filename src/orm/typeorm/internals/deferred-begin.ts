@@ -19,13 +19,10 @@ import { probeError } from './patch';
  * sends later cannot reach the connection before the BEGIN: nothing runs outside the
  * transaction. Anything TypeORM sends while it begins (a subscriber's query) goes out as usual.
  */
-const HELD = Symbol('ormlock.heldBegin');
-
 /** What startTransaction sends to open a transaction on PostgreSQL (TypeORM 0.3.20 to 1.x). */
 const OPENING = /^(START TRANSACTION|SET TRANSACTION ISOLATION LEVEL [A-Z ]+)$/;
 
 type Query = (this: QueryRunner, sql: string, parameters?: unknown[], structured?: boolean) => Promise<any>;
-type Deferring = QueryRunner & { [HELD]?: Held };
 
 interface Held {
   statements: string[];
@@ -39,7 +36,7 @@ export async function startDeferred(
   isolation: IsolationLevel | undefined,
   beginWith: NonNullable<LockDialect['beginWithStatement']>,
 ): Promise<void> {
-  const runner = qr as Deferring;
+  const runner = qr;
   /* eslint-disable @typescript-eslint/unbound-method -- called with .call(runner, …) */
   const query = runner.query as Query;
   const stream = runner.stream;
@@ -51,7 +48,6 @@ export async function startDeferred(
       this.statements.length = 0;
       runner.query = query;
       runner.stream = stream;
-      if (runner[HELD] === held) runner[HELD] = undefined;
       return begin;
     },
   };
@@ -73,7 +69,6 @@ export async function startDeferred(
     const begun = query.call(runner, held.take());
     return begun.then(() => stream.apply(this, args));
   } as QueryRunner['stream'];
-  runner[HELD] = held;
   try {
     await qr.startTransaction(isolation);
   } catch (error) {
@@ -83,11 +78,6 @@ export async function startDeferred(
     opening = false;
   }
   if (!held.statements.length) held.take(); // TypeORM sent nothing we hold: nothing to wait for
-}
-
-/** Whether `qr` still holds its BEGIN for its first statement. */
-export function holdsBegin(qr: QueryRunner): boolean {
-  return ((qr as Deferring)[HELD]?.statements.length ?? 0) > 0;
 }
 
 type DriverQuery = (this: unknown, ...args: unknown[]) => unknown;
