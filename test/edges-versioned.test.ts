@@ -7,7 +7,7 @@
  */
 import { expect } from 'chai';
 import { StaleEntityError, retryOnConflict } from '../src';
-import { race } from '../src/testing';
+import { Barrier, race } from '../src/testing';
 import { EDGE_ENTITIES, EdgePlainPost, EdgePost, EdgeSetting, EdgeTag, sleep } from './fixtures/edges';
 import { describeEachBackend } from './support/suite';
 
@@ -98,9 +98,12 @@ describeEachBackend('edges: @Versioned and owned ManyToMany, upsert, update', ED
   it(`control: the same ${WORKERS} workers on an entity with TypeORM’s own @VersionColumn (no @Versioned) lose tags`, async () => {
     const created = await plain().save(plain().create({ title: 'race', tags: [] }));
     const mine = await Promise.all(Array.from({ length: WORKERS }, (_, i) => tag(`c${i}`)));
+    const allRead = new Barrier(WORKERS);
     await race(WORKERS, async (i) => {
       const p = await plain().findOneOrFail({ where: { id: created.id }, relations: { tags: true } });
-      await sleep(10 + 15 * i);
+      // every worker has read before the first save (however late the pool opens its connections), then the saves in turn
+      await Promise.race([allRead.wait(), sleep(5000)]);
+      await sleep(15 * i);
       p.tags.push(mine[i]);
       await plain().save(p);
     });
