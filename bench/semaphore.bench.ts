@@ -12,7 +12,8 @@
  *   decides on the first two equal grants);
  * - PostgreSQL and MariaDB: `withSemaphore(name, 3, noop)` (transaction scope; BEGIN, one
  *   statement that tries the slots and draws the token, COMMIT; MariaDB: RELEASE_LOCK after it)
- *   against the same statements hand-written on a QueryRunner (equal round trips, equal work),
+ *   against the same statements hand-written on a QueryRunner (equal statements and work; on
+ *   PostgreSQL ormlock sends BEGIN with its statement, one round trip fewer),
  *   with its A/A row; and, for scale, against a hand-written per-slot loop (a try-lock per slot,
  *   then the token: one round trip more) and that loop without the token (equal round trips, no
  *   fencing).

@@ -55,6 +55,7 @@ describe('beginWithStatement (PostgreSQL): BEGIN and a statement in one query', 
       `START TRANSACTION; SELECT * FROM "t" WHERE "t"."id" = '42' AND "t"."b" = 'a-b_c.d:e@f+g' FOR UPDATE`,
     );
     expect(beginWithStatement(begin, 'SELECT $1, $1', [7n])).to.equal(`START TRANSACTION; SELECT '7', '7'`);
+    expect(beginWithStatement(begin, 'SELECT $1, $2', ['two words, #1 & $2', ''])).to.equal(`START TRANSACTION; SELECT 'two words, #1 & $2', ''`);
     expect(beginWithStatement(begin, 'UPDATE "t" SET "n" = $1 WHERE "id" IN ($2)', [-3, 9])).to.equal(
       `START TRANSACTION; UPDATE "t" SET "n" = '-3' WHERE "id" IN ('9')`,
     );
@@ -68,7 +69,21 @@ describe('beginWithStatement (PostgreSQL): BEGIN and a statement in one query', 
   });
 
   it('refuses what it cannot write without changing what runs: values needing escaping, a second statement, dollar and E strings, placeholders and values that do not match', () => {
-    for (const value of ["o'brien", 'back\\slash', 'two words', 1.5, 2 ** 60, null, undefined, new Date(0), { id: 1 }, true, Buffer.from('x')]) {
+    for (const value of [
+      "o'brien",
+      'back\\slash',
+      'tab\there',
+      'café',
+      'x'.repeat(1001),
+      1.5,
+      2 ** 60,
+      null,
+      undefined,
+      new Date(0),
+      { id: 1 },
+      true,
+      Buffer.from('x'),
+    ]) {
       expect(beginWithStatement(begin, 'SELECT $1', [value]), String(value)).to.equal(undefined);
     }
     expect(beginWithStatement(begin, 'SELECT 1; DELETE FROM t', [])).to.equal(undefined);
@@ -239,12 +254,12 @@ describeEachBackend('a transaction’s BEGIN rides with its first statement', [B
     expect((await wallets().findOneByOrFail({ id })).credits).to.equal(5);
   });
 
-  it('a first statement whose values cannot be written in (a string with a space) gets BEGIN on its own just before it', async () => {
+  it('a first statement whose values cannot be written in (a string with a quote) gets BEGIN on its own just before it', async () => {
     const codes = env.ds.getRepository(BwCode);
-    const { statements, sent: queries } = await sent(() => transaction(async () => void (await codes.save(codes.create({ code: 'with space', n: 1 })))));
+    const { statements, sent: queries } = await sent(() => transaction(async () => void (await codes.save(codes.create({ code: "it's", n: 1 })))));
     expect(queries).to.deep.equal(statements);
     expect(statements[0]).to.equal('START TRANSACTION');
-    expect(await codes.countBy({ code: 'with space' })).to.equal(1);
+    expect(await codes.countBy({ code: "it's" })).to.equal(1);
   });
 
   it('a transaction that sends nothing commits (PostgreSQL: BEGIN and COMMIT in one query), and a stream as first statement runs inside the transaction', async () => {

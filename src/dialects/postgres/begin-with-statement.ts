@@ -7,8 +7,8 @@
  *
  * Returns undefined (the caller then sends BEGIN on its own first) for anything this cannot
  * write without changing what runs:
- * - a value whose literal would need escaping: only integers, and strings of letters, digits and
- *   `_ - . : @ +` (ids, UUIDs, dates, names without spaces) are written in;
+ * - a value whose literal would need escaping: only integers, and strings of printable ASCII
+ *   without a quote or a backslash (ids, UUIDs, dates, names, lists of lock ids) are written in;
  * - a statement with a `;` outside quotes (a second statement would run where the driver would
  *   have refused it), a dollar-quoted string, or an `E'…'` string (its backslashes);
  * - a placeholder without its value, or a value without its placeholder.
@@ -76,7 +76,8 @@ function commentEnd(sql: string, start: number): number {
   return end < 0 ? -1 : end + 2;
 }
 
-const SAFE_STRING = /^[\w\-.:@+]{0,200}$/;
+/** Printable ASCII but the quote and the backslash: the same literal whatever `standard_conforming_strings` says. */
+const SAFE_STRING = /^[\x20-\x26\x28-\x5b\x5d-\x7e]{0,1000}$/;
 
 function quotedLiteral(value: unknown): string | undefined {
   if (typeof value === 'number') return Number.isSafeInteger(value) ? `'${value}'` : undefined;
