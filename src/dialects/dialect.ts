@@ -48,8 +48,8 @@ export interface DialectCapabilities {
   /**
    * BEGIN and the statement after it can travel in one round trip, as one multi-statement
    * query without parameters (PostgreSQL's simple query protocol). A transaction ormlock opens
-   * then sends its BEGIN with its first locked read by primary key, the key written into the
-   * statement as a quoted literal.
+   * then sends its BEGIN with its first statement (often its lock), the statement's values
+   * written into it as quoted literals (`beginWithStatement`).
    */
   beginRidesWithStatement: boolean;
   /** The isolation a transaction gets when nobody names one (the server's default). */
@@ -110,8 +110,8 @@ export interface LockDialect {
   readonly boundedRowLock?: BoundedRowLock;
   /**
    * Where `capabilities.beginRidesWithStatement`: the text that sends `begin` (BEGIN and what
-   * goes with it) and `sql` with its `parameters` in one round trip, or undefined when a value
-   * cannot be written into the statement (the caller then sends BEGIN on its own first).
+   * goes with it) and `sql` with its `parameters` in one round trip, or undefined when the
+   * statement or one of its values cannot be written so (the caller then sends BEGIN on its own first).
    */
   readonly beginWithStatement?: (begin: string, sql: string, parameters: readonly unknown[]) => string | undefined;
   /** Converts a driver error into a LockError, or returns undefined if it is not one of ours. */
