@@ -19,6 +19,7 @@ import { probeError } from './patch';
  * sends later cannot reach the connection before the BEGIN: nothing runs outside the
  * transaction. Anything TypeORM sends while it begins (a subscriber's query) goes out as usual.
  */
+
 /** What startTransaction sends to open a transaction on PostgreSQL (TypeORM 0.3.20 to 1.x). */
 const OPENING = /^(START TRANSACTION|SET TRANSACTION ISOLATION LEVEL [A-Z ]+)$/;
 
@@ -36,23 +37,22 @@ export async function startDeferred(
   isolation: IsolationLevel | undefined,
   beginWith: NonNullable<LockDialect['beginWithStatement']>,
 ): Promise<void> {
-  const runner = qr;
-  /* eslint-disable @typescript-eslint/unbound-method -- called with .call(runner, …) */
-  const query = runner.query as Query;
-  const stream = runner.stream;
+  /* eslint-disable @typescript-eslint/unbound-method -- called with .call(qr, …) */
+  const query = qr.query as Query;
+  const stream = qr.stream;
   /* eslint-enable @typescript-eslint/unbound-method */
   const held: Held = {
     statements: [],
     take() {
       const begin = this.statements.join('; ');
       this.statements.length = 0;
-      runner.query = query;
-      runner.stream = stream;
+      qr.query = query;
+      qr.stream = stream;
       return begin;
     },
   };
   let opening = true;
-  runner.query = function (this: QueryRunner, sql: string, parameters?: unknown[], structured?: boolean) {
+  qr.query = function (this: QueryRunner, sql: string, parameters?: unknown[], structured?: boolean) {
     if (opening && OPENING.test(sql) && !parameters?.length) {
       held.statements.push(sql);
       return Promise.resolve(undefined);
@@ -60,13 +60,13 @@ export async function startDeferred(
     if (!held.statements.length) return query.call(this, sql, parameters, structured);
     const begin = held.take();
     const text = beginWith(begin, sql, parameters ?? []);
-    if (text !== undefined) return queryWithBegin(runner, query, text, structured);
-    const begun = query.call(runner, begin);
+    if (text !== undefined) return queryWithBegin(qr, query, text, structured);
+    const begun = query.call(qr, begin);
     return begun.then(() => query.call(this, sql, parameters, structured));
   } as QueryRunner['query'];
-  runner.stream = function (this: QueryRunner, ...args: Parameters<QueryRunner['stream']>) {
+  qr.stream = function (this: QueryRunner, ...args: Parameters<QueryRunner['stream']>) {
     if (!held.statements.length) return stream.apply(this, args);
-    const begun = query.call(runner, held.take());
+    const begun = query.call(qr, held.take());
     return begun.then(() => stream.apply(this, args));
   } as QueryRunner['stream'];
   try {
