@@ -22,7 +22,7 @@ export { lock, withLock, withPessimistic, type PessimisticMethodOptions, type Ro
 export type { LockCallOptions } from './locks/row-lock';
 export { Pessimistic } from '../decorators/Pessimistic';
 // dialects (for advanced use and tests)
-export type { LockDialect, DialectCapabilities } from './dialects/dialect';
+export type { LockDialect, DialectCapabilities, BeginWithStatement } from './dialects/dialect';
 // errors
 export {
   LockError,

@@ -46,14 +46,28 @@ export interface DialectCapabilities {
   /** ROLLBACK TO SAVEPOINT releases the row locks taken after the savepoint (PostgreSQL, MariaDB; MySQL's InnoDB keeps them). */
   rollbackToSavepointReleasesRowLocks: boolean;
   /**
-   * BEGIN and the statement after it can travel in one round trip, as one multi-statement
-   * query without parameters (PostgreSQL's simple query protocol). A transaction ormlock opens
-   * then sends its BEGIN with its first statement (often its lock), the statement's values
-   * written into it as quoted literals (`beginWithStatement`).
+   * BEGIN and the statement after it can travel in one round trip (`beginWithStatement`): as one
+   * multi-statement query without parameters on PostgreSQL (its simple query protocol, the
+   * statement's values written in as quoted literals), as one compound statement
+   * (`BEGIN NOT ATOMIC … END`) around a SELECT on MariaDB. A transaction ormlock opens then
+   * sends its BEGIN with its first statement (often its lock).
    */
   beginRidesWithStatement: boolean;
   /** The isolation a transaction gets when nobody names one (the server's default). */
   defaultIsolation: 'READ UNCOMMITTED' | 'READ COMMITTED' | 'REPEATABLE READ' | 'SERIALIZABLE';
+}
+
+/** A transaction's BEGIN and its first statement as one query (`LockDialect.beginWithStatement`). */
+export interface BeginWithStatement {
+  /** The query's text. */
+  sql: string;
+  /** Its parameters, as the driver takes them (none where the values are written into `sql`). */
+  parameters?: readonly unknown[];
+  /**
+   * Which of the driver's results is the statement's: the last (PostgreSQL: BEGIN's result comes
+   * first) or the first (MariaDB: the compound statement's own status follows its SELECT's rows).
+   */
+  result: 'first' | 'last';
 }
 
 /**
@@ -109,11 +123,12 @@ export interface LockDialect {
    */
   readonly boundedRowLock?: BoundedRowLock;
   /**
-   * Where `capabilities.beginRidesWithStatement`: the text that sends `begin` (BEGIN and what
-   * goes with it) and `sql` with its `parameters` in one round trip, or undefined when the
-   * statement or one of its values cannot be written so (the caller then sends BEGIN on its own first).
+   * Where `capabilities.beginRidesWithStatement`: the query that sends `begin` (BEGIN and what
+   * goes with it, statements joined by `; `) and `sql` with its `parameters` in one round trip,
+   * or undefined when the statement or one of its values cannot be sent so (the caller then
+   * sends BEGIN on its own first).
    */
-  readonly beginWithStatement?: (begin: string, sql: string, parameters: readonly unknown[]) => string | undefined;
+  readonly beginWithStatement?: (begin: string, sql: string, parameters: readonly unknown[]) => BeginWithStatement | undefined;
   /** Converts a driver error into a LockError, or returns undefined if it is not one of ours. */
   convertError(error: unknown, ctx?: ErrorContext): LockError | undefined;
   /** True for a unique-constraint violation (PG 23505, MySQL 1062). */

@@ -4,7 +4,7 @@ import { MariaDbDialect } from './mysql/mariadb-dialect';
 import { MysqlDialect } from './mysql/mysql-dialect';
 import { PostgresDialect } from './postgres/postgres-dialect';
 
-export type { LockDialect, DialectCapabilities, ErrorContext, ServerAddress } from './dialect';
+export type { LockDialect, DialectCapabilities, BeginWithStatement, ErrorContext, ServerAddress } from './dialect';
 export { PostgresDialect, MysqlDialect, MariaDbDialect };
 
 /** The database families ormlock has a dialect for, as adapters name them. */

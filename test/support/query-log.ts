@@ -1,11 +1,12 @@
 import type { Logger } from 'typeorm';
 
-/** A transaction's BEGIN sent with its first statement in one query (PostgreSQL): the two parts. */
+/** A transaction's BEGIN sent with its first statement in one query: the two parts (PostgreSQL: one after the other; MariaDB: in a compound statement). */
 const BEGIN_WITH = /^(START TRANSACTION(?:; SET TRANSACTION ISOLATION LEVEL [A-Z ]+)?); ([\s\S]+)$/;
+const BEGIN_NOT_ATOMIC = /^BEGIN NOT ATOMIC ((?:SET TRANSACTION ISOLATION LEVEL [A-Z ]+; )?START TRANSACTION); ([\s\S]+); END$/;
 
 /** The statements of one query as sent: a BEGIN that rode with a statement counts as its own. */
 export function statementsOf(query: string): string[] {
-  const m = BEGIN_WITH.exec(query);
+  const m = BEGIN_WITH.exec(query) ?? BEGIN_NOT_ATOMIC.exec(query);
   return m ? [...m[1].split('; '), m[2]] : [query];
 }
 

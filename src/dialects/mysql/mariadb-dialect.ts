@@ -1,6 +1,7 @@
 import type { PortConnection } from '../../orm/port';
 import type { RowLockSpec } from '../../locks/row-lock-options';
 import type { DialectCapabilities, FencingDialect } from '../dialect';
+import { beginNotAtomic } from './begin-with-statement';
 import { MariaDbFencing } from './mariadb-fencing';
 import type { LockInspector } from '../inspect';
 import { MysqlInspector } from './inspect';
@@ -24,9 +25,12 @@ export class MariaDbDialect extends MysqlDialect {
     // (the model-based tests hit that case), and keeps them otherwise (test/propagation.test.ts).
     // The model forgets them either way: at worst it re-locks a row its transaction still holds.
     rollbackToSavepointReleasesRowLocks: true,
+    beginRidesWithStatement: true,
   };
   /** The counters of MySQL, and a token sequence beside them (MariaDB 10.3+). */
   override readonly fencing: FencingDialect = new MariaDbFencing();
+  /** BEGIN NOT ATOMIC <begin>; <select>; END: BEGIN rides with a SELECT (begin-with-statement.ts). */
+  readonly beginWithStatement = beginNotAtomic;
   /** information_schema.INNODB_LOCK_WAITS / INNODB_LOCKS and PROCESSLIST.TIME_MS. */
   override readonly inspector: LockInspector = new MysqlInspector('mariadb');
 

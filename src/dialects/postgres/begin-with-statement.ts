@@ -1,3 +1,6 @@
+import type { BeginWithStatement } from '../dialect';
+import { closingQuote, commentEnd, lineEnd } from '../sql-text';
+
 /**
  * BEGIN and a statement in one round trip on PostgreSQL: one query without parameters, so the
  * driver sends it with the simple query protocol, which runs several statements in order (an
@@ -13,7 +16,7 @@
  *   have refused it), a dollar-quoted string, or an `E'…'` string (its backslashes);
  * - a placeholder without its value, or a value without its placeholder.
  */
-export function beginWithStatement(begin: string, sql: string, parameters: readonly unknown[]): string | undefined {
+export function beginWithStatement(begin: string, sql: string, parameters: readonly unknown[]): BeginWithStatement | undefined {
   const literals: string[] = [];
   for (const value of parameters) {
     const literal = quotedLiteral(value);
@@ -28,8 +31,8 @@ export function beginWithStatement(begin: string, sql: string, parameters: reado
     const c = sql[i];
     if (c === "'") {
       if (/[eE]/.test(sql[i - 1] ?? '') && !/[\w$]/.test(sql[i - 2] ?? '')) return undefined; // E'…'
-      i = closing(sql, i, "'");
-    } else if (c === '"') i = closing(sql, i, '"');
+      i = closingQuote(sql, i, "'");
+    } else if (c === '"') i = closingQuote(sql, i, '"');
     else if (c === '-' && sql[i + 1] === '-') i = lineEnd(sql, i);
     else if (c === '/' && sql[i + 1] === '*') i = commentEnd(sql, i);
     else if (c === ';') return undefined;
@@ -51,29 +54,7 @@ export function beginWithStatement(begin: string, sql: string, parameters: reado
     if (i < 0) return undefined; // an unclosed quote or comment
   }
   if (used.includes(false)) return undefined;
-  return `${begin}; ${out}${sql.slice(from)}`;
-}
-
-/** The index after the quote that closes the one at `start` (a doubled quote is part of the text), or -1. */
-function closing(sql: string, start: number, quote: string): number {
-  let i = start + 1;
-  while (i < sql.length) {
-    if (sql[i] === quote) {
-      if (sql[i + 1] === quote) i += 2;
-      else return i + 1;
-    } else i++;
-  }
-  return -1;
-}
-
-function lineEnd(sql: string, start: number): number {
-  const end = sql.indexOf('\n', start);
-  return end < 0 ? sql.length : end + 1;
-}
-
-function commentEnd(sql: string, start: number): number {
-  const end = sql.indexOf('*/', start + 2);
-  return end < 0 ? -1 : end + 2;
+  return { sql: `${begin}; ${out}${sql.slice(from)}`, result: 'last' };
 }
 
 /** Printable ASCII but the quote and the backslash: the same literal whatever `standard_conforming_strings` says. */

@@ -1,5 +1,5 @@
 import type { QueryRunner } from 'typeorm';
-import type { LockDialect } from '../../../dialects/dialect';
+import type { BeginWithStatement, LockDialect } from '../../../dialects/dialect';
 import type { IsolationLevel } from '../../port';
 import { probeError } from './patch';
 
@@ -20,23 +20,20 @@ import { probeError } from './patch';
  * transaction. Anything TypeORM sends while it begins (a subscriber's query) goes out as usual.
  */
 
-/** What startTransaction sends to open a transaction on PostgreSQL (TypeORM 0.3.20 to 1.x). */
+/** What startTransaction sends to open a transaction (PostgreSQL and MySQL runners, TypeORM 0.3.20 to 1.x). */
 const OPENING = /^(START TRANSACTION|SET TRANSACTION ISOLATION LEVEL [A-Z ]+)$/;
 
+type BeginWith = NonNullable<LockDialect['beginWithStatement']>;
 type Query = (this: QueryRunner, sql: string, parameters?: unknown[], structured?: boolean) => Promise<any>;
 
 interface Held {
   statements: string[];
-  /** Puts the runner's own query and stream back, and returns the held statements as one text. */
-  take(): string;
+  /** Puts the runner's own query and stream back, and returns the held statements. */
+  take(): string[];
 }
 
 /** TypeORM's `startTransaction(isolation)` on `qr`, its opening statements held for the first statement. */
-export async function startDeferred(
-  qr: QueryRunner,
-  isolation: IsolationLevel | undefined,
-  beginWith: NonNullable<LockDialect['beginWithStatement']>,
-): Promise<void> {
+export async function startDeferred(qr: QueryRunner, isolation: IsolationLevel | undefined, beginWith: BeginWith): Promise<void> {
   /* eslint-disable @typescript-eslint/unbound-method -- called with .call(qr, …) */
   const query = qr.query as Query;
   const stream = qr.stream;
@@ -44,11 +41,11 @@ export async function startDeferred(
   const held: Held = {
     statements: [],
     take() {
-      const begin = this.statements.join('; ');
-      this.statements.length = 0;
+      const taken = this.statements;
+      this.statements = [];
       qr.query = query;
       qr.stream = stream;
-      return begin;
+      return taken;
     },
   };
   let opening = true;
@@ -58,16 +55,14 @@ export async function startDeferred(
       return Promise.resolve(undefined);
     }
     if (!held.statements.length) return query.call(this, sql, parameters, structured);
-    const begin = held.take();
-    const text = beginWith(begin, sql, parameters ?? []);
-    if (text !== undefined) return queryWithBegin(qr, query, text, structured);
-    const begun = query.call(qr, begin);
-    return begun.then(() => query.call(this, sql, parameters, structured));
+    const opened = held.take();
+    const begun = beginWith(opened.join('; '), sql, parameters ?? []);
+    if (begun !== undefined) return queryWithBegin(qr, query, begun, structured);
+    return beginAlone(qr, query, opened, beginWith).then(() => query.call(this, sql, parameters, structured));
   } as QueryRunner['query'];
   qr.stream = function (this: QueryRunner, ...args: Parameters<QueryRunner['stream']>) {
     if (!held.statements.length) return stream.apply(this, args);
-    const begun = query.call(qr, held.take());
-    return begun.then(() => stream.apply(this, args));
+    return beginAlone(qr, query, held.take(), beginWith).then(() => stream.apply(this, args));
   } as QueryRunner['stream'];
   try {
     await qr.startTransaction(isolation);
@@ -80,37 +75,84 @@ export async function startDeferred(
   if (!held.statements.length) held.take(); // TypeORM sent nothing we hold: nothing to wait for
 }
 
+/**
+ * Sends the held opening statements without a statement of the caller's, all in this tick: in
+ * one query where the dialect lets the last ride with the others (PostgreSQL), else each as
+ * its own query (MySQL refuses several statements in one), none awaited before the next is
+ * sent, so a statement a sibling sends later still comes after them.
+ */
+function beginAlone(qr: QueryRunner, query: Query, opened: string[], beginWith: BeginWith): Promise<unknown> {
+  const last = opened.length - 1;
+  const begun = last > 0 ? beginWith(opened.slice(0, last).join('; '), opened[last], []) : undefined;
+  if (begun !== undefined) return queryWithBegin(qr, query, begun);
+  return Promise.all(opened.map((statement) => query.call(qr, statement)));
+}
+
 type DriverQuery = (this: unknown, ...args: unknown[]) => unknown;
+type DriverCallback = (error: unknown, result?: unknown, fields?: unknown) => void;
 
 /**
- * Runs `text` (the held BEGIN and one statement, as `beginWithStatement` wrote it) through
+ * Runs `begun` (the held BEGIN and one statement, as `beginWithStatement` wrote them) through
  * TypeORM's own `query` (its logging, events, slow-query log, QueryFailedError and result
- * shapes). TypeORM reads a single result only; the driver answers a multi-statement query with
- * one result per statement, so for this one text the driver client's answer is narrowed to its
- * last result. Sent in the same tick as the BEGIN was taken.
+ * shapes). TypeORM reads a single result only; the driver answers this query with several (one
+ * per statement on PostgreSQL, the SELECT's and the compound statement's on MariaDB), so for
+ * this one query the driver connection's answer is narrowed to the statement's: a promise's
+ * result (pg) or a callback's results and fields (mysql2, whose promise wrapper calls it too).
+ * Sent in the same tick as the BEGIN was taken.
  */
-export function queryWithBegin(qr: QueryRunner, query: Query, text: string, structured?: boolean): Promise<any> {
+export function queryWithBegin(qr: QueryRunner, query: Query, begun: BeginWithStatement, structured?: boolean): Promise<any> {
   const client = (qr as { databaseConnection?: { query: DriverQuery } }).databaseConnection;
   if (!client) return Promise.reject(notNarrowed());
+  const own = Object.prototype.hasOwnProperty.call(client, 'query');
   const base = client.query;
-  let narrowed = false;
-  client.query = function (this: unknown, ...args: unknown[]) {
-    const answer = base.apply(this, args) as Promise<unknown> | undefined;
-    if (args[0] !== text || typeof answer?.then !== 'function') return answer;
-    narrowed = true;
-    return answer.then((result) => (Array.isArray(result) ? result[result.length - 1] : result));
+  const restore = () => {
+    if (own) client.query = base;
+    else delete (client as { query?: DriverQuery }).query;
   };
-  return query.call(qr, text, undefined, structured).then(
+  const { sql } = begun;
+  let narrowed = false;
+  let shape: string | undefined; // what the driver answered when it was not one result per statement
+  // pg: one Result per statement, BEGIN's first; mysql2: the SELECT's rows, then the compound statement's status
+  const narrow = (result: unknown): unknown => {
+    if (Array.isArray(result)) {
+      if (begun.result === 'last' && result.length > 1) return result[result.length - 1];
+      if (begun.result === 'first' && result.length === 2 && Array.isArray(result[0])) return result[0];
+    }
+    shape = Array.isArray(result) ? `an array of ${result.length}` : typeof result;
+    return result;
+  };
+  client.query = function (this: unknown, ...args: unknown[]) {
+    const text = typeof args[0] === 'string' ? args[0] : (args[0] as { sql?: unknown } | null)?.sql;
+    if (text !== sql) return base.apply(this, args);
+    const last = args.length - 1;
+    if (typeof args[last] === 'function') {
+      const callback = args[last] as DriverCallback;
+      narrowed = true;
+      args[last] = (error: unknown, result?: unknown, fields?: unknown) =>
+        error ? callback(error, result, fields) : callback(error, narrow(result), Array.isArray(fields) ? fields[0] : fields);
+      return base.apply(this, args);
+    }
+    const answer = base.apply(this, args) as Promise<unknown> | undefined;
+    if (typeof answer?.then !== 'function') return answer;
+    narrowed = true;
+    return answer.then(narrow);
+  };
+  return query.call(qr, sql, begun.parameters as unknown[] | undefined, structured).then(
     (result) => {
-      client.query = base;
+      restore();
       if (!narrowed) throw notNarrowed();
+      if (shape) throw notOneResultPerStatement(shape);
       return result;
     },
     (error: unknown) => {
-      client.query = base;
+      restore();
       throw error;
     },
   );
+}
+
+function notOneResultPerStatement(shape: string) {
+  return probeError([{ patch: 'BEGIN sent with the first statement', problem: `the driver answered the query with ${shape}, not one result per statement` }]);
 }
 
 function notNarrowed() {

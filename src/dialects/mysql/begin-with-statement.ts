@@ -1,0 +1,76 @@
+import type { BeginWithStatement } from '../dialect';
+import { closingQuote, commentEnd, lineEnd } from '../sql-text';
+
+/**
+ * BEGIN and a SELECT in one round trip on MariaDB: one compound statement,
+ * `BEGIN NOT ATOMIC <begin>; <select>; END`. The server runs it as one statement (the driver's
+ * refusal of several statements in one query still holds), the transaction its START
+ * TRANSACTION opened stays open after it, and the SELECT's rows come back as the query's first
+ * result, followed by the compound statement's own status. The statement's `?` parameters are
+ * left to the driver, which writes them in as it always does.
+ *
+ * Only a SELECT rides (after whitespace and comments, such as an advisory lock's key comment):
+ * a write's affected rows and insert id would be the compound statement's, not the write's.
+ * Returns undefined (the caller then sends BEGIN on its own first) for a
+ * SELECT that could not run inside a compound statement or would run something else there:
+ * - a `;` outside quotes and comments (inside BEGIN … END it would start a second statement);
+ * - `WAIT n` or `NOWAIT` (MariaDB refuses them inside stored programs);
+ * - a backslash anywhere (whether it escapes a quote depends on the session's sql_mode, so
+ *   where a string ends could not be told), an executable comment (`/*!…` or `/*M!…`), an
+ *   unclosed quote or comment.
+ */
+export function beginNotAtomic(begin: string, sql: string, parameters: readonly unknown[]): BeginWithStatement | undefined {
+  let rides = verdicts.get(sql);
+  if (rides === undefined) {
+    rides = canRide(sql);
+    if (verdicts.size >= MAX_VERDICTS) verdicts.clear();
+    verdicts.set(sql, rides);
+  }
+  return rides ? { sql: `BEGIN NOT ATOMIC ${begin}; ${sql}; END`, parameters, result: 'first' } : undefined;
+}
+
+/** Whether a statement text can ride, kept per text: a transaction's first statement is most often the same few texts (a lock, built once per entity). */
+const verdicts = new Map<string, boolean>();
+const MAX_VERDICTS = 256;
+
+/** A word: letters, digits, `_` and `$` (sticky: read where `lastIndex` stands). */
+const WORD = /[\w$]+/y;
+
+function canRide(sql: string): boolean {
+  if (!/^SELECT\s/i.test(sql.slice(firstWord(sql))) || sql.includes('\\')) return false;
+  let i = 0;
+  while (i < sql.length) {
+    const c = sql[i];
+    if (c === "'" || c === '"' || c === '`') i = closingQuote(sql, i, c);
+    else if (c === '#' || (c === '-' && sql[i + 1] === '-' && /\s/.test(sql[i + 2] ?? ''))) i = lineEnd(sql, i);
+    else if (c === '/' && sql[i + 1] === '*') {
+      if (sql[i + 2] === '!' || (sql[i + 2] === 'M' && sql[i + 3] === '!')) return false;
+      i = commentEnd(sql, i);
+    } else if (c === ';') return false;
+    else if (isWordStart(sql.charCodeAt(i))) {
+      WORD.lastIndex = i;
+      const word = WORD.exec(sql)![0];
+      if (word.length <= 6 && /^(NO)?WAIT$/i.test(word)) return false;
+      i += word.length;
+    } else i++;
+    if (i < 0) return false;
+  }
+  return true;
+}
+
+/** A-Z, a-z, _ */
+function isWordStart(code: number): boolean {
+  return (code >= 65 && code <= 90) || (code >= 97 && code <= 122) || code === 95;
+}
+
+/** Where the statement's first word starts: after whitespace and comments (an executable comment ends the search: it is no word). */
+function firstWord(sql: string): number {
+  let i = 0;
+  for (;;) {
+    while (/\s/.test(sql[i] ?? '')) i++;
+    if (sql.startsWith('/*', i) && sql[i + 2] !== '!' && !sql.startsWith('M!', i + 2)) i = commentEnd(sql, i);
+    else if (sql[i] === '#' || (sql.startsWith('--', i) && /\s/.test(sql[i + 2] ?? ''))) i = lineEnd(sql, i);
+    else return i;
+    if (i < 0) return sql.length;
+  }
+}
