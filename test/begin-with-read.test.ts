@@ -312,13 +312,18 @@ describeEachBackend('a transaction’s BEGIN rides with its first statement', [B
     ]);
   });
 
-  it('a named isolation level is set before the read, in the same transaction', async () => {
+  it('a named isolation level is set before the first statement, in the same transaction, whether it rides (a read) or not (MariaDB: a write first)', async () => {
     const id = await newWallet();
-    for (const isolation of ['SERIALIZABLE', 'READ COMMITTED'] as const) {
+    for (const [isolation, first] of [
+      ['SERIALIZABLE', 'read'],
+      ['READ COMMITTED', 'read'],
+      ['SERIALIZABLE', 'write'],
+    ] as const) {
       const { sent: queries } = await sent(async () => {
         const level = await transaction(
           async () => {
-            await lock(await wallets().findOneByOrFail({ id }));
+            if (first === 'read') await lock(await wallets().findOneByOrFail({ id }));
+            else await wallets().update({ id }, { credits: 3 });
             if (pg()) return String((await env.ds.query(`SELECT current_setting('transaction_isolation') AS v`))[0].v);
             // MariaDB: the running transaction's level is InnoDB's (@@tx_isolation is the session's); its table is refreshed every 0.1 s
             await new Promise((r) => setTimeout(r, 150));
@@ -327,11 +332,18 @@ describeEachBackend('a transaction’s BEGIN rides with its first statement', [B
           },
           { isolation },
         );
-        expect(level.toUpperCase().replace('-', ' '), isolation).to.equal(isolation);
+        expect(level.toUpperCase().replace('-', ' '), `${isolation}, ${first} first`).to.equal(isolation);
       });
-      expect(queries[0], 'the level is set and BEGIN sent with the locked read').to.match(
+      if (first === 'write' && !pg()) {
+        expect(
+          queries.slice(0, 3).map((q) => q.split(' ')[0]),
+          'the level and BEGIN on their own, then the write',
+        ).to.deep.equal(['SET', 'START', 'UPDATE']);
+        continue;
+      }
+      expect(queries[0], 'the level is set and BEGIN sent with the first statement').to.match(
         pg()
-          ? /^START TRANSACTION; SET TRANSACTION ISOLATION LEVEL [A-Z ]+; SELECT/
+          ? /^START TRANSACTION; SET TRANSACTION ISOLATION LEVEL [A-Z ]+; (SELECT|UPDATE)/
           : /^BEGIN NOT ATOMIC SET TRANSACTION ISOLATION LEVEL [A-Z ]+; START TRANSACTION; SELECT/,
       );
     }
