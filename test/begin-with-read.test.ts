@@ -1,11 +1,12 @@
 import { expect } from 'chai';
-import { Column, Entity, In, PrimaryColumn, PrimaryGeneratedColumn, type EntityManager, type QueryRunner } from 'typeorm';
-import { AdvisoryLock, currentManager, LockConfigError, LockTimeoutError, lock, Pessimistic, transaction, withLock } from '../src';
+import { Column, DataSource, Entity, In, PrimaryColumn, PrimaryGeneratedColumn, type DataSourceOptions, type EntityManager, type QueryRunner } from 'typeorm';
+import { AdvisoryLock, currentManager, installLocking, LockConfigError, LockTimeoutError, lock, Pessimistic, transaction, withLock } from '../src';
 import { beginWithStatement } from '../src/dialects/postgres/begin-with-statement';
 import { queryWithBegin } from '../src/orm/typeorm/internals/deferred-begin';
 import { Barrier } from '../src/testing';
 import { openProbe } from './support/db-probe';
-import { statementsOf } from './support/query-log';
+import { dataSourceOptions } from './support/backends';
+import { QueryLog, statementsOf } from './support/query-log';
 import { describeEachBackend } from './support/suite';
 
 /**
@@ -367,6 +368,29 @@ describeEachBackend('a transaction’s BEGIN rides with its first statement', [B
       });
       expect(during, order).to.equal(after);
       if (!pg()) expect(during, order).to.equal('1');
+    }
+  });
+});
+
+describe('MariaDB without the MULTI_RESULTS client flag: BEGIN goes on its own', () => {
+  it('a connection made with flags: [-MULTI_RESULTS] cannot take a compound statement’s result set, so its first SELECT does not ride, and the transaction holds', async () => {
+    const options = await dataSourceOptions('mariadb', [BwWallet], { fresh: false, poolSize: 2 });
+    if (!options) throw new Error('MariaDB is not reachable');
+    const log = new QueryLog();
+    const ds = await new DataSource({ ...options, extra: { flags: ['-MULTI_RESULTS'] }, logger: log, logging: true } as DataSourceOptions).initialize();
+    const handle = await installLocking(ds);
+    try {
+      log.start();
+      const rows = await transaction(async () => (await ds.query('SELECT @@in_transaction AS t')) as Array<{ t: unknown }>, { dataSource: ds });
+      expect(log.stop()).to.deep.equal(['START TRANSACTION', 'SELECT @@in_transaction AS t', 'COMMIT']);
+      expect(log.sent).to.deep.equal(['START TRANSACTION', 'SELECT @@in_transaction AS t', 'COMMIT']);
+      expect(String(rows[0].t)).to.equal('1');
+      // the control: this connection refuses the compound statement the others ride in
+      const error = await ds.query('BEGIN NOT ATOMIC SELECT 1; END').catch((e: unknown) => e);
+      expect(String((error as Error).message)).to.match(/can't return a result set/);
+    } finally {
+      handle.uninstall();
+      await ds.destroy();
     }
   });
 });

@@ -57,7 +57,7 @@ export async function startDeferred(qr: QueryRunner, isolation: IsolationLevel |
     if (!held.statements.length) return query.call(this, sql, parameters, structured);
     const opened = held.take();
     const begun = beginWith(opened.join('; '), sql, parameters ?? []);
-    if (begun !== undefined) return queryWithBegin(qr, query, begun, structured);
+    if (begun !== undefined && takesSeveralResults(qr)) return queryWithBegin(qr, query, begun, structured);
     return beginAlone(qr, query, opened, beginWith).then(() => query.call(this, sql, parameters, structured));
   } as QueryRunner['query'];
   qr.stream = function (this: QueryRunner, ...args: Parameters<QueryRunner['stream']>) {
@@ -86,6 +86,15 @@ function beginAlone(qr: QueryRunner, query: Query, opened: string[], beginWith: 
   const begun = last > 0 ? beginWith(opened.slice(0, last).join('; '), opened[last], []) : undefined;
   if (begun !== undefined) return queryWithBegin(qr, query, begun);
   return Promise.all(opened.map((statement) => query.call(qr, statement)));
+}
+
+/** mysql2's CLIENT_MULTI_RESULTS flag: without it the server refuses a compound statement's result set. */
+const MULTI_RESULTS = 0x20000;
+
+/** False for a driver connection that said it takes one result per query (mysql2 with `flags: ['-MULTI_RESULTS']`). */
+function takesSeveralResults(qr: QueryRunner): boolean {
+  const flags = (qr as { databaseConnection?: { config?: { clientFlags?: unknown } } }).databaseConnection?.config?.clientFlags;
+  return typeof flags !== 'number' || (flags & MULTI_RESULTS) !== 0;
 }
 
 type DriverQuery = (this: unknown, ...args: unknown[]) => unknown;
