@@ -9,32 +9,36 @@ import { queryWithBegin } from '../src/orm/typeorm/internals/deferred-begin';
  * ORMs' versions, test/begin-with-read.test.ts) show it runs in one transaction. Here: which
  * statements it takes, and the narrowing of the driver's answer to the SELECT's.
  */
-describe('beginNotAtomic (MariaDB): BEGIN and a SELECT in one compound statement', () => {
+describe('beginNotAtomic (MariaDB): BEGIN and a SELECT without row locks in one compound statement', () => {
   const begin = 'START TRANSACTION';
   const rides = (sql: string) => beginNotAtomic(begin, sql, [1])?.sql;
 
   it('wraps a SELECT and leaves its parameters to the driver; the SELECT’s rows are the first result', () => {
-    const sql = 'SELECT `t`.`id` AS `t_id` FROM `t` `t` WHERE `t`.`id` = ? LIMIT 1 FOR UPDATE';
+    const sql = 'SELECT `t`.`id` AS `t_id` FROM `t` `t` WHERE `t`.`id` = ? LIMIT 1';
     expect(beginNotAtomic(begin, sql, [42])).to.deep.equal({ sql: `BEGIN NOT ATOMIC START TRANSACTION; ${sql}; END`, parameters: [42], result: 'first' });
     expect(beginNotAtomic('SET TRANSACTION ISOLATION LEVEL SERIALIZABLE; START TRANSACTION', 'select 1', [])?.sql).to.equal(
       'BEGIN NOT ATOMIC SET TRANSACTION ISOLATION LEVEL SERIALIZABLE; START TRANSACTION; select 1; END',
     );
   });
 
-  it('takes leading comments (an advisory lock’s key comment), and `;`, WAIT and NOWAIT inside quotes, names and comments', () => {
+  it('takes leading comments (an advisory lock’s key comment), and `;`, WAIT, NOWAIT, UPDATE and SHARE inside quotes, names and comments', () => {
     for (const sql of [
       '/* ormlock key=a;b ns=WAIT */ SELECT GET_LOCK(?, ?) AS acquired',
-      "-- c;\nSELECT 'a;b', \"NOWAIT\", `wait`, 'it''s' FROM t # x; WAIT 1",
-      'SELECT * FROM t WHERE id = ? FOR UPDATE SKIP LOCKED',
-      'SELECT waiter, nowaiting, await_ FROM t LOCK IN SHARE MODE',
-      'SELECT 1 /* ; */',
+      "-- c;\nSELECT 'a;b', \"NOWAIT\", `wait`, 'it''s', `update`, 'FOR SHARE' FROM t # x; WAIT 1 FOR UPDATE",
+      'SELECT CASE WHEN GET_LOCK(?, 0) = 1 THEN ? ELSE NULL END AS slot, CAST(NEXTVAL(`s`) AS CHAR) AS token',
+      'SELECT waiter, nowaiting, await_, updated_at, shares FROM t',
+      'SELECT 1 /* FOR UPDATE; */',
     ]) {
       expect(rides(sql), sql).to.equal(`BEGIN NOT ATOMIC START TRANSACTION; ${sql}; END`);
     }
   });
 
-  it('refuses what would fail or run something else inside BEGIN … END: writes, a second statement, WAIT n, NOWAIT, backslashes, executable comments, unclosed quotes', () => {
+  it('refuses what would fail, run something else or cost more inside BEGIN … END: writes, row locks, a second statement, WAIT n, NOWAIT, backslashes, executable comments, unclosed quotes', () => {
     for (const sql of [
+      'SELECT * FROM t WHERE id = ? LIMIT 1 FOR UPDATE',
+      'SELECT * FROM t WHERE id = ? FOR UPDATE SKIP LOCKED',
+      'select * from t where id = ? lock in share mode',
+      'SELECT * FROM t FOR SHARE',
       'UPDATE t SET n = ? WHERE id = ?',
       'INSERT INTO t (n) VALUES (?)',
       'COMMIT',
@@ -56,7 +60,7 @@ describe('beginNotAtomic (MariaDB): BEGIN and a SELECT in one compound statement
 
   it('decides again for each text: a verdict kept for one text is not another’s', () => {
     expect(rides('SELECT a FROM t')).to.be.a('string');
-    expect(rides('SELECT a FROM t NOWAIT')).to.equal(undefined);
+    expect(rides('SELECT a FROM t FOR UPDATE')).to.equal(undefined);
     expect(rides('SELECT a FROM t')).to.be.a('string');
   });
 });
