@@ -13,8 +13,8 @@ import { describeEachBackend } from './support/suite';
  * A transaction ormlock opens sends its BEGIN with its first statement where the database allows
  * it — above all its lock, a locked read by primary key: one round trip fewer, the same
  * statements, the same transaction. PostgreSQL: any statement whose values can be written into
- * it; MariaDB: a SELECT without WAIT/NOWAIT, in a compound statement. Anything else sends BEGIN
- * on its own first, as before.
+ * it; MariaDB: a SELECT that takes no row lock, in a compound statement. Anything else sends
+ * BEGIN on its own first, as before.
  */
 
 @Entity('bw_wallets')
@@ -113,7 +113,7 @@ describe('beginWithStatement (PostgreSQL): BEGIN and a statement in one query', 
 
 describeEachBackend('a transaction’s BEGIN rides with its first statement', [BwWallet, BwCode], (env) => {
   const pg = () => env.name === 'postgres';
-  /** Any statement whose values can be written in rides (PostgreSQL); a SELECT rides everywhere. */
+  /** Any statement whose values can be written in rides (PostgreSQL); on MariaDB only a SELECT without row locks. */
   const rides = pg;
   /** `SELECT` that tells whether the connection is inside a transaction, and which. */
   const inTransactionSql = () => (pg() ? 'SELECT txid_current()::text AS t' : 'SELECT @@in_transaction AS t');
