@@ -16,7 +16,7 @@ import { closingQuote, commentEnd, lineEnd } from '../sql-text';
  * - a `;` outside quotes and comments (inside BEGIN … END it would start a second statement);
  * - a row lock (`FOR UPDATE`, `LOCK IN SHARE MODE`, `FOR SHARE`: the words UPDATE and SHARE).
  *   Measured on 10.11 with bare mysql2: a row lock taken inside a compound statement makes a
- *   hot row slower for everyone waiting on it (8 and 32 workers on one row: 0.92–0.95× the
+ *   hot row slower for everyone waiting on it (8 and 32 workers on one row: 0.90–0.95× the
  *   throughput of BEGIN and the SELECT sent apart, while a transaction begun inside one and
  *   locking outside it is not), which outweighs the round trip saved (1.14× with 1 worker).
  *   Its `WAIT n` and `NOWAIT` MariaDB refuses inside stored programs anyway;
