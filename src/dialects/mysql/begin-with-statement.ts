@@ -43,12 +43,15 @@ const MAX_VERDICTS = 256;
 const WORD = /[\w$]+/y;
 
 function canRide(sql: string): boolean {
-  if (!/^SELECT\s/i.test(sql.slice(firstWord(sql))) || sql.includes('\\')) return false;
+  if (sql.includes('\\')) return false;
+  let first = true; // the first word is yet to come: it must be SELECT, followed by whitespace
   let i = 0;
   while (i < sql.length) {
     const c = sql[i];
-    if (c === "'" || c === '"' || c === '`') i = closingQuote(sql, i, c);
-    else if (c === '#' || (c === '-' && sql[i + 1] === '-' && /\s/.test(sql[i + 2] ?? ''))) i = lineEnd(sql, i);
+    if (c === "'" || c === '"' || c === '`') {
+      if (first) return false;
+      i = closingQuote(sql, i, c);
+    } else if (c === '#' || (c === '-' && sql[i + 1] === '-' && /\s/.test(sql[i + 2] ?? ''))) i = lineEnd(sql, i);
     else if (c === '/' && sql[i + 1] === '*') {
       if (sql[i + 2] === '!' || (sql[i + 2] === 'M' && sql[i + 3] === '!')) return false;
       i = commentEnd(sql, i);
@@ -56,27 +59,19 @@ function canRide(sql: string): boolean {
     else if (isWordStart(sql.charCodeAt(i))) {
       WORD.lastIndex = i;
       const word = WORD.exec(sql)![0];
-      if (word.length <= 6 && /^((NO)?WAIT|UPDATE|SHARE)$/i.test(word)) return false;
+      if (first) {
+        if (!/^SELECT$/i.test(word) || !/\s/.test(sql[i + word.length] ?? '')) return false;
+        first = false;
+      } else if (word.length <= 6 && /^((NO)?WAIT|UPDATE|SHARE)$/i.test(word)) return false;
       i += word.length;
-    } else i++;
+    } else if (first && !/\s/.test(c)) return false;
+    else i++;
     if (i < 0) return false;
   }
-  return true;
+  return !first;
 }
 
 /** A-Z, a-z, _ */
 function isWordStart(code: number): boolean {
   return (code >= 65 && code <= 90) || (code >= 97 && code <= 122) || code === 95;
-}
-
-/** Where the statement's first word starts: after whitespace and comments (an executable comment ends the search: it is no word). */
-function firstWord(sql: string): number {
-  let i = 0;
-  for (;;) {
-    while (/\s/.test(sql[i] ?? '')) i++;
-    if (sql.startsWith('/*', i) && sql[i + 2] !== '!' && !sql.startsWith('M!', i + 2)) i = commentEnd(sql, i);
-    else if (sql[i] === '#' || (sql.startsWith('--', i) && /\s/.test(sql[i + 2] ?? ''))) i = lineEnd(sql, i);
-    else return i;
-    if (i < 0) return sql.length;
-  }
 }

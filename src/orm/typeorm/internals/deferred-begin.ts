@@ -48,6 +48,8 @@ export async function startDeferred(qr: QueryRunner, isolation: IsolationLevel |
       return taken;
     },
   };
+  // the query that sends held statements with `sql`, where the dialect can write it and the driver connection takes its several results
+  const ride: BeginWith = (begin, sql, parameters) => (takesSeveralResults(qr) ? beginWith(begin, sql, parameters) : undefined);
   let opening = true;
   qr.query = function (this: QueryRunner, sql: string, parameters?: unknown[], structured?: boolean) {
     if (opening && OPENING.test(sql) && !parameters?.length) {
@@ -56,13 +58,13 @@ export async function startDeferred(qr: QueryRunner, isolation: IsolationLevel |
     }
     if (!held.statements.length) return query.call(this, sql, parameters, structured);
     const opened = held.take();
-    const begun = beginWith(opened.join('; '), sql, parameters ?? []);
-    if (begun !== undefined && takesSeveralResults(qr)) return queryWithBegin(qr, query, begun, structured);
-    return beginAlone(qr, query, opened, beginWith).then(() => query.call(this, sql, parameters, structured));
+    const begun = ride(opened.join('; '), sql, parameters ?? []);
+    if (begun !== undefined) return queryWithBegin(qr, query, begun, structured);
+    return beginAlone(qr, query, opened, ride).then(() => query.call(this, sql, parameters, structured));
   } as QueryRunner['query'];
   qr.stream = function (this: QueryRunner, ...args: Parameters<QueryRunner['stream']>) {
     if (!held.statements.length) return stream.apply(this, args);
-    return beginAlone(qr, query, held.take(), beginWith).then(() => stream.apply(this, args));
+    return beginAlone(qr, query, held.take(), ride).then(() => stream.apply(this, args));
   } as QueryRunner['stream'];
   try {
     await qr.startTransaction(isolation);
@@ -81,9 +83,9 @@ export async function startDeferred(qr: QueryRunner, isolation: IsolationLevel |
  * its own query (MySQL refuses several statements in one), none awaited before the next is
  * sent, so a statement a sibling sends later still comes after them.
  */
-function beginAlone(qr: QueryRunner, query: Query, opened: string[], beginWith: BeginWith): Promise<unknown> {
+function beginAlone(qr: QueryRunner, query: Query, opened: string[], ride: BeginWith): Promise<unknown> {
   const last = opened.length - 1;
-  const begun = last > 0 ? beginWith(opened.slice(0, last).join('; '), opened[last], []) : undefined;
+  const begun = last > 0 ? ride(opened.slice(0, last).join('; '), opened[last], []) : undefined;
   if (begun !== undefined) return queryWithBegin(qr, query, begun);
   return Promise.all(opened.map((statement) => query.call(qr, statement)));
 }
