@@ -113,7 +113,7 @@ describe('beginWithStatement (PostgreSQL): BEGIN and a statement in one query', 
 
 describeEachBackend('a transaction’s BEGIN rides with its first statement', [BwWallet, BwCode], (env) => {
   const pg = () => env.name === 'postgres';
-  /** Any statement whose values can be written in rides (PostgreSQL); on MariaDB only a SELECT without row locks. */
+  /** Any statement whose values can be written in rides (PostgreSQL); on MariaDB only a SELECT. */
   const rides = pg;
   /** `SELECT` that tells whether the connection is inside a transaction, and which. */
   const inTransactionSql = () => (pg() ? 'SELECT txid_current()::text AS t' : 'SELECT @@in_transaction AS t');
@@ -129,16 +129,15 @@ describeEachBackend('a transaction’s BEGIN rides with its first statement', [B
     return { statements, sent: [...env.log.sent] };
   }
 
-  it('@Pessimistic findOneBy(id) + update: BEGIN, SELECT … FOR UPDATE, UPDATE, COMMIT in one round trip fewer on PostgreSQL (MariaDB: a row lock does not ride), the same statements', async () => {
+  it('@Pessimistic findOneBy(id) + update: BEGIN, SELECT … FOR UPDATE, UPDATE, COMMIT in one round trip fewer (MariaDB: pipelined), the same statements', async () => {
     const id = await newWallet();
     const { statements, sent: queries } = await sent(() => service.debit(id));
     expect(statements.map((s) => s.split(' ')[0])).to.deep.equal(['START', 'SELECT', 'UPDATE', 'COMMIT']);
     expect(statements[1]).to.match(/FOR UPDATE/);
-    if (pg()) {
-      expect(queries).to.have.length(3);
-      expect(queries[0]).to.match(/^START TRANSACTION; SELECT .* FOR UPDATE$/s);
-      expect(queries[0]).to.contain(`= '${id}'`);
-    } else expect(queries).to.deep.equal(statements);
+    expect(queries).to.have.length(3);
+    expect(queries[0]).to.match(/^START TRANSACTION; SELECT .* FOR UPDATE$/s);
+    if (pg()) expect(queries[0]).to.contain(`= '${id}'`);
+    else expect(queries[0]).to.contain('= ?');
     expect((await wallets().findOneByOrFail({ id })).credits).to.equal(9);
   });
 
@@ -172,11 +171,11 @@ describeEachBackend('a transaction’s BEGIN rides with its first statement', [B
     expect((await wallets().findOneByOrFail({ id })).credits).to.equal(79);
   });
 
-  it('with timeoutMs: the wait limit rides too on PostgreSQL (one statement for lock and limit; MariaDB refuses WAIT n in a compound statement); a held row gives LockTimeoutError and the limit is not left behind', async () => {
+  it('with timeoutMs: the wait limit rides too (PostgreSQL: one statement for lock and limit; MariaDB: FOR UPDATE WAIT n, pipelined); a held row gives LockTimeoutError and the limit is not left behind', async () => {
     const id = await newWallet();
     const { statements, sent: queries } = await sent(() => service.debitWithin(id));
     expect(statements).to.have.length(4);
-    expect(queries).to.have.length(pg() ? 3 : 4);
+    expect(queries).to.have.length(3);
     if (!pg()) expect(statements[1]).to.match(/FOR UPDATE WAIT 1$/);
     const release = new Barrier(2);
     const held = new Barrier(2);
@@ -202,7 +201,7 @@ describeEachBackend('a transaction’s BEGIN rides with its first statement', [B
     expect(new Set(limits).size).to.equal(1);
   });
 
-  it('withLock(entity) and lock() as a transaction’s first statement ride the same way (PostgreSQL)', async () => {
+  it('withLock(entity) and lock() as a transaction’s first statement ride the same way', async () => {
     const id = await newWallet();
     const loaded = await wallets().findOneByOrFail({ id });
     const viaWithLock = await sent(() => withLock(loaded, async (w) => void (await wallets().update({ id }, { credits: w.credits - 1 }))));
@@ -214,7 +213,7 @@ describeEachBackend('a transaction’s BEGIN rides with its first statement', [B
     );
     for (const { statements, sent: queries } of [viaWithLock, viaLock]) {
       expect(statements).to.have.length(4);
-      expect(queries).to.have.length(pg() ? 3 : 4);
+      expect(queries).to.have.length(3);
     }
     expect((await wallets().findOneByOrFail({ id })).credits).to.equal(8);
   });
@@ -289,7 +288,7 @@ describeEachBackend('a transaction’s BEGIN rides with its first statement', [B
     if (!pg()) expect(streamed).to.equal('1');
   });
 
-  it('a string key that needs escaping is not written into the statement (PostgreSQL: BEGIN goes first), the read still locks the row', async () => {
+  it('a string key that needs escaping is not written into the statement (PostgreSQL: BEGIN goes first; MariaDB: it rides, the driver writes the value), the read still locks the row', async () => {
     const codes = env.ds.getRepository(BwCode);
     await codes.save([codes.create({ code: "o'brien", n: 1 }), codes.create({ code: 'plain-code_1', n: 1 })]);
     class Codes {
@@ -302,27 +301,31 @@ describeEachBackend('a transaction’s BEGIN rides with its first statement', [B
     const bumper = new Codes();
     const quoted = await sent(() => bumper.bump("o'brien"));
     expect(quoted.statements).to.have.length(4);
-    expect(quoted.sent).to.deep.equal(quoted.statements);
+    if (pg()) expect(quoted.sent).to.deep.equal(quoted.statements);
+    else expect(quoted.sent).to.have.length(3);
     const plain = await sent(() => bumper.bump('plain-code_1'));
     expect(plain.statements).to.have.length(4);
-    expect(plain.sent).to.have.length(pg() ? 3 : 4);
+    expect(plain.sent).to.have.length(3);
     expect((await codes.findBy({ code: In(["o'brien", 'plain-code_1']) })).map((c) => [c.code, c.n]).sort()).to.deep.equal([
       ["o'brien", 2],
       ['plain-code_1', 2],
     ]);
   });
 
-  it('a named isolation level is set before the first statement, in the same transaction, whether it rides (a read) or not (MariaDB: a write first)', async () => {
+  it('a named isolation level is set before the first statement, in the same transaction, whether it rides (a read; a locked read, pipelined on MariaDB) or not (MariaDB: a write first)', async () => {
     const id = await newWallet();
     for (const [isolation, first] of [
       ['SERIALIZABLE', 'read'],
       ['READ COMMITTED', 'read'],
+      ['SERIALIZABLE', 'locked read'],
+      ['READ COMMITTED', 'locked read'],
       ['SERIALIZABLE', 'write'],
     ] as const) {
       const { sent: queries } = await sent(async () => {
         const level = await transaction(
           async () => {
             if (first === 'read') await lock(await wallets().findOneByOrFail({ id }));
+            else if (first === 'locked read') await lock(wallets().create({ id }));
             else await wallets().update({ id }, { credits: 3 });
             if (pg()) return String((await env.ds.query(`SELECT current_setting('transaction_isolation') AS v`))[0].v);
             // MariaDB: the running transaction's level is InnoDB's (@@tx_isolation is the session's); its table is refreshed every 0.1 s
@@ -341,10 +344,12 @@ describeEachBackend('a transaction’s BEGIN rides with its first statement', [B
         ).to.deep.equal(['SET', 'START', 'UPDATE']);
         continue;
       }
-      expect(queries[0], 'the level is set and BEGIN sent with the first statement').to.match(
+      expect(queries[0], `the level is set and BEGIN sent with the first statement: ${first}`).to.match(
         pg()
           ? /^START TRANSACTION; SET TRANSACTION ISOLATION LEVEL [A-Z ]+; (SELECT|UPDATE)/
-          : /^BEGIN NOT ATOMIC SET TRANSACTION ISOLATION LEVEL [A-Z ]+; START TRANSACTION; SELECT/,
+          : first === 'read'
+            ? /^BEGIN NOT ATOMIC SET TRANSACTION ISOLATION LEVEL [A-Z ]+; START TRANSACTION; SELECT/
+            : /^SET TRANSACTION ISOLATION LEVEL [A-Z ]+; START TRANSACTION; SELECT .* FOR UPDATE$/s,
       );
     }
     expect(statementsOf(`START TRANSACTION; SET TRANSACTION ISOLATION LEVEL SERIALIZABLE; SELECT 1`)).to.deep.equal([
@@ -371,7 +376,7 @@ describeEachBackend('a transaction’s BEGIN rides with its first statement', [B
   });
 });
 
-describe('MariaDB without the MULTI_RESULTS client flag: BEGIN goes on its own', () => {
+describe('MariaDB connections made otherwise: without the MULTI_RESULTS client flag, compressed', () => {
   it('a connection made with flags: [-MULTI_RESULTS] cannot take a compound statement’s result set, so its first SELECT does not ride, and the transaction holds', async () => {
     const options = await dataSourceOptions('mariadb', [BwWallet], { fresh: false, poolSize: 2 });
     if (!options) throw new Error('MariaDB is not reachable');
@@ -387,6 +392,37 @@ describe('MariaDB without the MULTI_RESULTS client flag: BEGIN goes on its own',
       // the control: this connection refuses the compound statement the others ride in
       const error = await ds.query('BEGIN NOT ATOMIC SELECT 1; END').catch((e: unknown) => e);
       expect(String((error as Error).message)).to.match(/can't return a result set/);
+      // a locked read is pipelined, which needs no several results: it rides there
+      const { id } = await ds.getRepository(BwWallet).save({ credits: 1 });
+      log.start();
+      await transaction(async () => void (await lock(ds.getRepository(BwWallet).create({ id }))), { dataSource: ds });
+      log.stop();
+      expect(log.sent.map((q) => q.replace(/ SELECT .*/s, ' SELECT'))).to.deep.equal(['START TRANSACTION; SELECT', 'COMMIT']);
+    } finally {
+      handle.uninstall();
+      await ds.destroy();
+    }
+  });
+
+  it('a compressed connection (compress: true) frames its packets otherwise: a locked read does not ride there, and the transaction holds', async () => {
+    const options = await dataSourceOptions('mariadb', [BwWallet], { fresh: false, poolSize: 2 });
+    if (!options) throw new Error('MariaDB is not reachable');
+    const log = new QueryLog();
+    const ds = await new DataSource({ ...options, extra: { compress: true }, logger: log, logging: true } as DataSourceOptions).initialize();
+    const handle = await installLocking(ds);
+    try {
+      const { id } = await ds.getRepository(BwWallet).save({ credits: 1 });
+      log.start();
+      const rows = await transaction(
+        async () => {
+          await lock(ds.getRepository(BwWallet).create({ id }));
+          return (await ds.query('SELECT @@in_transaction AS t')) as Array<{ t: unknown }>;
+        },
+        { dataSource: ds },
+      );
+      log.stop();
+      expect(log.sent.map((q) => q.split(' ')[0])).to.deep.equal(['START', 'SELECT', 'SELECT', 'COMMIT']);
+      expect(String(rows[0].t)).to.equal('1');
     } finally {
       handle.uninstall();
       await ds.destroy();

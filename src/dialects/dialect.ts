@@ -49,7 +49,8 @@ export interface DialectCapabilities {
    * BEGIN and the statement after it can travel in one round trip (`beginWithStatement`): as one
    * multi-statement query without parameters on PostgreSQL (its simple query protocol, the
    * statement's values written in as quoted literals), as one compound statement
-   * (`BEGIN NOT ATOMIC … END`) around a SELECT on MariaDB. A transaction ormlock opens then
+   * (`BEGIN NOT ATOMIC … END`) around a SELECT on MariaDB, or written just ahead of a locking
+   * SELECT without waiting for BEGIN's answer (MariaDB, pipelined). A transaction ormlock opens then
    * sends its BEGIN with its first statement (often its lock).
    */
   beginRidesWithStatement: boolean;
@@ -66,8 +67,13 @@ export interface BeginWithStatement {
   /**
    * Which of the driver's results is the statement's: the last (PostgreSQL: BEGIN's result comes
    * first) or the first (MariaDB: the compound statement's own status follows its SELECT's rows).
+   * `'pipelined'`: `sql` is `<begin>; <statement>` as the logger sees it, but the driver
+   * connection is handed the statement alone, with the opening statements written to the socket
+   * just ahead of it, each answered on its own (MariaDB, mysql2: a SELECT with a row lock). Only
+   * for a statement that leaves nothing behind if an opening statement failed: the caller then
+   * gets that failure, and rolls back.
    */
-  result: 'first' | 'last';
+  result: 'first' | 'last' | 'pipelined';
 }
 
 /**

@@ -1,7 +1,11 @@
 import type { Logger } from 'typeorm';
 
-/** A transaction's BEGIN sent with its first statement in one query: the two parts (PostgreSQL: one after the other; MariaDB: in a compound statement). */
-const BEGIN_WITH = /^(START TRANSACTION(?:; SET TRANSACTION ISOLATION LEVEL [A-Z ]+)?); ([\s\S]+)$/;
+/**
+ * A transaction's BEGIN sent with its first statement in one round trip: the two parts (PostgreSQL:
+ * one after the other in one query; MariaDB: in a compound statement, or logged one after the
+ * other when pipelined, the level first there).
+ */
+const BEGIN_WITH = /^(START TRANSACTION(?:; SET TRANSACTION ISOLATION LEVEL [A-Z ]+)?|SET TRANSACTION ISOLATION LEVEL [A-Z ]+; START TRANSACTION); ([\s\S]+)$/;
 const BEGIN_NOT_ATOMIC = /^BEGIN NOT ATOMIC ((?:SET TRANSACTION ISOLATION LEVEL [A-Z ]+; )?START TRANSACTION); ([\s\S]+); END$/;
 
 /** The statements of one query as sent: a BEGIN that rode with a statement counts as its own. */

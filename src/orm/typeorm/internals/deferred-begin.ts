@@ -1,6 +1,7 @@
 import type { QueryRunner } from 'typeorm';
 import type { BeginWithStatement, LockDialect } from '../../../dialects/dialect';
 import type { IsolationLevel } from '../../port';
+import { pipelines, sendPipelined } from './mysql2-pipeline';
 import { probeError } from './patch';
 
 /**
@@ -12,8 +13,9 @@ import { probeError } from './patch';
  *   ISOLATION LEVEL …` when one is named) are held instead of sent;
  * - the runner's next `query`, whoever calls it (the lock, the body, a subscriber, COMMIT),
  *   sends them with its statement in one query where the dialect can write the statement's
- *   values into it (`beginWithStatement`); otherwise, and before a `stream`, it sends them on
- *   their own first, as TypeORM would have.
+ *   values into it (`beginWithStatement`), or writes them just ahead of it on the driver
+ *   connection (`result: 'pipelined'`, mysql2-pipeline.ts); otherwise, and before a `stream`, it
+ *   sends them on their own first, as TypeORM would have.
  *
  * Either way they go out in the same tick as the call that takes them, so a statement a sibling
  * sends later cannot reach the connection before the BEGIN: nothing runs outside the
@@ -48,8 +50,13 @@ export async function startDeferred(qr: QueryRunner, isolation: IsolationLevel |
       return taken;
     },
   };
-  // the query that sends held statements with `sql`, where the dialect can write it and the driver connection takes its several results
-  const ride: BeginWith = (begin, sql, parameters) => (takesSeveralResults(qr) ? beginWith(begin, sql, parameters) : undefined);
+  // the query that sends held statements with `sql`, where the dialect can write it and the driver connection can send it:
+  // take its several results (one query), or the statements written ahead of the statement (pipelined)
+  const ride: BeginWith = (begin, sql, parameters) => {
+    const begun = beginWith(begin, sql, parameters);
+    if (begun === undefined) return undefined;
+    return (begun.result === 'pipelined' ? pipelines(driverConnection(qr)) : takesSeveralResults(qr)) ? begun : undefined;
+  };
   let opening = true;
   qr.query = function (this: QueryRunner, sql: string, parameters?: unknown[], structured?: boolean) {
     if (opening && OPENING.test(sql) && !parameters?.length) {
@@ -59,7 +66,7 @@ export async function startDeferred(qr: QueryRunner, isolation: IsolationLevel |
     if (!held.statements.length) return query.call(this, sql, parameters, structured);
     const opened = held.take();
     const begun = ride(opened.join('; '), sql, parameters ?? []);
-    if (begun !== undefined) return queryWithBegin(qr, query, begun, structured);
+    if (begun !== undefined) return queryWithBegin(qr, query, begun, structured, { opening: opened, statement: sql });
     return beginAlone(qr, query, opened, ride).then(() => query.call(this, sql, parameters, structured));
   } as QueryRunner['query'];
   qr.stream = function (this: QueryRunner, ...args: Parameters<QueryRunner['stream']>) {
@@ -95,8 +102,20 @@ const MULTI_RESULTS = 0x20000;
 
 /** False for a driver connection that said it takes one result per query (mysql2 with `flags: ['-MULTI_RESULTS']`). */
 function takesSeveralResults(qr: QueryRunner): boolean {
-  const flags = (qr as { databaseConnection?: { config?: { clientFlags?: unknown } } }).databaseConnection?.config?.clientFlags;
+  const flags = (driverConnection(qr) as { config?: { clientFlags?: unknown } } | undefined)?.config?.clientFlags;
   return typeof flags !== 'number' || (flags & MULTI_RESULTS) !== 0;
+}
+
+/** The runner's driver connection (pg client, mysql2 connection or its promise() wrapper), once it connected. */
+function driverConnection(qr: QueryRunner): unknown {
+  return (qr as { databaseConnection?: unknown }).databaseConnection;
+}
+
+/** A statement whose opening statements are written ahead of it (`result: 'pipelined'`). */
+interface Pipelined {
+  opening: readonly string[];
+  /** The statement alone, as the driver connection gets it. */
+  statement: string;
 }
 
 type DriverQuery = (this: unknown, ...args: unknown[]) => unknown;
@@ -109,9 +128,11 @@ type DriverCallback = (error: unknown, result?: unknown, fields?: unknown) => vo
  * per statement on PostgreSQL, the SELECT's and the compound statement's on MariaDB), so for
  * this one query the driver connection's answer is narrowed to the statement's: a promise's
  * result (pg) or a callback's results and fields (mysql2, whose promise wrapper calls it too).
+ * Pipelined (`pipelined` given), the driver connection gets the statement alone, with the opening
+ * statements written ahead of it, and answers with the statement's result.
  * Sent in the same tick as the BEGIN was taken.
  */
-export function queryWithBegin(qr: QueryRunner, query: Query, begun: BeginWithStatement, structured?: boolean): Promise<any> {
+export function queryWithBegin(qr: QueryRunner, query: Query, begun: BeginWithStatement, structured?: boolean, pipelined?: Pipelined): Promise<any> {
   const client = (qr as { databaseConnection?: { query: DriverQuery } }).databaseConnection;
   if (!client) return Promise.reject(notNarrowed());
   const own = Object.prototype.hasOwnProperty.call(client, 'query');
@@ -121,7 +142,7 @@ export function queryWithBegin(qr: QueryRunner, query: Query, begun: BeginWithSt
     else delete (client as { query?: DriverQuery }).query;
   };
   const { sql } = begun;
-  let narrowed = false;
+  let handed = false; // the driver connection got the text (and its answer is narrowed, or pipelined)
   let shape: string | undefined; // what the driver answered when it was not one result per statement
   // pg: one Result per statement, BEGIN's first; mysql2: the SELECT's rows, then the compound statement's status
   const narrow = (result: unknown): unknown => {
@@ -135,23 +156,29 @@ export function queryWithBegin(qr: QueryRunner, query: Query, begun: BeginWithSt
   client.query = function (this: unknown, ...args: unknown[]) {
     const text = typeof args[0] === 'string' ? args[0] : (args[0] as { sql?: unknown } | null)?.sql;
     if (text !== sql) return base.apply(this, args);
+    if (begun.result === 'pipelined') {
+      if (!pipelined) throw notPipelined();
+      handed = true;
+      args[0] = typeof args[0] === 'string' ? pipelined.statement : { ...(args[0] as object), sql: pipelined.statement };
+      return sendPipelined(this, pipelined.opening, () => base.apply(this, args));
+    }
     const last = args.length - 1;
     if (typeof args[last] === 'function') {
       const callback = args[last] as DriverCallback;
-      narrowed = true;
+      handed = true;
       args[last] = (error: unknown, result?: unknown, fields?: unknown) =>
         error ? callback(error, result, fields) : callback(error, narrow(result), Array.isArray(fields) ? fields[0] : fields);
       return base.apply(this, args);
     }
     const answer = base.apply(this, args) as Promise<unknown> | undefined;
     if (typeof answer?.then !== 'function') return answer;
-    narrowed = true;
+    handed = true;
     return answer.then(narrow);
   };
   return query.call(qr, sql, begun.parameters as unknown[] | undefined, structured).then(
     (result) => {
       restore();
-      if (!narrowed) throw notNarrowed();
+      if (!handed) throw notNarrowed();
       if (shape) throw notOneResultPerStatement(shape);
       return result;
     },
@@ -164,6 +191,10 @@ export function queryWithBegin(qr: QueryRunner, query: Query, begun: BeginWithSt
 
 function notOneResultPerStatement(shape: string) {
   return probeError([{ patch: 'BEGIN sent with the first statement', problem: `the driver answered the query with ${shape}, not one result per statement` }]);
+}
+
+function notPipelined() {
+  return probeError([{ patch: 'BEGIN written ahead of the first statement', problem: 'the opening statements and the statement alone were not given' }]);
 }
 
 function notNarrowed() {
