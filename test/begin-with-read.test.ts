@@ -377,13 +377,24 @@ describeEachBackend('a transaction’s BEGIN rides with its first statement', [B
 });
 
 describe('MariaDB connections made otherwise: without the MULTI_RESULTS client flag, compressed', () => {
-  it('a connection made with flags: [-MULTI_RESULTS] cannot take a compound statement’s result set, so its first SELECT does not ride, and the transaction holds', async () => {
-    const options = await dataSourceOptions('mariadb', [BwWallet], { fresh: false, poolSize: 2 });
+  /** `work` on a MariaDB DataSource of its own (`made`: how its connections are made), with ormlock installed and a query log. */
+  async function onDataSource(made: Partial<DataSourceOptions> & { poolSize?: number }, work: (ds: DataSource, log: QueryLog) => Promise<void>) {
+    const { poolSize = 2, ...rest } = made;
+    const options = await dataSourceOptions('mariadb', [BwWallet], { fresh: false, poolSize });
     if (!options) throw new Error('MariaDB is not reachable');
     const log = new QueryLog();
-    const ds = await new DataSource({ ...options, extra: { flags: ['-MULTI_RESULTS'] }, logger: log, logging: true } as DataSourceOptions).initialize();
+    const ds = await new DataSource({ ...options, ...rest, logger: log, logging: true } as DataSourceOptions).initialize();
     const handle = await installLocking(ds);
     try {
+      await work(ds, log);
+    } finally {
+      handle.uninstall();
+      await ds.destroy();
+    }
+  }
+
+  it('a connection made with flags: [-MULTI_RESULTS] cannot take a compound statement’s result set, so its first SELECT does not ride, and the transaction holds', async () => {
+    await onDataSource({ extra: { flags: ['-MULTI_RESULTS'] } }, async (ds, log) => {
       log.start();
       const rows = await transaction(async () => (await ds.query('SELECT @@in_transaction AS t')) as Array<{ t: unknown }>, { dataSource: ds });
       expect(log.stop()).to.deep.equal(['START TRANSACTION', 'SELECT @@in_transaction AS t', 'COMMIT']);
@@ -398,58 +409,45 @@ describe('MariaDB connections made otherwise: without the MULTI_RESULTS client f
       await transaction(async () => void (await lock(ds.getRepository(BwWallet).create({ id }))), { dataSource: ds });
       log.stop();
       expect(log.sent.map((q) => q.replace(/ SELECT .*/s, ' SELECT'))).to.deep.equal(['START TRANSACTION; SELECT', 'COMMIT']);
-    } finally {
-      handle.uninstall();
-      await ds.destroy();
-    }
+    });
   });
 
   it('an opening statement that fails (a transaction left open on the pooled connection behind TypeORM’s back): the call gets that failure, the transaction is rolled back, the row is not left locked and the connection stays usable', async () => {
-    const options = await dataSourceOptions('mariadb', [BwWallet], { fresh: false, poolSize: 1 });
-    if (!options) throw new Error('MariaDB is not reachable');
-    const log = new QueryLog();
-    const ds = await new DataSource({ ...options, synchronize: true, logger: log, logging: true } as DataSourceOptions).initialize();
-    const handle = await installLocking(ds);
-    const probe = (await openProbe('mariadb'))!;
-    try {
-      const { id } = await ds.getRepository(BwWallet).save({ credits: 1 });
-      // the pool's only connection goes back with a transaction open: SET TRANSACTION then fails
-      const qr = ds.createQueryRunner();
-      const connection = (await qr.connect()) as { query(sql: string, cb: (e: unknown) => void): void };
-      await new Promise<void>((resolve, reject) => connection.query('START TRANSACTION', (e) => (e ? reject(e as Error) : resolve())));
-      await qr.release();
-      log.start();
-      const error = await transaction(async () => lock(ds.getRepository(BwWallet).create({ id })), { dataSource: ds, isolation: 'SERIALIZABLE' }).catch(
-        (e: unknown) => e,
-      );
-      log.stop();
-      expect(String((error as Error).message)).to.match(/Transaction characteristics can't be changed while a transaction is in progress/);
-      expect(log.sent[0], 'the level and BEGIN were pipelined with the locked read').to.match(
-        /^SET TRANSACTION ISOLATION LEVEL SERIALIZABLE; START TRANSACTION; SELECT .* FOR UPDATE$/s,
-      );
-      expect(log.sent.slice(1)).to.deep.equal(['ROLLBACK']);
-      expect(await probe.rowLocked('bw_wallets', id), 'the locked read was rolled back').to.equal(false);
-      const [row] = (await ds.query('SELECT @@in_transaction AS t')) as Array<{ t: unknown }>;
-      expect(String(row.t)).to.equal('0');
-      const credits = await transaction(async () => (await lock(ds.getRepository(BwWallet).create({ id }))).credits, {
-        dataSource: ds,
-        isolation: 'SERIALIZABLE',
-      });
-      expect(credits).to.equal(1);
-    } finally {
-      await probe.close();
-      handle.uninstall();
-      await ds.destroy();
-    }
+    await onDataSource({ poolSize: 1, synchronize: true }, async (ds, log) => {
+      const probe = (await openProbe('mariadb'))!;
+      try {
+        const { id } = await ds.getRepository(BwWallet).save({ credits: 1 });
+        // the pool's only connection goes back with a transaction open: SET TRANSACTION then fails
+        const qr = ds.createQueryRunner();
+        const connection = (await qr.connect()) as { query(sql: string, cb: (e: unknown) => void): void };
+        await new Promise<void>((resolve, reject) => connection.query('START TRANSACTION', (e) => (e ? reject(e as Error) : resolve())));
+        await qr.release();
+        log.start();
+        const error = await transaction(async () => lock(ds.getRepository(BwWallet).create({ id })), { dataSource: ds, isolation: 'SERIALIZABLE' }).catch(
+          (e: unknown) => e,
+        );
+        log.stop();
+        expect(String((error as Error).message)).to.match(/Transaction characteristics can't be changed while a transaction is in progress/);
+        expect(log.sent[0], 'the level and BEGIN were pipelined with the locked read').to.match(
+          /^SET TRANSACTION ISOLATION LEVEL SERIALIZABLE; START TRANSACTION; SELECT .* FOR UPDATE$/s,
+        );
+        expect(log.sent.slice(1)).to.deep.equal(['ROLLBACK']);
+        expect(await probe.rowLocked('bw_wallets', id), 'the locked read was rolled back').to.equal(false);
+        const [row] = (await ds.query('SELECT @@in_transaction AS t')) as Array<{ t: unknown }>;
+        expect(String(row.t)).to.equal('0');
+        const credits = await transaction(async () => (await lock(ds.getRepository(BwWallet).create({ id }))).credits, {
+          dataSource: ds,
+          isolation: 'SERIALIZABLE',
+        });
+        expect(credits).to.equal(1);
+      } finally {
+        await probe.close();
+      }
+    });
   });
 
   it('a compressed connection (compress: true) frames its packets otherwise: a locked read does not ride there, and the transaction holds', async () => {
-    const options = await dataSourceOptions('mariadb', [BwWallet], { fresh: false, poolSize: 2 });
-    if (!options) throw new Error('MariaDB is not reachable');
-    const log = new QueryLog();
-    const ds = await new DataSource({ ...options, extra: { compress: true }, logger: log, logging: true } as DataSourceOptions).initialize();
-    const handle = await installLocking(ds);
-    try {
+    await onDataSource({ extra: { compress: true } }, async (ds, log) => {
       const { id } = await ds.getRepository(BwWallet).save({ credits: 1 });
       log.start();
       const rows = await transaction(
@@ -462,9 +460,6 @@ describe('MariaDB connections made otherwise: without the MULTI_RESULTS client f
       log.stop();
       expect(log.sent.map((q) => q.split(' ')[0])).to.deep.equal(['START', 'SELECT', 'SELECT', 'COMMIT']);
       expect(String(rows[0].t)).to.equal('1');
-    } finally {
-      handle.uninstall();
-      await ds.destroy();
-    }
+    });
   });
 });

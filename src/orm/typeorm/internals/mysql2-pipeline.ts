@@ -88,7 +88,7 @@ function writeAhead(command: QueryCommand, opening: readonly string[]): void {
   const execute = command.execute;
   const onResult = command.onResult;
   if (typeof execute !== 'function' || typeof onResult !== 'function') throw notMysql2('the statement’s command has no execute() or no callback');
-  const packets = opening.map(comQuery);
+  const packets = opening.map(packetOf);
   let answersDue = -1; // -1: not written yet
   let failed: (Error & { sql?: string }) | undefined;
   command.onResult = function (this: unknown, error: unknown, ...rest: unknown[]) {
@@ -113,6 +113,23 @@ function writeAhead(command: QueryCommand, opening: readonly string[]): void {
     }
     return execute.call(this, packet, connection);
   };
+}
+
+/**
+ * The packet of an opening statement, made once per text: they are the few texts TypeORM sends to
+ * begin (`START TRANSACTION`, one `SET TRANSACTION ISOLATION LEVEL …` per level). A written
+ * buffer is not changed by the socket, so one serves every write.
+ */
+const packetByText = new Map<string, Buffer>();
+const MAX_PACKETS = 64;
+
+function packetOf(sql: string): Buffer {
+  let packet = packetByText.get(sql);
+  if (!packet) {
+    if (packetByText.size >= MAX_PACKETS) packetByText.clear();
+    packetByText.set(sql, (packet = comQuery(sql)));
+  }
+  return packet;
 }
 
 /** A COM_QUERY packet of an ASCII statement, sequence id 0 (a command's first packet). */
