@@ -19,6 +19,7 @@ import { startSemaphoreHolder } from './support/semaphore-holder';
 import { concurrencyMeter } from './support/concurrency-meter';
 import { describeEachBackend } from './support/suite';
 import { statementsOf } from './support/query-log';
+import { connectionGone } from './support/kill-connection';
 
 let seq = 0;
 const name = (what: string) => `${what}-${process.pid}-${++seq}`;
@@ -157,6 +158,7 @@ describeEachBackend('withSemaphore / @Semaphore (database)', [], (env) => {
     expect(error.message).to.match(new RegExp(`withSemaphore\\("${sem}"\\): the connection holding semaphore "${sem}" slot [0-2] was lost`));
     expect(aborted, 'the body saw its signal abort').to.equal(true);
     expect(reason, "the signal's reason is the error the call rejects with").to.equal(error);
+    await connectionGone(env.name, pid); // the killed session frees its slot as it ends, not when KILL returns
     expect(await slotsHeld(sem, 3), 'no slot held afterwards').to.equal(0);
   });
 

@@ -49,6 +49,25 @@ export function killConnection(name: BackendName, id: number): Promise<void> {
   });
 }
 
+/**
+ * Resolves once the server has ended connection `id` (gone from PostgreSQL's `pg_stat_activity`,
+ * MariaDB's PROCESSLIST): a kill is acted on by the killed session itself, which frees its
+ * session locks as it ends, so what it held is checked after this. Throws after `timeoutMs`.
+ */
+export function connectionGone(name: BackendName, id: number, timeoutMs = 10_000): Promise<void> {
+  const sql =
+    name === 'postgres'
+      ? 'SELECT count(*)::int AS n FROM pg_stat_activity WHERE pid = $1'
+      : 'SELECT COUNT(*) AS n FROM information_schema.PROCESSLIST WHERE ID = ?';
+  return asAdmin(name, async (query) => {
+    const until = Date.now() + timeoutMs;
+    while (Number((await query(sql, [id]))[0].n) > 0) {
+      if (Date.now() > until) throw new Error(`connection ${id} still on the server ${timeoutMs} ms after it was killed`);
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  });
+}
+
 /** Cancels the statement running on connection `id` (PostgreSQL `pg_cancel_backend`, MariaDB `KILL QUERY`); the connection stays. */
 export function cancelStatement(name: BackendName, id: number): Promise<void> {
   return asAdmin(name, async (query) => {
