@@ -54,40 +54,53 @@ const ONCE = [
   /^test\/scheduled-lock-processes\.test\.ts$/,
 ];
 /**
- * Seconds a file took in a recorded CI run (the timing reporter's table; under CI's load), to balance the shards; a
- * file not listed counts DEFAULT_SECONDS. Only the balance depends on these.
+ * Seconds a file took in npm test in a recorded CI run (under CI's load; files of 4 s and more), to
+ * balance the shards; a file not listed counts DEFAULT_SECONDS. Only the balance depends on these.
+ * Refreshed from `CI=true ORMLOCK_TIMINGS_OUT=<file> bash .ci/run` (see recordTimings).
  */
 const SECONDS = {
-  'test/package.test.ts': 211,
-  'test/migrations.test.ts': 70,
-  'test/scheduled-lock-processes.test.ts': 76,
-  'test/advisory.test.ts': 51,
-  'test/mikro-orm/model-based.test.ts': 50,
-  'test/quick-start.test.ts': 47,
-  'test/mikro-orm/advisory.test.ts': 46,
-  'test/model-based.test.ts': 45,
-  'test/first-command.test.ts': 45,
-  'test/nestjs-example.test.ts': 41,
-  'test/scheduled-nestjs-example.test.ts': 36,
-  'test/redlock-database.test.ts': 27,
-  'test/semaphore.test.ts': 26,
-  'test/around-create.test.ts': 25,
-  'test/nestjs.test.ts': 25,
-  'test/lost-connection.test.ts': 24,
-  'test/row-locks.test.ts': 24,
-  'test/redlock.test.ts': 21,
-  'test/no-typeorm.test.ts': 20,
-  'test/mikro-orm/demo.test.ts': 19,
-  'test/coverage/mikro-orm-advisory.test.ts': 18,
-  'test/locked-tree.test.ts': 18,
-  'test/redis-semaphore.test.ts': 17,
-  'test/demo.test.ts': 17,
+  'test/package.test.ts': 95,
+  'test/mikro-orm/model-based.test.ts': 46,
+  'test/scheduled-lock-processes.test.ts': 39,
+  'test/model-based.test.ts': 30,
+  'test/quick-start.test.ts': 26,
+  'test/first-command.test.ts': 23,
+  'test/lost-connection.test.ts': 21,
+  'test/advisory.test.ts': 20,
+  'test/nestjs.test.ts': 19,
+  'test/row-locks.test.ts': 18,
+  'test/coverage/mikro-orm-advisory.test.ts': 17,
   'test/coverage/typeorm-advisory.test.ts': 17,
-  'test/nestjs-mikro-orm.test.ts': 16,
-  'test/optimistic.test.ts': 13,
-  'test/pgbouncer.test.ts': 13,
+  'test/redlock.test.ts': 15,
+  'test/migrations.test.ts': 15,
+  'test/mikro-orm/advisory.test.ts': 15,
+  'test/locked-tree.test.ts': 15,
+  'test/scheduled-nestjs-example.test.ts': 14,
   'test/coverage/mikro-orm-pessimistic.test.ts': 13,
-  'test/installations.test.ts': 10,
+  'test/coverage/typeorm-pessimistic.test.ts': 12,
+  'test/installations.test.ts': 12,
+  'test/redlock-database.test.ts': 10,
+  'test/redis-semaphore.test.ts': 10,
+  'test/inspect-locks.test.ts': 9,
+  'test/around-create.test.ts': 9,
+  'test/semaphore.test.ts': 8,
+  'test/mikro-orm/demo.test.ts': 8,
+  'test/nestjs-example.test.ts': 8,
+  'test/compositions.test.ts': 8,
+  'test/no-typeorm.test.ts': 8,
+  'test/demo.test.ts': 7,
+  'test/pgbouncer.test.ts': 7,
+  'test/mikro-orm/pgbouncer.test.ts': 6,
+  'test/coverage/mikro-orm-around-create.test.ts': 6,
+  'test/mikro-orm/row-locks.test.ts': 6,
+  'test/scheduled-lock.test.ts': 5,
+  'test/coverage/pessimistic-joins.test.ts': 5,
+  'test/nestjs-mikro-orm.test.ts': 5,
+  'test/lost-connection-orm-scopes.test.ts': 5,
+  'test/coverage/entity-schema.test.ts': 5,
+  'test/pgbouncer-strategies.test.ts': 4,
+  'test/mikro-orm/optimistic.test.ts': 4,
+  'test/coverage/mikro-orm-upsert-match.test.ts': 4,
 };
 const DEFAULT_SECONDS = 3;
 const mocha = path.join(ROOT, 'node_modules', 'mocha', 'bin', 'mocha.js');
@@ -264,6 +277,25 @@ function summary(done, wall) {
   }
   const out = process.env.ORMLOCK_SUMMARY_FILE;
   if (out) fs.appendFileSync(out, summaryLines(done).join('\n') + '\n');
+  recordTimings(done);
+}
+
+/**
+ * With ORMLOCK_TIMINGS_OUT=<file>: every file's seconds, per process, merged into that JSON file
+ * (`{ "<process>": { "<file>": seconds } }`; several runners may share it), to refresh SECONDS
+ * from a CI run.
+ */
+function recordTimings(done) {
+  const out = process.env.ORMLOCK_TIMINGS_OUT;
+  if (!out) return;
+  let all = {};
+  try {
+    all = JSON.parse(fs.readFileSync(out, 'utf8'));
+  } catch {
+    all = {};
+  }
+  for (const r of done) if (r.timings) all[r.name] = Object.fromEntries(r.timings.files.map(([file, ms]) => [file, Math.round(ms / 100) / 10]));
+  fs.writeFileSync(out, JSON.stringify(all, null, 1) + '\n');
 }
 
 /** One line per process that failed and per failed test, for a runner that prints them again at its very end (.ci/run). */
