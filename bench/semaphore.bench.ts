@@ -10,6 +10,9 @@
  *   RedlockSemaphore a majority, though it waits for every node's answer (Promise.all) before it
  *   counts; a second pair compares them with 1 permit, where both need 2 of 3 (ormlock then
  *   decides on the first two equal grants);
+ * - Redis, the floor: ormlock's acquisition script and a ZREM sent by hand (Promise.all over the
+ *   nodes), no library: how far either library is from the bare commands (ormlock's row shows
+ *   its ratio to it too);
  * - PostgreSQL and MariaDB: `withSemaphore(name, 3, noop)` (transaction scope; BEGIN, one
  *   statement that tries the slots and draws the token, COMMIT; MariaDB: RELEASE_LOCK after it)
  *   against the same statements hand-written on a QueryRunner (equal statements and work; on
@@ -28,7 +31,9 @@
 import type Redis from 'ioredis';
 import type { DataSource } from 'typeorm';
 import { withSemaphore } from '../src';
+import { leaseValue } from '../src/redis/lease-value';
 import { Redlock } from '../src/redis/redlock';
+import { SEM_ACQUIRE } from '../src/redis/semaphore-scripts';
 import { teardownBackends, type BackendName } from '../test/support/backends';
 import { startRedisNodes } from '../test/support/redis-servers';
 import { commandsPerOp, fencingDataSource, formatRatio, measureAll, roundRatio, statementsPerOp, type Case, type Op } from './interleaved';
@@ -53,6 +58,7 @@ export interface SemaphoreBenchRow {
 }
 
 const PERMITS = 3;
+const PERMITS_TEXT = String(PERMITS);
 
 /** The hand-written N-slot loop on one QueryRunner: a try-lock per slot until one is taken, then the token (`token: false`: without it). */
 function handWritten(ds: DataSource, backend: BackendName, name: string, token: boolean): Op {
@@ -113,6 +119,35 @@ function handOneStatement(ds: DataSource, backend: BackendName, name: string): O
 
 type Cell = Case & { where: string; clients?: Redis[]; also?: string[] };
 
+/**
+ * The floor of a Redis semaphore operation: ormlock's acquisition script (EVALSHA, loaded first)
+ * and a ZREM sent by hand, awaited directly on 1 node and with Promise.all on several, with the
+ * 128-bit value from ormlock's pooled generator (`randomBytes` per operation costs more than
+ * either library's whole client side): the commands and round trips of both libraries without
+ * either's code.
+ */
+async function byHand(clients: Redis[], base: string, ttlMs: number): Promise<{ clients: Redis[]; op: Op }> {
+  await Promise.all(clients.map((c) => c.script('LOAD', SEM_ACQUIRE.source)));
+  const holders = `${base}:holders`;
+  const counter = `${base}:counter`;
+  const ttl = String(ttlMs);
+  const [one] = clients;
+  const op: Op =
+    clients.length === 1
+      ? async () => {
+          const value = leaseValue();
+          if (!(Number(await one.evalsha(SEM_ACQUIRE.sha, 2, holders, counter, value, ttl, PERMITS_TEXT, '0')) > 0)) throw new Error('floor: no permit');
+          await one.zrem(holders, value);
+        }
+      : async () => {
+          const value = leaseValue();
+          const tokens = await Promise.all(clients.map((c) => c.evalsha(SEM_ACQUIRE.sha, 2, holders, counter, value, ttl, PERMITS_TEXT, '0')));
+          if (!tokens.every((t) => Number(t) > 0)) throw new Error('floor: no permit');
+          await Promise.all(clients.map((c) => c.zrem(holders, value)));
+        };
+  return { clients, op };
+}
+
 export async function benchSemaphore(opts: {
   quick: boolean;
   ops?: number;
@@ -162,10 +197,12 @@ export async function benchSemaphore(opts: {
         return { clients, op };
       };
       const refName = `${ref} tryAcquire+release`;
+      const floor = 'floor: the same two commands by hand, no library';
       cells.push(
-        { where, nodes: n, name: 'ormlock semaphore tryAcquire+release', vs: refName, ...(await ormlock('a', PERMITS)) },
+        { where, nodes: n, name: 'ormlock semaphore tryAcquire+release', vs: refName, also: [floor], ...(await ormlock('a', PERMITS)) },
         { where, nodes: n, name: refName, ...(await theirs(`rs${n}:a`, PERMITS)) },
         { where, nodes: n, name: `A/A: a 2nd ${ref}`, vs: refName, ...(await theirs(`rs${n}:b`, PERMITS)) },
+        { where, nodes: n, name: floor, vs: refName, ...(await byHand(await fresh(), `${prefix}floor${n}`, ttl)) },
       );
       if (n === 3) {
         // the same comparison at an equal quorum (2 of 3): 1 permit, where a majority is enough
