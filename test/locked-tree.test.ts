@@ -342,11 +342,18 @@ describeEachBackend('LockedTree', [LockedNs, PlainNs, LockedMp, PlainMp, LockedC
     const r2 = await repo(cls).save(node(cls, 'R2', null));
     const x = await repo(cls).save(node(cls, 'X', r1));
     const y = await repo(cls).save(node(cls, 'Y', x));
+    // the two nodes that move are read before the start, so that their saves start with the inserts
+    // (read inside the race, a move began a round trip late: on a loaded machine the inserts under
+    // it were often done by then, and the control showed nothing in 15 rounds)
+    const moving = [
+      await repo(cls).findOneOrFail({ where: { id: x.id }, relations: { parent: true } }),
+      await repo(cls).findOneOrFail({ where: { id: y.id }, relations: { parent: true } }),
+    ];
     const results = await race(12, async (i) => {
       if (i === 0 || i === 6) {
-        const moving = await repo(cls).findOneOrFail({ where: { id: i === 0 ? x.id : y.id }, relations: { parent: true } });
-        moving.parent = i === 0 ? r2 : r1;
-        return repo(cls).save(moving);
+        const m = moving[i === 0 ? 0 : 1];
+        m.parent = i === 0 ? r2 : r1;
+        return repo(cls).save(m);
       }
       return repo(cls).save(node(cls, `c${i}`, i % 2 ? y : x));
     });
