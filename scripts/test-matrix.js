@@ -2,9 +2,11 @@
 /**
  * The test runner.
  *
- *   node scripts/test-matrix.js [--shards=N] [mocha args]      (`npm test`): every test file once,
- *       on the installed TypeORM (ORMLOCK_TYPEORM=<version> picks another one of the matrix), split
- *       into N mocha processes (default 2, one per core of the CI machine) that run at the same time.
+ *   node scripts/test-matrix.js [--shards=N] [--typecheck] [mocha args]      (`npm test`): every
+ *       test file once, on the installed TypeORM (ORMLOCK_TYPEORM=<version> picks another one of
+ *       the matrix), split into N mocha processes (default 2, one per core of the CI machine) that
+ *       run at the same time; --typecheck: `tsc --noEmit` of the project beside them (a failure
+ *       fails the run).
  *   node scripts/test-matrix.js --matrix [options] [mocha args]   (`npm run test:matrix`): the
  *       TypeORM-dependent files once per TypeORM version of the matrix, and the files that do not
  *       depend on TypeORM (MikroORM, Redis only, the packed package's consumers, the repository
@@ -309,10 +311,38 @@ function summaryLines(done) {
   return lines;
 }
 
+/**
+ * `tsc -p tsconfig.json --noEmit` (`npm run typecheck`) in a process of its own, started with the
+ * test processes rather than before them (mocha transpiles without type-checking, so neither waits
+ * for the other). Resolves { ok, report }: the lines to print once the tests' output is done.
+ */
+function typeCheck() {
+  const started = Date.now();
+  const child = spawn(process.execPath, [path.join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.json', '--noEmit'], {
+    cwd: ROOT,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const chunks = [];
+  child.stdout.on('data', (d) => chunks.push(d));
+  child.stderr.on('data', (d) => chunks.push(d));
+  return new Promise((resolve) => {
+    child.on('close', (code) => {
+      const seconds = Math.round((Date.now() - started) / 1000);
+      if (code === 0) resolve({ ok: true, report: `ok   type-check (tsc --noEmit, ended after ${seconds} s)` });
+      else {
+        const out = process.env.ORMLOCK_SUMMARY_FILE;
+        if (out) fs.appendFileSync(out, `FAIL type-check (tsc -p tsconfig.json --noEmit)\n${Buffer.concat(chunks)}`);
+        resolve({ ok: false, report: `FAIL type-check (tsc --noEmit, exit ${code} after ${seconds} s):\n${Buffer.concat(chunks)}` });
+      }
+    });
+  });
+}
+
 async function once(argv) {
-  const { opts, rest } = options(argv, ['shards', 'serial']);
+  const { opts, rest } = options(argv, ['shards', 'serial', 'typecheck']);
   const version = process.env.ORMLOCK_TYPEORM || 'default';
   const groups = shard(testFiles(), Number(opts.shards ?? process.env.ORMLOCK_TEST_SHARDS ?? 2));
+  const typed = opts.typecheck ? typeCheck() : Promise.resolve({ ok: true, report: '' });
   console.log(`\n=== npm test on ${label(version)}`);
   const procs = groups.map((files, i) => ({
     name: groups.length > 1 ? `${label(version)}, part ${i + 1} of ${groups.length}` : label(version),
@@ -320,7 +350,9 @@ async function once(argv) {
     files,
   }));
   const done = await runAll(procs, rest, { serial: !!opts.serial });
-  process.exit(done.every((r) => r.ok) ? 0 : 1);
+  const types = await typed;
+  if (types.report) console.log(types.report);
+  process.exit(types.ok && done.every((r) => r.ok) ? 0 : 1);
 }
 
 async function matrix(argv) {
