@@ -31,6 +31,19 @@ describe('Deadlines (the per-node timeouts of the Redis rounds)', () => {
     expect(fired, 'the cancelled one never runs').to.deep.equal(['a', 'b']);
   });
 
+  it('a timer that fires late runs what is due in the order it was due, not in the order it was added', async () => {
+    const d = new Deadlines();
+    const fired: string[] = [];
+    d.add(30, () => fired.push('late'));
+    d.add(10, () => fired.push('early'));
+    d.add(20, () => fired.push('middle'));
+    // the event loop held past every deadline, as a loaded machine does: the first firing finds all three due
+    const until = Date.now() + 60;
+    while (Date.now() < until);
+    while (fired.length < 3) await sleep(5);
+    expect(fired).to.deep.equal(['early', 'middle', 'late']);
+  });
+
   it('thousands of rounds that settle in time cost one timer, which stops keeping the process alive once none is live', async () => {
     const d = new Deadlines();
     const before = liveTimers();
