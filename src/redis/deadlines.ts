@@ -85,9 +85,6 @@ export class Deadlines {
     }
     this.entries = keep;
     if (next < Infinity) this.arm(next);
-    // in the order they were due (entries are kept in the order they were added; a timer that
-    // fires late, on a loaded machine, finds several due)
-    if (due.length > 1) due.sort((x, y) => x.at - y.at);
     for (const e of due) {
       const onExpire = e.onExpire;
       e.cancel();
