@@ -19,6 +19,7 @@ import {
 } from '../src';
 import { runInFrame } from '../src/context/store';
 import { EDGE_ENTITIES, EdgeAccount, sleep } from './fixtures/edges';
+import { connectionCountSql } from './support/kill-connection';
 import { describeEachBackend } from './support/suite';
 
 const outside = <T>(fn: () => Promise<T>) => runInFrame({ txs: new Map(), values: new Map() }, fn);
@@ -379,11 +380,7 @@ describeEachBackend('compositions', EDGE_ENTITIES, (env) => {
         await qr.release();
         await sleep(100);
         expect(warnings.join('\n')).to.match(/a transaction is still open on it/);
-        const sql =
-          env.name === 'postgres'
-            ? 'SELECT count(*)::int AS n FROM pg_stat_activity WHERE pid = $1'
-            : 'SELECT COUNT(*) AS n FROM information_schema.PROCESSLIST WHERE ID = ?';
-        const [{ n }] = await outside(() => env.ds.query(sql, [Number(row.connectionId)]));
+        const [{ n }] = await outside(() => env.ds.query(connectionCountSql(env.name), [Number(row.connectionId)]));
         expect(Number(n), 'the backend is gone').to.equal(0);
       } finally {
         process.off('warning', onWarning);

@@ -55,10 +55,7 @@ export function killConnection(name: BackendName, id: number): Promise<void> {
  * session locks as it ends, so what it held is checked after this. Throws after `timeoutMs`.
  */
 export function connectionGone(name: BackendName, id: number, timeoutMs = 10_000): Promise<void> {
-  const sql =
-    name === 'postgres'
-      ? 'SELECT count(*)::int AS n FROM pg_stat_activity WHERE pid = $1'
-      : 'SELECT COUNT(*) AS n FROM information_schema.PROCESSLIST WHERE ID = ?';
+  const sql = connectionCountSql(name);
   return asAdmin(name, async (query) => {
     const until = Date.now() + timeoutMs;
     while (Number((await query(sql, [id]))[0].n) > 0) {
@@ -66,6 +63,13 @@ export function connectionGone(name: BackendName, id: number, timeoutMs = 10_000
       await new Promise((r) => setTimeout(r, 10));
     }
   });
+}
+
+/** How many sessions the server has with the connection id given as the one parameter (0 or 1, as `n`). */
+export function connectionCountSql(name: BackendName): string {
+  return name === 'postgres'
+    ? 'SELECT count(*)::int AS n FROM pg_stat_activity WHERE pid = $1'
+    : 'SELECT COUNT(*) AS n FROM information_schema.PROCESSLIST WHERE ID = ?';
 }
 
 /** Cancels the statement running on connection `id` (PostgreSQL `pg_cancel_backend`, MariaDB `KILL QUERY`); the connection stays. */
