@@ -13,7 +13,7 @@
  * - the pool stays usable: statements on several pool connections at once succeed.
  */
 import * as fc from 'fast-check';
-import { killConnection } from './kill-connection';
+import { connectionGone, killConnection } from './kill-connection';
 import { KEYS, describeStep, isLockLost, sleep, type ExtraStep, type Step } from './model-program';
 
 /** How long an ormlock call may take to reject after the kill was sent (the lock signal: about a second at most). */
@@ -63,7 +63,9 @@ export const killStep: ExtraStep & { name: string } = {
     // the pool stays usable
     const probes = await Promise.allSettled([1, 2, 3].map(() => world.queryOutside('SELECT 1 AS one')));
     for (const p of probes) if (p.status === 'rejected') control.fail(`kill: a pool connection failed afterwards: ${(p.reason as Error).message}`);
-    // a second worker agrees with the model
+    // a second worker agrees with the model, once the killed session has ended: it frees its
+    // session locks as it ends, not when KILL returns (seen on a starved CI machine)
+    await connectionGone(world.backend, Number(id)).catch((error: Error) => control.fail(`kill: ${error.message}`));
     for (const k of KEYS) {
       const held = control.modelHolds(k);
       const took = await control.workerTakes(k);
