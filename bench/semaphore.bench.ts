@@ -122,9 +122,8 @@ type Cell = Case & { where: string; clients?: Redis[]; also?: string[] };
 /**
  * The floor of a Redis semaphore operation: ormlock's acquisition script (EVALSHA, loaded first)
  * and a ZREM sent by hand, awaited directly on 1 node and with Promise.all on several, with the
- * 128-bit value from ormlock's pooled generator (`randomBytes` per operation costs more than
- * either library's whole client side): the commands and round trips of both libraries without
- * either's code.
+ * value from ormlock's generator (`randomBytes` per operation costs more than either library's
+ * whole client side): the commands and round trips of both libraries without either's code.
  */
 async function byHand(clients: Redis[], base: string, ttlMs: number): Promise<{ clients: Redis[]; op: Op }> {
   await Promise.all(clients.map((c) => c.script('LOAD', SEM_ACQUIRE.source)));

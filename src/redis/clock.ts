@@ -11,6 +11,14 @@ export type Clock = () => number;
 
 const monotonic: Clock = () => performance.now();
 
+/**
+ * A reading of `clock` as a `performance.now()` reading (what the rounds' deadlines count
+ * from), when `clock` is the default one; undefined for an injected clock.
+ */
+export function performanceReading(clock: Clock, reading: number): number | undefined {
+  return clock === monotonic ? reading : undefined;
+}
+
 /** The `clock` option checked, or the default monotonic clock. */
 export function checkClock(clock: unknown): Clock {
   if (clock === undefined) return monotonic;

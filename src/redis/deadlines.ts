@@ -44,9 +44,12 @@ export class Deadlines {
   /** Entries not yet done. */
   private live = 0;
 
-  /** Runs `onExpire` after `ms` (give or take the timer's 1 ms granularity) unless cancelled first. */
-  add(ms: number, onExpire: OnExpire): Deadline {
-    const at = performance.now() + ms;
+  /**
+   * Runs `onExpire` after `ms` (give or take the timer's 1 ms granularity) unless cancelled
+   * first; counted from `now` when the caller has just read `performance.now()`.
+   */
+  add(ms: number, onExpire: OnExpire, now: number = performance.now()): Deadline {
+    const at = now + ms;
     const entry = new Entry(at, onExpire, this);
     this.entries.push(entry);
     if (this.live++ === 0) this.timer?.ref();

@@ -64,7 +64,7 @@ export class Lease {
   readonly keys: readonly string[];
   /** The Redis keys actually locked (`namespace:` + prefix + key). */
   readonly resources: readonly string[];
-  /** This lease's random value (128 bits, hex): what release and extend compare against. */
+  /** This lease's value (32 hex digits, unique per acquisition attempt): what release and extend compare against. */
   readonly value: string;
   /** Monotonic fencing token, see the class comment. */
   readonly fencingToken: bigint;
@@ -264,6 +264,11 @@ export class Lease {
   /** @internal Monotonic ms of validity left (negative when run out), whatever the state. */
   get _validForMs(): number {
     return this._validUntil - this._now();
+  }
+
+  /** @internal The last reading of the clock (taken by `_validForMs`, `remainingMs`, …). */
+  get _lastReading(): number {
+    return this._lastRead;
   }
 
   /** @internal The error the lease was lost with, if it was. */

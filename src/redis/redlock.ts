@@ -40,7 +40,7 @@ import { checkFunction, checkOptions } from '../arguments';
 import { badOption, badOptions } from '../faults/options';
 import { leaseLost, leaseNotAcquired } from '../faults/redis';
 import { emitTo, observerOptionProblems, observersOf, type LockEvent } from '../observe/events';
-import { checkClock, driftOf, stillValid } from './clock';
+import { checkClock, driftOf, performanceReading, stillValid } from './clock';
 import { Deadlines } from './deadlines';
 import { DatabaseFencing } from './fencing';
 import { holdLeaseWhile } from './hold-lease';
@@ -62,7 +62,7 @@ import {
   type RedlockOptions,
   type UsingOptions,
 } from './redlock-options';
-import { count, nodeAddress, runRound, SEND_STATUSES, sendRound, settleRound, type NodeCall, type RoundListener } from './rounds';
+import { count, IGNORE_ANSWERS, issue, nodeAddress, runRound, sendRound, settleIssued, type Issued, type NodeCall, type RoundListener } from './rounds';
 import { ACQUIRE, ACQUIRE_PLAIN, BUMP, EXTEND, RELEASE, type NodeCommand } from './scripts';
 import { RedisSemaphore, type SemaphoreHost } from './semaphore';
 
@@ -307,25 +307,31 @@ export class Redlock implements LeaseDriver {
   /** @internal Not an async function: a release allocates no suspended frame (nor a promise derived from its round's). */
   releaseLease(lease: Lease): Promise<boolean> {
     try {
-      this.noteReleaseSent(lease);
-      // Resolves once a quorum confirms; the other nodes' deletes go on (each client keeps
-      // its commands in order, so a following acquire on that node runs after the delete).
       const protocol = lease.protocol ?? this.protocol;
+      const argv = releaseArgv(protocol.release, lease.resources, lease.value);
+      // Written first (what follows runs while the nodes answer). Resolves once a quorum
+      // confirms; the other nodes' deletes go on (each client keeps its commands in order, so a
+      // following acquire on that node runs after the delete).
+      const issued = issue(this.clients, this.allNodes, protocol.release, argv);
+      noteReleaseSent(lease, this.allNodes, issued);
       const quorum = protocol.quorum;
-      const valid = !protocol.releaseChecksValidity || lease._validForMs > 0;
+      const checked = protocol.releaseChecksValidity === true;
+      // read after the release was written: still valid now means it was valid when sent
+      const valid = !checked || lease._validForMs > 0;
       const keys = lease.resources.length;
       // (with every node as quorum, only every answer decides)
       const decided = quorum < this.clients.length ? (answered: Array<NodeCall<number>>) => countHeld(answered, keys) >= quorum : undefined;
-      const tally = new ReleaseTally(lease, valid, quorum, this.emit);
-      return settleRound(
+      return settleIssued(
         this.clients,
         this.deadlines,
         this.allNodes,
         protocol.release,
-        releaseArgv(protocol.release, lease.resources, lease.value),
+        argv,
+        issued,
         this.timeoutFor(lease.ttlMs),
         decided,
-        tally,
+        new ReleaseTally(lease, valid, quorum, this.emit),
+        checked ? performanceReading(this.clock, lease._lastReading) : undefined,
       );
     } catch (error) {
       return Promise.reject(error);
@@ -334,8 +340,11 @@ export class Redlock implements LeaseDriver {
 
   /** @internal */
   cleanupLease(lease: Lease): void {
-    this.noteReleaseSent(lease);
-    void this.releaseOn(this.allNodes, lease.resources, lease.value, this.timeoutFor(lease.ttlMs), undefined, (lease.protocol ?? this.protocol).release);
+    const release = (lease.protocol ?? this.protocol).release;
+    const argv = releaseArgv(release, lease.resources, lease.value);
+    const issued = issue(this.clients, this.allNodes, release, argv);
+    noteReleaseSent(lease, this.allNodes, issued);
+    void settleIssued(this.clients, this.deadlines, this.allNodes, release, argv, issued, this.timeoutFor(lease.ttlMs), undefined, IGNORE_ANSWERS);
   }
 
   // ---- internals -----------------------------------------------------------------------
@@ -455,11 +464,6 @@ export class Redlock implements LeaseDriver {
     };
   }
 
-  /** Which nodes `round` is about to send a release to (the same status test, in the same tick). */
-  private noteReleaseSent(lease: Lease): void {
-    for (const i of this.allNodes) if (SEND_STATUSES.has(this.clients[i].status)) lease._noteReleaseSent(i);
-  }
-
   private see(token: bigint): void {
     if (token > this.seen) {
       this.seen = token;
@@ -467,16 +471,9 @@ export class Redlock implements LeaseDriver {
     }
   }
 
-  private releaseOn(
-    nodes: readonly number[],
-    resources: readonly string[],
-    value: string,
-    timeoutMs: number,
-    decided?: (answered: Array<NodeCall<number>>) => boolean,
-    script: NodeCommand = RELEASE,
-  ): Promise<Array<NodeCall<number>>> {
-    const argv = releaseArgv(script, resources, value);
-    return sendRound<number>(this.clients, this.deadlines, nodes, script, argv, timeoutMs, decided);
+  /** Undoes this Redlock's own grants of `value` on `nodes` (RELEASE). */
+  private releaseOn(nodes: readonly number[], resources: readonly string[], value: string, timeoutMs: number): Promise<Array<NodeCall<number>>> {
+    return sendRound<number>(this.clients, this.deadlines, nodes, RELEASE, releaseArgv(RELEASE, resources, value), timeoutMs);
   }
 
   private round<T>(
@@ -507,6 +504,11 @@ function releaseArgv(script: NodeCommand, resources: readonly string[], value: s
     : 'sha' in script
       ? [script.sha, resources.length, ...resources, value]
       : [...resources, value];
+}
+
+/** Records on the lease which of `nodes` a release of it was written to (`issued`). */
+function noteReleaseSent(lease: Lease, nodes: readonly number[], issued: Issued): void {
+  for (let i = 0; i < issued.length; i++) if (typeof issued[i] !== 'string') lease._noteReleaseSent(nodes[i]);
 }
 
 /** What a release's round resolves with (its listener): held when a quorum deleted the lease and it was still valid. */

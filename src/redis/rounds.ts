@@ -76,13 +76,14 @@ export function sendRound<T>(
   decided?: RoundDecider<T>,
   onLate?: (call: NodeCall<T>) => void,
 ): Promise<Array<NodeCall<T>>> {
+  const issued = issue(clients, nodes, script, argv);
   return new Promise((resolve, reject) => {
-    send(clients, deadlines, nodes, script, argv, new Round<T, Array<NodeCall<T>>>(nodes, timeoutMs, decided, onLate, undefined, resolve, reject));
+    follow(clients, deadlines, nodes, script, argv, issued, new Round<T, Array<NodeCall<T>>>(nodes, timeoutMs, decided, onLate, undefined, resolve, reject));
   });
 }
 
 /**
- * What a caller of `settleRound` does with a round: `settled` turns its answers into what the
+ * What a caller of `settleIssued` does with a round: `settled` turns its answers into what the
  * round's promise resolves with (called as the round resolves, in the same tick: no promise
  * derived from the round's), `late` takes each answer that comes after. One object (the caller's
  * state of the attempt) instead of a closure for each.
@@ -92,46 +93,87 @@ export interface RoundListener<T, R> {
   late(call: NodeCall<T>): void;
 }
 
-/** `sendRound`, resolved with what `listener.settled` makes of the answers (rejected when it throws). */
-export function settleRound<T, R>(
+/** A listener for a round whose answers nobody needs (a best-effort cleanup). */
+export const IGNORE_ANSWERS: RoundListener<unknown, void> = {
+  settled: () => undefined,
+  late: () => undefined,
+};
+
+/**
+ * A round's commands as written (`issue`): per node, the ioredis promise of its command, or the
+ * client's status when it was not connected (nothing sent).
+ */
+export type Issued = Array<Promise<unknown> | string>;
+
+/**
+ * Writes the command to every node that is connected (or connecting: ioredis queues it), before
+ * any of the round's bookkeeping: a caller that issues first and sets up what decides the round
+ * afterwards does that work while the nodes answer, not between an answer and its next command.
+ * Follow it with `settleIssued` in the same tick (nothing else handles the commands' promises).
+ */
+export function issue(clients: readonly Redis[], nodes: readonly number[], script: NodeCommand, argv: ReadonlyArray<string | number>): Issued {
+  const issued: Issued = new Array(nodes.length);
+  const lua = 'sha' in script;
+  for (let i = 0; i < nodes.length; i++) {
+    const client = clients[nodes[i]];
+    const status = client.status;
+    issued[i] = !SEND_STATUSES.has(status)
+      ? status
+      : lua
+        ? (client.evalsha as unknown as SendArgv).call(client, argv)
+        : (client[(script as PlainCommand).command] as unknown as SendArgv).call(client, argv);
+  }
+  return issued;
+}
+
+/**
+ * The round of commands `issue` wrote (with the same `clients`, `nodes`, `script` and `argv`),
+ * resolved with what `listener.settled` makes of the answers (rejected when it throws). `now`: a
+ * `performance.now()` reading taken as the commands were written (just before or after), if the
+ * caller has one (the round's deadline counts from it instead of reading the clock again).
+ */
+export function settleIssued<T, R>(
   clients: readonly Redis[],
   deadlines: Deadlines,
   nodes: readonly number[],
   script: NodeCommand,
   argv: ReadonlyArray<string | number>,
+  issued: Issued,
   timeoutMs: number,
   decided: RoundDecider<T> | undefined,
   listener: RoundListener<T, R>,
+  now?: number,
 ): Promise<R> {
   return new Promise((resolve, reject) => {
-    send(clients, deadlines, nodes, script, argv, new Round<T, R>(nodes, timeoutMs, decided, undefined, listener, resolve, reject));
+    follow(clients, deadlines, nodes, script, argv, issued, new Round<T, R>(nodes, timeoutMs, decided, undefined, listener, resolve, reject), now);
   });
 }
 
-function send<T, R>(
+/** Records each issued command's answer in `round` as it comes (a node not sent to at once), then starts the round's deadline. */
+function follow<T, R>(
   clients: readonly Redis[],
   deadlines: Deadlines,
   nodes: readonly number[],
   script: NodeCommand,
   argv: ReadonlyArray<string | number>,
+  issued: Issued,
   round: Round<T, R>,
+  now?: number,
 ): void {
   const lua = 'sha' in script ? script : undefined;
   for (let i = 0; i < nodes.length; i++) {
     const node = nodes[i];
-    const client = clients[node];
-    if (!SEND_STATUSES.has(client.status)) {
-      round.record(i, { node, outcome: 'not_ready', error: `not connected (status ${client.status})` });
+    const sent = issued[i];
+    if (typeof sent === 'string') {
+      round.record(i, { node, outcome: 'not_ready', error: `not connected (status ${sent})` });
       continue;
     }
-    const sent = lua
-      ? (client.evalsha as unknown as SendArgv).call(client, argv)
-      : (client[(script as PlainCommand).command] as unknown as SendArgv).call(client, argv);
     sent.then(
       (reply: unknown) => round.record(i, { node, outcome: 'ok', reply: reply as T }),
       (error: unknown) => {
         // once more with EVAL when the node does not have the script cached (restarted)
         if (lua && error instanceof Error && error.message.startsWith('NOSCRIPT')) {
+          const client = clients[node];
           (client.eval as unknown as SendArgv).call(client, [lua.source, ...argv.slice(1)]).then(
             (reply: unknown) => round.record(i, { node, outcome: 'ok', reply: reply as T }),
             (again: unknown) => round.failed(i, node, again),
@@ -140,7 +182,7 @@ function send<T, R>(
       },
     );
   }
-  round.started(deadlines);
+  round.started(deadlines, now);
 }
 
 /** The state of one round: each node's answer as it comes, and when it is decided. */
@@ -166,9 +208,9 @@ class Round<T, R> implements Expiring {
     if (decided) this.answered = [];
   }
 
-  /** Every command was sent: the deadline runs unless every node already answered. */
-  started(deadlines: Deadlines): void {
-    if (!this.settled) this.deadline = deadlines.add(this.timeoutMs, this);
+  /** Every command was sent: the deadline runs (from `now`, a `performance.now()` reading, if given) unless every node already answered. */
+  started(deadlines: Deadlines, now?: number): void {
+    if (!this.settled) this.deadline = deadlines.add(this.timeoutMs, this, now);
   }
 
   record(i: number, call: NodeCall<T>): void {

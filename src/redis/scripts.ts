@@ -5,8 +5,8 @@
  * (no `defineCommand`).
  *
  * Key layout (see redlock.ts `keyspace`): KEYS of acquire are [fenceCounter, lock1..lockN];
- * release and extend take only [lock1..lockN]. Lock values are 128-bit random hex strings,
- * unique per lease, so "value matches" means "this very lease".
+ * release and extend take only [lock1..lockN]. Lock values are 32 hex digits, unique per
+ * acquisition attempt (lease-value.ts), so "value matches" means "this very lease".
  *
  * Fencing counters are integers kept as decimal strings; Lua numbers are doubles, so they are
  * exact up to 2^53 (9·10^15 acquisitions: ~285 years at a million a second).

@@ -2,7 +2,7 @@
  * The Lua scripts (and the plain release command) of the Redis counting semaphore. Each runs
  * atomically on ONE node; the quorum logic lives in semaphore.ts.
  *
- * Per semaphore and node: a sorted set of holders (member = the permit's 128-bit random value,
+ * Per semaphore and node: a sorted set of holders (member = the permit's value, unique per attempt,
  * score = when it expires, in ms of that node's own clock, read with TIME as PX would), a
  * fencing counter (a plain integer, INCR) and, written only by a claim (SEM_CLAIM), the value of
  * the permit that last claimed a token there. Expired holders are dropped by an acquisition that
@@ -104,7 +104,7 @@ return 1
 
 /**
  * Release: `ZREM holders value`, a plain command (no script). The member is the permit's own
- * 128-bit value, so it removes this permit and nothing else; 1 when it was still in the set, 0
+ * value (unique per attempt, lease-value.ts), so it removes this permit and nothing else; 1 when it was still in the set, 0
  * when it was gone (expired and swept by an acquisition, or the set expired). A holder that
  * expired but was not yet swept also answers 1: nobody was admitted in its place on that node
  * (an acquisition sweeps expired holders before it counts). Whether the permit had expired is

@@ -44,14 +44,14 @@ import { checkFunction, checkOptions } from '../arguments';
 import { badOption } from '../faults/options';
 import { redisPermitNotAcquired } from '../faults/semaphores';
 import type { LockEvent } from '../observe/events';
-import { stillValid, type Clock } from './clock';
+import { performanceReading, stillValid, type Clock } from './clock';
 import type { Deadlines } from './deadlines';
 import { holdLeaseWhile } from './hold-lease';
 import { Lease, type LeaseDriver, type LeaseShape } from './lease';
 import { leaseValue } from './lease-value';
 import { isTokenGrant, permitQuorum, sameHighestToken, type NodeResult } from './quorum';
 import { retryDelay, sleep, type AcquireOptions } from './redlock-options';
-import { count, nodeAddress, runRound, sendRound, settleRound, type NodeCall, type RoundDecider, type RoundListener } from './rounds';
+import { count, issue, nodeAddress, runRound, sendRound, settleIssued, type NodeCall, type RoundDecider, type RoundListener } from './rounds';
 import { checkPermits, checkSemaphoreName } from '../locks/semaphore-options';
 import { SEM_ACQUIRE, SEM_CLAIM, SEM_EXTEND, SEM_RELEASE } from './semaphore-scripts';
 
@@ -92,7 +92,12 @@ interface TtlFigures {
  * a closure or a derived promise per attempt.
  */
 class Attempt implements RoundListener<number, RedisPermit | null> {
-  readonly value = leaseValue();
+  /**
+   * The wall clock when the attempt started, for `expiresAt` (display; validity is measured on
+   * `clock` from `start`): read as the attempt is set up, after its commands were written, which
+   * is later than `start` by the microseconds of writing them (within the drift allowance's 2 ms).
+   */
+  readonly wallStart = Date.now();
   /** Decided: a grant answered from now on is undone at once unless `permit` was handed out. */
   done = false;
   permit: RedisPermit | null = null;
@@ -101,11 +106,12 @@ class Attempt implements RoundListener<number, RedisPermit | null> {
 
   constructor(
     readonly semaphore: RedisSemaphore,
+    /** The permit's value (what the acquisition sent). */
+    readonly value: string,
     readonly ttlMs: number,
     readonly ttl: TtlFigures,
-    /** When it started: `clock` reading and wall clock. */
+    /** When it started (`clock` reading, taken before its commands were written). */
     readonly start: number,
-    readonly wallStart: number,
     /** Where the answers go when the attempt gets no permit (`acquire`'s error). */
     readonly refusal: Refusal | undefined,
   ) {}
@@ -313,16 +319,22 @@ export class RedisSemaphore {
    */
   private attempt(ttlMs: number, ttl: TtlFigures, refusal: Refusal | undefined): Promise<RedisPermit | null> {
     const { host } = this;
-    const state = new Attempt(this, ttlMs, ttl, host.clock(), Date.now(), refusal);
-    return settleRound<number, RedisPermit | null>(
+    const value = leaseValue();
+    const start = host.clock();
+    const argv = [SEM_ACQUIRE.sha, 2, this.holders, this.counter, value, ttl.text, this.permitsText, this.seen.text];
+    // written first: what follows runs while the nodes answer
+    const issued = issue(host.clients, this.allNodes, SEM_ACQUIRE, argv);
+    return settleIssued<number, RedisPermit | null>(
       host.clients,
       host.deadlines,
       this.allNodes,
       SEM_ACQUIRE,
-      [SEM_ACQUIRE.sha, 2, this.holders, this.counter, state.value, ttl.text, this.permitsText, this.seen.text],
+      argv,
+      issued,
       ttl.timeoutMs,
       this.decided,
-      state,
+      new Attempt(this, value, ttlMs, ttl, start, refusal),
+      performanceReading(host.clock, start),
     );
   }
 
