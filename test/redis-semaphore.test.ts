@@ -246,6 +246,24 @@ describe('Redis counting semaphores (redlock.semaphore)', function () {
       expect(err).to.be.instanceOf(LockLostError);
       expect(err.message).to.match(/not found on a quorum/);
     });
+
+    it('a node that granted the permit and is down at release still holds its place while the permit is valid (quorum: every node of 3)', async function () {
+      this.timeout(20_000);
+      const redlock = new Redlock(clients, { prefix });
+      const sem = redlock.semaphore(name('silent-node'), 3);
+      const permit = (await sem.tryAcquire(5000))!;
+      expect(permit).to.not.equal(null);
+      await nodes.stop(2);
+      try {
+        while (clients[2].status === 'ready') await sleep(10);
+        expect(await permit.release(), 'nodes 0 and 1 removed it; node 2 granted it and cannot answer').to.equal(true);
+        const other = await sem.tryAcquire(5000);
+        expect(other, 'no grant while node 2 is down (every node is the quorum)').to.equal(null);
+      } finally {
+        await nodes.restart(2);
+        await nodes.waitReady(clients);
+      }
+    });
   });
 
   describe('quorum', () => {
@@ -269,6 +287,32 @@ describe('Redis counting semaphores (redlock.semaphore)', function () {
       for (let i = 0; i < 10; i++) expect(await sem.tryAcquire(5000)).to.equal(null);
       expect(await held.release()).to.equal(true);
       await sleep(50); // the last late answers and their undoing
+      expect(await holdersOn(sem, clients)).to.deep.equal([0, 0, 0]);
+    });
+
+    it('leaves no holder behind after a node restarted: a late grant answered by the EVAL re-sent after NOSCRIPT, behind the release, is undone', async function () {
+      this.timeout(20_000);
+      await nodes.stop(2);
+      await nodes.restart(2); // empty: no script cached
+      await nodes.waitReady(clients);
+      // node 2's NOSCRIPT answer comes 50 ms late, so the EVAL re-sent after it is written after the permit's release
+      const slowNoscript = new Proxy(clients[2], {
+        get(target, prop, receiver) {
+          const value = Reflect.get(target, prop, receiver) as unknown;
+          if (prop !== 'evalsha' || typeof value !== 'function') return typeof value === 'function' ? value.bind(target) : value;
+          return (...args: unknown[]) =>
+            (value.apply(target, args) as Promise<unknown>).catch(async (error: unknown) => {
+              await sleep(50);
+              throw error;
+            });
+        },
+      });
+      const redlock = new Redlock([clients[0], clients[1], slowNoscript], { prefix });
+      const sem = redlock.semaphore(name('late-after-restart'), 1);
+      const permit = await sem.tryAcquire(5000);
+      expect(permit, 'granted by nodes 0 and 1 while node 2 answers NOSCRIPT').to.not.equal(null);
+      expect(await permit!.release()).to.equal(true);
+      await sleep(150); // node 2's grant (EVAL, after the ZREM) and its undoing
       expect(await holdersOn(sem, clients)).to.deep.equal([0, 0, 0]);
     });
 

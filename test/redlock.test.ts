@@ -233,6 +233,66 @@ describe('Redlock (Redis leases)', function () {
       expect(err.message).to.match(/quorum 2 of 3/);
       expect(await clients[0].exists(resource(k2)), 'the partial grant on node 0 was undone').to.equal(0);
     });
+
+    /** Runs `fn` while node 1 is down (stopped, its client no longer ready), then brings it back. */
+    const whileNode1Down = async (fn: () => Promise<unknown>): Promise<void> => {
+      await nodes.stop(1);
+      await waitDown(clients[1]);
+      try {
+        await fn();
+      } finally {
+        await nodes.restart(1);
+        await nodes.waitReady(clients);
+      }
+    };
+
+    it('a node that granted the lease and cannot answer at release still holds it while the lease is valid; one that answers "not held" does not', async () => {
+      // granted on exactly {1, 2}: node 0 holds a leftover key of another lease
+      const k = key('silent-holder');
+      await clients[0].set(resource(k), 'another lease', 'PX', 5000);
+      const lease = (await redlock.tryAcquire(k, 5000)) as Lease;
+      expect(lease, 'granted by nodes 1 and 2').to.be.instanceOf(Lease);
+      expect(await heldOn(lease)).to.equal(2);
+      // node 0: another lease's key; node 1: down (it granted: its key outlives the lease); node 2: deleted
+      await whileNode1Down(async () => expect(await lease.release(), 'confirmed by node 2, and node 1 granted it').to.equal(true));
+
+      const k2 = key('silent-holder-lost');
+      const lost = (await redlock.tryAcquire(k2, 5000)) as Lease;
+      expect(await heldOnAll(lost)).to.equal(3);
+      await clients[0].del(resource(k2));
+      await clients[2].del(resource(k2));
+      // nodes 0 and 2 answer "not held" (evidence of a loss); node 1's silence alone is 1 of 3
+      await whileNode1Down(async () => expect(await lost.release(), 'the nodes that answer say it was gone').to.equal(false));
+    });
+
+    it('a silent node counts only if it granted the lease or confirmed its last extension, and only while the lease is valid', async () => {
+      // node 1 down at acquisition: granted by {0, 2}; node 2's key then deleted
+      await whileNode1Down(async () => {
+        const k = key('silent-not-granted');
+        const lease = (await redlock.tryAcquire(k, 5000)) as Lease;
+        expect(lease).to.be.instanceOf(Lease);
+        await clients[2].del(resource(k));
+        expect(await lease.release(), 'node 1 never granted it: 1 of 3').to.equal(false);
+      });
+
+      // granted by all three, extended while node 1 was down: node 1's key expires at the old TTL, so it no longer counts
+      const k2 = key('silent-missed-extension');
+      const extended = (await redlock.tryAcquire(k2, 2000)) as Lease;
+      expect(await heldOnAll(extended)).to.equal(3);
+      await whileNode1Down(async () => {
+        await extended.extend(5000);
+        await clients[2].del(resource(k2));
+        expect(await extended.release(), 'node 1 missed the extension: only node 0 holds it').to.equal(false);
+      });
+
+      // granted by all three, expired: silence proves nothing once the validity ran out
+      const expired = (await redlock.tryAcquire(key('silent-expired'), 300)) as Lease;
+      expect(await heldOnAll(expired)).to.equal(3);
+      await whileNode1Down(async () => {
+        await sleep(350);
+        expect(await expired.release(), 'expired: no node holds it, and silence does not count').to.equal(false);
+      });
+    });
   });
 
   describe('compare-and-set release and extend', () => {

@@ -1,6 +1,7 @@
 import type { LockScope } from '../context/scope';
 import { LockLostError } from '../errors';
 import { leaseLost } from '../faults/redis';
+import type { NodeCall } from './rounds';
 import type { LuaScript, NodeCommand } from './scripts';
 
 /** What a lease asks of the Redlock that issued it (implemented by `Redlock`). */
@@ -49,8 +50,10 @@ export interface LeaseShape {
  *
  * - `release()` resolves `true` when the lease was still held on a quorum and is now deleted
  *   there, `false` when it had already expired or been taken (it never deletes another
- *   lease's key: compare-and-delete on `value`). It never throws; calling it again returns
- *   the first answer.
+ *   lease's key: compare-and-delete on `value`). A node that does not answer counts as
+ *   holding it while the lease is valid if it granted the lease or its last extension
+ *   (`_heldOn`); one that answers "not held" never does. It never throws; calling it again
+ *   returns the first answer.
  * - `extend(ttlMs)` resolves once a quorum has the keys' TTL reset to `ttlMs`, or throws
  *   `LockLostError` when that can no longer be done (expired, deleted or taken by another
  *   lease); the lease is then `lost` and `signal` is aborted with that error. It retries
@@ -96,6 +99,11 @@ export class Lease {
   private _signalOfScope = false;
   /** Nodes a release (or cleanup) of this lease was sent to: a bit per node below 31, a Set beyond. */
   private _sentMask = 0;
+  /**
+   * Nodes known to hold the lease until at least its validity end: they granted it (or its last
+   * extension); a bit per node below 31 (nodes beyond are never counted: `_heldOn` is false).
+   */
+  private _heldMask = 0;
   private _sentMore: Set<number> | undefined;
 
   /**
@@ -201,9 +209,10 @@ export class Lease {
     return this._releasing;
   }
 
-  /** @internal Called by the driver after a successful extension. */
-  _extended(expiresAt: number, validUntil: number, ttlMs: number): void {
+  /** @internal Called by the driver after a successful extension, with the nodes that confirmed it (one bit each, see `_heldOn`). */
+  _extended(expiresAt: number, validUntil: number, ttlMs: number, heldMask: number): void {
     if (this._state !== 'held') return;
+    this._heldMask = heldMask;
     this._expiresAt = expiresAt;
     this._validUntil = validUntil;
     this.ttlMs = ttlMs;
@@ -244,9 +253,32 @@ export class Lease {
     else (this._sentMore ??= new Set()).add(node);
   }
 
-  /** @internal Whether a release of this lease was sent to `node`. */
-  _releaseSentTo(node: number): boolean {
-    return node < 31 ? (this._sentMask & (1 << node)) !== 0 : this._sentMore?.has(node) === true;
+  /** @internal `node` granted this lease, or confirmed its last extension (`_extended` starts the set again). */
+  _noteHeld(node: number): void {
+    if (node < 31) this._heldMask |= 1 << node;
+  }
+
+  /**
+   * @internal Whether `node` granted this lease or its last extension: its key there outlives
+   * the lease's validity (a node that lost it restarted without persistence, which Redlock's
+   * assumptions rule out until a TTL has passed).
+   */
+  _heldOn(node: number): boolean {
+    return node < 31 && (this._heldMask & (1 << node)) !== 0;
+  }
+
+  /**
+   * @internal Whether a grant of this lease that `node` answered after the acquisition was
+   * decided must be undone: the lease is no longer held and no release of it follows that grant
+   * on the node (none was written to it, or the grant is an answer to a script re-sent after
+   * NOSCRIPT, written after the release). A release written to a client after the grant's
+   * command runs after it (each client keeps its commands in order).
+   */
+  _undoLateGrant(call: NodeCall<number>): boolean {
+    if (this._state === 'held') return false;
+    if (call.outcome === 'ok' && call.resent) return true;
+    const node = call.node;
+    return !(node < 31 ? (this._sentMask & (1 << node)) !== 0 : this._sentMore?.has(node) === true);
   }
 
   /**

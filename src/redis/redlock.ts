@@ -281,7 +281,9 @@ export class Redlock implements LeaseDriver {
       if (extended >= quorum) {
         const validity = ttlMs - this.drift(ttlMs);
         const expiresAt = wallStart + validity;
-        lease._extended(expiresAt, start + validity, ttlMs);
+        let confirmed = 0;
+        for (const c of calls) if (isExtended(c) && c.node < 31) confirmed |= 1 << c.node;
+        lease._extended(expiresAt, start + validity, ttlMs, confirmed);
         return expiresAt;
       }
       const left = lease._validForMs;
@@ -378,17 +380,16 @@ export class Redlock implements LeaseDriver {
     let lease: Lease | null = null;
     let settled = false;
     // A grant that arrives after the attempt was decided (or timed out) is undone, unless it
-    // belongs to a lease that is live or whose release was sent to that node (each client keeps
-    // its commands in order, so that release runs after this grant).
+    // belongs to a lease that is live (one more node it is held on) or whose release follows it
+    // on that node (Lease._undoLateGrant).
     const lateGrants: number[] = [];
     const isGrant = plain ? isZeroGrant : isTokenGrant;
     const onLate = (call: NodeCall<number>): void => {
       if (!isGrant(call)) return;
       if (!plain) this.see(BigInt(call.reply));
       if (!settled) lateGrants.push(call.node);
-      else if (!lease || (lease.state !== 'held' && !lease._releaseSentTo(call.node))) {
-        void this.releaseOn([call.node], resources, value, timeoutMs);
-      }
+      else if (!lease || lease._undoLateGrant(call)) void this.releaseOn([call.node], resources, value, timeoutMs);
+      else if (lease.state === 'held') lease._noteHeld(call.node);
     };
     // Decided early once a quorum granted (and, with Redis counters, a quorum answered the same
     // highest token, so no bump is needed); a refusal waits for every node's answer (the error
@@ -437,6 +438,8 @@ export class Redlock implements LeaseDriver {
     if (ok && stillValid(start, validity, this.clock())) {
       const shape = { keys: req.keys, resources, fenceKey: req.fenceKey, clock: this.clock };
       lease = new Lease(this, shape, value, token, ttlMs, wallStart, wallStart + validity, start + validity);
+      for (const g of granted) lease._noteHeld(g.node);
+      for (const node of lateGrants) lease._noteHeld(node);
     } else if (granted.length > 0) {
       await this.releaseOn(
         granted.map((g) => g.node),
@@ -523,7 +526,15 @@ class ReleaseTally implements RoundListener<number, boolean> {
   settled(answers: Array<NodeCall<number>>): boolean {
     const lease = this.lease;
     this.emit?.({ type: 'released', kind: 'lease', target: leaseTarget(lease.keys), heldMs: Date.now() - lease.acquiredAt });
-    return this.valid && countHeld(answers, lease.resources.length) >= this.quorum;
+    if (!this.valid) return false;
+    const held = countHeld(answers, lease.resources.length);
+    if (held >= this.quorum) return true;
+    // A node that did not answer (down, timed out, failing) but granted the lease or its last
+    // extension still holds it while the lease is valid: a node that answers "not held" is
+    // evidence of a loss, one that cannot answer is not.
+    let silent = 0;
+    for (const c of answers) if (c.outcome !== 'ok' && lease._heldOn(c.node)) silent++;
+    return held + silent >= this.quorum && lease._validForMs > 0;
   }
 
   late(): void {

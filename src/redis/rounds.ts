@@ -8,8 +8,12 @@ import type { Redis } from './redis-client';
 import type { Deadline, Deadlines, Expiring } from './deadlines';
 import type { NodeCommand, PlainCommand } from './scripts';
 
-/** What one node answered in one round. */
-export type NodeCall<T> = { node: number; outcome: 'ok'; reply: T } | { node: number; outcome: 'error' | 'timeout' | 'not_ready' | 'pending'; error: string };
+/**
+ * What one node answered in one round. `resent`: the answer is to the script sent again with EVAL
+ * after NOSCRIPT (a restarted node), written after whatever the caller sent to that node meanwhile.
+ */
+export type NodeCall<T> =
+  { node: number; outcome: 'ok'; reply: T; resent?: true } | { node: number; outcome: 'error' | 'timeout' | 'not_ready' | 'pending'; error: string };
 
 /** Client statuses in which a command is sent (ioredis queues it until ready). */
 export const SEND_STATUSES = new Set(['ready', 'connecting', 'connect']);
@@ -175,7 +179,7 @@ function follow<T, R>(
         if (lua && error instanceof Error && error.message.startsWith('NOSCRIPT')) {
           const client = clients[node];
           (client.eval as unknown as SendArgv).call(client, [lua.source, ...argv.slice(1)]).then(
-            (reply: unknown) => round.record(i, { node, outcome: 'ok', reply: reply as T }),
+            (reply: unknown) => round.record(i, { node, outcome: 'ok', reply: reply as T, resent: true }),
             (again: unknown) => round.failed(i, node, again),
           );
         } else round.failed(i, node, error);

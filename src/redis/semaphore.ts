@@ -30,7 +30,9 @@
  * A plain `ZREM holders value` on every node (the value is the permit's own, so it removes
  * nothing else). `release()` is true when a quorum removed it and the permit's validity
  * (monotonic clock) had not run out when the release was sent: ZREM cannot tell an expired
- * holder that no acquisition swept yet from a live one, the permit's own validity can.
+ * holder that no acquisition swept yet from a live one, the permit's own validity can. A node
+ * that granted the permit (or its last extension) and does not answer counts as removing it
+ * while the permit is valid, as for a Redlock lease (redlock.ts, ReleaseTally).
  * Uncontended, acquire + release cost what redis-semaphore's do: one EVALSHA and one ZREM per
  * node (the acquire script reads the node's clock and draws the token instead of sweeping and
  * setting the set's expiry: the same number of calls on the node).
@@ -340,14 +342,16 @@ export class RedisSemaphore {
 
   /**
    * A grant that arrives after the attempt was decided is undone unless the permit was handed
-   * out (its release, sent later on the same client, runs after it).
+   * out and is held (then it is one of the nodes the permit is held on), or its release follows
+   * that grant on the node (`Lease._undoLateGrant`).
    * @internal (Attempt.late)
    */
   _late(state: Attempt, call: NodeCall<number>): void {
     if (!isTokenGrant(call)) return;
     this.see(Number(call.reply));
     if (!state.done) (state.lateGrants ??= []).push(call.node);
-    else if (!state.permit) void this.releaseOn([call.node], state.value, state.ttl.timeoutMs);
+    else if (!state.permit || state.permit._undoLateGrant(call)) void this.releaseOn([call.node], state.value, state.ttl.timeoutMs);
+    else if (state.permit.state === 'held') state.permit._noteHeld(call.node);
   }
 
   /** @internal (Attempt.settled) The token grants of the round: a permit when a quorum owns the highest token (raising lagging nodes first). */
@@ -400,7 +404,7 @@ export class RedisSemaphore {
     const { ttl, start, wallStart } = state;
     if (owned && stillValid(start, ttl.validity, now)) {
       state.done = true;
-      return (state.permit = new Lease(
+      const permit = new Lease(
         this.host.driver,
         this.shape,
         state.value,
@@ -410,7 +414,11 @@ export class RedisSemaphore {
         wallStart + ttl.validity,
         start + ttl.validity,
         now,
-      ));
+      );
+      // where it holds a place (what release counts for a node that cannot answer then)
+      for (const c of calls) if (isTokenGrant(c)) permit._noteHeld(c.node);
+      if (state.lateGrants) for (const node of state.lateGrants) permit._noteHeld(node);
+      return (state.permit = permit);
     }
     return this.refuse(state, calls, grants);
   }
