@@ -460,6 +460,27 @@ describe('Redlock (Redis leases)', function () {
       expect(await existsAnywhereSettled(resource(k))).to.equal(0);
     });
 
+    it('counts a client whose commands throw at once (no promise) as a failed vote: leases and permits on the others', async () => {
+      const throwing = clientFor(nodes.urls[1]);
+      await nodes.waitReady([throwing]);
+      (throwing as any).evalsha = () => {
+        throw new Error('ERR thrown at once');
+      };
+      try {
+        const rl = new Redlock([clients[0], throwing, clients[2]], { prefix });
+        const lease = await rl.acquire(key('throwing'), 5000, { retryCount: 0 });
+        expect(await lease.release()).to.equal(true);
+        const permit = await rl.semaphore(key('throwing-sem'), 1).acquire(5000, { retryCount: 0 });
+        expect(await permit.release()).to.equal(true);
+        const both = new Redlock([clients[0], throwing, dead], { prefix });
+        const err = await rejection(both.acquire(key('throwing'), 5000, { retryCount: 0 }));
+        expect(err).to.be.instanceOf(LockNotAvailableError);
+        expect(err.message).to.match(/node 1 .*error: ERR thrown at once/);
+      } finally {
+        throwing.disconnect();
+      }
+    });
+
     it('counts a client whose commands fail as a failed vote too', async () => {
       const failing = clientFor(nodes.urls[1]);
       await nodes.waitReady([failing]);

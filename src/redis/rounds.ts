@@ -114,6 +114,7 @@ export type Issued = Array<Promise<unknown> | string>;
  * any of the round's bookkeeping: a caller that issues first and sets up what decides the round
  * afterwards does that work while the nodes answer, not between an answer and its next command.
  * Follow it with `settleIssued` in the same tick (nothing else handles the commands' promises).
+ * Never throws: a client that throws instead of returning a promise is a failing node.
  */
 export function issue(clients: readonly Redis[], nodes: readonly number[], script: NodeCommand, argv: ReadonlyArray<string | number>): Issued {
   const issued: Issued = new Array(nodes.length);
@@ -121,11 +122,15 @@ export function issue(clients: readonly Redis[], nodes: readonly number[], scrip
   for (let i = 0; i < nodes.length; i++) {
     const client = clients[nodes[i]];
     const status = client.status;
-    issued[i] = !SEND_STATUSES.has(status)
-      ? status
-      : lua
-        ? (client.evalsha as unknown as SendArgv).call(client, argv)
-        : (client[(script as PlainCommand).command] as unknown as SendArgv).call(client, argv);
+    try {
+      issued[i] = !SEND_STATUSES.has(status)
+        ? status
+        : lua
+          ? (client.evalsha as unknown as SendArgv).call(client, argv)
+          : (client[(script as PlainCommand).command] as unknown as SendArgv).call(client, argv);
+    } catch (error) {
+      issued[i] = Promise.reject(error);
+    }
   }
   return issued;
 }
