@@ -99,12 +99,12 @@ export class Lease {
   private _signalOfScope = false;
   /** Nodes a release (or cleanup) of this lease was sent to: a bit per node below 31, a Set beyond. */
   private _sentMask = 0;
+  private _sentMore: Set<number> | undefined;
   /**
    * Nodes known to hold the lease until at least its validity end: they granted it (or its last
    * extension); a bit per node below 31 (nodes beyond are never counted: `_heldOn` is false).
    */
   private _heldMask = 0;
-  private _sentMore: Set<number> | undefined;
 
   /**
    * @internal Made by a Redlock (or its semaphores). `validUntil`: until when the lease is valid, on `shape.clock` (monotonic ms); `readAt`: a
@@ -209,10 +209,13 @@ export class Lease {
     return this._releasing;
   }
 
-  /** @internal Called by the driver after a successful extension, with the nodes that confirmed it (one bit each, see `_heldOn`). */
-  _extended(expiresAt: number, validUntil: number, ttlMs: number, heldMask: number): void {
+  /**
+   * @internal Called by the driver after a successful extension, before it notes the nodes that
+   * confirmed it (`_noteHeld`): the nodes that granted the lease before count no longer.
+   */
+  _extended(expiresAt: number, validUntil: number, ttlMs: number): void {
     if (this._state !== 'held') return;
-    this._heldMask = heldMask;
+    this._heldMask = 0;
     this._expiresAt = expiresAt;
     this._validUntil = validUntil;
     this.ttlMs = ttlMs;

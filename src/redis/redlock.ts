@@ -281,9 +281,8 @@ export class Redlock implements LeaseDriver {
       if (extended >= quorum) {
         const validity = ttlMs - this.drift(ttlMs);
         const expiresAt = wallStart + validity;
-        let confirmed = 0;
-        for (const c of calls) if (isExtended(c) && c.node < 31) confirmed |= 1 << c.node;
-        lease._extended(expiresAt, start + validity, ttlMs, confirmed);
+        lease._extended(expiresAt, start + validity, ttlMs);
+        for (const c of calls) if (isExtended(c)) lease._noteHeld(c.node);
         return expiresAt;
       }
       const left = lease._validForMs;
