@@ -8,7 +8,7 @@
 import { expect } from 'chai';
 import { StaleEntityError, retryOnConflict } from '../src';
 import { Barrier, race } from '../src/testing';
-import { EDGE_ENTITIES, EdgePlainPost, EdgePost, EdgeSetting, EdgeTag, sleep } from './fixtures/edges';
+import { EDGE_ENTITIES, EdgePlainPost, EdgePost, EdgeSetting, EdgeTag } from './fixtures/edges';
 import { describeEachBackend } from './support/suite';
 
 describeEachBackend('edges: @Versioned and owned ManyToMany, upsert, update', EDGE_ENTITIES, (env) => {
@@ -77,38 +77,78 @@ describeEachBackend('edges: @Versioned and owned ManyToMany, upsert, update', ED
   });
 
   const WORKERS = 6;
-  it(`${WORKERS} workers each add their own tag (load, widen the window, push, save) under retryOnConflict: every tag is there`, async () => {
+  /**
+   * The lost-update schedule, the same for the guarded test and its control: every worker reads before
+   * the first save, then the saves run one after another in worker order, so every object but the first
+   * is stale when saved. (Left to overlap, TypeORM saves that start together each read the junction rows
+   * before the others' inserts and remove nothing: on a slow machine the control then lost no tag.)
+   */
+  const readAllThenSaveInTurn = () => {
+    const allRead = new Barrier(WORKERS);
+    const markSaved: Array<() => void> = [];
+    const saved = Array.from({ length: WORKERS }, (_, i) => new Promise<void>((resolve) => (markSaved[i] = resolve)));
+    return async <T>(i: number, read: () => Promise<T>, save: (object: T) => Promise<unknown>) => {
+      try {
+        const pending = read();
+        await pending.finally(() => allRead.wait());
+        const object = await pending;
+        if (i > 0) await saved[i - 1];
+        await save(object);
+      } finally {
+        markSaved[i]();
+      }
+    };
+  };
+  const rejections = (results: PromiseSettledResult<unknown>[]) =>
+    results.filter((r) => r.status === 'rejected').map((r) => String((r as PromiseRejectedResult).reason));
+
+  it(`${WORKERS} workers each add their own tag (all read, then save in turn) under retryOnConflict: every tag is there`, async () => {
     const created = await posts().save(posts().create({ title: 'race', tags: [] }));
     const mine = await Promise.all(Array.from({ length: WORKERS }, (_, i) => tag(`w${i}`)));
-    const results = await race(WORKERS, (i) =>
-      retryOnConflict(
+    const firstAttempt = readAllThenSaveInTurn();
+    let attempts = 0;
+    const results = await race(WORKERS, (i) => {
+      let mineAttempts = 0;
+      const read = () => loadPost(created.id);
+      const save = (p: EdgePost) => {
+        p.tags.push(mine[i]);
+        return posts().save(p);
+      };
+      return retryOnConflict(
         async () => {
-          const p = await loadPost(created.id);
-          await sleep(10 + 15 * i); // staggered: each save lands after the previous ones
-          p.tags.push(mine[i]);
-          await posts().save(p);
+          attempts += 1;
+          mineAttempts += 1;
+          if (mineAttempts === 1) return firstAttempt(i, read, save);
+          await save(await read());
         },
         { attempts: 20, backoffMs: 5 },
-      ),
-    );
-    expect(results.filter((r) => r.status === 'rejected').map((r) => String((r as PromiseRejectedResult).reason))).to.deep.equal([]);
+      );
+    });
+    expect(rejections(results)).to.deep.equal([]);
+    expect(attempts, 'every stale first save was refused and retried').to.be.at.least(2 * WORKERS - 1);
     expect(labels(await loadPost(created.id))).to.have.length(WORKERS);
   });
 
   it(`control: the same ${WORKERS} workers on an entity with TypeORM’s own @VersionColumn (no @Versioned) lose tags`, async () => {
     const created = await plain().save(plain().create({ title: 'race', tags: [] }));
     const mine = await Promise.all(Array.from({ length: WORKERS }, (_, i) => tag(`c${i}`)));
-    const allRead = new Barrier(WORKERS);
-    await race(WORKERS, async (i) => {
-      const p = await plain().findOneOrFail({ where: { id: created.id }, relations: { tags: true } });
-      // every worker has read before the first save (however late the pool opens its connections), then the saves in turn
-      await Promise.race([allRead.wait(), sleep(5000)]);
-      await sleep(15 * i);
-      p.tags.push(mine[i]);
-      await plain().save(p);
-    });
+    const inTurn = readAllThenSaveInTurn();
+    const results = await race(WORKERS, (i) =>
+      inTurn(
+        i,
+        () => plain().findOneOrFail({ where: { id: created.id }, relations: { tags: true } }),
+        (p) => {
+          p.tags.push(mine[i]);
+          return plain().save(p);
+        },
+      ),
+    );
+    expect(rejections(results)).to.deep.equal([]);
     const now = await plain().findOneOrFail({ where: { id: created.id }, relations: { tags: true } });
-    expect(now.tags.length, 'tags lost: the race is real').to.be.below(WORKERS);
+    expect(
+      now.tags.map((t) => t.label),
+      'tags lost: each stale save removed the tags saved before it',
+    ).to.deep.equal([`c${WORKERS - 1}`]);
   });
 
   it("upsert(), update() and a query-builder update of a @Versioned({ uncheckedWrites: 'allow' }) entity move the version", async () => {
