@@ -45,6 +45,7 @@ const ONCE = [
   /^test\/no-typeorm\.test\.ts$/,
   /^test\/redlock\.test\.ts$/,
   /^test\/deadlines\.test\.ts$/,
+  /^test\/testing-helpers\.test\.ts$/,
   /^test\/package\.test\.ts$/,
   /^test\/quick-start\.test\.ts$/,
   /^test\/first-command\.test\.ts$/,

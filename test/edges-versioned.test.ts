@@ -9,6 +9,7 @@ import { expect } from 'chai';
 import { StaleEntityError, retryOnConflict } from '../src';
 import { Barrier, race } from '../src/testing';
 import { EDGE_ENTITIES, EdgePlainPost, EdgePost, EdgeSetting, EdgeTag } from './fixtures/edges';
+import { deferred } from './support/outside';
 import { describeEachBackend } from './support/suite';
 
 describeEachBackend('edges: @Versioned and owned ManyToMany, upsert, update', EDGE_ENTITIES, (env) => {
@@ -85,17 +86,14 @@ describeEachBackend('edges: @Versioned and owned ManyToMany, upsert, update', ED
    */
   const readAllThenSaveInTurn = () => {
     const allRead = new Barrier(WORKERS);
-    const markSaved: Array<() => void> = [];
-    const saved = Array.from({ length: WORKERS }, (_, i) => new Promise<void>((resolve) => (markSaved[i] = resolve)));
+    const saved = Array.from({ length: WORKERS }, () => deferred());
     return async <T>(i: number, read: () => Promise<T>, save: (object: T) => Promise<unknown>) => {
       try {
-        const pending = read();
-        await pending.finally(() => allRead.wait());
-        const object = await pending;
-        if (i > 0) await saved[i - 1];
+        const object = await allRead.wait(read());
+        if (i > 0) await saved[i - 1].promise;
         await save(object);
       } finally {
-        markSaved[i]();
+        saved[i].resolve();
       }
     };
   };

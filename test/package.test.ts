@@ -42,6 +42,7 @@ function consumerSource(): string {
     '// @ts-expect-error race takes a count first',
     "race('two', async () => 1);",
     'export const barrier = new Barrier(2);',
+    "export const afterAllRead: Promise<string> = barrier.wait(Promise.resolve('read'));",
     "export const failure: LockError = new LockConfigError('bad');",
     'export class Billing {',
     '  @Transactional()',

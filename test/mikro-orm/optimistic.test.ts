@@ -4,8 +4,6 @@ import { Barrier, race } from '../../src/testing';
 import { MkAccount, MkCounter, MkPlainCounter } from '../fixtures/mikro-counters';
 import { describeEachMikroBackend } from '../support/mikro-suite';
 
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-
 describeEachMikroBackend('optimistic versions, retries, createOrFind', [MkCounter, MkPlainCounter, MkAccount], (env) => {
   async function seedPair<T extends typeof MkCounter | typeof MkPlainCounter>(cls: T, tag: string) {
     const em = env.orm.em.fork();
@@ -82,8 +80,8 @@ describeEachMikroBackend('optimistic versions, retries, createOrFind', [MkCounte
 
   /**
    * 15 concurrent increments of both counters in one flush each, retried on conflict. Each
-   * caller's first attempt writes only once every caller has read (or after 5 s), so the
-   * reads overlap however staggered the pool's new connections open.
+   * caller's first attempt writes only once every caller has read, so the reads overlap however
+   * staggered the pool's new connections open.
    */
   async function increments(cls: typeof MkCounter | typeof MkPlainCounter) {
     const ids = await seedPair(cls, cls.name);
@@ -93,11 +91,9 @@ describeEachMikroBackend('optimistic versions, retries, createOrFind', [MkCounte
       return retryOnConflict(
         async () => {
           const em = env.orm.em; // the retry's transaction
-          const counters = await em.find(cls as typeof MkCounter, { id: { $in: [...ids] } });
-          if (first) {
-            first = false;
-            await Promise.race([allRead.wait(), sleep(5000)]);
-          }
+          const reading = em.find(cls as typeof MkCounter, { id: { $in: [...ids] } });
+          const counters = first ? await allRead.wait(reading) : await reading;
+          first = false;
           for (const c of counters) c.value += 1;
           await em.flush(); // a batched UPDATE of two rows
         },
