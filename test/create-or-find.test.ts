@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import { Like } from 'typeorm';
 import { LockConfigError, UniqueViolationError, createOrFind, transaction } from '../src';
-import { race } from '../src/testing';
+import { Barrier, race } from '../src/testing';
 import { Account, Setting } from './fixtures/optimistic-models';
 import { describeEachBackend } from './support/suite';
 
@@ -44,12 +44,17 @@ describeEachBackend('createOrFind', [Account, Setting], (env) => {
   });
 
   it('control: find-then-insert without createOrFind lets concurrent callers collide', async () => {
+    // every caller has looked before the first inserts (left to overlap, a loaded machine let the first
+    // insert land before the others looked, and they found it: no collision)
+    const allLooked = new Barrier(20);
     const results = await race(20, async () => {
-      const existing = await accounts().findOneBy({ email: 'naive@example.com' });
+      const existing = await allLooked.wait(accounts().findOneBy({ email: 'naive@example.com' }));
       if (existing) return existing;
       return accounts().save(accounts().create({ email: 'naive@example.com' }));
     });
-    expect(results.filter((r) => r.status === 'rejected').length, 'duplicate-key errors expected').to.be.greaterThan(0);
+    const rejected = results.filter((r) => r.status === 'rejected').map((r) => (r as PromiseRejectedResult).reason);
+    expect(rejected, 'duplicate-key errors expected: every caller but one').to.have.length(19);
+    expect(await accounts().countBy({ email: 'naive@example.com' })).to.equal(1);
   });
 
   it('inside an outer transaction: the conflict is contained in a savepoint, the transaction stays usable and commits', async () => {
