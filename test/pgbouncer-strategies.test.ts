@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { Client } from 'pg';
-import { DataSource, type DataSourceOptions, type ObjectLiteral } from 'typeorm';
+import { DataSource, EventSubscriber, type DataSourceOptions, type EntitySubscriberInterface, type InsertEvent, type ObjectLiteral } from 'typeorm';
 import {
   LockConfigError,
   createFencingTable,
@@ -11,9 +11,9 @@ import {
   withSemaphore,
   type LockingHandle,
 } from '../src';
-import { race } from '../src/testing';
+import { Barrier, race } from '../src/testing';
 import { AdvisoryDoc, PlainDoc, SectionRecorder, overlaps } from './fixtures/advisory-entities';
-import { NestedSetSubscriber, NsPage, NsPagePlain, NsSite, type NsPageBase } from './fixtures/nested-set';
+import { NestedSetSubscriber, NsPage, NsPagePlain, NsSite, nestedSetTiming, type NsPageBase } from './fixtures/nested-set';
 import { LockedNs, PlainNs, type TreeNode } from './fixtures/trees';
 import { Overlap } from './fixtures/two-sources';
 import { dataSourceOptions } from './support/backends';
@@ -45,6 +45,47 @@ const rejection = (p: Promise<unknown>) =>
   );
 const reasons = (results: PromiseSettledResult<unknown>[]) => results.filter((r) => r.status === 'rejected').map((r) => (r as PromiseRejectedResult).reason);
 
+/**
+ * The schedule of two controls (the unlocked twins only, never the locked entities, whose holder would
+ * wait there for the callers blocked on its lock), set by each control while it runs:
+ * - `sections`: a PlainDoc write waits after its INSERT, before COMMIT, until `sections.parties` writes
+ *   are there, and then until the clock has moved past that moment, so all their sections overlap;
+ * - `computed`: a NsPagePlain creation waits after NestedSetSubscriber has read max(rgt) (its
+ *   `nestedSetTiming.onComputed`), before the INSERT, until `computed.parties` creations have read.
+ * Both wait inside the save's transaction, on one of PgBouncer's POOL server connections: parties ≤ POOL.
+ */
+@EventSubscriber()
+class ControlSchedule implements EntitySubscriberInterface {
+  static sections?: Barrier;
+  static computed?: Barrier;
+  private static readonly pages = new WeakMap<object, { promise: Promise<void>; resolve: () => void }>();
+
+  /** The signal that NestedSetSubscriber has computed `page`'s bounds (made by whichever side comes first). */
+  static computedSignal(page: object): { promise: Promise<void>; resolve: () => void } {
+    let signal = ControlSchedule.pages.get(page);
+    if (!signal) {
+      let resolve!: () => void;
+      const promise = new Promise<void>((r) => (resolve = r));
+      signal = { promise, resolve };
+      ControlSchedule.pages.set(page, signal);
+    }
+    return signal;
+  }
+
+  async beforeInsert(event: InsertEvent<ObjectLiteral>): Promise<void> {
+    const barrier = ControlSchedule.computed;
+    if (barrier && event.entity instanceof NsPagePlain) await barrier.wait(ControlSchedule.computedSignal(event.entity).promise);
+  }
+
+  async afterInsert(event: InsertEvent<ObjectLiteral>): Promise<void> {
+    const barrier = ControlSchedule.sections;
+    if (!barrier || !(event.entity instanceof PlainDoc)) return;
+    await barrier.wait(); // every waiting write has recorded its section's start (SectionRecorder, in the same broadcast)
+    const opened = Date.now();
+    while (Date.now() <= opened) await sleep(1); // so every end is later than every start
+  }
+}
+
 describe('production set-ups: every other strategy through PgBouncer in transaction mode [typeorm, postgres]', function () {
   this.timeout(120_000);
   let bouncer: PgBouncer | undefined;
@@ -57,7 +98,7 @@ describe('production set-ups: every other strategy through PgBouncer in transact
   before(async function () {
     const why = pgBouncerUnavailable();
     if (why) unavailableServer(this, 'the PgBouncer strategy tests', why);
-    const options = await dataSourceOptions('postgres', ENTITIES, { subscribers: [SectionRecorder, NestedSetSubscriber] });
+    const options = await dataSourceOptions('postgres', ENTITIES, { subscribers: [SectionRecorder, NestedSetSubscriber, ControlSchedule] });
     if (!options) return this.skip();
     base = options as DataSourceOptions & { url: string };
     dbName = new URL(base.url).pathname.slice(1);
@@ -85,11 +126,17 @@ describe('production set-ups: every other strategy through PgBouncer in transact
     it(`control: ${N} racing saves of one slot without the lock overlap`, async () => {
       SectionRecorder.sections = [];
       const plain = ds.getRepository(PlainDoc);
-      expect(reasons(await race(N, (i) => plain.save(plain.create({ slot: 1, n: i }))))).to.deep.equal([]);
+      // the first POOL writes are all inside their sections at once (left to overlap, writes could run one after another)
+      ControlSchedule.sections = new Barrier(POOL);
+      try {
+        expect(reasons(await race(N, (i) => plain.save(plain.create({ slot: 1, n: i }))))).to.deep.equal([]);
+      } finally {
+        ControlSchedule.sections = undefined;
+      }
       const control = SectionRecorder.sections.filter((s) => s.kind === 'PlainDoc');
       console.log(`      control: ${overlaps(control).length} overlapping pairs of ${N} write sections`);
       expect(control).to.have.length(N);
-      expect(overlaps(control).length, 'control must overlap').to.be.greaterThan(0);
+      expect(overlaps(control).length, `at least the ${POOL} sections inside at once overlap pairwise`).to.be.at.least((POOL * (POOL - 1)) / 2);
     });
 
     it(`@AdvisoryLock((doc) => ['doc', doc.slot]): ${N} racing saves of one slot never overlap (transaction-scope lock, held until COMMIT)`, async () => {
@@ -113,11 +160,23 @@ describe('production set-ups: every other strategy through PgBouncer in transact
     }
 
     it(`control: ${N} racing page creations without @AroundCreate corrupt the nested set`, async () => {
-      const { failures, rows, problems } = await createPages(NsPagePlain);
+      // the first POOL creations have all read the site's max(rgt), 0, before any inserts: they all take [1, 2]
+      // (left to overlap, creations could run one after another: a valid nested set)
+      ControlSchedule.computed = new Barrier(POOL);
+      nestedSetTiming.onComputed = (page) => ControlSchedule.computedSignal(page).resolve();
+      let result: Awaited<ReturnType<typeof createPages>>;
+      try {
+        result = await createPages(NsPagePlain);
+      } finally {
+        ControlSchedule.computed = undefined;
+        nestedSetTiming.onComputed = undefined;
+      }
+      const { failures, rows, problems } = result;
       expect(failures).to.deep.equal([]);
       expect(rows).to.have.length(N);
       console.log(`      control: ${problems.length} problems, e.g. ${problems.slice(0, 2).join('; ')}`);
-      expect(problems.length, 'duplicate or overlapping intervals without the parent lock').to.be.greaterThan(0);
+      expect(rows.filter((r) => r.lft === 1 && r.rgt === 2).length, `at least ${POOL} pages on [1, 2]`).to.be.at.least(POOL);
+      expect(problems, 'duplicate or overlapping intervals without the parent lock').to.include(`bound 1 used ${rows.filter((r) => r.lft === 1).length} times`);
     });
 
     it(`${N} racing page creations with the parent row locked: distinct, consecutive intervals`, async () => {
@@ -233,14 +292,15 @@ describe('production set-ups: every other strategy through PgBouncer in transact
       await createScheduledLockTable(ds);
     });
 
-    it(`control: ${N} racing instances that read the lock row, then take it, run the same tick more than once`, async () => {
+    it(`control: ${N} racing instances that all read the lock row, then take it, all run the same tick`, async () => {
       const name = `ctl-job-${process.pid}`;
+      const allRead = new Barrier(N);
       let runs = 0;
       const failures = reasons(
         await race(N, async () => {
-          const [row] = await ds.query(`SELECT locked_until > statement_timestamp() AS held FROM "${TABLE}" WHERE name = $1`, [name]);
+          // autocommit reads (no connection held while waiting): every instance has read before any takes the lock
+          const [row] = await allRead.wait(ds.query(`SELECT locked_until > statement_timestamp() AS held FROM "${TABLE}" WHERE name = $1`, [name]));
           if (row?.held) return;
-          await sleep(15);
           await ds.query(
             `INSERT INTO "${TABLE}" (name, locked_until, locked_at, locked_by, runs) VALUES ($1, statement_timestamp() + interval '1 minute', statement_timestamp(), 'ctl', 1)
              ON CONFLICT (name) DO UPDATE SET locked_until = EXCLUDED.locked_until, runs = "${TABLE}".runs + 1`,
@@ -251,7 +311,8 @@ describe('production set-ups: every other strategy through PgBouncer in transact
       );
       expect(failures).to.deep.equal([]);
       console.log(`      control: ${runs} of ${N} instances ran the tick`);
-      expect(runs).to.be.greaterThan(1);
+      expect(runs, 'every instance found the lock free').to.equal(N);
+      expect(Number((await ds.query(`SELECT runs FROM "${TABLE}" WHERE name = $1`, [name]))[0].runs)).to.equal(N);
     });
 
     it(`${N} racing instances of one job: exactly one runs the tick; once lockAtLeastFor passed, the next tick runs once with a larger token`, async () => {

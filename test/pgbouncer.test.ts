@@ -2,7 +2,7 @@ import { expect } from 'chai';
 import { MikroORM, type Options } from '@mikro-orm/core';
 import { PostgreSqlDriver } from '@mikro-orm/postgresql';
 import { Client } from 'pg';
-import { DataSource, type DataSourceOptions } from 'typeorm';
+import { DataSource, type DataSourceOptions, type FindOptionsWhere, type Repository } from 'typeorm';
 import {
   AdvisoryLock,
   LockConfigError,
@@ -19,7 +19,7 @@ import {
 } from '../src';
 import { installLocking as installMikro, type MikroOrmLockingHandle } from '../src/orm/mikro-orm';
 import { installTargets } from '../src/nestjs/options';
-import { race } from '../src/testing';
+import { Barrier, race } from '../src/testing';
 import { BillOrder, BillUser, Billing } from './fixtures/billing';
 import { Counter, CounterService, PlainCounter } from './fixtures/counter';
 import { Account } from './fixtures/optimistic-models';
@@ -53,6 +53,10 @@ const rejection = (p: Promise<unknown>) =>
     (e) => e,
   );
 const reasons = (results: PromiseSettledResult<unknown>[]) => results.filter((r) => r.status === 'rejected').map((r) => (r as PromiseRejectedResult).reason);
+
+/** `repo` whose findOneByOrFail arrives at `allRead` (a control's schedule: these reads all happen before anyone writes). */
+const readingAt = <T extends object>(repo: Repository<T>, allRead: Barrier): Repository<T> =>
+  repo.extend({ findOneByOrFail: (where: FindOptionsWhere<T> | FindOptionsWhere<T>[]) => allRead.wait(repo.findOneByOrFail(where)) });
 
 describe('production set-ups: PgBouncer in transaction mode [typeorm, postgres]', function () {
   this.timeout(60_000);
@@ -192,17 +196,22 @@ describe('production set-ups: PgBouncer in transaction mode [typeorm, postgres]'
       return { user, orderIds, users, orders };
     }
 
-    async function charges(method: 'chargeUnlocked' | 'chargePessimistic' | 'chargeWithLock') {
+    /** `allRead` (the control's only): the charges' reads of the user arrive there before any charge writes. */
+    async function charges(method: 'chargeUnlocked' | 'chargePessimistic' | 'chargeWithLock', allRead?: Barrier) {
       const { user, orderIds, users, orders } = await seedUser(1000);
-      const billing = new Billing(users, orders);
+      const billing = new Billing(allRead ? readingAt(users, allRead) : users, orders);
       const failures = reasons(await race(N, (i) => billing[method](user.id, orderIds[i])));
       return { credits: (await users.findOneByOrFail({ id: user.id })).credits, failures };
     }
 
     it('control: charges in a transaction without a lock lose updates', async () => {
-      const { credits, failures } = await charges('chargeUnlocked');
+      // the first POOL charges (each waits inside its transaction, on one of PgBouncer's POOL server
+      // connections) all read 1000 before any writes: they all write 990, POOL - 1 debits lost at least
+      // (left to overlap, a loaded machine could run the charges one after another: none lost)
+      const { credits, failures } = await charges('chargeUnlocked', new Barrier(POOL));
       expect(failures).to.deep.equal([]);
-      expect(credits).to.be.greaterThan(1000 - N * 10);
+      console.log(`      control: ${credits} credits left, ${1000 - N * 10} expected`);
+      expect(credits, `at least ${POOL - 1} of ${N} debits lost`).to.be.at.least(1000 - (N - (POOL - 1)) * 10);
     });
 
     it('@Pessimistic(): exact', async () => {
@@ -232,15 +241,20 @@ describe('production set-ups: PgBouncer in transaction mode [typeorm, postgres]'
       expect((await users.findOneByOrFail({ id: user.id })).credits).to.equal(1000 - N * 10);
     });
 
-    /** Read, wait, write back one less, in a transaction; `lock` wraps it (or not: the control). */
-    async function debitRace(lock: (body: () => Promise<void>) => Promise<unknown>) {
+    /**
+     * Read, wait, write back one less, in a transaction; `lock` wraps it (or not: the control, whose
+     * reads arrive at `allRead` before anyone writes; never on a locked path: the holder would wait
+     * there for callers blocked on its lock).
+     */
+    async function debitRace(lock: (body: () => Promise<void>) => Promise<unknown>, allRead?: Barrier) {
       const users = ds.getRepository(BillUser);
       const user = await users.save(users.create({ credits: 1000 }));
       const failures = reasons(
         await race(N, () =>
           lock(() =>
             transaction(async () => {
-              const row = await users.findOneByOrFail({ id: user.id });
+              const reading = users.findOneByOrFail({ id: user.id });
+              const row = await (allRead ? allRead.wait(reading) : reading);
               await sleep(15);
               await users.update({ id: user.id }, { credits: row.credits - 10 });
             }),
@@ -251,9 +265,11 @@ describe('production set-ups: PgBouncer in transaction mode [typeorm, postgres]'
     }
 
     it('control: the same debits without an advisory lock lose updates', async () => {
-      const { failures, credits } = await debitRace((body) => body());
+      // the first POOL debits (each waits inside its transaction, holding a server connection) all read 1000
+      const { failures, credits } = await debitRace((body) => body(), new Barrier(POOL));
       expect(failures).to.deep.equal([]);
-      expect(credits).to.be.greaterThan(1000 - N * 10);
+      console.log(`      control: ${credits} credits left, ${1000 - N * 10} expected`);
+      expect(credits, `at least ${POOL - 1} of ${N} debits lost`).to.be.at.least(1000 - (N - (POOL - 1)) * 10);
     });
 
     it('transaction-scope withAdvisoryLock (timeoutMs set): exact, nothing left held', async () => {
@@ -265,18 +281,23 @@ describe('production set-ups: PgBouncer in transaction mode [typeorm, postgres]'
     it('control: increments without @Versioned lose updates', async () => {
       const repo = ds.getRepository(PlainCounter);
       const c = await repo.save(repo.create({ value: 0 }));
-      const service = new CounterService(repo as never);
+      // the reads are outside any transaction (their connection is back before they wait): all N
+      // read 0 before anyone writes, so every one writes 1
+      const service = new CounterService(readingAt(repo, new Barrier(N)) as never);
       expect(reasons(await race(N, () => service.incrementOnce(c.id)))).to.deep.equal([]);
-      expect((await repo.findOneByOrFail({ id: c.id })).value).to.be.lessThan(N);
+      expect((await repo.findOneByOrFail({ id: c.id })).value, `${N - 1} of ${N} increments lost`).to.equal(1);
     });
 
     it('@Versioned + @RetryOnConflict: exact', async () => {
       const repo = ds.getRepository(Counter);
       const c = await repo.save(repo.create({ value: 0 }));
-      const service = new CounterService(repo as never);
+      // each attempt is a transaction holding a server connection: the first POOL attempts all read
+      // before anyone writes (before that nothing conflicts, so these are first attempts; once open,
+      // the barrier lets every later read through)
+      const service = new CounterService(readingAt(repo, new Barrier(POOL)) as never);
       expect(reasons(await race(N, () => service.increment(c.id)))).to.deep.equal([]);
       expect((await repo.findOneByOrFail({ id: c.id })).value).to.equal(N);
-      expect(service.calls).to.be.greaterThan(N); // there were conflicts, and they were retried
+      expect(service.calls, 'the stale first attempts were refused and retried').to.be.at.least(N + POOL - 1);
       const stale = await rejection(
         transaction(async () => {
           const a = await repo.findOneByOrFail({ id: c.id });
@@ -291,14 +312,17 @@ describe('production set-ups: PgBouncer in transaction mode [typeorm, postgres]'
     it('control: find-then-insert of one new email fails under the race', async () => {
       const repo = ds.getRepository(Account);
       const email = `ctl-${Date.now()}@x`;
+      // every caller has looked (autocommit reads: no connection held while waiting) before the first inserts
+      const allLooked = new Barrier(N);
       const failures = reasons(
         await race(N, async () => {
-          const found = await repo.findOneBy({ email });
-          await sleep(15);
+          const found = await allLooked.wait(repo.findOneBy({ email }));
           return found ?? repo.insert({ email });
         }),
       );
-      expect(failures.length, 'duplicate inserts refused by the unique key').to.be.greaterThan(0);
+      expect(failures, 'duplicate inserts refused by the unique key: every caller but one').to.have.length(N - 1);
+      for (const e of failures) expect(String(e?.message)).to.match(/duplicate key value violates unique constraint/);
+      expect(await repo.countBy({ email })).to.equal(1);
     });
 
     it('createOrFind: every caller gets the one row', async () => {
@@ -381,7 +405,8 @@ describe('production set-ups: PgBouncer in transaction mode [typeorm, postgres]'
       expect(err.message).to.match(SESSION_REFUSED);
     });
 
-    async function tallyRace(lock: (body: () => Promise<void>) => Promise<unknown>) {
+    /** `allRead`: the control's only (see debitRace). */
+    async function tallyRace(lock: (body: () => Promise<void>) => Promise<unknown>, allRead?: Barrier) {
       const em = orm.em.fork();
       const tally = em.create(MkTally, { name: 'master', value: 0 });
       await em.flush();
@@ -391,7 +416,8 @@ describe('production set-ups: PgBouncer in transaction mode [typeorm, postgres]'
             transaction(
               async () => {
                 const tx = currentManager(orm);
-                const [row] = await tx.getConnection().execute('SELECT value FROM mk_topo_tallies WHERE id = ?', [tally.id], 'all', tx.getTransactionContext());
+                const reading = tx.getConnection().execute('SELECT value FROM mk_topo_tallies WHERE id = ?', [tally.id], 'all', tx.getTransactionContext());
+                const [row] = await (allRead ? allRead.wait(reading) : reading);
                 await sleep(15);
                 await tx
                   .getConnection()
@@ -407,9 +433,11 @@ describe('production set-ups: PgBouncer in transaction mode [typeorm, postgres]'
     }
 
     it('control: increments without a lock lose updates', async () => {
-      const { failures, value } = await tallyRace((body) => body());
+      // the first POOL increments (each waits inside its transaction, holding a server connection) all read 0
+      const { failures, value } = await tallyRace((body) => body(), new Barrier(POOL));
       expect(failures).to.deep.equal([]);
-      expect(value).to.be.lessThan(N);
+      console.log(`      control: ${value} of ${N}`);
+      expect(value, `at least ${POOL - 1} of ${N} increments lost`).to.be.at.most(N - (POOL - 1));
     });
 
     it('transaction-scope withAdvisoryLock: exact', async () => {

@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { MikroORM, type Options } from '@mikro-orm/core';
+import { MikroORM, type EntityManager, type Options } from '@mikro-orm/core';
 import { PostgreSqlDriver } from '@mikro-orm/postgresql';
 import { Client } from 'pg';
 import {
@@ -13,7 +13,7 @@ import {
   withSemaphore,
 } from '../../src';
 import { installLocking, type MikroOrmLockingHandle } from '../../src/orm/mikro-orm';
-import { race } from '../../src/testing';
+import { Barrier, race } from '../../src/testing';
 import { MikroBilling, MkOrder, MkUser } from '../fixtures/mikro-billing';
 import { MkCounter, MkPlainCounter } from '../fixtures/mikro-counters';
 import { Overlap } from '../fixtures/two-sources';
@@ -113,18 +113,41 @@ describe('production set-ups: MikroORM through PgBouncer in transaction mode [mi
       };
     }
 
-    async function charges(method: 'chargeUnlocked' | 'chargePessimistic') {
+    /**
+     * MikroBilling's `orm`, whose `em.findOneOrFail(MkUser, …)` (a charge's first read) arrives at
+     * `allRead`; everything else is the real global EntityManager (resolved to the transaction's).
+     */
+    function readingUserAt(allRead: Barrier): MikroORM {
+      const em = new Proxy(orm.em, {
+        get(target, key) {
+          if (key === 'findOneOrFail')
+            return (...args: Parameters<EntityManager['findOneOrFail']>) => {
+              const reading = target.findOneOrFail(...args);
+              return args[0] === MkUser ? allRead.wait(reading) : reading;
+            };
+          const value = Reflect.get(target, key, target);
+          return typeof value === 'function' ? value.bind(target) : value;
+        },
+      });
+      return new Proxy(orm, { get: (target, key) => (key === 'em' ? em : Reflect.get(target, key, target)) });
+    }
+
+    /** `allRead` (the control's only): the charges' reads of the user arrive there before any charge writes. */
+    async function charges(method: 'chargeUnlocked' | 'chargePessimistic', allRead?: Barrier) {
       const { userId, orderIds } = await seedUser();
-      const billing = new MikroBilling(orm);
+      const billing = new MikroBilling(allRead ? readingUserAt(allRead) : orm);
       return outcome(userId, await race(N, (i) => billing[method](userId, orderIds[i])));
     }
 
     it(`control: ${N} racing charges in a transaction (@Transactional) without a lock lose updates`, async () => {
-      const { failures, credits, paid } = await charges('chargeUnlocked');
+      // the first POOL charges (each waits inside its transaction, on one of PgBouncer's POOL server
+      // connections) all read 1000 before any writes: they all write 990, POOL - 1 debits lost at least
+      // (left to overlap, a loaded machine could run the charges one after another: none lost)
+      const { failures, credits, paid } = await charges('chargeUnlocked', new Barrier(POOL));
       expect(failures).to.deep.equal([]);
       expect(paid).to.equal(N);
       console.log(`      control: ${credits} credits left, ${1000 - N * 10} expected`);
-      expect(credits, 'lost updates without the lock').to.be.greaterThan(1000 - N * 10);
+      expect(credits, `lost updates without the lock: at least ${POOL - 1} of ${N}`).to.be.at.least(1000 - (N - (POOL - 1)) * 10);
     });
 
     it(`@Pessimistic() on a service method using the global orm.em: ${N} racing charges are exact`, async () => {
@@ -157,16 +180,23 @@ describe('production set-ups: MikroORM through PgBouncer in transaction mode [mi
   });
 
   describe('@Versioned + @RetryOnConflict', () => {
-    /** Both counters of a pair read, then written back + 1 in one flush (a batched UPDATE), retried on conflict. */
+    /**
+     * Both counters of a pair read, then written back + 1 in one flush (a batched UPDATE), retried on
+     * conflict. The reads arrive at `allRead` (POOL parties: each attempt waits inside its transaction,
+     * holding one of PgBouncer's server connections), so the first POOL attempts all read before anyone
+     * writes. Nothing conflicts before that, so those are first attempts; once open, the barrier lets
+     * every later read (retries too) through.
+     */
     class Increments {
       calls = 0;
+      private readonly allRead = new Barrier(POOL);
       constructor(private readonly cls: typeof MkCounter | typeof MkPlainCounter) {}
 
       @RetryOnConflict({ attempts: 200, backoffMs: 2, maxBackoffMs: 50 })
       async both(ids: readonly number[]): Promise<void> {
         this.calls++;
         const em = orm.em; // the retry's transaction
-        const counters = await em.find(this.cls as typeof MkCounter, { id: { $in: [...ids] } });
+        const counters = await this.allRead.wait(em.find(this.cls as typeof MkCounter, { id: { $in: [...ids] } }));
         await sleep(10);
         for (const c of counters) c.value += 1;
         await em.flush();
@@ -185,10 +215,27 @@ describe('production set-ups: MikroORM through PgBouncer in transaction mode [mi
     }
 
     it(`control: without @Versioned (MikroORM's own version check, batched), ${N} racing increments of two counters per flush lose updates`, async () => {
-      const { failures, values } = await increments(MkPlainCounter);
+      // MikroORM checks a batch's versions with a SELECT, then UPDATEs by primary key: an increment is
+      // lost when a second check passes before the first UPDATE commits. The first POOL attempts (each
+      // in its transaction, on one of PgBouncer's POOL server connections) wait between the two until
+      // all have checked, so they all write 1 (left to run, a loaded machine could commit each UPDATE
+      // before the next check: every stale attempt caught and retried, nothing lost)
+      const driver = orm.em.getDriver();
+      const own = Object.getOwnPropertyDescriptor(driver, 'nativeUpdateMany');
+      const update = driver.nativeUpdateMany;
+      const allChecked = new Barrier(POOL);
+      driver.nativeUpdateMany = ((...args: Parameters<typeof update>) => allChecked.wait().then(() => update.apply(driver, args))) as typeof update;
+      let result: Awaited<ReturnType<typeof increments>>;
+      try {
+        result = await increments(MkPlainCounter);
+      } finally {
+        if (own) Object.defineProperty(driver, 'nativeUpdateMany', own);
+        else delete (driver as Partial<typeof driver>).nativeUpdateMany;
+      }
+      const { failures, values } = result;
       expect(failures).to.deep.equal([]);
       console.log(`      control: counters at ${values.join(', ')} of ${N}`);
-      expect(Math.min(...values), 'lost increments without @Versioned').to.be.lessThan(N);
+      expect(Math.max(...values), `lost increments without @Versioned: at least ${POOL - 1} of ${N} on each counter`).to.be.at.most(N - (POOL - 1));
     });
 
     it(`@Versioned: ${N} racing increments of two counters per flush are exact, the conflicts retried`, async () => {
@@ -196,7 +243,7 @@ describe('production set-ups: MikroORM through PgBouncer in transaction mode [mi
       expect(failures).to.deep.equal([]);
       expect(values).to.deep.equal([N, N]);
       console.log(`      ${calls} calls for ${N} increments`);
-      expect(calls, 'there were conflicts, and they were retried').to.be.greaterThan(N);
+      expect(calls, 'the stale first attempts were refused and retried').to.be.at.least(N + POOL - 1);
     });
 
     it('a stale flush through PgBouncer is a StaleEntityError, nothing written', async () => {
@@ -289,15 +336,16 @@ describe('production set-ups: MikroORM through PgBouncer in transaction mode [mi
       await createScheduledLockTable(orm);
     });
 
-    it(`control: ${N} racing instances that read the lock row, then take it, run the same tick more than once`, async () => {
+    it(`control: ${N} racing instances that all read the lock row, then take it, all run the same tick`, async () => {
       const name = `mk-ctl-job-${process.pid}`;
       const connection = orm.em.getConnection();
+      const allRead = new Barrier(N);
       let runs = 0;
       const failures = reasons(
         await race(N, async () => {
-          const [row] = await connection.execute(`SELECT locked_until > statement_timestamp() AS held FROM "${TABLE}" WHERE name = ?`, [name]);
+          // autocommit reads (no connection held while waiting): every instance has read before any takes the lock
+          const [row] = await allRead.wait(connection.execute(`SELECT locked_until > statement_timestamp() AS held FROM "${TABLE}" WHERE name = ?`, [name]));
           if (row?.held) return;
-          await sleep(15);
           await connection.execute(
             `INSERT INTO "${TABLE}" (name, locked_until, locked_at, locked_by, runs) VALUES (?, statement_timestamp() + interval '1 minute', statement_timestamp(), 'ctl', 1)
              ON CONFLICT (name) DO UPDATE SET locked_until = EXCLUDED.locked_until, runs = "${TABLE}".runs + 1`,
@@ -308,7 +356,9 @@ describe('production set-ups: MikroORM through PgBouncer in transaction mode [mi
       );
       expect(failures).to.deep.equal([]);
       console.log(`      control: ${runs} of ${N} instances ran the tick`);
-      expect(runs).to.be.greaterThan(1);
+      expect(runs, 'every instance found the lock free').to.equal(N);
+      const [row] = await connection.execute(`SELECT runs FROM "${TABLE}" WHERE name = ?`, [name]);
+      expect(Number(row.runs)).to.equal(N);
     });
 
     it(`${N} racing instances of one job: exactly one runs the tick; once lockAtLeastFor passed, the next tick runs once with a larger token`, async () => {
