@@ -4,6 +4,7 @@ import { expect } from 'chai';
 import { LockConfigError, transaction, withPessimistic } from '../../src';
 import { describeEachMikroBackend } from '../support/mikro-suite';
 import { raceIncrements, rejection, sleep } from './support';
+import { Barrier } from '../../src/testing';
 
 @Entity({ tableName: 'cov_mk_counters' })
 class MkCovCounter {
@@ -123,14 +124,15 @@ describeEachMikroBackend('coverage: @Pessimistic method reads', [MkCovCounter], 
 
   it('a count-based "at most 3" check: in a plain transaction it lets more in; inside @Pessimistic it is refused, never inexact', async () => {
     const bucket = 1000 + Math.floor(Math.random() * 1e6);
-    const admit = async () => {
-      const taken = await em(env.orm).createQueryBuilder(MkCovCounter).where({ bucket }).getCount();
-      await sleep(40);
+    /** `allCounted` (the control's only): every caller has counted before anyone inserts. */
+    const admit = (allCounted?: Barrier) => async () => {
+      const counting = em(env.orm).createQueryBuilder(MkCovCounter).where({ bucket }).getCount();
+      const taken = await (allCounted ? allCounted.wait(counting) : counting);
       if (taken < 3) await em(env.orm).insert(MkCovCounter, { value: 0, bucket });
     };
-    expect(await raceIncrements(N, (body) => transaction(body), admit)).to.deep.equal([]);
-    expect(await env.orm.em.fork().count(MkCovCounter, { bucket }), 'control').to.be.greaterThan(3);
-    const failures = await raceIncrements(N, (body) => withPessimistic(body), admit);
+    expect(await raceIncrements(N, (body) => transaction(body), admit(new Barrier(N)))).to.deep.equal([]);
+    expect(await env.orm.em.fork().count(MkCovCounter, { bucket }), 'control: every caller counted 0 and came in').to.equal(N);
+    const failures = await raceIncrements(N, (body) => withPessimistic(body), admit());
     expect(failures).to.have.length(N);
     for (const f of failures) expect(f).to.be.instanceOf(LockConfigError);
   });
