@@ -30,6 +30,7 @@ import { AdvisoryDoc, PlainDoc, SectionRecorder, overlaps } from './fixtures/adv
 import { BillOrder, BillUser } from './fixtures/billing';
 import { createDataSource } from './support/backends';
 import { describeEachBackend, sleep } from './support/suite';
+import { deferred } from './support/outside';
 
 /** The advisory namespace of this test process: names on a shared MariaDB server never collide with another run's. */
 const NS = `adv-${process.env.ORMLOCK_TEST_DB}`;
@@ -38,12 +39,6 @@ const ROOT = path.resolve(__dirname, '..');
 /** Runs `fn` outside any ambient transaction or held lock (like another request). */
 function outside<T>(fn: () => Promise<T>): Promise<T> {
   return runInFrame({ txs: new Map(), values: new Map() }, fn);
-}
-
-function deferred<T = void>() {
-  let resolve!: (v: T) => void;
-  const promise = new Promise<T>((r) => (resolve = r));
-  return { promise, resolve };
 }
 
 /** Fails (instead of hanging the run) when `p` does not settle within `ms`. */

@@ -13,6 +13,7 @@ import { formatLockTable } from '../src/observe/format';
 import { race } from '../src/testing';
 import { InspectAccount } from './fixtures/inspect-account';
 import { describeEachBackend, sleep } from './support/suite';
+import { deferred } from './support/outside';
 
 /** This process's namespace: GET_LOCK names are server-wide, and other test runs share the MariaDB server. */
 const NS = `inspect-${process.env.ORMLOCK_TEST_DB}`;
@@ -23,12 +24,6 @@ const HOSTILE = `x*/ ; DROP TABLE inspect_account; -- ?? $1 :p '"\\ /* \u0000\u0
 
 function outside<T>(fn: () => Promise<T>): Promise<T> {
   return runInFrame({ txs: new Map(), values: new Map() }, fn);
-}
-
-function deferred<T = void>() {
-  let resolve!: (v: T) => void;
-  const promise = new Promise<T>((r) => (resolve = r));
-  return { promise, resolve };
 }
 
 /**
