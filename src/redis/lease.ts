@@ -271,16 +271,20 @@ export class Lease {
   }
 
   /**
-   * @internal Whether a grant of this lease that `node` answered after the acquisition was
-   * decided must be undone: the lease is no longer held and no release of it follows that grant
-   * on the node (none was written to it, or the grant is an answer to a script re-sent after
-   * NOSCRIPT, written after the release). A release written to a client after the grant's
-   * command runs after it (each client keeps its commands in order).
+   * @internal A grant of this lease that `node` answered after the acquisition was decided:
+   * while the lease is held, one more node it is held on (noted, false); otherwise true when the
+   * grant must be undone: no release of the lease follows it on the node (none was written to
+   * it, or the grant is an answer to a script re-sent after NOSCRIPT, written after the release).
+   * A release written to a client after the grant's command runs after it (each client keeps its
+   * commands in order).
    */
-  _undoLateGrant(call: NodeCall<number>): boolean {
-    if (this._state === 'held') return false;
-    if (call.outcome === 'ok' && call.resent) return true;
+  _lateGrant(call: NodeCall<number>): boolean {
     const node = call.node;
+    if (this._state === 'held') {
+      this._noteHeld(node);
+      return false;
+    }
+    if (call.outcome === 'ok' && call.resent) return true;
     return !(node < 31 ? (this._sentMask & (1 << node)) !== 0 : this._sentMore?.has(node) === true);
   }
 

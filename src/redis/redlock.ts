@@ -380,15 +380,14 @@ export class Redlock implements LeaseDriver {
     let settled = false;
     // A grant that arrives after the attempt was decided (or timed out) is undone, unless it
     // belongs to a lease that is live (one more node it is held on) or whose release follows it
-    // on that node (Lease._undoLateGrant).
+    // on that node (Lease._lateGrant).
     const lateGrants: number[] = [];
     const isGrant = plain ? isZeroGrant : isTokenGrant;
     const onLate = (call: NodeCall<number>): void => {
       if (!isGrant(call)) return;
       if (!plain) this.see(BigInt(call.reply));
       if (!settled) lateGrants.push(call.node);
-      else if (!lease || lease._undoLateGrant(call)) void this.releaseOn([call.node], resources, value, timeoutMs);
-      else if (lease.state === 'held') lease._noteHeld(call.node);
+      else if (!lease || lease._lateGrant(call)) void this.releaseOn([call.node], resources, value, timeoutMs);
     };
     // Decided early once a quorum granted (and, with Redis counters, a quorum answered the same
     // highest token, so no bump is needed); a refusal waits for every node's answer (the error

@@ -343,15 +343,14 @@ export class RedisSemaphore {
   /**
    * A grant that arrives after the attempt was decided is undone unless the permit was handed
    * out and is held (then it is one of the nodes the permit is held on), or its release follows
-   * that grant on the node (`Lease._undoLateGrant`).
+   * that grant on the node (`Lease._lateGrant`).
    * @internal (Attempt.late)
    */
   _late(state: Attempt, call: NodeCall<number>): void {
     if (!isTokenGrant(call)) return;
     this.see(Number(call.reply));
     if (!state.done) (state.lateGrants ??= []).push(call.node);
-    else if (!state.permit || state.permit._undoLateGrant(call)) void this.releaseOn([call.node], state.value, state.ttl.timeoutMs);
-    else if (state.permit.state === 'held') state.permit._noteHeld(call.node);
+    else if (!state.permit || state.permit._lateGrant(call)) void this.releaseOn([call.node], state.value, state.ttl.timeoutMs);
   }
 
   /** @internal (Attempt.settled) The token grants of the round: a permit when a quorum owns the highest token (raising lagging nodes first). */
