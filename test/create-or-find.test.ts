@@ -4,6 +4,7 @@ import { LockConfigError, UniqueViolationError, createOrFind, transaction } from
 import { Barrier, race } from '../src/testing';
 import { Account, Setting } from './fixtures/optimistic-models';
 import { describeEachBackend } from './support/suite';
+import { reasons } from './support/rejection';
 
 describeEachBackend('createOrFind', [Account, Setting], (env) => {
   const accounts = () => env.ds.getRepository(Account);
@@ -36,8 +37,7 @@ describeEachBackend('createOrFind', [Account, Setting], (env) => {
 
   it('50 concurrent callers for one email: one row, and every caller got the same id', async () => {
     const results = await race(50, (i) => createOrFind(accounts(), { email: 'race@example.com' }, { name: `caller ${i}` }));
-    const rejected = results.filter((r) => r.status === 'rejected').map((r) => (r as PromiseRejectedResult).reason);
-    expect(rejected).to.deep.equal([]);
+    expect(reasons(results)).to.deep.equal([]);
     const ids = new Set(results.map((r) => (r as PromiseFulfilledResult<Account>).value.id));
     expect(ids.size).to.equal(1);
     expect(await accounts().countBy({ email: 'race@example.com' })).to.equal(1);
@@ -52,8 +52,7 @@ describeEachBackend('createOrFind', [Account, Setting], (env) => {
       if (existing) return existing;
       return accounts().save(accounts().create({ email: 'naive@example.com' }));
     });
-    const rejected = results.filter((r) => r.status === 'rejected').map((r) => (r as PromiseRejectedResult).reason);
-    expect(rejected, 'duplicate-key errors expected: every caller but one').to.have.length(19);
+    expect(reasons(results), 'duplicate-key errors expected: every caller but one').to.have.length(19);
     expect(await accounts().countBy({ email: 'naive@example.com' })).to.equal(1);
   });
 

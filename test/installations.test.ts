@@ -19,6 +19,7 @@ import { patchedInternals } from '../src/orm/typeorm/internals';
 import { race } from '../src/testing';
 import { makeTwoBilling, onlyOneJob, openDataSource, Overlap, recorder, TWO_ENTITIES, TwoDoc, TwoNote, TwoUser } from './fixtures/two-sources';
 import { BACKENDS, backendUrl, dataSourceOptions, type BackendName } from './support/backends';
+import { reasons } from './support/rejection';
 
 /**
  * Installations (docs/setup.md): two live DataSources with the
@@ -42,10 +43,6 @@ async function rejection(p: Promise<unknown> | (() => unknown)): Promise<any> {
     return error;
   }
   throw new Error('expected a rejection, but the call succeeded');
-}
-
-function reasons(results: PromiseSettledResult<unknown>[]): unknown[] {
-  return results.filter((r): r is PromiseRejectedResult => r.status === 'rejected').map((r) => r.reason);
 }
 
 /** True when the row `two_users.id = id` is row-locked by someone else (a NOWAIT attempt on a connection of its own fails). */

@@ -21,6 +21,7 @@ import { SESSION_SETTINGS_SQL, advisoryLocksOn, everyServer, pgBouncerUnavailabl
 import { startOrSkip, unavailableServer } from './support/postgres-user';
 import { sleep } from './support/suite';
 import { nestedSetProblems } from './support/nested-set';
+import { reasons } from './support/rejection';
 
 /**
  * Production set-ups, the strategies test/pgbouncer.test.ts does not race: entity-class
@@ -43,7 +44,6 @@ const rejection = (p: Promise<unknown>) =>
     () => null,
     (e) => e,
   );
-const reasons = (results: PromiseSettledResult<unknown>[]) => results.filter((r) => r.status === 'rejected').map((r) => (r as PromiseRejectedResult).reason);
 
 /**
  * The schedule of two controls (the unlocked twins only, never the locked entities, whose holder would

@@ -31,6 +31,7 @@ import { describeServerCheck, endServers, startPgBouncer, pgBouncerUnavailable, 
 import { startOrSkip, unavailableServer } from './support/postgres-user';
 import { sharedRedisClient } from './support/redis-servers';
 import { sleep } from './support/suite';
+import { reasons } from './support/rejection';
 
 /**
  * Production set-ups: ormlock through a real PgBouncer (Debian's package, started by
@@ -52,7 +53,6 @@ const rejection = (p: Promise<unknown>) =>
     () => null,
     (e) => e,
   );
-const reasons = (results: PromiseSettledResult<unknown>[]) => results.filter((r) => r.status === 'rejected').map((r) => (r as PromiseRejectedResult).reason);
 
 /** `repo` whose findOneByOrFail arrives at `allRead` (a control's schedule: these reads all happen before anyone writes). */
 const readingAt = <T extends object>(repo: Repository<T>, allRead: Barrier): Repository<T> =>

@@ -20,7 +20,7 @@ import { Overlap } from '../fixtures/two-sources';
 import { dataSourceOptions } from '../support/backends';
 import { describeServerCheck, pgBouncerUnavailable, startPgBouncer, type PgBouncer } from '../support/pgbouncer';
 import { startOrSkip, unavailableServer } from '../support/postgres-user';
-import { rejection } from '../support/rejection';
+import { reasons, rejection } from '../support/rejection';
 import { sleep } from '../support/suite';
 
 /**
@@ -38,8 +38,6 @@ const N = 20;
 const POOL = 6;
 const NS = `pgbm-${process.env.ORMLOCK_TEST_DB}`;
 const SESSION_REFUSED = /session-scope advisory locks cannot work behind a transaction-pooling connection pooler/;
-
-const reasons = (results: PromiseSettledResult<unknown>[]) => results.filter((r) => r.status === 'rejected').map((r) => (r as PromiseRejectedResult).reason);
 
 describe('production set-ups: MikroORM through PgBouncer in transaction mode [mikro-orm, postgres]', function () {
   this.timeout(120_000);

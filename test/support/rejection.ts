@@ -7,3 +7,8 @@ export async function rejection(promise: Promise<unknown>): Promise<any> {
   }
   throw new Error('expected a rejection');
 }
+
+/** The reasons of the rejected ones among `results` (settled results, as `race` returns them). */
+export function reasons(results: PromiseSettledResult<unknown>[]): any[] {
+  return results.filter((r): r is PromiseRejectedResult => r.status === 'rejected').map((r) => r.reason);
+}
