@@ -46,36 +46,15 @@ const rejection = (p: Promise<unknown>) =>
   );
 
 /**
- * The schedule of two controls (the unlocked twins only, never the locked entities, whose holder would
- * wait there for the callers blocked on its lock), set by each control while it runs:
- * - `sections`: a PlainDoc write waits after its INSERT, before COMMIT, until `sections.parties` writes
- *   are there, and then until the clock has moved past that moment, so all their sections overlap;
- * - `computed`: a NsPagePlain creation waits after NestedSetSubscriber has read max(rgt) (its
- *   `nestedSetTiming.onComputed`), before the INSERT, until `computed.parties` creations have read.
- * Both wait inside the save's transaction, on one of PgBouncer's POOL server connections: parties ≤ POOL.
+ * The schedule of the section-overlap control (the unlocked PlainDoc only, never the locked entity,
+ * whose holder would wait there for the callers blocked on its lock), set by the control while it
+ * runs: a PlainDoc write waits after its INSERT, before COMMIT, until `sections.parties` writes are
+ * there, and then until the clock has moved past that moment, so all their sections overlap. It
+ * waits inside the save's transaction, on one of PgBouncer's POOL server connections: parties ≤ POOL.
  */
 @EventSubscriber()
 class ControlSchedule implements EntitySubscriberInterface {
   static sections?: Barrier;
-  static computed?: Barrier;
-  private static readonly pages = new WeakMap<object, { promise: Promise<void>; resolve: () => void }>();
-
-  /** The signal that NestedSetSubscriber has computed `page`'s bounds (made by whichever side comes first). */
-  static computedSignal(page: object): { promise: Promise<void>; resolve: () => void } {
-    let signal = ControlSchedule.pages.get(page);
-    if (!signal) {
-      let resolve!: () => void;
-      const promise = new Promise<void>((r) => (resolve = r));
-      signal = { promise, resolve };
-      ControlSchedule.pages.set(page, signal);
-    }
-    return signal;
-  }
-
-  async beforeInsert(event: InsertEvent<ObjectLiteral>): Promise<void> {
-    const barrier = ControlSchedule.computed;
-    if (barrier && event.entity instanceof NsPagePlain) await barrier.wait(ControlSchedule.computedSignal(event.entity).promise);
-  }
 
   async afterInsert(event: InsertEvent<ObjectLiteral>): Promise<void> {
     const barrier = ControlSchedule.sections;
@@ -161,14 +140,14 @@ describe('production set-ups: every other strategy through PgBouncer in transact
 
     it(`control: ${N} racing page creations without @AroundCreate corrupt the nested set`, async () => {
       // the first POOL creations have all read the site's max(rgt), 0, before any inserts: they all take [1, 2]
-      // (left to overlap, creations could run one after another: a valid nested set)
-      ControlSchedule.computed = new Barrier(POOL);
-      nestedSetTiming.onComputed = (page) => ControlSchedule.computedSignal(page).resolve();
+      // (left to overlap, creations could run one after another: a valid nested set). Each waits inside
+      // its save's transaction, on one of PgBouncer's POOL server connections: POOL parties at most.
+      const allComputed = new Barrier(POOL);
+      nestedSetTiming.onComputed = (page) => (page instanceof NsPagePlain ? allComputed.wait() : undefined);
       let result: Awaited<ReturnType<typeof createPages>>;
       try {
         result = await createPages(NsPagePlain);
       } finally {
-        ControlSchedule.computed = undefined;
         nestedSetTiming.onComputed = undefined;
       }
       const { failures, rows, problems } = result;
